@@ -1,0 +1,92 @@
+"""Typed ingest errors: each says what is wrong, where, and what was expected.
+
+Only the intake turns them into quarantine records (``to_dict`` is the ``.error.json`` body), so
+readers stay pure and their messages can be asserted exactly in tests.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class IngestError(Exception):
+    """A file that cannot become a lake file as it is. Permanent unless ``transient``."""
+
+    code = "unreadable"
+    transient = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        row: int | None = None,
+        column: str | None = None,
+        expected: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.row = row
+        self.column = column
+        self.expected = expected
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the quarantine record body: a person reads this to fix the file."""
+        out: dict[str, Any] = {"code": self.code, "message": self.message}
+        for key in ("row", "column", "expected"):
+            value = getattr(self, key)
+            if value is not None:
+                out[key] = value
+        return out
+
+
+class EmptyFileError(IngestError):
+    code = "empty_file"
+
+
+class NoRowsError(IngestError):
+    code = "no_rows"
+
+
+class UnsupportedFormatError(IngestError):
+    code = "unsupported_format"
+
+
+class FormatMismatchError(IngestError):
+    """The content is not what the extension says (a PDF named .csv, say)."""
+
+    code = "format_mismatch"
+
+
+class MalformedFileError(IngestError):
+    """Syntax errors: broken JSON, a truncated workbook, an undecodable text."""
+
+    code = "malformed"
+
+
+class RaggedRowsError(IngestError):
+    code = "ragged_rows"
+
+
+class TooManyColumnsError(IngestError):
+    code = "too_many_columns"
+
+
+class FileTooLargeError(IngestError):
+    code = "file_too_large"
+
+
+class ZipBombError(IngestError):
+    code = "zip_bomb"
+
+
+class TypeConflictError(IngestError):
+    """A column whose type cannot be reconciled with the same column in earlier files."""
+
+    code = "type_conflict"
+
+
+class TransientIngestError(IngestError):
+    """Worth retrying: the file vanished, is locked, or permission was denied for now."""
+
+    code = "transient"
+    transient = True
