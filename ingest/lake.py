@@ -1,17 +1,37 @@
-"""The Parquet lake (work in progress)."""
+"""The Parquet lake: atomic writes, cheap schema checks, and reading a folder as one table.
+
+A lake folder holds one Parquet file per accepted drop. Writers go through a dotted temporary in
+the same folder and a link/rename, so no reader ever sees half a file; readers skip dotfiles.
+Types drift between files (a column of whole numbers in one drop, decimals in the next), so the
+folder's schema is the *unification* of its files' footers: integer widths → int64, int with
+float → float64, null with anything → that thing. Text against numbers, timestamps or booleans
+cannot be unified: ``check_compatible`` reports it before a file joins the lake, and
+``read_lake`` reads such a column as text rather than failing, so one stray file never makes the
+whole lake unreadable.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import contextlib
+import logging
+import os
+import secrets
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+
+log = logging.getLogger("dropscore.ingest")
+
+_TMP_SUFFIX = ".tmp"
 
 
 @dataclass(frozen=True)
 class TypeConflict:
-    """A column whose new type cannot join the lake's."""
+    """A column whose type in a new file cannot be reconciled with its type in the lake."""
 
     column: str
     lake_type: pa.DataType
@@ -19,26 +39,287 @@ class TypeConflict:
     message: str
 
 
-def write_parquet_atomic(batches: Iterable[pa.RecordBatch], schema: pa.Schema, dest: Path) -> int:
-    """Write batches to dest atomically; return rows written."""
-    raise NotImplementedError
+# ---------------------------------------------------------------------------------------------
+# Type unification
+
+
+def _kind(t: pa.DataType) -> str:
+    """Classify a type coarsely, since unification works on kinds rather than exact types."""
+    if pa.types.is_null(t):
+        return "null"
+    if pa.types.is_boolean(t):
+        return "boolean"
+    if pa.types.is_integer(t):
+        return "integer"
+    if pa.types.is_floating(t) or pa.types.is_decimal(t):
+        return "float"
+    if pa.types.is_timestamp(t) or pa.types.is_date(t):
+        return "timestamp"
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        return "string"
+    return "other"
+
+
+_KIND_WORDS = {
+    "null": "empty",
+    "boolean": "true/false",
+    "integer": "whole numbers",
+    "float": "numbers",
+    "timestamp": "dates",
+    "string": "text",
+    "other": "nested values",
+}
+
+
+def unify_types(a: pa.DataType, b: pa.DataType) -> pa.DataType | None:
+    """Return the type both can be read as without loss of meaning, or None when they conflict."""
+    if a.equals(b):
+        return a
+    ka, kb = _kind(a), _kind(b)
+    if ka == "null":
+        return b
+    if kb == "null":
+        return a
+    if ka == kb == "integer":
+        return pa.int64()
+    if {ka, kb} <= {"integer", "float"}:
+        return pa.float64()
+    if ka == kb == "timestamp":
+        return pa.timestamp("us")
+    if ka == kb == "string":
+        return pa.string()
+    return None
+
+
+def unify_schemas(schemas: Iterable[pa.Schema]) -> pa.Schema | None:
+    """Merge schemas by column name in order of first appearance; conflicts become text."""
+    merged: dict[str, pa.DataType] = {}
+    for schema in schemas:
+        for field in schema:
+            seen = merged.get(field.name)
+            if seen is None:
+                merged[field.name] = field.type
+            else:
+                merged[field.name] = unify_types(seen, field.type) or pa.string()
+    if not merged:
+        return None
+    return pa.schema([pa.field(name, t) for name, t in merged.items()])
+
+
+def _conflict_message(column: str, lake_type: pa.DataType, new_type: pa.DataType) -> str:
+    """Say which column clashes, how, and what the person dropping the file can do about it."""
+    lake_words = _KIND_WORDS[_kind(lake_type)]
+    new_words = _KIND_WORDS[_kind(new_type)]
+    return (
+        f"column '{column}' holds {new_words} ({new_type}) in this file but {lake_words} "
+        f"({lake_type}) in the files already in the lake; fix the values that are not "
+        f"{lake_words}, or rename the column if it means something else"
+    )
+
+
+def check_compatible(lake: pa.Schema | None, new: pa.Schema) -> list[TypeConflict]:
+    """List the columns of a new file that cannot join the lake, so it is refused before writing."""
+    if lake is None:
+        return []
+    conflicts = []
+    for field in new:
+        if field.name not in lake.names:
+            continue
+        lake_type = lake.field(field.name).type
+        if unify_types(lake_type, field.type) is None:
+            message = _conflict_message(field.name, lake_type, field.type)
+            conflicts.append(TypeConflict(field.name, lake_type, field.type, message))
+    return conflicts
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing
+
+
+def _temporary_for(dest: Path) -> Path:
+    """Name a temporary beside dest: dotted so readers and the watcher skip it."""
+    return dest.parent / f".{dest.name}.{secrets.token_hex(6)}{_TMP_SUFFIX}"
+
+
+def _fsync_path(path: Path, directory: bool = False) -> None:
+    """Flush a file or folder entry to disk so a crash after rename cannot lose it."""
+    flags = os.O_RDONLY | (getattr(os, "O_DIRECTORY", 0) if directory else 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError:
+        if directory:
+            return  # some platforms cannot open folders; the rename is still atomic
+        raise
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _publish(tmp: Path, dest: Path) -> None:
+    """Move the finished temporary into place, refusing to replace an existing file."""
+    try:
+        os.link(tmp, dest)  # fails with FileExistsError if dest exists: no silent overwrite
+    except FileExistsError:
+        raise
+    except OSError:
+        if dest.exists():
+            raise FileExistsError(f"{dest} already exists") from None
+        os.rename(tmp, dest)  # filesystems without hard links
+        return
+    tmp.unlink()
+
+
+class _WidenedWriter:
+    """A ParquetWriter that can widen its schema mid-file by rewriting what it wrote so far.
+
+    A streamed file's types are decided from its first batch; a later batch may need a wider
+    type (ints then decimals, an empty column then text). Rewriting the temporary row group by
+    row group keeps memory bounded and the finished file on one schema.
+    """
+
+    def __init__(self, dest: Path, schema: pa.Schema) -> None:
+        self.dest = dest
+        self.schema = schema
+        self.path = _temporary_for(dest)
+        self.writer: pq.ParquetWriter | None = pq.ParquetWriter(self.path, schema)
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        """Append one batch, casting or widening so the file keeps one schema."""
+        if not batch.schema.equals(self.schema):
+            target = self._target_for(batch.schema)
+            if not target.equals(self.schema):
+                self._rewrite(target)
+            batch = batch.cast(self.schema)
+        assert self.writer is not None
+        self.writer.write_batch(batch)
+
+    def _target_for(self, schema: pa.Schema) -> pa.Schema:
+        """Return the schema that holds both what was written and the incoming batch."""
+        if schema.names != self.schema.names:
+            raise ValueError(
+                f"batch columns {schema.names} differ from the file's columns {self.schema.names}"
+            )
+        fields = []
+        for old, new in zip(self.schema, schema, strict=True):
+            fields.append(pa.field(old.name, unify_types(old.type, new.type) or pa.string()))
+        return pa.schema(fields)
+
+    def _rewrite(self, target: pa.Schema) -> None:
+        """Copy the rows written so far into a new temporary under the wider schema."""
+        assert self.writer is not None
+        self.writer.close()
+        self.writer = None
+        old_path, self.path = self.path, _temporary_for(self.dest)
+        try:
+            writer = pq.ParquetWriter(self.path, target)
+            try:
+                for batch in pq.ParquetFile(old_path).iter_batches():
+                    writer.write_batch(batch.cast(target))
+            except BaseException:
+                writer.close()
+                raise
+        finally:
+            old_path.unlink(missing_ok=True)
+        self.writer = writer
+        self.schema = target
+        log.info("lake schema widened", extra={"file": self.dest.name})
+
+    def close(self) -> None:
+        """Finish the Parquet footer."""
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+
+    def discard(self) -> None:
+        """Drop the temporary after a failure, whatever state the writer is in."""
+        with contextlib.suppress(Exception):
+            self.close()
+        self.path.unlink(missing_ok=True)
+
+
+def write_parquet_atomic(
+    batches: Iterable[pa.RecordBatch], schema: pa.Schema, dest: Path
+) -> int:
+    """Write batches to dest so that readers see the whole file or nothing; return rows.
+
+    ``schema`` is the file's schema as known before the batches are consumed; a batch that
+    needs a wider type (see ``unify_types``) widens the file instead of failing. Refuses to
+    replace an existing ``dest`` (FileExistsError); the temporary is removed on any failure.
+    """
+    dest = Path(dest)
+    if dest.exists():
+        raise FileExistsError(f"{dest} already exists")
+    out = _WidenedWriter(dest, schema)
+    rows = 0
+    try:
+        for batch in batches:
+            out.write(batch)
+            rows += batch.num_rows
+        out.close()
+        _fsync_path(out.path)
+        _publish(out.path, dest)
+        _fsync_path(dest.parent, directory=True)
+    except BaseException:
+        out.discard()
+        raise
+    log.info("lake file written", extra={"file": dest.name, "rows": rows})
+    return rows
 
 
 def remove_stale_temporaries(folder: Path) -> list[Path]:
-    """Remove temporaries left by a crash."""
-    raise NotImplementedError
+    """Delete temporaries a crashed writer left behind, so they never pile up; return them."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed = []
+    for path in sorted(folder.glob(f".*{_TMP_SUFFIX}")):
+        if path.is_file():
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading
+
+
+def lake_files(folder: Path) -> list[Path]:
+    """List the published lake files in a stable order, never temporaries."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    return sorted(
+        p for p in folder.glob("*.parquet") if not p.name.startswith(".") and p.is_file()
+    )
+
+
+def _footer_schemas(files: Iterable[Path]) -> Iterator[pa.Schema]:
+    """Yield each file's schema from its footer alone, which costs a few KB per file."""
+    for path in files:
+        yield pq.read_schema(path).remove_metadata()
 
 
 def lake_schema(folder: Path) -> pa.Schema | None:
-    """Return the unified schema of the lake files in folder."""
-    raise NotImplementedError
-
-
-def check_compatible(lake: pa.Schema, new: pa.Schema) -> list[TypeConflict]:
-    """List the columns whose new type conflicts with the lake."""
-    raise NotImplementedError
+    """Return the unified schema of the folder's lake files, or None when there are none."""
+    return unify_schemas(_footer_schemas(lake_files(folder)))
 
 
 def read_lake(folder: Path, columns: list[str] | None = None) -> pa.Table:
-    """Read every lake file in folder as one table."""
-    raise NotImplementedError
+    """Read every lake file in folder as one table under the unified schema.
+
+    Integer/float drift is unified, a column missing from some files comes back null there,
+    and a column whose types cannot be reconciled (text in one file, numbers in another) is
+    read as text everywhere rather than failing. An empty or missing folder gives a table with
+    no columns and no rows. Unknown names in ``columns`` raise KeyError.
+    """
+    files = lake_files(folder)
+    schema = unify_schemas(_footer_schemas(files))
+    if schema is None:
+        return pa.table({})
+    if columns is not None:
+        missing = [c for c in columns if c not in schema.names]
+        if missing:
+            raise KeyError(f"no such lake column(s): {', '.join(missing)}")
+    dataset = ds.dataset([str(p) for p in files], schema=schema, format="parquet")
+    return dataset.to_table(columns=columns)
