@@ -1,0 +1,1 @@
+"""Scheduled jobs (nightly retrain, score sweep); built in a later issue."""

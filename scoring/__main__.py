@@ -1,0 +1,6 @@
+"""``python -m scoring`` is the ``dropscore`` command."""
+
+from scoring.cli import main
+
+if __name__ == "__main__":
+    main(prog_name="dropscore")

@@ -1,0 +1,1 @@
+"""The HTTP layer: thin blueprints over the Flask-free scoring core."""

@@ -1,0 +1,29 @@
+"""What every view needs, built once by ``create_app`` and reached through one accessor."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask import current_app
+
+from scoring.champion import ChampionHolder
+from scoring.monitoring import Monitoring
+from scoring.registry import Registry
+from scoring.settings import Settings
+
+
+@dataclass
+class Services:
+    settings: Settings
+    registry: Registry
+    champion: ChampionHolder
+    monitoring: Monitoring
+    ledger: Any  # ingest.ledger.Ledger
+    # Liveness of what this process runs besides the API (watcher, scheduler), by name.
+    probes: dict[str, Callable[[], dict[str, Any]]] = field(default_factory=dict)
+
+
+def services() -> Services:
+    return current_app.extensions["dropscore"]

@@ -1,0 +1,49 @@
+"""Liveness and readiness probes; open even when API keys are set."""
+
+from __future__ import annotations
+
+import os
+
+from flask import Blueprint, Response, jsonify
+
+from scoring.api.context import services
+from scoring.api.errors import json_error
+
+bp = Blueprint("health", __name__)
+
+
+@bp.get("/health")
+def health() -> Response:
+    """Answer 200 while the process runs, with what it knows about its parts."""
+    s = services()
+    model = s.champion.peek()
+    body: dict = {
+        "status": "ok",
+        "pid": os.getpid(),
+        "model": {"version": model.version if model else None, "error": s.champion.last_error},
+    }
+    for name, probe in s.probes.items():
+        try:
+            body[name] = probe()
+        except Exception as exc:  # a probe that fails is reported, never a failed /health
+            body[name] = {"alive": False, "error": str(exc)}
+    last = _last_retrain(s)
+    if last:
+        body["last_retrain"] = last
+    return jsonify(body)
+
+
+def _last_retrain(s) -> dict | None:
+    models = s.registry.list()
+    if not models:
+        return None
+    newest = models[-1]
+    return {"version": str(newest.version), "status": newest.status, "at": newest.created_at}
+
+
+@bp.get("/ready")
+def ready() -> Response:
+    model = services().champion.peek()
+    if model is None:
+        return json_error(503, "no_model", "no model is loaded yet")
+    return jsonify({"status": "ready", "model_version": model.version})

@@ -1,0 +1,37 @@
+"""``GET /metrics`` and the request instrumentation behind it."""
+
+from __future__ import annotations
+
+import time
+
+from flask import Blueprint, Flask, Response, g, request
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from scoring.api.context import services
+
+bp = Blueprint("metrics", __name__)
+
+
+@bp.get("/metrics")
+def metrics() -> Response:
+    return Response(services().monitoring.render(), mimetype=CONTENT_TYPE_LATEST)
+
+
+def register_instrumentation(app: Flask) -> None:
+    """Count and time every request, errors included."""
+
+    @app.before_request
+    def _start() -> None:
+        g.started = time.perf_counter()
+
+    @app.after_request
+    def _finish(response: Response) -> Response:
+        started = g.get("started")
+        if started is not None:
+            services().monitoring.observe(
+                request.endpoint or "unmatched",
+                request.method,
+                response.status_code,
+                time.perf_counter() - started,
+            )
+        return response

@@ -1,0 +1,43 @@
+"""``POST /predict``: one row in, one prediction out, through the Flask-free core."""
+
+from __future__ import annotations
+
+import json
+
+from flask import Blueprint, Response, request
+
+from scoring.api.context import services
+from scoring.errors import BadRequest, ValidationFailed
+from scoring.schema import positional_to_array, record_to_array
+
+bp = Blueprint("predict", __name__)
+
+
+@bp.post("/predict")
+def predict() -> Response:
+    model = services().champion.current()  # read once: the request ends on this version
+    payload = parse_json_body()
+    if not isinstance(payload, dict):
+        raise ValidationFailed("the body must be a JSON object with 'features' or 'X_test'")
+    if "features" in payload:
+        row = record_to_array(payload["features"], model.schema)
+    elif "X_test" in payload:
+        row = positional_to_array(payload["X_test"], model.schema)
+    else:
+        raise ValidationFailed(
+            "the body needs 'features' (an object) or 'X_test' (a list in the order"
+            " GET /models/current lists)",
+            [{"field": "features", "problem": "missing"}],
+        )
+    return Response(json.dumps(model.predict_row(row)), mimetype="application/json")
+
+
+def parse_json_body() -> object:
+    """Parse the body as JSON whatever the content type says: curl -d sends form encoding."""
+    data = request.get_data(cache=False)
+    if not data:
+        raise BadRequest("the request body is empty; send a JSON object")
+    try:
+        return json.loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"the request body is not valid JSON: {exc}") from None

@@ -1,0 +1,63 @@
+"""``create_app(settings)``: the one factory that the servers, the CLI and the tests call."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from flask import Flask
+
+from scoring.api import files, health, metrics, models, predict
+from scoring.api.auth import register_auth
+from scoring.api.context import Services
+from scoring.api.errors import register_error_handlers
+from scoring.champion import ChampionHolder
+from scoring.monitoring import Monitoring
+from scoring.registry import Registry
+from scoring.settings import Settings
+
+
+def create_app(
+    settings: Settings,
+    *,
+    registry: Registry | None = None,
+    ledger: Any = None,
+    probes: dict[str, Callable[[], dict[str, Any]]] | None = None,
+) -> Flask:
+    """Build the API over a settings object; nothing is loaded until the first request."""
+    app = Flask("dropscore")
+    app.config["MAX_CONTENT_LENGTH"] = int(settings.server.max_request_mb * 1024 * 1024)
+    app.json.sort_keys = False
+    registry = registry or Registry(settings.models_dir, settings.db_path)
+    if ledger is None:
+        from ingest.ledger import Ledger
+
+        ledger = Ledger(settings.db_path)
+    champion = ChampionHolder(registry)
+    services = Services(
+        settings=settings,
+        registry=registry,
+        champion=champion,
+        monitoring=Monitoring(lambda: _gauges(champion, registry, ledger)),
+        ledger=ledger,
+        probes=dict(probes or {}),
+    )
+    app.extensions["dropscore"] = services
+    metrics.register_instrumentation(app)
+    register_auth(app, settings.server.api_keys)
+    register_error_handlers(app)
+    for module in (health, predict, models, files, metrics):
+        app.register_blueprint(module.bp)
+    return app
+
+
+def _gauges(champion: ChampionHolder, registry: Registry, ledger: Any) -> dict[str, Any]:
+    model = champion.peek()
+    listed = registry.list()
+    last = datetime.fromisoformat(listed[-1].created_at).timestamp() if listed else 0
+    return {
+        "model_version": int(model.version) if model else 0,
+        "last_retrain_ts": last,
+        "files": ledger.counts_by_state(),
+    }

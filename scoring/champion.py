@@ -1,0 +1,86 @@
+"""Keep the current champion loaded in this process and swap it when the index changes.
+
+Each process (a gunicorn worker, the ``serve`` process, the CLI) polls the registry's champion
+pointer a few times a second from a daemon thread, loads a new version off the request path,
+and then replaces one reference. Requests read that reference once, so a request in flight
+finishes on the model it started with. The thread starts on first use in each process, which
+keeps it alive across gunicorn's fork and keeps construction free of side effects.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+
+from scoring.errors import DropscoreError, NoModel
+from scoring.predictor import LoadedModel
+from scoring.registry import Registry
+
+log = logging.getLogger("dropscore.model")
+
+
+class ChampionHolder:
+    def __init__(self, registry: Registry, poll_seconds: float = 0.25) -> None:
+        self.registry = registry
+        self.poll_seconds = poll_seconds
+        self._model: LoadedModel | None = None
+        self._lock = threading.Lock()
+        self._pid = 0
+        self._stop = threading.Event()
+        self.last_error: str | None = None
+
+    def current(self) -> LoadedModel:
+        """Return the champion, or raise NoModel (503) while there is none."""
+        if self._pid != os.getpid():
+            self._start()
+        model = self._model
+        if model is None:
+            raise NoModel("no model has been trained yet; drop a labelled file or run train")
+        return model
+
+    def peek(self) -> LoadedModel | None:
+        """Return the champion without raising; for health and readiness."""
+        try:
+            return self.current()
+        except NoModel:
+            return None
+
+    def refresh(self) -> None:
+        """Load the champion if the pointer moved; a broken version keeps the old one serving."""
+        version = self.registry.champion_version()
+        current = self._model
+        if version is None or (current is not None and current.version == str(version)):
+            return
+        try:
+            pipeline = self.registry.load_pipeline(version)
+            model = LoadedModel.build(str(version), pipeline, self.registry.card(version))
+        except DropscoreError as exc:
+            if self.last_error != exc.message:
+                log.error("champion not loaded", extra={"version": version, "error": exc.message})
+            self.last_error = exc.message
+            return
+        self._model = model
+        self.last_error = None
+        log.info("champion loaded", extra={"version": str(version), "pid": os.getpid()})
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._pid == os.getpid():
+                return
+            self._pid = os.getpid()
+            self._stop.clear()
+            self.refresh()  # the first load happens before the first answer
+            threading.Thread(target=self._poll, name="champion-poll", daemon=True).start()
+
+    def _poll(self) -> None:
+        while not self._stop.wait(self.poll_seconds):
+            try:
+                self.refresh()
+            except Exception:  # the poller must outlive a locked or briefly missing database
+                log.exception("champion poll failed")
+                time.sleep(self.poll_seconds)
+
+    def stop(self) -> None:
+        self._stop.set()

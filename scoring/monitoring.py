@@ -1,0 +1,82 @@
+"""Prometheus metrics for one app: request counts and latencies, rows scored, and gauges read
+at scrape time (model version, files by state, last retrain).
+
+Metrics live in a registry made per app, not in prometheus_client's global one, so tests can
+build many apps. Under gunicorn (``PROMETHEUS_MULTIPROC_DIR`` set before the workers start)
+counters are shared through prometheus_client's multiprocess files and a scrape sums them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10)
+
+
+class Monitoring:
+    def __init__(self, gauges: Callable[[], dict[str, Any]]) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self._gauges = gauges
+        self.requests = Counter(
+            "dropscore_requests",
+            "HTTP requests by endpoint and status",
+            ["endpoint", "method", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "dropscore_request_seconds",
+            "HTTP request latency by endpoint",
+            ["endpoint"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.rows_scored = Counter(
+            "dropscore_rows_scored", "rows scored, by path", ["path"], registry=self.registry
+        )
+
+    def observe(self, endpoint: str, method: str, status: int, seconds: float) -> None:
+        self.requests.labels(endpoint, method, str(status)).inc()
+        self.latency.labels(endpoint).observe(seconds)
+
+    def render(self) -> bytes:
+        """Return the text exposition, summed over processes when under gunicorn."""
+        if os.environ.get(MULTIPROC_ENV):
+            registry = CollectorRegistry()
+            MultiProcessCollector(registry)
+        else:
+            registry = self.registry
+        out = generate_latest(registry)
+        scrape = CollectorRegistry()
+        scrape.register(_StateCollector(self._gauges))
+        return out + generate_latest(scrape)
+
+
+class _StateCollector:
+    """Gauges computed from the registry and ledger at scrape time: one truth, no drift."""
+
+    def __init__(self, read: Callable[[], dict[str, Any]]) -> None:
+        self._read = read
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        state = self._read()
+        version = GaugeMetricFamily("dropscore_model_version", "champion version (0: none)")
+        version.add_metric([], float(state.get("model_version") or 0))
+        yield version
+        retrain = GaugeMetricFamily(
+            "dropscore_last_retrain_timestamp_seconds", "when the newest model was trained"
+        )
+        retrain.add_metric([], float(state.get("last_retrain_ts") or 0))
+        yield retrain
+        files = GaugeMetricFamily(
+            "dropscore_files", "dropped files by ledger state", labels=["state"]
+        )
+        for name, count in sorted((state.get("files") or {}).items()):
+            files.add_metric([name], float(count))
+        yield files

@@ -1,0 +1,253 @@
+"""The model registry: one folder per version under ``models/``, an index in ``state.db``.
+
+A version's folder holds ``model.skops`` and ``card.json`` and never changes once written: it is
+built under a temporary name and renamed into place. Which version is champion lives only in
+the index, so a promotion is one SQLite transaction — every process sees the old or the new
+champion, never a mix. Model files load only from this folder and only with the explicit list of
+trusted types below, so a tampered file cannot run code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import skops.io as sio
+
+from scoring.db import connect, transaction
+from scoring.errors import ModelFileError, NotFound
+
+MODEL_FILE = "model.skops"
+CARD_FILE = "card.json"
+STATUSES = ("champion", "challenger", "archived", "rejected")
+
+# Types skops does not trust by default that our pipelines legitimately hold. Anything else in a
+# model file is refused before loading.
+TRUSTED_TYPES = (
+    "numpy.dtype",
+    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+    "sklearn.tree._tree.Tree",
+)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS models (
+    version     INTEGER PRIMARY KEY,
+    status      TEXT NOT NULL,
+    created_at  TEXT NOT NULL,
+    promoted_at TEXT,
+    reason      TEXT,
+    estimator   TEXT,
+    task        TEXT,
+    metrics     TEXT
+);
+CREATE UNIQUE INDEX IF NOT EXISTS one_champion ON models(status) WHERE status = 'champion';
+"""
+
+
+@dataclass(frozen=True)
+class ModelRecord:
+    version: int
+    status: str
+    created_at: str
+    promoted_at: str | None
+    reason: str | None
+    estimator: str | None
+    task: str | None
+    metrics: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "version": str(self.version),
+            "status": self.status,
+            "created_at": self.created_at,
+            "promoted_at": self.promoted_at,
+            "reason": self.reason,
+            "estimator": self.estimator,
+            "task": self.task,
+            "metrics": self.metrics,
+        }
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+class Registry:
+    """Versions on disk plus their index; safe to use from many processes at once."""
+
+    def __init__(self, models_dir: Path, db_path: Path) -> None:
+        self.models_dir = models_dir
+        self.db_path = db_path
+        # One connection per thread and process, opened on first use: a connection shared by
+        # threads would mix their transactions, and one inherited across fork is unsafe.
+        self._local = threading.local()
+
+    def _db(self) -> Any:
+        local = self._local
+        if getattr(local, "pid", None) != os.getpid():
+            local.conn = connect(self.db_path)
+            local.conn.executescript(_SCHEMA)
+            local.pid = os.getpid()
+        return local.conn
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def register(self, pipeline: Any, card: dict[str, Any], status: str = "challenger") -> int:
+        """Write a new version atomically and index it; return its version number."""
+        self.models_dir.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".incoming-", dir=self.models_dir))
+        try:
+            sio.dump(pipeline, tmp / MODEL_FILE)
+            conn = self._db()
+            with transaction(conn):
+                row = conn.execute("SELECT COALESCE(MAX(version), 0) + 1 FROM models").fetchone()
+                version = int(row[0])
+                card = {**card, "version": str(version)}
+                _write_json(tmp / CARD_FILE, card)
+                _fsync_dir(tmp)
+                final = self.models_dir / str(version)
+                if final.exists():  # left by a crash between rename and commit: never indexed
+                    shutil.rmtree(final)
+                os.rename(tmp, final)
+                _fsync_dir(self.models_dir)
+                conn.execute(
+                    "INSERT INTO models (version, status, created_at, estimator, task, metrics)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    (
+                        version,
+                        status,
+                        card.get("created_at", now()),
+                        card.get("estimator"),
+                        card.get("schema", {}).get("task"),
+                        json.dumps(card.get("metrics", {})),
+                    ),
+                )
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return version
+
+    def promote(self, version: int, reason: str = "promoted") -> ModelRecord:
+        """Make ``version`` the champion in one transaction; the old champion is archived."""
+        conn = self._db()
+        with transaction(conn):
+            if conn.execute("SELECT 1 FROM models WHERE version=?", (version,)).fetchone() is None:
+                raise NotFound(f"model version {version} does not exist")
+            conn.execute("UPDATE models SET status='archived' WHERE status='champion'")
+            conn.execute(
+                "UPDATE models SET status='champion', promoted_at=?, reason=? WHERE version=?",
+                (now(), reason, version),
+            )
+        return self.get(version)
+
+    def set_status(self, version: int, status: str, reason: str) -> None:
+        """Mark a version challenger or rejected (never champion: that is ``promote``)."""
+        if status not in ("challenger", "rejected", "archived"):
+            raise ValueError(f"cannot set status {status!r} directly")
+        self._db().execute(
+            "UPDATE models SET status=?, reason=? WHERE version=? AND status != 'champion'",
+            (status, reason, version),
+        )
+
+    def clean_incoming(self) -> None:
+        """Remove folders left by a crash mid-write; they were never indexed."""
+        if self.models_dir.is_dir():
+            for tmp in self.models_dir.glob(".incoming-*"):
+                shutil.rmtree(tmp, ignore_errors=True)
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def list(self) -> list[ModelRecord]:
+        rows = self._db().execute("SELECT * FROM models ORDER BY version").fetchall()
+        return [_record(r) for r in rows]
+
+    def get(self, version: int) -> ModelRecord:
+        row = self._db().execute("SELECT * FROM models WHERE version=?", (version,)).fetchone()
+        if row is None:
+            raise NotFound(f"model version {version} does not exist")
+        return _record(row)
+
+    def champion_version(self) -> int | None:
+        """Read the pointer: cheap enough to poll several times a second from every process."""
+        row = self._db().execute("SELECT version FROM models WHERE status='champion'").fetchone()
+        return None if row is None else int(row[0])
+
+    def card(self, version: int) -> dict[str, Any]:
+        path = self._folder(version) / CARD_FILE
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ModelFileError(f"card of model version {version} is unreadable: {exc}") from None
+
+    def load_pipeline(self, version: int) -> Any:
+        """Load a version's pipeline, refusing any type outside TRUSTED_TYPES."""
+        return load_trusted(self._folder(version) / MODEL_FILE)
+
+    def _folder(self, version: int) -> Path:
+        self.get(version)  # 404 for versions the index does not know
+        return self.models_dir / str(int(version))
+
+
+def load_trusted(path: Path) -> Any:
+    """Load a skops file only when every type in it is one we chose to trust."""
+    try:
+        untrusted = sio.get_untrusted_types(file=path)
+    except FileNotFoundError:
+        raise ModelFileError(f"model file {path.name} is missing") from None
+    except Exception as exc:  # a corrupt zip or schema: refuse, never crash the caller
+        raise ModelFileError(f"model file {path.name} is not a valid skops file: {exc}") from None
+    refused = sorted(set(untrusted) - set(TRUSTED_TYPES))
+    if refused:
+        raise ModelFileError(
+            f"model file {path.name} holds types that are not trusted: {', '.join(refused)}",
+            [{"type": t} for t in refused],
+        )
+    try:
+        return sio.load(path, trusted=list(untrusted))
+    except Exception as exc:
+        raise ModelFileError(f"model file {path.name} could not be loaded: {exc}") from None
+
+
+def _record(row: Any) -> ModelRecord:
+    return ModelRecord(
+        version=int(row["version"]),
+        status=row["status"],
+        created_at=row["created_at"],
+        promoted_at=row["promoted_at"],
+        reason=row["reason"],
+        estimator=row["estimator"],
+        task=row["task"],
+        metrics=json.loads(row["metrics"] or "{}"),
+    )
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    with open(path, "w", encoding="utf-8") as fh:
+        json.dump(data, fh, indent=2, default=_jsonable)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _jsonable(value: Any) -> Any:
+    if hasattr(value, "item"):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serializable: {type(value).__name__}")
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+

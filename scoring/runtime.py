@@ -1,0 +1,150 @@
+"""The composition root: wire ingest, scoring and (later) schedules into running processes.
+
+Only the CLI calls this module. Library code never starts threads or reads files on its own.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO
+
+from ingest.config import IngestConfig, ReadOptions
+from ingest.intake import Intake
+from ingest.ledger import Ledger
+from scoring.lifecycle import TrainingRefused, train_and_decide
+from scoring.registry import Registry
+from scoring.settings import Settings
+
+log = logging.getLogger("dropscore")
+
+LOCK_FILE = "worker.lock"
+
+
+class AlreadyRunning(Exception):
+    """Another process already runs the watcher and scheduler on this data folder."""
+
+
+def ingest_config(settings: Settings) -> IngestConfig:
+    """Translate ``[ingest]`` into the plain options the ingest package takes."""
+    s = settings.ingest
+    return IngestConfig(
+        data_dir=settings.data_dir,
+        stable_seconds=s.stable_seconds,
+        rescan_seconds=s.rescan_seconds,
+        poll=s.poll,
+        max_file_mb=s.max_file_mb,
+        read=ReadOptions(
+            max_columns=s.max_columns,
+            excel_sheet=s.excel_sheet,
+            csv_encodings=tuple(s.csv_encodings),
+        ),
+    )
+
+
+def open_intake(settings: Settings) -> tuple[IngestConfig, Ledger, Intake]:
+    config = ingest_config(settings)
+    config.make_dirs()
+    ledger = Ledger(config.db_path)
+    return config, ledger, Intake(config, ledger)
+
+
+def bootstrap(settings: Settings, registry: Registry, intake: Intake) -> None:
+    """On a first start, take the sample file into the lake and train the first model."""
+    if settings.training.bootstrap_data is not None:
+        if settings.training.bootstrap_data.is_file():
+            intake.bootstrap(settings.training.bootstrap_data)
+        else:
+            log.warning(
+                "bootstrap file missing", extra={"path": str(settings.training.bootstrap_data)}
+            )
+    if registry.champion_version() is not None:
+        return
+    try:
+        outcome = train_and_decide(settings, registry, trigger="bootstrap")
+    except TrainingRefused as exc:
+        log.warning("no model yet", extra={"reason": str(exc)})
+        return
+    log.info("first model", extra={"version": outcome.version, "metrics": outcome.metrics})
+
+
+@contextmanager
+def worker_lock(data_dir: Path) -> Iterator[IO[str]]:
+    """Hold an OS lock so one process per data folder runs the watcher and the scheduler."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path = data_dir / LOCK_FILE
+    fh = open(path, "a+")  # noqa: SIM115 - held for the life of the process
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        fh.seek(0)
+        holder = fh.read().strip() or "another process"
+        fh.close()
+        raise AlreadyRunning(
+            f"{data_dir} is already served by pid {holder}; stop it first, or run"
+            " `dropscore api` for more API processes"
+        ) from None
+    fh.seek(0)
+    fh.truncate()
+    fh.write(str(os.getpid()))
+    fh.flush()
+    try:
+        yield fh
+    finally:
+        fcntl.flock(fh, fcntl.LOCK_UN)
+        fh.close()
+
+
+def run_serve(settings: Settings) -> None:
+    """API + watcher (+ scheduler) in one process: the embedded default."""
+    from ingest.watcher import Watcher
+
+    from scoring.app import create_app
+    from scoring.server import serve_threaded
+
+    with worker_lock(settings.data_dir):
+        config, ledger, intake = open_intake(settings)
+        registry = Registry(settings.models_dir, settings.db_path)
+        registry.clean_incoming()
+        intake.recover()
+        bootstrap(settings, registry, intake)
+        watcher = Watcher(config, intake)
+        watcher.start()
+        try:
+            app = create_app(
+                settings, registry=registry, ledger=ledger, probes={"watcher": watcher.status}
+            )
+            serve_threaded(app, settings.server.host, settings.server.port, settings.server.threads)
+        finally:
+            watcher.stop()
+            log.info("stopped")
+
+
+def run_worker(settings: Settings) -> None:
+    """Watcher (+ scheduler) without the API, for deployments with separate API replicas."""
+    import signal
+    import threading
+
+    from ingest.watcher import Watcher
+
+    with worker_lock(settings.data_dir):
+        config, _ledger, intake = open_intake(settings)
+        registry = Registry(settings.models_dir, settings.db_path)
+        registry.clean_incoming()
+        intake.recover()
+        bootstrap(settings, registry, intake)
+        watcher = Watcher(config, intake)
+        stop = threading.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+        watcher.start()
+        log.info("worker running", extra={"data_dir": str(settings.data_dir)})
+        try:
+            stop.wait()
+        finally:
+            watcher.stop()
+            log.info("stopped")

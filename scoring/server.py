@@ -1,0 +1,99 @@
+"""Production WSGI servers: waitress in-process for ``serve``, gunicorn for ``api``.
+
+``serve`` runs the watcher and the scheduler beside the API, which rules out a forking server
+(threads do not survive fork, and APScheduler must not run in several workers); waitress is
+threaded and pure Python. ``api`` is stateless, so gunicorn's pre-fork workers scale it across
+cores; each worker builds its own app through the same factory after the fork.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import tempfile
+from collections.abc import Callable
+from typing import Any
+
+from flask import Flask
+
+from scoring.monitoring import MULTIPROC_ENV
+from scoring.settings import Settings
+
+log = logging.getLogger("dropscore.server")
+
+
+def serve_threaded(app: Flask, host: str, port: int, threads: int) -> None:
+    """Serve until SIGTERM or SIGINT; in-flight requests finish before this returns."""
+    from waitress import create_server
+
+    server = create_server(
+        app, host=host, port=port, threads=threads, ident="dropscore", channel_timeout=120
+    )
+    log.info(
+        "listening",
+        extra={"url": f"http://{host}:{server.effective_port}", "threads": threads},
+    )
+    _exit_on_sigterm()
+    server.run()  # returns after SystemExit/KeyboardInterrupt, once its threads drained
+
+
+def _exit_on_sigterm() -> None:
+    def handler(signum: int, _frame: Any) -> None:
+        log.info("stopping", extra={"signal": signal.Signals(signum).name})
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def serve_gunicorn(settings: Settings, factory: Callable[[], Flask], workers: int) -> None:
+    """Run gunicorn with ``workers`` processes, each building the app after fork."""
+    from gunicorn.app.base import BaseApplication
+
+    metrics_dir = tempfile.mkdtemp(prefix="dropscore-metrics-")
+    os.environ[MULTIPROC_ENV] = metrics_dir  # set before any worker creates a metric
+
+    class Application(BaseApplication):
+        def load_config(self) -> None:
+            server = settings.server
+            options = {
+                "bind": f"{server.host}:{server.port}",
+                "workers": workers,
+                "worker_class": "gthread",
+                "threads": server.threads,
+                "timeout": 300,
+                "graceful_timeout": 30,
+                "keepalive": 5,
+                "preload_app": False,
+                "accesslog": None,
+                "post_worker_init": _one_blas_thread,
+                "child_exit": _mark_dead,
+            }
+            for key, value in options.items():
+                self.cfg.set(key, value)
+
+        def load(self) -> Flask:
+            return factory()
+
+    log.info(
+        "listening",
+        extra={"url": f"http://{settings.server.host}:{settings.server.port}", "workers": workers},
+    )
+    try:
+        Application().run()
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _one_blas_thread(_worker: Any) -> None:
+    """Keep BLAS to one thread per worker: two workers on two cores, no spinning threads."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1)
+
+
+def _mark_dead(_server: Any, worker: Any) -> None:
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)

@@ -1,0 +1,321 @@
+"""One settings loader for the whole product: ``settings.toml`` → environment → explicit overrides.
+
+Every key is declared once, as a dataclass field whose metadata carries its help text, so the
+shipped file, the README and the validator cannot drift apart without a test noticing. Loading
+fails with one line naming the key, the value and what was expected, before anything starts.
+"""
+
+from __future__ import annotations
+
+import codecs
+import dataclasses
+import os
+import tomllib
+import types
+import typing
+import zoneinfo
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ENV_FILE = "DROPSCORE_SETTINGS"
+ENV_PREFIX = "DROPSCORE__"
+ENV_API_KEYS = "DROPSCORE_API_KEYS"
+
+
+class SettingsError(Exception):
+    """A settings value that cannot be used; the message is one line a person can act on."""
+
+
+def _f(default: Any, help: str, **checks: Any) -> Any:
+    """Declare a setting: its default, its one-line help and optional checks."""
+    kw: dict[str, Any] = {"metadata": {"help": help, **checks}}
+    if isinstance(default, list | dict):
+        kw["default_factory"] = lambda d=default: type(d)(d)
+    else:
+        kw["default"] = default
+    return field(**kw)
+
+
+@dataclass(frozen=True)
+class PathsSettings:
+    data_dir: Path = _f(Path("data"), "folder for inbox/, lake/, outbox/, models/ and state.db")
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    target: str = _f("target", "column the model learns to predict")
+    features: list[str] = _f([], "feature columns; empty means every column but target and ids")
+    id_columns: list[str] = _f([], "columns that identify rows and are never used as features")
+    estimator: str = _f("linear_regression", "estimator name (see README for the list)")
+    params: dict[str, Any] = _f({}, "keyword arguments passed to the estimator")
+    test_size: float = _f(0.2, "fraction of rows held out to measure the model", gt=0.0, lt=1.0)
+    random_state: int = _f(42, "seed for the hold-out split and the estimator")
+
+
+@dataclass(frozen=True)
+class TrainingSettings:
+    schedule: str = _f("0 2 * * *", "cron expression for the nightly retrain")
+    timezone: str = _f("UTC", "IANA time zone the schedule is read in")
+    min_rows: int = _f(20, "fewest training rows a retrain accepts", ge=2)
+    promote: str = _f(
+        "not_worse", "promotion rule", choices=("always", "not_worse", "never")
+    )
+    tolerance: float = _f(0.0, "how much worse (primary metric) a new model may be", ge=0.0)
+    bootstrap_data: Path | None = _f(
+        None, "labelled file taken into the empty training lake at first start"
+    )
+
+
+@dataclass(frozen=True)
+class ScoringSettings:
+    on_arrival: bool = _f(True, "score each drop in inbox/score/ as soon as it is ingested")
+    sweep_seconds: int = _f(60, "how often the sweep scores drops that have no output", ge=1)
+    batch_rows: int = _f(100_000, "rows per batch in bulk scoring; bounds memory", ge=1)
+    output_format: str = _f("parquet", "format of files in outbox/", choices=("parquet", "csv"))
+    engine: str = _f("local", "bulk scoring engine", choices=("local", "dask"))
+    dask_address: str = _f("", "Dask scheduler address; empty starts a local cluster")
+
+
+@dataclass(frozen=True)
+class IngestSettings:
+    stable_seconds: float = _f(2.0, "size and mtime must hold still this long", ge=0.0)
+    rescan_seconds: float = _f(30.0, "full rescan of the inboxes, for missed events", gt=0.0)
+    poll: bool = _f(False, "use the polling observer (network shares)")
+    max_file_mb: float = _f(1024.0, "largest file accepted, in MB", gt=0.0)
+    max_columns: int = _f(1000, "most columns a file may have", ge=1)
+    excel_sheet: str = _f("", "sheet to read: name or 0-based index; empty is the first")
+    csv_encodings: list[str] = _f(["cp1252", "latin-1"], "encodings tried after UTF-8")
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    host: str = _f("127.0.0.1", "address the API listens on")
+    port: int = _f(8000, "port the API listens on", ge=0, le=65535)
+    workers: int = _f(2, "worker processes for `dropscore api`", ge=1)
+    threads: int = _f(8, "request threads for `dropscore serve`", ge=1)
+    max_request_mb: float = _f(100.0, "largest request body, in MB", gt=0.0)
+    max_rows_per_request: int = _f(5_000_000, "most rows one /score-file request may hold", ge=1)
+    api_keys: list[str] = _f([], "bearer keys; empty disables auth (or DROPSCORE_API_KEYS)")
+
+
+@dataclass(frozen=True)
+class Settings:
+    paths: PathsSettings = field(default_factory=PathsSettings)
+    model: ModelSettings = field(default_factory=ModelSettings)
+    training: TrainingSettings = field(default_factory=TrainingSettings)
+    scoring: ScoringSettings = field(default_factory=ScoringSettings)
+    ingest: IngestSettings = field(default_factory=IngestSettings)
+    server: ServerSettings = field(default_factory=ServerSettings)
+    source: Path | None = None  # the settings file, when there was one
+
+    @property
+    def data_dir(self) -> Path:
+        return self.paths.data_dir
+
+    @property
+    def db_path(self) -> Path:
+        return self.paths.data_dir / "state.db"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.paths.data_dir / "models"
+
+
+SECTIONS: dict[str, type] = {
+    f.name: f.type if isinstance(f.type, type) else globals()[f.type]
+    for f in dataclasses.fields(Settings)
+    if f.name != "source"
+}
+
+
+def documented_keys() -> dict[str, dict[str, str]]:
+    """Return every section's keys with their help text, for docs and the docs test."""
+    return {
+        name: {f.name: f.metadata["help"] for f in dataclasses.fields(cls)}
+        for name, cls in SECTIONS.items()
+    }
+
+
+def load_settings(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Settings:
+    """Load and validate settings; raise SettingsError naming the key, value and expectation."""
+    env = os.environ if env is None else env
+    if path is None and env.get(ENV_FILE):
+        path = env[ENV_FILE]
+    raw: dict[str, dict[str, Any]] = {}
+    base = Path.cwd()
+    source = None
+    if path is not None:
+        source = Path(path).resolve()
+        try:
+            raw = tomllib.loads(source.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise SettingsError(f"settings file {source} does not exist") from None
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise SettingsError(f"settings file {source} is not valid TOML: {exc}") from None
+        base = source.parent
+    _merge(raw, _env_overrides(env))
+    _merge(raw, {k: dict(v) for k, v in (overrides or {}).items()})
+    sections = {}
+    for section, values in raw.items():
+        if section not in SECTIONS:
+            raise SettingsError(f"unknown section [{section}]; expected one of {list(SECTIONS)}")
+        if not isinstance(values, dict):
+            raise SettingsError(f"[{section}] must be a table, got {values!r}")
+        sections[section] = _build_section(section, values, base)
+    settings = Settings(**sections, source=source)
+    if not settings.paths.data_dir.is_absolute():
+        settings = _replace(settings, "paths", data_dir=base / settings.paths.data_dir)
+    return _check_estimator(settings)
+
+
+def _merge(into: dict[str, dict[str, Any]], extra: Mapping[str, Mapping[str, Any]]) -> None:
+    for section, values in extra.items():
+        into.setdefault(section, {}).update(values)
+
+
+def _env_overrides(env: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+    """Read ``DROPSCORE__SECTION__KEY`` variables; values parse as TOML, else as text."""
+    out: dict[str, dict[str, Any]] = {}
+    for name, text in env.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        parts = name[len(ENV_PREFIX) :].lower().split("__")
+        if len(parts) != 2 or not all(parts):
+            raise SettingsError(f"environment variable {name}: expected DROPSCORE__SECTION__KEY")
+        out.setdefault(parts[0], {})[parts[1]] = _parse_env_value(text)
+    if env.get(ENV_API_KEYS):
+        keys = [k.strip() for k in env[ENV_API_KEYS].split(",") if k.strip()]
+        out.setdefault("server", {})["api_keys"] = keys
+    return out
+
+
+def _parse_env_value(text: str) -> Any:
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def _build_section(section: str, values: Mapping[str, Any], base: Path) -> Any:
+    cls = SECTIONS[section]
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for key, value in values.items():
+        if key not in fields:
+            raise SettingsError(
+                f"[{section}] {key}: unknown key; expected one of {sorted(fields)}"
+            )
+        kwargs[key] = _coerce(f"[{section}] {key}", value, hints[key], fields[key].metadata, base)
+    return cls(**kwargs)
+
+
+def _coerce(where: str, value: Any, hint: Any, checks: Mapping[str, Any], base: Path) -> Any:
+    """Turn a TOML or environment value into the declared type, or say why it cannot be."""
+    optional = _is_optional(hint)
+    if optional:
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+        if value in ("", None):
+            return None
+
+    def fail(expected: str) -> SettingsError:
+        return SettingsError(f"{where} = {value!r}: expected {expected}")
+
+    if hint is bool:
+        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0"):
+            return value.lower() in ("true", "1")
+        if not isinstance(value, bool):
+            raise fail("true or false")
+        return value
+    if hint in (int, float):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise fail("a number" if hint is float else "a whole number")
+        if hint is int and not float(value).is_integer():
+            raise fail("a whole number")
+        value = hint(value)
+        _check_bounds(value, checks, fail)
+        return value
+    if hint is str:
+        if not isinstance(value, str):
+            raise fail("text")
+        if "choices" in checks and value not in checks["choices"]:
+            raise fail("one of " + ", ".join(checks["choices"]))
+        return value
+    if hint is Path:
+        if not isinstance(value, str) or not value:
+            raise fail("a path")
+        p = Path(value).expanduser()
+        return p if p.is_absolute() else base / p
+    if typing.get_origin(hint) is list:
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise fail("a list of text")
+        if where.endswith("csv_encodings"):
+            for name in value:
+                try:
+                    codecs.lookup(name)
+                except LookupError:
+                    raise fail(f"known encodings ({name!r} is not one)") from None
+        return list(value)
+    if typing.get_origin(hint) is dict:
+        if not isinstance(value, dict):
+            raise fail("a table of keyword arguments")
+        return dict(value)
+    raise fail(str(hint))  # pragma: no cover - every declared type is handled above
+
+
+def _is_optional(hint: Any) -> bool:
+    return typing.get_origin(hint) in (typing.Union, types.UnionType) and type(None) in (
+        typing.get_args(hint)
+    )
+
+
+def _check_bounds(value: float, checks: Mapping[str, Any], fail: Any) -> None:
+    for name, test, words in (
+        ("gt", lambda v, b: v > b, "greater than"),
+        ("ge", lambda v, b: v >= b, "at least"),
+        ("lt", lambda v, b: v < b, "less than"),
+        ("le", lambda v, b: v <= b, "at most"),
+    ):
+        if name in checks and not test(value, checks[name]):
+            raise fail(f"a number {words} {checks[name]}")
+
+
+def _replace(settings: Settings, section: str, **changes: Any) -> Settings:
+    new = dataclasses.replace(getattr(settings, section), **changes)
+    return dataclasses.replace(settings, **{section: new})
+
+
+def _check_estimator(settings: Settings) -> Settings:
+    """Refuse an unknown estimator, parameter, time zone or cron line at start, not at 2 a.m."""
+    from scoring.estimators import check_estimator
+
+    try:
+        check_estimator(settings.model.estimator, settings.model.params)
+    except ValueError as exc:
+        raise SettingsError(f"[model] {exc}") from None
+    try:
+        zoneinfo.ZoneInfo(settings.training.timezone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise SettingsError(
+            f"[training] timezone = {settings.training.timezone!r}: expected an IANA time zone"
+            " name such as 'UTC' or 'Europe/Paris'"
+        ) from None
+    from apscheduler.triggers.cron import CronTrigger
+
+    try:
+        CronTrigger.from_crontab(settings.training.schedule)
+    except ValueError as exc:
+        raise SettingsError(
+            f"[training] schedule = {settings.training.schedule!r}: expected a cron expression"
+            f" with five fields ({exc})"
+        ) from None
+    return settings

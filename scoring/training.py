@@ -1,0 +1,123 @@
+"""Train and evaluate: the pure part of a retrain (frame in, fitted pipeline and metrics out)."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn import metrics as skm
+from sklearn.model_selection import train_test_split
+from sklearn.pipeline import Pipeline
+
+from scoring.estimators import ESTIMATORS
+from scoring.pipeline import build_pipeline
+from scoring.schema import FeatureSchema, frame_to_array, infer_schema
+from scoring.settings import ModelSettings
+
+# The metric promotion compares, and whether bigger is better.
+PRIMARY = {"regression": ("r2", True), "classification": ("f1", True)}
+
+
+@dataclass
+class Holdout:
+    """The rows both the new model and the champion are judged on."""
+
+    frame: pd.DataFrame
+    y: np.ndarray
+
+
+@dataclass
+class TrainResult:
+    pipeline: Pipeline
+    schema: FeatureSchema
+    metrics: dict[str, float]
+    holdout: Holdout
+    train_rows: int
+    seconds: float
+
+
+def split(frame: pd.DataFrame, model: ModelSettings, target: str, task: str) -> tuple[Any, Any]:
+    """Split once, reproducibly, stratified for classes when every class can be split."""
+    frame = frame[frame[target].notna()]
+    stratify = None
+    if task == "classification":
+        counts = frame[target].value_counts()
+        if len(counts) > 1 and counts.min() >= 2:
+            stratify = frame[target]
+    return train_test_split(
+        frame, test_size=model.test_size, random_state=model.random_state, stratify=stratify
+    )
+
+
+def train(
+    frame: pd.DataFrame, model: ModelSettings, *, progress: Callable[[str], None] | None = None
+) -> TrainResult:
+    """Fit the configured pipeline on a hold-out split and measure it on the held-out rows."""
+    started = time.perf_counter()
+    task = ESTIMATORS[model.estimator].task
+    say = progress or (lambda _msg: None)
+    schema = infer_schema(
+        frame, target=model.target, task=task, features=model.features, id_columns=model.id_columns
+    )
+    train_frame, test_frame = split(frame, model, schema.target, task)
+    if len(test_frame) == 0 or len(train_frame) < 2:
+        raise ValueError(f"too few labelled rows to split ({len(frame)})")
+    pipeline = build_pipeline(schema, model.estimator, model.params, model.random_state)
+    say(f"fitting {model.estimator} on {len(train_frame)} rows × {len(schema.features)} features")
+    pipeline.fit(frame_to_array(train_frame, schema), _labels(train_frame, schema))
+    holdout = Holdout(test_frame, _labels(test_frame, schema))
+    say(f"evaluating on {len(test_frame)} held-out rows")
+    scores = evaluate(pipeline, schema, holdout)
+    return TrainResult(
+        pipeline, schema, scores, holdout, len(train_frame), time.perf_counter() - started
+    )
+
+
+def _labels(frame: pd.DataFrame, schema: FeatureSchema) -> np.ndarray:
+    y = frame[schema.target]
+    return y.to_numpy(dtype=np.float64) if schema.task == "regression" else y.to_numpy()
+
+
+def evaluate(pipeline: Pipeline, schema: FeatureSchema, holdout: Holdout) -> dict[str, float]:
+    """Score a fitted pipeline on the hold-out with the task's metrics."""
+    missing = [n for n in schema.names if n not in holdout.frame.columns]
+    if missing:
+        raise ValueError(f"hold-out lacks the model's features: {', '.join(missing)}")
+    X = frame_to_array(holdout.frame, schema)
+    y = holdout.y
+    if schema.task == "regression":
+        pred = pipeline.predict(X)
+        mse = float(skm.mean_squared_error(y, pred))
+        return {
+            "mae": float(skm.mean_absolute_error(y, pred)),
+            "mse": mse,
+            "rmse": math.sqrt(mse),
+            "r2": float(skm.r2_score(y, pred)) if len(y) > 1 else float("nan"),
+        }
+    pred = pipeline.predict(X)
+    if len(schema.classes) == 2:
+        f1 = skm.f1_score(y, pred, average="binary", pos_label=schema.classes[-1])
+    else:
+        f1 = skm.f1_score(y, pred, average="macro")
+    out = {"accuracy": float(skm.accuracy_score(y, pred)), "f1": float(f1)}
+    out["roc_auc"] = _roc_auc(pipeline, X, y)
+    return out
+
+
+def _roc_auc(pipeline: Pipeline, X: np.ndarray, y: np.ndarray) -> float:
+    """ROC AUC when the hold-out has every class in it; NaN (reported as null) otherwise."""
+    if not hasattr(pipeline, "predict_proba") or len(np.unique(y)) < 2:
+        return float("nan")
+    proba = pipeline.predict_proba(X)
+    classes = list(pipeline.classes_)
+    try:
+        if len(classes) == 2:
+            return float(skm.roc_auc_score(y, proba[:, 1], labels=classes))
+        return float(skm.roc_auc_score(y, proba, multi_class="ovr", labels=classes))
+    except ValueError:
+        return float("nan")
