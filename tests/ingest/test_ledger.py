@@ -1,0 +1,264 @@
+"""The file ledger against a real SQLite file: states, refused transitions, racing claims."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from ingest.ledger import (
+    DUPLICATE,
+    NORMALIZED,
+    QUARANTINED,
+    RECEIVED,
+    SCORED,
+    IllegalTransition,
+    Ledger,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _receive(ledger: Ledger, name: str = "a.csv", kind: str = "score", sha: str = "s1"):
+    return ledger.receive(
+        original_name=name,
+        kind=kind,
+        size_bytes=10,
+        sha256=sha,
+        processing_path=ledger.data_dir / "processing" / kind / f"{name}-{sha}-{time.time_ns()}",
+    )
+
+
+def _normalize(ledger: Ledger, file_id: int, kind: str = "score"):
+    return ledger.mark_normalized(
+        file_id,
+        rows=3,
+        columns=2,
+        format="csv",
+        encoding="utf-8",
+        delimiter=",",
+        column_map={"A b": "a_b", "C": "c"},
+        lake_path=ledger.data_dir / "lake" / kind / "s1.parquet",
+        archive_path=ledger.data_dir / "archive" / f"{file_id}__a.csv",
+    )
+
+
+def test_received_then_normalized_then_scored(ledger: Ledger) -> None:
+    record = _receive(ledger)
+    assert record.state == RECEIVED and record.attempts == 0
+    assert ledger.start_attempt(record.id) == 1
+    normalized = _normalize(ledger, record.id)
+    assert normalized.state == NORMALIZED
+    assert normalized.column_map == {"A b": "a_b", "C": "c"}
+    assert normalized.lake_path == "lake/score/s1.parquet"  # stored relative to data_dir
+    assert ledger.resolve(normalized.lake_path) == ledger.data_dir / "lake/score/s1.parquet"
+    assert normalized.finished_at is not None
+    assert [r.id for r in ledger.pending_score()] == [record.id]
+    scored = ledger.mark_scored(record.id, ledger.data_dir / "outbox/1.parquet", "3", 3, 0)
+    assert (scored.state, scored.model_version, scored.rows_scored) == (SCORED, "3", 3)
+    assert ledger.pending_score() == []
+    json.dumps(scored.to_dict())  # JSON-ready for GET /files
+
+
+@pytest.mark.parametrize(
+    "action",
+    [
+        "score_received",
+        "normalize_twice",
+        "quarantine_normalized",
+        "score_twice",
+        "attempt_on_terminal",
+        "duplicate_normalized",
+    ],
+)
+def test_illegal_transitions_are_refused(ledger: Ledger, action: str) -> None:
+    record = _receive(ledger)
+    if action != "score_received":
+        _normalize(ledger, record.id)
+    calls = {
+        "score_received": lambda: ledger.mark_scored(record.id, "o", "1", 1, 0),
+        "normalize_twice": lambda: _normalize(ledger, record.id),
+        "quarantine_normalized": lambda: ledger.mark_quarantined(
+            record.id, error={"code": "x", "message": "y"}, quarantine_path="quarantine/q"
+        ),
+        "score_twice": lambda: (
+            ledger.mark_scored(record.id, "o", "1", 1, 0),
+            ledger.mark_scored(record.id, "o", "1", 1, 0),
+        ),
+        "attempt_on_terminal": lambda: ledger.start_attempt(record.id),
+        "duplicate_normalized": lambda: ledger.mark_duplicate(
+            record.id, duplicate_of=1, archive_path="archive/x"
+        ),
+    }
+    before = ledger.get(record.id)
+    with pytest.raises(IllegalTransition, match=f"file {record.id}"):
+        calls[action]()
+    after = ledger.get(record.id)
+    assert after is not None and before is not None
+    if action != "score_twice":
+        assert after == before  # a refused transition changes nothing
+
+
+def test_train_drops_are_never_scored(ledger: Ledger) -> None:
+    record = _receive(ledger, kind="train")
+    _normalize(ledger, record.id, kind="train")
+    assert ledger.pending_score() == []
+    assert ledger.claim_for_scoring(record.id) is False
+    with pytest.raises(IllegalTransition, match="train drop"):
+        ledger.mark_scored(record.id, "o", "1", 1, 0)
+
+
+def test_unknown_id_is_refused(ledger: Ledger) -> None:
+    assert ledger.get(999) is None
+    with pytest.raises(IllegalTransition, match="no file with id 999"):
+        ledger.mark_scored(999, "o", "1", 1, 0)
+
+
+def test_same_content_is_a_duplicate_of_the_first_live_drop(ledger: Ledger) -> None:
+    first = _receive(ledger, "a.csv")
+    second = _receive(ledger, "b.csv")
+    other_kind = _receive(ledger, "c.csv", kind="train")
+    assert (second.state, second.duplicate_of) == (DUPLICATE, first.id)
+    assert second.archive_path == f"archive/{second.id}__b.csv"
+    assert other_kind.state == RECEIVED  # dedupe is per kind
+    assert ledger.find_by_sha("score", "s1") == ledger.get(first.id)
+
+
+def test_quarantined_content_can_be_dropped_again(ledger: Ledger) -> None:
+    first = _receive(ledger)
+    ledger.mark_quarantined(first.id, error={"code": "malformed", "message": "m"},
+                            quarantine_path="quarantine/1__a.csv")
+    assert ledger.find_by_sha("score", "s1") is None
+    again = _receive(ledger)
+    assert again.state == RECEIVED
+
+
+def test_rejected_at_receive_is_quarantined_at_once(ledger: Ledger) -> None:
+    record = ledger.receive(
+        original_name="big.csv", kind="score", size_bytes=10**10, sha256=None,
+        processing_path=None, rejected={"code": "file_too_large", "message": "too big"},
+    )
+    assert record.state == QUARANTINED
+    assert record.error == {"code": "file_too_large", "message": "too big"}
+    assert record.quarantine_path == f"quarantine/{record.id}__big.csv"
+
+
+def test_listing_counts_and_last_ingest(ledger: Ledger) -> None:
+    ids = [_receive(ledger, f"f{i}.csv", sha=f"s{i}").id for i in range(5)]
+    _normalize(ledger, ids[1])
+    ledger.mark_quarantined(ids[2], error={"code": "c", "message": "m"}, quarantine_path="q")
+    assert [r.id for r in ledger.list()] == ids[::-1]
+    assert [r.id for r in ledger.list(limit=2, offset=1)] == ids[3:1:-1]
+    assert [r.id for r in ledger.list(state=RECEIVED)] == [ids[4], ids[3], ids[0]]
+    assert ledger.list(kind="train") == []
+    counts = ledger.counts_by_state()
+    assert counts == {"received": 3, "normalized": 1, "scored": 0, "quarantined": 1,
+                      "duplicate": 0}
+    last = ledger.last_ingest()
+    assert last is not None and last.id == ids[2]
+
+
+def test_concurrent_receives_of_one_content_keep_one_original(ledger: Ledger) -> None:
+    ledger.initialize()
+    results: list = []
+    barrier = threading.Barrier(8)
+
+    def receive(i: int) -> None:
+        barrier.wait()
+        results.append(_receive(Ledger(ledger.db_path), f"f{i}.csv", sha="same"))
+
+    threads = [threading.Thread(target=receive, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    originals = [r for r in results if r.state == RECEIVED]
+    assert len(originals) == 1
+    assert all(r.duplicate_of == originals[0].id for r in results if r.state == DUPLICATE)
+
+
+def test_claim_for_scoring_has_one_winner_among_threads(ledger: Ledger) -> None:
+    record = _receive(ledger)
+    _normalize(ledger, record.id)
+    wins: list[bool] = []
+    barrier = threading.Barrier(8)
+
+    def claim() -> None:
+        barrier.wait()
+        wins.append(Ledger(ledger.db_path).claim_for_scoring(record.id))
+
+    threads = [threading.Thread(target=claim) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert wins.count(True) == 1
+
+
+_CLAIMER = """
+import json, sys, time
+from pathlib import Path
+from ingest.ledger import Ledger
+db, go, n = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
+ledger = Ledger(db)
+(go.parent / f"ready-{sys.argv[4]}").touch()
+while not go.exists():
+    time.sleep(0.005)
+print(json.dumps([i for i in range(1, n + 1) if ledger.claim_for_scoring(i)]))
+"""
+
+
+def test_claim_for_scoring_has_one_winner_among_processes(
+    ledger: Ledger, tmp_path: Path, wait_for
+) -> None:
+    n = 40
+    for i in range(n):
+        _normalize(ledger, _receive(ledger, f"f{i}.csv", sha=f"s{i}").id)
+    go = tmp_path / "go"
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _CLAIMER, str(ledger.db_path), str(go), str(n), str(k)],
+            cwd=REPO, stdout=subprocess.PIPE, text=True,
+        )
+        for k in range(4)
+    ]
+    wait_for(lambda: len(list(tmp_path.glob("ready-*"))) == 4, what="claimers to start")
+    go.touch()  # all start together, so the claims really overlap
+    won = [json.loads(p.communicate(timeout=60)[0]) for p in procs]
+    assert all(p.returncode == 0 for p in procs)
+    flat = sorted(i for ids in won for i in ids)
+    assert flat == list(range(1, n + 1))  # every drop claimed exactly once
+
+
+def test_stale_claim_can_be_retaken_and_release_frees_it(ledger: Ledger, wait_for) -> None:
+    record = _receive(ledger)
+    _normalize(ledger, record.id)
+    assert ledger.claim_for_scoring(record.id) is True
+    assert ledger.claim_for_scoring(record.id) is False
+    wait_for(lambda: ledger.claim_for_scoring(record.id, stale_after=0.01), timeout=5,
+             what="a stale claim to be retaken")
+    ledger.release_scoring_claim(record.id)
+    assert ledger.claim_for_scoring(record.id) is True
+    scored = ledger.mark_scored(record.id, "outbox/x.parquet", "1", 3, 0)
+    assert scored.scoring_claimed_at is None and scored.scoring_claims == 3
+    assert ledger.claim_for_scoring(record.id, stale_after=0) is False  # scored: nothing to do
+
+
+def test_schema_lives_beside_other_tables(ledger: Ledger) -> None:
+    import sqlite3
+
+    conn = sqlite3.connect(ledger.db_path)
+    conn.execute("CREATE TABLE models (version INTEGER PRIMARY KEY)")
+    conn.commit()
+    conn.close()
+    _receive(ledger)
+    again = Ledger(ledger.db_path)
+    assert again.counts_by_state()["received"] == 1
+    conn = sqlite3.connect(ledger.db_path)
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    conn.close()
