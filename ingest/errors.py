@@ -90,3 +90,9 @@ class TransientIngestError(IngestError):
 
     code = "transient"
     transient = True
+
+
+class SheetNotFoundError(IngestError):
+    """The configured ``excel_sheet`` names no sheet of the workbook."""
+
+    code = "sheet_not_found"
