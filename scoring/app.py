@@ -29,6 +29,8 @@ def create_app(
     app = Flask("dropscore")
     app.config["MAX_CONTENT_LENGTH"] = int(settings.server.max_request_mb * 1024 * 1024)
     app.json.sort_keys = False
+    # An API replica may start before any worker made the data folder; state.db lives there.
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
     registry = registry or Registry(settings.models_dir, settings.db_path)
     if ledger is None:
         from ingest.ledger import Ledger

@@ -64,9 +64,12 @@ def train(
     schema = infer_schema(
         frame, target=model.target, task=task, features=model.features, id_columns=model.id_columns
     )
+    labelled = int(frame[schema.target].notna().sum())
+    if labelled * min(model.test_size, 1 - model.test_size) < 1 or labelled < 3:
+        raise ValueError(
+            f"too few labelled rows to split ({labelled}) with test_size {model.test_size}"
+        )
     train_frame, test_frame = split(frame, model, schema.target, task)
-    if len(test_frame) == 0 or len(train_frame) < 2:
-        raise ValueError(f"too few labelled rows to split ({len(frame)})")
     pipeline = build_pipeline(schema, model.estimator, model.params, model.random_state)
     say(f"fitting {model.estimator} on {len(train_frame)} rows × {len(schema.features)} features")
     pipeline.fit(frame_to_array(train_frame, schema), _labels(train_frame, schema))

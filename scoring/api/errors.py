@@ -32,7 +32,7 @@ def json_error(status: int, code: str, message: str, details: list | None = None
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(DropscoreError)
     def _ours(exc: DropscoreError) -> Response:
-        if exc.status >= 500:
+        if exc.status == 500:
             log.error("request failed", extra={"code": exc.code, "error": exc.message})
         return json_error(exc.status, exc.code, exc.message, exc.details)
 

@@ -1,0 +1,115 @@
+"""Shared fixtures: settings on a temporary data folder → registry → trained model → app."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from scoring.settings import Settings, load_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE = ROOT / "data" / "sample" / "diabetes.csv"
+
+
+def make_settings(tmp_path: Path, **sections: dict[str, Any]) -> Settings:
+    """Settings isolated from the environment and the shipped file, on tmp_path/data."""
+    overrides: dict[str, dict[str, Any]] = {
+        "paths": {"data_dir": str(tmp_path / "data")},
+        "training": {"bootstrap_data": ""},
+    }
+    for name, values in sections.items():
+        overrides.setdefault(name, {}).update(values)
+    return load_settings(None, env={}, overrides=overrides)
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return make_settings(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def diabetes() -> pd.DataFrame:
+    return pd.read_csv(SAMPLE)
+
+
+@pytest.fixture
+def registry(settings: Settings):
+    from scoring.registry import Registry
+
+    return Registry(settings.models_dir, settings.db_path)
+
+
+def register_trained(settings: Settings, registry, frame: pd.DataFrame, promote: bool = True):
+    """Train on a frame (no lake needed) and register it the way a retrain does."""
+    from scoring.training import train
+
+    result = train(frame, settings.model)
+    card = {
+        "estimator": settings.model.estimator,
+        "metrics": result.metrics,
+        "schema": result.schema.to_dict(),
+    }
+    version = registry.register(result.pipeline, card)
+    if promote:
+        registry.promote(version)
+    return version, result
+
+
+@pytest.fixture
+def trained(settings: Settings, registry, diabetes: pd.DataFrame) -> int:
+    version, _ = register_trained(settings, registry, diabetes)
+    return version
+
+
+@pytest.fixture
+def app(settings: Settings, registry):
+    from scoring.app import create_app
+
+    return create_app(settings, registry=registry)
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+def assert_error(response, status: int, code: str, *fragments: str) -> dict:
+    """Check the one error shape of DESIGN.md; return the error object for more checks."""
+    assert response.status_code == status, response.get_data(as_text=True)
+    assert response.mimetype == "application/json"
+    body = response.get_json()
+    assert set(body) == {"error"}
+    error = body["error"]
+    assert set(error) == {"code", "message", "details"}
+    assert error["code"] == code
+    assert isinstance(error["message"], str) and error["message"]
+    assert isinstance(error["details"], list)
+    text = error["message"] + " " + str(error["details"])
+    for fragment in fragments:
+        assert fragment in text, f"{fragment!r} not in {text!r}"
+    assert "Traceback" not in text
+    return error
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float, interval: float = 0.05) -> Any:
+    """Poll until predicate returns something truthy; fail with a message after timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        time.sleep(interval)
