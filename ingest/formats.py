@@ -116,7 +116,7 @@ def describe_content(head: bytes) -> str:
         if head.startswith(magic):
             return words
     if looks_binary(head):
-        return "binary data, not text"
+        return "binary data"
     return "text"
 
 

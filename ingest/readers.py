@@ -58,6 +58,7 @@ ZIP_MAX_MEMBERS = 10_000
 ZIP_MAX_TOTAL_BYTES = 1 << 30  # 1 GiB uncompressed
 ZIP_MAX_RATIO = 500  # per member, for members above ZIP_RATIO_FLOOR
 ZIP_RATIO_FLOOR = 10 << 20
+_NOT_OURS = (KeyboardInterrupt, SystemExit, GeneratorExit, MemoryError)
 
 
 @dataclass
@@ -99,7 +100,9 @@ def open_table(path: Path, options: ReadOptions) -> RawTable:
         raise
     except OSError:
         raise  # vanished, locked, permission: the intake decides whether to retry
-    except Exception as exc:  # any other failure is a file we could not make sense of
+    except BaseException as exc:  # any other failure is a file we could not make sense of
+        if isinstance(exc, _NOT_OURS):
+            raise
         raise _unexpected(exc) from exc
     _check_width(raw.columns, options)
     raw.batches = _guarded(_rebatch(raw.batches, options.batch_rows))
@@ -120,9 +123,11 @@ def _guarded(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
     """Translate failures raised while iterating into IngestErrors, like at open time."""
     try:
         yield from batches
-    except (IngestError, OSError, GeneratorExit):
+    except (IngestError, OSError):
         raise
-    except Exception as exc:
+    except BaseException as exc:
+        if isinstance(exc, _NOT_OURS):
+            raise
         raise _unexpected(exc) from exc
 
 
@@ -148,11 +153,17 @@ def _rebatch(batches: Iterable[pa.RecordBatch], size: int) -> Iterator[pa.Record
             yield batch.slice(start, size)
 
 
-def _no_rows() -> NoRowsError:
+def _no_rows(what: str = "a header but no data rows") -> NoRowsError:
     return NoRowsError(
-        "the file has a header but no data rows; add at least one row below the header",
+        f"the file has {what}; add at least one row below the header"
+        if what.startswith("a header")
+        else f"the file has {what}; add at least one record",
         expected="at least one data row",
     )
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -239,6 +250,7 @@ def sniff_delimiter(text: str, preferred: str = ",") -> str:
 
 _COMMA_DECIMAL = re.compile(r"^[+-]?(\d{1,3}(\.\d{3})+|\d+),\d+$")
 _DOT_DECIMAL = re.compile(r"^[+-]?\d*\.\d+$")
+_DOT_GROUPS = re.compile(r"^[+-]?\d{1,3}(\.\d{3}){2,}$")  # 1.234.567: dots can only group
 
 
 def sniff_decimal(text: str, delimiter: str) -> str:
@@ -249,7 +261,7 @@ def sniff_decimal(text: str, delimiter: str) -> str:
     for row in _sample_rows(text, delimiter, limit=500)[1:]:
         for value in row:
             value = value.strip()
-            if _COMMA_DECIMAL.match(value):
+            if _COMMA_DECIMAL.match(value) or _DOT_GROUPS.match(value):
                 comma += 1
             elif _DOT_DECIMAL.match(value):
                 dot += 1
@@ -332,7 +344,8 @@ def find_ragged_row(plan: _CsvPlan) -> RaggedRowsError | None:
         for number, record in enumerate(records, start=1):
             if len(record) != len(header):
                 return RaggedRowsError(
-                    f"row {number} has {len(record)} fields but the header has {len(header)}; "
+                    f"row {number} has {_plural(len(record), 'field')} but the header has "
+                    f"{len(header)}; "
                     f"give every row {len(header)} fields (quote values that contain "
                     f"{_shown(plan.delimiter)})",
                     row=number,
@@ -348,6 +361,8 @@ def _shown(delimiter: str) -> str:
 def _csv_failure(exc: pa.ArrowInvalid, plan: _CsvPlan) -> IngestError:
     """Turn a pyarrow parse error into the IngestError a person can act on."""
     message = str(exc)
+    if "Empty CSV file" in message:
+        return _no_rows()
     if _RAGGED_IN_ERROR.search(message):
         found = find_ragged_row(plan)
         if found is not None:
@@ -620,7 +635,8 @@ def _split_rows(
         if not isinstance(row, list) or len(row) != len(columns):
             got = len(row) if isinstance(row, list) else 1
             raise RaggedRowsError(
-                f"row {number} has {got} values but {where} names {len(columns)} columns; "
+                f"row {number} has {_plural(got, 'value')} but {where} names {len(columns)} "
+                f"columns; "
                 f"give every row {len(columns)} values",
                 row=number,
                 expected=f"{len(columns)} values",
@@ -654,14 +670,13 @@ def read_json(path: Path, options: ReadOptions) -> RawTable:
         raise MalformedFileError(
             f"the JSON is not valid at line {exc.lineno}, column {exc.colno}: {exc.msg}; "
             "fix the syntax or export the file again",
-            row=exc.lineno,
             expected="valid JSON",
         ) from exc
     except RecursionError as exc:
         raise MalformedFileError("the JSON is nested too deeply to be a table") from exc
     columns, rows = _json_table(doc)
     if not rows:
-        raise _no_rows()
+        raise _no_rows("no records")
     batches = _batches_from_rows(rows, len(columns), options.batch_rows)
     return RawTable(Format.JSON, "utf-8", None, columns, _renamed(batches, columns))
 
@@ -717,7 +732,7 @@ def read_jsonl(path: Path, options: ReadOptions) -> RawTable:
             f"the gzip data is damaged or truncated ({exc}); compress the file again"
         ) from exc
     if not columns:
-        raise _no_rows()
+        raise _no_rows("no records")
 
     def rows() -> Iterator[list[Any]]:
         yield from _records_to_rows(_jsonl_records(path, options.csv_encodings), columns)
@@ -770,6 +785,8 @@ def _excel_value(value: Any) -> Any:
         return value if value.strip() else None
     if isinstance(value, time | timedelta):
         return str(value)
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return datetime(value.year, value.month, value.day)  # one column, one type
     return value
 
 
@@ -810,20 +827,13 @@ def _load_sheet(path: Path, options: ReadOptions) -> list[list[Any]]:
             "the workbook is password-protected; save an unprotected copy",
             expected="a workbook without a password",
         ) from exc
-    except (Exception, _panic_type()) as exc:
+    except BaseException as exc:  # pyo3's PanicException (bad input) is a BaseException
+        if isinstance(exc, _NOT_OURS):
+            raise
         raise MalformedFileError(
             f"the workbook is damaged or truncated ({str(exc)[:160]}); save it again from Excel",
             expected="a complete workbook",
         ) from exc
-
-
-def _panic_type() -> type[BaseException]:
-    """pyo3 raises PanicException (a BaseException) when a Rust parser panics on bad input."""
-    try:
-        from pyo3_runtime import PanicException  # type: ignore[import-not-found]
-    except ImportError:
-        return Exception
-    return PanicException
 
 
 def _trim_grid(grid: list[list[Any]]) -> list[list[Any]]:
@@ -875,7 +885,7 @@ def read_parquet(path: Path, options: ReadOptions) -> RawTable:
             expected="a complete Parquet file",
         ) from exc
     if parquet.metadata.num_rows == 0:
-        raise _no_rows()
+        raise _no_rows("no rows")
     flat = pa.Table.from_batches([], schema=schema).flatten()
     columns = flat.schema.names
 
