@@ -50,23 +50,44 @@ EXPECTED = [
     ("name", "content", "encoding", "delimiter"),
     [
         ("a.csv", "Name,Amount,Count\nJosé,1.5,3\nété €,-2.25,4\n".encode(), "utf-8", ","),
-        ("a.csv", "\ufeffName,Amount,Count\nJosé,1.5,3\nété €,-2.25,4\n".encode(),
-         "utf-8-sig", ","),
-        ("a.csv", "Name;Amount;Count\r\nJosé;1,5;3\r\nété €;-2,25;4\r\n".encode("cp1252"),
-         "cp1252", ";"),
+        (
+            "a.csv",
+            "\ufeffName,Amount,Count\nJosé,1.5,3\nété €,-2.25,4\n".encode(),
+            "utf-8-sig",
+            ",",
+        ),
+        (
+            "a.csv",
+            "Name;Amount;Count\r\nJosé;1,5;3\r\nété €;-2,25;4\r\n".encode("cp1252"),
+            "cp1252",
+            ";",
+        ),
         ("a.tsv", "Name\tAmount\tCount\nJosé\t1.5\t3\nété €\t-2.25\t4\n".encode(), "utf-8", "\t"),
         ("a.txt", "Name|Amount|Count\nJosé|1.5|3\nété €|-2.25|4\n".encode(), "utf-8", "|"),
         ("a.csv", "Name\tAmount\tCount\nJosé\t1.5\t3\nété €\t-2.25\t4\n".encode(), "utf-8", "\t"),
         ("a.csv.gz", "Name;Amount;Count\nJosé;1,5;3\nété €;-2,25;4\n".encode(), "utf-8", ";"),
-        ("a.tsv.gz", "Name\tAmount\tCount\nJosé\t1.5\t3\nété €\t-2.25\t4\n".encode(),
-         "utf-8", "\t"),
-        ("a.csv", '"Name","Amount","Count"\n"José","1.5","3"\n"été €","-2.25","4"\n'.encode(),
-         "utf-8", ","),
+        (
+            "a.tsv.gz",
+            "Name\tAmount\tCount\nJosé\t1.5\t3\nété €\t-2.25\t4\n".encode(),
+            "utf-8",
+            "\t",
+        ),
+        (
+            "a.csv",
+            '"Name","Amount","Count"\n"José","1.5","3"\n"été €","-2.25","4"\n'.encode(),
+            "utf-8",
+            ",",
+        ),
         ("a.csv", "Name,Amount,Count\nJosé,1.5,3\n\nété €,-2.25,4".encode(), "utf-8", ","),
-        ("a.csv", "Name,Amount,Count\nJosé,1.5,3\nété €,-2.25,4\n".encode("utf-16"), "utf-16",
-         ","),
-        ("a.csv", "Name;Amount;Count\nJosé;1,5;3\nété €;-2,25;4\n".encode("cp1252")
-         .replace(b"\x80", b"\x81"), "latin-1", ";"),  # \x81 is not cp1252: last fallback
+        ("a.csv", "Name,Amount,Count\nJosé,1.5,3\nété €,-2.25,4\n".encode("utf-16"), "utf-16", ","),
+        (
+            "a.csv",
+            "Name;Amount;Count\nJosé;1,5;3\nété €;-2,25;4\n".encode("cp1252").replace(
+                b"\x80", b"\x81"
+            ),
+            "latin-1",
+            ";",
+        ),  # \x81 is not cp1252: last fallback
     ],
 )
 def test_delimited_variants_read_alike(
@@ -149,21 +170,46 @@ def _jsonl(n: int) -> bytes:
 # ---------------------------------------------------------------------------------------------
 # JSON shapes
 
-JSON_ROWS = [{"id": 1, "name": "a", "geo.lat": 1.5, "geo.lon": None},
-             {"id": 2, "name": "b", "geo.lat": None, "geo.lon": 3.0}]
+JSON_ROWS = [
+    {"id": 1, "name": "a", "geo.lat": 1.5, "geo.lon": None},
+    {"id": 2, "name": "b", "geo.lat": None, "geo.lon": 3.0},
+]
 
 
 @pytest.mark.parametrize(
     ("name", "doc"),
     [
-        ("r.json", [{"id": 1, "name": "a", "geo": {"lat": 1.5}},
-                    {"id": 2, "name": "b", "geo": {"lon": 3}}]),
-        ("s.json", {"columns": ["id", "name", "geo.lat", "geo.lon"],
-                    "data": [[1, "a", 1.5, None], [2, "b", None, 3]]}),
-        ("s.json", {"index": [0, 1], "columns": ["id", "name", "geo.lat", "geo.lon"],
-                    "data": [[1, "a", 1.5, None], [2, "b", None, 3]]}),
-        ("w.json", {"records": [{"id": 1, "name": "a", "geo": {"lat": 1.5}},
-                                {"id": 2, "name": "b", "geo": {"lon": 3}}]}),
+        (
+            "r.json",
+            [
+                {"id": 1, "name": "a", "geo": {"lat": 1.5}},
+                {"id": 2, "name": "b", "geo": {"lon": 3}},
+            ],
+        ),
+        (
+            "s.json",
+            {
+                "columns": ["id", "name", "geo.lat", "geo.lon"],
+                "data": [[1, "a", 1.5, None], [2, "b", None, 3]],
+            },
+        ),
+        (
+            "s.json",
+            {
+                "index": [0, 1],
+                "columns": ["id", "name", "geo.lat", "geo.lon"],
+                "data": [[1, "a", 1.5, None], [2, "b", None, 3]],
+            },
+        ),
+        (
+            "w.json",
+            {
+                "records": [
+                    {"id": 1, "name": "a", "geo": {"lat": 1.5}},
+                    {"id": 2, "name": "b", "geo": {"lon": 3}},
+                ]
+            },
+        ),
         ("h.json", [["id", "name", "geo.lat", "geo.lon"], [1, "a", 1.5, None], [2, "b", None, 3]]),
     ],
 )
@@ -209,15 +255,30 @@ def test_xlsx_written_by_openpyxl(tmp_path: Path) -> None:
     table = read(path)
     assert table.schema.field("when").type == pa.timestamp("us")
     assert table.to_pylist() == [
-        {"name": "José", "amount": 1.5, "count": 3, "when": datetime(2024, 1, 2), "ok": True,
-         "_file_id": 1, "_row": 1},
-        {"name": "été €", "amount": -2.25, "count": 4, "when": datetime(2024, 3, 4, 5, 6, 7),
-         "ok": False, "_file_id": 1, "_row": 3},
+        {
+            "name": "José",
+            "amount": 1.5,
+            "count": 3,
+            "when": datetime(2024, 1, 2),
+            "ok": True,
+            "_file_id": 1,
+            "_row": 1,
+        },
+        {
+            "name": "été €",
+            "amount": -2.25,
+            "count": 4,
+            "when": datetime(2024, 3, 4, 5, 6, 7),
+            "ok": False,
+            "_file_id": 1,
+            "_row": 3,
+        },
     ]
 
 
-@pytest.mark.parametrize(("sheet", "expected"), [("", "a"), ("0", "a"), ("1", "b"),
-                                                 ("Other", "b"), ("Data", "a")])
+@pytest.mark.parametrize(
+    ("sheet", "expected"), [("", "a"), ("0", "a"), ("1", "b"), ("Other", "b"), ("Data", "a")]
+)
 def test_excel_sheet_choice(tmp_path: Path, sheet: str, expected: str) -> None:
     path = write(tmp_path, "s.xlsx", xlsx_bytes([["a"], [1]], {"Other": [["b"], [2]]}))
     assert read(path, ReadOptions(excel_sheet=sheet)).column_names[0] == expected
@@ -250,8 +311,10 @@ def test_parquet_with_nested_struct(tmp_path: Path) -> None:
 # Errors, exact
 
 HEADER_ONLY = "the file has a header but no data rows; add at least one row below the header"
-JSON_SHAPES = ('expected an array of objects, {"columns": [...], "data": [[...]]}, or an object '
-               "holding one array of objects")
+JSON_SHAPES = (
+    'expected an array of objects, {"columns": [...], "data": [[...]]}, or an object '
+    "holding one array of objects"
+)
 
 
 def _parquet_bytes(table: pa.Table) -> bytes:
@@ -261,74 +324,169 @@ def _parquet_bytes(table: pa.Table) -> bytes:
 
 
 ERRORS = [
-    ("e.csv", b"", EmptyFileError,
-     "the file is empty (0 bytes); export it again with a header row and data"),
-    ("e.xlsx", b"", EmptyFileError,
-     "the file is empty (0 bytes); export it again with a header row and data"),
-    ("b.csv", b"\n\n  \n", EmptyFileError,
-     "the file holds no text (only blank lines); export it again with a header row"),
+    (
+        "e.csv",
+        b"",
+        EmptyFileError,
+        "the file is empty (0 bytes); export it again with a header row and data",
+    ),
+    (
+        "e.xlsx",
+        b"",
+        EmptyFileError,
+        "the file is empty (0 bytes); export it again with a header row and data",
+    ),
+    (
+        "b.csv",
+        b"\n\n  \n",
+        EmptyFileError,
+        "the file holds no text (only blank lines); export it again with a header row",
+    ),
     ("h.csv", b"a,b,c\n", NoRowsError, HEADER_ONLY),
     ("h.csv", b"a,b,c", NoRowsError, HEADER_ONLY),
     ("h.csv.gz", gzip.compress(b"a;b\n"), NoRowsError, HEADER_ONLY),
-    ("r.csv", b"a,b,c\n1,2,3\n4,5\n6,7,8\n", RaggedRowsError,
-     "row 2 has 2 fields but the header has 3; give every row 3 fields (quote values that "
-     "contain a comma)"),
-    ("r.csv", b"a;b\n1;2\n\n3;4;5\n", RaggedRowsError,
-     "row 2 has 3 fields but the header has 2; give every row 2 fields (quote values that "
-     "contain a semicolon)"),
-    ("r.tsv", b"a\tb\n1\t2\n3\t4\n5\n", RaggedRowsError,
-     "row 3 has 1 field but the header has 2; give every row 2 fields (quote values that "
-     "contain a tab)"),
-    ("w.csv", b"a,b,c,d\n1,2,3,4\n", TooManyColumnsError,
-     "the file has 4 columns, more than the 3 allowed; remove unused columns or split the file"),
-    ("w.xlsx", xlsx_bytes([["a", "b", "c", "d"], [1, 2, 3, 4]]), TooManyColumnsError,
-     "the file has 4 columns, more than the 3 allowed; remove unused columns or split the file"),
-    ("w.jsonl", b'{"a":1,"b":2,"c":3,"d":4}\n', TooManyColumnsError,
-     "the file has 4 columns, more than the 3 allowed; remove unused columns or split the file"),
-    ("x.csv", b"PK\x03\x04\x14\x00\x00", FormatMismatchError,
-     "x.csv is named .csv but its content is a ZIP archive (an .xlsx workbook or another zip "
-     "file), not text; if it is an Excel workbook, rename it to .xlsx"),
-    ("j.json", b'[{"a": 1}, {"a": ', MalformedFileError,
-     "the JSON is not valid at line 1, column 18: Expecting value; fix the syntax or export the "
-     "file again"),
+    (
+        "r.csv",
+        b"a,b,c\n1,2,3\n4,5\n6,7,8\n",
+        RaggedRowsError,
+        "row 2 has 2 fields but the header has 3; give every row 3 fields (quote values that "
+        "contain a comma)",
+    ),
+    (
+        "r.csv",
+        b"a;b\n1;2\n\n3;4;5\n",
+        RaggedRowsError,
+        "row 2 has 3 fields but the header has 2; give every row 2 fields (quote values that "
+        "contain a semicolon)",
+    ),
+    (
+        "r.tsv",
+        b"a\tb\n1\t2\n3\t4\n5\n",
+        RaggedRowsError,
+        "row 3 has 1 field but the header has 2; give every row 2 fields (quote values that "
+        "contain a tab)",
+    ),
+    (
+        "w.csv",
+        b"a,b,c,d\n1,2,3,4\n",
+        TooManyColumnsError,
+        "the file has 4 columns, more than the 3 allowed; remove unused columns or split the file",
+    ),
+    (
+        "w.xlsx",
+        xlsx_bytes([["a", "b", "c", "d"], [1, 2, 3, 4]]),
+        TooManyColumnsError,
+        "the file has 4 columns, more than the 3 allowed; remove unused columns or split the file",
+    ),
+    (
+        "w.jsonl",
+        b'{"a":1,"b":2,"c":3,"d":4}\n',
+        TooManyColumnsError,
+        "the file has 4 columns, more than the 3 allowed; remove unused columns or split the file",
+    ),
+    (
+        "x.csv",
+        b"PK\x03\x04\x14\x00\x00",
+        FormatMismatchError,
+        "x.csv is named .csv but its content is a ZIP archive (an .xlsx workbook or another zip "
+        "file), not text; if it is an Excel workbook, rename it to .xlsx",
+    ),
+    (
+        "j.json",
+        b'[{"a": 1}, {"a": ',
+        MalformedFileError,
+        "the JSON is not valid at line 1, column 18: Expecting value; fix the syntax or export the "
+        "file again",
+    ),
     ("j.json", b"42", MalformedFileError, f"the JSON is a number, not a table; {JSON_SHAPES}"),
-    ("j.json", b'{"a": 1, "b": 2}', MalformedFileError,
-     f"the JSON is an object without a single array of records, not a table; {JSON_SHAPES}"),
-    ("j.json", b"[1, 2]", MalformedFileError,
-     "record 1 of the JSON array is a number, not an object; every element must be an object "
-     "of column: value"),
-    ("j.json", b'{"columns": ["a", "b"], "data": [[1, 2], [3]]}', RaggedRowsError,
-     'row 2 has 1 value but "columns" names 2 columns; give every row 2 values'),
-    ("j.json", b"[]", NoRowsError,
-     "the file has no records; add at least one record"),
-    ("j.json", b"  \n", EmptyFileError,
-     "the file holds only blank space; it needs a JSON array of records"),
-    ("l.jsonl", b'{"a": 1}\n{"a":\n', MalformedFileError,
-     "line 2 is not valid JSON (Expecting value at column 1); each line must hold one complete "
-     "JSON object"),
-    ("l.jsonl", b'{"a": 1}\n[1]\n', MalformedFileError,
-     "line 2 is an array, not a JSON object; each line must hold one object of column: value"),
+    (
+        "j.json",
+        b'{"a": 1, "b": 2}',
+        MalformedFileError,
+        f"the JSON is an object without a single array of records, not a table; {JSON_SHAPES}",
+    ),
+    (
+        "j.json",
+        b"[1, 2]",
+        MalformedFileError,
+        "record 1 of the JSON array is a number, not an object; every element must be an object "
+        "of column: value",
+    ),
+    (
+        "j.json",
+        b'{"columns": ["a", "b"], "data": [[1, 2], [3]]}',
+        RaggedRowsError,
+        'row 2 has 1 value but "columns" names 2 columns; give every row 2 values',
+    ),
+    ("j.json", b"[]", NoRowsError, "the file has no records; add at least one record"),
+    (
+        "j.json",
+        b"  \n",
+        EmptyFileError,
+        "the file holds only blank space; it needs a JSON array of records",
+    ),
+    (
+        "l.jsonl",
+        b'{"a": 1}\n{"a":\n',
+        MalformedFileError,
+        "line 2 is not valid JSON (Expecting value at column 1); each line must hold one complete "
+        "JSON object",
+    ),
+    (
+        "l.jsonl",
+        b'{"a": 1}\n[1]\n',
+        MalformedFileError,
+        "line 2 is an array, not a JSON object; each line must hold one object of column: value",
+    ),
     ("l.jsonl", b"\n\n", NoRowsError, "the file has no records; add at least one record"),
-    ("t.xlsx", xlsx_bytes([["a", "b"], [1, 2]])[:300], MalformedFileError,
-     "the workbook is damaged or truncated (File is not a zip file); save it again from Excel"),
+    (
+        "t.xlsx",
+        xlsx_bytes([["a", "b"], [1, 2]])[:300],
+        MalformedFileError,
+        "the workbook is damaged or truncated (File is not a zip file); save it again from Excel",
+    ),
     ("s.xlsx", xlsx_bytes([["a"]]), NoRowsError, HEADER_ONLY),
-    ("s.xlsx", xlsx_bytes([]), EmptyFileError,
-     "the sheet is empty; put a header row and data on the first sheet (or set [ingest] "
-     "excel_sheet)"),
-    ("bomb.xlsx", declared_size_bomb(), ZipBombError,
-     "the workbook would unpack to 2,000,000,000 bytes, more than the 1,073,741,824 allowed; "
-     "split it or save it as CSV"),
-    ("ratio.xlsx", ratio_bomb(), ZipBombError,
-     "the workbook part xl/worksheets/sheet1.xml unpacks 1028 times its stored size (limit "
-     "500); it is not a normal spreadsheet"),
-    ("p.parquet", b"PAR1garbage", MalformedFileError,
-     "the Parquet file is damaged or truncated (Parquet magic bytes not found in footer. Either "
-     "the file is corrupted or this is not a parquet file.); write it again"),
-    ("p.parquet", _parquet_bytes(pa.table({"a": pa.array([], pa.int64())})), NoRowsError,
-     "the file has no rows; add at least one record"),
-    ("g.csv.gz", gzip.compress(b"a,b\n1,2\n" * 1000)[:50], MalformedFileError,
-     "the gzip data is damaged or truncated (Compressed file ended before the end-of-stream "
-     "marker was reached); compress the file again"),
+    (
+        "s.xlsx",
+        xlsx_bytes([]),
+        EmptyFileError,
+        "the sheet is empty; put a header row and data on the first sheet (or set [ingest] "
+        "excel_sheet)",
+    ),
+    (
+        "bomb.xlsx",
+        declared_size_bomb(),
+        ZipBombError,
+        "the workbook would unpack to 2,000,000,000 bytes, more than the 1,073,741,824 allowed; "
+        "split it or save it as CSV",
+    ),
+    (
+        "ratio.xlsx",
+        ratio_bomb(),
+        ZipBombError,
+        "the workbook part xl/worksheets/sheet1.xml unpacks 1028 times its stored size (limit "
+        "500); it is not a normal spreadsheet",
+    ),
+    (
+        "p.parquet",
+        b"PAR1garbage",
+        MalformedFileError,
+        "the Parquet file is damaged or truncated (Parquet magic bytes not found in footer. Either "
+        "the file is corrupted or this is not a parquet file.); write it again",
+    ),
+    (
+        "p.parquet",
+        _parquet_bytes(pa.table({"a": pa.array([], pa.int64())})),
+        NoRowsError,
+        "the file has no rows; add at least one record",
+    ),
+    (
+        "g.csv.gz",
+        gzip.compress(b"a,b\n1,2\n" * 1000)[:50],
+        MalformedFileError,
+        "the gzip data is damaged or truncated (Compressed file ended before the end-of-stream "
+        "marker was reached); compress the file again",
+    ),
 ]
 
 
@@ -393,8 +551,17 @@ def test_fuzz_truncated_and_corrupted(tmp_path: Path, name: str) -> None:
     valid = _valid_files()[name]
     rng = random.Random(name)
     path = tmp_path / name
-    cuts = sorted({1, 2, 4, 8, len(valid) // 2, len(valid) - 1,
-                   *(rng.randrange(1, len(valid)) for _ in range(8))})
+    cuts = sorted(
+        {
+            1,
+            2,
+            4,
+            8,
+            len(valid) // 2,
+            len(valid) - 1,
+            *(rng.randrange(1, len(valid)) for _ in range(8)),
+        }
+    )
     variants = [valid[:cut] for cut in cuts]
     for _ in range(12):
         flipped = bytearray(valid)
