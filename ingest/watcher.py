@@ -1,0 +1,379 @@
+"""The watcher: notices complete files in the inboxes and hands them to the intake, one at a time.
+
+Events are only hints. A watchdog handler records candidate paths and never raises; a stability
+thread takes a candidate once its size and mtime held still for ``stable_seconds`` and it opens
+for reading; one worker thread calls ``Intake.take``. A start-up scan and a rescan every
+``rescan_seconds`` catch files that arrived while nothing ran or whose events were lost, so a
+missed event delays a file but never loses it. A supervisor restarts a dead thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import stat
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer
+from watchdog.observers.api import BaseObserver
+from watchdog.observers.polling import PollingObserver
+
+from ingest.config import KINDS, IngestConfig
+from ingest.formats import is_unfinished_name
+from ingest.intake import Intake
+
+log = logging.getLogger("dropscore.ingest")
+
+_ARRIVAL_EVENTS = frozenset({"created", "modified", "moved", "closed"})
+_SUPERVISE_SECONDS = 0.2
+_QUEUE_POLL_SECONDS = 0.2
+
+Signature = tuple[int, int]  # (size, mtime_ns)
+
+
+@dataclass
+class _Candidate:
+    """A file seen in an inbox, with the signature it has held since ``since``."""
+
+    kind: str
+    signature: Signature | None = None
+    since: float = 0.0
+
+
+class _Inboxes:
+    """Thread-safe bookkeeping of every file between first sight and the end of its take."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._candidates: dict[Path, _Candidate] = {}
+        self._queued: set[Path] = set()
+        self._failed: dict[Path, Signature] = {}  # takes that raised: skipped until they change
+        self.last_event: float | None = None
+
+    def note(self, path: Path, kind: str, *, from_event: bool = True) -> None:
+        """Record a path worth checking; queued paths are left alone until their take ends."""
+        with self._lock:
+            if from_event:
+                self.last_event = time.time()
+            if path not in self._queued and path not in self._candidates:
+                self._candidates[path] = _Candidate(kind)
+
+    def snapshot(self) -> list[tuple[Path, _Candidate]]:
+        """Copy the candidates, so the stability check runs without holding the lock."""
+        with self._lock:
+            return list(self._candidates.items())
+
+    def forget(self, path: Path) -> None:
+        """Drop a candidate that vanished or is not a file."""
+        with self._lock:
+            self._candidates.pop(path, None)
+
+    def promote(self, path: Path) -> bool:
+        """Move a stable candidate to the queued set; False if it was already queued."""
+        with self._lock:
+            self._candidates.pop(path, None)
+            if path in self._queued:
+                return False
+            self._queued.add(path)
+            return True
+
+    def done(self, path: Path, failed_signature: Signature | None = None) -> None:
+        """End a take; a failed one is remembered so the rescan does not retry it in a loop."""
+        with self._lock:
+            self._queued.discard(path)
+            if failed_signature is None:
+                self._failed.pop(path, None)
+            else:
+                self._failed[path] = failed_signature
+
+    def failed_as(self, path: Path) -> Signature | None:
+        """Return the signature a path had when its take failed, if it did."""
+        with self._lock:
+            return self._failed.get(path)
+
+    def backlog(self) -> int:
+        """Count files seen and not yet taken."""
+        with self._lock:
+            return len(self._candidates) + len(self._queued)
+
+
+class _Handler(FileSystemEventHandler):
+    """Turns watchdog events into candidates; it never raises, never reads a file."""
+
+    def __init__(self, inboxes: _Inboxes, kind_of: dict[Path, str]) -> None:
+        super().__init__()
+        self._inboxes = inboxes
+        self._kind_of = kind_of
+
+    def dispatch(self, event: FileSystemEvent) -> None:
+        """Record arrivals: created, modified, closed, and the destination of a move."""
+        try:
+            if event.is_directory or event.event_type not in _ARRIVAL_EVENTS:
+                return
+            raw = event.dest_path if event.event_type == "moved" else event.src_path
+            path = Path(os.fsdecode(raw))
+            kind = self._kind_of.get(path.parent)
+            if kind is not None and not is_unfinished_name(path.name):
+                self._inboxes.note(path, kind)
+        except Exception:  # an event handler must never take the observer down
+            log.debug("ignored an event", exc_info=True)
+
+
+def _signature(path: Path) -> Signature | None:
+    """Return (size, mtime) of a regular file, or None if it is gone or not a file."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    if not stat.S_ISREG(st.st_mode):
+        return None
+    return st.st_size, st.st_mtime_ns
+
+
+def _iso(timestamp: float | None) -> str | None:
+    """Show an epoch time as ISO-8601 UTC, or None when it never happened."""
+    return datetime.fromtimestamp(timestamp, UTC).isoformat() if timestamp else None
+
+
+def _opens(path: Path) -> bool:
+    """Tell whether the file can be opened for reading now (a writer may hold it locked)."""
+    try:
+        with open(path, "rb"):
+            return True
+    except OSError:
+        return False
+
+
+class Watcher:
+    """Watches ``inbox/train`` and ``inbox/score`` and feeds complete files to the intake."""
+
+    def __init__(self, config: IngestConfig, intake: Intake) -> None:
+        self.config = config
+        self.intake = intake
+        self._inboxes = _Inboxes()
+        self._queue: queue.Queue[tuple[Path, str, Signature]] = queue.Queue()
+        self._stop = threading.Event()
+        self._threads: dict[str, threading.Thread] = {}
+        self._observer: BaseObserver | None = None
+        self._observer_kind = "none"
+        self._restarts = 0
+        self._scans = 0
+        self._last_scan: float | None = None
+        self._in_flight: Path | None = None
+        self._started = False
+        self._tick = max(0.02, min(0.1, config.stable_seconds / 5))
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start observing, scanning, stabilizing and taking; the worker recovers first."""
+        if self._started:
+            raise RuntimeError("a Watcher starts once; build a new one to start again")
+        self._started = True
+        self.config.make_dirs()
+        self._observer = self._start_observer()
+        self._scan()  # files that waited while nothing ran
+        for name in ("worker", "stability"):
+            self._spawn(name)
+        self._spawn("supervisor")
+        log.info("watcher started", extra={"observer": self._observer_kind})
+
+    def stop(self, timeout: float = 30.0) -> bool:
+        """Stop taking new files, let the in-flight one finish, and join; True if all ended."""
+        self._stop.set()
+        deadline = time.monotonic() + timeout
+        supervisor = self._threads.get("supervisor")
+        if supervisor is not None:
+            supervisor.join(max(0.0, deadline - time.monotonic()))  # no restarts from here on
+        if self._observer is not None:
+            self._observer.stop()
+        for thread in list(self._threads.values()):
+            thread.join(max(0.0, deadline - time.monotonic()))
+        if self._observer is not None:
+            self._observer.join(max(0.0, deadline - time.monotonic()))
+        alive = [t.name for t in self._threads.values() if t.is_alive()]
+        if self._observer is not None and self._observer.is_alive():
+            alive.append("observer")
+        if alive:
+            log.warning("watcher threads still running after stop", extra={"threads": alive})
+        else:
+            log.info("watcher stopped")
+        return not alive
+
+    def is_alive(self) -> bool:
+        """Tell whether the watcher is running: observer and supervisor up, not stopped."""
+        supervisor = self._threads.get("supervisor")
+        return (
+            self._started
+            and not self._stop.is_set()
+            and supervisor is not None
+            and supervisor.is_alive()
+            and self._observer is not None
+            and self._observer.is_alive()
+        )
+
+    def status(self) -> dict[str, Any]:
+        """Report liveness, observer kind, backlog and restarts, for ``/health``."""
+        last = self._inboxes.last_event
+        return {
+            "alive": self.is_alive(),
+            "observer": self._observer_kind,
+            "backlog": self._inboxes.backlog(),
+            "in_flight": self._in_flight.name if self._in_flight else None,
+            "last_event": _iso(last),
+            "restarts": self._restarts,
+            "scans": self._scans,
+            "last_scan": _iso(self._last_scan),
+            "threads": {name: t.is_alive() for name, t in self._threads.items()},
+        }
+
+    # -- observer ----------------------------------------------------------------------------
+
+    def _start_observer(self) -> BaseObserver:
+        """Start the native observer, or polling when asked or when native cannot start."""
+        if not self.config.poll:
+            try:
+                return self._schedule(Observer(), "native")
+            except Exception as exc:  # e.g. the inotify watch or instance limit
+                log.warning("native file events unavailable, polling instead",
+                            extra={"error": str(exc)})
+        return self._schedule(PollingObserver(), "polling")
+
+    def _schedule(self, observer: BaseObserver, kind: str) -> BaseObserver:
+        """Watch both inboxes (not recursively) with one handler and start the observer."""
+        kind_of = {self.config.inbox(k): k for k in KINDS}
+        handler = _Handler(self._inboxes, kind_of)
+        for folder in kind_of:
+            observer.schedule(handler, str(folder), recursive=False)
+        observer.daemon = True
+        observer.start()
+        self._observer_kind = kind
+        return observer
+
+    # -- threads -----------------------------------------------------------------------------
+
+    def _spawn(self, name: str) -> None:
+        """Start one named thread running its loop under a guard that logs how it ended."""
+        target = {
+            "worker": self._work,
+            "stability": self._stabilize,
+            "supervisor": self._supervise,
+        }[name]
+        thread = threading.Thread(
+            target=self._guarded, args=(name, target), name=f"dropscore-ingest-{name}",
+            daemon=True,
+        )
+        self._threads[name] = thread
+        thread.start()
+
+    def _guarded(self, name: str, target: Any) -> None:
+        """Run a thread loop; a crash is logged (the supervisor restarts it), never printed."""
+        try:
+            target()
+        except BaseException:
+            log.exception("watcher thread died", extra={"watcher_thread": name})
+
+    def _supervise(self) -> None:
+        """Restart a dead worker, stability thread or observer until stop."""
+        while not self._stop.wait(_SUPERVISE_SECONDS):
+            for name in ("worker", "stability"):
+                if not self._threads[name].is_alive() and not self._stop.is_set():
+                    self._restarts += 1
+                    log.warning("restarting watcher thread",
+                                extra={"watcher_thread": name, "restarts": self._restarts})
+                    self._spawn(name)
+            observer = self._observer
+            if observer is not None and not observer.is_alive() and not self._stop.is_set():
+                self._restarts += 1
+                log.warning("restarting file observer", extra={"restarts": self._restarts})
+                self._observer = self._start_observer()
+
+    def _stabilize(self) -> None:
+        """Check candidates every tick and rescan the inboxes every ``rescan_seconds``."""
+        next_scan = time.monotonic() + self.config.rescan_seconds
+        while not self._stop.wait(self._tick):
+            if time.monotonic() >= next_scan:
+                self._scan()
+                next_scan = time.monotonic() + self.config.rescan_seconds
+            self._check_candidates()
+
+    def _scan(self) -> None:
+        """List both inboxes and note every file not already known, in case events were lost."""
+        for kind in KINDS:
+            try:
+                entries = list(os.scandir(self.config.inbox(kind)))
+            except OSError as exc:
+                log.warning("cannot list inbox", extra={"kind": kind, "error": str(exc)})
+                continue
+            for entry in entries:
+                if is_unfinished_name(entry.name) or not entry.is_file(follow_symlinks=False):
+                    continue
+                path = Path(entry.path)
+                failed = self._inboxes.failed_as(path)
+                if failed is not None and failed == _signature(path):
+                    continue
+                self._inboxes.note(path, kind, from_event=False)
+        self._scans += 1
+        self._last_scan = time.time()
+
+    def _check_candidates(self) -> None:
+        """Queue each candidate whose size and mtime held still for ``stable_seconds``."""
+        now = time.monotonic()
+        for path, cand in self._inboxes.snapshot():
+            sig = _signature(path)
+            if sig is None:
+                self._inboxes.forget(path)
+            elif sig != cand.signature:
+                cand.signature, cand.since = sig, now
+            elif (
+                now - cand.since >= self.config.stable_seconds
+                and _opens(path)
+                and self._inboxes.promote(path)
+            ):
+                self._queue.put((path, cand.kind, sig))
+
+    def _work(self) -> None:
+        """Recover (also after a restart: a dead worker may have left a claim), then take."""
+        try:
+            self.intake.recover()
+        except Exception:
+            log.exception("recover failed; continuing with new drops")
+        while not self._stop.is_set():
+            try:
+                path, kind, sig = self._queue.get(timeout=_QUEUE_POLL_SECONDS)
+            except queue.Empty:
+                continue
+            self._in_flight = path
+            try:
+                self._take(path, kind, sig)
+            finally:
+                self._in_flight = None
+
+    def _take(self, path: Path, kind: str, sig: Signature) -> None:
+        """Take one stable file, unless it changed or vanished since it was judged stable."""
+        current = _signature(path)
+        if current is None:
+            self._inboxes.done(path)
+            return
+        if current != sig:  # written to again while queued: back to the stability check
+            self._inboxes.done(path)
+            self._inboxes.note(path, kind, from_event=False)
+            return
+        failed: Signature | None = None
+        try:
+            self.intake.take(path, kind)
+        except FileNotFoundError:
+            log.info("vanished before it was claimed", extra={"file": path.name, "kind": kind})
+        except Exception as exc:
+            log.exception("could not take", extra={"file": path.name, "kind": kind,
+                                                    "error": str(exc)})
+            failed = sig
+        finally:
+            self._inboxes.done(path, failed_signature=failed)
