@@ -54,6 +54,12 @@ def create_app(
     return app
 
 
+def warm(app: Flask) -> Flask:
+    """Load the champion now, so the first request does not pay for it; call after fork."""
+    app.extensions["dropscore"].champion.peek()
+    return app
+
+
 def _gauges(champion: ChampionHolder, registry: Registry, ledger: Any) -> dict[str, Any]:
     model = champion.peek()
     listed = registry.list()

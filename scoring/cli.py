@@ -74,11 +74,24 @@ def serve(ctx: Context) -> None:
 @pass_ctx
 def api(ctx: Context, workers: int | None) -> None:
     """Run the API only, under gunicorn; replicas share the data folder."""
-    from scoring.app import create_app
-    from scoring.server import serve_gunicorn
+    import os
+    import shutil
+    import tempfile
 
     settings = ctx.settings
-    serve_gunicorn(settings, lambda: create_app(settings), workers or settings.server.workers)
+    # prometheus_client chooses per-process or shared counters when first imported, so the
+    # shared folder must be in the environment before anything imports it.
+    metrics_dir = tempfile.mkdtemp(prefix="dropscore-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    from scoring.app import create_app, warm
+    from scoring.server import serve_gunicorn
+
+    try:
+        serve_gunicorn(
+            settings, lambda: warm(create_app(settings)), workers or settings.server.workers
+        )
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 @main.command()

@@ -102,8 +102,7 @@ def worker_lock(data_dir: Path) -> Iterator[IO[str]]:
 def run_serve(settings: Settings) -> None:
     """API + watcher (+ scheduler) in one process: the embedded default."""
     from ingest.watcher import Watcher
-
-    from scoring.app import create_app
+    from scoring.app import create_app, warm
     from scoring.server import serve_threaded
 
     with worker_lock(settings.data_dir):
@@ -118,6 +117,7 @@ def run_serve(settings: Settings) -> None:
             app = create_app(
                 settings, registry=registry, ledger=ledger, probes={"watcher": watcher.status}
             )
+            warm(app)
             serve_threaded(app, settings.server.host, settings.server.port, settings.server.threads)
         finally:
             watcher.stop()

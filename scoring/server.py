@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import signal
-import tempfile
 from collections.abc import Callable
 from typing import Any
 
@@ -51,8 +49,8 @@ def serve_gunicorn(settings: Settings, factory: Callable[[], Flask], workers: in
     """Run gunicorn with ``workers`` processes, each building the app after fork."""
     from gunicorn.app.base import BaseApplication
 
-    metrics_dir = tempfile.mkdtemp(prefix="dropscore-metrics-")
-    os.environ[MULTIPROC_ENV] = metrics_dir  # set before any worker creates a metric
+    if not os.environ.get(MULTIPROC_ENV):
+        raise RuntimeError(f"{MULTIPROC_ENV} must be set before prometheus_client is imported")
 
     class Application(BaseApplication):
         def load_config(self) -> None:
@@ -80,10 +78,7 @@ def serve_gunicorn(settings: Settings, factory: Callable[[], Flask], workers: in
         "listening",
         extra={"url": f"http://{settings.server.host}:{settings.server.port}", "workers": workers},
     )
-    try:
-        Application().run()
-    finally:
-        shutil.rmtree(metrics_dir, ignore_errors=True)
+    Application().run()
 
 
 def _one_blas_thread(_worker: Any) -> None:

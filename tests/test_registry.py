@@ -69,7 +69,7 @@ def test_untrusted_type_is_refused_before_loading(settings, registry, trained):
 def test_function_references_are_refused(tmp_path):
     path = tmp_path / MODEL_FILE
     sio.dump(FunctionTransformer(func=eval), path)
-    with pytest.raises(ModelFileError, match="builtins.eval"):
+    with pytest.raises(ModelFileError, match=r"builtins\.eval"):
         load_trusted(path)
 
 
