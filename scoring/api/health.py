@@ -30,6 +30,17 @@ def health() -> Response:
     last = _last_retrain(s)
     if last:
         body["last_retrain"] = last
+    ingest = s.ledger.last_ingest()
+    body["last_ingest"] = (
+        None
+        if ingest is None
+        else {
+            "file_id": ingest.id,
+            "name": ingest.original_name,
+            "state": ingest.state,
+            "at": ingest.finished_at,
+        }
+    )
     return jsonify(body)
 
 
