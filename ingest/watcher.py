@@ -244,7 +244,8 @@ class Watcher:
             except Exception as exc:  # e.g. the inotify watch or instance limit
                 log.warning("native file events unavailable, polling instead",
                             extra={"error": str(exc)})
-        return self._schedule(PollingObserver(), "polling")
+        interval = min(1.0, max(0.1, self.config.stable_seconds / 4))
+        return self._schedule(PollingObserver(timeout=interval), "polling")
 
     def _schedule(self, observer: BaseObserver, kind: str) -> BaseObserver:
         """Watch both inboxes (not recursively) with one handler and start the observer."""
@@ -333,11 +334,25 @@ class Watcher:
             elif sig != cand.signature:
                 cand.signature, cand.since = sig, now
             elif (
-                now - cand.since >= self.config.stable_seconds
+                self._held_still(cand, sig, now)
                 and _opens(path)
                 and self._inboxes.promote(path)
             ):
                 self._queue.put((path, cand.kind, sig))
+
+    def _held_still(self, cand: _Candidate, sig: Signature, now: float) -> bool:
+        """Tell whether an unchanged signature has been still for ``stable_seconds``.
+
+        Two checks ``stable_seconds`` apart prove it. On a local disk the mtime is the local
+        clock's record of the last write, so an unchanged mtime at least ``stable_seconds`` old
+        proves it too, whenever we first saw the file: events that arrive late (watchdog holds
+        events behind an unpaired move for 0.5 s) or a start-up scan then add no extra wait.
+        Network shares (``poll``) may have skewed clocks, so there only the two checks count.
+        """
+        stable = self.config.stable_seconds
+        if now - cand.since >= stable:
+            return True
+        return not self.config.poll and time.time() - sig[1] / 1e9 >= stable
 
     def _work(self) -> None:
         """Recover (also after a restart: a dead worker may have left a claim), then take."""

@@ -1,0 +1,110 @@
+"""Drop-to-ledger latency: small files renamed into a running Watcher's inbox until normalized.
+
+Prints p50/p95/max beside two baselines measured in the same run: ``stable_seconds`` (the wait
+the contract asks for) and a direct ``Intake.take`` of the same file (the work itself). The goal
+is latency within ``stable_seconds + 0.5 s``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from ingest.config import IngestConfig
+from ingest.intake import Intake
+from ingest.ledger import FileRecord, Ledger
+from ingest.watcher import Watcher
+
+
+def _csv(i: int, rows: int = 20) -> str:
+    """Build a small distinct CSV drop."""
+    return "id,x,label\n" + "".join(f"{i * rows + r},{r}.5,l{r % 3}\n" for r in range(rows))
+
+
+def _percentile(values: list[float], q: float) -> float:
+    """Return the q-th percentile (0-100) by nearest rank."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))]
+
+
+def direct_take_seconds(root: Path, samples: int = 10) -> float:
+    """Measure the median time of the intake's own work, with no watcher in front of it."""
+    config = IngestConfig(data_dir=root / "direct")
+    config.make_dirs()
+    intake = Intake(config, Ledger(config.db_path))
+    times = []
+    for i in range(samples):
+        path = config.inbox("score") / f"d{i}.csv"
+        path.write_text(_csv(10_000 + i))
+        t0 = time.perf_counter()
+        intake.take(path, "score")
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def watched_latencies(
+    root: Path, drops: int, stable: float, interval: float, poll: bool
+) -> tuple[list[float], str]:
+    """Rename drops into a running watcher's inbox and time each until it is normalized."""
+    config = IngestConfig(data_dir=root / "watched", stable_seconds=stable, poll=poll)
+    config.make_dirs()
+    done: dict[str, float] = {}
+    all_done = threading.Event()
+
+    def on_normalized(record: FileRecord) -> None:
+        done[record.original_name] = time.monotonic()
+        if len(done) == drops:
+            all_done.set()
+
+    watcher = Watcher(config, Intake(config, Ledger(config.db_path), on_normalized))
+    watcher.start()
+    try:
+        staging = root / "staging"
+        staging.mkdir()
+        dropped: dict[str, float] = {}
+        for i in range(drops):
+            name = f"drop{i:03d}.csv"
+            (staging / name).write_text(_csv(i))
+            (staging / name).rename(config.inbox("score") / name)
+            dropped[name] = time.monotonic()
+            time.sleep(interval)
+        if not all_done.wait(timeout=stable * 10 + drops):
+            raise SystemExit(f"only {len(done)} of {drops} drops were normalized")
+        kind = watcher.status()["observer"]
+    finally:
+        watcher.stop(timeout=30)
+    return [done[name] - dropped[name] for name in dropped], kind
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run both measurements and print the latency beside its baselines."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--drops", type=int, default=50)
+    parser.add_argument("--stable-seconds", type=float, default=2.0)
+    parser.add_argument("--interval", type=float, default=0.1, help="seconds between drops")
+    parser.add_argument("--poll", action="store_true", help="use the polling observer")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="dropscore-drops-") as tmp:
+        work = direct_take_seconds(Path(tmp))
+        latencies, observer = watched_latencies(
+            Path(tmp), args.drops, args.stable_seconds, args.interval, args.poll
+        )
+    stable = args.stable_seconds
+    p50, p95 = _percentile(latencies, 50), _percentile(latencies, 95)
+    print(f"drop-to-ledger latency over {len(latencies)} drops ({observer} observer, "
+          f"one drop every {args.interval:g} s)")
+    print(f"  baseline stable_seconds      {stable:8.3f} s")
+    print(f"  baseline direct take (p50)   {work:8.3f} s")
+    print(f"  p50                          {p50:8.3f} s   (+{p50 - stable:.3f} s over stable)")
+    print(f"  p95                          {p95:8.3f} s   (+{p95 - stable:.3f} s over stable)")
+    print(f"  max                          {max(latencies):8.3f} s")
+    verdict = "within" if p95 <= stable + 0.5 else "OVER"
+    print(f"  goal p95 <= stable + 0.5 s = {stable + 0.5:.3f} s: {verdict}")
+
+
+if __name__ == "__main__":
+    main()
