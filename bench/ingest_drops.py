@@ -95,8 +95,10 @@ def main(argv: list[str] | None = None) -> None:
         )
     stable = args.stable_seconds
     p50, p95 = _percentile(latencies, 50), _percentile(latencies, 95)
-    print(f"drop-to-ledger latency over {len(latencies)} drops ({observer} observer, "
-          f"one drop every {args.interval:g} s)")
+    print(
+        f"drop-to-ledger latency over {len(latencies)} drops ({observer} observer, "
+        f"one drop every {args.interval:g} s)"
+    )
     print(f"  baseline stable_seconds      {stable:8.3f} s")
     print(f"  baseline direct take (p50)   {work:8.3f} s")
     print(f"  p50                          {p50:8.3f} s   (+{p50 - stable:.3f} s over stable)")

@@ -21,7 +21,9 @@ from ingest.ledger import Ledger
 from ingest.watcher import Watcher
 
 _STANDARD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
-    "message", "asctime", "taskName",
+    "message",
+    "asctime",
+    "taskName",
 }
 
 

@@ -341,8 +341,12 @@ class Intake:
         if size > self._max_bytes:
             error = self._too_large(name, size)
             record = self.ledger.receive(
-                original_name=name, kind=kind, size_bytes=size, sha256=None,
-                processing_path=claimed, rejected=error.to_dict(),
+                original_name=name,
+                kind=kind,
+                size_bytes=size,
+                sha256=None,
+                processing_path=claimed,
+                rejected=error.to_dict(),
             )
             return self._settle(record, claimed)
         sha = self._hash_with_retries(claimed)
@@ -375,8 +379,12 @@ class Intake:
     def _reject_uncopied(self, path: Path, kind: str, size: int) -> FileRecord:
         """Quarantine-record an oversized file for take_copy without copying gigabytes."""
         record = self.ledger.receive(
-            original_name=path.name, kind=kind, size_bytes=size, sha256=None,
-            processing_path=None, rejected=self._too_large(path.name, size).to_dict(),
+            original_name=path.name,
+            kind=kind,
+            size_bytes=size,
+            sha256=None,
+            processing_path=None,
+            rejected=self._too_large(path.name, size).to_dict(),
         )
         self._write_error_record(record)
         self._log_quarantined(record)
@@ -389,17 +397,25 @@ class Intake:
         while True:
             attempt = self.ledger.start_attempt(record.id)
             if attempt > self.config.max_attempts:
-                return self._quarantine(record, claimed, RetriesExhaustedError(
-                    f"{record.original_name} was being ingested {attempt - 1} times when the "
-                    "service stopped or failed; it is set aside so it cannot stop it again"
-                ))
+                return self._quarantine(
+                    record,
+                    claimed,
+                    RetriesExhaustedError(
+                        f"{record.original_name} was being ingested {attempt - 1} times when the "
+                        "service stopped or failed; it is set aside so it cannot stop it again"
+                    ),
+                )
             try:
                 outcome = self._normalize(record, claimed)
             except TRANSIENT as exc:
                 if attempt >= self.config.max_attempts:
-                    return self._quarantine(record, claimed, RetriesExhaustedError(
-                        f"gave up on {record.original_name} after {attempt} attempts: {exc}"
-                    ))
+                    return self._quarantine(
+                        record,
+                        claimed,
+                        RetriesExhaustedError(
+                            f"gave up on {record.original_name} after {attempt} attempts: {exc}"
+                        ),
+                    )
                 log.warning("retrying", extra=self._extra(record, attempt=attempt, error=str(exc)))
                 time.sleep(_backoff(attempt))
                 continue
@@ -407,10 +423,14 @@ class Intake:
                 return self._quarantine(record, claimed, exc)
             except Exception as exc:
                 log.exception("unexpected failure", extra=self._extra(record))
-                return self._quarantine(record, claimed, InternalIngestError(
-                    f"unexpected {type(exc).__name__} while reading "
-                    f"{record.original_name}: {exc}"
-                ))
+                return self._quarantine(
+                    record,
+                    claimed,
+                    InternalIngestError(
+                        f"unexpected {type(exc).__name__} while reading "
+                        f"{record.original_name}: {exc}"
+                    ),
+                )
             if isinstance(outcome, _OwnedElsewhere):
                 return self._duplicate_of(record, claimed, outcome.owner)
             return self._accept(record, claimed, outcome)
@@ -539,13 +559,17 @@ class Intake:
         if record.state == QUARANTINED:
             self._log_quarantined(record)
         elif record.state == DUPLICATE:
-            log.info("duplicate", extra=self._extra(
-                record, duplicate_of=record.duplicate_of, archive_path=record.archive_path
-            ))
+            log.info(
+                "duplicate",
+                extra=self._extra(
+                    record, duplicate_of=record.duplicate_of, archive_path=record.archive_path
+                ),
+            )
         elif record.state == NORMALIZED:
-            log.info("normalized", extra=self._extra(
-                record, rows=record.rows, lake_path=record.lake_path
-            ))
+            log.info(
+                "normalized",
+                extra=self._extra(record, rows=record.rows, lake_path=record.lake_path),
+            )
             self._notify(record)
         return record
 
@@ -568,10 +592,15 @@ class Intake:
     def _log_quarantined(self, record: FileRecord) -> None:
         """Say which file was rejected and why."""
         error = record.error or {}
-        log.warning("quarantined", extra=self._extra(
-            record, code=error.get("code"), error=error.get("message"),
-            quarantine_path=record.quarantine_path,
-        ))
+        log.warning(
+            "quarantined",
+            extra=self._extra(
+                record,
+                code=error.get("code"),
+                error=error.get("message"),
+                quarantine_path=record.quarantine_path,
+            ),
+        )
 
     def _notify(self, record: FileRecord) -> None:
         """Tell the listener a drop reached the lake; its failures are logged, never raised."""
@@ -656,10 +685,16 @@ class Intake:
             if path is not None and path.exists():
                 continue  # a live process holds it; recover_claims skipped it on purpose
             try:
-                done.append(self._quarantine(record, None, InternalIngestError(
-                    f"{record.original_name} disappeared from processing/ before it was "
-                    "ingested; the original is not in archive/ or quarantine/"
-                )))
+                done.append(
+                    self._quarantine(
+                        record,
+                        None,
+                        InternalIngestError(
+                            f"{record.original_name} disappeared from processing/ before it was "
+                            "ingested; the original is not in archive/ or quarantine/"
+                        ),
+                    )
+                )
             except IllegalTransition:
                 continue  # another process finished it meanwhile
         return done

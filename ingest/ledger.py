@@ -330,8 +330,16 @@ class Ledger:
             cur = conn.execute(
                 "INSERT INTO files (original_name, kind, size_bytes, sha256, state, "
                 "processing_path, received_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (original_name, kind, size_bytes, sha256, RECEIVED,
-                 self.relative(processing_path), now, now),
+                (
+                    original_name,
+                    kind,
+                    size_bytes,
+                    sha256,
+                    RECEIVED,
+                    self.relative(processing_path),
+                    now,
+                    now,
+                ),
             )
             file_id = int(cur.lastrowid or 0)
             stored = archive_name or original_name
@@ -339,8 +347,13 @@ class Ledger:
                 conn.execute(
                     "UPDATE files SET state = ?, error = ?, quarantine_path = ?, "
                     "finished_at = ? WHERE id = ?",
-                    (QUARANTINED, json.dumps(rejected),
-                     f"quarantine/{file_id}__{stored}", now, file_id),
+                    (
+                        QUARANTINED,
+                        json.dumps(rejected),
+                        f"quarantine/{file_id}__{stored}",
+                        now,
+                        file_id,
+                    ),
                 )
             elif sha256 is not None:
                 earlier = _first_live(conn, kind, sha256, before=file_id)
@@ -362,9 +375,9 @@ class Ledger:
             )
             if cur.rowcount == 0:
                 _refuse(conn, file_id, "start an attempt on")
-            return int(conn.execute(
-                "SELECT attempts FROM files WHERE id = ?", (file_id,)
-            ).fetchone()[0])
+            return int(
+                conn.execute("SELECT attempts FROM files WHERE id = ?", (file_id,)).fetchone()[0]
+            )
 
     def mark_normalized(
         self,
@@ -438,8 +451,15 @@ class Ledger:
                 "rows_scored = ?, rows_failed = ?, scored_at = ?, updated_at = ?, "
                 "scoring_claimed_at = NULL "
                 "WHERE id = ? AND state = 'normalized' AND kind = 'score'",
-                (self.relative(output_path), str(model_version), rows_scored, rows_failed,
-                 utc_now(), utc_now(), file_id),
+                (
+                    self.relative(output_path),
+                    str(model_version),
+                    rows_scored,
+                    rows_failed,
+                    utc_now(),
+                    utc_now(),
+                    file_id,
+                ),
             )
             if cur.rowcount == 0:
                 _refuse(conn, file_id, "mark as scored")

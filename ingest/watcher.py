@@ -127,9 +127,13 @@ class _Handler(FileSystemEventHandler):
 
 
 def _signature(path: Path) -> Signature | None:
-    """Return (size, mtime) of a regular file, or None if it is gone or not a file."""
+    """Return (size, mtime) of a regular file, or None if gone, a folder or a symlink.
+
+    Symlinks are never taken: a link dropped into an inbox must not make us read a file the
+    producer could not have copied there.
+    """
     try:
-        st = path.stat()
+        st = path.lstat()
     except OSError:
         return None
     if not stat.S_ISREG(st.st_mode):
@@ -242,8 +246,9 @@ class Watcher:
             try:
                 return self._schedule(Observer(), "native")
             except Exception as exc:  # e.g. the inotify watch or instance limit
-                log.warning("native file events unavailable, polling instead",
-                            extra={"error": str(exc)})
+                log.warning(
+                    "native file events unavailable, polling instead", extra={"error": str(exc)}
+                )
         interval = min(1.0, max(0.1, self.config.stable_seconds / 4))
         return self._schedule(PollingObserver(timeout=interval), "polling")
 
@@ -268,7 +273,9 @@ class Watcher:
             "supervisor": self._supervise,
         }[name]
         thread = threading.Thread(
-            target=self._guarded, args=(name, target), name=f"dropscore-ingest-{name}",
+            target=self._guarded,
+            args=(name, target),
+            name=f"dropscore-ingest-{name}",
             daemon=True,
         )
         self._threads[name] = thread
@@ -287,8 +294,10 @@ class Watcher:
             for name in ("worker", "stability"):
                 if not self._threads[name].is_alive() and not self._stop.is_set():
                     self._restarts += 1
-                    log.warning("restarting watcher thread",
-                                extra={"watcher_thread": name, "restarts": self._restarts})
+                    log.warning(
+                        "restarting watcher thread",
+                        extra={"watcher_thread": name, "restarts": self._restarts},
+                    )
                     self._spawn(name)
             observer = self._observer
             if observer is not None and not observer.is_alive() and not self._stop.is_set():
@@ -333,11 +342,7 @@ class Watcher:
                 self._inboxes.forget(path)
             elif sig != cand.signature:
                 cand.signature, cand.since = sig, now
-            elif (
-                self._held_still(cand, sig, now)
-                and _opens(path)
-                and self._inboxes.promote(path)
-            ):
+            elif self._held_still(cand, sig, now) and _opens(path) and self._inboxes.promote(path):
                 self._queue.put((path, cand.kind, sig))
 
     def _held_still(self, cand: _Candidate, sig: Signature, now: float) -> bool:
@@ -387,8 +392,9 @@ class Watcher:
         except FileNotFoundError:
             log.info("vanished before it was claimed", extra={"file": path.name, "kind": kind})
         except Exception as exc:
-            log.exception("could not take", extra={"file": path.name, "kind": kind,
-                                                    "error": str(exc)})
+            log.exception(
+                "could not take", extra={"file": path.name, "kind": kind, "error": str(exc)}
+            )
             failed = sig
         finally:
             self._inboxes.done(path, failed_signature=failed)

@@ -52,9 +52,22 @@ class Runner:
     def start(self) -> None:
         with open(self.log, "a") as err:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "ingest", "--data-dir", str(self.data_dir),
-                 "--stable-seconds", "0.2", "--rescan-seconds", "1", "--max-attempts", "20"],
-                cwd=REPO, stderr=err, stdout=subprocess.DEVNULL,
+                [
+                    sys.executable,
+                    "-m",
+                    "ingest",
+                    "--data-dir",
+                    str(self.data_dir),
+                    "--stable-seconds",
+                    "0.2",
+                    "--rescan-seconds",
+                    "1",
+                    "--max-attempts",
+                    "20",
+                ],
+                cwd=REPO,
+                stderr=err,
+                stdout=subprocess.DEVNULL,
             )
 
     def kill(self) -> None:
@@ -68,9 +81,7 @@ class Runner:
         return self.proc.wait(60)
 
 
-def test_kill_9_at_many_moments_loses_nothing_and_doubles_nothing(
-    tmp_path: Path, wait_for
-) -> None:
+def test_kill_9_at_many_moments_loses_nothing_and_doubles_nothing(tmp_path: Path, wait_for) -> None:
     config = IngestConfig(data_dir=tmp_path / "data")
     config.make_dirs()
     ledger = Ledger(config.db_path)
@@ -113,8 +124,11 @@ def test_kill_9_at_many_moments_loses_nothing_and_doubles_nothing(
         runner.kill()
 
     runner.start()
-    wait_for(lambda: rows() == len(names) and all(r.terminal for r in ledger.list(limit=None)),
-             timeout=120, what="every drop to reach a terminal state")
+    wait_for(
+        lambda: rows() == len(names) and all(r.terminal for r in ledger.list(limit=None)),
+        timeout=120,
+        what="every drop to reach a terminal state",
+    )
     assert runner.terminate() == 0
 
     records = ledger.list(limit=None)

@@ -56,8 +56,11 @@ QUARANTINE_CASES = [
     ("empty.csv", b"", "empty_file"),
     ("header_only.csv", b"a,b\n", "no_rows"),
     ("ragged.csv", b"a,b\n1,2\n3,4,5\n", "ragged_rows"),
-    ("wide.csv", (",".join(f"c{i}" for i in range(9)) + "\n" + ",".join("1" * 9) + "\n").encode(),
-     "too_many_columns"),
+    (
+        "wide.csv",
+        (",".join(f"c{i}" for i in range(9)) + "\n" + ",".join("1" * 9) + "\n").encode(),
+        "too_many_columns",
+    ),
     ("big.csv", b"a\n" + b"1\n" * 600_000, "file_too_large"),
     ("report.csv", b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj\x00\x01\x02", "format_mismatch"),
     ("table.docx", b"hello", "unsupported_format"),
@@ -345,9 +348,20 @@ def test_recover_finishes_a_drop_killed_at_any_step(
         path.write_text(content)
         paths.append(path)
     child = subprocess.run(
-        [sys.executable, "-c", _CRASHER, str(config.data_dir), step, "score", mode,
-         *map(str, paths)],
-        cwd=REPO, capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-c",
+            _CRASHER,
+            str(config.data_dir),
+            step,
+            "score",
+            mode,
+            *map(str, paths),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert child.returncode == 9, child.stderr
 
@@ -368,7 +382,8 @@ def test_recover_finishes_a_drop_killed_at_any_step(
             name = f"{record.id}__{record.original_name}.error.json"
             assert json.loads((config.quarantine / name).read_text())["code"] == "no_rows"
     lake_ids = {
-        i for p in config.lake("score").glob("*.parquet")
+        i
+        for p in config.lake("score").glob("*.parquet")
         for i in pq.read_table(p).column("_file_id").to_pylist()
     }
     assert lake_ids == {r.id for r in records if r.state == NORMALIZED}
@@ -397,8 +412,13 @@ def test_recover_leaves_a_claim_another_process_holds(
 def test_recover_quarantines_a_received_row_whose_file_is_gone(
     intake: Intake, ledger: Ledger
 ) -> None:
-    row = ledger.receive(original_name="lost.csv", kind="score", size_bytes=3, sha256="abc",
-                         processing_path="processing/score/zz/lost.csv")
+    row = ledger.receive(
+        original_name="lost.csv",
+        kind="score",
+        size_bytes=3,
+        sha256="abc",
+        processing_path="processing/score/zz/lost.csv",
+    )
     [record] = intake.recover()
     assert record.id == row.id and record.state == QUARANTINED
     assert record.error is not None and record.error["code"] == "internal"
@@ -410,8 +430,13 @@ def test_a_file_that_keeps_killing_the_service_is_set_aside(
     claim = config.processing / "score" / "abc" / "x.csv"
     claim.parent.mkdir(parents=True)
     claim.write_text(GOOD)
-    row = ledger.receive(original_name="x.csv", kind="score", size_bytes=len(GOOD),
-                         sha256="abc", processing_path=claim)
+    row = ledger.receive(
+        original_name="x.csv",
+        kind="score",
+        size_bytes=len(GOOD),
+        sha256="abc",
+        processing_path=claim,
+    )
     for _ in range(config.max_attempts):
         ledger.start_attempt(row.id)  # as if each attempt had died mid-way
     [record] = intake.recover()

@@ -131,8 +131,9 @@ def test_same_content_is_a_duplicate_of_the_first_live_drop(ledger: Ledger) -> N
 
 def test_quarantined_content_can_be_dropped_again(ledger: Ledger) -> None:
     first = _receive(ledger)
-    ledger.mark_quarantined(first.id, error={"code": "malformed", "message": "m"},
-                            quarantine_path="quarantine/1__a.csv")
+    ledger.mark_quarantined(
+        first.id, error={"code": "malformed", "message": "m"}, quarantine_path="quarantine/1__a.csv"
+    )
     assert ledger.find_by_sha("score", "s1") is None
     again = _receive(ledger)
     assert again.state == RECEIVED
@@ -140,8 +141,12 @@ def test_quarantined_content_can_be_dropped_again(ledger: Ledger) -> None:
 
 def test_rejected_at_receive_is_quarantined_at_once(ledger: Ledger) -> None:
     record = ledger.receive(
-        original_name="big.csv", kind="score", size_bytes=10**10, sha256=None,
-        processing_path=None, rejected={"code": "file_too_large", "message": "too big"},
+        original_name="big.csv",
+        kind="score",
+        size_bytes=10**10,
+        sha256=None,
+        processing_path=None,
+        rejected={"code": "file_too_large", "message": "too big"},
     )
     assert record.state == QUARANTINED
     assert record.error == {"code": "file_too_large", "message": "too big"}
@@ -157,8 +162,7 @@ def test_listing_counts_and_last_ingest(ledger: Ledger) -> None:
     assert [r.id for r in ledger.list(state=RECEIVED)] == [ids[4], ids[3], ids[0]]
     assert ledger.list(kind="train") == []
     counts = ledger.counts_by_state()
-    assert counts == {"received": 3, "normalized": 1, "scored": 0, "quarantined": 1,
-                      "duplicate": 0}
+    assert counts == {"received": 3, "normalized": 1, "scored": 0, "quarantined": 1, "duplicate": 0}
     last = ledger.last_ingest()
     assert last is not None and last.id == ids[2]
 
@@ -223,7 +227,9 @@ def test_claim_for_scoring_has_one_winner_among_processes(
     procs = [
         subprocess.Popen(
             [sys.executable, "-c", _CLAIMER, str(ledger.db_path), str(go), str(n), str(k)],
-            cwd=REPO, stdout=subprocess.PIPE, text=True,
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            text=True,
         )
         for k in range(4)
     ]
@@ -240,8 +246,11 @@ def test_stale_claim_can_be_retaken_and_release_frees_it(ledger: Ledger, wait_fo
     _normalize(ledger, record.id)
     assert ledger.claim_for_scoring(record.id) is True
     assert ledger.claim_for_scoring(record.id) is False
-    wait_for(lambda: ledger.claim_for_scoring(record.id, stale_after=0.01), timeout=5,
-             what="a stale claim to be retaken")
+    wait_for(
+        lambda: ledger.claim_for_scoring(record.id, stale_after=0.01),
+        timeout=5,
+        what="a stale claim to be retaken",
+    )
     ledger.release_scoring_claim(record.id)
     assert ledger.claim_for_scoring(record.id) is True
     scored = ledger.mark_scored(record.id, "outbox/x.parquet", "1", 3, 0)

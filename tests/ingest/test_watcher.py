@@ -131,6 +131,10 @@ def test_ignored_names_stay_untouched(
     for name in ignored:
         (inbox / name).write_text(GOOD)
     (inbox / "sub").mkdir()
+    secret = inbox.parent.parent / "secret.csv"
+    secret.write_text(GOOD)
+    (inbox / "link.csv").symlink_to(secret)  # never read through a link
+    ignored.append("link.csv")
     (inbox / "marker.csv").write_text(GOOD)
     wait_for(lambda: len(terminal(ledger)) == 1, what="the marker file")
     scans = watcher.status()["scans"]
@@ -217,3 +221,14 @@ def test_native_observer_failure_falls_back_to_polling(
     assert any("polling instead" in r.getMessage() for r in caplog.records)
     (config.inbox("score") / "a.csv").write_text(GOOD)
     wait_for(lambda: len(terminal(ledger)) == 1, what="the file, via polling")
+
+
+def test_a_file_with_a_future_mtime_waits_the_full_stability_window(
+    make_watcher: MakeWatcher, config: IngestConfig, ledger: Ledger, wait_for
+) -> None:
+    make_watcher()
+    path = config.inbox("score") / "skewed.csv"
+    path.write_text(GOOD)
+    future = time.time() + 3600
+    os.utime(path, (future, future))
+    wait_for(lambda: len(terminal(ledger)) == 1, what="the file despite its clock skew")
