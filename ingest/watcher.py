@@ -9,6 +9,7 @@ missed event delays a file but never loses it. A supervisor restarts a dead thre
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import queue
@@ -97,6 +98,12 @@ class _Inboxes:
         """Return the signature a path had when its take failed, if it did."""
         with self._lock:
             return self._failed.get(path)
+
+    def prune_failed(self) -> None:
+        """Forget failures of files that are gone, so the memory of them cannot grow forever."""
+        with self._lock:
+            for path in [p for p in self._failed if not p.exists()]:
+                del self._failed[path]
 
     def backlog(self) -> int:
         """Count files seen and not yet taken."""
@@ -256,10 +263,15 @@ class Watcher:
         """Watch both inboxes (not recursively) with one handler and start the observer."""
         kind_of = {self.config.inbox(k): k for k in KINDS}
         handler = _Handler(self._inboxes, kind_of)
-        for folder in kind_of:
-            observer.schedule(handler, str(folder), recursive=False)
         observer.daemon = True
-        observer.start()
+        try:
+            for folder in kind_of:
+                observer.schedule(handler, str(folder), recursive=False)
+            observer.start()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                observer.stop()  # release whatever watches were already added
+            raise
         self._observer_kind = kind
         return observer
 
@@ -330,6 +342,7 @@ class Watcher:
                 if failed is not None and failed == _signature(path):
                     continue
                 self._inboxes.note(path, kind, from_event=False)
+        self._inboxes.prune_failed()
         self._scans += 1
         self._last_scan = time.time()
 
