@@ -290,6 +290,26 @@ class Intake:
 
     # -- claiming ----------------------------------------------------------------------------
 
+    def reject_normalized(self, record: FileRecord, error: IngestError) -> FileRecord:
+        """Quarantine a drop that reached the lake but cannot be scored, with its reason.
+
+        The ledger row moves first, then the original leaves archive/ for quarantine/, then
+        the lake file goes: a crash in between leaves the row terminal and the cause on record.
+        """
+        archived = self.ledger.resolve(record.archive_path)
+        record = self.ledger.mark_score_refused(
+            record.id,
+            error=error.to_dict(),
+            quarantine_path=self.config.quarantine / f"{record.id}__{record.original_name}",
+        )
+        self._write_error_record(record)
+        dest = self.ledger.resolve(record.quarantine_path)
+        if archived is not None and dest is not None and archived.exists():
+            os.replace(archived, dest)
+        self._discard_own_lake_file(record)
+        self._log_quarantined(record)
+        return record
+
     @property
     def _max_bytes(self) -> float:
         return self.config.max_file_mb * 1024 * 1024

@@ -155,6 +155,7 @@ class Ledger:
 
     def _connect(self) -> sqlite3.Connection:
         """Open a connection of our own: SQLite connections must not cross threads or forks."""
+        self.db_path.parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(
             self.db_path, timeout=self._busy_timeout, isolation_level=None, check_same_thread=True
         )
@@ -420,6 +421,20 @@ class Ledger:
             QUARANTINED,
             error=json.dumps(error),
             quarantine_path=self.relative(quarantine_path),
+            finished_at=utc_now(),
+        )
+
+    def mark_score_refused(
+        self, file_id: int, *, error: dict[str, Any], quarantine_path: Path | str
+    ) -> FileRecord:
+        """Quarantine a normalized drop the scorer cannot use (its model's columns are missing)."""
+        return self._transition(
+            file_id,
+            (NORMALIZED,),
+            QUARANTINED,
+            error=json.dumps(error),
+            quarantine_path=self.relative(quarantine_path),
+            scoring_claimed_at=None,
             finished_at=utc_now(),
         )
 

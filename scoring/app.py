@@ -8,7 +8,7 @@ from typing import Any
 
 from flask import Flask
 
-from scoring.api import files, health, metrics, models, predict
+from scoring.api import files, health, metrics, models, predict, runs, score
 from scoring.api.auth import register_auth
 from scoring.api.context import Services
 from scoring.api.errors import register_error_handlers
@@ -23,6 +23,7 @@ def create_app(
     *,
     registry: Registry | None = None,
     ledger: Any = None,
+    champion: ChampionHolder | None = None,
     probes: dict[str, Callable[[], dict[str, Any]]] | None = None,
 ) -> Flask:
     """Build the API over a settings object; nothing is loaded until the first request."""
@@ -36,7 +37,7 @@ def create_app(
         from ingest.ledger import Ledger
 
         ledger = Ledger(settings.db_path)
-    champion = ChampionHolder(registry)
+    champion = champion or ChampionHolder(registry)
     services = Services(
         settings=settings,
         registry=registry,
@@ -49,7 +50,7 @@ def create_app(
     metrics.register_instrumentation(app)
     register_auth(app, settings.server.api_keys)
     register_error_handlers(app)
-    for module in (health, predict, models, files, metrics):
+    for module in (health, predict, score, models, files, runs, metrics):
         app.register_blueprint(module.bp)
     return app
 

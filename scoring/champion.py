@@ -21,6 +21,11 @@ from scoring.registry import Registry
 log = logging.getLogger("dropscore.model")
 
 
+def load_version(registry: Registry, version: int) -> LoadedModel:
+    """Load one registered version, with its schema and compiled fast path."""
+    return LoadedModel.build(str(version), registry.load_pipeline(version), registry.card(version))
+
+
 class ChampionHolder:
     def __init__(self, registry: Registry, poll_seconds: float = 0.25) -> None:
         self.registry = registry
@@ -54,8 +59,7 @@ class ChampionHolder:
         if version is None or (current is not None and current.version == str(version)):
             return
         try:
-            pipeline = self.registry.load_pipeline(version)
-            model = LoadedModel.build(str(version), pipeline, self.registry.card(version))
+            model = load_version(self.registry, version)
         except DropscoreError as exc:
             if self.last_error != exc.message:
                 log.error("champion not loaded", extra={"version": version, "error": exc.message})

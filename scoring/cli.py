@@ -61,11 +61,12 @@ def main(ctx: click.Context, settings_path: str | None, log_level: str) -> None:
 @pass_ctx
 def serve(ctx: Context) -> None:
     """Run API + watcher + scheduler in one process (trains a first model if none)."""
+    from schedules.scheduler import SchedulerStartError
     from scoring.runtime import AlreadyRunning, run_serve
 
     try:
         run_serve(ctx.settings)
-    except AlreadyRunning as exc:
+    except (AlreadyRunning, SchedulerStartError) as exc:
         raise click.ClickException(str(exc)) from None
 
 
@@ -98,20 +99,22 @@ def api(ctx: Context, workers: int | None) -> None:
 @pass_ctx
 def worker(ctx: Context) -> None:
     """Run the watcher and scheduler only; one per data folder."""
+    from schedules.scheduler import SchedulerStartError
     from scoring.runtime import AlreadyRunning, run_worker
 
     try:
         run_worker(ctx.settings)
-    except AlreadyRunning as exc:
+    except (AlreadyRunning, SchedulerStartError) as exc:
         raise click.ClickException(str(exc)) from None
 
 
 @main.command()
+@click.option("--force", is_flag=True, help="retrain even when nothing changed since the champion")
 @pass_ctx
-def train(ctx: Context) -> None:
+def train(ctx: Context, force: bool) -> None:
     """Train now on the training lake, print metrics, promote by the rule."""
-    from scoring.lifecycle import TrainingRefused, train_and_decide
     from scoring.registry import Registry
+    from scoring.runs import RetrainBusy, run_retrain
     from scoring.runtime import open_intake
 
     settings = ctx.settings
@@ -120,14 +123,61 @@ def train(ctx: Context) -> None:
     if settings.training.bootstrap_data is not None and settings.training.bootstrap_data.is_file():
         intake.bootstrap(settings.training.bootstrap_data)
     try:
-        outcome = train_and_decide(
-            settings, registry, trigger="cli", progress=lambda m: click.echo(m, err=True)
+        run = run_retrain(
+            settings, registry, "cli", force=force, progress=lambda m: click.echo(m, err=True)
         )
-    except TrainingRefused as exc:
-        raise click.ClickException(f"training refused: {exc}") from None
-    click.echo(_metrics_table(outcome))
-    verdict = "promoted to champion" if outcome.decision.promote else "not promoted"
-    click.echo(f"\nversion {outcome.version}: {verdict} ({outcome.decision.reason})")
+    except RetrainBusy as exc:
+        raise click.ClickException(str(exc)) from None
+    if run.state == "failed":
+        raise click.ClickException(f"run {run.id} failed: {run.error}; the champion keeps serving")
+    if run.skip == "refused":
+        raise click.ClickException(f"training refused: {run.reason}")
+    if run.state == "skipped":
+        click.echo(f"run {run.id} skipped: {run.reason}")
+        return
+    click.echo(_metrics_table(run))
+    verdict = "promoted to champion" if run.promoted else "not promoted"
+    click.echo(f"\nversion {run.version}: {verdict} ({run.reason})")
+
+
+@main.command("runs")
+@click.argument("run_id", type=int, required=False)
+@click.option("--limit", default=20, show_default=True)
+@pass_ctx
+def runs_cmd(ctx: Context, run_id: int | None, limit: int) -> None:
+    """List retrain runs, newest first; with RUN_ID, print that run as JSON."""
+    from scoring.errors import DropscoreError
+    from scoring.runs import RunStore
+
+    store = RunStore(ctx.settings.db_path)
+    if run_id is not None:
+        try:
+            click.echo(json.dumps(store.get(run_id).to_dict(), indent=2))
+        except DropscoreError as exc:
+            raise click.ClickException(exc.message) from None
+        return
+    records = store.list(limit=limit)
+    if not records:
+        click.echo("no retrain runs yet")
+        return
+    rows = [["id", "trigger", "state", "started", "seconds", "rows", "version", "promoted",
+             "reason"]]
+    for r in records:
+        rows.append(
+            [str(r.id), r.trigger, r.state, (r.started_at or "")[:19], _seconds(r),
+             "" if r.rows is None else str(r.rows), "" if r.version is None else str(r.version),
+             {True: "yes", False: "no", None: ""}[r.promoted], (r.error or r.reason or "")[:80]]
+        )
+    click.echo(_table(rows))
+
+
+def _seconds(run: Any) -> str:
+    from datetime import datetime
+
+    if not (run.started_at and run.finished_at):
+        return ""
+    delta = datetime.fromisoformat(run.finished_at) - datetime.fromisoformat(run.started_at)
+    return f"{delta.total_seconds():.1f}"
 
 
 def _metrics_table(outcome: Any) -> str:
@@ -152,6 +202,55 @@ def _table(rows: list[list[str]]) -> str:
     lines = ["  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(line.rstrip() for line in lines)
+
+
+@main.command()
+@click.argument("src", metavar="IN", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("-o", "--output", "dst", type=click.Path(dir_okay=False, path_type=Path),
+              help="output file (default: IN's name with .scored)")
+@click.option("--format", "fmt", type=click.Choice(["csv", "parquet", "jsonl"]),
+              help="output format (default: the input's family; CSV for Excel)")
+@pass_ctx
+def score(ctx: Context, src: Path, dst: Path | None, fmt: str | None) -> None:
+    """Bulk-score one file with the champion, in bounded memory, with a progress bar."""
+    from ingest.errors import IngestError
+    from ingest.formats import detect_format
+    from scoring.batch import EXTENSIONS, default_format, estimate_rows, read_options, score_path
+    from scoring.champion import load_version
+    from scoring.errors import DropscoreError
+
+    settings = ctx.settings
+    registry = _registry(settings)
+    version = registry.champion_version()
+    if version is None:
+        raise click.ClickException("no model yet: run `dropscore train` first")
+    try:
+        model = load_version(registry, version)
+        with open(src, "rb") as fh:
+            fmt = fmt or default_format(detect_format(src.name, fh.read(8192)))
+        dst = dst or src.with_name(f"{src.name.split('.')[0]}.scored{EXTENSIONS[fmt]}")
+        with _progress(estimate_rows(src)) as bar:
+            summary = score_path(src, dst, model, read=read_options(settings), fmt=fmt,
+                                 progress=bar.update)
+    except IngestError as exc:
+        raise click.ClickException(f"{src.name}: {exc.message}") from None
+    except DropscoreError as exc:
+        raise click.ClickException(f"{src.name}: {exc.message}") from None
+    rate = summary.rows / summary.seconds if summary.seconds else 0
+    click.echo(
+        f"scored {summary.rows_scored} rows ({summary.rows_failed} failed) with model"
+        f" {summary.model_version} in {summary.seconds:.1f}s ({rate:,.0f} rows/s) → {dst}"
+    )
+
+
+def _progress(total: int | None) -> Any:
+    """A rows/s and ETA bar on a terminal; silent when output is piped or in CI."""
+    from tqdm import tqdm
+
+    return tqdm(
+        total=total, unit=" rows", unit_scale=True, dynamic_ncols=True, file=sys.stderr,
+        disable=not sys.stderr.isatty(), desc="scoring",
+    )
 
 
 @main.group(invoke_without_command=True)

@@ -10,14 +10,18 @@ import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import IO
 
 from ingest.config import IngestConfig, ReadOptions
 from ingest.intake import Intake
 from ingest.ledger import Ledger
-from scoring.lifecycle import TrainingRefused, train_and_decide
+from scoring.batch import read_options
+from scoring.champion import ChampionHolder
+from scoring.drops import on_arrival, sweep
 from scoring.registry import Registry
+from scoring.runs import RetrainBusy, run_retrain
 from scoring.settings import Settings
 
 log = logging.getLogger("dropscore")
@@ -38,11 +42,7 @@ def ingest_config(settings: Settings) -> IngestConfig:
         rescan_seconds=s.rescan_seconds,
         poll=s.poll,
         max_file_mb=s.max_file_mb,
-        read=ReadOptions(
-            max_columns=s.max_columns,
-            excel_sheet=s.excel_sheet,
-            csv_encodings=tuple(s.csv_encodings),
-        ),
+        read=replace(read_options(settings), batch_rows=ReadOptions().batch_rows),
     )
 
 
@@ -51,6 +51,13 @@ def open_intake(settings: Settings) -> tuple[IngestConfig, Ledger, Intake]:
     config.make_dirs()
     ledger = Ledger(config.db_path)
     return config, ledger, Intake(config, ledger)
+
+
+def start_scoring(settings: Settings, intake: Intake, champion: ChampionHolder) -> None:
+    """Score drops on arrival (when configured), and catch up on any left while down."""
+    if settings.scoring.on_arrival:
+        intake.on_normalized = on_arrival(settings, intake, champion.peek)
+    sweep(settings, intake=intake, models=champion.peek)
 
 
 def bootstrap(settings: Settings, registry: Registry, intake: Intake) -> None:
@@ -65,11 +72,14 @@ def bootstrap(settings: Settings, registry: Registry, intake: Intake) -> None:
     if registry.champion_version() is not None:
         return
     try:
-        outcome = train_and_decide(settings, registry, trigger="bootstrap")
-    except TrainingRefused as exc:
+        run = run_retrain(settings, registry, trigger="bootstrap")
+    except RetrainBusy as exc:
         log.warning("no model yet", extra={"reason": str(exc)})
         return
-    log.info("first model", extra={"version": outcome.version, "metrics": outcome.metrics})
+    if run.state != "succeeded":
+        log.warning("no model yet", extra={"run_id": run.id, "reason": run.error or run.reason})
+        return
+    log.info("first model", extra={"version": run.version, "metrics": run.metrics})
 
 
 @contextmanager
@@ -102,6 +112,7 @@ def worker_lock(data_dir: Path) -> Iterator[IO[str]]:
 def run_serve(settings: Settings) -> None:
     """API + watcher (+ scheduler) in one process: the embedded default."""
     from ingest.watcher import Watcher
+    from schedules.scheduler import Schedule
     from scoring.app import create_app, warm
     from scoring.server import serve_threaded
 
@@ -111,15 +122,25 @@ def run_serve(settings: Settings) -> None:
         registry.clean_incoming()
         intake.recover()
         bootstrap(settings, registry, intake)
+        champion = ChampionHolder(registry)
+        start_scoring(settings, intake, champion)
         watcher = Watcher(config, intake)
         watcher.start()
+        schedule = Schedule(settings)
         try:
+            schedule.start()
             app = create_app(
-                settings, registry=registry, ledger=ledger, probes={"watcher": watcher.status}
+                settings,
+                registry=registry,
+                ledger=ledger,
+                champion=champion,
+                probes={"watcher": watcher.status, "scheduler": schedule.status},
             )
+            app.extensions["dropscore"].monitoring.registry.register(schedule.collector())
             warm(app)
             serve_threaded(app, settings.server.host, settings.server.port, settings.server.threads)
         finally:
+            schedule.stop()  # waits for a running job to finish
             watcher.stop()
             log.info("stopped")
 
@@ -130,6 +151,7 @@ def run_worker(settings: Settings) -> None:
     import threading
 
     from ingest.watcher import Watcher
+    from schedules.scheduler import Schedule
 
     with worker_lock(settings.data_dir):
         config, _ledger, intake = open_intake(settings)
@@ -137,14 +159,18 @@ def run_worker(settings: Settings) -> None:
         registry.clean_incoming()
         intake.recover()
         bootstrap(settings, registry, intake)
+        start_scoring(settings, intake, ChampionHolder(registry))
         watcher = Watcher(config, intake)
         stop = threading.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
         watcher.start()
-        log.info("worker running", extra={"data_dir": str(settings.data_dir)})
+        schedule = Schedule(settings)
         try:
+            schedule.start()
+            log.info("worker running", extra={"data_dir": str(settings.data_dir)})
             stop.wait()
         finally:
+            schedule.stop()  # waits for a running job to finish
             watcher.stop()
             log.info("stopped")

@@ -1,0 +1,142 @@
+"""``POST /score-file``: spool the upload to disk, score it to a temporary file, send that.
+
+The output is complete before the first byte goes out, so a failure half-way is a clean JSON
+error rather than a truncated 200. The uploaded name only picks the format from a fixed list of
+extensions; files on disk are always named by us.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from flask import Blueprint, Response, request, send_file
+
+from ingest.errors import FormatMismatchError, IngestError, UnsupportedFormatError
+from scoring.api.context import services
+from scoring.batch import EXTENSIONS, OUTPUT_FORMATS, read_options, score_path
+from scoring.errors import BadRequest, UnsupportedMediaType, ValidationFailed
+
+bp = Blueprint("score", __name__)
+
+CHUNK = 1024 * 1024
+# Content types of raw bodies → the extension the readers dispatch on.
+CONTENT_TYPES = {
+    "text/csv": ".csv",
+    "application/csv": ".csv",
+    "text/plain": ".csv",
+    "text/tab-separated-values": ".tsv",
+    "application/json": ".json",
+    "application/x-ndjson": ".jsonl",
+    "application/jsonl": ".jsonl",
+    "application/x-jsonlines": ".jsonl",
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": ".xlsx",
+    "application/vnd.ms-excel.sheet.macroenabled.12": ".xlsm",
+    "application/vnd.ms-excel": ".xls",
+    "application/vnd.apache.parquet": ".parquet",
+    "application/x-parquet": ".parquet",
+    "application/parquet": ".parquet",
+}
+SUFFIXES = (
+    ".csv",
+    ".tsv",
+    ".txt",
+    ".csv.gz",
+    ".tsv.gz",
+    ".txt.gz",
+    ".xlsx",
+    ".xlsm",
+    ".xls",
+    ".json",
+    ".jsonl",
+    ".ndjson",
+    ".jsonl.gz",
+    ".ndjson.gz",
+    ".parquet",
+)
+MIMETYPES = {
+    "csv": "text/csv",
+    "jsonl": "application/x-ndjson",
+    "parquet": "application/vnd.apache.parquet",
+}
+
+
+@bp.post("/score-file")
+def score_file() -> Response:
+    s = services()
+    model = s.champion.current()  # one version for the whole file
+    fmt = request.args.get("format")
+    if fmt is not None and fmt not in OUTPUT_FORMATS:
+        raise ValidationFailed(
+            f"format {fmt!r} is not one of {', '.join(OUTPUT_FORMATS)}",
+            [{"field": "format", "problem": "unknown output format"}],
+        )
+    work = Path(tempfile.mkdtemp(prefix="dropscore-upload-"))
+    try:
+        src = _spool(work)
+        out = work / "scored"
+        read = read_options(s.settings)
+        try:
+            summary = score_path(
+                src,
+                out,
+                model,
+                read=read,
+                fmt=fmt,
+                max_rows=s.settings.server.max_rows_per_request,
+            )
+        except (UnsupportedFormatError, FormatMismatchError) as exc:
+            raise UnsupportedMediaType(exc.message, [exc.to_dict()]) from None
+        except IngestError as exc:
+            raise ValidationFailed(exc.message, [exc.to_dict()]) from None
+        s.monitoring.rows_scored.labels("score_file").inc(summary.rows)
+        # Open the finished file, then remove the folder: the open handle keeps the bytes
+        # until they are sent, and nothing is left on disk even if the client goes away.
+        # (send_file's response skips call_on_close callbacks, so they cannot clean up.)
+        body = open(out, "rb")  # noqa: SIM115 - closed by the WSGI server after sending
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    response = send_file(
+        body,
+        mimetype=MIMETYPES[summary.format],
+        as_attachment=True,
+        download_name=f"scored{EXTENSIONS[summary.format]}",
+        max_age=0,
+        etag=False,
+    )
+    response.content_length = os.fstat(body.fileno()).st_size
+    response.headers["X-Model-Version"] = summary.model_version
+    response.headers["X-Rows-Scored"] = str(summary.rows_scored)
+    response.headers["X-Rows-Failed"] = str(summary.rows_failed)
+    return response
+
+
+def _spool(work: Path) -> Path:
+    """Copy the upload to disk in chunks; the client's name only chooses the extension."""
+    upload = request.files.get("file")
+    if upload is not None:
+        suffix = _suffix_of(upload.filename or "") or CONTENT_TYPES.get(upload.mimetype or "")
+        stream = upload.stream
+    elif request.files:
+        raise BadRequest("send the file in the multipart field 'file'")
+    else:
+        suffix = CONTENT_TYPES.get(request.mimetype or "")
+        stream = request.stream
+    if suffix is None:
+        raise UnsupportedMediaType(
+            "unsupported file type; send .csv, .tsv, .xlsx, .xls, .json, .jsonl or .parquet"
+            " (by file name in a multipart upload, or by Content-Type for a raw body)"
+        )
+    path = work / f"upload{suffix}"
+    with open(path, "wb") as fh:
+        shutil.copyfileobj(stream, fh, CHUNK)
+    if path.stat().st_size == 0:
+        raise BadRequest("the uploaded file is empty")
+    return path
+
+
+def _suffix_of(filename: str) -> str | None:
+    name = filename.lower()
+    return next((s for s in sorted(SUFFIXES, key=len, reverse=True) if name.endswith(s)), None)

@@ -1,0 +1,343 @@
+"""The bulk scorer: a file of any accepted format in, a scored file out, in bounded memory.
+
+One Flask-free core serves ``POST /score-file``, ``dropscore score``, on-arrival scoring of drops
+and the sweep. Input is read batch by batch with the ingest readers and normalization (so names
+and types match what the model was trained on), each batch is checked against the model's
+feature schema and predicted, and the output is written incrementally under a temporary name
+and renamed at the end. Peak memory follows ``batch_rows``, not the file size. The model is
+passed in once, so a file is scored by one version even if a promotion lands half-way.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from ingest.config import ReadOptions
+from ingest.formats import Format
+from ingest.lake import write_parquet_atomic
+from ingest.normalize import FILE_ID, ROW, normalize_file
+from ingest.readers import open_table
+from scoring.errors import ValidationFailed
+from scoring.predictor import LoadedModel
+from scoring.schema import FeatureSchema
+from scoring.settings import Settings
+
+OUTPUT_FORMATS = ("parquet", "csv", "jsonl")
+EXTENSIONS = {"parquet": ".parquet", "csv": ".csv", "jsonl": ".jsonl"}
+PROVENANCE = (FILE_ID, ROW)
+Progress = Callable[[int], None]
+
+
+class MissingFeatures(ValidationFailed):
+    """The file lacks columns the model needs: refused before any row is scored."""
+
+
+class TooManyRows(ValidationFailed):
+    status, code = 413, "too_large"
+
+
+@dataclass
+class ScoreSummary:
+    rows_scored: int = 0
+    rows_failed: int = 0
+    model_version: str = ""
+    output: Path | None = None
+    format: str = ""
+    seconds: float = 0.0
+    input_columns: list[str] = field(default_factory=list)
+
+    @property
+    def rows(self) -> int:
+        return self.rows_scored + self.rows_failed
+
+
+def default_format(fmt: Format) -> str:
+    """Answer in the input's family: CSV for text and Excel, JSON Lines for JSON."""
+    if fmt is Format.PARQUET:
+        return "parquet"
+    if fmt in (Format.JSON, Format.JSONL):
+        return "jsonl"
+    return "csv"
+
+
+def score_path(
+    src: Path,
+    dst: Path,
+    model: LoadedModel,
+    *,
+    read: ReadOptions,
+    fmt: str | None = None,
+    progress: Progress | None = None,
+    max_rows: int | None = None,
+) -> ScoreSummary:
+    """Score a file as a user gave it (any accepted format); output keeps their column names."""
+    started = time.perf_counter()
+    raw = open_table(src, read)
+    normalized = normalize_file(raw, file_id=0)
+    originals = {new: old for old, new in normalized.column_map.items()}
+    fmt = fmt or default_format(raw.format)
+    summary = _score_stream(
+        normalized.batches, normalized.schema, originals, model, dst, fmt, progress, max_rows
+    )
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def score_lake_file(
+    lake_path: Path,
+    dst: Path,
+    model: LoadedModel,
+    *,
+    column_map: dict[str, str],
+    fmt: str,
+    batch_rows: int,
+    progress: Progress | None = None,
+) -> ScoreSummary:
+    """Score a normalized drop straight from its lake file, restoring the original names."""
+    started = time.perf_counter()
+    parquet = pq.ParquetFile(lake_path)
+    originals = {new: old for old, new in column_map.items()}
+    batches = parquet.iter_batches(batch_size=batch_rows)
+    summary = _score_stream(
+        batches, parquet.schema_arrow, originals, model, dst, fmt, progress, None
+    )
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def _score_stream(
+    batches: Iterator[pa.RecordBatch],
+    schema: pa.Schema,
+    originals: dict[str, str],
+    model: LoadedModel,
+    dst: Path,
+    fmt: str,
+    progress: Progress | None,
+    max_rows: int | None,
+) -> ScoreSummary:
+    if fmt not in OUTPUT_FORMATS:
+        raise ValidationFailed(f"format {fmt!r} is not one of {', '.join(OUTPUT_FORMATS)}")
+    check_features(schema.names, model.schema, originals)
+    summary = ScoreSummary(model_version=model.version, output=dst, format=fmt)
+    summary.input_columns = [originals.get(n, n) for n in schema.names if n not in PROVENANCE]
+
+    def scored() -> Iterator[pa.RecordBatch]:
+        for batch in batches:
+            out, failed = score_batch(batch, model, originals)
+            summary.rows_scored += batch.num_rows - failed
+            summary.rows_failed += failed
+            if max_rows is not None and summary.rows > max_rows:
+                raise TooManyRows(
+                    f"the file has more than {max_rows} rows; [server] max_rows_per_request"
+                    " caps one request (use `dropscore score` or a drop for bigger files)"
+                )
+            if progress is not None:
+                progress(batch.num_rows)
+            yield out
+
+    write_atomic(scored(), dst, fmt)
+    return summary
+
+
+def check_features(
+    columns: list[str], schema: FeatureSchema, originals: dict[str, str] | None = None
+) -> None:
+    """Refuse a file missing any feature column, naming each, before scoring a row."""
+    present = set(columns)
+    missing = [f.name for f in schema.features if f.name not in present]
+    if missing:
+        shown = [(originals or {}).get(c, c) for c in columns if c not in PROVENANCE]
+        raise MissingFeatures(
+            f"the file lacks the model's feature columns: {', '.join(missing)}"
+            f" (it has: {', '.join(shown[:30])}{'…' if len(shown) > 30 else ''})",
+            [{"field": name, "problem": "missing column"} for name in missing],
+        )
+
+
+def score_batch(
+    batch: pa.RecordBatch, model: LoadedModel, originals: dict[str, str]
+) -> tuple[pa.RecordBatch, int]:
+    """Predict one batch; rows that cannot be scored get a null prediction and an error."""
+    n = batch.num_rows
+    X, errors = features_from_batch(batch, model.schema)
+    ok = np.array([e is None for e in errors], dtype=bool) if errors else np.ones(n, dtype=bool)
+    columns: dict[str, pa.Array] = {}
+    for name, column in zip(batch.schema.names, batch.columns, strict=True):
+        if name not in PROVENANCE:
+            columns[originals.get(name, name)] = column
+    columns.update(_predict(model, X, ok))
+    columns["model_version"] = pa.array(np.full(n, model.version, dtype=object), pa.string())
+    columns["error"] = pa.array(errors if errors else [None] * n, pa.string())
+    failed = int(n - ok.sum())
+    return pa.RecordBatch.from_pydict(columns), failed
+
+
+def features_from_batch(
+    batch: pa.RecordBatch, schema: FeatureSchema
+) -> tuple[np.ndarray, list[str | None]]:
+    """Lay a batch out as the model's input; collect one error message per bad row."""
+    n = batch.num_rows
+    errors: list[str | None] = []
+    dtype = np.float64 if schema.numeric_only else object
+    X = np.empty((n, len(schema.features)), dtype=dtype)
+    for i, feat in enumerate(schema.features):
+        column = batch.column(feat.name)
+        if feat.kind == "numeric":
+            values, bad = _numeric(column)
+            X[:, i] = values
+            if bad is not None:
+                errors = errors or [None] * n
+                raw = column.to_pylist()
+                for row in np.flatnonzero(bad):
+                    message = f"{feat.name}: expected a number, got {raw[row]!r}"
+                    errors[row] = message if errors[row] is None else f"{errors[row]}; {message}"
+        else:
+            text = pc.cast(column, pa.string()) if column.type != pa.string() else column
+            values = np.array(text.to_pylist(), dtype=object)
+            values[pd.isna(values)] = np.nan
+            X[:, i] = values
+    return X, errors
+
+
+def _numeric(column: pa.Array) -> tuple[np.ndarray, np.ndarray | None]:
+    """Return float values and a mask of rows holding something that is not a number."""
+    t = column.type
+    if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t):
+        values = column.cast(pa.float64()).to_numpy(zero_copy_only=False)
+        return np.where(np.isfinite(values) | np.isnan(values), values, np.nan), None
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        series = pd.Series(column.to_pylist(), dtype=object)
+        stripped = series.str.strip()
+        values = pd.to_numeric(stripped, errors="coerce").to_numpy(dtype=np.float64, copy=True)
+        blank = series.isna() | (stripped == "")
+        bad = ~blank.to_numpy() & ~np.isfinite(values)
+        values[~np.isfinite(values)] = np.nan
+        return values, (bad if bad.any() else None)
+    # dates and anything else cannot feed a numeric feature
+    bad = ~np.asarray(column.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+    return np.full(len(column), np.nan), (bad if bad.any() else None)
+
+
+def _predict(model: LoadedModel, X: np.ndarray, ok: np.ndarray) -> dict[str, pa.Array]:
+    """Predict the good rows in one call; failed rows get nulls."""
+    n = len(ok)
+    good = X if ok.all() else X[ok]
+    out: dict[str, pa.Array] = {}
+    if model.schema.task == "regression":
+        pred = np.full(n, np.nan)
+        if len(good):
+            pred[ok] = model.fast(good) if model.fast is not None else model.pipeline.predict(good)
+        out["prediction"] = pa.array(pred, pa.float64(), mask=~ok)
+        return out
+    labels = model.pipeline.predict(good) if len(good) else np.array([])
+    full = np.empty(n, dtype=object)
+    full[ok] = labels
+    out["prediction"] = pa.array(full.tolist(), mask=~ok)
+    if hasattr(model.pipeline, "predict_proba"):
+        proba = model.pipeline.predict_proba(good) if len(good) else np.empty((0, 0))
+        for j, label in enumerate(model.classes):
+            column = np.full(n, np.nan)
+            if len(good):
+                column[ok] = proba[:, j]
+            out[f"probability_{label}"] = pa.array(column, pa.float64(), mask=~ok)
+    return out
+
+
+def write_atomic(batches: Iterator[pa.RecordBatch], dst: Path, fmt: str) -> None:
+    """Write batches under a temporary name beside dst, fsync, then rename over dst."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.parent / f".{dst.name}.{uuid.uuid4().hex[:8]}.tmp"
+    try:
+        if fmt == "parquet":
+            first = next(batches, None)
+            if first is None:
+                raise ValidationFailed("the file holds no rows to score")
+            write_parquet_atomic(_chain(first, batches), first.schema, tmp)
+        else:
+            with open(tmp, "wb") as fh:
+                wrote = _write_text(batches, fh, fmt)
+                fh.flush()
+                os.fsync(fh.fileno())
+            if not wrote:
+                raise ValidationFailed("the file holds no rows to score")
+        os.replace(tmp, dst)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _chain(first: pa.RecordBatch, rest: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    yield first
+    yield from rest
+
+
+def _write_text(batches: Iterator[pa.RecordBatch], fh: Any, fmt: str) -> bool:
+    wrote = False
+    for batch in batches:
+        if fmt == "csv":
+            options = pacsv.WriteOptions(include_header=not wrote)
+            pacsv.write_csv(pa.Table.from_batches([batch]), fh, write_options=options)
+        else:
+            for record in batch.to_pylist():
+                clean = {k: None if v != v else v for k, v in record.items()}  # NaN → null
+                fh.write(json.dumps(clean, default=str).encode() + b"\n")
+        wrote = True
+    return wrote
+
+
+def output_name(original: str, file_id: int, fmt: str) -> str:
+    """Name an outbox file from the drop's name and ledger id: readable and collision-free."""
+    stem = Path(original).name
+    if stem.lower().endswith(".gz"):
+        stem = stem[:-3]
+    stem = Path(stem).stem
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in stem).strip("._") or "file"
+    return f"{safe[:100]}.{file_id}.scored{EXTENSIONS[fmt]}"
+
+
+def estimate_rows(src: Path) -> int | None:
+    """Guess the row count for a progress bar: exact for Parquet, from line length for text."""
+    try:
+        if src.suffix.lower() == ".parquet":
+            return pq.ParquetFile(src).metadata.num_rows
+        if src.suffix.lower() in (".csv", ".tsv", ".txt", ".jsonl", ".ndjson"):
+            with open(src, "rb") as fh:
+                sample = fh.read(1 << 20)
+            lines = sample.count(b"\n")
+            if lines > 1:
+                return max(1, int(src.stat().st_size / (len(sample) / lines)) - 1)
+    except (OSError, pa.ArrowException):
+        return None
+    return None
+
+
+def read_options(settings: Settings) -> ReadOptions:
+    """Read with the ingest limits, in the scorer's batch size (which bounds its memory)."""
+    s = settings.ingest
+    return ReadOptions(
+        max_columns=s.max_columns,
+        excel_sheet=s.excel_sheet,
+        csv_encodings=tuple(s.csv_encodings),
+        batch_rows=settings.scoring.batch_rows,
+    )
+
+
+def sweep(settings: Settings) -> list[Any]:
+    """Run one score sweep in this process: the scheduler's ``score_sweep`` job calls this."""
+    from scoring.drops import standalone_sweep
+
+    return standalone_sweep(settings)

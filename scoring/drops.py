@@ -1,0 +1,134 @@
+"""Score drops from ``inbox/score/``: on arrival, and by the sweep that catches the rest.
+
+Both paths go through ``score_drop``, which claims the drop in the ledger first, so a drop is
+scored once even when the on-arrival hook and two sweeps reach it at the same moment. A drop
+that cannot be scored for a reason in the file (missing feature columns) is quarantined with a
+record a person can act on; a failure of ours (no model yet, a disk error) releases the claim
+and leaves the drop for the next sweep.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+from ingest.errors import IngestError
+from ingest.intake import Intake
+from ingest.ledger import FileRecord, Ledger
+from scoring.batch import MissingFeatures, output_name, score_lake_file
+from scoring.predictor import LoadedModel
+from scoring.settings import Settings
+
+log = logging.getLogger("dropscore.score")
+
+ModelSource = Callable[[], LoadedModel | None]
+
+
+class MissingFeatureColumns(IngestError):
+    code = "missing_features"
+
+
+def outbox(settings: Settings) -> Path:
+    return settings.data_dir / "outbox"
+
+
+def score_drop(
+    record: FileRecord, *, settings: Settings, intake: Intake, model: LoadedModel
+) -> FileRecord | None:
+    """Score one normalized score drop into the outbox; None when another scorer has it."""
+    ledger = intake.ledger
+    if not ledger.claim_for_scoring(record.id):
+        return None
+    fmt = settings.scoring.output_format
+    dst = outbox(settings) / output_name(record.original_name, record.id, fmt)
+    try:
+        summary = score_lake_file(
+            ledger.resolve(record.lake_path),
+            dst,
+            model,
+            column_map=record.column_map or {},
+            fmt=fmt,
+            batch_rows=settings.scoring.batch_rows,
+        )
+    except MissingFeatures as exc:
+        error = MissingFeatureColumns(
+            exc.message + f"; model version {model.version} needs every feature column",
+            expected=", ".join(model.schema.names),
+        )
+        return intake.reject_normalized(record, error)
+    except Exception:
+        ledger.release_scoring_claim(record.id)
+        log.exception("scoring failed", extra={"file_id": record.id, "file": record.original_name})
+        return None
+    done = ledger.mark_scored(
+        record.id, dst, model.version, summary.rows_scored, summary.rows_failed
+    )
+    log.info(
+        "scored",
+        extra={
+            "file_id": record.id,
+            "file": record.original_name,
+            "output": str(dst.name),
+            "model_version": model.version,
+            "rows_scored": summary.rows_scored,
+            "rows_failed": summary.rows_failed,
+            "seconds": round(summary.seconds, 3),
+        },
+    )
+    return done
+
+
+def sweep(
+    settings: Settings, *, intake: Intake, models: ModelSource
+) -> list[FileRecord]:
+    """Score every normalized score drop that has no output yet; safe to run concurrently."""
+    pending = intake.ledger.pending_score()
+    if not pending:
+        return []
+    model = models()
+    if model is None:
+        log.info("sweep waiting for a model", extra={"pending": len(pending)})
+        return []
+    done = []
+    for record in pending:
+        result = score_drop(record, settings=settings, intake=intake, model=model)
+        if result is not None:
+            done.append(result)
+    return done
+
+
+def on_arrival(
+    settings: Settings, intake: Intake, models: ModelSource
+) -> Callable[[FileRecord], None]:
+    """Build the intake's hook that scores a score drop as soon as it reaches the lake."""
+
+    def hook(record: FileRecord) -> None:
+        if record.kind != "score" or record.state != "normalized":
+            return
+        model = models()
+        if model is None:
+            log.info("no model yet; the sweep will score it", extra={"file_id": record.id})
+            return
+        score_drop(record, settings=settings, intake=intake, model=model)
+
+    return hook
+
+
+def standalone_sweep(settings: Settings) -> list[FileRecord]:
+    """Run one sweep in a fresh process (the scheduler's job): load what it needs itself."""
+    from scoring.champion import load_version
+    from scoring.registry import Registry
+    from scoring.runtime import ingest_config
+
+    registry = Registry(settings.models_dir, settings.db_path)
+    config = ingest_config(settings)
+    intake = Intake(config, Ledger(config.db_path))
+
+    def champion() -> LoadedModel | None:
+        version = registry.champion_version()
+        if version is None:
+            return None
+        return load_version(registry, version)
+
+    return sweep(settings, intake=intake, models=champion)
