@@ -33,7 +33,7 @@ def test_train_prints_metrics_and_decision(run, tmp_path):
     assert result.exit_code == 0, result.output
     assert "r2" in result.output and "mae" in result.output
     assert "version 1: promoted to champion (no champion yet)" in result.output
-    second = run("train", env={"DROPSCORE__TRAINING__PROMOTE": "never"})
+    second = run("train", "--force", env={"DROPSCORE__TRAINING__PROMOTE": "never"})
     assert "v1 (champion)" in second.output
     assert "version 2: not promoted" in second.output
     listed = run("models").output
@@ -42,7 +42,7 @@ def test_train_prints_metrics_and_decision(run, tmp_path):
 
 def test_models_show_and_promote(run):
     run("train")
-    run("train", env={"DROPSCORE__TRAINING__PROMOTE": "never"})
+    run("train", "--force", env={"DROPSCORE__TRAINING__PROMOTE": "never"})
     shown = json.loads(run("models", "show", "2").output)
     assert shown["status"] == "challenger"
     assert shown["card"]["training_data"]["rows"] == 442

@@ -1,0 +1,51 @@
+"""The scheduled jobs, as module-level functions the job store names ``schedules.jobs:<name>``.
+
+Their arguments are plain values (the settings file and the data folder) pickled into state.db;
+each run loads the settings itself and calls the same functions as the operational commands:
+``retrain`` is ``dropscore train``'s ``run_retrain``, ``score_sweep`` the bulk scorer's sweep.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from scoring.settings import Settings, load_settings
+
+log = logging.getLogger("dropscore.schedules")
+
+
+def load_job_settings(settings_path: str | None, data_dir: str) -> Settings:
+    """Rebuild the process's settings from the plain values stored with the job."""
+    return load_settings(settings_path, overrides={"paths": {"data_dir": data_dir}})
+
+
+def retrain(settings_path: str | None, data_dir: str) -> str:
+    """Retrain on the lake if it changed; return the run's state (succeeded, skipped, failed)."""
+    from scoring.registry import Registry
+    from scoring.runs import RetrainBusy, record_skipped, run_retrain
+
+    settings = load_job_settings(settings_path, data_dir)
+    registry = Registry(settings.models_dir, settings.db_path)
+    try:
+        record = run_retrain(settings, registry, trigger="schedule")
+    except RetrainBusy as exc:
+        record = record_skipped(settings, "schedule", str(exc), "busy")
+    return record.state
+
+
+def score_sweep(settings_path: str | None, data_dir: str) -> int:
+    """Score every normalized score drop that has no output yet; return how many were scored."""
+    settings = load_job_settings(settings_path, data_dir)
+    scored = bulk_sweep()(settings)
+    if scored:
+        log.info("sweep scored drops", extra={"files": len(scored)})
+    return len(scored)
+
+
+def bulk_sweep() -> Callable[[Settings], list[Any]]:
+    """Import the bulk scorer only when a sweep runs."""
+    from scoring.batch import sweep
+
+    return sweep

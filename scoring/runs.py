@@ -1,0 +1,371 @@
+"""Retrain runs: one record per attempt in ``state.db``, and one retrain at a time per data folder.
+
+The nightly job, ``POST /train``, ``dropscore train`` and the first start all go through
+``run_retrain`` (or its two halves, ``begin_retrain`` and ``execute``, when the caller answers
+before the training ends). So every retrain is recorded the same way — queued, running, then
+succeeded, skipped or failed, with its metrics, decision and reason — and an OS file lock in the
+data folder (``retrain.lock``, ``flock``, non-blocking) refuses a second retrain while one runs,
+whichever process starts it. A failed retrain never touches the champion.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import sqlite3
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from ingest.lake import lake_files
+from scoring.db import connect, transaction
+from scoring.errors import DropscoreError, NotFound
+from scoring.lifecycle import Outcome, TrainingRefused, train_and_decide
+from scoring.registry import Registry, now
+from scoring.settings import Settings
+
+log = logging.getLogger("dropscore.runs")
+
+LOCK_FILE = "retrain.lock"
+TRIGGERS = ("schedule", "api", "cli", "bootstrap")
+STATES = ("queued", "running", "succeeded", "skipped", "failed")
+# Why a run was skipped, for machines: the reason column says it in words.
+SKIPS = ("refused", "no_new_data", "busy", "missed")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id               INTEGER PRIMARY KEY AUTOINCREMENT,
+    trigger          TEXT NOT NULL,
+    state            TEXT NOT NULL,
+    force            INTEGER NOT NULL DEFAULT 0,
+    queued_at        TEXT NOT NULL,
+    started_at       TEXT,
+    finished_at      TEXT,
+    rows             INTEGER,
+    version          INTEGER,
+    champion_version INTEGER,
+    metrics          TEXT,
+    champion_metrics TEXT,
+    promoted         INTEGER,
+    reason           TEXT,
+    skip             TEXT,
+    error            TEXT,
+    pid              INTEGER
+);
+CREATE INDEX IF NOT EXISTS runs_state ON runs(state);
+"""
+
+
+class RetrainBusy(Exception):
+    """Another retrain holds the lock; this one is refused rather than run twice."""
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    id: int
+    trigger: str
+    state: str
+    force: bool
+    queued_at: str
+    started_at: str | None
+    finished_at: str | None
+    rows: int | None
+    version: int | None  # the version this run registered
+    champion_version: int | None  # the champion it was compared with
+    metrics: dict[str, float | None] | None
+    champion_metrics: dict[str, float | None] | None
+    promoted: bool | None
+    reason: str | None
+    skip: str | None
+    error: str | None
+
+    @property
+    def done(self) -> bool:
+        return self.state in ("succeeded", "skipped", "failed")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the JSON shape the API and ``dropscore runs`` show; versions are text."""
+        out = asdict(self)
+        for key in ("version", "champion_version"):
+            out[key] = None if out[key] is None else str(out[key])
+        return out
+
+
+class RunStore:
+    """The ``runs`` table; a connection per call keeps it safe across threads and forks."""
+
+    def __init__(self, db_path: Path) -> None:
+        self.db_path = db_path
+
+    @contextlib.contextmanager
+    def _db(self) -> Iterator[sqlite3.Connection]:
+        conn = connect(self.db_path)
+        try:
+            conn.executescript(_SCHEMA)
+            yield conn
+        finally:
+            conn.close()
+
+    def create(self, trigger: str, force: bool = False, state: str = "queued") -> int:
+        """Insert a run and return its id."""
+        if trigger not in TRIGGERS:
+            raise ValueError(f"trigger {trigger!r}: expected one of {', '.join(TRIGGERS)}")
+        with self._db() as conn:
+            cur = conn.execute(
+                "INSERT INTO runs (trigger, state, force, queued_at, pid) VALUES (?, ?, ?, ?, ?)",
+                (trigger, state, int(force), now(), os.getpid()),
+            )
+            return int(cur.lastrowid or 0)
+
+    def update(self, run_id: int, **fields: Any) -> RunRecord:
+        """Set columns of one run (dicts stored as JSON) and return the new record."""
+        for key in ("metrics", "champion_metrics"):
+            if key in fields and fields[key] is not None:
+                fields[key] = json.dumps(fields[key])
+        columns = ", ".join(f"{name}=?" for name in fields)
+        with self._db() as conn:
+            conn.execute(f"UPDATE runs SET {columns} WHERE id=?", (*fields.values(), run_id))
+        return self.get(run_id)
+
+    def get(self, run_id: int) -> RunRecord:
+        with self._db() as conn:
+            row = conn.execute("SELECT * FROM runs WHERE id=?", (run_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"retrain run {run_id} does not exist")
+        return _record(row)
+
+    def list(self, limit: int = 50, offset: int = 0, state: str | None = None) -> list[RunRecord]:
+        """Return runs newest first."""
+        where, args = ("WHERE state=?", [state]) if state else ("", [])
+        with self._db() as conn:
+            rows = conn.execute(
+                f"SELECT * FROM runs {where} ORDER BY id DESC LIMIT ? OFFSET ?",
+                (*args, limit, offset),
+            ).fetchall()
+        return [_record(r) for r in rows]
+
+    def last(self) -> RunRecord | None:
+        runs = self.list(limit=1)
+        return runs[0] if runs else None
+
+    def running(self) -> RunRecord | None:
+        with self._db() as conn:
+            row = conn.execute(
+                "SELECT * FROM runs WHERE state IN ('queued', 'running') ORDER BY id DESC LIMIT 1"
+            ).fetchone()
+        return None if row is None else _record(row)
+
+    def abandon_unfinished(self) -> int:
+        """Mark runs left queued or running by a dead process as failed; call with the lock held."""
+        with self._db() as conn, transaction(conn):
+            cur = conn.execute(
+                "UPDATE runs SET state='failed', finished_at=?, error=? "
+                "WHERE state IN ('queued', 'running')",
+                (now(), "interrupted: the process running it stopped before it finished"),
+            )
+            return cur.rowcount
+
+
+def _record(row: sqlite3.Row) -> RunRecord:
+    def loads(text: str | None) -> Any:
+        return None if text is None else json.loads(text)
+
+    return RunRecord(
+        id=int(row["id"]),
+        trigger=row["trigger"],
+        state=row["state"],
+        force=bool(row["force"]),
+        queued_at=row["queued_at"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+        rows=row["rows"],
+        version=row["version"],
+        champion_version=row["champion_version"],
+        metrics=loads(row["metrics"]),
+        champion_metrics=loads(row["champion_metrics"]),
+        promoted=None if row["promoted"] is None else bool(row["promoted"]),
+        reason=row["reason"],
+        skip=row["skip"],
+        error=row["error"],
+    )
+
+
+# -- the lock -------------------------------------------------------------------------------
+
+
+def _acquire(data_dir: Path) -> IO[str]:
+    """Take ``retrain.lock`` without waiting, or raise RetrainBusy naming the run that holds it."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    fh = open(data_dir / LOCK_FILE, "a+")  # noqa: SIM115 - held until the run ends
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        fh.close()
+        holder = RunStore(data_dir / "state.db").running()
+        which = f"run {holder.id} ({holder.trigger})" if holder else "another retrain"
+        raise RetrainBusy(f"a retrain is already running: {which}; retry when it ends") from None
+    return fh
+
+
+def _release(fh: IO[str]) -> None:
+    with contextlib.suppress(OSError):
+        fcntl.flock(fh, fcntl.LOCK_UN)
+    fh.close()
+
+
+# -- running a retrain ----------------------------------------------------------------------
+
+
+@dataclass
+class PendingRun:
+    """A queued run that holds the retrain lock until ``execute`` finishes it."""
+
+    run_id: int
+    settings: Settings
+    trigger: str
+    force: bool
+    lock: IO[str]
+
+
+def begin_retrain(settings: Settings, trigger: str, *, force: bool = False) -> PendingRun:
+    """Take the lock and queue a run; raise RetrainBusy while another retrain runs."""
+    lock = _acquire(settings.data_dir)
+    try:
+        store = RunStore(settings.db_path)
+        abandoned = store.abandon_unfinished()  # we hold the lock: those runs died with a process
+        if abandoned:
+            log.warning("unfinished runs marked failed", extra={"runs": abandoned})
+        run_id = store.create(trigger, force)
+    except BaseException:
+        _release(lock)
+        raise
+    return PendingRun(run_id, settings, trigger, force, lock)
+
+
+def execute(
+    pending: PendingRun, registry: Registry, progress: Callable[[str], None] | None = None
+) -> RunRecord:
+    """Run a queued retrain to its end, record the result and release the lock."""
+    settings, run_id = pending.settings, pending.run_id
+    store = RunStore(settings.db_path)
+    try:
+        store.update(run_id, state="running", started_at=now())
+        log.info("retrain started", extra={"run_id": run_id, "trigger": pending.trigger})
+        record = _attempt(pending, registry, store, progress)
+    finally:
+        _release(pending.lock)
+    log.info(
+        "retrain finished",
+        extra={
+            "run_id": run_id,
+            "state": record.state,
+            "version": record.version,
+            "promoted": record.promoted,
+            "reason": record.reason,
+            "error": record.error,
+        },
+    )
+    return record
+
+
+def run_retrain(
+    settings: Settings,
+    registry: Registry,
+    trigger: str,
+    force: bool = False,
+    progress: Callable[[str], None] | None = None,
+) -> RunRecord:
+    """Retrain now in this thread and return the recorded run; RetrainBusy if one runs."""
+    return execute(begin_retrain(settings, trigger, force=force), registry, progress)
+
+
+def record_skipped(settings: Settings, trigger: str, reason: str, skip: str) -> RunRecord:
+    """Record a run that never started (missed, or refused by the lock), so operators see it."""
+    store = RunStore(settings.db_path)
+    run_id = store.create(trigger, state="skipped")
+    stamp = now()
+    return store.update(run_id, started_at=stamp, finished_at=stamp, reason=reason, skip=skip)
+
+
+def _attempt(
+    pending: PendingRun,
+    registry: Registry,
+    store: RunStore,
+    progress: Callable[[str], None] | None,
+) -> RunRecord:
+    """Train and decide, turning every way a retrain ends into one finished record."""
+    settings, run_id = pending.settings, pending.run_id
+    unchanged = None if pending.force else unchanged_since_champion(settings, registry)
+    if unchanged:
+        return _finish(store, run_id, "skipped", reason=unchanged, skip="no_new_data")
+    try:
+        outcome = train_and_decide(settings, registry, trigger=pending.trigger, progress=progress)
+    except TrainingRefused as exc:
+        return _finish(store, run_id, "skipped", reason=str(exc), skip="refused")
+    except Exception as exc:  # a failed retrain is recorded; the champion keeps serving
+        log.exception("retrain failed", extra={"run_id": run_id})
+        return _finish(
+            store,
+            run_id,
+            "failed",
+            reason="the retrain failed; the champion keeps serving",
+            error=f"{type(exc).__name__}: {exc}",
+        )
+    return _finish(store, run_id, "succeeded", **_outcome_fields(outcome))
+
+
+def _finish(store: RunStore, run_id: int, state: str, **fields: Any) -> RunRecord:
+    return store.update(run_id, state=state, finished_at=now(), **fields)
+
+
+def _outcome_fields(outcome: Outcome) -> dict[str, Any]:
+    return {
+        "rows": outcome.card.get("training_data", {}).get("rows"),
+        "version": outcome.version,
+        "champion_version": outcome.champion_version,
+        "metrics": outcome.metrics,
+        "champion_metrics": outcome.champion_metrics,
+        "promoted": int(outcome.decision.promote),
+        "reason": outcome.decision.reason,
+    }
+
+
+def unchanged_since_champion(settings: Settings, registry: Registry) -> str | None:
+    """Say why a retrain would learn nothing new, or None when the data or model settings moved.
+
+    The champion's card lists the lake files it was trained on (named by content hash); when the
+    training lake holds exactly those files and the model settings are the same, a retrain would
+    fit the same model again.
+    """
+    version = registry.champion_version()
+    if version is None:
+        return None
+    try:
+        card = registry.card(version)
+    except DropscoreError:
+        return None
+    known = (card.get("training_data") or {}).get("lake_files")
+    if known is None:
+        return None
+    current = [p.name for p in lake_files(settings.data_dir / "lake" / "train")]
+    if sorted(known) != sorted(current) or _model_key(card) != _settings_key(settings):
+        return None
+    return (
+        f"no new training data since champion v{version} ({len(current)} lake files) and the"
+        " same model settings; force the retrain to train anyway"
+    )
+
+
+def _model_key(card: dict[str, Any]) -> tuple[Any, ...]:
+    target = (card.get("schema") or {}).get("target")
+    return (card.get("estimator"), card.get("params"), card.get("test_size"),
+            card.get("random_state"), target)
+
+
+def _settings_key(settings: Settings) -> tuple[Any, ...]:
+    m = settings.model
+    return (m.estimator, json.loads(json.dumps(m.params)), m.test_size, m.random_state, m.target)
