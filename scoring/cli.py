@@ -79,11 +79,14 @@ def api(ctx: Context, workers: int | None) -> None:
     import shutil
     import tempfile
 
-    settings = ctx.settings
-    # prometheus_client chooses per-process or shared counters when first imported, so the
-    # shared folder must be in the environment before anything imports it.
+    # Both must be in the environment before anything imports what reads them: OpenMP fixes
+    # its thread count when loaded (one per worker; gunicorn's threads otherwise spin a second
+    # one each), and prometheus_client picks per-process or shared counters on import.
+    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(name, "1")
     metrics_dir = tempfile.mkdtemp(prefix="dropscore-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    settings = ctx.settings
     from scoring.app import create_app, warm
     from scoring.server import serve_gunicorn
 
@@ -217,6 +220,7 @@ def score(ctx: Context, src: Path, dst: Path | None, fmt: str | None) -> None:
     from ingest.formats import detect_format
     from scoring.batch import EXTENSIONS, default_format, estimate_rows, read_options, score_path
     from scoring.champion import load_version
+    from scoring.engines import engine_for
     from scoring.errors import DropscoreError
 
     settings = ctx.settings
@@ -231,7 +235,7 @@ def score(ctx: Context, src: Path, dst: Path | None, fmt: str | None) -> None:
         dst = dst or src.with_name(f"{src.name.split('.')[0]}.scored{EXTENSIONS[fmt]}")
         with _progress(estimate_rows(src)) as bar:
             summary = score_path(src, dst, model, read=read_options(settings), fmt=fmt,
-                                 progress=bar.update)
+                                 progress=bar.update, engine=engine_for(settings))
     except IngestError as exc:
         raise click.ClickException(f"{src.name}: {exc.message}") from None
     except DropscoreError as exc:

@@ -67,6 +67,9 @@ def serve_gunicorn(settings: Settings, factory: Callable[[], Flask], workers: in
                 "accesslog": None,
                 "post_worker_init": _one_blas_thread,
                 "child_exit": _mark_dead,
+                # gunicorn's default control socket is one path per user: replicas on one
+                # machine would take it from each other. dropscore does not use it.
+                "control_socket_disable": True,
             }
             for key, value in options.items():
                 self.cfg.set(key, value)
@@ -82,7 +85,12 @@ def serve_gunicorn(settings: Settings, factory: Callable[[], Flask], workers: in
 
 
 def _one_blas_thread(_worker: Any) -> None:
-    """Keep BLAS to one thread per worker: two workers on two cores, no spinning threads."""
+    """Keep BLAS to one thread per worker: two workers on two cores, no spinning threads.
+
+    OpenMP reads its limit per thread, so ``OMP_NUM_THREADS`` (set by the ``api`` command
+    before anything loads OpenMP) is what reaches gunicorn's request threads; this call covers
+    the BLAS pools that were already started.
+    """
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(1)
