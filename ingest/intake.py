@@ -271,12 +271,19 @@ class Intake:
         self._remove_lake_temporaries()
         done = [r for kind in KINDS for r in self._recover_claims(kind)]
         done.extend(self._recover_orphan_rows())
+        done.extend(self._recover_rejections())
         if done:
             log.info("recovered", extra={"files": len(done)})
         return done
 
-    def bootstrap(self, path: Path) -> FileRecord | None:
-        """Seed an empty training lake with a labelled file, through the normal ledger path."""
+    def bootstrap(self, path: Path | str | None) -> FileRecord | None:
+        """Seed an empty training lake with a labelled file, through the normal ledger path.
+
+        ``path`` may be a file or a folder of files (each taken); the first normalized record
+        is returned. An empty setting means no bootstrap.
+        """
+        if path is None or str(path).strip() == "":
+            return None
         path = Path(path)
         if self._train_lake_has_data():
             log.info("bootstrap skipped: training data exists", extra={"file": str(path)})
@@ -288,27 +295,23 @@ class Intake:
         records = [self.take_copy(f, "train") for f in files]
         return next((r for r in records if r.state == NORMALIZED), records[0])
 
-    # -- claiming ----------------------------------------------------------------------------
-
     def reject_normalized(self, record: FileRecord, error: IngestError) -> FileRecord:
-        """Quarantine a drop that reached the lake but cannot be scored, with its reason.
+        """Quarantine a normalized score drop the scorer cannot use, original and all.
 
-        The ledger row moves first, then the original leaves archive/ for quarantine/, then
-        the lake file goes: a crash in between leaves the row terminal and the cause on record.
+        The ledger commits first; then the error record is written, the archived original
+        moves to quarantine/ and the drop's lake file is removed. ``recover`` finishes those
+        steps if a crash interrupts them.
         """
-        archived = self.ledger.resolve(record.archive_path)
         record = self.ledger.mark_score_refused(
             record.id,
             error=error.to_dict(),
             quarantine_path=self.config.quarantine / f"{record.id}__{record.original_name}",
         )
-        self._write_error_record(record)
-        dest = self.ledger.resolve(record.quarantine_path)
-        if archived is not None and dest is not None and archived.exists():
-            os.replace(archived, dest)
-        self._discard_own_lake_file(record)
+        self._finish_rejection(record)
         self._log_quarantined(record)
         return record
+
+    # -- claiming ----------------------------------------------------------------------------
 
     @property
     def _max_bytes(self) -> float:
@@ -566,6 +569,15 @@ class Intake:
             if dest.exists() and _lake_owner(dest) == record.id:
                 dest.unlink(missing_ok=True)
 
+    def _finish_rejection(self, record: FileRecord) -> None:
+        """Move a rejected normalized drop out of archive/ and the lake; idempotent."""
+        self._write_error_record(record)
+        archived = self.ledger.resolve(record.archive_path)
+        dest = self.ledger.resolve(record.quarantine_path)
+        if archived is not None and dest is not None and archived.exists():
+            os.replace(archived, dest)
+        self._discard_own_lake_file(record)
+
     def _settle(self, record: FileRecord, claimed: Path | None) -> FileRecord:
         """Move the original where its terminal row says; idempotent, so recover can redo it."""
         if record.state == QUARANTINED:
@@ -717,6 +729,22 @@ class Intake:
                 )
             except IllegalTransition:
                 continue  # another process finished it meanwhile
+        return done
+
+    def _recover_rejections(self) -> list[FileRecord]:
+        """Finish rejections of normalized drops that a crash cut short."""
+        done = []
+        for record in self.ledger.list(state=QUARANTINED, limit=None):
+            if record.archive_path is None or record.lake_path is None:
+                continue  # rejected before it was normalized: settled by _settle
+            archived = self.ledger.resolve(record.archive_path)
+            lake_file = self.ledger.resolve(record.lake_path)
+            leftover = (archived is not None and archived.exists()) or (
+                lake_file is not None and lake_file.exists() and _lake_owner(lake_file) == record.id
+            )
+            if leftover:
+                self._finish_rejection(record)
+                done.append(record)
         return done
 
     # -- bootstrap ---------------------------------------------------------------------------

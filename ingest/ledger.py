@@ -427,16 +427,23 @@ class Ledger:
     def mark_score_refused(
         self, file_id: int, *, error: dict[str, Any], quarantine_path: Path | str
     ) -> FileRecord:
-        """Quarantine a normalized drop the scorer cannot use (its model's columns are missing)."""
-        return self._transition(
-            file_id,
-            (NORMALIZED,),
-            QUARANTINED,
-            error=json.dumps(error),
-            quarantine_path=self.relative(quarantine_path),
-            scoring_claimed_at=None,
-            finished_at=utc_now(),
-        )
+        """Quarantine a normalized score drop the scorer cannot use (missing features).
+
+        Only an unscored score drop can be rejected; its ``archive_path`` stays as history of
+        where the original was, and the intake moves it to ``quarantine_path``.
+        """
+        now = utc_now()
+        with self._write() as conn:
+            cur = conn.execute(
+                "UPDATE files SET state = 'quarantined', error = ?, quarantine_path = ?, "
+                "scoring_claimed_at = NULL, finished_at = ?, updated_at = ? "
+                "WHERE id = ? AND state = 'normalized' AND kind = 'score' "
+                "AND output_path IS NULL",
+                (json.dumps(error), self.relative(quarantine_path), now, now, file_id),
+            )
+            if cur.rowcount == 0:
+                _refuse(conn, file_id, "reject after normalizing")
+            return self._require(conn, file_id)
 
     def mark_duplicate(
         self, file_id: int, *, duplicate_of: int, archive_path: Path | str

@@ -13,9 +13,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from ingest.config import IngestConfig, ReadOptions
-from ingest.errors import TransientIngestError
+from ingest.errors import IngestError, TransientIngestError
 from ingest.intake import Intake
-from ingest.ledger import DUPLICATE, NORMALIZED, QUARANTINED, Ledger
+from ingest.ledger import DUPLICATE, NORMALIZED, QUARANTINED, IllegalTransition, Ledger
 
 REPO = Path(__file__).resolve().parents[2]
 GOOD = "id,Amount,Name\n1,2.5,a\n2,3.5,b\n3,4.5,c\n"
@@ -443,3 +443,63 @@ def test_a_file_that_keeps_killing_the_service_is_set_aside(
     assert record.state == QUARANTINED
     assert record.error is not None and record.error["code"] == "retries_exhausted"
     assert (config.quarantine / f"{record.id}__x.csv").read_text() == GOOD
+
+
+# -- rejection after normalizing (the scorer's missing-features case) --------------------------
+
+
+class _MissingFeatures(IngestError):
+    code = "missing_features"
+
+
+def test_reject_normalized_moves_the_original_and_the_lake_file_out(
+    intake: Intake, config: IngestConfig, ledger: Ledger
+) -> None:
+    record = intake.take(drop(config, "x.csv", GOOD), "score")
+    assert ledger.claim_for_scoring(record.id)
+    rejected = intake.reject_normalized(record, _MissingFeatures("column bmi is missing"))
+    assert rejected.state == QUARANTINED and rejected.scoring_claimed_at is None
+    assert (config.quarantine / f"{record.id}__x.csv").read_text() == GOOD
+    assert not (config.archive / f"{record.id}__x.csv").exists()
+    body = json.loads((config.quarantine / f"{record.id}__x.csv.error.json").read_text())
+    assert body["code"] == "missing_features"
+    assert list(config.lake("score").glob("*.parquet")) == []
+    with pytest.raises(IllegalTransition):
+        intake.reject_normalized(rejected, _MissingFeatures("again"))
+
+
+def test_recover_finishes_a_rejection_cut_short(
+    intake: Intake, config: IngestConfig, ledger: Ledger
+) -> None:
+    record = intake.take(drop(config, "x.csv", GOOD), "score")
+    ledger.mark_score_refused(  # as if killed right after the ledger commit
+        record.id,
+        error={"code": "missing_features", "message": "m"},
+        quarantine_path=config.quarantine / f"{record.id}__x.csv",
+    )
+    [done] = intake.recover()
+    assert done.id == record.id
+    assert (config.quarantine / f"{record.id}__x.csv").read_text() == GOOD
+    assert (config.quarantine / f"{record.id}__x.csv.error.json").is_file()
+    assert list(config.lake("score").glob("*.parquet")) == []
+    assert intake.recover() == []
+
+
+def test_train_drops_and_scored_drops_cannot_be_rejected(
+    intake: Intake, config: IngestConfig, ledger: Ledger
+) -> None:
+    train = intake.take(drop(config, "t.csv", GOOD, "train"), "train")
+    with pytest.raises(IllegalTransition, match="train drop"):
+        intake.reject_normalized(train, _MissingFeatures("m"))
+    score = intake.take(drop(config, "s.csv", GOOD + "7,7.5,q\n"), "score")
+    ledger.mark_scored(score.id, "outbox/s.parquet", "1", 4, 0)
+    with pytest.raises(IllegalTransition, match="scored"):
+        intake.reject_normalized(score, _MissingFeatures("m"))
+
+
+@pytest.mark.parametrize("setting", [None, "", "  "])
+def test_bootstrap_with_no_setting_does_nothing(
+    intake: Intake, ledger: Ledger, setting: str | None
+) -> None:
+    assert intake.bootstrap(setting) is None
+    assert ledger.list() == []
