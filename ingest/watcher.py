@@ -35,6 +35,7 @@ log = logging.getLogger("dropscore.ingest")
 _ARRIVAL_EVENTS = frozenset({"created", "modified", "moved", "closed"})
 _SUPERVISE_SECONDS = 0.2
 _QUEUE_POLL_SECONDS = 0.2
+_OBSERVER_RETRY_SECONDS = 5.0
 
 Signature = tuple[int, int]  # (size, mtime_ns)
 
@@ -56,14 +57,17 @@ class _Inboxes:
         self._candidates: dict[Path, _Candidate] = {}
         self._queued: set[Path] = set()
         self._failed: dict[Path, Signature] = {}  # takes that raised: skipped until they change
+        self._renoted: dict[Path, str] = {}  # seen again while queued: a new file of that name?
         self.last_event: float | None = None
 
     def note(self, path: Path, kind: str, *, from_event: bool = True) -> None:
-        """Record a path worth checking; queued paths are left alone until their take ends."""
+        """Record a path worth checking; a queued path is checked again once its take ends."""
         with self._lock:
             if from_event:
                 self.last_event = time.time()
-            if path not in self._queued and path not in self._candidates:
+            if path in self._queued:
+                self._renoted[path] = kind
+            elif path not in self._candidates:
                 self._candidates[path] = _Candidate(kind)
 
     def snapshot(self) -> list[tuple[Path, _Candidate]]:
@@ -89,8 +93,11 @@ class _Inboxes:
         """End a take; a failed one is remembered so the rescan does not retry it in a loop."""
         with self._lock:
             self._queued.discard(path)
+            kind = self._renoted.pop(path, None)
             if failed_signature is None:
                 self._failed.pop(path, None)
+                if kind is not None:  # a same-named file arrived during the take
+                    self._candidates.setdefault(path, _Candidate(kind))
             else:
                 self._failed[path] = failed_signature
 
@@ -179,6 +186,7 @@ class Watcher:
         self._last_scan: float | None = None
         self._in_flight: Path | None = None
         self._started = False
+        self._observer_retry_at = 0.0
         self._tick = max(0.02, min(0.1, config.stable_seconds / 5))
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -311,11 +319,31 @@ class Watcher:
                         extra={"watcher_thread": name, "restarts": self._restarts},
                     )
                     self._spawn(name)
-            observer = self._observer
-            if observer is not None and not observer.is_alive() and not self._stop.is_set():
-                self._restarts += 1
-                log.warning("restarting file observer", extra={"restarts": self._restarts})
-                self._observer = self._start_observer()
+            if not self._observer_healthy() and time.monotonic() >= self._observer_retry_at:
+                self._restart_observer()
+
+    def _restart_observer(self) -> None:
+        """Start a new observer (inboxes recreated if deleted); on failure, retry next round."""
+        self._restarts += 1
+        log.warning("restarting file observer", extra={"restarts": self._restarts})
+        old = self._observer
+        if old is not None:
+            with contextlib.suppress(Exception):
+                old.stop()
+        try:
+            self.config.make_dirs()
+            self._observer = self._start_observer()
+        except Exception:
+            self._observer_retry_at = time.monotonic() + _OBSERVER_RETRY_SECONDS
+            log.exception("file observer could not restart; rescans continue meanwhile")
+
+    def _observer_healthy(self) -> bool:
+        """Tell whether the observer and each folder's emitter still run (a deleted inbox
+        stops its emitter while the observer lives on)."""
+        observer = self._observer
+        if observer is None or self._stop.is_set():
+            return True
+        return observer.is_alive() and all(e.is_alive() for e in observer.emitters)
 
     def _stabilize(self) -> None:
         """Check candidates every tick and rescan the inboxes every ``rescan_seconds``."""

@@ -16,7 +16,7 @@ WaitFor = Callable[..., None]
 
 
 def _wait_for(
-    predicate: Callable[[], object], timeout: float = 15.0, interval: float = 0.05, what: str = ""
+    predicate: Callable[[], object], timeout: float = 30.0, interval: float = 0.05, what: str = ""
 ) -> None:
     """Poll until predicate is truthy; fail with what was awaited instead of sleeping blindly."""
     deadline = time.monotonic() + timeout

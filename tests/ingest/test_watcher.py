@@ -232,3 +232,17 @@ def test_a_file_with_a_future_mtime_waits_the_full_stability_window(
     future = time.time() + 3600
     os.utime(path, (future, future))
     wait_for(lambda: len(terminal(ledger)) == 1, what="the file despite its clock skew")
+
+
+@pytest.mark.parametrize("observer", OBSERVERS)
+def test_a_deleted_and_recreated_inbox_is_watched_again(
+    make_watcher: MakeWatcher, config: IngestConfig, ledger: Ledger, wait_for, observer: str
+) -> None:
+    import shutil
+
+    watcher = make_watcher(observer)
+    shutil.rmtree(config.inbox("score"))
+    wait_for(lambda: watcher.status()["restarts"] >= 1, what="the observer to be restarted")
+    wait_for(watcher.is_alive, what="the watcher to be whole again")
+    (config.inbox("score") / "after.csv").write_text(GOOD)
+    wait_for(lambda: len(terminal(ledger)) == 1, what="a file in the recreated inbox")
