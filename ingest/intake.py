@@ -659,6 +659,10 @@ class Intake:
                 removed = remove_stale_temporaries(self.config.lake(kind))
             if removed:
                 log.info("removed lake temporaries", extra={"kind": kind, "files": len(removed)})
+        for tmp in self.config.quarantine.glob(".*.error.json.*.tmp"):
+            with contextlib.suppress(OSError):  # an error record cut short; rewritten from the row
+                if time.time() - tmp.stat().st_mtime > _EMPTY_CLAIM_GRACE_SECONDS:
+                    tmp.unlink()
 
     def _recover_claims(self, kind: str) -> list[FileRecord]:
         """Take again, or finish, every file left in processing/<kind>/<uuid>/."""
