@@ -10,6 +10,7 @@ passed in once, so a file is scored by one version even if a promotion lands hal
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import time
@@ -25,12 +26,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
+from threadpoolctl import threadpool_limits
 
 from ingest.config import ReadOptions
 from ingest.formats import Format
 from ingest.lake import write_parquet_atomic
 from ingest.normalize import FILE_ID, ROW, normalize_file
 from ingest.readers import open_table
+from scoring.engines import Engine, LocalEngine
 from scoring.errors import ValidationFailed
 from scoring.predictor import LoadedModel
 from scoring.schema import FeatureSchema
@@ -83,6 +86,7 @@ def score_path(
     fmt: str | None = None,
     progress: Progress | None = None,
     max_rows: int | None = None,
+    engine: Engine | None = None,
 ) -> ScoreSummary:
     """Score a file as a user gave it (any accepted format); output keeps their column names."""
     started = time.perf_counter()
@@ -91,7 +95,8 @@ def score_path(
     originals = {new: old for old, new in normalized.column_map.items()}
     fmt = fmt or default_format(raw.format)
     summary = _score_stream(
-        normalized.batches, normalized.schema, originals, model, dst, fmt, progress, max_rows
+        normalized.batches, normalized.schema, originals, model, dst, fmt, progress, max_rows,
+        engine,
     )
     summary.seconds = time.perf_counter() - started
     return summary
@@ -106,6 +111,7 @@ def score_lake_file(
     fmt: str,
     batch_rows: int,
     progress: Progress | None = None,
+    engine: Engine | None = None,
 ) -> ScoreSummary:
     """Score a normalized drop straight from its lake file, restoring the original names."""
     started = time.perf_counter()
@@ -113,7 +119,7 @@ def score_lake_file(
     originals = {new: old for old, new in column_map.items()}
     batches = parquet.iter_batches(batch_size=batch_rows)
     summary = _score_stream(
-        batches, parquet.schema_arrow, originals, model, dst, fmt, progress, None
+        batches, parquet.schema_arrow, originals, model, dst, fmt, progress, None, engine
     )
     summary.seconds = time.perf_counter() - started
     return summary
@@ -128,6 +134,7 @@ def _score_stream(
     fmt: str,
     progress: Progress | None,
     max_rows: int | None,
+    engine: Engine | None = None,
 ) -> ScoreSummary:
     if fmt not in OUTPUT_FORMATS:
         raise ValidationFailed(f"format {fmt!r} is not one of {', '.join(OUTPUT_FORMATS)}")
@@ -135,10 +142,12 @@ def _score_stream(
     summary = ScoreSummary(model_version=model.version, output=dst, format=fmt)
     summary.input_columns = [originals.get(n, n) for n in schema.names if n not in PROVENANCE]
 
+    score_one = functools.partial(score_batch, originals=originals)
+    results = (engine or LocalEngine()).map_batches(score_one, batches, model)
+
     def scored() -> Iterator[pa.RecordBatch]:
-        for batch in batches:
-            out, failed = score_batch(batch, model, originals)
-            summary.rows_scored += batch.num_rows - failed
+        for out, failed in results:
+            summary.rows_scored += out.num_rows - failed
             summary.rows_failed += failed
             if max_rows is not None and summary.rows > max_rows:
                 raise TooManyRows(
@@ -146,10 +155,13 @@ def _score_stream(
                     " caps one request (use `dropscore score` or a drop for bigger files)"
                 )
             if progress is not None:
-                progress(batch.num_rows)
+                progress(out.num_rows)
             yield out
 
-    write_atomic(scored(), dst, fmt)
+    try:
+        write_atomic(scored(), dst, fmt)
+    finally:
+        results.close()  # stop an engine's work still in flight when writing stopped early
     return summary
 
 
@@ -179,7 +191,11 @@ def score_batch(
     for name, column in zip(batch.schema.names, batch.columns, strict=True):
         if name not in PROVENANCE:
             columns[originals.get(name, name)] = column
-    columns.update(_predict(model, X, ok))
+    # One BLAS thread: a multi-threaded gemv splits rows between threads and the rows at the
+    # split can differ in the last bit, so a value would depend on the core count where the
+    # batch runs (this process, a Dask worker). Prediction here is gemv-sized: no speed lost.
+    with threadpool_limits(limits=1, user_api="blas"):
+        columns.update(_predict(model, X, ok))
     columns["model_version"] = pa.array(np.full(n, model.version, dtype=object), pa.string())
     columns["error"] = pa.array(errors if errors else [None] * n, pa.string())
     failed = int(n - ok.sum())

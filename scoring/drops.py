@@ -17,6 +17,7 @@ from ingest.errors import IngestError
 from ingest.intake import Intake
 from ingest.ledger import FileRecord, Ledger
 from scoring.batch import MissingFeatures, output_name, score_lake_file
+from scoring.engines import engine_for
 from scoring.predictor import LoadedModel
 from scoring.settings import Settings
 
@@ -50,6 +51,7 @@ def score_drop(
             column_map=record.column_map or {},
             fmt=fmt,
             batch_rows=settings.scoring.batch_rows,
+            engine=engine_for(settings),
         )
     except MissingFeatures as exc:
         error = MissingFeatureColumns(

@@ -172,7 +172,7 @@ def load_settings(
     settings = Settings(**sections, source=source)
     if not settings.paths.data_dir.is_absolute():
         settings = _replace(settings, "paths", data_dir=base / settings.paths.data_dir)
-    return _check_estimator(settings)
+    return _check_engine(_check_estimator(settings))
 
 
 def _merge(into: dict[str, dict[str, Any]], extra: Mapping[str, Mapping[str, Any]]) -> None:
@@ -292,6 +292,15 @@ def _check_bounds(value: float, checks: Mapping[str, Any], fail: Any) -> None:
 def _replace(settings: Settings, section: str, **changes: Any) -> Settings:
     new = dataclasses.replace(getattr(settings, section), **changes)
     return dataclasses.replace(settings, **{section: new})
+
+
+def _check_engine(settings: Settings) -> Settings:
+    """Refuse engine = "dask" at start when Dask is not installed, naming the extra."""
+    if settings.scoring.engine == "dask":
+        from scoring.engines import require_dask
+
+        require_dask()
+    return settings
 
 
 def _check_estimator(settings: Settings) -> Settings:

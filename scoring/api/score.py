@@ -17,6 +17,7 @@ from flask import Blueprint, Response, request, send_file
 from ingest.errors import FormatMismatchError, IngestError, UnsupportedFormatError
 from scoring.api.context import services
 from scoring.batch import EXTENSIONS, OUTPUT_FORMATS, read_options, score_path
+from scoring.engines import engine_for
 from scoring.errors import BadRequest, UnsupportedMediaType, ValidationFailed
 
 bp = Blueprint("score", __name__)
@@ -86,6 +87,7 @@ def score_file() -> Response:
                 read=read,
                 fmt=fmt,
                 max_rows=s.settings.server.max_rows_per_request,
+                engine=engine_for(s.settings),
             )
         except (UnsupportedFormatError, FormatMismatchError) as exc:
             raise UnsupportedMediaType(exc.message, [exc.to_dict()]) from None
