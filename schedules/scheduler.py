@@ -123,6 +123,7 @@ def job_specs(settings: Settings) -> list[dict[str, Any]]:
 
 def job_store(settings: Settings) -> SQLAlchemyJobStore:
     """Keep jobs in state.db beside the ledger and registry tables."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
     return SQLAlchemyJobStore(
         url=f"sqlite:///{settings.db_path}",
         engine_options={"connect_args": {"timeout": 30}},

@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import sqlite3
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -197,18 +198,29 @@ def _record(row: sqlite3.Row) -> RunRecord:
 # -- the lock -------------------------------------------------------------------------------
 
 
-def _acquire(data_dir: Path) -> IO[str]:
-    """Take ``retrain.lock`` without waiting, or raise RetrainBusy naming the run that holds it."""
+def _acquire(data_dir: Path, patience: float = 2.0) -> IO[str]:
+    """Take ``retrain.lock``, or raise RetrainBusy naming the run that holds it.
+
+    A run is recorded as finished just before its lock is released; when no run is unfinished,
+    the holder is finishing (or just starting), so wait up to ``patience`` seconds for it.
+    """
     data_dir.mkdir(parents=True, exist_ok=True)
     fh = open(data_dir / LOCK_FILE, "a+")  # noqa: SIM115 - held until the run ends
-    try:
-        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        fh.close()
-        holder = RunStore(data_dir / "state.db").running()
-        which = f"run {holder.id} ({holder.trigger})" if holder else "another retrain"
-        raise RetrainBusy(f"a retrain is already running: {which}; retry when it ends") from None
-    return fh
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fh
+        except BlockingIOError:
+            holder = RunStore(data_dir / "state.db").running()
+            if holder is None and time.monotonic() < deadline:
+                time.sleep(0.02)
+                continue
+            fh.close()
+            which = f"run {holder.id} ({holder.trigger})" if holder else "another retrain"
+            raise RetrainBusy(
+                f"a retrain is already running: {which}; retry when it ends"
+            ) from None
 
 
 def _release(fh: IO[str]) -> None:
