@@ -57,10 +57,24 @@ def main(ctx: click.Context, settings_path: str | None, log_level: str) -> None:
     ctx.obj = Context(settings_path)
 
 
+def _one_math_thread() -> None:
+    """Give a serving process one BLAS/OpenMP thread, before anything loads those libraries.
+
+    Request threads are the parallelism of a server; a second math thread per request only
+    spins (seen under gunicorn), and OpenMP fixes its thread count when it loads. An operator
+    can still set the variables explicitly.
+    """
+    import os
+
+    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(name, "1")
+
+
 @main.command()
 @pass_ctx
 def serve(ctx: Context) -> None:
     """Run API + watcher + scheduler in one process (trains a first model if none)."""
+    _one_math_thread()
     from schedules.scheduler import SchedulerStartError
     from scoring.runtime import AlreadyRunning, run_serve
 
@@ -79,11 +93,9 @@ def api(ctx: Context, workers: int | None) -> None:
     import shutil
     import tempfile
 
-    # Both must be in the environment before anything imports what reads them: OpenMP fixes
-    # its thread count when loaded (one per worker; gunicorn's threads otherwise spin a second
-    # one each), and prometheus_client picks per-process or shared counters on import.
-    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ.setdefault(name, "1")
+    _one_math_thread()
+    # prometheus_client picks per-process or shared counters when first imported, so the
+    # shared folder must be in the environment before anything imports it.
     metrics_dir = tempfile.mkdtemp(prefix="dropscore-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     settings = ctx.settings
