@@ -235,7 +235,7 @@ class Watcher:
             and supervisor is not None
             and supervisor.is_alive()
             and self._observer is not None
-            and self._observer.is_alive()
+            and self._observer_healthy()
         )
 
     def status(self) -> dict[str, Any]:
@@ -323,9 +323,8 @@ class Watcher:
                 self._restart_observer()
 
     def _restart_observer(self) -> None:
-        """Start a new observer (inboxes recreated if deleted); on failure, retry next round."""
-        self._restarts += 1
-        log.warning("restarting file observer", extra={"restarts": self._restarts})
+        """Start a new observer (inboxes recreated if deleted); on failure, retry later."""
+        log.warning("restarting file observer", extra={"restarts": self._restarts + 1})
         old = self._observer
         if old is not None:
             with contextlib.suppress(Exception):
@@ -336,6 +335,8 @@ class Watcher:
         except Exception:
             self._observer_retry_at = time.monotonic() + _OBSERVER_RETRY_SECONDS
             log.exception("file observer could not restart; rescans continue meanwhile")
+        finally:
+            self._restarts += 1
 
     def _observer_healthy(self) -> bool:
         """Tell whether the observer and each folder's emitter still run (a deleted inbox
