@@ -17,7 +17,7 @@ from typing import Any
 from scoring.dataset import load_training_data
 from scoring.promotion import Decision, decide
 from scoring.registry import Registry, now
-from scoring.schema import FeatureSchema
+from scoring.schema import FeatureSchema, TrainingDataError
 from scoring.settings import Settings
 from scoring.training import TrainResult, evaluate, train
 
@@ -58,7 +58,7 @@ def train_and_decide(
         )
     try:
         result = train(data.frame, settings.model, progress=say)
-    except ValueError as exc:
+    except TrainingDataError as exc:  # the data's fault; a bad parameter is a failed run
         raise TrainingRefused(str(exc)) from None
     champion = registry.champion_version()
     champion_metrics = _champion_metrics(registry, champion, result) if champion else None

@@ -22,6 +22,10 @@ PROVENANCE = ("_file_id", "_row")
 MAX_CATEGORIES = 1000  # a column with more distinct text values is an id, not a category
 
 
+class TrainingDataError(ValueError):
+    """The training data cannot make a model (no target, no features, too few rows)."""
+
+
 @dataclass(frozen=True)
 class Feature:
     name: str
@@ -86,7 +90,7 @@ def infer_schema(
     """Decide each feature's kind from the training data; explicit lists win over inference."""
     target = normalize_name(target)
     if target not in frame.columns:
-        raise ValueError(
+        raise TrainingDataError(
             f"target column {target!r} is not in the training data; columns are"
             f" {', '.join(c for c in frame.columns if c not in PROVENANCE)}"
         )
@@ -95,7 +99,9 @@ def infer_schema(
         names = [normalize_name(c) for c in features]
         missing = [n for n in names if n not in frame.columns]
         if missing:
-            raise ValueError(f"feature columns not in the training data: {', '.join(missing)}")
+            raise TrainingDataError(
+                f"feature columns not in the training data: {', '.join(missing)}"
+            )
     else:
         names = [
             c
@@ -103,7 +109,9 @@ def infer_schema(
             if c not in ids and c != target and c not in PROVENANCE and _usable(frame[c])
         ]
     if not names:
-        raise ValueError("no feature columns: the training data holds only the target and ids")
+        raise TrainingDataError(
+            "no feature columns: the training data holds only the target and ids"
+        )
     feats = tuple(_feature(name, frame[name]) for name in names)
     classes: tuple[Any, ...] = ()
     if task == "classification":

@@ -16,7 +16,7 @@ from sklearn.pipeline import Pipeline
 
 from scoring.estimators import ESTIMATORS
 from scoring.pipeline import build_pipeline
-from scoring.schema import FeatureSchema, frame_to_array, infer_schema
+from scoring.schema import FeatureSchema, TrainingDataError, frame_to_array, infer_schema
 from scoring.settings import ModelSettings
 
 # The metric promotion compares, and whether bigger is better.
@@ -66,7 +66,7 @@ def train(
     )
     labelled = int(frame[schema.target].notna().sum())
     if labelled * min(model.test_size, 1 - model.test_size) < 1 or labelled < 3:
-        raise ValueError(
+        raise TrainingDataError(
             f"too few labelled rows to split ({labelled}) with test_size {model.test_size}"
         )
     train_frame, test_frame = split(frame, model, schema.target, task)

@@ -64,6 +64,15 @@ def test_a_failed_retrain_is_recorded_and_the_champion_keeps_serving(lake, regis
     assert run_retrain(lake, registry, "cli", force=True).state == "succeeded"  # lock released
 
 
+def test_an_invalid_estimator_parameter_is_a_failed_run_not_a_skip(lake, registry, tmp_path):
+    run_retrain(lake, registry, "cli")
+    invalid = make_settings(tmp_path, model={"estimator": "ridge", "params": {"alpha": -1.0}})
+    run = run_retrain(invalid, registry, "schedule", force=True)
+    assert run.state == "failed"
+    assert "alpha" in run.error
+    assert registry.champion_version() == 1
+
+
 def test_too_few_rows_is_skipped_with_the_reason(settings, registry):
     run = run_retrain(settings, registry, "schedule")
     assert (run.state, run.skip) == ("skipped", "refused")
