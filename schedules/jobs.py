@@ -8,8 +8,6 @@ each run loads the settings itself and calls the same functions as the operation
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from typing import Any
 
 from scoring.settings import Settings, load_settings
 
@@ -38,14 +36,9 @@ def retrain(settings_path: str | None, data_dir: str) -> str:
 def score_sweep(settings_path: str | None, data_dir: str) -> int:
     """Score every normalized score drop that has no output yet; return how many were scored."""
     settings = load_job_settings(settings_path, data_dir)
-    scored = bulk_sweep()(settings)
+    from scoring.drops import standalone_sweep
+
+    scored = standalone_sweep(settings)
     if scored:
         log.info("sweep scored drops", extra={"files": len(scored)})
     return len(scored)
-
-
-def bulk_sweep() -> Callable[[Settings], list[Any]]:
-    """Import the bulk scorer only when a sweep runs."""
-    from scoring.batch import sweep
-
-    return sweep

@@ -354,9 +354,3 @@ def read_options(settings: Settings) -> ReadOptions:
         batch_rows=settings.scoring.batch_rows,
     )
 
-
-def sweep(settings: Settings) -> list[Any]:
-    """Run one score sweep in this process: the scheduler's ``score_sweep`` job calls this."""
-    from scoring.drops import standalone_sweep
-
-    return standalone_sweep(settings)

@@ -10,9 +10,9 @@ import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from ingest.config import IngestConfig, ReadOptions
 from ingest.intake import Intake
@@ -109,12 +109,25 @@ def worker_lock(data_dir: Path) -> Iterator[IO[str]]:
         fh.close()
 
 
-def run_serve(settings: Settings) -> None:
-    """API + watcher (+ scheduler) in one process: the embedded default."""
+@dataclass
+class Background:
+    """What runs beside (or instead of) the API in the process that owns the data folder."""
+
+    ledger: Ledger
+    registry: Registry
+    champion: ChampionHolder
+    watcher: Any
+    schedule: Any
+
+
+@contextmanager
+def background(settings: Settings) -> Iterator[Background]:
+    """Hold the folder lock, recover, bootstrap, then run the watcher and the scheduler.
+
+    On exit the scheduler stops first (waiting for a running job), then the watcher.
+    """
     from ingest.watcher import Watcher
     from schedules.scheduler import Schedule
-    from scoring.app import create_app, warm
-    from scoring.server import serve_threaded
 
     with worker_lock(settings.data_dir):
         config, ledger, intake = open_intake(settings)
@@ -129,48 +142,39 @@ def run_serve(settings: Settings) -> None:
         schedule = Schedule(settings)
         try:
             schedule.start()
-            app = create_app(
-                settings,
-                registry=registry,
-                ledger=ledger,
-                champion=champion,
-                probes={"watcher": watcher.status, "scheduler": schedule.status},
-            )
-            app.extensions["dropscore"].monitoring.registry.register(schedule.collector())
-            warm(app)
-            serve_threaded(app, settings.server.host, settings.server.port, settings.server.threads)
+            yield Background(ledger, registry, champion, watcher, schedule)
         finally:
             schedule.stop()  # waits for a running job to finish
             watcher.stop()
             log.info("stopped")
+
+
+def run_serve(settings: Settings) -> None:
+    """API + watcher + scheduler in one process: the embedded default."""
+    from scoring.app import create_app, warm
+    from scoring.server import serve_threaded
+
+    with background(settings) as bg:
+        app = create_app(
+            settings,
+            registry=bg.registry,
+            ledger=bg.ledger,
+            champion=bg.champion,
+            probes={"watcher": bg.watcher.status, "scheduler": bg.schedule.status},
+        )
+        app.extensions["dropscore"].monitoring.registry.register(bg.schedule.collector())
+        warm(app)
+        serve_threaded(app, settings.server.host, settings.server.port, settings.server.threads)
 
 
 def run_worker(settings: Settings) -> None:
-    """Watcher (+ scheduler) without the API, for deployments with separate API replicas."""
+    """Watcher + scheduler without the API, for deployments with separate API replicas."""
     import signal
     import threading
 
-    from ingest.watcher import Watcher
-    from schedules.scheduler import Schedule
-
-    with worker_lock(settings.data_dir):
-        config, _ledger, intake = open_intake(settings)
-        registry = Registry(settings.models_dir, settings.db_path)
-        registry.clean_incoming()
-        intake.recover()
-        bootstrap(settings, registry, intake)
-        start_scoring(settings, intake, ChampionHolder(registry))
-        watcher = Watcher(config, intake)
-        stop = threading.Event()
+    stop = threading.Event()
+    with background(settings):
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
-        watcher.start()
-        schedule = Schedule(settings)
-        try:
-            schedule.start()
-            log.info("worker running", extra={"data_dir": str(settings.data_dir)})
-            stop.wait()
-        finally:
-            schedule.stop()  # waits for a running job to finish
-            watcher.stop()
-            log.info("stopped")
+        log.info("worker running", extra={"data_dir": str(settings.data_dir)})
+        stop.wait()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify, request
 
 from scoring.api.context import services
+from scoring.api.params import int_arg
 from scoring.errors import NotFound, ValidationFailed
 
 bp = Blueprint("files", __name__)
@@ -20,8 +21,8 @@ def list_files() -> Response:
             f"status {state!r} is not a ledger state; expected one of {', '.join(STATES)}",
             [{"field": "status", "problem": "unknown state"}],
         )
-    limit = _int_arg("limit", 100, 1, 1000)
-    offset = _int_arg("offset", 0, 0, 10**9)
+    limit = int_arg("limit", 100, 1, 1000)
+    offset = int_arg("offset", 0, 0, 10**9)
     records = services().ledger.list(state=state, limit=limit, offset=offset)
     return jsonify({"files": [r.to_dict() for r in records], "limit": limit, "offset": offset})
 
@@ -33,14 +34,3 @@ def show_file(file_id: int) -> Response:
         raise NotFound(f"file {file_id} is not in the ledger")
     return jsonify(record.to_dict())
 
-
-def _int_arg(name: str, default: int, low: int, high: int) -> int:
-    raw = request.args.get(name)
-    if raw is None:
-        return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
-        raise ValidationFailed(
-            f"{name} must be a whole number from {low} to {high}",
-            [{"field": name, "problem": f"got {raw!r}"}],
-        )
-    return int(raw)

@@ -8,6 +8,7 @@ import threading
 from flask import Blueprint, Response, jsonify, request
 
 from scoring.api.context import services
+from scoring.api.params import int_arg
 from scoring.errors import Conflict, ValidationFailed
 from scoring.runs import STATES, RetrainBusy, RunStore, begin_retrain, execute
 
@@ -41,8 +42,8 @@ def list_runs() -> Response:
             f"state {state!r} is not a run state; expected one of {', '.join(STATES)}",
             [{"field": "state", "problem": "unknown state"}],
         )
-    limit = _int_arg("limit", 50, 1, 1000)
-    offset = _int_arg("offset", 0, 0, 10**9)
+    limit = int_arg("limit", 50, 1, 1000)
+    offset = int_arg("offset", 0, 0, 10**9)
     runs = RunStore(services().settings.db_path).list(limit=limit, offset=offset, state=state)
     return jsonify({"runs": [r.to_dict() for r in runs], "limit": limit, "offset": offset})
 
@@ -68,14 +69,3 @@ def _force() -> bool:
         f"force must be true or false, got {raw!r}", [{"field": "force", "problem": "not a flag"}]
     )
 
-
-def _int_arg(name: str, default: int, low: int, high: int) -> int:
-    raw = request.args.get(name)
-    if raw is None:
-        return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
-        raise ValidationFailed(
-            f"{name} must be a whole number from {low} to {high}",
-            [{"field": name, "problem": f"got {raw!r}"}],
-        )
-    return int(raw)
