@@ -487,6 +487,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.rows < 1 or args.upload_rows < 1:
         parser.error("--rows and --upload-rows must be positive")
     signal.signal(signal.SIGTERM, _on_term)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with it ignored
     try:
         return run(args)
     except KeyboardInterrupt:
