@@ -106,22 +106,11 @@ def server(tmp_path: Path, request: pytest.FixtureRequest):
             started.proc.wait(timeout=30)
 
 
-# Arrow's streaming CSV reader queues up to 32 blocks ahead of the consumer, and ingest sizes a
-# block to hold batch_rows rows (~21 MB at the shipped 100,000), so at the default the whole
-# 300 MB upload is read ahead and the server peaks near 650 MB. Strict: when ingest caps the
-# block size this passes, and the marker must go.
-READAHEAD = "ingest.readers sizes CSV blocks by batch_rows; Arrow reads 32 blocks ahead"
-
-
 @pytest.mark.parametrize(
     "server",
     [
         pytest.param(10_000, id="batch_rows=10000"),
-        pytest.param(
-            None,
-            id="default_batch_rows",
-            marks=pytest.mark.xfail(reason=READAHEAD, strict=True, raises=MemoryBound),
-        ),
+        pytest.param(None, id="default_batch_rows"),
     ],
     indirect=True,
 )
