@@ -248,6 +248,8 @@ def score(ctx: Context, src: Path, dst: Path | None, fmt: str | None) -> None:
         with _progress(estimate_rows(src)) as bar:
             summary = score_path(src, dst, model, read=read_options(settings), fmt=fmt,
                                  progress=bar.update, engine=engine_for(settings))
+            bar.total = bar.n  # the total was an estimate; end the bar at 100%
+            bar.refresh()
     except IngestError as exc:
         raise click.ClickException(f"{src.name}: {exc.message}") from None
     except DropscoreError as exc:
