@@ -16,7 +16,7 @@ import os
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +61,6 @@ class ScoreSummary:
     output: Path | None = None
     format: str = ""
     seconds: float = 0.0
-    input_columns: list[str] = field(default_factory=list)
 
     @property
     def rows(self) -> int:
@@ -142,7 +141,6 @@ def _score_stream(
         raise ValidationFailed(f"format {fmt!r} is not one of {', '.join(OUTPUT_FORMATS)}")
     check_features(schema.names, model.schema, originals)
     summary = ScoreSummary(model_version=model.version, output=dst, format=fmt)
-    summary.input_columns = [originals.get(n, n) for n in schema.names if n not in PROVENANCE]
 
     score_one = functools.partial(score_batch, originals=originals)
     results = (engine or LocalEngine()).map_batches(score_one, batches, model)

@@ -15,7 +15,6 @@ exits; importing this module starts nothing.
 from __future__ import annotations
 
 import atexit
-import functools
 import threading
 from collections import deque
 from collections.abc import Callable, Generator, Iterable
@@ -109,6 +108,8 @@ class _Clients:
         with self.lock:
             client = self.open.get(address)
             if client is None:
+                if not self.open:
+                    atexit.register(self.close)
                 client = self.open[address] = _connect(address)
             return client
 
@@ -120,32 +121,20 @@ class _Clients:
             client.close()
 
 
-# The one process-wide handle the brief asks for ("a client once per process"); it is created
-# on first use, never at import, and its lock makes concurrent first uses share one client.
-_PROCESS_LOCK = threading.Lock()
-
-
-@functools.cache
-def _process_clients() -> _Clients:
-    clients = _Clients()
-    atexit.register(clients.close)
-    return clients
-
-
-def _clients() -> _Clients:
-    with _PROCESS_LOCK:
-        return _process_clients()
+# The one process-wide handle on Dask ("a client once per process"): constructing it opens
+# nothing; the first ``get`` connects, and the lock makes concurrent first uses share one client.
+_CLIENTS = _Clients()
 
 
 def dask_client(address: str) -> Client:
     """Return this process's client for address (empty: a local cluster), opening it once."""
     require_dask()
-    return _clients().get(address)
+    return _CLIENTS.get(address)
 
 
 def close_clients() -> None:
     """Close every Dask client this process opened (tests; exit does it by itself)."""
-    _clients().close()
+    _CLIENTS.close()
 
 
 def _connect(address: str) -> Client:

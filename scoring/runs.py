@@ -101,12 +101,15 @@ class RunStore:
 
     def __init__(self, db_path: Path) -> None:
         self.db_path = db_path
+        self._schema_ready = False
 
     @contextlib.contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:
         conn = connect(self.db_path)
         try:
-            conn.executescript(_SCHEMA)
+            if not self._schema_ready:  # CREATE IF NOT EXISTS once, not on every call
+                conn.executescript(_SCHEMA)
+                self._schema_ready = True
             yield conn
         finally:
             conn.close()

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify, request
 
+from ingest.ledger import STATES
 from scoring.api.context import services
 from scoring.api.params import int_arg
 from scoring.errors import NotFound, ValidationFailed
 
 bp = Blueprint("files", __name__)
-
-STATES = ("received", "normalized", "scored", "quarantined", "duplicate")
 
 
 @bp.get("/files")
