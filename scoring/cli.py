@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from ingest.ledger import STATES as LEDGER_STATES
 from scoring.settings import Settings, SettingsError, load_settings
 
 DEFAULT_SETTINGS = "settings.toml"
@@ -350,7 +351,8 @@ def ingest_cmd(ctx: Context, files: tuple[str, ...], kind: str) -> None:
 
 
 @main.command("files")
-@click.option("--status", default=None, help="only files in this ledger state")
+@click.option("--status", default=None, help="only files in this ledger state",
+              type=click.Choice(LEDGER_STATES))
 @click.option("--limit", default=50, show_default=True)
 @pass_ctx
 def files_cmd(ctx: Context, status: str | None, limit: int) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 from scoring.dataset import load_training_data
 from scoring.promotion import Decision, decide
 from scoring.registry import Registry, now
-from scoring.schema import FeatureSchema, TrainingDataError
+from scoring.schema import FeatureSchema, TrainingDataError, normalize_name
 from scoring.settings import Settings
 from scoring.training import TrainResult, evaluate, train
 
@@ -128,6 +128,9 @@ def _card(
         "params": settings.model.params,
         "test_size": settings.model.test_size,
         "random_state": settings.model.random_state,
+        # as configured (normalized), so a retrain can tell whether the model settings moved
+        "features": [normalize_name(f) for f in settings.model.features],
+        "id_columns": [normalize_name(c) for c in settings.model.id_columns],
         "metrics": _clean(result.metrics),
         "compared_with": {"version": champion, "metrics": _clean(champion_metrics or {})}
         if champion

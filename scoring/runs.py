@@ -27,6 +27,7 @@ from scoring.db import connect, transaction
 from scoring.errors import DropscoreError, NotFound
 from scoring.lifecycle import Outcome, TrainingRefused, train_and_decide
 from scoring.registry import Registry, now
+from scoring.schema import normalize_name
 from scoring.settings import Settings
 
 log = logging.getLogger("dropscore.runs")
@@ -378,9 +379,12 @@ def unchanged_since_champion(settings: Settings, registry: Registry) -> str | No
 def _model_key(card: dict[str, Any]) -> tuple[Any, ...]:
     target = (card.get("schema") or {}).get("target")
     return (card.get("estimator"), card.get("params"), card.get("test_size"),
-            card.get("random_state"), target)
+            card.get("random_state"), target, card.get("features"), card.get("id_columns"))
 
 
 def _settings_key(settings: Settings) -> tuple[Any, ...]:
+    """The same key from settings, names normalized as the card stores them."""
     m = settings.model
-    return (m.estimator, json.loads(json.dumps(m.params)), m.test_size, m.random_state, m.target)
+    return (m.estimator, json.loads(json.dumps(m.params)), m.test_size, m.random_state,
+            normalize_name(m.target), [normalize_name(f) for f in m.features],
+            [normalize_name(c) for c in m.id_columns])

@@ -75,6 +75,8 @@ def test_ingest_and_files(run, tmp_path):
     files = run("files").output
     assert "normalized" in files and "quarantined" in files
     assert "quarantined" not in run("files", "--status", "normalized").output
+    unknown = run("files", "--status", "lost")
+    assert unknown.exit_code == 2 and "'lost' is not one of" in unknown.output
 
 
 def test_bad_settings_is_one_line(run):

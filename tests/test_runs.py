@@ -90,6 +90,20 @@ def test_no_new_data_is_skipped_unless_forced(lake, registry):
     assert (forced.state, forced.version, forced.force) == ("succeeded", 2, True)
 
 
+def test_no_new_data_is_recognised_whatever_the_spelling_of_the_target(lake, registry, tmp_path):
+    spelled = make_settings(tmp_path, model={"target": " Target"})
+    assert run_retrain(spelled, registry, "cli").state == "succeeded"
+    again = run_retrain(spelled, registry, "schedule")
+    assert (again.state, again.skip) == ("skipped", "no_new_data")
+
+
+def test_changed_feature_lists_retrain(lake, registry, tmp_path):
+    run_retrain(lake, registry, "cli")
+    fewer = make_settings(tmp_path, model={"features": ["bmi", "bp"]})
+    run = run_retrain(fewer, registry, "schedule")
+    assert run.state == "succeeded" and run.version == 2
+
+
 def test_new_data_or_new_model_settings_retrain(lake, registry, tmp_path, diabetes):
     run_retrain(lake, registry, "cli")
     more = tmp_path / "more.csv"
