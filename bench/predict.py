@@ -1,6 +1,6 @@
 """Benchmark ``POST /predict``: ``dropscore api`` against a bare Flask baseline, same run.
 
-Both servers run under the same gunicorn settings (``scoring.server.serve_gunicorn``: gthread,
+Both servers run under the same gunicorn settings (``service.server.serve_gunicorn``: gthread,
 2 workers, ``[server] threads``, keepalive 5, one BLAS thread per worker) on the same pipeline,
 trained by ``dropscore train`` into a temporary data folder. The baseline
 (``bench/predict_baseline.py``) does only ``np.array(request.json["X_test"]).reshape(1, -1)``
@@ -487,7 +487,7 @@ def train(env: dict[str, str], cwd: Path, retries: int) -> None:
 
 
 def champion_path(env: dict[str, str]) -> tuple[str, Path]:
-    from scoring.registry import MODEL_FILE, Registry
+    from scoring.lifecycle.registry import MODEL_FILE, Registry
     from scoring.settings import load_settings
 
     settings = load_settings(env=env)
@@ -540,10 +540,10 @@ def in_process(env: dict[str, str], model_path: Path, version: str, budget: floa
     from threadpoolctl import threadpool_limits
 
     from bench.predict_baseline import make_app
-    from scoring.app import create_app
-    from scoring.predictor import LoadedModel
-    from scoring.registry import Registry, load_trusted
-    from scoring.schema import positional_to_array
+    from scoring.api.app import create_app
+    from scoring.lifecycle.predictor import LoadedModel
+    from scoring.lifecycle.registry import Registry, load_trusted
+    from scoring.lifecycle.schema import positional_to_array
     from scoring.settings import load_settings
 
     settings = load_settings(env=env)

@@ -2,7 +2,7 @@
 
 It does only ``np.array(request.json["X_test"]).reshape(1, -1)`` and ``pipeline.predict`` on the
 pipeline that ``dropscore train`` wrote, and it runs under exactly the gunicorn options of
-``scoring.server.serve_gunicorn`` (gthread, same threads, keepalive, timeouts, one BLAS thread
+``service.server.serve_gunicorn`` (gthread, same threads, keepalive, timeouts, one BLAS thread
 per worker after fork), so the only difference the benchmark sees is the application.
 
     python -m bench.predict_baseline --model DATA/models/1/model.skops --bind 127.0.0.1:8001
@@ -30,7 +30,7 @@ def make_app(model_path: str | Path) -> Any:
     import numpy as np
     from flask import Flask, jsonify, request
 
-    from scoring.registry import load_trusted
+    from scoring.lifecycle.registry import load_trusted
 
     pipeline = load_trusted(Path(model_path))
     app = Flask("baseline")
@@ -48,7 +48,7 @@ def make_app(model_path: str | Path) -> Any:
 
 
 def gunicorn_options(bind: str, workers: int, threads: int) -> dict[str, Any]:
-    """The options ``scoring.server.serve_gunicorn`` sets, minus its Prometheus bookkeeping."""
+    """The options ``service.server.serve_gunicorn`` sets, minus its Prometheus bookkeeping."""
     return {
         "bind": bind,
         "workers": workers,

@@ -67,7 +67,7 @@ def _worker(argv: list[str]) -> None:
     if kind == "naive":
         import pandas as pd
 
-        from scoring.registry import load_trusted
+        from scoring.lifecycle.registry import load_trusted
 
         pipeline = load_trusted(Path(argv[3]))
         frame = pd.read_parquet(src) if src.suffix == ".parquet" else pd.read_csv(src)

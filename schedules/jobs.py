@@ -21,8 +21,8 @@ def load_job_settings(settings_path: str | None, data_dir: str) -> Settings:
 
 def retrain(settings_path: str | None, data_dir: str) -> str:
     """Retrain on the lake if it changed; return the run's state (succeeded, skipped, failed)."""
-    from scoring.registry import Registry
-    from scoring.runs import RetrainBusy, record_skipped, run_retrain
+    from scoring.lifecycle.registry import Registry
+    from scoring.lifecycle.runs import RetrainBusy, record_skipped, run_retrain
 
     settings = load_job_settings(settings_path, data_dir)
     registry = Registry(settings.models_dir, settings.db_path)
@@ -36,7 +36,7 @@ def retrain(settings_path: str | None, data_dir: str) -> str:
 def score_sweep(settings_path: str | None, data_dir: str) -> int:
     """Score every normalized score drop that has no output yet; return how many were scored."""
     settings = load_job_settings(settings_path, data_dir)
-    from scoring.drops import standalone_sweep
+    from scoring.bulk.drops import standalone_sweep
 
     scored = standalone_sweep(settings)
     if scored:

@@ -229,7 +229,7 @@ class Schedule:
 
     def status(self) -> dict[str, Any]:
         """Report liveness, next fire times, run counts and the last retrain, for /health."""
-        from scoring.runs import RunStore
+        from scoring.lifecycle.runs import RunStore
 
         counts = self.counts()
         last = RunStore(self.settings.db_path).last()
@@ -268,7 +268,7 @@ class Schedule:
             self._record_missed(scheduled)
 
     def _record_missed(self, scheduled: datetime | None) -> None:
-        from scoring.runs import record_skipped
+        from scoring.lifecycle.runs import record_skipped
 
         grace = RETRAIN_GRACE_SECONDS // 3600
         reason = (

@@ -297,7 +297,7 @@ def _replace(settings: Settings, section: str, **changes: Any) -> Settings:
 def _check_engine(settings: Settings) -> Settings:
     """Refuse engine = "dask" at start when Dask is not installed, naming the extra."""
     if settings.scoring.engine == "dask":
-        from scoring.engines import require_dask
+        from scoring.bulk.engines import require_dask
 
         require_dask()
     return settings
@@ -305,7 +305,7 @@ def _check_engine(settings: Settings) -> Settings:
 
 def _check_estimator(settings: Settings) -> Settings:
     """Refuse an unknown estimator, parameter, time zone or cron line at start, not at 2 a.m."""
-    from scoring.estimators import check_estimator
+    from scoring.lifecycle.estimators import check_estimator
 
     try:
         check_estimator(settings.model.estimator, settings.model.params)

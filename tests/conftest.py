@@ -40,14 +40,14 @@ def diabetes() -> pd.DataFrame:
 
 @pytest.fixture
 def registry(settings: Settings):
-    from scoring.registry import Registry
+    from scoring.lifecycle.registry import Registry
 
     return Registry(settings.models_dir, settings.db_path)
 
 
 def register_trained(settings: Settings, registry, frame: pd.DataFrame, promote: bool = True):
     """Train on a frame (no lake needed) and register it the way a retrain does."""
-    from scoring.training import train
+    from scoring.lifecycle.training import train
 
     result = train(frame, settings.model)
     card = {
@@ -69,7 +69,7 @@ def trained(settings: Settings, registry, diabetes: pd.DataFrame) -> int:
 
 @pytest.fixture
 def app(settings: Settings, registry):
-    from scoring.app import create_app
+    from scoring.api.app import create_app
 
     return create_app(settings, registry=registry)
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from scoring.app import create_app
+from scoring.api.app import create_app
 
 from .conftest import assert_error, make_settings, register_trained, wait_for
 
@@ -159,7 +159,7 @@ def test_request_too_large_is_413(tmp_path, registry, trained):
 
 
 def test_unexpected_failure_is_a_json_500_without_traceback(client, trained, monkeypatch):
-    from scoring.predictor import LoadedModel
+    from scoring.lifecycle.predictor import LoadedModel
 
     def boom(self, row):
         raise RuntimeError("secret internals")
@@ -214,7 +214,7 @@ class TestAuth:
 
 
 def test_classifier_returns_probabilities(tmp_path, diabetes):
-    from scoring.registry import Registry
+    from scoring.lifecycle.registry import Registry
 
     frame = diabetes.assign(target=(diabetes["target"] > 140).map({True: "high", False: "low"}))
     settings = make_settings(tmp_path, model={"estimator": "logistic_regression"})

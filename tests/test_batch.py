@@ -13,8 +13,8 @@ import pytest
 from click.testing import CliRunner
 
 from ingest.config import ReadOptions
-from scoring.batch import MissingFeatures, output_name, score_path
-from scoring.champion import load_version
+from scoring.bulk.batch import MissingFeatures, output_name, score_path
+from scoring.lifecycle.champion import load_version
 
 from .conftest import assert_error, make_settings, register_trained
 
@@ -112,7 +112,7 @@ def test_missing_feature_columns_refused_before_work(tmp_path, model, frame):
 
 
 def test_classifier_output_has_probabilities(tmp_path, diabetes, frame):
-    from scoring.registry import Registry
+    from scoring.lifecycle.registry import Registry
 
     settings = make_settings(tmp_path, model={"estimator": "logistic_regression"})
     registry = Registry(settings.models_dir, settings.db_path)
@@ -239,7 +239,7 @@ def test_score_file_without_model(client, frame):
 
 
 def test_score_file_row_cap(tmp_path, registry, trained, frame):
-    from scoring.app import create_app
+    from scoring.api.app import create_app
 
     settings = make_settings(
         tmp_path, server={"max_rows_per_request": 100}, scoring={"batch_rows": 50}
@@ -250,7 +250,7 @@ def test_score_file_row_cap(tmp_path, registry, trained, frame):
 
 
 def test_score_file_too_large(tmp_path, registry, trained, frame):
-    from scoring.app import create_app
+    from scoring.api.app import create_app
 
     settings = make_settings(tmp_path, server={"max_request_mb": 0.01})
     client = create_app(settings, registry=registry).test_client()
@@ -272,7 +272,7 @@ def test_score_file_leaves_no_temporaries(client, trained, frame, monkeypatch, t
 
 
 def test_cli_score(tmp_path, settings, registry, trained, frame, monkeypatch):
-    from scoring.cli import main
+    from scoring.service.cli import main
 
     monkeypatch.setenv("DROPSCORE__PATHS__DATA_DIR", str(settings.data_dir))
     monkeypatch.setenv("DROPSCORE__TRAINING__BOOTSTRAP_DATA", '""')

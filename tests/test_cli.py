@@ -7,7 +7,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from scoring.cli import main
+from scoring.service.cli import main
 
 from .conftest import SAMPLE
 

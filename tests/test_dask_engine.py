@@ -17,9 +17,9 @@ import pytest
 from click.testing import CliRunner
 
 from ingest.config import ReadOptions
-from scoring.batch import MissingFeatures, TooManyRows, score_lake_file, score_path
-from scoring.champion import load_version
-from scoring.engines import DaskEngine, LocalEngine, close_clients, engine_for, require_dask
+from scoring.bulk.batch import MissingFeatures, TooManyRows, score_lake_file, score_path
+from scoring.bulk.engines import DaskEngine, LocalEngine, close_clients, engine_for, require_dask
+from scoring.lifecycle.champion import load_version
 from scoring.settings import SettingsError
 
 from .conftest import make_settings, register_trained
@@ -93,7 +93,7 @@ def test_text_output_identical(tmp_path, model, src, dask, fmt):
 
 
 def test_classifier_identical(tmp_path, diabetes, src, dask):
-    from scoring.registry import Registry
+    from scoring.lifecycle.registry import Registry
 
     settings = make_settings(tmp_path, model={"estimator": "logistic_regression"})
     registry = Registry(settings.models_dir, settings.db_path)
@@ -166,7 +166,7 @@ def test_engine_from_settings(tmp_path, model, src, cluster):
 
 
 def test_cli_score_on_dask(tmp_path, settings, trained, src, cluster, monkeypatch):
-    from scoring.cli import main
+    from scoring.service.cli import main
 
     monkeypatch.setenv("DROPSCORE__PATHS__DATA_DIR", str(settings.data_dir))
     monkeypatch.setenv("DROPSCORE__TRAINING__BOOTSTRAP_DATA", '""')
@@ -192,7 +192,7 @@ def test_missing_dask_is_one_clear_line(tmp_path, monkeypatch):
 def test_score_file_on_dask(tmp_path, registry, trained, src, cluster):
     import io
 
-    from scoring.app import create_app
+    from scoring.api.app import create_app
 
     bodies = []
     for scoring in ({}, {"engine": "dask", "dask_address": cluster.scheduler_address}):
@@ -210,10 +210,10 @@ def test_score_file_on_dask(tmp_path, registry, trained, src, cluster):
 
 
 def test_score_drop_sweep_on_dask(tmp_path, diabetes, src, cluster):
-    from scoring.champion import ChampionHolder
-    from scoring.drops import sweep
-    from scoring.registry import Registry
-    from scoring.runtime import open_intake
+    from scoring.bulk.drops import sweep
+    from scoring.lifecycle.champion import ChampionHolder
+    from scoring.lifecycle.registry import Registry
+    from scoring.service.runtime import open_intake
 
     settings = make_settings(
         tmp_path, scoring={"engine": "dask", "dask_address": cluster.scheduler_address}
@@ -238,7 +238,7 @@ def test_batch_values_do_not_depend_on_blas_threads(model, diabetes):
     import pyarrow as pa
     from threadpoolctl import threadpool_limits
 
-    from scoring.batch import score_batch
+    from scoring.bulk.batch import score_batch
 
     frame = pd.concat([diabetes.drop(columns="target")] * 227, ignore_index=True)
     batch = pa.RecordBatch.from_pandas(frame, preserve_index=False)  # ~100k rows: row 49692

@@ -10,9 +10,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from ingest.ledger import Ledger
-from scoring.champion import ChampionHolder
-from scoring.drops import on_arrival, sweep
-from scoring.runtime import ingest_config, open_intake
+from scoring.bulk.drops import on_arrival, sweep
+from scoring.lifecycle.champion import ChampionHolder
+from scoring.service.runtime import ingest_config, open_intake
 
 from .conftest import make_settings, register_trained, wait_for
 

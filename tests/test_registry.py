@@ -11,7 +11,7 @@ import skops.io as sio
 from sklearn.preprocessing import FunctionTransformer
 
 from scoring.errors import ModelFileError, NotFound
-from scoring.registry import MODEL_FILE, Registry, load_trusted
+from scoring.lifecycle.registry import MODEL_FILE, Registry, load_trusted
 
 from .conftest import register_trained
 

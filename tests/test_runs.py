@@ -7,9 +7,9 @@ import json
 import pandas as pd
 import pytest
 
-from scoring.registry import Registry
-from scoring.runs import RetrainBusy, RunStore, begin_retrain, execute, run_retrain
-from scoring.runtime import open_intake
+from scoring.lifecycle.registry import Registry
+from scoring.lifecycle.runs import RetrainBusy, RunStore, begin_retrain, execute, run_retrain
+from scoring.service.runtime import open_intake
 from scoring.settings import Settings
 
 from .conftest import SAMPLE, assert_error, make_settings, wait_for
@@ -208,7 +208,7 @@ def test_diabetes_fixture_matches_the_sample(diabetes: pd.DataFrame):
 def test_cli_train_skips_unchanged_data_and_runs_lists_every_run(tmp_path, monkeypatch):
     from click.testing import CliRunner
 
-    from scoring.cli import main
+    from scoring.service.cli import main
 
     for name in [n for n in __import__("os").environ if n.startswith("DROPSCORE")]:
         monkeypatch.delenv(name)

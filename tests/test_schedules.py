@@ -25,8 +25,8 @@ from schedules.scheduler import (
     job_store,
     stored_jobs,
 )
-from scoring.runs import RunStore
-from scoring.runtime import open_intake
+from scoring.lifecycle.runs import RunStore
+from scoring.service.runtime import open_intake
 from scoring.settings import Settings, load_settings
 
 from .conftest import SAMPLE, wait_for

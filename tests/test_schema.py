@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from scoring.errors import ValidationFailed
-from scoring.schema import (
+from scoring.lifecycle.schema import (
     Feature,
     FeatureSchema,
     frame_to_array,

@@ -8,10 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scoring.estimators import ESTIMATORS
-from scoring.predictor import LoadedModel
-from scoring.promotion import decide
-from scoring.schema import record_to_array
+from scoring.lifecycle.estimators import ESTIMATORS
+from scoring.lifecycle.predictor import LoadedModel
+from scoring.lifecycle.promotion import decide
+from scoring.lifecycle.schema import record_to_array
 
 from .conftest import make_settings
 
@@ -40,7 +40,7 @@ def toy(task: str, n: int = 240, classes: int = 2) -> pd.DataFrame:
 
 @pytest.mark.parametrize("name", sorted(ESTIMATORS))
 def test_every_estimator_trains_and_predicts(tmp_path, name):
-    from scoring.training import train
+    from scoring.lifecycle.training import train
 
     spec = ESTIMATORS[name]
     settings = make_settings(tmp_path, model={"estimator": name})
@@ -71,7 +71,7 @@ def test_every_estimator_trains_and_predicts(tmp_path, name):
 
 
 def test_multiclass_metrics(tmp_path):
-    from scoring.training import train
+    from scoring.lifecycle.training import train
 
     settings = make_settings(tmp_path, model={"estimator": "logistic_regression"})
     result = train(toy("classification", classes=3), settings.model)
@@ -80,7 +80,7 @@ def test_multiclass_metrics(tmp_path):
 
 
 def test_regression_metrics_are_consistent(tmp_path, diabetes):
-    from scoring.training import train
+    from scoring.lifecycle.training import train
 
     settings = make_settings(tmp_path)
     result = train(diabetes, settings.model)
@@ -91,7 +91,7 @@ def test_regression_metrics_are_consistent(tmp_path, diabetes):
 
 
 def test_same_settings_same_model(tmp_path, diabetes):
-    from scoring.training import train
+    from scoring.lifecycle.training import train
 
     settings = make_settings(
         tmp_path, model={"estimator": "random_forest", "params": {"n_estimators": 5}}
@@ -102,14 +102,14 @@ def test_same_settings_same_model(tmp_path, diabetes):
 
 
 def test_too_few_rows_is_a_clear_error(tmp_path, diabetes):
-    from scoring.training import train
+    from scoring.lifecycle.training import train
 
     with pytest.raises(ValueError, match="too few labelled rows"):
         train(diabetes.head(1), make_settings(tmp_path).model)
 
 
 def test_fast_path_matches_pipeline(tmp_path, diabetes):
-    from scoring.training import train
+    from scoring.lifecycle.training import train
 
     for name in ("linear_regression", "ridge", "lasso", "elastic_net"):
         settings = make_settings(tmp_path, model={"estimator": name})
@@ -128,7 +128,7 @@ def test_fast_path_matches_pipeline(tmp_path, diabetes):
 
 
 def test_fast_path_not_used_for_trees_or_categories(tmp_path):
-    from scoring.training import train
+    from scoring.lifecycle.training import train
 
     settings = make_settings(
         tmp_path, model={"estimator": "random_forest", "params": {"n_estimators": 3}}

@@ -8,9 +8,9 @@ from typing import Any
 
 from flask import current_app
 
-from scoring.champion import ChampionHolder
-from scoring.monitoring import Monitoring
-from scoring.registry import Registry
+from scoring.api.monitoring import Monitoring
+from scoring.lifecycle.champion import ChampionHolder
+from scoring.lifecycle.registry import Registry
 from scoring.settings import Settings
 
 

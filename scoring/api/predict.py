@@ -8,7 +8,7 @@ from flask import Blueprint, Response, request
 
 from scoring.api.context import services
 from scoring.errors import BadRequest, ValidationFailed
-from scoring.schema import positional_to_array, record_to_array
+from scoring.lifecycle.schema import positional_to_array, record_to_array
 
 bp = Blueprint("predict", __name__)
 

@@ -10,7 +10,7 @@ from flask import Blueprint, Response, jsonify, request
 from scoring.api.context import services
 from scoring.api.params import int_arg
 from scoring.errors import Conflict, ValidationFailed
-from scoring.runs import STATES, RetrainBusy, RunStore, begin_retrain, execute
+from scoring.lifecycle.runs import STATES, RetrainBusy, RunStore, begin_retrain, execute
 
 bp = Blueprint("runs", __name__)
 

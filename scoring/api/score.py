@@ -16,8 +16,8 @@ from flask import Blueprint, Response, request, send_file
 
 from ingest.errors import FormatMismatchError, IngestError, UnsupportedFormatError
 from scoring.api.context import services
-from scoring.batch import EXTENSIONS, OUTPUT_FORMATS, read_options, score_path
-from scoring.engines import engine_for
+from scoring.bulk.batch import EXTENSIONS, OUTPUT_FORMATS, read_options, score_path
+from scoring.bulk.engines import engine_for
 from scoring.errors import BadRequest, UnsupportedMediaType, ValidationFailed
 
 bp = Blueprint("score", __name__)

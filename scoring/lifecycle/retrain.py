@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
 
-from scoring.dataset import load_training_data
-from scoring.promotion import Decision, decide
-from scoring.registry import Registry, now
-from scoring.schema import FeatureSchema, TrainingDataError, normalize_name
+from scoring.lifecycle.dataset import load_training_data
+from scoring.lifecycle.promotion import Decision, decide
+from scoring.lifecycle.registry import Registry, now
+from scoring.lifecycle.schema import FeatureSchema, TrainingDataError, normalize_name
+from scoring.lifecycle.training import TrainResult, evaluate, train
 from scoring.settings import Settings
-from scoring.training import TrainResult, evaluate, train
 
 log = logging.getLogger("dropscore.train")
 

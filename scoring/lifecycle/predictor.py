@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from scoring.estimators import ESTIMATORS
-from scoring.schema import FeatureSchema
+from scoring.lifecycle.estimators import ESTIMATORS
+from scoring.lifecycle.schema import FeatureSchema
 
 log = logging.getLogger("dropscore.model")
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from flask import Flask
 
-from scoring.monitoring import MULTIPROC_ENV
+from scoring.api.monitoring import MULTIPROC_ENV
 from scoring.settings import Settings
 
 log = logging.getLogger("dropscore.server")

@@ -33,10 +33,10 @@ from ingest.formats import Format
 from ingest.lake import write_parquet_atomic
 from ingest.normalize import FILE_ID, ROW, normalize_file
 from ingest.readers import open_table
-from scoring.engines import Engine, LocalEngine
+from scoring.bulk.engines import Engine, LocalEngine
 from scoring.errors import ValidationFailed
-from scoring.predictor import LoadedModel
-from scoring.schema import FeatureSchema
+from scoring.lifecycle.predictor import LoadedModel
+from scoring.lifecycle.schema import FeatureSchema
 from scoring.settings import Settings
 
 OUTPUT_FORMATS = ("parquet", "csv", "jsonl")

@@ -15,8 +15,8 @@ import threading
 import time
 
 from scoring.errors import DropscoreError, NoModel
-from scoring.predictor import LoadedModel
-from scoring.registry import Registry
+from scoring.lifecycle.predictor import LoadedModel
+from scoring.lifecycle.registry import Registry
 
 log = logging.getLogger("dropscore.model")
 

@@ -25,9 +25,9 @@ from typing import IO, Any
 from ingest.lake import lake_files
 from scoring.db import connect, transaction
 from scoring.errors import DropscoreError, NotFound
-from scoring.lifecycle import Outcome, TrainingRefused, train_and_decide
-from scoring.registry import Registry, now
-from scoring.schema import normalize_name
+from scoring.lifecycle.registry import Registry, now
+from scoring.lifecycle.retrain import Outcome, TrainingRefused, train_and_decide
+from scoring.lifecycle.schema import normalize_name
 from scoring.settings import Settings
 
 log = logging.getLogger("dropscore.runs")

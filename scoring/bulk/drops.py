@@ -16,9 +16,9 @@ from pathlib import Path
 from ingest.errors import IngestError
 from ingest.intake import Intake
 from ingest.ledger import FileRecord, Ledger
-from scoring.batch import MissingFeatures, output_name, score_lake_file
-from scoring.engines import engine_for
-from scoring.predictor import LoadedModel
+from scoring.bulk.batch import MissingFeatures, output_name, score_lake_file
+from scoring.bulk.engines import engine_for
+from scoring.lifecycle.predictor import LoadedModel
 from scoring.settings import Settings
 
 log = logging.getLogger("dropscore.score")
@@ -119,9 +119,9 @@ def on_arrival(
 
 def standalone_sweep(settings: Settings) -> list[FileRecord]:
     """Run one sweep in a fresh process (the scheduler's job): load what it needs itself."""
-    from scoring.champion import load_version
-    from scoring.registry import Registry
-    from scoring.runtime import ingest_config
+    from scoring.lifecycle.champion import load_version
+    from scoring.lifecycle.registry import Registry
+    from scoring.service.runtime import ingest_config
 
     registry = Registry(settings.models_dir, settings.db_path)
     config = ingest_config(settings)

@@ -12,9 +12,9 @@ from scoring.api import files, health, metrics, models, predict, runs, score
 from scoring.api.auth import register_auth
 from scoring.api.context import Services
 from scoring.api.errors import register_error_handlers
-from scoring.champion import ChampionHolder
-from scoring.monitoring import Monitoring
-from scoring.registry import Registry
+from scoring.api.monitoring import Monitoring
+from scoring.lifecycle.champion import ChampionHolder
+from scoring.lifecycle.registry import Registry
 from scoring.settings import Settings
 
 

@@ -14,9 +14,9 @@ from sklearn import metrics as skm
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 
-from scoring.estimators import ESTIMATORS
-from scoring.pipeline import build_pipeline
-from scoring.schema import FeatureSchema, TrainingDataError, frame_to_array, infer_schema
+from scoring.lifecycle.estimators import ESTIMATORS
+from scoring.lifecycle.pipeline import build_pipeline
+from scoring.lifecycle.schema import FeatureSchema, TrainingDataError, frame_to_array, infer_schema
 from scoring.settings import ModelSettings
 
 # The metric promotion compares, and whether bigger is better.

@@ -17,11 +17,11 @@ from typing import IO, Any
 from ingest.config import IngestConfig, ReadOptions
 from ingest.intake import Intake
 from ingest.ledger import Ledger
-from scoring.batch import read_options
-from scoring.champion import ChampionHolder
-from scoring.drops import on_arrival, sweep
-from scoring.registry import Registry
-from scoring.runs import RetrainBusy, run_retrain
+from scoring.bulk.batch import read_options
+from scoring.bulk.drops import on_arrival, sweep
+from scoring.lifecycle.champion import ChampionHolder
+from scoring.lifecycle.registry import Registry
+from scoring.lifecycle.runs import RetrainBusy, run_retrain
 from scoring.settings import Settings
 
 log = logging.getLogger("dropscore")
@@ -151,8 +151,8 @@ def background(settings: Settings) -> Iterator[Background]:
 
 def run_serve(settings: Settings) -> None:
     """API + watcher + scheduler in one process: the embedded default."""
-    from scoring.app import create_app, warm
-    from scoring.server import serve_threaded
+    from scoring.api.app import create_app, warm
+    from scoring.service.server import serve_threaded
 
     with background(settings) as bg:
         app = create_app(

@@ -52,7 +52,7 @@ pass_ctx = click.make_pass_decorator(Context)
 @click.pass_context
 def main(ctx: click.Context, settings_path: str | None, log_level: str) -> None:
     """dropscore: batch and streaming scoring for tabular models."""
-    from scoring.logs import configure_logging
+    from scoring.service.logs import configure_logging
 
     configure_logging(log_level.upper())
     ctx.obj = Context(settings_path)
@@ -77,7 +77,7 @@ def serve(ctx: Context) -> None:
     """Run API + watcher + scheduler in one process (trains a first model if none)."""
     _one_math_thread()
     from schedules.scheduler import SchedulerStartError
-    from scoring.runtime import AlreadyRunning, run_serve
+    from scoring.service.runtime import AlreadyRunning, run_serve
 
     try:
         run_serve(ctx.settings)
@@ -100,8 +100,8 @@ def api(ctx: Context, workers: int | None) -> None:
     metrics_dir = tempfile.mkdtemp(prefix="dropscore-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     settings = ctx.settings
-    from scoring.app import create_app, warm
-    from scoring.server import serve_gunicorn
+    from scoring.api.app import create_app, warm
+    from scoring.service.server import serve_gunicorn
 
     try:
         serve_gunicorn(
@@ -116,7 +116,7 @@ def api(ctx: Context, workers: int | None) -> None:
 def worker(ctx: Context) -> None:
     """Run the watcher and scheduler only; one per data folder."""
     from schedules.scheduler import SchedulerStartError
-    from scoring.runtime import AlreadyRunning, run_worker
+    from scoring.service.runtime import AlreadyRunning, run_worker
 
     try:
         run_worker(ctx.settings)
@@ -129,9 +129,9 @@ def worker(ctx: Context) -> None:
 @pass_ctx
 def train(ctx: Context, force: bool) -> None:
     """Train now on the training lake, print metrics, promote by the rule."""
-    from scoring.registry import Registry
-    from scoring.runs import RetrainBusy, run_retrain
-    from scoring.runtime import open_intake
+    from scoring.lifecycle.registry import Registry
+    from scoring.lifecycle.runs import RetrainBusy, run_retrain
+    from scoring.service.runtime import open_intake
 
     settings = ctx.settings
     _config, _ledger, intake = open_intake(settings)
@@ -163,7 +163,7 @@ def train(ctx: Context, force: bool) -> None:
 def runs_cmd(ctx: Context, run_id: int | None, limit: int) -> None:
     """List retrain runs, newest first; with RUN_ID, print that run as JSON."""
     from scoring.errors import DropscoreError
-    from scoring.runs import RunStore
+    from scoring.lifecycle.runs import RunStore
 
     store = RunStore(ctx.settings.db_path)
     if run_id is not None:
@@ -231,10 +231,16 @@ def score(ctx: Context, src: Path, dst: Path | None, fmt: str | None) -> None:
     """Bulk-score one file with the champion, in bounded memory, with a progress bar."""
     from ingest.errors import IngestError
     from ingest.formats import detect_format
-    from scoring.batch import EXTENSIONS, default_format, estimate_rows, read_options, score_path
-    from scoring.champion import load_version
-    from scoring.engines import engine_for
+    from scoring.bulk.batch import (
+        EXTENSIONS,
+        default_format,
+        estimate_rows,
+        read_options,
+        score_path,
+    )
+    from scoring.bulk.engines import engine_for
     from scoring.errors import DropscoreError
+    from scoring.lifecycle.champion import load_version
 
     settings = ctx.settings
     registry = _registry(settings)
@@ -324,7 +330,7 @@ def models_promote(ctx: Context, version: int) -> None:
 
 
 def _registry(settings: Settings) -> Any:
-    from scoring.registry import Registry
+    from scoring.lifecycle.registry import Registry
 
     return Registry(settings.models_dir, settings.db_path)
 
@@ -335,7 +341,7 @@ def _registry(settings: Settings) -> Any:
 @pass_ctx
 def ingest_cmd(ctx: Context, files: tuple[str, ...], kind: str) -> None:
     """Ingest files as if dropped (the originals stay where they are)."""
-    from scoring.runtime import open_intake
+    from scoring.service.runtime import open_intake
 
     _config, _ledger, intake = open_intake(ctx.settings)
     failed = 0

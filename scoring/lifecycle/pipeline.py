@@ -13,8 +13,8 @@ from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from scoring.estimators import make_estimator
-from scoring.schema import FeatureSchema
+from scoring.lifecycle.estimators import make_estimator
+from scoring.lifecycle.schema import FeatureSchema
 
 
 def build_pipeline(

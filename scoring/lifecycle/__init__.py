@@ -1,0 +1,1 @@
+"""The model lifecycle: schema, pipeline, training, registry, promotion, champion, runs."""
