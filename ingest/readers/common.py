@@ -1,0 +1,134 @@
+"""What every reader shares: the RawTable it returns, and row/column helpers for its batches."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import date, datetime, time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+
+from ingest.config import ReadOptions
+from ingest.errors import NoRowsError, TooManyColumnsError
+
+if TYPE_CHECKING:
+    from ingest.formats import Format
+
+# Failures that are not the file's fault: never turned into an IngestError.
+NOT_OURS = (KeyboardInterrupt, SystemExit, GeneratorExit, MemoryError)
+
+
+@dataclass
+class RawTable:
+    """A file as read: its format, how its text was decoded, original names, and batches.
+
+    ``batches`` is a one-shot iterator of RecordBatches with the original column names (in
+    ``columns``' order) and at most ``batch_rows`` rows each; errors found while iterating are
+    IngestErrors too. ``decimal`` is the decimal mark numbers written as text use ("." or ",").
+    """
+
+    format: Format
+    encoding: str | None
+    delimiter: str | None
+    columns: list[str]
+    batches: Iterator[pa.RecordBatch]
+    decimal: str = "."
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def check_width(columns: list[str], options: ReadOptions) -> None:
+    """Refuse files wider than configured, before any row is converted."""
+    if len(columns) > options.max_columns:
+        raise TooManyColumnsError(
+            f"the file has {len(columns)} columns, more than the {options.max_columns} allowed; "
+            "remove unused columns or split the file",
+            expected=f"at most {options.max_columns} columns",
+        )
+    if not columns:
+        raise NoRowsError(
+            "the file has no columns; the first row must be a header naming each column",
+            expected="a header row",
+        )
+
+
+def no_rows(what: str = "a header but no data rows") -> NoRowsError:
+    return NoRowsError(
+        f"the file has {what}; add at least one row below the header"
+        if what.startswith("a header")
+        else f"the file has {what}; add at least one record",
+        expected="at least one data row",
+    )
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+# ---------------------------------------------------------------------------------------------
+# Delimited text
+
+
+def is_gzipped(path: Path) -> bool:
+    """Tell whether the name says gzip (``detect_format`` has checked the bytes agree)."""
+    return path.name.lower().endswith(".gz")
+
+
+def open_bytes(path: Path) -> io.BufferedIOBase:
+    """Open the file's bytes, decompressing gzip transparently."""
+    if is_gzipped(path):
+        return gzip.open(path, "rb")  # type: ignore[return-value]
+    return path.open("rb")
+
+
+def renamed(batches: Iterator[pa.RecordBatch], names: list[str]) -> Iterator[pa.RecordBatch]:
+    """Give every batch the cleaned header names."""
+    for batch in batches:
+        yield batch.rename_columns(names) if batch.schema.names != names else batch
+
+
+# ---------------------------------------------------------------------------------------------
+# Python values → Arrow (JSON, workbooks)
+
+
+def _as_array(values: list[Any]) -> pa.Array:
+    """Build an Arrow array from Python values; mixed kinds fall back to their text."""
+    try:
+        return pa.array(values, from_pandas=False)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError):
+        return pa.array([as_text(v) for v in values], pa.string())
+
+
+def as_text(value: Any) -> str | None:
+    """Render a value as the text a person would expect to see for it."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, bool | int | float | list | dict):
+        return json.dumps(value, ensure_ascii=False, default=str)
+    if isinstance(value, datetime | date | time):
+        return value.isoformat()
+    return str(value)
+
+
+def batches_from_rows(rows: Iterable[list[Any]], width: int, size: int) -> Iterator[pa.RecordBatch]:
+    """Group row lists into RecordBatches of ``size`` rows with positional names."""
+    names = [f"c{i}" for i in range(width)]
+    chunk: list[list[Any]] = []
+    for row in rows:
+        chunk.append(row)
+        if len(chunk) >= size:
+            yield _rows_to_batch(chunk, names)
+            chunk = []
+    if chunk:
+        yield _rows_to_batch(chunk, names)
+
+
+def _rows_to_batch(chunk: list[list[Any]], names: list[str]) -> pa.RecordBatch:
+    columns = [_as_array([row[i] for row in chunk]) for i in range(len(names))]
+    return pa.RecordBatch.from_arrays(columns, names=names)

@@ -1,0 +1,389 @@
+"""Delimited text (CSV, TSV, TXT; optionally gzip): sniffed, then streamed by pyarrow.
+
+Encoding, delimiter and decimal mark are sniffed from the first megabyte; pyarrow's streaming
+reader then yields batches, and a later block that breaks a type inferred from the first is
+re-read with that column pinned to text.
+"""
+
+from __future__ import annotations
+
+import codecs
+import contextlib
+import csv
+import gzip
+import io
+import logging
+import re
+import zlib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+from ingest.config import ReadOptions
+from ingest.errors import EmptyFileError, IngestError, MalformedFileError, RaggedRowsError
+from ingest.readers.common import (
+    RawTable,
+    check_width,
+    is_gzipped,
+    no_rows,
+    open_bytes,
+    plural,
+    renamed,
+)
+
+if TYPE_CHECKING:
+    from ingest.formats import Format
+
+log = logging.getLogger("dropscore.ingest")
+
+SAMPLE_BYTES = 1 << 20  # decoded text looked at to pick encoding, delimiter and decimal mark
+DELIMITERS = (",", ";", "\t", "|")
+SNIFF_LINES = 50
+
+
+def read_csv(path: Path, options: ReadOptions, fmt: Format) -> RawTable:
+    """Read comma-or-otherwise delimited text; ties in sniffing go to the comma."""
+    return read_delimited(path, options, fmt, ",")
+
+
+def read_tsv(path: Path, options: ReadOptions, fmt: Format) -> RawTable:
+    """Read tab-separated text; ties in sniffing go to the tab, as the name promises."""
+    return read_delimited(path, options, fmt, "\t")
+
+
+def _read_sample(path: Path) -> tuple[bytes, bool]:
+    """Return the first decompressed bytes and whether they are the whole file."""
+    try:
+        with open_bytes(path) as fh:
+            sample = fh.read(SAMPLE_BYTES)
+            complete = not fh.read(1)
+    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+        raise MalformedFileError(
+            f"the gzip data is damaged or truncated ({exc}); compress the file again"
+        ) from exc
+    return sample, complete
+
+
+def _trim_partial(sample: bytes, complete: bool) -> bytes:
+    """Cut a sample at its last line end, so a half line never misleads the sniffers."""
+    if complete:
+        return sample
+    cut = max(sample.rfind(b"\n"), sample.rfind(b"\r"))
+    return sample[: cut + 1] if cut > 0 else sample
+
+
+def choose_encoding(sample: bytes, fallbacks: Iterable[str]) -> tuple[str, str]:
+    """Return (codec for decoding, name to record) for text: UTF-8 first, then fallbacks."""
+    if sample.startswith(codecs.BOM_UTF8):
+        return "utf-8-sig", "utf-8-sig"
+    if sample.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return "utf-16", "utf-16"
+    for name in ("utf-8", *fallbacks):
+        try:
+            sample.decode(name)
+        except (UnicodeDecodeError, LookupError):
+            continue
+        return name, name
+    raise MalformedFileError(
+        "the text is not UTF-8 and not in any configured fallback encoding "
+        f"({', '.join(fallbacks) or 'none'}); save the file as UTF-8",
+        expected="UTF-8 text",
+    )
+
+
+def _sample_rows(text: str, delimiter: str, limit: int = SNIFF_LINES) -> list[list[str]]:
+    """Parse the first rows of a sample with one delimiter; blank lines are not rows."""
+    rows: list[list[str]] = []
+    with contextlib.suppress(csv.Error):
+        for row in csv.reader(io.StringIO(text, newline=""), delimiter=delimiter):
+            if row:
+                rows.append(row)
+            if len(rows) >= limit:
+                break
+    return rows
+
+
+def sniff_delimiter(text: str, preferred: str = ",") -> str:
+    """Pick the delimiter giving the same field count (> 1) on every sampled row.
+
+    Ties go to the most fields, then to ``preferred`` (tab for .tsv), then to the order of
+    ``DELIMITERS``. A single-column file gets ``preferred``.
+    """
+    order = sorted(DELIMITERS, key=lambda d: d != preferred)
+    best: tuple[int, int, int, str] | None = None  # (consistent, fields, -rank, delimiter)
+    for rank, delimiter in enumerate(order):
+        rows = _sample_rows(text, delimiter)
+        if not rows or len(rows[0]) < 2:
+            continue
+        score = (int(len({len(r) for r in rows}) == 1), len(rows[0]), -rank, delimiter)
+        if best is None or score[:3] > best[:3]:
+            best = score
+    return best[3] if best else preferred
+
+
+_COMMA_DECIMAL = re.compile(r"^[+-]?(\d{1,3}(\.\d{3})+|\d+),\d+$")
+_DOT_DECIMAL = re.compile(r"^[+-]?\d*\.\d+$")
+_DOT_GROUPS = re.compile(r"^[+-]?\d{1,3}(\.\d{3}){2,}$")  # 1.234.567: dots can only group
+
+
+def sniff_decimal(text: str, delimiter: str) -> str:
+    """Tell whether numbers in this file use a decimal comma (only possible without ',')."""
+    if delimiter == ",":
+        return "."
+    comma = dot = 0
+    for row in _sample_rows(text, delimiter, limit=500)[1:]:
+        for value in row:
+            value = value.strip()
+            if _COMMA_DECIMAL.match(value) or _DOT_GROUPS.match(value):
+                comma += 1
+            elif _DOT_DECIMAL.match(value):
+                dot += 1
+    return "," if comma > dot else "."
+
+
+def _has_multiline_values(text: str, delimiter: str) -> bool:
+    """Tell whether quoted values span lines, which needs pyarrow's slower parsing mode."""
+    if '"' not in text:
+        return False
+    rows = _sample_rows(text, delimiter, limit=10_000)
+    return any("\n" in v or "\r" in v for row in rows for v in row)
+
+
+@dataclass(frozen=True)
+class _CsvPlan:
+    """Everything sniffed about a delimited file, so re-reads parse it identically."""
+
+    path: Path
+    encoding: str
+    delimiter: str
+    decimal: str
+    multiline: bool
+    block_size: int
+
+
+CSV_BLOCK_BYTES = 1 << 20
+
+
+def _coalesce(batches: Iterator[pa.RecordBatch], rows: int) -> Iterator[pa.RecordBatch]:
+    """Merge small consecutive batches of one schema into batches of about ``rows`` rows."""
+    pending: list[pa.RecordBatch] = []
+    count = 0
+    for batch in batches:
+        if pending and (batch.schema != pending[0].schema or count + batch.num_rows > rows):
+            yield _concat(pending)
+            pending, count = [], 0
+        pending.append(batch)
+        count += batch.num_rows
+    if pending:
+        yield _concat(pending)
+
+
+def _concat(batches: list[pa.RecordBatch]) -> pa.RecordBatch:
+    if len(batches) == 1:
+        return batches[0]
+    return pa.Table.from_batches(batches).combine_chunks().to_batches()[0]
+
+
+def _plan_csv(path: Path, preferred: str, options: ReadOptions) -> tuple[_CsvPlan, str]:
+    """Sniff encoding, delimiter, decimal mark and block size from the start of the file."""
+    sample, complete = _read_sample(path)
+    if not sample.strip(b" \t\r\n\x00\xef\xbb\xbf"):
+        raise EmptyFileError(
+            "the file holds no text (only blank lines); export it again with a header row",
+            expected="a header row and at least one data row",
+        )
+    trimmed = _trim_partial(sample, complete)
+    codec, name = choose_encoding(trimmed, options.csv_encodings)
+    text = trimmed.decode(codec, errors="replace")
+    delimiter = sniff_delimiter(text, preferred)
+    lines = max(1, text.count("\n"))
+    per_row = max(16, len(trimmed) // lines)
+    # Arrow's streaming reader queues up to 32 blocks ahead of its consumer, so the block size,
+    # not batch_rows, sets the reader's memory: 1 MiB blocks keep that near 32 MiB (21 MiB
+    # blocks measured 670 MB). Batches are merged back up to batch_rows by _coalesce.
+    block = min(max(per_row * options.batch_rows, 1 << 16), CSV_BLOCK_BYTES)
+    plan = _CsvPlan(
+        path,
+        codec,
+        delimiter,
+        sniff_decimal(text, delimiter),
+        _has_multiline_values(text, delimiter),
+        block,
+    )
+    return plan, name
+
+
+_COLUMN_IN_ERROR = re.compile(r"In CSV column #(\d+)")
+_RAGGED_IN_ERROR = re.compile(r"Expected \d+ columns, got \d+")
+
+
+def _open_arrow_csv(plan: _CsvPlan, types: dict[str, pa.DataType]) -> pacsv.CSVStreamingReader:
+    """Start pyarrow's streaming CSV reader with the sniffed settings and pinned types."""
+    compression = "gzip" if is_gzipped(plan.path) else None
+    source = pa.input_stream(str(plan.path), compression=compression)
+    encoding = "utf8" if plan.encoding in ("utf-8", "utf-8-sig") else plan.encoding
+    return pacsv.open_csv(
+        source,
+        read_options=pacsv.ReadOptions(block_size=plan.block_size, encoding=encoding),
+        parse_options=pacsv.ParseOptions(
+            delimiter=plan.delimiter, newlines_in_values=plan.multiline
+        ),
+        convert_options=pacsv.ConvertOptions(
+            column_types=types,
+            strings_can_be_null=True,
+            decimal_point=plan.decimal,
+        ),
+    )
+
+
+def find_ragged_row(plan: _CsvPlan) -> RaggedRowsError | None:
+    """Find the first record whose field count differs from the header's, by re-reading it."""
+    with open_bytes(plan.path) as raw:
+        text = io.TextIOWrapper(raw, encoding=plan.encoding, errors="replace", newline="")
+        records = (r for r in csv.reader(text, delimiter=plan.delimiter) if r)
+        header = next(records, None)
+        if header is None:
+            return None
+        for number, record in enumerate(records, start=1):
+            if len(record) != len(header):
+                return RaggedRowsError(
+                    f"row {number} has {plural(len(record), 'field')} but the header has "
+                    f"{len(header)}; "
+                    f"give every row {len(header)} fields (quote values that contain "
+                    f"{_shown(plan.delimiter)})",
+                    row=number,
+                    expected=f"{len(header)} fields",
+                )
+    return None
+
+
+def _shown(delimiter: str) -> str:
+    return {"\t": "a tab", ",": "a comma", ";": "a semicolon", "|": "a pipe"}[delimiter]
+
+
+def _csv_failure(exc: pa.ArrowInvalid, plan: _CsvPlan) -> IngestError:
+    """Turn a pyarrow parse error into the IngestError a person can act on."""
+    message = str(exc)
+    if "Empty CSV file" in message:
+        return no_rows()
+    if _RAGGED_IN_ERROR.search(message):
+        found = find_ragged_row(plan)
+        if found is not None:
+            return found
+    if "UTF8" in message or "UTF-8" in message:
+        return MalformedFileError(
+            "the text is not valid UTF-8 past its first megabyte; save the file as UTF-8",
+            expected="UTF-8 text",
+        )
+    return MalformedFileError(f"the file is not valid delimited text ({message[:200]})")
+
+
+def _start_csv(plan: _CsvPlan) -> pacsv.CSVStreamingReader:
+    """Open the reader (which parses the first block), translating parse errors."""
+    try:
+        return _open_arrow_csv(plan, {})
+    except pa.ArrowInvalid as exc:
+        raise _csv_failure(exc, plan) from exc
+
+
+def _stream_csv(plan: _CsvPlan, reader: pacsv.CSVStreamingReader) -> Iterator[pa.RecordBatch]:
+    """Yield batches; when a later block breaks a type inferred from the first, re-read as text.
+
+    pyarrow infers each column's type from the first block only. When a later block does not
+    fit (``1.5`` after whole numbers, text after an empty column), the file is read again from
+    the start with that column pinned to string and every other column pinned to its type,
+    skipping the rows already handed out. ``ingest.normalize`` then widens the column.
+    """
+    schema = reader.schema
+    emitted = 0
+    while True:
+        try:
+            for batch in reader:
+                emitted += batch.num_rows
+                yield batch
+            return
+        except pa.ArrowInvalid as exc:
+            match = _COLUMN_IN_ERROR.search(str(exc))
+            if match is None or "conversion error" not in str(exc):
+                raise _csv_failure(exc, plan) from exc
+            schema = _pin_as_text(schema, int(match.group(1)))
+            reader = _resume(plan, schema, emitted)
+            log.info("csv column re-read as text", extra={"file": plan.path.name})
+
+
+def _pin_as_text(schema: pa.Schema, index: int) -> pa.Schema:
+    """Return the schema with one column (and every all-empty column) read as text."""
+    fields = []
+    for i, f in enumerate(schema):
+        as_text = i == index or pa.types.is_null(f.type)
+        fields.append(f.with_type(pa.string()) if as_text else f)
+    return pa.schema(fields)
+
+
+class _Skipping:
+    """A streaming reader that drops its first ``skip`` rows (already handed out)."""
+
+    def __init__(self, reader: pacsv.CSVStreamingReader, skip: int) -> None:
+        self.reader = reader
+        self.skip = skip
+        self.schema = reader.schema
+
+    def __iter__(self) -> Iterator[pa.RecordBatch]:
+        for batch in self.reader:
+            if self.skip >= batch.num_rows:
+                self.skip -= batch.num_rows
+                continue
+            yield batch.slice(self.skip)
+            self.skip = 0
+
+
+def _resume(plan: _CsvPlan, schema: pa.Schema, emitted: int) -> Any:
+    """Re-open the file with pinned types and skip what was already emitted."""
+    types = {f.name: f.type for f in schema}
+    try:
+        reader = _open_arrow_csv(plan, types)
+    except pa.ArrowInvalid as exc:
+        raise _csv_failure(exc, plan) from exc
+    return _Skipping(reader, emitted)
+
+
+def _fix_header(names: list[str]) -> list[str]:
+    """Strip a BOM pyarrow may leave on the first name, so it never reaches the lake."""
+    return [n.lstrip("\ufeff") if i == 0 else n for i, n in enumerate(names)]
+
+
+def read_delimited(path: Path, options: ReadOptions, fmt: Format, preferred: str) -> RawTable:
+    """Read CSV/TSV/TXT (optionally gzip) as a stream of batches."""
+    plan, encoding = _plan_csv(path, preferred, options)
+    reader = _start_csv(plan)
+    columns = _fix_header(reader.schema.names)
+    check_width(columns, options)
+    batches = _coalesce(_stream_csv(plan, reader), options.batch_rows)
+    first = _first_batch(batches)
+    return RawTable(
+        fmt,
+        encoding,
+        plan.delimiter,
+        columns,
+        renamed(_chain([first], batches), columns),
+        plan.decimal,
+    )
+
+
+def _first_batch(batches: Iterator[pa.RecordBatch]) -> pa.RecordBatch:
+    """Return the first non-empty batch, or raise NoRowsError for a header-only file."""
+    for batch in batches:
+        if batch.num_rows:
+            return batch
+    raise no_rows()
+
+
+def _chain(
+    head: Iterable[pa.RecordBatch], rest: Iterator[pa.RecordBatch]
+) -> Iterator[pa.RecordBatch]:
+    yield from head
+    yield from rest

@@ -1,0 +1,42 @@
+"""Parquet: read row group by row group; nested structs become ``a.b`` columns."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ingest.config import ReadOptions
+from ingest.errors import MalformedFileError
+from ingest.readers.common import RawTable, no_rows
+
+if TYPE_CHECKING:
+    from ingest.formats import Format
+
+
+def read_parquet(path: Path, options: ReadOptions, fmt: Format) -> RawTable:
+    """Read a Parquet file row group by row group; nested structs become ``a.b`` columns."""
+    try:
+        # pre_buffer keeps every row group read so far until the file ends: memory would
+        # follow the file size instead of batch_rows.
+        parquet = pq.ParquetFile(path, pre_buffer=False, buffer_size=1 << 20)
+        schema = parquet.schema_arrow
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as exc:
+        raise MalformedFileError(
+            f"the Parquet file is damaged or truncated ({str(exc)[:160]}); write it again",
+            expected="a complete Parquet file",
+        ) from exc
+    if parquet.metadata.num_rows == 0:
+        raise no_rows("no rows")
+    flat = pa.Table.from_batches([], schema=schema).flatten()
+    columns = flat.schema.names
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        for batch in parquet.iter_batches(batch_size=options.batch_rows):
+            table = pa.Table.from_batches([batch]).flatten()
+            yield from table.to_batches()
+
+    return RawTable(fmt, None, None, columns, batches())
