@@ -15,53 +15,22 @@ from pathlib import Path
 from flask import Blueprint, Response, request, send_file
 
 from ingest.errors import FormatMismatchError, IngestError, UnsupportedFormatError
+from ingest.formats import (
+    ACCEPTED,
+    OUTPUT_FORMATS,
+    file_suffix,
+    format_for_content_type,
+    format_for_name,
+    output_spec,
+)
 from scoring.api.context import services
-from scoring.bulk.batch import EXTENSIONS, OUTPUT_FORMATS, read_options, score_path
+from scoring.bulk.batch import read_options, score_path
 from scoring.bulk.engines import engine_for
 from scoring.errors import BadRequest, UnsupportedMediaType, ValidationFailed
 
 bp = Blueprint("score", __name__)
 
 CHUNK = 1024 * 1024
-# Content types of raw bodies → the extension the readers dispatch on.
-CONTENT_TYPES = {
-    "text/csv": ".csv",
-    "application/csv": ".csv",
-    "text/plain": ".csv",
-    "text/tab-separated-values": ".tsv",
-    "application/json": ".json",
-    "application/x-ndjson": ".jsonl",
-    "application/jsonl": ".jsonl",
-    "application/x-jsonlines": ".jsonl",
-    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": ".xlsx",
-    "application/vnd.ms-excel.sheet.macroenabled.12": ".xlsm",
-    "application/vnd.ms-excel": ".xls",
-    "application/vnd.apache.parquet": ".parquet",
-    "application/x-parquet": ".parquet",
-    "application/parquet": ".parquet",
-}
-SUFFIXES = (
-    ".csv",
-    ".tsv",
-    ".txt",
-    ".csv.gz",
-    ".tsv.gz",
-    ".txt.gz",
-    ".xlsx",
-    ".xlsm",
-    ".xls",
-    ".json",
-    ".jsonl",
-    ".ndjson",
-    ".jsonl.gz",
-    ".ndjson.gz",
-    ".parquet",
-)
-MIMETYPES = {
-    "csv": "text/csv",
-    "jsonl": "application/x-ndjson",
-    "parquet": "application/vnd.apache.parquet",
-}
 
 
 @bp.post("/score-file")
@@ -100,11 +69,12 @@ def score_file() -> Response:
         body = open(out, "rb")  # noqa: SIM115 - closed by the WSGI server after sending
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    answer = output_spec(summary.format)
     response = send_file(
         body,
-        mimetype=MIMETYPES[summary.format],
+        mimetype=answer.content_types[0],
         as_attachment=True,
-        download_name=f"scored{EXTENSIONS[summary.format]}",
+        download_name=f"scored{answer.suffixes[0]}",
         max_age=0,
         etag=False,
     )
@@ -119,16 +89,16 @@ def _spool(work: Path) -> Path:
     """Copy the upload to disk in chunks; the client's name only chooses the extension."""
     upload = request.files.get("file")
     if upload is not None:
-        suffix = _suffix_of(upload.filename or "") or CONTENT_TYPES.get(upload.mimetype or "")
+        suffix = _suffix_of(upload.filename or "") or _suffix_for_type(upload.mimetype)
         stream = upload.stream
     elif request.files:
         raise BadRequest("send the file in the multipart field 'file'")
     else:
-        suffix = CONTENT_TYPES.get(request.mimetype or "")
+        suffix = _suffix_for_type(request.mimetype)
         stream = request.stream
     if suffix is None:
         raise UnsupportedMediaType(
-            "unsupported file type; send .csv, .tsv, .xlsx, .xls, .json, .jsonl or .parquet"
+            f"unsupported file type; send one of: {ACCEPTED}"
             " (by file name in a multipart upload, or by Content-Type for a raw body)"
         )
     path = work / f"upload{suffix}"
@@ -140,5 +110,15 @@ def _spool(work: Path) -> Path:
 
 
 def _suffix_of(filename: str) -> str | None:
-    name = filename.lower()
-    return next((s for s in sorted(SUFFIXES, key=len, reverse=True) if name.endswith(s)), None)
+    """Return our own suffix for an accepted upload name (never the name itself), or None."""
+    try:
+        fmt, gzipped = format_for_name(filename)
+    except UnsupportedFormatError:
+        return None
+    return file_suffix(fmt, gzipped)
+
+
+def _suffix_for_type(content_type: str | None) -> str | None:
+    """Return the suffix for a body announced by its content type, or None when unknown."""
+    fmt = format_for_content_type(content_type or "")
+    return file_suffix(fmt) if fmt is not None else None

@@ -11,26 +11,23 @@ passed in once, so a file is scored by one version even if a promotion lands hal
 from __future__ import annotations
 
 import functools
-import json
 import os
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 from threadpoolctl import threadpool_limits
 
 from ingest.config import ReadOptions
-from ingest.formats import Format
-from ingest.lake import write_parquet_atomic
+from ingest.errors import IngestError
+from ingest.formats import OUTPUT_FORMATS, Format, format_for_name, output_spec, spec_for
 from ingest.normalize import FILE_ID, ROW, normalize_file
 from ingest.readers import open_table
 from scoring.bulk.engines import Engine, LocalEngine
@@ -39,8 +36,6 @@ from scoring.lifecycle.predictor import LoadedModel
 from scoring.lifecycle.schema import FeatureSchema
 from scoring.settings import Settings
 
-OUTPUT_FORMATS = ("parquet", "csv", "jsonl")
-EXTENSIONS = {"parquet": ".parquet", "csv": ".csv", "jsonl": ".jsonl"}
 PROVENANCE = (FILE_ID, ROW)
 Progress = Callable[[int], None]
 
@@ -68,12 +63,8 @@ class ScoreSummary:
 
 
 def default_format(fmt: Format) -> str:
-    """Answer in the input's family: CSV for text and Excel, JSON Lines for JSON."""
-    if fmt is Format.PARQUET:
-        return "parquet"
-    if fmt in (Format.JSON, Format.JSONL):
-        return "jsonl"
-    return "csv"
+    """Answer in the input's family (the format table's choice: CSV for Excel)."""
+    return spec_for(fmt).answer.value
 
 
 def score_path(
@@ -275,45 +266,17 @@ def _predict(model: LoadedModel, X: np.ndarray, ok: np.ndarray) -> dict[str, pa.
 
 
 def write_atomic(batches: Iterator[pa.RecordBatch], dst: Path, fmt: str) -> None:
-    """Write batches under a temporary name beside dst, fsync, then rename over dst."""
+    """Write batches under a temporary name beside dst with the format's writer, then rename."""
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = dst.parent / f".{dst.name}.{uuid.uuid4().hex[:8]}.tmp"
+    writer = output_spec(fmt).write_function()
     try:
-        if fmt == "parquet":
-            first = next(batches, None)
-            if first is None:
-                raise ValidationFailed("the file holds no rows to score")
-            write_parquet_atomic(_chain(first, batches), first.schema, tmp)
-        else:
-            with open(tmp, "wb") as fh:
-                wrote = _write_text(batches, fh, fmt)
-                fh.flush()
-                os.fsync(fh.fileno())
-            if not wrote:
-                raise ValidationFailed("the file holds no rows to score")
+        if not writer(batches, tmp):
+            raise ValidationFailed("the file holds no rows to score")
         os.replace(tmp, dst)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-
-
-def _chain(first: pa.RecordBatch, rest: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-    yield first
-    yield from rest
-
-
-def _write_text(batches: Iterator[pa.RecordBatch], fh: Any, fmt: str) -> bool:
-    wrote = False
-    for batch in batches:
-        if fmt == "csv":
-            options = pacsv.WriteOptions(include_header=not wrote)
-            pacsv.write_csv(pa.Table.from_batches([batch]), fh, write_options=options)
-        else:
-            for record in batch.to_pylist():
-                clean = {k: None if v != v else v for k, v in record.items()}  # NaN → null
-                fh.write(json.dumps(clean, default=str).encode() + b"\n")
-        wrote = True
-    return wrote
 
 
 def output_name(original: str, file_id: int, fmt: str) -> str:
@@ -323,21 +286,22 @@ def output_name(original: str, file_id: int, fmt: str) -> str:
         stem = stem[:-3]
     stem = Path(stem).stem
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in stem).strip("._") or "file"
-    return f"{safe[:100]}.{file_id}.scored{EXTENSIONS[fmt]}"
+    return f"{safe[:100]}.{file_id}.scored{output_spec(fmt).suffixes[0]}"
 
 
 def estimate_rows(src: Path) -> int | None:
     """Guess the row count for a progress bar: exact for Parquet, from line length for text."""
     try:
-        if src.suffix.lower() == ".parquet":
+        fmt, gzipped = format_for_name(src.name)
+        if fmt is Format.PARQUET:
             return pq.ParquetFile(src).metadata.num_rows
-        if src.suffix.lower() in (".csv", ".tsv", ".txt", ".jsonl", ".ndjson"):
+        if spec_for(fmt).row_per_line and not gzipped:
             with open(src, "rb") as fh:
                 sample = fh.read(1 << 20)
             lines = sample.count(b"\n")
             if lines > 1:
                 return max(1, int(src.stat().st_size / (len(sample) / lines)) - 1)
-    except (OSError, pa.ArrowException):
+    except (OSError, pa.ArrowException, IngestError):
         return None
     return None
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from ingest.formats import OUTPUT_FORMATS
 from ingest.ledger import STATES as LEDGER_STATES
 from scoring.settings import Settings, SettingsError, load_settings
 
@@ -224,20 +225,14 @@ def _table(rows: list[list[str]]) -> str:
 @click.argument("src", metavar="IN", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("-o", "--output", "dst", type=click.Path(dir_okay=False, path_type=Path),
               help="output file (default: IN's name with .scored)")
-@click.option("--format", "fmt", type=click.Choice(["csv", "parquet", "jsonl"]),
+@click.option("--format", "fmt", type=click.Choice(OUTPUT_FORMATS),
               help="output format (default: the input's family; CSV for Excel)")
 @pass_ctx
 def score(ctx: Context, src: Path, dst: Path | None, fmt: str | None) -> None:
     """Bulk-score one file with the champion, in bounded memory, with a progress bar."""
     from ingest.errors import IngestError
-    from ingest.formats import detect_format
-    from scoring.bulk.batch import (
-        EXTENSIONS,
-        default_format,
-        estimate_rows,
-        read_options,
-        score_path,
-    )
+    from ingest.formats import detect_format, output_spec
+    from scoring.bulk.batch import default_format, estimate_rows, read_options, score_path
     from scoring.bulk.engines import engine_for
     from scoring.errors import DropscoreError
     from scoring.lifecycle.champion import load_version
@@ -251,7 +246,8 @@ def score(ctx: Context, src: Path, dst: Path | None, fmt: str | None) -> None:
         model = load_version(registry, version)
         with open(src, "rb") as fh:
             fmt = fmt or default_format(detect_format(src.name, fh.read(8192)))
-        dst = dst or src.with_name(f"{src.name.split('.')[0]}.scored{EXTENSIONS[fmt]}")
+        suffix = output_spec(fmt).suffixes[0]
+        dst = dst or src.with_name(f"{src.name.split('.')[0]}.scored{suffix}")
         with _progress(estimate_rows(src)) as bar:
             summary = score_path(src, dst, model, read=read_options(settings), fmt=fmt,
                                  progress=bar.update, engine=engine_for(settings))

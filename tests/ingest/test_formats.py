@@ -5,7 +5,20 @@ from __future__ import annotations
 import pytest
 
 from ingest.errors import FormatMismatchError, UnsupportedFormatError
-from ingest.formats import Format, detect_format, is_unfinished_name
+from ingest.formats import (
+    ACCEPTED as ACCEPTED_SUFFIXES,
+)
+from ingest.formats import (
+    FORMATS,
+    OUTPUT_FORMATS,
+    Format,
+    detect_format,
+    format_for_content_type,
+    format_for_name,
+    is_unfinished_name,
+    output_spec,
+    spec_for,
+)
 
 
 @pytest.mark.parametrize(
@@ -132,7 +145,7 @@ def test_detect_format_mismatch(name: str, head: bytes, message: str) -> None:
 
 
 ACCEPTED = (
-    "save it as one of: .csv, .tsv, .txt (optionally .gz), .xlsx, .xlsm, .xls, .json, "
+    "save it as one of: .csv, .txt, .tsv (optionally .gz), .xlsx, .xlsm, .xls, .json, "
     ".jsonl, .ndjson (optionally .gz), .parquet"
 )
 
@@ -161,3 +174,50 @@ def test_unsupported_extension(name: str, message: str) -> None:
         detect_format(name, b"whatever")
     assert info.value.message == message
     assert info.value.to_dict()["code"] == "unsupported_format"
+
+
+# ---------------------------------------------------------------------------------------------
+# The format table: one entry per format, complete, and the source of every list of formats
+
+
+def test_every_format_has_one_entry_with_a_loadable_reader() -> None:
+    assert sorted(spec.format.value for spec in FORMATS) == sorted(f.value for f in Format)
+    for spec in FORMATS:
+        assert spec.suffixes, spec.format
+        assert spec.content_types, spec.format
+        assert callable(spec.read_function()), f"{spec.format} names no reader it can load"
+
+
+def test_every_output_format_has_a_writer_and_every_answer_is_an_output() -> None:
+    assert OUTPUT_FORMATS == ("csv", "jsonl", "parquet")
+    for spec in FORMATS:
+        if spec.output:
+            assert callable(spec.write_function()), f"{spec.format} is an output without writer"
+        else:
+            with pytest.raises(LookupError):
+                spec.write_function()
+        assert spec_for(spec.answer).output, f"{spec.format} answers in a non-output format"
+    assert spec_for(Format.EXCEL).answer is Format.CSV  # DESIGN: CSV for Excel
+
+
+def test_suffixes_and_content_types_name_one_format_each() -> None:
+    suffixes = [s for spec in FORMATS for s in spec.suffixes]
+    types = [t for spec in FORMATS for t in spec.content_types]
+    assert len(suffixes) == len(set(suffixes)) and len(types) == len(set(types))
+    for spec in FORMATS:
+        for suffix in spec.suffixes:
+            assert format_for_name(f"a{suffix}") == (spec.format, False)
+            if spec.gzip:
+                assert format_for_name(f"A{suffix.upper()}.gz") == (spec.format, True)
+            else:
+                with pytest.raises(UnsupportedFormatError):
+                    format_for_name(f"a{suffix}.gz")
+        for content_type in spec.content_types:
+            assert format_for_content_type(content_type.upper()) is spec.format
+    assert format_for_content_type("application/pdf") is None
+
+
+def test_the_accepted_list_names_every_suffix_and_only_those() -> None:
+    listed = ACCEPTED_SUFFIXES.replace(" (optionally .gz)", "").split(", ")
+    assert listed == [s for spec in FORMATS for s in spec.suffixes]
+    assert output_spec("parquet").format is Format.PARQUET
