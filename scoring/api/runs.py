@@ -8,7 +8,7 @@ import threading
 from flask import Blueprint, Response, jsonify, request
 
 from scoring.api.context import services
-from scoring.api.params import int_arg
+from scoring.api.params import page_args
 from scoring.errors import Conflict, ValidationFailed
 from scoring.lifecycle.runs import STATES, RetrainBusy, RunStore, begin_retrain, execute
 
@@ -36,16 +36,12 @@ def start_training() -> tuple[Response, int, dict[str, str]]:
 @bp.get("/runs")
 def list_runs() -> Response:
     """List retrain runs, newest first."""
-    state = request.args.get("state") or None
-    if state and state not in STATES:
-        raise ValidationFailed(
-            f"state {state!r} is not a run state; expected one of {', '.join(STATES)}",
-            [{"field": "state", "problem": "unknown state"}],
-        )
-    limit = int_arg("limit", 50, 1, 1000)
-    offset = int_arg("offset", 0, 0, 10**9)
-    runs = RunStore(services().settings.db_path).list(limit=limit, offset=offset, state=state)
-    return jsonify({"runs": [r.to_dict() for r in runs], "limit": limit, "offset": offset})
+    page = page_args(STATES, "run", 50, "state")
+    store = RunStore(services().settings.db_path)
+    runs = store.list(limit=page.limit, offset=page.offset, state=page.state)
+    return jsonify(
+        {"runs": [r.to_dict() for r in runs], "limit": page.limit, "offset": page.offset}
+    )
 
 
 @bp.get("/runs/<int:run_id>")
