@@ -7,40 +7,17 @@ the same way. Logs are one JSON object per line on stderr, extras included.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Any
 
 from ingest.config import IngestConfig
 from ingest.intake import Intake
 from ingest.ledger import Ledger
+from ingest.logs import JsonFormatter
 from ingest.watcher import Watcher
-
-_STANDARD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
-    "message",
-    "asctime",
-    "taskName",
-}
-
-
-class JsonFormatter(logging.Formatter):
-    """Format a record as one JSON line, with whatever ``extra`` fields it carries."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        body: dict[str, Any] = {
-            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
-            "level": record.levelname,
-            "logger": record.name,
-            "event": record.getMessage(),
-        }
-        body.update({k: v for k, v in vars(record).items() if k not in _STANDARD_ATTRS})
-        if record.exc_info:
-            body["exception"] = self.formatException(record.exc_info)
-        return json.dumps(body, default=str)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
