@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -11,21 +10,9 @@ import pytest
 from ingest.config import IngestConfig
 from ingest.intake import Intake
 from ingest.ledger import Ledger
+from tests._wait import wait_for as _wait_for
 
 WaitFor = Callable[..., None]
-
-
-def _wait_for(
-    predicate: Callable[[], object], timeout: float = 30.0, interval: float = 0.05, what: str = ""
-) -> None:
-    """Poll until predicate is truthy; fail with what was awaited instead of sleeping blindly."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if predicate():
-            return
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what or predicate}")
-        time.sleep(interval)
 
 
 @pytest.fixture
