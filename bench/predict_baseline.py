@@ -1,9 +1,10 @@
 """The bare baseline for ``bench/predict.py``: the tutorial Flask app under dropscore's gunicorn.
 
 It does only ``np.array(request.json["X_test"]).reshape(1, -1)`` and ``pipeline.predict`` on the
-pipeline that ``dropscore train`` wrote, and it runs under exactly the gunicorn options of
-``service.server.serve_gunicorn`` (gthread, same threads, keepalive, timeouts, one BLAS thread
-per worker after fork), so the only difference the benchmark sees is the application.
+pipeline that ``dropscore train`` wrote, and it runs under the gunicorn options of
+``scoring.service.server.gunicorn_options`` (imported, not copied: gthread, same threads,
+keepalive, timeouts, one BLAS thread per worker after fork), so the only difference the
+benchmark sees is the application (and dropscore's Prometheus clean-up on worker exit).
 
     python -m bench.predict_baseline --model DATA/models/1/model.skops --bind 127.0.0.1:8001
 """
@@ -47,40 +48,12 @@ def make_app(model_path: str | Path) -> Any:
     return app
 
 
-def gunicorn_options(bind: str, workers: int, threads: int) -> dict[str, Any]:
-    """The options ``service.server.serve_gunicorn`` sets, minus its Prometheus bookkeeping."""
-    return {
-        "bind": bind,
-        "workers": workers,
-        "worker_class": "gthread",
-        "threads": threads,
-        "timeout": 300,
-        "graceful_timeout": 30,
-        "keepalive": 5,
-        "preload_app": False,
-        "accesslog": None,
-        "post_worker_init": _one_blas_thread,
-    }
-
-
-def _one_blas_thread(_worker: Any) -> None:
-    from threadpoolctl import threadpool_limits
-
-    threadpool_limits(1)
-
-
 def serve(model_path: str, bind: str, workers: int, threads: int) -> None:
-    from gunicorn.app.base import BaseApplication
+    """Serve the minimal app under dropscore's own gunicorn options until stopped."""
+    from scoring.service.server import gunicorn_options, run_gunicorn
 
-    class Application(BaseApplication):
-        def load_config(self) -> None:
-            for key, value in gunicorn_options(bind, workers, threads).items():
-                self.cfg.set(key, value)
-
-        def load(self) -> Any:
-            return make_app(model_path)  # after fork, in each worker, like dropscore's factory
-
-    Application().run()
+    # make_app runs after fork, in each worker, like dropscore's factory.
+    run_gunicorn(lambda: make_app(model_path), gunicorn_options(bind, workers, threads))
 
 
 def main(argv: list[str] | None = None) -> None:

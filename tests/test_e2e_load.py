@@ -2,7 +2,8 @@
 
 Eight keep-alive client threads post ``/predict`` continuously while a labelled file lands in
 ``inbox/train/``, the watcher ingests it, and ``POST /train`` (``promote = always``) retrains and
-promotes version 2. The load generator and helpers are the ones ``bench/reload.py`` measures with.
+promotes version 2. The load generator and helpers (``tests/_load.py``) are the ones
+``bench/reload.py`` measures with.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from bench.reload import (
+from tests._load import (
     Answer,
     Load,
     contextmanager_for,

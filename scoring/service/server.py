@@ -45,43 +45,49 @@ def _exit_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
-def serve_gunicorn(settings: Settings, factory: Callable[[], Flask], workers: int) -> None:
-    """Run gunicorn with ``workers`` processes, each building the app after fork."""
-    from gunicorn.app.base import BaseApplication
+def gunicorn_options(bind: str, workers: int, threads: int) -> dict[str, Any]:
+    """Return dropscore's gunicorn options, also used by the benchmark's baseline app."""
+    return {
+        "bind": bind,
+        "workers": workers,
+        "worker_class": "gthread",
+        "threads": threads,
+        "timeout": 300,
+        "graceful_timeout": 30,
+        "keepalive": 5,
+        "preload_app": False,
+        "accesslog": None,
+        "post_worker_init": _one_blas_thread,
+        # gunicorn's default control socket is one path per user: replicas on one
+        # machine would take it from each other. dropscore does not use it.
+        "control_socket_disable": True,
+    }
 
-    if not os.environ.get(MULTIPROC_ENV):
-        raise RuntimeError(f"{MULTIPROC_ENV} must be set before prometheus_client is imported")
+
+def run_gunicorn(factory: Callable[[], Any], options: dict[str, Any]) -> None:
+    """Run gunicorn with these options until it stops; each worker calls factory after fork."""
+    from gunicorn.app.base import BaseApplication
 
     class Application(BaseApplication):
         def load_config(self) -> None:
-            server = settings.server
-            options = {
-                "bind": f"{server.host}:{server.port}",
-                "workers": workers,
-                "worker_class": "gthread",
-                "threads": server.threads,
-                "timeout": 300,
-                "graceful_timeout": 30,
-                "keepalive": 5,
-                "preload_app": False,
-                "accesslog": None,
-                "post_worker_init": _one_blas_thread,
-                "child_exit": _mark_dead,
-                # gunicorn's default control socket is one path per user: replicas on one
-                # machine would take it from each other. dropscore does not use it.
-                "control_socket_disable": True,
-            }
             for key, value in options.items():
                 self.cfg.set(key, value)
 
-        def load(self) -> Flask:
+        def load(self) -> Any:
             return factory()
 
-    log.info(
-        "listening",
-        extra={"url": f"http://{settings.server.host}:{settings.server.port}", "workers": workers},
-    )
     Application().run()
+
+
+def serve_gunicorn(settings: Settings, factory: Callable[[], Flask], workers: int) -> None:
+    """Run gunicorn with ``workers`` processes, each building the app after fork."""
+    if not os.environ.get(MULTIPROC_ENV):
+        raise RuntimeError(f"{MULTIPROC_ENV} must be set before prometheus_client is imported")
+    server = settings.server
+    options = gunicorn_options(f"{server.host}:{server.port}", workers, server.threads)
+    options["child_exit"] = _mark_dead  # Prometheus' multiprocess files of a dead worker
+    log.info("listening", extra={"url": f"http://{server.host}:{server.port}", "workers": workers})
+    run_gunicorn(factory, options)
 
 
 def _one_blas_thread(_worker: Any) -> None:
