@@ -41,6 +41,7 @@ class RawTable:
 
 
 # ---------------------------------------------------------------------------------------------
+# Checks and messages every reader uses
 
 
 def check_width(columns: list[str], options: ReadOptions) -> None:
@@ -59,6 +60,7 @@ def check_width(columns: list[str], options: ReadOptions) -> None:
 
 
 def no_rows(what: str = "a header but no data rows") -> NoRowsError:
+    """Build the error for a file with a header (or nothing) but no rows, in its words."""
     return NoRowsError(
         f"the file has {what}; add at least one row below the header"
         if what.startswith("a header")
@@ -68,11 +70,12 @@ def no_rows(what: str = "a header but no data rows") -> NoRowsError:
 
 
 def plural(n: int, word: str) -> str:
+    """Count a word in English, so messages read "1 field" and "2 fields"."""
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
 # ---------------------------------------------------------------------------------------------
-# Delimited text
+# Opening bytes (gzip read through)
 
 
 def is_gzipped(path: Path) -> bool:

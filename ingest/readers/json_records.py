@@ -232,7 +232,3 @@ def read_jsonl(path: Path, options: ReadOptions, fmt: Format) -> RawTable:
 
     batches = batches_from_rows(rows(), len(columns), options.batch_rows)
     return RawTable(fmt, "utf-8", None, columns, renamed(batches, columns))
-
-
-# ---------------------------------------------------------------------------------------------
-# Workbooks

@@ -35,6 +35,7 @@ CHUNK = 1024 * 1024
 
 @bp.post("/score-file")
 def score_file() -> Response:
+    """Score an uploaded file with one model version and send the scored file back."""
     s = services()
     model = s.champion.current()  # one version for the whole file
     fmt = request.args.get("format")

@@ -69,6 +69,8 @@ def run_gunicorn(factory: Callable[[], Any], options: dict[str, Any]) -> None:
     from gunicorn.app.base import BaseApplication
 
     class Application(BaseApplication):
+        """gunicorn's embedding API: options from our dict, the app from our factory."""
+
         def load_config(self) -> None:
             for key, value in options.items():
                 self.cfg.set(key, value)
