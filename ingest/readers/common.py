@@ -9,15 +9,13 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pyarrow as pa
 
 from ingest.config import ReadOptions
 from ingest.errors import NoRowsError, TooManyColumnsError
-
-if TYPE_CHECKING:
-    from ingest.formats import Format
+from ingest.formats import Format
 
 # Failures that are not the file's fault: never turned into an IngestError.
 NOT_OURS = (KeyboardInterrupt, SystemExit, GeneratorExit, MemoryError)

@@ -18,13 +18,14 @@ import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from ingest.config import ReadOptions
 from ingest.errors import EmptyFileError, IngestError, MalformedFileError, RaggedRowsError
+from ingest.formats import Format
 from ingest.readers.common import (
     RawTable,
     check_width,
@@ -34,9 +35,6 @@ from ingest.readers.common import (
     plural,
     renamed,
 )
-
-if TYPE_CHECKING:
-    from ingest.formats import Format
 
 log = logging.getLogger("dropscore.ingest")
 

@@ -8,10 +8,11 @@ import json
 import zlib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ingest.config import ReadOptions
 from ingest.errors import EmptyFileError, MalformedFileError, RaggedRowsError
+from ingest.formats import Format
 from ingest.readers.common import (
     RawTable,
     as_text,
@@ -21,9 +22,6 @@ from ingest.readers.common import (
     plural,
     renamed,
 )
-
-if TYPE_CHECKING:
-    from ingest.formats import Format
 
 
 def flatten_record(record: dict[str, Any], prefix: str = "") -> dict[str, Any]:

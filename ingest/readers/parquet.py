@@ -4,17 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ingest.config import ReadOptions
 from ingest.errors import MalformedFileError
+from ingest.formats import Format
 from ingest.readers.common import RawTable, no_rows
-
-if TYPE_CHECKING:
-    from ingest.formats import Format
 
 
 def read_parquet(path: Path, options: ReadOptions, fmt: Format) -> RawTable:

@@ -6,7 +6,7 @@ import contextlib
 import zipfile
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ingest.config import ReadOptions
 from ingest.errors import (
@@ -17,6 +17,7 @@ from ingest.errors import (
     SheetNotFoundError,
     ZipBombError,
 )
+from ingest.formats import Format
 from ingest.readers.common import (
     NOT_OURS,
     RawTable,
@@ -26,9 +27,6 @@ from ingest.readers.common import (
     no_rows,
     renamed,
 )
-
-if TYPE_CHECKING:
-    from ingest.formats import Format
 
 # Zip-based workbooks: refuse before inflating anything beyond these.
 ZIP_MAX_MEMBERS = 10_000
