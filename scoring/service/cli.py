@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from ingest.ledger import STATES as LEDGER_STATES
+from scoring.service import keys_cli
 from scoring.settings import Settings, SettingsError, load_settings
 
 DEFAULT_SETTINGS = "settings.toml"
@@ -378,3 +379,7 @@ def files_cmd(ctx: Context, status: str | None, limit: int) -> None:
              r.original_name, error[:80]]
         )
     click.echo(_table(rows))
+
+
+for _command in keys_cli.COMMANDS:  # keys add|list|revoke, audit
+    main.add_command(_command)
