@@ -9,11 +9,11 @@ import contextlib
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from scoring.db import connect
-from scoring.lifecycle.registry import now
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS audit (
@@ -30,6 +30,11 @@ CREATE TABLE IF NOT EXISTS audit (
 );
 CREATE INDEX IF NOT EXISTS audit_key ON audit(key_name);
 """
+
+
+def now() -> str:
+    """Stamp records as ``lifecycle.registry.now`` does, without loading scikit-learn for keys."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 @dataclass(frozen=True)

@@ -23,9 +23,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from scoring.audit import now
 from scoring.db import connect, transaction
 from scoring.errors import Conflict, NotFound, ValidationFailed
-from scoring.lifecycle.registry import now
 
 log = logging.getLogger("dropscore.keys")
 
