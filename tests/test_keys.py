@@ -24,7 +24,7 @@ from scoring.lifecycle.registry import Registry
 from scoring.lifecycle.runs import RunStore
 from scoring.service.cli import main
 
-from .conftest import wait_for
+from .conftest import make_settings, register_trained, wait_for
 from .test_e2e_serve import cli_env, dropscore, serve  # noqa: F401 - the fixture
 
 # -- the store -------------------------------------------------------------------------------
@@ -304,3 +304,13 @@ def test_a_key_added_with_the_cli_works_in_a_running_server(serve, tmp_path):  #
     other = dropscore("keys", "add", "reader", "--role", "predict", env=env).stdout.strip()
     wait_for(lambda: status(bearer) == 401, timeout=10, interval=0.1)
     assert status({"Authorization": f"Bearer {other}"}) == 200
+
+
+def test_a_promotion_from_the_cli_names_the_user(cli, tmp_path, diabetes):
+    settings = make_settings(tmp_path)
+    registry = Registry(settings.models_dir, settings.db_path)
+    register_trained(settings, registry, diabetes, promote=False)
+    assert cli("models", "promote", "1").exit_code == 0
+    by = registry.get(1).promoted_by
+    assert by is not None and by.startswith("cli")
+    assert by in cli("models").output

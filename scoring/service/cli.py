@@ -285,12 +285,12 @@ def models(click_ctx: click.Context) -> None:
     """List model versions; `show V` inspects one, `promote V` makes it champion."""
     if click_ctx.invoked_subcommand is None:
         registry = _registry(click_ctx.find_object(Context).settings)
-        rows = [["version", "status", "created", "estimator", "metrics", "reason"]]
+        rows = [["version", "status", "created", "estimator", "metrics", "reason", "promoted by"]]
         for m in registry.list():
             metrics = " ".join(f"{k}={_fmt(v)}" for k, v in m.metrics.items())
             rows.append(
                 [str(m.version), m.status, m.created_at[:19], m.estimator or "", metrics,
-                 m.reason or ""]
+                 m.reason or "", m.promoted_by or ""]
             )
         if len(rows) == 1:
             click.echo("no models yet: run `dropscore train` or drop a labelled file")
@@ -324,7 +324,7 @@ def models_promote(ctx: Context, version: int) -> None:
     registry = _registry(ctx.settings)
     try:
         registry.load_pipeline(version)  # refuse to promote a file that would not load
-        record = registry.promote(version, "promoted by CLI")
+        record = registry.promote(version, "promoted by CLI", by=keys_cli.cli_user())
     except DropscoreError as exc:
         raise click.ClickException(exc.message) from None
     click.echo(f"version {record.version} is now the champion")

@@ -15,6 +15,16 @@ import click
 ROLE_CHOICE = click.Choice(["predict", "operate", "admin"])
 
 
+def cli_user() -> str:
+    """Name who ran a command, for records an API request would sign with its key's name."""
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (OSError, KeyError):  # no login name in some containers
+        return "cli"
+
+
 def _settings() -> Any:
     """Reach the settings the ``dropscore`` group loaded (its Context sits at the root)."""
     return click.get_current_context().find_root().obj.settings
