@@ -30,6 +30,12 @@ class Unauthorized(DropscoreError):
     status, code = 401, "unauthorized"
 
 
+class Forbidden(DropscoreError):
+    """A valid key whose role is too low for the endpoint; the message names the role needed."""
+
+    status, code = 403, "forbidden"
+
+
 class NotFound(DropscoreError):
     status, code = 404, "not_found"
 

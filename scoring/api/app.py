@@ -8,7 +8,7 @@ from typing import Any
 
 from flask import Flask
 
-from scoring.api import files, health, metrics, models, predict, runs, score
+from scoring.api import audit, files, health, metrics, models, predict, runs, score
 from scoring.api.auth import register_auth
 from scoring.api.context import Services
 from scoring.api.errors import register_error_handlers
@@ -48,9 +48,9 @@ def create_app(
     )
     app.extensions["dropscore"] = services
     metrics.register_instrumentation(app)
-    register_auth(app, settings.server.api_keys)
+    register_auth(app, settings)
     register_error_handlers(app)
-    for module in (health, predict, score, models, files, runs, metrics):
+    for module in (health, predict, score, models, files, runs, metrics, audit):
         app.register_blueprint(module.bp)
     return app
 

@@ -1,37 +1,162 @@
-"""Bearer-key authentication for every endpoint but the probes."""
+"""Bearer keys with roles for every endpoint but the probes, and the audit of what keys changed.
+
+Auth is on as soon as any key exists, in ``[server] api_keys`` or in the key store (``dropscore
+keys add``). A missing or unknown key is a 401; a key whose role is too low is a 403 naming the
+role needed. Every state-changing request that passed auth is logged and recorded in the audit
+table with the key's name.
+"""
 
 from __future__ import annotations
 
-import hmac
+import logging
+import sqlite3
 
-from flask import Flask, request
+from flask import Flask, Response, g, request
 
-from scoring.errors import Unauthorized
+from scoring.audit import AuditEntry, AuditLog
+from scoring.errors import Forbidden, Unauthorized
+from scoring.keys import Identity, KeyRing, KeyStore, role_allows
+from scoring.settings import Settings
 
+log = logging.getLogger("dropscore.audit")
+
+# Endpoints anyone may call, key or not: the probes a load balancer or orchestrator polls.
 OPEN_ENDPOINTS = frozenset({"health.health", "health.ready"})
 
+# The one table of who may call what (blueprint.view → the lowest role allowed). An endpoint
+# missing here needs ``admin``; tests/test_roles.py fails for any registered endpoint that is
+# neither here nor open, so a new endpoint cannot slip through with the wrong role.
+ENDPOINT_ROLES: dict[str, str] = {
+    "predict.predict": "predict",
+    "score.score_file": "predict",
+    "models.list_models": "predict",
+    "models.current_model": "predict",
+    "models.show_model": "predict",
+    "files.list_files": "predict",
+    "files.show_file": "predict",
+    "runs.list_runs": "predict",
+    "runs.show_run": "predict",
+    "metrics.metrics": "predict",
+    "static": "predict",  # Flask's own /static/<file> route: assets are reads
+    "runs.start_training": "operate",
+    "models.promote_model": "operate",
+    "audit.list_audit": "admin",
+}
+DEFAULT_ROLE = "admin"
+# A path that matches no endpoint (404, 405) needs a valid key of any role before it is told so.
+UNROUTED_ROLE = "predict"
+MUTATING_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
-def register_auth(app: Flask, keys: list[str]) -> None:
-    """Require ``Authorization: Bearer <key>`` when keys are configured."""
-    if not keys:
-        return
-    encoded = [k.encode() for k in keys]
+
+def required_role(endpoint: str | None) -> str:
+    """Return the role an endpoint needs; unknown endpoints need admin, the safe default."""
+    if endpoint is None:
+        return UNROUTED_ROLE
+    return ENDPOINT_ROLES.get(endpoint, DEFAULT_ROLE)
+
+
+def is_audited(method: str, role: str) -> bool:
+    """Say whether a request changes state: a mutating method on an endpoint above ``predict``.
+
+    What a ``predict`` key may call changes nothing by definition (``/predict`` and
+    ``/score-file`` are POSTs that only compute), so auditing them would only bury the entries
+    that matter under every prediction.
+    """
+    return method in MUTATING_METHODS and role != "predict"
+
+
+def bearer_token() -> str | None:
+    """Read the key from ``Authorization: Bearer <key>``; None when none was sent that way."""
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+def current_identity() -> Identity | None:
+    """Return the key that sent this request, or None while the API is open (no keys)."""
+    return g.get("identity")
+
+
+def current_key_name() -> str | None:
+    """Return the name of the key that sent this request, for the records it changes."""
+    identity = current_identity()
+    return identity.name if identity else None
+
+
+def register_auth(app: Flask, settings: Settings) -> KeyRing:
+    """Check every request's key and role, and audit the state-changing ones."""
+    ring = KeyRing(KeyStore(settings.db_path), settings.server.api_keys)
+    trail = AuditLog(settings.db_path)
 
     @app.before_request
-    def _check() -> None:
+    def _authenticate() -> None:
         if request.endpoint in OPEN_ENDPOINTS:
             return
-        header = request.headers.get("Authorization", "")
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token:
-            raise Unauthorized("send 'Authorization: Bearer <key>'")
-        if not key_matches(token.strip().encode(), encoded):
-            raise Unauthorized("the API key is not valid")
+        need = required_role(request.endpoint)
+        if ring.enabled():
+            g.identity = _authorize(ring, need)
+        g.audited = is_audited(request.method, need)  # only requests that passed get here
+
+    @app.after_request
+    def _audit(response: Response) -> Response:
+        if g.get("audited"):
+            _record(trail, response)
+        return response
+
+    return ring
 
 
-def key_matches(token: bytes, keys: list[bytes]) -> bool:
-    """Compare against every key in constant time, so timing reveals neither key nor index."""
-    ok = False
-    for key in keys:
-        ok |= hmac.compare_digest(token, key)
-    return ok
+def _authorize(ring: KeyRing, need: str) -> Identity:
+    """Return the sender's identity, or raise 401 (no or unknown key) or 403 (role too low)."""
+    token = bearer_token()
+    identity = ring.identify(token) if token else None
+    if identity is None:
+        _refused(401, None)
+        raise Unauthorized(
+            "the API key is not valid" if token else "send 'Authorization: Bearer <key>'"
+        )
+    if not role_allows(identity.role, need):
+        _refused(403, identity)
+        raise Forbidden(
+            f"this endpoint needs a key with role {need!r} or higher;"
+            f" key {identity.name!r} has role {identity.role!r}",
+            [{"role_needed": need, "role": identity.role}],
+        )
+    return identity
+
+
+def _refused(status: int, identity: Identity | None) -> None:
+    """Log a refused request; it changed nothing, so it is not recorded in the audit table."""
+    log.warning(
+        "request refused",
+        extra={
+            "status": status,
+            "key_name": identity.name if identity else None,
+            "method": request.method,
+            "path": request.path,
+            "remote_addr": request.remote_addr,
+        },
+    )
+
+
+def _record(trail: AuditLog, response: Response) -> None:
+    """Log and store one state-changing request; a failed write is logged, never a failed reply."""
+    identity = current_identity()
+    body = response.get_json(silent=True) if response.is_json and not response.is_streamed else None
+    run_id = body.get("run_id") if isinstance(body, dict) else None
+    entry = AuditEntry(
+        key_name=identity.name if identity else None,
+        role=identity.role if identity else None,
+        method=request.method,
+        path=request.path,
+        endpoint=request.endpoint,
+        status=response.status_code,
+        version=(request.view_args or {}).get("version"),
+        run_id=run_id if isinstance(run_id, int) else None,
+    )
+    log.info("audit", extra={k: v for k, v in entry.to_dict().items() if k not in ("ts", "id")})
+    try:
+        trail.record(entry)
+    except sqlite3.Error:
+        log.exception("audit entry not stored", extra={"path": entry.path})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify
 
+from scoring.api.auth import current_key_name
 from scoring.api.context import services
 from scoring.errors import NoModel, NotFound
 
@@ -33,7 +34,7 @@ def show_model(version: str) -> Response:
 @bp.post("/models/<version>/promote")
 def promote_model(version: str) -> Response:
     s = services()
-    record = s.registry.promote(_parse(version), "promoted by API")
+    record = s.registry.promote(_parse(version), "promoted by API", by=current_key_name())
     return jsonify(record.to_dict())
 
 

@@ -7,6 +7,7 @@ import threading
 
 from flask import Blueprint, Response, jsonify, request
 
+from scoring.api.auth import current_key_name
 from scoring.api.context import services
 from scoring.api.params import page_args
 from scoring.errors import Conflict, ValidationFailed
@@ -20,7 +21,9 @@ def start_training() -> tuple[Response, int, dict[str, str]]:
     """Queue a retrain and train in a background thread; 409 while another retrain runs."""
     s = services()
     try:
-        pending = begin_retrain(s.settings, "api", force=_force())
+        pending = begin_retrain(
+            s.settings, "api", force=_force(), requested_by=current_key_name()
+        )
     except RetrainBusy as exc:
         raise Conflict(str(exc)) from None
     # Not a daemon: a stopping server lets the retrain finish and record itself.

@@ -9,9 +9,11 @@ trusted types below, so a tampered file cannot run code.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import sqlite3
 import tempfile
 import threading
 from dataclasses import dataclass
@@ -42,6 +44,7 @@ CREATE TABLE IF NOT EXISTS models (
     status      TEXT NOT NULL,
     created_at  TEXT NOT NULL,
     promoted_at TEXT,
+    promoted_by TEXT,
     reason      TEXT,
     estimator   TEXT,
     task        TEXT,
@@ -57,6 +60,7 @@ class ModelRecord:
     status: str
     created_at: str
     promoted_at: str | None
+    promoted_by: str | None  # the API key's name or the CLI's user; None when the rule promoted
     reason: str | None
     estimator: str | None
     task: str | None
@@ -68,6 +72,7 @@ class ModelRecord:
             "status": self.status,
             "created_at": self.created_at,
             "promoted_at": self.promoted_at,
+            "promoted_by": self.promoted_by,
             "reason": self.reason,
             "estimator": self.estimator,
             "task": self.task,
@@ -94,6 +99,7 @@ class Registry:
         if getattr(local, "pid", None) != os.getpid():
             local.conn = connect(self.db_path)
             local.conn.executescript(_SCHEMA)
+            add_column(local.conn, "models", "promoted_by", "TEXT")
             local.pid = os.getpid()
         return local.conn
 
@@ -134,16 +140,19 @@ class Registry:
             raise
         return version
 
-    def promote(self, version: int, reason: str = "promoted") -> ModelRecord:
-        """Make ``version`` the champion in one transaction; the old champion is archived."""
+    def promote(
+        self, version: int, reason: str = "promoted", by: str | None = None
+    ) -> ModelRecord:
+        """Make ``version`` the champion in one transaction, recording who; archive the old one."""
         conn = self._db()
         with transaction(conn):
             if conn.execute("SELECT 1 FROM models WHERE version=?", (version,)).fetchone() is None:
                 raise NotFound(f"model version {version} does not exist")
             conn.execute("UPDATE models SET status='archived' WHERE status='champion'")
             conn.execute(
-                "UPDATE models SET status='champion', promoted_at=?, reason=? WHERE version=?",
-                (now(), reason, version),
+                "UPDATE models SET status='champion', promoted_at=?, promoted_by=?, reason=?"
+                " WHERE version=?",
+                (now(), by, reason, version),
             )
         return self.get(version)
 
@@ -221,11 +230,20 @@ def _record(row: Any) -> ModelRecord:
         status=row["status"],
         created_at=row["created_at"],
         promoted_at=row["promoted_at"],
+        promoted_by=row["promoted_by"],
         reason=row["reason"],
         estimator=row["estimator"],
         task=row["task"],
         metrics=json.loads(row["metrics"] or "{}"),
     )
+
+
+def add_column(conn: sqlite3.Connection, table: str, column: str, decl: str) -> None:
+    """Add a column that a ``state.db`` made by an older release lacks; a no-op when present."""
+    names = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+    if column not in names:
+        with contextlib.suppress(sqlite3.OperationalError):  # another process just added it
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:

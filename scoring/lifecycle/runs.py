@@ -25,7 +25,7 @@ from typing import IO, Any
 from ingest.lake import lake_files
 from scoring.db import connect, transaction
 from scoring.errors import DropscoreError, NotFound
-from scoring.lifecycle.registry import Registry, now
+from scoring.lifecycle.registry import Registry, add_column, now
 from scoring.lifecycle.retrain import Outcome, TrainingRefused, train_and_decide
 from scoring.lifecycle.schema import normalize_name
 from scoring.settings import Settings
@@ -56,7 +56,8 @@ CREATE TABLE IF NOT EXISTS runs (
     reason           TEXT,
     skip             TEXT,
     error            TEXT,
-    pid              INTEGER
+    pid              INTEGER,
+    requested_by     TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_state ON runs(state);
 """
@@ -84,6 +85,7 @@ class RunRecord:
     reason: str | None
     skip: str | None
     error: str | None
+    requested_by: str | None = None  # the API key's name (or CLI user) that asked for it
 
     @property
     def done(self) -> bool:
@@ -110,19 +112,27 @@ class RunStore:
         try:
             if not self._schema_ready:  # CREATE IF NOT EXISTS once, not on every call
                 conn.executescript(_SCHEMA)
+                add_column(conn, "runs", "requested_by", "TEXT")
                 self._schema_ready = True
             yield conn
         finally:
             conn.close()
 
-    def create(self, trigger: str, force: bool = False, state: str = "queued") -> int:
-        """Insert a run and return its id."""
+    def create(
+        self,
+        trigger: str,
+        force: bool = False,
+        state: str = "queued",
+        requested_by: str | None = None,
+    ) -> int:
+        """Insert a run, with who asked for it, and return its id."""
         if trigger not in TRIGGERS:
             raise ValueError(f"trigger {trigger!r}: expected one of {', '.join(TRIGGERS)}")
         with self._db() as conn:
             cur = conn.execute(
-                "INSERT INTO runs (trigger, state, force, queued_at, pid) VALUES (?, ?, ?, ?, ?)",
-                (trigger, state, int(force), now(), os.getpid()),
+                "INSERT INTO runs (trigger, state, force, queued_at, pid, requested_by)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (trigger, state, int(force), now(), os.getpid(), requested_by),
             )
             return int(cur.lastrowid or 0)
 
@@ -196,6 +206,7 @@ def _record(row: sqlite3.Row) -> RunRecord:
         reason=row["reason"],
         skip=row["skip"],
         error=row["error"],
+        requested_by=row["requested_by"],
     )
 
 
@@ -247,7 +258,9 @@ class PendingRun:
     lock: IO[str]
 
 
-def begin_retrain(settings: Settings, trigger: str, *, force: bool = False) -> PendingRun:
+def begin_retrain(
+    settings: Settings, trigger: str, *, force: bool = False, requested_by: str | None = None
+) -> PendingRun:
     """Take the lock and queue a run; raise RetrainBusy while another retrain runs."""
     lock = _acquire(settings.data_dir)
     try:
@@ -255,7 +268,7 @@ def begin_retrain(settings: Settings, trigger: str, *, force: bool = False) -> P
         abandoned = store.abandon_unfinished()  # we hold the lock: those runs died with a process
         if abandoned:
             log.warning("unfinished runs marked failed", extra={"runs": abandoned})
-        run_id = store.create(trigger, force)
+        run_id = store.create(trigger, force, requested_by=requested_by)
     except BaseException:
         _release(lock)
         raise

@@ -11,6 +11,7 @@ import click
 
 from ingest.formats import OUTPUT_FORMATS
 from ingest.ledger import STATES as LEDGER_STATES
+from scoring.service import keys_cli
 from scoring.settings import Settings, SettingsError, load_settings
 
 DEFAULT_SETTINGS = "settings.toml"
@@ -280,12 +281,12 @@ def models(click_ctx: click.Context) -> None:
     """List model versions; `show V` inspects one, `promote V` makes it champion."""
     if click_ctx.invoked_subcommand is None:
         registry = _registry(click_ctx.find_object(Context).settings)
-        rows = [["version", "status", "created", "estimator", "metrics", "reason"]]
+        rows = [["version", "status", "created", "estimator", "metrics", "reason", "promoted by"]]
         for m in registry.list():
             metrics = " ".join(f"{k}={_fmt(v)}" for k, v in m.metrics.items())
             rows.append(
                 [str(m.version), m.status, m.created_at[:19], m.estimator or "", metrics,
-                 m.reason or ""]
+                 m.reason or "", m.promoted_by or ""]
             )
         if len(rows) == 1:
             click.echo("no models yet: run `dropscore train` or drop a labelled file")
@@ -319,7 +320,7 @@ def models_promote(ctx: Context, version: int) -> None:
     registry = _registry(ctx.settings)
     try:
         registry.load_pipeline(version)  # refuse to promote a file that would not load
-        record = registry.promote(version, "promoted by CLI")
+        record = registry.promote(version, "promoted by CLI", by=keys_cli.cli_user())
     except DropscoreError as exc:
         raise click.ClickException(exc.message) from None
     click.echo(f"version {record.version} is now the champion")
@@ -374,3 +375,7 @@ def files_cmd(ctx: Context, status: str | None, limit: int) -> None:
              r.original_name, error[:80]]
         )
     click.echo(_table(rows))
+
+
+for _command in keys_cli.COMMANDS:  # keys add|list|revoke, audit
+    main.add_command(_command)
