@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sqlite3
 import tempfile
 import threading
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from typing import Any
 
 import skops.io as sio
 
-from scoring.db import connect, transaction
+from ingest.sqlite import connect, transaction
 from scoring.errors import ModelFileError, NotFound
 
 MODEL_FILE = "model.skops"
@@ -89,10 +90,10 @@ class Registry:
         # threads would mix their transactions, and one inherited across fork is unsafe.
         self._local = threading.local()
 
-    def _db(self) -> Any:
+    def _db(self) -> sqlite3.Connection:
         local = self._local
         if getattr(local, "pid", None) != os.getpid():
-            local.conn = connect(self.db_path)
+            local.conn = connect(self.db_path, check_same_thread=False)
             local.conn.executescript(_SCHEMA)
             local.pid = os.getpid()
         return local.conn
@@ -215,7 +216,7 @@ def load_trusted(path: Path) -> Any:
         raise ModelFileError(f"model file {path.name} could not be loaded: {exc}") from None
 
 
-def _record(row: Any) -> ModelRecord:
+def _record(row: sqlite3.Row) -> ModelRecord:
     return ModelRecord(
         version=int(row["version"]),
         status=row["status"],
