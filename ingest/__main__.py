@@ -17,6 +17,7 @@ from typing import Any
 
 from ingest.config import IngestConfig
 from ingest.intake import Intake
+from ingest.layout import DataLayout
 from ingest.ledger import Ledger
 from ingest.watcher import Watcher
 
@@ -62,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     handler.setFormatter(JsonFormatter())
     logging.basicConfig(level=args.log_level.upper(), handlers=[handler])
     config = IngestConfig(
-        data_dir=args.data_dir.resolve(),
+        DataLayout(args.data_dir.resolve()),
         stable_seconds=args.stable_seconds,
         rescan_seconds=args.rescan_seconds,
         poll=args.poll,

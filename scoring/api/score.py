@@ -16,9 +16,10 @@ from flask import Blueprint, Response, request, send_file
 
 from ingest.errors import FormatMismatchError, IngestError, UnsupportedFormatError
 from scoring.api.context import services
-from scoring.bulk.batch import EXTENSIONS, OUTPUT_FORMATS, read_options, score_path
+from scoring.bulk.batch import EXTENSIONS, OUTPUT_FORMATS, score_path
 from scoring.bulk.engines import engine_for
 from scoring.errors import BadRequest, UnsupportedMediaType, ValidationFailed
+from scoring.ingest_options import read_options
 
 bp = Blueprint("score", __name__)
 

@@ -235,11 +235,11 @@ def score(ctx: Context, src: Path, dst: Path | None, fmt: str | None) -> None:
         EXTENSIONS,
         default_format,
         estimate_rows,
-        read_options,
         score_path,
     )
     from scoring.bulk.engines import engine_for
     from scoring.errors import DropscoreError
+    from scoring.ingest_options import read_options
     from scoring.lifecycle.champion import load_version
 
     settings = ctx.settings
