@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ingest.config import ReadOptions
 from ingest.layout import DataLayout
 from scoring.lifecycle.estimators import check_estimator
 
@@ -92,7 +93,9 @@ class IngestSettings:
     max_columns: int = _f(1000, "most columns a file may have", ge=1)
     excel_sheet: str = _f("", "sheet to read: name or 0-based index; empty is the first")
     csv_encodings: list[str] = _f(["cp1252", "latin-1"], "encodings tried after UTF-8")
-    batch_rows: int = _f(65_536, "rows per batch when a drop is read; bounds memory", ge=1)
+    batch_rows: int = _f(
+        ReadOptions.batch_rows, "rows per batch when a drop is read; bounds memory", ge=1
+    )
 
 
 @dataclass(frozen=True)
