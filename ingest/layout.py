@@ -66,22 +66,27 @@ class DataLayout:
 
     @property
     def processing(self) -> Path:
+        """A drop claimed for ingest waits here, out of the inbox, until it is done."""
         return self.base / "processing"
 
     @property
     def archive(self) -> Path:
+        """Every original after it was ingested, kept untouched."""
         return self.base / "archive"
 
     @property
     def quarantine(self) -> Path:
+        """Every rejected original, with the reason beside it."""
         return self.base / "quarantine"
 
     @property
     def outbox(self) -> Path:
+        """Scored results, one file per score drop."""
         return self.base / "outbox"
 
     @property
     def models(self) -> Path:
+        """The registry: one folder per model version."""
         return self.base / "models"
 
     def folders(self) -> list[Path]:
