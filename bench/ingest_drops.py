@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ingest.config import IngestConfig
 from ingest.intake import Intake
+from ingest.layout import DataLayout
 from ingest.ledger import FileRecord, Ledger
 from ingest.watcher import Watcher
 
@@ -33,7 +34,7 @@ def _percentile(values: list[float], q: float) -> float:
 
 def direct_take_seconds(root: Path, samples: int = 10) -> float:
     """Measure the median time of the intake's own work, with no watcher in front of it."""
-    config = IngestConfig(data_dir=root / "direct")
+    config = IngestConfig(DataLayout(root / "direct"))
     config.make_dirs()
     intake = Intake(config, Ledger(config.db_path))
     times = []
@@ -50,7 +51,7 @@ def watched_latencies(
     root: Path, drops: int, stable: float, interval: float, poll: bool
 ) -> tuple[list[float], str]:
     """Rename drops into a running watcher's inbox and time each until it is normalized."""
-    config = IngestConfig(data_dir=root / "watched", stable_seconds=stable, poll=poll)
+    config = IngestConfig(DataLayout(root / "watched"), stable_seconds=stable, poll=poll)
     config.make_dirs()
     done: dict[str, float] = {}
     all_done = threading.Event()

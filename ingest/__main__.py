@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ingest.config import IngestConfig
 from ingest.intake import Intake
+from ingest.layout import DataLayout
 from ingest.ledger import Ledger
 from ingest.logs import JsonFormatter
 from ingest.watcher import Watcher
@@ -39,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     handler.setFormatter(JsonFormatter())
     logging.basicConfig(level=args.log_level.upper(), handlers=[handler])
     config = IngestConfig(
-        data_dir=args.data_dir.resolve(),
+        DataLayout(args.data_dir.resolve()),
         stable_seconds=args.stable_seconds,
         rescan_seconds=args.rescan_seconds,
         poll=args.poll,

@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-KINDS = ("train", "score")
+from ingest.layout import KINDS, DataLayout
+
+__all__ = ["KINDS", "DataLayout", "IngestConfig", "ReadOptions"]
 
 
 @dataclass(frozen=True)
@@ -22,7 +24,7 @@ class ReadOptions:
 class IngestConfig:
     """Everything the watcher and the intake need, derived from ``[paths]`` and ``[ingest]``."""
 
-    data_dir: Path
+    layout: DataLayout
     stable_seconds: float = 2.0
     rescan_seconds: float = 30.0
     poll: bool = False
@@ -30,32 +32,36 @@ class IngestConfig:
     read: ReadOptions = field(default_factory=ReadOptions)
     max_attempts: int = 5  # transient failures (vanished, locked) are retried this many times
 
+    # The paths below delegate to the layout, under the names the intake and watcher use.
+
+    @property
+    def data_dir(self) -> Path:
+        return self.layout.root
+
     @property
     def db_path(self) -> Path:
-        return self.data_dir / "state.db"
+        return self.layout.db_path
 
     def inbox(self, kind: str) -> Path:
-        return self.data_dir / "inbox" / kind
+        """The folder producers drop files of this kind into."""
+        return self.layout.inbox(kind)
 
     def lake(self, kind: str) -> Path:
-        return self.data_dir / "lake" / kind
+        """The folder of normalized Parquet files of this kind."""
+        return self.layout.lake(kind)
 
     @property
     def processing(self) -> Path:
-        return self.data_dir / "processing"
+        return self.layout.processing
 
     @property
     def archive(self) -> Path:
-        return self.data_dir / "archive"
+        return self.layout.archive
 
     @property
     def quarantine(self) -> Path:
-        return self.data_dir / "quarantine"
+        return self.layout.quarantine
 
     def make_dirs(self) -> None:
         """Create every folder of the data layout; safe to call on every start."""
-        for kind in KINDS:
-            self.inbox(kind).mkdir(parents=True, exist_ok=True)
-            self.lake(kind).mkdir(parents=True, exist_ok=True)
-        for folder in (self.processing, self.archive, self.quarantine):
-            folder.mkdir(parents=True, exist_ok=True)
+        self.layout.make_dirs()

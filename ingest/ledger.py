@@ -22,6 +22,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from ingest.sqlite import connect, transaction
+
 RECEIVED = "received"
 NORMALIZED = "normalized"
 SCORED = "scored"
@@ -30,7 +32,6 @@ DUPLICATE = "duplicate"
 STATES = (RECEIVED, NORMALIZED, SCORED, QUARANTINED, DUPLICATE)
 TERMINAL_STATES = (NORMALIZED, SCORED, QUARANTINED, DUPLICATE)  # normalized: for train drops
 LIVE_STATES = (RECEIVED, NORMALIZED, SCORED)  # content that is, or is becoming, a lake file
-BUSY_TIMEOUT_SECONDS = 30.0
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (
@@ -144,25 +145,13 @@ class FileRecord:
 class Ledger:
     """The ``files`` table of ``state.db``: safe to share across threads and processes."""
 
-    def __init__(self, db_path: Path, *, busy_timeout: float = BUSY_TIMEOUT_SECONDS) -> None:
+    def __init__(self, db_path: Path) -> None:
         self.db_path = Path(db_path)
         self.data_dir = self.db_path.parent
-        self._busy_timeout = busy_timeout
         self._schema_lock = threading.Lock()
         self._schema_ready = False
 
     # -- connections -----------------------------------------------------------------------
-
-    def _connect(self) -> sqlite3.Connection:
-        """Open a connection of our own: SQLite connections must not cross threads or forks."""
-        self.db_path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(
-            self.db_path, timeout=self._busy_timeout, isolation_level=None, check_same_thread=True
-        )
-        conn.row_factory = sqlite3.Row
-        conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
-        conn.execute("PRAGMA foreign_keys = ON")
-        return conn
 
     def _ensure_schema(self, conn: sqlite3.Connection) -> None:
         """Create the table once per Ledger, lazily, so constructing one does no I/O."""
@@ -171,14 +160,13 @@ class Ledger:
         with self._schema_lock:
             if self._schema_ready:
                 return
-            conn.execute("PRAGMA journal_mode = WAL")
             conn.executescript(_SCHEMA)
             self._schema_ready = True
 
     @contextlib.contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
         """Yield a connection for reads, closed afterwards."""
-        conn = self._connect()
+        conn = connect(self.db_path)  # our own: connections must not cross threads or forks
         try:
             self._ensure_schema(conn)
             yield conn
@@ -188,16 +176,11 @@ class Ledger:
     @contextlib.contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         """Yield a connection inside ``BEGIN IMMEDIATE``: the write lock is taken up front."""
-        conn = self._connect()
+        conn = connect(self.db_path)
         try:
             self._ensure_schema(conn)
-            conn.execute("BEGIN IMMEDIATE")
-            try:
+            with transaction(conn):
                 yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
         finally:
             conn.close()
 

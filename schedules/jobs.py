@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import logging
 
+from scoring.bulk.drops import standalone_sweep
+from scoring.lifecycle.registry import Registry
+from scoring.lifecycle.runs import RetrainBusy, record_skipped, run_retrain
 from scoring.settings import Settings, load_settings
 
 log = logging.getLogger("dropscore.schedules")
@@ -21,9 +24,6 @@ def load_job_settings(settings_path: str | None, data_dir: str) -> Settings:
 
 def retrain(settings_path: str | None, data_dir: str) -> str:
     """Retrain on the lake if it changed; return the run's state (succeeded, skipped, failed)."""
-    from scoring.lifecycle.registry import Registry
-    from scoring.lifecycle.runs import RetrainBusy, record_skipped, run_retrain
-
     settings = load_job_settings(settings_path, data_dir)
     registry = Registry(settings.models_dir, settings.db_path)
     try:
@@ -36,8 +36,6 @@ def retrain(settings_path: str | None, data_dir: str) -> str:
 def score_sweep(settings_path: str | None, data_dir: str) -> int:
     """Score every normalized score drop that has no output yet; return how many were scored."""
     settings = load_job_settings(settings_path, data_dir)
-    from scoring.bulk.drops import standalone_sweep
-
     scored = standalone_sweep(settings)
     if scored:
         log.info("sweep scored drops", extra={"files": len(scored)})

@@ -33,10 +33,14 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.job import Job
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from sqlalchemy import Engine, create_engine, event, select
 
+from ingest.sqlite import BUSY_TIMEOUT_SECONDS, apply_pragmas
+from scoring.lifecycle.runs import RunRecord, RunStore, record_skipped
 from scoring.settings import Settings
 
 log = logging.getLogger("dropscore.schedules")
@@ -123,17 +127,20 @@ def job_specs(settings: Settings) -> list[dict[str, Any]]:
 
 def job_store(settings: Settings) -> SQLAlchemyJobStore:
     """Keep jobs in state.db beside the ledger and registry tables."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    return SQLAlchemyJobStore(
-        url=f"sqlite:///{settings.db_path}",
-        engine_options={"connect_args": {"timeout": 30}},
-    )
+    return SQLAlchemyJobStore(engine=state_db_engine(settings))
+
+
+def state_db_engine(settings: Settings) -> Engine:
+    """Open state.db through SQLAlchemy with the same PRAGMAs as every other store in it."""
+    path = settings.db_path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(f"sqlite:///{path}", connect_args={"timeout": BUSY_TIMEOUT_SECONDS})
+    event.listen(engine, "connect", lambda dbapi_conn, _record: apply_pragmas(dbapi_conn))
+    return engine
 
 
 def stored_jobs(store: SQLAlchemyJobStore) -> dict[str, Job]:
     """Load every stored job, raising SchedulerStartError for one that cannot be restored."""
-    from sqlalchemy import select
-
     table = store.jobs_t
     table.create(store.engine, checkfirst=True)
     with store.engine.begin() as conn:
@@ -229,8 +236,6 @@ class Schedule:
 
     def status(self) -> dict[str, Any]:
         """Report liveness, next fire times, run counts and the last retrain, for /health."""
-        from scoring.lifecycle.runs import RunStore
-
         counts = self.counts()
         last = RunStore(self.settings.db_path).last()
         with self._lock:
@@ -268,8 +273,6 @@ class Schedule:
             self._record_missed(scheduled)
 
     def _record_missed(self, scheduled: datetime | None) -> None:
-        from scoring.lifecycle.runs import record_skipped
-
         grace = RETRAIN_GRACE_SECONDS // 3600
         reason = (
             f"missed the retrain due at {scheduled}: the scheduler was not running within"
@@ -281,7 +284,7 @@ class Schedule:
             log.exception("missed run not recorded")
 
 
-def _kept_run_time(stored: Job | None, trigger: Any) -> datetime | None:
+def _kept_run_time(stored: Job | None, trigger: BaseTrigger) -> datetime | None:
     """Keep a stored run time when the schedule is unchanged, so a missed run is not lost."""
     if stored is None or stored.next_run_time is None:
         return None
@@ -290,7 +293,7 @@ def _kept_run_time(stored: Job | None, trigger: Any) -> datetime | None:
     return stored.next_run_time
 
 
-def _run_summary(run: Any) -> dict[str, Any]:
+def _run_summary(run: RunRecord) -> dict[str, Any]:
     return {
         "run_id": run.id,
         "trigger": run.trigger,

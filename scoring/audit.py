@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from scoring.db import connect
+from ingest.sqlite import connect
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS audit (

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from scoring.audit import now
-from scoring.db import connect, transaction
+from ingest.sqlite import connect, transaction
 from scoring.errors import Conflict, NotFound, ValidationFailed
 
 log = logging.getLogger("dropscore.keys")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import codecs
 import dataclasses
+import importlib.util
 import os
 import tomllib
 import types
@@ -19,9 +20,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ingest.config import ReadOptions
+from ingest.layout import DataLayout
+from scoring.lifecycle.estimators import check_estimator
+
 ENV_FILE = "DROPSCORE_SETTINGS"
 ENV_PREFIX = "DROPSCORE__"
 ENV_API_KEYS = "DROPSCORE_API_KEYS"
+DASK_INSTALL_HINT = "[scoring] engine = 'dask' needs Dask: pip install 'dropscore[dask]'"
 
 
 class SettingsError(Exception):
@@ -87,6 +93,9 @@ class IngestSettings:
     max_columns: int = _f(1000, "most columns a file may have", ge=1)
     excel_sheet: str = _f("", "sheet to read: name or 0-based index; empty is the first")
     csv_encodings: list[str] = _f(["cp1252", "latin-1"], "encodings tried after UTF-8")
+    batch_rows: int = _f(
+        ReadOptions.batch_rows, "rows per batch when a drop is read; bounds memory", ge=1
+    )
 
 
 @dataclass(frozen=True)
@@ -111,16 +120,21 @@ class Settings:
     source: Path | None = None  # the settings file, when there was one
 
     @property
+    def layout(self) -> DataLayout:
+        """Every path of the data folder, from the one description of it."""
+        return DataLayout(self.paths.data_dir)
+
+    @property
     def data_dir(self) -> Path:
         return self.paths.data_dir
 
     @property
     def db_path(self) -> Path:
-        return self.paths.data_dir / "state.db"
+        return self.layout.db_path
 
     @property
     def models_dir(self) -> Path:
-        return self.paths.data_dir / "models"
+        return self.layout.models
 
 
 SECTIONS: dict[str, type] = {
@@ -297,16 +311,18 @@ def _replace(settings: Settings, section: str, **changes: Any) -> Settings:
 def _check_engine(settings: Settings) -> Settings:
     """Refuse engine = "dask" at start when Dask is not installed, naming the extra."""
     if settings.scoring.engine == "dask":
-        from scoring.bulk.engines import require_dask
-
         require_dask()
     return settings
 
 
+def require_dask() -> None:
+    """Raise a one-line SettingsError naming the extra to install when Dask is missing."""
+    if importlib.util.find_spec("distributed") is None:
+        raise SettingsError(DASK_INSTALL_HINT)
+
+
 def _check_estimator(settings: Settings) -> Settings:
     """Refuse an unknown estimator, parameter, time zone or cron line at start, not at 2 a.m."""
-    from scoring.lifecycle.estimators import check_estimator
-
     try:
         check_estimator(settings.model.estimator, settings.model.params)
     except ValueError as exc:
@@ -318,6 +334,7 @@ def _check_estimator(settings: Settings) -> Settings:
             f"[training] timezone = {settings.training.timezone!r}: expected an IANA time zone"
             " name such as 'UTC' or 'Europe/Paris'"
         ) from None
+    # Deferred: only loading settings needs the cron parser, not every import of this module.
     from apscheduler.triggers.cron import CronTrigger
 
     try:

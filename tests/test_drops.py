@@ -11,8 +11,9 @@ import pytest
 
 from ingest.ledger import Ledger
 from scoring.bulk.drops import on_arrival, sweep
+from scoring.ingest_options import ingest_config
 from scoring.lifecycle.champion import ChampionHolder
-from scoring.service.runtime import ingest_config, open_intake
+from scoring.service.runtime import open_intake
 
 from .conftest import make_settings, register_trained, wait_for
 

@@ -15,6 +15,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 from prometheus_client import CollectorRegistry, generate_latest
 
+from ingest.sqlite import connect
 from schedules.scheduler import (
     RETRAIN,
     RETRAIN_GRACE_SECONDS,
@@ -96,6 +97,25 @@ def take_sample(settings: Settings) -> None:
 
 
 # -- registration -------------------------------------------------------------------------
+
+
+def test_the_job_store_opens_state_db_like_every_other_store(write_settings):
+    """The scheduler's SQLAlchemy connections carry the same PRAGMAs as ingest.sqlite.connect."""
+    settings = write_settings()
+    engine = job_store(settings).engine
+    try:
+        with engine.connect() as conn:
+            raw = conn.connection.dbapi_connection
+            names = ("journal_mode", "synchronous", "busy_timeout", "foreign_keys")
+            got = [raw.execute(f"PRAGMA {n}").fetchone()[0] for n in names]
+    finally:
+        engine.dispose()
+    expected = connect(settings.db_path)
+    try:
+        assert got == [expected.execute(f"PRAGMA {n}").fetchone()[0] for n in names]
+    finally:
+        expected.close()
+    assert got[0] == "wal" and got[3] == 1
 
 
 def test_restart_keeps_exactly_the_two_jobs(write_settings, schedules):

@@ -8,6 +8,7 @@ from typing import Any
 
 from flask import Flask
 
+from ingest.ledger import Ledger
 from scoring.api import audit, files, health, metrics, models, predict, runs, score
 from scoring.api.auth import register_auth
 from scoring.api.context import Services
@@ -22,7 +23,7 @@ def create_app(
     settings: Settings,
     *,
     registry: Registry | None = None,
-    ledger: Any = None,
+    ledger: Ledger | None = None,
     champion: ChampionHolder | None = None,
     probes: dict[str, Callable[[], dict[str, Any]]] | None = None,
 ) -> Flask:
@@ -33,10 +34,7 @@ def create_app(
     # An API replica may start before any worker made the data folder; state.db lives there.
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     registry = registry or Registry(settings.models_dir, settings.db_path)
-    if ledger is None:
-        from ingest.ledger import Ledger
-
-        ledger = Ledger(settings.db_path)
+    ledger = ledger or Ledger(settings.db_path)
     champion = champion or ChampionHolder(registry)
     services = Services(
         settings=settings,
@@ -61,7 +59,7 @@ def warm(app: Flask) -> Flask:
     return app
 
 
-def _gauges(champion: ChampionHolder, registry: Registry, ledger: Any) -> dict[str, Any]:
+def _gauges(champion: ChampionHolder, registry: Registry, ledger: Ledger) -> dict[str, Any]:
     model = champion.peek()
     listed = registry.list()
     last = datetime.fromisoformat(listed[-1].created_at).timestamp() if listed else 0

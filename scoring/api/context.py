@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flask import current_app
 
@@ -13,6 +13,9 @@ from scoring.lifecycle.champion import ChampionHolder
 from scoring.lifecycle.registry import Registry
 from scoring.settings import Settings
 
+if TYPE_CHECKING:
+    from ingest.ledger import Ledger
+
 
 @dataclass
 class Services:
@@ -20,7 +23,7 @@ class Services:
     registry: Registry
     champion: ChampionHolder
     monitoring: Monitoring
-    ledger: Any  # ingest.ledger.Ledger
+    ledger: Ledger
     # Liveness of what this process runs besides the API (watcher, scheduler), by name.
     probes: dict[str, Callable[[], dict[str, Any]]] = field(default_factory=dict)
 

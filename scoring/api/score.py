@@ -24,9 +24,10 @@ from ingest.formats import (
     output_spec,
 )
 from scoring.api.context import services
-from scoring.bulk.batch import read_options, score_path
+from scoring.bulk.batch import score_path
 from scoring.bulk.engines import engine_for
 from scoring.errors import BadRequest, UnsupportedMediaType, ValidationFailed
+from scoring.ingest_options import read_options
 
 bp = Blueprint("score", __name__)
 

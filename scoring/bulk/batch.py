@@ -34,7 +34,6 @@ from scoring.bulk.engines import Engine, LocalEngine
 from scoring.errors import ValidationFailed
 from scoring.lifecycle.predictor import LoadedModel
 from scoring.lifecycle.schema import FeatureSchema
-from scoring.settings import Settings
 
 PROVENANCE = (FILE_ID, ROW)
 Progress = Callable[[int], None]
@@ -304,15 +303,4 @@ def estimate_rows(src: Path) -> int | None:
     except (OSError, pa.ArrowException, IngestError):
         return None
     return None
-
-
-def read_options(settings: Settings) -> ReadOptions:
-    """Read with the ingest limits, in the scorer's batch size (which bounds its memory)."""
-    s = settings.ingest
-    return ReadOptions(
-        max_columns=s.max_columns,
-        excel_sheet=s.excel_sheet,
-        csv_encodings=tuple(s.csv_encodings),
-        batch_rows=settings.scoring.batch_rows,
-    )
 

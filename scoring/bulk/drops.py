@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from pathlib import Path
 
 from ingest.errors import IngestError
 from ingest.intake import Intake
 from ingest.ledger import FileRecord, Ledger
 from scoring.bulk.batch import MissingFeatures, output_name, score_lake_file
 from scoring.bulk.engines import engine_for
+from scoring.ingest_options import ingest_config
+from scoring.lifecycle.champion import load_version
 from scoring.lifecycle.predictor import LoadedModel
+from scoring.lifecycle.registry import Registry
 from scoring.settings import Settings
 
 log = logging.getLogger("dropscore.score")
@@ -30,10 +32,6 @@ class MissingFeatureColumns(IngestError):
     code = "missing_features"
 
 
-def outbox(settings: Settings) -> Path:
-    return settings.data_dir / "outbox"
-
-
 def score_drop(
     record: FileRecord, *, settings: Settings, intake: Intake, model: LoadedModel
 ) -> FileRecord | None:
@@ -42,7 +40,7 @@ def score_drop(
     if not ledger.claim_for_scoring(record.id):
         return None
     fmt = settings.scoring.output_format
-    dst = outbox(settings) / output_name(record.original_name, record.id, fmt)
+    dst = settings.layout.outbox / output_name(record.original_name, record.id, fmt)
     try:
         summary = score_lake_file(
             ledger.resolve(record.lake_path),
@@ -119,10 +117,6 @@ def on_arrival(
 
 def standalone_sweep(settings: Settings) -> list[FileRecord]:
     """Run one sweep in a fresh process (the scheduler's job): load what it needs itself."""
-    from scoring.lifecycle.champion import load_version
-    from scoring.lifecycle.registry import Registry
-    from scoring.service.runtime import ingest_config
-
     registry = Registry(settings.models_dir, settings.db_path)
     config = ingest_config(settings)
     intake = Intake(config, Ledger(config.db_path))

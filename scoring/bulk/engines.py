@@ -20,7 +20,7 @@ from collections import deque
 from collections.abc import Callable, Generator, Iterable
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from scoring.settings import Settings, SettingsError
+from scoring.settings import Settings, require_dask
 
 if TYPE_CHECKING:
     from distributed import Client, Future
@@ -29,7 +29,6 @@ R = TypeVar("R")
 BatchFn = Callable[[Any, Any], R]
 Batches = Generator[R, None, None]
 
-INSTALL_HINT = "[scoring] engine = 'dask' needs Dask: pip install 'dropscore[dask]'"
 IN_FLIGHT_PER_THREAD = 2
 
 
@@ -88,14 +87,6 @@ def engine_for(settings: Settings) -> Engine:
     return LocalEngine()
 
 
-def require_dask() -> None:
-    """Raise a one-line SettingsError naming the extra to install when Dask is missing."""
-    try:
-        import distributed  # noqa: F401
-    except ImportError:
-        raise SettingsError(INSTALL_HINT) from None
-
-
 class _Clients:
     """The clients this process opened, by address; one per address, closed at exit."""
 
@@ -138,6 +129,7 @@ def close_clients() -> None:
 
 
 def _connect(address: str) -> Client:
+    # Deferred: Dask is an optional extra, imported only when a client is first needed.
     from distributed import Client
 
     if address:

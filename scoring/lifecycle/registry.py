@@ -23,7 +23,7 @@ from typing import Any
 
 import skops.io as sio
 
-from scoring.db import connect, transaction
+from ingest.sqlite import connect, transaction
 from scoring.errors import ModelFileError, NotFound
 
 MODEL_FILE = "model.skops"
@@ -94,10 +94,10 @@ class Registry:
         # threads would mix their transactions, and one inherited across fork is unsafe.
         self._local = threading.local()
 
-    def _db(self) -> Any:
+    def _db(self) -> sqlite3.Connection:
         local = self._local
         if getattr(local, "pid", None) != os.getpid():
-            local.conn = connect(self.db_path)
+            local.conn = connect(self.db_path, check_same_thread=False)
             local.conn.executescript(_SCHEMA)
             add_column(local.conn, "models", "promoted_by", "TEXT")
             local.pid = os.getpid()
@@ -224,7 +224,7 @@ def load_trusted(path: Path) -> Any:
         raise ModelFileError(f"model file {path.name} could not be loaded: {exc}") from None
 
 
-def _record(row: Any) -> ModelRecord:
+def _record(row: sqlite3.Row) -> ModelRecord:
     return ModelRecord(
         version=int(row["version"]),
         status=row["status"],

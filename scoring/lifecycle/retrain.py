@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
 
-from scoring.lifecycle.dataset import load_training_data
+from scoring.lifecycle.dataset import TrainingData, load_training_data
 from scoring.lifecycle.promotion import Decision, decide
 from scoring.lifecycle.registry import Registry, now
 from scoring.lifecycle.schema import FeatureSchema, TrainingDataError, normalize_name
@@ -50,7 +50,7 @@ def train_and_decide(
     """Train on the whole training lake, register the version, and promote it by the rule."""
     say = progress or (lambda _m: None)
     say("reading the training lake")
-    data = load_training_data(settings.data_dir / "lake" / "train")
+    data = load_training_data(settings.layout.lake("train"))
     if len(data.frame) < settings.training.min_rows:
         raise TrainingRefused(
             f"{len(data.frame)} training rows in the lake; [training] min_rows is"
@@ -110,7 +110,7 @@ def _champion_metrics(
 def _card(
     settings: Settings,
     result: TrainResult,
-    data: Any,
+    data: TrainingData,
     trigger: str,
     champion: int | None,
     champion_metrics: dict[str, float] | None,

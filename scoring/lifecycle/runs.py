@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from ingest.lake import lake_files
-from scoring.db import connect, transaction
+from ingest.layout import DataLayout
+from ingest.sqlite import connect, transaction
 from scoring.errors import DropscoreError, NotFound
 from scoring.lifecycle.registry import Registry, add_column, now
 from scoring.lifecycle.retrain import Outcome, TrainingRefused, train_and_decide
@@ -32,7 +33,6 @@ from scoring.settings import Settings
 
 log = logging.getLogger("dropscore.runs")
 
-LOCK_FILE = "retrain.lock"
 TRIGGERS = ("schedule", "api", "cli", "bootstrap")
 STATES = ("queued", "running", "succeeded", "skipped", "failed")
 # Why a run was skipped, for machines: the reason column says it in words.
@@ -108,7 +108,7 @@ class RunStore:
 
     @contextlib.contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:
-        conn = connect(self.db_path)
+        conn = connect(self.db_path, check_same_thread=False)
         try:
             if not self._schema_ready:  # CREATE IF NOT EXISTS once, not on every call
                 conn.executescript(_SCHEMA)
@@ -213,21 +213,21 @@ def _record(row: sqlite3.Row) -> RunRecord:
 # -- the lock -------------------------------------------------------------------------------
 
 
-def _acquire(data_dir: Path, patience: float = 2.0) -> IO[str]:
+def _acquire(layout: DataLayout, patience: float = 2.0) -> IO[str]:
     """Take ``retrain.lock``, or raise RetrainBusy naming the run that holds it.
 
     A run is recorded as finished just before its lock is released; when no run is unfinished,
     the holder is finishing (or just starting), so wait up to ``patience`` seconds for it.
     """
-    data_dir.mkdir(parents=True, exist_ok=True)
-    fh = open(data_dir / LOCK_FILE, "a+")  # noqa: SIM115 - held until the run ends
+    layout.retrain_lock.parent.mkdir(parents=True, exist_ok=True)
+    fh = open(layout.retrain_lock, "a+")  # noqa: SIM115 - held until the run ends
     deadline = time.monotonic() + patience
     while True:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
             return fh
         except BlockingIOError:
-            holder = RunStore(data_dir / "state.db").running()
+            holder = RunStore(layout.db_path).running()
             if holder is None and time.monotonic() < deadline:
                 time.sleep(0.02)
                 continue
@@ -262,7 +262,7 @@ def begin_retrain(
     settings: Settings, trigger: str, *, force: bool = False, requested_by: str | None = None
 ) -> PendingRun:
     """Take the lock and queue a run; raise RetrainBusy while another retrain runs."""
-    lock = _acquire(settings.data_dir)
+    lock = _acquire(settings.layout)
     try:
         store = RunStore(settings.db_path)
         abandoned = store.abandon_unfinished()  # we hold the lock: those runs died with a process
@@ -380,7 +380,7 @@ def unchanged_since_champion(settings: Settings, registry: Registry) -> str | No
     known = (card.get("training_data") or {}).get("lake_files")
     if known is None:
         return None
-    current = [p.name for p in lake_files(settings.data_dir / "lake" / "train")]
+    current = [p.name for p in lake_files(settings.layout.lake("train"))]
     if sorted(known) != sorted(current) or _model_key(card) != _settings_key(settings):
         return None
     return (

@@ -233,9 +233,10 @@ def score(ctx: Context, src: Path, dst: Path | None, fmt: str | None) -> None:
     """Bulk-score one file with the champion, in bounded memory, with a progress bar."""
     from ingest.errors import IngestError
     from ingest.formats import detect_format, output_spec
-    from scoring.bulk.batch import default_format, estimate_rows, read_options, score_path
+    from scoring.bulk.batch import default_format, estimate_rows, score_path
     from scoring.bulk.engines import engine_for
     from scoring.errors import DropscoreError
+    from scoring.ingest_options import read_options
     from scoring.lifecycle.champion import load_version
 
     settings = ctx.settings

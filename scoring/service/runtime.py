@@ -8,17 +8,21 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import signal
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
-from ingest.config import IngestConfig, ReadOptions
+from ingest.config import IngestConfig
 from ingest.intake import Intake
 from ingest.ledger import Ledger
-from scoring.bulk.batch import read_options
+from ingest.watcher import Watcher
+from schedules.scheduler import Schedule
 from scoring.bulk.drops import on_arrival, sweep
+from scoring.ingest_options import ingest_config
 from scoring.lifecycle.champion import ChampionHolder
 from scoring.lifecycle.registry import Registry
 from scoring.lifecycle.runs import RetrainBusy, run_retrain
@@ -26,27 +30,13 @@ from scoring.settings import Settings
 
 log = logging.getLogger("dropscore")
 
-LOCK_FILE = "worker.lock"
-
 
 class AlreadyRunning(Exception):
     """Another process already runs the watcher and scheduler on this data folder."""
 
 
-def ingest_config(settings: Settings) -> IngestConfig:
-    """Translate ``[ingest]`` into the plain options the ingest package takes."""
-    s = settings.ingest
-    return IngestConfig(
-        data_dir=settings.data_dir,
-        stable_seconds=s.stable_seconds,
-        rescan_seconds=s.rescan_seconds,
-        poll=s.poll,
-        max_file_mb=s.max_file_mb,
-        read=replace(read_options(settings), batch_rows=ReadOptions().batch_rows),
-    )
-
-
 def open_intake(settings: Settings) -> tuple[IngestConfig, Ledger, Intake]:
+    """Make the data folders and open the ledger and intake over them."""
     config = ingest_config(settings)
     config.make_dirs()
     ledger = Ledger(config.db_path)
@@ -83,10 +73,10 @@ def bootstrap(settings: Settings, registry: Registry, intake: Intake) -> None:
 
 
 @contextmanager
-def worker_lock(data_dir: Path) -> Iterator[IO[str]]:
+def worker_lock(path: Path) -> Iterator[IO[str]]:
     """Hold an OS lock so one process per data folder runs the watcher and the scheduler."""
+    data_dir = path.parent
     data_dir.mkdir(parents=True, exist_ok=True)
-    path = data_dir / LOCK_FILE
     fh = open(path, "a+")  # noqa: SIM115 - held for the life of the process
     try:
         fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -116,8 +106,8 @@ class Background:
     ledger: Ledger
     registry: Registry
     champion: ChampionHolder
-    watcher: Any
-    schedule: Any
+    watcher: Watcher
+    schedule: Schedule
 
 
 @contextmanager
@@ -126,10 +116,7 @@ def background(settings: Settings) -> Iterator[Background]:
 
     On exit the scheduler stops first (waiting for a running job), then the watcher.
     """
-    from ingest.watcher import Watcher
-    from schedules.scheduler import Schedule
-
-    with worker_lock(settings.data_dir):
+    with worker_lock(settings.layout.worker_lock):
         config, ledger, intake = open_intake(settings)
         registry = Registry(settings.models_dir, settings.db_path)
         registry.clean_incoming()
@@ -151,6 +138,7 @@ def background(settings: Settings) -> Iterator[Background]:
 
 def run_serve(settings: Settings) -> None:
     """API + watcher + scheduler in one process: the embedded default."""
+    # Deferred: Flask and the WSGI server load only in `serve`, never in `dropscore worker`.
     from scoring.api.app import create_app, warm
     from scoring.service.server import serve_threaded
 
@@ -169,9 +157,6 @@ def run_serve(settings: Settings) -> None:
 
 def run_worker(settings: Settings) -> None:
     """Watcher + scheduler without the API, for deployments with separate API replicas."""
-    import signal
-    import threading
-
     stop = threading.Event()
     with background(settings):
         for sig in (signal.SIGTERM, signal.SIGINT):

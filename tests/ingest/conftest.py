@@ -9,6 +9,7 @@ import pytest
 
 from ingest.config import IngestConfig
 from ingest.intake import Intake
+from ingest.layout import DataLayout
 from ingest.ledger import Ledger
 from tests._wait import wait_for as _wait_for
 
@@ -25,7 +26,7 @@ def wait_for() -> WaitFor:
 def config(tmp_path: Path) -> IngestConfig:
     """Build a small-timing config over a fresh data folder."""
     cfg = IngestConfig(
-        data_dir=tmp_path / "data",
+        DataLayout(tmp_path / "data"),
         stable_seconds=0.3,
         rescan_seconds=1.0,
         max_file_mb=1.0,

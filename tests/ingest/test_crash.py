@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from ingest.config import IngestConfig
+from ingest.layout import DataLayout
 from ingest.ledger import DUPLICATE, NORMALIZED, Ledger
 
 pytestmark = pytest.mark.slow
@@ -82,7 +83,7 @@ class Runner:
 
 
 def test_kill_9_at_many_moments_loses_nothing_and_doubles_nothing(tmp_path: Path, wait_for) -> None:
-    config = IngestConfig(data_dir=tmp_path / "data")
+    config = IngestConfig(DataLayout(tmp_path / "data"))
     config.make_dirs()
     ledger = Ledger(config.db_path)
     staged = _stage(tmp_path / "staging", count=48, duplicates=6)

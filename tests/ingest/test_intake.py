@@ -285,14 +285,14 @@ def test_bootstrap_skips_a_lake_that_already_has_data(
 _CRASHER = """
 import os, shutil, sys
 from pathlib import Path
-from ingest.config import IngestConfig
+from ingest.config import DataLayout, IngestConfig
 from ingest.intake import Intake
 from ingest.ledger import Ledger
 import ingest.lake
 
 data_dir, step, kind, mode = Path(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
 paths = [Path(p) for p in sys.argv[5:]]
-config = IngestConfig(data_dir=data_dir, max_attempts=3)
+config = IngestConfig(DataLayout(data_dir), max_attempts=3)
 
 def die(*args, **kwargs):
     os._exit(9)  # like kill -9: no cleanup, no finally blocks

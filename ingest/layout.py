@@ -1,0 +1,107 @@
+"""The data folder, described once: every path below ``[paths] data_dir``, per model.
+
+The model ``default`` keeps the layout the product has always had, directly under the data
+folder. Any other model gets the same folders under ``<data_dir>/<name>/``. The SQLite
+``state.db`` and the ``worker.lock`` stay shared at the data folder's top, because one ledger,
+one registry index and one worker serve every model.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+KINDS = ("train", "score")
+DEFAULT_MODEL = "default"
+DB_FILE = "state.db"
+WORKER_LOCK_FILE = "worker.lock"
+RETRAIN_LOCK_FILE = "retrain.lock"
+# A model name becomes a folder name: keep it to one plain path segment.
+MODEL_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class DataLayout:
+    """Where each part of one model's data lives under the data folder."""
+
+    root: Path
+    model: str = DEFAULT_MODEL
+
+    def __post_init__(self) -> None:
+        if not MODEL_NAME.match(self.model):
+            raise ValueError(
+                f"model name {self.model!r}: expected lower-case letters, digits, '_' or '-'"
+                " (at most 64, starting with a letter or digit)"
+            )
+        object.__setattr__(self, "root", Path(self.root))
+
+    @property
+    def base(self) -> Path:
+        """The folder holding this model's inboxes, lake, outbox and registry."""
+        return self.root if self.model == DEFAULT_MODEL else self.root / self.model
+
+    @property
+    def db_path(self) -> Path:
+        """The SQLite file every model shares: ledger, model index, runs, job store."""
+        return self.root / DB_FILE
+
+    @property
+    def worker_lock(self) -> Path:
+        """The lock that keeps one watcher and scheduler per data folder."""
+        return self.root / WORKER_LOCK_FILE
+
+    @property
+    def retrain_lock(self) -> Path:
+        """The lock that keeps one retrain at a time per model."""
+        return self.base / RETRAIN_LOCK_FILE
+
+    def inbox(self, kind: str) -> Path:
+        """The folder producers drop files of this kind into."""
+        return self.base / "inbox" / _kind(kind)
+
+    def lake(self, kind: str) -> Path:
+        """The folder of normalized Parquet files of this kind."""
+        return self.base / "lake" / _kind(kind)
+
+    @property
+    def processing(self) -> Path:
+        """A drop claimed for ingest waits here, out of the inbox, until it is done."""
+        return self.base / "processing"
+
+    @property
+    def archive(self) -> Path:
+        """Every original after it was ingested, kept untouched."""
+        return self.base / "archive"
+
+    @property
+    def quarantine(self) -> Path:
+        """Every rejected original, with the reason beside it."""
+        return self.base / "quarantine"
+
+    @property
+    def outbox(self) -> Path:
+        """Scored results, one file per score drop."""
+        return self.base / "outbox"
+
+    @property
+    def models(self) -> Path:
+        """The registry: one folder per model version."""
+        return self.base / "models"
+
+    def folders(self) -> list[Path]:
+        """Every folder of the layout, in the order make_dirs creates them."""
+        per_kind = [f(kind) for kind in KINDS for f in (self.inbox, self.lake)]
+        return [*per_kind, self.processing, self.archive, self.quarantine, self.outbox, self.models]
+
+    def make_dirs(self) -> None:
+        """Create every folder of the layout; safe to call on every start."""
+        for folder in self.folders():
+            folder.mkdir(parents=True, exist_ok=True)
+
+
+def _kind(kind: str) -> str:
+    """Refuse a kind that is not one of KINDS, so it can never become a stray path."""
+    if kind not in KINDS:
+        raise ValueError(f"kind {kind!r}: expected one of {', '.join(KINDS)}")
+    return kind
