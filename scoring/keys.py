@@ -23,8 +23,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from scoring.audit import now
 from ingest.sqlite import connect, transaction
+from scoring.audit import now
 from scoring.errors import Conflict, NotFound, ValidationFailed
 
 log = logging.getLogger("dropscore.keys")

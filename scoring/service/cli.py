@@ -12,6 +12,7 @@ import click
 from ingest.formats import OUTPUT_FORMATS
 from ingest.ledger import STATES as LEDGER_STATES
 from scoring.service import keys_cli
+from scoring.service.tables import text_table
 from scoring.settings import Settings, SettingsError, load_settings
 
 DEFAULT_SETTINGS = "settings.toml"
@@ -186,7 +187,7 @@ def runs_cmd(ctx: Context, run_id: int | None, limit: int) -> None:
              "" if r.rows is None else str(r.rows), "" if r.version is None else str(r.version),
              {True: "yes", False: "no", None: ""}[r.promoted], (r.error or r.reason or "")[:80]]
         )
-    click.echo(_table(rows))
+    click.echo(text_table(rows))
 
 
 def _seconds(run: Any) -> str:
@@ -208,18 +209,11 @@ def _metrics_table(outcome: Any) -> str:
         if outcome.champion_metrics is not None:
             row.append(_fmt(outcome.champion_metrics.get(name)))
         rows.append(row)
-    return _table(rows)
+    return text_table(rows)
 
 
 def _fmt(value: Any) -> str:
     return "n/a" if value is None else f"{value:.4f}" if isinstance(value, float) else str(value)
-
-
-def _table(rows: list[list[str]]) -> str:
-    widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(line.rstrip() for line in lines)
 
 
 @main.command()
@@ -292,7 +286,7 @@ def models(click_ctx: click.Context) -> None:
         if len(rows) == 1:
             click.echo("no models yet: run `dropscore train` or drop a labelled file")
             return
-        click.echo(_table(rows))
+        click.echo(text_table(rows))
 
 
 @models.command("show")
@@ -375,7 +369,7 @@ def files_cmd(ctx: Context, status: str | None, limit: int) -> None:
             [str(r.id), r.state, r.kind, str(r.rows or ""), (r.received_at or "")[:19],
              r.original_name, error[:80]]
         )
-    click.echo(_table(rows))
+    click.echo(text_table(rows))
 
 
 for _command in keys_cli.COMMANDS:  # keys add|list|revoke, audit

@@ -12,6 +12,8 @@ from typing import Any
 
 import click
 
+from scoring.service.tables import text_table
+
 ROLE_CHOICE = click.Choice(["predict", "operate", "admin"])
 
 
@@ -76,7 +78,7 @@ def keys_list(include_revoked: bool) -> None:
     if len(rows) == 1:
         click.echo("no keys: the API is open to anyone who can reach it")
         return
-    click.echo(_table(rows))
+    click.echo(text_table(rows))
 
 
 @keys.command("revoke")
@@ -124,13 +126,7 @@ def audit(key_name: str | None, limit: int, as_json: bool) -> None:
                 "" if e.run_id is None else str(e.run_id),
             ]
         )
-    click.echo(_table(rows))
-
-
-def _table(rows: list[list[str]]) -> str:
-    from scoring.service.cli import _table  # the one table layout; imported late: cli imports us
-
-    return _table(rows)
+    click.echo(text_table(rows))
 
 
 COMMANDS = (keys, audit)
