@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+from collections.abc import Callable
 
 from flask import Flask, request
 
@@ -11,8 +12,12 @@ from scoring.errors import Unauthorized
 OPEN_ENDPOINTS = frozenset({"health.health", "health.ready"})
 
 
-def register_auth(app: Flask, keys: list[str]) -> None:
-    """Require ``Authorization: Bearer <key>`` when keys are configured."""
+def register_auth(app: Flask, keys: list[str], admit: Callable[[], bool] | None = None) -> None:
+    """Require ``Authorization: Bearer <key>`` when keys are configured.
+
+    ``admit`` lets a request in by another proof (the dashboard's signed session and its CSRF
+    token); it is asked only when the request carries no Authorization header.
+    """
     if not keys:
         return
     encoded = [k.encode() for k in keys]
@@ -22,6 +27,8 @@ def register_auth(app: Flask, keys: list[str]) -> None:
         if request.endpoint in OPEN_ENDPOINTS:
             return
         header = request.headers.get("Authorization", "")
+        if not header and admit is not None and admit():
+            return
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token:
             raise Unauthorized("send 'Authorization: Bearer <key>'")

@@ -1,0 +1,150 @@
+"""The dashboard's routes: thin views over ``pages.data`` and the API's own actions."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from flask import (
+    Blueprint,
+    Response,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+
+from ingest.ledger import STATES
+from scoring.api.context import services
+from scoring.api.files import requeue
+from scoring.api.pages import data, session
+from scoring.api.params import int_arg
+from scoring.errors import BadRequest, Conflict, ValidationFailed
+from scoring.lifecycle.runs import RetrainBusy, begin_retrain, execute
+
+bp = Blueprint(
+    "pages",
+    __name__,
+    template_folder="templates",
+    static_folder="static",
+    static_url_path="/ui/static",
+)
+
+OPEN_PAGES = frozenset({"pages.login", "pages.static"})
+
+
+@bp.before_request
+def _guard() -> Response | None:
+    """Send people without a session to the login form; refuse a POST without its CSRF token."""
+    keys = services().settings.server.api_keys
+    if request.endpoint not in OPEN_PAGES and not session.signed_in(keys, _secret()):
+        return redirect(url_for("pages.login", next=request.full_path.rstrip("?")))
+    if not session.csrf_ok(request):
+        raise BadRequest("the form is stale or was not sent from a dropscore page; reload it")
+    return None
+
+
+@bp.context_processor
+def _common() -> dict[str, Any]:
+    return {
+        "csrf_token": session.csrf_token,
+        "keys_set": bool(services().settings.server.api_keys),
+    }
+
+
+@bp.get("/")
+def overview() -> str:
+    return render_template("overview.html", page="overview", **data.overview(services()))
+
+
+@bp.get("/ui/models")
+def models() -> str:
+    selected = int_arg("v", 0, 0, 10**9) or None
+    return render_template("models.html", page="models", **data.models(services(), selected))
+
+
+@bp.post("/ui/models/<int:version>/promote")
+def promote(version: int) -> Response:
+    """Promote (or roll back to) a version: the same registry call as the API's promote."""
+    services().registry.promote(version, "promoted from the dashboard")
+    flash(f"version {version} is now the champion")
+    return redirect(url_for("pages.models", v=version))
+
+
+@bp.get("/ui/runs")
+def runs() -> str:
+    offset = int_arg("offset", 0, 0, 10**9)
+    return render_template("runs.html", page="runs", **data.runs(services(), offset))
+
+
+@bp.post("/ui/runs/retrain")
+def retrain() -> Response:
+    """Start a retrain as ``POST /train`` does; the runs page follows it."""
+    s = services()
+    try:
+        pending = begin_retrain(s.settings, "api", force=True)
+    except RetrainBusy as exc:
+        raise Conflict(str(exc)) from None
+    threading.Thread(
+        target=execute, args=(pending, s.registry), name=f"retrain-{pending.run_id}"
+    ).start()
+    flash(f"retrain run {pending.run_id} started")
+    return redirect(url_for("pages.runs"))
+
+
+@bp.get("/ui/files")
+def files() -> str:
+    state = request.args.get("state") or None
+    kind = request.args.get("kind") or None
+    if state and state not in STATES:
+        raise ValidationFailed(f"state {state!r} is not a ledger state", [{"field": "state"}])
+    if kind and kind not in data.KINDS:
+        raise ValidationFailed(f"kind {kind!r} is not train or score", [{"field": "kind"}])
+    offset = int_arg("offset", 0, 0, 10**9)
+    return render_template(
+        "files.html", page="files", **data.files(services(), state, kind, offset)
+    )
+
+
+@bp.post("/ui/files/<int:file_id>/retry")
+def retry(file_id: int) -> Response:
+    """Re-queue a quarantined drop: the same function as ``POST /files/<id>/retry``."""
+    name = requeue(services().ledger, file_id)
+    flash(f"file {file_id} was put back in the inbox as {name}")
+    return redirect(request.referrer or url_for("pages.files"))
+
+
+@bp.get("/ui/score")
+def score() -> str:
+    return render_template("score.html", page="score")
+
+
+@bp.route("/ui/login", methods=["GET", "POST"])
+def login() -> Response | tuple[str, int] | str:
+    """Ask for an API key once; a valid key starts a signed session."""
+    keys = services().settings.server.api_keys
+    target = _safe_next(request.values.get("next", "/"))
+    if request.method == "GET":
+        return render_template("login.html", page="login", next=target)
+    if session.log_in(keys, _secret(), request.form.get("key", "")):
+        return redirect(target)
+    return render_template("login.html", page="login", next=target, failed=True), 401
+
+
+@bp.post("/ui/logout")
+def logout() -> Response:
+    session.log_out()
+    return redirect(url_for("pages.login"))
+
+
+def _secret() -> str:
+    return str(current_app.secret_key)
+
+
+def _safe_next(target: str) -> str:
+    """Follow ``next`` only to a path on this site, never to another host."""
+    if target.startswith("/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return "/"
