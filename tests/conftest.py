@@ -113,3 +113,10 @@ def wait_for(predicate: Callable[[], Any], timeout: float, interval: float = 0.0
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout}s")
         time.sleep(interval)
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """Say where the dashboard's browser tests left their screenshots."""
+    shots = ROOT / "build" / "screenshots"
+    if shots.is_dir() and any(shots.glob("*.png")):
+        terminalreporter.write_line(f"dashboard screenshots: {shots}")

@@ -104,15 +104,16 @@ def holdout_sample(
             out["probabilities"] = [
                 [round(float(p), 6) for p in r] for r in pipeline.predict_proba(X)
             ]
-    out["weights"] = _weights(pipeline)
+    out["weights"] = _weights(pipeline, schema)
     return out
 
 
-def _weights(pipeline: Pipeline) -> dict[str, Any] | None:
+def _weights(pipeline: Pipeline, schema: FeatureSchema) -> dict[str, Any] | None:
     """Return the estimator's coefficients or importances by transformed feature, if it has any."""
     estimator = pipeline[-1]
-    try:
-        names = [str(n) for n in pipeline[:-1].get_feature_names_out()]
+    try:  # the pipeline was fitted on arrays: name its columns after the schema's features
+        out_names = pipeline[:-1].get_feature_names_out(list(schema.names))
+        names = [str(n).split("__", 1)[-1] for n in out_names]
     except Exception:  # a transformer without names: weights without labels are useless
         return None
     if hasattr(estimator, "coef_"):

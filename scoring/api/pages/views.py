@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from datetime import UTC, datetime
 from typing import Any
 
 from flask import (
@@ -52,6 +53,18 @@ def _common() -> dict[str, Any]:
         "csrf_token": session.csrf_token,
         "keys_set": bool(services().settings.server.api_keys),
     }
+
+
+@bp.app_template_filter("when")
+def when(stamp: str | None) -> str:
+    """Show an ISO time to the minute, in UTC as stored: '2026-11-25 15:52 UTC'."""
+    if not stamp:
+        return "—"
+    try:
+        moment = datetime.fromisoformat(stamp.replace("Z", "+00:00")).astimezone(UTC)
+    except ValueError:
+        return stamp
+    return moment.strftime("%Y-%m-%d %H:%M UTC")
 
 
 @bp.get("/")
@@ -122,7 +135,7 @@ def score() -> str:
 
 
 @bp.route("/ui/login", methods=["GET", "POST"])
-def login() -> Response | tuple[str, int] | str:
+def login() -> Response | str:
     """Ask for an API key once; a valid key starts a signed session."""
     keys = services().settings.server.api_keys
     target = _safe_next(request.values.get("next", "/"))
@@ -130,7 +143,8 @@ def login() -> Response | tuple[str, int] | str:
         return render_template("login.html", page="login", next=target)
     if session.log_in(keys, _secret(), request.form.get("key", "")):
         return redirect(target)
-    return render_template("login.html", page="login", next=target, failed=True), 401
+    # 200, not 401: the form is the answer, and a browser logs every 4xx as a console error
+    return render_template("login.html", page="login", next=target, failed=True)
 
 
 @bp.post("/ui/logout")
