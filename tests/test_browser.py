@@ -160,6 +160,19 @@ def test_an_operator_runs_the_service_from_the_browser(serve, page, tmp_path):  
     shot(page, "files")
     page.locator("tr", has_text="broken.csv").get_by_role("button", name="Retry").first.click()
     assert "put back in the inbox" in page.get_by_role("status").first.inner_text()
+
+    # A score drop is scored on arrival, and its output downloads from the ledger
+    pd.read_csv(SAMPLE).drop(columns=["target"]).head(30).to_csv(
+        data / "inbox" / "score" / "nightly.csv", index=False
+    )
+    until(page, base + "/ui/files?state=scored", lambda t: "nightly.csv" in t.content())
+    with page.expect_download() as download:
+        page.get_by_role("link", name="download scored output of file").first.click()
+    saved = Path(download.value.path())
+    name = download.value.suggested_filename
+    output = pd.read_parquet(saved) if name.endswith(".parquet") else pd.read_csv(saved)
+    assert len(output) == 30 and "prediction" in output.columns
+
     page.set_viewport_size({"width": 390, "height": 844})
     page.goto(base + "/")
     shot(page, "overview-phone")

@@ -318,6 +318,9 @@ def test_retry_button_requeues_with_csrf(tmp_path):
     assert len([p for p in bad.parent.iterdir() if p.name.startswith("retry")]) == 1
     again = intake.take(next(bad.parent.glob("retry*")), "score")
     assert again.state == "quarantined"  # same bad content: the same reason, not "duplicate"
+    token = _csrf(client.get("/ui/files").data)
+    twice = client.post("/ui/files/999/retry", data={"csrf_token": token}, follow_redirects=True)
+    assert "not retried: file 999 is not in the ledger" in twice.get_data(as_text=True)
 
 
 def test_downloads_stream_stored_files_only(tmp_path, diabetes):

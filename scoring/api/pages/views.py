@@ -22,7 +22,7 @@ from scoring.api.context import services
 from scoring.api.files import requeue
 from scoring.api.pages import data, session
 from scoring.api.params import int_arg
-from scoring.errors import BadRequest, Conflict, ValidationFailed
+from scoring.errors import BadRequest, Conflict, NotFound, ValidationFailed
 from scoring.lifecycle.runs import RetrainBusy, begin_retrain, execute
 
 bp = Blueprint(
@@ -99,7 +99,8 @@ def retrain() -> Response:
     try:
         pending = begin_retrain(s.settings, "api", force=True)
     except RetrainBusy as exc:
-        raise Conflict(str(exc)) from None
+        flash(f"not started: {exc}")
+        return redirect(url_for("pages.runs"))
     threading.Thread(
         target=execute, args=(pending, s.registry), name=f"retrain-{pending.run_id}"
     ).start()
@@ -124,8 +125,12 @@ def files() -> str:
 @bp.post("/ui/files/<int:file_id>/retry")
 def retry(file_id: int) -> Response:
     """Re-queue a quarantined drop: the same function as ``POST /files/<id>/retry``."""
-    name = requeue(services().ledger, file_id)
-    flash(f"file {file_id} was put back in the inbox as {name}")
+    try:
+        name = requeue(services().ledger, file_id)
+    except (Conflict, NotFound) as exc:  # said on the page the person is looking at
+        flash(f"not retried: {exc.message}")
+    else:
+        flash(f"file {file_id} was put back in the inbox as {name}")
     return redirect(request.referrer or url_for("pages.files"))
 
 
