@@ -28,14 +28,15 @@ def overview(s: Services) -> dict[str, Any]:
     scheduler = body.get("scheduler") or {}
     jobs = scheduler.get("jobs") or []
     retrain = next((j for j in jobs if "retrain" in str(j.get("id"))), None)
+    counters = traffic(s.monitoring.render())
     return {
         "champion": champion(s),
         "health": body,
         "watcher": body.get("watcher"),
         "scheduler": scheduler or None,
         "next_retrain": retrain.get("next_run_time") if retrain else None,
-        "traffic": traffic(s.monitoring.render()),
-        "files": s.ledger.counts_by_state(),
+        "traffic": counters,
+        "files": counters["files"],
     }
 
 

@@ -10,12 +10,14 @@ from prometheus_client.parser import text_string_to_metric_families
 
 REQUESTS = "dropscore_requests"
 LATENCY = "dropscore_request_seconds"
+FILES = "dropscore_files"
 
 
 def traffic(exposition: bytes) -> dict[str, Any]:
-    """Sum requests and errors, and estimate p50/p99 latency from the histogram's buckets."""
+    """Sum requests and errors, estimate p50/p99 latency, and read the files-by-state gauge."""
     requests = errors = 0.0
     buckets: dict[float, float] = defaultdict(float)
+    files: dict[str, int] = {}
     for family in text_string_to_metric_families(exposition.decode("utf-8")):
         for sample in family.samples:
             if sample.name == f"{REQUESTS}_total":
@@ -24,12 +26,15 @@ def traffic(exposition: bytes) -> dict[str, Any]:
                     errors += sample.value
             elif sample.name == f"{LATENCY}_bucket":
                 buckets[float(sample.labels["le"])] += sample.value
+            elif sample.name == FILES:
+                files[sample.labels["state"]] = int(sample.value)
     ordered = sorted(buckets.items())
     return {
         "requests": int(requests),
         "errors": int(errors),
         "p50_ms": _ms(quantile(ordered, 0.50)),
         "p99_ms": _ms(quantile(ordered, 0.99)),
+        "files": files,
     }
 
 
