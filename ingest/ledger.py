@@ -68,6 +68,7 @@ CREATE TABLE IF NOT EXISTS files (
 );
 CREATE INDEX IF NOT EXISTS files_kind_sha ON files (kind, sha256);
 CREATE INDEX IF NOT EXISTS files_state ON files (state, kind);
+CREATE INDEX IF NOT EXISTS files_finished ON files (finished_at);
 """
 
 

@@ -100,3 +100,10 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """Say where the dashboard's browser tests left their screenshots."""
+    shots = ROOT / "build" / "screenshots"
+    if shots.is_dir() and any(shots.glob("*.png")):
+        terminalreporter.write_line(f"dashboard screenshots: {shots}")

@@ -14,6 +14,7 @@ from scoring.api.auth import register_auth
 from scoring.api.context import Services
 from scoring.api.errors import register_error_handlers
 from scoring.api.monitoring import Monitoring
+from scoring.api.pages import register_pages
 from scoring.lifecycle.champion import ChampionHolder
 from scoring.lifecycle.registry import Registry
 from scoring.settings import Settings
@@ -46,7 +47,8 @@ def create_app(
     )
     app.extensions["dropscore"] = services
     metrics.register_instrumentation(app)
-    register_auth(app, settings)
+    sessions = register_pages(app, settings)
+    services.keyring = register_auth(app, settings, sessions)
     register_error_handlers(app)
     for module in (health, predict, score, models, files, runs, metrics, audit):
         app.register_blueprint(module.bp)

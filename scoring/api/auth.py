@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+from typing import Protocol
 
 from flask import Flask, Response, g, request
 
@@ -18,10 +19,24 @@ from scoring.errors import Forbidden, Unauthorized
 from scoring.keys import Identity, KeyRing, KeyStore, role_allows
 from scoring.settings import Settings
 
+
+class SessionAuth(Protocol):
+    """A second proof besides the bearer key: the dashboard's signed session (and CSRF token)."""
+
+    blueprint: str  # requests of this blueprint without a session are sent to log in
+
+    def identify(self, ring: KeyRing) -> Identity | None:
+        """Return the key behind this request's session, or None."""
+
+    def login_redirect(self) -> Response:
+        """Answer a page request that has no session."""
+
 log = logging.getLogger("dropscore.audit")
 
 # Endpoints anyone may call, key or not: the probes a load balancer or orchestrator polls.
-OPEN_ENDPOINTS = frozenset({"health.health", "health.ready"})
+OPEN_ENDPOINTS = frozenset(
+    {"health.health", "health.ready", "pages.login", "pages.logout", "pages.static"}
+)
 
 # The one table of who may call what (blueprint.view → the lowest role allowed). An endpoint
 # missing here needs ``admin``; tests/test_roles.py fails for any registered endpoint that is
@@ -34,13 +49,25 @@ ENDPOINT_ROLES: dict[str, str] = {
     "models.show_model": "predict",
     "files.list_files": "predict",
     "files.show_file": "predict",
+    "files.download_original": "predict",
+    "files.download_output": "predict",
     "runs.list_runs": "predict",
     "runs.show_run": "predict",
     "metrics.metrics": "predict",
     "static": "predict",  # Flask's own /static/<file> route: assets are reads
     "runs.start_training": "operate",
     "models.promote_model": "operate",
+    "files.retry_file": "operate",
     "audit.list_audit": "admin",
+    # the dashboard: pages read; its buttons act with the same roles as the API they mirror
+    "pages.overview": "predict",
+    "pages.models": "predict",
+    "pages.runs": "predict",
+    "pages.files": "predict",
+    "pages.score": "predict",
+    "pages.promote": "operate",
+    "pages.retrain": "operate",
+    "pages.retry": "operate",
 }
 DEFAULT_ROLE = "admin"
 # A path that matches no endpoint (404, 405) needs a valid key of any role before it is told so.
@@ -84,19 +111,29 @@ def current_key_name() -> str | None:
     return identity.name if identity else None
 
 
-def register_auth(app: Flask, settings: Settings) -> KeyRing:
-    """Check every request's key and role, and audit the state-changing ones."""
+def register_auth(app: Flask, settings: Settings, sessions: SessionAuth | None = None) -> KeyRing:
+    """Check every request's key and role, and audit the state-changing ones.
+
+    ``sessions`` identifies a request by the dashboard's session instead of a bearer key; it is
+    asked only when the request carries no Authorization header, and the role check is the same.
+    """
     ring = KeyRing(KeyStore(settings.db_path), settings.server.api_keys)
     trail = AuditLog(settings.db_path)
 
     @app.before_request
-    def _authenticate() -> None:
+    def _authenticate() -> Response | None:
         if request.endpoint in OPEN_ENDPOINTS:
-            return
+            return None
         need = required_role(request.endpoint)
         if ring.enabled():
-            g.identity = _authorize(ring, need)
+            identity = None
+            if sessions is not None and "Authorization" not in request.headers:
+                identity = sessions.identify(ring)
+                if identity is None and request.blueprint == sessions.blueprint:
+                    return sessions.login_redirect()
+            g.identity = _authorize(ring, need, identity)
         g.audited = is_audited(request.method, need)  # only requests that passed get here
+        return None
 
     @app.after_request
     def _audit(response: Response) -> Response:
@@ -107,10 +144,12 @@ def register_auth(app: Flask, settings: Settings) -> KeyRing:
     return ring
 
 
-def _authorize(ring: KeyRing, need: str) -> Identity:
+def _authorize(ring: KeyRing, need: str, identity: Identity | None = None) -> Identity:
     """Return the sender's identity, or raise 401 (no or unknown key) or 403 (role too low)."""
-    token = bearer_token()
-    identity = ring.identify(token) if token else None
+    token = None
+    if identity is None:
+        token = bearer_token()
+        identity = ring.identify(token) if token else None
     if identity is None:
         _refused(401, None)
         raise Unauthorized(

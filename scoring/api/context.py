@@ -15,6 +15,7 @@ from scoring.settings import Settings
 
 if TYPE_CHECKING:
     from ingest.ledger import Ledger
+    from scoring.keys import KeyRing
 
 
 @dataclass
@@ -26,6 +27,8 @@ class Services:
     ledger: Ledger
     # Liveness of what this process runs besides the API (watcher, scheduler), by name.
     probes: dict[str, Callable[[], dict[str, Any]]] = field(default_factory=dict)
+    # The keys this process accepts (set by create_app once auth is registered).
+    keyring: KeyRing | None = None
 
 
 def services() -> Services:

@@ -28,6 +28,7 @@ from scoring.errors import ModelFileError, NotFound
 
 MODEL_FILE = "model.skops"
 CARD_FILE = "card.json"
+HOLDOUT_FILE = "holdout.json"  # a bounded hold-out sample for the dashboard's plots
 STATUSES = ("champion", "challenger", "archived", "rejected")
 
 # Types skops does not trust by default that our pipelines legitimately hold. Anything else in a
@@ -105,7 +106,14 @@ class Registry:
 
     # -- writing ---------------------------------------------------------------------------
 
-    def register(self, pipeline: Any, card: dict[str, Any], status: str = "challenger") -> int:
+    def register(
+        self,
+        pipeline: Any,
+        card: dict[str, Any],
+        status: str = "challenger",
+        *,
+        holdout: dict[str, Any] | None = None,
+    ) -> int:
         """Write a new version atomically and index it; return its version number."""
         self.models_dir.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=".incoming-", dir=self.models_dir))
@@ -117,6 +125,8 @@ class Registry:
                 version = int(row[0])
                 card = {**card, "version": str(version)}
                 _write_json(tmp / CARD_FILE, card)
+                if holdout is not None:
+                    _write_json(tmp / HOLDOUT_FILE, holdout)
                 _fsync_dir(tmp)
                 final = self.models_dir / str(version)
                 if final.exists():  # left by a crash between rename and commit: never indexed
@@ -195,6 +205,18 @@ class Registry:
         except (OSError, ValueError) as exc:
             raise ModelFileError(f"card of model version {version} is unreadable: {exc}") from None
 
+    def holdout(self, version: int) -> dict[str, Any] | None:
+        """Read a version's hold-out sample; None for versions trained before it was kept."""
+        path = self._folder(version) / HOLDOUT_FILE
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            raise ModelFileError(
+                f"hold-out of model version {version} is unreadable: {exc}"
+            ) from None
+
     def load_pipeline(self, version: int) -> Any:
         """Load a version's pipeline, refusing any type outside TRUSTED_TYPES."""
         return load_trusted(self._folder(version) / MODEL_FILE)
@@ -267,5 +289,3 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-

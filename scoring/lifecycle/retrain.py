@@ -18,7 +18,7 @@ from scoring.lifecycle.dataset import TrainingData, load_training_data
 from scoring.lifecycle.promotion import Decision, decide
 from scoring.lifecycle.registry import Registry, now
 from scoring.lifecycle.schema import FeatureSchema, TrainingDataError, normalize_name
-from scoring.lifecycle.training import TrainResult, evaluate, train
+from scoring.lifecycle.training import TrainResult, evaluate, holdout_sample, train
 from scoring.settings import Settings
 
 log = logging.getLogger("dropscore.train")
@@ -70,7 +70,8 @@ def train_and_decide(
         champion_metrics,
     )
     card = _card(settings, result, data, trigger, champion, champion_metrics, decision)
-    version = registry.register(result.pipeline, card)
+    sample = holdout_sample(result.pipeline, result.schema, result.holdout)
+    version = registry.register(result.pipeline, card, holdout=sample)
     if decision.promote:
         registry.promote(version, decision.reason)
     else:

@@ -81,6 +81,52 @@ def train(
     )
 
 
+HOLDOUT_SAMPLE_ROWS = 2000
+
+
+def holdout_sample(
+    pipeline: Pipeline, schema: FeatureSchema, holdout: Holdout, limit: int = HOLDOUT_SAMPLE_ROWS
+) -> dict[str, Any]:
+    """Keep what the dashboard's plots need: a bounded hold-out sample and the feature weights."""
+    rng = np.random.default_rng(0)
+    n = len(holdout.frame)
+    rows = np.sort(rng.choice(n, size=limit, replace=False)) if n > limit else np.arange(n)
+    X = frame_to_array(holdout.frame.iloc[rows], schema)
+    out: dict[str, Any] = {"task": schema.task, "rows": len(rows), "holdout_rows": n}
+    if schema.task == "regression":
+        out["actual"] = [float(v) for v in holdout.y[rows]]
+        out["predicted"] = [float(v) for v in pipeline.predict(X)]
+    else:
+        out["actual"] = [str(v) for v in holdout.y[rows]]
+        out["predicted"] = [str(v) for v in pipeline.predict(X)]
+        if hasattr(pipeline, "predict_proba"):
+            out["classes"] = [str(c) for c in pipeline.classes_]
+            out["probabilities"] = [
+                [round(float(p), 6) for p in r] for r in pipeline.predict_proba(X)
+            ]
+    out["weights"] = _weights(pipeline, schema)
+    return out
+
+
+def _weights(pipeline: Pipeline, schema: FeatureSchema) -> dict[str, Any] | None:
+    """Return the estimator's coefficients or importances by transformed feature, if it has any."""
+    estimator = pipeline[-1]
+    try:  # the pipeline was fitted on arrays: name its columns after the schema's features
+        out_names = pipeline[:-1].get_feature_names_out(list(schema.names))
+        names = [str(n).split("__", 1)[-1] for n in out_names]
+    except Exception:  # a transformer without names: weights without labels are useless
+        return None
+    if hasattr(estimator, "coef_"):
+        coef = np.atleast_2d(estimator.coef_)[0]
+        kind = "coefficients"
+    elif hasattr(estimator, "feature_importances_"):
+        coef, kind = estimator.feature_importances_, "importances"
+    else:
+        return None
+    values = [float(v) if math.isfinite(float(v)) else None for v in np.ravel(coef)]
+    return {"kind": kind, "names": names[: len(values)], "values": values}
+
+
 def _labels(frame: pd.DataFrame, schema: FeatureSchema) -> np.ndarray:
     y = frame[schema.target]
     return y.to_numpy(dtype=np.float64) if schema.task == "regression" else y.to_numpy()

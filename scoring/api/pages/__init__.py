@@ -1,0 +1,45 @@
+"""The dashboard: server-rendered pages over the same functions as the JSON API.
+
+``/`` is the overview; the other pages live under ``/ui/``. Templates and static files ship
+inside this package, so the pages work offline and from a non-editable install.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flask import Flask, Response, redirect, request, url_for
+
+from scoring.api.pages import session
+from scoring.api.pages.views import bp
+from scoring.keys import Identity, KeyRing
+from scoring.settings import Settings
+
+
+@dataclass(frozen=True)
+class PageSessions:
+    """How the API's auth recognises a person signed in to the dashboard (``auth.SessionAuth``)."""
+
+    secret: str
+    blueprint: str = bp.name
+
+    def identify(self, ring: KeyRing) -> Identity | None:
+        """The session's key; an API call made by a page must also carry the CSRF token."""
+        identity = session.identify(ring, self.secret)
+        if identity is None:
+            return None
+        if request.blueprint != self.blueprint and not session.csrf_ok(request):
+            return None
+        return identity
+
+    def login_redirect(self) -> Response:
+        """Send a person without a session to the login form, then back where they were."""
+        target = request.full_path.rstrip("?") if request.method == "GET" else "/"
+        return redirect(url_for("pages.login", next=target))
+
+
+def register_pages(app: Flask, settings: Settings) -> PageSessions:
+    """Mount the pages; return what lets page sessions past the API's key check."""
+    session.install(app, settings)
+    app.register_blueprint(bp)
+    return PageSessions(str(app.secret_key))

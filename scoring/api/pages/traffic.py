@@ -1,0 +1,58 @@
+"""Traffic since start, read from the same Prometheus exposition ``GET /metrics`` serves."""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
+
+REQUESTS = "dropscore_requests"
+LATENCY = "dropscore_request_seconds"
+FILES = "dropscore_files"
+
+
+def traffic(exposition: bytes) -> dict[str, Any]:
+    """Sum requests and errors, estimate p50/p99 latency, and read the files-by-state gauge."""
+    requests = errors = 0.0
+    buckets: dict[float, float] = defaultdict(float)
+    files: dict[str, int] = {}
+    for family in text_string_to_metric_families(exposition.decode("utf-8")):
+        for sample in family.samples:
+            if sample.name == f"{REQUESTS}_total":
+                requests += sample.value
+                if int(sample.labels.get("status", "0")) >= 400:
+                    errors += sample.value
+            elif sample.name == f"{LATENCY}_bucket":
+                buckets[float(sample.labels["le"])] += sample.value
+            elif sample.name == FILES:
+                files[sample.labels["state"]] = int(sample.value)
+    ordered = sorted(buckets.items())
+    return {
+        "requests": int(requests),
+        "errors": int(errors),
+        "p50_ms": _ms(quantile(ordered, 0.50)),
+        "p99_ms": _ms(quantile(ordered, 0.99)),
+        "files": files,
+    }
+
+
+def quantile(buckets: list[tuple[float, float]], q: float) -> float | None:
+    """Interpolate a quantile inside cumulative histogram buckets, as Prometheus does."""
+    if not buckets or buckets[-1][1] <= 0:
+        return None
+    rank = q * buckets[-1][1]
+    lower_bound, lower_count = 0.0, 0.0
+    for bound, count in buckets:
+        if count >= rank:
+            if math.isinf(bound):
+                return lower_bound  # past the last finite bucket: its bound is the best we know
+            share = (rank - lower_count) / (count - lower_count) if count > lower_count else 1
+            return lower_bound + (bound - lower_bound) * share
+        lower_bound, lower_count = bound, count
+    return lower_bound
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000, 2)

@@ -1,0 +1,170 @@
+"""The dashboard's routes: thin views over ``pages.data`` and the API's own actions."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime
+from typing import Any
+
+from flask import (
+    Blueprint,
+    Response,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+
+from ingest.ledger import STATES
+from scoring.api.auth import current_key_name
+from scoring.api.context import services
+from scoring.api.files import requeue
+from scoring.api.pages import data, session
+from scoring.api.params import int_arg
+from scoring.errors import BadRequest, Conflict, NotFound, ValidationFailed
+from scoring.keys import KeyRing
+from scoring.lifecycle.runs import RetrainBusy, begin_retrain, execute
+
+bp = Blueprint(
+    "pages",
+    __name__,
+    template_folder="templates",
+    static_folder="static",
+    static_url_path="/ui/static",
+)
+
+@bp.before_request
+def _guard() -> Response | None:
+    """Refuse a POST without its CSRF token (who may see a page is the API's auth's job)."""
+    if not session.csrf_ok(request):
+        raise BadRequest("the form is stale or was not sent from a dropscore page; reload it")
+    return None
+
+
+@bp.context_processor
+def _common() -> dict[str, Any]:
+    return {
+        "csrf_token": session.csrf_token,
+        "keys_set": _ring().enabled(),
+    }
+
+
+@bp.app_template_filter("when")
+def when(stamp: str | None) -> str:
+    """Show an ISO time to the minute, in UTC as stored: '2026-11-25 15:52 UTC'."""
+    if not stamp:
+        return "—"
+    try:
+        moment = datetime.fromisoformat(stamp.replace("Z", "+00:00")).astimezone(UTC)
+    except ValueError:
+        return stamp
+    return moment.strftime("%Y-%m-%d %H:%M UTC")
+
+
+@bp.get("/")
+def overview() -> str:
+    return render_template("overview.html", page="overview", **data.overview(services()))
+
+
+@bp.get("/ui/models")
+def models() -> str:
+    selected = int_arg("v", 0, 0, 10**9) or None
+    return render_template("models.html", page="models", **data.models(services(), selected))
+
+
+@bp.post("/ui/models/<int:version>/promote")
+def promote(version: int) -> Response:
+    """Promote (or roll back to) a version: the same registry call as the API's promote."""
+    services().registry.promote(version, "promoted from the dashboard", by=current_key_name())
+    flash(f"version {version} is now the champion")
+    return redirect(url_for("pages.models", v=version))
+
+
+@bp.get("/ui/runs")
+def runs() -> str:
+    offset = int_arg("offset", 0, 0, 10**9)
+    return render_template("runs.html", page="runs", **data.runs(services(), offset))
+
+
+@bp.post("/ui/runs/retrain")
+def retrain() -> Response:
+    """Start a retrain as ``POST /train`` does; the runs page follows it."""
+    s = services()
+    try:
+        pending = begin_retrain(s.settings, "api", force=True, requested_by=current_key_name())
+    except RetrainBusy as exc:
+        flash(f"not started: {exc}")
+        return redirect(url_for("pages.runs"))
+    threading.Thread(
+        target=execute, args=(pending, s.registry), name=f"retrain-{pending.run_id}"
+    ).start()
+    flash(f"retrain run {pending.run_id} started")
+    return redirect(url_for("pages.runs"))
+
+
+@bp.get("/ui/files")
+def files() -> str:
+    state = request.args.get("state") or None
+    kind = request.args.get("kind") or None
+    if state and state not in STATES:
+        raise ValidationFailed(f"state {state!r} is not a ledger state", [{"field": "state"}])
+    if kind and kind not in data.KINDS:
+        raise ValidationFailed(f"kind {kind!r} is not train or score", [{"field": "kind"}])
+    offset = int_arg("offset", 0, 0, 10**9)
+    return render_template(
+        "files.html", page="files", **data.files(services(), state, kind, offset)
+    )
+
+
+@bp.post("/ui/files/<int:file_id>/retry")
+def retry(file_id: int) -> Response:
+    """Re-queue a quarantined drop: the same function as ``POST /files/<id>/retry``."""
+    try:
+        name = requeue(services().ledger, file_id)
+    except (Conflict, NotFound) as exc:  # said on the page the person is looking at
+        flash(f"not retried: {exc.message}")
+    else:
+        flash(f"file {file_id} was put back in the inbox as {name}")
+    return redirect(request.referrer or url_for("pages.files"))
+
+
+@bp.get("/ui/score")
+def score() -> str:
+    return render_template("score.html", page="score")
+
+
+@bp.route("/ui/login", methods=["GET", "POST"])
+def login() -> Response | str:
+    """Ask for an API key once; a valid key starts a signed session."""
+    target = _safe_next(request.values.get("next", "/"))
+    if request.method == "GET":
+        return render_template("login.html", page="login", next=target)
+    if session.log_in(_ring(), _secret(), request.form.get("key", "")):
+        return redirect(target)
+    # 200, not 401: the form is the answer, and a browser logs every 4xx as a console error
+    return render_template("login.html", page="login", next=target, failed=True)
+
+
+@bp.post("/ui/logout")
+def logout() -> Response:
+    session.log_out()
+    return redirect(url_for("pages.login"))
+
+
+def _ring() -> KeyRing:
+    ring = services().keyring
+    assert ring is not None, "create_app registers auth before any request"
+    return ring
+
+
+def _secret() -> str:
+    return str(current_app.secret_key)
+
+
+def _safe_next(target: str) -> str:
+    """Follow ``next`` only to a path on this site, never to another host."""
+    if target.startswith("/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return "/"
