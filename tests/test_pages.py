@@ -23,7 +23,7 @@ from scoring.api.pages.traffic import quantile
 from scoring.lifecycle.registry import HOLDOUT_FILE, Registry
 from scoring.lifecycle.training import holdout_sample, train
 from scoring.service.runtime import open_intake
-from tests.conftest import assert_error, make_settings, register_trained
+from tests.conftest import assert_error, make_settings, register_trained, wait_for
 
 KEY = "s3cret-key"
 
@@ -414,3 +414,21 @@ def test_holdout_of_nan_free_sample_is_strict_json(settings, registry, diabetes)
     text = (settings.models_dir / str(version) / HOLDOUT_FILE).read_text()
     assert "NaN" not in text and "Infinity" not in text
     assert np.isfinite(registry.holdout(version)["predicted"]).all()
+
+
+def test_a_page_session_carries_its_key_role_and_ends_when_the_key_is_revoked(keyed, tmp_path):
+    from scoring.keys import KeyStore
+
+    store = KeyStore(tmp_path / "data" / "state.db")
+    viewer = store.add("viewer", "predict")
+    token = _csrf(keyed.get("/ui/login").data)
+    ok = keyed.post("/ui/login", data={"key": viewer, "csrf_token": token})
+    assert ok.status_code == 302
+    page = keyed.get("/ui/models")
+    assert page.status_code == 200
+    token = _csrf(page.data)
+    refused = keyed.post("/ui/models/1/promote", data={"csrf_token": token})
+    assert_error(refused, 403, "forbidden")
+    store.revoke("viewer")
+    # every process re-reads the keys within a second; then the session is back at the login form
+    wait_for(lambda: keyed.get("/ui/models").status_code == 302, timeout=10)
