@@ -8,9 +8,10 @@ from typing import Any
 
 from flask import Flask
 
-from scoring.api import files, health, metrics, models, predict, runs, score
+from scoring.api import docs, files, health, metrics, models, openapi, predict, runs, score
 from scoring.api.auth import register_auth
 from scoring.api.context import Services
+from scoring.api.converters import IdConverter
 from scoring.api.errors import register_error_handlers
 from scoring.api.monitoring import Monitoring
 from scoring.lifecycle.champion import ChampionHolder
@@ -30,6 +31,7 @@ def create_app(
     app = Flask("dropscore")
     app.config["MAX_CONTENT_LENGTH"] = int(settings.server.max_request_mb * 1024 * 1024)
     app.json.sort_keys = False
+    app.url_map.converters["id"] = IdConverter  # every whole number in a path: <id:name>
     # An API replica may start before any worker made the data folder; state.db lives there.
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     registry = registry or Registry(settings.models_dir, settings.db_path)
@@ -50,7 +52,7 @@ def create_app(
     metrics.register_instrumentation(app)
     register_auth(app, settings.server.api_keys)
     register_error_handlers(app)
-    for module in (health, predict, score, models, files, runs, metrics):
+    for module in (health, predict, score, models, files, runs, metrics, openapi, docs):
         app.register_blueprint(module.bp)
     return app
 

@@ -16,6 +16,7 @@ from flask import Blueprint, Response, request, send_file
 
 from ingest.errors import FormatMismatchError, IngestError, UnsupportedFormatError
 from scoring.api.context import services
+from scoring.api.openapi import INTEGER, STRING, obj, operation, query_param
 from scoring.bulk.batch import EXTENSIONS, OUTPUT_FORMATS, read_options, score_path
 from scoring.bulk.engines import engine_for
 from scoring.errors import BadRequest, UnsupportedMediaType, ValidationFailed
@@ -63,8 +64,39 @@ MIMETYPES = {
     "parquet": "application/vnd.apache.parquet",
 }
 
+BINARY = {"type": "string", "format": "binary"}
+SCORE_BODY = {
+    "required": True,
+    "content": {
+        "multipart/form-data": {"schema": obj(file=BINARY)},
+        **{content_type: {"schema": BINARY} for content_type in CONTENT_TYPES},
+    },
+}
+SCORED = {
+    "description": "The scored file: input columns, prediction, model_version (and error)",
+    "content": {mimetype: {"schema": BINARY} for mimetype in MIMETYPES.values()},
+    "headers": {
+        "X-Model-Version": {"required": True, "schema": STRING},
+        "X-Rows-Scored": {"required": True, "schema": INTEGER},
+        "X-Rows-Failed": {"required": True, "schema": INTEGER},
+    },
+}
+
 
 @bp.post("/score-file")
+@operation(
+    "Score a whole file (multipart field 'file', or a raw body with its content type)",
+    query=[
+        query_param(
+            "format",
+            {"type": "string", "enum": list(OUTPUT_FORMATS)},
+            "output format; default: the input's (CSV for Excel)",
+        )
+    ],
+    body=SCORE_BODY,
+    responses={200: SCORED},
+    errors=(400, 415, 422, 503),
+)
 def score_file() -> Response:
     s = services()
     model = s.champion.current()  # one version for the whole file
