@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from .conftest import make_settings, register_trained
+from .conftest import SAMPLE, make_settings, register_trained
 
 pytestmark = pytest.mark.slow
 
@@ -40,15 +40,22 @@ def server(tmp_path_factory, diabetes) -> Iterator[str]:
     """A real threaded server over a fresh data folder with a champion and a key."""
     from waitress import create_server
 
-    from scoring.api.app import create_app
+    from scoring.api.app import create_app, warm
     from scoring.lifecycle.registry import Registry
+    from scoring.service.runtime import open_intake
 
     tmp = tmp_path_factory.mktemp("fuzz")
     config = make_settings(tmp, server={"api_keys": [KEY], "max_rows_per_request": 1000})
     registry = Registry(config.models_dir, config.db_path)
     register_trained(config, registry, diabetes)
     register_trained(config, registry, diabetes.sample(200, random_state=1), promote=False)
-    app = create_app(config, registry=registry)
+    # Ledger rows to read (a normalized drop and a quarantined one) and a lake to retrain on.
+    _, _, intake = open_intake(config)
+    intake.take_copy(SAMPLE, "train")
+    empty = tmp / "empty.csv"
+    empty.write_text("")
+    intake.take_copy(empty, "score")
+    app = warm(create_app(config, registry=registry))  # as `dropscore serve` and `api` do
     httpd = create_server(app, host="127.0.0.1", port=0, threads=4, ident="dropscore")
     thread = threading.Thread(target=httpd.run, name="fuzz-server", daemon=True)
     thread.start()

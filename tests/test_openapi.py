@@ -173,3 +173,13 @@ def test_spec_is_built_once_per_app(app, client):
     first = spec_of(client)
     assert app.extensions["dropscore.openapi"] == first
     assert spec_of(client) == first
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="GET /files and GET /runs: scoring/api/params.int_arg (owned by the paging branch)"
+    " takes Unicode digits and >4300-digit numbers via isdigit()/int(), a 500; lift after merge",
+)
+@pytest.mark.parametrize("query", ["/files?limit=²", "/runs?offset=²", "/runs?limit=" + "9" * 4301])
+def test_bad_query_integers_are_422s(client, query):
+    assert_error(client.get(query), 422, "invalid_input")

@@ -126,8 +126,12 @@ def json_response(schema: dict[str, Any], description: str = "OK") -> dict[str, 
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
-def json_body(schema: dict[str, Any], required: bool = True) -> dict[str, Any]:
-    return {"required": required, "content": {"application/json": {"schema": schema}}}
+def json_body(schema: dict[str, Any], required: bool = True, **examples: Any) -> dict[str, Any]:
+    """Describe a JSON request body, with named examples (clients and fuzzers start from them)."""
+    media: dict[str, Any] = {"schema": schema}
+    if examples:
+        media["examples"] = {name: {"value": value} for name, value in examples.items()}
+    return {"required": required, "content": {"application/json": media}}
 
 
 def query_param(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:

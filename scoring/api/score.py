@@ -65,11 +65,18 @@ MIMETYPES = {
 }
 
 BINARY = {"type": "string", "format": "binary"}
+# Two rows of the bundled sample (data/sample/diabetes.csv), the second with a gap.
+SAMPLE_CSV = (
+    "age,sex,bmi,bp,s1,s2,s3,s4,s5,s6\n"
+    "0.038,0.051,0.062,0.022,-0.044,-0.035,-0.043,-0.003,0.02,-0.018\n"
+    "-0.002,-0.045,-0.051,-0.026,-0.008,-0.019,0.074,-0.039,,-0.092\n"
+)
 SCORE_BODY = {
     "required": True,
     "content": {
         "multipart/form-data": {"schema": obj(file=BINARY)},
         **{content_type: {"schema": BINARY} for content_type in CONTENT_TYPES},
+        "text/csv": {"schema": BINARY, "example": SAMPLE_CSV},
     },
 }
 SCORED = {
