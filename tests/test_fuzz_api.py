@@ -11,6 +11,8 @@ endpoint is covered as soon as its view has an ``@operation`` note.
 
 from __future__ import annotations
 
+import json
+import re
 import subprocess
 import sys
 import threading
@@ -32,6 +34,19 @@ CHECKS = (
     "content_type_conformance",
     "response_schema_conformance",
     "response_headers_conformance",
+)
+
+
+# Operations whose success path the run must reach (examples in the spec lead it there).
+MUST_SUCCEED = (
+    "predict.predict",
+    "score.score_file",
+    "runs.start_training",
+    "models.show_model",
+    "models.promote_model",
+)
+REQUESTS = re.compile(
+    r'^dropscore_requests_total\{endpoint="([^"]+)",method="[A-Z]+",status="(\d+)"\} (\S+)$', re.M
 )
 
 
@@ -64,6 +79,26 @@ def server(tmp_path_factory, diabetes) -> Iterator[str]:
     finally:
         httpd.close()
         thread.join(timeout=10)
+
+
+def answered(url: str) -> dict[str, set[int]]:
+    """Read from the server's own metrics which statuses each endpoint answered."""
+    text = requests.get(f"{url}/metrics", headers=AUTH, timeout=30).text
+    seen: dict[str, set[int]] = {}
+    for endpoint, status, count in REQUESTS.findall(text):
+        if float(count) > 0:
+            seen.setdefault(endpoint, set()).add(int(status))
+    return seen
+
+
+def operation_endpoints(spec_file: Path) -> set[str]:
+    """Return the Flask endpoint of every operation (operationId, less a method suffix)."""
+    spec = json.loads(spec_file.read_text())
+    return {
+        op["operationId"].removesuffix(f".{method}")
+        for item in spec["paths"].values()
+        for method, op in item.items()
+    }
 
 
 def schemathesis_run(url: str, examples: int, report: Path, *headers: str) -> None:
@@ -110,6 +145,13 @@ def schemathesis_run(url: str, examples: int, report: Path, *headers: str) -> No
 
 def test_no_server_error_with_key(server, tmp_path):
     schemathesis_run(server, 40, tmp_path, f"Authorization: Bearer {KEY}")
+    # The run reached every operation, and the core of the main ones, not just their 4xx.
+    seen = answered(server)
+    assert not {s for s in seen.values() for s in s if s >= 500}, seen
+    operations = operation_endpoints(tmp_path / "openapi.json")
+    assert operations <= set(seen), operations - set(seen)
+    for endpoint in MUST_SUCCEED:
+        assert any(200 <= s < 300 for s in seen[endpoint]), (endpoint, seen[endpoint])
 
 
 def test_no_server_error_without_key(server, tmp_path):
