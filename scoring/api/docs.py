@@ -20,13 +20,13 @@ PAGE = """<!doctype html>
 <body>
 <div id="swagger-ui"></div>
 <script src="{bundle}"></script>
-<script src="{preset}"></script>
 <script>
 window.ui = SwaggerUIBundle({{
   url: "{spec}",
   dom_id: "#swagger-ui",
-  presets: [SwaggerUIBundle.presets.apis, SwaggerUIStandalonePreset],
-  layout: "StandaloneLayout"
+  presets: [SwaggerUIBundle.presets.apis],
+  layout: "BaseLayout",
+  deepLinking: true
 }});
 </script>
 </body>
@@ -48,7 +48,6 @@ def docs() -> Response:
     html = PAGE.format(
         css=asset("swagger-ui.css"),
         bundle=asset("swagger-ui-bundle.js"),
-        preset=asset("swagger-ui-standalone-preset.js"),
         spec=url_for("openapi.openapi_json"),
     )
     return Response(html, mimetype="text/html")
