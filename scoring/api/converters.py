@@ -33,4 +33,5 @@ class IdConverter(BaseConverter):
         return int(digits)
 
     def to_url(self, value: Any) -> str:
+        """Build the segment for ``url_for``."""
         return str(int(value))

@@ -69,6 +69,7 @@ def list_files() -> Response:
 @bp.get("/files/<id:file_id>")
 @operation("One file of the ledger", responses={200: json_response(FILE)})
 def show_file(file_id: int) -> Response:
+    """Show one ledger row: where the drop is and why it ended there."""
     record = services().ledger.get(file_id)
     if record is None:
         raise NotFound(f"file {file_id} is not in the ledger")

@@ -36,6 +36,7 @@ MODEL_DETAIL = {"allOf": [MODEL, obj(features=array(STRING), card=ANY_OBJECT)]}
     "List model versions, oldest first", responses={200: json_response(obj(models=array(MODEL)))}
 )
 def list_models() -> Response:
+    """List every registered version with its status and metrics."""
     s = services()
     return jsonify({"models": [m.to_dict() for m in s.registry.list()]})
 
@@ -47,6 +48,7 @@ def list_models() -> Response:
     errors=(503,),
 )
 def current_model() -> Response:
+    """Show the champion, so clients learn the feature order X_test expects."""
     s = services()
     version = s.registry.champion_version()
     if version is None:
@@ -57,6 +59,7 @@ def current_model() -> Response:
 @bp.get("/models/<id:version>")
 @operation("One model version in detail", responses={200: json_response(MODEL_DETAIL)})
 def show_model(version: int) -> Response:
+    """Show one version with its card; the path parser already refused non-ids."""
     return jsonify(_detail(version))
 
 
@@ -66,6 +69,7 @@ def show_model(version: int) -> Response:
     responses={200: json_response(MODEL)},
 )
 def promote_model(version: int) -> Response:
+    """Promote (or roll back to) a version by moving the champion pointer."""
     s = services()
     record = s.registry.promote(version, "promoted by API")
     return jsonify(record.to_dict())

@@ -119,10 +119,12 @@ def nullable(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 def array(items: dict[str, Any]) -> dict[str, Any]:
+    """Describe a JSON array of ``items``."""
     return {"type": "array", "items": items}
 
 
 def json_response(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
+    """Describe a JSON response body."""
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
@@ -135,6 +137,7 @@ def json_body(schema: dict[str, Any], required: bool = True, **examples: Any) ->
 
 
 def query_param(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+    """Describe an optional query-string parameter."""
     return {
         "name": name,
         "in": "query",

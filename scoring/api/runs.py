@@ -107,6 +107,7 @@ def list_runs() -> Response:
 @bp.get("/runs/<id:run_id>")
 @operation("One retrain run: its state and result", responses={200: json_response(RUN)})
 def show_run(run_id: int) -> Response:
+    """Show one run: its state, metrics and the promotion decision."""
     return jsonify(RunStore(services().settings.db_path).get(run_id).to_dict())
 
 
