@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from flask import Blueprint, Flask, Response, current_app, jsonify
@@ -82,7 +82,6 @@ class Operation:
     query: tuple[dict[str, Any], ...] = ()
     body: dict[str, Any] | None = None
     description: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def operation(
