@@ -9,9 +9,21 @@ from typing import Any
 from flask import Flask
 
 from ingest.ledger import Ledger
-from scoring.api import audit, files, health, metrics, models, predict, runs, score
+from scoring.api import (
+    audit,
+    docs,
+    files,
+    health,
+    metrics,
+    models,
+    openapi,
+    predict,
+    runs,
+    score,
+)
 from scoring.api.auth import register_auth
 from scoring.api.context import Services
+from scoring.api.converters import IdConverter
 from scoring.api.errors import register_error_handlers
 from scoring.api.monitoring import Monitoring
 from scoring.api.pages import register_pages
@@ -32,6 +44,7 @@ def create_app(
     app = Flask("dropscore")
     app.config["MAX_CONTENT_LENGTH"] = int(settings.server.max_request_mb * 1024 * 1024)
     app.json.sort_keys = False
+    app.url_map.converters["id"] = IdConverter  # every whole number in a path: <id:name>
     # An API replica may start before any worker made the data folder; state.db lives there.
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     registry = registry or Registry(settings.models_dir, settings.db_path)
@@ -50,7 +63,7 @@ def create_app(
     sessions = register_pages(app, settings)
     services.keyring = register_auth(app, settings, sessions)
     register_error_handlers(app)
-    for module in (health, predict, score, models, files, runs, metrics, audit):
+    for module in (health, predict, score, models, files, runs, metrics, audit, openapi, docs):
         app.register_blueprint(module.bp)
     return app
 

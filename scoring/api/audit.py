@@ -5,6 +5,16 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify, request
 
 from scoring.api.context import services
+from scoring.api.openapi import (
+    ANY_OBJECT,
+    INTEGER,
+    STRING,
+    array,
+    json_response,
+    obj,
+    operation,
+    query_param,
+)
 from scoring.api.params import int_arg
 from scoring.audit import AuditLog
 
@@ -12,6 +22,18 @@ bp = Blueprint("audit", __name__)
 
 
 @bp.get("/audit")
+@operation(
+    "State-changing requests and the keys that sent them, newest first",
+    query=[
+        query_param("limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "page size"),
+        query_param("offset", {"type": "integer", "minimum": 0}, "entries to skip"),
+        query_param("key", STRING, "only this key's entries"),
+    ],
+    responses={
+        200: json_response(obj(audit=array(ANY_OBJECT), limit=INTEGER, offset=INTEGER))
+    },
+    errors=(422,),
+)
 def list_audit() -> Response:
     """List state-changing requests and the keys that sent them; ``?key=NAME`` for one key."""
     limit = int_arg("limit", 50, 1, 1000)

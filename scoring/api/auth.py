@@ -54,6 +54,9 @@ ENDPOINT_ROLES: dict[str, str] = {
     "runs.list_runs": "predict",
     "runs.show_run": "predict",
     "metrics.metrics": "predict",
+    "openapi.openapi_json": "predict",
+    "docs.docs": "predict",
+    "docs.asset": "predict",
     "static": "predict",  # Flask's own /static/<file> route: assets are reads
     "runs.start_training": "operate",
     "models.promote_model": "operate",

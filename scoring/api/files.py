@@ -10,15 +10,56 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, send_file
 
-from ingest.ledger import QUARANTINED, STATES
+from ingest.layout import DataLayout
+from ingest.ledger import QUARANTINED, STATES, Ledger
 from scoring.api.context import services
+from scoring.api.openapi import (
+    ANY_OBJECT,
+    INTEGER,
+    STRING,
+    array,
+    json_response,
+    nullable,
+    obj,
+    operation,
+    query_param,
+)
 from scoring.api.params import page_args
 from scoring.errors import Conflict, NotFound
 
 bp = Blueprint("files", __name__)
 
+FILE = obj(
+    id=INTEGER,
+    original_name=STRING,
+    kind=STRING,
+    state=STRING,
+    size_bytes=nullable(INTEGER),
+    sha256=nullable(STRING),
+    rows=nullable(INTEGER),
+    columns=nullable(INTEGER),
+    format=nullable(STRING),
+    column_map=nullable(ANY_OBJECT),
+    error=nullable(ANY_OBJECT),
+    model_version=nullable(STRING),
+    received_at=STRING,
+    finished_at=nullable(STRING),
+)
+STATE = {"type": "string", "enum": list(STATES)}
+
 
 @bp.get("/files")
+@operation(
+    "The file ledger, newest first",
+    query=[
+        query_param("status", STATE, "only files in this ledger state"),
+        query_param("state", STATE, "the same as status"),
+        query_param("limit", {**INTEGER, "minimum": 1, "maximum": 1000}, "page size"),
+        query_param("offset", {**INTEGER, "minimum": 0, "maximum": 10**9}, "files to skip"),
+    ],
+    responses={200: json_response(obj(files=array(FILE), limit=INTEGER, offset=INTEGER))},
+    errors=(422,),
+)
 def list_files() -> Response:
     """List ledger records, optionally of one state (``?status=`` or ``?state=``)."""
     page = page_args(STATES, "ledger", 100, "status", "state")
@@ -28,8 +69,10 @@ def list_files() -> Response:
     )
 
 
-@bp.get("/files/<int:file_id>")
+@bp.get("/files/<id:file_id>")
+@operation("One file of the ledger", responses={200: json_response(FILE)})
 def show_file(file_id: int) -> Response:
+    """Show one ledger row: where the drop is and why it ended there."""
     record = services().ledger.get(file_id)
     if record is None:
         raise NotFound(f"file {file_id} is not in the ledger")
@@ -39,7 +82,7 @@ def show_file(file_id: int) -> Response:
 # -- retry and downloads (the dashboard's Files page calls the same functions) -----------------
 
 
-def requeue(ledger: Any, file_id: int) -> str:
+def requeue(ledger: Ledger, layout: DataLayout, file_id: int) -> str:
     """Copy a quarantined original back into its inbox under a fresh name; return that name.
 
     The copy is a new drop with a new ledger row: dedupe only counts live drops (received,
@@ -50,7 +93,7 @@ def requeue(ledger: Any, file_id: int) -> str:
     if record.state != QUARANTINED:
         raise Conflict(f"file {file_id} is {record.state}; only quarantined files can be retried")
     original = _stored(ledger, record.quarantine_path, file_id, "quarantined original")
-    inbox = ledger.data_dir / "inbox" / record.kind
+    inbox = layout.inbox(record.kind)
     inbox.mkdir(parents=True, exist_ok=True)
     name = f"retry{file_id}-{secrets.token_hex(3)}__{Path(record.original_name).name}"
     tmp = inbox / f".{name}.tmp"
@@ -68,20 +111,35 @@ def stored_file(ledger: Any, file_id: int, which: str) -> Path:
     return _stored(ledger, stored, file_id, "original")
 
 
-@bp.post("/files/<int:file_id>/retry")
+@bp.post("/files/<id:file_id>/retry")
+@operation(
+    "Put a quarantined drop back in its inbox, as a new drop",
+    responses={202: json_response(obj(file_id=INTEGER, queued_as=STRING))},
+    errors=(409,),
+)
 def retry_file(file_id: int) -> tuple[Response, int]:
     """Re-queue a quarantined drop; the new drop shows up in the ledger once ingested."""
-    name = requeue(services().ledger, file_id)
+    s = services()
+    name = requeue(s.ledger, s.settings.layout, file_id)
     return jsonify({"file_id": file_id, "queued_as": name}), 202
 
 
-@bp.get("/files/<int:file_id>/original")
+DOWNLOAD = {
+    "description": "The stored file, as an attachment",
+    # the type of the stored file (CSV, Parquet, Excel, JSON, …)
+    "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}},
+}
+
+
+@bp.get("/files/<id:file_id>/original")
+@operation("Download a drop's original (archived or quarantined)", responses={200: DOWNLOAD})
 def download_original(file_id: int) -> Response:
     path = stored_file(services().ledger, file_id, "original")
     return send_file(path, as_attachment=True, download_name=_name(path), max_age=0)
 
 
-@bp.get("/files/<int:file_id>/output")
+@bp.get("/files/<id:file_id>/output")
+@operation("Download a scored drop's output", responses={200: DOWNLOAD})
 def download_output(file_id: int) -> Response:
     path = stored_file(services().ledger, file_id, "output")
     return send_file(path, as_attachment=True, download_name=_name(path), max_age=0)

@@ -8,11 +8,21 @@ from flask import Blueprint, Response, jsonify
 
 from scoring.api.context import services
 from scoring.api.errors import json_error
+from scoring.api.openapi import INTEGER, STRING, error_ref, json_response, nullable, obj, operation
 
 bp = Blueprint("health", __name__)
 
+HEALTH = {
+    **obj(status=STRING, pid=INTEGER, model=obj(version=nullable(STRING), error=nullable(STRING))),
+    "additionalProperties": True,  # one object per probe this process runs (watcher, scheduler)
+}
+
 
 @bp.get("/health")
+@operation(
+    "Liveness, with the watcher, scheduler, last ingest and last retrain where known",
+    responses={200: json_response(HEALTH)},
+)
 def health() -> Response:
     """Answer 200 while the process runs, with what it knows about its parts."""
     s = services()
@@ -53,6 +63,13 @@ def _last_retrain(s) -> dict | None:
 
 
 @bp.get("/ready")
+@operation(
+    "Readiness: 200 once a model is loaded",
+    responses={
+        200: json_response(obj(status=STRING, model_version=STRING)),
+        503: error_ref(503),
+    },
+)
 def ready() -> Response:
     model = services().champion.peek()
     if model is None:

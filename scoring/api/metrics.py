@@ -8,11 +8,21 @@ from flask import Blueprint, Flask, Response, g, request
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from scoring.api.context import services
+from scoring.api.openapi import STRING, operation
 
 bp = Blueprint("metrics", __name__)
 
 
 @bp.get("/metrics")
+@operation(
+    "Prometheus metrics: requests, latencies, rows scored, files by state, model version",
+    responses={
+        200: {
+            "description": "Prometheus text format",
+            "content": {"text/plain": {"schema": STRING}},
+        }
+    },
+)
 def metrics() -> Response:
     return Response(services().monitoring.render(), mimetype=CONTENT_TYPE_LATEST)
 

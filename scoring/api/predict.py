@@ -7,13 +7,49 @@ import json
 from flask import Blueprint, Response, request
 
 from scoring.api.context import services
+from scoring.api.openapi import (
+    ANY_OBJECT,
+    NUMBER,
+    STRING,
+    array,
+    json_body,
+    json_response,
+    obj,
+    operation,
+)
 from scoring.errors import BadRequest, ValidationFailed
 from scoring.lifecycle.schema import positional_to_array, record_to_array
 
 bp = Blueprint("predict", __name__)
 
+PREDICT_BODY = {
+    "anyOf": [
+        obj(features=ANY_OBJECT),
+        obj(X_test=array({"description": "a number, a category or null"})),
+    ]
+}
+# A row of the bundled sample (data/sample/diabetes.csv), for the docs' "Try it out".
+SAMPLE_FEATURES = ["age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6"]
+SAMPLE_ROW = [0.038, 0.051, 0.062, 0.022, -0.044, -0.035, -0.043, -0.003, 0.02, -0.018]
+PREDICTION = obj(
+    optional=["probabilities"],
+    prediction={"description": "a number (regression) or a class label"},
+    model_version=STRING,
+    probabilities={"type": "object", "additionalProperties": NUMBER},
+)
+
 
 @bp.post("/predict")
+@operation(
+    "Predict one row, by feature name or in the order GET /models/current lists",
+    body=json_body(
+        PREDICT_BODY,
+        named={"features": dict(zip(SAMPLE_FEATURES, SAMPLE_ROW, strict=True))},
+        positional={"X_test": SAMPLE_ROW},
+    ),
+    responses={200: json_response(PREDICTION)},
+    errors=(400, 422, 503),
+)
 def predict() -> Response:
     model = services().champion.current()  # read once: the request ends on this version
     payload = parse_json_body()

@@ -1,5 +1,4 @@
-"""Retrains over HTTP: ``POST /train`` starts one; ``GET /runs`` and ``GET /runs/<id>`` follow it.
-"""
+"""Retrains over HTTP: ``POST /train`` starts one; ``GET /runs``, ``GET /runs/<id>`` follow it."""
 
 from __future__ import annotations
 
@@ -9,14 +8,59 @@ from flask import Blueprint, Response, jsonify, request
 
 from scoring.api.auth import current_key_name
 from scoring.api.context import services
+from scoring.api.openapi import (
+    ANY_OBJECT,
+    BOOLEAN,
+    INTEGER,
+    STRING,
+    array,
+    json_body,
+    json_response,
+    nullable,
+    obj,
+    operation,
+    query_param,
+)
 from scoring.api.params import page_args
 from scoring.errors import Conflict, ValidationFailed
 from scoring.lifecycle.runs import STATES, RetrainBusy, RunStore, begin_retrain, execute
 
 bp = Blueprint("runs", __name__)
 
+RUN = obj(
+    id=INTEGER,
+    trigger=STRING,
+    state={"type": "string", "enum": list(STATES)},
+    force=BOOLEAN,
+    queued_at=STRING,
+    started_at=nullable(STRING),
+    finished_at=nullable(STRING),
+    rows=nullable(INTEGER),
+    version=nullable(STRING),
+    champion_version=nullable(STRING),
+    metrics=nullable(ANY_OBJECT),
+    champion_metrics=nullable(ANY_OBJECT),
+    promoted=nullable(BOOLEAN),
+    reason=nullable(STRING),
+    skip=nullable(STRING),
+    error=nullable(STRING),
+)
+FORCE = "retrain even when the data and settings have not changed since the last run"
+
 
 @bp.post("/train")
+@operation(
+    "Start a retrain now; follow it at GET /runs/{run_id}",
+    query=[query_param("force", {"type": "string", "enum": ["true", "false", "1", "0"]}, FORCE)],
+    body=json_body(obj(optional=["force"], force=BOOLEAN), required=False),
+    responses={
+        202: {
+            **json_response(obj(run_id=INTEGER, state=STRING, url=STRING), "Queued"),
+            "headers": {"Location": {"required": True, "schema": STRING}},
+        }
+    },
+    errors=(409, 422),
+)
 def start_training() -> tuple[Response, int, dict[str, str]]:
     """Queue a retrain and train in a background thread; 409 while another retrain runs."""
     s = services()
@@ -31,12 +75,24 @@ def start_training() -> tuple[Response, int, dict[str, str]]:
         target=execute, args=(pending, s.registry), name=f"retrain-{pending.run_id}"
     ).start()
     url = f"/runs/{pending.run_id}"
-    return jsonify({"run_id": pending.run_id, "state": "queued", "url": url}), 202, {
-        "Location": url
-    }
+    return (
+        jsonify({"run_id": pending.run_id, "state": "queued", "url": url}),
+        202,
+        {"Location": url},
+    )
 
 
 @bp.get("/runs")
+@operation(
+    "List retrain runs, newest first",
+    query=[
+        query_param("state", {"type": "string", "enum": list(STATES)}, "only runs in this state"),
+        query_param("limit", {**INTEGER, "minimum": 1, "maximum": 1000}, "page size"),
+        query_param("offset", {**INTEGER, "minimum": 0, "maximum": 10**9}, "runs to skip"),
+    ],
+    responses={200: json_response(obj(runs=array(RUN), limit=INTEGER, offset=INTEGER))},
+    errors=(422,),
+)
 def list_runs() -> Response:
     """List retrain runs, newest first."""
     page = page_args(STATES, "run", 50, "state")
@@ -47,8 +103,10 @@ def list_runs() -> Response:
     )
 
 
-@bp.get("/runs/<int:run_id>")
+@bp.get("/runs/<id:run_id>")
+@operation("One retrain run: its state and result", responses={200: json_response(RUN)})
 def show_run(run_id: int) -> Response:
+    """Show one run: its state, metrics and the promotion decision."""
     return jsonify(RunStore(services().settings.db_path).get(run_id).to_dict())
 
 
@@ -67,4 +125,3 @@ def _force() -> bool:
     raise ValidationFailed(
         f"force must be true or false, got {raw!r}", [{"field": "force", "problem": "not a flag"}]
     )
-

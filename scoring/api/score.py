@@ -17,6 +17,7 @@ from flask import Blueprint, Response, request, send_file
 from ingest.errors import FormatMismatchError, IngestError, UnsupportedFormatError
 from ingest.formats import (
     ACCEPTED,
+    FORMATS,
     OUTPUT_FORMATS,
     file_suffix,
     format_for_content_type,
@@ -24,6 +25,7 @@ from ingest.formats import (
     output_spec,
 )
 from scoring.api.context import services
+from scoring.api.openapi import INTEGER, STRING, obj, operation, query_param
 from scoring.bulk.batch import score_path
 from scoring.bulk.engines import engine_for
 from scoring.errors import BadRequest, UnsupportedMediaType, ValidationFailed
@@ -33,8 +35,46 @@ bp = Blueprint("score", __name__)
 
 CHUNK = 1024 * 1024
 
+BINARY = {"type": "string", "format": "binary"}
+# Two rows of the bundled sample (data/sample/diabetes.csv), the second with a gap.
+SAMPLE_CSV = (
+    "age,sex,bmi,bp,s1,s2,s3,s4,s5,s6\n"
+    "0.038,0.051,0.062,0.022,-0.044,-0.035,-0.043,-0.003,0.02,-0.018\n"
+    "-0.002,-0.045,-0.051,-0.026,-0.008,-0.019,0.074,-0.039,,-0.092\n"
+)
+SCORE_BODY = {
+    "required": True,
+    "content": {
+        "multipart/form-data": {"schema": obj(file=BINARY)},
+        **{ct: {"schema": BINARY} for spec in FORMATS for ct in spec.content_types},
+        "text/csv": {"schema": BINARY, "example": SAMPLE_CSV},
+    },
+}
+SCORED = {
+    "description": "The scored file: input columns, prediction, model_version (and error)",
+    "content": {output_spec(name).content_types[0]: {"schema": BINARY} for name in OUTPUT_FORMATS},
+    "headers": {
+        "X-Model-Version": {"required": True, "schema": STRING},
+        "X-Rows-Scored": {"required": True, "schema": INTEGER},
+        "X-Rows-Failed": {"required": True, "schema": INTEGER},
+    },
+}
+
 
 @bp.post("/score-file")
+@operation(
+    "Score a whole file (multipart field 'file', or a raw body with its content type)",
+    query=[
+        query_param(
+            "format",
+            {"type": "string", "enum": list(OUTPUT_FORMATS)},
+            "output format; default: the input's (CSV for Excel)",
+        )
+    ],
+    body=SCORE_BODY,
+    responses={200: SCORED},
+    errors=(400, 415, 422, 503),
+)
 def score_file() -> Response:
     """Score an uploaded file with one model version and send the scored file back."""
     s = services()

@@ -122,7 +122,7 @@ def files() -> str:
 def retry(file_id: int) -> Response:
     """Re-queue a quarantined drop: the same function as ``POST /files/<id>/retry``."""
     try:
-        name = requeue(services().ledger, file_id)
+        name = requeue(services().ledger, services().settings.layout, file_id)
     except (Conflict, NotFound) as exc:  # said on the page the person is looking at
         flash(f"not retried: {exc.message}")
     else:

@@ -1,0 +1,37 @@
+"""The one parser for whole numbers in URL paths: ``<id:name>`` in a route.
+
+Werkzeug's ``int`` converter matches ``\\d+``, which takes Unicode digits (``²``, ``٣``) and
+numbers of any length; ``int()`` then fails on them, or SQLite overflows past 2**63 - 1, and
+the client got a 500. This converter matches ASCII digits only and bounds the value, so any
+other path segment simply matches no route: a 404 in the one JSON error shape.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from werkzeug.routing import BaseConverter, ValidationError
+
+# SQLite's INTEGER is a signed 64-bit number: ids beyond it cannot exist.
+MAX_ID = 2**63 - 1
+_MAX_DIGITS = len(str(MAX_ID))
+
+
+class IdConverter(BaseConverter):
+    """A database id or model version: ASCII digits, 0 to 2**63 - 1."""
+
+    regex = "[0-9]+"
+    part_isolating = True
+    # What /openapi.json says about a parameter of this kind (read by scoring.api.openapi).
+    openapi: dict[str, Any] = {"type": "integer", "minimum": 0, "maximum": MAX_ID}
+
+    def to_python(self, value: str) -> int:
+        """Turn the segment into an int, or refuse the match (so the route is a 404)."""
+        digits = value.lstrip("0") or "0"
+        if len(digits) > _MAX_DIGITS or int(digits) > MAX_ID:
+            raise ValidationError()
+        return int(digits)
+
+    def to_url(self, value: Any) -> str:
+        """Build the segment for ``url_for``."""
+        return str(int(value))
