@@ -8,10 +8,11 @@ from typing import Any
 
 from flask import Flask
 
-from scoring.api import files, health, metrics, models, predict, runs, score
+from scoring.api import files, health, kserve, metrics, mlflow, models, oip, predict, runs, score
 from scoring.api.auth import register_auth
 from scoring.api.context import Services
 from scoring.api.errors import register_error_handlers
+from scoring.api.jsonio import StrictJSONProvider
 from scoring.api.monitoring import Monitoring
 from scoring.lifecycle.champion import ChampionHolder
 from scoring.lifecycle.registry import Registry
@@ -28,8 +29,8 @@ def create_app(
 ) -> Flask:
     """Build the API over a settings object; nothing is loaded until the first request."""
     app = Flask("dropscore")
+    app.json = StrictJSONProvider(app)  # strict JSON everywhere: no NaN/Infinity in answers
     app.config["MAX_CONTENT_LENGTH"] = int(settings.server.max_request_mb * 1024 * 1024)
-    app.json.sort_keys = False
     # An API replica may start before any worker made the data folder; state.db lives there.
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     registry = registry or Registry(settings.models_dir, settings.db_path)
@@ -50,7 +51,7 @@ def create_app(
     metrics.register_instrumentation(app)
     register_auth(app, settings.server.api_keys)
     register_error_handlers(app)
-    for module in (health, predict, score, models, files, runs, metrics):
+    for module in (health, predict, score, models, files, runs, metrics, mlflow, oip, kserve):
         app.register_blueprint(module.bp)
     return app
 

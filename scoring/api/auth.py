@@ -8,7 +8,10 @@ from flask import Flask, request
 
 from scoring.errors import Unauthorized
 
-OPEN_ENDPOINTS = frozenset({"health.health", "health.ready"})
+# Probes stay open so orchestrators need no key: ours, MLflow's /ping, OIP's /v2/health/*.
+OPEN_ENDPOINTS = frozenset(
+    {"health.health", "health.ready", "mlflow.ping", "oip.live", "oip.ready"}
+)
 
 
 def register_auth(app: Flask, keys: list[str]) -> None:

@@ -1,10 +1,16 @@
-"""Turn every error into the one JSON shape; no traceback or HTML page reaches a client."""
+"""Turn every error into JSON; no traceback or HTML page reaches a client.
+
+One handler per kind of exception, one body builder: the body's shape follows the protocol the
+request spoke (picked by blueprint, or by path for URLs no route matched). dropscore's own
+endpoints answer ``{"error": {"code", "message", "details"}}``; MLflow's scoring protocol
+``{"error_code", "message"}``; the Open Inference Protocol and KServe ``{"error": "..."}``.
+"""
 
 from __future__ import annotations
 
 import logging
 
-from flask import Flask, Response, json
+from flask import Flask, Response, json, request
 from werkzeug.exceptions import HTTPException
 
 from scoring.errors import DropscoreError, error_body
@@ -22,11 +28,40 @@ HTTP_CODES = {
     422: "invalid_input",
     503: "unavailable",
 }
+# MLflow's error codes (mlflow/protos/databricks.proto) for the statuses we answer.
+MLFLOW_CODES = {
+    401: "UNAUTHENTICATED",
+    404: "RESOURCE_DOES_NOT_EXIST",
+    500: "INTERNAL_ERROR",
+    503: "TEMPORARILY_UNAVAILABLE",
+}
+# Blueprint → protocol, and the path prefixes that speak each protocol when no route matched.
+PROTOCOLS = {"mlflow": "mlflow", "oip": "oip", "kserve": "oip"}
+PATH_PROTOCOLS = (("/invocations", "mlflow"), ("/v2/", "oip"), ("/v2", "oip"), ("/v1/", "oip"))
 
 
 def json_error(status: int, code: str, message: str, details: list | None = None) -> Response:
-    body = json.dumps(error_body(code, message, details))
-    return Response(body, status=status, mimetype="application/json")
+    """Answer an error in the shape of the protocol this request spoke."""
+    protocol = _protocol()
+    if protocol == "mlflow":
+        body: dict = {"error_code": MLFLOW_CODES.get(status, "BAD_REQUEST"), "message": message}
+    elif protocol == "oip":
+        body = {"error": message}
+    else:
+        body = error_body(code, message, details)
+    return Response(json.dumps(body), status=status, mimetype="application/json")
+
+
+def _protocol() -> str:
+    if not request:
+        return "dropscore"
+    if request.blueprint in PROTOCOLS:
+        return PROTOCOLS[request.blueprint]
+    if request.url_rule is None:
+        for prefix, protocol in PATH_PROTOCOLS:
+            if request.path == prefix or request.path.startswith(prefix):
+                return protocol
+    return "dropscore"
 
 
 def register_error_handlers(app: Flask) -> None:
