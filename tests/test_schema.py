@@ -48,7 +48,7 @@ def test_valid_records(record, expected):
         ({"bmi": [1], "bp": 2}, [{"field": "bmi", "problem": "expected a number, got a list"}]),
         (
             {"bmi": 1e400, "bp": 2},
-            [{"field": "bmi", "problem": "expected a number, got a number too large to be finite"}],
+            [{"field": "bmi", "problem": "expected a finite number"}],
         ),
         (
             {"bmi": True, "bp": 2},

@@ -233,7 +233,11 @@ def _check_value(feat: Feature, value: Any, where: str, details: list[dict[str, 
     if feat.kind == "numeric":
         number = _as_number(value)
         if number is None:
-            details.append({"field": where, "problem": f"expected a number, got {_kind(value)}"})
+            finite = isinstance(value, int | float) and not isinstance(value, bool)
+            problem = (
+                "expected a finite number" if finite else f"expected a number, got {_kind(value)}"
+            )
+            details.append({"field": where, "problem": problem})
         return number
     if isinstance(value, dict | list | bool):
         details.append({"field": where, "problem": f"expected a category, got {_kind(value)}"})
@@ -264,7 +268,7 @@ def _kind(value: Any) -> str:
     if isinstance(value, bool):
         return "true/false"
     if isinstance(value, int | float):
-        return "a number too large to be finite" if not _as_number(value) else "a number"
+        return "a number"
     if isinstance(value, str):
         return "text that is not a number"
     if isinstance(value, list):
