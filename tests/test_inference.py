@@ -219,6 +219,7 @@ def test_a_non_finite_prediction_is_a_422(linear):
 
 
 @pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
 def test_bulk_rows_without_a_finite_prediction_fail_alone(linear):
     toy_model = linear
     batch = pa.RecordBatch.from_pydict({"x1": [0.1, 1e308, 0.3], "x2": [0.2, 1e308, None]})

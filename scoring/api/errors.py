@@ -35,9 +35,8 @@ MLFLOW_CODES = {
     500: "INTERNAL_ERROR",
     503: "TEMPORARILY_UNAVAILABLE",
 }
-# Blueprint → protocol, and the path prefixes that speak each protocol when no route matched.
+# Blueprint → the protocol whose error body it answers (KServe v1 shares OIP's).
 PROTOCOLS = {"mlflow": "mlflow", "oip": "oip", "kserve": "oip"}
-PATH_PROTOCOLS = (("/invocations", "mlflow"), ("/v2/", "oip"), ("/v2", "oip"), ("/v1/", "oip"))
 
 
 def json_error(status: int, code: str, message: str, details: list | None = None) -> Response:
@@ -53,14 +52,17 @@ def json_error(status: int, code: str, message: str, details: list | None = None
 
 
 def _protocol() -> str:
+    """The protocol a request spoke: its route's, or its path's when no route matched."""
     if not request:
         return "dropscore"
     if request.blueprint in PROTOCOLS:
         return PROTOCOLS[request.blueprint]
     if request.url_rule is None:
-        for prefix, protocol in PATH_PROTOCOLS:
-            if request.path == prefix or request.path.startswith(prefix):
-                return protocol
+        path = request.path
+        if path == "/invocations":
+            return "mlflow"
+        if path == "/v2" or path.startswith(("/v2/", "/v1/")):
+            return "oip"
     return "dropscore"
 
 

@@ -173,17 +173,23 @@ def _read_tensor(spec: Any, i: int, binary: memoryview, offset: int) -> tuple[Te
         if len(data) != count:
             raise BadRequest(f"{where}: shape {shape} holds {count} values, data has {len(data)}")
         if datatype in NUMERIC_TYPES:
-            data = _numbers(data, datatype, name, where)
+            data = _numbers(data, datatype, name, shape)
     return Tensor(name, datatype, tuple(shape), data), offset
 
 
-def _numbers(data: list[Any], datatype: str, name: str, where: str) -> Any:
+def _numbers(data: list[Any], datatype: str, name: str, shape: list[int]) -> Any:
     """JSON data of a numeric tensor: numbers only (no text, true/false or null)."""
     if not all(type(v) in (int, float) for v in data):
-        raise ValidationFailed(
-            f"{where}: {datatype} data must be numbers",
-            [{"field": name[:64], "problem": f"{datatype} data must be numbers"}],
-        )
+        bad = [i for i, v in enumerate(data) if type(v) not in (int, float)][:20]
+        details = [
+            {
+                "field": name[:64] + "".join(f"[{int(j)}]" for j in np.unravel_index(i, shape)),
+                "problem": f"{datatype} data must be numbers",
+            }
+            for i in bad
+        ]
+        more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+        raise ValidationFailed(f"{details[0]['field']}: {details[0]['problem']}{more}", details)
     try:
         return np.asarray(data, dtype=np.float64)
     except OverflowError:

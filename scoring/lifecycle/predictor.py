@@ -61,7 +61,11 @@ class LoadedModel:
 
     def predict_matrix(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """Predict many validated rows in one vectorized call (+ probabilities for classifiers)."""
-        values = self.fast(X) if self.fast is not None else np.asarray(self.pipeline.predict(X))
+        if self.fast is not None:
+            with np.errstate(over="ignore", invalid="ignore"):  # inf/NaN answers are refused
+                values = self.fast(X)
+        else:
+            values = np.asarray(self.pipeline.predict(X))
         proba = None
         if self.schema.task == "classification" and hasattr(self.pipeline, "predict_proba"):
             proba = np.asarray(self.pipeline.predict_proba(X), dtype=np.float64)
