@@ -295,9 +295,16 @@ def test_binary_tensors_fp32_and_bytes():
     ],
 )  # fmt: skip
 def test_malformed_tensors_are_bad_requests(header, blob, fragment):
+    """Each breaks the protocol itself, whatever the model."""
     body, length = _binary_request(header, blob)
     with pytest.raises(BadRequest, match=fragment):
         read_request(body, length)
+
+
+@pytest.mark.parametrize("length", ["¹", "-1", " 2", "99", "0x10"])
+def test_header_length_must_be_a_plain_length(length):
+    with pytest.raises(BadRequest, match="Inference-Header-Content-Length"):
+        read_request(b'{"inputs": []}', length)
 
 
 @pytest.mark.parametrize(

@@ -67,6 +67,8 @@ def _protocol() -> str:
 
 
 def register_error_handlers(app: Flask) -> None:
+    """Send every error, ours or werkzeug's or unexpected, through one body builder."""
+
     @app.errorhandler(DropscoreError)
     def _ours(exc: DropscoreError) -> Response:
         if exc.status == 500:

@@ -22,6 +22,7 @@ class StrictJSONProvider(DefaultJSONProvider):
     sort_keys = False
 
     def dumps(self, obj: Any, **kwargs: Any) -> str:
+        """Serialize like Flask does, refusing NaN and Infinity."""
         kwargs.setdefault("allow_nan", False)
         return super().dumps(obj, **kwargs)
 

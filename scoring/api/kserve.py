@@ -6,15 +6,15 @@ from flask import Blueprint, Response
 
 from scoring.api.context import services
 from scoring.api.jsonio import json_response, request_json
-from scoring.errors import ValidationFailed
 from scoring.inference.core import MODEL_NAMES, model_for, predict_many
-from scoring.inference.payloads import instances_to_matrix
+from scoring.inference.payloads import kserve_rows
 
 bp = Blueprint("kserve", __name__)
 
 
 @bp.get("/v1/models")
 def list_models() -> Response:
+    """List the model names a KServe v1 client can call."""
     return json_response({"models": list(MODEL_NAMES)})
 
 
@@ -27,14 +27,10 @@ def model_status(name: str) -> Response:
 
 @bp.post("/v1/models/<name>:predict")
 def predict(name: str) -> Response:
+    """Score ``instances`` (lists by position or objects by name) into ``predictions``."""
     s = services()
     model = model_for(s.champion, name)
-    payload = request_json()
-    if not isinstance(payload, dict) or "instances" not in payload:
-        raise ValidationFailed("the body must be a JSON object with 'instances' (a list of rows)")
-    limit = s.settings.server.max_rows_per_request
-    out = predict_many(
-        model, instances_to_matrix(payload["instances"], model.schema, "instances", limit)
-    )
+    X = kserve_rows(request_json(), model.schema, s.settings.server.max_rows_per_request)
+    out = predict_many(model, X)
     s.monitoring.rows_scored.labels("kserve").inc(len(out.values))
     return json_response({"predictions": out.values})

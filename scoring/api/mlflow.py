@@ -8,37 +8,24 @@ and ``GET /version`` answer as ``mlflow models serve`` does. Errors are MLflow's
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
-
 from flask import Blueprint, Response, request
 
 from scoring.api.context import services
-from scoring.api.jsonio import json_response, request_json
-from scoring.errors import UnsupportedMediaType
-from scoring.inference.core import predict_many
-from scoring.inference.payloads import csv_rows, mlflow_rows
+from scoring.api.jsonio import json_response
+from scoring.inference.core import predict_many, server_version
+from scoring.inference.payloads import CONTENT_TYPE_JSON, invocation_rows
 
 bp = Blueprint("mlflow", __name__)
-
-CONTENT_TYPE_JSON = "application/json"
-CONTENT_TYPE_CSV = "text/csv"
 
 
 @bp.post("/invocations")
 def invocations() -> Response:
+    """Score a JSON or CSV body as ``mlflow models serve`` does, with our validation."""
     s = services()
     model = s.champion.current()
+    data = request.get_data(cache=False)
     limit = s.settings.server.max_rows_per_request
-    mimetype = request.mimetype or CONTENT_TYPE_JSON
-    if mimetype == CONTENT_TYPE_CSV:
-        X = csv_rows(request.get_data(cache=False), model.schema, limit)
-    elif mimetype == CONTENT_TYPE_JSON or mimetype.endswith("+json"):
-        X = mlflow_rows(request_json(), model.schema, limit)
-    else:
-        raise UnsupportedMediaType(
-            f"send Content-Type {CONTENT_TYPE_JSON} or {CONTENT_TYPE_CSV}, not {mimetype[:60]}"
-        )
-    out = predict_many(model, X)
+    out = predict_many(model, invocation_rows(data, request.mimetype, model.schema, limit))
     s.monitoring.rows_scored.labels("invocations").inc(len(out.values))
     return json_response({"predictions": out.values})
 
@@ -52,10 +39,6 @@ def ping() -> Response:
 
 
 @bp.get("/version")
-def server_version() -> Response:
+def version() -> Response:
     """Answer the server's version as plain text, as ``mlflow models serve`` does."""
-    try:
-        text = version("dropscore")
-    except PackageNotFoundError:  # running from a source tree that was never installed
-        text = "unknown"
-    return Response(text, mimetype="text/plain")
+    return Response(server_version(), mimetype="text/plain")

@@ -7,14 +7,12 @@ Only the champion is served: a URL naming another version is a 404 that says so.
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
-
 from flask import Blueprint, Response, request
 
 from scoring.api.context import services
 from scoring.api.jsonio import json_response
 from scoring.errors import NoModel, UnsupportedMediaType
-from scoring.inference.core import model_for, predict_many
+from scoring.inference.core import model_for, predict_many, server_version
 from scoring.inference.tensors import (
     HEADER_LENGTH,
     OUTPUT_PREDICT,
@@ -34,7 +32,10 @@ EXTENSIONS = ["binary_tensor_data"]
 
 @bp.get("/v2")
 def server_metadata() -> Response:
-    return json_response({"name": "dropscore", "version": _version(), "extensions": EXTENSIONS})
+    """Name the server and the binary tensor extension, which tritonclient looks for."""
+    return json_response(
+        {"name": "dropscore", "version": server_version(), "extensions": EXTENSIONS}
+    )
 
 
 @bp.get("/v2/health/live")
@@ -62,6 +63,7 @@ def model_metadata(name: str, model_version: str | None = None) -> Response:
 @bp.get("/v2/models/<name>/ready")
 @bp.get("/v2/models/<name>/versions/<model_version>/ready")
 def model_ready(name: str, model_version: str | None = None) -> Response:
+    """Answer 200 when this name (and version) is served, 404 when not, 503 before a model."""
     model = model_for(services().champion, name, model_version)
     return json_response({"name": name, "ready": True, "version": model.version})
 
@@ -69,6 +71,7 @@ def model_ready(name: str, model_version: str | None = None) -> Response:
 @bp.post("/v2/models/<name>/infer")
 @bp.post("/v2/models/<name>/versions/<model_version>/infer")
 def infer(name: str, model_version: str | None = None) -> Response:
+    """Score tensors (JSON or binary) and answer ``predict`` (+ ``predict_proba``) tensors."""
     s = services()
     model = model_for(s.champion, name, model_version)
     if request.content_encoding:
@@ -109,10 +112,3 @@ def _metadata(name: str, model: LoadedModel) -> dict:
         "outputs": outputs,
         "parameters": {"task": schema.task, "classes": [str(c) for c in model.classes]},
     }
-
-
-def _version() -> str:
-    try:
-        return version("dropscore")
-    except PackageNotFoundError:  # a source tree that was never installed
-        return "unknown"

@@ -14,6 +14,7 @@ bp = Blueprint("predict", __name__)
 
 @bp.post("/predict")
 def predict() -> Response:
+    """Answer one row as one prediction, or many rows (instances, 2-D X_test) in one call."""
     s = services()
     model = s.champion.current()  # read once: the request ends on this version
     X, single = predict_rows(request_json(), model.schema, s.settings.server.max_rows_per_request)

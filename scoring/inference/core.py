@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 import numpy as np
@@ -80,6 +81,14 @@ def predict_many(model: LoadedModel, X: np.ndarray) -> Predictions:
         )
     classes = model.classes if proba is not None else None
     return Predictions(model.version, values.tolist(), classes, proba)
+
+
+def server_version() -> str:
+    """The installed dropscore version, which /version and GET /v2 report to clients."""
+    try:
+        return version("dropscore")
+    except PackageNotFoundError:  # a source tree that was never installed
+        return "unknown"
 
 
 def check_rows(rows: int, limit: int) -> None:

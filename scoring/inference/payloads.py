@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from scoring.errors import BadRequest, ValidationFailed
+from scoring.errors import BadRequest, UnsupportedMediaType, ValidationFailed
+from scoring.inference.body import parse_json
 from scoring.inference.core import check_rows
 from scoring.lifecycle.rows import (
     columns_to_matrix,
@@ -27,6 +28,7 @@ from scoring.lifecycle.schema import FeatureSchema, normalize_name
 
 PREDICT_KEYS = "'features' or 'X_test' (one row), or 'instances' (many rows)"
 MLFLOW_FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
+CONTENT_TYPE_JSON, CONTENT_TYPE_CSV = "application/json", "text/csv"
 
 
 def predict_rows(payload: Any, schema: FeatureSchema, limit: int) -> tuple[np.ndarray, bool]:
@@ -67,6 +69,24 @@ def instances_to_matrix(instances: Any, schema: FeatureSchema, label: str, limit
     if isinstance(instances[0], list):
         return positional_to_matrix(instances, schema, label)
     return records_to_matrix(instances, schema, label)
+
+
+def invocation_rows(data: bytes, mimetype: str, schema: FeatureSchema, limit: int) -> np.ndarray:
+    """Read an MLflow ``/invocations`` body by its content type: JSON (the default) or CSV."""
+    if mimetype == CONTENT_TYPE_CSV:
+        return csv_rows(data, schema, limit)
+    if mimetype in ("", CONTENT_TYPE_JSON) or mimetype.endswith("+json"):
+        return mlflow_rows(parse_json(data), schema, limit)
+    raise UnsupportedMediaType(
+        f"send Content-Type {CONTENT_TYPE_JSON} or {CONTENT_TYPE_CSV}, not {mimetype[:60]}"
+    )
+
+
+def kserve_rows(payload: Any, schema: FeatureSchema, limit: int) -> np.ndarray:
+    """Read a KServe v1 ``:predict`` body: ``instances``, by position or by name."""
+    if not isinstance(payload, dict) or "instances" not in payload:
+        raise ValidationFailed("the body must be a JSON object with 'instances' (a list of rows)")
+    return instances_to_matrix(payload["instances"], schema, "instances", limit)
 
 
 def mlflow_rows(payload: Any, schema: FeatureSchema, limit: int) -> np.ndarray:

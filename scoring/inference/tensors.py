@@ -62,9 +62,7 @@ def read_request(body: bytes, header_length: str | None) -> InferRequest:
     """Split a request into its JSON header and binary tensors, and decode every input."""
     binary = memoryview(b"")
     if header_length is not None:
-        if not header_length.isdigit() or int(header_length) > len(body):
-            raise BadRequest(f"{HEADER_LENGTH} must be a length within the body")
-        cut = int(header_length)
+        cut = _header_length(header_length, len(body))
         body, binary = body[:cut], memoryview(body)[cut:]
     header = parse_json(body)
     if not isinstance(header, dict) or not isinstance(header.get("inputs"), list):
@@ -85,6 +83,13 @@ def read_request(body: bytes, header_length: str | None) -> InferRequest:
         outputs=_requested(header.get("outputs")),
         binary_default=params.get("binary_data_output") is True,
     )
+
+
+def _header_length(value: str, size: int) -> int:
+    """The JSON header's length: ASCII digits only ('¹'.isdigit() is true, int('¹') fails)."""
+    if not (value.isascii() and value.isdigit()) or int(value) > size:
+        raise BadRequest(f"{HEADER_LENGTH} must be a length within the body")
+    return int(value)
 
 
 def tensors_to_matrix(inputs: list[Tensor], schema: FeatureSchema, limit: int) -> np.ndarray:
@@ -144,6 +149,7 @@ def output_datatype(classes: list[Any] | None) -> str:
 
 
 def feature_datatype(kind: str) -> str:
+    """The tensor datatype a feature takes: FP64 for numbers, BYTES for text."""
     return "FP64" if kind == "numeric" else "BYTES"
 
 
