@@ -322,3 +322,34 @@ def test_tensors_that_do_not_fit_the_model_are_422(inputs, fragment):
     with pytest.raises(ValidationFailed, match=fragment):
         request = read_request(json.dumps({"inputs": inputs}).encode(), None)
         tensors_to_matrix(request.inputs, NUMERIC, 10)
+
+
+def _request(outputs=None, binary_default=False):
+    from scoring.inference.tensors import InferRequest
+
+    return InferRequest(id=None, inputs=[], outputs=outputs, binary_default=binary_default)
+
+
+def test_outputs_in_json_and_binary():
+    from scoring.inference.core import Predictions
+    from scoring.inference.tensors import outputs_for
+
+    utils = pytest.importorskip("tritonclient.utils")
+    proba = np.array([[0.25, 0.75], [0.5, 0.5]])
+    labelled = Predictions("3", ["yes", "nö"], ["no", "yes"], proba)
+    specs, blob = outputs_for(labelled, _request(binary_default=True))
+    assert [(s["name"], s["datatype"], s["shape"]) for s in specs] == [
+        ("predict", "BYTES", [2]),
+        ("predict_proba", "FP64", [2, 2]),
+    ]
+    size = specs[0]["parameters"]["binary_data_size"]
+    labels = utils.deserialize_bytes_tensor(blob[:size])  # the client's own decoder
+    assert [v.decode() for v in labels] == ["yes", "nö"]
+    np.testing.assert_array_equal(np.frombuffer(blob[size:], "<f8").reshape(2, 2), proba)
+
+    numbered = Predictions("3", [0, 1], [0, 1], proba)
+    specs, blob = outputs_for(numbered, _request({"predict": None, "predict_proba": False}))
+    assert specs[0] == {"name": "predict", "datatype": "INT64", "shape": [2], "data": [0, 1]}
+    assert specs[1]["data"] == [0.25, 0.75, 0.5, 0.5] and blob == b""
+    specs, blob = outputs_for(numbered, _request({"predict": True}))
+    assert len(specs) == 1 and np.frombuffer(blob, "<i8").tolist() == [0, 1]

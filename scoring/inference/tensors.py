@@ -96,7 +96,8 @@ def tensors_to_matrix(inputs: list[Tensor], schema: FeatureSchema, limit: int) -
     """Lay the inputs out as the model's matrix, from one [rows, n] tensor or one per feature."""
     k = len(schema.features)
     first = inputs[0]
-    if len(inputs) == 1 and len(first.shape) == 2 and first.shape[1] == k and k > 1:
+    whole = k > 1 or first.name not in schema.index  # with one feature, [rows, 1] is both
+    if len(inputs) == 1 and len(first.shape) == 2 and first.shape[1] == k and whole:
         return _whole(first, schema, limit)
     rows = {t.shape[0] if t.shape else -1 for t in inputs}
     if len(rows) != 1 or any(len(t.shape) > 2 or math.prod(t.shape[1:]) != 1 for t in inputs):
