@@ -183,8 +183,14 @@ def test_metrics_count_the_new_endpoints(app, client):
 
 
 def test_answers_are_strict_json(app):
-    with app.app_context(), pytest.raises(ValueError, match="not JSON compliant"):
-        app.json.dumps({"x": float("nan")})
+    """An undefined metric (NaN in a model card) is null, never the NaN literal."""
+    with app.app_context():
+        text = app.json.dumps({"r2": float("nan"), "m": [float("inf"), 1.5], "n": "NaN"})
+    assert json.loads(text) == {"r2": None, "m": [None, 1.5], "n": "NaN"}
+    from scoring.api.jsonio import json_response
+
+    with pytest.raises(ValueError, match="not JSON compliant"):
+        json_response({"prediction": float("nan")})
 
 
 def test_many_rows_answer_in_predict(client):
@@ -298,3 +304,23 @@ def test_fuzz_raw_bytes(client, path, body, header):
 def test_fuzz_csv(client, body):
     response = client.post("/invocations", data=body, content_type="text/csv")
     assert_not_5xx(response, "mlflow")
+
+
+def test_an_undefined_metric_is_null_in_the_model_listing(tmp_path, diabetes):
+    from scoring.lifecycle.training import train
+
+    settings = make_settings(tmp_path)
+    registry = Registry(settings.models_dir, settings.db_path)
+    result = train(diabetes, settings.model)
+    card = {
+        "estimator": "linear_regression",
+        "metrics": {**result.metrics, "r2": float("nan")},
+        "schema": result.schema.to_dict(),
+    }
+    registry.promote(registry.register(result.pipeline, card))
+    client = create_app(settings, registry=registry).test_client()
+    for path in ("/models", "/models/current"):
+        response = client.get(path)
+        assert response.status_code == 200
+        assert b"NaN" not in response.get_data()
+    assert client.get("/models/current").get_json()["metrics"]["r2"] is None

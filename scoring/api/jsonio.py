@@ -1,13 +1,14 @@
 """JSON in and out for every endpoint: the guarded body parser, and strict JSON answers.
 
 Strict means no ``NaN``/``Infinity`` ever leaves the server (DESIGN.md guarantee 9): the Flask
-JSON provider and ``json_response`` both refuse them, so a non-finite value is a bug that
-surfaces as a logged 500, never as a body a strict client cannot read.
+JSON provider writes them as null, and ``json_response`` (the scoring answers, whose
+non-finite predictions the core already refused) refuses them outright.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from flask import Response, request
@@ -17,14 +18,31 @@ from scoring.inference.body import parse_json
 
 
 class StrictJSONProvider(DefaultJSONProvider):
-    """Flask's provider with ``allow_nan=False``, for ``jsonify`` and ``app.json``."""
+    """Flask's provider for ``jsonify``, answering strict JSON: a non-finite float is null.
+
+    Model cards hold NaN where a metric is undefined (R² of one row, ROC AUC of a hold-out
+    missing a class); those are reported as null rather than as ``NaN``, which is not JSON.
+    """
 
     sort_keys = False
 
     def dumps(self, obj: Any, **kwargs: Any) -> str:
-        """Serialize like Flask does, refusing NaN and Infinity."""
+        """Serialize like Flask does; replace NaN and Infinity with null when there are any."""
         kwargs.setdefault("allow_nan", False)
-        return super().dumps(obj, **kwargs)
+        try:
+            return super().dumps(obj, **kwargs)
+        except ValueError:
+            return super().dumps(_finite(obj), **kwargs)
+
+
+def _finite(obj: Any) -> Any:
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_finite(v) for v in obj]
+    return obj
 
 
 def request_json() -> Any:
