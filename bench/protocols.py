@@ -37,7 +37,8 @@ if not __package__:  # run as a file: bench/ingest.py must not shadow the ingest
 HOST = "127.0.0.1"
 SAMPLE = ROOT / "data" / "sample" / "diabetes.csv"
 SERVER = """
-import sys
+import logging, sys
+logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # "queue depth" lines are noise here
 from waitress import serve
 from scoring.api.app import create_app, warm
 from scoring.settings import load_settings
