@@ -324,3 +324,10 @@ def test_an_undefined_metric_is_null_in_the_model_listing(tmp_path, diabetes):
         assert response.status_code == 200
         assert b"NaN" not in response.get_data()
     assert client.get("/models/current").get_json()["metrics"]["r2"] is None
+
+
+@pytest.mark.parametrize("body", [b"[" * 50_000, b'{"force": NaN}', b"\xff"])
+def test_train_reads_its_body_with_the_guarded_parser(client, body):
+    """POST /train's optional body: deep nesting used to be a RecursionError and a 500."""
+    response = client.post("/train", data=body, content_type="application/json")
+    assert_error(response, 400, "bad_request", "not valid JSON")

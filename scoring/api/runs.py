@@ -8,6 +8,7 @@ import threading
 from flask import Blueprint, Response, jsonify, request
 
 from scoring.api.context import services
+from scoring.api.jsonio import request_json
 from scoring.api.params import int_arg
 from scoring.errors import Conflict, ValidationFailed
 from scoring.lifecycle.runs import STATES, RetrainBusy, RunStore, begin_retrain, execute
@@ -57,7 +58,7 @@ def _force() -> bool:
     """Read ``force`` from the query string or a JSON body; anything else is a 422."""
     raw = request.args.get("force")
     if raw is None and request.get_data(cache=True):
-        body = request.get_json(silent=True)
+        body = request_json()  # the guarded parser: hostile JSON is a 400, never a 500
         if not isinstance(body, dict):
             raise ValidationFailed('the body, when sent, must be a JSON object: {"force": true}')
         raw = body.get("force", False)
