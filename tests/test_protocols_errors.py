@@ -331,3 +331,9 @@ def test_train_reads_its_body_with_the_guarded_parser(client, body):
     """POST /train's optional body: deep nesting used to be a RecursionError and a 500."""
     response = client.post("/train", data=body, content_type="application/json")
     assert_error(response, 400, "bad_request", "not valid JSON")
+
+
+@pytest.mark.parametrize("value", ["¹", "٣", "-1"])
+def test_query_numbers_take_ascii_digits_only(client, value):
+    """'¹'.isdigit() is true but int('¹') fails: it was a 500 on GET /files?limit=¹."""
+    assert_error(client.get("/files", query_string={"limit": value}), 422, "invalid_input", "limit")

@@ -12,7 +12,7 @@ def int_arg(name: str, default: int, low: int, high: int) -> int:
     raw = request.args.get(name)
     if raw is None:
         return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
+    if not (raw.isascii() and raw.isdigit()) or not low <= int(raw) <= high:
         raise ValidationFailed(
             f"{name} must be a whole number from {low} to {high}",
             [{"field": name, "problem": f"got {raw!r}"}],
