@@ -48,7 +48,7 @@ class Server:
     def predict(self, headers: dict | None = None) -> list:
         """What /predict answers, one request per row: the reference every protocol matches."""
         out = []
-        for record in self.frame.to_dict(orient="records"):
+        for record in self.frame.astype(object).where(self.frame.notna(), None).to_dict("records"):
             response = requests.post(
                 f"{self.url}/predict", json={"features": record}, headers=headers, timeout=10
             )
@@ -90,6 +90,16 @@ def regression(tmp_path_factory, diabetes) -> Iterator[Server]:
 def classifier(tmp_path_factory, diabetes) -> Iterator[Server]:
     frame = diabetes.assign(target=np.where(diabetes["target"] > 140, "high", "low"))
     yield from _serve(tmp_path_factory.mktemp("classifier"), frame, "logistic_regression")
+
+
+@pytest.fixture(scope="module")
+def mixed(tmp_path_factory) -> Iterator[Server]:
+    """Numbers with gaps and a text feature: BYTES tensors, and NaN as a missing number."""
+    from tests.test_training import toy
+
+    frame = toy("regression")
+    frame = frame[frame["colour"].notna()]  # BYTES has no null; a missing number stays in
+    yield from _serve(tmp_path_factory.mktemp("mixed"), frame, "ridge")
 
 
 @pytest.fixture(scope="module")
@@ -211,6 +221,26 @@ def test_triton_client_infer_one_tensor_per_feature(regression, binary):
     expected = [r["prediction"] for r in regression.predict()]
     # FP32 inputs round the features, so the answers agree to float32 precision only
     np.testing.assert_allclose(result.as_numpy("predict"), expected, rtol=1e-5)
+
+
+def test_triton_client_bytes_for_text_features(mixed):
+    client = _triton(mixed)
+    meta = client.get_model_metadata("default")
+    assert [(i["name"], i["datatype"]) for i in meta["inputs"]] == [
+        ("x1", "FP64"),
+        ("x2", "FP64"),
+        ("colour", "BYTES"),
+    ]
+    assert mixed.frame["x1"].isna().any()  # NaN in a binary FP64 tensor is a missing value
+    inputs = []
+    for name in ("colour", "x2", "x1"):  # any order: tensors are matched by name
+        column = mixed.frame[name].to_numpy()
+        datatype = "BYTES" if name == "colour" else "FP64"
+        tensor = httpclient.InferInput(name, [len(column)], datatype)
+        tensor.set_data_from_numpy(column.astype(object if name == "colour" else np.float64))
+        inputs.append(tensor)
+    got = client.infer("default", inputs).as_numpy("predict")
+    assert got.tolist() == same([r["prediction"] for r in mixed.predict()])
 
 
 def test_triton_client_sees_errors_as_exceptions(regression):
