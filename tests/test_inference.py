@@ -11,6 +11,8 @@ import struct
 import numpy as np
 import pyarrow as pa
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from scoring.bulk.batch import score_batch
 from scoring.errors import BadRequest, NotFound, ValidationFailed
@@ -353,3 +355,43 @@ def test_outputs_in_json_and_binary():
     assert specs[1]["data"] == [0.25, 0.75, 0.5, 0.5] and blob == b""
     specs, blob = outputs_for(numbered, _request({"predict": True}))
     assert len(specs) == 1 and np.frombuffer(blob, "<i8").tolist() == [0, 1]
+
+
+# --- properties -----------------------------------------------------------------------------
+
+CELLS = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats()
+    | st.text(max_size=6)
+    | st.lists(st.integers(), max_size=2)
+)
+
+
+@given(st.binary(max_size=300) | st.text(max_size=300).map(str.encode))
+def test_parser_returns_a_value_or_a_bad_request(body):
+    try:
+        parse_json(body)
+    except BadRequest as exc:
+        assert exc.message.startswith("the request body")
+
+
+@given(
+    st.lists(
+        st.dictionaries(st.sampled_from(["bmi", "BP", "bp", "zz"]), CELLS, max_size=4)
+        | st.lists(CELLS, max_size=3),
+        max_size=6,
+    )
+)
+def test_validation_returns_a_clean_matrix_or_names_the_problem(rows):
+    for build in (records_to_matrix, positional_to_matrix):
+        try:
+            X = build(rows, NUMERIC, "rows")
+        except ValidationFailed as exc:
+            assert exc.details and len(exc.details) <= MAX_DETAILS
+            assert all(set(d) == {"field", "problem"} for d in exc.details)
+            assert exc.details[0]["field"].startswith("rows[")
+        else:
+            assert X.shape == (len(rows), 2) and X.dtype == np.float64
+            assert not np.isinf(X).any()  # finite numbers or NaN (missing) only

@@ -112,7 +112,7 @@ def keyed(tmp_path_factory, diabetes) -> Iterator[Server]:
 # --- MLflow ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("kind", ["regression", "classifier"])
+@pytest.mark.parametrize("kind", ["regression", "classifier", "mixed"])
 def test_mlflow_client_matches_predict(kind, request):
     server: Server = request.getfixturevalue(kind)
     client = mlflow_client.ScoringServerClient(server.host, server.port)
@@ -120,10 +120,9 @@ def test_mlflow_client_matches_predict(kind, request):
     client.ping()
     assert client.get_version()
     expected = [r["prediction"] for r in server.predict()]
-    from_frame = client.invoke(server.frame).get_predictions(predictions_format="ndarray")
-    from_array = client.invoke(server.frame.to_numpy()).get_predictions(
-        predictions_format="ndarray"
-    )
+    frame = server.frame.astype(object).where(server.frame.notna(), None)  # NaN is not JSON
+    from_frame = client.invoke(frame).get_predictions(predictions_format="ndarray")
+    from_array = client.invoke(frame.to_numpy()).get_predictions(predictions_format="ndarray")
     assert from_frame.tolist() == same(expected)
     assert from_array.tolist() == same(expected)
 
