@@ -44,6 +44,9 @@ MUST_SUCCEED = (
     "runs.start_training",
     "models.show_model",
     "models.promote_model",
+    "mlflow.invocations",
+    "oip.infer",
+    "kserve.predict",
 )
 REQUESTS = re.compile(
     r'^dropscore_requests_total\{endpoint="([^"]+)",method="[A-Z]+",status="(\d+)"\} (\S+)$', re.M
@@ -92,10 +95,11 @@ def answered(url: str) -> dict[str, set[int]]:
 
 
 def operation_endpoints(spec_file: Path) -> set[str]:
-    """Return the Flask endpoint of every operation (operationId, less a method suffix)."""
+    """Return the Flask endpoint of every operation (operationId, less a method suffix and the
+    route number a view serving several routes adds)."""
     spec = json.loads(spec_file.read_text())
     return {
-        op["operationId"].removesuffix(f".{method}")
+        re.sub(r"\.\d+$", "", op["operationId"].removesuffix(f".{method}"))
         for item in spec["paths"].values()
         for method, op in item.items()
     }

@@ -11,7 +11,7 @@ import pytest
 from scoring.lifecycle.estimators import ESTIMATORS
 from scoring.lifecycle.predictor import LoadedModel
 from scoring.lifecycle.promotion import decide
-from scoring.lifecycle.schema import record_to_array
+from scoring.lifecycle.rows import record_to_array
 
 from .conftest import make_settings
 

@@ -14,8 +14,11 @@ from scoring.api import (
     docs,
     files,
     health,
+    kserve,
     metrics,
+    mlflow,
     models,
+    oip,
     openapi,
     predict,
     runs,
@@ -23,8 +26,9 @@ from scoring.api import (
 )
 from scoring.api.auth import register_auth
 from scoring.api.context import Services
-from scoring.api.converters import IdConverter
+from scoring.api.converters import IdConverter, ModelNameConverter
 from scoring.api.errors import register_error_handlers
+from scoring.api.jsonio import StrictJSONProvider
 from scoring.api.monitoring import Monitoring
 from scoring.api.pages import register_pages
 from scoring.lifecycle.champion import ChampionHolder
@@ -42,9 +46,10 @@ def create_app(
 ) -> Flask:
     """Build the API over a settings object; nothing is loaded until the first request."""
     app = Flask("dropscore")
+    app.json = StrictJSONProvider(app)  # strict JSON everywhere: no NaN/Infinity in answers
     app.config["MAX_CONTENT_LENGTH"] = int(settings.server.max_request_mb * 1024 * 1024)
-    app.json.sort_keys = False
     app.url_map.converters["id"] = IdConverter  # every whole number in a path: <id:name>
+    app.url_map.converters["model"] = ModelNameConverter  # a served model's name: <model:name>
     # An API replica may start before any worker made the data folder; state.db lives there.
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     registry = registry or Registry(settings.models_dir, settings.db_path)
@@ -63,7 +68,10 @@ def create_app(
     sessions = register_pages(app, settings)
     services.keyring = register_auth(app, settings, sessions)
     register_error_handlers(app)
-    for module in (health, predict, score, models, files, runs, metrics, audit, openapi, docs):
+    for module in (
+        health, predict, score, models, files, runs, metrics, audit, openapi, docs,
+        mlflow, oip, kserve,
+    ):  # fmt: skip
         app.register_blueprint(module.bp)
     return app
 

@@ -34,8 +34,19 @@ class SessionAuth(Protocol):
 log = logging.getLogger("dropscore.audit")
 
 # Endpoints anyone may call, key or not: the probes a load balancer or orchestrator polls.
+# Open to anyone: the probes orchestrators poll (ours, MLflow's /ping, OIP's /v2/health/*), and
+# the dashboard's login form and its assets.
 OPEN_ENDPOINTS = frozenset(
-    {"health.health", "health.ready", "pages.login", "pages.logout", "pages.static"}
+    {
+        "health.health",
+        "health.ready",
+        "mlflow.ping",
+        "oip.live",
+        "oip.ready",
+        "pages.login",
+        "pages.logout",
+        "pages.static",
+    }
 )
 
 # The one table of who may call what (blueprint.view → the lowest role allowed). An endpoint
@@ -57,6 +68,16 @@ ENDPOINT_ROLES: dict[str, str] = {
     "openapi.openapi_json": "predict",
     "docs.docs": "predict",
     "docs.asset": "predict",
+    # the other protocols: predictions and reads
+    "mlflow.invocations": "predict",
+    "mlflow.version": "predict",
+    "oip.server_metadata": "predict",
+    "oip.model_metadata": "predict",
+    "oip.model_ready": "predict",
+    "oip.infer": "predict",
+    "kserve.list_models": "predict",
+    "kserve.model_status": "predict",
+    "kserve.predict": "predict",
     "static": "predict",  # Flask's own /static/<file> route: assets are reads
     "runs.start_training": "operate",
     "models.promote_model": "operate",

@@ -12,6 +12,8 @@ from typing import Any
 
 from werkzeug.routing import BaseConverter, ValidationError
 
+from scoring.inference.core import MODEL_NAMES
+
 # SQLite's INTEGER is a signed 64-bit number: ids beyond it cannot exist.
 MAX_ID = 2**63 - 1
 _MAX_DIGITS = len(str(MAX_ID))
@@ -35,3 +37,15 @@ class IdConverter(BaseConverter):
     def to_url(self, value: Any) -> str:
         """Build the segment for ``url_for``."""
         return str(int(value))
+
+
+class ModelNameConverter(BaseConverter):
+    """A served model's name in the protocols' URLs (``<model:name>``): one path segment.
+
+    The spec lists the names this server answers, so clients and the fuzzer start from them;
+    any other name still reaches the view, which answers a 404 naming the models that exist.
+    """
+
+    regex = "[^/:]+"
+    part_isolating = True
+    openapi: dict[str, Any] = {"type": "string", "enum": list(MODEL_NAMES)}

@@ -1,10 +1,16 @@
-"""Turn every error into the one JSON shape; no traceback or HTML page reaches a client."""
+"""Turn every error into JSON; no traceback or HTML page reaches a client.
+
+One handler per kind of exception, one body builder: the body's shape follows the protocol the
+request spoke (picked by blueprint, or by path for URLs no route matched). dropscore's own
+endpoints answer ``{"error": {"code", "message", "details"}}``; MLflow's scoring protocol
+``{"error_code", "message"}``; the Open Inference Protocol and KServe ``{"error": "..."}``.
+"""
 
 from __future__ import annotations
 
 import logging
 
-from flask import Flask, Response, json
+from flask import Flask, Response, json, request
 from werkzeug.exceptions import HTTPException
 
 from scoring.errors import DropscoreError, error_body
@@ -14,6 +20,7 @@ log = logging.getLogger("dropscore.api")
 HTTP_CODES = {
     400: "bad_request",
     401: "unauthorized",
+    403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
     409: "conflict",
@@ -22,14 +29,48 @@ HTTP_CODES = {
     422: "invalid_input",
     503: "unavailable",
 }
+# MLflow's error codes (mlflow/protos/databricks.proto) for the statuses we answer.
+MLFLOW_CODES = {
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "RESOURCE_DOES_NOT_EXIST",
+    500: "INTERNAL_ERROR",
+    503: "TEMPORARILY_UNAVAILABLE",
+}
+# Blueprint → the protocol whose error body it answers (KServe v1 shares OIP's).
+PROTOCOLS = {"mlflow": "mlflow", "oip": "oip", "kserve": "oip"}
 
 
 def json_error(status: int, code: str, message: str, details: list | None = None) -> Response:
-    body = json.dumps(error_body(code, message, details))
-    return Response(body, status=status, mimetype="application/json")
+    """Answer an error in the shape of the protocol this request spoke."""
+    protocol = _protocol()
+    if protocol == "mlflow":
+        body: dict = {"error_code": MLFLOW_CODES.get(status, "BAD_REQUEST"), "message": message}
+    elif protocol == "oip":
+        body = {"error": message}
+    else:
+        body = error_body(code, message, details)
+    return Response(json.dumps(body), status=status, mimetype="application/json")
+
+
+def _protocol() -> str:
+    """The protocol a request spoke: its route's, or its path's when no route matched."""
+    if not request:
+        return "dropscore"
+    if request.blueprint in PROTOCOLS:
+        return PROTOCOLS[request.blueprint]
+    if request.url_rule is None:
+        path = request.path
+        if path == "/invocations":
+            return "mlflow"
+        if path == "/v2" or path.startswith(("/v2/", "/v1/")):
+            return "oip"
+    return "dropscore"
 
 
 def register_error_handlers(app: Flask) -> None:
+    """Send every error, ours or werkzeug's or unexpected, through one body builder."""
+
     @app.errorhandler(DropscoreError)
     def _ours(exc: DropscoreError) -> Response:
         if exc.status == 500:

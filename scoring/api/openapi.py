@@ -75,6 +75,20 @@ ERROR_SCHEMA = {
 }
 
 
+# The error bodies of the other protocols (scoring.api.errors picks one by blueprint).
+MLFLOW_ERROR = {
+    "type": "object",
+    "required": ["error_code", "message"],
+    "properties": {"error_code": STRING, "message": STRING},
+}
+OIP_ERROR = {"type": "object", "required": ["error"], "properties": {"error": STRING}}
+
+
+def protocol_errors(schema: dict[str, Any], statuses: Iterable[int]) -> dict[int, dict[str, Any]]:
+    """Describe error responses in another protocol's body shape (they replace the automatic)."""
+    return {status: json_response(schema, ERRORS[status]) for status in statuses}
+
+
 @dataclass(frozen=True)
 class Operation:
     """What a view says about itself; the route supplies the rest."""
@@ -170,6 +184,7 @@ def openapi_json() -> Response:
 def build_spec(app: Flask) -> dict[str, Any]:
     """Build the OpenAPI document for every described route of ``app``."""
     paths: dict[str, dict[str, Any]] = {}
+    used: dict[str, int] = {}
     for rule in app.url_map.iter_rules():  # in the order the blueprints were registered
         note = note_for(app, rule)
         if note is None:
@@ -177,6 +192,11 @@ def build_spec(app: Flask) -> dict[str, Any]:
         methods = sorted((rule.methods or set()) - IGNORED_METHODS)
         for method in methods:
             op = _operation(rule, note, method if len(methods) > 1 else None)
+            # One view may serve several routes (OIP's .../versions/<v>/...): ids stay unique.
+            seen = used.get(op["operationId"], 0)
+            used[op["operationId"]] = seen + 1
+            if seen:
+                op["operationId"] += f".{seen + 1}"
             paths.setdefault(openapi_path(rule), {})[method.lower()] = op
     return {
         "openapi": OPENAPI_VERSION,

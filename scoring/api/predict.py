@@ -1,12 +1,12 @@
-"""``POST /predict``: one row in, one prediction out, through the Flask-free core."""
+"""``POST /predict``: one row or many in, predictions out, through the Flask-free core."""
 
 from __future__ import annotations
 
-import json
+from flask import Blueprint, Response
 
-from flask import Blueprint, Response, request
-
+from scoring.api import jsonio
 from scoring.api.context import services
+from scoring.api.jsonio import request_json
 from scoring.api.openapi import (
     ANY_OBJECT,
     NUMBER,
@@ -17,8 +17,8 @@ from scoring.api.openapi import (
     obj,
     operation,
 )
-from scoring.errors import BadRequest, ValidationFailed
-from scoring.lifecycle.schema import positional_to_array, record_to_array
+from scoring.inference.core import predict_many, predict_one
+from scoring.inference.payloads import predict_rows
 
 bp = Blueprint("predict", __name__)
 
@@ -51,29 +51,15 @@ PREDICTION = obj(
     errors=(400, 422, 503),
 )
 def predict() -> Response:
-    model = services().champion.current()  # read once: the request ends on this version
-    payload = parse_json_body()
-    if not isinstance(payload, dict):
-        raise ValidationFailed("the body must be a JSON object with 'features' or 'X_test'")
-    if "features" in payload:
-        row = record_to_array(payload["features"], model.schema)
-    elif "X_test" in payload:
-        row = positional_to_array(payload["X_test"], model.schema)
-    else:
-        raise ValidationFailed(
-            "the body needs 'features' (an object) or 'X_test' (a list in the order"
-            " GET /models/current lists)",
-            [{"field": "features", "problem": "missing"}],
-        )
-    return Response(json.dumps(model.predict_row(row)), mimetype="application/json")
-
-
-def parse_json_body() -> object:
-    """Parse the body as JSON whatever the content type says: curl -d sends form encoding."""
-    data = request.get_data(cache=False)
-    if not data:
-        raise BadRequest("the request body is empty; send a JSON object")
-    try:
-        return json.loads(data)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BadRequest(f"the request body is not valid JSON: {exc}") from None
+    """Answer one row as one prediction, or many rows (instances, 2-D X_test) in one call."""
+    s = services()
+    model = s.champion.current()  # read once: the request ends on this version
+    X, single = predict_rows(request_json(), model.schema, s.settings.server.max_rows_per_request)
+    s.monitoring.rows_scored.labels("predict").inc(len(X))
+    if single:
+        return jsonio.json_response(predict_one(model, X))
+    out = predict_many(model, X)
+    body = {"predictions": out.values, "model_version": out.version}
+    if out.probabilities is not None:
+        body["probabilities"] = out.probability_maps()
+    return jsonio.json_response(body)

@@ -8,6 +8,7 @@ from flask import Blueprint, Response, jsonify, request
 
 from scoring.api.auth import current_key_name
 from scoring.api.context import services
+from scoring.api.jsonio import request_json
 from scoring.api.openapi import (
     ANY_OBJECT,
     BOOLEAN,
@@ -59,7 +60,7 @@ FORCE = "retrain even when the data and settings have not changed since the last
             "headers": {"Location": {"required": True, "schema": STRING}},
         }
     },
-    errors=(409, 422),
+    errors=(400, 409, 422),
 )
 def start_training() -> tuple[Response, int, dict[str, str]]:
     """Queue a retrain and train in a background thread; 409 while another retrain runs."""
@@ -114,7 +115,7 @@ def _force() -> bool:
     """Read ``force`` from the query string or a JSON body; anything else is a 422."""
     raw = request.args.get("force")
     if raw is None and request.get_data(cache=True):
-        body = request.get_json(silent=True)
+        body = request_json()  # the guarded parser: hostile JSON is a 400, never a 500
         if not isinstance(body, dict):
             raise ValidationFailed('the body, when sent, must be a JSON object: {"force": true}')
         raw = body.get("force", False)

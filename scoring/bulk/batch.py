@@ -32,6 +32,7 @@ from ingest.normalize import FILE_ID, ROW, normalize_file
 from ingest.readers import open_table
 from scoring.bulk.engines import Engine, LocalEngine
 from scoring.errors import ValidationFailed
+from scoring.inference.core import NON_FINITE
 from scoring.lifecycle.predictor import LoadedModel
 from scoring.lifecycle.schema import FeatureSchema
 
@@ -186,6 +187,12 @@ def score_batch(
     # batch runs (this process, a Dask worker). Prediction here is gemv-sized: no speed lost.
     with threadpool_limits(limits=1, user_api="blas"):
         columns.update(_predict(model, X, ok))
+    lost = ok & columns["prediction"].is_null().to_numpy(zero_copy_only=False)
+    if lost.any():  # a non-finite prediction (inputs far out of range) fails its row
+        errors = errors or [None] * n
+        for row in np.flatnonzero(lost):
+            errors[row] = NON_FINITE
+        ok = ok & ~lost
     # Built by Arrow, not from n Python objects: ~13 ms per 100,000 rows saved.
     columns["model_version"] = pa.repeat(pa.scalar(model.version, pa.string()), n)
     columns["error"] = pa.array(errors, pa.string()) if errors else pa.nulls(n, pa.string())
@@ -248,7 +255,7 @@ def _predict(model: LoadedModel, X: np.ndarray, ok: np.ndarray) -> dict[str, pa.
         pred = np.full(n, np.nan)
         if len(good):
             pred[ok] = model.fast(good) if model.fast is not None else model.pipeline.predict(good)
-        out["prediction"] = pa.array(pred, pa.float64(), mask=~ok)
+        out["prediction"] = pa.array(pred, pa.float64(), mask=~(ok & np.isfinite(pred)))
         return out
     labels = model.pipeline.predict(good) if len(good) else np.array([])
     full = np.empty(n, dtype=object)

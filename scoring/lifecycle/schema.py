@@ -1,13 +1,9 @@
-"""The feature schema stored with every model, and validation of rows against it.
-
-This is the Flask-free heart of ``/predict``: a client's record becomes a validated 2-D array
-in the model's column order, or a ``ValidationFailed`` naming every field that is wrong. Arrays,
-not DataFrames, because building a one-row DataFrame costs more than the prediction itself.
+"""The feature schema stored with every model: names, kinds and categories, inferred once from
+the training data. Checking client rows against it lives in ``scoring.lifecycle.rows``.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,7 +12,6 @@ import numpy as np
 import pandas as pd
 
 from ingest.normalize import normalize_names
-from scoring.errors import ValidationFailed
 
 PROVENANCE = ("_file_id", "_row")
 MAX_CATEGORIES = 1000  # a column with more distinct text values is an id, not a category
@@ -153,92 +148,3 @@ def frame_to_array(frame: pd.DataFrame, schema: FeatureSchema) -> np.ndarray:
             values = col.astype(object).where(col.notna(), np.nan).to_numpy()
             out[:, i] = [v if isinstance(v, float) else str(v) for v in values]
     return out
-
-
-def record_to_array(record: Mapping[str, Any], schema: FeatureSchema) -> np.ndarray:
-    """Validate a ``{"feature": value}`` record; 422 names every missing, unknown or bad field."""
-    if not isinstance(record, Mapping):
-        raise ValidationFailed("'features' must be an object of feature names to values")
-    values: list[Any] = [None] * len(schema.features)
-    seen = [False] * len(schema.features)
-    details: list[dict[str, str]] = []
-    for key, value in record.items():
-        name = schema.index.get(key)
-        if name is None:
-            name = schema.index.get(normalize_name(str(key)))
-        if name is None:
-            details.append({"field": str(key), "problem": "unknown feature"})
-            continue
-        if seen[name]:
-            details.append({"field": str(key), "problem": "given twice under different names"})
-            continue
-        seen[name] = True
-        values[name] = _check_value(schema.features[name], value, str(key), details)
-    for feat, was_seen in zip(schema.features, seen, strict=True):
-        if not was_seen:
-            details.append({"field": feat.name, "problem": "missing (send null to impute it)"})
-    if details:
-        raise ValidationFailed(_summary(details), details)
-    return _row(values, schema)
-
-
-def positional_to_array(row: Any, schema: FeatureSchema) -> np.ndarray:
-    """Validate a positional ``X_test`` row in the order ``GET /models/current`` lists."""
-    if isinstance(row, list) and len(row) == 1 and isinstance(row[0], list):
-        row = row[0]  # [[...]] as the tutorial clients send it
-    if not isinstance(row, list):
-        raise ValidationFailed("'X_test' must be a list of feature values")
-    if len(row) != len(schema.features):
-        raise ValidationFailed(
-            f"'X_test' has {len(row)} values; the model expects {len(schema.features)}:"
-            f" {', '.join(schema.names)}",
-            [{"field": "X_test", "problem": f"expected {len(schema.features)} values"}],
-        )
-    details: list[dict[str, str]] = []
-    values = [
-        _check_value(feat, value, f"X_test[{i}] ({feat.name})", details)
-        for i, (feat, value) in enumerate(zip(schema.features, row, strict=True))
-    ]
-    if details:
-        raise ValidationFailed(_summary(details), details)
-    return _row(values, schema)
-
-
-def _check_value(feat: Feature, value: Any, where: str, details: list[dict[str, str]]) -> Any:
-    if value is None:
-        return math.nan if feat.kind == "numeric" else np.nan
-    if feat.kind == "numeric":
-        number = _as_number(value)
-        if number is None:
-            details.append({"field": where, "problem": f"expected a number, got {value!r}"})
-        return number
-    if isinstance(value, dict | list):
-        details.append({"field": where, "problem": f"expected a category, got {value!r}"})
-        return None
-    return str(value)
-
-
-def _as_number(value: Any) -> float | None:
-    if isinstance(value, bool):
-        return float(value)
-    if isinstance(value, int | float):
-        number = float(value)
-    elif isinstance(value, str):
-        try:
-            number = float(value.strip())
-        except ValueError:
-            return None
-    else:
-        return None
-    return number if math.isfinite(number) else None
-
-
-def _row(values: list[Any], schema: FeatureSchema) -> np.ndarray:
-    dtype = np.float64 if schema.numeric_only else object
-    return np.array([values], dtype=dtype)
-
-
-def _summary(details: list[dict[str, str]]) -> str:
-    first = details[0]
-    more = f" (and {len(details) - 1} more)" if len(details) > 1 else ""
-    return f"{first['field']}: {first['problem']}{more}"

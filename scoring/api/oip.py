@@ -1,0 +1,195 @@
+"""Open Inference Protocol v2 (Triton, MLServer, KServe v2), so their clients work unchanged.
+
+Server and model metadata, liveness and readiness, and ``…/infer`` with JSON or binary tensors
+(``scoring.inference.tensors``). Errors are ``{"error": "..."}`` (built in ``scoring.api.errors``).
+Only the champion is served: a URL naming another version is a 404 that says so.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, request
+
+from scoring.api import openapi as oa
+from scoring.api.context import services
+from scoring.api.jsonio import json_response
+from scoring.errors import NoModel, UnsupportedMediaType
+from scoring.inference.core import model_for, predict_many, server_version
+from scoring.inference.tensors import (
+    HEADER_LENGTH,
+    OUTPUT_PREDICT,
+    OUTPUT_PROBA,
+    feature_datatype,
+    output_datatype,
+    outputs_for,
+    read_request,
+    tensors_to_matrix,
+)
+from scoring.lifecycle.predictor import LoadedModel
+
+bp = Blueprint("oip", __name__)
+
+EXTENSIONS = ["binary_tensor_data"]
+
+ERRORS = oa.protocol_errors(oa.OIP_ERROR, (401, 403, 404, 503))
+TENSOR = oa.obj(
+    optional=["parameters", "data"],
+    name=oa.STRING,
+    datatype=oa.STRING,
+    shape=oa.array(oa.INTEGER),
+    data={"description": "the values, flat or nested (absent with binary data)"},
+    parameters=oa.ANY_OBJECT,
+)
+INFER_BODY = {
+    "required": True,
+    "content": {
+        "application/json": {
+            "schema": oa.obj(
+                optional=["id", "parameters", "outputs"],
+                id=oa.STRING,
+                inputs=oa.array(TENSOR),
+                outputs=oa.array(oa.ANY_OBJECT),
+                parameters=oa.ANY_OBJECT,
+            )
+        },
+        "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+    },
+    "description": "JSON tensors, or the binary tensor extension: a JSON header of "
+    "Inference-Header-Content-Length bytes, then the tensors' bytes",
+}
+INFER_OUT = oa.obj(
+    optional=["id"],
+    id=oa.STRING,
+    model_name=oa.STRING,
+    model_version=oa.STRING,
+    outputs=oa.array(oa.ANY_OBJECT),
+)
+
+
+@bp.get("/v2")
+@oa.operation(
+    "Open Inference Protocol: server metadata",
+    responses={
+        200: oa.json_response(
+            oa.obj(name=oa.STRING, version=oa.STRING, extensions=oa.array(oa.STRING))
+        ),
+        **ERRORS,
+    },
+)
+def server_metadata() -> Response:
+    """Name the server and the binary tensor extension, which tritonclient looks for."""
+    return json_response(
+        {"name": "dropscore", "version": server_version(), "extensions": EXTENSIONS}
+    )
+
+
+@bp.get("/v2/health/live")
+@oa.operation(
+    "Open Inference Protocol: liveness (open)",
+    responses={200: oa.json_response(oa.obj(live=oa.BOOLEAN))},
+)
+def live() -> Response:
+    """Answer 200 while the process runs; open like ``/health``."""
+    return json_response({"live": True})
+
+
+@bp.get("/v2/health/ready")
+@oa.operation(
+    "Open Inference Protocol: readiness, once a model is loaded (open)",
+    responses={
+        200: oa.json_response(oa.obj(ready=oa.BOOLEAN)),
+        **oa.protocol_errors(oa.OIP_ERROR, (503,)),
+    },
+)
+def ready() -> Response:
+    """Answer 200 once a model is loaded, else 503; open like ``/ready``."""
+    if services().champion.peek() is None:
+        raise NoModel("no model is loaded yet")
+    return json_response({"ready": True})
+
+
+@bp.get("/v2/models/<model:name>")
+@bp.get("/v2/models/<model:name>/versions/<model_version>")
+@oa.operation(
+    "Open Inference Protocol: the model's inputs (one per feature) and outputs",
+    responses={200: oa.json_response(oa.ANY_OBJECT), **ERRORS},
+)
+def model_metadata(name: str, model_version: str | None = None) -> Response:
+    """Describe the model's inputs (one per feature) and outputs, as OIP clients read them."""
+    model = model_for(services().champion, name, model_version)
+    return json_response(_metadata(name, model))
+
+
+@bp.get("/v2/models/<model:name>/ready")
+@bp.get("/v2/models/<model:name>/versions/<model_version>/ready")
+@oa.operation(
+    "Open Inference Protocol: whether this model (and version) is served",
+    responses={
+        200: oa.json_response(oa.obj(name=oa.STRING, ready=oa.BOOLEAN, version=oa.STRING)),
+        **ERRORS,
+    },
+)
+def model_ready(name: str, model_version: str | None = None) -> Response:
+    """Answer 200 when this name (and version) is served, 404 when not, 503 before a model."""
+    model = model_for(services().champion, name, model_version)
+    return json_response({"name": name, "ready": True, "version": model.version})
+
+
+@bp.post("/v2/models/<model:name>/infer")
+@bp.post("/v2/models/<model:name>/versions/<model_version>/infer")
+@oa.operation(
+    "Open Inference Protocol: score tensors (JSON, or the binary tensor extension)",
+    body=INFER_BODY,
+    responses={
+        200: {
+            "description": "The outputs `predict` (and `predict_proba` for classifiers)",
+            "content": {
+                "application/json": {"schema": INFER_OUT},
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+            },
+        },
+        **ERRORS,
+        **oa.protocol_errors(oa.OIP_ERROR, (400, 413, 415, 422)),
+    },
+)
+def infer(name: str, model_version: str | None = None) -> Response:
+    """Score tensors (JSON or binary) and answer ``predict`` (+ ``predict_proba``) tensors."""
+    s = services()
+    model = model_for(s.champion, name, model_version)
+    if request.content_encoding:
+        raise UnsupportedMediaType("compressed request bodies are not accepted")
+    parsed = read_request(request.get_data(cache=False), request.headers.get(HEADER_LENGTH))
+    X = tensors_to_matrix(parsed.inputs, model.schema, s.settings.server.max_rows_per_request)
+    out = predict_many(model, X)
+    s.monitoring.rows_scored.labels("infer").inc(len(out.values))
+    outputs, binary = outputs_for(out, parsed)
+    body: dict = {"model_name": name, "model_version": model.version, "outputs": outputs}
+    if parsed.id is not None:
+        body["id"] = parsed.id
+    if not binary:
+        return json_response(body)
+    header = json_response(body).get_data()
+    return Response(
+        header + binary,
+        mimetype="application/octet-stream",
+        headers={HEADER_LENGTH: str(len(header))},
+    )
+
+
+def _metadata(name: str, model: LoadedModel) -> dict:
+    schema = model.schema
+    outputs = [{"name": OUTPUT_PREDICT, "datatype": output_datatype(model.classes), "shape": [-1]}]
+    if schema.task == "classification" and hasattr(model.pipeline, "predict_proba"):
+        outputs.append(
+            {"name": OUTPUT_PROBA, "datatype": "FP64", "shape": [-1, len(model.classes)]}
+        )
+    return {
+        "name": name,
+        "versions": [model.version],
+        "platform": "sklearn",
+        "inputs": [
+            {"name": f.name, "datatype": feature_datatype(f.kind), "shape": [-1]}
+            for f in schema.features
+        ],
+        "outputs": outputs,
+        "parameters": {"task": schema.task, "classes": [str(c) for c in model.classes]},
+    }

@@ -1,0 +1,173 @@
+"""Each protocol's request shape → one validated matrix; no HTTP here, only parsed bodies.
+
+dropscore's own ``/predict`` (``features``, ``X_test``, ``instances``), MLflow's scoring
+protocol (``dataframe_split``, ``dataframe_records``, ``instances``, ``inputs``, CSV) and
+KServe v1 (``instances``) all end in the validators of ``scoring.lifecycle.rows``, so every
+protocol refuses the same rows with the same named fields.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from scoring.errors import BadRequest, UnsupportedMediaType, ValidationFailed
+from scoring.inference.body import parse_json
+from scoring.inference.core import check_rows
+from scoring.lifecycle.rows import (
+    columns_to_matrix,
+    positional_to_array,
+    positional_to_matrix,
+    record_to_array,
+    records_to_matrix,
+)
+from scoring.lifecycle.schema import FeatureSchema, normalize_name
+
+PREDICT_KEYS = "'features' or 'X_test' (one row), or 'instances' (many rows)"
+MLFLOW_FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
+CONTENT_TYPE_JSON, CONTENT_TYPE_CSV = "application/json", "text/csv"
+
+
+def predict_rows(payload: Any, schema: FeatureSchema, limit: int) -> tuple[np.ndarray, bool]:
+    """Read ``/predict``'s body; also say whether it was one row (answered as one)."""
+    if not isinstance(payload, dict):
+        raise ValidationFailed(f"the body must be a JSON object with {PREDICT_KEYS}")
+    if "features" in payload:
+        return record_to_array(payload["features"], schema), True
+    if "instances" in payload:
+        return instances_to_matrix(payload["instances"], schema, "instances", limit), False
+    if "X_test" in payload:
+        rows = payload["X_test"]
+        if isinstance(rows, list) and len(rows) > 1 and all(isinstance(r, list) for r in rows):
+            check_rows(len(rows), limit)
+            return positional_to_matrix(rows, schema, "X_test"), False
+        return positional_to_array(rows, schema), True
+    raise ValidationFailed(
+        f"the body needs {PREDICT_KEYS}; features by name, or in the order GET /models/current"
+        " lists",
+        [{"field": "features", "problem": "missing"}],
+    )
+
+
+def instances_to_matrix(instances: Any, schema: FeatureSchema, label: str, limit: int) -> Any:
+    """Validate a list of rows, each an object by feature name or a list in feature order."""
+    if (
+        isinstance(instances, dict)
+        and instances
+        and all(isinstance(v, list) for v in instances.values())
+    ):
+        return _columns(instances, schema, label, limit)
+    if not isinstance(instances, list):
+        raise ValidationFailed(
+            f"'{label}' must be a list of rows (objects by feature name, or lists)",
+            [{"field": label, "problem": "expected a list"}],
+        )
+    check_rows(len(instances), limit)
+    if isinstance(instances[0], list):
+        return positional_to_matrix(instances, schema, label)
+    return records_to_matrix(instances, schema, label)
+
+
+def invocation_rows(data: bytes, mimetype: str, schema: FeatureSchema, limit: int) -> np.ndarray:
+    """Read an MLflow ``/invocations`` body by its content type: JSON (the default) or CSV."""
+    if mimetype == CONTENT_TYPE_CSV:
+        return csv_rows(data, schema, limit)
+    if mimetype in ("", CONTENT_TYPE_JSON) or mimetype.endswith("+json"):
+        return mlflow_rows(parse_json(data), schema, limit)
+    raise UnsupportedMediaType(
+        f"send Content-Type {CONTENT_TYPE_JSON} or {CONTENT_TYPE_CSV}, not {mimetype[:60]}"
+    )
+
+
+def kserve_rows(payload: Any, schema: FeatureSchema, limit: int) -> np.ndarray:
+    """Read a KServe v1 ``:predict`` body: ``instances``, by position or by name."""
+    if not isinstance(payload, dict) or "instances" not in payload:
+        raise ValidationFailed("the body must be a JSON object with 'instances' (a list of rows)")
+    return instances_to_matrix(payload["instances"], schema, "instances", limit)
+
+
+def mlflow_rows(payload: Any, schema: FeatureSchema, limit: int) -> np.ndarray:
+    """Read an MLflow ``/invocations`` JSON body: exactly one of its four input fields."""
+    given = [k for k in MLFLOW_FORMATS if isinstance(payload, dict) and k in payload]
+    if len(given) != 1:
+        raise BadRequest(
+            "the body must be a JSON object with exactly one of the fields"
+            f" {', '.join(MLFLOW_FORMATS)}"
+        )
+    key = given[0]
+    value = payload[key]
+    if key == "dataframe_split":
+        return _split(value, schema, limit)
+    if key == "dataframe_records":
+        if not isinstance(value, list):
+            raise ValidationFailed("'dataframe_records' must be a list of objects")
+        check_rows(len(value), limit)
+        return records_to_matrix(value, schema, key)
+    return instances_to_matrix(value, schema, key, limit)
+
+
+def csv_rows(data: bytes, schema: FeatureSchema, limit: int) -> np.ndarray:
+    """Read a ``text/csv`` body with a header row, as MLflow's scoring server takes it."""
+    try:
+        frame = pd.read_csv(io.BytesIO(data), nrows=limit + 1, encoding="utf-8")
+    except (ValueError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError):
+        raise BadRequest("the CSV body cannot be read: send UTF-8 CSV with a header row") from None
+    check_rows(len(frame), limit)
+    columns = {str(name): _csv_column(frame.iloc[:, j]) for j, name in enumerate(frame.columns)}
+    return columns_to_matrix(columns, len(frame), schema)
+
+
+def _split(value: Any, schema: FeatureSchema, limit: int) -> np.ndarray:
+    """pandas' ``orient="split"``: columns + data rows (+ an index, which is ignored)."""
+    if not isinstance(value, dict) or not isinstance(value.get("data"), list):
+        raise ValidationFailed(
+            "'dataframe_split' must be an object with 'columns' and 'data' (a list of rows)",
+            [{"field": "dataframe_split.data", "problem": "expected a list of rows"}],
+        )
+    rows, columns = value["data"], value.get("columns")
+    check_rows(len(rows), limit)
+    if columns is None or _in_order(columns, schema):
+        return positional_to_matrix(rows, schema, "dataframe_split.data")
+    if not isinstance(columns, list):
+        raise ValidationFailed("'dataframe_split.columns' must be a list of column names")
+    for r, row in enumerate(rows):
+        if not isinstance(row, list) or len(row) != len(columns):
+            raise ValidationFailed(
+                f"dataframe_split.data[{r}]: expected a list of {len(columns)} values",
+                [{"field": f"dataframe_split.data[{r}]", "problem": "wrong length"}],
+            )
+    if len(set(map(str, columns))) != len(columns):
+        raise ValidationFailed("'dataframe_split.columns' names a column twice")
+    data = {str(c): [row[j] for row in rows] for j, c in enumerate(columns)}
+    return columns_to_matrix(data, len(rows), schema)
+
+
+def _columns(value: dict[str, list], schema: FeatureSchema, label: str, limit: int) -> Any:
+    """A column-oriented object ``{"feature": [values…]}``: every column the same length."""
+    lengths = {len(v) for v in value.values()}
+    if len(lengths) != 1:
+        raise ValidationFailed(
+            f"the columns of '{label}' have different lengths",
+            [{"field": label, "problem": "columns of different lengths"}],
+        )
+    rows = lengths.pop()
+    check_rows(rows, limit)
+    return columns_to_matrix(value, rows, schema, f"{label}.")
+
+
+def _in_order(columns: Any, schema: FeatureSchema) -> bool:
+    if not isinstance(columns, list) or len(columns) != len(schema.features):
+        return False
+    return all(
+        isinstance(c, str) and (c == n or normalize_name(c) == n)
+        for c, n in zip(columns, schema.names, strict=True)
+    )
+
+
+def _csv_column(column: pd.Series) -> Any:
+    if pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
+        return column.to_numpy(dtype=np.float64, na_value=np.nan)
+    return column.astype(object).where(column.notna(), None).tolist()
