@@ -96,8 +96,9 @@ def load_training_data(
     files, skipped = usable_files(scanned, target, features)
     if not files:
         return TrainingData(pd.DataFrame(), [], every, 0, skipped)
-    wanted = common_columns(files) if features is None else [*features, target]
-    names = list(dict.fromkeys([*wanted, *(c for c in (FILE_ID,) if c in common_columns(files))]))
+    shared = common_columns(files)
+    own = [c for c in shared if c not in PROVENANCE] if features is None else [*features, target]
+    names = list(dict.fromkeys([*own, *([FILE_ID] if FILE_ID in shared else [])]))
     schema = _unified(files, names)
     counts = _label_counts(files, target, stratify)
     total = sum(counts.values())

@@ -26,16 +26,16 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
-from ingest.lake import lake_files
 from scoring.db import connect, transaction
 from scoring.errors import DropscoreError, NotFound
 from scoring.lifecycle.registry import Registry, now
-from scoring.lifecycle.retrain import Outcome, apply
-from scoring.lifecycle.schema import normalize_name
 from scoring.lifecycle.trainer import run_trainer
 from scoring.settings import Settings
+
+if TYPE_CHECKING:
+    from scoring.lifecycle.retrain import Outcome
 
 log = logging.getLogger("dropscore.runs")
 
@@ -347,6 +347,9 @@ def execute(
             "promoted": record.promoted,
             "reason": record.reason,
             "error": record.error,
+            "rows": record.rows,
+            "sampled_from": record.sampled_from,
+            "peak_rss_mb": record.peak_rss_mb,
         },
     )
     return record
@@ -384,6 +387,8 @@ def _attempt(
     on_promoted: Callable[[], None] | None,
 ) -> RunRecord:
     """Train in a child process and decide, turning every way a retrain ends into one record."""
+    from scoring.lifecycle.retrain import Outcome, apply  # scikit-learn: only when training
+
     settings, run_id = pending.settings, pending.run_id
     unchanged = None if pending.force else unchanged_since_champion(settings, registry)
     if unchanged:
@@ -442,6 +447,8 @@ def unchanged_since_champion(settings: Settings, registry: Registry) -> str | No
     training lake holds exactly those files and the model settings are the same, a retrain would
     fit the same model again.
     """
+    from ingest.lake import lake_files  # pyarrow and pandas: only when a retrain starts
+
     version = registry.champion_version()
     if version is None:
         return None
@@ -469,6 +476,8 @@ def _model_key(card: dict[str, Any]) -> tuple[Any, ...]:
 
 def _settings_key(settings: Settings) -> tuple[Any, ...]:
     """The same key from settings, names normalized as the card stores them."""
+    from scoring.lifecycle.schema import normalize_name
+
     m = settings.model
     return (m.estimator, json.loads(json.dumps(m.params)), m.test_size, m.random_state,
             normalize_name(m.target), [normalize_name(f) for f in m.features],

@@ -41,11 +41,14 @@ class TrainerExit:
 
 
 def settings_to_json(settings: Settings) -> dict[str, dict[str, Any]]:
-    """Flatten loaded settings into overrides that ``load_settings`` turns back into them."""
+    """Flatten loaded settings into overrides that ``load_settings`` turns back into them.
+
+    ``[server]`` is left out: a trainer serves nothing, and API keys stay off the disk.
+    """
     out: dict[str, dict[str, Any]] = {}
     for f in dataclasses.fields(settings):
         section = getattr(settings, f.name)
-        if not dataclasses.is_dataclass(section):
+        if f.name == "server" or not dataclasses.is_dataclass(section):
             continue
         values = dataclasses.asdict(section)  # type: ignore[arg-type]
         out[f.name] = {
