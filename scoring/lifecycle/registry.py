@@ -19,6 +19,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import skops.io as sio
+
 from scoring.db import connect, transaction
 from scoring.errors import ModelFileError, NotFound
 
@@ -102,8 +104,6 @@ class Registry:
         self.models_dir.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=".incoming-", dir=self.models_dir))
         try:
-            import skops.io as sio  # not at module level: it imports all of scikit-learn
-
             sio.dump(pipeline, tmp / MODEL_FILE)
             conn = self._db()
             with transaction(conn):
@@ -197,8 +197,6 @@ class Registry:
 
 def load_trusted(path: Path) -> Any:
     """Load a skops file only when every type in it is one we chose to trust."""
-    import skops.io as sio  # not at module level, so reading the index stays cheap
-
     try:
         untrusted = sio.get_untrusted_types(file=path)
     except FileNotFoundError:
