@@ -97,6 +97,15 @@ def test_unlabelled_rows_are_neither_counted_nor_sampled(settings):
     ]
 
 
+def test_features_come_back_in_the_order_asked_whatever_the_file_order(settings):
+    write_lake(settings, "one", classes(50, 0.5, 6), 1)
+    lake = settings.data_dir / "lake" / "train"
+    for max_rows in (None, 20):
+        data = load_training_data(lake, target="target", features=["x3", "x1"], max_rows=max_rows)
+        assert list(data.frame.columns) == ["x3", "x1", "target", "_file_id"]
+        assert (len(data.frame), data.sampled_from) == (max_rows or 50, 50)
+
+
 def test_a_retrain_reads_at_most_max_rows_and_records_the_sample(tmp_path):
     settings = make_settings(
         tmp_path, model={"estimator": "logistic_regression"}, training={"max_rows": 400}

@@ -41,6 +41,7 @@ class LakeFile:
     path: Path
     columns: tuple[str, ...]
     schema: pa.Schema
+    rows: int  # from the footer, labelled or not
 
 
 def scan(lake_dir: Path) -> list[LakeFile]:
@@ -48,10 +49,11 @@ def scan(lake_dir: Path) -> list[LakeFile]:
     out = []
     for path in lake_files(lake_dir):
         try:
-            schema = pq.read_schema(path).remove_metadata()
+            meta = pq.read_metadata(path)
         except FileNotFoundError:  # quarantined between listing and reading
             continue
-        out.append(LakeFile(path, tuple(schema.names), schema))
+        schema = meta.schema.to_arrow_schema().remove_metadata()
+        out.append(LakeFile(path, tuple(schema.names), schema, meta.num_rows))
     return out
 
 
@@ -100,14 +102,15 @@ def load_training_data(
     own = [c for c in shared if c not in PROVENANCE] if features is None else [*features, target]
     names = list(dict.fromkeys([*own, *([FILE_ID] if FILE_ID in shared else [])]))
     schema = _unified(files, names)
-    counts = _label_counts(files, target, stratify)
-    total = sum(counts.values())
-    keep = None
-    if max_rows is not None and total > max_rows:
-        keep = _choose(counts, max_rows, random_state)
+    keep, counts = None, Counter[object]()
+    if max_rows is not None and sum(lf.rows for lf in files) > max_rows:  # footers say maybe
+        counts = _label_counts(files, target, stratify)
+        if sum(counts.values()) > max_rows:
+            keep = _choose(counts, max_rows, random_state)
     tables = list(_read(files, names, target, schema, keep, stratify))
     table = pa.concat_tables(tables) if tables else schema.empty_table()
     frame = table.to_pandas()
+    total = sum(counts.values()) if keep is not None else len(frame)
     file_ids = sorted(int(i) for i in frame[FILE_ID].dropna().unique()) if FILE_ID in frame else []
     return TrainingData(frame, file_ids, every, total, skipped)
 
@@ -171,7 +174,7 @@ def _read(
             if keep is not None:
                 labelled = labelled.take(pa.array(_picks(labelled, target, stratify, keep, seen)))
             if len(labelled):
-                yield pa.Table.from_batches([labelled]).cast(schema)
+                yield pa.Table.from_batches([labelled]).select(schema.names).cast(schema)
 
 
 def _picks(
