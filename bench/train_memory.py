@@ -9,8 +9,8 @@ five float features and a target, in three lake files). It prints:
    pandas in-process (its RSS growth and seconds);
 3. CLI — wall seconds of ``dropscore runs`` idle and while a retrain runs.
 
-    .venv/bin/python bench/train_memory.py                  # 3M rows, max_rows 100k
-    .venv/bin/python bench/train_memory.py --rows 1000000 --max-rows 20000
+    .venv/bin/python -m bench.train_memory                  # 3M rows, max_rows 100k
+    .venv/bin/python -m bench.train_memory --rows 1000000 --max-rows 20000
 """
 
 from __future__ import annotations

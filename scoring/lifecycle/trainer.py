@@ -137,6 +137,7 @@ def _plain(value: Any) -> Any:
 
 def main(argv: list[str]) -> int:
     """Train once as the job file says and write the outcome; the exit code is 0 if written."""
+    os.nice(NICENESS)  # before the heavy imports: they compete with requests and CLI commands
     from scoring.lifecycle.registry import Registry
     from scoring.lifecycle.retrain import TrainingRefused, train_and_decide
     from scoring.settings import load_settings
@@ -144,7 +145,6 @@ def main(argv: list[str]) -> int:
     job_path, out_path = Path(argv[0]), Path(argv[1])
     job = json.loads(job_path.read_text(encoding="utf-8"))
     _watch_parent(int(job["parent"]))
-    os.nice(NICENESS)
     settings = load_settings(None, env={}, overrides=job["settings"])
     registry = Registry(settings.models_dir, settings.db_path)
 
