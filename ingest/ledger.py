@@ -411,9 +411,9 @@ class Ledger:
     def mark_score_refused(
         self, file_id: int, *, error: dict[str, Any], quarantine_path: Path | str
     ) -> FileRecord:
-        """Quarantine a normalized score drop the scorer cannot use (missing features).
+        """Quarantine a normalized drop the model cannot use (missing target or features).
 
-        Only an unscored score drop can be rejected; its ``archive_path`` stays as history of
+        Only an unscored drop can be rejected; its ``archive_path`` stays as history of
         where the original was, and the intake moves it to ``quarantine_path``.
         """
         now = utc_now()
@@ -421,8 +421,7 @@ class Ledger:
             cur = conn.execute(
                 "UPDATE files SET state = 'quarantined', error = ?, quarantine_path = ?, "
                 "scoring_claimed_at = NULL, finished_at = ?, updated_at = ? "
-                "WHERE id = ? AND state = 'normalized' AND kind = 'score' "
-                "AND output_path IS NULL",
+                "WHERE id = ? AND state = 'normalized' AND output_path IS NULL",
                 (json.dumps(error), self.relative(quarantine_path), now, now, file_id),
             )
             if cur.rowcount == 0:

@@ -65,6 +65,9 @@ class TrainingSettings:
     schedule: str = _f("0 2 * * *", "cron expression for the nightly retrain")
     timezone: str = _f("UTC", "IANA time zone the schedule is read in")
     min_rows: int = _f(20, "fewest training rows a retrain accepts", ge=2)
+    max_rows: int = _f(
+        1_000_000, "most rows a retrain reads: a reproducible (stratified) sample beyond", ge=2
+    )
     promote: str = _f(
         "not_worse", "promotion rule", choices=("always", "not_worse", "never")
     )

@@ -140,7 +140,7 @@ def wait_done(client, run_id: int) -> dict:
         body = client.get(f"/runs/{run_id}").get_json()
         return body if body["state"] in ("succeeded", "skipped", "failed") else None
 
-    return wait_for(poll, timeout=30)
+    return wait_for(poll, timeout=120)  # a retrain starts a trainer process
 
 
 def test_post_train_answers_202_then_the_run_ends(lake, client):

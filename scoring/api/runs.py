@@ -72,8 +72,10 @@ def start_training() -> tuple[Response, int, dict[str, str]]:
     except RetrainBusy as exc:
         raise Conflict(str(exc)) from None
     # Not a daemon: a stopping server lets the retrain finish and record itself.
-    threading.Thread(
-        target=execute, args=(pending, s.registry), name=f"retrain-{pending.run_id}"
+    threading.Thread(  # a promotion is live in this process before the run reads as done
+        target=execute,
+        args=(pending, s.registry, None, s.champion.refresh),
+        name=f"retrain-{pending.run_id}",
     ).start()
     url = f"/runs/{pending.run_id}"
     return (

@@ -12,6 +12,7 @@ from scoring.lifecycle.training import PRIMARY
 class Decision:
     promote: bool
     reason: str
+    waits: bool = False  # not promoted, but kept as a challenger for a person to promote
 
 
 def decide(
@@ -20,11 +21,24 @@ def decide(
     task: str,
     new: dict[str, float],
     champion: dict[str, float] | None,
+    *,
+    schema_change: str | None = None,
 ) -> Decision:
-    """Apply ``always`` / ``not_worse`` / ``never`` to metrics measured on one hold-out."""
+    """Apply ``always`` / ``not_worse`` / ``never`` to metrics measured on one hold-out.
+
+    A challenger whose input schema differs from the champion's (``schema_change`` says how) is
+    never promoted by a rule: clients would have to change what they send, so a person decides.
+    """
     metric, bigger_better = PRIMARY[task]
     if rule == "never":
-        return Decision(False, "promotion rule is 'never': kept as a challenger")
+        return Decision(False, "promotion rule is 'never': kept as a challenger", waits=True)
+    if schema_change:
+        return Decision(
+            False,
+            f"input schema differs from the champion's: {schema_change}; kept as a challenger"
+            " for a person to promote (dropscore models promote VERSION)",
+            waits=True,
+        )
     if champion is None:
         return Decision(True, "no champion yet")
     if rule == "always":
@@ -40,6 +54,7 @@ def decide(
             True, f"{metric} {ours:.4f} vs champion {theirs:.4f}: not worse (tolerance {tolerance})"
         )
     return Decision(
-        False, f"{metric} {ours:.4f} vs champion {theirs:.4f}: worse by {-margin:.4f}"
-        f" (tolerance {tolerance})"
+        False,
+        f"{metric} {ours:.4f} vs champion {theirs:.4f}: worse by {-margin:.4f}"
+        f" (tolerance {tolerance})",
     )

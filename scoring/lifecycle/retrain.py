@@ -1,7 +1,10 @@
-"""One retrain from start to decision: read the lake, fit, judge against the champion, promote.
+"""One retrain from start to decision: read the lake, fit, judge against the champion.
 
-The CLI's ``train``, the first start of ``serve`` and (later) the scheduler all call
-``train_and_decide``, so the promotion gate is the same whichever way a retrain begins.
+``train_and_decide`` runs in the trainer process (``scoring.lifecycle.trainer``): it reads at
+most ``[training] max_rows`` rows of the model's columns, fits, compares with the champion on
+the same hold-out, and registers the new version as a challenger. The process that started the
+run then applies the decision (``apply``), so the promotion gate is the same whichever way a
+retrain begins and the serving process never holds the training data.
 """
 
 from __future__ import annotations
@@ -10,11 +13,13 @@ import logging
 import math
 import platform
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from importlib import metadata
 from typing import Any
 
+from scoring.lifecycle.contract import champion_schema, model_features, schema_change
 from scoring.lifecycle.dataset import TrainingData, load_training_data
+from scoring.lifecycle.estimators import ESTIMATORS
 from scoring.lifecycle.promotion import Decision, decide
 from scoring.lifecycle.registry import Registry, now
 from scoring.lifecycle.schema import FeatureSchema, TrainingDataError, normalize_name
@@ -39,6 +44,14 @@ class Outcome:
     decision: Decision
     card: dict[str, Any] = field(repr=False)
 
+    def to_dict(self) -> dict[str, Any]:
+        """Return the JSON the trainer process hands back to the one that started it."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Outcome:
+        return cls(**{**data, "decision": Decision(**data["decision"])})
+
 
 def train_and_decide(
     settings: Settings,
@@ -47,49 +60,83 @@ def train_and_decide(
     trigger: str,
     progress: Callable[[str], None] | None = None,
 ) -> Outcome:
-    """Train on the whole training lake, register the version, and promote it by the rule."""
+    """Train on (a sample of) the training lake, register a challenger and decide its fate."""
     say = progress or (lambda _m: None)
+    champion = registry.champion_version()
+    old_schema = champion_schema(registry) if champion else None
+    features = model_features(settings, old_schema)
     say("reading the training lake")
-    data = load_training_data(settings.layout.lake("train"))
+    data = _read_lake(settings, features)
     if len(data.frame) < settings.training.min_rows:
-        raise TrainingRefused(
-            f"{len(data.frame)} training rows in the lake; [training] min_rows is"
-            f" {settings.training.min_rows}"
-        )
+        raise TrainingRefused(_too_few(data, settings))
+    model = settings.model if features is None else replace(settings.model, features=features)
     try:
-        result = train(data.frame, settings.model, progress=say)
+        result = train(data.frame, model, progress=say)
     except TrainingDataError as exc:  # the data's fault; a bad parameter is a failed run
         raise TrainingRefused(str(exc)) from None
-    champion = registry.champion_version()
-    champion_metrics = _champion_metrics(registry, champion, result) if champion else None
+    change = schema_change(result.schema, old_schema) if old_schema else None
+    champion_metrics = None
+    if champion and not change:
+        champion_metrics = _champion_metrics(registry, champion, result)
     decision = decide(
         settings.training.promote,
         settings.training.tolerance,
         result.schema.task,
         result.metrics,
         champion_metrics,
+        schema_change=change,
     )
     card = _card(settings, result, data, trigger, champion, champion_metrics, decision)
     sample = holdout_sample(result.pipeline, result.schema, result.holdout)
     version = registry.register(result.pipeline, card, holdout=sample)
-    if decision.promote:
-        registry.promote(version, decision.reason)
-    else:
-        status = "challenger" if settings.training.promote == "never" else "rejected"
-        registry.set_status(version, status, decision.reason)
     log.info(
         "trained",
         extra={
             "version": version,
             "trigger": trigger,
             "rows": len(data.frame),
-            "promoted": decision.promote,
+            "sampled_from": data.sampled_from,
+            "promote": decision.promote,
             "reason": decision.reason,
         },
     )
     return Outcome(
         version, _clean(result.metrics), champion, champion_metrics, decision, card
     )
+
+
+def apply(outcome: Outcome, registry: Registry) -> None:
+    """Promote the new version, or mark it challenger (waiting for a person) or rejected."""
+    decision = outcome.decision
+    if decision.promote:
+        registry.promote(outcome.version, decision.reason)
+        return
+    status = "challenger" if decision.waits else "rejected"
+    registry.set_status(outcome.version, status, decision.reason)
+
+
+def _read_lake(settings: Settings, features: list[str] | None) -> TrainingData:
+    """Read the model's columns, sampled to max_rows (stratified when it is a classifier)."""
+    return load_training_data(
+        settings.layout.lake("train"),
+        target=normalize_name(settings.model.target),
+        features=features,
+        max_rows=settings.training.max_rows,
+        stratify=ESTIMATORS[settings.model.estimator].task == "classification",
+        random_state=settings.model.random_state,
+    )
+
+
+def _too_few(data: TrainingData, settings: Settings) -> str:
+    """Say why there is too little to train on, naming lake files that were left out."""
+    text = (
+        f"{len(data.frame)} training rows in the lake; [training] min_rows is"
+        f" {settings.training.min_rows}"
+    )
+    if data.skipped_files:
+        left_out = "; ".join(f"{k} {v}" for k, v in sorted(data.skipped_files.items()))
+        text += f" (left out: {left_out})"
+    return text
 
 
 def _champion_metrics(
@@ -140,6 +187,9 @@ def _card(
         "schema": result.schema.to_dict(),
         "training_data": {
             "rows": len(data.frame),
+            "sampled_from": data.sampled_from,
+            "max_rows": settings.training.max_rows,
+            "skipped_files": data.skipped_files,
             "train_rows": result.train_rows,
             "holdout_rows": len(result.holdout.frame),
             "file_ids": data.file_ids,

@@ -6,6 +6,12 @@ before the training ends). So every retrain is recorded the same way — queued,
 succeeded, skipped or failed, with its metrics, decision and reason — and an OS file lock in the
 data folder (``retrain.lock``, ``flock``, non-blocking) refuses a second retrain while one runs,
 whichever process starts it. A failed retrain never touches the champion.
+
+The training itself runs in a child process (``scoring.lifecycle.trainer``); this process records
+the run (with the trainer's pid and peak RSS) and applies the decision, so a promotion is live
+here before the run reads as done. A run left ``queued`` or ``running`` by a process that died
+(kill -9) is marked failed, interrupted, by whoever next finds the retrain lock free: at
+start-up, or any reader of the runs.
 """
 
 from __future__ import annotations
@@ -20,16 +26,17 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
-from ingest.lake import lake_files
 from ingest.layout import DataLayout
 from ingest.sqlite import connect, transaction
 from scoring.errors import DropscoreError, NotFound
 from scoring.lifecycle.registry import Registry, add_column, now
-from scoring.lifecycle.retrain import Outcome, TrainingRefused, train_and_decide
-from scoring.lifecycle.schema import normalize_name
+from scoring.lifecycle.trainer import run_trainer
 from scoring.settings import Settings
+
+if TYPE_CHECKING:
+    from scoring.lifecycle.retrain import Outcome
 
 log = logging.getLogger("dropscore.runs")
 
@@ -61,6 +68,15 @@ CREATE TABLE IF NOT EXISTS runs (
 );
 CREATE INDEX IF NOT EXISTS runs_state ON runs(state);
 """
+# Columns added after the first release, with their types; added to older state.db files.
+# Columns added after the first release, brought into older state.db files when opened.
+_ADDED = {
+    "requested_by": "TEXT",
+    "trainer_pid": "INTEGER",
+    "peak_rss_mb": "REAL",
+    "sampled_from": "INTEGER",
+}
+INTERRUPTED = "interrupted: the process running it stopped before it finished"
 
 
 class RetrainBusy(Exception):
@@ -86,6 +102,9 @@ class RunRecord:
     skip: str | None
     error: str | None
     requested_by: str | None = None  # the API key's name (or CLI user) that asked for it
+    trainer_pid: int | None = None  # the child process that trained
+    peak_rss_mb: float | None = None  # the trainer's peak resident memory
+    sampled_from: int | None = None  # labelled rows in the lake when rows is a sample
 
     @property
     def done(self) -> bool:
@@ -102,8 +121,10 @@ class RunRecord:
 class RunStore:
     """The ``runs`` table; a connection per call keeps it safe across threads and forks."""
 
-    def __init__(self, db_path: Path) -> None:
+    def __init__(self, db_path: Path, retrain_lock: Path | None = None) -> None:
         self.db_path = db_path
+        # the lock a live retrain holds (reap leaves its runs alone); the default model's if unset
+        self.retrain_lock = retrain_lock or DataLayout(db_path.parent).retrain_lock
         self._schema_ready = False
 
     @contextlib.contextmanager
@@ -112,7 +133,8 @@ class RunStore:
         try:
             if not self._schema_ready:  # CREATE IF NOT EXISTS once, not on every call
                 conn.executescript(_SCHEMA)
-                add_column(conn, "runs", "requested_by", "TEXT")
+                for name, decl in _ADDED.items():  # columns newer than the table
+                    add_column(conn, "runs", name, decl)
                 self._schema_ready = True
             yield conn
         finally:
@@ -147,6 +169,7 @@ class RunStore:
         return self.get(run_id)
 
     def get(self, run_id: int) -> RunRecord:
+        self.reap()
         with self._db() as conn:
             row = conn.execute("SELECT * FROM runs WHERE id=?", (run_id,)).fetchone()
         if row is None:
@@ -155,6 +178,7 @@ class RunStore:
 
     def list(self, limit: int = 50, offset: int = 0, state: str | None = None) -> list[RunRecord]:
         """Return runs newest first."""
+        self.reap()
         where, args = ("WHERE state=?", [state]) if state else ("", [])
         with self._db() as conn:
             rows = conn.execute(
@@ -178,11 +202,31 @@ class RunStore:
         """Mark runs left queued or running by a dead process as failed; call with the lock held."""
         with self._db() as conn, transaction(conn):
             cur = conn.execute(
-                "UPDATE runs SET state='failed', finished_at=?, error=? "
-                "WHERE state IN ('queued', 'running')",
-                (now(), "interrupted: the process running it stopped before it finished"),
+                "UPDATE runs SET state='failed', finished_at=?, error=?, "
+                "reason=COALESCE(reason, 'interrupted') WHERE state IN ('queued', 'running')",
+                (now(), INTERRUPTED),
             )
             return cur.rowcount
+
+    def reap(self) -> int:
+        """Mark unfinished runs failed when no process holds the retrain lock: they died."""
+        with self._db() as conn:
+            if conn.execute(
+                "SELECT 1 FROM runs WHERE state IN ('queued', 'running') LIMIT 1"
+            ).fetchone() is None:
+                return 0
+        lock = _try_lock(self.retrain_lock)
+        if lock is None:  # a live retrain holds it
+            return 0
+        try:
+            reaped = self.abandon_unfinished()
+        finally:
+            _release(lock)
+        if reaped:
+            log.warning("interrupted runs marked failed", extra={"runs": reaped})
+        return reaped
+
+
 
 
 def _record(row: sqlite3.Row) -> RunRecord:
@@ -207,10 +251,24 @@ def _record(row: sqlite3.Row) -> RunRecord:
         skip=row["skip"],
         error=row["error"],
         requested_by=row["requested_by"],
+        trainer_pid=row["trainer_pid"],
+        peak_rss_mb=row["peak_rss_mb"],
+        sampled_from=row["sampled_from"],
     )
 
 
 # -- the lock -------------------------------------------------------------------------------
+
+
+def _try_lock(lock_path: Path) -> IO[str] | None:
+    """Take ``retrain.lock`` if it is free, else None; never waits."""
+    fh = open(lock_path, "a+")  # noqa: SIM115 - released by the caller
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        fh.close()
+        return None
+    return fh
 
 
 def _acquire(layout: DataLayout, patience: float = 2.0) -> IO[str]:
@@ -276,15 +334,22 @@ def begin_retrain(
 
 
 def execute(
-    pending: PendingRun, registry: Registry, progress: Callable[[str], None] | None = None
+    pending: PendingRun,
+    registry: Registry,
+    progress: Callable[[str], None] | None = None,
+    on_promoted: Callable[[], None] | None = None,
 ) -> RunRecord:
-    """Run a queued retrain to its end, record the result and release the lock."""
+    """Run a queued retrain to its end, record the result and release the lock.
+
+    ``on_promoted`` runs after a promotion and before the run is recorded as done: a serving
+    process passes its champion's refresh, so its new champion is live by then.
+    """
     settings, run_id = pending.settings, pending.run_id
     store = RunStore(settings.db_path)
     try:
         store.update(run_id, state="running", started_at=now())
         log.info("retrain started", extra={"run_id": run_id, "trigger": pending.trigger})
-        record = _attempt(pending, registry, store, progress)
+        record = _attempt(pending, registry, store, progress, on_promoted)
     finally:
         _release(pending.lock)
     log.info(
@@ -296,6 +361,9 @@ def execute(
             "promoted": record.promoted,
             "reason": record.reason,
             "error": record.error,
+            "rows": record.rows,
+            "sampled_from": record.sampled_from,
+            "peak_rss_mb": record.peak_rss_mb,
         },
     )
     return record
@@ -307,9 +375,14 @@ def run_retrain(
     trigger: str,
     force: bool = False,
     progress: Callable[[str], None] | None = None,
+    on_promoted: Callable[[], None] | None = None,
 ) -> RunRecord:
-    """Retrain now in this thread and return the recorded run; RetrainBusy if one runs."""
-    return execute(begin_retrain(settings, trigger, force=force), registry, progress)
+    """Retrain now (the training in a child process) and return the recorded run.
+
+    Raises RetrainBusy while another retrain runs.
+    """
+    pending = begin_retrain(settings, trigger, force=force)
+    return execute(pending, registry, progress, on_promoted)
 
 
 def record_skipped(settings: Settings, trigger: str, reason: str, skip: str) -> RunRecord:
@@ -325,26 +398,42 @@ def _attempt(
     registry: Registry,
     store: RunStore,
     progress: Callable[[str], None] | None,
+    on_promoted: Callable[[], None] | None,
 ) -> RunRecord:
-    """Train and decide, turning every way a retrain ends into one finished record."""
+    """Train in a child process and decide, turning every way a retrain ends into one record."""
+    from scoring.lifecycle.retrain import Outcome, apply  # scikit-learn: only when training
+
     settings, run_id = pending.settings, pending.run_id
     unchanged = None if pending.force else unchanged_since_champion(settings, registry)
     if unchanged:
         return _finish(store, run_id, "skipped", reason=unchanged, skip="no_new_data")
     try:
-        outcome = train_and_decide(settings, registry, trigger=pending.trigger, progress=progress)
-    except TrainingRefused as exc:
-        return _finish(store, run_id, "skipped", reason=str(exc), skip="refused")
+        ended = run_trainer(
+            settings,
+            pending.trigger,
+            progress=progress,
+            started=lambda pid: store.update(run_id, trainer_pid=pid),
+        )
+        if ended.outcome is not None:
+            outcome = Outcome.from_dict(ended.outcome)
+            apply(outcome, registry)
+            if outcome.decision.promote and on_promoted is not None:
+                on_promoted()
     except Exception as exc:  # a failed retrain is recorded; the champion keeps serving
         log.exception("retrain failed", extra={"run_id": run_id})
-        return _finish(
-            store,
-            run_id,
-            "failed",
-            reason="the retrain failed; the champion keeps serving",
-            error=f"{type(exc).__name__}: {exc}",
-        )
-    return _finish(store, run_id, "succeeded", **_outcome_fields(outcome))
+        return _failed(store, run_id, f"{type(exc).__name__}: {exc}")
+    memory = {"peak_rss_mb": ended.peak_rss_mb}
+    if ended.refused is not None:
+        return _finish(store, run_id, "skipped", reason=ended.refused, skip="refused", **memory)
+    if ended.outcome is None:
+        log.error("retrain failed", extra={"run_id": run_id, "error": ended.error})
+        return _failed(store, run_id, ended.error or "the trainer gave no outcome", **memory)
+    return _finish(store, run_id, "succeeded", **_outcome_fields(outcome), **memory)
+
+
+def _failed(store: RunStore, run_id: int, error: str, **fields: Any) -> RunRecord:
+    reason = "the retrain failed; the champion keeps serving"
+    return _finish(store, run_id, "failed", reason=reason, error=error, **fields)
 
 
 def _finish(store: RunStore, run_id: int, state: str, **fields: Any) -> RunRecord:
@@ -352,8 +441,10 @@ def _finish(store: RunStore, run_id: int, state: str, **fields: Any) -> RunRecor
 
 
 def _outcome_fields(outcome: Outcome) -> dict[str, Any]:
+    data = outcome.card.get("training_data", {})
     return {
-        "rows": outcome.card.get("training_data", {}).get("rows"),
+        "rows": data.get("rows"),
+        "sampled_from": data.get("sampled_from"),
         "version": outcome.version,
         "champion_version": outcome.champion_version,
         "metrics": outcome.metrics,
@@ -370,6 +461,8 @@ def unchanged_since_champion(settings: Settings, registry: Registry) -> str | No
     training lake holds exactly those files and the model settings are the same, a retrain would
     fit the same model again.
     """
+    from ingest.lake import lake_files  # pyarrow and pandas: only when a retrain starts
+
     version = registry.champion_version()
     if version is None:
         return None
@@ -397,6 +490,8 @@ def _model_key(card: dict[str, Any]) -> tuple[Any, ...]:
 
 def _settings_key(settings: Settings) -> tuple[Any, ...]:
     """The same key from settings, names normalized as the card stores them."""
+    from scoring.lifecycle.schema import normalize_name
+
     m = settings.model
     return (m.estimator, json.loads(json.dumps(m.params)), m.test_size, m.random_state,
             normalize_name(m.target), [normalize_name(f) for f in m.features],

@@ -104,8 +104,10 @@ def api(ctx: Context, workers: int | None) -> None:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     settings = ctx.settings
     from scoring.api.app import create_app, warm
+    from scoring.service.runtime import reap_interrupted
     from scoring.service.server import serve_gunicorn
 
+    reap_interrupted(settings)
     try:
         serve_gunicorn(
             settings, lambda: warm(create_app(settings)), workers or settings.server.workers

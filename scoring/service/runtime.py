@@ -24,8 +24,9 @@ from schedules.scheduler import Schedule
 from scoring.bulk.drops import on_arrival, sweep
 from scoring.ingest_options import ingest_config
 from scoring.lifecycle.champion import ChampionHolder
+from scoring.lifecycle.contract import chain, train_drop_check
 from scoring.lifecycle.registry import Registry
-from scoring.lifecycle.runs import RetrainBusy, run_retrain
+from scoring.lifecycle.runs import RetrainBusy, RunStore, run_retrain
 from scoring.settings import Settings
 
 log = logging.getLogger("dropscore")
@@ -36,18 +37,28 @@ class AlreadyRunning(Exception):
 
 
 def open_intake(settings: Settings) -> tuple[IngestConfig, Ledger, Intake]:
-    """Make the data folders and open the ledger and intake over them."""
+    """Make the data folders, open the ledger, and an intake that quarantines training drops the
+    model cannot use."""
     config = ingest_config(settings)
     config.make_dirs()
     ledger = Ledger(config.db_path)
-    return config, ledger, Intake(config, ledger)
+    intake = Intake(config, ledger)
+    registry = Registry(settings.models_dir, settings.db_path)
+    intake.on_normalized = train_drop_check(settings, intake, registry)
+    return config, ledger, intake
 
 
 def start_scoring(settings: Settings, intake: Intake, champion: ChampionHolder) -> None:
     """Score drops on arrival (when configured), and catch up on any left while down."""
     if settings.scoring.on_arrival:
-        intake.on_normalized = on_arrival(settings, intake, champion.peek)
+        score = on_arrival(settings, intake, champion.peek)
+        intake.on_normalized = chain(intake.on_normalized, score)
     sweep(settings, intake=intake, models=champion.peek)
+
+
+def reap_interrupted(settings: Settings) -> None:
+    """At start-up, mark runs a killed process left running as failed (interrupted)."""
+    RunStore(settings.db_path, settings.layout.retrain_lock).reap()
 
 
 def bootstrap(settings: Settings, registry: Registry, intake: Intake) -> None:
@@ -120,6 +131,7 @@ def background(settings: Settings) -> Iterator[Background]:
         config, ledger, intake = open_intake(settings)
         registry = Registry(settings.models_dir, settings.db_path)
         registry.clean_incoming()
+        reap_interrupted(settings)
         intake.recover()
         bootstrap(settings, registry, intake)
         champion = ChampionHolder(registry)

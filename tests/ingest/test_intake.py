@@ -485,12 +485,12 @@ def test_recover_finishes_a_rejection_cut_short(
     assert intake.recover() == []
 
 
-def test_train_drops_and_scored_drops_cannot_be_rejected(
+def test_train_drops_can_be_rejected_and_scored_drops_cannot(
     intake: Intake, config: IngestConfig, ledger: Ledger
 ) -> None:
     train = intake.take(drop(config, "t.csv", GOOD, "train"), "train")
-    with pytest.raises(IllegalTransition, match="train drop"):
-        intake.reject_normalized(train, _MissingFeatures("m"))
+    assert intake.reject_normalized(train, _MissingFeatures("m")).state == QUARANTINED
+    assert list(config.lake("train").glob("*.parquet")) == []
     score = intake.take(drop(config, "s.csv", GOOD + "7,7.5,q\n"), "score")
     ledger.mark_scored(score.id, "outbox/s.parquet", "1", 4, 0)
     with pytest.raises(IllegalTransition, match="scored"):

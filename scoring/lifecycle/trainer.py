@@ -1,0 +1,169 @@
+"""The trainer process: a retrain's reading and fitting happen here, never in a serving process.
+
+``run_trainer`` starts ``python -m scoring.lifecycle.trainer JOB OUT`` and waits for it. The
+child loads the settings from the job file, reads (a sample of) the lake, fits, registers the
+new version as a challenger (an atomic registry write) and writes its outcome as JSON; each
+progress message is one line on its standard output. The parent gets the child's own peak RSS
+from ``wait4``, so a retrain's memory is measured, and a child killed by the kernel (out of
+memory) or by a person is a failed run while the parent carries on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from scoring.settings import Settings
+
+NICENESS = 10  # a retrain yields the CPU to requests and CLI commands
+
+
+@dataclass
+class TrainerExit:
+    """How a trainer process ended: an outcome dict, a refusal or an error, and its memory."""
+
+    pid: int
+    peak_rss_mb: float | None
+    outcome: dict[str, Any] | None = None
+    refused: str | None = None
+    error: str | None = None
+
+
+def settings_to_json(settings: Settings) -> dict[str, dict[str, Any]]:
+    """Flatten loaded settings into overrides that ``load_settings`` turns back into them.
+
+    ``[server]`` is left out: a trainer serves nothing, and API keys stay off the disk.
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for f in dataclasses.fields(settings):
+        section = getattr(settings, f.name)
+        if f.name == "server" or not dataclasses.is_dataclass(section):
+            continue
+        values = dataclasses.asdict(section)  # type: ignore[arg-type]
+        out[f.name] = {
+            k: str(v) if isinstance(v, Path) else v for k, v in values.items() if v is not None
+        }
+    return out
+
+
+def run_trainer(
+    settings: Settings,
+    trigger: str,
+    *,
+    progress: Callable[[str], None] | None = None,
+    started: Callable[[int], None] | None = None,
+) -> TrainerExit:
+    """Run one retrain in a child process and report how it ended; never raises for the child."""
+    say = progress or (lambda _m: None)
+    with tempfile.TemporaryDirectory(prefix="dropscore-trainer-") as tmp:
+        job, out = Path(tmp) / "job.json", Path(tmp) / "outcome.json"
+        body = {"settings": settings_to_json(settings), "trigger": trigger, "parent": os.getpid()}
+        job.write_text(json.dumps(body), encoding="utf-8")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "scoring.lifecycle.trainer", str(job), str(out)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            text=True,
+            bufsize=1,
+        )
+        if started is not None:
+            started(proc.pid)
+        assert proc.stdout is not None
+        with proc.stdout:
+            for line in proc.stdout:
+                say(line.rstrip("\n"))
+        _pid, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = code = os.waitstatus_to_exitcode(status)
+        peak = round(usage.ru_maxrss / 1024, 1)  # Linux reports kilobytes
+        result = _read_outcome(out)
+    if result is not None:
+        return TrainerExit(proc.pid, peak, **result)
+    return TrainerExit(proc.pid, peak, error=_death(code))
+
+
+def _read_outcome(path: Path) -> dict[str, Any] | None:
+    """The child's answer, or None when it died before writing one."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return {k: data.get(k) for k in ("outcome", "refused", "error")}
+
+
+def _death(code: int) -> str:
+    """Word how a trainer that wrote no outcome ended."""
+    if code < 0:
+        name = signal.Signals(-code).name
+        hint = " (out of memory?)" if -code == signal.SIGKILL else ""
+        return f"trainer killed by {name}{hint}; the champion keeps serving"
+    return f"trainer exited with status {code} without an outcome; the champion keeps serving"
+
+
+# -- the child ------------------------------------------------------------------------------
+
+
+def _watch_parent(parent: int) -> None:
+    """End this trainer when the process that started it dies: nobody would record the run."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(3)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+def _write_atomic(path: Path, body: dict[str, Any]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(body, default=_plain), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _plain(value: Any) -> Any:
+    """Turn numpy scalars (and anything else odd) into JSON values."""
+    return value.item() if hasattr(value, "item") else str(value)
+
+
+def main(argv: list[str]) -> int:
+    """Train once as the job file says and write the outcome; the exit code is 0 if written."""
+    os.nice(NICENESS)  # before the heavy imports: they compete with requests and CLI commands
+    from scoring.lifecycle.registry import Registry
+    from scoring.lifecycle.retrain import TrainingRefused, train_and_decide
+    from scoring.settings import load_settings
+
+    job_path, out_path = Path(argv[0]), Path(argv[1])
+    job = json.loads(job_path.read_text(encoding="utf-8"))
+    _watch_parent(int(job["parent"]))
+    settings = load_settings(None, env={}, overrides=job["settings"])
+    registry = Registry(settings.models_dir, settings.db_path)
+
+    def say(message: str) -> None:
+        print(message, flush=True)
+
+    try:
+        outcome = train_and_decide(settings, registry, trigger=job["trigger"], progress=say)
+        body: dict[str, Any] = {"outcome": outcome.to_dict()}
+    except TrainingRefused as exc:
+        body = {"refused": str(exc)}
+    except Exception as exc:  # reported to the parent, which records the failed run
+        import traceback
+
+        traceback.print_exc()
+        body = {"error": f"{type(exc).__name__}: {exc}"}
+    _write_atomic(out_path, body)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
