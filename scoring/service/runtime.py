@@ -133,7 +133,7 @@ def background(settings: Settings) -> Iterator[Background]:
         config, ledger, intake = open_intake(settings)
         registry = Registry(settings.models_dir, settings.db_path)
         registry.clean_incoming()
-        intake.recover()
+        intake.resume()
         bootstrap(settings, registry, intake)
         champion = ChampionHolder(registry)
         start_scoring(settings, intake, champion)
