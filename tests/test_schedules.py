@@ -15,6 +15,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 from prometheus_client import CollectorRegistry, generate_latest
 
+from ingest.ledger import Ledger
 from schedules.scheduler import (
     RETRAIN,
     RETRAIN_GRACE_SECONDS,
@@ -33,6 +34,9 @@ from .conftest import SAMPLE, wait_for
 from .test_e2e_serve import Server, cli_env
 
 PARIS = ZoneInfo("Europe/Paris")
+# A bound, not a duration: 1 s sweeps usually finish 2 runs in ~2.5 s, but a loaded machine
+# (2 cores, several suites) can stall the job threads for seconds.
+SWEEPS_TIMEOUT = 30
 
 
 @pytest.fixture
@@ -63,6 +67,11 @@ def schedules():
     started: list[Schedule] = []
 
     def start(settings: Settings) -> Schedule:
+        # As in runtime.background(), the ledger opens state.db (in WAL mode) before the
+        # scheduler starts. A scheduler first on a fresh state.db leaves it in rollback-journal
+        # mode, where a job's first ledger access (PRAGMA journal_mode = WAL) fails at once with
+        # "database is locked" whenever the scheduler is writing its job row at that moment.
+        Ledger(settings.db_path).initialize()
         schedule = Schedule(settings)
         started.append(schedule)
         schedule.start()
@@ -138,7 +147,7 @@ def test_jobs_are_text_references_with_plain_arguments(write_settings, schedules
 
 def test_sweep_runs_every_sweep_seconds(write_settings, schedules):
     schedule = schedules(write_settings(sweep_seconds=1))
-    wait_for(lambda: schedule.counts()[SWEEP]["executed"] >= 2, timeout=6)
+    wait_for(lambda: schedule.counts()[SWEEP]["executed"] >= 2, timeout=SWEEPS_TIMEOUT)
     assert schedule.counts()[SWEEP]["failed"] == 0
     status = schedule.status()
     assert status["alive"] is True and status["failed"] == 0 and status["missed"] == 0
@@ -147,7 +156,7 @@ def test_sweep_runs_every_sweep_seconds(write_settings, schedules):
 
 def test_metrics_collector_counts_runs(write_settings, schedules):
     schedule = schedules(write_settings(sweep_seconds=1))
-    wait_for(lambda: schedule.counts()[SWEEP]["executed"] >= 1, timeout=4)
+    wait_for(lambda: schedule.counts()[SWEEP]["executed"] >= 1, timeout=SWEEPS_TIMEOUT)
     registry = CollectorRegistry()
     registry.register(schedule.collector())
     text = generate_latest(registry).decode()
