@@ -112,7 +112,7 @@ def remove_claim_folder(claimed: Path) -> None:
 
 
 @contextlib.contextmanager
-def claim_move(config: IngestConfig, path: Path, kind: str) -> Iterator[tuple[Hold, Path]]:
+def claim_move(config: IngestConfig, path: Path, kind: str) -> Iterator[Path]:
     """Lock and rename a file into processing/, retrying transient failures; hold it inside.
 
     Raises FileNotFoundError, PermissionError or BlockingIOError when the file could not be
@@ -120,7 +120,7 @@ def claim_move(config: IngestConfig, path: Path, kind: str) -> Iterator[tuple[Ho
     """
     hold, claimed = _claim_move(config, path, kind)
     try:
-        yield hold, claimed
+        yield claimed
     finally:
         hold.release()
 
@@ -153,7 +153,7 @@ def _claim_move(config: IngestConfig, path: Path, kind: str) -> tuple[Hold, Path
 
 
 @contextlib.contextmanager
-def claim_copy(config: IngestConfig, path: Path, kind: str) -> Iterator[tuple[Hold, Path]]:
+def claim_copy(config: IngestConfig, path: Path, kind: str) -> Iterator[Path]:
     """Copy a file into a claim of its own, locked before the first byte lands; hold it inside.
 
     The copy is written under a dotted name and renamed when whole, so ``resume`` deletes an
@@ -166,7 +166,7 @@ def claim_copy(config: IngestConfig, path: Path, kind: str) -> Iterator[tuple[Ho
     try:
         shutil.copyfile(path, tmp)
         os.rename(tmp, claimed)
-        yield hold, claimed
+        yield claimed
     finally:
         hold.release()
         tmp.unlink(missing_ok=True)

@@ -33,7 +33,6 @@ from pathlib import Path
 from typing import Any
 
 from ingest.claims import (
-    Hold,
     backoff,
     claim_copy,
     claim_move,
@@ -100,8 +99,8 @@ class Intake:
         path = Path(path)
         if path.is_dir():
             raise IsADirectoryError(f"{path} is a folder; only files are taken")
-        with claim_move(self.config, path, kind) as (hold, claimed):
-            return self._enter(claimed, kind, path.name, hold)
+        with claim_move(self.config, path, kind) as claimed:
+            return self._enter(claimed, kind, path.name)
 
     def take_copy(self, path: Path, kind: str) -> FileRecord:
         """Ingest a copy of a file that stays where it is (``dropscore ingest``, bootstrap)."""
@@ -111,8 +110,8 @@ class Intake:
         size = path.stat().st_size
         if size > self._max_bytes:
             return self._reject_uncopied(path, kind, size)
-        with claim_copy(self.config, path, kind) as (hold, claimed):
-            return self._enter(claimed, kind, path.name, hold)
+        with claim_copy(self.config, path, kind) as claimed:
+            return self._enter(claimed, kind, path.name)
 
     def resume(self) -> list[FileRecord]:
         """Finish whatever a crash interrupted; run at start-up, before new files are taken."""
@@ -170,11 +169,8 @@ class Intake:
     def _max_bytes(self) -> float:
         return self.config.max_file_mb * 1024 * 1024
 
-    def _enter(self, claimed: Path, kind: str, name: str, hold: Hold) -> FileRecord:
-        """Record a claimed file in the ledger and carry it to a terminal state.
-
-        ``hold`` is the claim's lock: the caller keeps it until this returns.
-        """
+    def _enter(self, claimed: Path, kind: str, name: str) -> FileRecord:
+        """Record a claimed file in the ledger and carry it to a terminal state (claim held)."""
         size = claimed.stat().st_size
         if size > self._max_bytes:
             record = self.ledger.receive(
@@ -194,11 +190,11 @@ class Intake:
             return self._settle(record, claimed)
         return self._process(record, claimed)
 
-    def _continue(self, claimed: Path, kind: str, hold: Hold) -> FileRecord:
+    def _continue(self, claimed: Path, kind: str) -> FileRecord:
         """Continue a claimed file from wherever its ledger row says it stopped."""
         record = self.ledger.find_by_processing_path(claimed)
         if record is None:
-            return self._enter(claimed, kind, claimed.name, hold)
+            return self._enter(claimed, kind, claimed.name)
         log.info("resuming", extra=_fields(record, state=record.state))
         if record.state == RECEIVED:
             return self._process(record, claimed)

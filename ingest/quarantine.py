@@ -3,7 +3,8 @@
 The record says what is wrong with the file (the ledger's error: code, message, row, column,
 expected) and what its owner should do about it. It is written whole or not at all (a dotted
 temporary, then ``os.replace``) after the ledger commits the rejection, and rewritten from the
-ledger row by ``Intake.resume`` when a crash cut it short.
+ledger row by ``Intake.resume`` when a crash cut it short. The intake's own rejection wording
+(a file over the size cap) lives here too.
 """
 
 from __future__ import annotations

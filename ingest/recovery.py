@@ -24,7 +24,6 @@ from pathlib import Path
 
 from ingest.claims import (
     EMPTY_CLAIM_GRACE_SECONDS,
-    Hold,
     is_interrupted_copy,
     lake_lock,
     try_hold,
@@ -38,7 +37,7 @@ from ingest.quarantine import remove_stale_temporaries as remove_stale_error_tem
 
 log = logging.getLogger("dropscore.ingest")
 
-ResumeClaim = Callable[[Path, str, Hold], FileRecord]
+ResumeClaim = Callable[[Path, str], FileRecord]  # called with the claim held
 
 
 def remove_temporaries(config: IngestConfig) -> None:
@@ -77,7 +76,7 @@ def _resume_claim(entry: Path, kind: str, resume: ResumeClaim) -> list[FileRecor
         if is_interrupted_copy(entry):
             entry.unlink(missing_ok=True)
             return []
-        return [resume(entry, kind, hold)]
+        return [resume(entry, kind)]
     except Exception:
         log.exception("could not recover", extra={"file": entry.name, "kind": kind})
         return []
