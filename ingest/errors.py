@@ -96,3 +96,15 @@ class SheetNotFoundError(IngestError):
     """The configured ``excel_sheet`` names no sheet of the workbook."""
 
     code = "sheet_not_found"
+
+
+class InternalIngestError(IngestError):
+    """An unexpected failure while reading one file: that file fails, never the intake."""
+
+    code = "internal"
+
+
+class RetriesExhaustedError(IngestError):
+    """A transient failure that outlasted ``max_attempts``, or a file that crashed us repeatedly."""
+
+    code = "retries_exhausted"

@@ -404,7 +404,7 @@ class Watcher:
     def _work(self) -> None:
         """Recover (also after a restart: a dead worker may have left a claim), then take."""
         try:
-            self.intake.recover()
+            self.intake.resume()
         except Exception:
             log.exception("recover failed; continuing with new drops")
         while not self._stop.is_set():

@@ -15,6 +15,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 from prometheus_client import CollectorRegistry, generate_latest
 
+from ingest.ledger import Ledger
 from ingest.sqlite import connect
 from schedules.scheduler import (
     RETRAIN,
@@ -34,6 +35,10 @@ from .conftest import SAMPLE, wait_for
 from .test_e2e_serve import Server, cli_env
 
 PARIS = ZoneInfo("Europe/Paris")
+# A bound on every wait, not a duration: the waits end as soon as their condition holds (two
+# 1 s sweeps take ~2.5 s), but a loaded machine (2 cores, several suites) can stall the job
+# threads, a training run or a Python start-up for many seconds.
+WAIT_BOUND = 120  # a retrain starts a trainer process; slow on a loaded machine
 
 
 @pytest.fixture
@@ -64,6 +69,11 @@ def schedules():
     started: list[Schedule] = []
 
     def start(settings: Settings) -> Schedule:
+        # As in runtime.background(), the ledger opens state.db (in WAL mode) before the
+        # scheduler starts. A scheduler first on a fresh state.db leaves it in rollback-journal
+        # mode, where a job's first ledger access (PRAGMA journal_mode = WAL) fails at once with
+        # "database is locked" whenever the scheduler is writing its job row at that moment.
+        Ledger(settings.db_path).initialize()
         schedule = Schedule(settings)
         started.append(schedule)
         schedule.start()
@@ -158,7 +168,7 @@ def test_jobs_are_text_references_with_plain_arguments(write_settings, schedules
 
 def test_sweep_runs_every_sweep_seconds(write_settings, schedules):
     schedule = schedules(write_settings(sweep_seconds=1))
-    wait_for(lambda: schedule.counts()[SWEEP]["executed"] >= 2, timeout=6)
+    wait_for(lambda: schedule.counts()[SWEEP]["executed"] >= 2, timeout=WAIT_BOUND)
     assert schedule.counts()[SWEEP]["failed"] == 0
     status = schedule.status()
     assert status["alive"] is True and status["failed"] == 0 and status["missed"] == 0
@@ -167,7 +177,7 @@ def test_sweep_runs_every_sweep_seconds(write_settings, schedules):
 
 def test_metrics_collector_counts_runs(write_settings, schedules):
     schedule = schedules(write_settings(sweep_seconds=1))
-    wait_for(lambda: schedule.counts()[SWEEP]["executed"] >= 1, timeout=4)
+    wait_for(lambda: schedule.counts()[SWEEP]["executed"] >= 1, timeout=WAIT_BOUND)
     registry = CollectorRegistry()
     registry.register(schedule.collector())
     text = generate_latest(registry).decode()
@@ -185,9 +195,8 @@ def test_a_nightly_run_missed_within_the_grace_runs_once_after_start(write_setti
     schedules(settings).stop()
     set_next_run_time(settings, RETRAIN, datetime.now(UTC) - timedelta(hours=1))
     schedule = schedules(settings)
-    run = wait_for(lambda: next(iter(RunStore(settings.db_path).list()), None), timeout=10)
-    # the retrain starts a trainer process, which takes a while on a loaded machine
-    wait_for(lambda: schedule.counts()[RETRAIN]["executed"] == 1, timeout=120)
+    run = wait_for(lambda: next(iter(RunStore(settings.db_path).list()), None), timeout=WAIT_BOUND)
+    wait_for(lambda: schedule.counts()[RETRAIN]["executed"] == 1, timeout=WAIT_BOUND)
     assert run.trigger == "schedule"
     run = RunStore(settings.db_path).get(run.id)
     assert run.state == "succeeded" and run.promoted and run.version == 1
@@ -206,8 +215,8 @@ def test_a_nightly_run_missed_beyond_the_grace_is_recorded_as_missed(write_setti
     late = timedelta(seconds=RETRAIN_GRACE_SECONDS) + timedelta(hours=1)
     set_next_run_time(settings, RETRAIN, datetime.now(UTC) - late)
     schedule = schedules(settings)
-    wait_for(lambda: schedule.counts()[RETRAIN]["missed"] == 1, timeout=5)
-    run = wait_for(lambda: next(iter(RunStore(settings.db_path).list()), None), timeout=5)
+    wait_for(lambda: schedule.counts()[RETRAIN]["missed"] == 1, timeout=WAIT_BOUND)
+    run = wait_for(lambda: next(iter(RunStore(settings.db_path).list()), None), timeout=WAIT_BOUND)
     assert (run.state, run.skip, run.trigger) == ("skipped", "missed", "schedule")
     assert "grace" in run.reason
     assert schedule.status()["missed"] == 1 and schedule.status()["last_retrain"]["state"] == (
@@ -306,14 +315,16 @@ def test_a_second_worker_on_the_same_folder_exits_at_once(tmp_path):
     first = Server(["worker"], env, 0, tmp_path / "first.log")
     second = None
     try:
-        wait_for(lambda: "scheduler started" in first.log.read_text(), timeout=30, interval=0.1)
-        started = time.monotonic()
+        wait_for(
+            lambda: "scheduler started" in first.log.read_text(), timeout=WAIT_BOUND, interval=0.1
+        )
         second = Server(["worker"], env, 0, tmp_path / "second.log")
-        assert second.proc.wait(timeout=30) == 1
-        assert time.monotonic() - started < 15
+        # "At once" means without waiting for the lock: the second exits while the first still
+        # holds it (a bound on the wait, not a stopwatch: starting Python is slow under load).
+        assert second.proc.wait(timeout=WAIT_BOUND) == 1
+        assert first.proc.poll() is None
         assert "is already served by pid" in second.log.read_text()
         assert "scheduler started" not in second.log.read_text()
-        assert first.proc.poll() is None
         assert first.stop() == 0
         log = first.log.read_text()
         assert "scheduler stopped" in log and "Traceback" not in log

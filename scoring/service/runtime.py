@@ -132,7 +132,7 @@ def background(settings: Settings) -> Iterator[Background]:
         registry = Registry(settings.models_dir, settings.db_path)
         registry.clean_incoming()
         reap_interrupted(settings)
-        intake.recover()
+        intake.resume()
         bootstrap(settings, registry, intake)
         champion = ChampionHolder(registry)
         start_scoring(settings, intake, champion)

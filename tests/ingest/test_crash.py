@@ -39,6 +39,16 @@ def _stage(folder: Path, count: int, duplicates: int) -> dict[str, str]:
     return files
 
 
+def claimed_files(top: Path) -> set[Path]:
+    """List the files under a folder the child may be emptying: entries may vanish mid-walk.
+
+    ``os.walk`` skips a folder that disappears before it is listed (``rglob`` raises
+    FileNotFoundError), and a claim folder holds one file, so nothing present throughout is
+    missed.
+    """
+    return {Path(root) / name for root, _dirs, files in os.walk(top) for name in files}
+
+
 class Runner:
     """Start and kill ``python -m ingest`` children on one data folder."""
 
@@ -95,7 +105,7 @@ def test_kill_9_at_many_moments_loses_nothing_and_doubles_nothing(tmp_path: Path
         return len(ledger.list(limit=None)) if config.db_path.exists() else 0
 
     def claims() -> set[Path]:
-        return {p for p in (config.processing / "score").rglob("*") if p.is_file()}
+        return claimed_files(config.processing / "score")
 
     def new_claim(before: set[Path]) -> Callable[[], bool]:
         return lambda: bool(claims() - before)
@@ -111,7 +121,7 @@ def test_kill_9_at_many_moments_loses_nothing_and_doubles_nothing(tmp_path: Path
         (True, lambda n, c: wait_for(lambda: rows() > n, what="a first row", **fast)),
         (True, lambda n, c: wait_for(new_claim(c), what="a new claim", **fast)),
         (True, lambda n, c: wait_for(lambda: rows() >= n + 4, what="four rows", **fast)),
-        (True, lambda n, c: None),  # while recover and the start-up scan run
+        (True, lambda n, c: None),  # while resume and the start-up scan run
         (True, lambda n, c: wait_for(new_claim(c), what="a new claim", **fast)),
     ]
     for batch, (up, moment) in zip(batches, moments, strict=True):

@@ -280,7 +280,7 @@ def test_bootstrap_skips_a_lake_that_already_has_data(
     assert len(ledger.list()) == 1
 
 
-# -- crash at each step, then recover ----------------------------------------------------------
+# -- crash at each step, then resume -----------------------------------------------------------
 
 _CRASHER = """
 import os, shutil, sys
@@ -288,6 +288,7 @@ from pathlib import Path
 from ingest.config import DataLayout, IngestConfig
 from ingest.intake import Intake
 from ingest.ledger import Ledger
+import ingest.intake
 import ingest.lake
 
 data_dir, step, kind, mode = Path(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
@@ -310,7 +311,9 @@ targets = {
     "lake_written": (Ledger, "mark_normalized", die),
     "committed": (Intake, "_settle", die),
     "copy_started": (shutil, "copyfile", die),
-    "error_record_written": (Intake, "_write_error_record", die_after(Intake._write_error_record)),
+    "error_record_written": (
+        ingest.intake, "write_error_record", die_after(ingest.intake.write_error_record)
+    ),
 }
 owner, attr, replacement = targets[step]
 intake = Intake(config, Ledger(config.db_path))
@@ -336,7 +339,7 @@ CRASH_STEPS = [
 
 
 @pytest.mark.parametrize(("step", "mode", "contents"), CRASH_STEPS)
-def test_recover_finishes_a_drop_killed_at_any_step(
+def test_resume_finishes_a_drop_killed_at_any_step(
     config: IngestConfig, ledger: Ledger, tmp_path: Path, step: str, mode: str, contents: list
 ) -> None:
     outside = tmp_path / "outside"
@@ -365,7 +368,7 @@ def test_recover_finishes_a_drop_killed_at_any_step(
     )
     assert child.returncode == 9, child.stderr
 
-    recovered = Intake(config, ledger).recover()
+    recovered = Intake(config, ledger).resume()
 
     assert_settled(config, ledger)
     records = ledger.list(limit=None)
@@ -389,7 +392,7 @@ def test_recover_finishes_a_drop_killed_at_any_step(
     assert lake_ids == {r.id for r in records if r.state == NORMALIZED}
 
 
-def test_recover_leaves_a_claim_another_process_holds(
+def test_resume_leaves_a_claim_another_process_holds(
     intake: Intake, config: IngestConfig, ledger: Ledger
 ) -> None:
     import fcntl
@@ -401,15 +404,15 @@ def test_recover_leaves_a_claim_another_process_holds(
     fd = os.open(claim, os.O_RDONLY)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
-        assert intake.recover() == []
+        assert intake.resume() == []
         assert claim.is_file() and ledger.list() == []
     finally:
         os.close(fd)
-    [record] = intake.recover()
+    [record] = intake.resume()
     assert record.state == NORMALIZED and record.original_name == "x.csv"
 
 
-def test_recover_quarantines_a_received_row_whose_file_is_gone(
+def test_resume_quarantines_a_received_row_whose_file_is_gone(
     intake: Intake, ledger: Ledger
 ) -> None:
     row = ledger.receive(
@@ -419,7 +422,7 @@ def test_recover_quarantines_a_received_row_whose_file_is_gone(
         sha256="abc",
         processing_path="processing/score/zz/lost.csv",
     )
-    [record] = intake.recover()
+    [record] = intake.resume()
     assert record.id == row.id and record.state == QUARANTINED
     assert record.error is not None and record.error["code"] == "internal"
 
@@ -439,7 +442,7 @@ def test_a_file_that_keeps_killing_the_service_is_set_aside(
     )
     for _ in range(config.max_attempts):
         ledger.start_attempt(row.id)  # as if each attempt had died mid-way
-    [record] = intake.recover()
+    [record] = intake.resume()
     assert record.state == QUARANTINED
     assert record.error is not None and record.error["code"] == "retries_exhausted"
     assert (config.quarantine / f"{record.id}__x.csv").read_text() == GOOD
@@ -468,7 +471,7 @@ def test_reject_normalized_moves_the_original_and_the_lake_file_out(
         intake.reject_normalized(rejected, _MissingFeatures("again"))
 
 
-def test_recover_finishes_a_rejection_cut_short(
+def test_resume_finishes_a_rejection_cut_short(
     intake: Intake, config: IngestConfig, ledger: Ledger
 ) -> None:
     record = intake.take(drop(config, "x.csv", GOOD), "score")
@@ -477,12 +480,12 @@ def test_recover_finishes_a_rejection_cut_short(
         error={"code": "missing_features", "message": "m"},
         quarantine_path=config.quarantine / f"{record.id}__x.csv",
     )
-    [done] = intake.recover()
+    [done] = intake.resume()
     assert done.id == record.id
     assert (config.quarantine / f"{record.id}__x.csv").read_text() == GOOD
     assert (config.quarantine / f"{record.id}__x.csv.error.json").is_file()
     assert list(config.lake("score").glob("*.parquet")) == []
-    assert intake.recover() == []
+    assert intake.resume() == []
 
 
 def test_train_drops_can_be_rejected_and_scored_drops_cannot(

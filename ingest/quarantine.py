@@ -1,0 +1,109 @@
+"""Quarantine records: ``quarantine/<id>__<name>.error.json`` beside each rejected original.
+
+The record says what is wrong with the file (the ledger's error: code, message, row, column,
+expected) and what its owner should do about it. It is written whole or not at all (a dotted
+temporary, then ``os.replace``) after the ledger commits the rejection, and rewritten from the
+ledger row by ``Intake.resume`` when a crash cut it short. The intake's own rejection wording
+(a file over the size cap) lives here too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from ingest.errors import FileTooLargeError
+from ingest.ledger import FileRecord
+
+ERROR_SUFFIX = ".error.json"
+
+HINTS: dict[str, str] = {
+    "empty_file": "The file has no content. Check that the export finished, then drop it again.",
+    "no_rows": "The file has no data rows. Export the rows too, then drop it again.",
+    "unsupported_format": "Save the file as CSV, TSV, Excel, JSON, JSON Lines or Parquet "
+    "and drop it again.",
+    "format_mismatch": "The content does not match the file name. Rename the file as the "
+    "message suggests, or export it again in the format its name says.",
+    "malformed": "Fix the file at the place the message names (or export it again) "
+    "and drop it again.",
+    "ragged_rows": "Give every row as many fields as the header (quote values that contain "
+    "the delimiter) and drop the file again.",
+    "too_many_columns": "Remove columns you do not need, or raise [ingest] max_columns, "
+    "then drop the file again.",
+    "file_too_large": "Split the file into smaller parts, or raise [ingest] max_file_mb, "
+    "then drop it again.",
+    "zip_bomb": "The file expands to far more than its size. Save it again without embedded "
+    "objects, or export it as CSV, and drop it again.",
+    "type_conflict": "Fix the values in the named column so they have the same type as in the "
+    "files already taken (or rename the column if it means something else), then drop the "
+    "file again.",
+    "retries_exhausted": "The file could not be read after several tries (locked, removed "
+    "while being read, or it stopped the service). Check it opens and drop it again.",
+    "internal": "dropscore failed on this file in a way it did not expect. Report it with this "
+    "record and the file; dropping it again will fail the same way until that is fixed.",
+}
+DEFAULT_HINT = "Fix what the message describes and drop the file into the inbox again."
+
+
+def filed_name(record: FileRecord) -> str:
+    """Name an original in archive/ or quarantine/, so two drops of one name never collide."""
+    return f"{record.id}__{record.original_name}"
+
+
+def too_large(name: str, size: int, limit_mb: float) -> FileTooLargeError:
+    """Describe a file over the size cap in words a person can act on."""
+    return FileTooLargeError(
+        f"{name} is {_human_size(size)}, over the {limit_mb:g} MB limit",
+        expected=f"at most {limit_mb:g} MB ([ingest] max_file_mb)",
+    )
+
+
+def _human_size(size: int) -> str:
+    """Say a size the way a person reads it."""
+    if size >= 1024 * 1024:
+        return f"{size / 1024 / 1024:.1f} MB"
+    if size >= 1024:
+        return f"{size / 1024:.1f} KB"
+    return f"{size} bytes"
+
+
+def error_record(record: FileRecord) -> dict[str, Any]:
+    """Build the error record's body from the ledger row: the error plus what to do about it."""
+    error = dict(record.error or {})
+    return {
+        **error,
+        "file": record.original_name,
+        "file_id": record.id,
+        "kind": record.kind,
+        "size_bytes": record.size_bytes,
+        "sha256": record.sha256,
+        "quarantined_at": record.finished_at,
+        "what_to_do": HINTS.get(str(error.get("code")), DEFAULT_HINT),
+    }
+
+
+def write_error_record(folder: Path, record: FileRecord) -> Path:
+    """Write ``<id>__<name>.error.json`` into the quarantine folder, atomically."""
+    path = folder / f"{filed_name(record)}{ERROR_SUFFIX}"
+    write_json_atomic(path, error_record(record))
+    return path
+
+
+def write_json_atomic(path: Path, body: dict[str, Any]) -> None:
+    """Write a small JSON file whole or not at all."""
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    tmp.write_text(json.dumps(body, indent=2, default=str) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def remove_stale_temporaries(folder: Path, older_than: float) -> None:
+    """Delete error-record temporaries a crash left; a younger one may still be being written."""
+    for tmp in folder.glob(f".*{ERROR_SUFFIX}.*.tmp"):
+        with contextlib.suppress(OSError):  # the record itself is rewritten from the ledger row
+            if time.time() - tmp.stat().st_mtime > older_than:
+                tmp.unlink()

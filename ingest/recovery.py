@@ -1,0 +1,126 @@
+"""Start-up recovery: find what a crash left behind, for ``Intake.resume`` to finish.
+
+A ``kill -9`` can stop the intake between any two of its steps (see ``ingest/intake.py``). What
+it leaves, and who finishes it:
+
+- half-written temporaries in the lake and in quarantine/: deleted here (the lake file is
+  written again, the error record rewritten from the ledger row);
+- files in ``processing/<kind>/<uuid>/``: handed one by one, locked, to the intake, which takes
+  them again (no row, or a ``received`` row) or moves them where their terminal row says; an
+  interrupted ``take_copy`` temporary is deleted (its source is intact); a file another live
+  process holds is left alone;
+- ``received`` rows whose file is gone: listed here, quarantined by the intake;
+- rejections of normalized drops cut short (original still in archive/, or the lake file still
+  there): listed here, finished by the intake.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from ingest.claims import (
+    EMPTY_CLAIM_GRACE_SECONDS,
+    is_interrupted_copy,
+    lake_lock,
+    try_hold,
+)
+from ingest.config import KINDS, IngestConfig
+from ingest.errors import InternalIngestError
+from ingest.lake import remove_stale_temporaries
+from ingest.lakefile import lake_owner
+from ingest.ledger import QUARANTINED, RECEIVED, FileRecord, Ledger
+from ingest.quarantine import remove_stale_temporaries as remove_stale_error_temporaries
+
+log = logging.getLogger("dropscore.ingest")
+
+ResumeClaim = Callable[[Path, str], FileRecord]  # called with the claim held
+
+
+def remove_temporaries(config: IngestConfig) -> None:
+    """Delete half-written lake files and error records from a crashed writer."""
+    for kind in KINDS:
+        with lake_lock(config, kind):
+            removed = remove_stale_temporaries(config.lake(kind))
+        if removed:
+            log.info("removed lake temporaries", extra={"kind": kind, "files": len(removed)})
+    remove_stale_error_temporaries(config.quarantine, older_than=EMPTY_CLAIM_GRACE_SECONDS)
+
+
+def resume_claims(config: IngestConfig, kind: str, resume: ResumeClaim) -> list[FileRecord]:
+    """Hand every free file left in processing/<kind>/<uuid>/ to ``resume``, locked."""
+    done = []
+    for folder in sorted((config.processing / kind).iterdir()):
+        if not folder.is_dir():
+            continue
+        for entry in sorted(folder.iterdir()):
+            done.extend(_resume_claim(entry, kind, resume))
+        _remove_stale_claim_folder(folder)
+    return done
+
+
+def _resume_claim(entry: Path, kind: str, resume: ResumeClaim) -> list[FileRecord]:
+    """Resume one claimed file unless a live process holds it; its failure is only logged."""
+    if not entry.is_file():
+        return []
+    try:
+        hold = try_hold(entry)
+    except FileNotFoundError:
+        return []
+    if hold is None:
+        return []  # another live process is working on it
+    try:
+        if is_interrupted_copy(entry):
+            entry.unlink(missing_ok=True)
+            return []
+        return [resume(entry, kind)]
+    except Exception:
+        log.exception("could not recover", extra={"file": entry.name, "kind": kind})
+        return []
+    finally:
+        hold.release()
+
+
+def _remove_stale_claim_folder(folder: Path) -> None:
+    """Remove an empty claim folder a crash left, unless a claim may be starting in it."""
+    with contextlib.suppress(OSError):
+        if time.time() - folder.stat().st_mtime > EMPTY_CLAIM_GRACE_SECONDS:
+            folder.rmdir()
+
+
+def orphan_rows(ledger: Ledger) -> list[FileRecord]:
+    """List ``received`` rows whose file is gone from processing/, so none stays unfinished."""
+    orphans = []
+    for record in ledger.list(state=RECEIVED, limit=None):
+        path = ledger.resolve(record.processing_path)
+        if path is not None and path.exists():
+            continue  # a live process holds it; resume_claims skipped it on purpose
+        orphans.append(record)
+    return orphans
+
+
+def vanished(record: FileRecord) -> InternalIngestError:
+    """Describe a drop whose claimed file disappeared before it was ingested."""
+    return InternalIngestError(
+        f"{record.original_name} disappeared from processing/ before it was "
+        "ingested; the original is not in archive/ or quarantine/"
+    )
+
+
+def unfinished_rejections(ledger: Ledger) -> list[FileRecord]:
+    """List rejections of normalized drops whose original or lake file a crash left behind."""
+    unfinished = []
+    for record in ledger.list(state=QUARANTINED, limit=None):
+        if record.archive_path is None or record.lake_path is None:
+            continue  # rejected before it was normalized: settled like any quarantine
+        archived = ledger.resolve(record.archive_path)
+        lake_path = ledger.resolve(record.lake_path)
+        leftover = (archived is not None and archived.exists()) or (
+            lake_path is not None and lake_path.exists() and lake_owner(lake_path) == record.id
+        )
+        if leftover:
+            unfinished.append(record)
+    return unfinished
