@@ -50,6 +50,11 @@ HINTS: dict[str, str] = {
 DEFAULT_HINT = "Fix what the message describes and drop the file into the inbox again."
 
 
+def what_to_do(error: dict[str, Any] | None) -> str:
+    """Say what a person should do about a refused drop, from its error's code."""
+    return HINTS.get(str((error or {}).get("code")), DEFAULT_HINT)
+
+
 def filed_name(record: FileRecord) -> str:
     """Name an original in archive/ or quarantine/, so two drops of one name never collide."""
     return f"{record.id}__{record.original_name}"
@@ -83,7 +88,7 @@ def error_record(record: FileRecord) -> dict[str, Any]:
         "size_bytes": record.size_bytes,
         "sha256": record.sha256,
         "quarantined_at": record.finished_at,
-        "what_to_do": HINTS.get(str(error.get("code")), DEFAULT_HINT),
+        "what_to_do": what_to_do(error),
     }
 
 

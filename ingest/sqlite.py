@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 BUSY_TIMEOUT_SECONDS = 30.0
@@ -54,3 +54,49 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
         conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
+
+
+def add_column(conn: sqlite3.Connection, table: str, column: str, decl: str) -> None:
+    """Add a column that a ``state.db`` made by an older release lacks; a no-op when present."""
+    names = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+    if column not in names:
+        with suppress(sqlite3.OperationalError):  # another process just added it
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
+
+
+class Tables:
+    """Connections to the tables one store keeps in ``state.db``, their schema made once.
+
+    A connection per call keeps a store safe across threads and forks; the ``CREATE TABLE IF NOT
+    EXISTS`` script and the columns added since (``added``: column → declaration, per table) run
+    on the first connection only, not on every call.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        schema: str,
+        added: dict[str, dict[str, str]] | None = None,
+        *,
+        check_same_thread: bool = True,
+    ) -> None:
+        self.path = path
+        self._schema = schema
+        self._added = added or {}
+        self._check_same_thread = check_same_thread
+        self._ready = False
+
+    @contextmanager
+    def connect(self) -> Iterator[sqlite3.Connection]:
+        """Yield a fresh connection with the schema in place; close it afterwards."""
+        conn = connect(self.path, check_same_thread=self._check_same_thread)
+        try:
+            if not self._ready:
+                conn.executescript(self._schema)
+                for table, columns in self._added.items():
+                    for column, decl in columns.items():
+                        add_column(conn, table, column, decl)
+                self._ready = True
+            yield conn
+        finally:
+            conn.close()

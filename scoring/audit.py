@@ -5,15 +5,12 @@ It answers "who promoted version 7?" and "who started run 12?" long after the lo
 
 from __future__ import annotations
 
-import contextlib
-import sqlite3
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ingest.sqlite import connect
+from ingest.sqlite import Tables
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS audit (
@@ -62,18 +59,7 @@ class AuditLog:
 
     def __init__(self, db_path: Path) -> None:
         self.db_path = db_path
-        self._schema_ready = False
-
-    @contextlib.contextmanager
-    def _db(self) -> Iterator[sqlite3.Connection]:
-        conn = connect(self.db_path)
-        try:
-            if not self._schema_ready:
-                conn.executescript(_SCHEMA)
-                self._schema_ready = True
-            yield conn
-        finally:
-            conn.close()
+        self._db = Tables(db_path, _SCHEMA).connect
 
     def record(self, entry: AuditEntry) -> int:
         """Append an entry, stamped now, and return its id."""

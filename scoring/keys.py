@@ -10,7 +10,6 @@ hashed in memory at start and never written anywhere.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import hmac
 import logging
@@ -19,11 +18,11 @@ import secrets
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ingest.sqlite import connect, transaction
+from ingest.sqlite import Tables, transaction
 from scoring.audit import now
 from scoring.errors import Conflict, NotFound, ValidationFailed
 
@@ -105,18 +104,7 @@ class KeyStore:
 
     def __init__(self, db_path: Path) -> None:
         self.db_path = db_path
-        self._schema_ready = False
-
-    @contextlib.contextmanager
-    def _db(self) -> Iterator[sqlite3.Connection]:
-        conn = connect(self.db_path)
-        try:
-            if not self._schema_ready:
-                conn.executescript(_SCHEMA)
-                self._schema_ready = True
-            yield conn
-        finally:
-            conn.close()
+        self._db = Tables(db_path, _SCHEMA).connect
 
     def add(self, name: str, role: str) -> str:
         """Store a new key under ``name`` and return it: the only time it is ever readable."""

@@ -9,7 +9,6 @@ trusted types below, so a tampered file cannot run code.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
@@ -23,7 +22,7 @@ from typing import Any
 
 import skops.io as sio
 
-from ingest.sqlite import connect, transaction
+from ingest.sqlite import add_column, connect, transaction
 from scoring.errors import ModelFileError, NotFound
 
 MODEL_FILE = "model.skops"
@@ -259,13 +258,6 @@ def _record(row: sqlite3.Row) -> ModelRecord:
         metrics=json.loads(row["metrics"] or "{}"),
     )
 
-
-def add_column(conn: sqlite3.Connection, table: str, column: str, decl: str) -> None:
-    """Add a column that a ``state.db`` made by an older release lacks; a no-op when present."""
-    names = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
-    if column not in names:
-        with contextlib.suppress(sqlite3.OperationalError):  # another process just added it
-            conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:

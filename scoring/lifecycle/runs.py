@@ -23,15 +23,15 @@ import logging
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from ingest.layout import DataLayout
-from ingest.sqlite import connect, transaction
+from ingest.sqlite import Tables, transaction
 from scoring.errors import DropscoreError, NotFound
-from scoring.lifecycle.registry import Registry, add_column, now
+from scoring.lifecycle.registry import Registry, now
 from scoring.lifecycle.trainer import run_trainer
 from scoring.settings import Settings
 
@@ -125,20 +125,7 @@ class RunStore:
         self.db_path = db_path
         # the lock a live retrain holds (reap leaves its runs alone); the default model's if unset
         self.retrain_lock = retrain_lock or DataLayout(db_path.parent).retrain_lock
-        self._schema_ready = False
-
-    @contextlib.contextmanager
-    def _db(self) -> Iterator[sqlite3.Connection]:
-        conn = connect(self.db_path, check_same_thread=False)
-        try:
-            if not self._schema_ready:  # CREATE IF NOT EXISTS once, not on every call
-                conn.executescript(_SCHEMA)
-                for name, decl in _ADDED.items():  # columns newer than the table
-                    add_column(conn, "runs", name, decl)
-                self._schema_ready = True
-            yield conn
-        finally:
-            conn.close()
+        self._db = Tables(db_path, _SCHEMA, {"runs": _ADDED}, check_same_thread=False).connect
 
     def create(
         self,

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ingest.intake import DEFAULT_HINT, HINTS
 from ingest.ledger import QUARANTINED, STATES
+from ingest.quarantine import what_to_do
 from scoring.api import health
 from scoring.api.context import Services
 from scoring.api.pages import plots
@@ -134,5 +134,5 @@ def _file_row(record: Any) -> dict[str, Any]:
     if record.state == QUARANTINED:
         error = record.error or {}
         row["reason"] = error.get("message") or "no reason was recorded"
-        row["what_to_do"] = HINTS.get(str(error.get("code")), DEFAULT_HINT)
+        row["what_to_do"] = what_to_do(error)
     return row
