@@ -34,7 +34,7 @@ import pyarrow.parquet as pq
 
 from ingest.lake import read_lake
 from scoring.lifecycle.registry import Registry
-from scoring.lifecycle.runs import run_retrain
+from scoring.lifecycle.runner import run_retrain
 from scoring.settings import load_settings
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -11,7 +11,8 @@ import logging
 
 from scoring.bulk.drops import standalone_sweep
 from scoring.lifecycle.registry import Registry
-from scoring.lifecycle.runs import RetrainBusy, record_skipped, run_retrain
+from scoring.lifecycle.runner import record_skipped, run_retrain
+from scoring.lifecycle.runs import RetrainBusy
 from scoring.settings import Settings, load_settings
 
 log = logging.getLogger("dropscore.schedules")

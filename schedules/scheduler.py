@@ -40,7 +40,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from sqlalchemy import Engine, create_engine, event, select
 
 from ingest.sqlite import BUSY_TIMEOUT_SECONDS, apply_pragmas
-from scoring.lifecycle.runs import RunRecord, RunStore, record_skipped
+from scoring.lifecycle.runner import record_skipped
+from scoring.lifecycle.runs import RunRecord, RunStore
 from scoring.settings import Settings
 
 log = logging.getLogger("dropscore.schedules")

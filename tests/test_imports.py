@@ -128,7 +128,7 @@ def path_between(graph: Graph, start: str, goal: str) -> list[str] | None:
 
 def test_the_graph_sees_the_project():
     top, local = import_graphs()
-    assert "scoring.settings" in top["scoring.lifecycle.runs"]
+    assert "scoring.settings" in top["scoring.lifecycle.runner"]
     assert "ingest.config" in top
     assert any(local.values()), "function-level imports were not found"
 

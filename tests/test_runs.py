@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 
 from scoring.lifecycle.registry import Registry
-from scoring.lifecycle.runs import RetrainBusy, RunStore, begin_retrain, execute, run_retrain
+from scoring.lifecycle.runner import begin_retrain, execute, run_retrain
+from scoring.lifecycle.runs import RetrainBusy, RunStore
 from scoring.service.runtime import open_intake
 from scoring.settings import Settings
 

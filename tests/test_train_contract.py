@@ -19,7 +19,7 @@ from ingest.ledger import Ledger
 from scoring.api.app import create_app
 from scoring.lifecycle.promotion import decide
 from scoring.lifecycle.registry import Registry
-from scoring.lifecycle.runs import run_retrain
+from scoring.lifecycle.runner import run_retrain
 from scoring.service.runtime import ingest_config, open_intake
 from scoring.settings import Settings
 

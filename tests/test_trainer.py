@@ -22,7 +22,8 @@ import pytest
 
 from scoring.lifecycle.dataset import load_training_data
 from scoring.lifecycle.registry import Registry
-from scoring.lifecycle.runs import RunStore, begin_retrain, execute, run_retrain
+from scoring.lifecycle.runner import begin_retrain, execute, run_retrain
+from scoring.lifecycle.runs import RunStore
 from scoring.service.runtime import open_intake, reap_interrupted
 from scoring.settings import Settings
 

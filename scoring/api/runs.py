@@ -24,7 +24,8 @@ from scoring.api.openapi import (
 )
 from scoring.api.params import page_args
 from scoring.errors import Conflict, ValidationFailed
-from scoring.lifecycle.runs import STATES, RetrainBusy, RunStore, begin_retrain, execute
+from scoring.lifecycle.runner import begin_retrain, execute
+from scoring.lifecycle.runs import STATES, RetrainBusy, RunStore
 
 bp = Blueprint("runs", __name__)
 

@@ -135,7 +135,8 @@ def worker(ctx: Context) -> None:
 def train(ctx: Context, force: bool) -> None:
     """Train now on the training lake, print metrics, promote by the rule."""
     from scoring.lifecycle.registry import Registry
-    from scoring.lifecycle.runs import RetrainBusy, run_retrain
+    from scoring.lifecycle.runner import run_retrain
+    from scoring.lifecycle.runs import RetrainBusy
     from scoring.service.runtime import open_intake
 
     settings = ctx.settings

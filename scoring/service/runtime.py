@@ -26,7 +26,8 @@ from scoring.ingest_options import ingest_config
 from scoring.lifecycle.champion import ChampionHolder
 from scoring.lifecycle.contract import chain, train_drop_check
 from scoring.lifecycle.registry import Registry
-from scoring.lifecycle.runs import RetrainBusy, RunStore, run_retrain
+from scoring.lifecycle.runner import run_retrain
+from scoring.lifecycle.runs import RetrainBusy, RunStore
 from scoring.settings import Settings
 
 log = logging.getLogger("dropscore")

@@ -25,7 +25,8 @@ from scoring.api.pages import data, session
 from scoring.api.params import int_arg
 from scoring.errors import BadRequest, Conflict, NotFound, ValidationFailed
 from scoring.keys import KeyRing
-from scoring.lifecycle.runs import RetrainBusy, begin_retrain, execute
+from scoring.lifecycle.runner import begin_retrain, execute
+from scoring.lifecycle.runs import RetrainBusy
 
 bp = Blueprint(
     "pages",

@@ -1,0 +1,221 @@
+"""Run a retrain: take the lock, record the run, train in a child process, apply the decision.
+
+The nightly job, ``POST /train``, ``dropscore train`` and the first start all go through
+``run_retrain`` (or its two halves, ``begin_retrain`` and ``execute``, when the caller answers
+before the training ends), so every retrain is recorded the same way (``scoring.lifecycle.runs``).
+A failed retrain never touches the champion. The training itself runs in a child process
+(``scoring.lifecycle.trainer``); this process records the run (with the trainer's pid and peak
+RSS) and applies the decision, so a promotion is live here before the run reads as done.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import IO, TYPE_CHECKING, Any
+
+from scoring.errors import DropscoreError
+from scoring.lifecycle.registry import Registry, now
+from scoring.lifecycle.runs import RunRecord, RunStore, acquire, release
+from scoring.lifecycle.trainer import run_trainer
+from scoring.settings import Settings
+
+if TYPE_CHECKING:
+    from scoring.lifecycle.retrain import Outcome
+
+log = logging.getLogger("dropscore.runs")
+
+
+@dataclass
+class PendingRun:
+    """A queued run that holds the retrain lock until ``execute`` finishes it."""
+
+    run_id: int
+    settings: Settings
+    trigger: str
+    force: bool
+    lock: IO[str]
+
+
+def begin_retrain(
+    settings: Settings, trigger: str, *, force: bool = False, requested_by: str | None = None
+) -> PendingRun:
+    """Take the lock and queue a run; raise RetrainBusy while another retrain runs."""
+    lock = acquire(settings.layout)
+    try:
+        store = RunStore(settings.db_path)
+        abandoned = store.abandon_unfinished()  # we hold the lock: those runs died with a process
+        if abandoned:
+            log.warning("unfinished runs marked failed", extra={"runs": abandoned})
+        run_id = store.create(trigger, force, requested_by=requested_by)
+    except BaseException:
+        release(lock)
+        raise
+    return PendingRun(run_id, settings, trigger, force, lock)
+
+
+def execute(
+    pending: PendingRun,
+    registry: Registry,
+    progress: Callable[[str], None] | None = None,
+    on_promoted: Callable[[], None] | None = None,
+) -> RunRecord:
+    """Run a queued retrain to its end, record the result and release the lock.
+
+    ``on_promoted`` runs after a promotion and before the run is recorded as done: a serving
+    process passes its champion's refresh, so its new champion is live by then.
+    """
+    settings, run_id = pending.settings, pending.run_id
+    store = RunStore(settings.db_path)
+    try:
+        store.update(run_id, state="running", started_at=now())
+        log.info("retrain started", extra={"run_id": run_id, "trigger": pending.trigger})
+        record = _attempt(pending, registry, store, progress, on_promoted)
+    finally:
+        release(pending.lock)
+    log.info(
+        "retrain finished",
+        extra={
+            "run_id": run_id,
+            "state": record.state,
+            "version": record.version,
+            "promoted": record.promoted,
+            "reason": record.reason,
+            "error": record.error,
+            "rows": record.rows,
+            "sampled_from": record.sampled_from,
+            "peak_rss_mb": record.peak_rss_mb,
+        },
+    )
+    return record
+
+
+def run_retrain(
+    settings: Settings,
+    registry: Registry,
+    trigger: str,
+    force: bool = False,
+    progress: Callable[[str], None] | None = None,
+    on_promoted: Callable[[], None] | None = None,
+) -> RunRecord:
+    """Retrain now (the training in a child process) and return the recorded run.
+
+    Raises RetrainBusy while another retrain runs.
+    """
+    pending = begin_retrain(settings, trigger, force=force)
+    return execute(pending, registry, progress, on_promoted)
+
+
+def record_skipped(settings: Settings, trigger: str, reason: str, skip: str) -> RunRecord:
+    """Record a run that never started (missed, or refused by the lock), so operators see it."""
+    store = RunStore(settings.db_path)
+    run_id = store.create(trigger, state="skipped")
+    stamp = now()
+    return store.update(run_id, started_at=stamp, finished_at=stamp, reason=reason, skip=skip)
+
+
+def _attempt(
+    pending: PendingRun,
+    registry: Registry,
+    store: RunStore,
+    progress: Callable[[str], None] | None,
+    on_promoted: Callable[[], None] | None,
+) -> RunRecord:
+    """Train in a child process and decide, turning every way a retrain ends into one record."""
+    from scoring.lifecycle.retrain import Outcome, apply  # scikit-learn: only when training
+
+    settings, run_id = pending.settings, pending.run_id
+    unchanged = None if pending.force else unchanged_since_champion(settings, registry)
+    if unchanged:
+        return _finish(store, run_id, "skipped", reason=unchanged, skip="no_new_data")
+    try:
+        ended = run_trainer(
+            settings,
+            pending.trigger,
+            progress=progress,
+            started=lambda pid: store.update(run_id, trainer_pid=pid),
+        )
+        if ended.outcome is not None:
+            outcome = Outcome.from_dict(ended.outcome)
+            apply(outcome, registry)
+            if outcome.decision.promote and on_promoted is not None:
+                on_promoted()
+    except Exception as exc:  # a failed retrain is recorded; the champion keeps serving
+        log.exception("retrain failed", extra={"run_id": run_id})
+        return _failed(store, run_id, f"{type(exc).__name__}: {exc}")
+    memory = {"peak_rss_mb": ended.peak_rss_mb}
+    if ended.refused is not None:
+        return _finish(store, run_id, "skipped", reason=ended.refused, skip="refused", **memory)
+    if ended.outcome is None:
+        log.error("retrain failed", extra={"run_id": run_id, "error": ended.error})
+        return _failed(store, run_id, ended.error or "the trainer gave no outcome", **memory)
+    return _finish(store, run_id, "succeeded", **_outcome_fields(outcome), **memory)
+
+
+def _failed(store: RunStore, run_id: int, error: str, **fields: Any) -> RunRecord:
+    reason = "the retrain failed; the champion keeps serving"
+    return _finish(store, run_id, "failed", reason=reason, error=error, **fields)
+
+
+def _finish(store: RunStore, run_id: int, state: str, **fields: Any) -> RunRecord:
+    return store.update(run_id, state=state, finished_at=now(), **fields)
+
+
+def _outcome_fields(outcome: Outcome) -> dict[str, Any]:
+    data = outcome.card.get("training_data", {})
+    return {
+        "rows": data.get("rows"),
+        "sampled_from": data.get("sampled_from"),
+        "version": outcome.version,
+        "champion_version": outcome.champion_version,
+        "metrics": outcome.metrics,
+        "champion_metrics": outcome.champion_metrics,
+        "promoted": int(outcome.decision.promote),
+        "reason": outcome.decision.reason,
+    }
+
+
+def unchanged_since_champion(settings: Settings, registry: Registry) -> str | None:
+    """Say why a retrain would learn nothing new, or None when the data or model settings moved.
+
+    The champion's card lists the lake files it was trained on (named by content hash); when the
+    training lake holds exactly those files and the model settings are the same, a retrain would
+    fit the same model again.
+    """
+    from ingest.lake import lake_files  # pyarrow and pandas: only when a retrain starts
+
+    version = registry.champion_version()
+    if version is None:
+        return None
+    try:
+        card = registry.card(version)
+    except DropscoreError:
+        return None
+    known = (card.get("training_data") or {}).get("lake_files")
+    if known is None:
+        return None
+    current = [p.name for p in lake_files(settings.layout.lake("train"))]
+    if sorted(known) != sorted(current) or _model_key(card) != _settings_key(settings):
+        return None
+    return (
+        f"no new training data since champion v{version} ({len(current)} lake files) and the"
+        " same model settings; force the retrain to train anyway"
+    )
+
+
+def _model_key(card: dict[str, Any]) -> tuple[Any, ...]:
+    target = (card.get("schema") or {}).get("target")
+    return (card.get("estimator"), card.get("params"), card.get("test_size"),
+            card.get("random_state"), target, card.get("features"), card.get("id_columns"))
+
+
+def _settings_key(settings: Settings) -> tuple[Any, ...]:
+    """The same key from settings, names normalized as the card stores them."""
+    from scoring.lifecycle.schema import normalize_name
+
+    m = settings.model
+    return (m.estimator, json.loads(json.dumps(m.params)), m.test_size, m.random_state,
+            normalize_name(m.target), [normalize_name(f) for f in m.features],
+            [normalize_name(c) for c in m.id_columns])
