@@ -13,6 +13,7 @@ from scoring.api import audit, files, health, metrics, models, predict, runs, sc
 from scoring.api.auth import register_auth
 from scoring.api.context import Services
 from scoring.api.errors import register_error_handlers
+from scoring.api.limits import register_body_limits
 from scoring.api.monitoring import Monitoring
 from scoring.api.pages import register_pages
 from scoring.lifecycle.champion import ChampionHolder
@@ -30,7 +31,6 @@ def create_app(
 ) -> Flask:
     """Build the API over a settings object; nothing is loaded until the first request."""
     app = Flask("dropscore")
-    app.config["MAX_CONTENT_LENGTH"] = int(settings.server.max_request_mb * 1024 * 1024)
     app.json.sort_keys = False
     # An API replica may start before any worker made the data folder; state.db lives there.
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -49,6 +49,7 @@ def create_app(
     metrics.register_instrumentation(app)
     sessions = register_pages(app, settings)
     services.keyring = register_auth(app, settings, sessions)
+    register_body_limits(app, settings)  # after auth: a client without a key learns nothing
     register_error_handlers(app)
     for module in (health, predict, score, models, files, runs, metrics, audit):
         app.register_blueprint(module.bp)
