@@ -22,12 +22,22 @@ from scoring.settings import Settings
 log = logging.getLogger("dropscore.server")
 
 
-def serve_threaded(app: Flask, host: str, port: int, threads: int) -> None:
-    """Serve until SIGTERM or SIGINT; in-flight requests finish before this returns."""
+def serve_threaded(app: Flask, host: str, port: int, threads: int, max_body: int = 1 << 30) -> None:
+    """Serve until SIGTERM or SIGINT; in-flight requests finish before this returns.
+
+    ``max_body`` is waitress' own cap (its default is 1 GB); the app's per-endpoint limits answer
+    below it with a JSON error, so it is set to the largest of them.
+    """
     from waitress import create_server
 
     server = create_server(
-        app, host=host, port=port, threads=threads, ident="dropscore", channel_timeout=120
+        app,
+        host=host,
+        port=port,
+        threads=threads,
+        ident="dropscore",
+        channel_timeout=120,
+        max_request_body_size=max_body,
     )
     log.info(
         "listening",
@@ -86,10 +96,29 @@ def serve_gunicorn(settings: Settings, factory: Callable[[], Flask], workers: in
     if not os.environ.get(MULTIPROC_ENV):
         raise RuntimeError(f"{MULTIPROC_ENV} must be set before prometheus_client is imported")
     server = settings.server
+    preload_modules()
     options = gunicorn_options(f"{server.host}:{server.port}", workers, server.threads)
     options["child_exit"] = _mark_dead  # Prometheus' multiprocess files of a dead worker
     log.info("listening", extra={"url": f"http://{server.host}:{server.port}", "workers": workers})
     run_gunicorn(factory, options)
+
+
+def preload_modules() -> None:
+    """Import the app's and the model loader's modules in the master, once, before the fork.
+
+    Each worker then only builds its app and loads the champion (its threads start after the
+    fork), instead of every worker importing scikit-learn and skops at the same time: workers
+    are ready sooner and share those pages. Call after the BLAS/OpenMP variables are set.
+    """
+    import skops.io  # noqa: F401 - imports scikit-learn and scipy
+
+    import scoring.api.app  # noqa: F401 - Flask, the views, prometheus_client
+
+
+def body_cap(settings: Settings) -> int:
+    """Return the largest body any endpoint accepts, in bytes: the server's own cap."""
+    server = settings.server
+    return int(max(server.max_json_mb, server.max_upload_mb) * 1024 * 1024)
 
 
 def _one_blas_thread(_worker: Any) -> None:
