@@ -8,6 +8,7 @@ cores; each worker builds its own app through the same factory after the fork.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import signal
@@ -44,6 +45,7 @@ def serve_threaded(app: Flask, host: str, port: int, threads: int, max_body: int
         extra={"url": f"http://{host}:{server.effective_port}", "threads": threads},
     )
     _exit_on_sigterm()
+    settle()
     server.run()  # returns after SystemExit/KeyboardInterrupt, once its threads drained
 
 
@@ -100,7 +102,20 @@ def serve_gunicorn(settings: Settings, factory: Callable[[], Flask], workers: in
     options = gunicorn_options(f"{server.host}:{server.port}", workers, server.threads)
     options["child_exit"] = _mark_dead  # Prometheus' multiprocess files of a dead worker
     log.info("listening", extra={"url": f"http://{server.host}:{server.port}", "workers": workers})
-    run_gunicorn(factory, options)
+    run_gunicorn(lambda: settle(factory()), options)
+
+
+def settle(app: Any = None) -> Any:
+    """Take what the process holds for life out of the garbage collector's scans; return app.
+
+    Modules, the app and the champion stay until the process ends, yet every full collection
+    walked them all (about 60 ms quiet, 300 ms on a loaded machine, every request thread of the
+    process paused meanwhile): a latency tail that grows with what is loaded. Frozen, they are
+    skipped and a collection looks only at what requests allocated. Call once the app is warm.
+    """
+    gc.collect()
+    gc.freeze()
+    return app
 
 
 def preload_modules() -> None:
