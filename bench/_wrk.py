@@ -272,13 +272,13 @@ def fmt_table(results: list[Result]) -> str:
         f"{'cpu µs/req':>12}{'other cpu':>11}  load"
     )
     rows = [header, "-" * len(header)]
-    baseline: dict[int, Result] = {}
+    # A run's ratio is to the baseline of its own pair (the order within a pair alternates).
+    baseline = {(r.extra.get("pair"), r.concurrency): r for r in results if r.server == "baseline"}
     for r in results:
         ratio = ""
-        if r.server == "baseline":
-            baseline[r.concurrency] = r
-        elif r.concurrency in baseline and baseline[r.concurrency].rps > 0:
-            ratio = f"{r.rps / baseline[r.concurrency].rps:.2f}"
+        base = baseline.get((r.extra.get("pair"), r.concurrency))
+        if r.server != "baseline" and base is not None and base.rps > 0:
+            ratio = f"{r.rps / base.rps:.2f}"
         cpu = f"{r.cpu_us_per_req:.0f}" if r.cpu_us_per_req is not None else "?"
         rows.append(
             f"{r.concurrency:<12}{r.server:<18}{r.rps:>9.0f}{r.p50_ms:>9.2f}{r.p99_ms:>9.2f}"

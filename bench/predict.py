@@ -3,20 +3,23 @@
 Both servers run under the same gunicorn settings (``scoring.service.server.gunicorn_options``:
 gthread, 2 workers, ``[server] threads``, keepalive 5, one BLAS thread per worker) on the same
 pipeline,
-trained by ``dropscore train`` into a temporary data folder. The baseline
-(``bench/predict_baseline.py``) does only ``np.array(request.json["X_test"]).reshape(1, -1)``
-and ``pipeline.predict``. Only one server runs at a time; each concurrency level runs the
-baseline and then dropscore back to back, so drift on a shared machine hits both alike.
+trained by ``dropscore train`` into a temporary data folder, with the same OMP/BLAS thread
+variables. The baseline (``bench/predict_baseline.py``) does only
+``np.array(request.json["X_test"]).reshape(1, -1)`` and ``pipeline.predict``. Only one server
+runs at a time. The two alternate in ``--pairs`` pairs (the order swapped every pair), each
+server taking every concurrency level once started, and the report gives per level the median
+of the per-pair ratios with their range: drift on a shared machine moves both sides of a pair.
 
 Load comes from ``wrk`` (``apt-get install -y wrk``) with a Lua script that posts the body,
 counts every non-200 answer and prints the latency percentiles; without wrk a Python client
 (threads, keep-alive ``http.client``) stands in, and the table says which one ran.
 
-    .venv/bin/python bench/predict.py                 # 15 s per run, concurrency 1 and 16
-    .venv/bin/python bench/predict.py --seconds 5     # shorter
+    .venv/bin/python bench/predict.py                 # 3 pairs, 15 s per run, c=1 and c=16
+    .venv/bin/python bench/predict.py --seconds 5 --pairs 5
     .venv/bin/python bench/predict.py --auth          # dropscore with an API key on every run
 
-Goal: dropscore / baseline requests per second >= 1.0 at concurrency 16.
+Goals: dropscore / baseline requests per second >= 1.0 at concurrency 16, and dropscore's p99
+at c=16 no longer than the baseline's in the same pair (issue 13).
 Modules: ``_servers`` (processes and set-up), ``_wrk`` (load and the results table),
 ``_inprocess`` (µs per layer); this file orchestrates and reports.
 """
@@ -29,6 +32,7 @@ import os
 import re
 import shutil
 import signal
+import statistics
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
@@ -44,7 +48,8 @@ if not __package__:
     sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
     sys.path.insert(0, str(ROOT))
 
-from bench._inprocess import in_process  # noqa: E402 - after the path fix above
+from bench._common import THREAD_VARIABLES, machine_load, ratios  # noqa: E402 - after path fix
+from bench._inprocess import in_process  # noqa: E402
 from bench._servers import (  # noqa: E402
     HOST,
     Server,
@@ -66,6 +71,7 @@ NOISY_PCT = 25.0  # % of one core used by other work during a run before the rep
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seconds", type=float, default=15.0, help="length of each load run")
+    p.add_argument("--pairs", type=int, default=3, help="baseline/dropscore pairs (at least 1)")
     p.add_argument("--warmup", type=float, default=3.0, help="unrecorded load after start-up")
     p.add_argument(
         "--concurrency", default="1,16", help="comma-separated connection counts (default 1,16)"
@@ -107,6 +113,9 @@ def signals_raise() -> Iterator[None]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    print(machine_load(), flush=True)
+    if args.pairs < 1:
+        raise SystemExit("--pairs needs at least 1")
     levels = [int(c) for c in args.concurrency.split(",") if c.strip()]
     if not levels or min(levels) < 1:
         raise SystemExit("--concurrency needs positive integers")
@@ -131,6 +140,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with signals_raise():
             env = base_env(data_dir, proc_tmp)
+            # Both servers get the thread variables `dropscore api` would set (one math thread
+            # per request thread), unless the caller set them: the same for both either way.
+            for name in THREAD_VARIABLES:
+                env.setdefault(name, "1")
+            log("thread settings for both servers: "
+                + ", ".join(f"{k}={env[k]}" for k in THREAD_VARIABLES))  # fmt: skip
             if args.estimator:
                 env["DROPSCORE__MODEL__ESTIMATOR"] = args.estimator
             log(f"temporary folder {work}; load average {loadavg()}; {os.cpu_count()} CPUs")
@@ -161,37 +176,51 @@ def main(argv: list[str] | None = None) -> int:
 
             predictions: dict[str, float] = {}
 
-            def measure(make: Callable[[], tuple[Server, dict[str, str]]], c: int) -> Result:
+            def measure(
+                make: Callable[[], tuple[Server, dict[str, str]]], levels: list[int]
+            ) -> list[Result]:
+                """Start one server, warm every worker, then load it at each level in turn."""
                 server, headers = make()
-                log(f"c={c}: starting {server.name} on {server.url}")
+                log(f"starting {server.name} on {server.url}")
+                out = []
                 try:
                     server.start()
                     server.wait_ready(headers)
                     check(server, headers, predictions)
                     if args.warmup > 0:  # every worker loads its model before the clock runs
+                        c = max(levels)
                         warm = load.run(
                             server, server.name, headers, max(c, 4), args.warmup, record=False
                         )
                         if warm.error_detail:
                             log(f"!!! {server.name} warm-up: {warm.error_detail}")
                     warm_every_worker(server, headers)
-                    log(f"c={c}: {server.name} load for {args.seconds:g}s ({client})")
-                    result = load.run(server, server.name, headers, c, args.seconds)
-                    if server.proc is None or server.proc.poll() is not None:
-                        raise RuntimeError(f"{server.name} died\n{server.log_tail()}")
+                    for c in levels:
+                        log(f"c={c}: {server.name} load for {args.seconds:g}s ({client})")
+                        result = load.run(server, server.name, headers, c, args.seconds)
+                        if server.proc is None or server.proc.poll() is not None:
+                            raise RuntimeError(f"{server.name} died\n{server.log_tail()}")
+                        log(f"c={c}: {server.name}: {result.rps:.0f} req/s,"
+                            f" p50 {result.p50_ms:.2f} ms, p99 {result.p99_ms:.2f} ms,"
+                            f" load {result.load}")  # fmt: skip
+                        if result.error_detail:
+                            log(f"!!! {server.name} c={c}: {result.error_detail}")
+                        out.append(result)
                 finally:
                     server.stop()
-                log(f"c={c}: {server.name}: {result.rps:.0f} req/s, p50 {result.p50_ms:.2f} ms,"
-                    f" p99 {result.p99_ms:.2f} ms")  # fmt: skip
-                if result.error_detail:
-                    log(f"!!! {server.name} c={c}: {result.error_detail}")
-                return result
+                return out
 
-            for c in levels:
-                results.append(measure(baseline, c))
-                results.append(measure(lambda: dropscore(args.auth), c))
+            for pair in range(args.pairs):
+                order = [baseline, lambda: dropscore(args.auth)]
+                if pair % 2:  # swap who goes first, so a trend in the load favours neither
+                    order.reverse()
+                log(f"pair {pair + 1} of {args.pairs}")
+                for make in order:
+                    for r in measure(make, levels):
+                        r.extra["pair"] = pair
+                        results.append(r)
             if not args.auth and not args.no_auth_run:
-                results.append(measure(lambda: dropscore(True), max(levels)))
+                results += measure(lambda: dropscore(True), [max(levels)])
 
             log("in-process µs per call ...")
             micro = in_process(env, model_path, version, args.inprocess_seconds)
@@ -224,6 +253,10 @@ def report(
     print("network work included); load = 1/5/15-min load average after the run")
     print()
     print(fmt_table(results))
+    print()
+    print("pairs (median of the per-pair ratios, range; ≥ 1.00 favours dropscore everywhere):")
+    for line in pair_summary(results):
+        print(f"  {line}")
     bad = [r for r in results if r.non200 or r.socket_errors or r.error_detail]
     if bad:
         print()
@@ -260,6 +293,31 @@ def report(
     for line in micro:
         print(f"  {line}")
     print("=" * 100)
+
+
+def pair_summary(results: list[Result]) -> list[str]:
+    """Per concurrency level: throughput, p50 and p99 as median pair ratios with their range."""
+    lines = []
+    paired = [r for r in results if "pair" in r.extra]
+    for c in sorted({r.concurrency for r in paired}):
+        base = {r.extra["pair"]: r for r in paired if r.concurrency == c and r.server == "baseline"}
+        mine = {r.extra["pair"]: r for r in paired if r.concurrency == c and r.server != "baseline"}
+        keys = sorted(base.keys() & mine.keys())
+        if not keys:
+            continue
+        b, m = [base[k] for k in keys], [mine[k] for k in keys]
+        rps = ratios([r.rps for r in m], [r.rps for r in b])
+        p50 = ratios([r.p50_ms for r in b], [r.p50_ms for r in m])  # baseline ÷ dropscore
+        p99 = ratios([r.p99_ms for r in b], [r.p99_ms for r in m])
+        med = statistics.median
+        lines += [
+            f"c={c}: req/s dropscore ÷ baseline {rps}",
+            f"c={c}: p50 baseline ÷ dropscore {p50}; medians {med(r.p50_ms for r in m):.2f} ms vs"
+            f" {med(r.p50_ms for r in b):.2f} ms",
+            f"c={c}: p99 baseline ÷ dropscore {p99}; medians {med(r.p99_ms for r in m):.2f} ms vs"
+            f" {med(r.p99_ms for r in b):.2f} ms (goal at c=16: ≥ 1.00)",
+        ]
+    return lines
 
 
 if __name__ == "__main__":

@@ -60,6 +60,12 @@ class NoModel(DropscoreError):
     status, code = 503, "no_model"
 
 
+class InsufficientStorage(DropscoreError):
+    """An upload the server's disk cannot hold now; it may fit later or on another replica."""
+
+    status, code = 507, "insufficient_storage"
+
+
 class ModelFileError(DropscoreError):
     """A model file that is missing, corrupt, or holds types we do not trust."""
 

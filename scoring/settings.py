@@ -10,6 +10,7 @@ from __future__ import annotations
 import codecs
 import dataclasses
 import importlib.util
+import logging
 import os
 import tomllib
 import types
@@ -22,12 +23,17 @@ from typing import Any
 
 from ingest.config import ReadOptions
 from ingest.layout import DataLayout
-from scoring.lifecycle.estimators import check_estimator
+from scoring.lifecycle.estimators import check_estimator_name, check_estimator_params
 
 ENV_FILE = "DROPSCORE_SETTINGS"
 ENV_PREFIX = "DROPSCORE__"
 ENV_API_KEYS = "DROPSCORE_API_KEYS"
+# Keys that were replaced, by section: the old key, and the keys it still sets when they are
+# not set themselves. [server] max_request_mb capped every body; it now caps both kinds.
+DEPRECATED = {"server": {"max_request_mb": ("max_json_mb", "max_upload_mb")}}
 DASK_INSTALL_HINT = "[scoring] engine = 'dask' needs Dask: pip install 'dropscore[dask]'"
+
+log = logging.getLogger("dropscore.settings")
 
 
 class SettingsError(Exception):
@@ -107,7 +113,10 @@ class ServerSettings:
     port: int = _f(8000, "port the API listens on", ge=0, le=65535)
     workers: int = _f(2, "worker processes for `dropscore api`", ge=1)
     threads: int = _f(8, "request threads for `dropscore serve`", ge=1)
-    max_request_mb: float = _f(100.0, "largest request body, in MB", gt=0.0)
+    max_json_mb: float = _f(10.0, "largest JSON request body, in MB (read into memory)", gt=0.0)
+    max_upload_mb: float = _f(
+        2048.0, "largest /score-file upload, in MB (spooled to disk in data_dir)", gt=0.0
+    )
     max_rows_per_request: int = _f(5_000_000, "most rows one /score-file request may hold", ge=1)
     api_keys: list[str] = _f([], "bearer keys; empty disables auth (or DROPSCORE_API_KEYS)")
 
@@ -160,8 +169,13 @@ def load_settings(
     *,
     env: Mapping[str, str] | None = None,
     overrides: Mapping[str, Mapping[str, Any]] | None = None,
+    check_params: bool = True,
 ) -> Settings:
-    """Load and validate settings; raise SettingsError naming the key, value and expectation."""
+    """Load and validate settings; raise SettingsError naming the key, value and expectation.
+
+    ``check_params=False`` skips checking ``[model] params`` against the estimator's signature,
+    which imports scikit-learn: for commands that only read state and never build a model.
+    """
     env = os.environ if env is None else env
     if path is None and env.get(ENV_FILE):
         path = env[ENV_FILE]
@@ -179,6 +193,7 @@ def load_settings(
         base = source.parent
     _merge(raw, _env_overrides(env))
     _merge(raw, {k: dict(v) for k, v in (overrides or {}).items()})
+    _apply_deprecated(raw)
     sections = {}
     for section, values in raw.items():
         if section not in SECTIONS:
@@ -189,12 +204,31 @@ def load_settings(
     settings = Settings(**sections, source=source)
     if not settings.paths.data_dir.is_absolute():
         settings = _replace(settings, "paths", data_dir=base / settings.paths.data_dir)
-    return _check_engine(_check_estimator(settings))
+    settings = _check_engine(_check_estimator(settings))
+    return _check_params(settings) if check_params else settings
 
 
 def _merge(into: dict[str, dict[str, Any]], extra: Mapping[str, Mapping[str, Any]]) -> None:
     for section, values in extra.items():
         into.setdefault(section, {}).update(values)
+
+
+def _apply_deprecated(raw: dict[str, dict[str, Any]]) -> None:
+    """Let a replaced key set the keys that replaced it, unless those are set; warn once."""
+    for section, keys in DEPRECATED.items():
+        values = raw.get(section)
+        if not isinstance(values, dict):
+            continue
+        for old, new in keys.items():
+            if old not in values:
+                continue
+            value = values.pop(old)
+            for key in new:
+                values.setdefault(key, value)
+            log.warning(
+                "deprecated setting",
+                extra={"key": f"[{section}] {old}", "use": [f"[{section}] {k}" for k in new]},
+            )
 
 
 def _env_overrides(env: Mapping[str, str]) -> dict[str, dict[str, Any]]:
@@ -324,10 +358,19 @@ def require_dask() -> None:
         raise SettingsError(DASK_INSTALL_HINT)
 
 
-def _check_estimator(settings: Settings) -> Settings:
-    """Refuse an unknown estimator, parameter, time zone or cron line at start, not at 2 a.m."""
+def _check_params(settings: Settings) -> Settings:
+    """Refuse ``[model] params`` the estimator does not take, at start rather than at 2 a.m."""
     try:
-        check_estimator(settings.model.estimator, settings.model.params)
+        check_estimator_params(settings.model.estimator, settings.model.params)
+    except ValueError as exc:
+        raise SettingsError(f"[model] {exc}") from None
+    return settings
+
+
+def _check_estimator(settings: Settings) -> Settings:
+    """Refuse an unknown estimator, time zone or cron line at start, not at 2 a.m."""
+    try:
+        check_estimator_name(settings.model.estimator)
     except ValueError as exc:
         raise SettingsError(f"[model] {exc}") from None
     try:

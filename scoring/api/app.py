@@ -29,6 +29,7 @@ from scoring.api.context import Services
 from scoring.api.converters import IdConverter, ModelNameConverter
 from scoring.api.errors import register_error_handlers
 from scoring.api.jsonio import StrictJSONProvider
+from scoring.api.limits import register_body_limits
 from scoring.api.monitoring import Monitoring
 from scoring.api.pages import register_pages
 from scoring.lifecycle.champion import ChampionHolder
@@ -47,7 +48,6 @@ def create_app(
     """Build the API over a settings object; nothing is loaded until the first request."""
     app = Flask("dropscore")
     app.json = StrictJSONProvider(app)  # strict JSON everywhere: no NaN/Infinity in answers
-    app.config["MAX_CONTENT_LENGTH"] = int(settings.server.max_request_mb * 1024 * 1024)
     app.url_map.converters["id"] = IdConverter  # every whole number in a path: <id:name>
     app.url_map.converters["model"] = ModelNameConverter  # a served model's name: <model:name>
     # An API replica may start before any worker made the data folder; state.db lives there.
@@ -67,6 +67,7 @@ def create_app(
     metrics.register_instrumentation(app)
     sessions = register_pages(app, settings)
     services.keyring = register_auth(app, settings, sessions)
+    register_body_limits(app, settings)  # after auth: a client without a key learns nothing
     register_error_handlers(app)
     for module in (
         health, predict, score, models, files, runs, metrics, audit, openapi, docs,

@@ -51,10 +51,12 @@ ERRORS = {
     403: "The API key's role is too low for this endpoint",
     404: "No such resource",
     409: "Conflicts with work in progress",
-    413: "The request is larger than max_request_mb or max_rows_per_request",
+    413: "The body is over [server] max_json_mb (max_upload_mb for uploads), or has more rows "
+    "than max_rows_per_request",
     415: "Unsupported file type",
     422: "Readable but invalid values; details name the field",
     503: "No model is loaded yet",
+    507: "Not enough free disk for the upload and its scored output",
 }
 
 STRING: dict[str, Any] = {"type": "string"}

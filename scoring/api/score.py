@@ -7,6 +7,7 @@ extensions; files on disk are always named by us.
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import tempfile
@@ -25,15 +26,17 @@ from ingest.formats import (
     output_spec,
 )
 from scoring.api.context import services
+from scoring.api.limits import spool_dir
 from scoring.api.openapi import INTEGER, STRING, obj, operation, query_param
 from scoring.bulk.batch import score_path
 from scoring.bulk.engines import engine_for
-from scoring.errors import BadRequest, UnsupportedMediaType, ValidationFailed
+from scoring.errors import BadRequest, InsufficientStorage, UnsupportedMediaType, ValidationFailed
 from scoring.ingest_options import read_options
 
 bp = Blueprint("score", __name__)
 
 CHUNK = 1024 * 1024
+UPLOAD_PREFIX = ".upload-"
 
 BINARY = {"type": "string", "format": "binary"}
 # Two rows of the bundled sample (data/sample/diabetes.csv), the second with a gap.
@@ -73,7 +76,7 @@ SCORED = {
     ],
     body=SCORE_BODY,
     responses={200: SCORED},
-    errors=(400, 415, 422, 503),
+    errors=(400, 415, 422, 503, 507),
 )
 def score_file() -> Response:
     """Score an uploaded file with one model version and send the scored file back."""
@@ -85,7 +88,9 @@ def score_file() -> Response:
             f"format {fmt!r} is not one of {', '.join(OUTPUT_FORMATS)}",
             [{"field": "format", "problem": "unknown output format"}],
         )
-    work = Path(tempfile.mkdtemp(prefix="dropscore-upload-"))
+    # On the data folder's disk, whose free space the upload was checked against (/tmp may be
+    # memory). Removed below whatever happens; only a killed process leaves a .upload-* folder.
+    work = Path(tempfile.mkdtemp(prefix=UPLOAD_PREFIX, dir=spool_dir(s.settings)))
     try:
         src = _spool(work)
         out = work / "scored"
@@ -144,8 +149,15 @@ def _spool(work: Path) -> Path:
             " (by file name in a multipart upload, or by Content-Type for a raw body)"
         )
     path = work / f"upload{suffix}"
-    with open(path, "wb") as fh:
-        shutil.copyfileobj(stream, fh, CHUNK)
+    try:
+        with open(path, "wb") as fh:
+            shutil.copyfileobj(stream, fh, CHUNK)
+    except OSError as exc:
+        if exc.errno != errno.ENOSPC:
+            raise
+        raise InsufficientStorage(
+            "the server's disk filled up while the upload was saved"
+        ) from None
     if path.stat().st_size == 0:
         raise BadRequest("the uploaded file is empty")
     return path

@@ -1,7 +1,8 @@
 """The estimators a user can name in ``[model] estimator``, and their task.
 
-Names map to import paths rather than classes so that loading settings does not import every
-estimator module, and so a wrong name or parameter is a settings error at start-up.
+The table is plain data: names map to ``"module:Class"`` paths, so checking a name (every
+settings load, every CLI command) imports nothing. The class is imported only to build a model
+or to check its parameters against its signature, which needs scikit-learn itself.
 """
 
 from __future__ import annotations
@@ -47,10 +48,20 @@ def estimator_class(name: str) -> type:
     return getattr(importlib.import_module(module), cls)
 
 
-def check_estimator(name: str, params: dict[str, Any]) -> None:
-    """Raise ValueError naming the bad estimator or parameter and what is allowed."""
+def check_estimator_name(name: str) -> None:
+    """Raise ValueError naming a wrong estimator and the allowed ones; imports nothing."""
     if name not in ESTIMATORS:
         raise ValueError(f"estimator = {name!r}: expected one of {', '.join(ESTIMATORS)}")
+
+
+def check_estimator_params(name: str, params: dict[str, Any]) -> None:
+    """Raise ValueError naming parameters the estimator does not take, before any training.
+
+    Empty params need no check, so the common case does not import scikit-learn.
+    """
+    check_estimator_name(name)
+    if not params:
+        return
     allowed = set(inspect.signature(estimator_class(name)).parameters) - {"self"}
     unknown = sorted(set(params) - allowed)
     if unknown:

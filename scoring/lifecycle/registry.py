@@ -20,8 +20,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import skops.io as sio
-
 from ingest.sqlite import add_column, connect, transaction
 from scoring.errors import ModelFileError, NotFound
 
@@ -117,6 +115,8 @@ class Registry:
         self.models_dir.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=".incoming-", dir=self.models_dir))
         try:
+            import skops.io as sio  # not at module level: it imports all of scikit-learn
+
             sio.dump(pipeline, tmp / MODEL_FILE)
             conn = self._db()
             with transaction(conn):
@@ -227,6 +227,8 @@ class Registry:
 
 def load_trusted(path: Path) -> Any:
     """Load a skops file only when every type in it is one we chose to trust."""
+    import skops.io as sio  # not at module level, so reading the index stays cheap
+
     try:
         untrusted = sio.get_untrusted_types(file=path)
     except FileNotFoundError:

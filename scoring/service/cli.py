@@ -16,13 +16,18 @@ from scoring.service.tables import text_table
 from scoring.settings import Settings, SettingsError, load_settings
 
 DEFAULT_SETTINGS = "settings.toml"
+# Commands that read or change records but never build a model. They skip the check of
+# [model] params against the estimator's signature, which would import scikit-learn, so they
+# answer at once; scikit-learn, pandas and skops load only in commands that use them.
+RECORD_COMMANDS = frozenset({"models", "files", "runs", "keys", "audit"})
 
 
 class Context:
     """Load settings on first use, so ``--help`` works even with a broken settings file."""
 
-    def __init__(self, path: str | None) -> None:
+    def __init__(self, path: str | None, check_params: bool = True) -> None:
         self.path = path
+        self.check_params = check_params
         self._settings: Settings | None = None
 
     @property
@@ -34,7 +39,7 @@ class Context:
 
                 path = os.environ.get("DROPSCORE_SETTINGS") or DEFAULT_SETTINGS
             try:
-                self._settings = load_settings(path)
+                self._settings = load_settings(path, check_params=self.check_params)
             except SettingsError as exc:
                 raise click.ClickException(str(exc)) from None
         return self._settings
@@ -58,7 +63,7 @@ def main(ctx: click.Context, settings_path: str | None, log_level: str) -> None:
     from scoring.service.logs import configure_logging
 
     configure_logging(log_level.upper())
-    ctx.obj = Context(settings_path)
+    ctx.obj = Context(settings_path, check_params=ctx.invoked_subcommand not in RECORD_COMMANDS)
 
 
 def _one_math_thread() -> None:

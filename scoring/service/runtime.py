@@ -153,7 +153,7 @@ def run_serve(settings: Settings) -> None:
     """API + watcher + scheduler in one process: the embedded default."""
     # Deferred: Flask and the WSGI server load only in `serve`, never in `dropscore worker`.
     from scoring.api.app import create_app, warm
-    from scoring.service.server import serve_threaded
+    from scoring.service.server import body_cap, serve_threaded
 
     with background(settings) as bg:
         app = create_app(
@@ -165,7 +165,8 @@ def run_serve(settings: Settings) -> None:
         )
         app.extensions["dropscore"].monitoring.registry.register(bg.schedule.collector())
         warm(app)
-        serve_threaded(app, settings.server.host, settings.server.port, settings.server.threads)
+        server = settings.server
+        serve_threaded(app, server.host, server.port, server.threads, body_cap(settings))
 
 
 def run_worker(settings: Settings) -> None:
