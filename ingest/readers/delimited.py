@@ -2,7 +2,9 @@
 
 Encoding, delimiter and decimal mark are sniffed from the first megabyte; pyarrow's streaming
 reader then yields batches, and a later block that breaks a type inferred from the first is
-re-read with that column pinned to text.
+re-read with that column pinned to text. A caller that knows some columns' types
+(``ReadOptions.column_types``) has them parsed as such, with no inference; a value that does not
+parse sends that column down the same road (text from then on, typed by ``ingest.normalize``).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import io
 import logging
 import re
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -288,6 +290,26 @@ def _start_csv(plan: _CsvPlan) -> pacsv.CSVStreamingReader:
         raise _csv_failure(exc, plan) from exc
 
 
+def _start_typed(
+    plan: _CsvPlan, names: list[str], wanted: Mapping[str, pa.DataType]
+) -> pacsv.CSVStreamingReader:
+    """Re-open the reader parsing the wanted columns with their types, not inferred ones.
+
+    A value in the first block that does not parse pins its column to text (the other columns
+    keep their types), exactly as a later block does in ``_stream_csv``.
+    """
+    types = {name: wanted[name] for name in names if name in wanted}
+    for _ in range(len(types) + 1):
+        try:
+            return _open_arrow_csv(plan, types)
+        except pa.ArrowInvalid as exc:
+            match = _COLUMN_IN_ERROR.search(str(exc))
+            if match is None or "conversion error" not in str(exc):
+                raise _csv_failure(exc, plan) from exc
+            types[names[int(match.group(1))]] = pa.string()
+    raise MalformedFileError("the file is not valid delimited text")  # not reached
+
+
 def _stream_csv(plan: _CsvPlan, reader: pacsv.CSVStreamingReader) -> Iterator[pa.RecordBatch]:
     """Yield batches; when a later block breaks a type inferred from the first, re-read as text.
 
@@ -360,6 +382,15 @@ def read_delimited(path: Path, options: ReadOptions, fmt: Format, preferred: str
     reader = _start_csv(plan)
     columns = _fix_header(reader.schema.names)
     check_width(columns, options)
+    if options.column_types is not None:
+        # Keyed by pyarrow's own names (a BOM may still be on the first).
+        wanted = options.column_types(columns)
+        arrow_names = reader.schema.names
+        by_arrow = {
+            a: wanted[c] for a, c in zip(arrow_names, columns, strict=True) if c in wanted
+        }
+        if by_arrow:
+            reader = _start_typed(plan, reader.schema.names, by_arrow)
     batches = _coalesce(_stream_csv(plan, reader), options.batch_rows)
     first = _first_batch(batches)
     return RawTable(

@@ -6,6 +6,11 @@ and types match what the model was trained on), each batch is checked against th
 feature schema and predicted, and the output is written incrementally under a temporary name
 and renamed at the end. Peak memory follows ``batch_rows``, not the file size. The model is
 passed in once, so a file is scored by one version even if a promotion lands half-way.
+
+Reading, scoring and writing run on three threads joined by small queues
+(``scoring.bulk.pipeline``), so every core works and the output is the same, in the same order,
+as scoring in one thread. The model's numeric features are parsed from text as numbers
+directly (``ReadOptions.column_types``) rather than inferred.
 """
 
 from __future__ import annotations
@@ -14,9 +19,10 @@ import functools
 import os
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -28,15 +34,17 @@ from threadpoolctl import threadpool_limits
 from ingest.config import ReadOptions
 from ingest.errors import IngestError
 from ingest.formats import OUTPUT_FORMATS, Format, format_for_name, output_spec, spec_for
-from ingest.normalize import FILE_ID, ROW, normalize_file
+from ingest.normalize import FILE_ID, ROW, normalize_file, normalize_names
 from ingest.readers import open_table
 from scoring.bulk.engines import Engine, LocalEngine
+from scoring.bulk.pipeline import Stage, close_stages
 from scoring.errors import ValidationFailed
 from scoring.lifecycle.predictor import LoadedModel
 from scoring.lifecycle.schema import FeatureSchema
 
 PROVENANCE = (FILE_ID, ROW)
 Progress = Callable[[int], None]
+T = TypeVar("T")
 
 
 class MissingFeatures(ValidationFailed):
@@ -76,16 +84,17 @@ def score_path(
     progress: Progress | None = None,
     max_rows: int | None = None,
     engine: Engine | None = None,
+    pipelined: bool = True,
 ) -> ScoreSummary:
     """Score a file as a user gave it (any accepted format); output keeps their column names."""
     started = time.perf_counter()
-    raw = open_table(src, read)
+    raw = open_table(src, typed_read(read, model.schema))
     normalized = normalize_file(raw, file_id=0)
     originals = {new: old for old, new in normalized.column_map.items()}
     fmt = fmt or default_format(raw.format)
     summary = _score_stream(
         normalized.batches, normalized.schema, originals, model, dst, fmt, progress, max_rows,
-        engine,
+        engine, pipelined,
     )
     summary.seconds = time.perf_counter() - started
     return summary
@@ -101,6 +110,7 @@ def score_lake_file(
     batch_rows: int,
     progress: Progress | None = None,
     engine: Engine | None = None,
+    pipelined: bool = True,
 ) -> ScoreSummary:
     """Score a normalized drop straight from its lake file, restoring the original names."""
     started = time.perf_counter()
@@ -110,7 +120,8 @@ def score_lake_file(
     originals = {new: old for old, new in column_map.items()}
     batches = parquet.iter_batches(batch_size=batch_rows)
     summary = _score_stream(
-        batches, parquet.schema_arrow, originals, model, dst, fmt, progress, None, engine
+        batches, parquet.schema_arrow, originals, model, dst, fmt, progress, None, engine,
+        pipelined,
     )
     summary.seconds = time.perf_counter() - started
     return summary
@@ -125,18 +136,27 @@ def _score_stream(
     fmt: str,
     progress: Progress | None,
     max_rows: int | None,
-    engine: Engine | None = None,
+    engine: Engine | None,
+    pipelined: bool,
 ) -> ScoreSummary:
+    """Score batches into dst: read, score and write on their own threads unless not pipelined."""
     if fmt not in OUTPUT_FORMATS:
         raise ValidationFailed(f"format {fmt!r} is not one of {', '.join(OUTPUT_FORMATS)}")
     check_features(schema.names, model.schema, originals)
     summary = ScoreSummary(model_version=model.version, output=dst, format=fmt)
 
     score_one = functools.partial(score_batch, originals=originals)
-    results = (engine or LocalEngine()).map_batches(score_one, batches, model)
+    stages: list[Stage[Any]] = []
+    source: Iterable[pa.RecordBatch] = batches
+    if pipelined:
+        source = _stage(stages, batches, "dropscore-read")
+    results = (engine or LocalEngine()).map_batches(score_one, source, model)
+    done: Iterable[tuple[pa.RecordBatch, int]] = results
+    if pipelined:
+        done = _stage(stages, results, "dropscore-score")  # closes results in its thread
 
     def scored() -> Iterator[pa.RecordBatch]:
-        for out, failed in results:
+        for out, failed in done:
             summary.rows_scored += out.num_rows - failed
             summary.rows_failed += failed
             if max_rows is not None and summary.rows > max_rows:
@@ -149,10 +169,35 @@ def _score_stream(
             yield out
 
     try:
-        write_atomic(scored(), dst, fmt)
+        write_atomic(scored(), dst, fmt)  # in this thread: progress and the row cap too
     finally:
-        results.close()  # stop an engine's work still in flight when writing stopped early
+        # Stop what is still in flight when writing stopped early (an error, the row cap):
+        # the stage threads, or else the engine's generator here.
+        close_stages(*stages)
+        if not pipelined:
+            results.close()
     return summary
+
+
+def _stage(stages: list[Stage[T]], source: Iterator[T], name: str) -> Stage[T]:
+    """Start source on a thread of its own, remembered in stages so the run can close it."""
+    stage = Stage(source, name)
+    stages.append(stage)
+    return stage
+
+
+def typed_read(read: ReadOptions, schema: FeatureSchema) -> ReadOptions:
+    """Parse the model's numeric features as numbers, no inference: about half the CSV work."""
+    numeric = frozenset(f.name for f in schema.features if f.kind == "numeric")
+    if not numeric:
+        return read
+    return replace(read, column_types=functools.partial(_numeric_columns, numeric))
+
+
+def _numeric_columns(numeric: frozenset[str], names: Sequence[str]) -> Mapping[str, pa.DataType]:
+    """Map the header names whose lake names are numeric features to float64."""
+    lake = normalize_names(names)
+    return {raw: pa.float64() for raw, new in zip(names, lake, strict=True) if new in numeric}
 
 
 def check_features(
