@@ -5,6 +5,7 @@ reader then yields batches, and a later block that breaks a type inferred from t
 re-read with that column pinned to text. A caller that knows some columns' types
 (``ReadOptions.column_types``) has them parsed as such, with no inference; a value that does not
 parse sends that column down the same road (text from then on, typed by ``ingest.normalize``).
+Such typed reads of UTF-8 text are parsed on every core (``ingest.readers.csv_chunks``).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import codecs
 import contextlib
 import csv
+import functools
 import gzip
 import io
 import logging
@@ -37,6 +39,7 @@ from ingest.readers.common import (
     plural,
     renamed,
 )
+from ingest.readers.csv_chunks import parallel_batches
 
 log = logging.getLogger("dropscore.ingest")
 
@@ -163,6 +166,7 @@ class _CsvPlan:
     decimal: str
     multiline: bool
     block_size: int
+    line_feeds: bool = True  # lines end in \n (or \r\n), not a lone \r
 
 
 CSV_BLOCK_BYTES = 1 << 20
@@ -213,6 +217,7 @@ def _plan_csv(path: Path, preferred: str, options: ReadOptions) -> tuple[_CsvPla
         sniff_decimal(text, delimiter),
         _has_multiline_values(text, delimiter),
         block,
+        "\n" in text,
     )
     return plan, name
 
@@ -382,16 +387,17 @@ def read_delimited(path: Path, options: ReadOptions, fmt: Format, preferred: str
     reader = _start_csv(plan)
     columns = _fix_header(reader.schema.names)
     check_width(columns, options)
+    stream = None
     if options.column_types is not None:
         # Keyed by pyarrow's own names (a BOM may still be on the first).
         wanted = options.column_types(columns)
         arrow_names = reader.schema.names
-        by_arrow = {
-            a: wanted[c] for a, c in zip(arrow_names, columns, strict=True) if c in wanted
-        }
+        by_arrow = {a: wanted[c] for a, c in zip(arrow_names, columns, strict=True) if c in wanted}
         if by_arrow:
-            reader = _start_typed(plan, reader.schema.names, by_arrow)
-    batches = _coalesce(_stream_csv(plan, reader), options.batch_rows)
+            reader = _start_typed(plan, arrow_names, by_arrow)
+            if _can_cut(plan):
+                stream = _parallel(plan, reader.schema)
+    batches = _coalesce(stream or _stream_csv(plan, reader), options.batch_rows)
     first = _first_batch(batches)
     return RawTable(
         fmt,
@@ -400,6 +406,23 @@ def read_delimited(path: Path, options: ReadOptions, fmt: Format, preferred: str
         columns,
         renamed(_chain([first], batches), columns),
         plan.decimal,
+    )
+
+
+def _can_cut(plan: _CsvPlan) -> bool:
+    """Tell whether the file can be cut at line feeds and parsed in parallel chunks."""
+    return plan.encoding in ("utf-8", "utf-8-sig") and plan.line_feeds and not plan.multiline
+
+
+def _parallel(plan: _CsvPlan, schema: pa.Schema) -> Iterator[pa.RecordBatch]:
+    """Parse the file in chunks on every core, every column pinned to the first block's type."""
+    compression = "gzip" if is_gzipped(plan.path) else None
+    return parallel_batches(
+        pa.input_stream(str(plan.path), compression=compression),
+        schema,
+        delimiter=plan.delimiter,
+        decimal=plan.decimal,
+        failure=functools.partial(_csv_failure, plan=plan),
     )
 
 

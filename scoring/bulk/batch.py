@@ -93,8 +93,16 @@ def score_path(
     originals = {new: old for old, new in normalized.column_map.items()}
     fmt = fmt or default_format(raw.format)
     summary = _score_stream(
-        normalized.batches, normalized.schema, originals, model, dst, fmt, progress, max_rows,
-        engine, pipelined,
+        normalized.batches,
+        normalized.schema,
+        originals,
+        model,
+        dst,
+        fmt,
+        progress,
+        max_rows,
+        engine,
+        pipelined,
     )
     summary.seconds = time.perf_counter() - started
     return summary
@@ -120,7 +128,15 @@ def score_lake_file(
     originals = {new: old for old, new in column_map.items()}
     batches = parquet.iter_batches(batch_size=batch_rows)
     summary = _score_stream(
-        batches, parquet.schema_arrow, originals, model, dst, fmt, progress, None, engine,
+        batches,
+        parquet.schema_arrow,
+        originals,
+        model,
+        dst,
+        fmt,
+        progress,
+        None,
+        engine,
         pipelined,
     )
     summary.seconds = time.perf_counter() - started
@@ -348,4 +364,3 @@ def estimate_rows(src: Path) -> int | None:
     except (OSError, pa.ArrowException, IngestError):
         return None
     return None
-
