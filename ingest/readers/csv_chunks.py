@@ -22,7 +22,7 @@ import pyarrow.csv as pacsv
 
 from ingest.errors import IngestError
 
-CHUNK_BYTES = 16 << 20  # bytes parsed at once: 16 x 1 MiB blocks for the thread pool
+CHUNK_BYTES = 4 << 20  # bytes parsed at once: 4 x 1 MiB blocks for the thread pool
 BLOCK_BYTES = 1 << 20
 
 _COLUMN_IN_ERROR = re.compile(r"In CSV column #(\d+)")

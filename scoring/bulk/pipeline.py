@@ -21,7 +21,7 @@ from typing import Generic, TypeVar
 
 T = TypeVar("T")
 
-DEPTH = 2  # batches waiting between two stages
+DEPTH = 1  # batches waiting between two stages (one more is made, one used)
 POLL_SECONDS = 0.05  # how soon a blocked stage notices it was closed
 
 _ITEM, _END, _ERROR = "item", "end", "error"
