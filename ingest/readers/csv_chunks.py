@@ -40,31 +40,32 @@ def parallel_batches(
     """Yield the batches of a delimited stream (header first) parsed chunk by chunk, in order."""
     names = schema.names
     types = {f.name: f.type for f in schema}
-    rest = b""
+    rest = b""  # the partial line after the last line feed of the previous chunk
     skip = 1  # the header line, in the first chunk only
     with source:
         while True:
-            data = source.read(chunk_bytes)
-            buffer = rest + data if rest else data
-            if not buffer:
+            # One copy per chunk: the partial line, then the file's bytes read in behind it.
+            buffer = bytearray(len(rest) + chunk_bytes)
+            buffer[: len(rest)] = rest
+            got = source.readinto(memoryview(buffer)[len(rest) :])
+            end = len(rest) + got
+            if end == 0:
                 return
-            if data:
-                cut = buffer.rfind(b"\n") + 1
-                if cut == 0:  # one line longer than a chunk: read on until it ends
-                    rest = buffer
-                    continue
-                buffer, rest = buffer[:cut], buffer[cut:]
-            else:
-                rest = b""
-            table = _parse(buffer, names, types, skip, delimiter, decimal, failure)
+            cut = buffer.rfind(b"\n", 0, end) + 1 if got else end
+            if cut == 0:  # one line longer than a chunk: read on until it ends
+                rest = bytes(buffer[:end])
+                continue
+            rest = bytes(buffer[cut:end])
+            chunk = pa.py_buffer(memoryview(buffer)[:cut])
+            table = _parse(chunk, names, types, skip, delimiter, decimal, failure)
             skip = 0
             yield from table.to_batches()
-            if not data:
+            if not got:
                 return
 
 
 def _parse(
-    buffer: bytes,
+    buffer: pa.Buffer,
     names: list[str],
     types: dict[str, pa.DataType],
     skip: int,
