@@ -29,7 +29,7 @@ def model(registry, trained):
 
 @pytest.fixture
 def frame(diabetes) -> pd.DataFrame:
-    """Five copies of the sample (23 batches of 100), users' header spelling, an id column."""
+    """Five copies of the sample (45 batches of 50), users' header spelling, an id column."""
     frame = pd.concat([diabetes.drop(columns="target")] * 5, ignore_index=True)
     frame = frame.rename(columns=str.upper)
     frame.insert(0, "Customer ID", [f"c{i}" for i in range(len(frame))])
