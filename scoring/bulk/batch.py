@@ -45,7 +45,7 @@ from scoring.lifecycle.schema import FeatureSchema
 PROVENANCE = (FILE_ID, ROW)
 Progress = Callable[[int], None]
 T = TypeVar("T")
-PIPELINE_SPLIT = 2  # a pipelined run cuts batch_rows in this many (see stage_rows)
+PIPELINE_SPLIT = 2  # bulk batches are batch_rows cut in this many (see stage_rows)
 
 
 class MissingFeatures(ValidationFailed):
