@@ -1,40 +1,38 @@
 """Bulk scoring throughput and peak memory: ``dropscore score`` beside two baselines.
 
 A generated CSV (default 5,000,000 rows × the sample model's 10 float features, about 1 GB) is
-scored to Parquet three ways, each in its own fresh process so that peak RSS is per path:
+scored to Parquet, each path in its own fresh process so that peak RSS is per path:
 
 - ``naive``:     ``pandas.read_csv`` → ``pipeline.predict`` → ``to_parquet``, whole file at once;
 - ``pyarrow``:   ``pyarrow.csv.open_csv`` (or ``ParquetFile.iter_batches`` without pre_buffer)
-                 streamed into ``pq.ParquetWriter``, no model at all (the floor: parse + write);
+                 streamed into ``pq.ParquetWriter``, no model at all (the floor; first pair only);
 - ``dropscore``: ``dropscore score IN -o OUT --format parquet`` at the default ``batch_rows``.
 
-The same is repeated for a Parquet copy of the input. Then ``POST /score-file`` on a real
-``dropscore api --workers 1`` (upload streamed from disk as a raw ``text/csv`` body, response
-streamed to disk) is timed against ``dropscore score`` on the same 1,000,000-row file.
+naive and dropscore run alternately (``--pairs``, the order swapped every pair), with the same
+OMP/BLAS thread settings, and the median per-pair ratio is reported with its range. The same is
+repeated for a Parquet copy of the input. Then ``POST /score-file`` on a real ``dropscore api
+--workers 1`` (upload streamed from disk as a raw ``text/csv`` body, response streamed to disk)
+alternates with ``dropscore score`` on a 1,000,000-row file. Peak RSS: ``bench/_measure.py``.
 
-Peak RSS is the child's own high-water mark: ``VmHWM`` from ``/proc/<pid>/status`` polled every
-20 ms (it is per address space and starts afresh at exec, so nothing of this harness leaks in),
-cross-checked with an RSS sample at the same rate. Goals (from the issue): dropscore / naive
-rows/s ≥ 1.0 and dropscore's peak RSS < 400 MB.
+Goals (issue 13): dropscore / naive rows/s ≥ 1.4 for CSV and ≥ 2.5 for Parquet input, and
+dropscore's peak RSS ≤ 400 MiB at the default ``batch_rows``.
 
     .venv/bin/python -m bench.score                 # full size
-    .venv/bin/python -m bench.score --rows 500000   # quick run
+    .venv/bin/python -m bench.score --rows 200000   # quick run
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,16 +44,15 @@ if not __package__:
     sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
     sys.path.insert(0, str(ROOT))
 
-FEATURES = ["age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6"]
-SAMPLE = ROOT / "data" / "sample" / "diabetes.csv"
-SETTINGS = ROOT / "settings.toml"
-GOAL_RATIO = 1.0
-GOAL_RSS_MB = 400.0
-POLL = 0.02
-CHUNK = 1 << 20
-LIMIT_SECONDS = 1800.0  # no single measured process may run longer than this
+from bench._common import machine_load, ratios, thread_settings  # noqa: E402
+from bench._data import FEATURES, SAMPLE, csv_to_parquet, generate_csv, parquet_rows  # noqa: E402
+from bench._measure import LIMIT_SECONDS, PeakWatch, Result, end_all, measure, track  # noqa: E402
 
-_live: list[subprocess.Popen[bytes]] = []  # children to end on the way out, whatever happens
+SETTINGS = ROOT / "settings.toml"
+GOAL_CSV = 1.4  # dropscore / naive rows/s, CSV in
+GOAL_PARQUET = 2.5  # the same, Parquet in
+GOAL_RSS_MB = 400.0
+CHUNK = 1 << 20
 
 
 # ---------------------------------------------------------------- measured workers (children)
@@ -95,177 +92,6 @@ def _worker(argv: list[str]) -> None:
     print(json.dumps({"rows": rows}))
 
 
-# ---------------------------------------------------------------- measuring a child process
-
-
-def _status_kb(pid: int, key: str) -> int:
-    """Read one ``kB`` field of /proc/<pid>/status; 0 once the process is gone."""
-    try:
-        with open(f"/proc/{pid}/status") as fh:
-            for line in fh:
-                if line.startswith(key + ":"):
-                    return int(line.split()[1])
-    except (OSError, ValueError):
-        pass
-    return 0
-
-
-class PeakWatch:
-    """Poll a process's VmHWM and VmRSS in a thread; ``peak_mb`` is the highest seen."""
-
-    def __init__(self, pid: int) -> None:
-        self.pid = pid
-        self.hwm_kb = 0
-        self.rss_kb = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.sample()
-            self._stop.wait(POLL)
-
-    def sample(self) -> None:
-        self.hwm_kb = max(self.hwm_kb, _status_kb(self.pid, "VmHWM"))
-        self.rss_kb = max(self.rss_kb, _status_kb(self.pid, "VmRSS"))
-
-    def __enter__(self) -> PeakWatch:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-
-    @property
-    def peak_mb(self) -> float:
-        return max(self.hwm_kb, self.rss_kb) / 1024
-
-
-@dataclass
-class Result:
-    name: str
-    rows: int
-    seconds: float
-    peak_mb: float
-
-    @property
-    def rate(self) -> float:
-        return self.rows / self.seconds if self.seconds else 0.0
-
-
-def measure(name: str, cmd: list[str], env: dict[str, str], rows: int, log: Path) -> Result:
-    """Run cmd as a fresh process; wall time and its own peak RSS (see the module docstring)."""
-    with open(log, "wb") as out:
-        started = time.perf_counter()
-        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
-        _live.append(proc)
-        watch = PeakWatch(proc.pid)
-        try:
-            # Reap with wait4 ourselves so the last VmHWM sample is taken just before exit
-            # and the kernel's own maxrss for this child comes back as a cross-check.
-            deadline = time.monotonic() + LIMIT_SECONDS
-            with watch:
-                while True:
-                    pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-                    if pid:
-                        break
-                    if time.monotonic() > deadline:
-                        raise TimeoutError(f"{name} ran longer than {LIMIT_SECONDS:.0f}s")
-                    watch.sample()
-                    time.sleep(POLL)
-            seconds = time.perf_counter() - started
-            proc.returncode = os.waitstatus_to_exitcode(status)
-        finally:
-            _end(proc)
-    if proc.returncode != 0:
-        raise SystemExit(f"{name} failed ({proc.returncode}):\n{log.read_text()[-3000:]}")
-    # ru_maxrss may include this harness's own memory when the child was spawned with vfork
-    # (Linux folds the old address space's high-water mark in at exec), so it is used only
-    # when it cannot be ours: when it exceeds this process's own high-water mark.
-    kernel_mb = usage.ru_maxrss / 1024
-    own_mb = _status_kb(os.getpid(), "VmHWM") / 1024
-    peak = max(watch.peak_mb, kernel_mb if kernel_mb > own_mb else 0.0)
-    return Result(name, rows, seconds, peak)
-
-
-def _end(proc: subprocess.Popen[bytes], grace: float = 20.0) -> None:
-    """Stop a child we started (and its own children, e.g. gunicorn workers), by pid."""
-    if proc in _live:
-        _live.remove(proc)
-    if proc.returncode is not None:
-        return
-    try:
-        import psutil
-
-        kids = psutil.Process(proc.pid).children(recursive=True)
-    except Exception:  # already gone
-        kids = []
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=grace)
-    for kid in kids:
-        with contextlib.suppress(Exception):
-            kid.kill()
-
-
-# ---------------------------------------------------------------- inputs
-
-
-def feature_scale() -> tuple[Any, Any]:
-    """Mean and standard deviation of each feature in the bundled sample."""
-    import numpy as np
-
-    sample = np.loadtxt(SAMPLE, delimiter=",", skiprows=1)[:, : len(FEATURES)]
-    return sample.mean(axis=0), sample.std(axis=0)
-
-
-def generate_csv(path: Path, rows: int, seed: int = 7, chunk: int = 250_000) -> None:
-    """Write rows of normally distributed features on the sample's scale, chunk by chunk."""
-    import numpy as np
-    import pyarrow as pa
-    import pyarrow.csv as pacsv
-
-    mean, std = feature_scale()
-    rng = np.random.default_rng(seed)
-    schema = pa.schema([(name, pa.float64()) for name in FEATURES])
-    with pacsv.CSVWriter(str(path), schema) as writer:
-        done = 0
-        while done < rows:
-            n = min(chunk, rows - done)
-            values = rng.normal(mean, std, size=(n, len(FEATURES)))
-            writer.write_table(pa.table(dict(zip(FEATURES, values.T, strict=True))))
-            done += n
-
-
-def csv_to_parquet(src: Path, dst: Path, group: int = 1 << 20) -> None:
-    """Convert the CSV to Parquet in row groups of pyarrow's (and pandas') default 1Mi rows."""
-    import pyarrow as pa
-    import pyarrow.csv as pacsv
-    import pyarrow.parquet as pq
-
-    reader = pacsv.open_csv(src)
-    pending: list[pa.RecordBatch] = []
-    with pq.ParquetWriter(dst, reader.schema) as writer:
-        for batch in reader:
-            pending.append(batch)
-            if sum(b.num_rows for b in pending) >= group:
-                writer.write_table(pa.Table.from_batches(pending), row_group_size=group)
-                pending = []
-        if pending:
-            writer.write_table(pa.Table.from_batches(pending), row_group_size=group)
-
-
-def parquet_rows(path: Path) -> int:
-    import pyarrow.parquet as pq
-
-    return pq.ParquetFile(path).metadata.num_rows
-
-
 def dropscore_env(data_dir: Path, **extra: str) -> dict[str, str]:
     """The environment a user would have: the shipped settings on a private data folder."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("DROPSCORE")}
@@ -295,131 +121,164 @@ def train(env: dict[str, str], log: Path) -> None:
         raise SystemExit(f"dropscore train failed:\n{done.stdout}\n{done.stderr}")
 
 
-# ---------------------------------------------------------------- the three paths
+# ---------------------------------------------------------------- the paths, in pairs
 
 
-def three_paths(
-    src: Path, rows: int, work: Path, env: dict[str, str], model: Path
-) -> dict[str, Result]:
-    """Score src with naive, pyarrow and dropscore, each in a fresh process."""
+def paired_paths(
+    src: Path, rows: int, work: Path, env: dict[str, str], model: Path, pairs: int
+) -> dict[str, list[Result]]:
+    """Score src with naive and dropscore alternately (pyarrow once), each in a fresh process."""
     me = [sys.executable, "-m", "bench.score", "_worker"]
     out = work / "out.parquet"
-    runs = {
+    commands = {
         "pyarrow": [*me, "pyarrow", str(src), str(out)],
         "naive": [*me, "naive", str(src), str(out), str(model)],
         "dropscore": [dropscore_bin(), "score", str(src), "-o", str(out), "--format", "parquet"],
     }
-    results = {}
-    for name, cmd in runs.items():
-        print(f"  {name} …", end="", flush=True)
-        results[name] = measure(name, cmd, env, rows, work / f"{name}.log")
-        print(f" {results[name].seconds:.1f}s", flush=True)
-        got = parquet_rows(out)
-        out.unlink()
-        if got != rows:
-            raise SystemExit(f"{name} wrote {got} rows, expected {rows}")
+    results: dict[str, list[Result]] = {name: [] for name in commands}
+    for pair in range(pairs):
+        order = ["naive", "dropscore"] if pair % 2 == 0 else ["dropscore", "naive"]
+        for name in (["pyarrow"] if pair == 0 else []) + order:
+            print(f"  pair {pair + 1} {name} …", end="", flush=True)
+            result = measure(name, commands[name], env, rows, work / f"{name}.log")
+            print(f" {result.seconds:.1f}s {result.peak_mb:.0f} MiB", flush=True)
+            got = parquet_rows(out)
+            out.unlink()
+            if got != rows:
+                raise SystemExit(f"{name} wrote {got} rows, expected {rows}")
+            results[name].append(result)
     return results
 
 
-def print_table(title: str, results: dict[str, Result]) -> bool:
+def print_table(title: str, results: dict[str, list[Result]], goal: float) -> bool:
+    """Print each path's median figures and the pair ratios; return whether the goal was met."""
     print(f"\n{title}")
-    print(f"  {'path':<10} {'seconds':>8} {'rows/s':>12} {'peak RSS MB':>12}")
-    for r in results.values():
-        print(f"  {r.name:<10} {r.seconds:>8.1f} {r.rate:>12,.0f} {r.peak_mb:>12.0f}")
-    ds, naive, arrow = results["dropscore"], results["naive"], results["pyarrow"]
-    speed_naive, speed_arrow = ds.rate / naive.rate, ds.rate / arrow.rate
-    ok = speed_naive >= GOAL_RATIO and ds.peak_mb < GOAL_RSS_MB
-    for base, speed in ((naive, speed_naive), (arrow, speed_arrow)):
-        print(f"  dropscore / {base.name + ':':<8} rows/s ×{speed:.2f}"
-              f"  peak RSS ×{ds.peak_mb / base.peak_mb:.2f}")
-    print(
-        f"  goal (×{GOAL_RATIO:.1f} naive, < {GOAL_RSS_MB:.0f} MB): {'met' if ok else 'NOT met'}"
-    )
+    print(f"  {'path':<10} {'runs':>4} {'median s':>9} {'rows/s':>12} {'peak RSS MiB':>13}")
+    for name, runs in results.items():
+        seconds = statistics.median(r.seconds for r in runs)
+        peak = max(r.peak_mb for r in runs)
+        print(
+            f"  {name:<10} {len(runs):>4} {seconds:>9.2f} {runs[0].rows / seconds:>12,.0f}"
+            f" {peak:>13.0f}"
+        )
+    ds, naive = results["dropscore"], results["naive"]
+    speed = ratios([r.rate for r in ds], [r.rate for r in naive])
+    memory = ratios([r.peak_mb for r in naive], [r.peak_mb for r in ds])
+    floor = ds[0].rate / results["pyarrow"][0].rate
+    peak = max(r.peak_mb for r in ds)
+    print(f"  dropscore / naive rows/s: {speed}")
+    print(f"  naive / dropscore peak RSS: {memory}")
+    print(f"  dropscore / pyarrow floor rows/s (first pair): ×{floor:.2f}")
+    ok = speed.median >= goal and peak <= GOAL_RSS_MB
+    print(f"  goal (×{goal:.1f} naive, ≤ {GOAL_RSS_MB:.0f} MiB): {'met' if ok else 'NOT met'}")
     return ok
 
 
 # ---------------------------------------------------------------- /score-file
 
 
-def score_file_vs_cli(
-    src: Path, rows: int, work: Path, data_dir: Path, env: dict[str, str]
-) -> bool:
-    """Time POST /score-file on a real `dropscore api --workers 1` against `dropscore score`."""
+def start_api(work: Path, data_dir: Path, size_mb: float) -> tuple[str, int]:
+    """Start `dropscore api --workers 1`; return its URL and the worker's pid once ready."""
     import psutil
     import requests
 
     from tests.conftest import free_port  # tests/ ships in the repo; no pytest needed
 
-    size_mb = src.stat().st_size / (1 << 20)
     port = free_port()
-    spool = work / "api-tmp"
-    spool.mkdir()
+    (work / "api-tmp").mkdir()
     api_env = dropscore_env(
         data_dir,
         DROPSCORE__SERVER__PORT=str(port),
         DROPSCORE__SERVER__MAX_REQUEST_MB=str(int(size_mb) + 64),
-        TMPDIR=str(spool),
+        TMPDIR=str(work / "api-tmp"),
     )
     url = f"http://127.0.0.1:{port}"
     with open(work / "api.log", "wb") as log:
         api = subprocess.Popen(
-            [dropscore_bin(), "api", "--workers", "1"], env=api_env, stdout=log,
+            [dropscore_bin(), "api", "--workers", "1"],
+            env=api_env,
+            stdout=log,
             stderr=subprocess.STDOUT,
         )
-    _live.append(api)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if api.poll() is not None:
-                raise SystemExit(f"dropscore api exited:\n{(work / 'api.log').read_text()}")
-            try:
-                if requests.get(url + "/ready", timeout=1).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            if time.monotonic() > deadline:
-                raise SystemExit("dropscore api was not ready within 60s")
-            time.sleep(0.1)
-        workers = psutil.Process(api.pid).children(recursive=True)
-        worker = workers[0].pid if workers else api.pid
-        out = work / "api-out.parquet"
-        with PeakWatch(worker) as watch, open(src, "rb") as body:
-            started = time.perf_counter()
-            with requests.post(
-                url + "/score-file?format=parquet", data=body,
-                headers={"Content-Type": "text/csv"}, stream=True, timeout=(5, LIMIT_SECONDS),
-            ) as response:
-                if response.status_code != 200:
-                    raise SystemExit(f"/score-file answered {response.status_code}: "
-                                     f"{response.text[:500]}")
-                with open(out, "wb") as fh:
-                    for chunk in response.iter_content(CHUNK):
-                        fh.write(chunk)
-                scored = int(response.headers["X-Rows-Scored"])
-            seconds = time.perf_counter() - started
-        if scored != rows or parquet_rows(out) != rows:
-            raise SystemExit(f"/score-file scored {scored} rows, expected {rows}")
-        out.unlink()
-        http = Result("/score-file", rows, seconds, watch.peak_mb)
-    finally:
-        _end(api)
-    cli = measure(
-        "dropscore score",
-        [dropscore_bin(), "score", str(src), "-o", str(work / "cli.parquet"), "--format",
-         "parquet"],
-        env, rows, work / "cli.log",
-    )
-    (work / "cli.parquet").unlink()
-    print(f"\n/score-file vs `dropscore score`: {rows:,} rows, {size_mb:,.0f} MB CSV → Parquet")
-    print(f"  {'path':<16} {'seconds':>8} {'rows/s':>12} {'peak RSS MB':>12}")
-    for r in (http, cli):
-        print(f"  {r.name:<16} {r.seconds:>8.1f} {r.rate:>12,.0f} {r.peak_mb:>12.0f}")
-    print(f"  /score-file / cli: rows/s ×{http.rate / cli.rate:.2f}"
-          " (server RSS is the gunicorn worker's, model and app loaded before the request)")
-    left = list(spool.iterdir())
+    track(api)
+    deadline = time.monotonic() + 60
+    while True:
+        if api.poll() is not None:
+            raise SystemExit(f"dropscore api exited:\n{(work / 'api.log').read_text()}")
+        try:
+            if requests.get(url + "/ready", timeout=1).status_code == 200:
+                break
+        except requests.ConnectionError:
+            pass
+        if time.monotonic() > deadline:
+            raise SystemExit("dropscore api was not ready within 60s")
+        time.sleep(0.1)
+    workers = psutil.Process(api.pid).children(recursive=True)
+    return url, workers[0].pid if workers else api.pid
+
+
+def post_file(url: str, worker: int, src: Path, rows: int, out: Path) -> Result:
+    """POST src to /score-file, stream the answer to out; time it and the worker's peak RSS."""
+    import requests
+
+    with PeakWatch(worker) as watch, open(src, "rb") as body:
+        started = time.perf_counter()
+        with requests.post(
+            url + "/score-file?format=parquet",
+            data=body,
+            headers={"Content-Type": "text/csv"},
+            stream=True,
+            timeout=(5, LIMIT_SECONDS),
+        ) as response:
+            if response.status_code != 200:
+                raise SystemExit(
+                    f"/score-file answered {response.status_code}: {response.text[:500]}"
+                )
+            with open(out, "wb") as fh:
+                for chunk in response.iter_content(CHUNK):
+                    fh.write(chunk)
+            scored = int(response.headers["X-Rows-Scored"])
+        seconds = time.perf_counter() - started
+    if scored != rows or parquet_rows(out) != rows:
+        raise SystemExit(f"/score-file scored {scored} rows, expected {rows}")
+    out.unlink()
+    return Result("/score-file", rows, seconds, watch.peak_mb)
+
+
+def score_file_vs_cli(
+    src: Path, rows: int, work: Path, data_dir: Path, env: dict[str, str], pairs: int
+) -> bool:
+    """Alternate POST /score-file on a real `dropscore api --workers 1` with `dropscore score`."""
+    size_mb = src.stat().st_size / (1 << 20)
+    url, worker = start_api(work, data_dir, size_mb)
+    cli_out = work / "cli.parquet"
+    cli_cmd = [dropscore_bin(), "score", str(src), "-o", str(cli_out), "--format", "parquet"]
+    http: list[Result] = []
+    cli: list[Result] = []
+    for pair in range(pairs):
+        for name in ("http", "cli") if pair % 2 == 0 else ("cli", "http"):
+            print(f"  pair {pair + 1} {name} …", end="", flush=True)
+            if name == "http":
+                http.append(post_file(url, worker, src, rows, work / "api-out.parquet"))
+            else:
+                cli.append(measure("dropscore score", cli_cmd, env, rows, work / "cli.log"))
+                cli_out.unlink()
+            print(f" {(http if name == 'http' else cli)[-1].seconds:.1f}s", flush=True)
+    end_all()
+    print(f"\n/score-file vs `dropscore score`: {rows:,} rows, {size_mb:,.0f} MiB CSV → Parquet")
+    print(f"  {'path':<16} {'median s':>9} {'rows/s':>12} {'peak RSS MiB':>13}")
+    for runs in (http, cli):
+        seconds = statistics.median(r.seconds for r in runs)
+        print(
+            f"  {runs[0].name:<16} {seconds:>9.2f} {rows / seconds:>12,.0f}"
+            f" {max(r.peak_mb for r in runs):>13.0f}"
+        )
+    print(f"  /score-file / cli rows/s: {ratios([r.rate for r in http], [r.rate for r in cli])}")
+    print("  (server RSS is the gunicorn worker's, model and app loaded before the request)")
+    left = list((work / "api-tmp").iterdir())
     if left:
         print(f"  WARNING: the API left {len(left)} temp file(s) behind: {left[:3]}")
-    return http.peak_mb < GOAL_RSS_MB
+    return max(r.peak_mb for r in http) <= GOAL_RSS_MB
 
 
 # ---------------------------------------------------------------- main
@@ -434,7 +293,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         data_dir = work / "data"
         extra = {"DROPSCORE__SCORING__BATCH_ROWS": str(args.batch_rows)} if args.batch_rows else {}
-        env = dropscore_env(data_dir, **extra)
+        env = dropscore_env(data_dir, **extra, **thread_settings())
+        print(f"thread settings for every path: {thread_settings() or 'library defaults'}")
         print(f"training the sample model in {data_dir} …", flush=True)
         train(env, work / "train.log")
         model = data_dir / "models" / "1" / "model.skops"
@@ -444,16 +304,18 @@ def run(args: argparse.Namespace) -> int:
         generate_csv(csv, args.rows)
         mb = csv.stat().st_size / (1 << 20)
         ok = print_table(
-            f"CSV in ({args.rows:,} rows, {mb:,.0f} MB) → Parquet out",
-            three_paths(csv, args.rows, work, env, model),
+            f"CSV in ({args.rows:,} rows, {mb:,.0f} MiB) → Parquet out",
+            paired_paths(csv, args.rows, work, env, model, args.pairs),
+            GOAL_CSV,
         )
 
         parquet = work / "in.parquet"
         csv_to_parquet(csv, parquet)
         pmb = parquet.stat().st_size / (1 << 20)
         ok &= print_table(
-            f"Parquet in ({args.rows:,} rows, {pmb:,.0f} MB) → Parquet out",
-            three_paths(parquet, args.rows, work, env, model),
+            f"Parquet in ({args.rows:,} rows, {pmb:,.0f} MiB) → Parquet out",
+            paired_paths(parquet, args.rows, work, env, model, args.pairs),
+            GOAL_PARQUET,
         )
         parquet.unlink()
 
@@ -462,11 +324,10 @@ def run(args: argparse.Namespace) -> int:
             upload = work / "upload.csv"
             generate_csv(upload, upload_rows, seed=11)
             csv.unlink()
-            ok &= score_file_vs_cli(upload, upload_rows, work, data_dir, env)
+            ok &= score_file_vs_cli(upload, upload_rows, work, data_dir, env, args.pairs)
         return 0 if ok else 1
     finally:
-        for proc in list(_live):
-            _end(proc, grace=5)
+        end_all()
         shutil.rmtree(work, ignore_errors=True)
 
 
@@ -477,15 +338,25 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=5_000_000, help="rows in the generated CSV")
-    parser.add_argument("--upload-rows", type=int, default=1_000_000,
-                        help="rows in the /score-file upload (capped at --rows)")
-    parser.add_argument("--batch-rows", type=int, default=0,
-                        help="override [scoring] batch_rows (default: the shipped setting)")
+    parser.add_argument(
+        "--upload-rows",
+        type=int,
+        default=1_000_000,
+        help="rows in the /score-file upload (capped at --rows)",
+    )
+    parser.add_argument(
+        "--batch-rows",
+        type=int,
+        default=0,
+        help="override [scoring] batch_rows (default: the shipped setting)",
+    )
+    parser.add_argument("--pairs", type=int, default=3, help="alternating pairs per comparison")
     parser.add_argument("--skip-api", action="store_true", help="skip the /score-file part")
     parser.add_argument("--tmp", default=None, help="folder for the temporary files")
     args = parser.parse_args(argv)
-    if args.rows < 1 or args.upload_rows < 1:
-        parser.error("--rows and --upload-rows must be positive")
+    if args.rows < 1 or args.upload_rows < 1 or args.pairs < 1:
+        parser.error("--rows, --upload-rows and --pairs must be positive")
+    print(machine_load(), flush=True)
     signal.signal(signal.SIGTERM, _on_term)
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with it ignored
     try:

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 from ingest.layout import KINDS, DataLayout
 
@@ -18,6 +23,9 @@ class ReadOptions:
     excel_sheet: str = ""  # "" reads the first sheet; otherwise a sheet name or a 0-based index
     csv_encodings: tuple[str, ...] = ("cp1252", "latin-1")  # tried, in order, after UTF-8
     batch_rows: int = 65_536  # rows per Arrow batch; bounds the reader's memory
+    # Given a delimited file's header, the Arrow types to parse some columns as, instead of
+    # inferring them (the bulk scorer passes its model's numeric features). None: infer all.
+    column_types: Callable[[Sequence[str]], Mapping[str, pa.DataType]] | None = None
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,10 @@
 
 Encoding, delimiter and decimal mark are sniffed from the first megabyte; pyarrow's streaming
 reader then yields batches, and a later block that breaks a type inferred from the first is
-re-read with that column pinned to text.
+re-read with that column pinned to text. A caller that knows some columns' types
+(``ReadOptions.column_types``) has them parsed as such, with no inference; a value that does not
+parse sends that column down the same road (text from then on, typed by ``ingest.normalize``).
+Such typed reads of UTF-8 text are parsed on every core (``ingest.readers.csv_chunks``).
 """
 
 from __future__ import annotations
@@ -10,12 +13,13 @@ from __future__ import annotations
 import codecs
 import contextlib
 import csv
+import functools
 import gzip
 import io
 import logging
 import re
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +39,7 @@ from ingest.readers.common import (
     plural,
     renamed,
 )
+from ingest.readers.csv_chunks import parallel_batches
 
 log = logging.getLogger("dropscore.ingest")
 
@@ -161,6 +166,7 @@ class _CsvPlan:
     decimal: str
     multiline: bool
     block_size: int
+    line_feeds: bool = True  # lines end in \n (or \r\n), not a lone \r
 
 
 CSV_BLOCK_BYTES = 1 << 20
@@ -211,6 +217,7 @@ def _plan_csv(path: Path, preferred: str, options: ReadOptions) -> tuple[_CsvPla
         sniff_decimal(text, delimiter),
         _has_multiline_values(text, delimiter),
         block,
+        "\n" in text,
     )
     return plan, name
 
@@ -288,6 +295,26 @@ def _start_csv(plan: _CsvPlan) -> pacsv.CSVStreamingReader:
         raise _csv_failure(exc, plan) from exc
 
 
+def _start_typed(
+    plan: _CsvPlan, names: list[str], wanted: Mapping[str, pa.DataType]
+) -> pacsv.CSVStreamingReader:
+    """Re-open the reader parsing the wanted columns with their types, not inferred ones.
+
+    A value in the first block that does not parse pins its column to text (the other columns
+    keep their types), exactly as a later block does in ``_stream_csv``.
+    """
+    types = {name: wanted[name] for name in names if name in wanted}
+    for _ in range(len(types) + 1):
+        try:
+            return _open_arrow_csv(plan, types)
+        except pa.ArrowInvalid as exc:
+            match = _COLUMN_IN_ERROR.search(str(exc))
+            if match is None or "conversion error" not in str(exc):
+                raise _csv_failure(exc, plan) from exc
+            types[names[int(match.group(1))]] = pa.string()
+    raise MalformedFileError("the file is not valid delimited text")  # not reached
+
+
 def _stream_csv(plan: _CsvPlan, reader: pacsv.CSVStreamingReader) -> Iterator[pa.RecordBatch]:
     """Yield batches; when a later block breaks a type inferred from the first, re-read as text.
 
@@ -360,7 +387,17 @@ def read_delimited(path: Path, options: ReadOptions, fmt: Format, preferred: str
     reader = _start_csv(plan)
     columns = _fix_header(reader.schema.names)
     check_width(columns, options)
-    batches = _coalesce(_stream_csv(plan, reader), options.batch_rows)
+    stream = None
+    if options.column_types is not None:
+        # Keyed by pyarrow's own names (a BOM may still be on the first).
+        wanted = options.column_types(columns)
+        arrow_names = reader.schema.names
+        by_arrow = {a: wanted[c] for a, c in zip(arrow_names, columns, strict=True) if c in wanted}
+        if by_arrow:
+            reader = _start_typed(plan, arrow_names, by_arrow)
+            if _can_cut(plan):
+                stream = _parallel(plan, reader.schema)
+    batches = _coalesce(stream or _stream_csv(plan, reader), options.batch_rows)
     first = _first_batch(batches)
     return RawTable(
         fmt,
@@ -369,6 +406,23 @@ def read_delimited(path: Path, options: ReadOptions, fmt: Format, preferred: str
         columns,
         renamed(_chain([first], batches), columns),
         plan.decimal,
+    )
+
+
+def _can_cut(plan: _CsvPlan) -> bool:
+    """Tell whether the file can be cut at line feeds and parsed in parallel chunks."""
+    return plan.encoding in ("utf-8", "utf-8-sig") and plan.line_feeds and not plan.multiline
+
+
+def _parallel(plan: _CsvPlan, schema: pa.Schema) -> Iterator[pa.RecordBatch]:
+    """Parse the file in chunks on every core, every column pinned to the first block's type."""
+    compression = "gzip" if is_gzipped(plan.path) else None
+    return parallel_batches(
+        pa.input_stream(str(plan.path), compression=compression),
+        schema,
+        delimiter=plan.delimiter,
+        decimal=plan.decimal,
+        failure=functools.partial(_csv_failure, plan=plan),
     )
 
 

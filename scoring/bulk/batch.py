@@ -6,6 +6,11 @@ and types match what the model was trained on), each batch is checked against th
 feature schema and predicted, and the output is written incrementally under a temporary name
 and renamed at the end. Peak memory follows ``batch_rows``, not the file size. The model is
 passed in once, so a file is scored by one version even if a promotion lands half-way.
+
+Reading, scoring and writing run on three threads joined by small queues
+(``scoring.bulk.pipeline``), so every core works and the output is the same, in the same order,
+as scoring in one thread. The model's numeric features are parsed from text as numbers
+directly (``ReadOptions.column_types``) rather than inferred.
 """
 
 from __future__ import annotations
@@ -14,23 +19,25 @@ import functools
 import os
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController, threadpool_limits
 
 from ingest.config import ReadOptions
 from ingest.errors import IngestError
 from ingest.formats import OUTPUT_FORMATS, Format, format_for_name, output_spec, spec_for
-from ingest.normalize import FILE_ID, ROW, normalize_file
+from ingest.normalize import FILE_ID, ROW, normalize_file, normalize_names
 from ingest.readers import open_table
 from scoring.bulk.engines import Engine, LocalEngine
+from scoring.bulk.pipeline import Stage, close_stages
 from scoring.errors import ValidationFailed
 from scoring.inference.core import NON_FINITE
 from scoring.lifecycle.predictor import LoadedModel
@@ -38,6 +45,8 @@ from scoring.lifecycle.schema import FeatureSchema
 
 PROVENANCE = (FILE_ID, ROW)
 Progress = Callable[[int], None]
+T = TypeVar("T")
+PIPELINE_SPLIT = 2  # bulk batches are batch_rows cut in this many (see stage_rows)
 
 
 class MissingFeatures(ValidationFailed):
@@ -77,16 +86,26 @@ def score_path(
     progress: Progress | None = None,
     max_rows: int | None = None,
     engine: Engine | None = None,
+    pipelined: bool = True,
 ) -> ScoreSummary:
     """Score a file as a user gave it (any accepted format); output keeps their column names."""
     started = time.perf_counter()
-    raw = open_table(src, read)
+    read = replace(read, batch_rows=stage_rows(read.batch_rows))
+    raw = open_table(src, typed_read(read, model.schema))
     normalized = normalize_file(raw, file_id=0)
     originals = {new: old for old, new in normalized.column_map.items()}
     fmt = fmt or default_format(raw.format)
     summary = _score_stream(
-        normalized.batches, normalized.schema, originals, model, dst, fmt, progress, max_rows,
+        normalized.batches,
+        normalized.schema,
+        originals,
+        model,
+        dst,
+        fmt,
+        progress,
+        max_rows,
         engine,
+        pipelined,
     )
     summary.seconds = time.perf_counter() - started
     return summary
@@ -102,6 +121,7 @@ def score_lake_file(
     batch_rows: int,
     progress: Progress | None = None,
     engine: Engine | None = None,
+    pipelined: bool = True,
 ) -> ScoreSummary:
     """Score a normalized drop straight from its lake file, restoring the original names."""
     started = time.perf_counter()
@@ -109,9 +129,18 @@ def score_lake_file(
     # so memory would grow with the file instead of following batch_rows.
     parquet = pq.ParquetFile(lake_path, pre_buffer=False)
     originals = {new: old for old, new in column_map.items()}
-    batches = parquet.iter_batches(batch_size=batch_rows)
+    batches = parquet.iter_batches(batch_size=stage_rows(batch_rows))
     summary = _score_stream(
-        batches, parquet.schema_arrow, originals, model, dst, fmt, progress, None, engine
+        batches,
+        parquet.schema_arrow,
+        originals,
+        model,
+        dst,
+        fmt,
+        progress,
+        None,
+        engine,
+        pipelined,
     )
     summary.seconds = time.perf_counter() - started
     return summary
@@ -126,18 +155,30 @@ def _score_stream(
     fmt: str,
     progress: Progress | None,
     max_rows: int | None,
-    engine: Engine | None = None,
+    engine: Engine | None,
+    pipelined: bool,
 ) -> ScoreSummary:
+    """Score batches into dst: read, score and write on their own threads unless not pipelined."""
     if fmt not in OUTPUT_FORMATS:
         raise ValidationFailed(f"format {fmt!r} is not one of {', '.join(OUTPUT_FORMATS)}")
     check_features(schema.names, model.schema, originals)
     summary = ScoreSummary(model_version=model.version, output=dst, format=fmt)
 
-    score_one = functools.partial(score_batch, originals=originals)
-    results = (engine or LocalEngine()).map_batches(score_one, batches, model)
+    engine = engine or LocalEngine()
+    # Only a local engine shares this process's libraries (a controller does not travel).
+    blas = ThreadpoolController() if isinstance(engine, LocalEngine) else None
+    score_one = functools.partial(score_batch, originals=originals, blas=blas)
+    stages: list[Stage[Any]] = []
+    source: Iterable[pa.RecordBatch] = batches
+    if pipelined:
+        source = _stage(stages, batches, "dropscore-read")
+    results = engine.map_batches(score_one, source, model)
+    done: Iterable[tuple[pa.RecordBatch, int]] = results
+    if pipelined:
+        done = _stage(stages, results, "dropscore-score")  # closes results in its thread
 
     def scored() -> Iterator[pa.RecordBatch]:
-        for out, failed in results:
+        for out, failed in done:
             summary.rows_scored += out.num_rows - failed
             summary.rows_failed += failed
             if max_rows is not None and summary.rows > max_rows:
@@ -150,10 +191,46 @@ def _score_stream(
             yield out
 
     try:
-        write_atomic(scored(), dst, fmt)
+        write_atomic(scored(), dst, fmt)  # in this thread: progress and the row cap too
     finally:
-        results.close()  # stop an engine's work still in flight when writing stopped early
+        # Stop what is still in flight when writing stopped early (an error, the row cap):
+        # the stage threads, or else the engine's generator here.
+        close_stages(*stages)
+        if not pipelined:
+            results.close()
     return summary
+
+
+def stage_rows(batch_rows: int) -> int:
+    """Rows per batch: half of batch_rows, so the pipeline's memory is what batch_rows promises.
+
+    The three stages hold about twice as many batches at once as one thread does (measured:
+    peak RSS 428 MiB at 100,000 rows per batch, 404 MiB at 50,000, 387 MiB in one thread).
+    The one-thread path cuts the same batches: a linear model's prediction can differ in the
+    last bit with the batch it is computed in, and both paths must give the same bytes.
+    """
+    return max(1, -(-batch_rows // PIPELINE_SPLIT))
+
+
+def _stage(stages: list[Stage[T]], source: Iterator[T], name: str) -> Stage[T]:
+    """Start source on a thread of its own, remembered in stages so the run can close it."""
+    stage = Stage(source, name)
+    stages.append(stage)
+    return stage
+
+
+def typed_read(read: ReadOptions, schema: FeatureSchema) -> ReadOptions:
+    """Parse the model's numeric features as numbers, no inference: about half the CSV work."""
+    numeric = frozenset(f.name for f in schema.features if f.kind == "numeric")
+    if not numeric:
+        return read
+    return replace(read, column_types=functools.partial(_numeric_columns, numeric))
+
+
+def _numeric_columns(numeric: frozenset[str], names: Sequence[str]) -> Mapping[str, pa.DataType]:
+    """Map the header names whose lake names are numeric features to float64."""
+    lake = normalize_names(names)
+    return {raw: pa.float64() for raw, new in zip(names, lake, strict=True) if new in numeric}
 
 
 def check_features(
@@ -172,7 +249,10 @@ def check_features(
 
 
 def score_batch(
-    batch: pa.RecordBatch, model: LoadedModel, originals: dict[str, str]
+    batch: pa.RecordBatch,
+    model: LoadedModel,
+    originals: dict[str, str],
+    blas: ThreadpoolController | None = None,
 ) -> tuple[pa.RecordBatch, int]:
     """Predict one batch; rows that cannot be scored get a null prediction and an error."""
     n = batch.num_rows
@@ -185,7 +265,9 @@ def score_batch(
     # One BLAS thread: a multi-threaded gemv splits rows between threads and the rows at the
     # split can differ in the last bit, so a value would depend on the core count where the
     # batch runs (this process, a Dask worker). Prediction here is gemv-sized: no speed lost.
-    with threadpool_limits(limits=1, user_api="blas"):
+    # ``blas``: a controller made once per run (finding the loaded libraries costs ~8 ms, paid
+    # per batch otherwise); without one (a Dask worker) the libraries are found per batch.
+    with (blas.limit if blas is not None else threadpool_limits)(limits=1, user_api="blas"):
         columns.update(_predict(model, X, ok))
     lost = ok & columns["prediction"].is_null().to_numpy(zero_copy_only=False)
     if lost.any():  # a non-finite prediction (inputs far out of range) fails its row
@@ -310,4 +392,3 @@ def estimate_rows(src: Path) -> int | None:
     except (OSError, pa.ArrowException, IngestError):
         return None
     return None
-
