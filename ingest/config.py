@@ -18,6 +18,7 @@ class ReadOptions:
     excel_sheet: str = ""  # "" reads the first sheet; otherwise a sheet name or a 0-based index
     csv_encodings: tuple[str, ...] = ("cp1252", "latin-1")  # tried, in order, after UTF-8
     batch_rows: int = 65_536  # rows per Arrow batch; bounds the reader's memory
+    max_line_bytes: int = 64 << 20  # longest CSV line read; the reader's block grows up to it
 
 
 @dataclass(frozen=True)
