@@ -58,7 +58,7 @@ from ingest.ledger import (
     IllegalTransition,
     Ledger,
 )
-from ingest.quarantine import filed_name, too_large, write_error_record
+from ingest.quarantine import filed_name, refuse_link, too_large, write_error_record
 from ingest.recovery import (
     orphan_rows,
     remove_temporaries,
@@ -92,11 +92,16 @@ class Intake:
         """Move a file out of an inbox and through ingest; it ends in archive/ or quarantine/.
 
         Raises FileNotFoundError or PermissionError only when the file could not even be
-        claimed (it vanished, or cannot be moved): then it never became a drop.
+        claimed (it vanished, or cannot be moved): then it never became a drop. A symbolic link
+        is refused: recorded as quarantined and the link itself moved to quarantine/.
         """
         _check_kind(kind)
         ensure_claim_dirs(self.config)
         path = Path(path)
+        if path.is_symlink():
+            record = refuse_link(self.config, self.ledger, path, kind)
+            self._log_quarantined(record)
+            return record
         if path.is_dir():
             raise IsADirectoryError(f"{path} is a folder; only files are taken")
         with claim_move(self.config, path, kind) as claimed:

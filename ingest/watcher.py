@@ -141,16 +141,16 @@ class _Handler(FileSystemEventHandler):
 
 
 def _signature(path: Path) -> Signature | None:
-    """Return (size, mtime) of a regular file, or None if gone, a folder or a symlink.
+    """Return (size, mtime) of a regular file or of a link itself, or None if gone or a folder.
 
-    Symlinks are never taken: a link dropped into an inbox must not make us read a file the
-    producer could not have copied there.
+    A symbolic link is never followed (``lstat``): the intake refuses it, recorded in the
+    ledger and moved out of the inbox, without reading what it points at.
     """
     try:
         st = path.lstat()
     except OSError:
         return None
-    if not stat.S_ISREG(st.st_mode):
+    if not (stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode)):
         return None
     return st.st_size, st.st_mtime_ns
 
@@ -161,7 +161,12 @@ def _iso(timestamp: float | None) -> str | None:
 
 
 def _opens(path: Path) -> bool:
-    """Tell whether the file can be opened for reading now (a writer may hold it locked)."""
+    """Tell whether the file can be opened for reading now (a writer may hold it locked).
+
+    A link is never opened (it could point at a FIFO): it is refused without reading.
+    """
+    if path.is_symlink():
+        return True
     try:
         with open(path, "rb"):
             return True
@@ -364,7 +369,9 @@ class Watcher:
                 log.warning("cannot list inbox", extra={"kind": kind, "error": str(exc)})
                 continue
             for entry in entries:
-                if is_unfinished_name(entry.name) or not entry.is_file(follow_symlinks=False):
+                if is_unfinished_name(entry.name) or not (
+                    entry.is_file(follow_symlinks=False) or entry.is_symlink()
+                ):
                     continue
                 path = Path(entry.path)
                 failed = self._inboxes.failed_as(path)

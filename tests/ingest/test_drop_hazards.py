@@ -1,0 +1,84 @@
+"""Hazardous drops through the real watcher: links, paused writers, producers using markers."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from ingest.config import IngestConfig
+from ingest.intake import Intake
+from ingest.ledger import QUARANTINED, FileRecord, Ledger
+from ingest.watcher import Watcher
+
+MakeWatcher = Callable[..., Watcher]
+OBSERVERS = ["native", "polling"]
+LINK_REASON = "symbolic links are not taken: copy or move the file itself into the inbox"
+
+
+@pytest.fixture
+def make_watcher(config: IngestConfig, ledger: Ledger) -> Iterator[MakeWatcher]:
+    """Build and start watchers over the fixture's data folder; always stopped at teardown."""
+    started: list[Watcher] = []
+
+    def make(observer: str = "native", **changes: object) -> Watcher:
+        cfg = replace(config, poll=observer == "polling", **changes)
+        watcher = Watcher(cfg, Intake(cfg, ledger))
+        watcher.start()
+        started.append(watcher)
+        return watcher
+
+    yield make
+    for watcher in started:
+        watcher.stop(timeout=10)
+
+
+def terminal(ledger: Ledger) -> list[FileRecord]:
+    """Return the drops ingest is done with."""
+    return [r for r in ledger.list(limit=None) if r.terminal]
+
+
+@pytest.mark.parametrize("observer", OBSERVERS)
+def test_a_symlink_is_quarantined_with_its_reason_and_the_link_moved_out(
+    make_watcher: MakeWatcher,
+    config: IngestConfig,
+    ledger: Ledger,
+    wait_for,
+    tmp_path: Path,
+    observer: str,
+) -> None:
+    target = tmp_path / "secret.csv"
+    target.write_text("id,x\n1,1.5\n")
+    before = target.stat()
+    link = config.inbox("train") / "passwd.csv"
+    make_watcher(observer)
+    link.symlink_to(target)
+    [record] = wait_for(lambda: terminal(ledger), what="the link to be refused")
+    assert record.state == QUARANTINED
+    assert record.error == {"code": "symlink", "message": LINK_REASON}
+    assert record.sha256 is None and record.rows is None  # nothing read through the link
+    assert not os.path.lexists(link)
+    moved = config.quarantine / f"{record.id}__passwd.csv"
+    assert moved.is_symlink() and os.readlink(moved) == str(target)
+    body = json.loads((config.quarantine / f"{record.id}__passwd.csv.error.json").read_text())
+    assert body["message"] == LINK_REASON
+    assert target.read_text() == "id,x\n1,1.5\n"
+    assert (target.stat().st_mtime_ns, target.stat().st_ino) == (
+        before.st_mtime_ns,
+        before.st_ino,
+    )
+    assert list(config.lake("train").glob("*.parquet")) == []
+
+
+def test_a_link_waiting_at_start_is_refused_by_the_start_up_scan(
+    make_watcher: MakeWatcher, config: IngestConfig, ledger: Ledger, wait_for, tmp_path: Path
+) -> None:
+    (config.inbox("score") / "dangling.csv").symlink_to(tmp_path / "nowhere.csv")
+    make_watcher()
+    [record] = wait_for(lambda: terminal(ledger), what="the dangling link to be refused")
+    assert (record.state, record.error["code"]) == (QUARANTINED, "symlink")
+    assert os.listdir(config.inbox("score")) == []
