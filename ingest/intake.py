@@ -24,7 +24,6 @@ finds what a crash left; this module finishes it with the same steps a new drop 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import os
 import time
@@ -33,11 +32,17 @@ from pathlib import Path
 from typing import Any
 
 from ingest.claims import (
+    Signature,
     backoff,
+    changed_since,
     claim_copy,
     claim_move,
     ensure_claim_dirs,
+    hash_claimed,
     remove_claim_folder,
+    signature,
+    wait_until_still,
+    warn_if_grown,
 )
 from ingest.config import KINDS, IngestConfig
 from ingest.errors import (
@@ -176,7 +181,8 @@ class Intake:
 
     def _enter(self, claimed: Path, kind: str, name: str) -> FileRecord:
         """Record a claimed file in the ledger and carry it to a terminal state (claim held)."""
-        size = claimed.stat().st_size
+        before = signature(claimed)
+        size = before[0]
         if size > self._max_bytes:
             record = self.ledger.receive(
                 original_name=name,
@@ -187,13 +193,13 @@ class Intake:
                 rejected=too_large(name, size, self.config.max_file_mb).to_dict(),
             )
             return self._settle(record, claimed)
-        sha = self._hash_with_retries(claimed)
+        sha = hash_claimed(claimed, self.config.max_attempts)
         record = self.ledger.receive(
             original_name=name, kind=kind, size_bytes=size, sha256=sha, processing_path=claimed
         )
         if record.state == DUPLICATE:
             return self._settle(record, claimed)
-        return self._process(record, claimed)
+        return self._process(record, claimed, before)
 
     def _continue(self, claimed: Path, kind: str) -> FileRecord:
         """Continue a claimed file from wherever its ledger row says it stopped."""
@@ -204,17 +210,6 @@ class Intake:
         if record.state == RECEIVED:
             return self._process(record, claimed)
         return self._settle(record, claimed)
-
-    def _hash_with_retries(self, claimed: Path) -> str:
-        """Hash the claimed file, riding out a short-lived lock or permission glitch."""
-        for attempt in range(1, self.config.max_attempts + 1):
-            try:
-                return _sha256(claimed)
-            except (PermissionError, BlockingIOError):
-                if attempt >= self.config.max_attempts:
-                    raise
-                time.sleep(backoff(attempt))
-        raise AssertionError("unreachable")  # pragma: no cover
 
     def _reject_uncopied(self, path: Path, kind: str, size: int) -> FileRecord:
         """Quarantine-record an oversized file for take_copy without copying gigabytes."""
@@ -232,8 +227,14 @@ class Intake:
 
     # -- processing --------------------------------------------------------------------------
 
-    def _process(self, record: FileRecord, claimed: Path) -> FileRecord:
-        """Read, normalize and write the lake file, retrying transient failures."""
+    def _process(
+        self, record: FileRecord, claimed: Path, before: Signature | None = None
+    ) -> FileRecord:
+        """Read, normalize and write the lake file, retrying transient failures.
+
+        ``before`` is the claimed file's (size, mtime) when it was hashed; a drop resumed after
+        a crash is judged from the start of its attempt (its size still checked against the row).
+        """
         while True:
             attempt = self.ledger.start_attempt(record.id)
             if attempt > self.config.max_attempts:
@@ -246,6 +247,7 @@ class Intake:
                     ),
                 )
             try:
+                before = before or signature(claimed)
                 outcome = write_lake_file(self.config, self.ledger, record, claimed)
             except TRANSIENT as exc:
                 if attempt >= self.config.max_attempts:
@@ -271,9 +273,43 @@ class Intake:
                         f"{record.original_name}: {exc}"
                     ),
                 )
+            if changed_since(
+                claimed, before, record.size_bytes
+            ):  # before the commit: only whole content lands
+                record, before = self._retake(record, claimed), None
+                if record.state != RECEIVED:
+                    return self._settle(record, claimed)
+                continue
             if isinstance(outcome, OwnedElsewhere):
                 return self._duplicate_of(record, claimed, outcome.owner)
             return self._accept(record, claimed, outcome)
+
+    def _retake(self, record: FileRecord, claimed: Path) -> FileRecord:
+        """Drop what was read of a file its writer changed meanwhile; take it again once still.
+
+        The claim is kept (a writer holding the file appends to the claimed inode), so the
+        file waits in processing/ for ``stable_seconds`` with no writer, and the row gets the
+        new size and hash. A file that never settles is quarantined with a word on how to write.
+        """
+        discard_own_lake_file(self.config, record)
+        log.warning(
+            "changed while being read; taking it again once it holds still",
+            extra=_fields(record, size_bytes=record.size_bytes, attempts=record.attempts),
+        )
+        limit = max(60.0, 10 * self.config.stable_seconds)
+        if not wait_until_still(claimed, self.config.stable_seconds, limit):
+            return self._quarantine(
+                record,
+                claimed,
+                RetriesExhaustedError(
+                    f"{record.original_name} was still being written {limit:g} s after it was "
+                    "taken; write it under a .part name and rename it when it is complete"
+                ),
+            )
+        size = claimed.stat().st_size
+        return self.ledger.rehash(
+            record.id, size_bytes=size, sha256=hash_claimed(claimed, self.config.max_attempts)
+        )
 
     # -- endings -----------------------------------------------------------------------------
 
@@ -331,6 +367,7 @@ class Intake:
         if claimed is not None and dest is not None and claimed.exists():
             os.replace(claimed, dest)
             remove_claim_folder(claimed)
+            warn_if_grown(dest, record.size_bytes, _fields(record))
         if record.state == QUARANTINED:
             self._log_quarantined(record)
         elif record.state == DUPLICATE:
@@ -382,12 +419,6 @@ def _check_kind(kind: str) -> None:
 def _fields(record: FileRecord, **more: Any) -> dict[str, Any]:
     """Build the structured log fields naming the drop."""
     return {"file_id": record.id, "file": record.original_name, "kind": record.kind, **more}
-
-
-def _sha256(path: Path) -> str:
-    """Hash a file in chunks, so a large drop never sits in memory."""
-    with open(path, "rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def _bootstrap_files(path: Path) -> list[Path]:

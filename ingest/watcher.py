@@ -26,6 +26,7 @@ from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
 
+from ingest.claims import held_for_writing
 from ingest.config import KINDS, IngestConfig
 from ingest.formats import is_unfinished_name
 from ingest.intake import Intake
@@ -161,17 +162,19 @@ def _iso(timestamp: float | None) -> str | None:
 
 
 def _opens(path: Path) -> bool:
-    """Tell whether the file can be opened for reading now (a writer may hold it locked).
+    """Tell whether the file can be opened for reading now and no writer still holds it open.
 
-    A link is never opened (it could point at a FIFO): it is refused without reading.
+    A writer that pauses longer than ``stable_seconds`` with the file open keeps it here. A
+    link is never opened (it could point at a FIFO): it is refused without reading.
     """
     if path.is_symlink():
         return True
     try:
         with open(path, "rb"):
-            return True
+            pass
     except OSError:
         return False
+    return not held_for_writing(path)
 
 
 class Watcher:

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import json
 import os
+import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 
 from ingest.config import IngestConfig
 from ingest.intake import Intake
-from ingest.ledger import QUARANTINED, FileRecord, Ledger
+from ingest.ledger import NORMALIZED, QUARANTINED, FileRecord, Ledger
 from ingest.watcher import Watcher
 
 MakeWatcher = Callable[..., Watcher]
@@ -82,3 +85,58 @@ def test_a_link_waiting_at_start_is_refused_by_the_start_up_scan(
     [record] = wait_for(lambda: terminal(ledger), what="the dangling link to be refused")
     assert (record.state, record.error["code"]) == (QUARANTINED, "symlink")
     assert os.listdir(config.inbox("score")) == []
+
+
+def _lines(start: int, stop: int) -> str:
+    """Data rows ``start`` .. ``stop - 1`` of a two-column CSV."""
+    return "".join(f"{i},{i}.5\n" for i in range(start, stop))
+
+
+def _lake_ids(config: IngestConfig, kind: str) -> list[int]:
+    """Every id in the kind's lake, across its files."""
+    return sorted(
+        i for f in config.lake(kind).glob("*.parquet") for i in pq.read_table(f)["id"].to_pylist()
+    )
+
+
+@pytest.mark.parametrize("observer", OBSERVERS)
+def test_a_writer_pausing_longer_than_stable_seconds_loses_no_rows(
+    make_watcher: MakeWatcher, config: IngestConfig, ledger: Ledger, wait_for, observer: str
+) -> None:
+    """The slowgap reproduction: 100 rows, a pause of several stable_seconds, 100 more."""
+    make_watcher(observer)
+    path = config.inbox("train") / "slowgap.csv"
+    with open(path, "w") as fh:
+        fh.write("id,x\n" + _lines(0, 100))
+        fh.flush()
+        time.sleep(config.stable_seconds * 5)  # the writer pauses with the file open
+        fh.write(_lines(100, 200))
+    [record] = wait_for(lambda: terminal(ledger), what="the slowgap file to be taken")
+    assert (record.state, record.rows) == (NORMALIZED, 200)
+    assert _lake_ids(config, "train") == list(range(200))
+    assert ledger.list() == [record]  # no partial version was ever recorded
+
+
+def test_a_file_changed_while_being_read_is_taken_again_whole(
+    config: IngestConfig, ledger: Ledger, intake: Intake
+) -> None:
+    """Through the real intake: a writer still holding the file finishes after the claim."""
+    path = config.inbox("score") / "growing.csv"
+    fh = open(path, "w")  # noqa: SIM115 - held open across the take, closed by the writer thread
+    fh.write("id,x\n" + _lines(0, 99))
+    fh.flush()
+
+    def finish() -> None:
+        time.sleep(config.stable_seconds * 3)
+        fh.write(_lines(99, 200))
+        fh.close()
+
+    writer = threading.Thread(target=finish)
+    writer.start()
+    try:
+        record = intake.take(path, "score")
+    finally:
+        writer.join()
+    assert (record.state, record.rows, record.attempts) == (NORMALIZED, 200, 2)
+    assert record.size_bytes == (config.archive / f"{record.id}__growing.csv").stat().st_size
+    assert _lake_ids(config, "score") == list(range(200))
