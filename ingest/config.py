@@ -7,7 +7,9 @@ from pathlib import Path
 
 from ingest.layout import KINDS, DataLayout
 
-__all__ = ["KINDS", "DataLayout", "IngestConfig", "ReadOptions"]
+__all__ = ["KINDS", "MARKERS", "DataLayout", "IngestConfig", "ReadOptions"]
+
+MARKERS = ("", ".done", ".ready", ".ok")  # [ingest] ready_marker: "" is off, else a name suffix
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,11 @@ class IngestConfig:
     max_file_mb: float = 1024.0
     read: ReadOptions = field(default_factory=ReadOptions)
     max_attempts: int = 5  # transient failures (vanished, locked) are retried this many times
+    ready_marker: str = ""  # ".done": take <name> only once <name>.done exists (ingest/markers.py)
+
+    def __post_init__(self) -> None:
+        if self.ready_marker not in MARKERS:
+            raise ValueError(f"ready_marker must be one of {MARKERS}, not {self.ready_marker!r}")
 
     # The paths below delegate to the layout, under the names the intake and watcher use.
 

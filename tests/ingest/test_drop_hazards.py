@@ -140,3 +140,55 @@ def test_a_file_changed_while_being_read_is_taken_again_whole(
     assert (record.state, record.rows, record.attempts) == (NORMALIZED, 200, 2)
     assert record.size_bytes == (config.archive / f"{record.id}__growing.csv").stat().st_size
     assert _lake_ids(config, "score") == list(range(200))
+
+
+@pytest.mark.parametrize("observer", OBSERVERS)
+def test_with_ready_marker_a_file_waits_for_its_marker_which_follows_it(
+    make_watcher: MakeWatcher, config: IngestConfig, ledger: Ledger, wait_for, observer: str
+) -> None:
+    watcher = make_watcher(observer, ready_marker=".done")
+    inbox = config.inbox("train")
+    data = inbox / "sales.csv"
+    data.write_text("id,x\n" + _lines(0, 50))
+    scans = watcher.status()["scans"]
+    wait_for(lambda: watcher.status()["scans"] >= scans + 2, what="two rescans")
+    assert ledger.list() == [] and data.exists()  # whole and still, but not announced
+    (inbox / "sales.csv.done").write_text("")
+    [record] = wait_for(lambda: terminal(ledger), what="the announced file to be taken")
+    assert (record.state, record.rows, record.original_name) == (NORMALIZED, 50, "sales.csv")
+    wait_for(lambda: os.listdir(inbox) == [], what="the marker to follow its file")
+    assert sorted(os.listdir(config.archive)) == [
+        f"{record.id}__sales.csv",
+        f"{record.id}__sales.csv.done",
+    ]
+
+
+def test_a_marker_without_its_file_is_never_a_drop_and_is_reported(
+    make_watcher: MakeWatcher,
+    config: IngestConfig,
+    ledger: Ledger,
+    wait_for,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from ingest.markers import OrphanMarkers
+
+    inbox = config.inbox("score")
+    lonely = inbox / "late.csv.done"
+    lonely.write_text("")
+    watcher = make_watcher(ready_marker=".done")
+    scans = watcher.status()["scans"]
+    wait_for(lambda: watcher.status()["scans"] >= scans + 2, what="two rescans")
+    assert ledger.list() == [] and lonely.exists()
+    orphans = OrphanMarkers(".done", after=0.0)
+    with caplog.at_level("WARNING", logger="dropscore.ingest"):
+        orphans.check(sorted(inbox.iterdir()), "score")
+        orphans.check(sorted(inbox.iterdir()), "score")  # reported once, not on every scan
+    reports = [r for r in caplog.records if r.getMessage() == "ready marker without its file"]
+    assert [(r.file, r.waiting_for) for r in reports] == [("late.csv.done", "late.csv")]
+
+
+def test_an_unknown_ready_marker_is_refused() -> None:
+    from ingest.layout import DataLayout
+
+    with pytest.raises(ValueError, match="ready_marker"):
+        IngestConfig(DataLayout(Path("data")), ready_marker="/etc/passwd")
