@@ -11,6 +11,10 @@ Order of the steps, chosen so a ``kill -9`` at any point is finished by ``resume
 3. read, normalize and write ``lake/<kind>/<sha256>.parquet`` atomically (temp + rename); the
    lake file carries ``_file_id``, so a re-take recognizes its own leftover
    (``ingest/lakefile.py``);
+   then, before the commit, the claimed file must be as it was hashed (size, mtime) with no
+   writer holding it open; if not, the lake file is discarded and the claim waits until it
+   holds still, gets its new size and hash (``Ledger.rehash``) and is read again, so only
+   whole content lands;
 4. the ledger transition (``normalized``, ``quarantined`` or ``duplicate``) is the commit point;
 5. only then is the original moved from ``processing/`` to ``archive/`` or ``quarantine/``
    (with its ``.error.json`` record, ``ingest/quarantine.py``).
