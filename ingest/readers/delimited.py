@@ -213,7 +213,7 @@ def _plan_csv(path: Path, preferred: str, options: ReadOptions) -> tuple[_CsvPla
         sniff_decimal(text, delimiter),
         _has_multiline_values(text, delimiter),
         block,
-        options.max_line_bytes,
+        max_line_bytes=options.max_line_bytes,
     )
     return plan, name
 
