@@ -6,6 +6,11 @@ file is locked with an ``flock``, then renamed (``take``) or copied (``take_copy
 basename intact for messages. The kernel drops an ``flock`` when its process dies, so
 ``Intake.resume`` in another process can tell a live claim (locked) from a dead one (free).
 
+A writer that pauses longer than ``stable_seconds`` while holding the file open must not have it
+taken mid-write: ``held_for_writing`` asks the kernel (a Linux read lease is refused while any
+process has the file open for writing), and ``wait_until_still`` lets a claimed file that changed
+while being read settle before it is taken again.
+
 The lake lock (``processing/.lake-<kind>.lock``, kept out of the lake) serializes the type
 check and the lake write of one kind across processes.
 """
@@ -13,13 +18,17 @@ check and the lake write of one kind across processes.
 from __future__ import annotations
 
 import contextlib
+import errno
+import hashlib
 import logging
 import os
 import shutil
+import signal
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from ingest.config import KINDS, IngestConfig
 
@@ -62,8 +71,12 @@ def try_hold(path: Path) -> Hold | None:
 
 
 def create_held(path: Path) -> Hold:
-    """Create a new empty file and lock it before anything is written to it."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+    """Create a new empty file and lock it before anything is written to it.
+
+    The lock is held on a read-only descriptor, so ``held_for_writing`` never mistakes the
+    claim itself for a writer (the copy is written through its own descriptor).
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0o644)  # read-only: not a writer
     if fcntl is not None:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     return Hold(fd)
@@ -171,6 +184,95 @@ def claim_copy(config: IngestConfig, path: Path, kind: str) -> Iterator[Path]:
         hold.release()
         tmp.unlink(missing_ok=True)
         remove_claim_folder(claimed)
+
+
+Signature = tuple[int, int]  # (size, mtime_ns)
+
+
+def signature(path: Path) -> Signature:
+    """Return a file's (size, mtime_ns), the facts that change when anything is written to it."""
+    st = path.stat()
+    return st.st_size, st.st_mtime_ns
+
+
+def held_for_writing(path: Path) -> bool:
+    """Tell whether some process holds the file open for writing; False where it cannot be told.
+
+    Linux grants a read lease only when no process has the file open for writing; the lease is
+    released at once. Its break notice is set to SIGURG (ignored by default), so a writer that
+    opens the file in that instant can never stop this process. Elsewhere (not Linux, a file of
+    another owner, a network share) the answer is False and stability alone decides.
+    """
+    lease = getattr(fcntl, "F_SETLEASE", None)
+    if lease is None:
+        return False
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError:
+        return False
+    try:
+        fcntl.fcntl(fd, fcntl.F_SETSIG, signal.SIGURG)
+        fcntl.fcntl(fd, lease, fcntl.F_RDLCK)
+    except OSError as exc:
+        return exc.errno in (errno.EAGAIN, errno.EBUSY)
+    else:
+        with contextlib.suppress(OSError):
+            fcntl.fcntl(fd, lease, fcntl.F_UNLCK)
+        return False
+    finally:
+        os.close(fd)
+
+
+def wait_until_still(path: Path, stable_seconds: float, limit_seconds: float) -> bool:
+    """Wait until a file held still for ``stable_seconds`` with no writer; False at the limit.
+
+    Used on a claimed file that changed while being read: its writer still had it open.
+    """
+    tick = max(0.02, min(0.2, stable_seconds / 5))
+    deadline = time.monotonic() + limit_seconds
+    last, since = signature(path), time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(tick)
+        now = signature(path)
+        if now != last or held_for_writing(path):
+            last, since = now, time.monotonic()
+        elif time.monotonic() - since >= stable_seconds:
+            return True
+    return False
+
+
+def changed_since(claimed: Path, before: Signature, size: int | None) -> bool:
+    """Tell whether a claimed file changed since it was hashed, or a writer still holds it."""
+    now = signature(claimed)
+    return now != before or now[0] != size or held_for_writing(claimed)
+
+
+def warn_if_grown(archived: Path, size: int | None, fields: dict[str, Any]) -> None:
+    """Say so when a writer appended to a drop after its commit: the lake lacks those bytes.
+
+    ``held_for_writing`` closes this window where the kernel can tell (Linux, own files); a
+    writer that reopens the file after the commit is only reported here.
+    """
+    with contextlib.suppress(OSError):
+        now = archived.stat().st_size
+        if size is not None and now != size:
+            log.warning(
+                "written to after it was taken; the lake holds only what was there then",
+                extra={**fields, "size_bytes": size, "size_now": now, "path": str(archived)},
+            )
+
+
+def hash_claimed(claimed: Path, max_attempts: int) -> str:
+    """Hash a claimed file in chunks, riding out a short-lived lock or permission glitch."""
+    for attempt in range(1, max_attempts + 1):
+        try:
+            with open(claimed, "rb") as fh:
+                return hashlib.file_digest(fh, "sha256").hexdigest()
+        except (PermissionError, BlockingIOError):
+            if attempt >= max_attempts:
+                raise
+            time.sleep(backoff(attempt))
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def is_interrupted_copy(claimed: Path) -> bool:

@@ -12,7 +12,9 @@ if TYPE_CHECKING:
 
 from ingest.layout import KINDS, DataLayout
 
-__all__ = ["KINDS", "DataLayout", "IngestConfig", "ReadOptions"]
+__all__ = ["KINDS", "MARKERS", "DataLayout", "IngestConfig", "ReadOptions"]
+
+MARKERS = ("", ".done", ".ready", ".ok")  # [ingest] ready_marker: "" is off, else a name suffix
 
 
 @dataclass(frozen=True)
@@ -26,6 +28,7 @@ class ReadOptions:
     # Given a delimited file's header, the Arrow types to parse some columns as, instead of
     # inferring them (the bulk scorer passes its model's numeric features). None: infer all.
     column_types: Callable[[Sequence[str]], Mapping[str, pa.DataType]] | None = None
+    max_line_bytes: int = 64 << 20  # longest CSV line read; the reader's block grows up to it
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,11 @@ class IngestConfig:
     max_file_mb: float = 1024.0
     read: ReadOptions = field(default_factory=ReadOptions)
     max_attempts: int = 5  # transient failures (vanished, locked) are retried this many times
+    ready_marker: str = ""  # ".done": take <name> only once <name>.done exists (ingest/markers.py)
+
+    def __post_init__(self) -> None:
+        if self.ready_marker not in MARKERS:
+            raise ValueError(f"ready_marker must be one of {MARKERS}, not {self.ready_marker!r}")
 
     # The paths below delegate to the layout, under the names the intake and watcher use.
 

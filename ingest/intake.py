@@ -11,6 +11,10 @@ Order of the steps, chosen so a ``kill -9`` at any point is finished by ``resume
 3. read, normalize and write ``lake/<kind>/<sha256>.parquet`` atomically (temp + rename); the
    lake file carries ``_file_id``, so a re-take recognizes its own leftover
    (``ingest/lakefile.py``);
+   then, before the commit, the claimed file must be as it was hashed (size, mtime) with no
+   writer holding it open; if not, the lake file is discarded and the claim waits until it
+   holds still, gets its new size and hash (``Ledger.rehash``) and is read again, so only
+   whole content lands;
 4. the ledger transition (``normalized``, ``quarantined`` or ``duplicate``) is the commit point;
 5. only then is the original moved from ``processing/`` to ``archive/`` or ``quarantine/``
    (with its ``.error.json`` record, ``ingest/quarantine.py``).
@@ -24,7 +28,6 @@ finds what a crash left; this module finishes it with the same steps a new drop 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import os
 import time
@@ -33,11 +36,17 @@ from pathlib import Path
 from typing import Any
 
 from ingest.claims import (
+    Signature,
     backoff,
+    changed_since,
     claim_copy,
     claim_move,
     ensure_claim_dirs,
+    hash_claimed,
     remove_claim_folder,
+    signature,
+    wait_until_still,
+    warn_if_grown,
 )
 from ingest.config import KINDS, IngestConfig
 from ingest.errors import (
@@ -58,7 +67,7 @@ from ingest.ledger import (
     IllegalTransition,
     Ledger,
 )
-from ingest.quarantine import filed_name, too_large, write_error_record
+from ingest.quarantine import filed_name, refuse_link, too_large, write_error_record
 from ingest.recovery import (
     orphan_rows,
     remove_temporaries,
@@ -92,11 +101,16 @@ class Intake:
         """Move a file out of an inbox and through ingest; it ends in archive/ or quarantine/.
 
         Raises FileNotFoundError or PermissionError only when the file could not even be
-        claimed (it vanished, or cannot be moved): then it never became a drop.
+        claimed (it vanished, or cannot be moved): then it never became a drop. A symbolic link
+        is refused: recorded as quarantined and the link itself moved to quarantine/.
         """
         _check_kind(kind)
         ensure_claim_dirs(self.config)
         path = Path(path)
+        if path.is_symlink():
+            record = refuse_link(self.config, self.ledger, path, kind)
+            self._log_quarantined(record)
+            return record
         if path.is_dir():
             raise IsADirectoryError(f"{path} is a folder; only files are taken")
         with claim_move(self.config, path, kind) as claimed:
@@ -171,7 +185,8 @@ class Intake:
 
     def _enter(self, claimed: Path, kind: str, name: str) -> FileRecord:
         """Record a claimed file in the ledger and carry it to a terminal state (claim held)."""
-        size = claimed.stat().st_size
+        before = signature(claimed)
+        size = before[0]
         if size > self._max_bytes:
             record = self.ledger.receive(
                 original_name=name,
@@ -182,13 +197,13 @@ class Intake:
                 rejected=too_large(name, size, self.config.max_file_mb).to_dict(),
             )
             return self._settle(record, claimed)
-        sha = self._hash_with_retries(claimed)
+        sha = hash_claimed(claimed, self.config.max_attempts)
         record = self.ledger.receive(
             original_name=name, kind=kind, size_bytes=size, sha256=sha, processing_path=claimed
         )
         if record.state == DUPLICATE:
             return self._settle(record, claimed)
-        return self._process(record, claimed)
+        return self._process(record, claimed, before)
 
     def _continue(self, claimed: Path, kind: str) -> FileRecord:
         """Continue a claimed file from wherever its ledger row says it stopped."""
@@ -199,17 +214,6 @@ class Intake:
         if record.state == RECEIVED:
             return self._process(record, claimed)
         return self._settle(record, claimed)
-
-    def _hash_with_retries(self, claimed: Path) -> str:
-        """Hash the claimed file, riding out a short-lived lock or permission glitch."""
-        for attempt in range(1, self.config.max_attempts + 1):
-            try:
-                return _sha256(claimed)
-            except (PermissionError, BlockingIOError):
-                if attempt >= self.config.max_attempts:
-                    raise
-                time.sleep(backoff(attempt))
-        raise AssertionError("unreachable")  # pragma: no cover
 
     def _reject_uncopied(self, path: Path, kind: str, size: int) -> FileRecord:
         """Quarantine-record an oversized file for take_copy without copying gigabytes."""
@@ -227,8 +231,14 @@ class Intake:
 
     # -- processing --------------------------------------------------------------------------
 
-    def _process(self, record: FileRecord, claimed: Path) -> FileRecord:
-        """Read, normalize and write the lake file, retrying transient failures."""
+    def _process(
+        self, record: FileRecord, claimed: Path, before: Signature | None = None
+    ) -> FileRecord:
+        """Read, normalize and write the lake file, retrying transient failures.
+
+        ``before`` is the claimed file's (size, mtime) when it was hashed; a drop resumed after
+        a crash is judged from the start of its attempt (its size still checked against the row).
+        """
         while True:
             attempt = self.ledger.start_attempt(record.id)
             if attempt > self.config.max_attempts:
@@ -241,6 +251,7 @@ class Intake:
                     ),
                 )
             try:
+                before = before or signature(claimed)
                 outcome = write_lake_file(self.config, self.ledger, record, claimed)
             except TRANSIENT as exc:
                 if attempt >= self.config.max_attempts:
@@ -266,9 +277,43 @@ class Intake:
                         f"{record.original_name}: {exc}"
                     ),
                 )
+            if changed_since(
+                claimed, before, record.size_bytes
+            ):  # before the commit: only whole content lands
+                record, before = self._retake(record, claimed), None
+                if record.state != RECEIVED:
+                    return self._settle(record, claimed)
+                continue
             if isinstance(outcome, OwnedElsewhere):
                 return self._duplicate_of(record, claimed, outcome.owner)
             return self._accept(record, claimed, outcome)
+
+    def _retake(self, record: FileRecord, claimed: Path) -> FileRecord:
+        """Drop what was read of a file its writer changed meanwhile; take it again once still.
+
+        The claim is kept (a writer holding the file appends to the claimed inode), so the
+        file waits in processing/ for ``stable_seconds`` with no writer, and the row gets the
+        new size and hash. A file that never settles is quarantined with a word on how to write.
+        """
+        discard_own_lake_file(self.config, record)
+        log.warning(
+            "changed while being read; taking it again once it holds still",
+            extra=_fields(record, size_bytes=record.size_bytes, attempts=record.attempts),
+        )
+        limit = max(60.0, 10 * self.config.stable_seconds)
+        if not wait_until_still(claimed, self.config.stable_seconds, limit):
+            return self._quarantine(
+                record,
+                claimed,
+                RetriesExhaustedError(
+                    f"{record.original_name} was still being written {limit:g} s after it was "
+                    "taken; write it under a .part name and rename it when it is complete"
+                ),
+            )
+        size = claimed.stat().st_size
+        return self.ledger.rehash(
+            record.id, size_bytes=size, sha256=hash_claimed(claimed, self.config.max_attempts)
+        )
 
     # -- endings -----------------------------------------------------------------------------
 
@@ -326,6 +371,7 @@ class Intake:
         if claimed is not None and dest is not None and claimed.exists():
             os.replace(claimed, dest)
             remove_claim_folder(claimed)
+            warn_if_grown(dest, record.size_bytes, _fields(record))
         if record.state == QUARANTINED:
             self._log_quarantined(record)
         elif record.state == DUPLICATE:
@@ -377,12 +423,6 @@ def _check_kind(kind: str) -> None:
 def _fields(record: FileRecord, **more: Any) -> dict[str, Any]:
     """Build the structured log fields naming the drop."""
     return {"file_id": record.id, "file": record.original_name, "kind": record.kind, **more}
-
-
-def _sha256(path: Path) -> str:
-    """Hash a file in chunks, so a large drop never sits in memory."""
-    with open(path, "rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def _bootstrap_files(path: Path) -> list[Path]:

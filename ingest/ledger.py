@@ -364,6 +364,37 @@ class Ledger:
                 conn.execute("SELECT attempts FROM files WHERE id = ?", (file_id,)).fetchone()[0]
             )
 
+    def rehash(self, file_id: int, *, size_bytes: int, sha256: str) -> FileRecord:
+        """Record the new content of a received drop that changed while it was being read.
+
+        Dedupe is decided again in the same transaction, as ``receive`` does: the drop becomes
+        a ``duplicate`` when an earlier live drop of its kind already has the new content.
+        """
+        now = utc_now()
+        with self._write() as conn:
+            cur = conn.execute(
+                "UPDATE files SET size_bytes = ?, sha256 = ?, updated_at = ? "
+                "WHERE id = ? AND state = 'received'",
+                (size_bytes, sha256, now, file_id),
+            )
+            if cur.rowcount == 0:
+                _refuse(conn, file_id, "record new content for")
+            record = self._require(conn, file_id)
+            earlier = _first_live(conn, record.kind, sha256, before=file_id)
+            if earlier is not None:
+                conn.execute(
+                    "UPDATE files SET state = ?, duplicate_of = ?, archive_path = ?, "
+                    "finished_at = ? WHERE id = ?",
+                    (
+                        DUPLICATE,
+                        earlier.id,
+                        f"archive/{file_id}__{record.original_name}",
+                        now,
+                        file_id,
+                    ),
+                )
+            return self._require(conn, file_id)
+
     def mark_normalized(
         self,
         file_id: int,

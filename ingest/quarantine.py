@@ -4,7 +4,8 @@ The record says what is wrong with the file (the ledger's error: code, message, 
 expected) and what its owner should do about it. It is written whole or not at all (a dotted
 temporary, then ``os.replace``) after the ledger commits the rejection, and rewritten from the
 ledger row by ``Intake.resume`` when a crash cut it short. The intake's own rejection wording
-(a file over the size cap) lives here too.
+(a file over the size cap, a symbolic link) lives here too, and so does the refusal of a link:
+the link itself is moved, never followed.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from ingest.errors import FileTooLargeError
-from ingest.ledger import FileRecord
+from ingest.config import IngestConfig
+from ingest.errors import FileTooLargeError, IngestError
+from ingest.ledger import FileRecord, Ledger
 
 ERROR_SUFFIX = ".error.json"
 
@@ -44,6 +46,7 @@ HINTS: dict[str, str] = {
     "file again.",
     "retries_exhausted": "The file could not be read after several tries (locked, removed "
     "while being read, or it stopped the service). Check it opens and drop it again.",
+    "symlink": "Copy or move the file itself into the inbox; a link is never followed.",
     "internal": "dropscore failed on this file in a way it did not expect. Report it with this "
     "record and the file; dropping it again will fail the same way until that is fixed.",
 }
@@ -66,6 +69,36 @@ def too_large(name: str, size: int, limit_mb: float) -> FileTooLargeError:
         f"{name} is {_human_size(size)}, over the {limit_mb:g} MB limit",
         expected=f"at most {limit_mb:g} MB ([ingest] max_file_mb)",
     )
+
+
+class SymlinkRefusedError(IngestError):
+    """A symbolic link dropped into an inbox: what it points at is never read."""
+
+    code = "symlink"
+
+
+def refuse_link(config: IngestConfig, ledger: Ledger, link: Path, kind: str) -> FileRecord:
+    """Record a symbolic link as quarantined and move the link itself (not its target) aside.
+
+    Nothing is read through the link: a link could make us ingest a file its producer could not
+    have copied into the inbox. The row is committed first, then the link is renamed to where
+    the row says, then its error record is written.
+    """
+    record = ledger.receive(
+        original_name=link.name,
+        kind=kind,
+        size_bytes=None,
+        sha256=None,
+        processing_path=None,
+        rejected=SymlinkRefusedError(
+            "symbolic links are not taken: copy or move the file itself into the inbox"
+        ).to_dict(),
+    )
+    dest = config.quarantine / filed_name(record)
+    with contextlib.suppress(FileNotFoundError):  # removed meanwhile: the row still says why
+        os.rename(link, dest)  # rename moves the link, never the file it points at
+    write_error_record(config.quarantine, record)
+    return record
 
 
 def _human_size(size: int) -> str:

@@ -26,9 +26,11 @@ from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
 
+from ingest.claims import held_for_writing
 from ingest.config import KINDS, IngestConfig
 from ingest.formats import is_unfinished_name
 from ingest.intake import Intake
+from ingest.markers import OrphanMarkers, file_marker, is_marker, is_ready, marked_file
 
 log = logging.getLogger("dropscore.ingest")
 
@@ -121,10 +123,11 @@ class _Inboxes:
 class _Handler(FileSystemEventHandler):
     """Turns watchdog events into candidates; it never raises, never reads a file."""
 
-    def __init__(self, inboxes: _Inboxes, kind_of: dict[Path, str]) -> None:
+    def __init__(self, inboxes: _Inboxes, kind_of: dict[Path, str], marker: str) -> None:
         super().__init__()
         self._inboxes = inboxes
         self._kind_of = kind_of
+        self._marker = marker
 
     def dispatch(self, event: FileSystemEvent) -> None:
         """Record arrivals: created, modified, closed, and the destination of a move."""
@@ -133,6 +136,8 @@ class _Handler(FileSystemEventHandler):
                 return
             raw = event.dest_path if event.event_type == "moved" else event.src_path
             path = Path(os.fsdecode(raw))
+            if is_marker(path, self._marker):  # a ready marker makes its file worth a look
+                path = marked_file(path, self._marker)
             kind = self._kind_of.get(path.parent)
             if kind is not None and not is_unfinished_name(path.name):
                 self._inboxes.note(path, kind)
@@ -141,16 +146,16 @@ class _Handler(FileSystemEventHandler):
 
 
 def _signature(path: Path) -> Signature | None:
-    """Return (size, mtime) of a regular file, or None if gone, a folder or a symlink.
+    """Return (size, mtime) of a regular file or of a link itself, or None if gone or a folder.
 
-    Symlinks are never taken: a link dropped into an inbox must not make us read a file the
-    producer could not have copied there.
+    A symbolic link is never followed (``lstat``): the intake refuses it, recorded in the
+    ledger and moved out of the inbox, without reading what it points at.
     """
     try:
         st = path.lstat()
     except OSError:
         return None
-    if not stat.S_ISREG(st.st_mode):
+    if not (stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode)):
         return None
     return st.st_size, st.st_mtime_ns
 
@@ -161,12 +166,19 @@ def _iso(timestamp: float | None) -> str | None:
 
 
 def _opens(path: Path) -> bool:
-    """Tell whether the file can be opened for reading now (a writer may hold it locked)."""
+    """Tell whether the file can be opened for reading now and no writer still holds it open.
+
+    A writer that pauses longer than ``stable_seconds`` with the file open keeps it here. A
+    link is never opened (it could point at a FIFO): it is refused without reading.
+    """
+    if path.is_symlink():
+        return True
     try:
         with open(path, "rb"):
-            return True
+            pass
     except OSError:
         return False
+    return not held_for_writing(path)
 
 
 class Watcher:
@@ -188,6 +200,7 @@ class Watcher:
         self._started = False
         self._observer_retry_at = 0.0
         self._tick = max(0.02, min(0.1, config.stable_seconds / 5))
+        self._orphans = OrphanMarkers(config.ready_marker)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -270,7 +283,7 @@ class Watcher:
     def _schedule(self, observer: BaseObserver, kind: str) -> BaseObserver:
         """Watch both inboxes (not recursively) with one handler and start the observer."""
         kind_of = {self.config.inbox(k): k for k in KINDS}
-        handler = _Handler(self._inboxes, kind_of)
+        handler = _Handler(self._inboxes, kind_of, self.config.ready_marker)
         observer.daemon = True
         try:
             for folder in kind_of:
@@ -363,8 +376,13 @@ class Watcher:
             except OSError as exc:
                 log.warning("cannot list inbox", extra={"kind": kind, "error": str(exc)})
                 continue
+            self._orphans.check([Path(e.path) for e in entries], kind)
             for entry in entries:
-                if is_unfinished_name(entry.name) or not entry.is_file(follow_symlinks=False):
+                if is_marker(Path(entry.name), self.config.ready_marker):
+                    continue  # never a drop; its file is looked at on its own
+                if is_unfinished_name(entry.name) or not (
+                    entry.is_file(follow_symlinks=False) or entry.is_symlink()
+                ):
                     continue
                 path = Path(entry.path)
                 failed = self._inboxes.failed_as(path)
@@ -380,8 +398,8 @@ class Watcher:
         now = time.monotonic()
         for path, cand in self._inboxes.snapshot():
             sig = _signature(path)
-            if sig is None:
-                self._inboxes.forget(path)
+            if sig is None or not (path.is_symlink() or is_ready(path, self.config.ready_marker)):
+                self._inboxes.forget(path)  # gone, or waiting for its marker (which notes it)
             elif sig != cand.signature:
                 cand.signature, cand.since = sig, now
             elif self._held_still(cand, sig, now) and _opens(path) and self._inboxes.promote(path):
@@ -430,7 +448,8 @@ class Watcher:
             return
         failed: Signature | None = None
         try:
-            self.intake.take(path, kind)
+            record = self.intake.take(path, kind)
+            file_marker(self.intake.ledger, record, path, self.config.ready_marker)
         except FileNotFoundError:
             log.info("vanished before it was claimed", extra={"file": path.name, "kind": kind})
         except Exception as exc:

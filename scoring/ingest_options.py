@@ -25,6 +25,7 @@ def ingest_config(settings: Settings) -> IngestConfig:
         rescan_seconds=s.rescan_seconds,
         poll=s.poll,
         max_file_mb=s.max_file_mb,
+        ready_marker=s.ready_marker,
         read=_read_options(settings, s.batch_rows),
     )
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ingest.config import ReadOptions
+from ingest.config import MARKERS, ReadOptions
 from ingest.layout import DataLayout
 from scoring.lifecycle.estimators import check_estimator_name, check_estimator_params
 
@@ -74,9 +74,7 @@ class TrainingSettings:
     max_rows: int = _f(
         1_000_000, "most rows a retrain reads: a reproducible (stratified) sample beyond", ge=2
     )
-    promote: str = _f(
-        "not_worse", "promotion rule", choices=("always", "not_worse", "never")
-    )
+    promote: str = _f("not_worse", "promotion rule", choices=("always", "not_worse", "never"))
     tolerance: float = _f(0.0, "how much worse (primary metric) a new model may be", ge=0.0)
     bootstrap_data: Path | None = _f(
         None, "labelled file taken into the empty training lake at first start"
@@ -104,6 +102,9 @@ class IngestSettings:
     csv_encodings: list[str] = _f(["cp1252", "latin-1"], "encodings tried after UTF-8")
     batch_rows: int = _f(
         ReadOptions.batch_rows, "rows per batch when a drop is read; bounds memory", ge=1
+    )
+    ready_marker: str = _f(
+        "", "take <name> only once <name><marker> exists; empty is off", choices=MARKERS
     )
 
 
@@ -261,9 +262,7 @@ def _build_section(section: str, values: Mapping[str, Any], base: Path) -> Any:
     kwargs = {}
     for key, value in values.items():
         if key not in fields:
-            raise SettingsError(
-                f"[{section}] {key}: unknown key; expected one of {sorted(fields)}"
-            )
+            raise SettingsError(f"[{section}] {key}: unknown key; expected one of {sorted(fields)}")
         kwargs[key] = _coerce(f"[{section}] {key}", value, hints[key], fields[key].metadata, base)
     return cls(**kwargs)
 

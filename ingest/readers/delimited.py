@@ -13,6 +13,7 @@ from __future__ import annotations
 import codecs
 import contextlib
 import csv
+import dataclasses
 import functools
 import gzip
 import io
@@ -167,6 +168,7 @@ class _CsvPlan:
     multiline: bool
     block_size: int
     line_feeds: bool = True  # lines end in \n (or \r\n), not a lone \r
+    max_line_bytes: int = 64 << 20  # ReadOptions.max_line_bytes: the block grows up to this
 
 
 CSV_BLOCK_BYTES = 1 << 20
@@ -218,6 +220,7 @@ def _plan_csv(path: Path, preferred: str, options: ReadOptions) -> tuple[_CsvPla
         _has_multiline_values(text, delimiter),
         block,
         "\n" in text,
+        max_line_bytes=options.max_line_bytes,
     )
     return plan, name
 
@@ -226,8 +229,13 @@ _COLUMN_IN_ERROR = re.compile(r"In CSV column #(\d+)")
 _RAGGED_IN_ERROR = re.compile(r"Expected \d+ columns, got \d+")
 
 
-def _open_arrow_csv(plan: _CsvPlan, types: dict[str, pa.DataType]) -> pacsv.CSVStreamingReader:
+def _open_arrow_csv(plan: _CsvPlan, types: dict[str, pa.DataType]) -> _GrowingReader:
     """Start pyarrow's streaming CSV reader with the sniffed settings and pinned types."""
+    return _GrowingReader(plan, types)
+
+
+def _arrow_csv(plan: _CsvPlan, types: dict[str, pa.DataType]) -> pacsv.CSVStreamingReader:
+    """Open pyarrow's streaming CSV reader once, with the plan's block size."""
     compression = "gzip" if is_gzipped(plan.path) else None
     source = pa.input_stream(str(plan.path), compression=compression)
     encoding = "utf8" if plan.encoding in ("utf-8", "utf-8-sig") else plan.encoding
@@ -243,6 +251,62 @@ def _open_arrow_csv(plan: _CsvPlan, types: dict[str, pa.DataType]) -> pacsv.CSVS
             decimal_point=plan.decimal,
         ),
     )
+
+
+class _GrowingReader:
+    """pyarrow's streaming CSV reader that reads lines longer than its block.
+
+    pyarrow refuses a line longer than the block ("straddling object straddles two block
+    boundaries"). Then the file is opened again with a block twice as large, every column pinned
+    to the type already handed out, and the rows already emitted skipped; past
+    ``max_line_bytes`` the file is refused in plain words. Memory grows only for such files.
+    """
+
+    def __init__(self, plan: _CsvPlan, types: dict[str, pa.DataType]) -> None:
+        self._plan = plan
+        self._types = dict(types)
+        self._reader = self._open()
+        self.schema = self._reader.schema
+
+    def _open(self) -> pacsv.CSVStreamingReader:
+        """Open with the current block, doubling it while the first block holds no whole line."""
+        while True:
+            try:
+                return _arrow_csv(self._plan, self._types)
+            except pa.ArrowInvalid as exc:
+                self._grow(exc)
+
+    def _grow(self, exc: pa.ArrowInvalid) -> None:
+        """Double the block for a line longer than it, or refuse past the limit; re-raise else."""
+        if "straddling" not in str(exc):
+            raise exc
+        limit = self._plan.max_line_bytes
+        if self._plan.block_size >= limit:
+            raise MalformedFileError(
+                f"a line is longer than {_mib(limit)}; dropscore reads lines up to {_mib(limit)}",
+                expected=f"lines of at most {_mib(limit)}",
+            ) from exc
+        block = min(self._plan.block_size * 2, limit)
+        log.info("csv block grown for a long line", extra={"file": self._plan.path.name})
+        self._plan = dataclasses.replace(self._plan, block_size=block)
+
+    def __iter__(self) -> Iterator[pa.RecordBatch]:
+        emitted = 0
+        while True:
+            try:
+                for batch in self._reader:
+                    emitted += batch.num_rows
+                    yield batch
+                return
+            except pa.ArrowInvalid as exc:
+                self._grow(exc)
+                self._types = {f.name: f.type for f in self.schema}
+                self._reader = _Skipping(self._open(), emitted)  # type: ignore[assignment]
+
+
+def _mib(size: int) -> str:
+    """Say a byte count in MiB (or KiB when smaller), as the refusal states the limit."""
+    return f"{size / (1 << 20):g} MiB" if size >= 1 << 20 else f"{size / 1024:g} KiB"
 
 
 def find_ragged_row(plan: _CsvPlan) -> RaggedRowsError | None:

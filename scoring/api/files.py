@@ -153,10 +153,15 @@ def _record(ledger: Any, file_id: int) -> Any:
 
 
 def _stored(ledger: Any, stored: str | None, file_id: int, what: str) -> Path:
-    """Resolve a ledger path, refusing anything outside the data folder or no longer there."""
+    """Resolve a ledger path, refusing anything outside the data folder or no longer there.
+
+    A quarantined symbolic link is refused too: nothing is ever read through a dropped link.
+    """
     path = ledger.resolve(stored)
     root = ledger.data_dir.resolve()
-    if path is None or not path.resolve().is_relative_to(root) or not path.is_file():
+    if path is None or path.is_symlink() or not path.resolve().is_relative_to(root):
+        raise NotFound(f"file {file_id} has no {what} on disk")
+    if not path.is_file():
         raise NotFound(f"file {file_id} has no {what} on disk")
     return path
 
