@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ingest.intake import DEFAULT_HINT, HINTS
 from ingest.ledger import QUARANTINED, STATES
+from ingest.quarantine import DEFAULT_HINT, HINTS
 from scoring.api import health
 from scoring.api.context import Services
 from scoring.api.pages import plots
