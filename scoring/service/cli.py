@@ -277,7 +277,10 @@ def _progress(total: int | None) -> Any:
 def models(click_ctx: click.Context) -> None:
     """List model versions; `show V` inspects one, `promote V` makes it champion."""
     if click_ctx.invoked_subcommand is None:
-        registry = _registry(click_ctx.find_object(Context).settings)
+        ctx = click_ctx.find_object(Context)
+        if ctx is None:  # `main` always sets one; only a caller invoking this group alone has none
+            raise click.UsageError("run this as `dropscore models`")
+        registry = _registry(ctx.settings)
         rows = [["version", "status", "created", "estimator", "metrics", "reason", "promoted by"]]
         for m in registry.list():
             metrics = " ".join(f"{k}={_fmt(v)}" for k, v in m.metrics.items())

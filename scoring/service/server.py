@@ -24,15 +24,18 @@ log = logging.getLogger("dropscore.server")
 
 def serve_threaded(app: Flask, host: str, port: int, threads: int) -> None:
     """Serve until SIGTERM or SIGINT; in-flight requests finish before this returns."""
-    from waitress import create_server
+    from waitress.server import MultiSocketServer, create_server
 
     server = create_server(
         app, host=host, port=port, threads=threads, ident="dropscore", channel_timeout=120
     )
-    log.info(
-        "listening",
-        extra={"url": f"http://{host}:{server.effective_port}", "threads": threads},
-    )
+    # a host that resolves to several addresses ("localhost" → 127.0.0.1 and ::1) gets one
+    # socket each, behind a MultiSocketServer that has no effective_port of its own
+    if isinstance(server, MultiSocketServer):
+        bound = server.effective_listen[0][1]
+    else:
+        bound = server.effective_port  # type: ignore[attr-defined]  # types-waitress omits it
+    log.info("listening", extra={"url": f"http://{host}:{bound}", "threads": threads})
     _exit_on_sigterm()
     server.run()  # returns after SystemExit/KeyboardInterrupt, once its threads drained
 
