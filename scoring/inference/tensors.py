@@ -54,7 +54,7 @@ class Tensor:
 class InferRequest:
     id: str | None
     inputs: list[Tensor]
-    outputs: dict[str, bool] | None  # requested output name → binary?; None: all outputs
+    outputs: dict[str, bool | None] | None  # requested name → binary? (None: default); None: all
     binary_default: bool
 
 

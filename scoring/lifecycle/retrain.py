@@ -100,9 +100,8 @@ def train_and_decide(
             "reason": decision.reason,
         },
     )
-    return Outcome(
-        version, _clean(result.metrics), champion, champion_metrics, decision, card
-    )
+    champion_clean = None if champion_metrics is None else _clean(champion_metrics)
+    return Outcome(version, _clean(result.metrics), champion, champion_clean, decision, card)
 
 
 def apply(outcome: Outcome, registry: Registry) -> None:
@@ -141,7 +140,7 @@ def _too_few(data: TrainingData, settings: Settings) -> str:
 
 def _champion_metrics(
     registry: Registry, version: int, result: TrainResult
-) -> dict[str, float | None] | None:
+) -> dict[str, float] | None:
     """Score the champion on the new model's hold-out; None when its features are gone."""
     try:
         card = registry.card(version)
