@@ -123,6 +123,7 @@ class FileRecord:
 
     @property
     def file_id(self) -> int:
+        """Return the ledger id under the name the API and logs use."""
         return self.id
 
     @property
