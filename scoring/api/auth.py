@@ -28,7 +28,6 @@ class SessionAuth(Protocol):
     def blueprint(self) -> str:
         """Name the blueprint whose requests without a session are sent to log in."""
 
-
     def identify(self, ring: KeyRing) -> Identity | None:
         """Return the key behind this request's session, or None."""
 

@@ -71,6 +71,7 @@ def _last_retrain(s: Services) -> dict | None:
     },
 )
 def ready() -> Response:
+    """Answer 200 only once a model can score, so a load balancer waits for it."""
     model = services().champion.peek()
     if model is None:
         return json_error(503, "no_model", "no model is loaded yet")

@@ -29,6 +29,8 @@ ModelSource = Callable[[], LoadedModel | None]
 
 
 class MissingFeatureColumns(IngestError):
+    """A score drop lacks a feature column the champion needs."""
+
     code = "missing_features"
 
 

@@ -37,6 +37,8 @@ class TrainingRefused(Exception):
 
 @dataclass
 class Outcome:
+    """What a retrain decided, sent from the trainer process back to the parent."""
+
     version: int
     metrics: dict[str, float | None]
     champion_version: int | None
@@ -50,6 +52,7 @@ class Outcome:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Outcome:
+        """Rebuild an outcome from the JSON the trainer process wrote."""
         return cls(**{**data, "decision": Decision(**data["decision"])})
 
 

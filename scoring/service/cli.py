@@ -27,6 +27,7 @@ class Context:
 
     @property
     def settings(self) -> Settings:
+        """Load the settings file on first use and keep it; a bad file is a clean error."""
         if self._settings is None:
             path = self.path
             if path is None and Path(DEFAULT_SETTINGS).is_file():
