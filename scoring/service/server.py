@@ -12,32 +12,43 @@ import logging
 import os
 import signal
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flask import Flask
 
 from scoring.api.monitoring import MULTIPROC_ENV
 from scoring.settings import Settings
 
+if TYPE_CHECKING:
+    from waitress.server import BaseWSGIServer, MultiSocketServer
+
 log = logging.getLogger("dropscore.server")
 
 
 def serve_threaded(app: Flask, host: str, port: int, threads: int) -> None:
     """Serve until SIGTERM or SIGINT; in-flight requests finish before this returns."""
-    from waitress.server import MultiSocketServer, create_server
+    from waitress.server import create_server
 
     server = create_server(
         app, host=host, port=port, threads=threads, ident="dropscore", channel_timeout=120
     )
-    # a host that resolves to several addresses ("localhost" → 127.0.0.1 and ::1) gets one
-    # socket each, behind a MultiSocketServer that has no effective_port of its own
-    if isinstance(server, MultiSocketServer):
-        bound = server.effective_listen[0][1]
-    else:
-        bound = server.effective_port  # type: ignore[attr-defined]  # types-waitress omits it
-    log.info("listening", extra={"url": f"http://{host}:{bound}", "threads": threads})
+    url = f"http://{host}:{bound_port(server)}"
+    log.info("listening", extra={"url": url, "threads": threads})
     _exit_on_sigterm()
     server.run()  # returns after SystemExit/KeyboardInterrupt, once its threads drained
+
+
+def bound_port(server: MultiSocketServer | BaseWSGIServer) -> int:
+    """Return the port waitress bound (port 0 picks one), also when it opened several sockets.
+
+    A host that resolves to several addresses ("localhost" → 127.0.0.1 and ::1) gets a socket
+    each, behind a MultiSocketServer that has no ``effective_port`` of its own.
+    """
+    from waitress.server import MultiSocketServer
+
+    if isinstance(server, MultiSocketServer):
+        return int(server.effective_listen[0][1])
+    return int(server.effective_port)  # type: ignore[attr-defined]  # types-waitress omits it
 
 
 def _exit_on_sigterm() -> None:
