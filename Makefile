@@ -19,15 +19,18 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/python -m pytest
 
 # The suite without the end-to-end tests that start real processes (marked `slow`).
 test-fast: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -m "not slow"
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 # `make bench`: every bench at a small size (minutes); `make bench FULL=1` or `make bench-full`:
 # the sizes the goals are stated at (5M rows, ~1 GB CSV; 15 s load runs). Each bench prints the

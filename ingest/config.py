@@ -52,10 +52,12 @@ class IngestConfig:
 
     @property
     def data_dir(self) -> Path:
+        """Return the data root every ingest folder lives under."""
         return self.layout.root
 
     @property
     def db_path(self) -> Path:
+        """Return the SQLite file holding the ledger."""
         return self.layout.db_path
 
     def inbox(self, kind: str) -> Path:
@@ -68,14 +70,17 @@ class IngestConfig:
 
     @property
     def processing(self) -> Path:
+        """Return where claimed files wait while they are read."""
         return self.layout.processing
 
     @property
     def archive(self) -> Path:
+        """Return where originals go once their drop is in the lake."""
         return self.layout.archive
 
     @property
     def quarantine(self) -> Path:
+        """Return where rejected files go, each beside its error record."""
         return self.layout.quarantine
 
     def make_dirs(self) -> None:

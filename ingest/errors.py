@@ -40,14 +40,20 @@ class IngestError(Exception):
 
 
 class EmptyFileError(IngestError):
+    """The file has no bytes at all."""
+
     code = "empty_file"
 
 
 class NoRowsError(IngestError):
+    """The file has a header, or nothing readable, but no data rows."""
+
     code = "no_rows"
 
 
 class UnsupportedFormatError(IngestError):
+    """Neither the name nor the bytes match a format dropscore reads."""
+
     code = "unsupported_format"
 
 
@@ -64,18 +70,26 @@ class MalformedFileError(IngestError):
 
 
 class RaggedRowsError(IngestError):
+    """A record has a different number of fields than the header."""
+
     code = "ragged_rows"
 
 
 class TooManyColumnsError(IngestError):
+    """The file has more columns than ingest accepts."""
+
     code = "too_many_columns"
 
 
 class FileTooLargeError(IngestError):
+    """The file is bigger than ``[ingest] max_file_mb``."""
+
     code = "file_too_large"
 
 
 class ZipBombError(IngestError):
+    """A workbook whose archive would expand far beyond its size on disk."""
+
     code = "zip_bomb"
 
 

@@ -80,7 +80,7 @@ def write_lake_file(
     return Normalized(
         rows=rows,
         columns=len(table.column_map),
-        format=getattr(raw.format, "value", raw.format),
+        format=raw.format.value,
         encoding=raw.encoding,
         delimiter=raw.delimiter,
         column_map=dict(table.column_map),

@@ -12,6 +12,7 @@ so ``GET /files`` never shows a server's absolute layout; ``Ledger.resolve`` tur
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import json
 import sqlite3
@@ -122,6 +123,7 @@ class FileRecord:
 
     @property
     def file_id(self) -> int:
+        """Return the ledger id under the name the API and logs use."""
         return self.id
 
     @property
@@ -271,7 +273,7 @@ class Ledger:
             ).fetchone()
         return FileRecord.from_row(row) if row else None
 
-    def pending_score(self, limit: int | None = None) -> list[FileRecord]:
+    def pending_score(self, limit: int | None = None) -> builtins.list[FileRecord]:
         """Return normalized score drops with no output yet, oldest first, for the sweep."""
         with self._read() as conn:
             rows = conn.execute(

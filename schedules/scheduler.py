@@ -214,6 +214,7 @@ class Schedule:
             log.info("scheduler stopped")
 
     def alive(self) -> bool:
+        """Tell whether the scheduler thread is running, for /health."""
         scheduler = self._scheduler
         thread = getattr(scheduler, "_thread", None)
         return bool(scheduler and scheduler.running and thread and thread.is_alive())
@@ -232,6 +233,7 @@ class Schedule:
         ]
 
     def counts(self) -> dict[str, dict[str, int]]:
+        """Return each job's run counts by outcome, copied under the lock."""
         with self._lock:
             return {job: dict(c) for job, c in self._tally.counts.items()}
 

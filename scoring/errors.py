@@ -10,6 +10,8 @@ from typing import Any
 
 
 class DropscoreError(Exception):
+    """An error a client caused or must know about; carries its HTTP status and code."""
+
     status = 500
     code = "internal_error"
 
@@ -19,14 +21,19 @@ class DropscoreError(Exception):
         self.details = details or []
 
     def body(self) -> dict[str, Any]:
+        """Return the JSON error body every error path answers with."""
         return error_body(self.code, self.message, self.details)
 
 
 class BadRequest(DropscoreError):
+    """The request cannot be read (bad JSON, a bad parameter)."""
+
     status, code = 400, "bad_request"
 
 
 class Unauthorized(DropscoreError):
+    """No API key, or one that does not work."""
+
     status, code = 401, "unauthorized"
 
 
@@ -37,26 +44,38 @@ class Forbidden(DropscoreError):
 
 
 class NotFound(DropscoreError):
+    """The named resource does not exist."""
+
     status, code = 404, "not_found"
 
 
 class Conflict(DropscoreError):
+    """The request clashes with the current state (e.g. a retrain already running)."""
+
     status, code = 409, "conflict"
 
 
 class PayloadTooLarge(DropscoreError):
+    """The body or file is bigger than the server accepts."""
+
     status, code = 413, "too_large"
 
 
 class UnsupportedMediaType(DropscoreError):
+    """The body's content type is not one this endpoint reads."""
+
     status, code = 415, "unsupported_media_type"
 
 
 class ValidationFailed(DropscoreError):
+    """The request was read but its content is wrong; details say where."""
+
     status, code = 422, "invalid_input"
 
 
 class NoModel(DropscoreError):
+    """No champion is loaded yet, so nothing can be scored."""
+
     status, code = 503, "no_model"
 
 

@@ -10,6 +10,7 @@ hashed in memory at start and never written anywhere.
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import hmac
 import logging
@@ -141,7 +142,7 @@ class KeyStore:
             ).fetchall()
         return [KeyInfo(r["name"], r["role"], r["created_at"], r["revoked_at"]) for r in rows]
 
-    def live_hashes(self) -> list[tuple[bytes, Identity]]:
+    def live_hashes(self) -> builtins.list[tuple[bytes, Identity]]:
         """Return the hash and identity of every key that works now."""
         with self._db() as conn:
             rows = conn.execute(

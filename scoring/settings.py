@@ -52,11 +52,15 @@ def _f(default: Any, help: str, **checks: Any) -> Any:
 
 @dataclass(frozen=True)
 class PathsSettings:
+    """``[paths]``: where dropscore keeps its data."""
+
     data_dir: Path = _f(Path("data"), "folder for inbox/, lake/, outbox/, models/ and state.db")
 
 
 @dataclass(frozen=True)
 class ModelSettings:
+    """``[model]``: what the model predicts, from which columns, with what."""
+
     target: str = _f("target", "column the model learns to predict")
     features: list[str] = _f([], "feature columns; empty means every column but target and ids")
     id_columns: list[str] = _f([], "columns that identify rows and are never used as features")
@@ -68,6 +72,8 @@ class ModelSettings:
 
 @dataclass(frozen=True)
 class TrainingSettings:
+    """``[training]``: when retrains run and what a new model must beat."""
+
     schedule: str = _f("0 2 * * *", "cron expression for the nightly retrain")
     timezone: str = _f("UTC", "IANA time zone the schedule is read in")
     min_rows: int = _f(20, "fewest training rows a retrain accepts", ge=2)
@@ -83,6 +89,8 @@ class TrainingSettings:
 
 @dataclass(frozen=True)
 class ScoringSettings:
+    """``[scoring]``: how drops are scored and written."""
+
     on_arrival: bool = _f(True, "score each drop in inbox/score/ as soon as it is ingested")
     sweep_seconds: int = _f(60, "how often the sweep scores drops that have no output", ge=1)
     batch_rows: int = _f(100_000, "rows per batch in bulk scoring; bounds memory", ge=1)
@@ -93,6 +101,8 @@ class ScoringSettings:
 
 @dataclass(frozen=True)
 class IngestSettings:
+    """``[ingest]``: how the watcher notices files and what it accepts."""
+
     stable_seconds: float = _f(2.0, "size and mtime must hold still this long", ge=0.0)
     rescan_seconds: float = _f(30.0, "full rescan of the inboxes, for missed events", gt=0.0)
     poll: bool = _f(False, "use the polling observer (network shares)")
@@ -110,6 +120,8 @@ class IngestSettings:
 
 @dataclass(frozen=True)
 class ServerSettings:
+    """``[server]``: where the API listens and what one request may ask."""
+
     host: str = _f("127.0.0.1", "address the API listens on")
     port: int = _f(8000, "port the API listens on", ge=0, le=65535)
     workers: int = _f(2, "worker processes for `dropscore api`", ge=1)
@@ -124,6 +136,8 @@ class ServerSettings:
 
 @dataclass(frozen=True)
 class Settings:
+    """Every section of ``settings.toml``, validated; one object for all of dropscore."""
+
     paths: PathsSettings = field(default_factory=PathsSettings)
     model: ModelSettings = field(default_factory=ModelSettings)
     training: TrainingSettings = field(default_factory=TrainingSettings)
@@ -139,14 +153,17 @@ class Settings:
 
     @property
     def data_dir(self) -> Path:
+        """Return the data root from ``[paths]``."""
         return self.paths.data_dir
 
     @property
     def db_path(self) -> Path:
+        """Return the SQLite file that holds dropscore's state."""
         return self.layout.db_path
 
     @property
     def models_dir(self) -> Path:
+        """Return the registry's folder."""
         return self.layout.models
 
 

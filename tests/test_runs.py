@@ -233,3 +233,18 @@ def test_cli_train_skips_unchanged_data_and_runs_lists_every_run(tmp_path, monke
     shown = json.loads(run("runs", "2").output)
     assert shown["skip"] == "no_new_data" and shown["version"] is None
     assert run("runs", "9").exit_code == 1
+
+
+def test_a_champion_metric_that_cannot_be_measured_is_null_not_nan(tmp_path):
+    # one hold-out row (20 × 0.05): r2 is undefined for both models; stored and shown as null
+    one_row = make_settings(tmp_path, model={"test_size": 0.05})
+    small = tmp_path / "small.csv"
+    pd.read_csv(SAMPLE).head(20).to_csv(small, index=False)
+    take(one_row, small)
+    registry = registry_of(one_row)
+    run_retrain(one_row, registry, "cli")
+    run = run_retrain(one_row, registry, "cli", force=True)
+    assert run.state == "succeeded", run.reason
+    assert run.champion_version == 1
+    assert run.metrics["r2"] is None and run.champion_metrics["r2"] is None
+    json.dumps(RunStore(one_row.db_path).get(run.id).to_dict(), allow_nan=False)

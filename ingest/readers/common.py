@@ -81,10 +81,10 @@ def is_gzipped(path: Path) -> bool:
     return path.name.lower().endswith(".gz")
 
 
-def open_bytes(path: Path) -> io.BufferedIOBase:
+def open_bytes(path: Path) -> gzip.GzipFile | io.BufferedReader:
     """Open the file's bytes, decompressing gzip transparently."""
     if is_gzipped(path):
-        return gzip.open(path, "rb")  # type: ignore[return-value]
+        return gzip.open(path, "rb")
     return path.open("rb")
 
 

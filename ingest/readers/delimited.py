@@ -301,7 +301,7 @@ class _GrowingReader:
             except pa.ArrowInvalid as exc:
                 self._grow(exc)
                 self._types = {f.name: f.type for f in self.schema}
-                self._reader = _Skipping(self._open(), emitted)  # type: ignore[assignment]
+                self._reader = _Skipping(self._open(), emitted)
 
 
 def _mib(size: int) -> str:

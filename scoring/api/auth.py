@@ -13,6 +13,7 @@ import sqlite3
 from typing import Protocol
 
 from flask import Flask, Response, g, request
+from werkzeug.wrappers import Response as BaseResponse
 
 from scoring.audit import AuditEntry, AuditLog
 from scoring.errors import Forbidden, Unauthorized
@@ -23,12 +24,14 @@ from scoring.settings import Settings
 class SessionAuth(Protocol):
     """A second proof besides the bearer key: the dashboard's signed session (and CSRF token)."""
 
-    blueprint: str  # requests of this blueprint without a session are sent to log in
+    @property
+    def blueprint(self) -> str:
+        """Name the blueprint whose requests without a session are sent to log in."""
 
     def identify(self, ring: KeyRing) -> Identity | None:
         """Return the key behind this request's session, or None."""
 
-    def login_redirect(self) -> Response:
+    def login_redirect(self) -> BaseResponse:
         """Answer a page request that has no session."""
 
 log = logging.getLogger("dropscore.audit")
@@ -145,7 +148,7 @@ def register_auth(app: Flask, settings: Settings, sessions: SessionAuth | None =
     trail = AuditLog(settings.db_path)
 
     @app.before_request
-    def _authenticate() -> Response | None:
+    def _authenticate() -> BaseResponse | None:
         if request.endpoint in OPEN_ENDPOINTS:
             return None
         need = required_role(request.endpoint)

@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 
 @dataclass
 class Services:
+    """The per-app objects (settings, registry, champion, metrics) reached via ``services()``."""
+
     settings: Settings
     registry: Registry
     champion: ChampionHolder
@@ -32,4 +34,5 @@ class Services:
 
 
 def services() -> Services:
+    """Return the current app's services; the one accessor views use, no globals."""
     return current_app.extensions["dropscore"]

@@ -134,6 +134,7 @@ DOWNLOAD = {
 @bp.get("/files/<id:file_id>/original")
 @operation("Download a drop's original (archived or quarantined)", responses={200: DOWNLOAD})
 def download_original(file_id: int) -> Response:
+    """Send the file as it was dropped, so a person can fix and re-drop it."""
     path = stored_file(services().ledger, file_id, "original")
     return send_file(path, as_attachment=True, download_name=_name(path), max_age=0)
 
@@ -141,6 +142,7 @@ def download_original(file_id: int) -> Response:
 @bp.get("/files/<id:file_id>/output")
 @operation("Download a scored drop's output", responses={200: DOWNLOAD})
 def download_output(file_id: int) -> Response:
+    """Send the scored output of a drop."""
     path = stored_file(services().ledger, file_id, "output")
     return send_file(path, as_attachment=True, download_name=_name(path), max_age=0)
 

@@ -6,7 +6,7 @@ import os
 
 from flask import Blueprint, Response, jsonify
 
-from scoring.api.context import services
+from scoring.api.context import Services, services
 from scoring.api.errors import json_error
 from scoring.api.openapi import INTEGER, STRING, error_ref, json_response, nullable, obj, operation
 
@@ -54,7 +54,7 @@ def health() -> Response:
     return jsonify(body)
 
 
-def _last_retrain(s) -> dict | None:
+def _last_retrain(s: Services) -> dict | None:
     models = s.registry.list()
     if not models:
         return None
@@ -71,6 +71,7 @@ def _last_retrain(s) -> dict | None:
     },
 )
 def ready() -> Response:
+    """Answer 200 only once a model can score, so a load balancer waits for it."""
     model = services().champion.peek()
     if model is None:
         return json_error(503, "no_model", "no model is loaded yet")

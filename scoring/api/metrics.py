@@ -24,6 +24,7 @@ bp = Blueprint("metrics", __name__)
     },
 )
 def metrics() -> Response:
+    """Expose the Prometheus metrics in the text format scrapers read."""
     return Response(services().monitoring.render(), mimetype=CONTENT_TYPE_LATEST)
 
 

@@ -21,6 +21,8 @@ LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0
 
 
 class Monitoring:
+    """This app's Prometheus registry: request counters, latency and the gauges."""
+
     def __init__(self, gauges: Callable[[], dict[str, Any]]) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self._gauges = gauges
@@ -42,6 +44,7 @@ class Monitoring:
         )
 
     def observe(self, endpoint: str, method: str, status: int, seconds: float) -> None:
+        """Count one answered request and record how long it took."""
         self.requests.labels(endpoint, method, str(status)).inc()
         self.latency.labels(endpoint).observe(seconds)
 

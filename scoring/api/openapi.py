@@ -116,7 +116,7 @@ def operation(
     note = Operation(summary, responses, tuple(errors), tuple(query), body, description)
 
     def attach(view: F) -> F:
-        view.openapi = note  # type: ignore[attr-defined]
+        view.openapi = note  # type: ignore[attr-defined]  # mypy does not model function attributes
         return view
 
     return attach

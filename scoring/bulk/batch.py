@@ -54,11 +54,15 @@ class MissingFeatures(ValidationFailed):
 
 
 class TooManyRows(ValidationFailed):
+    """An uploaded file has more rows than one request may score."""
+
     status, code = 413, "too_large"
 
 
 @dataclass
 class ScoreSummary:
+    """What one bulk scoring produced: row counts, model version, output path."""
+
     rows_scored: int = 0
     rows_failed: int = 0
     model_version: str = ""
@@ -68,6 +72,7 @@ class ScoreSummary:
 
     @property
     def rows(self) -> int:
+        """Return every row read, scored or not."""
         return self.rows_scored + self.rows_failed
 
 

@@ -29,6 +29,8 @@ ModelSource = Callable[[], LoadedModel | None]
 
 
 class MissingFeatureColumns(IngestError):
+    """A score drop lacks a feature column the champion needs."""
+
     code = "missing_features"
 
 
@@ -42,8 +44,11 @@ def score_drop(
     fmt = settings.scoring.output_format
     dst = settings.layout.outbox / output_name(record.original_name, record.id, fmt)
     try:
+        lake = ledger.resolve(record.lake_path)
+        if lake is None:  # a normalized drop always has one; without it there is nothing to read
+            raise LookupError(f"file {record.id} is normalized but has no lake path")
         summary = score_lake_file(
-            ledger.resolve(record.lake_path),
+            lake,
             dst,
             model,
             column_map=record.column_map or {},

@@ -33,6 +33,8 @@ IN_FLIGHT_PER_THREAD = 2
 
 
 class Engine(Protocol):
+    """Runs a function over batches: in this process, or on a dask cluster."""
+
     def map_batches(self, fn: BatchFn[R], batches: Iterable[Any], model: Any) -> Batches[R]:
         """Yield ``fn(batch, model)`` for each batch, in input order."""
         ...

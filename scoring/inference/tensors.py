@@ -44,6 +44,8 @@ HEADER_LENGTH = "Inference-Header-Content-Length"
 
 @dataclass(frozen=True)
 class Tensor:
+    """One request input tensor as sent: name, datatype, shape and flat data."""
+
     name: str
     datatype: str
     shape: tuple[int, ...]
@@ -52,9 +54,11 @@ class Tensor:
 
 @dataclass(frozen=True)
 class InferRequest:
+    """A parsed Open Inference Protocol request: inputs and the outputs asked for."""
+
     id: str | None
     inputs: list[Tensor]
-    outputs: dict[str, bool] | None  # requested output name → binary?; None: all outputs
+    outputs: dict[str, bool | None] | None  # requested name → binary? (None: default); None: all
     binary_default: bool
 
 

@@ -27,6 +27,8 @@ def load_version(registry: Registry, version: int) -> LoadedModel:
 
 
 class ChampionHolder:
+    """The model this process serves, reloaded when the champion pointer moves."""
+
     def __init__(self, registry: Registry, poll_seconds: float = 0.25) -> None:
         self.registry = registry
         self.poll_seconds = poll_seconds
@@ -87,4 +89,5 @@ class ChampionHolder:
                 time.sleep(self.poll_seconds)
 
     def stop(self) -> None:
+        """Stop watching the pointer, so the polling thread ends."""
         self._stop.set()

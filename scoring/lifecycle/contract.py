@@ -27,6 +27,8 @@ Hook = Callable[[FileRecord], None]
 
 
 class MissingTrainingColumns(IngestError):
+    """A training drop lacks the target or a feature column the model is trained on."""
+
     code = "missing_training_columns"
 
 

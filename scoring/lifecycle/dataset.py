@@ -29,6 +29,8 @@ BATCH_ROWS = 65_536
 
 @dataclass
 class TrainingData:
+    """The frame a retrain fits on, and which lake files it came from."""
+
     frame: pd.DataFrame
     file_ids: list[int]
     lake_files: list[str]  # every lake file looked at, used or left out
@@ -38,6 +40,8 @@ class TrainingData:
 
 @dataclass(frozen=True)
 class LakeFile:
+    """A lake file's footer facts, read without loading its rows."""
+
     path: Path
     columns: tuple[str, ...]
     schema: pa.Schema

@@ -15,6 +15,8 @@ from typing import Any
 
 @dataclass(frozen=True)
 class EstimatorSpec:
+    """Where an estimator class lives and what task it serves."""
+
     path: str  # "module:Class"
     task: str  # "regression" or "classification"
     linear: bool = False  # a linear model: eligible for the compiled one-row path

@@ -37,12 +37,14 @@ class LoadedModel:
 
     @classmethod
     def build(cls, version: str, pipeline: Any, card: dict[str, Any]) -> LoadedModel:
+        """Build a servable model from a pipeline and its card."""
         schema = FeatureSchema.from_dict(card["schema"])
         fast = compile_linear(pipeline, schema, card.get("estimator", ""))
         return cls(version, pipeline, schema, card, fast)
 
     @property
     def classes(self) -> list[Any]:
+        """Return the classifier's labels as plain JSON values; empty for regression."""
         return [_plain(c) for c in getattr(self.pipeline, "classes_", [])]
 
     def predict_row(self, row: np.ndarray) -> dict[str, Any]:

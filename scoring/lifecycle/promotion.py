@@ -10,6 +10,8 @@ from scoring.lifecycle.training import PRIMARY
 
 @dataclass(frozen=True)
 class Decision:
+    """Whether a new model is promoted, and why, in words a person reads."""
+
     promote: bool
     reason: str
     waits: bool = False  # not promoted, but kept as a challenger for a person to promote

@@ -54,6 +54,8 @@ CREATE UNIQUE INDEX IF NOT EXISTS one_champion ON models(status) WHERE status = 
 
 @dataclass(frozen=True)
 class ModelRecord:
+    """One model version's row in the registry."""
+
     version: int
     status: str
     created_at: str
@@ -65,6 +67,7 @@ class ModelRecord:
     metrics: dict[str, Any]
 
     def to_dict(self) -> dict[str, Any]:
+        """Return the JSON shape the API shows; versions are text."""
         return {
             "version": str(self.version),
             "status": self.status,
@@ -79,6 +82,7 @@ class ModelRecord:
 
 
 def now() -> str:
+    """Return the current UTC time as the ISO 8601 text the registry stores."""
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
@@ -183,10 +187,12 @@ class Registry:
     # -- reading ---------------------------------------------------------------------------
 
     def list(self) -> list[ModelRecord]:
+        """Return every model version, oldest first."""
         rows = self._db().execute("SELECT * FROM models ORDER BY version").fetchall()
         return [_record(r) for r in rows]
 
     def get(self, version: int) -> ModelRecord:
+        """Return one version's record, or raise NotFound (404)."""
         row = self._db().execute("SELECT * FROM models WHERE version=?", (version,)).fetchone()
         if row is None:
             raise NotFound(f"model version {version} does not exist")
@@ -198,6 +204,7 @@ class Registry:
         return None if row is None else int(row[0])
 
     def card(self, version: int) -> dict[str, Any]:
+        """Return a version's model card (schema, metrics, library versions)."""
         path = self._folder(version) / CARD_FILE
         try:
             return json.loads(path.read_text(encoding="utf-8"))

@@ -37,6 +37,8 @@ class TrainingRefused(Exception):
 
 @dataclass
 class Outcome:
+    """What a retrain decided, sent from the trainer process back to the parent."""
+
     version: int
     metrics: dict[str, float | None]
     champion_version: int | None
@@ -50,6 +52,7 @@ class Outcome:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Outcome:
+        """Rebuild an outcome from the JSON the trainer process wrote."""
         return cls(**{**data, "decision": Decision(**data["decision"])})
 
 
@@ -100,9 +103,8 @@ def train_and_decide(
             "reason": decision.reason,
         },
     )
-    return Outcome(
-        version, _clean(result.metrics), champion, champion_metrics, decision, card
-    )
+    champion_clean = None if champion_metrics is None else _clean(champion_metrics)
+    return Outcome(version, _clean(result.metrics), champion, champion_clean, decision, card)
 
 
 def apply(outcome: Outcome, registry: Registry) -> None:
@@ -141,7 +143,7 @@ def _too_few(data: TrainingData, settings: Settings) -> str:
 
 def _champion_metrics(
     registry: Registry, version: int, result: TrainResult
-) -> dict[str, float | None] | None:
+) -> dict[str, float] | None:
     """Score the champion on the new model's hold-out; None when its features are gone."""
     try:
         card = registry.card(version)

@@ -75,6 +75,8 @@ class RetrainBusy(Exception):
 
 @dataclass(frozen=True)
 class RunRecord:
+    """One retrain run's row: trigger, state, timings and what it decided."""
+
     id: int
     trigger: str
     state: str
@@ -98,6 +100,7 @@ class RunRecord:
 
     @property
     def done(self) -> bool:
+        """Tell whether the run has ended, whatever the result."""
         return self.state in ("succeeded", "skipped", "failed")
 
     def to_dict(self) -> dict[str, Any]:
@@ -146,6 +149,7 @@ class RunStore:
         return self.get(run_id)
 
     def get(self, run_id: int) -> RunRecord:
+        """Return one run (after reaping dead ones), or raise NotFound (404)."""
         self.reap()
         with self._db() as conn:
             row = conn.execute("SELECT * FROM runs WHERE id=?", (run_id,)).fetchone()
@@ -165,10 +169,12 @@ class RunStore:
         return [_record(r) for r in rows]
 
     def last(self) -> RunRecord | None:
+        """Return the newest run, or None before the first."""
         runs = self.list(limit=1)
         return runs[0] if runs else None
 
     def running(self) -> RunRecord | None:
+        """Return the queued or running run, or None when none is."""
         with self._db() as conn:
             row = conn.execute(
                 "SELECT * FROM runs WHERE state IN ('queued', 'running') ORDER BY id DESC LIMIT 1"

@@ -23,11 +23,14 @@ class TrainingDataError(ValueError):
 
 @dataclass(frozen=True)
 class Feature:
+    """One input column the model takes, and for a categorical one its categories."""
+
     name: str
     kind: str  # "numeric" or "categorical"
     categories: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
+        """Return the JSON shape kept in the model card."""
         out: dict[str, Any] = {"name": self.name, "kind": self.kind}
         if self.kind == "categorical":
             out["categories"] = list(self.categories)
@@ -36,6 +39,8 @@ class Feature:
 
 @dataclass(frozen=True)
 class FeatureSchema:
+    """The model's input contract: features in order, target, task, classes."""
+
     features: tuple[Feature, ...]
     target: str
     task: str  # "regression" or "classification"
@@ -47,13 +52,16 @@ class FeatureSchema:
 
     @property
     def names(self) -> list[str]:
+        """Return the feature names in the order the model takes them."""
         return [f.name for f in self.features]
 
     @property
     def numeric_only(self) -> bool:
+        """Tell whether every feature is numeric (no encoding needed)."""
         return all(f.kind == "numeric" for f in self.features)
 
     def to_dict(self) -> dict[str, Any]:
+        """Return the JSON shape kept in the model card."""
         return {
             "target": self.target,
             "task": self.task,
@@ -63,6 +71,7 @@ class FeatureSchema:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> FeatureSchema:
+        """Rebuild a schema from a model card."""
         feats = tuple(
             Feature(f["name"], f["kind"], tuple(f.get("categories", ()))) for f in data["features"]
         )

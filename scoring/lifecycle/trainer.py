@@ -48,9 +48,9 @@ def settings_to_json(settings: Settings) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for f in dataclasses.fields(settings):
         section = getattr(settings, f.name)
-        if f.name == "server" or not dataclasses.is_dataclass(section):
+        if f.name == "server" or not dataclasses.is_dataclass(section) or isinstance(section, type):
             continue
-        values = dataclasses.asdict(section)  # type: ignore[arg-type]
+        values = dataclasses.asdict(section)
         out[f.name] = {
             k: str(v) if isinstance(v, Path) else v for k, v in values.items() if v is not None
         }
@@ -62,7 +62,7 @@ def run_trainer(
     trigger: str,
     *,
     progress: Callable[[str], None] | None = None,
-    started: Callable[[int], None] | None = None,
+    started: Callable[[int], object] | None = None,
 ) -> TrainerExit:
     """Run one retrain in a child process and report how it ended; never raises for the child."""
     say = progress or (lambda _m: None)

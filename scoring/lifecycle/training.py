@@ -33,6 +33,8 @@ class Holdout:
 
 @dataclass
 class TrainResult:
+    """A fitted pipeline with its schema, hold-out metrics and hold-out rows."""
+
     pipeline: Pipeline
     schema: FeatureSchema
     metrics: dict[str, float]

@@ -32,6 +32,7 @@ class Context:
 
     @property
     def settings(self) -> Settings:
+        """Load the settings file on first use and keep it; a bad file is a clean error."""
         if self._settings is None:
             path = self.path
             if path is None and Path(DEFAULT_SETTINGS).is_file():
@@ -283,7 +284,10 @@ def _progress(total: int | None) -> Any:
 def models(click_ctx: click.Context) -> None:
     """List model versions; `show V` inspects one, `promote V` makes it champion."""
     if click_ctx.invoked_subcommand is None:
-        registry = _registry(click_ctx.find_object(Context).settings)
+        ctx = click_ctx.find_object(Context)
+        if ctx is None:  # `main` always sets one; only a caller invoking this group alone has none
+            raise click.UsageError("run this as `dropscore models`")
+        registry = _registry(ctx.settings)
         rows = [["version", "status", "created", "estimator", "metrics", "reason", "promoted by"]]
         for m in registry.list():
             metrics = " ".join(f"{k}={_fmt(v)}" for k, v in m.metrics.items())

@@ -13,12 +13,15 @@ import logging
 import os
 import signal
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flask import Flask
 
 from scoring.api.monitoring import MULTIPROC_ENV
 from scoring.settings import Settings
+
+if TYPE_CHECKING:
+    from waitress.server import BaseWSGIServer, MultiSocketServer
 
 log = logging.getLogger("dropscore.server")
 
@@ -29,7 +32,7 @@ def serve_threaded(app: Flask, host: str, port: int, threads: int, max_body: int
     ``max_body`` is waitress' own cap (its default is 1 GB); the app's per-endpoint limits answer
     below it with a JSON error, so it is set to the largest of them.
     """
-    from waitress import create_server
+    from waitress.server import create_server
 
     server = create_server(
         app,
@@ -40,13 +43,24 @@ def serve_threaded(app: Flask, host: str, port: int, threads: int, max_body: int
         channel_timeout=120,
         max_request_body_size=max_body,
     )
-    log.info(
-        "listening",
-        extra={"url": f"http://{host}:{server.effective_port}", "threads": threads},
-    )
+    url = f"http://{host}:{bound_port(server)}"
+    log.info("listening", extra={"url": url, "threads": threads})
     _exit_on_sigterm()
     settle()
     server.run()  # returns after SystemExit/KeyboardInterrupt, once its threads drained
+
+
+def bound_port(server: MultiSocketServer | BaseWSGIServer) -> int:
+    """Return the port waitress bound (port 0 picks one), also when it opened several sockets.
+
+    A host that resolves to several addresses ("localhost" → 127.0.0.1 and ::1) gets a socket
+    each, behind a MultiSocketServer that has no ``effective_port`` of its own.
+    """
+    from waitress.server import MultiSocketServer
+
+    if isinstance(server, MultiSocketServer):
+        return int(server.effective_listen[0][1])
+    return int(server.effective_port)  # type: ignore[attr-defined]  # types-waitress omits it
 
 
 def _exit_on_sigterm() -> None:

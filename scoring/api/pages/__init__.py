@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from flask import Flask, Response, redirect, request, url_for
+from flask import Flask, redirect, request, url_for
+from werkzeug.wrappers import Response
 
 from scoring.api.pages import session
 from scoring.api.pages.views import bp

@@ -7,8 +7,9 @@ feature or class name can never inject markup into a page.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from html import escape
+from typing import TypeGuard
 
 W, H = 420, 300
 PAD_L, PAD_R, PAD_T, PAD_B = 56, 16, 28, 44
@@ -227,7 +228,7 @@ def confusion(classes: Sequence[str], matrix: Sequence[Sequence[int]], *, title:
     return "".join(out) + "</svg>"
 
 
-def roc(curves: dict[str, tuple[Sequence[float], Sequence[float]]], *, title: str) -> str:
+def roc(curves: Mapping[str, tuple[Sequence[float], Sequence[float]]], *, title: str) -> str:
     """Draw ROC curves (false positive rate → true positive rate), one per class, with y = x."""
     axes = _Axes((0.0, 1.0), (0.0, 1.0))
     out = _open(title) + axes.frame("false positive rate", "true positive rate")
@@ -247,8 +248,8 @@ def roc(curves: dict[str, tuple[Sequence[float], Sequence[float]]], *, title: st
     return "".join(out) + "</svg>"
 
 
-def _ok(v: object) -> bool:
+def _ok(v: float | None) -> TypeGuard[float]:
     try:
-        return v is not None and math.isfinite(float(v))  # type: ignore[arg-type]
+        return v is not None and math.isfinite(float(v))
     except (TypeError, ValueError):
         return False

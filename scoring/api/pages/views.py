@@ -8,7 +8,6 @@ from typing import Any
 
 from flask import (
     Blueprint,
-    Response,
     current_app,
     flash,
     redirect,
@@ -16,6 +15,7 @@ from flask import (
     request,
     url_for,
 )
+from werkzeug.wrappers import Response
 
 from ingest.ledger import STATES
 from scoring.api.auth import current_key_name
@@ -66,11 +66,13 @@ def when(stamp: str | None) -> str:
 
 @bp.get("/")
 def overview() -> str:
+    """Render the dashboard's front page: champion, last run, ingest counts."""
     return render_template("overview.html", page="overview", **data.overview(services()))
 
 
 @bp.get("/ui/models")
 def models() -> str:
+    """Render the model versions, with one selected for its metrics and plots."""
     selected = int_arg("v", 0, 0, 10**9) or None
     return render_template("models.html", page="models", **data.models(services(), selected))
 
@@ -85,6 +87,7 @@ def promote(version: int) -> Response:
 
 @bp.get("/ui/runs")
 def runs() -> str:
+    """Render the retrain runs, newest first, one page at a time."""
     offset = int_arg("offset", 0, 0, 10**9)
     return render_template("runs.html", page="runs", **data.runs(services(), offset))
 
@@ -107,6 +110,7 @@ def retrain() -> Response:
 
 @bp.get("/ui/files")
 def files() -> str:
+    """Render the ledger's files, filtered by state and kind."""
     state = request.args.get("state") or None
     kind = request.args.get("kind") or None
     if state and state not in STATES:
@@ -133,6 +137,7 @@ def retry(file_id: int) -> Response:
 
 @bp.get("/ui/score")
 def score() -> str:
+    """Render the form that scores an uploaded file through the API."""
     return render_template("score.html", page="score")
 
 
@@ -150,6 +155,7 @@ def login() -> Response | str:
 
 @bp.post("/ui/logout")
 def logout() -> Response:
+    """End the dashboard session and go back to the login form."""
     session.log_out()
     return redirect(url_for("pages.login"))
 
