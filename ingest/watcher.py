@@ -13,10 +13,8 @@ import contextlib
 import logging
 import os
 import queue
-import stat
 import threading
 import time
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -26,6 +24,7 @@ from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
 
+from ingest.candidates import Candidate, Inboxes, Signature, signature
 from ingest.claims import held_for_writing
 from ingest.config import KINDS, IngestConfig
 from ingest.formats import is_unfinished_name
@@ -39,91 +38,10 @@ _SUPERVISE_SECONDS = 0.2
 _QUEUE_POLL_SECONDS = 0.2
 _OBSERVER_RETRY_SECONDS = 5.0
 
-Signature = tuple[int, int]  # (size, mtime_ns)
-
-
-@dataclass
-class _Candidate:
-    """A file seen in an inbox, with the signature it has held since ``since``."""
-
-    kind: str
-    signature: Signature | None = None
-    since: float = 0.0
-
-
-class _Inboxes:
-    """Thread-safe bookkeeping of every file between first sight and the end of its take."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._candidates: dict[Path, _Candidate] = {}
-        self._queued: set[Path] = set()
-        self._failed: dict[Path, Signature] = {}  # takes that raised: skipped until they change
-        self._renoted: dict[Path, str] = {}  # seen again while queued: a new file of that name?
-        self.last_event: float | None = None
-
-    def note(self, path: Path, kind: str, *, from_event: bool = True) -> None:
-        """Record a path worth checking; a queued path is checked again once its take ends."""
-        with self._lock:
-            if from_event:
-                self.last_event = time.time()
-            if path in self._queued:
-                self._renoted[path] = kind
-            elif path not in self._candidates:
-                self._candidates[path] = _Candidate(kind)
-
-    def snapshot(self) -> list[tuple[Path, _Candidate]]:
-        """Copy the candidates, so the stability check runs without holding the lock."""
-        with self._lock:
-            return list(self._candidates.items())
-
-    def forget(self, path: Path) -> None:
-        """Drop a candidate that vanished or is not a file."""
-        with self._lock:
-            self._candidates.pop(path, None)
-
-    def promote(self, path: Path) -> bool:
-        """Move a stable candidate to the queued set; False if it was already queued."""
-        with self._lock:
-            self._candidates.pop(path, None)
-            if path in self._queued:
-                return False
-            self._queued.add(path)
-            return True
-
-    def done(self, path: Path, failed_signature: Signature | None = None) -> None:
-        """End a take; a failed one is remembered so the rescan does not retry it in a loop."""
-        with self._lock:
-            self._queued.discard(path)
-            kind = self._renoted.pop(path, None)
-            if failed_signature is None:
-                self._failed.pop(path, None)
-                if kind is not None:  # a same-named file arrived during the take
-                    self._candidates.setdefault(path, _Candidate(kind))
-            else:
-                self._failed[path] = failed_signature
-
-    def failed_as(self, path: Path) -> Signature | None:
-        """Return the signature a path had when its take failed, if it did."""
-        with self._lock:
-            return self._failed.get(path)
-
-    def prune_failed(self) -> None:
-        """Forget failures of files that are gone, so the memory of them cannot grow forever."""
-        with self._lock:
-            for path in [p for p in self._failed if not p.exists()]:
-                del self._failed[path]
-
-    def backlog(self) -> int:
-        """Count files seen and not yet taken."""
-        with self._lock:
-            return len(self._candidates) + len(self._queued)
-
-
 class _Handler(FileSystemEventHandler):
     """Turns watchdog events into candidates; it never raises, never reads a file."""
 
-    def __init__(self, inboxes: _Inboxes, kind_of: dict[Path, str], marker: str) -> None:
+    def __init__(self, inboxes: Inboxes, kind_of: dict[Path, str], marker: str) -> None:
         super().__init__()
         self._inboxes = inboxes
         self._kind_of = kind_of
@@ -143,21 +61,6 @@ class _Handler(FileSystemEventHandler):
                 self._inboxes.note(path, kind)
         except Exception:  # an event handler must never take the observer down
             log.debug("ignored an event", exc_info=True)
-
-
-def _signature(path: Path) -> Signature | None:
-    """Return (size, mtime) of a regular file or of a link itself, or None if gone or a folder.
-
-    A symbolic link is never followed (``lstat``): the intake refuses it, recorded in the
-    ledger and moved out of the inbox, without reading what it points at.
-    """
-    try:
-        st = path.lstat()
-    except OSError:
-        return None
-    if not (stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode)):
-        return None
-    return st.st_size, st.st_mtime_ns
 
 
 def _iso(timestamp: float | None) -> str | None:
@@ -187,7 +90,7 @@ class Watcher:
     def __init__(self, config: IngestConfig, intake: Intake) -> None:
         self.config = config
         self.intake = intake
-        self._inboxes = _Inboxes()
+        self._inboxes = Inboxes()
         self._queue: queue.Queue[tuple[Path, str, Signature]] = queue.Queue()
         self._stop = threading.Event()
         self._threads: dict[str, threading.Thread] = {}
@@ -386,7 +289,7 @@ class Watcher:
                     continue
                 path = Path(entry.path)
                 failed = self._inboxes.failed_as(path)
-                if failed is not None and failed == _signature(path):
+                if failed is not None and failed == signature(path):
                     continue
                 self._inboxes.note(path, kind, from_event=False)
         self._inboxes.prune_failed()
@@ -397,7 +300,7 @@ class Watcher:
         """Queue each candidate whose size and mtime held still for ``stable_seconds``."""
         now = time.monotonic()
         for path, cand in self._inboxes.snapshot():
-            sig = _signature(path)
+            sig = signature(path)
             if sig is None or not (path.is_symlink() or is_ready(path, self.config.ready_marker)):
                 self._inboxes.forget(path)  # gone, or waiting for its marker (which notes it)
             elif sig != cand.signature:
@@ -405,7 +308,7 @@ class Watcher:
             elif self._held_still(cand, sig, now) and _opens(path) and self._inboxes.promote(path):
                 self._queue.put((path, cand.kind, sig))
 
-    def _held_still(self, cand: _Candidate, sig: Signature, now: float) -> bool:
+    def _held_still(self, cand: Candidate, sig: Signature, now: float) -> bool:
         """Tell whether an unchanged signature has been still for ``stable_seconds``.
 
         Two checks ``stable_seconds`` apart prove it. On a local disk the mtime is the local
@@ -438,7 +341,7 @@ class Watcher:
 
     def _take(self, path: Path, kind: str, sig: Signature) -> None:
         """Take one stable file, unless it changed or vanished since it was judged stable."""
-        current = _signature(path)
+        current = signature(path)
         if current is None:
             self._inboxes.done(path)
             return

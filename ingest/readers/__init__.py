@@ -14,13 +14,9 @@ reader serves which format is the table in ``ingest.formats``.
 """
 
 from ingest.readers.common import RawTable
-from ingest.readers.delimited import (
-    choose_encoding,
-    find_ragged_row,
-    sniff_decimal,
-    sniff_delimiter,
-)
+from ingest.readers.delimited import find_ragged_row
 from ingest.readers.json_records import flatten_record
+from ingest.readers.sniff import choose_encoding, sniff_decimal, sniff_delimiter
 from ingest.readers.table import open_table
 from ingest.readers.workbooks import check_zip
 

@@ -10,16 +10,12 @@ Such typed reads of UTF-8 text are parsed on every core (``ingest.readers.csv_ch
 
 from __future__ import annotations
 
-import codecs
-import contextlib
 import csv
 import dataclasses
 import functools
-import gzip
 import io
 import logging
 import re
-import zlib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,13 +37,16 @@ from ingest.readers.common import (
     renamed,
 )
 from ingest.readers.csv_chunks import parallel_batches
+from ingest.readers.sniff import (
+    choose_encoding,
+    has_multiline_values,
+    read_sample,
+    sniff_decimal,
+    sniff_delimiter,
+    trim_partial,
+)
 
 log = logging.getLogger("dropscore.ingest")
-
-SAMPLE_BYTES = 1 << 20  # decoded text looked at to pick encoding, delimiter and decimal mark
-DELIMITERS = (",", ";", "\t", "|")
-SNIFF_LINES = 50
-
 
 def read_csv(path: Path, options: ReadOptions, fmt: Format) -> RawTable:
     """Read comma-or-otherwise delimited text; ties in sniffing go to the comma."""
@@ -57,104 +56,6 @@ def read_csv(path: Path, options: ReadOptions, fmt: Format) -> RawTable:
 def read_tsv(path: Path, options: ReadOptions, fmt: Format) -> RawTable:
     """Read tab-separated text; ties in sniffing go to the tab, as the name promises."""
     return read_delimited(path, options, fmt, "\t")
-
-
-def _read_sample(path: Path) -> tuple[bytes, bool]:
-    """Return the first decompressed bytes and whether they are the whole file."""
-    try:
-        with open_bytes(path) as fh:
-            sample = fh.read(SAMPLE_BYTES)
-            complete = not fh.read(1)
-    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
-        raise MalformedFileError(
-            f"the gzip data is damaged or truncated ({exc}); compress the file again"
-        ) from exc
-    return sample, complete
-
-
-def _trim_partial(sample: bytes, complete: bool) -> bytes:
-    """Cut a sample at its last line end, so a half line never misleads the sniffers."""
-    if complete:
-        return sample
-    cut = max(sample.rfind(b"\n"), sample.rfind(b"\r"))
-    return sample[: cut + 1] if cut > 0 else sample
-
-
-def choose_encoding(sample: bytes, fallbacks: Iterable[str]) -> tuple[str, str]:
-    """Return (codec for decoding, name to record) for text: UTF-8 first, then fallbacks."""
-    if sample.startswith(codecs.BOM_UTF8):
-        return "utf-8-sig", "utf-8-sig"
-    if sample.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        return "utf-16", "utf-16"
-    for name in ("utf-8", *fallbacks):
-        try:
-            sample.decode(name)
-        except (UnicodeDecodeError, LookupError):
-            continue
-        return name, name
-    raise MalformedFileError(
-        "the text is not UTF-8 and not in any configured fallback encoding "
-        f"({', '.join(fallbacks) or 'none'}); save the file as UTF-8",
-        expected="UTF-8 text",
-    )
-
-
-def _sample_rows(text: str, delimiter: str, limit: int = SNIFF_LINES) -> list[list[str]]:
-    """Parse the first rows of a sample with one delimiter; blank lines are not rows."""
-    rows: list[list[str]] = []
-    with contextlib.suppress(csv.Error):
-        for row in csv.reader(io.StringIO(text, newline=""), delimiter=delimiter):
-            if row:
-                rows.append(row)
-            if len(rows) >= limit:
-                break
-    return rows
-
-
-def sniff_delimiter(text: str, preferred: str = ",") -> str:
-    """Pick the delimiter giving the same field count (> 1) on every sampled row.
-
-    Ties go to the most fields, then to ``preferred`` (tab for .tsv), then to the order of
-    ``DELIMITERS``. A single-column file gets ``preferred``.
-    """
-    order = sorted(DELIMITERS, key=lambda d: d != preferred)
-    best: tuple[int, int, int, str] | None = None  # (consistent, fields, -rank, delimiter)
-    for rank, delimiter in enumerate(order):
-        rows = _sample_rows(text, delimiter)
-        if not rows or len(rows[0]) < 2:
-            continue
-        score = (int(len({len(r) for r in rows}) == 1), len(rows[0]), -rank, delimiter)
-        if best is None or score[:3] > best[:3]:
-            best = score
-    return best[3] if best else preferred
-
-
-_COMMA_DECIMAL = re.compile(r"^[+-]?(\d{1,3}(\.\d{3})+|\d+),\d+$")
-_DOT_DECIMAL = re.compile(r"^[+-]?\d*\.\d+$")
-_DOT_GROUPS = re.compile(r"^[+-]?\d{1,3}(\.\d{3}){2,}$")  # 1.234.567: dots can only group
-
-
-def sniff_decimal(text: str, delimiter: str) -> str:
-    """Tell whether numbers in this file use a decimal comma (only possible without ',')."""
-    if delimiter == ",":
-        return "."
-    comma = dot = 0
-    for row in _sample_rows(text, delimiter, limit=500)[1:]:
-        for value in row:
-            value = value.strip()
-            if _COMMA_DECIMAL.match(value) or _DOT_GROUPS.match(value):
-                comma += 1
-            elif _DOT_DECIMAL.match(value):
-                dot += 1
-    return "," if comma > dot else "."
-
-
-def _has_multiline_values(text: str, delimiter: str) -> bool:
-    """Tell whether quoted values span lines, which needs pyarrow's slower parsing mode."""
-    if '"' not in text:
-        return False
-    rows = _sample_rows(text, delimiter, limit=10_000)
-    return any("\n" in v or "\r" in v for row in rows for v in row)
 
 
 @dataclass(frozen=True)
@@ -196,13 +97,13 @@ def _concat(batches: list[pa.RecordBatch]) -> pa.RecordBatch:
 
 def _plan_csv(path: Path, preferred: str, options: ReadOptions) -> tuple[_CsvPlan, str]:
     """Sniff encoding, delimiter, decimal mark and block size from the start of the file."""
-    sample, complete = _read_sample(path)
+    sample, complete = read_sample(path)
     if not sample.strip(b" \t\r\n\x00\xef\xbb\xbf"):
         raise EmptyFileError(
             "the file holds no text (only blank lines); export it again with a header row",
             expected="a header row and at least one data row",
         )
-    trimmed = _trim_partial(sample, complete)
+    trimmed = trim_partial(sample, complete)
     codec, name = choose_encoding(trimmed, options.csv_encodings)
     text = trimmed.decode(codec, errors="replace")
     delimiter = sniff_delimiter(text, preferred)
@@ -217,7 +118,7 @@ def _plan_csv(path: Path, preferred: str, options: ReadOptions) -> tuple[_CsvPla
         codec,
         delimiter,
         sniff_decimal(text, delimiter),
-        _has_multiline_values(text, delimiter),
+        has_multiline_values(text, delimiter),
         block,
         "\n" in text,
         max_line_bytes=options.max_line_bytes,

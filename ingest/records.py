@@ -1,0 +1,94 @@
+"""What the ledger knows of one drop: its states, its record, and the ledger's clock.
+
+Kept apart from the ``Ledger`` (the SQLite table and its guarded transitions) so code that only
+reads records — the API, the dashboard, the CLI — names them without the table's machinery.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import asdict, dataclass, fields
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+RECEIVED = "received"
+NORMALIZED = "normalized"
+SCORED = "scored"
+QUARANTINED = "quarantined"
+DUPLICATE = "duplicate"
+STATES = (RECEIVED, NORMALIZED, SCORED, QUARANTINED, DUPLICATE)
+TERMINAL_STATES = (NORMALIZED, SCORED, QUARANTINED, DUPLICATE)  # normalized: for train drops
+LIVE_STATES = (RECEIVED, NORMALIZED, SCORED)  # content that is, or is becoming, a lake file
+
+
+class IllegalTransition(ValueError):
+    """A state change the ledger's state machine does not allow, or a row that does not exist."""
+
+
+def utc_now() -> str:
+    """Return the current time as ISO-8601 UTC with a fixed width, so strings sort as times."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def iso_ago(seconds: float) -> str:
+    """Return the ISO time ``seconds`` ago in the same fixed-width form as ``utc_now``."""
+    return (datetime.now(UTC) - timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    """One drop as the ledger knows it; ``to_dict`` is its ``GET /files`` body."""
+
+    id: int
+    original_name: str
+    kind: str
+    size_bytes: int | None
+    sha256: str | None
+    state: str
+    rows: int | None
+    columns: int | None
+    format: str | None
+    encoding: str | None
+    delimiter: str | None
+    column_map: dict[str, str] | None
+    error: dict[str, Any] | None
+    lake_path: str | None
+    archive_path: str | None
+    quarantine_path: str | None
+    duplicate_of: int | None
+    attempts: int
+    processing_path: str | None
+    output_path: str | None
+    model_version: str | None
+    rows_scored: int | None
+    rows_failed: int | None
+    scoring_claimed_at: str | None
+    scoring_claims: int
+    received_at: str
+    updated_at: str
+    finished_at: str | None
+    scored_at: str | None
+
+    @property
+    def file_id(self) -> int:
+        """Return the ledger id under the name the API and logs use."""
+        return self.id
+
+    @property
+    def terminal(self) -> bool:
+        """Tell whether ingest is done with this drop (a normalized drop may still be scored)."""
+        return self.state in TERMINAL_STATES
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready dict, so API and CLI show the same fields."""
+        return asdict(self)
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> FileRecord:
+        """Build a record from a ``files`` row, decoding the JSON columns."""
+        values = {f.name: row[f.name] for f in fields(cls)}
+        for key in ("column_map", "error"):
+            if values[key] is not None:
+                values[key] = json.loads(values[key])
+        return cls(**values)
