@@ -130,8 +130,12 @@ class ServerSettings:
     max_upload_mb: float = _f(
         2048.0, "largest /score-file upload, in MB (spooled to disk in data_dir)", gt=0.0
     )
-    max_rows_per_request: int = _f(5_000_000, "most rows one /score-file request may hold", ge=1)
-    api_keys: list[str] = _f([], "bearer keys; empty disables auth (or DROPSCORE_API_KEYS)")
+    max_rows_per_request: int = _f(
+        5_000_000, "most rows one request may hold (/predict, the protocols, /score-file)", ge=1
+    )
+    api_keys: list[str] = _f(
+        [], "admin keys settings-1, -2…; auth is on once any key exists here or in `dropscore keys`"
+    )
 
 
 @dataclass(frozen=True)
