@@ -1,4 +1,4 @@
-"""Benchmark the protocols against ``/predict``: same model, same server, same run.
+"""Benchmark the protocols against ``/predict`` and against MLflow's server: same model and run.
 
 One server process (waitress, 4 threads, the app from ``create_app``) serves a linear model
 trained on the bundled sample. One keep-alive client posts, back to back, a 1-row and a
@@ -8,8 +8,20 @@ data). Each protocol run is paired with a ``/predict`` run of the same payload r
 it, so drift on a shared machine hits both; the report gives each pair's requests/s ratio
 to ``/predict`` (median and range over the pairs) and the median p50 latency.
 
-    .venv/bin/python bench/protocols.py                 # 3 pairs of 3 s runs per case
+Then (``--mlflow``, on by default) the same pipeline is served by ``dropscore api`` (gunicorn,
+``[server] workers`` x ``threads`` gthread) and by ``mlflow models serve --env-manager local -w
+<the same workers>`` from its own cached virtualenv (``bench/_mlflow.py``). Both run at once,
+idle but for the side under load; for a 1-row and a 1,000-row payload at concurrency 1 and 16,
+each pair measures dropscore's ``/predict``, ``/invocations`` (``dataframe_split``) and ``/v2``
+infer (JSON FP64 tensor) and MLflow's ``/invocations`` on the same ``dataframe_split`` body,
+which side goes first alternating from pair to pair. Load comes from ``wrk`` (else Python
+threads). Goals (issue 10): single-row >= 5x MLflow's req/s on every protocol; 1,000 rows >= 3x
+MLflow's rows/s.
+
+    .venv/bin/python bench/protocols.py                 # 3 pairs of 3 s / 5 s runs per case
     .venv/bin/python bench/protocols.py --pairs 5 --seconds 5
+    .venv/bin/python bench/protocols.py --quick         # 3 pairs of 1 s runs: does it all work
+    .venv/bin/python bench/protocols.py --no-protocols  # only the MLflow comparison
 """
 
 from __future__ import annotations
@@ -171,31 +183,215 @@ def compare(port: int, base: tuple, case: tuple, pairs: int, seconds: float) -> 
     )
 
 
+def load(
+    port: int, case: tuple, concurrency: int, seconds: float, wrk: str | None, work: Path
+) -> tuple[float, float]:
+    """Closed-loop load on one case at this concurrency; (requests/s, p50 ms), every answer 200."""
+    path, body, headers = case
+    if wrk is None:
+        return threaded(port, case, concurrency, seconds)
+    from bench._wrk import WRK_LUA, run_wrk
+
+    lines = [f'wrk.path = "{path}"'] + [f'wrk.headers["{k}"] = "{v}"' for k, v in headers.items()]
+    lua = work / "case.lua"
+    lua.write_text(WRK_LUA % {"body": body.decode(), "headers": "\n".join(lines)})
+    raw, _, _ = run_wrk(wrk, port, lua, concurrency, seconds)
+    bad = sum(int(raw[k]) for k in ("non200", "connect", "read", "write", "timeout"))
+    if bad or not raw["requests"]:
+        raise SystemExit(f"{path} on port {port}: {bad} failed requests of {raw['requests']}")
+    return raw["requests"] / (raw["duration_us"] / 1e6), raw["p50_us"] / 1000
+
+
+def threaded(port: int, case: tuple, concurrency: int, seconds: float) -> tuple[float, float]:
+    """Without wrk: ``run`` on one keep-alive connection per thread; (requests/s, p50 ms)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    path, body, headers = case
+    with ThreadPoolExecutor(concurrency) as pool:
+        got = list(pool.map(lambda _: run(port, path, body, headers, seconds), range(concurrency)))
+    return sum(r for r, _ in got), statistics.median(p for _, p in got)
+
+
+def vs_mlflow(data_dir: Path, features: list[str], pairs: int, seconds: float) -> None:
+    """dropscore's three protocols against ``mlflow models serve`` on the same pipeline."""
+    import shutil
+
+    from bench import _mlflow
+    from bench._servers import (
+        Server,
+        base_env,
+        champion_path,
+        dropscore_cli,
+        log,
+        server_threads,
+        warm_every_worker,
+    )
+
+    wrk = shutil.which("wrk")
+    _mlflow.ensure_venv()
+    work = data_dir / "bench-mlflow"
+    proc_tmp, logs = work / "tmp", work / "logs"
+    proc_tmp.mkdir(parents=True)
+    logs.mkdir()
+    env = base_env(data_dir, proc_tmp)
+    version, model_file = champion_path(env)
+    workers, threads = server_threads(env)
+    _mlflow.export(model_file, work / "mlflow-model", SAMPLE, features)
+    denv = {**env, "DROPSCORE__SERVER__HOST": HOST, "DROPSCORE__SERVER__PORT": "{port}"}
+    api = [dropscore_cli(), "api", "--workers", str(workers)]
+    ours = Server("dropscore", api, denv, work, logs)
+    theirs = _mlflow.server(work / "mlflow-model", workers, env, work, logs)
+    log(f"load average {loadavg()} on {os.cpu_count()} CPUs before the MLflow comparison")
+    try:
+        for server in (ours, theirs):
+            server.start()
+        for server in (ours, theirs):
+            server.wait_ready({})
+        warm_every_worker(ours, {})
+        same_prediction(ours.port, theirs.port, payloads(features, 1)["/invocations"])
+        print(
+            f"\ndropscore api: model v{version}, gunicorn {workers} workers x {threads} gthread"
+            f" threads; mlflow models serve -w {workers} --env-manager local (uvicorn), one BLAS"
+            f" thread each\nMLflow side: {_mlflow.versions()}\nload: {'wrk' if wrk else 'Python'}"
+            f", {seconds:g} s per run, {max(3, pairs)} alternating pairs; load average {loadavg()}"
+        )
+        print(MLFLOW_TITLE, flush=True)
+        for rows in (1, 1000):
+            cases = payloads(features, rows)
+            cases.pop("/v2 infer (binary)")
+            for c in (1, 16):
+                measured = pair_up(ours.port, theirs.port, cases, c, pairs, seconds, wrk, work)
+                for line in mlflow_lines(rows, c, measured):
+                    print(line, flush=True)
+    finally:
+        for server in (ours, theirs):
+            server.stop()
+    print(
+        f"load average after: {loadavg()}. ratio = dropscore req/s / MLflow req/s in the same"
+        " pair (median [min-max]); goals: 1 row >= 5x, 1,000 rows >= 3x"
+    )
+
+
+MLFLOW_TITLE = (
+    "rows  c  endpoint              req/s   p50 ms     rows/s   vs MLflow [range]      goal"
+)
+
+
+def pair_up(
+    ours: int,
+    theirs: int,
+    cases: dict,
+    c: int,
+    pairs: int,
+    seconds: float,
+    wrk: str | None,
+    work: Path,
+) -> dict[str, list[tuple[float, float]]]:
+    """Alternating pairs: dropscore's endpoints then MLflow, the other way round the next time."""
+    mlflow_case = cases["/invocations"]
+    plan = [(ours, name, case) for name, case in cases.items()]
+    for port, _, case in [*plan, (theirs, "MLflow", mlflow_case)]:
+        load(port, case, c, min(1.0, seconds), wrk, work)  # warm up, unrecorded
+    got: dict[str, list[tuple[float, float]]] = {name: [] for _, name, _ in plan}
+    got["MLflow"] = []
+    for i in range(max(3, pairs)):
+        order = [*plan, (theirs, "MLflow", mlflow_case)]
+        for port, name, case in order if i % 2 == 0 else order[::-1]:
+            got[name].append(load(port, case, c, seconds, wrk, work))
+    return got
+
+
+def mlflow_lines(rows: int, c: int, got: dict[str, list[tuple[float, float]]]) -> list[str]:
+    """One line per endpoint: medians, rows/s and the per-pair ratio to MLflow."""
+    med = statistics.median
+    theirs = [rps for rps, _ in got["MLflow"]]
+    goal = 5.0 if rows == 1 else 3.0
+    lines = []
+    for name, runs in got.items():
+        rps = med(r for r, _ in runs)
+        head = f"{rows:>4} {c:>3}  {name:<18} {rps:>8.0f} {med(p for _, p in runs):>8.2f} "
+        if name == "MLflow":
+            lines.append(head + f"{rps * rows:>10.0f}")
+            continue
+        ratios = [r / t for (r, _), t in zip(runs, theirs, strict=True)]
+        verdict = "met" if med(ratios) >= goal else "MISSED"
+        lines.append(
+            head + f"{rps * rows:>10.0f}   x{med(ratios):<6.2f}[{min(ratios):.2f}-"
+            f"{max(ratios):.2f}]   >={goal:g}x {verdict}"
+        )
+    return lines
+
+
+def same_prediction(ours: int, theirs: int, case: tuple) -> None:
+    """Both servers must answer the same number for the same row, or the race means nothing."""
+    answers = []
+    for port in (ours, theirs):
+        conn = http.client.HTTPConnection(HOST, port, timeout=30)
+        conn.request("POST", case[0], body=case[1], headers=case[2])
+        response = conn.getresponse()
+        body = response.read()
+        conn.close()
+        if response.status != 200:
+            raise SystemExit(f"port {port} answered {response.status}: {body[:300]!r}")
+        answers.append(float(json.loads(body)["predictions"][0]))
+    if abs(answers[0] - answers[1]) > 1e-6 * max(1.0, abs(answers[0])):
+        raise SystemExit(f"dropscore predicts {answers[0]}, MLflow {answers[1]}: not one model")
+
+
+def loadavg() -> str:
+    return " ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=3, help="runs of each case (>= 3)")
-    parser.add_argument("--seconds", type=float, default=3.0, help="length of one run")
+    parser.add_argument("--seconds", type=float, default=3.0, help="length of one protocol run")
+    parser.add_argument(
+        "--mlflow-seconds", type=float, default=5.0, help="length of one run against MLflow"
+    )
+    parser.add_argument(
+        "--mlflow",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also race MLflow's own server (builds bench/out/mlflow-venv once)",
+    )
+    parser.add_argument(
+        "--protocols",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="the protocols against /predict on one waitress server",
+    )
+    parser.add_argument("--quick", action="store_true", help="1 s runs: check that it all works")
     args = parser.parse_args(argv)
-    title = "rows endpoint                 req/s   p50 ms  /predict req/s  p50 ms   ratio [range]"
-    lines = [title]
+    if args.quick:
+        args.seconds = args.mlflow_seconds = 1.0
+    print(f"load average {loadavg()} on {os.cpu_count()} CPUs", flush=True)
     with tempfile.TemporaryDirectory(prefix="bench-protocols-") as tmp:
         features = train(Path(tmp))
-        proc, port = start_server(Path(tmp))
-        try:
-            print(title, flush=True)
-            for rows in (1, 1000):
-                cases = payloads(features, rows)
-                base = cases.pop("/predict")
-                run(port, *base, seconds=1.0)  # warm up
-                for name, case in cases.items():
-                    line = compare(port, base, case, args.pairs, args.seconds)
-                    lines.append(f"{rows:>4} {name:<20} {line}")
-                    print(lines[-1], flush=True)
-        finally:
-            proc.terminate()
-            proc.wait(timeout=30)
-    print(f"\nload average {os.getloadavg()[0]:.1f}; ratio = protocol req/s / /predict req/s")
+        if args.protocols:
+            against_predict(Path(tmp), features, args.pairs, args.seconds)
+        if args.mlflow:
+            vs_mlflow(Path(tmp), features, args.pairs, args.mlflow_seconds)
     return 0
+
+
+def against_predict(data_dir: Path, features: list[str], pairs: int, seconds: float) -> None:
+    """Each protocol against /predict on one in-process waitress server (Python client)."""
+    title = "rows endpoint                 req/s   p50 ms  /predict req/s  p50 ms   ratio [range]"
+    proc, port = start_server(data_dir)
+    try:
+        print(title, flush=True)
+        for rows in (1, 1000):
+            cases = payloads(features, rows)
+            base = cases.pop("/predict")
+            run(port, *base, seconds=1.0)  # warm up
+            for name, case in cases.items():
+                line = compare(port, base, case, pairs, seconds)
+                print(f"{rows:>4} {name:<20} {line}", flush=True)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    print(f"\nload average {loadavg()}; ratio = protocol req/s / /predict req/s")
 
 
 if __name__ == "__main__":
