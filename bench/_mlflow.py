@@ -2,22 +2,25 @@
 
 The virtualenv (``bench/out/mlflow-venv``, git-ignored) is built once with the full ``mlflow``
 package from PyPI and the scikit-learn and skops versions of dropscore's environment; a stamp
-file holds what was asked for, so a changed pin installs again. The model is not retrained:
-the pipeline dropscore trained and registered is loaded from its skops file inside that
-virtualenv and re-saved with ``mlflow.sklearn.save_model`` (with a signature inferred from the
-training frame, as MLflow's docs ask), so both servers hold the same fitted parameters, and
-the harness checks that they answer the same number.
+file holds what was asked for, so a changed pin installs again. The model: the pipeline dropscore
+trained and registered is loaded from its skops file inside that virtualenv, cloned, fitted
+again on the same rows (as a DataFrame, the way MLflow users fit) and saved with
+``mlflow.sklearn.save_model`` (with a signature inferred from the training frame, as MLflow's
+docs ask; MLflow 3 writes skops). The harness checks that both servers answer the same number.
 """
 
 from __future__ import annotations
 
+import http.client
+import json
+import statistics
 import subprocess
 import sys
 import time
 from importlib import metadata
 from pathlib import Path
 
-from bench._servers import READY_TIMEOUT, Server, log, request
+from bench._servers import HOST, READY_TIMEOUT, Server, log, request
 
 OUT = Path(__file__).resolve().parent / "out"
 VENV = OUT / "mlflow-venv"
@@ -25,17 +28,31 @@ STAMP = VENV / ".bench-requirements"
 INSTALL_TIMEOUT = 1800.0  # seconds; a cold install of mlflow on a loaded 2-core machine is slow
 ONE_BLAS_THREAD = {v: "1" for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
 
-# Runs inside the MLflow virtualenv: argv = skops file, output folder, training CSV, features.
-# Trusting every type in the file is safe here only because this run wrote it moments ago.
+# Runs inside the MLflow virtualenv: argv = skops file, output folder, training rows, features.
+# dropscore fits on arrays (columns by position); an MLflow user fits on a DataFrame, and MLflow
+# hands the model a DataFrame, which a position-fitted pipeline answers with a UserWarning on
+# every request. So: dropscore's pipeline cloned (same steps and hyperparameters), its
+# ColumnTransformer selecting the same columns by name, fitted on the same rows as a DataFrame.
+# Trusting every type in the skops file is safe here only because this run wrote it.
 EXPORT = """
-import sys, json
+import sys, json, numbers
 import pandas as pd, skops.io as sio, mlflow.sklearn
 from mlflow.models import infer_signature
+from sklearn.base import clone
+from sklearn.compose import ColumnTransformer
 src, out, csv, features = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
-pipeline = sio.load(src, trusted=sio.get_untrusted_types(file=src))
-X = pd.read_csv(csv)[features]
-mlflow.sklearn.save_model(pipeline, out, signature=infer_signature(X, pipeline.predict(X)))
-print(mlflow.__version__)
+pipeline = clone(sio.load(src, trusted=sio.get_untrusted_types(file=src)))
+for _, step in pipeline.steps:
+    if isinstance(step, ColumnTransformer):
+        step.set_params(transformers=[
+            (name, t, [features[i] if isinstance(i, numbers.Integral) else i for i in cols])
+            for name, t, cols in step.transformers])
+rows = pd.read_csv(csv)
+X, y = rows[features].astype("float64"), rows.drop(columns=features).iloc[:, 0]
+pipeline.fit(X, y)
+trusted = sio.get_untrusted_types(data=sio.dumps(pipeline))  # MLflow 3 saves with skops too
+mlflow.sklearn.save_model(pipeline, out, signature=infer_signature(X, pipeline.predict(X)),
+                          skops_trusted_types=trusted)
 """
 
 
@@ -86,8 +103,6 @@ def versions() -> str:
 
 def export(model_file: Path, out: Path, csv: Path, features: list[str]) -> None:
     """Save dropscore's fitted pipeline as an MLflow sklearn model folder."""
-    import json
-
     proc = subprocess.run(
         [str(python()), "-c", EXPORT, str(model_file), str(out), str(csv), json.dumps(features)],
         capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL,
@@ -128,3 +143,32 @@ def server(model_dir: Path, workers: int, env: dict[str, str], cwd: Path, logs: 
     menv["PATH"] = f"{bin_dir}:{env.get('PATH', '')}"
     menv["VIRTUAL_ENV"] = str(VENV)
     return MlflowServer("mlflow", cmd, menv, cwd, logs)
+
+
+def ping(port: int, path: str, count: int = 30) -> float:
+    """p50 ms of GETs on one keep-alive connection: shows a server's fixed per-answer stall."""
+    conn = http.client.HTTPConnection(HOST, port, timeout=30)
+    latencies = []
+    for _ in range(count):
+        t = time.perf_counter()
+        conn.request("GET", path)
+        conn.getresponse().read()
+        latencies.append((time.perf_counter() - t) * 1000)
+    conn.close()
+    return statistics.median(latencies)
+
+
+def same_prediction(ours: int, theirs: int, case: tuple) -> None:
+    """Both servers must answer the same number for the same row, or the race means nothing."""
+    answers = []
+    for port in (ours, theirs):
+        conn = http.client.HTTPConnection(HOST, port, timeout=30)
+        conn.request("POST", case[0], body=case[1], headers=case[2])
+        response = conn.getresponse()
+        body = response.read()
+        conn.close()
+        if response.status != 200:
+            raise SystemExit(f"port {port} answered {response.status}: {body[:300]!r}")
+        answers.append(float(json.loads(body)["predictions"][0]))
+    if abs(answers[0] - answers[1]) > 1e-6 * max(1.0, abs(answers[0])):
+        raise SystemExit(f"dropscore predicts {answers[0]}, MLflow {answers[1]}: not one model")
