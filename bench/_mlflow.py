@@ -66,6 +66,7 @@ def requirements() -> list[str]:
 
 
 def python() -> Path:
+    """The MLflow virtualenv's interpreter: every MLflow step runs there, never in ours."""
     return VENV / "bin" / "python"
 
 
@@ -115,6 +116,7 @@ class MlflowServer(Server):
     """``mlflow models serve --env-manager local``: ready when ``GET /ping`` answers 200."""
 
     def wait_ready(self, headers: dict[str, str]) -> None:
+        """Probe ``/ping``, MLflow's health route (it has no ``/ready``)."""
         deadline = time.monotonic() + READY_TIMEOUT
         last = "no answer"
         while time.monotonic() < deadline:

@@ -9,14 +9,16 @@ it, so drift on a shared machine hits both; the report gives each pair's request
 to ``/predict`` (median and range over the pairs) and the median p50 latency.
 
 Then (``--mlflow``, on by default) the same pipeline is served by ``dropscore api`` (gunicorn,
-``[server] workers`` x ``threads`` gthread) and by ``mlflow models serve --env-manager local -w
-<the same workers>`` from its own cached virtualenv (``bench/_mlflow.py``). Both run at once,
-idle but for the side under load; for a 1-row and a 1,000-row payload at concurrency 1 and 16,
-each pair measures dropscore's ``/predict``, ``/invocations`` (``dataframe_split``) and ``/v2``
-infer (JSON FP64 tensor) and MLflow's ``/invocations`` on the same ``dataframe_split`` body,
-which side goes first alternating from pair to pair. Load comes from ``wrk`` (else Python
-threads). Goals (issue 10): single-row >= 5x MLflow's req/s on every protocol; 1,000 rows >= 3x
-MLflow's rows/s.
+``[server] workers`` x ``threads`` gthread) and by ``mlflow models serve --env-manager local``
+from its own cached virtualenv (``bench/_mlflow.py``), twice: ``-w <the same workers>`` and
+``-w 1`` (uvicorn's multi-worker socket answers keep-alive requests ~40 ms late, which a
+``GET /ping`` probe prints; one worker does not stall). All run at once, idle but for the one
+under load. For a 1-row and a 1,000-row payload at concurrency 1 and 16, each pair measures
+dropscore's ``/predict``, ``/invocations`` (``dataframe_split``) and ``/v2`` infer (JSON FP64
+tensor) and both MLflows' ``/invocations`` on the same ``dataframe_split`` body, the order
+reversed every other pair. A pair's ratio is dropscore's req/s over the faster MLflow's in
+that pair. Load comes from ``wrk`` (else Python threads). Goals (issue 10): single-row >= 5x
+MLflow's req/s on every protocol; 1,000 rows >= 3x MLflow's rows/s.
 
     .venv/bin/python bench/protocols.py                 # 3 pairs of 3 s / 5 s runs per case
     .venv/bin/python bench/protocols.py --pairs 5 --seconds 5
@@ -151,6 +153,7 @@ def run(port: int, path: str, body: bytes, headers: dict[str, str], seconds: flo
 
 
 def start_server(data_dir: Path) -> tuple[subprocess.Popen, int]:
+    """One waitress process on a free port, ready once ``/ready`` answers 200."""
     with socket.socket() as s:
         s.bind((HOST, 0))
         port = s.getsockname()[1]
@@ -348,6 +351,7 @@ def mlflow_lines(
 
 
 def loadavg() -> str:
+    """The 1/5/15-minute load averages: how shared the two cores were while we measured."""
     return " ".join(f"{x:.1f}" for x in os.getloadavg())
 
 
