@@ -252,8 +252,10 @@ def vs_mlflow(data_dir: Path, features: list[str], pairs: int, seconds: float) -
     denv = {**env, "DROPSCORE__SERVER__HOST": HOST, "DROPSCORE__SERVER__PORT": "{port}"}
     api = [dropscore_cli(), "api", "--workers", str(workers)]
     ours = Server("dropscore", api, denv, work, logs)
-    # MLflow with dropscore's worker count, and with one worker: uvicorn's multi-worker socket
-    # answers keep-alive requests ~40 ms late here (see the /ping probe), one worker does not.
+    # MLflow with dropscore's worker count, and with one worker. For -w > 1 uvicorn binds the
+    # socket itself with proto 0, so asyncio never sets TCP_NODELAY (it checks proto ==
+    # IPPROTO_TCP) and a keep-alive answer written in two pieces waits for the client's delayed
+    # ACK (~40 ms; the /ping probe shows it). With one worker asyncio binds and sets it.
     theirs = {
         f"MLflow -w {w}": _mlflow.server(work / "mlflow-model", w, env, work, logs)
         for w in dict.fromkeys((workers, 1))
