@@ -300,7 +300,7 @@ def vs_mlflow(data_dir: Path, features: list[str], pairs: int, seconds: float) -
 
 
 MLFLOW_TITLE = (
-    "rows   c  endpoint             req/s   p50 ms     rows/s  vs MLflow [range]  (-w N)  goal"
+    "rows   c  endpoint             req/s   p50 ms     rows/s  vs MLflow [range]   (-w N)  goal"
 )
 
 
@@ -346,7 +346,7 @@ def mlflow_lines(
         vs_matched = med(r / t for (r, _), t in zip(runs, matched, strict=True))
         verdict = "met" if med(ratios) >= goal else "MISSED"
         lines.append(
-            head + f"{rps * rows:>10.0f}  x{med(ratios):<5.1f}[{min(ratios):.1f}-"
+            head + f"{rps * rows:>10.0f}  x{med(ratios):<6.2f}[{min(ratios):.1f}-"
             f"{max(ratios):.1f}]  (x{vs_matched:.0f})  >={goal:g}x {verdict}"
         )
     return lines
