@@ -38,14 +38,17 @@ lint: $(STAMP)
 ifdef FULL
 BENCH_SCORE := --rows 5000000 --upload-rows 1000000
 BENCH_PREDICT :=
+BENCH_PROTOCOLS :=
 else
 BENCH_SCORE := --rows 200000 --upload-rows 100000
 BENCH_PREDICT := --seconds 3 --warmup 1
+BENCH_PROTOCOLS := --quick
 endif
 
 bench: $(STAMP)
 	$(BIN)/python bench/score.py --pairs 3 $(BENCH_SCORE)
 	$(BIN)/python bench/predict.py $(BENCH_PREDICT)
+	$(BIN)/python bench/protocols.py $(BENCH_PROTOCOLS)
 
 bench-full:
 	$(MAKE) bench FULL=1
