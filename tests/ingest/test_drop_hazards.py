@@ -61,13 +61,16 @@ def test_a_symlink_is_quarantined_with_its_reason_and_the_link_moved_out(
     make_watcher(observer)
     link.symlink_to(target)
     [record] = wait_for(lambda: terminal(ledger), what="the link to be refused")
+    # the row is the commit point; the link is moved and its error record written after it
+    error_record = config.quarantine / f"{record.id}__passwd.csv.error.json"
+    wait_for(error_record.exists, what="the error record, written after the row")
     assert record.state == QUARANTINED
     assert record.error == {"code": "symlink", "message": LINK_REASON}
     assert record.sha256 is None and record.rows is None  # nothing read through the link
     assert not os.path.lexists(link)
     moved = config.quarantine / f"{record.id}__passwd.csv"
     assert moved.is_symlink() and os.readlink(moved) == str(target)
-    body = json.loads((config.quarantine / f"{record.id}__passwd.csv.error.json").read_text())
+    body = json.loads(error_record.read_text())
     assert body["message"] == LINK_REASON
     assert target.read_text() == "id,x\n1,1.5\n"
     assert (target.stat().st_mtime_ns, target.stat().st_ino) == (
@@ -84,7 +87,7 @@ def test_a_link_waiting_at_start_is_refused_by_the_start_up_scan(
     make_watcher()
     [record] = wait_for(lambda: terminal(ledger), what="the dangling link to be refused")
     assert (record.state, record.error["code"]) == (QUARANTINED, "symlink")
-    assert os.listdir(config.inbox("score")) == []
+    wait_for(lambda: os.listdir(config.inbox("score")) == [], what="the link to leave the inbox")
 
 
 def _lines(start: int, stop: int) -> str:
