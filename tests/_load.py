@@ -190,15 +190,15 @@ def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 90) -> None:
         if proc.poll() is not None:
             raise RuntimeError(f"{proc.args} exited with {proc.returncode}")
         try:
-            if requests.get(url + "/ready", timeout=1).status_code == 200:
+            if requests.get(url + "/ready", timeout=5).status_code == 200:
                 return
-        except requests.ConnectionError:
+        except requests.RequestException:  # refused while starting, or slow under load
             pass
         time.sleep(0.1)
     raise RuntimeError(f"{url} not ready within {timeout}s")
 
 
-def wait_run(url: str, run_id: int, timeout: float = 60) -> dict:
+def wait_run(url: str, run_id: int, timeout: float = 180) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         body = requests.get(f"{url}/runs/{run_id}", timeout=5).json()
@@ -208,7 +208,7 @@ def wait_run(url: str, run_id: int, timeout: float = 60) -> dict:
     raise RuntimeError(f"run {run_id} did not finish within {timeout}s")
 
 
-def wait_files(url: str, count: int, timeout: float = 30) -> None:
+def wait_files(url: str, count: int, timeout: float = 90) -> None:
     """Wait until the ledger holds ``count`` normalized training files."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
