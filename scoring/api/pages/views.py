@@ -36,6 +36,7 @@ bp = Blueprint(
     static_url_path="/ui/static",
 )
 
+
 @bp.before_request
 def _guard() -> Response | None:
     """Refuse a POST without its CSRF token (who may see a page is the API's auth's job)."""
