@@ -151,7 +151,8 @@ def api(ctx: Context, workers: int | None) -> None:
     from scoring.service.runtime import reap_interrupted
     from scoring.service.server import serve_gunicorn
 
-    reap_interrupted(settings)
+    for one in settings.each_model():
+        reap_interrupted(one)
     try:
         serve_gunicorn(
             settings, lambda: warm(create_app(settings)), workers or settings.server.workers
