@@ -128,24 +128,37 @@ def _records(n: int) -> np.ndarray:
     return out
 
 
-def _valid(arr: pa.Array) -> np.ndarray:
-    """Return the mask of present values as a numpy bool array."""
+def _valid(arr: pa.Array) -> np.ndarray | None:
+    """Return the mask of present values, or None when every value is present."""
+    if arr.null_count == 0:
+        return None
     return np.asarray(pc.is_valid(arr).to_numpy(zero_copy_only=False), dtype=bool)
 
 
 def _numbers(arr: pa.Array, dtype: str) -> np.ndarray:
     """Return the values as numpy, nulls filled with zero (their records say missing)."""
-    filled = pc.fill_null(arr, pa.scalar(0, arr.type))
-    return np.asarray(filled.to_numpy(zero_copy_only=False), dtype=dtype)
+    if arr.null_count:
+        arr = pc.fill_null(arr, pa.scalar(0, arr.type))
+    return np.asarray(arr.to_numpy(zero_copy_only=False), dtype=dtype)
+
+
+def _fill(
+    out: np.ndarray, valid: np.ndarray | None, tags: np.ndarray | int, values: np.ndarray
+) -> np.ndarray:
+    """Set the records of present values (all of them when ``valid`` is None)."""
+    if valid is None:
+        out["tag"] = tags
+        out["value"] = values
+    else:
+        out["tag"][valid] = tags if isinstance(tags, int) else tags[valid]
+        out["value"][valid] = values[valid]
+    return out
 
 
 def _fixed(arr: pa.Array, tag: int, payload: pa.Array) -> np.ndarray:
     """Records with one tag for present values and an int64 payload."""
-    out = _records(len(arr))
-    valid = _valid(arr)
-    out["tag"][valid] = tag
-    out["value"][valid] = _numbers(payload, "int64")[valid]
-    return out
+    out = np.zeros(len(arr), dtype=_RECORD) if arr.null_count == 0 else _records(len(arr))
+    return _fill(out, _valid(arr), tag, _numbers(payload, "int64"))
 
 
 def _integers(arr: pa.Array) -> np.ndarray:
@@ -157,17 +170,17 @@ def _integers(arr: pa.Array) -> np.ndarray:
 
 def _floats(arr: pa.Array) -> np.ndarray:
     """Numbers: an integral float is its integer; NaN is missing; the rest keep their bits."""
-    out = _records(len(arr))
     values = _numbers(arr, "float64")
-    present = _valid(arr) & ~np.isnan(values)
-    whole = present & np.isfinite(values) & (np.abs(values) < _INT64_BOUND)
-    whole &= np.floor(values) == values
-    other = present & ~whole
-    out["tag"][whole] = _INT
-    out["value"][whole] = values[whole].astype(np.int64)
-    out["tag"][other] = _FLOAT
-    out["value"][other] = values[other].view(np.int64)
-    return out
+    valid = _valid(arr)
+    present = ~np.isnan(values) if valid is None else valid & ~np.isnan(values)
+    whole = np.isfinite(values) & (np.abs(values) < _INT64_BOUND) & (np.floor(values) == values)
+    with np.errstate(invalid="ignore"):  # NaN and inf are cast too, then not chosen
+        as_int = values.astype(np.int64)
+    tags = np.where(whole, np.uint8(_INT), np.uint8(_FLOAT))
+    payload = np.where(whole, as_int, values.view(np.int64))
+    everything = bool(present.all())
+    out = np.zeros(len(values), dtype=_RECORD) if everything else _records(len(values))
+    return _fill(out, None if everything else present, tags, payload)
 
 
 def _micros(arr: pa.Array) -> pa.Array:
@@ -191,14 +204,14 @@ def _as_text(arr: pa.Array) -> pa.Array:
 
 def _text(arr: pa.Array) -> tuple[np.ndarray, memoryview]:
     """Text: records carry each value's UTF-8 length; the bytes go to the text stream."""
-    filled = pc.fill_null(arr, "")  # a null slot may still own bytes; an empty one owns none
+    valid = _valid(arr)
+    # a null slot may still own bytes; an empty string owns none
+    filled = arr if valid is None else pc.fill_null(arr, "")
     n = len(filled)
     offsets_buffer, data_buffer = filled.buffers()[1], filled.buffers()[2]
     offsets = np.frombuffer(offsets_buffer, dtype=np.int32)[filled.offset : filled.offset + n + 1]
-    out = _records(n)
-    valid = _valid(arr)
-    out["tag"][valid] = _TEXT
-    out["value"][valid] = np.diff(offsets).astype(np.int64)[valid]
+    out = np.zeros(n, dtype=_RECORD) if valid is None else _records(n)
+    _fill(out, valid, _TEXT, np.diff(offsets).astype(np.int64))
     if data_buffer is None or n == 0:
         return out, memoryview(b"")
     return out, memoryview(data_buffer)[int(offsets[0]) : int(offsets[-1])]
