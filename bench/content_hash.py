@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> None:
         ratios = []
         for pair in range(1, args.pairs + 1):
             _, plain = lake_write(src, dest, hashed=False)
-            rows, hashed = lake_write(src, dest, hashed=True)
+            _, hashed = lake_write(src, dest, hashed=True)
             ratios.append(hashed / plain)
             print(f"pair {pair}: lake write {plain:6.2f} s, with the content hash {hashed:6.2f} s")
         print(f"median ratio hashed / plain = {statistics.median(ratios):.2f}")
