@@ -10,14 +10,18 @@ Order of the steps, chosen so a ``kill -9`` at any point is finished by ``resume
    transaction, so dedupe is race-free across processes;
 3. read, normalize and write ``lake/<kind>/<sha256>.parquet`` atomically (temp + rename); the
    lake file carries ``_file_id``, so a re-take recognizes its own leftover
-   (``ingest/lakefile.py``);
+   (``ingest/lakefile.py``); the normalized table is hashed on the way (``ingest/content.py``),
+   and a table a live drop already committed is not published: a duplicate by content;
    then, before the commit, the claimed file must be as it was hashed (size, mtime) with no
    writer holding it open; if not, the lake file is discarded and the claim waits until it
    holds still, gets its new size and hash (``Ledger.rehash``) and is read again, so only
    whole content lands;
 4. the ledger transition (``normalized``, ``quarantined`` or ``duplicate``) is the commit point;
+   ``normalized`` turns into ``duplicate`` (by content) in the same transaction when another
+   process committed the same table meanwhile;
 5. only then is the original moved from ``processing/`` to ``archive/`` or ``quarantine/``
-   (with its ``.error.json`` record, ``ingest/quarantine.py``).
+   (with its ``.error.json`` record, ``ingest/quarantine.py``), a duplicate's own lake file
+   removed first, so the lake holds the rows once.
 
 Every step before 4 is redone by ``resume`` (a file in ``processing/`` with no row, or with a
 ``received`` row, is taken again); every step after 4 is finished by it (a file in
@@ -285,7 +289,7 @@ class Intake:
                     return self._settle(record, claimed)
                 continue
             if isinstance(outcome, OwnedElsewhere):
-                return self._duplicate_of(record, claimed, outcome.owner)
+                return self._duplicate_of(record, claimed, outcome)
             return self._accept(record, claimed, outcome)
 
     def _retake(self, record: FileRecord, claimed: Path) -> FileRecord:
@@ -329,14 +333,18 @@ class Intake:
             column_map=done.column_map,
             lake_path=done.lake_path,
             archive_path=self.config.archive / filed_name(record),
-        )
-        self._settle(record, claimed)
-        return record
+            content_sha256=done.content_sha256,
+        )  # a duplicate by content instead when another process committed the table first
+        return self._settle(record, claimed)
 
-    def _duplicate_of(self, record: FileRecord, claimed: Path, owner: int) -> FileRecord:
+    def _duplicate_of(self, record: FileRecord, claimed: Path, owned: OwnedElsewhere) -> FileRecord:
         """Commit a drop whose content another live drop already put in the lake."""
         record = self.ledger.mark_duplicate(
-            record.id, duplicate_of=owner, archive_path=self.config.archive / filed_name(record)
+            record.id,
+            duplicate_of=owned.owner,
+            archive_path=self.config.archive / filed_name(record),
+            by=owned.by,
+            content_sha256=owned.content_sha256,
         )
         return self._settle(record, claimed)
 
@@ -362,7 +370,13 @@ class Intake:
         discard_own_lake_file(self.config, record)
 
     def _settle(self, record: FileRecord, claimed: Path | None) -> FileRecord:
-        """Move the original where its terminal row says; idempotent, so resume can redo it."""
+        """Move the original where its terminal row says; idempotent, so resume can redo it.
+
+        A duplicate's own lake file (one by content that lost the commit race, or a crash's
+        leftover) goes first: while the original is in processing/, resume comes back here.
+        """
+        if record.state == DUPLICATE:
+            discard_own_lake_file(self.config, record)
         if record.state == QUARANTINED:
             write_error_record(self.config.quarantine, record)
             dest = self.ledger.resolve(record.quarantine_path)
@@ -378,7 +392,10 @@ class Intake:
             log.info(
                 "duplicate",
                 extra=_fields(
-                    record, duplicate_of=record.duplicate_of, archive_path=record.archive_path
+                    record,
+                    duplicate_of=record.duplicate_of,
+                    duplicate_by=record.duplicate_by,
+                    archive_path=record.archive_path,
                 ),
             )
         elif record.state == NORMALIZED:

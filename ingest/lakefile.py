@@ -4,11 +4,19 @@ Each lake file carries its drop's ``_file_id``, so a re-take (after a crash) rec
 leftover and replaces it, while content another live drop already put in the lake makes this
 drop a duplicate of that one. Training files are type-checked against the training lake under
 the same lock as the write, so two processes cannot both add clashing columns.
+
+The same table in another format has other bytes, so the normalized table is hashed too
+(``ingest/content.py``), batch by batch as it is written. When a live drop of the kind already
+committed that content, the temporary is dropped before it is published and the drop is a
+duplicate by content. A drop committing the same content at the same moment in another process
+is caught by the ledger's commit (``Ledger.mark_normalized``); the intake then removes the lake
+file the later drop published.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,9 +26,10 @@ import pyarrow.parquet as pq
 from ingest import readers
 from ingest.claims import lake_lock
 from ingest.config import IngestConfig
+from ingest.content import ContentHash, hashed
 from ingest.errors import NoRowsError, TypeConflictError
 from ingest.lake import check_compatible, lake_schema, write_parquet_atomic
-from ingest.ledger import LIVE_STATES, FileRecord, Ledger
+from ingest.ledger import BY_BYTES, BY_CONTENT, LIVE_STATES, FileRecord, Ledger
 from ingest.normalize import normalize_file
 
 log = logging.getLogger("dropscore.ingest")
@@ -37,13 +46,25 @@ class Normalized:
     delimiter: str | None
     column_map: dict[str, str]
     lake_path: Path
+    content_sha256: str
 
 
 @dataclass(frozen=True)
 class OwnedElsewhere:
-    """The lake file for this content already belongs to another live drop."""
+    """The lake already holds this content for another live drop: by bytes or by content."""
 
     owner: int
+    by: str = BY_BYTES
+    content_sha256: str | None = None
+
+
+class _SameContent(Exception):
+    """Raised at the end of the batches to stop a lake write whose table is already there."""
+
+    def __init__(self, owner: int, content_sha256: str) -> None:
+        super().__init__(f"content already in the lake for file {owner}")
+        self.owner = owner
+        self.content_sha256 = content_sha256
 
 
 def lake_file(config: IngestConfig, record: FileRecord) -> Path:
@@ -60,6 +81,7 @@ def write_lake_file(
     header and no rows (its empty lake file is removed first).
     """
     raw = readers.open_table(claimed, config.read)
+    content = ContentHash()
     try:
         table = normalize_file(raw, record.id)
         dest = lake_file(config, record)
@@ -69,7 +91,10 @@ def write_lake_file(
                 return OwnedElsewhere(owner)
             if record.kind == "train":
                 _check_train_types(config, table.schema)
-            rows = write_parquet_atomic(table.batches, table.schema, dest)
+            batches = _unless_known(hashed(table.batches, content), content, ledger, record)
+            rows = write_parquet_atomic(batches, table.schema, dest)
+    except _SameContent as same:  # the temporary was removed; nothing was published
+        return OwnedElsewhere(same.owner, BY_CONTENT, same.content_sha256)
     finally:
         close = getattr(raw, "close", None)
         if callable(close):
@@ -85,7 +110,23 @@ def write_lake_file(
         delimiter=raw.delimiter,
         column_map=dict(table.column_map),
         lake_path=dest,
+        content_sha256=content.hexdigest(),
     )
+
+
+def _unless_known(
+    batches: Iterator[pa.RecordBatch], content: ContentHash, ledger: Ledger, record: FileRecord
+) -> Iterator[pa.RecordBatch]:
+    """Pass the batches on; after the last, stop the write if a live drop has this content.
+
+    Raising from inside the writer's loop makes ``write_parquet_atomic`` discard its temporary,
+    so a duplicate by content is never published to the lake.
+    """
+    yield from batches
+    digest = content.hexdigest()
+    owner = ledger.find_by_content(record.kind, digest, excluding=record.id)
+    if owner is not None:
+        raise _SameContent(owner.id, digest)
 
 
 def _check_train_types(config: IngestConfig, schema: pa.Schema) -> None:

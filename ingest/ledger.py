@@ -17,8 +17,10 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from ingest.ledger_table import LedgerTable, first_live
+from ingest.ledger_table import LedgerTable, first_live, first_live_content
 from ingest.records import (
+    BY_BYTES,
+    BY_CONTENT,
     DUPLICATE,
     LIVE_STATES,
     NORMALIZED,
@@ -35,6 +37,8 @@ from ingest.records import (
 
 # The record and its states are ingest.records'; they are named here too, where callers look.
 __all__ = [
+    "BY_BYTES",
+    "BY_CONTENT",
     "DUPLICATE",
     "LIVE_STATES",
     "NORMALIZED",
@@ -105,9 +109,16 @@ class Ledger(LedgerTable):
                 earlier = first_live(conn, kind, sha256, before=file_id)
                 if earlier is not None:
                     conn.execute(
-                        "UPDATE files SET state = ?, duplicate_of = ?, archive_path = ?, "
-                        "finished_at = ? WHERE id = ?",
-                        (DUPLICATE, earlier.id, f"archive/{file_id}__{stored}", now, file_id),
+                        "UPDATE files SET state = ?, duplicate_of = ?, duplicate_by = ?, "
+                        "archive_path = ?, finished_at = ? WHERE id = ?",
+                        (
+                            DUPLICATE,
+                            earlier.id,
+                            BY_BYTES,
+                            f"archive/{file_id}__{stored}",
+                            now,
+                            file_id,
+                        ),
                     )
             return self._require(conn, file_id)
 
@@ -144,11 +155,12 @@ class Ledger(LedgerTable):
             earlier = first_live(conn, record.kind, sha256, before=file_id)
             if earlier is not None:
                 conn.execute(
-                    "UPDATE files SET state = ?, duplicate_of = ?, archive_path = ?, "
-                    "finished_at = ? WHERE id = ?",
+                    "UPDATE files SET state = ?, duplicate_of = ?, duplicate_by = ?, "
+                    "archive_path = ?, finished_at = ? WHERE id = ?",
                     (
                         DUPLICATE,
                         earlier.id,
+                        BY_BYTES,
                         f"archive/{file_id}__{record.original_name}",
                         now,
                         file_id,
@@ -168,24 +180,50 @@ class Ledger(LedgerTable):
         column_map: dict[str, str],
         lake_path: Path | str,
         archive_path: Path | str,
+        content_sha256: str | None = None,
     ) -> FileRecord:
-        """Record that the drop is in the lake: the commit point of a successful ingest."""
+        """Record that the drop is in the lake: the commit point of a successful ingest.
+
+        With ``content_sha256``, dedupe by content is decided in the same transaction: when a
+        live drop of the same kind already committed that content, this drop becomes its
+        ``duplicate`` (by content, no lake path) instead, so two processes committing the same
+        table at once keep it once; the caller then removes this drop's lake file.
+        """
         now = utc_now()
-        return self._transition(
-            file_id,
-            (RECEIVED,),
-            NORMALIZED,
-            rows=rows,
-            columns=columns,
-            format=format,
-            encoding=encoding,
-            delimiter=delimiter,
-            column_map=json.dumps(column_map),
-            lake_path=self.relative(lake_path),
-            archive_path=self.relative(archive_path),
-            error=None,
-            finished_at=now,
-        )
+        with self._write() as conn:
+            record = self._require(conn, file_id)
+            earlier = None
+            if content_sha256 is not None:
+                earlier = first_live_content(conn, record.kind, content_sha256, file_id)
+            if earlier is not None:
+                return _apply(
+                    conn,
+                    file_id,
+                    (RECEIVED,),
+                    DUPLICATE,
+                    duplicate_of=earlier.id,
+                    duplicate_by=BY_CONTENT,
+                    content_sha256=content_sha256,
+                    archive_path=self.relative(archive_path),
+                    finished_at=now,
+                )
+            return _apply(
+                conn,
+                file_id,
+                (RECEIVED,),
+                NORMALIZED,
+                content_sha256=content_sha256,
+                rows=rows,
+                columns=columns,
+                format=format,
+                encoding=encoding,
+                delimiter=delimiter,
+                column_map=json.dumps(column_map),
+                lake_path=self.relative(lake_path),
+                archive_path=self.relative(archive_path),
+                error=None,
+                finished_at=now,
+            )
 
     def mark_quarantined(
         self, file_id: int, *, error: dict[str, Any], quarantine_path: Path | str
@@ -221,7 +259,13 @@ class Ledger(LedgerTable):
             return self._require(conn, file_id)
 
     def mark_duplicate(
-        self, file_id: int, *, duplicate_of: int, archive_path: Path | str
+        self,
+        file_id: int,
+        *,
+        duplicate_of: int,
+        archive_path: Path | str,
+        by: str = BY_BYTES,
+        content_sha256: str | None = None,
     ) -> FileRecord:
         """Record that the content was already taken, so nothing new enters the lake."""
         return self._transition(
@@ -229,6 +273,8 @@ class Ledger(LedgerTable):
             (RECEIVED,),
             DUPLICATE,
             duplicate_of=duplicate_of,
+            duplicate_by=by,
+            content_sha256=content_sha256,
             archive_path=self.relative(archive_path),
             finished_at=utc_now(),
         )
@@ -292,18 +338,30 @@ class Ledger(LedgerTable):
         self, file_id: int, allowed_from: tuple[str, ...], to: str, **values: Any
     ) -> FileRecord:
         """Apply a guarded state change: nothing changes unless the row is in ``allowed_from``."""
-        values["state"] = to
-        values["updated_at"] = utc_now()
-        assignments = ", ".join(f"{key} = ?" for key in values)
-        marks = ", ".join("?" for _ in allowed_from)
         with self._write() as conn:
-            cur = conn.execute(
-                f"UPDATE files SET {assignments} WHERE id = ? AND state IN ({marks})",
-                (*values.values(), file_id, *allowed_from),
-            )
-            if cur.rowcount == 0:
-                _refuse(conn, file_id, f"move to {to}")
-            return self._require(conn, file_id)
+            return _apply(conn, file_id, allowed_from, to, **values)
+
+
+def _apply(
+    conn: sqlite3.Connection,
+    file_id: int,
+    allowed_from: tuple[str, ...],
+    to: str,
+    **values: Any,
+) -> FileRecord:
+    """Make a guarded state change inside the caller's transaction and return the new row."""
+    values["state"] = to
+    values["updated_at"] = utc_now()
+    assignments = ", ".join(f"{key} = ?" for key in values)
+    marks = ", ".join("?" for _ in allowed_from)
+    cur = conn.execute(
+        f"UPDATE files SET {assignments} WHERE id = ? AND state IN ({marks})",
+        (*values.values(), file_id, *allowed_from),
+    )
+    if cur.rowcount == 0:
+        _refuse(conn, file_id, f"move to {to}")
+    row = conn.execute("SELECT * FROM files WHERE id = ?", (file_id,)).fetchone()
+    return FileRecord.from_row(row)
 
 
 def _refuse(conn: sqlite3.Connection, file_id: int, action: str) -> None:

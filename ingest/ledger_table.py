@@ -15,11 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from ingest.records import (
+    BY_BYTES,
     STATES,
     FileRecord,
     IllegalTransition,
 )
-from ingest.sqlite import connect, transaction
+from ingest.sqlite import add_column, connect, transaction
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (
@@ -59,6 +60,18 @@ CREATE INDEX IF NOT EXISTS files_state ON files (state, kind);
 CREATE INDEX IF NOT EXISTS files_finished ON files (finished_at);
 """
 
+# Columns added since the first release (``add_column`` gives an older state.db them too).
+_ADDED = {
+    "content_sha256": "TEXT",
+    "duplicate_by": "TEXT CHECK (duplicate_by IN ('bytes', 'content'))",
+}
+_ADDED_INDEX = "CREATE INDEX IF NOT EXISTS files_kind_content ON files (kind, content_sha256)"
+# Every duplicate before content hashes was one by bytes; say so, once, in an older state.db.
+_BACKFILL = (
+    f"UPDATE files SET duplicate_by = '{BY_BYTES}' "
+    "WHERE state = 'duplicate' AND duplicate_by IS NULL"
+)
+
 
 class LedgerTable:
     """The ``files`` table of ``state.db``: safe to share across threads and processes."""
@@ -79,6 +92,10 @@ class LedgerTable:
             if self._schema_ready:
                 return
             conn.executescript(_SCHEMA)
+            for column, decl in _ADDED.items():
+                add_column(conn, "files", column, decl)
+            conn.execute(_ADDED_INDEX)
+            conn.execute(_BACKFILL)
             self._schema_ready = True
 
     @contextlib.contextmanager
@@ -180,6 +197,13 @@ class LedgerTable:
         with self._read() as conn:
             return first_live(conn, kind, sha256)
 
+    def find_by_content(
+        self, kind: str, content_sha256: str, excluding: int | None = None
+    ) -> FileRecord | None:
+        """Return the first live drop whose normalized table has this content hash."""
+        with self._read() as conn:
+            return first_live_content(conn, kind, content_sha256, excluding)
+
     def find_by_processing_path(self, path: Path | str) -> FileRecord | None:
         """Return the drop that claimed this file in ``processing/``, if it got that far."""
         with self._read() as conn:
@@ -231,4 +255,20 @@ def first_live(
         sql += " AND id < ?"
         args = (*args, before)
     row = conn.execute(sql + " ORDER BY id LIMIT 1", args).fetchone()
+    return FileRecord.from_row(row) if row else None
+
+
+def first_live_content(
+    conn: sqlite3.Connection, kind: str, content_sha256: str, excluding: int | None = None
+) -> FileRecord | None:
+    """Return the earliest live drop with this normalized content, the one a duplicate names.
+
+    Only a committed drop (normalized or scored) has a content hash, so the match is the drop
+    that committed this content first, whatever the ids' order.
+    """
+    row = conn.execute(
+        "SELECT * FROM files WHERE kind = ? AND content_sha256 = ? AND id != ? "
+        "AND state IN ('received', 'normalized', 'scored') ORDER BY id LIMIT 1",
+        (kind, content_sha256, -1 if excluding is None else excluding),
+    ).fetchone()
     return FileRecord.from_row(row) if row else None

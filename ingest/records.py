@@ -20,6 +20,8 @@ DUPLICATE = "duplicate"
 STATES = (RECEIVED, NORMALIZED, SCORED, QUARANTINED, DUPLICATE)
 TERMINAL_STATES = (NORMALIZED, SCORED, QUARANTINED, DUPLICATE)  # normalized: for train drops
 LIVE_STATES = (RECEIVED, NORMALIZED, SCORED)  # content that is, or is becoming, a lake file
+BY_BYTES = "bytes"  # a duplicate whose file's sha256 matched a live drop's
+BY_CONTENT = "content"  # a duplicate whose normalized table matched a live drop's
 
 
 class IllegalTransition(ValueError):
@@ -45,6 +47,7 @@ class FileRecord:
     kind: str
     size_bytes: int | None
     sha256: str | None
+    content_sha256: str | None  # the normalized table's hash (ingest/content.py)
     state: str
     rows: int | None
     columns: int | None
@@ -57,6 +60,7 @@ class FileRecord:
     archive_path: str | None
     quarantine_path: str | None
     duplicate_of: int | None
+    duplicate_by: str | None  # "bytes" or "content": how the drop matched ``duplicate_of``
     attempts: int
     processing_path: str | None
     output_path: str | None

@@ -8,7 +8,10 @@ it leaves, and who finishes it:
 - files in ``processing/<kind>/<uuid>/``: handed one by one, locked, to the intake, which takes
   them again (no row, or a ``received`` row) or moves them where their terminal row says; an
   interrupted ``take_copy`` temporary is deleted (its source is intact); a file another live
-  process holds is left alone;
+  process holds is left alone; a lake file published by a drop that was not yet committed is
+  replaced when the drop is taken again (or not published again, when another drop committed
+  the same table meanwhile), and a duplicate's own lake file is removed before its original
+  leaves processing/, so a duplicate killed in between has it removed here too;
 - ``received`` rows whose file is gone: listed here, quarantined by the intake;
 - rejections of normalized drops cut short (original still in archive/, or the lake file still
   there): listed here, finished by the intake.

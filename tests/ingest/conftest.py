@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from ingest.config import IngestConfig
 from ingest.intake import Intake
 from ingest.layout import DataLayout
-from ingest.ledger import Ledger
+from ingest.ledger import FileRecord, Ledger
+from ingest.watcher import Watcher
 from tests._wait import wait_for as _wait_for
+from tests.ingest._watching import MakeWatcher
 
 WaitFor = Callable[..., None]
 
@@ -46,3 +50,27 @@ def ledger(config: IngestConfig) -> Ledger:
 def intake(config: IngestConfig, ledger: Ledger) -> Intake:
     """Build an intake with no listener."""
     return Intake(config, ledger)
+
+
+@pytest.fixture
+def make_watcher(config: IngestConfig, ledger: Ledger) -> Iterator[MakeWatcher]:
+    """Build and start watchers over the fixture's data folder; always stopped at teardown.
+
+    ``observer`` is "native" or "polling"; other keywords change the config (``ready_marker``).
+    """
+    started: list[Watcher] = []
+
+    def make(
+        observer: str = "native",
+        on_normalized: Callable[[FileRecord], None] | None = None,
+        **changes: Any,
+    ) -> Watcher:
+        cfg = replace(config, poll=observer == "polling", **changes)
+        watcher = Watcher(cfg, Intake(cfg, ledger, on_normalized=on_normalized))
+        watcher.start()
+        started.append(watcher)
+        return watcher
+
+    yield make
+    for watcher in started:
+        watcher.stop(timeout=10)

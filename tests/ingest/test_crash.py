@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -28,15 +29,32 @@ def _content(i: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _stage(folder: Path, count: int, duplicates: int) -> dict[str, str]:
-    """Write files outside the inbox: name → content, some contents repeated under new names."""
+def _as_jsonl(i: int) -> str:
+    """Build the same table as ``_content(i)`` as JSON Lines: other bytes, the same rows."""
+    records = [{"id": i * ROWS + r, "value": r + 0.25, "label": f"l{r % 7}"} for r in range(ROWS)]
+    return "".join(json.dumps(record) + "\n" for record in records)
+
+
+def _stage(
+    folder: Path, count: int, duplicates: int, converted: int = 0
+) -> tuple[dict[str, str], dict[str, int]]:
+    """Write files outside the inbox: name → content, and name → which table it holds.
+
+    Some tables come again under new names: ``duplicates`` as the same bytes, ``converted`` as
+    JSON Lines (a duplicate by content).
+    """
     folder.mkdir()
     files = {f"drop{i:03d}.csv": _content(i) for i in range(count)}
+    tables = {name: i for i, name in enumerate(files)}
     for j in range(duplicates):
         files[f"again{j:03d}.csv"] = _content(j * 3)
+        tables[f"again{j:03d}.csv"] = j * 3
+    for j in range(converted):
+        files[f"converted{j:03d}.jsonl"] = _as_jsonl(j * 3 + 1)
+        tables[f"converted{j:03d}.jsonl"] = j * 3 + 1
     for name, text in files.items():
         (folder / name).write_text(text)
-    return files
+    return files, tables
 
 
 def claimed_files(top: Path) -> set[Path]:
@@ -96,7 +114,7 @@ def test_kill_9_at_many_moments_loses_nothing_and_doubles_nothing(tmp_path: Path
     config = IngestConfig(DataLayout(tmp_path / "data"))
     config.make_dirs()
     ledger = Ledger(config.db_path)
-    staged = _stage(tmp_path / "staging", count=48, duplicates=6)
+    staged, table_of = _stage(tmp_path / "staging", count=48, duplicates=6, converted=6)
     names = sorted(staged)
     batches = [names[i::6] for i in range(6)]
     runner = Runner(config.data_dir, tmp_path / "child.log")
@@ -151,11 +169,13 @@ def test_kill_9_at_many_moments_loses_nothing_and_doubles_nothing(tmp_path: Path
         archived = config.archive / f"{record.id}__{record.original_name}"
         assert archived.read_text() == staged[record.original_name]
     assert len(list(config.archive.iterdir())) == len(names)
+    duplicates = [r.duplicate_by for r in records if r.state == DUPLICATE]
+    assert sorted(duplicates) == ["bytes"] * 6 + ["content"] * 6
 
     lake = sorted(config.lake("score").glob("*.parquet"))
     assert [p.name for p in config.lake("score").iterdir() if p.name.startswith(".")] == []
     tables = [pq.read_table(p) for p in lake]  # every lake file reads: no half Parquet
-    distinct = set(staged.values())
+    distinct = set(table_of.values())  # the converted copies are duplicates by content
     assert len(lake) == len(distinct)
     assert sum(t.num_rows for t in tables) == ROWS * len(distinct)
     lake_ids = sorted(i for t in tables for i in set(t.column("_file_id").to_pylist()))

@@ -6,8 +6,6 @@ import json
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import replace
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -15,34 +13,10 @@ import pytest
 
 from ingest.config import IngestConfig
 from ingest.intake import Intake
-from ingest.ledger import NORMALIZED, QUARANTINED, FileRecord, Ledger
-from ingest.watcher import Watcher
+from ingest.ledger import NORMALIZED, QUARANTINED, Ledger
+from tests.ingest._watching import OBSERVERS, MakeWatcher, terminal
 
-MakeWatcher = Callable[..., Watcher]
-OBSERVERS = ["native", "polling"]
 LINK_REASON = "symbolic links are not taken: copy or move the file itself into the inbox"
-
-
-@pytest.fixture
-def make_watcher(config: IngestConfig, ledger: Ledger) -> Iterator[MakeWatcher]:
-    """Build and start watchers over the fixture's data folder; always stopped at teardown."""
-    started: list[Watcher] = []
-
-    def make(observer: str = "native", **changes: object) -> Watcher:
-        cfg = replace(config, poll=observer == "polling", **changes)
-        watcher = Watcher(cfg, Intake(cfg, ledger))
-        watcher.start()
-        started.append(watcher)
-        return watcher
-
-    yield make
-    for watcher in started:
-        watcher.stop(timeout=10)
-
-
-def terminal(ledger: Ledger) -> list[FileRecord]:
-    """Return the drops ingest is done with."""
-    return [r for r in ledger.list(limit=None) if r.terminal]
 
 
 @pytest.mark.parametrize("observer", OBSERVERS)

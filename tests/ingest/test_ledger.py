@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -12,6 +13,8 @@ from pathlib import Path
 import pytest
 
 from ingest.ledger import (
+    BY_BYTES,
+    BY_CONTENT,
     DUPLICATE,
     NORMALIZED,
     QUARANTINED,
@@ -20,6 +23,7 @@ from ingest.ledger import (
     IllegalTransition,
     Ledger,
 )
+from ingest.ledger_table import _SCHEMA
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -271,3 +275,97 @@ def test_schema_lives_beside_other_tables(ledger: Ledger) -> None:
     conn = sqlite3.connect(ledger.db_path)
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     conn.close()
+
+
+# -- duplicates by content (the normalized table's hash) -----------------------------------------
+
+
+def _commit(ledger: Ledger, file_id: int, content: str | None):
+    return ledger.mark_normalized(
+        file_id,
+        rows=3,
+        columns=2,
+        format="csv",
+        encoding=None,
+        delimiter=None,
+        column_map={},
+        lake_path=f"lake/train/{file_id}.parquet",
+        archive_path=f"archive/{file_id}__a.csv",
+        content_sha256=content,
+    )
+
+
+def test_byte_duplicates_say_so(ledger: Ledger) -> None:
+    _receive(ledger, "a.csv")
+    second = _receive(ledger, "b.csv")
+    assert (second.state, second.duplicate_by) == (DUPLICATE, BY_BYTES)
+
+
+def test_the_commit_makes_a_duplicate_of_content_committed_first_whatever_the_ids(
+    ledger: Ledger,
+) -> None:
+    early = _receive(ledger, "a.csv", kind="train", sha="bytes-a")
+    late = _receive(ledger, "a.xlsx", kind="train", sha="bytes-b")
+    other_kind = _receive(ledger, "a.json", kind="score", sha="bytes-c")
+    kept = _commit(ledger, late.id, "table-1")  # the later id commits first
+    duplicate = _commit(ledger, early.id, "table-1")
+    assert (kept.state, kept.content_sha256) == (NORMALIZED, "table-1")
+    assert (duplicate.state, duplicate.duplicate_of, duplicate.duplicate_by) == (
+        DUPLICATE,
+        late.id,
+        BY_CONTENT,
+    )
+    assert duplicate.lake_path is None and duplicate.rows is None
+    assert duplicate.archive_path == f"archive/{early.id}__a.csv"
+    assert _commit(ledger, other_kind.id, "table-1").state == NORMALIZED  # per kind
+    assert ledger.find_by_content("train", "table-1") == ledger.get(late.id)
+    assert ledger.find_by_content("train", "table-1", excluding=late.id) is None
+
+
+def test_content_of_a_refused_drop_is_no_longer_live(ledger: Ledger) -> None:
+    first = _receive(ledger, "a.csv", sha="bytes-a")
+    _commit(ledger, first.id, "table-1")
+    ledger.mark_score_refused(
+        first.id, error={"code": "x", "message": "y"}, quarantine_path="quarantine/q"
+    )
+    again = _receive(ledger, "a.json", sha="bytes-b")
+    assert _commit(ledger, again.id, "table-1").state == NORMALIZED
+
+
+def test_concurrent_commits_of_one_table_keep_one(ledger: Ledger) -> None:
+    received = [_receive(ledger, f"{i}.csv", kind="train", sha=f"bytes-{i}") for i in range(8)]
+    results = []
+    barrier = threading.Barrier(len(received))
+
+    def commit(file_id: int) -> None:
+        barrier.wait()
+        results.append(_commit(ledger, file_id, "table-1"))
+
+    threads = [threading.Thread(target=commit, args=(r.id,)) for r in received]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    [kept] = [r for r in results if r.state == NORMALIZED]
+    assert all(
+        (r.duplicate_of, r.duplicate_by) == (kept.id, BY_CONTENT) for r in results if r != kept
+    )
+
+
+def test_an_older_state_db_gains_the_columns_and_its_duplicates_say_bytes(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "state.db"
+    older = sqlite3.connect(db)  # the files table as the first release made it
+    older.executescript(_SCHEMA)
+    older.execute(
+        "INSERT INTO files (original_name, kind, sha256, state, duplicate_of, received_at, "
+        "updated_at) VALUES ('a.csv', 'score', 's', 'duplicate', NULL, 't', 't')"
+    )
+    older.commit()
+    older.close()
+    ledger = Ledger(db)
+    [record] = ledger.list()
+    assert (record.duplicate_by, record.content_sha256) == (BY_BYTES, None)
+    fresh = _receive(ledger, "b.csv", sha="other")
+    assert _commit(ledger, fresh.id, "table-1").content_sha256 == "table-1"

@@ -5,45 +5,16 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import replace
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 
 from ingest.config import IngestConfig
-from ingest.intake import Intake
 from ingest.ledger import DUPLICATE, NORMALIZED, FileRecord, Ledger
-from ingest.watcher import Watcher
+from tests.ingest._watching import OBSERVERS, MakeWatcher, terminal
 
 GOOD = "id,x\n1,1.5\n2,2.5\n"
-OBSERVERS = ["native", "polling"]
-
-MakeWatcher = Callable[..., Watcher]
-
-
-@pytest.fixture
-def make_watcher(config: IngestConfig, ledger: Ledger) -> Iterator[MakeWatcher]:
-    """Build and start watchers that are always stopped at teardown."""
-    started: list[Watcher] = []
-
-    def make(observer: str = "native", on_normalized=None, start: bool = True) -> Watcher:
-        cfg = replace(config, poll=observer == "polling")
-        watcher = Watcher(cfg, Intake(cfg, ledger, on_normalized=on_normalized))
-        if start:
-            watcher.start()
-            started.append(watcher)
-        return watcher
-
-    yield make
-    for watcher in started:
-        watcher.stop(timeout=10)
-
-
-def terminal(ledger: Ledger) -> list[FileRecord]:
-    """Return the drops ingest is done with."""
-    return [r for r in ledger.list(limit=None) if r.terminal]
 
 
 @pytest.mark.parametrize("observer", OBSERVERS)
