@@ -57,6 +57,8 @@ def read_output(path, fmt: str) -> pd.DataFrame:
         return pq.read_table(path).to_pandas()
     if fmt == "csv":
         return pd.read_csv(path)
+    if fmt == "json":
+        return pd.DataFrame.from_records(json.loads(path.read_text()))
     return pd.read_json(path, lines=True)
 
 
@@ -66,7 +68,7 @@ SUFFIX = {"csv.gz": ".csv.gz", "semicolon": ".csv"}
 @pytest.mark.parametrize(
     "kind", ["csv", "tsv", "csv.gz", "semicolon", "xlsx", "json", "jsonl", "parquet"]
 )
-@pytest.mark.parametrize("fmt", ["csv", "parquet", "jsonl"])
+@pytest.mark.parametrize("fmt", ["csv", "parquet", "jsonl", "json"])
 def test_every_input_and_output_format(tmp_path, model, frame, kind, fmt):
     src = tmp_path / f"in{SUFFIX.get(kind, '.' + kind)}"
     write_as(frame, src, kind)
@@ -175,6 +177,7 @@ def test_score_file_multipart_csv(client, trained, frame):
     [
         ("xlsx", "book.xlsx", {}, "text/csv"),
         ("jsonl", "rows.jsonl", {}, "application/x-ndjson"),
+        ("json", "rows.json", {}, "application/json"),
         ("parquet", "t.parquet", {}, "application/vnd.apache.parquet"),
         ("csv", "t.csv", {"format": "parquet"}, "application/vnd.apache.parquet"),
     ],
@@ -187,14 +190,15 @@ def test_score_file_formats(client, trained, frame, tmp_path, kind, filename, qu
     assert response.mimetype == mimetype
 
 
-def test_score_file_raw_body(client, trained, frame):
+def test_score_file_raw_json_array_is_answered_with_a_json_array(client, trained, frame):
     response = client.post(
         "/score-file", data=frame.to_json(orient="records"), content_type="application/json"
     )
     assert response.status_code == 200
-    lines = response.data.decode().splitlines()
-    assert len(lines) == len(frame)
-    assert "prediction" in json.loads(lines[0])
+    assert response.mimetype == "application/json"
+    records = json.loads(response.data)
+    assert isinstance(records, list) and len(records) == len(frame)
+    assert "prediction" in records[0]
 
 
 def test_score_file_reports_failed_rows(client, trained, frame):
