@@ -297,3 +297,55 @@ def test_cli_score(tmp_path, settings, registry, trained, frame, monkeypatch):
     result = CliRunner().invoke(main, ["score", str(bad)])
     assert result.exit_code == 1
     assert result.output.startswith("Error: bad.csv: the file lacks the model's feature columns")
+
+
+@pytest.mark.parametrize(
+    ("name", "lines", "out"),
+    [("rows.json", False, "rows.scored.json"), ("rows.jsonl", True, "rows.scored.jsonl")],
+)
+def test_cli_scores_json_to_the_same_json_layout(
+    tmp_path, settings, registry, trained, frame, monkeypatch, name, lines, out
+):
+    from scoring.service.cli import main
+
+    monkeypatch.setenv("DROPSCORE__PATHS__DATA_DIR", str(settings.data_dir))
+    monkeypatch.setenv("DROPSCORE__TRAINING__BOOTSTRAP_DATA", '""')
+    monkeypatch.delenv("DROPSCORE_SETTINGS", raising=False)
+    (tmp_path / name).write_text(frame.to_json(orient="records", lines=lines))
+    result = CliRunner().invoke(main, ["score", str(tmp_path / name)])
+    assert result.exit_code == 0, result.output
+    text = (tmp_path / out).read_text()
+    rows = [json.loads(line) for line in text.splitlines()] if lines else json.loads(text)
+    assert isinstance(rows, list) and len(rows) == len(frame)
+    assert [r["AGE"] for r in rows] == pytest.approx(frame["AGE"].tolist())
+
+
+@pytest.mark.parametrize("fmt", ["json", "jsonl"])
+def test_json_outputs_are_strict_and_streamed_batch_by_batch(tmp_path, fmt):
+    import pyarrow as pa
+
+    from ingest.formats import output_spec
+
+    write = output_spec(fmt).write_function()
+    batches = [
+        pa.RecordBatch.from_pydict({"x": [1.5, float("nan")], "s": ["a", None]}),
+        pa.RecordBatch.from_pydict({"x": [float("inf"), -float("inf")], "s": ["é", "b"]}),
+    ]
+    assert write(iter(batches), tmp_path / "o")
+    text = (tmp_path / "o").read_text()
+
+    def strict(doc: str):
+        return json.loads(doc, parse_constant=lambda c: pytest.fail(f"{c} in the output"))
+
+    if fmt == "json":
+        assert text.startswith("[\n{") and text.endswith("}\n]\n")
+        rows = strict(text)
+    else:
+        rows = [strict(line) for line in text.splitlines()]
+    assert rows == [
+        {"x": 1.5, "s": "a"},
+        {"x": None, "s": None},
+        {"x": None, "s": "é"},
+        {"x": None, "s": "b"},
+    ]
+    assert not write(iter([]), tmp_path / "empty")
