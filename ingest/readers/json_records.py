@@ -144,7 +144,7 @@ def _json_table(doc: Any) -> tuple[list[str], list[list[Any]]]:
         return _records_from_array(doc)
     if not isinstance(doc, dict):
         raise _json_shape_error(_json_kind(doc))
-    if "columns" in doc and "data" in doc:
+    if "columns" in doc and "data" in doc and not isinstance(doc["columns"], dict):
         return _split_rows(doc["columns"], doc["data"], '"columns"')
     if isinstance(doc.get("schema"), dict) and isinstance(doc.get("data"), list):
         return _table_orient(doc["schema"], doc["data"])

@@ -53,6 +53,14 @@ def test_pandas_default_to_json_is_read(tmp_path: Path) -> None:
     assert rows_of(path) == (["Age", "City", "Score"], EXPECTED)
 
 
+@pytest.mark.parametrize("orient", ORIENTS)
+def test_columns_named_like_the_layout_keys(tmp_path: Path, orient: str) -> None:
+    frame = pd.DataFrame({"columns": [1, 2], "data": ["a", "b"], "schema": [0.5, 1.5]})
+    path = tmp_path / "keys.json"
+    frame.to_json(path, orient=orient)
+    assert rows_of(path) == (list(frame.columns), frame.to_dict(orient="records"))
+
+
 def test_a_named_index_in_the_table_layout_stays_a_column(tmp_path: Path) -> None:
     path = tmp_path / "t.json"
     FRAME.set_index("City").to_json(path, orient="table")
