@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import io
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -141,10 +142,19 @@ def post(tree: str, port: int, worker: int, src: Path, rows: int, multipart: boo
 
 def run(args: argparse.Namespace) -> int:
     """Alternate the two trees for args.pairs pairs and print medians and the ratio."""
-    from tests.conftest import free_port
-
     print(f"machine load: {machine_load()}")
     work = Path(tempfile.mkdtemp(prefix="dropscore-bench-uploads-", dir=args.tmp))
+    try:
+        return _compare(args, work)
+    finally:
+        end_all()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _compare(args: argparse.Namespace, work: Path) -> int:
+    """Train, generate the upload, start both servers and alternate the posts."""
+    from tests.conftest import free_port
+
     env = dropscore_env(work / "data", **thread_settings())
     train(env, work / "train.log")
     src = work / "upload.csv"
