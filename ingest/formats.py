@@ -138,7 +138,9 @@ FORMATS: tuple[FormatSpec, ...] = (
         suffixes=(".json",),
         content_types=("application/json",),
         reader="ingest.readers.json_records:read_json",
-        answer=Format.JSONL,
+        answer=Format.JSON,
+        writer="ingest.writers:write_json",
+        output=True,
     ),
     FormatSpec(
         Format.JSONL,
@@ -170,6 +172,8 @@ FORMATS: tuple[FormatSpec, ...] = (
 _BY_FORMAT = {spec.format: spec for spec in FORMATS}
 _BY_SUFFIX = {suffix: spec for spec in FORMATS for suffix in spec.suffixes}
 _BY_CONTENT_TYPE = {ct: spec for spec in FORMATS for ct in spec.content_types}
+# Formats a program writes: a drop in one of them is answered in its own format (see drops).
+JSON_FORMATS = frozenset({Format.JSON, Format.JSONL})
 # Output format names as users type them (``--format``, ``?format=``): the Format values.
 OUTPUT_FORMATS = tuple(spec.format.value for spec in FORMATS if spec.output)
 

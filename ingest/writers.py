@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from ingest.lake import write_parquet_atomic
@@ -32,16 +33,45 @@ def write_csv(batches: Iterator[pa.RecordBatch], path: Path) -> bool:
 
 
 def write_jsonl(batches: Iterator[pa.RecordBatch], path: Path) -> bool:
-    """Write one JSON object per row; NaN becomes null so every line is strict JSON."""
+    """Write one JSON object per row; NaN and infinities become null so every line is strict."""
     wrote = False
     with open(path, "wb") as fh:
         for batch in batches:
-            for record in batch.to_pylist():
-                clean = {k: None if v != v else v for k, v in record.items()}  # NaN → null
-                fh.write(json.dumps(clean, default=str).encode() + b"\n")
+            for line in json_rows(batch):
+                fh.write(line + b"\n")
             wrote = True
         _sync(fh)
     return wrote
+
+
+def write_json(batches: Iterator[pa.RecordBatch], path: Path) -> bool:
+    """Write one JSON array of row objects, batch by batch: ``[``, rows joined by ``,``, ``]``."""
+    wrote = False
+    with open(path, "wb") as fh:
+        fh.write(b"[")
+        for batch in batches:
+            for line in json_rows(batch):
+                fh.write((b",\n" if wrote else b"\n") + line)
+                wrote = True
+        fh.write(b"\n]\n")
+        _sync(fh)
+    return wrote
+
+
+def json_rows(batch: pa.RecordBatch) -> Iterator[bytes]:
+    """Encode each row of a batch as a strict JSON object (no NaN/Infinity: null instead)."""
+    names = batch.schema.names
+    columns = [_finite_or_null(column).to_pylist() for column in batch.columns]
+    for values in zip(*columns, strict=True):
+        record = dict(zip(names, values, strict=True))
+        yield json.dumps(record, default=str, allow_nan=False).encode()
+
+
+def _finite_or_null(column: pa.Array) -> pa.Array:
+    """Turn NaN and ±inf into nulls, in Arrow, so the JSON encoder never meets them."""
+    if not pa.types.is_floating(column.type):
+        return column
+    return pc.if_else(pc.is_finite(column), column, pa.scalar(None, column.type))
 
 
 def write_parquet(batches: Iterator[pa.RecordBatch], path: Path) -> bool:

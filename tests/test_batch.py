@@ -57,6 +57,8 @@ def read_output(path, fmt: str) -> pd.DataFrame:
         return pq.read_table(path).to_pandas()
     if fmt == "csv":
         return pd.read_csv(path)
+    if fmt == "json":
+        return pd.DataFrame.from_records(json.loads(path.read_text()))
     return pd.read_json(path, lines=True)
 
 
@@ -66,7 +68,7 @@ SUFFIX = {"csv.gz": ".csv.gz", "semicolon": ".csv"}
 @pytest.mark.parametrize(
     "kind", ["csv", "tsv", "csv.gz", "semicolon", "xlsx", "json", "jsonl", "parquet"]
 )
-@pytest.mark.parametrize("fmt", ["csv", "parquet", "jsonl"])
+@pytest.mark.parametrize("fmt", ["csv", "parquet", "jsonl", "json"])
 def test_every_input_and_output_format(tmp_path, model, frame, kind, fmt):
     src = tmp_path / f"in{SUFFIX.get(kind, '.' + kind)}"
     write_as(frame, src, kind)
@@ -175,6 +177,7 @@ def test_score_file_multipart_csv(client, trained, frame):
     [
         ("xlsx", "book.xlsx", {}, "text/csv"),
         ("jsonl", "rows.jsonl", {}, "application/x-ndjson"),
+        ("json", "rows.json", {}, "application/json"),
         ("parquet", "t.parquet", {}, "application/vnd.apache.parquet"),
         ("csv", "t.csv", {"format": "parquet"}, "application/vnd.apache.parquet"),
     ],
@@ -187,14 +190,15 @@ def test_score_file_formats(client, trained, frame, tmp_path, kind, filename, qu
     assert response.mimetype == mimetype
 
 
-def test_score_file_raw_body(client, trained, frame):
+def test_score_file_raw_json_array_is_answered_with_a_json_array(client, trained, frame):
     response = client.post(
         "/score-file", data=frame.to_json(orient="records"), content_type="application/json"
     )
     assert response.status_code == 200
-    lines = response.data.decode().splitlines()
-    assert len(lines) == len(frame)
-    assert "prediction" in json.loads(lines[0])
+    assert response.mimetype == "application/json"
+    records = json.loads(response.data)
+    assert isinstance(records, list) and len(records) == len(frame)
+    assert "prediction" in records[0]
 
 
 def test_score_file_reports_failed_rows(client, trained, frame):
@@ -293,3 +297,55 @@ def test_cli_score(tmp_path, settings, registry, trained, frame, monkeypatch):
     result = CliRunner().invoke(main, ["score", str(bad)])
     assert result.exit_code == 1
     assert result.output.startswith("Error: bad.csv: the file lacks the model's feature columns")
+
+
+@pytest.mark.parametrize(
+    ("name", "lines", "out"),
+    [("rows.json", False, "rows.scored.json"), ("rows.jsonl", True, "rows.scored.jsonl")],
+)
+def test_cli_scores_json_to_the_same_json_layout(
+    tmp_path, settings, registry, trained, frame, monkeypatch, name, lines, out
+):
+    from scoring.service.cli import main
+
+    monkeypatch.setenv("DROPSCORE__PATHS__DATA_DIR", str(settings.data_dir))
+    monkeypatch.setenv("DROPSCORE__TRAINING__BOOTSTRAP_DATA", '""')
+    monkeypatch.delenv("DROPSCORE_SETTINGS", raising=False)
+    (tmp_path / name).write_text(frame.to_json(orient="records", lines=lines))
+    result = CliRunner().invoke(main, ["score", str(tmp_path / name)])
+    assert result.exit_code == 0, result.output
+    text = (tmp_path / out).read_text()
+    rows = [json.loads(line) for line in text.splitlines()] if lines else json.loads(text)
+    assert isinstance(rows, list) and len(rows) == len(frame)
+    assert [r["AGE"] for r in rows] == pytest.approx(frame["AGE"].tolist())
+
+
+@pytest.mark.parametrize("fmt", ["json", "jsonl"])
+def test_json_outputs_are_strict_and_streamed_batch_by_batch(tmp_path, fmt):
+    import pyarrow as pa
+
+    from ingest.formats import output_spec
+
+    write = output_spec(fmt).write_function()
+    batches = [
+        pa.RecordBatch.from_pydict({"x": [1.5, float("nan")], "s": ["a", None]}),
+        pa.RecordBatch.from_pydict({"x": [float("inf"), -float("inf")], "s": ["é", "b"]}),
+    ]
+    assert write(iter(batches), tmp_path / "o")
+    text = (tmp_path / "o").read_text()
+
+    def strict(doc: str):
+        return json.loads(doc, parse_constant=lambda c: pytest.fail(f"{c} in the output"))
+
+    if fmt == "json":
+        assert text.startswith("[\n{") and text.endswith("}\n]\n")
+        rows = strict(text)
+    else:
+        rows = [strict(line) for line in text.splitlines()]
+    assert rows == [
+        {"x": 1.5, "s": "a"},
+        {"x": None, "s": None},
+        {"x": None, "s": "é"},
+        {"x": None, "s": "b"},
+    ]
+    assert not write(iter([]), tmp_path / "empty")

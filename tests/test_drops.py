@@ -133,3 +133,41 @@ def test_ingest_config_carries_the_settings(settings):
     assert config.stable_seconds == 0.2
     assert config.data_dir == settings.data_dir
     assert Ledger(config.db_path).list() == []
+
+
+@pytest.mark.parametrize(
+    ("name", "layout", "expected"),
+    [
+        ("rows.json", "records", "rows.{id}.scored.json"),  # a JSON array answers an array
+        ("frame.json", "columns", "frame.{id}.scored.json"),  # pandas' default to_json
+        ("rows.jsonl", "lines", "rows.{id}.scored.jsonl"),
+        ("rows.csv", "csv", "rows.{id}.scored.parquet"),  # others: [scoring] output_format
+    ],
+)
+def test_json_drops_are_answered_in_their_own_format(
+    settings, registry, trained, score_frame, tmp_path, name, layout, expected
+):
+    _config, ledger, intake = open_intake(settings)
+    src = tmp_path / name
+    if layout == "csv":
+        score_frame.to_csv(src, index=False)
+    else:
+        src.write_text(
+            score_frame.to_json(
+                orient="records" if layout == "lines" else layout, lines=layout == "lines"
+            )
+        )
+    record = intake.take_copy(src, "score")
+    [done] = sweep(settings, intake=intake, models=ChampionHolder(registry).peek)
+    out = settings.data_dir / "outbox" / expected.format(id=record.id)
+    assert ledger.resolve(done.output_path) == out
+    if layout == "csv":
+        assert len(pq.read_table(out)) == len(score_frame)
+        return
+    text = out.read_text()
+    rows = (
+        [json.loads(line) for line in text.splitlines()] if layout == "lines" else json.loads(text)
+    )
+    assert isinstance(rows, list) and len(rows) == len(score_frame)
+    assert rows[0]["AGE"] == pytest.approx(score_frame["AGE"].iloc[0])
+    assert all(isinstance(row["prediction"], float) for row in rows)

@@ -11,12 +11,16 @@ from ingest.formats import FORMATS, OUTPUT_FORMATS, Format, output_spec, spec_fo
 from .conftest import assert_error
 
 
-def test_the_415_message_lists_every_accepted_suffix(client, trained) -> None:
-    response = client.post(
-        "/score-file",
-        data={"file": (io.BytesIO(b"a,b\n1,2\n"), "x.pdf")},
-        content_type="multipart/form-data",
-    )
+@pytest.mark.parametrize("multipart", [True, False])
+def test_the_415_message_lists_every_accepted_suffix(client, trained, multipart) -> None:
+    if multipart:
+        response = client.post(
+            "/score-file",
+            data={"file": (io.BytesIO(b"a,b\n1,2\n"), "x.pdf")},
+            content_type="multipart/form-data",
+        )
+    else:
+        response = client.post("/score-file", data=b"%PDF-1.4", content_type="application/pdf")
     error = assert_error(response, 415, "unsupported_media_type", "unsupported file type")
     for spec in FORMATS:
         for suffix in spec.suffixes:

@@ -71,8 +71,10 @@ def _decode_json_bytes(data: bytes, fallbacks: Iterable[str]) -> str:
 
 
 _JSON_SHAPES = (
-    'an array of objects, {"columns": [...], "data": [[...]]}, or an object holding one '
-    "array of objects"
+    'an array of objects (pandas orient="records"), {"columns": [...], "data": [[...]]} '
+    '(orient="split"), {"column": {"row": value}} (orient="columns", pandas\' default), '
+    '{"row": {"column": value}} with rows labelled 0, 1, 2... (orient="index"), '
+    '{"schema": {...}, "data": [...]} (orient="table"), or an object holding one array of objects'
 )
 
 
@@ -140,14 +142,50 @@ def _json_table(doc: Any) -> tuple[list[str], list[list[Any]]]:
     """Find the table in a parsed JSON document, whichever accepted shape it has."""
     if isinstance(doc, list):
         return _records_from_array(doc)
-    if isinstance(doc, dict):
-        if "columns" in doc and "data" in doc:
-            return _split_rows(doc["columns"], doc["data"], '"columns"')
-        arrays = [v for v in doc.values() if isinstance(v, list)]
-        if len(doc) == 1 and len(arrays) == 1:
-            return _records_from_array(arrays[0])
-        raise _json_shape_error("an object without a single array of records")
-    raise _json_shape_error(_json_kind(doc))
+    if not isinstance(doc, dict):
+        raise _json_shape_error(_json_kind(doc))
+    if "columns" in doc and "data" in doc and not isinstance(doc["columns"], dict):
+        return _split_rows(doc["columns"], doc["data"], '"columns"')
+    if isinstance(doc.get("schema"), dict) and isinstance(doc.get("data"), list):
+        return _table_orient(doc["schema"], doc["data"])
+    if doc and all(isinstance(v, dict) for v in doc.values()):
+        return _nested_objects(doc)
+    arrays = [v for v in doc.values() if isinstance(v, list)]
+    if len(doc) == 1 and len(arrays) == 1:
+        return _records_from_array(arrays[0])
+    raise _json_shape_error("an object without a single array of records")
+
+
+def _table_orient(schema: dict[str, Any], data: list[Any]) -> tuple[list[str], list[list[Any]]]:
+    """Read pandas' orient="table": records under "data", minus pandas' own unnamed index."""
+    columns, rows = _records_from_array(data)
+    if schema.get("primaryKey") != ["index"] or "index" not in columns:
+        return columns, rows
+    at = columns.index("index")
+    return columns[:at] + columns[at + 1 :], [row[:at] + row[at + 1 :] for row in rows]
+
+
+def _nested_objects(doc: dict[str, dict[str, Any]]) -> tuple[list[str], list[list[Any]]]:
+    """Read an object of objects: pandas' default orient="columns", or orient="index".
+
+    Both are ``{label: {label: value}}``; orient="index" is recognised when the outer labels
+    are pandas' default row labels "0", "1", ... and the inner ones are not, as pandas writes
+    it. Anything else is read the way ``pandas.read_json`` reads it: columns outside.
+    """
+    inner = _union_keys(doc.values())
+    if _row_labels(list(doc)) and not _row_labels(inner):
+        columns, labels = inner, list(doc)
+        cells = [[doc[label].get(c) for c in columns] for label in labels]
+    else:
+        columns, labels = list(doc), inner
+        cells = [[doc[c].get(label) for c in columns] for label in labels]
+    rows = [[as_text(v) if isinstance(v, list | dict) else v for v in row] for row in cells]
+    return columns, rows
+
+
+def _row_labels(keys: list[str]) -> bool:
+    """Tell whether keys are pandas' default row labels "0", "1", ... in order."""
+    return bool(keys) and all(key == str(i) for i, key in enumerate(keys))
 
 
 def read_json(path: Path, options: ReadOptions, fmt: Format) -> RawTable:

@@ -99,7 +99,7 @@ def _pick_sheet(workbook: Any, wanted: str) -> Any:
         return workbook.get_sheet_by_index(int(wanted))
     raise SheetNotFoundError(
         f"the workbook has no sheet {wanted!r}; its sheets are {', '.join(map(repr, names))} "
-        "(set [ingest] excel_sheet to one of them, or to a 0-based index)",
+        "(name one of them, or a 0-based index, in [ingest] excel_sheet or /score-file's ?sheet=)",
         expected=", ".join(names),
     )
 

@@ -7,35 +7,27 @@ extensions; files on disk are always named by us.
 
 from __future__ import annotations
 
-import errno
 import os
 import shutil
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 from flask import Blueprint, Response, request, send_file
 
 from ingest.errors import FormatMismatchError, IngestError, UnsupportedFormatError
-from ingest.formats import (
-    ACCEPTED,
-    FORMATS,
-    OUTPUT_FORMATS,
-    file_suffix,
-    format_for_content_type,
-    format_for_name,
-    output_spec,
-)
+from ingest.formats import FORMATS, OUTPUT_FORMATS, output_spec
 from scoring.api.context import services
 from scoring.api.limits import spool_dir
 from scoring.api.openapi import INTEGER, STRING, obj, operation, query_param
+from scoring.api.uploads import receive_upload
 from scoring.bulk.batch import score_path
 from scoring.bulk.engines import engine_for
-from scoring.errors import BadRequest, InsufficientStorage, UnsupportedMediaType, ValidationFailed
+from scoring.errors import UnsupportedMediaType, ValidationFailed
 from scoring.ingest_options import read_options
 
 bp = Blueprint("score", __name__)
 
-CHUNK = 1024 * 1024
 UPLOAD_PREFIX = ".upload-"
 
 BINARY = {"type": "string", "format": "binary"}
@@ -71,8 +63,16 @@ SCORED = {
         query_param(
             "format",
             {"type": "string", "enum": list(OUTPUT_FORMATS)},
-            "output format; default: the input's (CSV for Excel)",
-        )
+            "output format; default: the input's (a JSON array for .json, JSON Lines for"
+            " .jsonl, Parquet for Parquet, CSV for CSV and Excel)",
+        ),
+        query_param(
+            "sheet",
+            STRING,
+            "Excel input only: the sheet to score, by name or 0-based index; default [ingest]"
+            " excel_sheet (the first sheet). A sheet the workbook lacks is a 422 listing its"
+            " sheets",
+        ),
     ],
     body=SCORE_BODY,
     responses={200: SCORED},
@@ -83,6 +83,7 @@ def score_file() -> Response:
     s = services()
     model = s.champion.current()  # one version for the whole file
     fmt = request.args.get("format")
+    sheet = request.args.get("sheet")
     if fmt is not None and fmt not in OUTPUT_FORMATS:
         raise ValidationFailed(
             f"format {fmt!r} is not one of {', '.join(OUTPUT_FORMATS)}",
@@ -92,9 +93,11 @@ def score_file() -> Response:
     # memory). Removed below whatever happens; only a killed process leaves a .upload-* folder.
     work = Path(tempfile.mkdtemp(prefix=UPLOAD_PREFIX, dir=spool_dir(s.settings)))
     try:
-        src = _spool(work)
+        src = receive_upload(request, work)
         out = work / "scored"
         read = read_options(s.settings)
+        if sheet is not None:
+            read = replace(read, excel_sheet=sheet)
         try:
             summary = score_path(
                 src,
@@ -130,49 +133,3 @@ def score_file() -> Response:
     response.headers["X-Rows-Scored"] = str(summary.rows_scored)
     response.headers["X-Rows-Failed"] = str(summary.rows_failed)
     return response
-
-
-def _spool(work: Path) -> Path:
-    """Copy the upload to disk in chunks; the client's name only chooses the extension."""
-    upload = request.files.get("file")
-    if upload is not None:
-        suffix = _suffix_of(upload.filename or "") or _suffix_for_type(upload.mimetype)
-        stream = upload.stream
-    elif request.files:
-        raise BadRequest("send the file in the multipart field 'file'")
-    else:
-        suffix = _suffix_for_type(request.mimetype)
-        stream = request.stream
-    if suffix is None:
-        raise UnsupportedMediaType(
-            f"unsupported file type; send one of: {ACCEPTED}"
-            " (by file name in a multipart upload, or by Content-Type for a raw body)"
-        )
-    path = work / f"upload{suffix}"
-    try:
-        with open(path, "wb") as fh:
-            shutil.copyfileobj(stream, fh, CHUNK)
-    except OSError as exc:
-        if exc.errno != errno.ENOSPC:
-            raise
-        raise InsufficientStorage(
-            "the server's disk filled up while the upload was saved"
-        ) from None
-    if path.stat().st_size == 0:
-        raise BadRequest("the uploaded file is empty")
-    return path
-
-
-def _suffix_of(filename: str) -> str | None:
-    """Return our own suffix for an accepted upload name (never the name itself), or None."""
-    try:
-        fmt, gzipped = format_for_name(filename)
-    except UnsupportedFormatError:
-        return None
-    return file_suffix(fmt, gzipped)
-
-
-def _suffix_for_type(content_type: str | None) -> str | None:
-    """Return the suffix for a body announced by its content type, or None when unknown."""
-    fmt = format_for_content_type(content_type or "")
-    return file_suffix(fmt) if fmt is not None else None

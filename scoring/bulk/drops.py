@@ -13,6 +13,7 @@ import logging
 from collections.abc import Callable
 
 from ingest.errors import IngestError
+from ingest.formats import JSON_FORMATS, format_for_name, spec_for
 from ingest.intake import Intake
 from ingest.ledger import FileRecord, Ledger
 from scoring.bulk.batch import MissingFeatures, output_name, score_lake_file
@@ -34,6 +35,19 @@ class MissingFeatureColumns(IngestError):
     code = "missing_features"
 
 
+def outbox_format(configured: str, original_name: str) -> str:
+    """Answer a JSON drop in JSON (an array for .json, lines for .jsonl), others as configured.
+
+    A program that drops JSON reads JSON; ``[scoring] output_format`` chooses between the
+    tabular formats a person opens (Parquet, CSV).
+    """
+    try:
+        fmt, _ = format_for_name(original_name)
+    except IngestError:
+        return configured
+    return spec_for(fmt).answer.value if fmt in JSON_FORMATS else configured
+
+
 def score_drop(
     record: FileRecord, *, settings: Settings, intake: Intake, model: LoadedModel
 ) -> FileRecord | None:
@@ -41,7 +55,7 @@ def score_drop(
     ledger = intake.ledger
     if not ledger.claim_for_scoring(record.id):
         return None
-    fmt = settings.scoring.output_format
+    fmt = outbox_format(settings.scoring.output_format, record.original_name)
     dst = settings.layout.outbox / output_name(record.original_name, record.id, fmt)
     try:
         lake = ledger.resolve(record.lake_path)

@@ -189,7 +189,7 @@ def test_every_format_has_one_entry_with_a_loadable_reader() -> None:
 
 
 def test_every_output_format_has_a_writer_and_every_answer_is_an_output() -> None:
-    assert OUTPUT_FORMATS == ("csv", "jsonl", "parquet")
+    assert OUTPUT_FORMATS == ("csv", "json", "jsonl", "parquet")
     for spec in FORMATS:
         if spec.output:
             assert callable(spec.write_function()), f"{spec.format} is an output without writer"

@@ -312,8 +312,11 @@ def test_parquet_with_nested_struct(tmp_path: Path) -> None:
 
 HEADER_ONLY = "the file has a header but no data rows; add at least one row below the header"
 JSON_SHAPES = (
-    'expected an array of objects, {"columns": [...], "data": [[...]]}, or an object '
-    "holding one array of objects"
+    'expected an array of objects (pandas orient="records"), {"columns": [...], "data": '
+    '[[...]]} (orient="split"), {"column": {"row": value}} (orient="columns", pandas\' '
+    'default), {"row": {"column": value}} with rows labelled 0, 1, 2... (orient="index"), '
+    '{"schema": {...}, "data": [...]} (orient="table"), or an object holding one array of '
+    "objects"
 )
 
 
@@ -520,8 +523,8 @@ def test_missing_sheet(tmp_path: Path) -> None:
     with pytest.raises(SheetNotFoundError) as info:
         read(path, ReadOptions(excel_sheet="Nope"))
     assert info.value.message == (
-        "the workbook has no sheet 'Nope'; its sheets are 'Data', 'Other' (set [ingest] "
-        "excel_sheet to one of them, or to a 0-based index)"
+        "the workbook has no sheet 'Nope'; its sheets are 'Data', 'Other' (name one of them, "
+        "or a 0-based index, in [ingest] excel_sheet or /score-file's ?sheet=)"
     )
 
 

@@ -1,0 +1,132 @@
+"""Receive an upload onto disk once: multipart parts are written straight into our spool folder.
+
+werkzeug's own form parsing spools every file part to a temporary file of its own (in ``/tmp``,
+which may be memory) and the view then copied it into the data folder: each byte written twice.
+Here the parser's ``stream_factory`` opens the part's file in the request's work folder, so the
+bytes land once, where they are scored; a raw body is copied from the socket the same way. The
+body limits of ``scoring.api.limits`` still apply (the request's stream is the limited one).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
+
+from flask import Request
+from werkzeug.formparser import FormDataParser
+
+from ingest.errors import UnsupportedFormatError
+from ingest.formats import ACCEPTED, file_suffix, format_for_content_type, format_for_name
+from scoring.errors import BadRequest, InsufficientStorage, UnsupportedMediaType
+
+CHUNK = 1024 * 1024
+FIELD = "file"  # the multipart field that holds the file
+
+
+class PartFiles:
+    """A werkzeug ``stream_factory`` that writes each file part to ``<folder>/part-<n>``."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.opened: list[IO[bytes]] = []
+
+    def __call__(self, **_part: Any) -> IO[bytes]:
+        """Open the next part's file in the spool folder (werkzeug writes the part into it)."""
+        fh = open(self.folder / f"part-{len(self.opened) + 1}", "w+b")  # noqa: SIM115
+        self.opened.append(fh)
+        return fh
+
+    def close(self) -> None:
+        """Close every part's file (the folder, and so the files, are the caller's to remove)."""
+        for fh in self.opened:
+            fh.close()
+
+
+def receive_upload(request: Request, folder: Path) -> Path:
+    """Write the request's file into folder once and return its path, named by us."""
+    with _disk_full_is_507():
+        if request.mimetype == "multipart/form-data":
+            return _receive_multipart(request, folder)
+        return _receive_body(request, folder)
+
+
+def _receive_multipart(request: Request, folder: Path) -> Path:
+    """Parse the multipart body with part files in folder; keep field 'file', named by us."""
+    parts = PartFiles(folder)
+    parser = FormDataParser(
+        stream_factory=parts,
+        max_form_memory_size=request.max_form_memory_size,
+        max_content_length=request.max_content_length,
+        max_form_parts=request.max_form_parts,
+        cls=request.parameter_storage_class,
+    )
+    try:
+        _, _form, files = parser.parse(
+            request.stream, request.mimetype, request.content_length, request.mimetype_params
+        )
+    finally:
+        parts.close()
+    upload = files.get(FIELD)
+    if upload is None:
+        raise BadRequest(f"send the file in the multipart field {FIELD!r}")
+    suffix = suffix_of(upload.filename or "") or suffix_for_type(upload.mimetype)
+    path = folder / f"upload{_known(suffix)}"
+    os.replace(upload.stream.name, path)  # the part's own file: renamed, not copied
+    return _non_empty(path)
+
+
+def _receive_body(request: Request, folder: Path) -> Path:
+    """Copy a raw body (its type announced by Content-Type) from the socket to folder."""
+    path = folder / f"upload{_known(suffix_for_type(request.mimetype))}"
+    with open(path, "wb") as fh:
+        shutil.copyfileobj(request.stream, fh, CHUNK)
+    return _non_empty(path)
+
+
+def _known(suffix: str | None) -> str:
+    """Return the suffix, or refuse the upload with the list of every accepted suffix."""
+    if suffix is None:
+        raise UnsupportedMediaType(
+            f"unsupported file type; send one of: {ACCEPTED}"
+            " (by file name in a multipart upload, or by Content-Type for a raw body)"
+        )
+    return suffix
+
+
+def _non_empty(path: Path) -> Path:
+    if path.stat().st_size == 0:
+        raise BadRequest("the uploaded file is empty")
+    return path
+
+
+@contextmanager
+def _disk_full_is_507() -> Iterator[None]:
+    """Turn a full disk while the upload is written into a 507 the client can act on."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno != errno.ENOSPC:
+            raise
+        raise InsufficientStorage(
+            "the server's disk filled up while the upload was saved"
+        ) from None
+
+
+def suffix_of(filename: str) -> str | None:
+    """Return our own suffix for an accepted upload name (never the name itself), or None."""
+    try:
+        fmt, gzipped = format_for_name(filename)
+    except UnsupportedFormatError:
+        return None
+    return file_suffix(fmt, gzipped)
+
+
+def suffix_for_type(content_type: str | None) -> str | None:
+    """Return the suffix for a body announced by its content type, or None when unknown."""
+    fmt = format_for_content_type(content_type or "")
+    return file_suffix(fmt) if fmt is not None else None
