@@ -19,6 +19,7 @@ from scoring.api.app import create_app
 from scoring.lifecycle.champion import ChampionHolder
 from scoring.service.runtime import open_intake
 
+from ._server import serving
 from .conftest import SAMPLE, make_settings, register_trained, wait_for
 
 ROW = [0.038, 0.05, 0.061, 0.021, -0.044, -0.034, -0.043, -0.002, 0.019, -0.017]
@@ -29,22 +30,6 @@ CSV = "age,sex,bmi,bp,s1,s2,s3,s4,s5,s6\n" + ",".join(map(str, ROW)) + "\n"
 class Live:
     url: str
     app: Flask
-
-
-def _serve(app: Flask) -> Iterator[str]:
-    """Run the app on a real threaded WSGI server; yield its URL, then close every socket."""
-    from waitress import create_server
-
-    wsgi = create_server(app, host="127.0.0.1", port=0, threads=4)
-    thread = threading.Thread(target=wsgi.run, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{wsgi.effective_port}"
-    finally:
-        wsgi.trigger.pull_trigger(lambda: [ch.close() for ch in list(wsgi._map.values())])
-        thread.join(timeout=10)
-        wsgi.task_dispatcher.shutdown()
-        app.extensions["dropscore"].champion.stop()
 
 
 @pytest.fixture(params=["warm", "cold"])
@@ -59,7 +44,8 @@ def live(request, tmp_path) -> Iterator[Live]:
     app = create_app(settings)
     if request.param == "warm":
         warm(app)
-    yield from (Live(url, app) for url in _serve(app))
+    with serving(app) as url:
+        yield Live(url, app)
 
 
 def _train(url: str) -> dict:

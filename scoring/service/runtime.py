@@ -25,6 +25,7 @@ from scoring.bulk.drops import on_arrival, sweep
 from scoring.ingest_options import ingest_config
 from scoring.lifecycle.champion import ChampionHolder
 from scoring.lifecycle.contract import chain, train_drop_check
+from scoring.lifecycle.first_data import first_data_trigger
 from scoring.lifecycle.registry import Registry
 from scoring.lifecycle.runner import run_retrain
 from scoring.lifecycle.runs import RetrainBusy, RunStore
@@ -137,6 +138,8 @@ def background(settings: Settings) -> Iterator[Background]:
         bootstrap(settings, registry, intake)
         champion = ChampionHolder(registry)
         start_scoring(settings, intake, champion)
+        first = first_data_trigger(settings, registry, champion)  # issue 9 #5: no nightly wait
+        intake.on_normalized = chain(intake.on_normalized, first)
         watcher = Watcher(config, intake)
         watcher.start()
         schedule = Schedule(settings)
