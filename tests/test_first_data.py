@@ -13,8 +13,12 @@ import pytest
 import requests
 
 from scoring.api.app import create_app, warm
+from scoring.lifecycle.champion import ChampionHolder
+from scoring.lifecycle.contract import chain
+from scoring.lifecycle.first_data import first_data_trigger
+from scoring.lifecycle.registry import Registry
 from scoring.lifecycle.runs import RunStore
-from scoring.service.runtime import background
+from scoring.service.runtime import background, open_intake
 
 from ._server import serving
 from .conftest import make_settings, wait_for
@@ -86,3 +90,23 @@ def test_the_first_labelled_drops_reaching_min_rows_train_the_first_model(settin
             drop(settings.layout.inbox("score"), "sentinel.csv", diabetes.iloc[:5])
             wait_for(lambda: taken(bg.ledger, "sentinel.csv"), what="the sentinel drop")
             assert [r.id for r in runs.list() if r.id not in started] == [run.id]
+
+
+def test_a_first_model_kept_for_a_person_is_not_trained_again_by_each_drop(tmp_path, diabetes):
+    settings = make_settings(tmp_path, training={"min_rows": 20, "promote": "never"})
+    _config, _ledger, intake = open_intake(settings)
+    registry = Registry(settings.models_dir, settings.db_path)
+    champion = ChampionHolder(registry)
+    intake.on_normalized = chain(
+        intake.on_normalized, first_data_trigger(settings, registry, champion)
+    )
+    runs = RunStore(settings.db_path)
+    for name, rows in (("a.csv", diabetes.iloc[:30]), ("b.csv", diabetes.iloc[30:60])):
+        rows.to_csv(tmp_path / name, index=False)
+    intake.take_copy(tmp_path / "a.csv", "train")  # the hook runs before this returns
+    run = wait_for(lambda: (r := runs.last()) and r.done and r, timeout=180, what="the run")
+    assert (run.trigger, run.state, run.promoted) == ("first_data", "succeeded", False), run
+    assert champion.peek() is None  # kept as a challenger: a person promotes it
+    intake.take_copy(tmp_path / "b.csv", "train")
+    assert [r.id for r in runs.list()] == [run.id]
+    champion.stop()

@@ -5,7 +5,8 @@ labelled drop changes nothing for hours. The intake calls this hook after each d
 lake (on the ingest thread): while there is no champion and the lake holds enough labelled rows,
 it queues a run with trigger ``first_data`` and trains it in a thread of its own, passing the
 serving process's champion refresh, so ``/ready`` is green by the time the run reads as done.
-Once a champion exists it does nothing; drops below ``min_rows`` wait for the next drop.
+Once a first model exists (the champion, or a challenger kept for a person under
+``promote = "never"``) it does nothing; drops below ``min_rows`` wait for the next drop.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ def first_data_trigger(
     """Build the intake hook that trains the first model once enough labelled rows arrived."""
 
     def hook(record: FileRecord) -> None:
-        if record.kind != "train" or registry.champion_version() is not None:
+        if record.kind != "train" or trained_before(registry):
             return
         rows = lake_rows(settings)
         if rows < settings.training.min_rows:
@@ -51,6 +52,12 @@ def first_data_trigger(
         start(pending, registry, champion)
 
     return hook
+
+
+def trained_before(registry: Registry) -> bool:
+    """Tell whether a first model exists: a champion, or a version kept for a person to promote
+    (``promote = "never"``), which another drop must not train again and again."""
+    return registry.champion_version() is not None or bool(registry.list())
 
 
 def lake_rows(settings: Settings) -> int:
