@@ -25,13 +25,13 @@ from scoring.api.openapi import (
 from scoring.api.params import page_args
 from scoring.errors import Conflict, ValidationFailed
 from scoring.lifecycle.runner import begin_retrain, execute
-from scoring.lifecycle.runs import STATES, RetrainBusy, RunStore
+from scoring.lifecycle.runs import STATES, TRIGGERS, RetrainBusy, RunStore
 
 bp = Blueprint("runs", __name__)
 
 RUN = obj(
     id=INTEGER,
-    trigger=STRING,
+    trigger={"type": "string", "enum": list(TRIGGERS)},
     state={"type": "string", "enum": list(STATES)},
     force=BOOLEAN,
     queued_at=STRING,

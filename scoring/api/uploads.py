@@ -15,7 +15,7 @@ import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 from flask import Request
 from werkzeug.formparser import FormDataParser
@@ -35,7 +35,13 @@ class PartFiles:
         self.folder = folder
         self.opened: list[IO[bytes]] = []
 
-    def __call__(self, **_part: Any) -> IO[bytes]:
+    def __call__(
+        self,
+        total_content_length: int | None,
+        content_type: str | None,
+        filename: str | None,
+        content_length: int | None = None,
+    ) -> IO[bytes]:
         """Open the next part's file in the spool folder (werkzeug writes the part into it)."""
         fh = open(self.folder / f"part-{len(self.opened) + 1}", "w+b")  # noqa: SIM115
         self.opened.append(fh)

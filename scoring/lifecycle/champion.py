@@ -5,12 +5,20 @@ pointer a few times a second from a daemon thread, loads a new version off the r
 and then replaces one reference. Requests read that reference once, so a request in flight
 finishes on the model it started with. The thread starts on first use in each process, which
 keeps it alive across gunicorn's fork and keeps construction free of side effects.
+
+A process that promotes (``POST /train``, a first-data or bootstrap retrain) calls ``refresh``
+itself before the run reads as done, so its new champion is live at once; refreshes take turns,
+so a slow load of an older version can never replace a newer one. While there is no champion,
+``current`` reads the pointer itself before answering 503, so the first model is served the
+moment it is promoted, whichever process promoted it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import sqlite3
 import threading
 import time
 
@@ -33,7 +41,8 @@ class ChampionHolder:
         self.registry = registry
         self.poll_seconds = poll_seconds
         self._model: LoadedModel | None = None
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # one start per process
+        self._loading = threading.Lock()  # one refresh at a time: reads and swaps in order
         self._pid = 0
         self._stop = threading.Event()
         self.last_error: str | None = None
@@ -43,6 +52,10 @@ class ChampionHolder:
         if self._pid != os.getpid():
             self._start()
         model = self._model
+        if model is None and self.last_error is None:  # promoted since the last poll?
+            with contextlib.suppress(sqlite3.Error):  # a busy database: the poller retries
+                self.refresh()
+            model = self._model
         if model is None:
             raise NoModel("no model has been trained yet; drop a labelled file or run train")
         return model
@@ -55,30 +68,39 @@ class ChampionHolder:
             return None
 
     def refresh(self) -> None:
-        """Load the champion if the pointer moved; a broken version keeps the old one serving."""
-        version = self.registry.champion_version()
-        current = self._model
-        if version is None or (current is not None and current.version == str(version)):
-            return
-        try:
-            model = load_version(self.registry, version)
-        except DropscoreError as exc:
-            if self.last_error != exc.message:
-                log.error("champion not loaded", extra={"version": version, "error": exc.message})
-            self.last_error = exc.message
-            return
-        self._model = model
-        self.last_error = None
+        """Load the champion if the pointer moved; a broken version keeps the old one serving.
+
+        When it returns, the champion the pointer named on entry (or a newer one) is live, or
+        ``last_error`` says why not: a promoting process calls it before reporting the run done.
+        """
+        with self._loading:
+            version = self.registry.champion_version()
+            current = self._model
+            if version is None or (current is not None and current.version == str(version)):
+                return
+            try:
+                model = load_version(self.registry, version)
+            except DropscoreError as exc:
+                if self.last_error != exc.message:
+                    log.error(
+                        "champion not loaded", extra={"version": version, "error": exc.message}
+                    )
+                self.last_error = exc.message
+                return
+            self._model = model
+            self.last_error = None
         log.info("champion loaded", extra={"version": str(version), "pid": os.getpid()})
 
     def _start(self) -> None:
         with self._lock:
             if self._pid == os.getpid():
                 return
-            self._pid = os.getpid()
+            if self._pid:  # started in the parent: a lock held across fork stays held here
+                self._loading = threading.Lock()
             self._stop.clear()
             self.refresh()  # the first load happens before the first answer
             threading.Thread(target=self._poll, name="champion-poll", daemon=True).start()
+            self._pid = os.getpid()  # only now: until then, other callers wait on the lock
 
     def _poll(self) -> None:
         while not self._stop.wait(self.poll_seconds):

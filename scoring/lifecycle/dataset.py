@@ -75,6 +75,13 @@ def usable_files(
     return keep, skipped
 
 
+def labelled_rows(lake_dir: Path, target: str, features: Sequence[str] | None) -> int:
+    """Count the rows a retrain could fit on (usable files, target set), reading only the target,
+    so a caller can tell whether ``[training] min_rows`` is reached without loading the lake."""
+    files, _ = usable_files(scan(lake_dir), target, features)
+    return sum(_label_counts(files, target, stratify=False).values())
+
+
 def common_columns(files: Sequence[LakeFile]) -> list[str]:
     """Columns every file holds, in the first file's order: no drop adds a column on its own."""
     if not files:

@@ -141,7 +141,7 @@ def _attempt(
             outcome = Outcome.from_dict(ended.outcome)
             apply(outcome, registry)
             if outcome.decision.promote and on_promoted is not None:
-                on_promoted()
+                _live(on_promoted, run_id)
     except Exception as exc:  # a failed retrain is recorded; the champion keeps serving
         log.exception("retrain failed", extra={"run_id": run_id})
         return _failed(store, run_id, f"{type(exc).__name__}: {exc}")
@@ -152,6 +152,15 @@ def _attempt(
         log.error("retrain failed", extra={"run_id": run_id, "error": ended.error})
         return _failed(store, run_id, ended.error or "the trainer gave no outcome", **memory)
     return _finish(store, run_id, "succeeded", **_outcome_fields(outcome), **memory)
+
+
+def _live(on_promoted: Callable[[], None], run_id: int) -> None:
+    """Make the promotion live in this process; a failure here is no failed run (it promoted),
+    and the champion's poller loads it on its next turn."""
+    try:
+        on_promoted()
+    except Exception:
+        log.exception("new champion not loaded here yet", extra={"run_id": run_id})
 
 
 def _failed(store: RunStore, run_id: int, error: str, **fields: Any) -> RunRecord:

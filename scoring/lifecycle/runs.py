@@ -31,7 +31,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("dropscore.runs")
 
-TRIGGERS = ("schedule", "api", "cli", "bootstrap")
+# Who started a run: the nightly job, POST /train (and the dashboard), `dropscore train`, the
+# first start's sample file, or the first labelled drops reaching [training] min_rows.
+TRIGGERS = ("schedule", "api", "cli", "bootstrap", "first_data")
 STATES = ("queued", "running", "succeeded", "skipped", "failed")
 # Why a run was skipped, for machines: the reason column says it in words.
 SKIPS = ("refused", "no_new_data", "busy", "missed")

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from ingest.config import IngestConfig
 from ingest.intake import Intake
@@ -25,10 +25,14 @@ from scoring.bulk.drops import on_arrival, sweep
 from scoring.ingest_options import ingest_config
 from scoring.lifecycle.champion import ChampionHolder
 from scoring.lifecycle.contract import chain, train_drop_check
+from scoring.lifecycle.first_data import first_data_trigger
 from scoring.lifecycle.registry import Registry
 from scoring.lifecycle.runner import run_retrain
 from scoring.lifecycle.runs import RetrainBusy, RunStore
 from scoring.settings import Settings
+
+if TYPE_CHECKING:
+    from scoring.api.context import ModelServices
 
 log = logging.getLogger("dropscore")
 
@@ -130,6 +134,15 @@ class Background:
     watcher: Watcher
     schedule: Schedule
 
+    def served(self) -> dict[str, ModelServices]:
+        """What the API needs of each model, sharing this process's registries and champions."""
+        from scoring.api.context import ModelServices  # Flask: only where an API runs
+
+        return {
+            name: ModelServices(m.settings, m.registry, m.champion, m.ledger)
+            for name, m in self.models.items()
+        }
+
 
 def prepare_model(settings: Settings) -> Served:
     """Open one model's folders and stores, recover its drops and runs, train its first model."""
@@ -141,6 +154,8 @@ def prepare_model(settings: Settings) -> Served:
     bootstrap(settings, registry, intake)
     champion = ChampionHolder(registry)
     start_scoring(settings, intake, champion)
+    first = first_data_trigger(settings, registry, champion)  # a first model without waiting
+    intake.on_normalized = chain(intake.on_normalized, first)
     return Served(settings, ledger, registry, champion, intake)
 
 
@@ -170,17 +185,12 @@ def run_serve(settings: Settings) -> None:
     """API + watcher + scheduler in one process: the embedded default."""
     # Deferred: Flask and the WSGI server load only in `serve`, never in `dropscore worker`.
     from scoring.api.app import create_app, warm
-    from scoring.api.context import ModelServices
     from scoring.service.server import body_cap, serve_threaded
 
     with background(settings) as bg:
-        served = {
-            name: ModelServices(m.settings, m.registry, m.champion, m.ledger)
-            for name, m in bg.models.items()
-        }
         app = create_app(
             settings,
-            served=served,
+            served=bg.served(),
             probes={"watcher": bg.watcher.status, "scheduler": bg.schedule.status},
         )
         app.extensions["dropscore"].monitoring.registry.register(bg.schedule.collector())

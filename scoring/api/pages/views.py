@@ -115,8 +115,10 @@ def retrain() -> Response:
     except RetrainBusy as exc:
         flash(f"not started: {exc}")
         return redirect(url_for("pages.runs"))
-    threading.Thread(
-        target=execute, args=(pending, s.registry), name=f"retrain-{pending.run_id}"
+    threading.Thread(  # a promotion is live in this process before the run reads as done
+        target=execute,
+        args=(pending, s.registry, None, s.champion.refresh),
+        name=f"retrain-{pending.run_id}",
     ).start()
     flash(f"retrain run {pending.run_id} started")
     return redirect(url_for("pages.runs"))

@@ -1,0 +1,28 @@
+"""A real threaded WSGI server (waitress) on 127.0.0.1 for an app built in the test."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from flask import Flask
+
+
+@contextmanager
+def serving(app: Flask) -> Iterator[str]:
+    """Serve the app on a free port; yield its URL, then close every socket and stop."""
+    from waitress import create_server
+
+    wsgi = create_server(app, host="127.0.0.1", port=0, threads=4)
+    thread = threading.Thread(target=wsgi.run, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{wsgi.effective_port}"
+    finally:
+        # Close every socket from inside the server's own loop, which then ends: closing them
+        # from this thread would pull them from under a select() still running there.
+        wsgi.trigger.pull_trigger(lambda: [ch.close() for ch in list(wsgi._map.values())])
+        thread.join(timeout=10)
+        wsgi.task_dispatcher.shutdown()
+        app.extensions["dropscore"].champion.stop()
