@@ -122,8 +122,10 @@ def describe(table: pa.Table) -> dict[str, ColumnFacts]:
 def resolve(
     names: Sequence[str], columns: Sequence[str], column_map: Mapping[str, str], what: str
 ) -> tuple[str, ...]:
-    """Map names as a user wrote them (a header or its lake name) to lake names, or say which
-    are not columns, listing the columns there are."""
+    """Map names as a user wrote them (header or lake name) to lake names, refusing non-columns.
+
+    The refusal lists the columns there are, so the user can pick one.
+    """
     out = []
     for name in names:
         lake = name if name in columns else column_map.get(name) or normalize_name(name)
