@@ -226,3 +226,19 @@ def test_a_type_widened_in_a_later_batch_is_one_column(tmp_path):
     sample = read_sample(path, ReadOptions(batch_rows=8))
     assert str(sample.table.schema.field("a").type) == "double"
     assert sample.table.num_rows == 21
+
+
+def test_true_false_target_is_classification(tmp_path):
+    path = tmp_path / "b.csv"
+    path.write_text("x,paid\n1,true\n2,FALSE\n7,True\n", encoding="utf-8")
+    p = _proposal(path, "paid")
+    assert p.task == "classification"
+    assert p.reasons[0] == "target 'paid' is true/false (true/false) → classification"
+
+
+def test_a_text_target_with_many_classes_is_questioned(tmp_path):
+    path = tmp_path / "many.csv"
+    path.write_text("x,code\n" + "".join(f"{i % 7},c{i}\n" for i in range(150)), "utf-8")
+    p = _proposal(path, "code")
+    assert p.task == "classification"
+    assert p.warnings == ("target 'code' has 150 classes: check that it is the column to predict",)

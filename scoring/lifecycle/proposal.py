@@ -22,6 +22,8 @@ TASKS = ("classification", "regression")
 # least 1/CLASS_MAX_SHARE rows, is a set of classes rather than a quantity.
 CLASS_MAX_DISTINCT = 20
 CLASS_MAX_SHARE = 0.05
+# A classification target with more classes than this is worth a second look.
+MANY_CLASSES = 100
 # From this many sample rows on, gradient-boosted trees; below, a linear model.
 LARGE_SAMPLE = 10_000
 ESTIMATOR_FOR = {
@@ -110,7 +112,7 @@ def column_facts(name: str, column: pa.ChunkedArray) -> ColumnFacts:
 
 
 def _show(value: object) -> str:
-    text = str(value)
+    text = ("true" if value else "false") if isinstance(value, bool) else str(value)
     return text if len(text) <= 24 else text[:23] + "…"
 
 
@@ -247,6 +249,11 @@ def propose(
         warnings.append(f"{_n(missing)} rows have no {target!r}: training leaves them out")
     if task == "classification" and facts[target].distinct < 2:
         warnings.append(f"target {target!r} has one value in the sample: training needs two")
+    if task == "classification" and facts[target].distinct > MANY_CLASSES:
+        warnings.append(
+            f"target {target!r} has {_n(facts[target].distinct)} classes: check that it is the"
+            " column to predict"
+        )
     return Proposal(
         target, task, estimator, features, ids, left_out, (*reasons, *id_reasons), tuple(warnings)
     )

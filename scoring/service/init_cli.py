@@ -184,7 +184,7 @@ def _resolved(
 def _explain(name: str, file: Path, proposal: Proposal, sample: Sample) -> None:
     """Print what was decided and why, for a person to check."""
     rows = sample.table.num_rows
-    more = " (the first rows of a larger file)" if sample.truncated else ""
+    more = ", the first of a larger file" if sample.truncated else ""
     click.echo(f"model {name!r} from {file} ({rows:,} rows read{more}):")
     for reason in proposal.reasons:
         click.echo(f"  {reason}")
