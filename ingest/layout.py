@@ -1,9 +1,10 @@
 """The data folder, described once: every path below ``[paths] data_dir``, per model.
 
 The model ``default`` keeps the layout the product has always had, directly under the data
-folder. Any other model gets the same folders under ``<data_dir>/<name>/``. The SQLite
-``state.db`` and the ``worker.lock`` stay shared at the data folder's top, because one ledger,
-one registry index and one worker serve every model.
+folder. Any other model gets the same folders under ``<data_dir>/<name>/``, with its own
+``state.db`` (its ledger, registry index and runs), so one model's files and versions can never
+reach another's. The top ``state.db`` (the API keys, the audit trail, the scheduler's jobs) and
+the ``worker.lock`` are shared, because one worker serves every model.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ DEFAULT_MODEL = "default"
 DB_FILE = "state.db"
 WORKER_LOCK_FILE = "worker.lock"
 RETRAIN_LOCK_FILE = "retrain.lock"
-# A model name becomes a folder name: keep it to one plain path segment.
-MODEL_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+# A model name becomes a folder name and a URL segment: one plain path segment, starting with a
+# letter so it never reads as a version number (/models/3 is a version, /models/churn a model).
+MODEL_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
 
 
 @dataclass(frozen=True)
@@ -32,7 +34,7 @@ class DataLayout:
         if not MODEL_NAME.match(self.model):
             raise ValueError(
                 f"model name {self.model!r}: expected lower-case letters, digits, '_' or '-'"
-                " (at most 64, starting with a letter or digit)"
+                " (at most 64, starting with a letter)"
             )
         object.__setattr__(self, "root", Path(self.root))
 
@@ -43,7 +45,12 @@ class DataLayout:
 
     @property
     def db_path(self) -> Path:
-        """The SQLite file every model shares: ledger, model index, runs, job store."""
+        """This model's SQLite file: its ledger, model index and runs."""
+        return self.base / DB_FILE
+
+    @property
+    def shared_db_path(self) -> Path:
+        """The SQLite file every model shares: API keys, audit trail, the scheduler's jobs."""
         return self.root / DB_FILE
 
     @property

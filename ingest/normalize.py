@@ -222,9 +222,7 @@ def infer_type(arr: pa.Array, decimal: str = ".") -> pa.DataType:
     return _kind_of(arr.type)
 
 
-def fit_column(
-    arr: pa.Array, declared: pa.DataType, decimal: str
-) -> tuple[pa.Array, pa.DataType]:
+def fit_column(arr: pa.Array, declared: pa.DataType, decimal: str) -> tuple[pa.Array, pa.DataType]:
     """Convert a column to its declared type, widening the type when this batch needs it."""
     done = convert(arr, declared, decimal)
     if done is not None:

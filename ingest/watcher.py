@@ -5,6 +5,9 @@ thread takes a candidate once its size and mtime held still for ``stable_seconds
 for reading; one worker thread calls ``Intake.take``. A start-up scan and a rescan every
 ``rescan_seconds`` catch files that arrived while nothing ran or whose events were lost, so a
 missed event delays a file but never loses it. A supervisor restarts a dead thread.
+
+One watcher serves every model: each model's intake owns its own two inboxes, and a file is
+handed to the intake whose inbox it sits in, so one model's drop can never reach another's lake.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ _ARRIVAL_EVENTS = frozenset({"created", "modified", "moved", "closed"})
 _SUPERVISE_SECONDS = 0.2
 _QUEUE_POLL_SECONDS = 0.2
 _OBSERVER_RETRY_SECONDS = 5.0
+
 
 class _Handler(FileSystemEventHandler):
     """Turns watchdog events into candidates; it never raises, never reads a file."""
@@ -85,11 +89,19 @@ def _opens(path: Path) -> bool:
 
 
 class Watcher:
-    """Watches ``inbox/train`` and ``inbox/score`` and feeds complete files to the intake."""
+    """Watches every model's ``inbox/train`` and ``inbox/score`` and feeds complete files to the
+    intake that owns the inbox.
 
-    def __init__(self, config: IngestConfig, intake: Intake) -> None:
+    ``config`` gives the watch settings ([ingest], the same for every model); each intake brings
+    its own folders.
+    """
+
+    def __init__(self, config: IngestConfig, intake: Intake, *more: Intake) -> None:
         self.config = config
         self.intake = intake
+        self.intakes = (intake, *more)
+        # each inbox folder → (the intake that takes its files, the kind of its files)
+        self._route = {i.config.inbox(k): (i, k) for i in self.intakes for k in KINDS}
         self._inboxes = Inboxes()
         self._queue: queue.Queue[tuple[Path, str, Signature]] = queue.Queue()
         self._stop = threading.Event()
@@ -112,7 +124,7 @@ class Watcher:
         if self._started:
             raise RuntimeError("a Watcher starts once; build a new one to start again")
         self._started = True
-        self.config.make_dirs()
+        self._make_dirs()
         self._observer = self._start_observer()
         self._scan()  # files that waited while nothing ran
         for name in ("worker", "stability"):
@@ -183,9 +195,13 @@ class Watcher:
         interval = min(1.0, max(0.1, self.config.stable_seconds / 4))
         return self._schedule(PollingObserver(timeout=interval), "polling")
 
+    def _make_dirs(self) -> None:
+        for intake in self.intakes:
+            intake.config.make_dirs()
+
     def _schedule(self, observer: BaseObserver, kind: str) -> BaseObserver:
-        """Watch both inboxes (not recursively) with one handler and start the observer."""
-        kind_of = {self.config.inbox(k): k for k in KINDS}
+        """Watch every inbox (not recursively) with one handler and start the observer."""
+        kind_of = {folder: k for folder, (_, k) in self._route.items()}
         handler = _Handler(self._inboxes, kind_of, self.config.ready_marker)
         observer.daemon = True
         try:
@@ -246,7 +262,7 @@ class Watcher:
             with contextlib.suppress(Exception):
                 old.stop()
         try:
-            self.config.make_dirs()
+            self._make_dirs()
             self._observer = self._start_observer()
         except Exception:
             self._observer_retry_at = time.monotonic() + _OBSERVER_RETRY_SECONDS
@@ -272,12 +288,12 @@ class Watcher:
             self._check_candidates()
 
     def _scan(self) -> None:
-        """List both inboxes and note every file not already known, in case events were lost."""
-        for kind in KINDS:
+        """List every inbox and note every file not already known, in case events were lost."""
+        for folder, (_, kind) in self._route.items():
             try:
-                entries = list(os.scandir(self.config.inbox(kind)))
+                entries = list(os.scandir(folder))
             except OSError as exc:
-                log.warning("cannot list inbox", extra={"kind": kind, "error": str(exc)})
+                log.warning("cannot list inbox", extra={"inbox": str(folder), "error": str(exc)})
                 continue
             self._orphans.check([Path(e.path) for e in entries], kind)
             for entry in entries:
@@ -324,10 +340,11 @@ class Watcher:
 
     def _work(self) -> None:
         """Recover (also after a restart: a dead worker may have left a claim), then take."""
-        try:
-            self.intake.resume()
-        except Exception:
-            log.exception("recover failed; continuing with new drops")
+        for intake in self.intakes:
+            try:
+                intake.resume()
+            except Exception:
+                log.exception("recover failed; continuing with new drops")
         while not self._stop.is_set():
             try:
                 path, kind, sig = self._queue.get(timeout=_QUEUE_POLL_SECONDS)
@@ -350,9 +367,10 @@ class Watcher:
             self._inboxes.note(path, kind, from_event=False)
             return
         failed: Signature | None = None
+        intake = self._route[path.parent][0]
         try:
-            record = self.intake.take(path, kind)
-            file_marker(self.intake.ledger, record, path, self.config.ready_marker)
+            record = intake.take(path, kind)
+            file_marker(intake.ledger, record, path, self.config.ready_marker)
         except FileNotFoundError:
             log.info("vanished before it was claimed", extra={"file": path.name, "kind": kind})
         except Exception as exc:

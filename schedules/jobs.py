@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 
+from ingest.layout import DEFAULT_MODEL
 from scoring.bulk.drops import standalone_sweep
 from scoring.lifecycle.registry import Registry
 from scoring.lifecycle.runner import record_skipped, run_retrain
@@ -18,14 +19,17 @@ from scoring.settings import Settings, load_settings
 log = logging.getLogger("dropscore.schedules")
 
 
-def load_job_settings(settings_path: str | None, data_dir: str) -> Settings:
-    """Rebuild the process's settings from the plain values stored with the job."""
-    return load_settings(settings_path, overrides={"paths": {"data_dir": data_dir}})
+def load_job_settings(
+    settings_path: str | None, data_dir: str, model: str = DEFAULT_MODEL
+) -> Settings:
+    """Rebuild one model's settings from the plain values stored with the job."""
+    settings = load_settings(settings_path, overrides={"paths": {"data_dir": data_dir}})
+    return settings.for_model(model)
 
 
-def retrain(settings_path: str | None, data_dir: str) -> str:
+def retrain(settings_path: str | None, data_dir: str, model: str = DEFAULT_MODEL) -> str:
     """Retrain on the lake if it changed; return the run's state (succeeded, skipped, failed)."""
-    settings = load_job_settings(settings_path, data_dir)
+    settings = load_job_settings(settings_path, data_dir, model)
     registry = Registry(settings.models_dir, settings.db_path)
     try:
         record = run_retrain(settings, registry, trigger="schedule")
@@ -34,10 +38,10 @@ def retrain(settings_path: str | None, data_dir: str) -> str:
     return record.state
 
 
-def score_sweep(settings_path: str | None, data_dir: str) -> int:
+def score_sweep(settings_path: str | None, data_dir: str, model: str = DEFAULT_MODEL) -> int:
     """Score every normalized score drop that has no output yet; return how many were scored."""
-    settings = load_job_settings(settings_path, data_dir)
+    settings = load_job_settings(settings_path, data_dir, model)
     scored = standalone_sweep(settings)
     if scored:
-        log.info("sweep scored drops", extra={"files": len(scored)})
+        log.info("sweep scored drops", extra={"files": len(scored), "model": model})
     return len(scored)

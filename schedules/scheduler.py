@@ -2,10 +2,13 @@
 
 ``dropscore worker`` and ``dropscore serve`` start it while they hold the worker lock, never an API
 worker (APScheduler's job store cannot be shared by several running schedulers). Jobs live in
-``state.db`` under fixed ids, registered by text reference with ``replace_existing``, so a restart
-never duplicates them and changed settings take effect. A nightly run missed while nothing ran is
-kept (its stored next run time survives the restart when the schedule did not change): it runs
-once after start within the grace, and is counted and recorded as missed beyond it.
+the shared ``state.db`` under fixed ids, two per model (``retrain:<name>``, ``score_sweep:<name>``;
+plain ``retrain`` and ``score_sweep`` for the model ``default``, as before several models, so an
+existing deployment keeps its stored jobs), registered by text reference with
+``replace_existing``, so a restart never duplicates them and changed settings take effect. A
+nightly run missed while nothing ran is kept (its stored next run time survives the restart when
+the schedule did not change): it runs once after start within the grace, and is counted and
+recorded as missed beyond it.
 
 APScheduler 3.x deletes a stored job it cannot unpickle (``Unable to restore job -- removing
 it``); ``Schedule.start`` reads every stored job first and refuses to start instead, naming it.
@@ -39,6 +42,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from sqlalchemy import Engine, create_engine, event, select
 
+from ingest.layout import DEFAULT_MODEL
 from ingest.sqlite import BUSY_TIMEOUT_SECONDS, apply_pragmas
 from scoring.lifecycle.runner import record_skipped
 from scoring.lifecycle.runs import RunRecord, RunStore
@@ -48,7 +52,8 @@ log = logging.getLogger("dropscore.schedules")
 
 RETRAIN = "retrain"
 SWEEP = "score_sweep"
-JOB_IDS = (RETRAIN, SWEEP)
+JOB_KINDS = (RETRAIN, SWEEP)
+JOB_IDS = JOB_KINDS  # the model ``default``'s ids
 # A nightly run missed while the scheduler was down still runs if it starts within this long.
 RETRAIN_GRACE_SECONDS = 6 * 3600
 OUTCOMES = ("executed", "failed", "missed", "skipped")
@@ -95,6 +100,16 @@ def _exists(moment: datetime) -> bool:
     return back.replace(tzinfo=None, fold=0) == moment.replace(tzinfo=None, fold=0)
 
 
+def job_id(kind: str, model: str) -> str:
+    """The stored id of one model's job: the kind alone for ``default``, else kind:name."""
+    return kind if model == DEFAULT_MODEL else f"{kind}:{model}"
+
+
+def job_model(job: str) -> str:
+    """The model a stored job id belongs to (the inverse of ``job_id``)."""
+    return job.partition(":")[2] or DEFAULT_MODEL
+
+
 def retrain_trigger(settings: Settings) -> WallClockCronTrigger:
     """Read ``[training] schedule`` as a crontab line in ``[training] timezone``."""
     return WallClockCronTrigger.from_crontab(
@@ -103,21 +118,29 @@ def retrain_trigger(settings: Settings) -> WallClockCronTrigger:
 
 
 def job_specs(settings: Settings) -> list[dict[str, Any]]:
-    """Describe the jobs by text reference and plain arguments, so they pickle into state.db."""
+    """Describe every model's jobs by text reference and plain arguments (they pickle into
+    state.db)."""
+    return [spec for one in settings.each_model() for spec in _model_jobs(one)]
+
+
+def _model_jobs(settings: Settings) -> list[dict[str, Any]]:
     args = [str(settings.source) if settings.source else None, str(settings.data_dir)]
+    if settings.name != DEFAULT_MODEL:
+        args.append(settings.name)
     sweep = settings.scoring.sweep_seconds
+    suffix = "" if settings.name == DEFAULT_MODEL else f" ({settings.name})"
     return [
         {
-            "id": RETRAIN,
-            "name": "nightly retrain",
+            "id": job_id(RETRAIN, settings.name),
+            "name": "nightly retrain" + suffix,
             "func": "schedules.jobs:retrain",
             "trigger": retrain_trigger(settings),
             "args": args,
             "misfire_grace_time": RETRAIN_GRACE_SECONDS,
         },
         {
-            "id": SWEEP,
-            "name": "score sweep",
+            "id": job_id(SWEEP, settings.name),
+            "name": "score sweep" + suffix,
             "func": "schedules.jobs:score_sweep",
             "trigger": IntervalTrigger(seconds=sweep, timezone=UTC),
             "args": args,
@@ -133,7 +156,7 @@ def job_store(settings: Settings) -> SQLAlchemyJobStore:
 
 def state_db_engine(settings: Settings) -> Engine:
     """Open state.db through SQLAlchemy with the same PRAGMAs as every other store in it."""
-    path = settings.db_path
+    path = settings.shared_db_path
     path.parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(f"sqlite:///{path}", connect_args={"timeout": BUSY_TIMEOUT_SECONDS})
     event.listen(engine, "connect", lambda dbapi_conn, _record: apply_pragmas(dbapi_conn))
@@ -152,7 +175,7 @@ def stored_jobs(store: SQLAlchemyJobStore) -> dict[str, Job]:
             job = Job.__new__(Job)
             job.__setstate__(pickle.loads(blob))
         except Exception as exc:
-            if job_id in JOB_IDS:  # ours: replaced by the current definition below
+            if job_id.partition(":")[0] in JOB_KINDS:  # ours: replaced by its current definition
                 log.warning("stored job replaced", extra={"job": job_id, "error": str(exc)})
                 continue
             raise SchedulerStartError(
@@ -179,17 +202,27 @@ class Schedule:
         self.settings = settings
         self._scheduler: BackgroundScheduler | None = None
         self._lock = threading.Lock()
-        self._tally = _Tally({j: dict.fromkeys(OUTCOMES, 0) for j in JOB_IDS}, {})
+        self._tally = _Tally({j: dict.fromkeys(OUTCOMES, 0) for j in self.job_ids()}, {})
+
+    def job_ids(self) -> list[str]:
+        """The ids of every job this schedule keeps: two per model."""
+        return [job_id(kind, name) for name in self.settings.model_names for kind in JOB_KINDS]
 
     def start(self) -> None:
         """Register the jobs (keeping a pending nightly run) and start the scheduler thread."""
         store = job_store(self.settings)
         stored = stored_jobs(store)
-        for job_id in set(stored) - set(JOB_IDS):
-            log.warning("stored job not managed by dropscore", extra={"job": job_id})
+        ours = self.job_ids()
+        for stale in set(stored) - set(ours):
+            if stale.partition(":")[0] in JOB_KINDS:  # a model no longer in the settings
+                store.remove_job(stale)
+                log.warning("job of a removed model deleted", extra={"job": stale})
+            else:
+                log.warning("stored job not managed by dropscore", extra={"job": stale})
         scheduler = BackgroundScheduler(
             jobstores={"default": store},
-            executors={"default": ThreadPoolExecutor(max_workers=len(JOB_IDS))},
+            # one thread per job: one model's retrain never holds up another's sweep
+            executors={"default": ThreadPoolExecutor(max_workers=len(ours))},
             job_defaults={"coalesce": True, "max_instances": 1},
             timezone=UTC,
         )
@@ -240,16 +273,20 @@ class Schedule:
     def status(self) -> dict[str, Any]:
         """Report liveness, next fire times, run counts and the last retrain, for /health."""
         counts = self.counts()
-        last = RunStore(self.settings.db_path).last()
+        last = {one.name: RunStore(one.db_path).last() for one in self.settings.each_model()}
         with self._lock:
             last_events = dict(self._tally.last)
+        first = last[self.settings.name]
         return {
             "alive": self.alive(),
             "jobs": self.jobs(),
             **{o: sum(c[o] for c in counts.values()) for o in OUTCOMES},
             "by_job": counts,
             "last_events": last_events,
-            "last_retrain": None if last is None else _run_summary(last),
+            "last_retrain": None if first is None else _run_summary(first),
+            "last_retrain_by_model": {
+                name: None if run is None else _run_summary(run) for name, run in last.items()
+            },
         }
 
     def collector(self) -> _ScheduleCollector:
@@ -272,17 +309,17 @@ class Schedule:
             extra["error"] = f"{type(event.exception).__name__}: {event.exception}"
         level = logging.INFO if outcome == "executed" else logging.WARNING
         log.log(level, "job " + outcome, extra=extra)
-        if outcome == "missed" and job == RETRAIN:
-            self._record_missed(scheduled)
+        if outcome == "missed" and job.partition(":")[0] == RETRAIN:
+            self._record_missed(job_model(job), scheduled)
 
-    def _record_missed(self, scheduled: datetime | None) -> None:
+    def _record_missed(self, model: str, scheduled: datetime | None) -> None:
         grace = RETRAIN_GRACE_SECONDS // 3600
         reason = (
             f"missed the retrain due at {scheduled}: the scheduler was not running within"
             f" the {grace} h grace; the next one runs on schedule"
         )
         try:
-            record_skipped(self.settings, "schedule", reason, "missed")
+            record_skipped(self.settings.for_model(model), "schedule", reason, "missed")
         except Exception:  # the count and the log line above still tell it
             log.exception("missed run not recorded")
 
@@ -317,12 +354,13 @@ class _ScheduleCollector:
     def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
         runs = CounterMetricFamily(
             "dropscore_scheduler_runs",
-            "scheduled job runs by job and outcome (executed, failed, missed, skipped)",
-            labels=["job", "outcome"],
+            "scheduled job runs by job, model and outcome (executed, failed, missed, skipped)",
+            labels=["job", "model", "outcome"],
         )
         for job, counts in sorted(self._schedule.counts().items()):
+            kind = job.partition(":")[0]
             for outcome, n in counts.items():
-                runs.add_metric([job, outcome], float(n))
+                runs.add_metric([kind, job_model(job), outcome], float(n))
         yield runs
         up = GaugeMetricFamily("dropscore_scheduler_up", "1 while this process's scheduler runs")
         up.add_metric([], 1.0 if self._schedule.alive() else 0.0)

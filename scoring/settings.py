@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ingest.config import MARKERS, ReadOptions
-from ingest.layout import DataLayout
+from ingest.layout import DEFAULT_MODEL, MODEL_NAME, DataLayout
 from scoring.lifecycle.estimators import check_estimator_name, check_estimator_params
 
 ENV_FILE = "DROPSCORE_SETTINGS"
@@ -139,8 +139,21 @@ class ServerSettings:
 
 
 @dataclass(frozen=True)
+class ModelEntry:
+    """One served model's own settings: what it learns and when it retrains."""
+
+    model: ModelSettings
+    training: TrainingSettings
+
+
+@dataclass(frozen=True)
 class Settings:
-    """Every section of ``settings.toml``, validated; one object for all of dropscore."""
+    """Every section of ``settings.toml``, validated; one object for all of dropscore.
+
+    ``model`` and ``training`` are those of the model this object is for (``name``); ``models``
+    holds every model the file names, and ``for_model`` gives the same object for another one,
+    so code written for one model (its layout, lake, registry, runs) serves each of many.
+    """
 
     paths: PathsSettings = field(default_factory=PathsSettings)
     model: ModelSettings = field(default_factory=ModelSettings)
@@ -149,11 +162,39 @@ class Settings:
     ingest: IngestSettings = field(default_factory=IngestSettings)
     server: ServerSettings = field(default_factory=ServerSettings)
     source: Path | None = None  # the settings file, when there was one
+    name: str = DEFAULT_MODEL  # the model this view is for
+    # Every model by name, in the file's order (``default`` first); empty means just this one.
+    models: Mapping[str, ModelEntry] = field(default_factory=dict)
+
+    @property
+    def model_names(self) -> tuple[str, ...]:
+        """The names of every model this service serves, ``default`` (if any) first."""
+        return tuple(self.models) or (self.name,)
+
+    def for_model(self, name: str) -> Settings:
+        """The settings seen by one model: its own [model]/[training] values and folders."""
+        if name == self.name:
+            return self
+        entry = self.models.get(name)
+        if entry is None:
+            raise SettingsError(
+                f"no model named {name!r}; this service has: {', '.join(self.model_names)}"
+            )
+        return dataclasses.replace(self, name=name, model=entry.model, training=entry.training)
+
+    def each_model(self) -> list[Settings]:
+        """One settings view per served model, in ``model_names`` order."""
+        return [self.for_model(name) for name in self.model_names]
 
     @property
     def layout(self) -> DataLayout:
-        """Every path of the data folder, from the one description of it."""
-        return DataLayout(self.paths.data_dir)
+        """Every path of this model's data, from the one description of the data folder."""
+        return DataLayout(self.paths.data_dir, self.name)
+
+    @property
+    def shared_db_path(self) -> Path:
+        """The SQLite file every model shares: keys, audit trail, the scheduler's jobs."""
+        return self.layout.shared_db_path
 
     @property
     def data_dir(self) -> Path:
@@ -162,7 +203,7 @@ class Settings:
 
     @property
     def db_path(self) -> Path:
-        """Return the SQLite file that holds dropscore's state."""
+        """Return the SQLite file that holds this model's ledger, registry index and runs."""
         return self.layout.db_path
 
     @property
@@ -171,11 +212,16 @@ class Settings:
         return self.layout.models
 
 
+NOT_SECTIONS = ("source", "name", "models")
 SECTIONS: dict[str, type] = {
     f.name: f.type if isinstance(f.type, type) else globals()[f.type]
     for f in dataclasses.fields(Settings)
-    if f.name != "source"
+    if f.name not in NOT_SECTIONS
 }
+# A [models.<name>] table holds these sections' keys; its unset [training] keys come from
+# [training], except the sample file, which belongs to the one model it was written for.
+PER_MODEL_SECTIONS = ("model", "training")
+NOT_INHERITED = {"training": ("bootstrap_data",)}
 
 
 def documented_keys() -> dict[str, dict[str, str]]:
@@ -216,22 +262,101 @@ def load_settings(
     _merge(raw, _env_overrides(env))
     _merge(raw, {k: dict(v) for k, v in (overrides or {}).items()})
     _apply_deprecated(raw)
+    named = raw.pop("models", None)
     sections = {}
     for section, values in raw.items():
         if section not in SECTIONS:
-            raise SettingsError(f"unknown section [{section}]; expected one of {list(SECTIONS)}")
+            raise SettingsError(
+                f"unknown section [{section}]; expected one of {[*SECTIONS, 'models.<name>']}"
+            )
         if not isinstance(values, dict):
             raise SettingsError(f"[{section}] must be a table, got {values!r}")
         sections[section] = _build_section(section, values, base)
     settings = Settings(**sections, source=source)
     if not settings.paths.data_dir.is_absolute():
         settings = _replace(settings, "paths", data_dir=base / settings.paths.data_dir)
-    settings = _check_engine(_check_estimator(settings))
-    return _check_params(settings) if check_params else settings
+    models = _build_models(raw, named, settings, base)
+    first = next(iter(models))
+    settings = dataclasses.replace(
+        settings,
+        name=first,
+        model=models[first].model,
+        training=models[first].training,
+        models=models,
+    )
+    for name in models:
+        one = settings.for_model(name)
+        _check_engine(_check_estimator(one, _where(name, named)))
+        if check_params:
+            _check_params(one, _where(name, named))
+    return settings
+
+
+def _where(name: str, named: Mapping[str, Any] | None) -> tuple[str, str]:
+    """The section names a model's keys came from, for error messages."""
+    if named and name in named:
+        return f"[models.{name}]", f"[models.{name}]"
+    return "[model]", "[training]"
+
+
+def _build_models(
+    raw: Mapping[str, Any], named: Any, settings: Settings, base: Path
+) -> dict[str, ModelEntry]:
+    """Read ``[model]`` (the model ``default``) and every ``[models.<name>]`` table.
+
+    A file without ``[models.*]`` is the one model ``default``, exactly as before.
+    """
+    if named is None:
+        named = {}
+    if not isinstance(named, dict):
+        raise SettingsError(f"[models] must hold tables like [models.churn], got {named!r}")
+    models: dict[str, ModelEntry] = {}
+    if "model" in raw and DEFAULT_MODEL in named:
+        raise SettingsError("[models.default] and [model] both describe the model 'default'")
+    if "model" in raw or not named:
+        models[DEFAULT_MODEL] = ModelEntry(settings.model, settings.training)
+    inherited = {
+        k: v for k, v in raw.get("training", {}).items() if k not in NOT_INHERITED["training"]
+    }
+    for name, values in named.items():
+        where = f"[models.{name}]"
+        if not isinstance(name, str) or not MODEL_NAME.match(name):
+            raise SettingsError(
+                f"{where}: a model name is lower-case letters, digits, '_' or '-', starting"
+                " with a letter (at most 64)"
+            )
+        if not isinstance(values, dict):
+            raise SettingsError(f"{where} must be a table, got {values!r}")
+        split: dict[str, dict[str, Any]] = {"model": {}, "training": dict(inherited)}
+        for key, value in values.items():
+            section = next(
+                (s for s in PER_MODEL_SECTIONS if key in _field_names(SECTIONS[s])), None
+            )
+            if section is None:
+                keys = sorted(k for s in PER_MODEL_SECTIONS for k in _field_names(SECTIONS[s]))
+                raise SettingsError(f"{where} {key}: unknown key; expected one of {keys}")
+            split[section][key] = value
+        models[name] = ModelEntry(
+            _build_section("model", split["model"], base, where),
+            _build_section("training", split["training"], base, where),
+        )
+    return models
+
+
+def _field_names(cls: type) -> set[str]:
+    return {f.name for f in dataclasses.fields(cls)}
 
 
 def _merge(into: dict[str, dict[str, Any]], extra: Mapping[str, Mapping[str, Any]]) -> None:
     for section, values in extra.items():
+        if section == "models" and isinstance(into.get(section), dict):
+            for name, keys in values.items():  # one [models.<name>] table at a time
+                current = into[section].setdefault(name, {})
+                if isinstance(current, dict) and isinstance(keys, Mapping):
+                    current.update(keys)
+                else:
+                    into[section][name] = keys
+            continue
         into.setdefault(section, {}).update(values)
 
 
@@ -254,14 +379,21 @@ def _apply_deprecated(raw: dict[str, dict[str, Any]]) -> None:
 
 
 def _env_overrides(env: Mapping[str, str]) -> dict[str, dict[str, Any]]:
-    """Read ``DROPSCORE__SECTION__KEY`` variables; values parse as TOML, else as text."""
+    """Read ``DROPSCORE__SECTION__KEY`` (and ``DROPSCORE__MODELS__NAME__KEY``) variables; values
+    parse as TOML, else as text."""
     out: dict[str, dict[str, Any]] = {}
     for name, text in env.items():
         if not name.startswith(ENV_PREFIX):
             continue
         parts = name[len(ENV_PREFIX) :].lower().split("__")
+        if len(parts) == 3 and parts[0] == "models" and all(parts):
+            out.setdefault("models", {}).setdefault(parts[1], {})[parts[2]] = _parse_env_value(text)
+            continue
         if len(parts) != 2 or not all(parts):
-            raise SettingsError(f"environment variable {name}: expected DROPSCORE__SECTION__KEY")
+            raise SettingsError(
+                f"environment variable {name}: expected DROPSCORE__SECTION__KEY"
+                " or DROPSCORE__MODELS__NAME__KEY"
+            )
         out.setdefault(parts[0], {})[parts[1]] = _parse_env_value(text)
     if env.get(ENV_API_KEYS):
         keys = [k.strip() for k in env[ENV_API_KEYS].split(",") if k.strip()]
@@ -276,15 +408,18 @@ def _parse_env_value(text: str) -> Any:
         return text
 
 
-def _build_section(section: str, values: Mapping[str, Any], base: Path) -> Any:
+def _build_section(
+    section: str, values: Mapping[str, Any], base: Path, where: str | None = None
+) -> Any:
     cls = SECTIONS[section]
     fields = {f.name: f for f in dataclasses.fields(cls)}
     hints = typing.get_type_hints(cls)
+    where = where or f"[{section}]"
     kwargs = {}
     for key, value in values.items():
         if key not in fields:
-            raise SettingsError(f"[{section}] {key}: unknown key; expected one of {sorted(fields)}")
-        kwargs[key] = _coerce(f"[{section}] {key}", value, hints[key], fields[key].metadata, base)
+            raise SettingsError(f"{where} {key}: unknown key; expected one of {sorted(fields)}")
+        kwargs[key] = _coerce(f"{where} {key}", value, hints[key], fields[key].metadata, base)
     return cls(**kwargs)
 
 
@@ -378,26 +513,27 @@ def require_dask() -> None:
         raise SettingsError(DASK_INSTALL_HINT)
 
 
-def _check_params(settings: Settings) -> Settings:
+def _check_params(settings: Settings, where: tuple[str, str] = ("[model]", "[training]")) -> None:
     """Refuse ``[model] params`` the estimator does not take, at start rather than at 2 a.m."""
     try:
         check_estimator_params(settings.model.estimator, settings.model.params)
     except ValueError as exc:
-        raise SettingsError(f"[model] {exc}") from None
-    return settings
+        raise SettingsError(f"{where[0]} {exc}") from None
 
 
-def _check_estimator(settings: Settings) -> Settings:
+def _check_estimator(
+    settings: Settings, where: tuple[str, str] = ("[model]", "[training]")
+) -> Settings:
     """Refuse an unknown estimator, time zone or cron line at start, not at 2 a.m."""
     try:
         check_estimator_name(settings.model.estimator)
     except ValueError as exc:
-        raise SettingsError(f"[model] {exc}") from None
+        raise SettingsError(f"{where[0]} {exc}") from None
     try:
         zoneinfo.ZoneInfo(settings.training.timezone)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
         raise SettingsError(
-            f"[training] timezone = {settings.training.timezone!r}: expected an IANA time zone"
+            f"{where[1]} timezone = {settings.training.timezone!r}: expected an IANA time zone"
             " name such as 'UTC' or 'Europe/Paris'"
         ) from None
     # Deferred: only loading settings needs the cron parser, not every import of this module.
@@ -407,7 +543,7 @@ def _check_estimator(settings: Settings) -> Settings:
         CronTrigger.from_crontab(settings.training.schedule)
     except ValueError as exc:
         raise SettingsError(
-            f"[training] schedule = {settings.training.schedule!r}: expected a cron expression"
+            f"{where[1]} schedule = {settings.training.schedule!r}: expected a cron expression"
             f" with five fields ({exc})"
         ) from None
     return settings

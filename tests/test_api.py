@@ -88,7 +88,11 @@ def test_health_and_ready(client, registry, settings, diabetes):
     assert_error(client.get("/ready"), 503, "no_model")
     register_trained(settings, registry, diabetes)
     ready = wait_for(lambda: client.get("/ready").status_code == 200 and client.get("/ready"), 3)
-    assert ready.get_json() == {"status": "ready", "model_version": "1"}
+    assert ready.get_json() == {
+        "status": "ready",
+        "model_version": "1",
+        "models": {"default": "1"},
+    }
     body = client.get("/health").get_json()
     assert body["model"]["version"] == "1"
     assert body["last_retrain"]["version"] == "1"
@@ -174,12 +178,13 @@ def test_metrics_counts_requests(client, trained):
     client.post("/predict", data=b"{", content_type="application/json")
     text = client.get("/metrics").get_data(as_text=True)
     assert (
-        'dropscore_requests_total{endpoint="predict.predict",method="POST",status="200"} 1.0'
+        'dropscore_requests_total{endpoint="predict.predict",method="POST",model="default",'
+        'status="200"} 1.0'
         in text
     )
     assert 'status="400"' in text
     assert "dropscore_request_seconds_bucket" in text
-    assert "dropscore_model_version 1.0" in text
+    assert 'dropscore_model_version{model="default"} 1.0' in text
     assert "dropscore_last_retrain_timestamp_seconds" in text
 
 

@@ -67,7 +67,8 @@ def test_serve_promotes_under_load_with_no_failed_request(tmp_path):
     assert all(j["next_run_time"] for j in scheduler["jobs"])
     assert scheduler["last_retrain"]["version"] == "2" and scheduler["last_retrain"]["promoted"]
     assert "dropscore_scheduler_up 1.0" in metrics
-    assert 'dropscore_scheduler_runs_total{job="retrain",outcome="missed"}' in metrics
+    missed = 'dropscore_scheduler_runs_total{job="retrain",model="default",outcome="missed"}'
+    assert missed in metrics
     assert serve.returncode == 0  # SIGTERM: scheduler, watcher and server stopped cleanly
     log = (tmp_path / "serve.log").read_text()
     assert '"scheduler stopped"' in log and "Traceback" not in log

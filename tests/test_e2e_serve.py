@@ -46,12 +46,15 @@ def dropscore(*args: str, env: dict[str, str], **kw) -> subprocess.CompletedProc
 
 
 class Server:
-    def __init__(self, args: list[str], env: dict[str, str], port: int, log: Path) -> None:
+    def __init__(
+        self, args: list[str], env: dict[str, str], port: int, log: Path, cwd: Path | None = None
+    ) -> None:
         self.url = f"http://127.0.0.1:{port}"
         self.log = log
         self._fh = open(log, "w")  # noqa: SIM115
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "scoring", *args],
+            cwd=cwd,
             env=env,
             stdout=self._fh,
             stderr=subprocess.STDOUT,

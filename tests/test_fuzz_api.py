@@ -49,7 +49,9 @@ MUST_SUCCEED = (
     "kserve.predict",
 )
 REQUESTS = re.compile(
-    r'^dropscore_requests_total\{endpoint="([^"]+)",method="[A-Z]+",status="(\d+)"\} (\S+)$', re.M
+    r'^dropscore_requests_total\{endpoint="([^"]+)",method="[A-Z]+",model="[^"]*",'
+    r'status="(\d+)"\} (\S+)$',
+    re.M,
 )
 
 

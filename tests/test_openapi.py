@@ -176,7 +176,7 @@ def test_spec_and_docs_need_the_key_like_predict(keyed, path):
 def test_spec_requests_are_counted_in_metrics(client):
     client.get("/openapi.json")
     text = client.get("/metrics").get_data(as_text=True)
-    assert 'endpoint="openapi.openapi_json",method="GET",status="200"' in text
+    assert 'endpoint="openapi.openapi_json",method="GET",model="",status="200"' in text
 
 
 def test_spec_is_built_once_per_app(app, client):

@@ -177,9 +177,9 @@ def test_metrics_count_the_new_endpoints(app, client):
     client.post("/v1/models/default:predict", json={"instances": [ROW]})
     text = client.get("/metrics").get_data(as_text=True)
     for endpoint in ("mlflow.invocations", "oip.infer", "kserve.predict"):
-        assert f'endpoint="{endpoint}",method="POST",status="200"' in text
+        assert f'endpoint="{endpoint}",method="POST",model="default",status="200"' in text
     for path in ("invocations", "infer", "kserve"):
-        assert f'dropscore_rows_scored_total{{path="{path}"}}' in text
+        assert f'dropscore_rows_scored_total{{model="default",path="{path}"}}' in text
 
 
 def test_answers_are_strict_json(app):

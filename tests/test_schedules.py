@@ -181,8 +181,9 @@ def test_metrics_collector_counts_runs(write_settings, schedules):
     registry = CollectorRegistry()
     registry.register(schedule.collector())
     text = generate_latest(registry).decode()
-    assert 'dropscore_scheduler_runs_total{job="score_sweep",outcome="executed"}' in text
-    assert 'dropscore_scheduler_runs_total{job="retrain",outcome="missed"} 0.0' in text
+    runs = "dropscore_scheduler_runs_total"
+    assert f'{runs}{{job="score_sweep",model="default",outcome="executed"}}' in text
+    assert f'{runs}{{job="retrain",model="default",outcome="missed"}} 0.0' in text
     assert "dropscore_scheduler_up 1.0" in text
 
 

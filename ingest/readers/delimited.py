@@ -48,6 +48,7 @@ from ingest.readers.sniff import (
 
 log = logging.getLogger("dropscore.ingest")
 
+
 def read_csv(path: Path, options: ReadOptions, fmt: Format) -> RawTable:
     """Read comma-or-otherwise delimited text; ties in sniffing go to the comma."""
     return read_delimited(path, options, fmt, ",")

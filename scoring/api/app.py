@@ -1,4 +1,10 @@
-"""``create_app(settings)``: the one factory that the servers, the CLI and the tests call."""
+"""``create_app(settings)``: the one factory that the servers, the CLI and the tests call.
+
+Every model the settings name is served by the same routes: today's paths answer for the
+default model, and each model-scoped route also answers under ``/models/<name>/…`` (the
+registry's ``/models/…`` become ``/models/<name>/versions/…``), with the same endpoint names, so
+roles, the OpenAPI spec and the views need nothing per model.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +12,12 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from flask import Flask
+from flask import Flask, g
 
 from ingest.ledger import Ledger
 from scoring.api import (
     audit,
+    catalog,
     docs,
     files,
     health,
@@ -25,8 +32,8 @@ from scoring.api import (
     score,
 )
 from scoring.api.auth import register_auth
-from scoring.api.context import Services
-from scoring.api.converters import IdConverter, ModelNameConverter
+from scoring.api.context import MODEL_KEY, ModelServices, Services
+from scoring.api.converters import IdConverter, model_name_converter
 from scoring.api.errors import register_error_handlers
 from scoring.api.jsonio import StrictJSONProvider
 from scoring.api.limits import register_body_limits
@@ -36,31 +43,45 @@ from scoring.lifecycle.champion import ChampionHolder
 from scoring.lifecycle.registry import Registry
 from scoring.settings import Settings
 
+# Blueprints whose routes act on one model: each also answers under /models/<name>.
+MODEL_SCOPED = ("predict", "score", "runs", "files", "models")
+MODEL_PREFIX = "/models/<model:model>"
+# Blueprints whose routes name their model as <model:name> (the protocols' own scheme).
+PROTOCOLS = ("oip.", "kserve.")
+
 
 def create_app(
     settings: Settings,
     *,
+    served: dict[str, ModelServices] | None = None,
     registry: Registry | None = None,
     ledger: Ledger | None = None,
-    champion: ChampionHolder | None = None,
     probes: dict[str, Callable[[], dict[str, Any]]] | None = None,
 ) -> Flask:
-    """Build the API over a settings object; nothing is loaded until the first request."""
+    """Build the API over a settings object; nothing is loaded until the first request.
+
+    ``served`` passes the objects a ``serve`` process already holds for each model (its
+    registry, ledger and champion), so the API and the background work share them;
+    ``registry`` and ``ledger`` stand in for the default model's (tests pass their own).
+    """
     app = Flask("dropscore")
     app.json = StrictJSONProvider(app)  # strict JSON everywhere: no NaN/Infinity in answers
     app.url_map.converters["id"] = IdConverter  # every whole number in a path: <id:name>
-    app.url_map.converters["model"] = ModelNameConverter  # a served model's name: <model:name>
+    # a served model's name in a path: <model:name>
+    app.url_map.converters["model"] = model_name_converter(settings.model_names)
     # An API replica may start before any worker made the data folder; state.db lives there.
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    registry = registry or Registry(settings.models_dir, settings.db_path)
-    ledger = ledger or Ledger(settings.db_path)
-    champion = champion or ChampionHolder(registry)
+    given = dict(served or {})
+    if registry is not None or ledger is not None:
+        given[settings.name] = model_services(settings, registry, ledger)
+    by_name = {
+        name: given.get(name) or model_services(settings.for_model(name))
+        for name in settings.model_names
+    }
     services = Services(
-        settings=settings,
-        registry=registry,
-        champion=champion,
-        monitoring=Monitoring(lambda: _gauges(champion, registry, ledger)),
-        ledger=ledger,
+        root=settings,
+        models=by_name,
+        monitoring=Monitoring(lambda: {name: _gauges(m) for name, m in by_name.items()}),
         probes=dict(probes or {}),
     )
     app.extensions["dropscore"] = services
@@ -70,25 +91,63 @@ def create_app(
     register_body_limits(app, settings)  # after auth: a client without a key learns nothing
     register_error_handlers(app)
     for module in (
-        health, predict, score, models, files, runs, metrics, audit, openapi, docs,
+        health, predict, score, models, catalog, files, runs, metrics, audit, openapi, docs,
         mlflow, oip, kserve,
     ):  # fmt: skip
         app.register_blueprint(module.bp)
+    _add_model_routes(app, settings.name)
     return app
+
+
+def model_services(
+    settings: Settings, registry: Registry | None = None, ledger: Ledger | None = None
+) -> ModelServices:
+    """Open one model's registry, ledger and champion holder (nothing is loaded yet)."""
+    settings.db_path.parent.mkdir(parents=True, exist_ok=True)
+    registry = registry or Registry(settings.models_dir, settings.db_path)
+    ledger = ledger or Ledger(settings.db_path)
+    return ModelServices(settings, registry, ChampionHolder(registry), ledger)
+
+
+def _add_model_routes(app: Flask, default: str) -> None:
+    """Answer each model-scoped route under ``/models/<name>`` too, with the same endpoint."""
+    for rule in list(app.url_map.iter_rules()):
+        if rule.endpoint.partition(".")[0] not in MODEL_SCOPED:
+            continue
+        path = rule.rule
+        if path.startswith("/models"):  # the registry: /models/<name>/versions/…
+            path = "/versions" + path[len("/models") :]
+        app.add_url_rule(
+            MODEL_PREFIX + path,
+            endpoint=rule.endpoint,
+            view_func=app.view_functions[rule.endpoint],
+            methods=rule.methods,
+        )
+
+    @app.url_value_preprocessor
+    def _pick_model(endpoint: str | None, values: dict[str, Any] | None) -> None:
+        """Keep the path's model for ``services()`` (checked there, after auth)."""
+        if values and "model" in values:
+            g.setdefault(MODEL_KEY, values.pop("model"))
+        elif values and "name" in values and endpoint and endpoint.startswith(PROTOCOLS):
+            g.setdefault(MODEL_KEY, values["name"])  # the protocols' /v2/models/<name>, …
+        elif endpoint and endpoint.partition(".")[0] in (*MODEL_SCOPED, "mlflow"):
+            g.setdefault(MODEL_KEY, default)  # today's routes: the default model
 
 
 def warm(app: Flask) -> Flask:
-    """Load the champion now, so the first request does not pay for it; call after fork."""
-    app.extensions["dropscore"].champion.peek()
+    """Load every champion now, so the first request does not pay for it; call after fork."""
+    for model in app.extensions["dropscore"].models.values():
+        model.champion.peek()
     return app
 
 
-def _gauges(champion: ChampionHolder, registry: Registry, ledger: Ledger) -> dict[str, Any]:
-    model = champion.peek()
-    listed = registry.list()
+def _gauges(m: ModelServices) -> dict[str, Any]:
+    model = m.champion.peek()
+    listed = m.registry.list()
     last = datetime.fromisoformat(listed[-1].created_at).timestamp() if listed else 0
     return {
         "model_version": int(model.version) if model else 0,
         "last_retrain_ts": last,
-        "files": ledger.counts_by_state(),
+        "files": m.ledger.counts_by_state(),
     }

@@ -29,9 +29,7 @@ bp = Blueprint("audit", __name__)
         query_param("offset", {"type": "integer", "minimum": 0}, "entries to skip"),
         query_param("key", STRING, "only this key's entries"),
     ],
-    responses={
-        200: json_response(obj(audit=array(ANY_OBJECT), limit=INTEGER, offset=INTEGER))
-    },
+    responses={200: json_response(obj(audit=array(ANY_OBJECT), limit=INTEGER, offset=INTEGER))},
     errors=(422,),
 )
 def list_audit() -> Response:
@@ -39,5 +37,5 @@ def list_audit() -> Response:
     limit = int_arg("limit", 50, 1, 1000)
     offset = int_arg("offset", 0, 0, 10**9)
     key_name = request.args.get("key") or None
-    entries = AuditLog(services().settings.db_path).list(limit, offset, key_name)
+    entries = AuditLog(services().settings.shared_db_path).list(limit, offset, key_name)
     return jsonify({"audit": [e.to_dict() for e in entries], "limit": limit, "offset": offset})

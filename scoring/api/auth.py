@@ -34,6 +34,7 @@ class SessionAuth(Protocol):
     def login_redirect(self) -> BaseResponse:
         """Answer a page request that has no session."""
 
+
 log = logging.getLogger("dropscore.audit")
 
 # Endpoints anyone may call, key or not: the probes a load balancer or orchestrator polls.
@@ -78,6 +79,9 @@ ENDPOINT_ROLES: dict[str, str] = {
     "oip.model_metadata": "predict",
     "oip.model_ready": "predict",
     "oip.infer": "predict",
+    "oip.list_models": "predict",
+    "oip.repository_index": "predict",
+    "catalog.show_model": "predict",
     "kserve.list_models": "predict",
     "kserve.model_status": "predict",
     "kserve.predict": "predict",
@@ -144,8 +148,8 @@ def register_auth(app: Flask, settings: Settings, sessions: SessionAuth | None =
     ``sessions`` identifies a request by the dashboard's session instead of a bearer key; it is
     asked only when the request carries no Authorization header, and the role check is the same.
     """
-    ring = KeyRing(KeyStore(settings.db_path), settings.server.api_keys)
-    trail = AuditLog(settings.db_path)
+    ring = KeyRing(KeyStore(settings.shared_db_path), settings.server.api_keys)
+    trail = AuditLog(settings.shared_db_path)
 
     @app.before_request
     def _authenticate() -> BaseResponse | None:

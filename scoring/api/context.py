@@ -1,4 +1,10 @@
-"""What every view needs, built once by ``create_app`` and reached through one accessor."""
+"""What every view needs, built once by ``create_app`` and reached through one accessor.
+
+Each served model has its own settings view, registry, champion and ledger
+(``ModelServices``). A request names its model in the path (``/models/<name>/…``, the protocols'
+``<name>``) or means the default one; ``services().registry`` and the like answer for the model
+of the request in hand, so a view written for one model serves each of many.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +12,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from flask import current_app
+from flask import current_app, g, has_request_context
 
 from scoring.api.monitoring import Monitoring
+from scoring.errors import NotFound
 from scoring.lifecycle.champion import ChampionHolder
 from scoring.lifecycle.registry import Registry
 from scoring.settings import Settings
@@ -17,20 +24,70 @@ if TYPE_CHECKING:
     from ingest.ledger import Ledger
     from scoring.keys import KeyRing
 
+# The request's model, as the URL named it (set by create_app's URL value preprocessor).
+MODEL_KEY = "model_name"
+
 
 @dataclass
-class Services:
-    """The per-app objects (settings, registry, champion, metrics) reached via ``services()``."""
+class ModelServices:
+    """One served model: its settings view, registry, champion holder and ledger."""
 
     settings: Settings
     registry: Registry
     champion: ChampionHolder
-    monitoring: Monitoring
     ledger: Ledger
+
+    @property
+    def name(self) -> str:
+        """The model's name, as settings and URLs spell it."""
+        return self.settings.name
+
+
+@dataclass
+class Services:
+    """The per-app objects reached via ``services()``: every model's, and what they share."""
+
+    root: Settings  # the settings as loaded; ``root.name`` is the default model
+    models: dict[str, ModelServices]
+    monitoring: Monitoring
     # Liveness of what this process runs besides the API (watcher, scheduler), by name.
     probes: dict[str, Callable[[], dict[str, Any]]] = field(default_factory=dict)
     # The keys this process accepts (set by create_app once auth is registered).
     keyring: KeyRing | None = None
+
+    def model(self, name: str | None = None) -> ModelServices:
+        """Return a model by name, else the request's, else the default; 404 names the models."""
+        if name is None:
+            name = g.get(MODEL_KEY) if has_request_context() else None
+        if name is None:
+            name = self.root.name
+        found = self.models.get(name)
+        if found is None:
+            raise NotFound(
+                f"no model named {name!r}; this server has: {', '.join(self.models)}",
+                [{"models": list(self.models)}],
+            )
+        return found
+
+    @property
+    def settings(self) -> Settings:
+        """The settings seen by the request's model."""
+        return self.model().settings
+
+    @property
+    def registry(self) -> Registry:
+        """The request's model's registry."""
+        return self.model().registry
+
+    @property
+    def champion(self) -> ChampionHolder:
+        """The request's model's champion holder."""
+        return self.model().champion
+
+    @property
+    def ledger(self) -> Ledger:
+        """The request's model's file ledger."""
+        return self.model().ledger
 
 
 def services() -> Services:

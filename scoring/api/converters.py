@@ -12,7 +12,7 @@ from typing import Any
 
 from werkzeug.routing import BaseConverter, ValidationError
 
-from scoring.inference.core import MODEL_NAMES
+from ingest.layout import MODEL_NAME
 
 # SQLite's INTEGER is a signed 64-bit number: ids beyond it cannot exist.
 MAX_ID = 2**63 - 1
@@ -40,12 +40,20 @@ class IdConverter(BaseConverter):
 
 
 class ModelNameConverter(BaseConverter):
-    """A served model's name in the protocols' URLs (``<model:name>``): one path segment.
+    """A model's name in a URL (``<model:name>``): a segment shaped like a model name.
 
-    The spec lists the names this server answers, so clients and the fuzzer start from them;
-    any other name still reaches the view, which answers a 404 naming the models that exist.
+    Model names start with a letter, so ``/models/3`` stays a version and ``/models/churn`` a
+    model. The spec lists the names this server answers, so clients and the fuzzer start from
+    them; any other well-formed name still reaches the view, which answers a 404 naming the
+    models that exist.
     """
 
-    regex = "[^/:]+"
+    regex = MODEL_NAME.pattern.strip("^$")
     part_isolating = True
-    openapi: dict[str, Any] = {"type": "string", "enum": list(MODEL_NAMES)}
+    openapi: dict[str, Any] = {"type": "string"}
+
+
+def model_name_converter(names: tuple[str, ...]) -> type[ModelNameConverter]:
+    """The converter for one app, whose spec lists that app's model names."""
+    schema = {"type": "string", "enum": list(names)}
+    return type("ServedModelName", (ModelNameConverter,), {"openapi": schema})

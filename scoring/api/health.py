@@ -12,8 +12,14 @@ from scoring.api.openapi import INTEGER, STRING, error_ref, json_response, nulla
 
 bp = Blueprint("health", __name__)
 
+MODEL_STATE = obj(version=nullable(STRING), error=nullable(STRING))
 HEALTH = {
-    **obj(status=STRING, pid=INTEGER, model=obj(version=nullable(STRING), error=nullable(STRING))),
+    **obj(
+        status=STRING,
+        pid=INTEGER,
+        model=MODEL_STATE,
+        models={"type": "object", "additionalProperties": MODEL_STATE},
+    ),
     "additionalProperties": True,  # one object per probe this process runs (watcher, scheduler)
 }
 
@@ -26,11 +32,18 @@ HEALTH = {
 def health() -> Response:
     """Answer 200 while the process runs, with what it knows about its parts."""
     s = services()
-    model = s.champion.peek()
+    states = {
+        m.name: {
+            "version": (loaded := m.champion.peek()) and loaded.version,
+            "error": m.champion.last_error,
+        }
+        for m in s.models.values()
+    }
     body: dict = {
         "status": "ok",
         "pid": os.getpid(),
-        "model": {"version": model.version if model else None, "error": s.champion.last_error},
+        "model": states[s.model().name],  # the default model, as before there were several
+        "models": states,
     }
     for name, probe in s.probes.items():
         try:
@@ -64,15 +77,26 @@ def _last_retrain(s: Services) -> dict | None:
 
 @bp.get("/ready")
 @operation(
-    "Readiness: 200 once a model is loaded",
+    "Readiness: 200 once every model is loaded",
     responses={
-        200: json_response(obj(status=STRING, model_version=STRING)),
+        200: json_response(
+            obj(
+                status=STRING,
+                model_version=STRING,
+                models={"type": "object", "additionalProperties": STRING},
+            )
+        ),
         503: error_ref(503),
     },
 )
 def ready() -> Response:
-    """Answer 200 only once a model can score, so a load balancer waits for it."""
-    model = services().champion.peek()
-    if model is None:
-        return json_error(503, "no_model", "no model is loaded yet")
-    return jsonify({"status": "ready", "model_version": model.version})
+    """Answer 200 only once every model can score, so a load balancer waits for them all."""
+    s = services()
+    loaded = {m.name: m.champion.peek() for m in s.models.values()}
+    waiting = [name for name, model in loaded.items() if model is None]
+    if waiting:
+        return json_error(503, "no_model", f"no model is loaded yet for: {', '.join(waiting)}")
+    versions = {name: model.version for name, model in loaded.items() if model is not None}
+    return jsonify(
+        {"status": "ready", "model_version": versions[s.model().name], "models": versions}
+    )

@@ -7,7 +7,7 @@ from flask import Blueprint, Response
 from scoring.api import openapi as oa
 from scoring.api.context import services
 from scoring.api.jsonio import json_response, request_json
-from scoring.inference.core import MODEL_NAMES, model_for, predict_many
+from scoring.inference.core import model_for, predict_many
 from scoring.inference.payloads import kserve_rows
 
 bp = Blueprint("kserve", __name__)
@@ -22,7 +22,7 @@ ERRORS = oa.protocol_errors(oa.OIP_ERROR, (401, 403, 404, 503))
 )
 def list_models() -> Response:
     """List the model names a KServe v1 client can call."""
-    return json_response({"models": list(MODEL_NAMES)})
+    return json_response({"models": list(services().models)})
 
 
 @bp.get("/v1/models/<model:name>")
@@ -32,7 +32,7 @@ def list_models() -> Response:
 )
 def model_status(name: str) -> Response:
     """Say whether the model is ready, as KServe's model status endpoint does."""
-    model_for(services().champion, name)
+    model_for(services().model(name).champion, name)
     return json_response({"name": name, "ready": True})
 
 
@@ -56,8 +56,8 @@ def model_status(name: str) -> Response:
 def predict(name: str) -> Response:
     """Score ``instances`` (lists by position or objects by name) into ``predictions``."""
     s = services()
-    model = model_for(s.champion, name)
+    model = model_for(s.model(name).champion, name)
     X = kserve_rows(request_json(), model.schema, s.settings.server.max_rows_per_request)
     out = predict_many(model, X)
-    s.monitoring.rows_scored.labels("kserve").inc(len(out.values))
+    s.monitoring.rows_scored.labels("kserve", s.model().name).inc(len(out.values))
     return json_response({"predictions": out.values})

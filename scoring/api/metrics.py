@@ -7,7 +7,7 @@ import time
 from flask import Blueprint, Flask, Response, g, request
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from scoring.api.context import services
+from scoring.api.context import MODEL_KEY, services
 from scoring.api.openapi import STRING, operation
 
 bp = Blueprint("metrics", __name__)
@@ -44,5 +44,6 @@ def register_instrumentation(app: Flask) -> None:
                 request.method,
                 response.status_code,
                 time.perf_counter() - started,
+                g.get(MODEL_KEY) or "",
             )
         return response

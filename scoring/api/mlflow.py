@@ -63,7 +63,7 @@ def invocations() -> Response:
     data = request.get_data(cache=False)
     limit = s.settings.server.max_rows_per_request
     out = predict_many(model, invocation_rows(data, request.mimetype, model.schema, limit))
-    s.monitoring.rows_scored.labels("invocations").inc(len(out.values))
+    s.monitoring.rows_scored.labels("invocations", s.model().name).inc(len(out.values))
     return json_response({"predictions": out.values})
 
 

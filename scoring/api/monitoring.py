@@ -1,5 +1,5 @@
 """Prometheus metrics for one app: request counts and latencies, rows scored, and gauges read
-at scrape time (model version, files by state, last retrain).
+at scrape time (model version, files by state, last retrain), each with a ``model`` label.
 
 Metrics live in a registry made per app, not in prometheus_client's global one, so tests can
 build many apps. Under gunicorn (``PROMETHEUS_MULTIPROC_DIR`` set before the workers start)
@@ -23,13 +23,13 @@ LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0
 class Monitoring:
     """This app's Prometheus registry: request counters, latency and the gauges."""
 
-    def __init__(self, gauges: Callable[[], dict[str, Any]]) -> None:
+    def __init__(self, gauges: Callable[[], dict[str, dict[str, Any]]]) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self._gauges = gauges
         self.requests = Counter(
             "dropscore_requests",
-            "HTTP requests by endpoint and status",
-            ["endpoint", "method", "status"],
+            "HTTP requests by endpoint, status and model",
+            ["endpoint", "method", "status", "model"],
             registry=self.registry,
         )
         self.latency = Histogram(
@@ -40,12 +40,17 @@ class Monitoring:
             registry=self.registry,
         )
         self.rows_scored = Counter(
-            "dropscore_rows_scored", "rows scored, by path", ["path"], registry=self.registry
+            "dropscore_rows_scored",
+            "rows scored, by path and model",
+            ["path", "model"],
+            registry=self.registry,
         )
 
-    def observe(self, endpoint: str, method: str, status: int, seconds: float) -> None:
+    def observe(
+        self, endpoint: str, method: str, status: int, seconds: float, model: str = ""
+    ) -> None:
         """Count one answered request and record how long it took."""
-        self.requests.labels(endpoint, method, str(status)).inc()
+        self.requests.labels(endpoint, method, str(status), model).inc()
         self.latency.labels(endpoint).observe(seconds)
 
     def render(self) -> bytes:
@@ -64,22 +69,27 @@ class Monitoring:
 class _StateCollector:
     """Gauges computed from the registry and ledger at scrape time: one truth, no drift."""
 
-    def __init__(self, read: Callable[[], dict[str, Any]]) -> None:
-        self._read = read
+    def __init__(self, read: Callable[[], dict[str, dict[str, Any]]]) -> None:
+        self._read = read  # model name → that model's gauges
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        state = self._read()
-        version = GaugeMetricFamily("dropscore_model_version", "champion version (0: none)")
-        version.add_metric([], float(state.get("model_version") or 0))
-        yield version
+        by_model = self._read()
+        version = GaugeMetricFamily(
+            "dropscore_model_version", "champion version (0: none)", labels=["model"]
+        )
         retrain = GaugeMetricFamily(
-            "dropscore_last_retrain_timestamp_seconds", "when the newest model was trained"
+            "dropscore_last_retrain_timestamp_seconds",
+            "when the newest model was trained",
+            labels=["model"],
         )
-        retrain.add_metric([], float(state.get("last_retrain_ts") or 0))
-        yield retrain
         files = GaugeMetricFamily(
-            "dropscore_files", "dropped files by ledger state", labels=["state"]
+            "dropscore_files", "dropped files by ledger state", labels=["state", "model"]
         )
-        for name, count in sorted((state.get("files") or {}).items()):
-            files.add_metric([name], float(count))
+        for model, state in by_model.items():
+            version.add_metric([model], float(state.get("model_version") or 0))
+            retrain.add_metric([model], float(state.get("last_retrain_ts") or 0))
+            for name, count in sorted((state.get("files") or {}).items()):
+                files.add_metric([name, model], float(count))
+        yield version
+        yield retrain
         yield files

@@ -11,7 +11,7 @@ from flask import Blueprint, Response, request
 
 from scoring.api import openapi as oa
 from scoring.api.context import services
-from scoring.api.jsonio import json_response
+from scoring.api.jsonio import json_response, request_json
 from scoring.errors import NoModel, UnsupportedMediaType
 from scoring.inference.core import model_for, predict_many, server_version
 from scoring.inference.tensors import (
@@ -101,10 +101,59 @@ def live() -> Response:
     },
 )
 def ready() -> Response:
-    """Answer 200 once a model is loaded, else 503; open like ``/ready``."""
-    if services().champion.peek() is None:
-        raise NoModel("no model is loaded yet")
+    """Answer 200 once every model is loaded, else 503 naming the others; open like ``/ready``."""
+    waiting = [m.name for m in services().models.values() if m.champion.peek() is None]
+    if waiting:
+        raise NoModel(f"no model is loaded yet for: {', '.join(waiting)}")
     return json_response({"ready": True})
+
+
+REPOSITORY_ENTRY = oa.obj(
+    name=oa.STRING, version=oa.nullable(oa.STRING), state=oa.STRING, reason=oa.STRING
+)
+
+
+@bp.get("/v2/models")
+@oa.operation(
+    "The models this server serves: name, champion version and state (READY or UNAVAILABLE)",
+    responses={200: oa.json_response(oa.obj(models=oa.array(REPOSITORY_ENTRY))), **ERRORS},
+)
+def list_models() -> Response:
+    """List every served model, so a client learns the names before it calls one."""
+    return json_response({"models": _repository()})
+
+
+@bp.post("/v2/repository/index")
+@oa.operation(
+    "Model repository index, as Triton and MLServer answer it: one entry per model",
+    body=oa.json_body(oa.obj(ready=oa.BOOLEAN), required=False, ready={"ready": True}),
+    responses={
+        200: oa.json_response(oa.array(REPOSITORY_ENTRY)),
+        **ERRORS,
+        **oa.protocol_errors(oa.OIP_ERROR, (400, 413, 415)),
+    },
+)
+def repository_index() -> Response:
+    """List the served models in the repository-extension shape (``{"ready": true}`` filters)."""
+    body = request_json() if request.content_length else {}
+    only_ready = isinstance(body, dict) and body.get("ready") is True
+    entries = [e for e in _repository() if not only_ready or e["state"] == "READY"]
+    return json_response(entries)
+
+
+def _repository() -> list[dict]:
+    out = []
+    for m in services().models.values():
+        model = m.champion.peek()
+        out.append(
+            {
+                "name": m.name,
+                "version": model.version if model else None,
+                "state": "READY" if model else "UNAVAILABLE",
+                "reason": "" if model else "no model has been trained yet",
+            }
+        )
+    return out
 
 
 @bp.get("/v2/models/<model:name>")
@@ -115,7 +164,7 @@ def ready() -> Response:
 )
 def model_metadata(name: str, model_version: str | None = None) -> Response:
     """Describe the model's inputs (one per feature) and outputs, as OIP clients read them."""
-    model = model_for(services().champion, name, model_version)
+    model = model_for(services().model(name).champion, name, model_version)
     return json_response(_metadata(name, model))
 
 
@@ -130,7 +179,7 @@ def model_metadata(name: str, model_version: str | None = None) -> Response:
 )
 def model_ready(name: str, model_version: str | None = None) -> Response:
     """Answer 200 when this name (and version) is served, 404 when not, 503 before a model."""
-    model = model_for(services().champion, name, model_version)
+    model = model_for(services().model(name).champion, name, model_version)
     return json_response({"name": name, "ready": True, "version": model.version})
 
 
@@ -154,13 +203,13 @@ def model_ready(name: str, model_version: str | None = None) -> Response:
 def infer(name: str, model_version: str | None = None) -> Response:
     """Score tensors (JSON or binary) and answer ``predict`` (+ ``predict_proba``) tensors."""
     s = services()
-    model = model_for(s.champion, name, model_version)
+    model = model_for(s.model(name).champion, name, model_version)
     if request.content_encoding:
         raise UnsupportedMediaType("compressed request bodies are not accepted")
     parsed = read_request(request.get_data(cache=False), request.headers.get(HEADER_LENGTH))
     X = tensors_to_matrix(parsed.inputs, model.schema, s.settings.server.max_rows_per_request)
     out = predict_many(model, X)
-    s.monitoring.rows_scored.labels("infer").inc(len(out.values))
+    s.monitoring.rows_scored.labels("infer", s.model().name).inc(len(out.values))
     outputs, binary = outputs_for(out, parsed)
     body: dict = {"model_name": name, "model_version": model.version, "outputs": outputs}
     if parsed.id is not None:

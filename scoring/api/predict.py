@@ -55,7 +55,7 @@ def predict() -> Response:
     s = services()
     model = s.champion.current()  # read once: the request ends on this version
     X, single = predict_rows(request_json(), model.schema, s.settings.server.max_rows_per_request)
-    s.monitoring.rows_scored.labels("predict").inc(len(X))
+    s.monitoring.rows_scored.labels("predict", s.model().name).inc(len(X))
     if single:
         return jsonio.json_response(predict_one(model, X))
     out = predict_many(model, X)

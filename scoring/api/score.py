@@ -109,7 +109,7 @@ def score_file() -> Response:
             raise UnsupportedMediaType(exc.message, [exc.to_dict()]) from None
         except IngestError as exc:
             raise ValidationFailed(exc.message, [exc.to_dict()]) from None
-        s.monitoring.rows_scored.labels("score_file").inc(summary.rows)
+        s.monitoring.rows_scored.labels("score_file", s.model().name).inc(summary.rows)
         # Open the finished file, then remove the folder: the open handle keeps the bytes
         # until they are sent, and nothing is left on disk even if the client goes away.
         # (send_file's response skips call_on_close callbacks, so they cannot clean up.)

@@ -84,9 +84,7 @@ def score_drop(
     return done
 
 
-def sweep(
-    settings: Settings, *, intake: Intake, models: ModelSource
-) -> list[FileRecord]:
+def sweep(settings: Settings, *, intake: Intake, models: ModelSource) -> list[FileRecord]:
     """Score every normalized score drop that has no output yet; safe to run concurrently."""
     pending = intake.ledger.pending_score()
     if not pending:

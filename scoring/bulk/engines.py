@@ -59,9 +59,7 @@ class DaskEngine:
     def map_batches(self, fn: BatchFn[R], batches: Iterable[Any], model: Any) -> Batches[R]:
         """Yield ``fn(batch, model)`` for each batch, in order, with a bounded window in flight."""
         client = self.client
-        limit = self.in_flight or max(
-            2, IN_FLIGHT_PER_THREAD * sum(client.nthreads().values())
-        )
+        limit = self.in_flight or max(2, IN_FLIGHT_PER_THREAD * sum(client.nthreads().values()))
         shared = client.scatter(model, broadcast=True, hash=False)
         pending: deque[Future] = deque()
         try:

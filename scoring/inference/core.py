@@ -18,9 +18,6 @@ from scoring.errors import NotFound, ValidationFailed
 from scoring.lifecycle.champion import ChampionHolder
 from scoring.lifecycle.predictor import LoadedModel
 
-# DESIGN.md: a settings file with only [model] is the model ``default``. Every protocol's
-# <name> is checked against this list; the many-models work replaces it with the settings'.
-MODEL_NAMES = ("default",)
 NON_FINITE = "the prediction is not a finite number (inputs far outside the training data?)"
 
 
@@ -42,9 +39,8 @@ class Predictions:
 
 
 def model_for(champion: ChampionHolder, name: str, version: str | None = None) -> LoadedModel:
-    """Find the model a protocol URL names; only the champion is served under any version."""
-    if name not in MODEL_NAMES:
-        raise NotFound(f"no model named {name!r}; this server has: {', '.join(MODEL_NAMES)}")
+    """Find the version a protocol URL names of a model (found by name by the caller); only the
+    champion is served under any version."""
     model = champion.current()
     if version is not None and version != model.version:
         raise NotFound(

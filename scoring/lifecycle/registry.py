@@ -153,9 +153,7 @@ class Registry:
             raise
         return version
 
-    def promote(
-        self, version: int, reason: str = "promoted", by: str | None = None
-    ) -> ModelRecord:
+    def promote(self, version: int, reason: str = "promoted", by: str | None = None) -> ModelRecord:
         """Make ``version`` the champion in one transaction, recording who; archive the old one."""
         conn = self._db()
         with transaction(conn):
@@ -266,7 +264,6 @@ def _record(row: sqlite3.Row) -> ModelRecord:
         task=row["task"],
         metrics=json.loads(row["metrics"] or "{}"),
     )
-
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ingest.layout import DEFAULT_MODEL
 from scoring.settings import Settings
 
 NICENESS = 10  # a retrain yields the CPU to requests and CLI commands
@@ -43,7 +44,9 @@ class TrainerExit:
 def settings_to_json(settings: Settings) -> dict[str, dict[str, Any]]:
     """Flatten loaded settings into overrides that ``load_settings`` turns back into them.
 
-    ``[server]`` is left out: a trainer serves nothing, and API keys stay off the disk.
+    ``[server]`` is left out: a trainer serves nothing, and API keys stay off the disk. Only the
+    model being trained is kept: as ``[model]``/``[training]`` for ``default``, else as its
+    ``[models.<name>]`` table, so the trainer sees that model's folders.
     """
     out: dict[str, dict[str, Any]] = {}
     for f in dataclasses.fields(settings):
@@ -54,6 +57,8 @@ def settings_to_json(settings: Settings) -> dict[str, dict[str, Any]]:
         out[f.name] = {
             k: str(v) if isinstance(v, Path) else v for k, v in values.items() if v is not None
         }
+    if settings.name != DEFAULT_MODEL:
+        out["models"] = {settings.name: {**out.pop("model"), **out.pop("training")}}
     return out
 
 

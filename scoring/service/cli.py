@@ -20,19 +20,33 @@ DEFAULT_SETTINGS = "settings.toml"
 # [model] params against the estimator's signature, which would import scikit-learn, so they
 # answer at once; scikit-learn, pandas and skops load only in commands that use them.
 RECORD_COMMANDS = frozenset({"models", "files", "runs", "keys", "audit"})
+# Commands that act on every model (or on none), so --model does not choose for them.
+ALL_MODEL_COMMANDS = frozenset({"serve", "worker", "api", "keys", "audit", "init"})
 
 
 class Context:
     """Load settings on first use, so ``--help`` works even with a broken settings file."""
 
-    def __init__(self, path: str | None, check_params: bool = True) -> None:
+    def __init__(
+        self,
+        path: str | None,
+        check_params: bool = True,
+        model: str | None = None,
+        command: str | None = None,
+    ) -> None:
         self.path = path
         self.check_params = check_params
+        self.model = model
+        self.command = command
         self._settings: Settings | None = None
 
     @property
     def settings(self) -> Settings:
-        """Load the settings file on first use and keep it; a bad file is a clean error."""
+        """Load the settings file on first use and keep it; a bad file is a clean error.
+
+        The settings are those of the model ``--model`` names, else of the only model or of
+        ``default``; a command about one model refuses to guess among several named ones.
+        """
         if self._settings is None:
             path = self.path
             if path is None and Path(DEFAULT_SETTINGS).is_file():
@@ -40,10 +54,22 @@ class Context:
 
                 path = os.environ.get("DROPSCORE_SETTINGS") or DEFAULT_SETTINGS
             try:
-                self._settings = load_settings(path, check_params=self.check_params)
+                loaded = load_settings(path, check_params=self.check_params)
+                self._settings = loaded.for_model(self._model_name(loaded))
             except SettingsError as exc:
                 raise click.ClickException(str(exc)) from None
         return self._settings
+
+    def _model_name(self, loaded: Settings) -> str:
+        """The model this command is about: --model, else the only one or ``default``."""
+        if self.model is not None:
+            return self.model
+        names = loaded.model_names
+        if len(names) > 1 and "default" not in names and self.command not in ALL_MODEL_COMMANDS:
+            raise SettingsError(
+                f"this service has several models ({', '.join(names)}): choose one with --model"
+            )
+        return loaded.name
 
 
 pass_ctx = click.make_pass_decorator(Context)
@@ -58,13 +84,25 @@ pass_ctx = click.make_pass_decorator(Context)
     help="settings file (default: ./settings.toml when present)",
 )
 @click.option("--log-level", default="INFO", show_default=True, help="logging level")
+@click.option(
+    "--model",
+    "model",
+    envvar="DROPSCORE_MODEL",
+    help="the model a command is about (default: the only model, or 'default')",
+)
 @click.pass_context
-def main(ctx: click.Context, settings_path: str | None, log_level: str) -> None:
+def main(ctx: click.Context, settings_path: str | None, log_level: str, model: str | None) -> None:
     """dropscore: batch and streaming scoring for tabular models."""
     from scoring.service.logs import configure_logging
 
     configure_logging(log_level.upper())
-    ctx.obj = Context(settings_path, check_params=ctx.invoked_subcommand not in RECORD_COMMANDS)
+    command = ctx.invoked_subcommand
+    ctx.obj = Context(
+        settings_path,
+        check_params=command not in RECORD_COMMANDS,
+        model=model,
+        command=command,
+    )
 
 
 def _one_math_thread() -> None:
@@ -113,7 +151,8 @@ def api(ctx: Context, workers: int | None) -> None:
     from scoring.service.runtime import reap_interrupted
     from scoring.service.server import serve_gunicorn
 
-    reap_interrupted(settings)
+    for one in settings.each_model():
+        reap_interrupted(one)
     try:
         serve_gunicorn(
             settings, lambda: warm(create_app(settings)), workers or settings.server.workers
@@ -188,13 +227,22 @@ def runs_cmd(ctx: Context, run_id: int | None, limit: int) -> None:
     if not records:
         click.echo("no retrain runs yet")
         return
-    rows = [["id", "trigger", "state", "started", "seconds", "rows", "version", "promoted",
-             "reason"]]
+    rows = [
+        ["id", "trigger", "state", "started", "seconds", "rows", "version", "promoted", "reason"]
+    ]
     for r in records:
         rows.append(
-            [str(r.id), r.trigger, r.state, (r.started_at or "")[:19], _seconds(r),
-             "" if r.rows is None else str(r.rows), "" if r.version is None else str(r.version),
-             {True: "yes", False: "no", None: ""}[r.promoted], (r.error or r.reason or "")[:80]]
+            [
+                str(r.id),
+                r.trigger,
+                r.state,
+                (r.started_at or "")[:19],
+                _seconds(r),
+                "" if r.rows is None else str(r.rows),
+                "" if r.version is None else str(r.version),
+                {True: "yes", False: "no", None: ""}[r.promoted],
+                (r.error or r.reason or "")[:80],
+            ]
         )
     click.echo(text_table(rows))
 
@@ -227,10 +275,19 @@ def _fmt(value: Any) -> str:
 
 @main.command()
 @click.argument("src", metavar="IN", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("-o", "--output", "dst", type=click.Path(dir_okay=False, path_type=Path),
-              help="output file (default: IN's name with .scored)")
-@click.option("--format", "fmt", type=click.Choice(OUTPUT_FORMATS),
-              help="output format (default: the input's family; CSV for Excel)")
+@click.option(
+    "-o",
+    "--output",
+    "dst",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="output file (default: IN's name with .scored)",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(OUTPUT_FORMATS),
+    help="output format (default: the input's family; CSV for Excel)",
+)
 @pass_ctx
 def score(ctx: Context, src: Path, dst: Path | None, fmt: str | None) -> None:
     """Bulk-score one file with the champion, in bounded memory, with a progress bar."""
@@ -254,8 +311,15 @@ def score(ctx: Context, src: Path, dst: Path | None, fmt: str | None) -> None:
         suffix = output_spec(fmt).suffixes[0]
         dst = dst or src.with_name(f"{src.name.split('.')[0]}.scored{suffix}")
         with _progress(estimate_rows(src)) as bar:
-            summary = score_path(src, dst, model, read=read_options(settings), fmt=fmt,
-                                 progress=bar.update, engine=engine_for(settings))
+            summary = score_path(
+                src,
+                dst,
+                model,
+                read=read_options(settings),
+                fmt=fmt,
+                progress=bar.update,
+                engine=engine_for(settings),
+            )
             bar.total = bar.n  # the total was an estimate; end the bar at 100%
             bar.refresh()
     except IngestError as exc:
@@ -274,8 +338,13 @@ def _progress(total: int | None) -> Any:
     from tqdm import tqdm
 
     return tqdm(
-        total=total, unit=" rows", unit_scale=True, dynamic_ncols=True, file=sys.stderr,
-        disable=not sys.stderr.isatty(), desc="scoring",
+        total=total,
+        unit=" rows",
+        unit_scale=True,
+        dynamic_ncols=True,
+        file=sys.stderr,
+        disable=not sys.stderr.isatty(),
+        desc="scoring",
     )
 
 
@@ -292,8 +361,15 @@ def models(click_ctx: click.Context) -> None:
         for m in registry.list():
             metrics = " ".join(f"{k}={_fmt(v)}" for k, v in m.metrics.items())
             rows.append(
-                [str(m.version), m.status, m.created_at[:19], m.estimator or "", metrics,
-                 m.reason or "", m.promoted_by or ""]
+                [
+                    str(m.version),
+                    m.status,
+                    m.created_at[:19],
+                    m.estimator or "",
+                    metrics,
+                    m.reason or "",
+                    m.promoted_by or "",
+                ]
             )
         if len(rows) == 1:
             click.echo("no models yet: run `dropscore train` or drop a labelled file")
@@ -361,8 +437,12 @@ def ingest_cmd(ctx: Context, files: tuple[str, ...], kind: str) -> None:
 
 
 @main.command("files")
-@click.option("--status", default=None, help="only files in this ledger state",
-              type=click.Choice(LEDGER_STATES))
+@click.option(
+    "--status",
+    default=None,
+    help="only files in this ledger state",
+    type=click.Choice(LEDGER_STATES),
+)
 @click.option("--limit", default=50, show_default=True)
 @pass_ctx
 def files_cmd(ctx: Context, status: str | None, limit: int) -> None:
@@ -378,8 +458,15 @@ def files_cmd(ctx: Context, status: str | None, limit: int) -> None:
     for r in records:
         error = (r.error or {}).get("message", "") if r.error else ""
         rows.append(
-            [str(r.id), r.state, r.kind, str(r.rows or ""), (r.received_at or "")[:19],
-             r.original_name, error[:80]]
+            [
+                str(r.id),
+                r.state,
+                r.kind,
+                str(r.rows or ""),
+                (r.received_at or "")[:19],
+                r.original_name,
+                error[:80],
+            ]
         )
     click.echo(text_table(rows))
 

@@ -35,7 +35,7 @@ def _settings() -> Any:
 def _store() -> Any:
     from scoring.keys import KeyStore
 
-    return KeyStore(_settings().db_path)
+    return KeyStore(_settings().shared_db_path)
 
 
 @click.group("keys")
@@ -105,7 +105,7 @@ def audit(key_name: str | None, limit: int, as_json: bool) -> None:
     """List state-changing requests and the keys that sent them, newest first."""
     from scoring.audit import AuditLog
 
-    entries = AuditLog(_settings().db_path).list(limit=limit, key_name=key_name)
+    entries = AuditLog(_settings().shared_db_path).list(limit=limit, key_name=key_name)
     if as_json:
         for entry in entries:
             click.echo(json.dumps(entry.to_dict()))

@@ -8,17 +8,14 @@ itself the way the shipped one does. Appending keeps the existing file byte for 
 from __future__ import annotations
 
 import math
-import re
 import textwrap
 import tomllib
 from collections.abc import Mapping
 from typing import Any
 
+from ingest.layout import DEFAULT_MODEL, MODEL_NAME
 from scoring.settings import documented_keys
 
-# A model name becomes a folder and a TOML bare key: plain lower-case, starting with a letter.
-MODEL_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
-DEFAULT_MODEL = "default"
 MODEL_KEYS = ("target", "features", "id_columns", "estimator", "params")
 TRAINING_KEYS_NOTE = (
     "any key of [training] may be set here too ({keys}); unset ones follow [training],"

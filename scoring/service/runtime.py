@@ -112,37 +112,54 @@ def worker_lock(path: Path) -> Iterator[IO[str]]:
 
 
 @dataclass
-class Background:
-    """What runs beside (or instead of) the API in the process that owns the data folder."""
+class Served:
+    """One model's part of the background work: its ledger, registry, champion and intake."""
 
+    settings: Settings
     ledger: Ledger
     registry: Registry
     champion: ChampionHolder
+    intake: Intake
+
+
+@dataclass
+class Background:
+    """What runs beside (or instead of) the API in the process that owns the data folder."""
+
+    models: dict[str, Served]
     watcher: Watcher
     schedule: Schedule
 
 
+def prepare_model(settings: Settings) -> Served:
+    """Open one model's folders and stores, recover its drops and runs, train its first model."""
+    _config, ledger, intake = open_intake(settings)
+    registry = Registry(settings.models_dir, settings.db_path)
+    registry.clean_incoming()
+    reap_interrupted(settings)
+    intake.resume()
+    bootstrap(settings, registry, intake)
+    champion = ChampionHolder(registry)
+    start_scoring(settings, intake, champion)
+    return Served(settings, ledger, registry, champion, intake)
+
+
 @contextmanager
 def background(settings: Settings) -> Iterator[Background]:
-    """Hold the folder lock, recover, bootstrap, then run the watcher and the scheduler.
+    """Hold the folder lock; recover and bootstrap each model; then run one watcher over every
+    model's inboxes and one scheduler with every model's jobs.
 
     On exit the scheduler stops first (waiting for a running job), then the watcher.
     """
     with worker_lock(settings.layout.worker_lock):
-        config, ledger, intake = open_intake(settings)
-        registry = Registry(settings.models_dir, settings.db_path)
-        registry.clean_incoming()
-        reap_interrupted(settings)
-        intake.resume()
-        bootstrap(settings, registry, intake)
-        champion = ChampionHolder(registry)
-        start_scoring(settings, intake, champion)
-        watcher = Watcher(config, intake)
+        models = {one.name: prepare_model(one) for one in settings.each_model()}
+        intakes = [m.intake for m in models.values()]
+        watcher = Watcher(intakes[0].config, *intakes)
         watcher.start()
         schedule = Schedule(settings)
         try:
             schedule.start()
-            yield Background(ledger, registry, champion, watcher, schedule)
+            yield Background(models, watcher, schedule)
         finally:
             schedule.stop()  # waits for a running job to finish
             watcher.stop()
@@ -153,14 +170,17 @@ def run_serve(settings: Settings) -> None:
     """API + watcher + scheduler in one process: the embedded default."""
     # Deferred: Flask and the WSGI server load only in `serve`, never in `dropscore worker`.
     from scoring.api.app import create_app, warm
+    from scoring.api.context import ModelServices
     from scoring.service.server import body_cap, serve_threaded
 
     with background(settings) as bg:
+        served = {
+            name: ModelServices(m.settings, m.registry, m.champion, m.ledger)
+            for name, m in bg.models.items()
+        }
         app = create_app(
             settings,
-            registry=bg.registry,
-            ledger=bg.ledger,
-            champion=bg.champion,
+            served=served,
             probes={"watcher": bg.watcher.status, "scheduler": bg.schedule.status},
         )
         app.extensions["dropscore"].monitoring.registry.register(bg.schedule.collector())
@@ -175,5 +195,8 @@ def run_worker(settings: Settings) -> None:
     with background(settings):
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
-        log.info("worker running", extra={"data_dir": str(settings.data_dir)})
+        log.info(
+            "worker running",
+            extra={"data_dir": str(settings.data_dir), "models": list(settings.model_names)},
+        )
         stop.wait()

@@ -36,8 +36,9 @@ def test_the_default_models_inbox_and_lake(tmp_path: Path, kind: str):
 @pytest.mark.parametrize(
     ("attribute", "relative"),
     [
-        ("db_path", "state.db"),  # shared by every model
+        ("db_path", "churn/state.db"),  # its own ledger, registry index and runs
         ("worker_lock", "worker.lock"),  # one worker per data folder
+        ("shared_db_path", "state.db"),  # keys, audit, the scheduler's jobs
         ("retrain_lock", "churn/retrain.lock"),
         ("processing", "churn/processing"),
         ("archive", "churn/archive"),

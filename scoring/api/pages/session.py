@@ -24,6 +24,7 @@ from scoring.keys import Identity, KeyRing, hash_key
 from scoring.settings import Settings
 
 SECRET_FILE = "session.secret"
+MODEL_FIELD = "model"
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "X-CSRF-Token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -105,6 +106,17 @@ def identify(ring: KeyRing, secret: str) -> Identity | None:
         if hmac.compare_digest(fp, fingerprint(secret, key_hash)):
             found = identity
     return found
+
+
+def pick_model(name: str) -> None:
+    """Remember which model the person looks at, across pages."""
+    session[MODEL_FIELD] = name
+
+
+def picked_model() -> str | None:
+    """The model the person picked, if any (checked against the served ones by the caller)."""
+    name = session.get(MODEL_FIELD)
+    return name if isinstance(name, str) else None
 
 
 def log_out() -> None:

@@ -27,7 +27,8 @@ def traffic(exposition: bytes) -> dict[str, Any]:
             elif sample.name == f"{LATENCY}_bucket":
                 buckets[float(sample.labels["le"])] += sample.value
             elif sample.name == FILES:
-                files[sample.labels["state"]] = int(sample.value)
+                state = sample.labels["state"]  # summed over the models
+                files[state] = files.get(state, 0) + int(sample.value)
     ordered = sorted(buckets.items())
     return {
         "requests": int(requests),

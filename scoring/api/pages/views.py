@@ -10,6 +10,7 @@ from flask import (
     Blueprint,
     current_app,
     flash,
+    g,
     redirect,
     render_template,
     request,
@@ -19,7 +20,7 @@ from werkzeug.wrappers import Response
 
 from ingest.ledger import STATES
 from scoring.api.auth import current_key_name
-from scoring.api.context import services
+from scoring.api.context import MODEL_KEY, services
 from scoring.api.files import requeue
 from scoring.api.pages import data, session
 from scoring.api.params import int_arg
@@ -36,11 +37,22 @@ bp = Blueprint(
     static_url_path="/ui/static",
 )
 
+
 @bp.before_request
 def _guard() -> Response | None:
-    """Refuse a POST without its CSRF token (who may see a page is the API's auth's job)."""
+    """Refuse a POST without its CSRF token (who may see a page is the API's auth's job), and
+    show the model the person picked (``?model=``, kept in the session) on every page."""
     if not session.csrf_ok(request):
         raise BadRequest("the form is stale or was not sent from a dropscore page; reload it")
+    served = services().models
+    picked = request.args.get("model")
+    if picked is not None and len(served) > 1:
+        if picked not in served:
+            raise NotFound(f"no model named {picked!r}; this server has: {', '.join(served)}")
+        session.pick_model(picked)
+    chosen = session.picked_model()
+    if chosen in served:
+        g.setdefault(MODEL_KEY, chosen)
     return None
 
 
@@ -49,6 +61,8 @@ def _common() -> dict[str, Any]:
     return {
         "csrf_token": session.csrf_token,
         "keys_set": _ring().enabled(),
+        "model_names": list(services().models),
+        "model_name": services().model().name,
     }
 
 
