@@ -17,14 +17,15 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from ingest.layout import MODEL_NAME
 from scoring.service.cli import main
 from scoring.service.model_section import (
-    MODEL_NAME,
     append_section,
     appended_values,
     check_model_name,
     section_text,
 )
+from scoring.settings import load_settings
 
 EXISTING = (
     "# my settings, with my comments   \r\n"
@@ -76,6 +77,14 @@ def test_init_writes_the_section_keeps_the_file_and_creates_the_folders(folder):
         "params": {},
     }
     assert "# column the model learns to predict\ntarget = " in written.decode("utf-8")
+    loaded = load_settings(folder / "settings.toml", env={}).for_model("churn")
+    assert (loaded.model.target, loaded.model.features, loaded.model.estimator) == (
+        "churned",
+        ["tenure", "charges"],
+        "logistic_regression",
+    )
+    assert loaded.training.min_rows == 10  # unset here: follows [training]
+    assert loaded.layout.inbox("train") == folder / "data" / "churn" / "inbox" / "train"
     for kind in ("train", "score"):
         assert (folder / "data" / "churn" / "inbox" / kind).is_dir()
     out = result.output
@@ -164,6 +173,35 @@ def test_refusals_are_one_line_and_change_nothing(folder, args, message):
     assert result.output.startswith(f"Error: {message}") and result.output.count("\n") == 1
     assert (folder / "settings.toml").read_bytes() == EXISTING.encode("utf-8")
     assert not (folder / "data").exists()
+
+
+def test_a_second_model_is_added_beside_the_first_and_a_taken_name_refused(folder):
+    sample = str(folder / "churn.csv")
+    assert run(folder, "init", "churn", "--target", "churned", sample).exit_code == 0
+    before = (folder / "settings.toml").read_bytes()
+    again = run(folder, "init", "churn", "--target", "tenure", sample)
+    assert again.exit_code == 1
+    assert again.output == (
+        "Error: model name 'churn' is taken: the settings file has [models.churn]\n"
+    )
+    assert (folder / "settings.toml").read_bytes() == before
+    second = run(folder, "init", "tenure", "--target", "tenure", sample)
+    assert second.exit_code == 0, second.output
+    assert (folder / "settings.toml").read_bytes().startswith(before)
+    loaded = load_settings(folder / "settings.toml", env={})
+    assert loaded.model_names == ("churn", "tenure")
+    assert loaded.for_model("tenure").model.estimator == "linear_regression"
+
+
+def test_the_written_model_trains(folder):
+    sample = str(folder / "churn.csv")
+    assert run(folder, "init", "churn", "--target", "Churned", sample).exit_code == 0
+    ingested = run(folder, "--model", "churn", "ingest", sample, "--kind", "train")
+    assert ingested.exit_code == 0, ingested.output
+    trained = run(folder, "--model", "churn", "train")
+    assert trained.exit_code == 0, trained.output
+    assert "version 1: promoted to champion" in trained.output
+    assert (folder / "data" / "churn" / "models" / "1" / "card.json").is_file()
 
 
 def test_default_is_taken_when_model_exists(folder):
