@@ -25,6 +25,7 @@ from scoring.service.model_section import check_model_name, section_text
 if TYPE_CHECKING:  # imported when used: they load pyarrow and pandas
     from ingest.sample import Sample
     from scoring.lifecycle.proposal import Proposal
+    from scoring.settings import Settings
 
 TASK_CHOICE = click.Choice(["classification", "regression"])
 NEW_SETTINGS_FILE = "settings.toml"  # created in the working folder when no file is in use
@@ -140,7 +141,7 @@ def _first_drop_or_fail(layout: DataLayout) -> Path:
 
 def _propose(
     file: Path,
-    settings: Any,
+    settings: Settings,
     target: str,
     task: str | None,
     estimator: str | None,
