@@ -11,7 +11,7 @@ import click
 
 from ingest.formats import OUTPUT_FORMATS
 from ingest.ledger import STATES as LEDGER_STATES
-from scoring.service import keys_cli
+from scoring.service import init_cli, keys_cli
 from scoring.service.tables import text_table
 from scoring.settings import Settings, SettingsError, load_settings
 
@@ -473,3 +473,4 @@ def files_cmd(ctx: Context, status: str | None, limit: int) -> None:
 
 for _command in keys_cli.COMMANDS:  # keys add|list|revoke, audit
     main.add_command(_command)
+main.add_command(init_cli.init)
