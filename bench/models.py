@@ -57,6 +57,7 @@ STEADY_MB = 1.0
 
 
 def log(msg: str) -> None:
+    """Print a progress line with the time, so a slow phase shows."""
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
@@ -76,6 +77,7 @@ def settings_text(data_dir: Path, port: int, count: int) -> str:
 
 
 def free_port() -> int:
+    """A port nobody listens on now, for the next server."""
     import socket
 
     with socket.socket() as s:
@@ -84,6 +86,7 @@ def free_port() -> int:
 
 
 def request(port: int, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
+    """One request by hand on a fresh connection: the probes and the warm-up."""
     conn = http.client.HTTPConnection(HOST, port, timeout=10)
     try:
         conn.request(method, path, body=body, headers=HEADERS)
@@ -183,6 +186,7 @@ def measure(
 
 
 def report(rss: dict[int, list[float]], rps: dict[int, dict[int, list[float]]]) -> None:
+    """Print the figures for people: RSS per model count, then the paired req/s ratios."""
     med = statistics.median
     print()
     print("=" * 90)
@@ -204,6 +208,7 @@ def report(rss: dict[int, list[float]], rps: dict[int, dict[int, list[float]]]) 
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Train ten models once, then alternate servers with 1, 3 and 10 of them."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--pairs", type=int, default=3, help="alternating rounds (at least 3)")
     p.add_argument("--seconds", type=float, default=3.0, help="length of each load run")

@@ -80,6 +80,7 @@ def drop(inbox: Path, name: str, frame: pd.DataFrame) -> None:
 
 
 def normalized_train_files(model_url: str) -> int:
+    """Count the model's training drops the watcher has taken into its lake."""
     files = requests.get(model_url + "/files?status=normalized", timeout=5).json()["files"]
     return sum(f["kind"] == "train" for f in files)
 
@@ -98,16 +99,19 @@ def train(model_url: str) -> int:
 
 
 def outbox_file(data_dir: Path, name: str) -> Path | None:
+    """The model's finished output file, once there is one (temporaries start with a dot)."""
     done = [p for p in (data_dir / name / "outbox").glob("*.parquet") if not p.name.startswith(".")]
     return done[0] if done else None
 
 
 def stored_job_ids(data_dir: Path) -> list[str]:
+    """Read the job ids straight from APScheduler's table, where a duplicate would show."""
     with sqlite3.connect(data_dir / "state.db") as db:
         return [row[0] for row in db.execute("SELECT id FROM apscheduler_jobs ORDER BY id")]
 
 
 def predict(url: str, name: str) -> dict:
+    """One prediction from one model, which must succeed."""
     response = requests.post(f"{url}/models/{name}/predict", json={"X_test": ROW}, timeout=10)
     assert response.status_code == 200, response.text
     return response.json()
@@ -158,6 +162,7 @@ def test_three_models_in_one_serve(tmp_path: Path):
 
 
 def _answers(url: str) -> bool:
+    """True once the server answers 200 (before every model has a champion /ready is 503)."""
     try:
         return requests.get(url, timeout=5).status_code == 200
     except requests.RequestException:
