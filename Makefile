@@ -39,16 +39,19 @@ ifdef FULL
 BENCH_SCORE := --rows 5000000 --upload-rows 1000000
 BENCH_PREDICT :=
 BENCH_PROTOCOLS :=
+BENCH_MODELS := --pairs 5 --seconds 5
 else
 BENCH_SCORE := --rows 200000 --upload-rows 100000
 BENCH_PREDICT := --seconds 3 --warmup 1
 BENCH_PROTOCOLS := --quick
+BENCH_MODELS := --seconds 2
 endif
 
 bench: $(STAMP)
 	$(BIN)/python bench/score.py --pairs 3 $(BENCH_SCORE)
 	$(BIN)/python bench/predict.py $(BENCH_PREDICT)
 	$(BIN)/python bench/protocols.py $(BENCH_PROTOCOLS)
+	$(BIN)/python bench/models.py $(BENCH_MODELS)
 
 bench-full:
 	$(MAKE) bench FULL=1

@@ -45,11 +45,12 @@ class Answer:
 
 
 class Load:
-    """Client threads posting /predict on keep-alive sessions until stopped."""
+    """Client threads posting /predict (or ``path``) on keep-alive sessions until stopped."""
 
-    def __init__(self, url: str, threads: int = 8) -> None:
+    def __init__(self, url: str, threads: int = 8, path: str = "/predict") -> None:
         self.url = url
         self.threads = threads
+        self.path = path  # e.g. /models/<name>/predict on a service with many models
         self._stop = threading.Event()
         self._answers: list[list[Answer]] = [[] for _ in range(threads)]
         self._workers: list[threading.Thread] = []
@@ -78,7 +79,7 @@ class Load:
             while not self._stop.is_set():
                 sent = time.time()
                 try:
-                    r = session.post(self.url + "/predict", json={"X_test": ROW}, timeout=10)
+                    r = session.post(self.url + self.path, json={"X_test": ROW}, timeout=10)
                     version = r.json().get("model_version") if r.status_code == 200 else None
                     out.append(Answer(index, pid, sent, time.time(), r.status_code, version))
                 except Exception as exc:  # a refused or reset connection is a failed request

@@ -81,6 +81,13 @@ def test_too_few_rows_is_skipped_with_the_reason(settings, registry):
     assert registry.list() == []
 
 
+def test_an_empty_lake_is_refused_without_starting_a_trainer(settings, registry):
+    """Each model of a new many-model service starts with an empty lake: refuse it at once."""
+    run = run_retrain(settings, registry, "bootstrap", force=True)
+    assert (run.state, run.skip, run.trainer_pid) == ("skipped", "refused", None)
+    assert run.reason == "0 training rows in the lake; [training] min_rows is 20"
+
+
 def test_no_new_data_is_skipped_unless_forced(lake, registry):
     run_retrain(lake, registry, "cli")
     again = run_retrain(lake, registry, "schedule")

@@ -129,12 +129,14 @@ def _read_lake(settings: Settings, features: list[str] | None) -> TrainingData:
     )
 
 
+def too_few_rows(rows: int, settings: Settings) -> str:
+    """Say, in the one wording runs show, that the lake holds fewer rows than min_rows."""
+    return f"{rows} training rows in the lake; [training] min_rows is {settings.training.min_rows}"
+
+
 def _too_few(data: TrainingData, settings: Settings) -> str:
     """Say why there is too little to train on, naming lake files that were left out."""
-    text = (
-        f"{len(data.frame)} training rows in the lake; [training] min_rows is"
-        f" {settings.training.min_rows}"
-    )
+    text = too_few_rows(len(data.frame), settings)
     if data.skipped_files:
         left_out = "; ".join(f"{k} {v}" for k, v in sorted(data.skipped_files.items()))
         text += f" (left out: {left_out})"

@@ -124,12 +124,15 @@ def _attempt(
     on_promoted: Callable[[], None] | None,
 ) -> RunRecord:
     """Train in a child process and decide, turning every way a retrain ends into one record."""
-    from scoring.lifecycle.retrain import Outcome, apply  # scikit-learn: only when training
+    from ingest.lake import lake_files  # pyarrow and pandas: only when a retrain starts
+    from scoring.lifecycle.retrain import Outcome, apply, too_few_rows  # scikit-learn: likewise
 
     settings, run_id = pending.settings, pending.run_id
     unchanged = None if pending.force else unchanged_since_champion(settings, registry)
     if unchanged:
         return _finish(store, run_id, "skipped", reason=unchanged, skip="no_new_data")
+    if not lake_files(settings.layout.lake("train")):  # a new model's first start: no trainer
+        return _finish(store, run_id, "skipped", reason=too_few_rows(0, settings), skip="refused")
     try:
         ended = run_trainer(
             settings,
