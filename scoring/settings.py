@@ -319,12 +319,13 @@ def _build_models(
         k: v for k, v in raw.get("training", {}).items() if k not in NOT_INHERITED["training"]
     }
     for name, values in named.items():
-        where = f"[models.{name}]"
-        if not isinstance(name, str) or not MODEL_NAME.match(name):
+        if not isinstance(name, str) or not MODEL_NAME.fullmatch(name):
+            # repr: a name from a quoted TOML key may hold a newline; the message stays one line
             raise SettingsError(
-                f"{where}: a model name is lower-case letters, digits, '_' or '-', starting"
-                " with a letter (at most 64)"
+                f"[models.{name!r}]: a model name is lower-case letters, digits, '_' or '-',"
+                " starting with a letter (at most 64)"
             )
+        where = f"[models.{name}]"
         if not isinstance(values, dict):
             raise SettingsError(f"{where} must be a table, got {values!r}")
         split: dict[str, dict[str, Any]] = {"model": {}, "training": dict(inherited)}
