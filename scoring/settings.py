@@ -221,6 +221,9 @@ SECTIONS: dict[str, type] = {
 # A [models.<name>] table holds these sections' keys; its unset [training] keys come from
 # [training], except the sample file, which belongs to the one model it was written for.
 PER_MODEL_SECTIONS = ("model", "training")
+# Names a model cannot take: GET /models/current is the default model's champion, so a model
+# named "current" could never be shown at GET /models/<name>.
+RESERVED_NAMES = ("current",)
 NOT_INHERITED = {"training": ("bootstrap_data",)}
 
 
@@ -326,6 +329,11 @@ def _build_models(
                 " starting with a letter (at most 64)"
             )
         where = f"[models.{name}]"
+        if name in RESERVED_NAMES:
+            raise SettingsError(
+                f"{where}: the name {name!r} is reserved (GET /models/{name} is the default"
+                " model's champion); choose another"
+            )
         if not isinstance(values, dict):
             raise SettingsError(f"{where} must be a table, got {values!r}")
         split: dict[str, dict[str, Any]] = {"model": {}, "training": dict(inherited)}

@@ -11,7 +11,7 @@ from hypothesis import settings as hyp_settings
 from hypothesis import strategies as st
 
 from ingest.layout import DEFAULT_MODEL
-from scoring.settings import SettingsError, load_settings
+from scoring.settings import RESERVED_NAMES, SettingsError, load_settings
 
 from .conftest import ROOT
 
@@ -266,7 +266,9 @@ def test_explicit_overrides_merge_into_a_model_table(tmp_path):
 
 
 # A valid model name: what the docs promise (a letter, then letters, digits, '_' or '-', ≤ 64).
-VALID = st.from_regex(r"[a-z][a-z0-9_-]{0,63}", fullmatch=True)
+VALID = st.from_regex(r"[a-z][a-z0-9_-]{0,63}", fullmatch=True).filter(
+    lambda n: n not in RESERVED_NAMES
+)
 LOWER_START = set(string.ascii_lowercase)
 ALLOWED = set(string.ascii_lowercase + string.digits + "_-")
 
@@ -308,3 +310,9 @@ def test_the_layout_refuses_a_name_that_is_not_one_plain_segment(tmp_path, name)
 
     with pytest.raises(ValueError, match="model name"):
         DataLayout(tmp_path, name)
+
+
+def test_a_name_that_a_route_already_takes_is_refused(tmp_path):
+    """GET /models/current is the default model's champion: a model named so would be hidden."""
+    message = refused(tmp_path, '[models.current]\ntarget = "y"\n')
+    assert "[models.current]" in message and "reserved" in message
