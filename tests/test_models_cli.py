@@ -93,3 +93,21 @@ def test_train_of_a_model_without_data_says_so_and_touches_no_other(run, tmp_pat
     assert run("--model", "churn", "runs").output.count("skipped") == 1
     assert not (tmp_path / "data" / "price").exists()  # price was never opened
     assert run("--model", "price", "runs").output.strip() == "no retrain runs yet"
+
+
+def test_with_a_default_model_no_choice_means_default(tmp_path, monkeypatch):
+    settings = tmp_path / "settings.toml"
+    settings.write_text(
+        '[paths]\ndata_dir = "data"\n[model]\ntarget = "y"\n[models.churn]\ntarget = "c"\n',
+        encoding="utf-8",
+    )
+    for name in [n for n in __import__("os").environ if n.startswith("DROPSCORE")]:
+        monkeypatch.delenv(name)
+    runner = CliRunner()
+    plain = runner.invoke(main, ["--settings", str(settings), "runs"])
+    assert plain.exit_code == 0 and plain.output.strip() == "no retrain runs yet", plain.output
+    assert (tmp_path / "data" / "state.db").exists()
+    assert not (tmp_path / "data" / "churn").exists()
+    churn = runner.invoke(main, ["--settings", str(settings), "--model", "churn", "runs"])
+    assert churn.exit_code == 0 and churn.output.strip() == "no retrain runs yet", churn.output
+    assert (tmp_path / "data" / "churn" / "state.db").exists()
