@@ -278,6 +278,8 @@ def load_settings(
     settings = Settings(**sections, source=source)
     if not settings.paths.data_dir.is_absolute():
         settings = _replace(settings, "paths", data_dir=base / settings.paths.data_dir)
+    if named and "training" in raw:  # a bad inherited value is named where it is: [training]
+        _check_schedule(settings.training, "[training]")
     models = _build_models(raw, named, settings, base)
     first = next(iter(models))
     settings = dataclasses.replace(
@@ -538,21 +540,26 @@ def _check_estimator(
         check_estimator_name(settings.model.estimator)
     except ValueError as exc:
         raise SettingsError(f"{where[0]} {exc}") from None
+    _check_schedule(settings.training, where[1])
+    return settings
+
+
+def _check_schedule(training: TrainingSettings, where: str) -> None:
+    """Refuse an unknown time zone or a bad cron line, naming the section they came from."""
     try:
-        zoneinfo.ZoneInfo(settings.training.timezone)
+        zoneinfo.ZoneInfo(training.timezone)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
         raise SettingsError(
-            f"{where[1]} timezone = {settings.training.timezone!r}: expected an IANA time zone"
+            f"{where} timezone = {training.timezone!r}: expected an IANA time zone"
             " name such as 'UTC' or 'Europe/Paris'"
         ) from None
     # Deferred: only loading settings needs the cron parser, not every import of this module.
     from apscheduler.triggers.cron import CronTrigger
 
     try:
-        CronTrigger.from_crontab(settings.training.schedule)
+        CronTrigger.from_crontab(training.schedule)
     except ValueError as exc:
         raise SettingsError(
-            f"{where[1]} schedule = {settings.training.schedule!r}: expected a cron expression"
+            f"{where} schedule = {training.schedule!r}: expected a cron expression"
             f" with five fields ({exc})"
         ) from None
-    return settings

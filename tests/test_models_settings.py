@@ -316,3 +316,16 @@ def test_a_name_that_a_route_already_takes_is_refused(tmp_path):
     """GET /models/current is the default model's champion: a model named so would be hidden."""
     message = refused(tmp_path, '[models.current]\ntarget = "y"\n')
     assert "[models.current]" in message and "reserved" in message
+
+
+@pytest.mark.parametrize(
+    ("line", "fragment"),
+    [
+        ('schedule = "bad"', "[training] schedule = 'bad'"),
+        ('timezone = "Nowhere"', "[training] timezone"),
+    ],
+)
+def test_a_bad_inherited_value_is_named_where_it_is_written(tmp_path, line, fragment):
+    """No [model]: the bad [training] value is in [training], not in [models.price]."""
+    message = refused(tmp_path, f'[training]\n{line}\n[models.price]\ntarget = "p"\n')
+    assert message.startswith(fragment), message
