@@ -31,7 +31,7 @@ class DataLayout:
     model: str = DEFAULT_MODEL
 
     def __post_init__(self) -> None:
-        if not MODEL_NAME.match(self.model):
+        if not MODEL_NAME.fullmatch(self.model):  # `$` alone lets 'name\n' through
             raise ValueError(
                 f"model name {self.model!r}: expected lower-case letters, digits, '_' or '-'"
                 " (at most 64, starting with a letter)"

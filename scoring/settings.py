@@ -221,6 +221,9 @@ SECTIONS: dict[str, type] = {
 # A [models.<name>] table holds these sections' keys; its unset [training] keys come from
 # [training], except the sample file, which belongs to the one model it was written for.
 PER_MODEL_SECTIONS = ("model", "training")
+# Names a model cannot take: GET /models/current is the default model's champion, so a model
+# named "current" could never be shown at GET /models/<name>.
+RESERVED_NAMES = ("current",)
 NOT_INHERITED = {"training": ("bootstrap_data",)}
 
 
@@ -275,6 +278,8 @@ def load_settings(
     settings = Settings(**sections, source=source)
     if not settings.paths.data_dir.is_absolute():
         settings = _replace(settings, "paths", data_dir=base / settings.paths.data_dir)
+    if named and "training" in raw:  # a bad inherited value is named where it is: [training]
+        _check_schedule(settings.training, "[training]")
     models = _build_models(raw, named, settings, base)
     first = next(iter(models))
     settings = dataclasses.replace(
@@ -319,11 +324,17 @@ def _build_models(
         k: v for k, v in raw.get("training", {}).items() if k not in NOT_INHERITED["training"]
     }
     for name, values in named.items():
-        where = f"[models.{name}]"
-        if not isinstance(name, str) or not MODEL_NAME.match(name):
+        if not isinstance(name, str) or not MODEL_NAME.fullmatch(name):
+            # repr: a name from a quoted TOML key may hold a newline; the message stays one line
             raise SettingsError(
-                f"{where}: a model name is lower-case letters, digits, '_' or '-', starting"
-                " with a letter (at most 64)"
+                f"[models.{name!r}]: a model name is lower-case letters, digits, '_' or '-',"
+                " starting with a letter (at most 64)"
+            )
+        where = f"[models.{name}]"
+        if name in RESERVED_NAMES:
+            raise SettingsError(
+                f"{where}: the name {name!r} is reserved (GET /models/{name} is the default"
+                " model's champion); choose another"
             )
         if not isinstance(values, dict):
             raise SettingsError(f"{where} must be a table, got {values!r}")
@@ -529,21 +540,26 @@ def _check_estimator(
         check_estimator_name(settings.model.estimator)
     except ValueError as exc:
         raise SettingsError(f"{where[0]} {exc}") from None
+    _check_schedule(settings.training, where[1])
+    return settings
+
+
+def _check_schedule(training: TrainingSettings, where: str) -> None:
+    """Refuse an unknown time zone or a bad cron line, naming the section they came from."""
     try:
-        zoneinfo.ZoneInfo(settings.training.timezone)
+        zoneinfo.ZoneInfo(training.timezone)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
         raise SettingsError(
-            f"{where[1]} timezone = {settings.training.timezone!r}: expected an IANA time zone"
+            f"{where} timezone = {training.timezone!r}: expected an IANA time zone"
             " name such as 'UTC' or 'Europe/Paris'"
         ) from None
     # Deferred: only loading settings needs the cron parser, not every import of this module.
     from apscheduler.triggers.cron import CronTrigger
 
     try:
-        CronTrigger.from_crontab(settings.training.schedule)
+        CronTrigger.from_crontab(training.schedule)
     except ValueError as exc:
         raise SettingsError(
-            f"{where[1]} schedule = {settings.training.schedule!r}: expected a cron expression"
+            f"{where} schedule = {training.schedule!r}: expected a cron expression"
             f" with five fields ({exc})"
         ) from None
-    return settings

@@ -39,11 +39,15 @@ def register_instrumentation(app: Flask) -> None:
     def _finish(response: Response) -> Response:
         started = g.get("started")
         if started is not None:
-            services().monitoring.observe(
+            s = services()
+            model = g.get(MODEL_KEY) or ""
+            if model not in s.models:  # a name no model has (a 404): never a new label value
+                model = ""
+            s.monitoring.observe(
                 request.endpoint or "unmatched",
                 request.method,
                 response.status_code,
                 time.perf_counter() - started,
-                g.get(MODEL_KEY) or "",
+                model,
             )
         return response

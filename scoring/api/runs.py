@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from flask import Blueprint, Response, jsonify, request
+from flask import Blueprint, Response, jsonify, request, url_for
 
 from scoring.api.auth import current_key_name
 from scoring.api.context import services
@@ -76,7 +76,11 @@ def start_training() -> tuple[Response, int, dict[str, str]]:
         args=(pending, s.registry, None, s.champion.refresh),
         name=f"retrain-{pending.run_id}",
     ).start()
-    url = f"/runs/{pending.run_id}"
+    # The run's URL in the scheme the client used: /models/<name>/train → /models/<name>/runs/N
+    # (a bare /runs/N would be the default model's run N).
+    by_name = request.url_rule is not None and "model" in request.url_rule.arguments
+    named = {"model": s.model().name} if by_name else {}
+    url = url_for("runs.show_run", run_id=pending.run_id, **named)
     return (
         jsonify({"run_id": pending.run_id, "state": "queued", "url": url}),
         202,
