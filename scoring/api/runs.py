@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 from flask import Blueprint, Response, jsonify, request, url_for
 
@@ -79,7 +80,7 @@ def start_training() -> tuple[Response, int, dict[str, str]]:
     # The run's URL in the scheme the client used: /models/<name>/train → /models/<name>/runs/N
     # (a bare /runs/N would be the default model's run N).
     by_name = request.url_rule is not None and "model" in request.url_rule.arguments
-    named = {"model": s.model().name} if by_name else {}
+    named: dict[str, Any] = {"model": s.model().name} if by_name else {}
     url = url_for("runs.show_run", run_id=pending.run_id, **named)
     return (
         jsonify({"run_id": pending.run_id, "state": "queued", "url": url}),
