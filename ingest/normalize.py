@@ -34,7 +34,7 @@ FILE_ID = "_file_id"
 ROW = "_row"
 
 _NON_ALNUM = re.compile(r"[\W_]+")
-_TRUE_FALSE = pa.array(["true", "false"])
+_TRUE_FALSE = ("true", "false")  # an Arrow array is made per call: pa.array imports pandas
 _ISO_LIKE = r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?)?(Z|[+-]\d{2}:?\d{2})?$"
 _HAS_ZONE = r"(Z|[+-]\d{2}:?\d{2})$"
 # Numbers with a thousands separator and/or a decimal comma, by the file's decimal mark.
@@ -129,7 +129,8 @@ def parse_numbers(arr: pa.Array, decimal: str = ".") -> pa.Array | None:
 def parse_booleans(arr: pa.Array) -> pa.Array | None:
     """Parse true/false text (any case) to bool; anything else is not a boolean column."""
     lowered = pc.utf8_lower(pc.utf8_trim_whitespace(arr))
-    if not pc.all(pc.is_in(lowered.drop_null(), value_set=_TRUE_FALSE)).as_py():
+    words = pa.array(_TRUE_FALSE, pa.string())
+    if not pc.all(pc.is_in(lowered.drop_null(), value_set=words)).as_py():
         return None
     return pc.equal(lowered, "true")
 

@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -307,6 +306,8 @@ def features_from_batch(
                     message = f"{feat.name}: expected a number, got {raw[row]!r}"
                     errors[row] = message if errors[row] is None else f"{errors[row]}; {message}"
         else:
+            import pandas as pd  # only for text features: `serve` starts without pandas
+
             text = pc.cast(column, pa.string()) if column.type != pa.string() else column
             values = np.array(text.to_pylist(), dtype=object)
             values[pd.isna(values)] = np.nan
@@ -321,6 +322,8 @@ def _numeric(column: pa.Array) -> tuple[np.ndarray, np.ndarray | None]:
         values = column.cast(pa.float64()).to_numpy(zero_copy_only=False)
         return np.where(np.isfinite(values) | np.isnan(values), values, np.nan), None
     if pa.types.is_string(t) or pa.types.is_large_string(t):
+        import pandas as pd  # only for numbers written as text: `serve` starts without pandas
+
         series = pd.Series(column.to_pylist(), dtype=object)
         stripped = series.str.strip()
         values = pd.to_numeric(stripped, errors="coerce").to_numpy(dtype=np.float64, copy=True)
