@@ -320,7 +320,8 @@ def _numeric(column: pa.Array) -> tuple[np.ndarray, np.ndarray | None]:
     t = column.type
     if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t):
         values = column.cast(pa.float64()).to_numpy(zero_copy_only=False)
-        return np.where(np.isfinite(values) | np.isnan(values), values, np.nan), None
+        infinite = np.isinf(values)  # ±inf cannot be scored: missing, as NaN is
+        return (np.where(infinite, np.nan, values) if infinite.any() else values), None
     if pa.types.is_string(t) or pa.types.is_large_string(t):
         import pandas as pd  # only for numbers written as text: `serve` starts without pandas
 
