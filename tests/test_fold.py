@@ -104,3 +104,16 @@ def test_scoring_a_folded_version_never_imports_scikit_learn(settings, registry,
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "none"
+
+
+def test_a_version_registered_without_a_fold_gets_one_on_first_load(settings, registry, trained):
+    path = settings.models_dir / str(trained) / FOLD_FILE
+    path.unlink()  # as a version registered before folds were stored
+    first = load_version(registry, trained)
+    assert first.source._load is None  # loaded from the pipeline this time
+    assert Fold.from_dict(json.loads(path.read_text()), 10) is not None
+    again = load_version(registry, trained)
+    assert again.source._load is not None  # from the stored fold: the pipeline waits
+    X = probe_rows(again)
+    assert again.predict_matrix(X)[0].tobytes() == first.predict_matrix(X)[0].tobytes()
+    assert not list(path.parent.glob(".*.tmp"))

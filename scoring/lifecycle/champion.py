@@ -29,7 +29,10 @@ def load_version(registry: Registry, version: int) -> LoadedModel:
         return LoadedModel.from_fold(
             str(version), fold, card, lambda: registry.load_pipeline(version)
         )
-    return LoadedModel.build(str(version), registry.load_pipeline(version), card)
+    model = LoadedModel.build(str(version), registry.load_pipeline(version), card)
+    if stored is None and isinstance(model.fast, Fold):  # registered before folds were stored
+        registry.add_fold(version, model.fast.to_dict())
+    return model
 
 
 class ChampionHolder:

@@ -2,10 +2,12 @@
 
 A version's folder holds ``model.skops`` and ``card.json`` (and ``fold.json``, the plain-number
 form of a linear model, which lets it be served before or without loading scikit-learn) and never
-changes once written: it is built under a temporary name and renamed into place. Which version
-is champion lives only in the index, so a promotion is one SQLite transaction — every process
-sees the old or the new champion, never a mix. Model files load only from this folder and only
-with the explicit list of trusted types below, so a tampered file cannot run code.
+changes once written: it is built under a temporary name and renamed into place. (A version
+registered before folds were stored gets its ``fold.json`` on its first load, atomically.)
+Which version is champion lives only in the index, so a promotion is one SQLite transaction —
+every process sees the old or the new champion, never a mix. Model files load only from this
+folder and only with the explicit list of trusted types below, so a tampered file cannot run
+code.
 """
 
 from __future__ import annotations
@@ -235,6 +237,18 @@ class Registry:
             return None
         except (OSError, ValueError) as exc:
             raise ModelFileError(f"fold of model version {version} is unreadable: {exc}") from None
+
+    def add_fold(self, version: int, fold: dict[str, Any]) -> None:
+        """Store the fold of a version registered without one, so its next load is fast."""
+        path = self._folder(version) / FOLD_FILE
+        if path.exists():
+            return
+        tmp = path.with_name(f".{FOLD_FILE}.{os.getpid()}.tmp")
+        try:
+            _write_json(tmp, fold)
+            os.replace(tmp, path)  # readers see the whole file or none
+        except OSError:  # a read-only models folder: serve anyway, from the pipeline
+            tmp.unlink(missing_ok=True)
 
     def load_pipeline(self, version: int) -> Any:
         """Load a version's pipeline, refusing any type outside TRUSTED_TYPES."""
