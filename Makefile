@@ -49,6 +49,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/score.py --pairs 3 $(BENCH_SCORE)
 	$(BIN)/python bench/predict.py $(BENCH_PREDICT)
 	$(BIN)/python bench/protocols.py $(BENCH_PROTOCOLS)
+	$(BIN)/python bench/startup.py --runs 3
 
 bench-full:
 	$(MAKE) bench FULL=1
