@@ -2,7 +2,9 @@
 
 A model is trained once into a private data folder; then ``dropscore serve`` is started
 ``--runs`` times, each run timed from just before exec to the first 200 from ``/ready`` and then
-to the first 200 from ``POST /predict`` (one row). Each run also records ``python -X importtime``
+to the first 200 from ``POST /predict`` (one row); the CPU seconds the process had used when
+``/ready`` first answered are printed too, a figure a busy machine disturbs far less than the
+wall clock. Each run also records ``python -X importtime``
 of the same start into a log; the slowest imports (cumulative, top-level packages) of the last
 run are printed as a table, which is how the import cost is reported before and after a change.
 
@@ -15,6 +17,7 @@ Goal (issue 13): ready in ≤ 2 s with a model present, on a quiet machine.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import shutil
 import statistics
@@ -65,8 +68,14 @@ def status_of(method: str, url: str, body: dict[str, object] | None = None) -> i
         return 0
 
 
-def one_start(env: dict[str, str], port: int, log: Path) -> tuple[float, float]:
-    """Start serve once; return seconds to /ready 200 and to the first /predict 200."""
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a live process has used (``/proc/<pid>/stat``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def one_start(env: dict[str, str], port: int, log: Path) -> tuple[float, float, float]:
+    """Start serve once; return seconds to /ready 200, its CPU seconds then, to /predict 200."""
     url = f"http://127.0.0.1:{port}"
     env = {**env, "DROPSCORE__SERVER__PORT": str(port), "PYTHONPROFILEIMPORTTIME": "1"}
     started = time.perf_counter()
@@ -77,6 +86,7 @@ def one_start(env: dict[str, str], port: int, log: Path) -> tuple[float, float]:
     track(proc)
     try:
         ready = wait_for(lambda: status_of("GET", url + "/ready") == 200, proc, log)
+        cpu = cpu_seconds(proc.pid)
         features = {**ROW, "s2": 0.01, "s3": 0.0, "s4": 0.0, "s5": 0.0, "s6": 0.0}
         first = wait_for(
             lambda: status_of("POST", url + "/predict", {"features": features}) == 200, proc, log
@@ -88,7 +98,7 @@ def one_start(env: dict[str, str], port: int, log: Path) -> tuple[float, float]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-    return ready - started, first - started
+    return ready - started, cpu, first - started
 
 
 def import_table(log: Path, top: int = 15) -> list[tuple[str, float]]:
@@ -117,17 +127,23 @@ def main(argv: list[str] | None = None) -> int:
         print(f"training the sample model in {work / 'data'} …", flush=True)
         train(env, work / "train.log")
         ready: list[float] = []
+        cpu: list[float] = []
         predict: list[float] = []
         for run in range(args.runs):
             log = work / f"serve-{run}.log"
-            r, p = one_start(env, free_port(), log)
+            r, c, p = one_start(env, free_port(), log)
             ready.append(r)
+            cpu.append(c)
             predict.append(p)
-            print(f"  run {run + 1}: /ready 200 after {r:.2f}s, first /predict 200 {p:.2f}s")
+            print(
+                f"  run {run + 1}: /ready 200 after {r:.2f}s ({c:.2f} CPU s),"
+                f" first /predict 200 {p:.2f}s"
+            )
         print(
             f"\n`dropscore serve` (model present), {args.runs} runs:"
             f" /ready median {statistics.median(ready):.2f}s"
-            f" (range {min(ready):.2f}–{max(ready):.2f});"
+            f" (range {min(ready):.2f}–{max(ready):.2f}),"
+            f" CPU s median {statistics.median(cpu):.2f};"
             f" first /predict median {statistics.median(predict):.2f}s"
         )
         print("\nimports of the last start (-X importtime, cumulative s, top-level packages):")
