@@ -26,6 +26,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ingest.arrays import int64s
 from ingest.errors import NoRowsError
 from ingest.lake import unify_types
 from ingest.readers import RawTable
@@ -297,9 +298,9 @@ class _Normalizer:
         for i, col in enumerate(batch.columns):
             done, self.types[i] = fit_column(col, self.types[i], self.raw.decimal)
             columns.append(done)
-        rows = pa.array(np.arange(self.next_row, self.next_row + n, dtype=np.int64))
+        rows = int64s(np.arange(self.next_row, self.next_row + n, dtype=np.int64))
         self.next_row += n
-        columns += [pa.repeat(pa.scalar(self.file_id, pa.int64()), n), rows]
+        columns += [int64s(np.full(n, self.file_id, dtype=np.int64)), rows]
         out = pa.RecordBatch.from_arrays(columns, schema=_schema_for(self.names, self.types))
         mask = _non_empty_mask(columns[:-2])
         return out if mask is None else out.filter(mask)

@@ -117,3 +117,38 @@ def test_a_version_registered_without_a_fold_gets_one_on_first_load(settings, re
     X = probe_rows(again)
     assert again.predict_matrix(X)[0].tobytes() == first.predict_matrix(X)[0].tobytes()
     assert not list(path.parent.glob(".*.tmp"))
+
+
+def test_bulk_scoring_a_numeric_file_imports_neither_pandas_nor_scikit_learn(
+    settings, registry, trained, tmp_path
+):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    src = tmp_path / "in.parquet"
+    names = [f["name"] for f in registry.card(trained)["schema"]["features"]]
+    values = np.random.default_rng(1).normal(scale=0.05, size=(1000, len(names)))
+    values[::7, 2] = np.nan
+    pq.write_table(pa.table({n: values[:, i] for i, n in enumerate(names)}), src)
+    script = textwrap.dedent(
+        f"""
+        import sys
+        from pathlib import Path
+        from ingest.config import ReadOptions
+        from scoring.bulk.batch import score_path
+        from scoring.lifecycle.champion import load_version
+        from scoring.lifecycle.registry import Registry
+
+        registry = Registry(Path({str(settings.models_dir)!r}), Path({str(settings.db_path)!r}))
+        model = load_version(registry, {trained})
+        out = Path({str(tmp_path / "out.parquet")!r})
+        summary = score_path(Path({str(src)!r}), out, model, read=ReadOptions(), fmt="parquet")
+        loaded = sorted(m for m in ("pandas", "sklearn", "skops") if m in sys.modules)
+        print(summary.rows_scored, ",".join(loaded) or "none")
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["1000", "none"]
