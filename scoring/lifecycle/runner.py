@@ -207,15 +207,8 @@ def unchanged_since_champion(settings: Settings, registry: Registry) -> str | No
 
 def _model_key(card: dict[str, Any]) -> tuple[Any, ...]:
     target = (card.get("schema") or {}).get("target")
-    return (
-        card.get("estimator"),
-        card.get("params"),
-        card.get("test_size"),
-        card.get("random_state"),
-        target,
-        card.get("features"),
-        card.get("id_columns"),
-    )
+    return (card.get("estimator"), card.get("params"), card.get("test_size"),
+            card.get("random_state"), target, card.get("features"), card.get("id_columns"))
 
 
 def _settings_key(settings: Settings) -> tuple[Any, ...]:
@@ -223,12 +216,6 @@ def _settings_key(settings: Settings) -> tuple[Any, ...]:
     from scoring.lifecycle.schema import normalize_name
 
     m = settings.model
-    return (
-        m.estimator,
-        json.loads(json.dumps(m.params)),
-        m.test_size,
-        m.random_state,
-        normalize_name(m.target),
-        [normalize_name(f) for f in m.features],
-        [normalize_name(c) for c in m.id_columns],
-    )
+    return (m.estimator, json.loads(json.dumps(m.params)), m.test_size, m.random_state,
+            normalize_name(m.target), [normalize_name(f) for f in m.features],
+            [normalize_name(c) for c in m.id_columns])

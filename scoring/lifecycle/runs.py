@@ -194,12 +194,9 @@ class RunStore:
     def reap(self) -> int:
         """Mark unfinished runs failed when no process holds the retrain lock: they died."""
         with self._db() as conn:
-            if (
-                conn.execute(
-                    "SELECT 1 FROM runs WHERE state IN ('queued', 'running') LIMIT 1"
-                ).fetchone()
-                is None
-            ):
+            if conn.execute(
+                "SELECT 1 FROM runs WHERE state IN ('queued', 'running') LIMIT 1"
+            ).fetchone() is None:
                 return 0
         lock = try_lock(self.retrain_lock)
         if lock is None:  # a live retrain holds it
@@ -211,6 +208,8 @@ class RunStore:
         if reaped:
             log.warning("interrupted runs marked failed", extra={"runs": reaped})
         return reaped
+
+
 
 
 def _record(row: sqlite3.Row) -> RunRecord:
@@ -285,3 +284,5 @@ def release(fh: IO[str]) -> None:
     with contextlib.suppress(OSError):
         fcntl.flock(fh, fcntl.LOCK_UN)
     fh.close()
+
+
