@@ -52,6 +52,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/predict.py $(BENCH_PREDICT)
 	$(BIN)/python bench/protocols.py $(BENCH_PROTOCOLS)
 	$(BIN)/python bench/models.py $(BENCH_MODELS)
+	$(BIN)/python bench/startup.py --runs 3
 
 bench-full:
 	$(MAKE) bench FULL=1

@@ -303,21 +303,24 @@ def run(args: argparse.Namespace) -> int:
         print(f"generating {args.rows:,} rows …", flush=True)
         generate_csv(csv, args.rows)
         mb = csv.stat().st_size / (1 << 20)
-        ok = print_table(
-            f"CSV in ({args.rows:,} rows, {mb:,.0f} MiB) → Parquet out",
-            paired_paths(csv, args.rows, work, env, model, args.pairs),
-            GOAL_CSV,
-        )
+        ok = True
+        if "csv" in args.inputs:
+            ok &= print_table(
+                f"CSV in ({args.rows:,} rows, {mb:,.0f} MiB) → Parquet out",
+                paired_paths(csv, args.rows, work, env, model, args.pairs),
+                GOAL_CSV,
+            )
 
-        parquet = work / "in.parquet"
-        csv_to_parquet(csv, parquet)
-        pmb = parquet.stat().st_size / (1 << 20)
-        ok &= print_table(
-            f"Parquet in ({args.rows:,} rows, {pmb:,.0f} MiB) → Parquet out",
-            paired_paths(parquet, args.rows, work, env, model, args.pairs),
-            GOAL_PARQUET,
-        )
-        parquet.unlink()
+        if "parquet" in args.inputs:
+            parquet = work / "in.parquet"
+            csv_to_parquet(csv, parquet)
+            pmb = parquet.stat().st_size / (1 << 20)
+            ok &= print_table(
+                f"Parquet in ({args.rows:,} rows, {pmb:,.0f} MiB) → Parquet out",
+                paired_paths(parquet, args.rows, work, env, model, args.pairs),
+                GOAL_PARQUET,
+            )
+            parquet.unlink()
 
         if not args.skip_api:
             upload_rows = min(args.upload_rows, args.rows)
@@ -352,6 +355,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--pairs", type=int, default=3, help="alternating pairs per comparison")
     parser.add_argument("--skip-api", action="store_true", help="skip the /score-file part")
+    parser.add_argument(
+        "--inputs",
+        type=lambda text: set(text.split(",")) - {""},
+        default={"csv", "parquet"},
+        help="input formats to compare, comma-separated (default: csv,parquet)",
+    )
     parser.add_argument("--tmp", default=None, help="folder for the temporary files")
     args = parser.parse_args(argv)
     if args.rows < 1 or args.upload_rows < 1 or args.pairs < 1:

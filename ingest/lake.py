@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 log = logging.getLogger("dropscore.ingest")
@@ -329,5 +328,7 @@ def read_lake(folder: Path, columns: list[str] | None = None) -> pa.Table:
         missing = [c for c in columns if c not in schema.names]
         if missing:
             raise KeyError(f"no such lake column(s): {', '.join(missing)}")
+    import pyarrow.dataset as ds  # here, not at import: it imports pandas (~0.4 s at start-up)
+
     dataset = ds.dataset([str(p) for p in files], schema=schema, format="parquet")
     return dataset.to_table(columns=columns)

@@ -26,6 +26,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ingest.arrays import int64s
 from ingest.errors import NoRowsError
 from ingest.lake import unify_types
 from ingest.readers import RawTable
@@ -34,7 +35,7 @@ FILE_ID = "_file_id"
 ROW = "_row"
 
 _NON_ALNUM = re.compile(r"[\W_]+")
-_TRUE_FALSE = pa.array(["true", "false"])
+_TRUE_FALSE = ("true", "false")  # an Arrow array is made per call: pa.array imports pandas
 _ISO_LIKE = r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?)?(Z|[+-]\d{2}:?\d{2})?$"
 _HAS_ZONE = r"(Z|[+-]\d{2}:?\d{2})$"
 # Numbers with a thousands separator and/or a decimal comma, by the file's decimal mark.
@@ -129,7 +130,8 @@ def parse_numbers(arr: pa.Array, decimal: str = ".") -> pa.Array | None:
 def parse_booleans(arr: pa.Array) -> pa.Array | None:
     """Parse true/false text (any case) to bool; anything else is not a boolean column."""
     lowered = pc.utf8_lower(pc.utf8_trim_whitespace(arr))
-    if not pc.all(pc.is_in(lowered.drop_null(), value_set=_TRUE_FALSE)).as_py():
+    words = pa.array(_TRUE_FALSE, pa.string())
+    if not pc.all(pc.is_in(lowered.drop_null(), value_set=words)).as_py():
         return None
     return pc.equal(lowered, "true")
 
@@ -294,9 +296,9 @@ class _Normalizer:
         for i, col in enumerate(batch.columns):
             done, self.types[i] = fit_column(col, self.types[i], self.raw.decimal)
             columns.append(done)
-        rows = pa.array(np.arange(self.next_row, self.next_row + n, dtype=np.int64))
+        rows = int64s(np.arange(self.next_row, self.next_row + n, dtype=np.int64))
         self.next_row += n
-        columns += [pa.repeat(pa.scalar(self.file_id, pa.int64()), n), rows]
+        columns += [int64s(np.full(n, self.file_id, dtype=np.int64)), rows]
         out = pa.RecordBatch.from_arrays(columns, schema=_schema_for(self.names, self.types))
         mask = _non_empty_mask(columns[:-2])
         return out if mask is None else out.filter(mask)

@@ -41,7 +41,8 @@ def test_versions_count_up_and_one_champion(settings, registry, diabetes):
 
 def test_folder_holds_model_and_card(settings, registry, trained):
     folder = settings.models_dir / str(trained)
-    assert sorted(p.name for p in folder.iterdir()) == ["card.json", "model.skops"]
+    # the sample model is linear: its plain-number fold is stored beside it
+    assert sorted(p.name for p in folder.iterdir()) == ["card.json", "fold.json", "model.skops"]
     card = json.loads((folder / "card.json").read_text())
     assert card["version"] == "1"
     assert [f["name"] for f in card["schema"]["features"]][:3] == ["age", "sex", "bmi"]

@@ -25,12 +25,12 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from threadpoolctl import ThreadpoolController, threadpool_limits
 
+from ingest.arrays import floats, repeated_text, to_bools, to_floats
 from ingest.config import ReadOptions
 from ingest.errors import IngestError
 from ingest.formats import OUTPUT_FORMATS, Format, format_for_name, output_spec, spec_for
@@ -274,14 +274,14 @@ def score_batch(
     # per batch otherwise); without one (a Dask worker) the libraries are found per batch.
     with (blas.limit if blas is not None else threadpool_limits)(limits=1, user_api="blas"):
         columns.update(_predict(model, X, ok))
-    lost = ok & columns["prediction"].is_null().to_numpy(zero_copy_only=False)
+    lost = ok & to_bools(columns["prediction"].is_null())
     if lost.any():  # a non-finite prediction (inputs far out of range) fails its row
         errors = errors or [None] * n
         for row in np.flatnonzero(lost):
             errors[row] = NON_FINITE
         ok = ok & ~lost
     # Built by Arrow, not from n Python objects: ~13 ms per 100,000 rows saved.
-    columns["model_version"] = pa.repeat(pa.scalar(model.version, pa.string()), n)
+    columns["model_version"] = repeated_text(model.version, n)
     columns["error"] = pa.array(errors, pa.string()) if errors else pa.nulls(n, pa.string())
     failed = int(n - ok.sum())
     return pa.RecordBatch.from_pydict(columns), failed
@@ -307,6 +307,8 @@ def features_from_batch(
                     message = f"{feat.name}: expected a number, got {raw[row]!r}"
                     errors[row] = message if errors[row] is None else f"{errors[row]}; {message}"
         else:
+            import pandas as pd  # only for text features: `serve` starts without pandas
+
             text = pc.cast(column, pa.string()) if column.type != pa.string() else column
             values = np.array(text.to_pylist(), dtype=object)
             values[pd.isna(values)] = np.nan
@@ -318,9 +320,12 @@ def _numeric(column: pa.Array) -> tuple[np.ndarray, np.ndarray | None]:
     """Return float values and a mask of rows holding something that is not a number."""
     t = column.type
     if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t):
-        values = column.cast(pa.float64()).to_numpy(zero_copy_only=False)
-        return np.where(np.isfinite(values) | np.isnan(values), values, np.nan), None
+        values = to_floats(column.cast(pa.float64()))
+        infinite = np.isinf(values)  # ±inf cannot be scored: missing, as NaN is
+        return (np.where(infinite, np.nan, values) if infinite.any() else values), None
     if pa.types.is_string(t) or pa.types.is_large_string(t):
+        import pandas as pd  # only for numbers written as text: `serve` starts without pandas
+
         series = pd.Series(column.to_pylist(), dtype=object)
         stripped = series.str.strip()
         values = pd.to_numeric(stripped, errors="coerce").to_numpy(dtype=np.float64, copy=True)
@@ -342,7 +347,7 @@ def _predict(model: LoadedModel, X: np.ndarray, ok: np.ndarray) -> dict[str, pa.
         pred = np.full(n, np.nan)
         if len(good):
             pred[ok] = model.fast(good) if model.fast is not None else model.pipeline.predict(good)
-        out["prediction"] = pa.array(pred, pa.float64(), mask=~(ok & np.isfinite(pred)))
+        out["prediction"] = floats(pred, ok & np.isfinite(pred))
         return out
     labels = model.pipeline.predict(good) if len(good) else np.array([])
     full = np.empty(n, dtype=object)

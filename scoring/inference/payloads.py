@@ -9,10 +9,9 @@ protocol refuses the same rows with the same named fields.
 from __future__ import annotations
 
 import io
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from scoring.errors import BadRequest, UnsupportedMediaType, ValidationFailed
 from scoring.inference.body import parse_json
@@ -25,6 +24,9 @@ from scoring.lifecycle.rows import (
     records_to_matrix,
 )
 from scoring.lifecycle.schema import FeatureSchema, normalize_name
+
+if TYPE_CHECKING:  # imported where CSV bodies are parsed: `serve` starts without pandas
+    import pandas as pd
 
 PREDICT_KEYS = "'features' or 'X_test' (one row), or 'instances' (many rows)"
 MLFLOW_FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
@@ -111,6 +113,8 @@ def mlflow_rows(payload: Any, schema: FeatureSchema, limit: int) -> np.ndarray:
 
 def csv_rows(data: bytes, schema: FeatureSchema, limit: int) -> np.ndarray:
     """Read a ``text/csv`` body with a header row, as MLflow's scoring server takes it."""
+    import pandas as pd
+
     try:
         frame = pd.read_csv(io.BytesIO(data), nrows=limit + 1, encoding="utf-8")
     except (ValueError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError):
@@ -168,6 +172,8 @@ def _in_order(columns: Any, schema: FeatureSchema) -> bool:
 
 
 def _csv_column(column: pd.Series) -> Any:
+    import pandas as pd
+
     if pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
         return column.to_numpy(dtype=np.float64, na_value=np.nan)
     return column.astype(object).where(column.notna(), None).tolist()

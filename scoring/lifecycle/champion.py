@@ -23,7 +23,7 @@ import threading
 import time
 
 from scoring.errors import DropscoreError, NoModel
-from scoring.lifecycle.predictor import LoadedModel
+from scoring.lifecycle.predictor import Fold, LoadedModel
 from scoring.lifecycle.registry import Registry
 
 log = logging.getLogger("dropscore.model")
@@ -31,7 +31,16 @@ log = logging.getLogger("dropscore.model")
 
 def load_version(registry: Registry, version: int) -> LoadedModel:
     """Load one registered version, with its schema and compiled fast path."""
-    return LoadedModel.build(str(version), registry.load_pipeline(version), registry.card(version))
+    card, stored = registry.card(version), registry.fold(version)
+    fold = None if stored is None else Fold.from_dict(stored, len(card["schema"]["features"]))
+    if fold is not None:  # served from plain numbers; scikit-learn loads when first needed
+        return LoadedModel.from_fold(
+            str(version), fold, card, lambda: registry.load_pipeline(version)
+        )
+    model = LoadedModel.build(str(version), registry.load_pipeline(version), card)
+    if stored is None and isinstance(model.fast, Fold):  # registered before folds were stored
+        registry.add_fold(version, model.fast.to_dict())
+    return model
 
 
 class ChampionHolder:

@@ -44,6 +44,11 @@ ESTIMATORS: dict[str, EstimatorSpec] = {
 }
 
 
+# The metric each task is judged by, and whether bigger is better (promotion, dashboard). Here,
+# beside the task names, so reading it imports no scikit-learn.
+PRIMARY = {"regression": ("r2", True), "classification": ("f1", True)}
+
+
 def estimator_class(name: str) -> type:
     """Import the estimator class only when a model is really built."""
     module, _, cls = ESTIMATORS[name].path.partition(":")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from scoring.lifecycle.training import PRIMARY
+from scoring.lifecycle.estimators import PRIMARY
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,13 @@
 """The model registry: one folder per version under ``models/``, an index in ``state.db``.
 
-A version's folder holds ``model.skops`` and ``card.json`` and never changes once written: it is
-built under a temporary name and renamed into place. Which version is champion lives only in
-the index, so a promotion is one SQLite transaction — every process sees the old or the new
-champion, never a mix. Model files load only from this folder and only with the explicit list of
-trusted types below, so a tampered file cannot run code.
+A version's folder holds ``model.skops`` and ``card.json`` (and ``fold.json``, the plain-number
+form of a linear model, which lets it be served before or without loading scikit-learn) and never
+changes once written: it is built under a temporary name and renamed into place. (A version
+registered before folds were stored gets its ``fold.json`` on its first load, atomically.)
+Which version is champion lives only in the index, so a promotion is one SQLite transaction —
+every process sees the old or the new champion, never a mix. Model files load only from this
+folder and only with the explicit list of trusted types below, so a tampered file cannot run
+code.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from scoring.errors import ModelFileError, NotFound
 MODEL_FILE = "model.skops"
 CARD_FILE = "card.json"
 HOLDOUT_FILE = "holdout.json"  # a bounded hold-out sample for the dashboard's plots
+FOLD_FILE = "fold.json"  # a linear model's weights as plain numbers (predictor.Fold)
 STATUSES = ("champion", "challenger", "archived", "rejected")
 
 # Types skops does not trust by default that our pipelines legitimately hold. Anything else in a
@@ -116,6 +120,7 @@ class Registry:
         holdout: dict[str, Any] | None = None,
     ) -> int:
         """Write a new version atomically and index it; return its version number."""
+        fold = _fold_of(pipeline, card)
         self.models_dir.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=".incoming-", dir=self.models_dir))
         try:
@@ -130,6 +135,8 @@ class Registry:
                 _write_json(tmp / CARD_FILE, card)
                 if holdout is not None:
                     _write_json(tmp / HOLDOUT_FILE, holdout)
+                if fold is not None:
+                    _write_json(tmp / FOLD_FILE, fold)
                 _fsync_dir(tmp)
                 final = self.models_dir / str(version)
                 if final.exists():  # left by a crash between rename and commit: never indexed
@@ -221,6 +228,28 @@ class Registry:
                 f"hold-out of model version {version} is unreadable: {exc}"
             ) from None
 
+    def fold(self, version: int) -> dict[str, Any] | None:
+        """Read a version's stored fold; None when it has none (not linear, or older)."""
+        path = self._folder(version) / FOLD_FILE
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            raise ModelFileError(f"fold of model version {version} is unreadable: {exc}") from None
+
+    def add_fold(self, version: int, fold: dict[str, Any]) -> None:
+        """Store the fold of a version registered without one, so its next load is fast."""
+        path = self._folder(version) / FOLD_FILE
+        if path.exists():
+            return
+        tmp = path.with_name(f".{FOLD_FILE}.{os.getpid()}.tmp")
+        try:
+            _write_json(tmp, fold)
+            os.replace(tmp, path)  # readers see the whole file or none
+        except OSError:  # a read-only models folder: serve anyway, from the pipeline
+            tmp.unlink(missing_ok=True)
+
     def load_pipeline(self, version: int) -> Any:
         """Load a version's pipeline, refusing any type outside TRUSTED_TYPES."""
         return load_trusted(self._folder(version) / MODEL_FILE)
@@ -250,6 +279,19 @@ def load_trusted(path: Path) -> Any:
         return sio.load(path, trusted=list(untrusted))
     except Exception as exc:
         raise ModelFileError(f"model file {path.name} could not be loaded: {exc}") from None
+
+
+def _fold_of(pipeline: Any, card: dict[str, Any]) -> dict[str, Any] | None:
+    """Fold a linear pipeline into plain numbers, checked against it now; None when it is not."""
+    from scoring.lifecycle.predictor import compile_linear  # numpy: only when registering
+    from scoring.lifecycle.schema import FeatureSchema
+
+    try:
+        schema = FeatureSchema.from_dict(card["schema"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    fold = compile_linear(pipeline, schema, card.get("estimator", ""))
+    return None if fold is None else fold.to_dict()
 
 
 def _record(row: sqlite3.Row) -> ModelRecord:

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from ingest.normalize import normalize_names
+
+if TYPE_CHECKING:  # at run time pandas is imported by the functions that need it (training)
+    import pandas as pd
 
 PROVENANCE = ("_file_id", "_row")
 MAX_CATEGORIES = 1000  # a column with more distinct text values is an id, not a category
@@ -125,6 +127,8 @@ def infer_schema(
 
 def _usable(column: pd.Series) -> bool:
     """Leave out dates and near-unique text (ids) when the user did not list features."""
+    import pandas as pd  # not at import: serving a model needs the schema, not pandas
+
     if pd.api.types.is_datetime64_any_dtype(column):
         return False
     if pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column):
@@ -133,6 +137,8 @@ def _usable(column: pd.Series) -> bool:
 
 
 def _feature(name: str, column: pd.Series) -> Feature:
+    import pandas as pd
+
     if pd.api.types.is_bool_dtype(column) or pd.api.types.is_numeric_dtype(column):
         return Feature(name, "numeric")
     cats = sorted({str(v) for v in column.dropna().unique().tolist()})

@@ -20,7 +20,6 @@ from scoring.lifecycle.schema import FeatureSchema, TrainingDataError, frame_to_
 from scoring.settings import ModelSettings
 
 # The metric promotion compares, and whether bigger is better.
-PRIMARY = {"regression": ("r2", True), "classification": ("f1", True)}
 
 
 @dataclass

@@ -15,8 +15,8 @@ from scoring.api import health
 from scoring.api.context import Services
 from scoring.api.pages import plots
 from scoring.api.pages.traffic import traffic
+from scoring.lifecycle.estimators import PRIMARY
 from scoring.lifecycle.runs import RunStore
-from scoring.lifecycle.training import PRIMARY
 
 KINDS = ("train", "score")
 PAGE_SIZE = 50
