@@ -42,8 +42,9 @@ class TypeConflict:
 # Type unification
 
 
-def _kind(t: pa.DataType) -> str:
-    """Classify a type coarsely, since unification works on kinds rather than exact types."""
+def type_kind(t: pa.DataType) -> str:
+    """Classify a type coarsely, since unification (and a sample's inspection) works on kinds
+    rather than exact types."""
     if pa.types.is_null(t):
         return "null"
     if pa.types.is_boolean(t):
@@ -74,7 +75,7 @@ def unify_types(a: pa.DataType, b: pa.DataType) -> pa.DataType | None:
     """Return the type both can be read as without loss of meaning, or None when they conflict."""
     if a.equals(b):
         return a
-    ka, kb = _kind(a), _kind(b)
+    ka, kb = type_kind(a), type_kind(b)
     if ka == "null":
         return b
     if kb == "null":
@@ -107,8 +108,8 @@ def unify_schemas(schemas: Iterable[pa.Schema]) -> pa.Schema | None:
 
 def _conflict_message(column: str, lake_type: pa.DataType, new_type: pa.DataType) -> str:
     """Say which column clashes, how, and what the person dropping the file can do about it."""
-    lake_words = _KIND_WORDS[_kind(lake_type)]
-    new_words = _KIND_WORDS[_kind(new_type)]
+    lake_words = _KIND_WORDS[type_kind(lake_type)]
+    new_words = _KIND_WORDS[type_kind(new_type)]
     return (
         f"column '{column}' holds {new_words} ({new_type}) in this file but {lake_words} "
         f"({lake_type}) in the files already in the lake; fix the values that are not "

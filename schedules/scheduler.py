@@ -44,15 +44,13 @@ from sqlalchemy import Engine, create_engine, event, select
 
 from ingest.layout import DEFAULT_MODEL
 from ingest.sqlite import BUSY_TIMEOUT_SECONDS, apply_pragmas
+from schedules.ids import JOB_KINDS, RETRAIN, SWEEP, is_ours, job_id, job_kind, job_model
 from scoring.lifecycle.runner import record_skipped
 from scoring.lifecycle.runs import RunRecord, RunStore
 from scoring.settings import Settings
 
 log = logging.getLogger("dropscore.schedules")
 
-RETRAIN = "retrain"
-SWEEP = "score_sweep"
-JOB_KINDS = (RETRAIN, SWEEP)
 JOB_IDS = JOB_KINDS  # the model ``default``'s ids
 # A nightly run missed while the scheduler was down still runs if it starts within this long.
 RETRAIN_GRACE_SECONDS = 6 * 3600
@@ -98,16 +96,6 @@ def _second_pass(moment: datetime) -> bool:
 def _exists(moment: datetime) -> bool:
     back = moment.astimezone(UTC).astimezone(moment.tzinfo)
     return back.replace(tzinfo=None, fold=0) == moment.replace(tzinfo=None, fold=0)
-
-
-def job_id(kind: str, model: str) -> str:
-    """The stored id of one model's job: the kind alone for ``default``, else kind:name."""
-    return kind if model == DEFAULT_MODEL else f"{kind}:{model}"
-
-
-def job_model(job: str) -> str:
-    """The model a stored job id belongs to (the inverse of ``job_id``)."""
-    return job.partition(":")[2] or DEFAULT_MODEL
 
 
 def retrain_trigger(settings: Settings) -> WallClockCronTrigger:
@@ -170,22 +158,22 @@ def stored_jobs(store: SQLAlchemyJobStore) -> dict[str, Job]:
     with store.engine.begin() as conn:
         rows = conn.execute(select(table.c.id, table.c.job_state)).fetchall()
     jobs: dict[str, Job] = {}
-    for job_id, blob in rows:
+    for stored_id, blob in rows:
         try:
             job = Job.__new__(Job)
             job.__setstate__(pickle.loads(blob))
         except Exception as exc:
-            if job_id.partition(":")[0] in JOB_KINDS:  # ours: replaced by its current definition
-                log.warning("stored job replaced", extra={"job": job_id, "error": str(exc)})
+            if is_ours(stored_id):  # ours: replaced by its current definition
+                log.warning("stored job replaced", extra={"job": stored_id, "error": str(exc)})
                 continue
             raise SchedulerStartError(
-                f"stored job {job_id!r} in {store.engine.url.database} cannot be loaded"
+                f"stored job {stored_id!r} in {store.engine.url.database} cannot be loaded"
                 f" ({type(exc).__name__}: {exc}); APScheduler would delete it silently."
                 f" Remove it yourself if it is obsolete:"
                 f" sqlite3 {store.engine.url.database}"
-                f" \"DELETE FROM {table.name} WHERE id='{job_id}'\""
+                f" \"DELETE FROM {table.name} WHERE id='{stored_id}'\""
             ) from None
-        jobs[job_id] = job
+        jobs[stored_id] = job
     return jobs
 
 
@@ -214,7 +202,7 @@ class Schedule:
         stored = stored_jobs(store)
         ours = self.job_ids()
         for stale in set(stored) - set(ours):
-            if stale.partition(":")[0] in JOB_KINDS:  # a model no longer in the settings
+            if is_ours(stale):  # a model no longer in the settings
                 store.remove_job(stale)
                 log.warning("job of a removed model deleted", extra={"job": stale})
             else:
@@ -309,7 +297,7 @@ class Schedule:
             extra["error"] = f"{type(event.exception).__name__}: {event.exception}"
         level = logging.INFO if outcome == "executed" else logging.WARNING
         log.log(level, "job " + outcome, extra=extra)
-        if outcome == "missed" and job.partition(":")[0] == RETRAIN:
+        if outcome == "missed" and job_kind(job) == RETRAIN:
             self._record_missed(job_model(job), scheduled)
 
     def _record_missed(self, model: str, scheduled: datetime | None) -> None:
@@ -358,9 +346,8 @@ class _ScheduleCollector:
             labels=["job", "model", "outcome"],
         )
         for job, counts in sorted(self._schedule.counts().items()):
-            kind = job.partition(":")[0]
             for outcome, n in counts.items():
-                runs.add_metric([kind, job_model(job), outcome], float(n))
+                runs.add_metric([job_kind(job), job_model(job), outcome], float(n))
         yield runs
         up = GaugeMetricFamily("dropscore_scheduler_up", "1 while this process's scheduler runs")
         up.add_metric([], 1.0 if self._schedule.alive() else 0.0)

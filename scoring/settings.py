@@ -182,6 +182,11 @@ class Settings:
             )
         return dataclasses.replace(self, name=name, model=entry.model, training=entry.training)
 
+    def section(self, name: str) -> str:
+        """Where this model's ``model``/``training`` keys are set, for messages: ``[training]``
+        for ``default``, ``[models.<name>]`` for a named model."""
+        return f"[{name}]" if self.name == DEFAULT_MODEL else f"[models.{self.name}]"
+
     def each_model(self) -> list[Settings]:
         """One settings view per served model, in ``model_names`` order."""
         return [self.for_model(name) for name in self.model_names]

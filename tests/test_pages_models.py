@@ -40,3 +40,31 @@ def test_a_model_not_served_is_a_404_naming_the_models(tmp_path, diabetes):
     reply = client.get("/ui/files?model=nope")
     assert reply.status_code == 404
     assert "sugar, pressure" in reply.get_json()["error"]["message"]
+
+
+def test_forms_and_the_score_page_name_the_picked_model(tmp_path, diabetes):
+    client = create_app(_two_models(tmp_path, diabetes)).test_client()
+    client.get("/?model=pressure")
+    models = client.get("/ui/models").get_data(as_text=True)
+    assert 'href="/ui/models?v=1&amp;model=pressure"' in models
+    runs = client.get("/ui/runs").get_data(as_text=True)
+    assert 'action="/ui/runs/retrain?model=pressure"' in runs
+    score = client.get("/ui/score").get_data(as_text=True)
+    assert 'data-endpoint="/models/pressure/score-file"' in score
+    client.get("/?model=sugar")  # the first model answers today's paths
+    assert 'data-endpoint="/score-file"' in client.get("/ui/score").get_data(as_text=True)
+
+
+def test_the_overview_speaks_of_the_picked_model(tmp_path, diabetes):
+    settings = _two_models(tmp_path, diabetes)
+    settings = make_settings(
+        tmp_path,
+        models={"sugar": {"target": "target"}, "pressure": {"target": "bp"}, "fresh": {}},
+    )
+    client = create_app(settings).test_client()
+    page = client.get("/?model=fresh").get_data(as_text=True)
+    assert "No model yet" in page
+    assert "<code>fresh/inbox/train/</code>" in page  # its own inbox, not the default's
+    assert "/ui/files?state=normalized&amp;model=fresh" in page
+    trained = client.get("/?model=pressure").get_data(as_text=True)
+    assert "No model yet" not in trained

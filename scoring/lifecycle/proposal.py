@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ingest.lake import type_kind
 from scoring.lifecycle.estimators import ESTIMATORS, check_estimator_name
 from scoring.lifecycle.schema import MAX_CATEGORIES, normalize_name
 
@@ -78,18 +79,13 @@ class Proposal:
     warnings: tuple[str, ...] = ()
 
 
+# The lake's kinds of column, in the words a proposal uses.
+_WORDS = {"null": "empty", "string": "text", "other": "text"}
+
+
 def _kind(t: pa.DataType) -> str:
-    if pa.types.is_null(t):
-        return "empty"
-    if pa.types.is_boolean(t):
-        return "boolean"
-    if pa.types.is_integer(t):
-        return "integer"
-    if pa.types.is_floating(t) or pa.types.is_decimal(t):
-        return "float"
-    if pa.types.is_timestamp(t) or pa.types.is_date(t):
-        return "timestamp"
-    return "text"
+    kind = type_kind(t)
+    return _WORDS.get(kind, kind)
 
 
 def column_facts(name: str, column: pa.ChunkedArray) -> ColumnFacts:

@@ -131,7 +131,8 @@ def _read_lake(settings: Settings, features: list[str] | None) -> TrainingData:
 
 def too_few_rows(rows: int, settings: Settings) -> str:
     """Say, in the one wording runs show, that the lake holds fewer rows than min_rows."""
-    return f"{rows} training rows in the lake; [training] min_rows is {settings.training.min_rows}"
+    where = settings.section("training")
+    return f"{rows} training rows in the lake; {where} min_rows is {settings.training.min_rows}"
 
 
 def _too_few(data: TrainingData, settings: Settings) -> str:

@@ -11,6 +11,7 @@ from typing import Any
 
 from ingest.ledger import QUARANTINED, STATES
 from ingest.quarantine import what_to_do
+from schedules.ids import RETRAIN, job_id
 from scoring.api import health
 from scoring.api.context import Services
 from scoring.api.pages import plots
@@ -27,16 +28,20 @@ def overview(s: Services) -> dict[str, Any]:
     body = health.health().get_json()  # the /health body, built by the /health view itself
     scheduler = body.get("scheduler") or {}
     jobs = scheduler.get("jobs") or []
-    retrain = next((j for j in jobs if "retrain" in str(j.get("id"))), None)
+    model = s.model()
+    wanted = job_id(RETRAIN, model.name)
+    retrain = next((j for j in jobs if j.get("id") == wanted), None)
     counters = traffic(s.monitoring.render())
+    files = model.ledger.counts_by_state()
     return {
         "champion": champion(s),
         "health": body,
         "watcher": body.get("watcher"),
         "scheduler": scheduler or None,
         "next_retrain": retrain.get("next_run_time") if retrain else None,
-        "traffic": counters,
-        "files": counters["files"],
+        "traffic": counters,  # the whole service's requests
+        "files": {state: files.get(state, 0) for state in STATES},  # this model's drops
+        "train_inbox": str(model.settings.layout.inbox("train").relative_to(s.root.data_dir)),
     }
 
 

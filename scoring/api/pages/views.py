@@ -58,11 +58,17 @@ def _guard() -> Response | None:
 
 @bp.context_processor
 def _common() -> dict[str, Any]:
+    served = services().models
+    name = services().model().name
     return {
         "csrf_token": session.csrf_token,
         "keys_set": _ring().enabled(),
-        "model_names": list(services().models),
-        "model_name": services().model().name,
+        "model_names": list(served),
+        "model_name": name,
+        # the picked model in every link and form, so two tabs on two models never mix them up
+        "model_arg": {"model": name} if len(served) > 1 else {},
+        # the API path of the picked model (/models/<name>/…), for the page's own calls
+        "model_path": {"model": name} if name != services().root.name else {},
     }
 
 

@@ -1,0 +1,34 @@
+"""The scheduler's job ids, one rule for every reader: two jobs per model, named by kind and model.
+
+Kept apart from ``schedules.scheduler`` so the dashboard can find a model's jobs without
+importing APScheduler. The model ``default`` keeps the plain ids it had before several models
+(``retrain``, ``score_sweep``), so an existing data folder keeps its stored jobs.
+"""
+
+from __future__ import annotations
+
+from ingest.layout import DEFAULT_MODEL
+
+RETRAIN = "retrain"
+SWEEP = "score_sweep"
+JOB_KINDS = (RETRAIN, SWEEP)
+
+
+def job_id(kind: str, model: str) -> str:
+    """The stored id of one model's job: the kind alone for ``default``, else kind:name."""
+    return kind if model == DEFAULT_MODEL else f"{kind}:{model}"
+
+
+def job_kind(job: str) -> str:
+    """The kind of a stored job id (``retrain``, ``score_sweep``, or a job not ours)."""
+    return job.partition(":")[0]
+
+
+def job_model(job: str) -> str:
+    """The model a stored job id belongs to (the inverse of ``job_id``)."""
+    return job.partition(":")[2] or DEFAULT_MODEL
+
+
+def is_ours(job: str) -> bool:
+    """Tell whether a stored job id is one dropscore manages (of any model)."""
+    return job_kind(job) in JOB_KINDS
