@@ -21,6 +21,28 @@ RETRAIN_LOCK_FILE = "retrain.lock"
 # A model name becomes a folder name and a URL segment: one plain path segment, starting with a
 # letter so it never reads as a version number (/models/3 is a version, /models/churn a model).
 MODEL_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
+# Names a model cannot take: the default model's own top-level folders (a named model's folder
+# sits beside them), the bundled sample folder, and "current" (GET /models/current is the
+# default model's champion, so a model of that name could never be shown at GET /models/<name>).
+RESERVED_NAMES = frozenset(
+    {"inbox", "lake", "processing", "archive", "quarantine", "outbox", "models", "sample"}
+    | {"current"}
+)
+
+
+def model_name_problem(name: object) -> str | None:
+    """Say in one line why ``name`` cannot name a model, or None when it can.
+
+    The one check of a model's name: settings, ``dropscore init`` and the layout all ask it.
+    """
+    if not isinstance(name, str) or not MODEL_NAME.fullmatch(name):  # `$` lets 'a\n' through
+        return (
+            f"model name {name!r}: expected lower-case letters, digits, '_' or '-', starting"
+            " with a letter (at most 64)"
+        )
+    if name in RESERVED_NAMES:
+        return f"model name {name!r} is reserved (a data folder or URL word); choose another"
+    return None
 
 
 @dataclass(frozen=True)
@@ -31,11 +53,9 @@ class DataLayout:
     model: str = DEFAULT_MODEL
 
     def __post_init__(self) -> None:
-        if not MODEL_NAME.fullmatch(self.model):  # `$` alone lets 'name\n' through
-            raise ValueError(
-                f"model name {self.model!r}: expected lower-case letters, digits, '_' or '-'"
-                " (at most 64, starting with a letter)"
-            )
+        problem = model_name_problem(self.model)
+        if problem:
+            raise ValueError(problem)
         object.__setattr__(self, "root", Path(self.root))
 
     @property

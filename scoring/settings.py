@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ingest.config import MARKERS, ReadOptions
-from ingest.layout import DEFAULT_MODEL, MODEL_NAME, DataLayout
+from ingest.layout import DEFAULT_MODEL, DataLayout, model_name_problem
 from scoring.lifecycle.estimators import check_estimator_name, check_estimator_params
 
 ENV_FILE = "DROPSCORE_SETTINGS"
@@ -226,9 +226,6 @@ SECTIONS: dict[str, type] = {
 # A [models.<name>] table holds these sections' keys; its unset [training] keys come from
 # [training], except the sample file, which belongs to the one model it was written for.
 PER_MODEL_SECTIONS = ("model", "training")
-# Names a model cannot take: GET /models/current is the default model's champion, so a model
-# named "current" could never be shown at GET /models/<name>.
-RESERVED_NAMES = ("current",)
 NOT_INHERITED = {"training": ("bootstrap_data",)}
 
 
@@ -329,18 +326,11 @@ def _build_models(
         k: v for k, v in raw.get("training", {}).items() if k not in NOT_INHERITED["training"]
     }
     for name, values in named.items():
-        if not isinstance(name, str) or not MODEL_NAME.fullmatch(name):
-            # repr: a name from a quoted TOML key may hold a newline; the message stays one line
-            raise SettingsError(
-                f"[models.{name!r}]: a model name is lower-case letters, digits, '_' or '-',"
-                " starting with a letter (at most 64)"
-            )
+        problem = model_name_problem(name)
+        if problem:  # a quoted TOML key may hold a newline: quote it so the message stays one line
+            shown = name if isinstance(name, str) and name.isprintable() else repr(name)
+            raise SettingsError(f"[models.{shown}]: {problem}")
         where = f"[models.{name}]"
-        if name in RESERVED_NAMES:
-            raise SettingsError(
-                f"{where}: the name {name!r} is reserved (GET /models/{name} is the default"
-                " model's champion); choose another"
-            )
         if not isinstance(values, dict):
             raise SettingsError(f"{where} must be a table, got {values!r}")
         split: dict[str, dict[str, Any]] = {"model": {}, "training": dict(inherited)}

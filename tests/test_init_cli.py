@@ -152,6 +152,9 @@ def test_without_file_the_first_drop_in_the_train_inbox_is_the_sample(folder):
         (["Churn", "--target", "churned"], "model name 'Churn': expected lower-case letters"),
         (["1st", "--target", "churned"], "model name '1st': expected lower-case letters"),
         (["../x", "--target", "churned"], "model name '../x': expected lower-case letters"),
+        (["abc\n", "--target", "churned"], "model name 'abc\\n': expected lower-case letters"),
+        (["current", "--target", "churned"], "model name 'current' is reserved"),
+        (["inbox", "--target", "churned"], "model name 'inbox' is reserved"),
         (
             ["churn", "--target", "nope"],
             "target 'nope' is not a column of the sample; columns"

@@ -10,8 +10,8 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hyp_settings
 from hypothesis import strategies as st
 
-from ingest.layout import DEFAULT_MODEL
-from scoring.settings import RESERVED_NAMES, SettingsError, load_settings
+from ingest.layout import DEFAULT_MODEL, RESERVED_NAMES
+from scoring.settings import SettingsError, load_settings
 
 from .conftest import ROOT
 

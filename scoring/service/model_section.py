@@ -13,7 +13,7 @@ import tomllib
 from collections.abc import Mapping
 from typing import Any
 
-from ingest.layout import DEFAULT_MODEL, MODEL_NAME
+from ingest.layout import DEFAULT_MODEL, model_name_problem
 from scoring.settings import documented_keys
 
 MODEL_KEYS = ("target", "features", "id_columns", "estimator", "params")
@@ -38,11 +38,9 @@ def check_model_name(name: str, existing: Mapping[str, Any]) -> None:
 
     ``existing`` is the parsed settings file; ``default`` is taken when it has ``[model]``.
     """
-    if not MODEL_NAME.match(name):
-        raise ValueError(
-            f"model name {name!r}: expected lower-case letters, digits, '_' or '-', starting"
-            " with a letter (at most 64)"
-        )
+    problem = model_name_problem(name)
+    if problem:
+        raise ValueError(problem)
     models = existing.get("models")
     if isinstance(models, Mapping) and name in models:
         raise ValueError(f"model name {name!r} is taken: the settings file has [models.{name}]")
