@@ -328,7 +328,7 @@ def _build_models(
     for name, values in named.items():
         problem = model_name_problem(name)
         if problem:  # a quoted TOML key may hold a newline: quote it so the message stays one line
-            shown = name if isinstance(name, str) and name.isprintable() else repr(name)
+            shown = name if isinstance(name, str) and name.isprintable() and name else repr(name)
             raise SettingsError(f"[models.{shown}]: {problem}")
         where = f"[models.{name}]"
         if not isinstance(values, dict):
