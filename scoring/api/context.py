@@ -90,6 +90,41 @@ class Services:
         return self.model().ledger
 
 
+@dataclass(frozen=True)
+class Readiness:
+    """Which models can answer now; ``ready`` is what /ready and OIP's server-ready report."""
+
+    versions: dict[str, str | None]  # each model's loaded champion, None while it has none
+    broken: list[str]  # models whose registry names a champion this process could not load
+
+    @property
+    def ready(self) -> bool:
+        """Every champion the registries name is loaded, and at least one model answers.
+
+        A model that has no champion yet (added by ``dropscore init``, waiting for its first
+        labelled drop) does not take the others out of a load balancer; one whose champion
+        cannot be loaded does.
+        """
+        return not self.broken and any(v is not None for v in self.versions.values())
+
+    @property
+    def waiting(self) -> list[str]:
+        """The models with no champion loaded, for the 503's message and the body."""
+        return [name for name, version in self.versions.items() if version is None]
+
+
+def readiness(s: Services) -> Readiness:
+    """Look at every model's champion once, for the readiness probes."""
+    versions: dict[str, str | None] = {}
+    broken = []
+    for m in s.models.values():
+        loaded = m.champion.peek()
+        versions[m.name] = loaded.version if loaded else None
+        if loaded is None and m.registry.champion_version() is not None:
+            broken.append(m.name)
+    return Readiness(versions, broken)
+
+
 def services() -> Services:
     """Return the current app's services; the one accessor views use, no globals."""
     return current_app.extensions["dropscore"]

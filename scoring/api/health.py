@@ -6,7 +6,7 @@ import os
 
 from flask import Blueprint, Response, jsonify
 
-from scoring.api.context import Services, services
+from scoring.api.context import Services, readiness, services
 from scoring.api.errors import json_error
 from scoring.api.openapi import INTEGER, STRING, error_ref, json_response, nullable, obj, operation
 
@@ -77,26 +77,30 @@ def _last_retrain(s: Services) -> dict | None:
 
 @bp.get("/ready")
 @operation(
-    "Readiness: 200 once every model is loaded",
+    "Readiness: 200 once every champion is loaded (a model with none yet does not block)",
     responses={
         200: json_response(
             obj(
                 status=STRING,
-                model_version=STRING,
-                models={"type": "object", "additionalProperties": STRING},
+                model_version=nullable(STRING),
+                models={"type": "object", "additionalProperties": nullable(STRING)},
             )
         ),
         503: error_ref(503),
     },
 )
 def ready() -> Response:
-    """Answer 200 only once every model can score, so a load balancer waits for them all."""
+    """Answer 200 once the service can score, so a load balancer waits for it; a model added
+    and still waiting for its first labelled drop does not take the others out."""
     s = services()
-    loaded = {m.name: m.champion.peek() for m in s.models.values()}
-    waiting = [name for name, model in loaded.items() if model is None]
-    if waiting:
-        return json_error(503, "no_model", f"no model is loaded yet for: {', '.join(waiting)}")
-    versions = {name: model.version for name, model in loaded.items() if model is not None}
+    state = readiness(s)
+    if not state.ready:
+        names = state.broken or state.waiting
+        return json_error(503, "no_model", f"no model is loaded yet for: {', '.join(names)}")
     return jsonify(
-        {"status": "ready", "model_version": versions[s.model().name], "models": versions}
+        {
+            "status": "ready",
+            "model_version": state.versions[s.model().name],
+            "models": state.versions,
+        }
     )

@@ -10,7 +10,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, request
 
 from scoring.api import openapi as oa
-from scoring.api.context import services
+from scoring.api.context import readiness, services
 from scoring.api.jsonio import json_response, request_json
 from scoring.errors import NoModel, UnsupportedMediaType
 from scoring.inference.core import model_for, predict_many, server_version
@@ -101,10 +101,11 @@ def live() -> Response:
     },
 )
 def ready() -> Response:
-    """Answer 200 once every model is loaded, else 503 naming the others; open like ``/ready``."""
-    waiting = [m.name for m in services().models.values() if m.champion.peek() is None]
-    if waiting:
-        raise NoModel(f"no model is loaded yet for: {', '.join(waiting)}")
+    """Answer 200 when ``/ready`` does, else 503 naming the models; open like ``/ready``."""
+    state = readiness(services())
+    if not state.ready:
+        names = state.broken or state.waiting
+        raise NoModel(f"no model is loaded yet for: {', '.join(names)}")
     return json_response({"ready": True})
 
 
