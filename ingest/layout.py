@@ -18,6 +18,7 @@ DEFAULT_MODEL = "default"
 DB_FILE = "state.db"
 WORKER_LOCK_FILE = "worker.lock"
 RETRAIN_LOCK_FILE = "retrain.lock"
+TRAINER_LOCK_FILE = "trainer.lock"
 # A model name becomes a folder name and a URL segment: one plain path segment, starting with a
 # letter so it never reads as a version number (/models/3 is a version, /models/churn a model).
 MODEL_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
@@ -77,6 +78,11 @@ class DataLayout:
     def worker_lock(self) -> Path:
         """The lock that keeps one watcher and scheduler per data folder."""
         return self.root / WORKER_LOCK_FILE
+
+    @property
+    def trainer_lock(self) -> Path:
+        """The lock that lets one trainer process run at a time, whichever model it trains."""
+        return self.root / TRAINER_LOCK_FILE
 
     @property
     def retrain_lock(self) -> Path:

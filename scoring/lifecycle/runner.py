@@ -18,7 +18,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from scoring.errors import DropscoreError
 from scoring.lifecycle.registry import Registry, now
-from scoring.lifecycle.runs import RunRecord, RunStore, acquire, release
+from scoring.lifecycle.runs import RunRecord, RunStore, acquire, release, trainer_slot
 from scoring.lifecycle.trainer import run_trainer
 from scoring.settings import Settings
 
@@ -134,12 +134,13 @@ def _attempt(
     if not lake_files(settings.layout.lake("train")):  # a new model's first start: no trainer
         return _finish(store, run_id, "skipped", reason=too_few_rows(0, settings), skip="refused")
     try:
-        ended = run_trainer(
-            settings,
-            pending.trigger,
-            progress=progress,
-            started=lambda pid: store.update(run_id, trainer_pid=pid),
-        )
+        with trainer_slot(settings.layout, waiting=progress or _log_waiting(run_id)):
+            ended = run_trainer(
+                settings,
+                pending.trigger,
+                progress=progress,
+                started=lambda pid: store.update(run_id, trainer_pid=pid),
+            )
         if ended.outcome is not None:
             outcome = Outcome.from_dict(ended.outcome)
             apply(outcome, registry)
@@ -164,6 +165,10 @@ def _live(on_promoted: Callable[[], None], run_id: int) -> None:
         on_promoted()
     except Exception:
         log.exception("new champion not loaded here yet", extra={"run_id": run_id})
+
+
+def _log_waiting(run_id: int) -> Callable[[str], None]:
+    return lambda message: log.info(message, extra={"run_id": run_id})
 
 
 def _failed(store: RunStore, run_id: int, error: str, **fields: Any) -> RunRecord:

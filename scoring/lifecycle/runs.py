@@ -17,6 +17,7 @@ import logging
 import os
 import sqlite3
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -280,6 +281,32 @@ def acquire(layout: DataLayout, patience: float = 2.0) -> IO[str]:
             raise RetrainBusy(
                 f"a retrain is already running: {which}; retry when it ends"
             ) from None
+
+
+@contextlib.contextmanager
+def trainer_slot(
+    layout: DataLayout, waiting: Callable[[str], None] | None = None
+) -> Iterator[None]:
+    """Hold the data folder's one trainer slot while a trainer process runs.
+
+    Each model retrains under its own lock, so with several models on one schedule (every
+    ``[models.*]`` inherits the 02:00 line) all their trainers would start at once, each as
+    heavy as the machine allows. They take turns instead; the run stays ``running`` meanwhile,
+    and ``waiting`` hears why. Predictions never wait for it: they run in the serving process.
+    """
+    path = layout.trainer_lock
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if waiting is not None:
+                waiting("waiting for another model's trainer to finish")
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def release(fh: IO[str]) -> None:
