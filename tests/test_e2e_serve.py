@@ -103,7 +103,9 @@ def serve(tmp_path):
 
 def test_serve_first_start_predict_promote_and_stop(serve, tmp_path):
     server = serve("serve")
-    assert server.ready() == {"status": "ready", "model_version": "1"}  # trained at first start
+    ready = server.ready()
+    # trained at first start
+    assert ready == {"status": "ready", "model_version": "1", "models": {"default": "1"}}
     named = requests.post(server.url + "/predict", json={"features": NAMED}, timeout=5)
     positional = requests.post(server.url + "/predict", json={"X_test": ROW}, timeout=5)
     assert named.status_code == positional.status_code == 200

@@ -45,9 +45,18 @@ SCORE_BODY = {
         "text/csv": {"schema": BINARY, "example": SAMPLE_CSV},
     },
 }
+# A JSON array of row objects is JSON to any client; every other output is a file's bytes.
+SCORED_ROWS = {"type": "array", "items": {"type": "object"}}
 SCORED = {
     "description": "The scored file: input columns, prediction, model_version (and error)",
-    "content": {output_spec(name).content_types[0]: {"schema": BINARY} for name in OUTPUT_FORMATS},
+    "content": {
+        output_spec(name).content_types[0]: {
+            "schema": SCORED_ROWS
+            if output_spec(name).content_types[0] == "application/json"
+            else BINARY
+        }
+        for name in OUTPUT_FORMATS
+    },
     "headers": {
         "X-Model-Version": {"required": True, "schema": STRING},
         "X-Rows-Scored": {"required": True, "schema": INTEGER},

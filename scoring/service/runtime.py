@@ -18,6 +18,7 @@ from typing import IO, TYPE_CHECKING
 
 from ingest.config import IngestConfig
 from ingest.intake import Intake
+from ingest.lake import lake_files
 from ingest.ledger import Ledger
 from ingest.watcher import Watcher
 from schedules.scheduler import Schedule
@@ -76,6 +77,12 @@ def bootstrap(settings: Settings, registry: Registry, intake: Intake) -> None:
                 "bootstrap file missing", extra={"path": str(settings.training.bootstrap_data)}
             )
     if registry.champion_version() is not None:
+        return
+    if not lake_files(settings.layout.lake("train")):  # nothing to learn from: no run to record
+        log.info(
+            "no model yet: waiting for a first labelled drop",
+            extra={"model": settings.name, "inbox": str(settings.layout.inbox("train"))},
+        )
         return
     try:
         run = run_retrain(settings, registry, trigger="bootstrap")
