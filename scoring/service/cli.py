@@ -230,17 +230,19 @@ def _fmt(value: Any) -> str:
 @click.option("-o", "--output", "dst", type=click.Path(dir_okay=False, path_type=Path),
               help="output file (default: IN's name with .scored)")
 @click.option("--format", "fmt", type=click.Choice(OUTPUT_FORMATS),
-              help="output format (default: the input's family; CSV for Excel)")
+              help="output format (default: OUT's extension; without -o the input's family,"
+              " CSV for Excel)")
 @pass_ctx
 def score(ctx: Context, src: Path, dst: Path | None, fmt: str | None) -> None:
     """Bulk-score one file with the champion, in bounded memory, with a progress bar."""
     from ingest.errors import IngestError
     from ingest.formats import detect_format, output_spec
-    from scoring.bulk.batch import default_format, estimate_rows, score_path
+    from scoring.bulk.batch import estimate_rows, score_path
     from scoring.bulk.engines import engine_for
     from scoring.errors import DropscoreError
     from scoring.ingest_options import read_options
     from scoring.lifecycle.champion import load_version
+    from scoring.service.outputs import OutputChoiceError, output_format
 
     settings = ctx.settings
     registry = _registry(settings)
@@ -248,9 +250,9 @@ def score(ctx: Context, src: Path, dst: Path | None, fmt: str | None) -> None:
     if version is None:
         raise click.ClickException("no model yet: run `dropscore train` first")
     try:
-        model = load_version(registry, version)
         with open(src, "rb") as fh:
-            fmt = fmt or default_format(detect_format(src.name, fh.read(8192)))
+            fmt = output_format(dst, fmt, detect_format(src.name, fh.read(8192)))
+        model = load_version(registry, version)
         suffix = output_spec(fmt).suffixes[0]
         dst = dst or src.with_name(f"{src.name.split('.')[0]}.scored{suffix}")
         with _progress(estimate_rows(src)) as bar:
@@ -258,6 +260,8 @@ def score(ctx: Context, src: Path, dst: Path | None, fmt: str | None) -> None:
                                  progress=bar.update, engine=engine_for(settings))
             bar.total = bar.n  # the total was an estimate; end the bar at 100%
             bar.refresh()
+    except OutputChoiceError as exc:
+        raise click.ClickException(str(exc)) from None
     except IngestError as exc:
         raise click.ClickException(f"{src.name}: {exc.message}") from None
     except DropscoreError as exc:
