@@ -20,6 +20,9 @@ DEFAULT_SETTINGS = "settings.toml"
 # [model] params against the estimator's signature, which would import scikit-learn, so they
 # answer at once; scikit-learn, pandas and skops load only in commands that use them.
 RECORD_COMMANDS = frozenset({"models", "files", "runs", "keys", "audit"})
+# Services log every event as JSON lines at INFO for log shippers; every other command is run by
+# a person, prints its answer on stdout and logs readable lines on stderr, WARNING and up.
+SERVICE_COMMANDS = frozenset({"serve", "worker", "api"})
 
 
 class Context:
@@ -57,13 +60,22 @@ pass_ctx = click.make_pass_decorator(Context)
     envvar="DROPSCORE_SETTINGS",
     help="settings file (default: ./settings.toml when present)",
 )
-@click.option("--log-level", default="INFO", show_default=True, help="logging level")
+@click.option("-v", "--verbose", is_flag=True, help="log what a command does (INFO) on stderr")
+@click.option(
+    "--log-level",
+    default=None,
+    help="logging level (default: INFO for serve, worker and api; WARNING for other commands)",
+)
 @click.pass_context
-def main(ctx: click.Context, settings_path: str | None, log_level: str) -> None:
+def main(
+    ctx: click.Context, settings_path: str | None, verbose: bool, log_level: str | None
+) -> None:
     """dropscore: batch and streaming scoring for tabular models."""
     from scoring.service.logs import configure_logging
 
-    configure_logging(log_level.upper())
+    service = ctx.invoked_subcommand in SERVICE_COMMANDS
+    level = log_level or ("INFO" if service or verbose else "WARNING")
+    configure_logging(level.upper(), human=not service)
     ctx.obj = Context(settings_path, check_params=ctx.invoked_subcommand not in RECORD_COMMANDS)
 
 
