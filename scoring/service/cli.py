@@ -12,7 +12,7 @@ import click
 from ingest.formats import OUTPUT_FORMATS
 from ingest.ledger import STATES as LEDGER_STATES
 from scoring.service import keys_cli
-from scoring.service.tables import text_table
+from scoring.service.tables import terminal_width, text_table
 from scoring.settings import Settings, SettingsError, load_settings
 
 DEFAULT_SETTINGS = "settings.toml"
@@ -206,9 +206,9 @@ def runs_cmd(ctx: Context, run_id: int | None, limit: int) -> None:
         rows.append(
             [str(r.id), r.trigger, r.state, (r.started_at or "")[:19], _seconds(r),
              "" if r.rows is None else str(r.rows), "" if r.version is None else str(r.version),
-             {True: "yes", False: "no", None: ""}[r.promoted], (r.error or r.reason or "")[:80]]
+             {True: "yes", False: "no", None: ""}[r.promoted], r.error or r.reason or ""]
         )
-    click.echo(text_table(rows))
+    click.echo(text_table(rows, width=terminal_width()))  # the whole reason, wrapped
 
 
 def _seconds(run: Any) -> str:
@@ -395,9 +395,9 @@ def files_cmd(ctx: Context, status: str | None, limit: int) -> None:
         error = (r.error or {}).get("message", "") if r.error else ""
         rows.append(
             [str(r.id), r.state, r.kind, str(r.rows or ""), (r.received_at or "")[:19],
-             r.original_name, error[:80]]
+             r.original_name, error]
         )
-    click.echo(text_table(rows))
+    click.echo(text_table(rows, width=terminal_width()))  # the whole error, wrapped
 
 
 for _command in keys_cli.COMMANDS:  # keys add|list|revoke, audit
