@@ -31,6 +31,7 @@ class Context:
     def __init__(self, path: str | None, check_params: bool = True) -> None:
         self.path = path
         self.check_params = check_params
+        self.overrides: dict[str, dict[str, Any]] = {}  # a command's options, e.g. --port
         self._settings: Settings | None = None
 
     @property
@@ -43,7 +44,9 @@ class Context:
 
                 path = os.environ.get("DROPSCORE_SETTINGS") or DEFAULT_SETTINGS
             try:
-                self._settings = load_settings(path, check_params=self.check_params)
+                self._settings = load_settings(
+                    path, overrides=self.overrides, check_params=self.check_params
+                )
             except SettingsError as exc:
                 raise click.ClickException(str(exc)) from None
         return self._settings
@@ -92,30 +95,47 @@ def _one_math_thread() -> None:
         os.environ.setdefault(name, "1")
 
 
+def _address_options(command: Any) -> Any:
+    """Add ``--host`` and ``--port``, which override [server] host and port for this run."""
+    command = click.option("--port", type=int, help="port to listen on ([server] port)")(command)
+    return click.option("--host", help="address to listen on ([server] host)")(command)
+
+
+def _listen_at(ctx: Context, host: str | None, port: int | None) -> None:
+    """Put ``--host``/``--port`` into the settings, validated like the file's values."""
+    given = {"host": host, "port": port}
+    ctx.overrides["server"] = {k: v for k, v in given.items() if v is not None}
+
+
 @main.command()
+@_address_options
 @pass_ctx
-def serve(ctx: Context) -> None:
+def serve(ctx: Context, host: str | None, port: int | None) -> None:
     """Run API + watcher + scheduler in one process (trains a first model if none)."""
     _one_math_thread()
     from schedules.scheduler import SchedulerStartError
     from scoring.service.runtime import AlreadyRunning, run_serve
+    from scoring.service.server import CannotListen
 
+    _listen_at(ctx, host, port)
     try:
         run_serve(ctx.settings)
-    except (AlreadyRunning, SchedulerStartError) as exc:
+    except (CannotListen, AlreadyRunning, SchedulerStartError) as exc:
         raise click.ClickException(str(exc)) from None
 
 
 @main.command()
 @click.option("--workers", type=int, default=None, help="worker processes ([server] workers)")
+@_address_options
 @pass_ctx
-def api(ctx: Context, workers: int | None) -> None:
+def api(ctx: Context, workers: int | None, host: str | None, port: int | None) -> None:
     """Run the API only, under gunicorn; replicas share the data folder."""
     import os
     import shutil
     import tempfile
 
     _one_math_thread()
+    _listen_at(ctx, host, port)
     # prometheus_client picks per-process or shared counters when first imported, so the
     # shared folder must be in the environment before anything imports it.
     metrics_dir = tempfile.mkdtemp(prefix="dropscore-metrics-")
