@@ -104,8 +104,9 @@ def _why(exc: OSError, host: str, port: int) -> str:
 def serve_threaded(
     app: Flask, sockets: list[socket.socket], threads: int, max_body: int = 1 << 30
 ) -> None:
-    """Serve on sockets ``listen_sockets`` opened until SIGTERM or SIGINT; in-flight requests
-    finish before this returns.
+    """Serve on the sockets ``listen_sockets`` opened until SIGTERM or SIGINT.
+
+    In-flight requests finish before this returns.
 
     ``max_body`` is waitress' own cap (its default is 1 GB); the app's per-endpoint limits answer
     below it with a JSON error, so it is set to the largest of them.
