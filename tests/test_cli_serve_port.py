@@ -1,4 +1,4 @@
-"""`dropscore serve` on a port in use: one line naming it, a non-zero exit, nothing started."""
+"""`dropscore serve` (and `api`) on a port in use: one line naming it, exit 1, nothing started."""
 
 from __future__ import annotations
 
@@ -27,8 +27,10 @@ def other_server() -> Iterator[int]:
         server.server_close()
 
 
-@pytest.mark.parametrize("how", ["option", "environment"])
-def test_serve_on_a_port_in_use_stops_before_the_watcher(other_server, tmp_path, how):
+@pytest.mark.parametrize(
+    ("command", "how"), [("serve", "option"), ("serve", "environment"), ("api", "option")]
+)
+def test_a_port_in_use_stops_before_anything_starts(other_server, tmp_path, command, how):
     data = tmp_path / "data"
     env = {k: v for k, v in os.environ.items() if not k.startswith("DROPSCORE")}
     env.update(
@@ -37,7 +39,7 @@ def test_serve_on_a_port_in_use_stops_before_the_watcher(other_server, tmp_path,
         DROPSCORE__SERVER__HOST="127.0.0.1",
         DROPSCORE__TRAINING__BOOTSTRAP_DATA=str(SAMPLE),
     )
-    args = ["serve"]
+    args = [command]
     if how == "option":
         args += ["--port", str(other_server)]
     else:
@@ -56,5 +58,5 @@ def test_serve_on_a_port_in_use_stops_before_the_watcher(other_server, tmp_path,
         f"Error: port {other_server} on 127.0.0.1 is in use (by another dropscore?); choose"
         " another with --port or DROPSCORE__SERVER__PORT"
     ]
-    # nothing ran: no folder lock, no ledger, no bootstrap training, no watcher
-    assert not data.exists()
+    if command == "serve":  # nothing ran: no folder lock, no ledger, no training, no watcher
+        assert not data.exists()

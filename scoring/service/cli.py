@@ -143,13 +143,15 @@ def api(ctx: Context, workers: int | None, host: str | None, port: int | None) -
     settings = ctx.settings
     from scoring.api.app import create_app, warm
     from scoring.service.runtime import reap_interrupted
-    from scoring.service.server import serve_gunicorn
+    from scoring.service.server import CannotListen, serve_gunicorn
 
     reap_interrupted(settings)
     try:
         serve_gunicorn(
             settings, lambda: warm(create_app(settings)), workers or settings.server.workers
         )
+    except CannotListen as exc:
+        raise click.ClickException(str(exc)) from None
     finally:
         shutil.rmtree(metrics_dir, ignore_errors=True)
 

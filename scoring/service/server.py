@@ -141,7 +141,7 @@ def _exit_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
-def gunicorn_options(bind: str, workers: int, threads: int) -> dict[str, Any]:
+def gunicorn_options(bind: str | list[str], workers: int, threads: int) -> dict[str, Any]:
     """Return dropscore's gunicorn options, also used by the benchmark's baseline app."""
     return {
         "bind": bind,
@@ -183,9 +183,13 @@ def serve_gunicorn(settings: Settings, factory: Callable[[], Flask], workers: in
         raise RuntimeError(f"{MULTIPROC_ENV} must be set before prometheus_client is imported")
     server = settings.server
     preload_modules()
-    options = gunicorn_options(f"{server.host}:{server.port}", workers, server.threads)
+    sockets = listen_sockets(server.host, server.port)  # a port in use: one line, nothing forked
+    url = url_of(sockets[0])
+    # gunicorn takes bound sockets as fd://N and closes N itself: detach them from our objects
+    binds = [f"fd://{sock.detach()}" for sock in sockets]
+    options = gunicorn_options(binds, workers, server.threads)
     options["child_exit"] = _mark_dead  # Prometheus' multiprocess files of a dead worker
-    log.info("listening", extra={"url": f"http://{server.host}:{server.port}", "workers": workers})
+    log.info("listening", extra={"url": url, "workers": workers})
     run_gunicorn(lambda: settle(factory()), options)
 
 
