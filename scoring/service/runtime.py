@@ -151,12 +151,14 @@ def background(settings: Settings) -> Iterator[Background]:
 
 def run_serve(settings: Settings) -> None:
     """API + watcher + scheduler in one process: the embedded default."""
-    # Deferred: Flask and the WSGI server load only in `serve`, never in `dropscore worker`.
-    from scoring.api.app import create_app, warm
     from scoring.service.server import body_cap, listen_sockets, serve_threaded
 
-    # Bind first: a port in use stops `serve` here, before the watcher and scheduler start.
+    # Bind first: a port in use stops `serve` here, at once (before Flask and scikit-learn
+    # load) and before the watcher and scheduler start.
     sockets = listen_sockets(settings.server.host, settings.server.port)
+    # Deferred: Flask and the WSGI server load only in `serve`, never in `dropscore worker`.
+    from scoring.api.app import create_app, warm
+
     with background(settings) as bg:
         app = create_app(
             settings,

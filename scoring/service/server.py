@@ -15,12 +15,12 @@ import os
 import signal
 import socket
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from flask import Flask
-
-from scoring.api.monitoring import MULTIPROC_ENV
 from scoring.settings import Settings
+
+if TYPE_CHECKING:  # Flask and the app's modules load in the command that serves, not here
+    from flask import Flask
 
 log = logging.getLogger("dropscore.server")
 
@@ -179,6 +179,8 @@ def run_gunicorn(factory: Callable[[], Any], options: dict[str, Any]) -> None:
 
 def serve_gunicorn(settings: Settings, factory: Callable[[], Flask], workers: int) -> None:
     """Run gunicorn with ``workers`` processes, each building the app after fork."""
+    from scoring.api.monitoring import MULTIPROC_ENV
+
     if not os.environ.get(MULTIPROC_ENV):
         raise RuntimeError(f"{MULTIPROC_ENV} must be set before prometheus_client is imported")
     server = settings.server
