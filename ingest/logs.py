@@ -32,9 +32,12 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "event": record.getMessage(),
         }
-        for key, value in vars(record).items():
-            if key not in _STANDARD and not key.startswith("_"):
-                out[key] = value
+        out.update(extras(record))
         if record.exc_info:
             out["exception"] = self.formatException(record.exc_info)
         return json.dumps(out, default=str)
+
+
+def extras(record: logging.LogRecord) -> dict[str, Any]:
+    """Return the fields a call passed in ``extra``, for every formatter to render alike."""
+    return {k: v for k, v in vars(record).items() if k not in _STANDARD and not k.startswith("_")}

@@ -65,8 +65,8 @@ class Server:
             assert self.proc.poll() is None, self.log.read_text()
             try:
                 r = requests.get(self.url + "/ready", timeout=1)
-            except requests.ConnectionError:
-                return None
+            except (requests.ConnectionError, requests.Timeout):  # refused, or in the backlog
+                return None  # (serve listens from the start; it answers once the app is up)
             return r.json() if r.status_code == 200 else None
 
         return wait_for(probe, timeout, interval=0.1)

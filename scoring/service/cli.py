@@ -12,7 +12,7 @@ import click
 from ingest.formats import OUTPUT_FORMATS
 from ingest.ledger import STATES as LEDGER_STATES
 from scoring.service import init_cli, keys_cli
-from scoring.service.tables import text_table
+from scoring.service.tables import terminal_width, text_table
 from scoring.settings import Settings, SettingsError, load_settings
 
 DEFAULT_SETTINGS = "settings.toml"
@@ -22,6 +22,9 @@ DEFAULT_SETTINGS = "settings.toml"
 RECORD_COMMANDS = frozenset({"models", "files", "runs", "keys", "audit"})
 # Commands that act on every model (or on none), so --model does not choose for them.
 ALL_MODEL_COMMANDS = frozenset({"serve", "worker", "api", "keys", "audit", "init"})
+# Services log every event as JSON lines at INFO for log shippers; every other command is run by
+# a person, prints its answer on stdout and logs readable lines on stderr, WARNING and up.
+SERVICE_COMMANDS = frozenset({"serve", "worker", "api"})
 
 
 class Context:
@@ -38,6 +41,7 @@ class Context:
         self.check_params = check_params
         self.model = model
         self.command = command
+        self.overrides: dict[str, dict[str, Any]] = {}  # a command's options, e.g. --port
         self._settings: Settings | None = None
 
     @property
@@ -54,7 +58,9 @@ class Context:
 
                 path = os.environ.get("DROPSCORE_SETTINGS") or DEFAULT_SETTINGS
             try:
-                loaded = load_settings(path, check_params=self.check_params)
+                loaded = load_settings(
+                    path, overrides=self.overrides, check_params=self.check_params
+                )
                 self._settings = loaded.for_model(self._model_name(loaded))
             except SettingsError as exc:
                 raise click.ClickException(str(exc)) from None
@@ -83,7 +89,12 @@ pass_ctx = click.make_pass_decorator(Context)
     envvar="DROPSCORE_SETTINGS",
     help="settings file (default: ./settings.toml when present)",
 )
-@click.option("--log-level", default="INFO", show_default=True, help="logging level")
+@click.option("-v", "--verbose", is_flag=True, help="log what a command does (INFO) on stderr")
+@click.option(
+    "--log-level",
+    default=None,
+    help="logging level (default: INFO for serve, worker and api; WARNING for other commands)",
+)
 @click.option(
     "--model",
     "model",
@@ -91,12 +102,20 @@ pass_ctx = click.make_pass_decorator(Context)
     help="the model a command is about (default: the only model, or 'default')",
 )
 @click.pass_context
-def main(ctx: click.Context, settings_path: str | None, log_level: str, model: str | None) -> None:
+def main(
+    ctx: click.Context,
+    settings_path: str | None,
+    verbose: bool,
+    log_level: str | None,
+    model: str | None,
+) -> None:
     """dropscore: batch and streaming scoring for tabular models."""
     from scoring.service.logs import configure_logging
 
-    configure_logging(log_level.upper())
     command = ctx.invoked_subcommand
+    service = command in SERVICE_COMMANDS
+    level = log_level or ("INFO" if service or verbose else "WARNING")
+    configure_logging(level.upper(), human=not service)
     ctx.obj = Context(
         settings_path,
         check_params=command not in RECORD_COMMANDS,
@@ -118,30 +137,47 @@ def _one_math_thread() -> None:
         os.environ.setdefault(name, "1")
 
 
+def _address_options(command: Any) -> Any:
+    """Add ``--host`` and ``--port``, which override [server] host and port for this run."""
+    command = click.option("--port", type=int, help="port to listen on ([server] port)")(command)
+    return click.option("--host", help="address to listen on ([server] host)")(command)
+
+
+def _listen_at(ctx: Context, host: str | None, port: int | None) -> None:
+    """Put ``--host``/``--port`` into the settings, validated like the file's values."""
+    given = {"host": host, "port": port}
+    ctx.overrides["server"] = {k: v for k, v in given.items() if v is not None}
+
+
 @main.command()
+@_address_options
 @pass_ctx
-def serve(ctx: Context) -> None:
+def serve(ctx: Context, host: str | None, port: int | None) -> None:
     """Run API + watcher + scheduler in one process (trains a first model if none)."""
     _one_math_thread()
     from schedules.scheduler import SchedulerStartError
     from scoring.service.runtime import AlreadyRunning, run_serve
+    from scoring.service.server import CannotListen
 
+    _listen_at(ctx, host, port)
     try:
         run_serve(ctx.settings)
-    except (AlreadyRunning, SchedulerStartError) as exc:
+    except (CannotListen, AlreadyRunning, SchedulerStartError) as exc:
         raise click.ClickException(str(exc)) from None
 
 
 @main.command()
 @click.option("--workers", type=int, default=None, help="worker processes ([server] workers)")
+@_address_options
 @pass_ctx
-def api(ctx: Context, workers: int | None) -> None:
+def api(ctx: Context, workers: int | None, host: str | None, port: int | None) -> None:
     """Run the API only, under gunicorn; replicas share the data folder."""
     import os
     import shutil
     import tempfile
 
     _one_math_thread()
+    _listen_at(ctx, host, port)
     # prometheus_client picks per-process or shared counters when first imported, so the
     # shared folder must be in the environment before anything imports it.
     metrics_dir = tempfile.mkdtemp(prefix="dropscore-metrics-")
@@ -149,7 +185,7 @@ def api(ctx: Context, workers: int | None) -> None:
     settings = ctx.settings
     from scoring.api.app import create_app, warm
     from scoring.service.runtime import reap_interrupted
-    from scoring.service.server import serve_gunicorn
+    from scoring.service.server import CannotListen, serve_gunicorn
 
     for one in settings.each_model():
         reap_interrupted(one)
@@ -157,6 +193,8 @@ def api(ctx: Context, workers: int | None) -> None:
         serve_gunicorn(
             settings, lambda: warm(create_app(settings)), workers or settings.server.workers
         )
+    except CannotListen as exc:
+        raise click.ClickException(str(exc)) from None
     finally:
         shutil.rmtree(metrics_dir, ignore_errors=True)
 
@@ -241,10 +279,10 @@ def runs_cmd(ctx: Context, run_id: int | None, limit: int) -> None:
                 "" if r.rows is None else str(r.rows),
                 "" if r.version is None else str(r.version),
                 {True: "yes", False: "no", None: ""}[r.promoted],
-                (r.error or r.reason or "")[:80],
+                r.error or r.reason or "",
             ]
         )
-    click.echo(text_table(rows))
+    click.echo(text_table(rows, width=terminal_width()))  # the whole reason, wrapped
 
 
 def _seconds(run: Any) -> str:
@@ -275,29 +313,22 @@ def _fmt(value: Any) -> str:
 
 @main.command()
 @click.argument("src", metavar="IN", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option(
-    "-o",
-    "--output",
-    "dst",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="output file (default: IN's name with .scored)",
-)
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(OUTPUT_FORMATS),
-    help="output format (default: the input's family; CSV for Excel)",
-)
+@click.option("-o", "--output", "dst", type=click.Path(dir_okay=False, path_type=Path),
+              help="output file (default: IN's name with .scored)")
+@click.option("--format", "fmt", type=click.Choice(OUTPUT_FORMATS),
+              help="output format (default: OUT's extension; without -o the input's family,"
+              " CSV for Excel)")
 @pass_ctx
 def score(ctx: Context, src: Path, dst: Path | None, fmt: str | None) -> None:
     """Bulk-score one file with the champion, in bounded memory, with a progress bar."""
     from ingest.errors import IngestError
     from ingest.formats import detect_format, output_spec
-    from scoring.bulk.batch import default_format, estimate_rows, score_path
+    from scoring.bulk.batch import estimate_rows, score_path
     from scoring.bulk.engines import engine_for
     from scoring.errors import DropscoreError
     from scoring.ingest_options import read_options
     from scoring.lifecycle.champion import load_version
+    from scoring.service.outputs import OutputChoiceError, output_format
 
     settings = ctx.settings
     registry = _registry(settings)
@@ -305,9 +336,9 @@ def score(ctx: Context, src: Path, dst: Path | None, fmt: str | None) -> None:
     if version is None:
         raise click.ClickException("no model yet: run `dropscore train` first")
     try:
-        model = load_version(registry, version)
         with open(src, "rb") as fh:
-            fmt = fmt or default_format(detect_format(src.name, fh.read(8192)))
+            fmt = output_format(dst, fmt, detect_format(src.name, fh.read(8192)))
+        model = load_version(registry, version)
         suffix = output_spec(fmt).suffixes[0]
         dst = dst or src.with_name(f"{src.name.split('.')[0]}.scored{suffix}")
         with _progress(estimate_rows(src)) as bar:
@@ -322,6 +353,8 @@ def score(ctx: Context, src: Path, dst: Path | None, fmt: str | None) -> None:
             )
             bar.total = bar.n  # the total was an estimate; end the bar at 100%
             bar.refresh()
+    except OutputChoiceError as exc:
+        raise click.ClickException(str(exc)) from None
     except IngestError as exc:
         raise click.ClickException(f"{src.name}: {exc.message}") from None
     except DropscoreError as exc:
@@ -465,10 +498,10 @@ def files_cmd(ctx: Context, status: str | None, limit: int) -> None:
                 str(r.rows or ""),
                 (r.received_at or "")[:19],
                 r.original_name,
-                error[:80],
+                error,
             ]
         )
-    click.echo(text_table(rows))
+    click.echo(text_table(rows, width=terminal_width()))  # the whole error, wrapped
 
 
 for _command in keys_cli.COMMANDS:  # keys add|list|revoke, audit

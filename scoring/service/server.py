@@ -8,26 +8,105 @@ cores; each worker builds its own app through the same factory after the fork.
 
 from __future__ import annotations
 
+import errno
 import gc
 import logging
 import os
 import signal
+import socket
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from flask import Flask
-
-from scoring.api.monitoring import MULTIPROC_ENV
 from scoring.settings import Settings
 
-if TYPE_CHECKING:
-    from waitress.server import BaseWSGIServer, MultiSocketServer
+if TYPE_CHECKING:  # Flask and the app's modules load in the command that serves, not here
+    from flask import Flask
 
 log = logging.getLogger("dropscore.server")
 
 
-def serve_threaded(app: Flask, host: str, port: int, threads: int, max_body: int = 1 << 30) -> None:
-    """Serve until SIGTERM or SIGINT; in-flight requests finish before this returns.
+class CannotListen(Exception):
+    """The API's address cannot be listened on (in use, not allowed, unknown); one line why."""
+
+
+def listen_sockets(host: str, port: int, backlog: int = 1024) -> list[socket.socket]:
+    """Bind and listen on every address ``host`` resolves to, before anything else starts.
+
+    ``serve`` calls this before it starts the watcher and the scheduler, and hands the sockets
+    to waitress: a port in use stops it at once with one line, and no other process can take
+    the port between this check and its use. Connections that arrive meanwhile wait in the
+    backlog and are answered once the app is up. Port 0 picks one port for every address.
+    """
+    try:
+        infos = socket.getaddrinfo(
+            host or None,
+            port,
+            socket.AF_UNSPEC,
+            socket.SOCK_STREAM,
+            socket.IPPROTO_TCP,
+            socket.AI_PASSIVE,
+        )
+    except socket.gaierror as exc:
+        raise CannotListen(
+            f"cannot listen on {host}: {exc.strerror}; check [server] host"
+        ) from None
+    sockets: list[socket.socket] = []
+    try:
+        for family, kind, proto, _name, address in _unique(infos):
+            if port == 0 and sockets:  # "localhost" → 127.0.0.1 and ::1: the same port on both
+                address = (address[0], sockets[0].getsockname()[1], *address[2:])
+            sock = socket.socket(family, kind, proto)
+            sockets.append(sock)
+            _listen(sock, address, backlog)
+    except OSError as exc:
+        for sock in sockets:
+            sock.close()
+        raise CannotListen(_why(exc, host, port)) from None
+    return sockets
+
+
+def _unique(infos: list[tuple]) -> list[tuple]:
+    """Drop repeated addresses (getaddrinfo may list one twice, and bind would then fail)."""
+    seen: set[tuple[str, int]] = set()
+    out = []
+    for info in infos:
+        key = (info[4][0].split("%", 1)[0], info[4][1])
+        if key not in seen:
+            seen.add(key)
+            out.append(info)
+    return out
+
+
+def _listen(sock: socket.socket, address: tuple, backlog: int) -> None:
+    """Set waitress' own socket options, bind and listen."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a restart reuses TIME_WAIT
+    if sock.family == socket.AF_INET6:
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+    sock.bind(address)
+    sock.listen(backlog)
+
+
+def _why(exc: OSError, host: str, port: int) -> str:
+    """Word a failed bind as one line a person can act on."""
+    where = f"port {port} on {host}"
+    if exc.errno == errno.EADDRINUSE:
+        return (
+            f"{where} is in use (by another dropscore?); choose another with --port or"
+            " DROPSCORE__SERVER__PORT"
+        )
+    if exc.errno == errno.EACCES:
+        return f"{where} needs privileges this user lacks; choose a port above 1023 with --port"
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return f"{host} is not an address of this machine; check [server] host"
+    return f"cannot listen on {where}: {exc.strerror}"
+
+
+def serve_threaded(
+    app: Flask, sockets: list[socket.socket], threads: int, max_body: int = 1 << 30
+) -> None:
+    """Serve on the sockets ``listen_sockets`` opened until SIGTERM or SIGINT.
+
+    In-flight requests finish before this returns.
 
     ``max_body`` is waitress' own cap (its default is 1 GB); the app's per-endpoint limits answer
     below it with a JSON error, so it is set to the largest of them.
@@ -36,31 +115,22 @@ def serve_threaded(app: Flask, host: str, port: int, threads: int, max_body: int
 
     server = create_server(
         app,
-        host=host,
-        port=port,
+        sockets=sockets,
         threads=threads,
         ident="dropscore",
         channel_timeout=120,
         max_request_body_size=max_body,
     )
-    url = f"http://{host}:{bound_port(server)}"
-    log.info("listening", extra={"url": url, "threads": threads})
+    log.info("listening", extra={"url": url_of(sockets[0]), "threads": threads})
     _exit_on_sigterm()
     settle()
     server.run()  # returns after SystemExit/KeyboardInterrupt, once its threads drained
 
 
-def bound_port(server: MultiSocketServer | BaseWSGIServer) -> int:
-    """Return the port waitress bound (port 0 picks one), also when it opened several sockets.
-
-    A host that resolves to several addresses ("localhost" → 127.0.0.1 and ::1) gets a socket
-    each, behind a MultiSocketServer that has no ``effective_port`` of its own.
-    """
-    from waitress.server import MultiSocketServer
-
-    if isinstance(server, MultiSocketServer):
-        return int(server.effective_listen[0][1])
-    return int(server.effective_port)  # type: ignore[attr-defined]  # types-waitress omits it
+def url_of(sock: socket.socket) -> str:
+    """Return the http URL a listening socket answers on (IPv6 addresses in brackets)."""
+    host, port = sock.getsockname()[:2]
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 def _exit_on_sigterm() -> None:
@@ -71,7 +141,7 @@ def _exit_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
-def gunicorn_options(bind: str, workers: int, threads: int) -> dict[str, Any]:
+def gunicorn_options(bind: str | list[str], workers: int, threads: int) -> dict[str, Any]:
     """Return dropscore's gunicorn options, also used by the benchmark's baseline app."""
     return {
         "bind": bind,
@@ -109,13 +179,19 @@ def run_gunicorn(factory: Callable[[], Any], options: dict[str, Any]) -> None:
 
 def serve_gunicorn(settings: Settings, factory: Callable[[], Flask], workers: int) -> None:
     """Run gunicorn with ``workers`` processes, each building the app after fork."""
+    from scoring.api.monitoring import MULTIPROC_ENV
+
     if not os.environ.get(MULTIPROC_ENV):
         raise RuntimeError(f"{MULTIPROC_ENV} must be set before prometheus_client is imported")
     server = settings.server
     preload_modules()
-    options = gunicorn_options(f"{server.host}:{server.port}", workers, server.threads)
+    sockets = listen_sockets(server.host, server.port)  # a port in use: one line, nothing forked
+    url = url_of(sockets[0])
+    # gunicorn takes bound sockets as fd://N and closes N itself: detach them from our objects
+    binds = [f"fd://{sock.detach()}" for sock in sockets]
+    options = gunicorn_options(binds, workers, server.threads)
     options["child_exit"] = _mark_dead  # Prometheus' multiprocess files of a dead worker
-    log.info("listening", extra={"url": f"http://{server.host}:{server.port}", "workers": workers})
+    log.info("listening", extra={"url": url, "workers": workers})
     run_gunicorn(lambda: settle(factory()), options)
 
 
