@@ -51,6 +51,7 @@ def _read_jsonl(path):
         ("out.parquet", _read_parquet),  # the README's example: it wrote CSV into this name
         ("out.jsonl", _read_jsonl),
         ("out.ndjson", _read_jsonl),
+        ("out.json", lambda path: pd.DataFrame(json.loads(path.read_text()))),  # one array
         ("out.csv", pd.read_csv),
         ("OUT.PARQUET", _read_parquet),  # suffixes compare without case, as for inputs
     ],
@@ -95,7 +96,10 @@ def test_without_output_the_input_family_decides(score, tmp_path, batch):
                 *output_suffixes(),
             ],
         ),
-        (["-o", "scored"], ["scored has no extension", ".parquet", "--format csv|jsonl|parquet"]),
+        (
+            ["-o", "scored"],
+            ["scored has no extension", ".parquet", "--format csv|json|jsonl|parquet"],
+        ),
         (["-o", "out.csv.gz"], ["does not write compressed output", ".csv"]),
         (["-o", "out.tsv", "--format", "csv"], ["--format csv contradicts", "says tsv"]),
     ],
@@ -120,7 +124,7 @@ def test_a_name_and_a_format_that_disagree_are_an_error(score, batch, tmp_path, 
     [
         (None, None, Format.CSV, "csv"),
         (None, None, Format.EXCEL, "csv"),  # the table's answer for workbooks
-        (None, None, Format.JSON, "jsonl"),
+        (None, None, Format.JSON, "json"),  # a JSON array is answered with a JSON array
         (None, "parquet", Format.CSV, "parquet"),
         ("a.parquet", None, Format.CSV, "parquet"),
         ("a.txt", None, Format.PARQUET, "csv"),  # .txt is a CSV suffix in the table
