@@ -282,3 +282,15 @@ def test_the_written_section_round_trips_for_any_column_names(
     assert new.startswith(existing)
     assert appended_values(new, name) == values
     assert tomllib.loads(new.decode("utf-8")).keys() >= tomllib.loads(existing.decode()).keys()
+
+
+def test_a_file_without_a_model_section_is_told_default_goes(tmp_path):
+    folder = tmp_path / "bare"
+    folder.mkdir()
+    (folder / "settings.toml").write_text('[paths]\ndata_dir = "data"\n', encoding="utf-8")
+    pd.DataFrame({"x": [i * 0.37 % 5 for i in range(30)], "y": [i % 2 for i in range(30)]}).to_csv(
+        folder / "s.csv", index=False
+    )
+    result = run(folder, "init", "churn", "--target", "y", str(folder / "s.csv"))
+    assert result.exit_code == 0, result.output
+    assert "now it serves only its [models.*]" in result.output

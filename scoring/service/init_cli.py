@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from ingest.formats import is_unfinished_name
-from ingest.layout import KINDS, DataLayout
+from ingest.layout import DEFAULT_MODEL, KINDS, DataLayout
 from scoring.service import model_section
 from scoring.service.model_section import check_model_name, section_text
 
@@ -128,6 +128,14 @@ def init(
     write_atomic(path, new_text)
     layout.make_dirs()
     _next_steps(name, path, layout)
+    parsed = tomllib.loads(existing.decode("utf-8"))
+    if name != DEFAULT_MODEL and "model" not in parsed and "models" not in parsed:
+        # the loader's rule: [model], or no model table at all, is the model 'default'
+        click.echo(
+            "note: this file had no [model] section, so it served one model, 'default', with the"
+            " built-in [model] values; now it serves only its [models.*]. Add a [model] section"
+            " (target = ...) to keep 'default' too."
+        )
 
 
 def _first_drop_or_fail(layout: DataLayout) -> Path:
