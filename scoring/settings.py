@@ -7,13 +7,11 @@ fails with one line naming the key, the value and what was expected, before anyt
 
 from __future__ import annotations
 
-import codecs
 import dataclasses
 import importlib.util
 import logging
 import os
 import tomllib
-import types
 import typing
 import zoneinfo
 from collections.abc import Mapping
@@ -24,20 +22,15 @@ from typing import Any
 from ingest.config import MARKERS, ReadOptions
 from ingest.layout import DEFAULT_MODEL, DataLayout, model_name_problem
 from scoring.lifecycle.estimators import check_estimator_name, check_estimator_params
+from scoring.setting_values import SettingsError, coerce, env_overrides, merge
 
 ENV_FILE = "DROPSCORE_SETTINGS"
-ENV_PREFIX = "DROPSCORE__"
-ENV_API_KEYS = "DROPSCORE_API_KEYS"
 # Keys that were replaced, by section: the old key, and the keys it still sets when they are
 # not set themselves. [server] max_request_mb capped every body; it now caps both kinds.
 DEPRECATED = {"server": {"max_request_mb": ("max_json_mb", "max_upload_mb")}}
 DASK_INSTALL_HINT = "[scoring] engine = 'dask' needs Dask: pip install 'dropscore[dask]'"
 
 log = logging.getLogger("dropscore.settings")
-
-
-class SettingsError(Exception):
-    """A settings value that cannot be used; the message is one line a person can act on."""
 
 
 def _f(default: Any, help: str, **checks: Any) -> Any:
@@ -264,8 +257,8 @@ def load_settings(
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise SettingsError(f"settings file {source} is not valid TOML: {exc}") from None
         base = source.parent
-    _merge(raw, _env_overrides(env))
-    _merge(raw, {k: dict(v) for k, v in (overrides or {}).items()})
+    merge(raw, env_overrides(env))
+    merge(raw, {k: dict(v) for k, v in (overrides or {}).items()})
     _apply_deprecated(raw)
     named = raw.pop("models", None)
     sections = {}
@@ -353,19 +346,6 @@ def _field_names(cls: type) -> set[str]:
     return {f.name for f in dataclasses.fields(cls)}
 
 
-def _merge(into: dict[str, dict[str, Any]], extra: Mapping[str, Mapping[str, Any]]) -> None:
-    for section, values in extra.items():
-        if section == "models" and isinstance(into.get(section), dict):
-            for name, keys in values.items():  # one [models.<name>] table at a time
-                current = into[section].setdefault(name, {})
-                if isinstance(current, dict) and isinstance(keys, Mapping):
-                    current.update(keys)
-                else:
-                    into[section][name] = keys
-            continue
-        into.setdefault(section, {}).update(values)
-
-
 def _apply_deprecated(raw: dict[str, dict[str, Any]]) -> None:
     """Let a replaced key set the keys that replaced it, unless those are set; warn once."""
     for section, keys in DEPRECATED.items():
@@ -384,36 +364,6 @@ def _apply_deprecated(raw: dict[str, dict[str, Any]]) -> None:
             )
 
 
-def _env_overrides(env: Mapping[str, str]) -> dict[str, dict[str, Any]]:
-    """Read ``DROPSCORE__SECTION__KEY`` (and ``DROPSCORE__MODELS__NAME__KEY``) variables; values
-    parse as TOML, else as text."""
-    out: dict[str, dict[str, Any]] = {}
-    for name, text in env.items():
-        if not name.startswith(ENV_PREFIX):
-            continue
-        parts = name[len(ENV_PREFIX) :].lower().split("__")
-        if len(parts) == 3 and parts[0] == "models" and all(parts):
-            out.setdefault("models", {}).setdefault(parts[1], {})[parts[2]] = _parse_env_value(text)
-            continue
-        if len(parts) != 2 or not all(parts):
-            raise SettingsError(
-                f"environment variable {name}: expected DROPSCORE__SECTION__KEY"
-                " or DROPSCORE__MODELS__NAME__KEY"
-            )
-        out.setdefault(parts[0], {})[parts[1]] = _parse_env_value(text)
-    if env.get(ENV_API_KEYS):
-        keys = [k.strip() for k in env[ENV_API_KEYS].split(",") if k.strip()]
-        out.setdefault("server", {})["api_keys"] = keys
-    return out
-
-
-def _parse_env_value(text: str) -> Any:
-    try:
-        return tomllib.loads(f"v = {text}")["v"]
-    except tomllib.TOMLDecodeError:
-        return text
-
-
 def _build_section(
     section: str, values: Mapping[str, Any], base: Path, where: str | None = None
 ) -> Any:
@@ -425,80 +375,8 @@ def _build_section(
     for key, value in values.items():
         if key not in fields:
             raise SettingsError(f"{where} {key}: unknown key; expected one of {sorted(fields)}")
-        kwargs[key] = _coerce(f"{where} {key}", value, hints[key], fields[key].metadata, base)
+        kwargs[key] = coerce(f"{where} {key}", value, hints[key], fields[key].metadata, base)
     return cls(**kwargs)
-
-
-def _coerce(where: str, value: Any, hint: Any, checks: Mapping[str, Any], base: Path) -> Any:
-    """Turn a TOML or environment value into the declared type, or say why it cannot be."""
-    optional = _is_optional(hint)
-    if optional:
-        hint = next(a for a in typing.get_args(hint) if a is not type(None))
-        if value in ("", None):
-            return None
-
-    def fail(expected: str) -> SettingsError:
-        return SettingsError(f"{where} = {value!r}: expected {expected}")
-
-    if hint is bool:
-        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0"):
-            return value.lower() in ("true", "1")
-        if not isinstance(value, bool):
-            raise fail("true or false")
-        return value
-    if hint in (int, float):
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise fail("a number" if hint is float else "a whole number")
-        if hint is int and not float(value).is_integer():
-            raise fail("a whole number")
-        value = hint(value)
-        _check_bounds(value, checks, fail)
-        return value
-    if hint is str:
-        if not isinstance(value, str):
-            raise fail("text")
-        if "choices" in checks and value not in checks["choices"]:
-            raise fail("one of " + ", ".join(checks["choices"]))
-        return value
-    if hint is Path:
-        if not isinstance(value, str) or not value:
-            raise fail("a path")
-        p = Path(value).expanduser()
-        return p if p.is_absolute() else base / p
-    if typing.get_origin(hint) is list:
-        if isinstance(value, str):
-            value = [v.strip() for v in value.split(",") if v.strip()]
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise fail("a list of text")
-        if where.endswith("csv_encodings"):
-            for name in value:
-                try:
-                    codecs.lookup(name)
-                except LookupError:
-                    raise fail(f"known encodings ({name!r} is not one)") from None
-        return list(value)
-    if typing.get_origin(hint) is dict:
-        if not isinstance(value, dict):
-            raise fail("a table of keyword arguments")
-        return dict(value)
-    raise fail(str(hint))  # pragma: no cover - every declared type is handled above
-
-
-def _is_optional(hint: Any) -> bool:
-    return typing.get_origin(hint) in (typing.Union, types.UnionType) and type(None) in (
-        typing.get_args(hint)
-    )
-
-
-def _check_bounds(value: float, checks: Mapping[str, Any], fail: Any) -> None:
-    for name, test, words in (
-        ("gt", lambda v, b: v > b, "greater than"),
-        ("ge", lambda v, b: v >= b, "at least"),
-        ("lt", lambda v, b: v < b, "less than"),
-        ("le", lambda v, b: v <= b, "at most"),
-    ):
-        if name in checks and not test(value, checks[name]):
-            raise fail(f"a number {words} {checks[name]}")
 
 
 def _replace(settings: Settings, section: str, **changes: Any) -> Settings:
