@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -10,9 +9,9 @@ from typing import Any
 import click
 
 from ingest.formats import OUTPUT_FORMATS
-from ingest.ledger import STATES as LEDGER_STATES
-from scoring.service import init_cli, keys_cli
-from scoring.service.tables import terminal_width, text_table
+from scoring.service import init_cli, keys_cli, records_cli
+from scoring.service.records_cli import fmt_number, registry_of
+from scoring.service.tables import text_table
 from scoring.settings import Settings, SettingsError, load_settings
 
 DEFAULT_SETTINGS = "settings.toml"
@@ -245,70 +244,19 @@ def train(ctx: Context, force: bool) -> None:
     click.echo(f"\nversion {run.version}: {verdict} ({run.reason})")
 
 
-@main.command("runs")
-@click.argument("run_id", type=int, required=False)
-@click.option("--limit", default=20, show_default=True)
-@pass_ctx
-def runs_cmd(ctx: Context, run_id: int | None, limit: int) -> None:
-    """List retrain runs, newest first; with RUN_ID, print that run as JSON."""
-    from scoring.errors import DropscoreError
-    from scoring.lifecycle.runs import RunStore
-
-    store = RunStore(ctx.settings.db_path)
-    if run_id is not None:
-        try:
-            click.echo(json.dumps(store.get(run_id).to_dict(), indent=2))
-        except DropscoreError as exc:
-            raise click.ClickException(exc.message) from None
-        return
-    records = store.list(limit=limit)
-    if not records:
-        click.echo("no retrain runs yet")
-        return
-    rows = [
-        ["id", "trigger", "state", "started", "seconds", "rows", "version", "promoted", "reason"]
-    ]
-    for r in records:
-        rows.append(
-            [
-                str(r.id),
-                r.trigger,
-                r.state,
-                (r.started_at or "")[:19],
-                _seconds(r),
-                "" if r.rows is None else str(r.rows),
-                "" if r.version is None else str(r.version),
-                {True: "yes", False: "no", None: ""}[r.promoted],
-                r.error or r.reason or "",
-            ]
-        )
-    click.echo(text_table(rows, width=terminal_width()))  # the whole reason, wrapped
-
-
-def _seconds(run: Any) -> str:
-    from datetime import datetime
-
-    if not (run.started_at and run.finished_at):
-        return ""
-    delta = datetime.fromisoformat(run.finished_at) - datetime.fromisoformat(run.started_at)
-    return f"{delta.total_seconds():.1f}"
-
-
 def _metrics_table(outcome: Any) -> str:
     header = ["metric", f"v{outcome.version} (new)"]
     if outcome.champion_metrics is not None:
         header.append(f"v{outcome.champion_version} (champion)")
     rows = [header]
     for name, value in outcome.metrics.items():
-        row = [name, _fmt(value)]
+        row = [name, fmt_number(value)]
         if outcome.champion_metrics is not None:
-            row.append(_fmt(outcome.champion_metrics.get(name)))
+            row.append(fmt_number(outcome.champion_metrics.get(name)))
         rows.append(row)
     return text_table(rows)
 
 
-def _fmt(value: Any) -> str:
-    return "n/a" if value is None else f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
 @main.command()
@@ -331,7 +279,7 @@ def score(ctx: Context, src: Path, dst: Path | None, fmt: str | None) -> None:
     from scoring.service.outputs import OutputChoiceError, output_format
 
     settings = ctx.settings
-    registry = _registry(settings)
+    registry = registry_of(settings)
     version = registry.champion_version()
     if version is None:
         raise click.ClickException("no model yet: run `dropscore train` first")
@@ -381,73 +329,6 @@ def _progress(total: int | None) -> Any:
     )
 
 
-@main.group(invoke_without_command=True)
-@click.pass_context
-def models(click_ctx: click.Context) -> None:
-    """List model versions; `show V` inspects one, `promote V` makes it champion."""
-    if click_ctx.invoked_subcommand is None:
-        ctx = click_ctx.find_object(Context)
-        if ctx is None:  # `main` always sets one; only a caller invoking this group alone has none
-            raise click.UsageError("run this as `dropscore models`")
-        registry = _registry(ctx.settings)
-        rows = [["version", "status", "created", "estimator", "metrics", "reason", "promoted by"]]
-        for m in registry.list():
-            metrics = " ".join(f"{k}={_fmt(v)}" for k, v in m.metrics.items())
-            rows.append(
-                [
-                    str(m.version),
-                    m.status,
-                    m.created_at[:19],
-                    m.estimator or "",
-                    metrics,
-                    m.reason or "",
-                    m.promoted_by or "",
-                ]
-            )
-        if len(rows) == 1:
-            click.echo("no models yet: run `dropscore train` or drop a labelled file")
-            return
-        click.echo(text_table(rows))
-
-
-@models.command("show")
-@click.argument("version", type=int)
-@pass_ctx
-def models_show(ctx: Context, version: int) -> None:
-    """Print a version's record and model card as JSON."""
-    from scoring.errors import DropscoreError
-
-    registry = _registry(ctx.settings)
-    try:
-        record = registry.get(version).to_dict()
-        record["card"] = registry.card(version)
-    except DropscoreError as exc:
-        raise click.ClickException(exc.message) from None
-    click.echo(json.dumps(record, indent=2))
-
-
-@models.command("promote")
-@click.argument("version", type=int)
-@pass_ctx
-def models_promote(ctx: Context, version: int) -> None:
-    """Make VERSION the champion (also how to roll back)."""
-    from scoring.errors import DropscoreError
-
-    registry = _registry(ctx.settings)
-    try:
-        registry.load_pipeline(version)  # refuse to promote a file that would not load
-        record = registry.promote(version, "promoted by CLI", by=keys_cli.cli_user())
-    except DropscoreError as exc:
-        raise click.ClickException(exc.message) from None
-    click.echo(f"version {record.version} is now the champion")
-
-
-def _registry(settings: Settings) -> Any:
-    from scoring.lifecycle.registry import Registry
-
-    return Registry(settings.models_dir, settings.db_path)
-
-
 @main.command("ingest")
 @click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("--kind", type=click.Choice(["train", "score"]), required=True)
@@ -469,41 +350,6 @@ def ingest_cmd(ctx: Context, files: tuple[str, ...], kind: str) -> None:
         sys.exit(1)
 
 
-@main.command("files")
-@click.option(
-    "--status",
-    default=None,
-    help="only files in this ledger state",
-    type=click.Choice(LEDGER_STATES),
-)
-@click.option("--limit", default=50, show_default=True)
-@pass_ctx
-def files_cmd(ctx: Context, status: str | None, limit: int) -> None:
-    """Show the file ledger, newest first."""
-    from ingest.ledger import Ledger
-
-    settings = ctx.settings
-    records = Ledger(settings.db_path).list(state=status, limit=limit)
-    if not records:
-        click.echo("no files")
-        return
-    rows = [["id", "state", "kind", "rows", "received", "name", "error"]]
-    for r in records:
-        error = (r.error or {}).get("message", "") if r.error else ""
-        rows.append(
-            [
-                str(r.id),
-                r.state,
-                r.kind,
-                str(r.rows or ""),
-                (r.received_at or "")[:19],
-                r.original_name,
-                error,
-            ]
-        )
-    click.echo(text_table(rows, width=terminal_width()))  # the whole error, wrapped
-
-
-for _command in keys_cli.COMMANDS:  # keys add|list|revoke, audit
+for _command in (*records_cli.COMMANDS, *keys_cli.COMMANDS):  # runs, models, files, keys, audit
     main.add_command(_command)
 main.add_command(init_cli.init)
