@@ -25,4 +25,5 @@ def serving(app: Flask) -> Iterator[str]:
         wsgi.trigger.pull_trigger(lambda: [ch.close() for ch in list(wsgi._map.values())])
         thread.join(timeout=10)
         wsgi.task_dispatcher.shutdown()
-        app.extensions["dropscore"].champion.stop()
+        for model in app.extensions["dropscore"].models.values():
+            model.champion.stop()

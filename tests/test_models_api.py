@@ -9,7 +9,6 @@ today's routes for the default one, the protocols by the same names, and a wrong
 from __future__ import annotations
 
 import io
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ from scoring.lifecycle.runner import run_retrain
 from scoring.service.runtime import open_intake
 from scoring.settings import Settings, load_settings
 
+from ._server import serving
 from .conftest import SAMPLE, assert_error, register_trained, wait_for
 
 NAMES = ("price", "churn", "species")
@@ -146,17 +146,8 @@ def client(app):
 @pytest.fixture(scope="module")
 def server(app) -> Iterator[str]:
     """The app on a real waitress server on 127.0.0.1; yields its base URL."""
-    from waitress import create_server
-
-    wsgi = create_server(app, host="127.0.0.1", port=0, threads=4)
-    thread = threading.Thread(target=wsgi.run, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{wsgi.effective_port}"
-    finally:
-        wsgi.trigger.pull_trigger(lambda: [ch.close() for ch in list(wsgi._map.values())])
-        thread.join(timeout=10)
-        wsgi.task_dispatcher.shutdown()
+    with serving(app) as url:
+        yield url
 
 
 def test_each_model_predicts_with_its_own_model(client):
