@@ -20,7 +20,7 @@ import time
 from importlib import metadata
 from pathlib import Path
 
-from bench._servers import HOST, READY_TIMEOUT, Server, log, request
+from bench._servers import HOST, Server, log
 
 OUT = Path(__file__).resolve().parent / "out"
 VENV = OUT / "mlflow-venv"
@@ -115,22 +115,8 @@ def export(model_file: Path, out: Path, csv: Path, features: list[str]) -> None:
 class MlflowServer(Server):
     """``mlflow models serve --env-manager local``: ready when ``GET /ping`` answers 200."""
 
-    def wait_ready(self, headers: dict[str, str]) -> None:
-        """Probe ``/ping``, MLflow's health route (it has no ``/ready``)."""
-        deadline = time.monotonic() + READY_TIMEOUT
-        last = "no answer"
-        while time.monotonic() < deadline:
-            if self.proc is None or self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name} exited before it was ready\n{self.log_tail()}")
-            try:
-                status, body = request(self.port, "GET", "/ping", None, headers, timeout=2)
-                if status == 200:
-                    return
-                last = f"{status} {body[:200]!r}"
-            except OSError as exc:
-                last = str(exc)
-            time.sleep(0.5)
-        raise RuntimeError(f"{self.name} not ready after {READY_TIMEOUT:.0f}s ({last})")
+    ready_path = "/ping"  # MLflow's health route (it has no /ready)
+    ready_interval = 0.5
 
 
 def server(model_dir: Path, workers: int, env: dict[str, str], cwd: Path, logs: Path) -> Server:

@@ -68,6 +68,10 @@ class Server:
                 stdin=subprocess.DEVNULL, start_new_session=True,
             )  # fmt: skip
 
+    # The route that answers 200 once the server can score, and how often to ask it.
+    ready_path = "/ready"
+    ready_interval = 0.2
+
     def wait_ready(self, headers: dict[str, str]) -> None:
         deadline = time.monotonic() + READY_TIMEOUT
         last = "no answer"
@@ -75,13 +79,13 @@ class Server:
             if self.proc is None or self.proc.poll() is not None:
                 raise RuntimeError(f"{self.name} exited before it was ready\n{self.log_tail()}")
             try:
-                status, body = request(self.port, "GET", "/ready", None, headers, timeout=2)
+                status, body = request(self.port, "GET", self.ready_path, None, headers, timeout=2)
                 if status == 200:
                     return
                 last = f"{status} {body[:200]!r}"
             except OSError as exc:
                 last = str(exc)
-            time.sleep(0.2)
+            time.sleep(self.ready_interval)
         raise RuntimeError(f"{self.name} not ready after {READY_TIMEOUT:.0f}s ({last})")
 
     def workers(self) -> list[int]:

@@ -108,18 +108,7 @@ class Ledger(LedgerTable):
             elif sha256 is not None:
                 earlier = first_live(conn, kind, sha256, before=file_id)
                 if earlier is not None:
-                    conn.execute(
-                        "UPDATE files SET state = ?, duplicate_of = ?, duplicate_by = ?, "
-                        "archive_path = ?, finished_at = ? WHERE id = ?",
-                        (
-                            DUPLICATE,
-                            earlier.id,
-                            BY_BYTES,
-                            f"archive/{file_id}__{stored}",
-                            now,
-                            file_id,
-                        ),
-                    )
+                    return _duplicate_by_bytes(conn, file_id, earlier.id, stored, now)
             return self._require(conn, file_id)
 
     def start_attempt(self, file_id: int) -> int:
@@ -154,19 +143,8 @@ class Ledger(LedgerTable):
             record = self._require(conn, file_id)
             earlier = first_live(conn, record.kind, sha256, before=file_id)
             if earlier is not None:
-                conn.execute(
-                    "UPDATE files SET state = ?, duplicate_of = ?, duplicate_by = ?, "
-                    "archive_path = ?, finished_at = ? WHERE id = ?",
-                    (
-                        DUPLICATE,
-                        earlier.id,
-                        BY_BYTES,
-                        f"archive/{file_id}__{record.original_name}",
-                        now,
-                        file_id,
-                    ),
-                )
-            return self._require(conn, file_id)
+                return _duplicate_by_bytes(conn, file_id, earlier.id, record.original_name, now)
+            return record
 
     def mark_normalized(
         self,
@@ -362,6 +340,22 @@ def _apply(
         _refuse(conn, file_id, f"move to {to}")
     row = conn.execute("SELECT * FROM files WHERE id = ?", (file_id,)).fetchone()
     return FileRecord.from_row(row)
+
+
+def _duplicate_by_bytes(
+    conn: sqlite3.Connection, file_id: int, earlier: int, stored: str, now: str
+) -> FileRecord:
+    """Make a just-received drop the duplicate of an earlier live drop with the same bytes."""
+    return _apply(
+        conn,
+        file_id,
+        (RECEIVED,),
+        DUPLICATE,
+        duplicate_of=earlier,
+        duplicate_by=BY_BYTES,
+        archive_path=f"archive/{file_id}__{stored}",
+        finished_at=now,
+    )
 
 
 def _refuse(conn: sqlite3.Connection, file_id: int, action: str) -> None:

@@ -107,3 +107,29 @@ def pytest_terminal_summary(terminalreporter) -> None:
     shots = ROOT / "build" / "screenshots"
     if shots.is_dir() and any(shots.glob("*.png")):
         terminalreporter.write_line(f"dashboard screenshots: {shots}")
+
+
+@pytest.fixture
+def schedules():
+    """Start real Schedules (APScheduler on the data folder's state.db); always stop them."""
+    from ingest.ledger import Ledger
+    from schedules.scheduler import Schedule
+
+    started: list[Schedule] = []
+
+    def start(settings: Settings) -> Schedule:
+        # As in runtime.background(), each model's ledger opens its state.db (in WAL mode)
+        # before the scheduler starts. A scheduler first on a fresh state.db leaves it in
+        # rollback-journal mode, where a job's first ledger access (PRAGMA journal_mode = WAL)
+        # fails at once with "database is locked" whenever the scheduler is writing its job row.
+        for view in settings.each_model():
+            Ledger(view.db_path).initialize()
+        Ledger(settings.shared_db_path).initialize()
+        schedule = Schedule(settings)
+        started.append(schedule)
+        schedule.start()
+        return schedule
+
+    yield start
+    for schedule in started:
+        schedule.stop(wait=True)

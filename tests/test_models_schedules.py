@@ -7,9 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from ingest.ledger import Ledger
 from schedules.jobs import load_job_settings, score_sweep
-from schedules.scheduler import Schedule, job_model, job_store, stored_jobs
+from schedules.scheduler import job_model, job_store, stored_jobs
 from scoring.settings import Settings, load_settings
 
 MODELS = {
@@ -37,25 +36,6 @@ def write(tmp_path: Path, monkeypatch):
         return load_settings(path)
 
     return write
-
-
-@pytest.fixture
-def schedules():
-    """Start Schedules and always stop them, even when a test fails."""
-    started: list[Schedule] = []
-
-    def start(settings: Settings) -> Schedule:
-        for view in settings.each_model():  # as runtime.background() does before the scheduler
-            Ledger(view.db_path).initialize()
-        Ledger(settings.shared_db_path).initialize()
-        schedule = Schedule(settings)
-        started.append(schedule)
-        schedule.start()
-        return schedule
-
-    yield start
-    for schedule in started:
-        schedule.stop(wait=True)
 
 
 def stored_ids(settings: Settings) -> list[str]:

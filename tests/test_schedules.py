@@ -15,13 +15,11 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 from prometheus_client import CollectorRegistry, generate_latest
 
-from ingest.ledger import Ledger
 from ingest.sqlite import connect
 from schedules.scheduler import (
     RETRAIN,
     RETRAIN_GRACE_SECONDS,
     SWEEP,
-    Schedule,
     SchedulerStartError,
     WallClockCronTrigger,
     job_store,
@@ -61,27 +59,6 @@ def write_settings(tmp_path: Path, monkeypatch):
         return load_settings(path)
 
     return write
-
-
-@pytest.fixture
-def schedules():
-    """Start Schedules and always stop them, even when a test fails."""
-    started: list[Schedule] = []
-
-    def start(settings: Settings) -> Schedule:
-        # As in runtime.background(), the ledger opens state.db (in WAL mode) before the
-        # scheduler starts. A scheduler first on a fresh state.db leaves it in rollback-journal
-        # mode, where a job's first ledger access (PRAGMA journal_mode = WAL) fails at once with
-        # "database is locked" whenever the scheduler is writing its job row at that moment.
-        Ledger(settings.db_path).initialize()
-        schedule = Schedule(settings)
-        started.append(schedule)
-        schedule.start()
-        return schedule
-
-    yield start
-    for schedule in started:
-        schedule.stop(wait=True)
 
 
 def stored_rows(settings: Settings) -> list[tuple[str, float | None]]:

@@ -59,11 +59,12 @@ ERRORS = oa.protocol_errors(oa.MLFLOW_ERROR, (400, 401, 403, 413, 415, 422, 503)
 def invocations() -> Response:
     """Score a JSON or CSV body as ``mlflow models serve`` does, with our validation."""
     s = services()
-    model = s.champion.current()
+    m = s.model()  # the request's model, looked up once
+    model = m.champion.current()
     data = request.get_data(cache=False)
-    limit = s.settings.server.max_rows_per_request
+    limit = m.settings.server.max_rows_per_request
     out = predict_many(model, invocation_rows(data, request.mimetype, model.schema, limit))
-    s.monitoring.rows_scored.labels("invocations", s.model().name).inc(len(out.values))
+    s.monitoring.rows_scored.labels("invocations", m.name).inc(len(out.values))
     return json_response({"predictions": out.values})
 
 

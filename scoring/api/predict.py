@@ -53,9 +53,10 @@ PREDICTION = obj(
 def predict() -> Response:
     """Answer one row as one prediction, or many rows (instances, 2-D X_test) in one call."""
     s = services()
-    model = s.champion.current()  # read once: the request ends on this version
-    X, single = predict_rows(request_json(), model.schema, s.settings.server.max_rows_per_request)
-    s.monitoring.rows_scored.labels("predict", s.model().name).inc(len(X))
+    m = s.model()  # the request's model, looked up once
+    model = m.champion.current()  # read once: the request ends on this version
+    X, single = predict_rows(request_json(), model.schema, m.settings.server.max_rows_per_request)
+    s.monitoring.rows_scored.labels("predict", m.name).inc(len(X))
     if single:
         return jsonio.json_response(predict_one(model, X))
     out = predict_many(model, X)
