@@ -166,12 +166,14 @@ def _match(expected: Any, actual: Any, where: str) -> None:
 # -- running it ------------------------------------------------------------------------------
 
 
-def localize(command: str, port: int, tmp: Path) -> str:
+def localize(command: str, port: int, tmp: Path, venv: Path | None = None) -> str:
     """Point the command at the test's server, venv and temporary folder."""
-    venv = Path(sys.executable).parent
+    venv = venv or Path(sys.executable).parent
     command = command.replace("localhost:8000", f"127.0.0.1:{port}")
-    command = command.replace(".venv/bin/", f"{venv}/")
-    return command.replace("/tmp/", f"{tmp}/")
+    # /tmp/ first, and only where the README wrote it: the venv inserted next may itself live
+    # under /tmp (a clone in /tmp), and must not be rewritten again.
+    command = re.sub(r"(?<![\w./-])/tmp/", lambda _: f"{tmp}/", command)
+    return command.replace(".venv/bin/", f"{venv}/")
 
 
 def await_effects(step: Step, output: str, url: str) -> None:
@@ -235,6 +237,16 @@ def test_the_readme_tour_runs_as_shown(project: Path, tmp_path: Path) -> None:
             await_effects(step, done.stdout, server.url)
     finally:
         assert server.stop() == 0, server.log.read_text()[-3000:]
+
+
+def test_localize_keeps_a_venv_that_lives_under_tmp() -> None:
+    # a clone in /tmp has its .venv under /tmp: the venv path must not be rewritten again
+    command = "ls /tmp/out.csv && .venv/bin/dropscore files && curl localhost:8000/ready"
+    shown = localize(command, 1234, Path("/tmp/pytest-9/t0"), Path("/tmp/clone/.venv/bin"))
+    assert shown == (
+        "ls /tmp/pytest-9/t0/out.csv && /tmp/clone/.venv/bin/dropscore files"
+        " && curl 127.0.0.1:1234/ready"
+    )
 
 
 def test_the_parser_reads_outputs_and_multiline_commands() -> None:
