@@ -110,16 +110,21 @@ def _non_empty(path: Path) -> Path:
     return path
 
 
+# A full disk, a full quota, a file-size limit: the upload cannot be stored now, maybe later.
+STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+
+
 @contextmanager
 def _disk_full_is_507() -> Iterator[None]:
     """Turn a full disk while the upload is written into a 507 the client can act on."""
     try:
         yield
     except OSError as exc:
-        if exc.errno != errno.ENOSPC:
+        if exc.errno not in STORAGE_ERRNOS:
             raise
         raise InsufficientStorage(
-            "the server's disk filled up while the upload was saved"
+            f"the server could not store the upload ({exc.strerror}); retry later, or send it"
+            " to another replica"
         ) from None
 
 
