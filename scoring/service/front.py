@@ -25,6 +25,7 @@ import json
 import logging
 import resource
 import socket
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -44,6 +45,7 @@ log = logging.getLogger("dropscore.server")
 LOOP_SECONDS = 0.5  # how long one poll waits: a stop is noticed within this
 FD_RESERVE = 256  # descriptors kept for files, the database and the model, not for connections
 MIN_CONNECTIONS = 100  # waitress' own default, should the descriptor limit be low
+UNKNOWN = sys.maxsize  # body bytes still to come when a chunked body's end is not known
 ACCEPT_BATCH = 256  # connections accepted in one turn of the loop
 CHANNEL_SECONDS = 120  # an answer's reader that takes nothing for this long is dropped
 
@@ -204,7 +206,7 @@ class FrontChannel(HTTPChannel):
             "request body not stored",
             extra={"error": str(exc), "path": getattr(request, "path", None)},
         )
-        left = None
+        left = UNKNOWN  # a chunked body: read until the client closes, or header_seconds idle
         if request is not None and not request.chunked:
             left = max(0, request.content_length - request.body_bytes_received - chunk)
         self._drop_request()
