@@ -14,6 +14,7 @@ import resource
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import psutil
 import pytest
 import requests
 from werkzeug.datastructures import FileStorage
@@ -89,3 +90,22 @@ def test_the_apps_spool_answers_507_when_its_file_cannot_grow(tmp_path, registry
     for response in (raw, multipart):
         error = assert_error(response, 507, "insufficient_storage", "File too large")
         assert error["details"] == []
+
+
+@pytest.mark.slow
+def test_a_raw_upload_reaches_the_disk_once(tmp_path) -> None:
+    """The front buffers a large body in the data folder; the app names that file, no copy."""
+    body = csv_of(30 * MB)
+    with started("serve", tmp_path) as (url, procs):
+        server = psutil.Process(procs[0].pid)
+        before = server.io_counters().write_chars
+        response = requests.post(
+            url + "/score-file?format=parquet",
+            data=body,
+            headers={"Content-Type": "text/csv"},
+            timeout=300,
+        )
+        written = server.io_counters().write_chars - before
+    assert response.status_code == 200, response.text[:300]
+    # the upload once, its scored file, and a little for the logs and the database
+    assert written < len(body) + len(response.content) + 0.25 * len(body), written

@@ -23,17 +23,23 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import resource
 import socket
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from io import BufferedRandom
+from pathlib import Path
 from typing import Any, cast
 
 from waitress import wasyncore
 from waitress.adjustments import Adjustments
+from waitress.buffers import OverflowableBuffer, TempfileBasedBuffer
 from waitress.channel import HTTPChannel
+from waitress.parser import HTTPRequestParser
 from waitress.server import TcpWSGIServer
 from waitress.task import ThreadedTaskDispatcher
 
@@ -59,6 +65,7 @@ class FrontOptions:
     header_seconds: float
     body_min_bytes_per_second: float
     graceful_seconds: float
+    spool_dir: Path | None = None  # where a large body is buffered (None: the system's temp)
 
 
 def front_options(settings: Settings, max_body: int) -> FrontOptions:
@@ -70,6 +77,7 @@ def front_options(settings: Settings, max_body: int) -> FrontOptions:
         header_seconds=server.header_seconds,
         body_min_bytes_per_second=server.body_min_kb_per_second * 1024,
         graceful_seconds=server.graceful_seconds,
+        spool_dir=settings.data_dir,
     )
 
 
@@ -127,6 +135,64 @@ def _answer(status: int, reason: str, body: dict[str, Any]) -> bytes:
     return head.encode("latin-1") + payload
 
 
+class SpoolBuffer(OverflowableBuffer):
+    """waitress' body buffer, whose file (past 512 KB in memory) is made in the spool folder.
+
+    The file is unnamed (``O_TMPFILE`` where the system has it: nothing is left behind if the
+    process dies) and on the data folder's disk rather than ``/tmp``, which may be memory; the
+    upload route then gives it a name instead of copying it (``scoring.api.uploads``).
+    """
+
+    def __init__(self, overflow: int, directory: Path | None) -> None:
+        super().__init__(overflow)
+        self.directory = directory
+
+    def _set_large_buffer(self) -> None:
+        old: Any = self.buf  # waitress' own buffers, which its stubs type as plain files
+        self.buf = cast(Any, SpoolFile(self.directory, old))
+        if old is not None:
+            old.close()
+        self.overflowed = True
+
+
+class SpoolFile(TempfileBasedBuffer):
+    """waitress' file buffer, its file made in ``directory``."""
+
+    def __init__(self, directory: Path | None, from_buffer: Any) -> None:
+        self.directory = directory  # before waitress' __init__, which calls newfile()
+        super().__init__(from_buffer)
+
+    def newfile(self) -> BufferedRandom:
+        """Open an unnamed file in the spool folder (the buffer closes it, and it is gone).
+
+        ``O_TMPFILE`` without ``O_EXCL`` (which ``tempfile.TemporaryFile`` adds) so that the
+        upload route may give it a name; elsewhere, a temporary file as waitress makes it.
+        """
+        flag = getattr(os, "O_TMPFILE", 0)
+        if flag and self.directory is not None:
+            try:
+                fd = os.open(self.directory, flag | os.O_RDWR, 0o600)
+            except OSError:  # a file system without O_TMPFILE
+                pass
+            else:
+                return os.fdopen(fd, "w+b")
+        return tempfile.TemporaryFile("w+b", dir=self.directory)
+
+
+class FrontParser(HTTPRequestParser):
+    """waitress' request parser, buffering the body in a ``SpoolBuffer``."""
+
+    def __init__(self, adj: Adjustments, directory: Path | None) -> None:
+        super().__init__(adj)
+        self.directory = directory
+
+    def parse_header(self, header_plus: bytes) -> None:
+        """Parse the head as waitress does, then give the body receiver our buffer."""
+        super().parse_header(header_plus)
+        if self.body_rcv is not None:  # nothing of the body has arrived yet
+            self.body_rcv.buf = SpoolBuffer(self.adj.inbuf_overflow, self.directory)
+
+
 class FrontChannel(HTTPChannel):
     """One client connection: waitress' channel with deadlines, a drain and a 507."""
 
@@ -157,6 +223,8 @@ class FrontChannel(HTTPChannel):
         """Parse data as waitress does; answer 507 when the body cannot be buffered."""
         if self.discard is not None:
             return self._drop(data)
+        if self.request is None:
+            self.request = FrontParser(self.adj, self.server.front.options.spool_dir)
         try:
             return bool(super().received(data))
         except OSError as exc:  # the body buffer's file could not be written
@@ -183,9 +251,13 @@ class FrontChannel(HTTPChannel):
         return now - self.waiting_since > options.header_seconds
 
     def time_out(self) -> None:
-        """Answer 408 to a client that started a request (close silently when it sent nothing)."""
-        started = self.request is not None or self.discard is not None
+        """Answer 408 to a client that started a request (close silently when it sent nothing).
+
+        A client still sending a refused body already has its 507: it is closed, no second answer.
+        """
+        started = self.request is not None
         self._drop_request()
+        self.discard = None
         if started:
             self._send_and_close(timeout_answer())
         else:
@@ -244,7 +316,6 @@ class FrontChannel(HTTPChannel):
     def _send_and_close(self, data: bytes) -> None:
         """Send a last answer and close the connection once it is flushed."""
         self._send(data)
-        self.discard = None
         self.close_when_flushed = True
 
 
@@ -315,6 +386,8 @@ class Front:
         )
         self.dispatcher = ThreadedTaskDispatcher()
         self.dispatcher.set_thread_count(options.threads)
+        if options.spool_dir is not None:
+            options.spool_dir.mkdir(parents=True, exist_ok=True)
         self.servers = [FrontServer(self, sock) for sock in sockets]
 
     def run(self, stop: Callable[[], bool], tick: Callable[[], None] = lambda: None) -> None:
