@@ -70,6 +70,8 @@ class FrontOptions:
 
 def front_options(settings: Settings, max_body: int) -> FrontOptions:
     """Read the front's options from ``[server]``; ``max_body``: the largest body of any route."""
+    from scoring.api.limits import spool_dir  # where uploads are spooled: the same folder
+
     server = settings.server
     return FrontOptions(
         threads=server.threads,
@@ -77,7 +79,7 @@ def front_options(settings: Settings, max_body: int) -> FrontOptions:
         header_seconds=server.header_seconds,
         body_min_bytes_per_second=server.body_min_kb_per_second * 1024,
         graceful_seconds=server.graceful_seconds,
-        spool_dir=settings.data_dir,
+        spool_dir=spool_dir(settings),
     )
 
 

@@ -3,7 +3,8 @@
 ``serve`` runs the watcher and the scheduler beside the API, which rules out a forking server
 (threads do not survive fork, and APScheduler must not run in several workers); waitress is
 threaded and pure Python. ``api`` is stateless, so gunicorn's pre-fork workers scale it across
-cores; each worker builds its own app through the same factory after the fork.
+cores; each worker builds its own app through the same factory after the fork. Both answer
+through one front (``scoring.service.front``: waitress' event loop, request deadlines, a drain).
 """
 
 from __future__ import annotations
