@@ -41,7 +41,7 @@ from waitress.buffers import OverflowableBuffer, TempfileBasedBuffer
 from waitress.channel import HTTPChannel
 from waitress.parser import HTTPRequestParser
 from waitress.server import TcpWSGIServer
-from waitress.task import ThreadedTaskDispatcher
+from waitress.task import ErrorTask, ThreadedTaskDispatcher
 
 from scoring.errors import InsufficientStorage, error_body
 from scoring.settings import Settings
@@ -66,6 +66,7 @@ class FrontOptions:
     body_min_bytes_per_second: float
     graceful_seconds: float
     spool_dir: Path | None = None  # where a large body is buffered (None: the system's temp)
+    cap_setting: str = "max_upload_mb"  # the [server] key whose value max_body is
 
 
 def front_options(settings: Settings, max_body: int) -> FrontOptions:
@@ -80,6 +81,7 @@ def front_options(settings: Settings, max_body: int) -> FrontOptions:
         body_min_bytes_per_second=server.body_min_kb_per_second * 1024,
         graceful_seconds=server.graceful_seconds,
         spool_dir=spool_dir(settings),
+        cap_setting=max(("max_upload_mb", "max_json_mb"), key=lambda k: getattr(server, k)),
     )
 
 
@@ -195,10 +197,42 @@ class FrontParser(HTTPRequestParser):
             self.body_rcv.buf = SpoolBuffer(self.adj.inbuf_overflow, self.directory)
 
 
+class JsonErrorTask(ErrorTask):
+    """waitress' answer to a request it could not read, in dropscore's JSON error shape.
+
+    A bad request line, headers over waitress' limit, or a chunked body over the largest body
+    any route takes are refused before the app sees them; the client still gets
+    ``{"error": {"code", "message", "details"}}``, a 413 naming the setting.
+    """
+
+    def execute(self) -> None:
+        """Write the error as JSON and close the connection after it."""
+        from scoring.api.errors import HTTP_CODES
+        from scoring.api.limits import MB, too_large
+
+        error: Any = cast(Any, self.request).error  # the parser's Error (stubs type request oddly)
+        if error.code == 413:
+            options = cast(FrontChannel, self.channel).server.front.options
+            refusal = too_large(options.cap_setting, options.max_body / MB)
+            body = refusal.body()
+        else:
+            code = HTTP_CODES.get(error.code, "http_error")
+            body = error_body(code, f"{error.reason}: {error.body}")
+        payload = json.dumps(body).encode()
+        self.status = f"{error.code} {error.reason}"
+        cast(list[tuple[str, str]], self.response_headers).append(
+            ("Content-Type", "application/json")
+        )
+        self.set_close_on_finish()
+        self.content_length = len(payload)
+        self.write(payload)
+
+
 class FrontChannel(HTTPChannel):
     """One client connection: waitress' channel with deadlines, a drain and a 507."""
 
     server: FrontServer
+    error_task_class = JsonErrorTask
 
     def __init__(self, server: FrontServer, sock: socket.socket, addr: Any, adj: Any, map: Any):
         super().__init__(server, sock, addr, adj, map=map)
