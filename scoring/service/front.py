@@ -21,6 +21,7 @@ sockets gunicorn's master opened, so both commands answer through the same front
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -338,7 +339,9 @@ class FrontChannel(HTTPChannel):
     def _drop_request(self) -> None:
         """Free the partial request (its body buffer, maybe a temporary file)."""
         if self.request is not None:
-            self.request.close()
+            # Closing flushes what the full disk refused, which fails again; the file closes anyway.
+            with contextlib.suppress(OSError):
+                self.request.close()
             self.request = None
         self.body_since = None
 
