@@ -83,6 +83,35 @@ def default_format(fmt: Format) -> str:
     return spec_for(fmt).answer.value
 
 
+# Format names as people read them, for the words below.
+FORMAT_WORDS = {
+    Format.CSV: "CSV",
+    Format.TSV: "TSV",
+    Format.EXCEL: "Excel",
+    Format.XLS: "Excel",
+    Format.JSON: "JSON",
+    Format.JSONL: "JSON Lines",
+    Format.PARQUET: "Parquet",
+}
+
+
+def default_format_words() -> str:
+    """Say what comes back without a format: "same as the input (CSV for TSV and Excel files)".
+
+    Read from the format table, so the score page, the API's ``?format=`` description and the
+    README (a test compares) say what ``default_format`` does, never less.
+    """
+    others: dict[str, list[str]] = {}
+    for fmt in Format:
+        answer = spec_for(fmt).answer
+        if answer is not fmt and FORMAT_WORDS[fmt] not in others.get(FORMAT_WORDS[answer], []):
+            others.setdefault(FORMAT_WORDS[answer], []).append(FORMAT_WORDS[fmt])
+    if not others:
+        return "same as the input"
+    parts = [f"{answer} for {' and '.join(inputs)} files" for answer, inputs in others.items()]
+    return f"same as the input ({'; '.join(parts)})"
+
+
 def score_path(
     src: Path,
     dst: Path,
