@@ -238,6 +238,7 @@ def test_fit_picks_log_for_positive_skew_clip_for_outliers_and_plain_otherwise()
     with_outliers = [*rng.normal(0, 1, 2000), 400.0, -300.0]
     clipped = scales.fit(with_outliers)
     assert clipped.clipped and not clipped.log and clipped.hi < 400
+    assert not scales.fit(lognormal, log=False).log  # residuals around a 0 line: never log
     plain = scales.fit(list(rng.normal(0, 1, 2000)))
     assert not plain.log and not plain.clipped
     assert (

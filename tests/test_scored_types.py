@@ -111,7 +111,7 @@ def test_score_file_on_a_real_server_keeps_csv_ints_in_parquet(settings, registr
     assert_values_back(pq.read_table(out).to_pandas())
 
 
-@pytest.mark.parametrize("suffix", [".csv", ".tsv", ".parquet", ".jsonl"])
+@pytest.mark.parametrize("suffix", [".csv", ".tsv", ".xlsx", ".parquet", ".jsonl"])
 def test_every_input_format_comes_back_with_its_types(tmp_path, registry, version, suffix):
     src = tmp_path / f"in{suffix}"
     frame = houses()
@@ -119,6 +119,8 @@ def test_every_input_format_comes_back_with_its_types(tmp_path, registry, versio
         frame.to_csv(src, index=False)
     elif suffix == ".tsv":
         frame.to_csv(src, index=False, sep="\t")
+    elif suffix == ".xlsx":
+        frame.to_excel(src, index=False, engine="openpyxl")
     elif suffix == ".parquet":
         frame.to_parquet(src, index=False)
     else:

@@ -118,8 +118,9 @@ def fit(
     shape: Sequence[float] | None = None,
     floor: float | None = None,
     ceiling: float | None = None,
+    log: bool = True,
 ) -> Scale:
-    """Choose the scale that shows these values best: linear, log, or clipped.
+    """Choose the scale that shows these values best: linear, log (unless not ``log``), clipped.
 
     ``shape`` are the values whose distribution decides (the target, for predicted vs actual;
     by default ``values``): positive, skewed and spread over two decades or more, the scale is
@@ -135,7 +136,8 @@ def fit(
         skewed = skewness(shape) > SKEWED
         positive = [v for v in values if v > 0]
         few_left_out = len(values) - len(positive) <= CLIP[0] * len(values)  # as clipping would
-        if skewed and min(shape) > 0 and max(shape) / min(shape) >= LOG_SPREAD and few_left_out:
+        spread = min(shape) > 0 and max(shape) / min(shape) >= LOG_SPREAD
+        if log and skewed and spread and few_left_out:
             return logarithmic(min(positive), max(positive))
         q_lo, q_hi = quantile(values, CLIP[0]), quantile(values, CLIP[1])
         if q_hi > q_lo and (skewed or (hi - lo) > CLIP_SPREAD * (q_hi - q_lo)):

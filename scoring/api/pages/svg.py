@@ -137,7 +137,9 @@ def scatter(
         both = fit(px + py, shape=px)  # the target's shape decides: log or clipped
         axes = _Axes(both, both)
     else:
-        axes = _Axes(fit(px), fit(py + ([hline] if hline is not None else [])))
+        # a reference line (residuals around 0) keeps a linear y axis, so the line is on it
+        y_scale = fit(py + ([hline] if hline is not None else []), log=hline is None)
+        axes = _Axes(fit(px), y_scale)
     inside = [(a, b) for a, b in pairs if axes.holds(a, b)]
     out = [*_open(title), axes.frame(), *axes.x_ticks(), *axes.y_ticks()]
     out += axes.labels(xlabel, ylabel)
