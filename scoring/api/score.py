@@ -21,7 +21,7 @@ from scoring.api.context import services
 from scoring.api.limits import spool_dir
 from scoring.api.openapi import INTEGER, STRING, obj, operation, query_param
 from scoring.api.uploads import receive_upload
-from scoring.bulk.batch import score_path
+from scoring.bulk.batch import default_format_words, score_path
 from scoring.bulk.engines import engine_for
 from scoring.errors import UnsupportedMediaType, ValidationFailed
 from scoring.ingest_options import read_options
@@ -72,8 +72,7 @@ SCORED = {
         query_param(
             "format",
             {"type": "string", "enum": list(OUTPUT_FORMATS)},
-            "output format; default: the input's (a JSON array for .json, JSON Lines for"
-            " .jsonl, Parquet for Parquet, CSV for CSV and Excel)",
+            f"output format; default: {default_format_words()}",
         ),
         query_param(
             "sheet",

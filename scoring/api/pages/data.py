@@ -31,7 +31,7 @@ def overview(s: Services) -> dict[str, Any]:
     model = s.model()
     wanted = job_id(RETRAIN, model.name)
     retrain = next((j for j in jobs if j.get("id") == wanted), None)
-    counters = traffic(s.monitoring.render())
+    exposition = s.monitoring.render()
     files = model.ledger.counts_by_state()
     return {
         "champion": champion(s),
@@ -39,7 +39,8 @@ def overview(s: Services) -> dict[str, Any]:
         "watcher": body.get("watcher"),
         "scheduler": scheduler or None,
         "next_retrain": retrain.get("next_run_time") if retrain else None,
-        "traffic": counters,  # the whole service's requests
+        "traffic": traffic(exposition, model.name),  # this model's requests
+        "traffic_total": traffic(exposition),  # every request the service answered
         "files": {state: files.get(state, 0) for state in STATES},  # this model's drops
         "train_inbox": str(model.settings.layout.inbox("train").relative_to(s.root.data_dir)),
     }

@@ -24,6 +24,7 @@ from scoring.api.context import MODEL_KEY, services
 from scoring.api.files import requeue
 from scoring.api.pages import data, session
 from scoring.api.params import int_arg
+from scoring.bulk.batch import default_format_words
 from scoring.errors import BadRequest, Conflict, NotFound, ValidationFailed
 from scoring.keys import KeyRing
 from scoring.lifecycle.runner import begin_retrain, execute
@@ -160,7 +161,7 @@ def retry(file_id: int) -> Response:
 @bp.get("/ui/score")
 def score() -> str:
     """Render the form that scores an uploaded file through the API."""
-    return render_template("score.html", page="score")
+    return render_template("score.html", page="score", default_format=default_format_words())
 
 
 @bp.route("/ui/login", methods=["GET", "POST"])
