@@ -17,8 +17,9 @@ NORMALIZED = "normalized"
 SCORED = "scored"
 QUARANTINED = "quarantined"
 DUPLICATE = "duplicate"
-STATES = (RECEIVED, NORMALIZED, SCORED, QUARANTINED, DUPLICATE)
-TERMINAL_STATES = (NORMALIZED, SCORED, QUARANTINED, DUPLICATE)  # normalized: for train drops
+RETRIED = "retried"  # a quarantined drop taken again: ``retried_as`` names the new drop
+STATES = (RECEIVED, NORMALIZED, SCORED, QUARANTINED, DUPLICATE, RETRIED)
+TERMINAL_STATES = (NORMALIZED, SCORED, QUARANTINED, DUPLICATE, RETRIED)  # normalized: train drops
 LIVE_STATES = (RECEIVED, NORMALIZED, SCORED)  # content that is, or is becoming, a lake file
 BY_BYTES = "bytes"  # a duplicate whose file's sha256 matched a live drop's
 BY_CONTENT = "content"  # a duplicate whose normalized table matched a live drop's
@@ -43,7 +44,7 @@ class FileRecord:
     """One drop as the ledger knows it; ``to_dict`` is its ``GET /files`` body."""
 
     id: int
-    original_name: str
+    original_name: str  # the dropped name in its stored form (``ingest.names.escape``)
     kind: str
     size_bytes: int | None
     sha256: str | None
@@ -61,6 +62,8 @@ class FileRecord:
     quarantine_path: str | None
     duplicate_of: int | None
     duplicate_by: str | None  # "bytes" or "content": how the drop matched ``duplicate_of``
+    retried_as: int | None  # the drop a retry made of this one, once the watcher took its copy
+    queued_as: str | None  # the name its retry's copy waits under in the inbox
     attempts: int
     processing_path: str | None
     output_path: str | None
