@@ -23,6 +23,7 @@ TERMINAL_STATES = (NORMALIZED, SCORED, QUARANTINED, DUPLICATE, RETRIED)  # norma
 LIVE_STATES = (RECEIVED, NORMALIZED, SCORED)  # content that is, or is becoming, a lake file
 BY_BYTES = "bytes"  # a duplicate whose file's sha256 matched a live drop's
 BY_CONTENT = "content"  # a duplicate whose normalized table matched a live drop's
+SAME_AS = {BY_BYTES: "same bytes", BY_CONTENT: "same content"}  # how people read duplicate_by
 
 
 class IllegalTransition(ValueError):
@@ -86,6 +87,24 @@ class FileRecord:
     def terminal(self) -> bool:
         """Tell whether ingest is done with this drop (a normalized drop may still be scored)."""
         return self.state in TERMINAL_STATES
+
+    @property
+    def details(self) -> str:
+        """Say in a few words what the state alone does not: why, a duplicate of what, as what.
+
+        The CLI's and the dashboard's one wording: ``duplicate of 12 (same bytes)``, ``retried
+        as 15``, a quarantined drop's error message.
+        """
+        if self.state == DUPLICATE:
+            same = SAME_AS.get(self.duplicate_by or BY_BYTES, "same content")
+            return f"duplicate of {self.duplicate_of} ({same})"
+        if self.state == RETRIED:
+            if self.retried_as is not None:
+                return f"retried as {self.retried_as}"
+            return f"retried: its copy waits in the inbox as {self.queued_as}"
+        if self.error:
+            return str(self.error.get("message") or "no reason was recorded")
+        return ""
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready dict, so API and CLI show the same fields."""
