@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ingest.names import needs_escape
+from ingest.names import undecodable
 from ingest.records import (
     BY_BYTES,
     STATES,
@@ -221,7 +221,7 @@ class LedgerTable:
         drop) was never stored, so it has no drop: it is not looked up.
         """
         stored = self.relative(path)
-        if stored is None or needs_escape(stored):
+        if stored is None or undecodable(stored):
             return None
         with self._read() as conn:
             row = conn.execute(

@@ -74,10 +74,10 @@ def unescape(stored: str) -> str:
     return os.fsdecode(bytes(out))
 
 
-def needs_escape(name: str) -> bool:
-    """Tell whether a name holds what the stored form escapes, besides a backslash.
+def undecodable(name: str) -> bool:
+    """Tell whether a name holds bytes that are not UTF-8, which no ledger row can hold.
 
     A claim named by this release never does; one left in ``processing/`` by an older release
     may, and is renamed to its stored form before it is taken again.
     """
-    return _HIDDEN.search(name) is not None
+    return _UNDECODED.search(name) is not None

@@ -39,7 +39,7 @@ from ingest.errors import InternalIngestError
 from ingest.lake import remove_stale_temporaries
 from ingest.lakefile import lake_owner
 from ingest.ledger import QUARANTINED, RECEIVED, FileRecord, Ledger
-from ingest.names import escape, needs_escape, shown
+from ingest.names import escape, shown, undecodable
 from ingest.quarantine import remove_stale_temporaries as remove_stale_error_temporaries
 
 log = logging.getLogger("dropscore.ingest")
@@ -97,7 +97,7 @@ def _as_stored(entry: Path) -> Path:
     Such a claim never got a ledger row (its path could not be stored), so no row names the
     old path. The lock stays on the file across the rename.
     """
-    if not needs_escape(entry.name):
+    if not undecodable(entry.name):
         return entry
     target = entry.with_name(escape(entry.name))
     os.link(entry, target)  # never over another file: FileExistsError instead

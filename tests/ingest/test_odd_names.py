@@ -29,12 +29,12 @@ EMPTY = b""  # quarantined as empty_file
 
 NAMES = {
     "not-utf8": b"\xff\xfe\xfdbad.csv",
-    "odd-but-valid": 'new\nline "double" \'single\' \xe9 \U0001f389.csv'.encode(),
+    "odd-but-valid": "new\nline \"double\" 'single' \xe9 \U0001f389.csv".encode(),
     "backslashes": b"a\\xff\\\\b.csv",  # looks like an escape: must not turn into one
 }
 STORED = {
     "not-utf8": "\\xff\\xfe\\xfdbad.csv",
-    "odd-but-valid": 'new\\x0aline "double" \'single\' \xe9 \U0001f389.csv',
+    "odd-but-valid": "new\\x0aline \"double\" 'single' \xe9 \U0001f389.csv",
     "backslashes": "a\\\\xff\\\\\\\\b.csv",
 }
 
@@ -103,8 +103,9 @@ def test_start_up_recovery_finishes_a_claim_of_any_name(
 ) -> None:
     """A drop claimed (moved to processing/) when the process died, before its row existed."""
     _drop(config.inbox("score"), NAMES[which], GOOD)
-    with claim_move(config, Path(os.fsdecode(config.inbox("score"))) / os.fsdecode(NAMES[which]),
-                    "score"):
+    with claim_move(
+        config, Path(os.fsdecode(config.inbox("score"))) / os.fsdecode(NAMES[which]), "score"
+    ):
         pass  # the process dies here: the file is in processing/, no ledger row
     assert _files_under(config.processing) != []
     with caplog.at_level(logging.INFO, logger="dropscore.ingest"):
@@ -152,3 +153,25 @@ def _assert_settled_large(config: IngestConfig, ledger: Ledger, record: FileReco
     body = json.loads(Path(f"{kept}{ERROR_SUFFIX}").read_text(encoding="utf-8"))
     assert body["file"] == escape(os.fsdecode(NAMES["not-utf8"]))
     assert _files_under(config.processing) == []
+
+
+def test_start_up_recovery_keeps_the_row_an_older_release_gave_a_claim_with_a_newline(
+    config: IngestConfig, ledger: Ledger, intake: Intake
+) -> None:
+    """An older release named the claim as dropped and stored that path: the row is resumed."""
+    claim = config.processing / "score" / uuid.uuid4().hex
+    claim.mkdir(parents=True)
+    raw = NAMES["odd-but-valid"]
+    _drop(claim, raw, GOOD)
+    claimed = claim / os.fsdecode(raw)
+    received = ledger.receive(
+        original_name=claimed.name,
+        kind="score",
+        size_bytes=len(GOOD),
+        sha256="x",
+        processing_path=claimed,
+    )
+    [record] = intake.resume()
+    assert (record.id, record.state) == (received.id, NORMALIZED)
+    assert [r.id for r in ledger.list()] == [received.id]  # no second row for the same file
+    _assert_settled(config, ledger, record, raw)
