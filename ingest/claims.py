@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from ingest.config import KINDS, IngestConfig
-from ingest.names import as_text, escape, shown, unescape
+from ingest.names import as_text, escape, on_disk, shown, unescape
 
 try:  # POSIX advisory locks keep two processes off one claimed file; elsewhere we do without
     import fcntl
@@ -117,8 +117,9 @@ def ensure_claim_dirs(config: IngestConfig) -> None:
 
 
 def claim_name(config: IngestConfig, kind: str, name: str) -> Path:
-    """Name a claim so two drops of one name never collide; only the basename is kept, escaped."""
-    return config.processing / kind / uuid.uuid4().hex / escape(Path(name).name)
+    """Name a claim so two drops of one name never collide; only the basename is kept, escaped
+    and short enough for the filesystem (``names.on_disk``)."""
+    return config.processing / kind / uuid.uuid4().hex / on_disk(escape(Path(name).name))
 
 
 def dropped_name(claimed: Path) -> str:

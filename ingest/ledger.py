@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ingest.ledger_table import LedgerTable, first_live, first_live_content
-from ingest.names import as_text, escape
+from ingest.names import as_text, escape, filed
 from ingest.records import (
     BY_BYTES,
     BY_CONTENT,
@@ -123,7 +123,7 @@ class Ledger(LedgerTable):
                     (
                         QUARANTINED,
                         error_json(rejected),
-                        f"quarantine/{file_id}__{stored}",
+                        f"quarantine/{filed(file_id, stored)}",
                         now,
                         file_id,
                     ),
@@ -392,7 +392,7 @@ def _duplicate_by_bytes(
         DUPLICATE,
         duplicate_of=earlier,
         duplicate_by=BY_BYTES,
-        archive_path=f"archive/{file_id}__{stored}",
+        archive_path=f"archive/{filed(file_id, stored)}",
         finished_at=now,
     )
 

@@ -13,10 +13,14 @@ turn back into the exact bytes:
 
 The claim in ``processing/`` and the archived or quarantined original are named in this form
 too, so every path the ledger holds is plain text, and one claim's name gives back the drop's.
+Those names are kept short enough for the filesystem (``on_disk``): a name longer than
+``NAME_BYTES`` keeps its start and its extension around a hash of the whole; the ledger row
+keeps the whole name.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 
@@ -28,6 +32,11 @@ _HIDDEN = re.compile(
 )
 _ESCAPE = re.compile(r"\\(\\|x[0-9a-fA-F]{2})")
 _UNDECODED = re.compile("[\ud800-\udfff]")
+_TOKEN = re.compile(r"\\\\|\\x[0-9a-fA-F]{2}|.", re.DOTALL)  # one character or one escape
+# Most filesystems allow 255 bytes a name; what we add around a drop's name (``<id>__``, a
+# ready marker, ``.error.json``, a temporary's dots and tag) must fit in the rest.
+NAME_BYTES = 180
+_SUFFIX_BYTES = 24  # the longest extension kept whole (``.csv.gz``, ``.jsonl``, ``.parquet``)
 
 
 def _as_bytes(char: str) -> str:
@@ -81,3 +90,41 @@ def undecodable(name: str) -> bool:
     may, and is renamed to its stored form before it is taken again.
     """
     return _UNDECODED.search(name) is not None
+
+
+def on_disk(stored: str) -> str:
+    """Fit a stored name into ``NAME_BYTES``: its start, a hash of the whole, its extension.
+
+    The extension says the format to the readers, and the hash keeps two long names that
+    start alike apart; a name that fits is returned as it is.
+    """
+    data = stored.encode("utf-8")
+    if len(data) <= NAME_BYTES:
+        return stored
+    suffix = "".join(_suffixes(stored))
+    tag = "~" + hashlib.sha256(data).hexdigest()[:12]
+    room = NAME_BYTES - len(tag.encode()) - len(suffix.encode())
+    head, used = [], 0
+    for token in _TOKEN.findall(stored):  # never half a character or half an escape
+        used += len(token.encode("utf-8"))
+        if used > room:
+            break
+        head.append(token)
+    return "".join(head) + tag + suffix
+
+
+def filed(file_id: int, stored: str) -> str:
+    """Name a drop's original in archive/ or quarantine/: ``<id>__<name>``, short enough."""
+    return f"{file_id}__{on_disk(stored)}"
+
+
+def _suffixes(stored: str) -> list[str]:
+    """Return the extensions worth keeping on a shortened name (``.csv``, ``.csv.gz``)."""
+    parts = stored.rsplit(".", 2)[1:]
+    kept: list[str] = []
+    for part in reversed(parts):
+        candidate = "." + part
+        if len((candidate + "".join(kept)).encode()) > _SUFFIX_BYTES or "\\" in part:
+            break
+        kept.insert(0, candidate)
+    return kept

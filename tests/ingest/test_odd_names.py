@@ -32,10 +32,16 @@ NAMES = {
     "odd-but-valid": "new\nline \"double\" 'single' \xe9 \U0001f389.csv".encode(),
     "backslashes": b"a\\xff\\\\b.csv",  # looks like an escape: must not turn into one
 }
+LONG = {  # too long for archive/ once ``<id>__`` and ``.error.json`` are added, or escaped
+    "long": b"L" * 246 + b".csv",
+    "long-not-utf8": b"\xe4\xb8" * 50 + b".csv",  # 104 bytes, 404 once escaped
+}
 STORED = {
     "not-utf8": "\\xff\\xfe\\xfdbad.csv",
     "odd-but-valid": "new\\x0aline \"double\" 'single' \xe9 \U0001f389.csv",
     "backslashes": "a\\\\xff\\\\\\\\b.csv",
+    "long": "L" * 246 + ".csv",
+    "long-not-utf8": "\\xe4\\xb8" * 50 + ".csv",
 }
 
 
@@ -74,7 +80,7 @@ def _assert_settled(config: IngestConfig, ledger: Ledger, record: FileRecord, ra
 
 
 @pytest.mark.parametrize("content", [GOOD, EMPTY], ids=["taken", "quarantined"])
-@pytest.mark.parametrize("which", list(NAMES))
+@pytest.mark.parametrize("which", [*NAMES, *LONG])
 def test_watcher_takes_a_drop_of_any_name(
     make_watcher: MakeWatcher,
     config: IngestConfig,
@@ -83,8 +89,9 @@ def test_watcher_takes_a_drop_of_any_name(
     which: str,
     content: bytes,
 ) -> None:
+    raw = {**NAMES, **LONG}[which]
     watcher = make_watcher("native")
-    _drop(config.inbox("score"), NAMES[which], content)
+    _drop(config.inbox("score"), raw, content)
     wait_for(  # the row commits first, then the original leaves processing/
         lambda: terminal(ledger) and not _files_under(config.processing),
         timeout=60,
@@ -93,7 +100,7 @@ def test_watcher_takes_a_drop_of_any_name(
     [record] = ledger.list()
     assert record.original_name == STORED[which]
     assert record.state == (NORMALIZED if content else QUARANTINED)
-    _assert_settled(config, ledger, record, NAMES[which])
+    _assert_settled(config, ledger, record, raw)
     json.dumps(watcher.status(), ensure_ascii=False).encode("utf-8")
 
 
@@ -175,3 +182,21 @@ def test_start_up_recovery_keeps_the_row_an_older_release_gave_a_claim_with_a_ne
     assert (record.id, record.state) == (received.id, NORMALIZED)
     assert [r.id for r in ledger.list()] == [received.id]  # no second row for the same file
     _assert_settled(config, ledger, record, raw)
+
+
+@pytest.mark.parametrize("which", list(LONG))
+def test_start_up_recovery_finishes_a_claim_of_a_long_name(
+    config: IngestConfig, ledger: Ledger, intake: Intake, which: str
+) -> None:
+    """The claim's name was shortened (start, hash, extension): the row records that name."""
+    inbox = Path(os.fsdecode(config.inbox("score")))
+    _drop(inbox, LONG[which], GOOD)
+    with claim_move(config, inbox / os.fsdecode(LONG[which]), "score") as claimed:
+        pass  # the process dies here: the file is in processing/, no ledger row
+    assert len(claimed.name.encode()) <= 180 and claimed.name.endswith(".csv")
+    [record] = intake.resume()
+    assert record.state == NORMALIZED and record.original_name == claimed.name
+    assert record.original_name.startswith(STORED[which][:100])
+    assert _files_under(config.processing) == []
+    archived = ledger.resolve(record.archive_path)
+    assert archived is not None and archived.read_bytes() == GOOD
