@@ -309,17 +309,30 @@ class Ledger(LedgerTable):
                 _refuse(conn, file_id, "mark as scored")
             return self._require(conn, file_id)
 
-    def mark_retried(self, file_id: int, *, queued_as: str) -> FileRecord:
+    def mark_retried(
+        self, file_id: int, *, queued_as: str, lost: str | None = None
+    ) -> FileRecord:
         """Record that a quarantined drop's original was queued again as ``queued_as``.
 
         One guarded ``UPDATE``: of two retries racing on one drop exactly one succeeds, the
         other gets ``IllegalTransition``. ``queued_as`` is the name of the copy in the inbox,
         as the filesystem knows it; the drop the watcher makes of it is recorded as
-        ``retried_as`` by ``receive``.
+        ``retried_as`` by ``receive``. ``lost`` (the stored name of a copy a crash lost before
+        it reached the inbox) queues a retried drop again, only while no drop was made of it.
         """
-        return self._transition(
-            file_id, (QUARANTINED,), RETRIED, queued_as=escape(queued_as), retried_as=None
-        )
+        if lost is None:
+            return self._transition(
+                file_id, (QUARANTINED,), RETRIED, queued_as=escape(queued_as), retried_as=None
+            )
+        with self._write() as conn:
+            cur = conn.execute(
+                "UPDATE files SET queued_as = ?, updated_at = ? WHERE id = ? AND state = ? "
+                "AND retried_as IS NULL AND queued_as = ?",
+                (escape(queued_as), utc_now(), file_id, RETRIED, lost),
+            )
+            if cur.rowcount == 0:
+                _refuse(conn, file_id, "queue again")
+            return self._require(conn, file_id)
 
     def unmark_retried(self, file_id: int) -> FileRecord:
         """Put a drop back in quarantine when its retry's copy could not be queued after all."""

@@ -251,3 +251,18 @@ def test_a_state_db_of_an_older_release_learns_the_retried_state(tmp_path: Path)
     assert ledger.get(1).retried_as == 4  # type: ignore[union-attr]
     assert [r.state for r in ledger.list()] == ["received", "duplicate", "retried"]
     assert ledger.counts_by_state()["retried"] == 1
+
+
+def test_a_retry_whose_copy_a_crash_lost_can_be_queued_again(served: Any) -> None:
+    """The ledger said retried, but the process died before the copy reached the inbox."""
+    settings, ledger, _intake, rejected, url = served
+    ledger.mark_retried(rejected.id, queued_as=f"retry{rejected.id}-dead00__broken.csv")
+    inbox = settings.data_dir / "inbox" / "score"
+    assert list(inbox.iterdir()) == []  # nothing will ever be taken: the retry must not be stuck
+    answer = requests.post(f"{url}/files/{rejected.id}/retry", timeout=30)
+    assert answer.status_code == 202, answer.text
+    [copy] = inbox.iterdir()
+    assert copy.name == answer.json()["queued_as"] != f"retry{rejected.id}-dead00__broken.csv"
+    assert copy.read_bytes() == BROKEN
+    waiting = _error(requests.post(f"{url}/files/{rejected.id}/retry", timeout=30), 409)
+    assert copy.name in waiting["message"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import os
 import secrets
 import shutil
@@ -12,7 +13,7 @@ from flask import Blueprint, Response, jsonify, send_file
 
 from ingest.layout import DataLayout
 from ingest.ledger import QUARANTINED, RETRIED, STATES, FileRecord, IllegalTransition, Ledger
-from ingest.names import unescape
+from ingest.names import on_disk, unescape
 from scoring.api.context import services
 from scoring.api.openapi import (
     ANY_OBJECT,
@@ -100,7 +101,8 @@ def requeue(ledger: Ledger, layout: DataLayout, file_id: int) -> str:
     (which the watcher ignores) and renamed into place once the ledger agreed.
     """
     record = _record(ledger, file_id)
-    if record.state != QUARANTINED:
+    lost = _lost_copy(layout, record)
+    if record.state != QUARANTINED and lost is None:
         raise _not_retryable(record)
     original = _stored(ledger, record.quarantine_path, file_id, "quarantined original")
     inbox = layout.inbox(record.kind)
@@ -110,7 +112,7 @@ def requeue(ledger: Ledger, layout: DataLayout, file_id: int) -> str:
     try:
         shutil.copyfile(original, tmp)
         try:
-            retried = ledger.mark_retried(file_id, queued_as=name)
+            retried = ledger.mark_retried(file_id, queued_as=name, lost=lost)
         except IllegalTransition:
             raise _not_retryable(_record(ledger, file_id)) from None
         try:
@@ -121,6 +123,23 @@ def requeue(ledger: Ledger, layout: DataLayout, file_id: int) -> str:
     finally:
         tmp.unlink(missing_ok=True)
     return str(retried.queued_as)
+
+
+def _lost_copy(layout: DataLayout, record: FileRecord) -> str | None:
+    """Return the name of a retry's copy a crash lost before it reached the inbox, if it did.
+
+    The ledger says the drop was retried, no drop was made of the copy, and the copy is
+    neither in the inbox nor claimed in processing/: then nothing will ever take it, and the
+    drop may be queued again (the ledger checks the same facts as it does so).
+    """
+    if record.state != RETRIED or record.retried_as is not None or record.queued_as is None:
+        return None
+    queued = str(record.queued_as)
+    if os.path.lexists(layout.inbox(record.kind) / unescape(queued)):
+        return None
+    if any((layout.processing / record.kind).glob(f"*/{glob.escape(on_disk(queued))}")):
+        return None
+    return queued
 
 
 def _not_retryable(record: FileRecord) -> Conflict:
