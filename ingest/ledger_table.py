@@ -79,7 +79,8 @@ _BACKFILL = (
     "WHERE state = 'duplicate' AND duplicate_by IS NULL"
 )
 # The state CHECK of a state.db made before a state was added; SQLite cannot alter a CHECK.
-_STATE_CHECK = re.compile(r"CHECK \(state IN \([^)]*\)\)")
+_STATE_CHECK = re.compile(r"CHECK\s*\(\s*state\s+IN\s*\([^)]*\)\s*\)", re.IGNORECASE)
+_TABLE_NAME = re.compile(r"^CREATE\s+TABLE\s+[\"'`\[]?files[\"'`\]]?", re.IGNORECASE)
 
 
 class LedgerTable:
@@ -310,7 +311,7 @@ def widen_states(conn: sqlite3.Connection) -> None:
                 return
             seq = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'files'").fetchone()
             widened = _STATE_CHECK.sub(wanted, sql, count=1)
-            conn.execute(widened.replace("CREATE TABLE files", "CREATE TABLE files_widened", 1))
+            conn.execute(_TABLE_NAME.sub("CREATE TABLE files_widened", widened, count=1))
             conn.execute("INSERT INTO files_widened SELECT * FROM files")
             conn.execute("DROP TABLE files")
             conn.execute("ALTER TABLE files_widened RENAME TO files")

@@ -206,7 +206,7 @@ def test_a_non_utf8_name_is_shown_readably_and_retried_under_its_own_bytes(
 
 
 OLD_SCHEMA = """
-CREATE TABLE files (
+CREATE TABLE IF NOT EXISTS files (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     original_name TEXT NOT NULL,
     kind TEXT NOT NULL CHECK (kind IN ('train', 'score')),
@@ -222,6 +222,8 @@ CREATE TABLE files (
     updated_at TEXT NOT NULL, finished_at TEXT, scored_at TEXT,
     content_sha256 TEXT, duplicate_by TEXT CHECK (duplicate_by IN ('bytes', 'content'))
 );
+CREATE INDEX IF NOT EXISTS files_kind_sha ON files (kind, sha256);
+CREATE INDEX IF NOT EXISTS files_state ON files (state, kind);
 """
 
 
@@ -251,6 +253,11 @@ def test_a_state_db_of_an_older_release_learns_the_retried_state(tmp_path: Path)
     assert ledger.get(1).retried_as == 4  # type: ignore[union-attr]
     assert [r.state for r in ledger.list()] == ["received", "duplicate", "retried"]
     assert ledger.counts_by_state()["retried"] == 1
+    with sqlite3.connect(db) as conn:
+        indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='index'")}
+        assert {"files_kind_sha", "files_state", "files_finished", "files_kind_content"} <= indexes
+        assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
+    conn.close()
 
 
 def test_a_retry_whose_copy_a_crash_lost_can_be_queued_again(served: Any) -> None:
