@@ -273,3 +273,21 @@ def test_a_retry_whose_copy_a_crash_lost_can_be_queued_again(served: Any) -> Non
     assert copy.read_bytes() == BROKEN
     waiting = _error(requests.post(f"{url}/files/{rejected.id}/retry", timeout=30), 409)
     assert copy.name in waiting["message"]
+
+
+def test_a_drop_of_a_long_name_is_retried_under_a_name_the_inbox_accepts(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)
+    _, ledger, intake = open_intake(settings)
+    inbox = settings.data_dir / "inbox" / "score"
+    long_name = "L" * 246 + ".csv"  # 250 bytes: with the retry's prefix, over 255
+    (inbox / long_name).write_bytes(BROKEN)
+    rejected = intake.take(inbox / long_name, "score")
+    assert rejected.original_name == long_name
+    with serving(create_app(settings, ledger=ledger)) as url:
+        answer = requests.post(f"{url}/files/{rejected.id}/retry", timeout=30)
+        assert answer.status_code == 202, answer.text
+    [copy] = inbox.iterdir()
+    assert copy.suffix == ".csv" and copy.read_bytes() == BROKEN
+    again = intake.take(copy, "score")
+    assert again.original_name == long_name
+    assert ledger.get(rejected.id).retried_as == again.id  # type: ignore[union-attr]

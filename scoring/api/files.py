@@ -107,7 +107,9 @@ def requeue(ledger: Ledger, layout: DataLayout, file_id: int) -> str:
     original = _stored(ledger, record.quarantine_path, file_id, "quarantined original")
     inbox = layout.inbox(record.kind)
     inbox.mkdir(parents=True, exist_ok=True)
-    name = f"retry{file_id}-{secrets.token_hex(3)}__{Path(unescape(record.original_name)).name}"
+    # the dropped bytes again, short enough for the retry's prefix (the ledger keeps the name)
+    dropped = Path(unescape(on_disk(record.original_name))).name.replace("\0", "")
+    name = f"retry{file_id}-{secrets.token_hex(3)}__{dropped}"
     tmp = inbox / f".retry{file_id}-{secrets.token_hex(3)}.tmp"
     try:
         shutil.copyfile(original, tmp)
