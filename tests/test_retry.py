@@ -116,7 +116,7 @@ def test_the_dashboard_retry_follows_the_same_rule_and_says_what_it_does(served:
     assert token is not None
     action = f"{url}/ui/files/{rejected.id}/retry"
     first = web.post(action, data={"csrf_token": token.group(1)}, timeout=30)
-    assert "put back in the inbox, unchanged" in first.text
+    assert "put back in the inbox as retry" in first.text
     second = web.post(action, data={"csrf_token": token.group(1)}, timeout=30)
     assert f"not retried: file {rejected.id} was already retried" in second.text
     copy = next((settings.data_dir / "inbox" / "score").glob("retry*"))

@@ -153,7 +153,7 @@ def retry(file_id: int) -> Response:
     except (Conflict, NotFound) as exc:  # said on the page the person is looking at
         flash(f"not retried: {exc.message}")
     else:
-        flash(f"file {file_id} was put back in the inbox, unchanged, as {name}")
+        flash(f"file {file_id} was put back in the inbox as {name}")
     return redirect(request.referrer or url_for("pages.files"))
 
 
