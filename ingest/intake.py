@@ -45,6 +45,7 @@ from ingest.claims import (
     changed_since,
     claim_copy,
     claim_move,
+    dropped_name,
     ensure_claim_dirs,
     hash_claimed,
     remove_claim_folder,
@@ -213,7 +214,7 @@ class Intake:
         """Continue a claimed file from wherever its ledger row says it stopped."""
         record = self.ledger.find_by_processing_path(claimed)
         if record is None:
-            return self._enter(claimed, kind, claimed.name)
+            return self._enter(claimed, kind, dropped_name(claimed))
         log.info("resuming", extra=_fields(record, state=record.state))
         if record.state == RECEIVED:
             return self._process(record, claimed)

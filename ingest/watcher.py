@@ -33,6 +33,7 @@ from ingest.config import KINDS, IngestConfig
 from ingest.formats import is_unfinished_name
 from ingest.intake import Intake
 from ingest.markers import OrphanMarkers, file_marker, is_marker, is_ready, marked_file
+from ingest.names import as_text, shown
 
 log = logging.getLogger("dropscore.ingest")
 
@@ -173,7 +174,7 @@ class Watcher:
             "alive": self.is_alive(),
             "observer": self._observer_kind,
             "backlog": self._inboxes.backlog(),
-            "in_flight": self._in_flight.name if self._in_flight else None,
+            "in_flight": shown(self._in_flight.name) if self._in_flight else None,
             "last_event": _iso(last),
             "restarts": self._restarts,
             "scans": self._scans,
@@ -372,10 +373,13 @@ class Watcher:
             record = intake.take(path, kind)
             file_marker(intake.ledger, record, path, self.config.ready_marker)
         except FileNotFoundError:
-            log.info("vanished before it was claimed", extra={"file": path.name, "kind": kind})
+            log.info(
+                "vanished before it was claimed", extra={"file": shown(path.name), "kind": kind}
+            )
         except Exception as exc:
             log.exception(
-                "could not take", extra={"file": path.name, "kind": kind, "error": str(exc)}
+                "could not take",
+                extra={"file": shown(path.name), "kind": kind, "error": as_text(str(exc))},
             )
             failed = sig
         finally:

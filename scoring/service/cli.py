@@ -335,6 +335,7 @@ def _progress(total: int | None) -> Any:
 @pass_ctx
 def ingest_cmd(ctx: Context, files: tuple[str, ...], kind: str) -> None:
     """Ingest files as if dropped (the originals stay where they are)."""
+    from ingest.names import shown
     from scoring.service.runtime import open_intake
 
     _config, _ledger, intake = open_intake(ctx.settings)
@@ -345,7 +346,7 @@ def ingest_cmd(ctx: Context, files: tuple[str, ...], kind: str) -> None:
         if record.state == "quarantined":
             failed += 1
             detail = (record.error or {}).get("message", "")
-        click.echo(f"{name}: #{record.id} {record.state} {detail}".rstrip())
+        click.echo(f"{shown(name)}: #{record.id} {record.state} {detail}".rstrip())  # one line
     if failed:
         sys.exit(1)
 

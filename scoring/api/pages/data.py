@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ingest.ledger import QUARANTINED, STATES
+from ingest.ledger import DUPLICATE, QUARANTINED, STATES
 from ingest.quarantine import what_to_do
+from ingest.records import BY_BYTES, SAME_AS
 from schedules.ids import RETRAIN, job_id
 from scoring.api import health
 from scoring.api.context import Services
@@ -137,8 +138,12 @@ def files(s: Services, state: str | None, kind: str | None, offset: int) -> dict
 
 def _file_row(record: Any) -> dict[str, Any]:
     row = record.to_dict()
+    row["details"] = record.details  # the CLI's words: a duplicate of what, retried as what
+    if record.state == DUPLICATE:
+        row["same"] = SAME_AS.get(record.duplicate_by or BY_BYTES, "same content")
     if record.state == QUARANTINED:
         error = record.error or {}
         row["reason"] = error.get("message") or "no reason was recorded"
         row["what_to_do"] = what_to_do(error)
+        row["retryable"] = error.get("code") != "symlink"  # a link is never read: nothing to take
     return row
