@@ -33,6 +33,8 @@ log = logging.getLogger("dropscore.keys")
 ROLES = ("predict", "operate", "admin")
 PREFIX = "ds_"
 SETTINGS_PREFIX = "settings-"
+# Keys typed into settings must be at least this long: a short one can be guessed (ours are 46).
+MIN_KEY_LENGTH = 16
 NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9_.@-]{0,63}")
 
 _SCHEMA = """

@@ -21,6 +21,7 @@ from typing import Any
 
 from ingest.config import MARKERS, ReadOptions
 from ingest.layout import DEFAULT_MODEL, DataLayout, model_name_problem
+from scoring.keys import MIN_KEY_LENGTH
 from scoring.lifecycle.estimators import check_estimator_name, check_estimator_params
 from scoring.setting_values import SettingsError, coerce, env_overrides, merge
 
@@ -127,7 +128,10 @@ class ServerSettings:
         5_000_000, "most rows one request may hold (/predict, the protocols, /score-file)", ge=1
     )
     api_keys: list[str] = _f(
-        [], "admin keys settings-1, -2…; auth is on once any key exists here or in `dropscore keys`"
+        [],
+        "admin keys settings-1, -2…; auth is on once any key exists here or in `dropscore keys`",
+        min_length=MIN_KEY_LENGTH,
+        secret=True,
     )
 
 

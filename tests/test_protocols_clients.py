@@ -105,7 +105,10 @@ def mixed(tmp_path_factory) -> Iterator[Server]:
 @pytest.fixture(scope="module")
 def keyed(tmp_path_factory, diabetes) -> Iterator[Server]:
     yield from _serve(
-        tmp_path_factory.mktemp("keyed"), diabetes, "linear_regression", api_keys=["s3cret"]
+        tmp_path_factory.mktemp("keyed"),
+        diabetes,
+        "linear_regression",
+        api_keys=["s3cret-key-0123456789"],
     )
 
 
@@ -274,7 +277,7 @@ def test_kserve_v1_matches_predict(classifier):
 
 
 def test_keys_guard_the_protocols_but_not_their_probes(keyed):
-    key = {"Authorization": "Bearer s3cret"}
+    key = {"Authorization": "Bearer s3cret-key-0123456789"}
     assert requests.get(f"{keyed.url}/ping").status_code == 200
     assert requests.get(f"{keyed.url}/v2/health/live").status_code == 200
     assert requests.get(f"{keyed.url}/v2/health/ready").status_code == 200
