@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote, urlsplit
 
 from flask import (
     Blueprint,
@@ -28,6 +30,12 @@ from scoring.errors import BadRequest, Conflict, NotFound, ValidationFailed
 from scoring.keys import KeyRing
 from scoring.lifecycle.runner import begin_retrain, execute
 from scoring.lifecycle.runs import RetrainBusy
+
+# What a browser ignores in a URL it is sent (WHATWG URL parsing): C0 controls and spaces at
+# either end, tabs and newlines anywhere. Everything else outside printable ASCII is encoded.
+_C0_AND_SPACE = "".join(chr(c) for c in range(0x21))
+_BROWSER_DROPS = re.compile("[\t\r\n]")
+_URL_SAFE = "/?#&=;:@!$'()*+,%~-._[]"
 
 bp = Blueprint(
     "pages",
@@ -193,7 +201,16 @@ def _secret() -> str:
 
 
 def _safe_next(target: str) -> str:
-    """Follow ``next`` only to a path on this site, never to another host."""
-    if target.startswith("/") and not target.startswith("//") and "\\" not in target:
-        return target
-    return "/"
+    """Follow ``next`` only to a path on this site, judged as a browser will read it.
+
+    A browser strips leading and trailing C0 controls and spaces, drops every tab, CR and LF, and
+    reads a backslash as a slash, so ``/<tab>/evil.example`` and ``/<backslash>evil.example`` are
+    the scheme-relative ``//evil.example`` to it: the check runs on that reading, and what is
+    sent is that reading with anything else unusual percent-encoded, so no browser can read it
+    again differently.
+    """
+    seen = _BROWSER_DROPS.sub("", target.strip(_C0_AND_SPACE)).replace("\\", "/")
+    parts = urlsplit(seen)
+    if parts.scheme or parts.netloc or not seen.startswith("/") or seen.startswith("//"):
+        return "/"
+    return quote(seen, safe=_URL_SAFE)
