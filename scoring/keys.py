@@ -26,6 +26,8 @@ from pathlib import Path
 from ingest.sqlite import Tables, transaction
 from scoring.audit import now
 from scoring.errors import Conflict, NotFound, ValidationFailed
+from scoring.sessions import SCHEMA as SESSIONS_SCHEMA
+from scoring.sessions import end_sessions_of
 
 log = logging.getLogger("dropscore.keys")
 
@@ -107,7 +109,7 @@ class KeyStore:
 
     def __init__(self, db_path: Path) -> None:
         self.db_path = db_path
-        self._db = Tables(db_path, _SCHEMA).connect
+        self._db = Tables(db_path, _SCHEMA + SESSIONS_SCHEMA).connect
 
     def add(self, name: str, role: str) -> str:
         """Store a new key under ``name`` and return it: the only time it is ever readable."""
@@ -126,14 +128,19 @@ class KeyStore:
         return key
 
     def revoke(self, name: str) -> None:
-        """Stop a key from working; the row stays, so the audit trail still names it."""
-        with self._db() as conn:
-            cur = conn.execute(
+        """Stop a key from working and end its dashboard sessions at once; the row stays, so the
+        audit trail still names it."""
+        with self._db() as conn, transaction(conn):
+            row = conn.execute(
+                "SELECT hash FROM api_keys WHERE name=? AND revoked_at IS NULL", (name,)
+            ).fetchone()
+            if row is None:
+                raise NotFound(f"no live key named {name!r}")
+            conn.execute(
                 "UPDATE api_keys SET revoked_at=? WHERE name=? AND revoked_at IS NULL",
                 (now(), name),
             )
-        if cur.rowcount == 0:
-            raise NotFound(f"no live key named {name!r}")
+            end_sessions_of(conn, row["hash"])
 
     def list(self, include_revoked: bool = False) -> list[KeyInfo]:
         """Return keys oldest first, without their hashes."""

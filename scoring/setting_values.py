@@ -116,6 +116,10 @@ def coerce(where: str, value: Any, hint: Any, checks: Mapping[str, Any], base: P
                     codecs.lookup(name)
                 except LookupError:
                     raise fail(f"known encodings ({name!r} is not one)") from None
+        for item in value if "each" in checks else ():
+            problem = checks["each"](item)
+            if problem:
+                raise fail(problem)
         shortest = checks.get("min_length", 0)
         for number, item in enumerate(value, start=1):
             if len(item) < shortest:

@@ -10,7 +10,6 @@ from urllib.parse import quote, urlsplit
 
 from flask import (
     Blueprint,
-    current_app,
     flash,
     g,
     redirect,
@@ -21,7 +20,7 @@ from flask import (
 from werkzeug.wrappers import Response
 
 from ingest.ledger import STATES
-from scoring.api.auth import current_key_name
+from scoring.api.auth import STALE_FORM, current_key_name
 from scoring.api.context import MODEL_KEY, services
 from scoring.api.files import requeue
 from scoring.api.pages import data, session
@@ -51,7 +50,7 @@ def _guard() -> Response | None:
     """Refuse a POST without its CSRF token (who may see a page is the API's auth's job), and
     show the model the person picked (``?model=``, kept in the session) on every page."""
     if not session.csrf_ok(request):
-        raise BadRequest("the form is stale or was not sent from a dropscore page; reload it")
+        raise BadRequest(STALE_FORM)
     served = services().models
     picked = request.args.get("model")
     if picked is not None and len(served) > 1:
@@ -177,7 +176,7 @@ def login() -> Response | str:
     target = _safe_next(request.values.get("next", "/"))
     if request.method == "GET":
         return render_template("login.html", page="login", next=target)
-    if session.log_in(_ring(), _secret(), request.form.get("key", "")):
+    if session.log_in(_ring(), request.form.get("key", "")):
         return redirect(target)
     # 200, not 401: the form is the answer, and a browser logs every 4xx as a console error
     return render_template("login.html", page="login", next=target, failed=True)
@@ -194,10 +193,6 @@ def _ring() -> KeyRing:
     ring = services().keyring
     assert ring is not None, "create_app registers auth before any request"
     return ring
-
-
-def _secret() -> str:
-    return str(current_app.secret_key)
 
 
 def _safe_next(target: str) -> str:
