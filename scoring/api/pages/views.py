@@ -29,6 +29,7 @@ from scoring.errors import BadRequest, Conflict, NotFound, ValidationFailed
 from scoring.keys import KeyRing
 from scoring.lifecycle.runner import begin_retrain, execute
 from scoring.lifecycle.runs import RetrainBusy
+from scoring.value_kinds import kind_of
 
 # What a browser ignores in a URL it is sent (WHATWG URL parsing): C0 controls and spaces at
 # either end, tabs and newlines anywhere. Everything else outside printable ASCII is encoded.
@@ -55,7 +56,10 @@ def _guard() -> Response | None:
     picked = request.args.get("model")
     if picked is not None and len(served) > 1:
         if picked not in served:
-            raise NotFound(f"no model named {picked!r}; this server has: {', '.join(served)}")
+            raise NotFound(
+                f"model: no model by that name; this server has: {', '.join(served)}",
+                [{"field": "model", "problem": f"unknown model, got {kind_of(picked)}"}],
+            )
         session.pick_model(picked)
     chosen = session.picked_model()
     if chosen in served:
@@ -143,9 +147,14 @@ def files() -> str:
     state = request.args.get("state") or None
     kind = request.args.get("kind") or None
     if state and state not in STATES:
-        raise ValidationFailed(f"state {state!r} is not a ledger state", [{"field": "state"}])
+        raise ValidationFailed(
+            f"state must be a ledger state: {', '.join(STATES)}",
+            [{"field": "state", "problem": f"got {kind_of(state)}"}],
+        )
     if kind and kind not in data.KINDS:
-        raise ValidationFailed(f"kind {kind!r} is not train or score", [{"field": "kind"}])
+        raise ValidationFailed(
+            "kind must be train or score", [{"field": "kind", "problem": f"got {kind_of(kind)}"}]
+        )
     offset = int_arg("offset", 0, 0, 10**9)
     return render_template(
         "files.html", page="files", **data.files(services(), state, kind, offset)
