@@ -329,3 +329,25 @@ def test_both_servers_leave_forwarded_headers_to_trusted_proxies(serve, command)
     form = login_form(trusted, proxied)
     assert "Secure" in form.headers["Set-Cookie"]
     assert trusted.stop() == 0
+
+
+def test_a_process_whose_key_copy_is_stale_keeps_a_new_keys_session(tmp_path):
+    """Another worker's ring re-reads keys once a second: it must not end a session it cannot
+    place yet, only one whose key is gone from the store too."""
+    from scoring.api.pages import session as page_session
+    from scoring.keys import Identity, KeyRing, hash_key
+
+    settings = make_settings(tmp_path, server={"api_keys": [KEY]})
+    app = create_app(settings)
+    store = KeyStore(settings.shared_db_path)
+    stale = KeyRing(store, [KEY], refresh_seconds=10**9)
+    stale.entries()  # loaded before the key below exists, and never re-read
+    late = store.add("late", "predict")
+    with app.test_request_context("/ui/models"):
+        sessions = page_session.store()
+        page_session.session["sid"] = sessions.start("late", hash_key(late))
+        assert page_session.identify(stale) == Identity("late", "predict")
+        store.revoke("late")  # ends the row itself; and a row left behind is ended on sight
+        page_session.session["sid"] = sessions.start("late", hash_key(late))
+        assert page_session.identify(stale) is None
+    assert sessions_table(tmp_path) == []

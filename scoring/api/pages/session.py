@@ -111,7 +111,8 @@ def identify(ring: KeyRing) -> Identity | None:
 
     The key's stored hash is compared with every live key's, in constant time and without an
     early exit; a session whose key no longer works (revoked, or removed from ``api_keys``) is
-    ended on the spot.
+    ended on the spot. The ring's copy may be a second old, so a key it lacks is looked up in
+    the store before that: a key just added in another process keeps the session it opened.
     """
     session_id = session.get(SESSION_FIELD)
     if not isinstance(session_id, str):
@@ -119,12 +120,20 @@ def identify(ring: KeyRing) -> Identity | None:
     key_hash = store().find(session_id)
     if key_hash is None:
         return None
-    found = None
-    for stored, identity in ring.entries():
-        if hmac.compare_digest(key_hash, stored):
-            found = identity
+    found = _match(key_hash, ring.entries())
+    if found is None:
+        found = _match(key_hash, tuple(ring.store.live_hashes()))
     if found is None:
         store().end(session_id)
+    return found
+
+
+def _match(key_hash: bytes, entries: tuple[tuple[bytes, Identity], ...]) -> Identity | None:
+    """Find the identity of a stored key hash, comparing every entry without an early exit."""
+    found = None
+    for stored, identity in entries:
+        if hmac.compare_digest(key_hash, stored):
+            found = identity
     return found
 
 
