@@ -103,3 +103,52 @@ def test_a_path_on_this_service_is_followed(server):
 def test_any_next_lands_on_this_service(server, target):
     location = login_location(server, target)
     assert lands_on(server, location) == "127.0.0.1", location
+
+
+@pytest.mark.parametrize(
+    "referer",
+    ["http://evil.example/ui/files", "//evil.example/", "/\t/evil.example", "javascript:alert(1)"],
+)
+def test_the_retry_button_goes_back_only_to_a_page_of_this_service(server, referer):
+    """The retry button redirects to the page it was pressed on, read from Referer: a header."""
+    with requests.Session() as browser:
+        token = re.search(
+            r'name="csrf_token" value="([^"]+)"', browser.get(f"{server}/ui/login").text
+        )
+        assert token
+        browser.post(
+            f"{server}/ui/login", data={"key": KEY, "csrf_token": token.group(1)}, timeout=30
+        )
+        page = browser.get(f"{server}/ui/files", timeout=30)
+        token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+        assert token, page.text
+        answer = browser.post(
+            f"{server}/ui/files/999/retry",
+            data={"csrf_token": token.group(1)},
+            headers={"Referer": referer},
+            allow_redirects=False,
+            timeout=30,
+        )
+    assert answer.status_code == 302, answer.text
+    assert lands_on(server, answer.headers["Location"]) == "127.0.0.1", answer.headers["Location"]
+
+
+def test_the_retry_button_goes_back_to_the_filtered_page_it_was_pressed_on(server):
+    with requests.Session() as browser:
+        form = browser.get(f"{server}/ui/login", timeout=30).text
+        token = re.search(r'name="csrf_token" value="([^"]+)"', form)
+        assert token
+        browser.post(
+            f"{server}/ui/login", data={"key": KEY, "csrf_token": token.group(1)}, timeout=30
+        )
+        here = f"{server}/ui/files?state=quarantined"
+        token = re.search(r'name="csrf_token" value="([^"]+)"', browser.get(here).text)
+        assert token
+        answer = browser.post(
+            f"{server}/ui/files/999/retry",
+            data={"csrf_token": token.group(1)},
+            headers={"Referer": here},
+            allow_redirects=False,
+            timeout=30,
+        )
+    assert answer.headers["Location"] == "/ui/files?state=quarantined"

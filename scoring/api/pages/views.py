@@ -6,7 +6,7 @@ import re
 import threading
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from flask import (
     Blueprint,
@@ -170,7 +170,7 @@ def retry(file_id: int) -> Response:
         flash(f"not retried: {exc.message}")
     else:
         flash(f"file {file_id} was put back in the inbox as {name}")
-    return redirect(request.referrer or url_for("pages.files"))
+    return redirect(_back(url_for("pages.files")))
 
 
 @bp.get("/ui/score")
@@ -202,6 +202,14 @@ def _ring() -> KeyRing:
     ring = services().keyring
     assert ring is not None, "create_app registers auth before any request"
     return ring
+
+
+def _back(fallback: str) -> str:
+    """Return the page this request came from (its Referer), if it is a page of this service."""
+    came_from = urlsplit(request.referrer or "")
+    if came_from.netloc != request.host:
+        return fallback
+    return _safe_next(urlunsplit(("", "", came_from.path, came_from.query, "")))
 
 
 def _safe_next(target: str) -> str:
