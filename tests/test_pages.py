@@ -25,7 +25,7 @@ from scoring.lifecycle.training import holdout_sample, train
 from scoring.service.runtime import open_intake
 from tests.conftest import assert_error, make_settings, register_trained, wait_for
 
-KEY = "s3cret-key"
+KEY = "s3cret-key-0123456789"
 
 
 def _csrf(page: bytes) -> str:

@@ -39,6 +39,7 @@ from scoring.api.jsonio import StrictJSONProvider
 from scoring.api.limits import register_body_limits
 from scoring.api.monitoring import Monitoring
 from scoring.api.pages import register_pages
+from scoring.api.proxies import trust_proxies
 from scoring.lifecycle.champion import ChampionHolder
 from scoring.lifecycle.registry import Registry
 from scoring.settings import Settings
@@ -90,6 +91,7 @@ def create_app(
     services.keyring = register_auth(app, settings, sessions)
     register_body_limits(app, settings)  # after auth: a client without a key learns nothing
     register_error_handlers(app)
+    trust_proxies(app, settings)  # forwarded headers: applied from trusted proxies, else dropped
     for module in (
         health, predict, score, models, catalog, files, runs, metrics, audit, openapi, docs,
         mlflow, oip, kserve,

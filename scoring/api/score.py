@@ -25,6 +25,7 @@ from scoring.bulk.batch import default_format_words, score_path
 from scoring.bulk.engines import engine_for
 from scoring.errors import UnsupportedMediaType, ValidationFailed
 from scoring.ingest_options import read_options
+from scoring.value_kinds import kind_of
 
 bp = Blueprint("score", __name__)
 
@@ -94,7 +95,7 @@ def score_file() -> Response:
     sheet = request.args.get("sheet")
     if fmt is not None and fmt not in OUTPUT_FORMATS:
         raise ValidationFailed(
-            f"format {fmt!r} is not one of {', '.join(OUTPUT_FORMATS)}",
+            f"format must be one of {', '.join(OUTPUT_FORMATS)}; got {kind_of(fmt)}",
             [{"field": "format", "problem": "unknown output format"}],
         )
     # On the data folder's disk, whose free space the upload was checked against (/tmp may be

@@ -84,7 +84,8 @@ def keys_list(include_revoked: bool) -> None:
 @keys.command("revoke")
 @click.argument("name")
 def keys_revoke(name: str) -> None:
-    """Stop the key named NAME from working (within a second in running servers)."""
+    """Stop the key named NAME from working (within a second in running servers); its dashboard
+    sessions end at once."""
     from scoring.errors import DropscoreError
     from scoring.keys import SETTINGS_PREFIX
 
