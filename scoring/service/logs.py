@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import sys
 
-from ingest.logs import JsonFormatter, extras
+from ingest.logs import BoundFields, JsonFormatter, extras
 
 
 class HumanFormatter(logging.Formatter):
@@ -31,6 +31,7 @@ def configure_logging(level: str = "INFO", human: bool = False) -> None:
     """Send dropscore's logs to standard error, never standard output (a command's answer)."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(HumanFormatter() if human else JsonFormatter())
+    handler.addFilter(BoundFields())  # the model (and run) the work in hand is about
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

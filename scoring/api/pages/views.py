@@ -20,7 +20,7 @@ from werkzeug.wrappers import Response
 
 from ingest.ledger import STATES
 from scoring.api.auth import current_key_name
-from scoring.api.context import MODEL_KEY, services
+from scoring.api.context import MODEL_KEY, bind_request_model, services
 from scoring.api.files import requeue
 from scoring.api.pages import data, session
 from scoring.api.params import int_arg
@@ -53,6 +53,7 @@ def _guard() -> Response | None:
     chosen = session.picked_model()
     if chosen in served:
         g.setdefault(MODEL_KEY, chosen)
+        bind_request_model()
     return None
 
 
