@@ -19,6 +19,7 @@ from flask import (
 from werkzeug.wrappers import Response
 
 from ingest.ledger import STATES
+from scoring.api.audited import note
 from scoring.api.auth import current_key_name
 from scoring.api.context import MODEL_KEY, bind_request_model, services
 from scoring.api.files import requeue
@@ -127,6 +128,7 @@ def retrain() -> Response:
         args=(pending, s.registry, None, s.champion.refresh),
         name=f"retrain-{pending.run_id}",
     ).start()
+    note(run_id=pending.run_id)  # the run this request started, for its audit row
     flash(f"retrain run {pending.run_id} started")
     return redirect(url_for("pages.runs"))
 
