@@ -276,6 +276,7 @@ def score(ctx: Context, src: Path, dst: Path | None, fmt: str | None) -> None:
     from scoring.ingest_options import read_options
     from scoring.lifecycle.champion import load_version
     from scoring.service.outputs import OutputChoiceError, output_format
+    from scoring.service.progress import progress_bar, summary_line
 
     settings = ctx.settings
     registry = registry_of(settings)
@@ -288,7 +289,7 @@ def score(ctx: Context, src: Path, dst: Path | None, fmt: str | None) -> None:
         model = load_version(registry, version)
         suffix = output_spec(fmt).suffixes[0]
         dst = dst or src.with_name(f"{src.name.split('.')[0]}.scored{suffix}")
-        with _progress(estimate_rows(src)) as bar:
+        with progress_bar(estimate_rows(src)) as bar:
             summary = score_path(
                 src,
                 dst,
@@ -298,34 +299,14 @@ def score(ctx: Context, src: Path, dst: Path | None, fmt: str | None) -> None:
                 progress=bar.update,
                 engine=engine_for(settings),
             )
-            bar.total = bar.n  # the total was an estimate; end the bar at 100%
-            bar.refresh()
+            bar.total = bar.n  # the total was an estimate: closing draws 100%, if it was shown
     except OutputChoiceError as exc:
         raise click.ClickException(str(exc)) from None
     except IngestError as exc:
         raise click.ClickException(f"{src.name}: {exc.message}") from None
     except DropscoreError as exc:
         raise click.ClickException(f"{src.name}: {exc.message}") from None
-    rate = summary.rows / summary.seconds if summary.seconds else 0
-    click.echo(
-        f"scored {summary.rows_scored} rows ({summary.rows_failed} failed) with model"
-        f" {summary.model_version} in {summary.seconds:.1f}s ({rate:,.0f} rows/s) → {dst}"
-    )
-
-
-def _progress(total: int | None) -> Any:
-    """A rows/s and ETA bar on a terminal; silent when output is piped or in CI."""
-    from tqdm import tqdm
-
-    return tqdm(
-        total=total,
-        unit=" rows",
-        unit_scale=True,
-        dynamic_ncols=True,
-        file=sys.stderr,
-        disable=not sys.stderr.isatty(),
-        desc="scoring",
-    )
+    click.echo(summary_line(summary, dst))
 
 
 @main.command("ingest")
