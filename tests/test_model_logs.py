@@ -34,6 +34,7 @@ MUST_NAME = (
     "scored",
     "first model training",
     "retrain started",
+    "trained",  # by the trainer process, which logs as its parent with the run's fields
     "retrain finished",
     "promoted",
     "champion loaded",
@@ -110,15 +111,12 @@ def test_every_event_about_a_model_names_it(tmp_path: Path):
         seen = {e["model"] for e in logged if e["event"] == event}
         assert seen == set(MODELS), f"{event!r} logged for {sorted(seen)}, expected both models"
     # Both first trainings are run 1; the model field is what tells them apart.
-    finished = [e for e in logged if e["event"] == "retrain finished"]
-    assert sorted((e["model"], e["run_id"]) for e in finished) == [
-        ("fair", 1),
-        ("fair", 2),
-        ("price", 1),
-    ]
+    for event in ("retrain finished", "trained"):
+        runs_named = sorted((e["model"], e["run_id"]) for e in logged if e["event"] == event)
+        assert runs_named == [("fair", 1), ("fair", 2), ("price", 1)], event
     # Where a version is involved, the event names it.
     for e in logged:
-        if e["event"] in ("scored", "champion loaded", "promoted", "retrain finished"):
+        if e["event"] in ("scored", "champion loaded", "promoted", "trained", "retrain finished"):
             assert e.get("version") is not None, e
     scored = {e["model"]: e for e in logged if e["event"] == "scored"}
     assert set(scored) == set(MODELS)
