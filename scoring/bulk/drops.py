@@ -53,7 +53,7 @@ def score_drop(
     record: FileRecord, *, settings: Settings, intake: Intake, model: LoadedModel
 ) -> FileRecord | None:
     """Score one normalized score drop into the outbox; None when another scorer has it."""
-    with bound(model=settings.name, version=model.version):
+    with bound(model=settings.name, version=int(model.version)):  # a number, as runs log it
         return _score_drop(record, settings, intake, model)
 
 

@@ -111,7 +111,7 @@ class ChampionHolder:
                 return
             self._model = model
             self.last_error = None
-        log.info("champion loaded", extra={"version": str(version), "pid": os.getpid()})
+        log.info("champion loaded", extra={"version": version, "pid": os.getpid()})
 
     def _start(self) -> None:
         with self._lock:
