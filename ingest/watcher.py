@@ -32,6 +32,7 @@ from ingest.claims import held_for_writing
 from ingest.config import KINDS, IngestConfig
 from ingest.formats import is_unfinished_name
 from ingest.intake import Intake
+from ingest.logs import bound
 from ingest.markers import OrphanMarkers, file_marker, is_marker, is_ready, marked_file
 from ingest.names import as_text, shown
 
@@ -367,8 +368,12 @@ class Watcher:
             self._inboxes.done(path)
             self._inboxes.note(path, kind, from_event=False)
             return
-        failed: Signature | None = None
         intake = self._route[path.parent][0]
+        with bound(model=intake.model):  # this drop's events, the watcher's own too
+            self._take_with(intake, path, kind, sig)
+
+    def _take_with(self, intake: Intake, path: Path, kind: str, sig: Signature) -> None:
+        failed: Signature | None = None
         try:
             record = intake.take(path, kind)
             file_marker(intake.ledger, record, path, self.config.ready_marker)

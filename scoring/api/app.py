@@ -32,7 +32,13 @@ from scoring.api import (
     score,
 )
 from scoring.api.auth import register_auth
-from scoring.api.context import MODEL_KEY, ModelServices, Services
+from scoring.api.context import (
+    MODEL_KEY,
+    ModelServices,
+    Services,
+    bind_request_model,
+    unbind_request_model,
+)
 from scoring.api.converters import IdConverter, model_name_converter
 from scoring.api.errors import register_error_handlers
 from scoring.api.jsonio import StrictJSONProvider
@@ -108,7 +114,7 @@ def model_services(
     settings.db_path.parent.mkdir(parents=True, exist_ok=True)
     registry = registry or Registry(settings.models_dir, settings.db_path)
     ledger = ledger or Ledger(settings.db_path)
-    return ModelServices(settings, registry, ChampionHolder(registry), ledger)
+    return ModelServices(settings, registry, ChampionHolder(registry, model=settings.name), ledger)
 
 
 def _add_model_routes(app: Flask, default: str) -> None:
@@ -135,6 +141,9 @@ def _add_model_routes(app: Flask, default: str) -> None:
             g.setdefault(MODEL_KEY, values["name"])  # the protocols' /v2/models/<name>, …
         elif endpoint and endpoint.partition(".")[0] in (*MODEL_SCOPED, "mlflow"):
             g.setdefault(MODEL_KEY, default)  # today's routes: the default model
+        bind_request_model()
+
+    app.teardown_request(unbind_request_model)
 
 
 def warm(app: Flask) -> Flask:

@@ -15,7 +15,8 @@ from typing import Protocol
 from flask import Flask, Response, g, request
 from werkzeug.wrappers import Response as BaseResponse
 
-from scoring.audit import AuditEntry, AuditLog
+from scoring.api.audited import entry_for
+from scoring.audit import AuditLog
 from scoring.errors import BadRequest, Forbidden, Unauthorized
 from scoring.keys import Identity, KeyRing, KeyStore, role_allows
 from scoring.settings import Settings
@@ -231,18 +232,8 @@ def _refused(status: int, identity: Identity | None, reason: str | None = None) 
 def _record(trail: AuditLog, response: Response) -> None:
     """Log and store one state-changing request; a failed write is logged, never a failed reply."""
     identity = current_identity()
-    body = response.get_json(silent=True) if response.is_json and not response.is_streamed else None
-    run_id = body.get("run_id") if isinstance(body, dict) else None
-    entry = AuditEntry(
-        key_name=identity.name if identity else None,
-        role=identity.role if identity else None,
-        method=request.method,
-        path=request.path,
-        endpoint=request.endpoint,
-        status=response.status_code,
-        version=(request.view_args or {}).get("version"),
-        run_id=run_id if isinstance(run_id, int) else None,
-    )
+    who = (identity.name, identity.role) if identity else (None, None)
+    entry = entry_for(response, *who)
     log.info("audit", extra={k: v for k, v in entry.to_dict().items() if k not in ("ts", "id")})
     try:
         trail.record(entry)

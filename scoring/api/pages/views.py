@@ -20,8 +20,9 @@ from flask import (
 from werkzeug.wrappers import Response
 
 from ingest.ledger import STATES
+from scoring.api.audited import note
 from scoring.api.auth import STALE_FORM, current_key_name
-from scoring.api.context import MODEL_KEY, services
+from scoring.api.context import MODEL_KEY, bind_request_model, services
 from scoring.api.files import requeue
 from scoring.api.pages import data, session
 from scoring.api.params import int_arg
@@ -65,6 +66,7 @@ def _guard() -> Response | None:
     chosen = session.picked_model()
     if chosen in served:
         g.setdefault(MODEL_KEY, chosen)
+        bind_request_model()
     return None
 
 
@@ -138,6 +140,7 @@ def retrain() -> Response:
         args=(pending, s.registry, None, s.champion.refresh),
         name=f"retrain-{pending.run_id}",
     ).start()
+    note(run_id=pending.run_id)  # the run this request started, for its audit row
     flash(f"retrain run {pending.run_id} started")
     return redirect(url_for("pages.runs"))
 
