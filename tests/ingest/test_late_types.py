@@ -175,3 +175,65 @@ def test_a_lake_poisoned_by_an_older_version_refuses_the_run(tmp_path: Path) -> 
     assert "MemoryError" not in (run.error or "")
     assert "'age'" in (run.error or "")
     assert "good.parquet" in (run.error or "") and "older.parquet" in (run.error or "")
+
+
+def _late_bad_csv(path: Path, rows: int = 500, bad: int = 401) -> Path:
+    """The sample's rows repeated, with text in ``age`` at data row ``bad`` only."""
+    from tests.conftest import SAMPLE
+
+    lines = SAMPLE.read_text().splitlines()
+    header, body = lines[0], lines[1:]
+    out = [body[i % len(body)] for i in range(rows)]
+    out[bad - 1] = "abc" + out[bad - 1][out[bad - 1].index(",") :]
+    path.write_text("\n".join([header, *out]) + "\n")
+    return path
+
+
+def _check_scored(text: str, bad: int = 401) -> None:
+    import csv
+    import io
+
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert len(rows) == 500
+    failed = [i + 1 for i, r in enumerate(rows) if r["error"]]
+    assert failed == [bad], failed
+    assert "age" in rows[bad - 1]["error"] and "'abc'" in rows[bad - 1]["error"]
+    assert all(r["prediction"] for i, r in enumerate(rows) if i + 1 != bad)
+
+
+def test_a_late_bad_value_fails_its_row_in_score_file_and_the_cli(tmp_path: Path) -> None:
+    """``/score-file`` over HTTP and ``dropscore score``: the row fails, the column is scored."""
+    import pandas as pd
+    import requests
+    from click.testing import CliRunner
+
+    from scoring.api.app import create_app
+    from scoring.lifecycle.registry import Registry
+    from scoring.service.cli import main
+    from scoring.settings import load_settings
+    from tests._server import serving
+    from tests.conftest import SAMPLE, register_trained
+
+    toml = tmp_path / "settings.toml"
+    toml.write_text(
+        '[paths]\ndata_dir = "data"\n[training]\nbootstrap_data = ""\n'
+        "[scoring]\nbatch_rows = 100\n",
+        encoding="utf-8",
+    )
+    settings = load_settings(toml, env={})
+    registry = Registry(settings.models_dir, settings.db_path)
+    register_trained(settings, registry, pd.read_csv(SAMPLE))
+    src = _late_bad_csv(tmp_path / "late.csv")
+
+    with serving(create_app(settings, registry=registry)) as url, src.open("rb") as fh:
+        response = requests.post(url + "/score-file", files={"file": ("late.csv", fh)}, timeout=60)
+    assert response.status_code == 200, response.text
+    assert response.headers["X-Rows-Failed"] == "1"
+    _check_scored(response.text)
+
+    dst = tmp_path / "late.scored.csv"
+    result = CliRunner().invoke(
+        main, ["--settings", str(toml), "score", str(src), "-o", str(dst)], env={}
+    )
+    assert result.exit_code == 0, result.output
+    _check_scored(dst.read_text())
