@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pyarrow as pa
@@ -82,7 +82,8 @@ def write_lake_file(
     Raises the reader's and the normalizer's IngestErrors, and NoRowsError for a file with a
     header and no rows (its empty lake file is removed first).
     """
-    raw = readers.open_table(claimed, config.read)
+    # max_file_mb counts what a compressed file unpacks to as well (ingest.readers.open_bytes).
+    raw = readers.open_table(claimed, replace(config.read, max_unpacked_mb=config.max_file_mb))
     content = ContentHash()
     train = record.kind == "train"
     try:

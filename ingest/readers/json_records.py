@@ -21,6 +21,7 @@ from ingest.readers.common import (
     open_bytes,
     plural,
     renamed,
+    unpacked_limit,
 )
 
 
@@ -214,9 +215,11 @@ def read_json(path: Path, options: ReadOptions, fmt: Format) -> RawTable:
 # JSON Lines
 
 
-def _jsonl_records(path: Path, fallbacks: tuple[str, ...]) -> Iterator[dict[str, Any]]:
+def _jsonl_records(
+    path: Path, fallbacks: tuple[str, ...], limit: int | None = None
+) -> Iterator[dict[str, Any]]:
     """Yield each line's object, flattened; blank lines are skipped; errors name the line."""
-    with open_bytes(path) as fh:
+    with open_bytes(path, limit) as fh:
         for line_no, line in enumerate(fh, start=1):
             if line_no == 1:
                 line = line.removeprefix(codecs.BOM_UTF8)
@@ -255,7 +258,7 @@ def _decode_line(line: bytes, fallbacks: tuple[str, ...]) -> str:
 def read_jsonl(path: Path, options: ReadOptions, fmt: Format) -> RawTable:
     """Read JSON Lines in two streaming passes: names (and syntax) first, then values."""
     try:
-        columns = _union_keys(_jsonl_records(path, options.csv_encodings))
+        columns = _union_keys(_jsonl_records(path, options.csv_encodings, unpacked_limit(options)))
     except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
         raise MalformedFileError(
             f"the gzip data is damaged or truncated ({exc}); compress the file again"
@@ -264,7 +267,8 @@ def read_jsonl(path: Path, options: ReadOptions, fmt: Format) -> RawTable:
         raise no_rows("no records")
 
     def rows() -> Iterator[list[Any]]:
-        yield from _records_to_rows(_jsonl_records(path, options.csv_encodings), columns)
+        records = _jsonl_records(path, options.csv_encodings, unpacked_limit(options))
+        yield from _records_to_rows(records, columns)
 
     batches = batches_from_rows(rows(), len(columns), options.batch_rows)
     return RawTable(fmt, "utf-8", None, columns, renamed(batches, columns))
