@@ -72,15 +72,6 @@ def clean_name(name: object) -> str:
     return _NON_ALNUM.sub("_", text).strip("_")
 
 
-def nested_name(parent: str, child: object) -> str:
-    """Name the column a nested field flattens to: ``parent_child``, as ingest normalizes it.
-
-    Every reader that flattens nested data (JSON objects, Parquet structs) names the columns
-    with this, so ``/score-file``, ``dropscore score`` and the lake all say ``nested_x``.
-    """
-    return f"{parent}_{child}"
-
-
 def normalize_names(names: Iterable[object]) -> list[str]:
     """Return unique lake names for headers, in order, so the same headers always map the same."""
     cleaned = [clean_name(n) or f"column_{i}" for i, n in enumerate(names, start=1)]

@@ -72,6 +72,33 @@ def plural(n: int, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
+def nested_name(parent: str, child: object) -> str:
+    """Name the column a nested field flattens to: ``parent_child``, as ingest normalizes it.
+
+    The one rule for every reader that flattens nested data (JSON objects, Parquet structs),
+    so ``/score-file``, ``dropscore score`` and the lake all call the field ``nested_x``:
+    normalization leaves such a name as it is, where ``nested.x`` would become ``nested_x``
+    in the lake but stay ``nested.x`` in scored output.
+    """
+    return f"{parent}_{child}"
+
+
+def flat_names(schema: pa.Schema) -> list[str]:
+    """Name the columns a schema flattens to, depth first, struct fields by ``nested_name``."""
+
+    def walk(fields: list[pa.Field], prefix: str | None) -> list[str]:
+        names: list[str] = []
+        for f in fields:
+            name = f.name if prefix is None else nested_name(prefix, f.name)
+            if pa.types.is_struct(f.type):
+                names += walk([f.type.field(i) for i in range(f.type.num_fields)], name)
+            else:
+                names.append(name)
+        return names
+
+    return walk(list(schema), None)
+
+
 # ---------------------------------------------------------------------------------------------
 # Opening bytes (gzip read through)
 

@@ -1,4 +1,5 @@
-"""JSON documents (read whole) and JSON Lines (streamed line by line), nested keys flattened."""
+"""JSON documents (read whole) and JSON Lines (streamed line by line), nested keys flattened
+to ``a_b`` (``ingest.readers.common.nested_name``)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from ingest.readers.common import (
     RawTable,
     as_text,
     batches_from_rows,
+    nested_name,
     no_rows,
     open_bytes,
     plural,
@@ -25,18 +27,32 @@ from ingest.readers.common import (
 )
 
 
-def flatten_record(record: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Flatten nested objects to ``a.b`` keys; lists stay as values (rendered as JSON text)."""
+def flatten_record(record: dict[str, Any], prefix: str | None = None) -> dict[str, Any]:
+    """Flatten nested objects to ``a_b`` keys (``nested_name``); lists stay as JSON text.
+
+    A flattened name that a key of the record already holds (``a_b`` beside ``{"a": {"b"}}``)
+    gets ``_2``, so no value overwrites another.
+    """
     out: dict[str, Any] = {}
     for key, value in record.items():
-        name = f"{prefix}{key}"
+        name = str(key) if prefix is None else nested_name(prefix, key)
         if isinstance(value, dict) and value:
-            out.update(flatten_record(value, f"{name}."))
+            for inner, item in flatten_record(value, name).items():
+                _put(out, inner, item)
         elif isinstance(value, list | dict):
-            out[name] = as_text(value) if value else None
+            _put(out, name, as_text(value) if value else None)
         else:
-            out[name] = value
+            _put(out, name, value)
     return out
+
+
+def _put(out: dict[str, Any], name: str, value: Any) -> None:
+    """Add a flattened value under a name no earlier value of the record holds."""
+    key, k = name, 1
+    while key in out:
+        k += 1
+        key = f"{name}_{k}"
+    out[key] = value
 
 
 def _records_to_rows(records: Iterable[dict[str, Any]], columns: list[str]) -> Iterator[list[Any]]:
