@@ -237,3 +237,29 @@ def test_a_late_bad_value_fails_its_row_in_score_file_and_the_cli(tmp_path: Path
     )
     assert result.exit_code == 0, result.output
     _check_scored(dst.read_text())
+
+
+def test_the_champion_decides_a_feature_s_kind(tmp_path: Path) -> None:
+    """Text in a feature the champion takes as a number is refused even with no lake to check."""
+    import pandas as pd
+
+    from scoring.lifecycle.registry import Registry
+    from scoring.lifecycle.runner import run_retrain
+    from scoring.service.runtime import open_intake
+    from tests.conftest import SAMPLE, make_settings
+
+    settings = make_settings(tmp_path)
+    _config, ledger, intake = open_intake(settings)
+    assert intake.take_copy(SAMPLE, "train").state == NORMALIZED
+    assert run_retrain(settings, Registry(settings.models_dir, settings.db_path), "cli").promoted
+    for path in lake_files(settings.layout.lake("train")):
+        path.unlink()  # the lake emptied: only the champion knows ``age`` is a number
+    frame = pd.read_csv(SAMPLE)
+    frame["age"] = ["young" if v < 0 else "old" for v in frame["age"]]
+    drop = tmp_path / "ages.csv"
+    frame.to_csv(drop, index=False)
+    record = ledger.get(intake.take_copy(drop, "train").id)
+    assert record is not None and record.state == QUARANTINED
+    assert record.error is not None and record.error["code"] == "type_conflict"
+    assert record.error["column"] == "age"
+    assert lake_files(settings.layout.lake("train")) == []
