@@ -97,7 +97,8 @@ def write_lake_file(
                 table.expected = lake_schema(config.lake(record.kind))
             batches = _unless_known(hashed(table.batches, content), content, ledger, record)
             rows = write_parquet_atomic(batches, table.schema, dest)
-            remember_lake_file(config.lake(record.kind), dest, table.schema)
+            if train:
+                remember_lake_file(config.lake(record.kind), dest, table.schema)
     except _SameContent as same:  # the temporary was removed; nothing was published
         return OwnedElsewhere(same.owner, BY_CONTENT, same.content_sha256)
     finally:
