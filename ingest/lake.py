@@ -5,9 +5,11 @@ the same folder and a link/rename, so no reader ever sees half a file; readers s
 Types drift between files (a column of whole numbers in one drop, decimals in the next), so the
 folder's schema is the *unification* of its files' footers: integer widths → int64, int with
 float → float64, null with anything → that thing. Text against numbers, timestamps or booleans
-cannot be unified: ``check_compatible`` reports it before a file joins the lake, and
-``read_lake`` reads such a column as text rather than failing, so one stray file never makes the
-whole lake unreadable.
+cannot be unified: a training file holding such a value is refused before it joins the lake
+(``ingest.normalize``, strict, against ``lake_schema``, which is kept in a schema record beside
+the folder rather than read from every footer), ``lake_conflicts`` names the files when an older
+version let one in, and ``read_lake`` reads such a column as text rather than failing, so one
+stray file never makes the whole lake unreadable.
 """
 
 from __future__ import annotations
@@ -28,16 +30,6 @@ import pyarrow.parquet as pq
 log = logging.getLogger("dropscore.ingest")
 
 _TMP_SUFFIX = ".tmp"
-
-
-@dataclass(frozen=True)
-class TypeConflict:
-    """A column whose type in a new file cannot be reconciled with its type in the lake."""
-
-    column: str
-    lake_type: pa.DataType
-    new_type: pa.DataType
-    message: str
 
 
 # ---------------------------------------------------------------------------------------------
@@ -123,32 +115,6 @@ def unify_schemas(schemas: Iterable[pa.Schema], prefer_typed: bool = False) -> p
     if not merged:
         return None
     return pa.schema([pa.field(name, t) for name, t in merged.items()])
-
-
-def _conflict_message(column: str, lake_type: pa.DataType, new_type: pa.DataType) -> str:
-    """Say which column clashes, how, and what the person dropping the file can do about it."""
-    lake_words = _KIND_WORDS[type_kind(lake_type)]
-    new_words = _KIND_WORDS[type_kind(new_type)]
-    return (
-        f"column '{column}' holds {new_words} ({new_type}) in this file but {lake_words} "
-        f"({lake_type}) in the files already in the lake; fix the values that are not "
-        f"{lake_words}, or rename the column if it means something else"
-    )
-
-
-def check_compatible(lake: pa.Schema | None, new: pa.Schema) -> list[TypeConflict]:
-    """List the columns of a new file that cannot join the lake, so it is refused before writing."""
-    if lake is None:
-        return []
-    conflicts = []
-    for field in new:
-        if field.name not in lake.names:
-            continue
-        lake_type = lake.field(field.name).type
-        if unify_types(lake_type, field.type) is None:
-            message = _conflict_message(field.name, lake_type, field.type)
-            conflicts.append(TypeConflict(field.name, lake_type, field.type, message))
-    return conflicts
 
 
 # ---------------------------------------------------------------------------------------------
@@ -431,7 +397,8 @@ def _load_record(folder: Path) -> _SchemaRecord:
 def _save_record(folder: Path, record: _SchemaRecord) -> None:
     """Replace the record atomically; failing to save only costs the next caller footer reads."""
     path = schema_record_path(folder)
-    tmp = path.with_name(f"{path.name}.{secrets.token_hex(6)}{_TMP_SUFFIX}")
+    # Inside the folder, dotted: a crash's leftover goes with the lake's own temporaries.
+    tmp = Path(folder) / f".{path.name.lstrip('.')}.{secrets.token_hex(6)}{_TMP_SUFFIX}"
     try:
         tmp.write_text(json.dumps(record.to_json(), separators=(",", ":")), encoding="utf-8")
         os.replace(tmp, path)
