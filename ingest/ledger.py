@@ -158,7 +158,7 @@ class Ledger(LedgerTable):
             cur = conn.execute(
                 "UPDATE files SET attempts = MAX(attempts - 1, 0), error = ?, updated_at = ? "
                 "WHERE id = ? AND state = 'received'",
-                (json.dumps(error), utc_now(), file_id),
+                (error_json(error), utc_now(), file_id),
             )
             if cur.rowcount == 0:
                 _refuse(conn, file_id, "defer")
