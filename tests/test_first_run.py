@@ -141,6 +141,11 @@ def test_init_in_an_empty_folder_then_serve_trains_and_serves_it(tmp_path):
     events = [json.loads(line) for line in server.log.read_text().splitlines() if line[:1] == "{"]
     said = [e for e in events if e["event"] == "settings"]
     assert said and said[0]["file"] == str(folder / "settings.toml")
+    # the first training's steps are logged, each with the seconds since its trainer started
+    steps = [e for e in events if e["event"] == "trainer step"]
+    first = [e["step"] for e in steps][:2]
+    assert first == ["training libraries loaded", "reading the training lake"]
+    assert steps[-1]["step"] == "trainer ended" and {"seconds", "cpu_seconds"} <= steps[-1].keys()
 
 
 def test_the_first_retrain_leaves_scikit_learn_out_of_the_serving_process(tmp_path):

@@ -97,6 +97,7 @@ def run_trainer(
             "scratch": tmp,
         }
         job.write_text(json.dumps(body), encoding="utf-8")
+        begun = time.monotonic()
         proc = subprocess.Popen(
             [sys.executable, "-m", "scoring.lifecycle.trainer", str(job), str(out)],
             stdin=subprocess.DEVNULL,
@@ -110,14 +111,28 @@ def run_trainer(
         assert proc.stdout is not None
         with proc.stdout:
             for line in proc.stdout:
-                say(line.rstrip("\n"))
+                step = line.rstrip("\n")
+                _log_step(step, begun, proc.pid)
+                say(step)
         _pid, status, usage = os.wait4(proc.pid, 0)
         proc.returncode = code = os.waitstatus_to_exitcode(status)
         peak = round(usage.ru_maxrss / 1024, 1)  # Linux reports kilobytes
+        _log_step("trainer ended", begun, proc.pid, cpu_seconds=_cpu(usage), peak_rss_mb=peak)
         result = _read_outcome(out)
     if result is not None:
         return TrainerExit(proc.pid, peak, **result)
     return TrainerExit(proc.pid, peak, error=_death(code))
+
+
+def _log_step(step: str, begun: float, pid: int, **more: Any) -> None:
+    """Log a trainer's step with the seconds since it started, so a slow run shows where its
+    time went (starting the process and loading the libraries, reading, fitting, saving)."""
+    seconds = round(time.monotonic() - begun, 2)
+    log.info("trainer step", extra={"step": step, "seconds": seconds, "trainer_pid": pid, **more})
+
+
+def _cpu(usage: Any) -> float:
+    return round(usage.ru_utime + usage.ru_stime, 2)
 
 
 def remove_stale(scratch: Path) -> None:
@@ -201,6 +216,8 @@ def main(argv: list[str]) -> int:
 
     def say(message: str) -> None:
         print(message, flush=True)
+
+    say("training libraries loaded")  # the parent's log times this: the start's fixed cost
 
     try:
         outcome = train_and_decide(settings, registry, trigger=job["trigger"], progress=say)
