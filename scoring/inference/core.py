@@ -44,8 +44,8 @@ def model_for(champion: ChampionHolder, name: str, version: str | None = None) -
     model = champion.current()
     if version is not None and version != model.version:
         raise NotFound(
-            f"model {name!r} serves only its champion, version {model.version}; version"
-            f" {version!r} is not served (promote it to serve it)"
+            f"model {name!r} serves only its champion, version {model.version}; the version"
+            " asked for is not served (promote it to serve it)"
         )
     return model
 

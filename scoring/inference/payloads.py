@@ -80,7 +80,7 @@ def invocation_rows(data: bytes, mimetype: str, schema: FeatureSchema, limit: in
     if mimetype in ("", CONTENT_TYPE_JSON) or mimetype.endswith("+json"):
         return mlflow_rows(parse_json(data), schema, limit)
     raise UnsupportedMediaType(
-        f"send Content-Type {CONTENT_TYPE_JSON} or {CONTENT_TYPE_CSV}, not {mimetype[:60]}"
+        f"send Content-Type {CONTENT_TYPE_JSON} or {CONTENT_TYPE_CSV}; the one sent is neither"
     )
 
 

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from ingest.layout import DEFAULT_MODEL
+from scoring.service.logs import child_setup, logging_as
 from scoring.settings import Settings
 
 NICENESS = 10  # a retrain yields the CPU to requests and CLI commands
@@ -96,6 +97,7 @@ def run_trainer(
             "trigger": trigger,
             "parent": os.getpid(),
             "scratch": tmp,
+            "logging": child_setup(),  # its events name the model and run, as ours do
         }
         job.write_text(json.dumps(body), encoding="utf-8")
         begun = time.monotonic()
@@ -225,7 +227,8 @@ def main(argv: list[str]) -> int:
     say("training libraries loaded")  # the parent's log times this: the start's fixed cost
 
     try:
-        outcome = train_and_decide(settings, registry, trigger=job["trigger"], progress=say)
+        with logging_as(job.get("logging", {})):
+            outcome = train_and_decide(settings, registry, trigger=job["trigger"], progress=say)
         body: dict[str, Any] = {"outcome": outcome.to_dict()}
     except TrainingRefused as exc:
         body = {"refused": str(exc)}
