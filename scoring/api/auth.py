@@ -77,6 +77,7 @@ ENDPOINT_ROLES: dict[str, str] = {
     "mlflow.version": "predict",
     "oip.server_metadata": "predict",
     "oip.model_metadata": "predict",
+    "oip.model_config": "predict",
     "oip.model_ready": "predict",
     "oip.infer": "predict",
     "oip.list_models": "predict",
