@@ -58,6 +58,7 @@ OPEN_ENDPOINTS = frozenset(
 # neither here nor open, so a new endpoint cannot slip through with the wrong role.
 ENDPOINT_ROLES: dict[str, str] = {
     "predict.predict": "predict",
+    "predict.explain_rows": "predict",
     "score.score_file": "predict",
     "models.list_models": "predict",
     "models.current_model": "predict",

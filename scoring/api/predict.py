@@ -23,6 +23,8 @@ from scoring.api.openapi import (
 )
 from scoring.api.versioning import VERSION_QUERY, requested_version
 from scoring.inference.core import model_for, predict_many, predict_one
+from scoring.inference.explain import LOG_ODDS, explain
+from scoring.inference.explain import PREDICTION as PREDICTION_SPACE
 from scoring.inference.payloads import predict_rows
 
 bp = Blueprint("predict", __name__)
@@ -74,3 +76,46 @@ def predict(version: int | None = None) -> Response:
         body["probabilities"] = out.probability_maps()
     return jsonio.json_response(body)
 
+
+CONTRIBUTIONS = {"type": "object", "additionalProperties": NUMBER}
+EXPLAINED = obj(
+    optional=["note"],
+    model_version=STRING,
+    space={"type": "string", "enum": [PREDICTION_SPACE, LOG_ODDS]},
+    note=STRING,
+    explanations=array(
+        obj(
+            optional=["label"],
+            prediction=NUMBER,
+            base_value=NUMBER,
+            contributions=CONTRIBUTIONS,
+            label={"description": "a classifier's predicted class"},
+        )
+    ),
+)
+
+
+@bp.post("/explain")
+@bp.post("/versions/<id:version>/explain")
+@operation(
+    "Explain rows (any /predict body): per row the prediction, a base value and one"
+    " contribution per feature, base + contributions = prediction (linear models; logistic"
+    " regression in log-odds)",
+    query=[VERSION_QUERY],
+    body=json_body(
+        PREDICT_BODY,
+        named={"features": dict(zip(SAMPLE_FEATURES, SAMPLE_ROW, strict=True))},
+    ),
+    responses={200: json_response(EXPLAINED)},
+    errors=(400, 422, 503),
+)
+def explain_rows(version: int | None = None) -> Response:
+    """Split each row's answer into a base value and one contribution per feature."""
+    s = services()
+    m = s.model()
+    model = model_for(m.versions, requested_version(version))
+    X, _ = predict_rows(request_json(), model.schema, m.settings.server.max_rows_per_request)
+    explained = explain(model, X)
+    labels = predict_many(model, X).values if explained.space == LOG_ODDS else None
+    s.monitoring.rows_scored.labels("explain", m.name).inc(len(X))
+    return jsonio.json_response(explained.to_dict(labels))
