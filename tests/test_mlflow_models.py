@@ -144,6 +144,11 @@ def test_an_unknown_model_or_version_is_a_404_in_mlflows_shape(served):
     assert missing.status_code == 404
     assert "has no version '8'; its versions are 1, 2" in missing.json()["message"]
     assert requests.get(f"{served.url}/models/nope/ping", timeout=TIMEOUT).status_code == 404
+    # a segment no model name can be (upper case) still answers in MLflow's shape
+    for method, path in (("get", "/models/AAA/ping"), ("post", "/models/AAA/invocations")):
+        response = requests.request(method, f"{served.url}{path}", timeout=TIMEOUT)
+        assert response.status_code == 404, path
+        assert response.json()["error_code"] == "RESOURCE_DOES_NOT_EXIST", path
 
 
 @pytest.mark.parametrize("path", ["/invocations", "/models/fair/invocations"])

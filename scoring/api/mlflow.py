@@ -96,7 +96,9 @@ def _answered_by(name: str, version: str, message: str) -> str:
 
 
 @bp.get("/ping")
-@bp.get("/models/<model:model>/ping")
+# Any segment, not only a well-formed name: a probe is open, so a name that matched no route
+# would be a 401 (auth guards unmatched paths); here it is the 404 naming the models.
+@bp.get("/models/<model>/ping")
 @oa.operation(
     "MLflow's readiness probe: 200 once a model is loaded (open, like /health)",
     responses={

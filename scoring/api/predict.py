@@ -58,7 +58,7 @@ PREDICTION = obj(
         positional={"X_test": SAMPLE_ROW},
     ),
     responses={200: json_response(PREDICTION)},
-    errors=(400, 422, 503),
+    errors=(400, 404, 422, 503),  # 404: a version the model lacks
 )
 def predict(version: int | None = None) -> Response:
     """Answer one row as one prediction, or many rows (instances, 2-D X_test) in one call."""
@@ -107,7 +107,7 @@ EXPLAINED = obj(
         named={"features": dict(zip(SAMPLE_FEATURES, SAMPLE_ROW, strict=True))},
     ),
     responses={200: json_response(EXPLAINED)},
-    errors=(400, 422, 503),
+    errors=(400, 404, 422, 503),  # 404: a version the model lacks
 )
 def explain_rows(version: int | None = None) -> Response:
     """Split each row's answer into a base value and one contribution per feature."""

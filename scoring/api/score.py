@@ -90,7 +90,7 @@ SCORED = {
     ],
     body=SCORE_BODY,
     responses={200: SCORED},
-    errors=(400, 415, 422, 503, 507),
+    errors=(400, 404, 415, 422, 503, 507),  # 404: a version the model lacks
 )
 def score_file(version: int | None = None) -> Response:
     """Score an uploaded file with one model version and send the scored file back."""
