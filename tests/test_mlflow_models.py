@@ -149,6 +149,8 @@ def test_an_unknown_model_or_version_is_a_404_in_mlflows_shape(served):
         response = requests.request(method, f"{served.url}{path}", timeout=TIMEOUT)
         assert response.status_code == 404, path
         assert response.json()["error_code"] == "RESOURCE_DOES_NOT_EXIST", path
+    long = requests.get(f"{served.url}/models/{'a' * 5000}/ping", timeout=TIMEOUT)
+    assert long.status_code == 404 and len(long.json()["message"]) < 200  # not echoed whole
 
 
 @pytest.mark.parametrize("path", ["/invocations", "/models/fair/invocations"])

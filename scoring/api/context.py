@@ -71,7 +71,7 @@ class Services:
         found = self.models.get(name)
         if found is None:
             raise NotFound(
-                f"no model named {name!r}; this server has: {', '.join(self.models)}",
+                f"no model named {name[:64]!r}; this server has: {', '.join(self.models)}",
                 [{"models": list(self.models)}],
             )
         return found

@@ -74,9 +74,9 @@ def invocations() -> Response:
     max_bytes = int(m.settings.server.max_json_mb * MB)
     try:
         X = invocation_rows(data, request.mimetype, model.schema, limit, max_bytes)
+        out = predict_many(model, X)
     except (BadRequest, ValidationFailed) as exc:
         raise type(exc)(_answered_by(m.name, model.version, exc.message), exc.details) from None
-    out = predict_many(model, X)
     s.monitoring.rows_scored.labels("invocations", m.name).inc(len(out.values))
     return json_response({"predictions": out.values})
 
