@@ -45,6 +45,7 @@ from ingest.claims import (
     changed_since,
     claim_copy,
     claim_move,
+    dropped_name,
     ensure_claim_dirs,
     hash_claimed,
     remove_claim_folder,
@@ -71,6 +72,7 @@ from ingest.ledger import (
     IllegalTransition,
     Ledger,
 )
+from ingest.logs import bound_to
 from ingest.quarantine import filed_name, refuse_link, too_large, write_error_record
 from ingest.recovery import (
     orphan_rows,
@@ -81,6 +83,15 @@ from ingest.recovery import (
 )
 
 log = logging.getLogger("dropscore.ingest")
+
+
+def _model_of(intake: Intake) -> dict[str, str]:
+    """Name the intake's model in every event of a public step, down to the readers and the lake."""
+    return {"model": intake.model}
+
+
+_about_model = bound_to(_model_of)
+
 
 # Worth another attempt: the file vanished, is locked, or permission was denied for now.
 TRANSIENT = (TransientIngestError, FileNotFoundError, PermissionError, BlockingIOError)
@@ -99,8 +110,14 @@ class Intake:
         self.ledger = ledger
         self.on_normalized = on_normalized
 
+    @property
+    def model(self) -> str:
+        """The model whose inboxes this intake takes from."""
+        return self.config.layout.model
+
     # -- public ------------------------------------------------------------------------------
 
+    @_about_model
     def take(self, path: Path, kind: str) -> FileRecord:
         """Move a file out of an inbox and through ingest; it ends in archive/ or quarantine/.
 
@@ -120,6 +137,7 @@ class Intake:
         with claim_move(self.config, path, kind) as claimed:
             return self._enter(claimed, kind, path.name)
 
+    @_about_model
     def take_copy(self, path: Path, kind: str) -> FileRecord:
         """Ingest a copy of a file that stays where it is (``dropscore ingest``, bootstrap)."""
         _check_kind(kind)
@@ -131,6 +149,7 @@ class Intake:
         with claim_copy(self.config, path, kind) as claimed:
             return self._enter(claimed, kind, path.name)
 
+    @_about_model
     def resume(self) -> list[FileRecord]:
         """Finish whatever a crash interrupted; run at start-up, before new files are taken."""
         ensure_claim_dirs(self.config)
@@ -146,6 +165,7 @@ class Intake:
             log.info("recovered", extra={"files": len(done)})
         return done
 
+    @_about_model
     def bootstrap(self, path: Path | str | None) -> FileRecord | None:
         """Seed an empty training lake with a labelled file, through the normal ledger path.
 
@@ -165,6 +185,7 @@ class Intake:
         records = [self.take_copy(f, "train") for f in files]
         return next((r for r in records if r.state == NORMALIZED), records[0])
 
+    @_about_model
     def reject_normalized(self, record: FileRecord, error: IngestError) -> FileRecord:
         """Quarantine a normalized score drop the scorer cannot use, original and all.
 
@@ -213,7 +234,7 @@ class Intake:
         """Continue a claimed file from wherever its ledger row says it stopped."""
         record = self.ledger.find_by_processing_path(claimed)
         if record is None:
-            return self._enter(claimed, kind, claimed.name)
+            return self._enter(claimed, kind, dropped_name(claimed))
         log.info("resuming", extra=_fields(record, state=record.state))
         if record.state == RECEIVED:
             return self._process(record, claimed)

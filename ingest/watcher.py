@@ -32,7 +32,9 @@ from ingest.claims import held_for_writing
 from ingest.config import KINDS, IngestConfig
 from ingest.formats import is_unfinished_name
 from ingest.intake import Intake
+from ingest.logs import bound
 from ingest.markers import OrphanMarkers, file_marker, is_marker, is_ready, marked_file
+from ingest.names import as_text, shown
 
 log = logging.getLogger("dropscore.ingest")
 
@@ -173,7 +175,7 @@ class Watcher:
             "alive": self.is_alive(),
             "observer": self._observer_kind,
             "backlog": self._inboxes.backlog(),
-            "in_flight": self._in_flight.name if self._in_flight else None,
+            "in_flight": shown(self._in_flight.name) if self._in_flight else None,
             "last_event": _iso(last),
             "restarts": self._restarts,
             "scans": self._scans,
@@ -366,16 +368,23 @@ class Watcher:
             self._inboxes.done(path)
             self._inboxes.note(path, kind, from_event=False)
             return
-        failed: Signature | None = None
         intake = self._route[path.parent][0]
+        with bound(model=intake.model):  # this drop's events, the watcher's own too
+            self._take_with(intake, path, kind, sig)
+
+    def _take_with(self, intake: Intake, path: Path, kind: str, sig: Signature) -> None:
+        failed: Signature | None = None
         try:
             record = intake.take(path, kind)
             file_marker(intake.ledger, record, path, self.config.ready_marker)
         except FileNotFoundError:
-            log.info("vanished before it was claimed", extra={"file": path.name, "kind": kind})
+            log.info(
+                "vanished before it was claimed", extra={"file": shown(path.name), "kind": kind}
+            )
         except Exception as exc:
             log.exception(
-                "could not take", extra={"file": path.name, "kind": kind, "error": str(exc)}
+                "could not take",
+                extra={"file": shown(path.name), "kind": kind, "error": as_text(str(exc))},
             )
             failed = sig
         finally:

@@ -21,6 +21,8 @@ from typing import Any
 
 from ingest.config import MARKERS, ReadOptions
 from ingest.layout import DEFAULT_MODEL, DataLayout, model_name_problem
+from scoring.api.proxies import network_problem
+from scoring.keys import MIN_KEY_LENGTH
 from scoring.lifecycle.estimators import check_estimator_name, check_estimator_params
 from scoring.setting_values import SettingsError, coerce, env_overrides, merge
 
@@ -130,7 +132,19 @@ class ServerSettings:
         3, "versions per model kept loaded besides the champion, for calls naming one", ge=1
     )
     api_keys: list[str] = _f(
-        [], "admin keys settings-1, -2…; auth is on once any key exists here or in `dropscore keys`"
+        [],
+        "admin keys settings-1, -2…; auth is on once any key exists here or in `dropscore keys`",
+        min_length=MIN_KEY_LENGTH,
+        secret=True,
+    )
+    session_idle_minutes: float = _f(
+        60.0, "a dashboard session unused this long ends (logging out ends it at once)", gt=0.0
+    )
+    session_max_hours: float = _f(12.0, "a dashboard session ends this long after login", gt=0.0)
+    trusted_proxies: list[str] = _f(
+        [],
+        "addresses/CIDRs of proxies whose X-Forwarded-Proto/-For are honoured; empty: none",
+        each=network_problem,
     )
 
 

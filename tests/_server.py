@@ -14,7 +14,10 @@ def serving(app: Flask) -> Iterator[str]:
     """Serve the app on a free port; yield its URL, then close every socket and stop."""
     from waitress import create_server
 
-    wsgi = create_server(app, host="127.0.0.1", port=0, threads=4)
+    # as `serve` does, waitress passes X-Forwarded-* on: [server] trusted_proxies judges them
+    wsgi = create_server(
+        app, host="127.0.0.1", port=0, threads=4, clear_untrusted_proxy_headers=False
+    )
     thread = threading.Thread(target=wsgi.run, daemon=True)
     thread.start()
     try:

@@ -26,7 +26,7 @@ from .conftest import SAMPLE, make_settings, register_trained
 
 pytestmark = pytest.mark.slow
 
-KEY = "fuzz-key"
+KEY = "fuzz-key-0123456789"
 AUTH = {"Authorization": f"Bearer {KEY}"}
 CHECKS = (
     "not_a_server_error",

@@ -238,7 +238,7 @@ def test_model_for_serves_the_champion_and_names_the_versions_there_are(registry
     try:
         assert model_for(versions).version == str(trained)
         assert model_for(versions, str(trained)) is champion.current()
-        with pytest.raises(NotFound, match=f"has no version '99'; its versions are {trained}"):
+        with pytest.raises(NotFound, match=f"has no version 99; its versions are {trained}"):
             model_for(versions, "99")
     finally:
         champion.stop()

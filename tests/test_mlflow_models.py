@@ -137,12 +137,12 @@ def test_an_unknown_model_or_version_is_a_404_in_mlflows_shape(served):
     )
     assert response.status_code == 404
     assert response.json()["error_code"] == "RESOURCE_DOES_NOT_EXIST"
-    assert "no model named 'nope'; this server has: default, fair" in response.json()["message"]
+    assert "no model by that name; this server has: default, fair" in response.json()["message"]
     missing = requests.post(
         f"{served.url}/models/fair/invocations?version=8", json={"instances": []}, timeout=TIMEOUT
     )
     assert missing.status_code == 404
-    assert "has no version '8'; its versions are 1, 2" in missing.json()["message"]
+    assert "has no version 8; its versions are 1, 2" in missing.json()["message"]
     assert requests.get(f"{served.url}/models/nope/ping", timeout=TIMEOUT).status_code == 404
     # a segment no model name can be (upper case) still answers in MLflow's shape
     for method, path in (("get", "/models/AAA/ping"), ("post", "/models/AAA/invocations")):

@@ -23,7 +23,7 @@ from scoring.api.openapi import (
 
 from .conftest import assert_error, make_settings
 
-KEY = "k-openapi"
+KEY = "k-openapi-0123456789"
 
 
 def spec_of(client) -> dict:

@@ -131,7 +131,7 @@ def test_the_default_models_plain_routes_take_versions_too(two):
     wrong = two.post("/versions/2/predict", json={"features": two.default_rows[0]})
     assert wrong.status_code == 404
     assert (
-        "model 'default' has no version '2'; its versions are 1" in wrong.json()["error"]["message"]
+        "model 'default' has no version 2; its versions are 1" in wrong.json()["error"]["message"]
     )
 
 
@@ -140,7 +140,7 @@ def test_an_unknown_version_is_a_404_naming_the_versions(two):
         response = two.post(path, json={"features": two.rows[0]})
         assert response.status_code == 404, (path, response.text)
         error = response.json()["error"]
-        assert error["message"] == "model 'fair' has no version '9'; its versions are 1, 2, 3"
+        assert error["message"] == "model 'fair' has no version 9; its versions are 1, 2, 3"
         assert error["details"] == [{"model": "fair", "versions": ["1", "2", "3"]}]
 
 
@@ -175,6 +175,20 @@ def test_a_query_parameter_a_route_does_not_take_is_refused(two, method, path, p
     }[protocol]()
     name = path.partition("?")[2].partition("=")[0]
     assert f"does not take the query parameter {name}" in message, message
+
+
+def test_the_refusal_repeats_no_client_text_but_a_plain_name(two):
+    for sent in ("<script>evil</script>", "x" * 80):
+        response = requests.post(
+            f"{two.url}/predict", params={sent: "1"}, json={"features": two.default_rows[0]},
+            timeout=TIMEOUT,
+        )  # fmt: skip
+        assert response.status_code == 422, response.text
+        assert sent not in response.text and "script" not in response.text
+        assert "not a plain identifier" in response.json()["error"]["message"]
+    for sent in ("evilversion", "<b>2</b>"):
+        response = two.post(f"/models/fair/predict?version={sent}", json={"features": two.rows[0]})
+        assert response.status_code == 422 and sent not in response.text
 
 
 def test_a_declared_query_parameter_still_works(two):

@@ -22,11 +22,12 @@ from scoring.api.limits import spool_dir
 from scoring.api.openapi import INTEGER, STRING, obj, operation, query_param
 from scoring.api.uploads import receive_upload
 from scoring.api.versioning import VERSION_QUERY, requested_version
-from scoring.bulk.batch import score_path
+from scoring.bulk.batch import default_format_words, score_path
 from scoring.bulk.engines import engine_for
 from scoring.errors import UnsupportedMediaType, ValidationFailed
 from scoring.inference.core import model_for
 from scoring.ingest_options import read_options
+from scoring.value_kinds import kind_of
 
 bp = Blueprint("score", __name__)
 
@@ -77,8 +78,7 @@ SCORED = {
         query_param(
             "format",
             {"type": "string", "enum": list(OUTPUT_FORMATS)},
-            "output format; default: the input's (a JSON array for .json, JSON Lines for"
-            " .jsonl, Parquet for Parquet, CSV for CSV and Excel)",
+            f"output format; default: {default_format_words()}",
         ),
         query_param(
             "sheet",
@@ -100,7 +100,7 @@ def score_file(version: int | None = None) -> Response:
     sheet = request.args.get("sheet")
     if fmt is not None and fmt not in OUTPUT_FORMATS:
         raise ValidationFailed(
-            f"format {fmt!r} is not one of {', '.join(OUTPUT_FORMATS)}",
+            f"format must be one of {', '.join(OUTPUT_FORMATS)}; got {kind_of(fmt)}",
             [{"field": "format", "problem": "unknown output format"}],
         )
     # On the data folder's disk, whose free space the upload was checked against (/tmp may be

@@ -33,7 +33,7 @@ def requested_version(path_version: int | None = None) -> int | None:
     if not ok:
         raise ValidationFailed(
             "version must be a whole number, a registered version of the model",
-            [{"field": "version", "problem": f"got {raw[:40]!r}"}],
+            [{"field": "version", "problem": "not a whole number"}],
         )
     if path_version is not None and int(raw) != path_version:
         raise ValidationFailed(

@@ -87,8 +87,8 @@ def invocation_rows(
     if mimetype in ("", CONTENT_TYPE_JSON) or mimetype.endswith("+json"):
         return mlflow_rows(parse_json(data), schema, limit)
     raise UnsupportedMediaType(
-        f"send Content-Type {CONTENT_TYPE_JSON}, {CONTENT_TYPE_CSV} or {CONTENT_TYPE_PARQUET},"
-        f" not {mimetype[:60]}"
+        f"send Content-Type {CONTENT_TYPE_JSON}, {CONTENT_TYPE_CSV} or {CONTENT_TYPE_PARQUET};"
+        " the one sent is none of them"
     )
 
 

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field, replace
 from importlib import metadata
 from typing import Any
 
+from ingest.logs import bound
 from scoring.lifecycle.contract import champion_schema, model_features, schema_change
 from scoring.lifecycle.dataset import TrainingData, load_training_data
 from scoring.lifecycle.estimators import ESTIMATORS
@@ -64,6 +65,16 @@ def train_and_decide(
     progress: Callable[[str], None] | None = None,
 ) -> Outcome:
     """Train on (a sample of) the training lake, register a challenger and decide its fate."""
+    with bound(model=settings.name):
+        return _train_and_decide(settings, registry, trigger, progress)
+
+
+def _train_and_decide(
+    settings: Settings,
+    registry: Registry,
+    trigger: str,
+    progress: Callable[[str], None] | None,
+) -> Outcome:
     say = progress or (lambda _m: None)
     champion = registry.champion_version()
     old_schema = champion_schema(registry) if champion else None

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ingest.layout import DEFAULT_MODEL
+from scoring.service.logs import child_setup, logging_as
 from scoring.settings import Settings
 
 NICENESS = 10  # a retrain yields the CPU to requests and CLI commands
@@ -74,6 +75,7 @@ def run_trainer(
     with tempfile.TemporaryDirectory(prefix="dropscore-trainer-") as tmp:
         job, out = Path(tmp) / "job.json", Path(tmp) / "outcome.json"
         body = {"settings": settings_to_json(settings), "trigger": trigger, "parent": os.getpid()}
+        body["logging"] = child_setup()  # its events name the model and run, as ours do
         job.write_text(json.dumps(body), encoding="utf-8")
         proc = subprocess.Popen(
             [sys.executable, "-m", "scoring.lifecycle.trainer", str(job), str(out)],
@@ -157,7 +159,8 @@ def main(argv: list[str]) -> int:
         print(message, flush=True)
 
     try:
-        outcome = train_and_decide(settings, registry, trigger=job["trigger"], progress=say)
+        with logging_as(job.get("logging", {})):
+            outcome = train_and_decide(settings, registry, trigger=job["trigger"], progress=say)
         body: dict[str, Any] = {"outcome": outcome.to_dict()}
     except TrainingRefused as exc:
         body = {"refused": str(exc)}

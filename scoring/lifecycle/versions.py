@@ -81,16 +81,19 @@ class VersionCache:
         text = version.strip()
         if text.isascii() and text.isdigit() and len(text) <= MAX_DIGITS:
             return int(text)
-        raise self._missing(version)
+        raise self._missing(None)
 
     def _check_exists(self, number: int) -> None:
         if number not in self.known():
             raise self._missing(number)
 
-    def _missing(self, version: int | str) -> NotFound:
+    def _missing(self, number: int | None) -> NotFound:
+        """The 404 listing the versions; it repeats the one asked for only as a parsed number
+        (a client's text is described, never echoed)."""
         known = self.known()
         has = f"its versions are {', '.join(map(str, known))}" if known else "it has no version yet"
+        asked = f"no version {number}" if number is not None else "no version by that name"
         return NotFound(
-            f"model {self.name!r} has no version {str(version)[:40]!r}; {has}",
+            f"model {self.name!r} has {asked}; {has}",
             [{"model": self.name, "versions": [str(v) for v in known]}],
         )

@@ -120,6 +120,7 @@ def serve_threaded(
         ident="dropscore",
         channel_timeout=120,
         max_request_body_size=max_body,
+        clear_untrusted_proxy_headers=False,  # the app judges them: [server] trusted_proxies
     )
     log.info("listening", extra={"url": url_of(sockets[0]), "threads": threads})
     _exit_on_sigterm()
@@ -157,6 +158,7 @@ def gunicorn_options(bind: str | list[str], workers: int, threads: int) -> dict[
         # gunicorn's default control socket is one path per user: replicas on one
         # machine would take it from each other. dropscore does not use it.
         "control_socket_disable": True,
+        "forwarded_allow_ips": "",  # the app judges X-Forwarded-*: [server] trusted_proxies
     }
 
 

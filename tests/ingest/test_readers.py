@@ -523,8 +523,8 @@ def test_missing_sheet(tmp_path: Path) -> None:
     with pytest.raises(SheetNotFoundError) as info:
         read(path, ReadOptions(excel_sheet="Nope"))
     assert info.value.message == (
-        "the workbook has no sheet 'Nope'; its sheets are 'Data', 'Other' (name one of them, "
-        "or a 0-based index, in [ingest] excel_sheet or /score-file's ?sheet=)"
+        "the workbook has no sheet by the name or index asked for; its sheets are 'Data', 'Other'"
+        " (name one of them, or a 0-based index, in [ingest] excel_sheet or /score-file's ?sheet=)"
     )
 
 
