@@ -148,6 +148,22 @@ class Ledger(LedgerTable):
                 conn.execute("SELECT attempts FROM files WHERE id = ?", (file_id,)).fetchone()[0]
             )
 
+    def defer(self, file_id: int, *, error: dict[str, Any]) -> FileRecord:
+        """Leave a received drop for a later attempt after the service's own failure (disk full).
+
+        The attempt is given back (the file is not at fault, so it never runs out of tries) and
+        the row's error says why it waits; its commit later clears it.
+        """
+        with self._write() as conn:
+            cur = conn.execute(
+                "UPDATE files SET attempts = MAX(attempts - 1, 0), error = ?, updated_at = ? "
+                "WHERE id = ? AND state = 'received'",
+                (error_json(error), utc_now(), file_id),
+            )
+            if cur.rowcount == 0:
+                _refuse(conn, file_id, "defer")
+            return self._require(conn, file_id)
+
     def rehash(self, file_id: int, *, size_bytes: int, sha256: str) -> FileRecord:
         """Record the new content of a received drop that changed while it was being read.
 

@@ -118,6 +118,7 @@ class Watcher:
         self._observer_retry_at = 0.0
         self._tick = max(0.02, min(0.1, config.stable_seconds / 5))
         self._orphans = OrphanMarkers(config.ready_marker)
+        self._rescanned = threading.Event()  # each rescan: retry drops a full disk left waiting
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -311,6 +312,7 @@ class Watcher:
                     continue
                 self._inboxes.note(path, kind, from_event=False)
         self._inboxes.prune_failed()
+        self._rescanned.set()
         self._scans += 1
         self._last_scan = time.time()
 
@@ -348,6 +350,9 @@ class Watcher:
             except Exception:
                 log.exception("recover failed; continuing with new drops")
         while not self._stop.is_set():
+            if self._rescanned.is_set():
+                self._rescanned.clear()
+                self._retry_waiting()
             try:
                 path, kind, sig = self._queue.get(timeout=_QUEUE_POLL_SECONDS)
             except queue.Empty:
@@ -357,6 +362,15 @@ class Watcher:
                 self._take(path, kind, sig)
             finally:
                 self._in_flight = None
+
+    def _retry_waiting(self) -> None:
+        """Take again, in this worker thread, the drops a full disk left in processing/."""
+        for intake in self.intakes:
+            if intake.waiting:
+                try:
+                    intake.resume()
+                except Exception:
+                    log.exception("retrying waiting drops failed; the next rescan tries again")
 
     def _take(self, path: Path, kind: str, sig: Signature) -> None:
         """Take one stable file, unless it changed or vanished since it was judged stable."""

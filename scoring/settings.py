@@ -239,6 +239,22 @@ PER_MODEL_SECTIONS = ("model", "training")
 NOT_INHERITED = {"training": ("bootstrap_data",)}
 
 
+def source_line(settings: Settings) -> str:
+    """Say in one line which settings file is in use, or that none is and what that means.
+
+    Without a file every key is its built-in default, which is rarely what a person meant (the
+    target column is called "target" and the data folder is made where the command runs).
+    """
+    if settings.source is not None:
+        return f"settings: {settings.source} (data folder {settings.data_dir})"
+    return (
+        f"settings: no settings file (none given with --settings or {ENV_FILE}, and no"
+        f" ./settings.toml): built-in defaults, model {settings.name!r} predicting column"
+        f" {settings.model.target!r}, data folder {settings.data_dir}; run `dropscore init NAME"
+        " --target COLUMN FILE` to write one"
+    )
+
+
 def documented_keys() -> dict[str, dict[str, str]]:
     """Return every section's keys with their help text, for docs and the docs test."""
     return {

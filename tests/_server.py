@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,7 +26,10 @@ def serving(app: Flask) -> Iterator[str]:
     finally:
         # Close every socket from inside the server's own loop, which then ends: closing them
         # from this thread would pull them from under a select() still running there.
-        wsgi.trigger.pull_trigger(lambda: [ch.close() for ch in list(wsgi._map.values())])
+        # A worker finishing a response pulls the trigger too; when that wakes the loop first,
+        # it runs this thunk (closing the trigger) before our own pull writes: EBADF, done.
+        with contextlib.suppress(OSError):
+            wsgi.trigger.pull_trigger(lambda: [ch.close() for ch in list(wsgi._map.values())])
         thread.join(timeout=10)
         wsgi.task_dispatcher.shutdown()
         for model in app.extensions["dropscore"].models.values():

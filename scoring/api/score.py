@@ -15,7 +15,12 @@ from pathlib import Path
 
 from flask import Blueprint, Response, request, send_file
 
-from ingest.errors import FormatMismatchError, IngestError, UnsupportedFormatError
+from ingest.errors import (
+    FileTooLargeError,
+    FormatMismatchError,
+    IngestError,
+    UnsupportedFormatError,
+)
 from ingest.formats import FORMATS, OUTPUT_FORMATS, output_spec
 from scoring.api.context import services
 from scoring.api.limits import spool_dir
@@ -24,7 +29,7 @@ from scoring.api.uploads import receive_upload
 from scoring.api.versioning import VERSION_QUERY, requested_version
 from scoring.bulk.batch import default_format_words, score_path
 from scoring.bulk.engines import engine_for
-from scoring.errors import UnsupportedMediaType, ValidationFailed
+from scoring.errors import PayloadTooLarge, UnsupportedMediaType, ValidationFailed
 from scoring.inference.core import model_for
 from scoring.ingest_options import read_options
 from scoring.value_kinds import kind_of
@@ -124,6 +129,8 @@ def score_file(version: int | None = None) -> Response:
             )
         except (UnsupportedFormatError, FormatMismatchError) as exc:
             raise UnsupportedMediaType(exc.message, [exc.to_dict()]) from None
+        except FileTooLargeError as exc:  # a compressed upload unpacking past max_file_mb
+            raise PayloadTooLarge(exc.message, [exc.to_dict()]) from None
         except IngestError as exc:
             raise ValidationFailed(exc.message, [exc.to_dict()]) from None
         s.monitoring.rows_scored.labels("score_file", s.model().name).inc(summary.rows)

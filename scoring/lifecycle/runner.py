@@ -14,17 +14,15 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any
 
 from ingest.logs import bound
 from scoring.errors import DropscoreError
+from scoring.lifecycle.outcome import Outcome, apply, too_few_rows
 from scoring.lifecycle.registry import Registry, now
 from scoring.lifecycle.runs import RunRecord, RunStore, acquire, release, trainer_slot
 from scoring.lifecycle.trainer import run_trainer
 from scoring.settings import Settings
-
-if TYPE_CHECKING:
-    from scoring.lifecycle.retrain import Outcome
 
 log = logging.getLogger("dropscore.runs")
 
@@ -139,7 +137,6 @@ def _attempt(
 ) -> RunRecord:
     """Train in a child process and decide, turning every way a retrain ends into one record."""
     from ingest.lake import lake_files  # pyarrow and pandas: only when a retrain starts
-    from scoring.lifecycle.retrain import Outcome, apply, too_few_rows  # scikit-learn: likewise
 
     settings, run_id = pending.settings, pending.run_id
     unchanged = None if pending.force else unchanged_since_champion(settings, registry)

@@ -62,6 +62,7 @@ class Context:
                 self._settings = loaded.for_model(self._model_name(loaded))
             except SettingsError as exc:
                 raise click.ClickException(str(exc)) from None
+            _say_settings(loaded, self.command in SERVICE_COMMANDS)
         return self._settings
 
     @property
@@ -79,6 +80,24 @@ class Context:
                 f"this service has several models ({', '.join(names)}): choose one with --model"
             )
         return loaded.name
+
+
+def _say_settings(settings: Settings, service: bool) -> None:
+    """Say which settings file is in use: in the JSON log for a service; on a terminal for a
+    person (a pipe or a script gets it in the log, shown with -v, so answers stay clean)."""
+    import logging
+
+    from scoring.settings import source_line
+
+    line = source_line(settings)
+    log = logging.getLogger("dropscore")
+    if service:
+        file = None if settings.source is None else str(settings.source)
+        log.info("settings", extra={"file": file, "line": line})
+    elif sys.stderr.isatty():
+        click.echo(line, err=True)
+    else:
+        log.info(line)
 
 
 pass_ctx = click.make_pass_decorator(Context)
