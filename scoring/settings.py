@@ -128,6 +128,9 @@ class ServerSettings:
     max_rows_per_request: int = _f(
         5_000_000, "most rows one request may hold (/predict, the protocols, /score-file)", ge=1
     )
+    cached_versions: int = _f(
+        3, "versions per model kept loaded besides the champion, for calls naming one", ge=1
+    )
     api_keys: list[str] = _f(
         [],
         "admin keys settings-1, -2…; auth is on once any key exists here or in `dropscore keys`",

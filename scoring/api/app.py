@@ -46,6 +46,7 @@ from scoring.api.limits import register_body_limits
 from scoring.api.monitoring import Monitoring
 from scoring.api.pages import register_pages
 from scoring.api.proxies import trust_proxies
+from scoring.api.query import register_query_check
 from scoring.lifecycle.champion import ChampionHolder
 from scoring.lifecycle.registry import Registry
 from scoring.settings import Settings
@@ -96,6 +97,7 @@ def create_app(
     sessions = register_pages(app, settings)
     services.keyring = register_auth(app, settings, sessions)
     register_body_limits(app, settings)  # after auth: a client without a key learns nothing
+    register_query_check(app)  # after auth too: a query parameter no route takes is a 422
     register_error_handlers(app)
     trust_proxies(app, settings)  # forwarded headers: applied from trusted proxies, else dropped
     for module in (

@@ -62,6 +62,7 @@ OPEN_ENDPOINTS = frozenset(
 # neither here nor open, so a new endpoint cannot slip through with the wrong role.
 ENDPOINT_ROLES: dict[str, str] = {
     "predict.predict": "predict",
+    "predict.explain_rows": "predict",
     "score.score_file": "predict",
     "models.list_models": "predict",
     "models.current_model": "predict",
@@ -81,6 +82,7 @@ ENDPOINT_ROLES: dict[str, str] = {
     "mlflow.version": "predict",
     "oip.server_metadata": "predict",
     "oip.model_metadata": "predict",
+    "oip.model_config": "predict",
     "oip.model_ready": "predict",
     "oip.infer": "predict",
     "oip.list_models": "predict",

@@ -20,6 +20,7 @@ from scoring.api.monitoring import Monitoring
 from scoring.errors import NotFound
 from scoring.lifecycle.champion import ChampionHolder
 from scoring.lifecycle.registry import Registry
+from scoring.lifecycle.versions import VersionCache
 from scoring.settings import Settings
 
 if TYPE_CHECKING:
@@ -34,12 +35,18 @@ LOG_FIELDS_KEY = "log_fields"
 
 @dataclass
 class ModelServices:
-    """One served model: its settings view, registry, champion holder and ledger."""
+    """One served model: its settings view, registry, champion holder, other versions, ledger."""
 
     settings: Settings
     registry: Registry
     champion: ChampionHolder
     ledger: Ledger
+    # Every other version, loaded when a call names it (built from the fields above).
+    versions: VersionCache = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        size = self.settings.server.cached_versions
+        self.versions = VersionCache(self.name, self.registry, self.champion, size)
 
     @property
     def name(self) -> str:

@@ -26,9 +26,11 @@ from scoring.api.context import services
 from scoring.api.limits import spool_dir
 from scoring.api.openapi import INTEGER, STRING, obj, operation, query_param
 from scoring.api.uploads import receive_upload
+from scoring.api.versioning import VERSION_QUERY, requested_version
 from scoring.bulk.batch import default_format_words, score_path
 from scoring.bulk.engines import engine_for
 from scoring.errors import PayloadTooLarge, UnsupportedMediaType, ValidationFailed
+from scoring.inference.core import model_for
 from scoring.ingest_options import read_options
 from scoring.value_kinds import kind_of
 
@@ -72,9 +74,12 @@ SCORED = {
 
 
 @bp.post("/score-file")
+@bp.post("/versions/<id:version>/score-file")
 @operation(
-    "Score a whole file (multipart field 'file', or a raw body with its content type)",
+    "Score a whole file (multipart field 'file', or a raw body with its content type); the"
+    " champion scores it, or the version the path or ?version= names",
     query=[
+        VERSION_QUERY,
         query_param(
             "format",
             {"type": "string", "enum": list(OUTPUT_FORMATS)},
@@ -90,12 +95,12 @@ SCORED = {
     ],
     body=SCORE_BODY,
     responses={200: SCORED},
-    errors=(400, 415, 422, 503, 507),
+    errors=(400, 404, 415, 422, 503, 507),  # 404: a version the model lacks
 )
-def score_file() -> Response:
+def score_file(version: int | None = None) -> Response:
     """Score an uploaded file with one model version and send the scored file back."""
     s = services()
-    model = s.champion.current()  # one version for the whole file
+    model = model_for(s.model().versions, requested_version(version))  # one for the whole file
     fmt = request.args.get("format")
     sheet = request.args.get("sheet")
     if fmt is not None and fmt not in OUTPUT_FORMATS:
