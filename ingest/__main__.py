@@ -17,7 +17,7 @@ from ingest.config import IngestConfig
 from ingest.intake import Intake
 from ingest.layout import DataLayout
 from ingest.ledger import Ledger
-from ingest.logs import JsonFormatter
+from ingest.logs import BoundFields, JsonFormatter
 from ingest.watcher import Watcher
 
 
@@ -38,6 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
+    handler.addFilter(BoundFields())
     logging.basicConfig(level=args.log_level.upper(), handlers=[handler])
     config = IngestConfig(
         DataLayout(args.data_dir.resolve()),

@@ -2,9 +2,11 @@
 
 A claim is the first step of the intake's crash-safety order (see ``ingest/intake.py``): the
 file is locked with an ``flock``, then renamed (``take``) or copied (``take_copy``) into
-``processing/<kind>/<uuid>/<name>``. The folder per claim keeps names collision-free and the
-basename intact for messages. The kernel drops an ``flock`` when its process dies, so
-``Intake.resume`` in another process can tell a live claim (locked) from a dead one (free).
+``processing/<kind>/<uuid>/<name>``. The folder per claim keeps names collision-free; the claim
+is named in the ledger's text form of the dropped name (``ingest.names``), so its path is plain
+text the ledger can store and ``dropped_name`` gives the original name back. The kernel drops
+an ``flock`` when its process dies, so ``Intake.resume`` in another process can tell a live
+claim (locked) from a dead one (free).
 
 A writer that pauses longer than ``stable_seconds`` while holding the file open must not have it
 taken mid-write: ``held_for_writing`` asks the kernel (a Linux read lease is refused while any
@@ -31,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from ingest.config import KINDS, IngestConfig
+from ingest.names import as_text, escape, on_disk, shown, unescape
 
 try:  # POSIX advisory locks keep two processes off one claimed file; elsewhere we do without
     import fcntl
@@ -114,8 +117,14 @@ def ensure_claim_dirs(config: IngestConfig) -> None:
 
 
 def claim_name(config: IngestConfig, kind: str, name: str) -> Path:
-    """Name a claim so two drops of one name never collide; only the basename is kept."""
-    return config.processing / kind / uuid.uuid4().hex / Path(name).name
+    """Name a claim so two drops of one name never collide; only the basename is kept, escaped
+    and short enough for the filesystem (``names.on_disk``)."""
+    return config.processing / kind / uuid.uuid4().hex / on_disk(escape(Path(name).name))
+
+
+def dropped_name(claimed: Path) -> str:
+    """Return the name a claimed file had in its inbox, as the filesystem knows it."""
+    return unescape(claimed.name)
 
 
 def remove_claim_folder(claimed: Path) -> None:
@@ -146,19 +155,20 @@ def _claim_move(config: IngestConfig, path: Path, kind: str) -> tuple[Hold, Path
             dest.parent.mkdir(parents=True, exist_ok=True)
             hold = try_hold(path)
             if hold is None:
-                raise BlockingIOError(f"{path.name} is locked by another process")
+                raise BlockingIOError(f"{shown(path.name)} is locked by another process")
             try:
                 os.rename(path, dest)
             except BaseException:
                 hold.release()
                 raise
-            log.debug("claimed", extra={"file": path.name, "kind": kind})
+            log.debug("claimed", extra={"file": shown(path.name), "kind": kind})
             return hold, dest
         except CLAIM_ERRORS as exc:
             if attempt >= config.max_attempts:
                 remove_claim_folder(dest)
                 log.warning(
-                    "could not claim", extra={"file": path.name, "kind": kind, "error": str(exc)}
+                    "could not claim",
+                    extra={"file": shown(path.name), "kind": kind, "error": as_text(str(exc))},
                 )
                 raise
             time.sleep(backoff(attempt))

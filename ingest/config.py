@@ -29,6 +29,8 @@ class ReadOptions:
     # inferring them (the bulk scorer passes its model's numeric features). None: infer all.
     column_types: Callable[[Sequence[str]], Mapping[str, pa.DataType]] | None = None
     max_line_bytes: int = 64 << 20  # longest CSV line read; the reader's block grows up to it
+    # What a compressed (gzip) file may unpack to, in MB: [ingest] max_file_mb. None: no cap.
+    max_unpacked_mb: float | None = None
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ finds what a crash left; this module finishes it with the same steps a new drop 
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import time
@@ -45,6 +46,7 @@ from ingest.claims import (
     changed_since,
     claim_copy,
     claim_move,
+    dropped_name,
     ensure_claim_dirs,
     hash_claimed,
     remove_claim_folder,
@@ -71,6 +73,7 @@ from ingest.ledger import (
     IllegalTransition,
     Ledger,
 )
+from ingest.logs import bound_to
 from ingest.quarantine import filed_name, refuse_link, too_large, write_error_record
 from ingest.recovery import (
     orphan_rows,
@@ -82,8 +85,29 @@ from ingest.recovery import (
 
 log = logging.getLogger("dropscore.ingest")
 
+
+def _model_of(intake: Intake) -> dict[str, str]:
+    """Name the intake's model in every event of a public step, down to the readers and the lake."""
+    return {"model": intake.model}
+
+
+_about_model = bound_to(_model_of)
+
+
 # Worth another attempt: the file vanished, is locked, or permission was denied for now.
 TRANSIENT = (TransientIngestError, FileNotFoundError, PermissionError, BlockingIOError)
+# Our own write failed for want of room: the disk (or quota, or file size limit) is full.
+DISK_FULL = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT})
+
+
+def disk_full(exc: BaseException) -> bool:
+    """Tell whether a failure is the service's own write running out of room, not the file's."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in DISK_FULL:
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 class Intake:
@@ -98,9 +122,16 @@ class Intake:
         self.config = config
         self.ledger = ledger
         self.on_normalized = on_normalized
+        self.waiting = 0  # drops left in processing/ because our disk was full; resume retries
+
+    @property
+    def model(self) -> str:
+        """The model whose inboxes this intake takes from."""
+        return self.config.layout.model
 
     # -- public ------------------------------------------------------------------------------
 
+    @_about_model
     def take(self, path: Path, kind: str) -> FileRecord:
         """Move a file out of an inbox and through ingest; it ends in archive/ or quarantine/.
 
@@ -120,6 +151,7 @@ class Intake:
         with claim_move(self.config, path, kind) as claimed:
             return self._enter(claimed, kind, path.name)
 
+    @_about_model
     def take_copy(self, path: Path, kind: str) -> FileRecord:
         """Ingest a copy of a file that stays where it is (``dropscore ingest``, bootstrap)."""
         _check_kind(kind)
@@ -131,10 +163,12 @@ class Intake:
         with claim_copy(self.config, path, kind) as claimed:
             return self._enter(claimed, kind, path.name)
 
+    @_about_model
     def resume(self) -> list[FileRecord]:
         """Finish whatever a crash interrupted; run at start-up, before new files are taken."""
         ensure_claim_dirs(self.config)
         remove_temporaries(self.config)
+        self.waiting = 0  # each drop still refused by a full disk counts itself again
         done = [r for kind in KINDS for r in resume_claims(self.config, kind, self._continue)]
         for record in orphan_rows(self.ledger):
             with contextlib.suppress(IllegalTransition):  # another process finished it meanwhile
@@ -146,6 +180,7 @@ class Intake:
             log.info("recovered", extra={"files": len(done)})
         return done
 
+    @_about_model
     def bootstrap(self, path: Path | str | None) -> FileRecord | None:
         """Seed an empty training lake with a labelled file, through the normal ledger path.
 
@@ -165,6 +200,7 @@ class Intake:
         records = [self.take_copy(f, "train") for f in files]
         return next((r for r in records if r.state == NORMALIZED), records[0])
 
+    @_about_model
     def reject_normalized(self, record: FileRecord, error: IngestError) -> FileRecord:
         """Quarantine a normalized score drop the scorer cannot use, original and all.
 
@@ -213,7 +249,7 @@ class Intake:
         """Continue a claimed file from wherever its ledger row says it stopped."""
         record = self.ledger.find_by_processing_path(claimed)
         if record is None:
-            return self._enter(claimed, kind, claimed.name)
+            return self._enter(claimed, kind, dropped_name(claimed))
         log.info("resuming", extra=_fields(record, state=record.state))
         if record.state == RECEIVED:
             return self._process(record, claimed)
@@ -272,6 +308,8 @@ class Intake:
             except IngestError as exc:
                 return self._quarantine(record, claimed, exc)
             except Exception as exc:
+                if disk_full(exc):
+                    return self._defer(record, exc)
                 log.exception("unexpected failure", extra=_fields(record))
                 return self._quarantine(
                     record,
@@ -291,6 +329,31 @@ class Intake:
             if isinstance(outcome, OwnedElsewhere):
                 return self._duplicate_of(record, claimed, outcome)
             return self._accept(record, claimed, outcome)
+
+    def _defer(self, record: FileRecord, exc: BaseException) -> FileRecord:
+        """Leave a drop our own full disk refused in processing/, to be taken again later.
+
+        Not the producer's fault, so never quarantined: the ledger row stays ``received`` with
+        an error saying why (the attempt given back), and ``resume`` (on every rescan, and at
+        start-up) takes it again once there is room.
+        """
+        self.waiting += 1
+        log.error(
+            "disk full: the lake file could not be written; the drop waits in processing/ and "
+            "is taken again on the next rescan",
+            extra=_fields(record, error=str(exc), lake=str(self.config.lake(record.kind))),
+        )
+        return self.ledger.defer(
+            record.id,
+            error={
+                "code": "disk_full",
+                "message": (
+                    f"dropscore could not write {record.original_name} to the lake: the disk "
+                    f"is full ({exc}); the file waits in processing/ and is taken again once "
+                    "there is room. Nothing is wrong with the file."
+                ),
+            },
+        )
 
     def _retake(self, record: FileRecord, claimed: Path) -> FileRecord:
         """Drop what was read of a file its writer changed meanwhile; take it again once still.

@@ -5,14 +5,18 @@ the same folder and a link/rename, so no reader ever sees half a file; readers s
 Types drift between files (a column of whole numbers in one drop, decimals in the next), so the
 folder's schema is the *unification* of its files' footers: integer widths → int64, int with
 float → float64, null with anything → that thing. Text against numbers, timestamps or booleans
-cannot be unified: ``check_compatible`` reports it before a file joins the lake, and
-``read_lake`` reads such a column as text rather than failing, so one stray file never makes the
-whole lake unreadable.
+cannot be unified: a training file holding such a value is refused before it joins the lake
+(``ingest.normalize``, strict, against ``lake_schema``, which is kept in a schema record beside
+the folder rather than read from every footer), ``lake_conflicts`` names the files when an older
+version let one in, and ``read_lake`` reads such a column as text rather than failing, so one
+stray file never makes the whole lake unreadable.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import json
 import logging
 import os
 import secrets
@@ -26,16 +30,6 @@ import pyarrow.parquet as pq
 log = logging.getLogger("dropscore.ingest")
 
 _TMP_SUFFIX = ".tmp"
-
-
-@dataclass(frozen=True)
-class TypeConflict:
-    """A column whose type in a new file cannot be reconciled with its type in the lake."""
-
-    column: str
-    lake_type: pa.DataType
-    new_type: pa.DataType
-    message: str
 
 
 # ---------------------------------------------------------------------------------------------
@@ -71,6 +65,11 @@ _KIND_WORDS = {
 }
 
 
+def kind_words(t: pa.DataType) -> str:
+    """Say what kind of values a type holds, in the words quarantine messages use."""
+    return _KIND_WORDS[type_kind(t)]
+
+
 def unify_types(a: pa.DataType, b: pa.DataType) -> pa.DataType | None:
     """Return the type both can be read as without loss of meaning, or None when they conflict."""
     if a.equals(b):
@@ -91,45 +90,31 @@ def unify_types(a: pa.DataType, b: pa.DataType) -> pa.DataType | None:
     return None
 
 
-def unify_schemas(schemas: Iterable[pa.Schema]) -> pa.Schema | None:
-    """Merge schemas by column name in order of first appearance; conflicts become text."""
+def unify_schemas(schemas: Iterable[pa.Schema], prefer_typed: bool = False) -> pa.Schema | None:
+    """Merge schemas by column name in order of first appearance; conflicts become text.
+
+    With ``prefer_typed``, text against one other kind gives that kind instead: the view a new
+    file is checked against, so a lake an older version poisoned with one text file does not
+    refuse every clean drop after it (training still refuses the conflict, naming the files).
+    """
     merged: dict[str, pa.DataType] = {}
     for schema in schemas:
         for field in schema:
             seen = merged.get(field.name)
             if seen is None:
                 merged[field.name] = field.type
-            else:
-                merged[field.name] = unify_types(seen, field.type) or pa.string()
+                continue
+            both = unify_types(seen, field.type)
+            if (
+                both is None
+                and prefer_typed
+                and "string" in (type_kind(seen), type_kind(field.type))
+            ):
+                both = field.type if type_kind(seen) == "string" else seen
+            merged[field.name] = both or pa.string()
     if not merged:
         return None
     return pa.schema([pa.field(name, t) for name, t in merged.items()])
-
-
-def _conflict_message(column: str, lake_type: pa.DataType, new_type: pa.DataType) -> str:
-    """Say which column clashes, how, and what the person dropping the file can do about it."""
-    lake_words = _KIND_WORDS[type_kind(lake_type)]
-    new_words = _KIND_WORDS[type_kind(new_type)]
-    return (
-        f"column '{column}' holds {new_words} ({new_type}) in this file but {lake_words} "
-        f"({lake_type}) in the files already in the lake; fix the values that are not "
-        f"{lake_words}, or rename the column if it means something else"
-    )
-
-
-def check_compatible(lake: pa.Schema | None, new: pa.Schema) -> list[TypeConflict]:
-    """List the columns of a new file that cannot join the lake, so it is refused before writing."""
-    if lake is None:
-        return []
-    conflicts = []
-    for field in new:
-        if field.name not in lake.names:
-            continue
-        lake_type = lake.field(field.name).type
-        if unify_types(lake_type, field.type) is None:
-            message = _conflict_message(field.name, lake_type, field.type)
-            conflicts.append(TypeConflict(field.name, lake_type, field.type, message))
-    return conflicts
 
 
 # ---------------------------------------------------------------------------------------------
@@ -308,9 +293,174 @@ def _footer_schemas(files: Iterable[Path]) -> Iterator[pa.Schema]:
         yield pq.read_schema(path).remove_metadata()
 
 
+# ---------------------------------------------------------------------------------------------
+# The schema record: the lake's schema kept beside it, not recomputed from every footer
+
+
+@dataclass(frozen=True)
+class LakeConflict:
+    """A column the lake's own files hold as different kinds (written by an older version)."""
+
+    column: str
+    files: dict[str, list[str]]  # kind in words -> lake file names holding it as that kind
+
+    @property
+    def message(self) -> str:
+        """Say which files hold the column as which kind, so a person can remove the odd ones."""
+        sides = "; ".join(f"{kind} in {_few(names)}" for kind, names in sorted(self.files.items()))
+        return (
+            f"column '{self.column}' holds different kinds of values in the lake's files: "
+            f"{sides}; remove (or fix and drop again) the files whose values are wrong"
+        )
+
+
+def _few(names: list[str], limit: int = 5) -> str:
+    """List a few file names, saying how many more there are."""
+    shown = ", ".join(names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def lake_conflicts(named: Iterable[tuple[str, pa.Schema]]) -> list[LakeConflict]:
+    """Find the columns whose types in the named files cannot be unified, naming the files."""
+    seen: dict[str, dict[str, list[str]]] = {}
+    merged: dict[str, pa.DataType | None] = {}
+    for name, schema in named:
+        for field in schema:
+            kinds = seen.setdefault(field.name, {})
+            if type_kind(field.type) != "null":
+                kinds.setdefault(kind_words(field.type), []).append(name)
+            if field.name not in merged:
+                merged[field.name] = field.type
+            else:
+                before = merged[field.name]
+                merged[field.name] = None if before is None else unify_types(before, field.type)
+    return [LakeConflict(c, seen[c]) for c, t in merged.items() if t is None]
+
+
+def schema_record_path(folder: Path) -> Path:
+    """Name the schema record of a lake folder: a dotfile beside it, never inside it."""
+    folder = Path(folder)
+    return folder.parent / f".{folder.name}.schema.json"
+
+
+@dataclass
+class _SchemaRecord:
+    """Each published lake file's schema, stored once per distinct schema."""
+
+    schemas: list[pa.Schema]
+    files: dict[str, int]  # lake file name -> index into schemas
+
+    def add(self, name: str, schema: pa.Schema) -> None:
+        for i, known in enumerate(self.schemas):
+            if known.equals(schema):
+                self.files[name] = i
+                return
+        self.schemas.append(schema)
+        self.files[name] = len(self.schemas) - 1
+
+    def named(self) -> Iterator[tuple[str, pa.Schema]]:
+        for name, i in self.files.items():
+            yield name, self.schemas[i]
+
+    def unified(self) -> pa.Schema | None:
+        used = sorted(set(self.files.values()))
+        return unify_schemas((self.schemas[i] for i in used), prefer_typed=True)
+
+    def to_json(self) -> dict[str, object]:
+        used = sorted(set(self.files.values()))
+        renumber = {old: new for new, old in enumerate(used)}
+        return {
+            "version": 1,
+            "schemas": [
+                base64.b64encode(self.schemas[i].serialize().to_pybytes()).decode() for i in used
+            ],
+            "files": {name: renumber[i] for name, i in sorted(self.files.items())},
+        }
+
+
+def _load_record(folder: Path) -> _SchemaRecord:
+    """Read the schema record; a missing or unreadable one is rebuilt from the footers."""
+    try:
+        body = json.loads(schema_record_path(folder).read_text(encoding="utf-8"))
+        schemas = [pa.ipc.read_schema(pa.py_buffer(base64.b64decode(b))) for b in body["schemas"]]
+        files = {str(n): int(i) for n, i in body["files"].items()}
+        if body.get("version") != 1 or any(not 0 <= i < len(schemas) for i in files.values()):
+            raise ValueError("unknown schema record")
+        return _SchemaRecord(schemas, files)
+    except FileNotFoundError:
+        return _SchemaRecord([], {})
+    except Exception as exc:  # any damage: the footers are the truth, read them again
+        log.warning("lake schema record unreadable; rebuilding it", extra={"error": str(exc)})
+        return _SchemaRecord([], {})
+
+
+def _save_record(folder: Path, record: _SchemaRecord) -> None:
+    """Replace the record atomically; failing to save only costs the next caller footer reads."""
+    path = schema_record_path(folder)
+    # Inside the folder, dotted: a crash's leftover goes with the lake's own temporaries.
+    tmp = Path(folder) / f".{path.name.lstrip('.')}.{secrets.token_hex(6)}{_TMP_SUFFIX}"
+    try:
+        tmp.write_text(json.dumps(record.to_json(), separators=(",", ":")), encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        log.warning("lake schema record not saved", extra={"file": path.name, "error": str(exc)})
+
+
+def _published(folder: Path) -> set[str]:
+    """Name the published lake files from the directory listing alone (no stat, no footer)."""
+    try:
+        with os.scandir(folder) as entries:
+            return {
+                e.name
+                for e in entries
+                if e.name.endswith(".parquet") and not e.name.startswith(".") and e.is_file()
+            }
+    except FileNotFoundError:
+        return set()
+
+
+def _current_record(folder: Path) -> _SchemaRecord:
+    """Load the record and bring it up to date with the listing, reading only new footers."""
+    folder = Path(folder)
+    record = _load_record(folder)
+    names = _published(folder)
+    gone = [n for n in record.files if n not in names]
+    new = sorted(names.difference(record.files))
+    if not gone and not new:
+        return record
+    for name in gone:
+        del record.files[name]
+    for name in new:
+        try:
+            record.add(name, pq.read_schema(folder / name).remove_metadata())
+        except FileNotFoundError:  # removed between listing and reading
+            continue
+    for conflict in lake_conflicts(record.named()) if new else []:
+        log.warning("lake type conflict", extra={"lake": folder.name, "error": conflict.message})
+    _save_record(folder, record)
+    return record
+
+
 def lake_schema(folder: Path) -> pa.Schema | None:
-    """Return the unified schema of the folder's lake files, or None when there are none."""
-    return unify_schemas(_footer_schemas(lake_files(folder)))
+    """Return the unified schema of the folder's lake files, or None when there are none.
+
+    Kept in the folder's schema record (``schema_record_path``) rather than read from every
+    footer: the record is checked against the directory listing, files removed since are
+    dropped from it and only files it does not know have their footers read, so a drop into a
+    lake of thousands of files costs what a drop into an empty one does. A column the lake's
+    files hold as text in some and as another kind in others (an older version wrote them) is
+    reported in the log and checked as that other kind, so clean drops keep being taken.
+    """
+    return _current_record(folder).unified()
+
+
+def remember_lake_file(folder: Path, path: Path, schema: pa.Schema) -> None:
+    """Add a just-published lake file to its folder's schema record (under the lake lock)."""
+    record = _current_record(folder)
+    if path.name not in record.files and path.exists():
+        record.add(path.name, schema.remove_metadata())
+        _save_record(folder, record)
 
 
 def read_lake(folder: Path, columns: list[str] | None = None) -> pa.Table:

@@ -3,7 +3,9 @@
 Each lake file carries its drop's ``_file_id``, so a re-take (after a crash) recognizes its own
 leftover and replaces it, while content another live drop already put in the lake makes this
 drop a duplicate of that one. Training files are type-checked against the training lake under
-the same lock as the write, so two processes cannot both add clashing columns.
+the same lock as the write, so two processes cannot both add clashing columns: every batch, not
+only the first, must fit the lake's types (``normalize_file(strict=True)``), and the lake's
+schema comes from its schema record (``ingest.lake.lake_schema``), updated with each write.
 
 The same table in another format has other bytes, so the normalized table is hashed too
 (``ingest/content.py``), batch by batch as it is written. When a live drop of the kind already
@@ -17,7 +19,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pyarrow as pa
@@ -27,8 +29,8 @@ from ingest import readers
 from ingest.claims import lake_lock
 from ingest.config import IngestConfig
 from ingest.content import ContentHash, hashed
-from ingest.errors import NoRowsError, TypeConflictError
-from ingest.lake import check_compatible, lake_schema, write_parquet_atomic
+from ingest.errors import NoRowsError
+from ingest.lake import lake_schema, remember_lake_file, write_parquet_atomic
 from ingest.ledger import BY_BYTES, BY_CONTENT, LIVE_STATES, FileRecord, Ledger
 from ingest.normalize import normalize_file
 
@@ -80,19 +82,23 @@ def write_lake_file(
     Raises the reader's and the normalizer's IngestErrors, and NoRowsError for a file with a
     header and no rows (its empty lake file is removed first).
     """
-    raw = readers.open_table(claimed, config.read)
+    # max_file_mb counts what a compressed file unpacks to as well (ingest.readers.open_bytes).
+    raw = readers.open_table(claimed, replace(config.read, max_unpacked_mb=config.max_file_mb))
     content = ContentHash()
+    train = record.kind == "train"
     try:
-        table = normalize_file(raw, record.id)
+        table = normalize_file(raw, record.id, strict=train)
         dest = lake_file(config, record)
         with lake_lock(config, record.kind):
             owner = _clear_leftover(ledger, dest, record.id)
             if owner is not None:
                 return OwnedElsewhere(owner)
-            if record.kind == "train":
-                _check_train_types(config, table.schema)
+            if train:  # every batch is checked against it as it is written
+                table.expected = lake_schema(config.lake(record.kind))
             batches = _unless_known(hashed(table.batches, content), content, ledger, record)
             rows = write_parquet_atomic(batches, table.schema, dest)
+            if train:
+                remember_lake_file(config.lake(record.kind), dest, table.schema)
     except _SameContent as same:  # the temporary was removed; nothing was published
         return OwnedElsewhere(same.owner, BY_CONTENT, same.content_sha256)
     finally:
@@ -127,18 +133,6 @@ def _unless_known(
     owner = ledger.find_by_content(record.kind, digest, excluding=record.id)
     if owner is not None:
         raise _SameContent(owner.id, digest)
-
-
-def _check_train_types(config: IngestConfig, schema: pa.Schema) -> None:
-    """Refuse a training file whose column types clash with the training lake."""
-    conflicts = check_compatible(lake_schema(config.lake("train")), schema)
-    if conflicts:
-        first = conflicts[0]
-        raise TypeConflictError(
-            "; ".join(c.message for c in conflicts),
-            column=getattr(first, "column", None),
-            expected=str(getattr(first, "lake_type", "")) or None,
-        )
 
 
 def _clear_leftover(ledger: Ledger, dest: Path, file_id: int) -> int | None:

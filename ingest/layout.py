@@ -19,6 +19,7 @@ DB_FILE = "state.db"
 WORKER_LOCK_FILE = "worker.lock"
 RETRAIN_LOCK_FILE = "retrain.lock"
 TRAINER_LOCK_FILE = "trainer.lock"
+TRAINER_SCRATCH = ".trainer"  # a dot name: no model name (it starts with a letter) can take it
 # A model name becomes a folder name and a URL segment: one plain path segment, starting with a
 # letter so it never reads as a version number (/models/3 is a version, /models/churn a model).
 MODEL_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
@@ -83,6 +84,11 @@ class DataLayout:
     def trainer_lock(self) -> Path:
         """The lock that lets one trainer process run at a time, whichever model it trains."""
         return self.root / TRAINER_LOCK_FILE
+
+    @property
+    def trainer_scratch(self) -> Path:
+        """Where trainer processes keep their job files and temporary files, on the data disk."""
+        return self.root / TRAINER_SCRATCH
 
     @property
     def retrain_lock(self) -> Path:

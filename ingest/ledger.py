@@ -8,6 +8,9 @@ statements: a transition from a state it does not allow changes nothing and rais
 
 Paths are stored relative to the data folder (the folder holding ``state.db``) in POSIX form,
 so ``GET /files`` never shows a server's absolute layout; ``Ledger.resolve`` turns them back.
+Names are stored in the escaped text form of ``ingest.names`` (any bytes, one readable line),
+and bytes that are not text in an error's message are escaped too, so no row holds what
+SQLite, JSON or a terminal would refuse.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ingest.ledger_table import LedgerTable, first_live, first_live_content
+from ingest.names import as_text, escape, filed
 from ingest.records import (
     BY_BYTES,
     BY_CONTENT,
@@ -26,6 +30,7 @@ from ingest.records import (
     NORMALIZED,
     QUARANTINED,
     RECEIVED,
+    RETRIED,
     SCORED,
     STATES,
     TERMINAL_STATES,
@@ -44,6 +49,7 @@ __all__ = [
     "NORMALIZED",
     "QUARANTINED",
     "RECEIVED",
+    "RETRIED",
     "SCORED",
     "STATES",
     "TERMINAL_STATES",
@@ -70,18 +76,30 @@ class Ledger(LedgerTable):
     ) -> FileRecord:
         """Record a claimed drop and decide duplicates in the same transaction.
 
-        The row is ``received``; or ``duplicate`` (with ``duplicate_of`` and its archive path)
-        when a live drop of the same kind already has this content; or ``quarantined`` at once
-        when ``rejected`` carries an error found before the content was read (a file too large).
-        Deciding in one ``BEGIN IMMEDIATE`` makes dedupe race-free across processes.
+        ``original_name`` is the name as the filesystem gave it; it is stored escaped
+        (``ingest.names``). The row is ``received``; or ``duplicate`` (with ``duplicate_of`` and
+        its archive path) when a live drop of the same kind already has this content; or
+        ``quarantined`` at once when ``rejected`` carries an error found before the content was
+        read (a file too large). Deciding in one ``BEGIN IMMEDIATE`` makes dedupe race-free
+        across processes. A drop that is the copy a retry queued (``queued_as``) takes the name
+        of the drop it retries, and that drop records it as ``retried_as``, in the same
+        transaction.
         """
         now = utc_now()
+        name = escape(original_name)
         with self._write() as conn:
+            retried = conn.execute(
+                "SELECT id, original_name FROM files WHERE state = ? AND queued_as = ? "
+                "AND kind = ? AND retried_as IS NULL ORDER BY id LIMIT 1",
+                (RETRIED, name, kind),
+            ).fetchone()
+            if retried is not None:
+                name = retried["original_name"]
             cur = conn.execute(
                 "INSERT INTO files (original_name, kind, size_bytes, sha256, state, "
                 "processing_path, received_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (
-                    original_name,
+                    name,
                     kind,
                     size_bytes,
                     sha256,
@@ -92,15 +110,20 @@ class Ledger(LedgerTable):
                 ),
             )
             file_id = int(cur.lastrowid or 0)
-            stored = archive_name or original_name
+            if retried is not None:
+                conn.execute(
+                    "UPDATE files SET retried_as = ?, updated_at = ? WHERE id = ?",
+                    (file_id, now, retried["id"]),
+                )
+            stored = archive_name or name
             if rejected is not None:
                 conn.execute(
                     "UPDATE files SET state = ?, error = ?, quarantine_path = ?, "
                     "finished_at = ? WHERE id = ?",
                     (
                         QUARANTINED,
-                        json.dumps(rejected),
-                        f"quarantine/{file_id}__{stored}",
+                        error_json(rejected),
+                        f"quarantine/{filed(file_id, stored)}",
                         now,
                         file_id,
                     ),
@@ -124,6 +147,22 @@ class Ledger(LedgerTable):
             return int(
                 conn.execute("SELECT attempts FROM files WHERE id = ?", (file_id,)).fetchone()[0]
             )
+
+    def defer(self, file_id: int, *, error: dict[str, Any]) -> FileRecord:
+        """Leave a received drop for a later attempt after the service's own failure (disk full).
+
+        The attempt is given back (the file is not at fault, so it never runs out of tries) and
+        the row's error says why it waits; its commit later clears it.
+        """
+        with self._write() as conn:
+            cur = conn.execute(
+                "UPDATE files SET attempts = MAX(attempts - 1, 0), error = ?, updated_at = ? "
+                "WHERE id = ? AND state = 'received'",
+                (error_json(error), utc_now(), file_id),
+            )
+            if cur.rowcount == 0:
+                _refuse(conn, file_id, "defer")
+            return self._require(conn, file_id)
 
     def rehash(self, file_id: int, *, size_bytes: int, sha256: str) -> FileRecord:
         """Record the new content of a received drop that changed while it was being read.
@@ -211,7 +250,7 @@ class Ledger(LedgerTable):
             file_id,
             (RECEIVED,),
             QUARANTINED,
-            error=json.dumps(error),
+            error=error_json(error),
             quarantine_path=self.relative(quarantine_path),
             finished_at=utc_now(),
         )
@@ -230,7 +269,7 @@ class Ledger(LedgerTable):
                 "UPDATE files SET state = 'quarantined', error = ?, quarantine_path = ?, "
                 "scoring_claimed_at = NULL, finished_at = ?, updated_at = ? "
                 "WHERE id = ? AND state = 'normalized' AND output_path IS NULL",
-                (json.dumps(error), self.relative(quarantine_path), now, now, file_id),
+                (error_json(error), self.relative(quarantine_path), now, now, file_id),
             )
             if cur.rowcount == 0:
                 _refuse(conn, file_id, "reject after normalizing")
@@ -285,6 +324,35 @@ class Ledger(LedgerTable):
             if cur.rowcount == 0:
                 _refuse(conn, file_id, "mark as scored")
             return self._require(conn, file_id)
+
+    def mark_retried(
+        self, file_id: int, *, queued_as: str, lost: str | None = None
+    ) -> FileRecord:
+        """Record that a quarantined drop's original was queued again as ``queued_as``.
+
+        One guarded ``UPDATE``: of two retries racing on one drop exactly one succeeds, the
+        other gets ``IllegalTransition``. ``queued_as`` is the name of the copy in the inbox,
+        as the filesystem knows it; the drop the watcher makes of it is recorded as
+        ``retried_as`` by ``receive``. ``lost`` (the stored name of a copy a crash lost before
+        it reached the inbox) queues a retried drop again, only while no drop was made of it.
+        """
+        if lost is None:
+            return self._transition(
+                file_id, (QUARANTINED,), RETRIED, queued_as=escape(queued_as), retried_as=None
+            )
+        with self._write() as conn:
+            cur = conn.execute(
+                "UPDATE files SET queued_as = ?, updated_at = ? WHERE id = ? AND state = ? "
+                "AND retried_as IS NULL AND queued_as = ?",
+                (escape(queued_as), utc_now(), file_id, RETRIED, lost),
+            )
+            if cur.rowcount == 0:
+                _refuse(conn, file_id, "queue again")
+            return self._require(conn, file_id)
+
+    def unmark_retried(self, file_id: int) -> FileRecord:
+        """Put a drop back in quarantine when its retry's copy could not be queued after all."""
+        return self._transition(file_id, (RETRIED,), QUARANTINED, queued_as=None)
 
     def claim_for_scoring(self, file_id: int, *, stale_after: float = 900.0) -> bool:
         """Claim a drop for scoring; exactly one caller across processes wins.
@@ -353,9 +421,28 @@ def _duplicate_by_bytes(
         DUPLICATE,
         duplicate_of=earlier,
         duplicate_by=BY_BYTES,
-        archive_path=f"archive/{file_id}__{stored}",
+        archive_path=f"archive/{filed(file_id, stored)}",
         finished_at=now,
     )
+
+
+def error_json(error: dict[str, Any]) -> str:
+    """Serialize an error for its row, bytes that are not text written as ``\\xNN``.
+
+    A message may quote a name as the filesystem gave it (bytes that are not UTF-8); the row
+    must hold text that SQLite, JSON and a terminal accept.
+    """
+
+    def readable(value: Any) -> Any:
+        if isinstance(value, str):
+            return as_text(value)
+        if isinstance(value, dict):
+            return {readable(k): readable(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [readable(v) for v in value]
+        return value
+
+    return json.dumps(readable(error))
 
 
 def _refuse(conn: sqlite3.Connection, file_id: int, action: str) -> None:

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import re
 import sqlite3
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from ingest.names import undecodable
 from ingest.records import (
     BY_BYTES,
     STATES,
@@ -22,7 +24,10 @@ from ingest.records import (
 )
 from ingest.sqlite import add_column, connect, transaction
 
-_SCHEMA = """
+# The states a row may hold, declared from ``ingest.records.STATES`` (the one list of them).
+_STATES_CHECK = "CHECK (state IN (" + ", ".join(f"'{state}'" for state in STATES) + "))"
+
+_SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS files (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     original_name TEXT NOT NULL,
@@ -30,7 +35,7 @@ CREATE TABLE IF NOT EXISTS files (
     size_bytes INTEGER,
     sha256 TEXT,
     state TEXT NOT NULL
-        CHECK (state IN ('received', 'normalized', 'scored', 'quarantined', 'duplicate')),
+        {_STATES_CHECK},
     rows INTEGER,
     columns INTEGER,
     format TEXT,
@@ -64,6 +69,8 @@ CREATE INDEX IF NOT EXISTS files_finished ON files (finished_at);
 _ADDED = {
     "content_sha256": "TEXT",
     "duplicate_by": "TEXT CHECK (duplicate_by IN ('bytes', 'content'))",
+    "retried_as": "INTEGER REFERENCES files (id)",
+    "queued_as": "TEXT",
 }
 _ADDED_INDEX = "CREATE INDEX IF NOT EXISTS files_kind_content ON files (kind, content_sha256)"
 # Every duplicate before content hashes was one by bytes; say so, once, in an older state.db.
@@ -71,6 +78,9 @@ _BACKFILL = (
     f"UPDATE files SET duplicate_by = '{BY_BYTES}' "
     "WHERE state = 'duplicate' AND duplicate_by IS NULL"
 )
+# The state CHECK of a state.db made before a state was added; SQLite cannot alter a CHECK.
+_STATE_CHECK = re.compile(r"CHECK\s*\(\s*state\s+IN\s*\([^)]*\)\s*\)", re.IGNORECASE)
+_TABLE_NAME = re.compile(r"^CREATE\s+TABLE\s+[\"'`\[]?files[\"'`\]]?", re.IGNORECASE)
 
 
 class LedgerTable:
@@ -96,6 +106,7 @@ class LedgerTable:
                 add_column(conn, "files", column, decl)
             conn.execute(_ADDED_INDEX)
             conn.execute(_BACKFILL)
+            widen_states(conn)
             self._schema_ready = True
 
     @contextlib.contextmanager
@@ -205,10 +216,17 @@ class LedgerTable:
             return first_live_content(conn, kind, content_sha256, excluding)
 
     def find_by_processing_path(self, path: Path | str) -> FileRecord | None:
-        """Return the drop that claimed this file in ``processing/``, if it got that far."""
+        """Return the drop that claimed this file in ``processing/``, if it got that far.
+
+        A path holding bytes that are not text (a claim an older release named after the raw
+        drop) was never stored, so it has no drop: it is not looked up.
+        """
+        stored = self.relative(path)
+        if stored is None or undecodable(stored):
+            return None
         with self._read() as conn:
             row = conn.execute(
-                "SELECT * FROM files WHERE processing_path = ?", (self.relative(path),)
+                "SELECT * FROM files WHERE processing_path = ?", (stored,)
             ).fetchone()
         return FileRecord.from_row(row) if row else None
 
@@ -272,3 +290,42 @@ def first_live_content(
         (kind, content_sha256, -1 if excluding is None else excluding),
     ).fetchone()
     return FileRecord.from_row(row) if row else None
+
+
+def widen_states(conn: sqlite3.Connection) -> None:
+    """Give an older ``files`` table the state CHECK of this release, rows and ids kept.
+
+    SQLite cannot change a CHECK in place, so the table is copied into one declared the same
+    but for that CHECK (SQLite's documented rebuild: foreign keys off, one transaction, the
+    AUTOINCREMENT counter carried over). A second process that gets there first wins; this one
+    then finds the CHECK current and changes nothing.
+    """
+    wanted = _STATES_CHECK
+    if wanted in _table_sql(conn):
+        return
+    conn.execute("PRAGMA foreign_keys=OFF")  # not inside a transaction: SQLite ignores it there
+    try:
+        with transaction(conn):
+            sql = _table_sql(conn)
+            if wanted in sql:
+                return
+            seq = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'files'").fetchone()
+            widened = _STATE_CHECK.sub(wanted, sql, count=1)
+            conn.execute(_TABLE_NAME.sub("CREATE TABLE files_widened", widened, count=1))
+            conn.execute("INSERT INTO files_widened SELECT * FROM files")
+            conn.execute("DROP TABLE files")
+            conn.execute("ALTER TABLE files_widened RENAME TO files")
+            if seq is not None:
+                conn.execute("UPDATE sqlite_sequence SET seq = ? WHERE name = 'files'", (seq[0],))
+            for statement in _SCHEMA.split(";"):
+                if "CREATE INDEX" in statement:
+                    conn.execute(statement)
+            conn.execute(_ADDED_INDEX)
+    finally:
+        conn.execute("PRAGMA foreign_keys=ON")
+
+
+def _table_sql(conn: sqlite3.Connection) -> str:
+    """Return the ``CREATE TABLE`` statement SQLite keeps for ``files``."""
+    row = conn.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'files'")
+    return str(row.fetchone()[0])

@@ -13,6 +13,15 @@ after whole numbers, text after numbers), that column is widened from that batch
 ``.schema`` reports the wider type; ``lake.write_parquet_atomic`` rewrites the rows it already
 wrote, so the lake file still has one schema. Read ``.schema`` again after consuming the batches
 for the final word.
+
+Strict files (training drops): widening within a kind (whole numbers to decimals, an empty
+column to anything) is still allowed, but a value of another kind in any batch (text among
+numbers, numbers among dates) raises ``TypeConflictError`` naming the column, the row and the
+value, instead of widening; so does a column that is numbers but for a tiny minority of text
+values in the batch that decides its type (``MINORITY``), and a column whose values cannot be
+read as the type the lake already holds for it (``NormalizedTable.expected``, set before the
+batches are consumed). A training file therefore never changes a column's type behind the
+lake's checks, whichever batch the odd value is in.
 """
 
 from __future__ import annotations
@@ -27,8 +36,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ingest.arrays import int64s
-from ingest.errors import NoRowsError
-from ingest.lake import unify_types
+from ingest.errors import NoRowsError, TypeConflictError
+from ingest.lake import kind_words, unify_types
 from ingest.readers import RawTable
 
 FILE_ID = "_file_id"
@@ -44,6 +53,13 @@ _GROUPED = {
     ",": r"^[+-]?(\d{1,3}(\.\d{3})+|\d+)(,\d+)?$",
 }
 _THOUSANDS = {".": ",", ",": "."}
+_PLAIN_NUMBER = {
+    ".": r"^\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*$",
+    ",": r"^\s*[+-]?(\d+,?\d*|,\d+)([eE][+-]?\d+)?\s*$",
+}
+# A text column whose non-numbers are at most this share of its values (and there are numbers)
+# is a numeric column with bad values, not a category: a strict file is refused, naming one.
+MINORITY = 0.01
 
 
 # ---------------------------------------------------------------------------------------------
@@ -260,13 +276,14 @@ class NormalizedTable:
 
     ``schema`` is valid before ``batches`` is consumed and may widen while it is (see the module
     docstring); ``rows_written`` counts the rows emitted so far and is final once ``batches`` is
-    exhausted.
+    exhausted. ``expected`` is read when the first batch is taken, so set it before that.
     """
 
     column_map: dict[str, str]
     schema: pa.Schema
     batches: Iterator[pa.RecordBatch] = field(default_factory=lambda: iter(()))
     rows_written: int = 0
+    expected: pa.Schema | None = None  # the lake's types a strict file's columns must fit
 
 
 def _schema_for(names: list[str], types: list[pa.DataType]) -> pa.Schema:
@@ -278,23 +295,32 @@ def _schema_for(names: list[str], types: list[pa.DataType]) -> pa.Schema:
 class _Normalizer:
     """The state of one file's normalization: declared types and the running row number."""
 
-    def __init__(self, raw: RawTable, file_id: int, names: list[str]) -> None:
+    def __init__(self, raw: RawTable, file_id: int, names: list[str], strict: bool) -> None:
         self.raw = raw
         self.file_id = file_id
         self.names = names
+        self.strict = strict
+        self.expected: pa.Schema | None = None  # the lake's types, for a strict file
         self.types: list[pa.DataType] = []
         self.next_row = 1
 
     def declare(self, first: pa.RecordBatch) -> None:
-        """Decide every column's type from the first batch."""
+        """Decide every column's type from the first batch (refusing a strict file's odd one)."""
         self.types = [infer_type(col, self.raw.decimal) for col in first.columns]
+        if self.strict:
+            for i, col in enumerate(first.columns):
+                if pa.types.is_string(self.types[i]):
+                    self._refuse_minority(i, col)
 
     def fit(self, batch: pa.RecordBatch) -> pa.RecordBatch:
         """Convert one raw batch: types, empty rows dropped, provenance added."""
         n = batch.num_rows
         columns = []
         for i, col in enumerate(batch.columns):
-            done, self.types[i] = fit_column(col, self.types[i], self.raw.decimal)
+            if self.strict:
+                done, self.types[i] = self._fit_strict(i, col)
+            else:
+                done, self.types[i] = fit_column(col, self.types[i], self.raw.decimal)
             columns.append(done)
         rows = int64s(np.arange(self.next_row, self.next_row + n, dtype=np.int64))
         self.next_row += n
@@ -302,6 +328,116 @@ class _Normalizer:
         out = pa.RecordBatch.from_arrays(columns, schema=_schema_for(self.names, self.types))
         mask = _non_empty_mask(columns[:-2])
         return out if mask is None else out.filter(mask)
+
+    # -- strict files ------------------------------------------------------------------------
+
+    def _fit_strict(self, i: int, col: pa.Array) -> tuple[pa.Array, pa.DataType]:
+        """Convert a column, widening only within its kind; another kind of value is refused."""
+        declared = self.types[i]
+        decimal = self.raw.decimal
+        done = convert(col, declared, decimal)
+        if done is None:
+            wider = unify_types(declared, infer_type(col, decimal))
+            done = None if wider is None else convert(col, wider, decimal)
+            if wider is None or done is None:
+                raise self._conflict(i, col, declared, lake=False)
+            declared = wider
+        lake = self._lake_type(i)
+        if lake is not None and unify_types(lake, declared) is None:
+            raise self._conflict(i, col, lake, lake=True)
+        return done, declared
+
+    def _lake_type(self, i: int) -> pa.DataType | None:
+        """Return the type the lake holds for column ``i``, or None when it has no such column."""
+        if self.expected is None or self.names[i] not in self.expected.names:
+            return None
+        return self.expected.field(self.names[i]).type
+
+    def _refuse_minority(self, i: int, col: pa.Array) -> None:
+        """Refuse a text column that is numbers but for a tiny minority of values."""
+        text = _blank_to_null(pc.cast(col, pa.string()))
+        present = len(text) - text.null_count
+        if present == 0:
+            return
+        numeric = pc.fill_null(_looks_numeric(text, self.raw.decimal), True)
+        numbers = int(pc.sum(pc.cast(numeric, pa.int64())).as_py() or 0) - text.null_count
+        if numbers == 0 or present - numbers > MINORITY * present:
+            return
+        at = int(pc.index(numeric, False).as_py())
+        value = text[at].as_py()
+        raise TypeConflictError(
+            f"column '{self.names[i]}' holds numbers in {numbers:,} of its {present:,} values "
+            f"but text ({_shown(value)}) at row {self.next_row + at}; fix the values that are "
+            "not numbers (or leave them empty) and drop the file again",
+            row=self.next_row + at,
+            column=self.names[i],
+            expected="numbers",
+        )
+
+    def _conflict(
+        self, i: int, col: pa.Array, against: pa.DataType, *, lake: bool
+    ) -> TypeConflictError:
+        """Describe the first value of a column that is not of the kind it must hold."""
+        at = _first_misfit(col, _kind_target(against), self.raw.decimal)
+        value = col[at].as_py() if at is not None else None
+        row = self.next_row + (at or 0)
+        what = f"{_value_kind(col, at)} ({_shown(value)}) at row {row}"
+        must = kind_words(against)
+        name = self.names[i]
+        if lake:
+            message = (
+                f"column '{name}' holds {what} in this file but {must} in the files already "
+                f"in the lake; fix the values that are not {must}, or rename the column if it "
+                "means something else"
+            )
+        else:
+            message = (
+                f"column '{name}' holds {must} in earlier rows but {what}; a column holds one "
+                f"kind of value in every row: fix the values that are not {must} (or leave them "
+                "empty) and drop the file again"
+            )
+        return TypeConflictError(message, row=row, column=name, expected=must)
+
+
+def _looks_numeric(text: pa.Array, decimal: str) -> pa.Array:
+    """Mark the text values written as numbers (plain or with thousands separators)."""
+    plain = pc.match_substring_regex(text, _PLAIN_NUMBER[decimal])
+    grouped = pc.match_substring_regex(pc.utf8_trim_whitespace(text), _GROUPED[decimal])
+    return pc.or_(plain, grouped)
+
+
+def _kind_target(t: pa.DataType) -> pa.DataType:
+    """Return the widest type of ``t``'s kind, so a search finds values of another kind only."""
+    if pa.types.is_integer(t):
+        return pa.float64()
+    return t
+
+
+def _first_misfit(col: pa.Array, target: pa.DataType, decimal: str) -> int | None:
+    """Find the first value that does not convert to ``target`` by bisecting on prefixes."""
+    if convert(col, target, decimal) is not None:
+        return None if col.null_count == len(col) else int(pc.index(pc.is_valid(col), True).as_py())
+    lo, hi = 0, len(col)  # the prefix of lo values converts; the prefix of hi values does not
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if convert(col.slice(0, mid), target, decimal) is None:
+            hi = mid
+        else:
+            lo = mid
+    return hi - 1
+
+
+def _value_kind(col: pa.Array, at: int | None) -> str:
+    """Say what kind of value a column holds at a position, in words."""
+    if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+        return "text"
+    return kind_words(col.type) if at is not None else "values"
+
+
+def _shown(value: object) -> str:
+    """Quote a value for a message, cut short so a huge cell cannot flood the record."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _peek(batches: Iterator[pa.RecordBatch]) -> pa.RecordBatch | None:
@@ -312,14 +448,16 @@ def _peek(batches: Iterator[pa.RecordBatch]) -> pa.RecordBatch | None:
     return None
 
 
-def normalize_file(raw: RawTable, file_id: int) -> NormalizedTable:
+def normalize_file(raw: RawTable, file_id: int, *, strict: bool = False) -> NormalizedTable:
     """Wrap a RawTable's batches so they come out with lake names, lake types and provenance.
 
     Reads the first batch now (to decide the schema); raises NoRowsError when the file has no
-    rows, or, while iterating, when every row turns out to be empty.
+    rows, or, while iterating, when every row turns out to be empty. ``strict`` (training
+    files) raises TypeConflictError for a value of another kind instead of widening to text
+    (see the module docstring); a scored file is not strict: a bad value fails its row there.
     """
     names = normalize_names(raw.columns)
-    state = _Normalizer(raw, file_id, names)
+    state = _Normalizer(raw, file_id, names, strict)
     first = _peek(raw.batches)
     if first is None:
         raise NoRowsError(
@@ -330,6 +468,7 @@ def normalize_file(raw: RawTable, file_id: int) -> NormalizedTable:
     table = NormalizedTable(_map_columns(raw.columns, names), _schema_for(names, state.types))
 
     def generate() -> Iterator[pa.RecordBatch]:
+        state.expected = table.expected  # set by the caller once it holds the lake's lock
         for batch in _chain(first, raw.batches):
             out = state.fit(batch)
             table.schema = out.schema

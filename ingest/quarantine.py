@@ -21,6 +21,7 @@ from typing import Any
 from ingest.config import IngestConfig
 from ingest.errors import FileTooLargeError, IngestError
 from ingest.ledger import FileRecord, Ledger
+from ingest.names import filed
 
 ERROR_SUFFIX = ".error.json"
 
@@ -60,7 +61,7 @@ def what_to_do(error: dict[str, Any] | None) -> str:
 
 def filed_name(record: FileRecord) -> str:
     """Name an original in archive/ or quarantine/, so two drops of one name never collide."""
-    return f"{record.id}__{record.original_name}"
+    return filed(record.id, record.original_name)
 
 
 def too_large(name: str, size: int, limit_mb: float) -> FileTooLargeError:

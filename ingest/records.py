@@ -17,11 +17,13 @@ NORMALIZED = "normalized"
 SCORED = "scored"
 QUARANTINED = "quarantined"
 DUPLICATE = "duplicate"
-STATES = (RECEIVED, NORMALIZED, SCORED, QUARANTINED, DUPLICATE)
-TERMINAL_STATES = (NORMALIZED, SCORED, QUARANTINED, DUPLICATE)  # normalized: for train drops
+RETRIED = "retried"  # a quarantined drop taken again: ``retried_as`` names the new drop
+STATES = (RECEIVED, NORMALIZED, SCORED, QUARANTINED, DUPLICATE, RETRIED)
+TERMINAL_STATES = (NORMALIZED, SCORED, QUARANTINED, DUPLICATE, RETRIED)  # normalized: train drops
 LIVE_STATES = (RECEIVED, NORMALIZED, SCORED)  # content that is, or is becoming, a lake file
 BY_BYTES = "bytes"  # a duplicate whose file's sha256 matched a live drop's
 BY_CONTENT = "content"  # a duplicate whose normalized table matched a live drop's
+SAME_AS = {BY_BYTES: "same bytes", BY_CONTENT: "same content"}  # how people read duplicate_by
 
 
 class IllegalTransition(ValueError):
@@ -43,7 +45,7 @@ class FileRecord:
     """One drop as the ledger knows it; ``to_dict`` is its ``GET /files`` body."""
 
     id: int
-    original_name: str
+    original_name: str  # the dropped name in its stored form (``ingest.names.escape``)
     kind: str
     size_bytes: int | None
     sha256: str | None
@@ -61,6 +63,8 @@ class FileRecord:
     quarantine_path: str | None
     duplicate_of: int | None
     duplicate_by: str | None  # "bytes" or "content": how the drop matched ``duplicate_of``
+    retried_as: int | None  # the drop a retry made of this one, once the watcher took its copy
+    queued_as: str | None  # the name its retry's copy waits under in the inbox
     attempts: int
     processing_path: str | None
     output_path: str | None
@@ -83,6 +87,24 @@ class FileRecord:
     def terminal(self) -> bool:
         """Tell whether ingest is done with this drop (a normalized drop may still be scored)."""
         return self.state in TERMINAL_STATES
+
+    @property
+    def details(self) -> str:
+        """Say in a few words what the state alone does not: why, a duplicate of what, as what.
+
+        The CLI's and the dashboard's one wording: ``duplicate of 12 (same bytes)``, ``retried
+        as 15``, a quarantined drop's error message.
+        """
+        if self.state == DUPLICATE:
+            same = SAME_AS.get(self.duplicate_by or BY_BYTES, "same content")
+            return f"duplicate of {self.duplicate_of} ({same})"
+        if self.state == RETRIED:
+            if self.retried_as is not None:
+                return f"retried as {self.retried_as}"
+            return f"retried: its copy waits in the inbox as {self.queued_as}"
+        if self.error:
+            return str(self.error.get("message") or "no reason was recorded")
+        return ""
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready dict, so API and CLI show the same fields."""

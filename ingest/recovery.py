@@ -5,8 +5,10 @@ it leaves, and who finishes it:
 
 - half-written temporaries in the lake and in quarantine/: deleted here (the lake file is
   written again, the error record rewritten from the ledger row);
-- files in ``processing/<kind>/<uuid>/``: handed one by one, locked, to the intake, which takes
-  them again (no row, or a ``received`` row) or moves them where their terminal row says; an
+- files in ``processing/<kind>/<uuid>/``: handed one by one, locked, to the intake (a claim an
+  older release named after the raw bytes of its drop is first renamed to the text form of
+  ``ingest.names``, the form the ledger stores), which takes them again (no row, or a
+  ``received`` row) or moves them where their terminal row says; an
   interrupted ``take_copy`` temporary is deleted (its source is intact); a file another live
   process holds is left alone; a lake file published by a drop that was not yet committed is
   replaced when the drop is taken again (or not published again, when another drop committed
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -36,6 +39,7 @@ from ingest.errors import InternalIngestError
 from ingest.lake import remove_stale_temporaries
 from ingest.lakefile import lake_owner
 from ingest.ledger import QUARANTINED, RECEIVED, FileRecord, Ledger
+from ingest.names import escape, shown, undecodable
 from ingest.quarantine import remove_stale_temporaries as remove_stale_error_temporaries
 
 log = logging.getLogger("dropscore.ingest")
@@ -79,12 +83,26 @@ def _resume_claim(entry: Path, kind: str, resume: ResumeClaim) -> list[FileRecor
         if is_interrupted_copy(entry):
             entry.unlink(missing_ok=True)
             return []
-        return [resume(entry, kind)]
+        return [resume(_as_stored(entry), kind)]
     except Exception:
-        log.exception("could not recover", extra={"file": entry.name, "kind": kind})
+        log.exception("could not recover", extra={"file": shown(entry.name), "kind": kind})
         return []
     finally:
         hold.release()
+
+
+def _as_stored(entry: Path) -> Path:
+    """Rename a claim named after raw bytes (by an older release) to its text form, held.
+
+    Such a claim never got a ledger row (its path could not be stored), so no row names the
+    old path. The lock stays on the file across the rename.
+    """
+    if not undecodable(entry.name):
+        return entry
+    target = entry.with_name(escape(entry.name))
+    os.link(entry, target)  # never over another file: FileExistsError instead
+    entry.unlink()
+    return target
 
 
 def _remove_stale_claim_folder(folder: Path) -> None:

@@ -32,7 +32,9 @@ from ingest.claims import held_for_writing
 from ingest.config import KINDS, IngestConfig
 from ingest.formats import is_unfinished_name
 from ingest.intake import Intake
+from ingest.logs import bound
 from ingest.markers import OrphanMarkers, file_marker, is_marker, is_ready, marked_file
+from ingest.names import as_text, shown
 
 log = logging.getLogger("dropscore.ingest")
 
@@ -116,6 +118,7 @@ class Watcher:
         self._observer_retry_at = 0.0
         self._tick = max(0.02, min(0.1, config.stable_seconds / 5))
         self._orphans = OrphanMarkers(config.ready_marker)
+        self._rescanned = threading.Event()  # each rescan: retry drops a full disk left waiting
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -173,7 +176,7 @@ class Watcher:
             "alive": self.is_alive(),
             "observer": self._observer_kind,
             "backlog": self._inboxes.backlog(),
-            "in_flight": self._in_flight.name if self._in_flight else None,
+            "in_flight": shown(self._in_flight.name) if self._in_flight else None,
             "last_event": _iso(last),
             "restarts": self._restarts,
             "scans": self._scans,
@@ -309,6 +312,7 @@ class Watcher:
                     continue
                 self._inboxes.note(path, kind, from_event=False)
         self._inboxes.prune_failed()
+        self._rescanned.set()
         self._scans += 1
         self._last_scan = time.time()
 
@@ -346,6 +350,9 @@ class Watcher:
             except Exception:
                 log.exception("recover failed; continuing with new drops")
         while not self._stop.is_set():
+            if self._rescanned.is_set():
+                self._rescanned.clear()
+                self._retry_waiting()
             try:
                 path, kind, sig = self._queue.get(timeout=_QUEUE_POLL_SECONDS)
             except queue.Empty:
@@ -355,6 +362,15 @@ class Watcher:
                 self._take(path, kind, sig)
             finally:
                 self._in_flight = None
+
+    def _retry_waiting(self) -> None:
+        """Take again, in this worker thread, the drops a full disk left in processing/."""
+        for intake in self.intakes:
+            if intake.waiting:
+                try:
+                    intake.resume()
+                except Exception:
+                    log.exception("retrying waiting drops failed; the next rescan tries again")
 
     def _take(self, path: Path, kind: str, sig: Signature) -> None:
         """Take one stable file, unless it changed or vanished since it was judged stable."""
@@ -366,16 +382,23 @@ class Watcher:
             self._inboxes.done(path)
             self._inboxes.note(path, kind, from_event=False)
             return
-        failed: Signature | None = None
         intake = self._route[path.parent][0]
+        with bound(model=intake.model):  # this drop's events, the watcher's own too
+            self._take_with(intake, path, kind, sig)
+
+    def _take_with(self, intake: Intake, path: Path, kind: str, sig: Signature) -> None:
+        failed: Signature | None = None
         try:
             record = intake.take(path, kind)
             file_marker(intake.ledger, record, path, self.config.ready_marker)
         except FileNotFoundError:
-            log.info("vanished before it was claimed", extra={"file": path.name, "kind": kind})
+            log.info(
+                "vanished before it was claimed", extra={"file": shown(path.name), "kind": kind}
+            )
         except Exception as exc:
             log.exception(
-                "could not take", extra={"file": path.name, "kind": kind, "error": str(exc)}
+                "could not take",
+                extra={"file": shown(path.name), "kind": kind, "error": as_text(str(exc))},
             )
             failed = sig
         finally:

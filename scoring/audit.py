@@ -1,6 +1,8 @@
 """The audit trail: one row in ``state.db`` per state-changing request, naming the key that sent it.
 
-It answers "who promoted version 7?" and "who started run 12?" long after the logs rotated.
+It answers "who promoted version 7 of ``fair``?" and "who started run 12 of ``price``?" long after
+the logs rotated: each row names the model the request acted on and the version, run or file it
+acted on (version and run numbers count per model, so a number alone names nothing).
 """
 
 from __future__ import annotations
@@ -23,10 +25,16 @@ CREATE TABLE IF NOT EXISTS audit (
     endpoint TEXT,
     status   INTEGER NOT NULL,
     version  TEXT,
-    run_id   INTEGER
+    run_id   INTEGER,
+    model    TEXT,
+    file_id  INTEGER
 );
 CREATE INDEX IF NOT EXISTS audit_key ON audit(key_name);
 """
+# Columns a state.db made by an older release lacks (its rows name no model: NULL).
+_ADDED = {"audit": {"model": "TEXT", "file_id": "INTEGER"}}
+# The columns ``dropscore audit`` shows, in the order ``AuditEntry.table_row`` fills them.
+TABLE_HEADER = ["time", "key", "role", "request", "status", "model", "object"]
 
 
 def now() -> str:
@@ -46,6 +54,8 @@ class AuditEntry:
     status: int
     version: str | None = None  # the model version a promote named
     run_id: int | None = None  # the run a train started
+    model: str | None = None  # the model acted on (None: a row from before models were named)
+    file_id: int | None = None  # the drop a retry put back
     ts: str = ""
     id: int | None = None
 
@@ -53,21 +63,39 @@ class AuditEntry:
         """Return the JSON shape of ``GET /audit`` and ``dropscore audit --json``."""
         return asdict(self)
 
+    @property
+    def subject(self) -> str:
+        """Name what the request acted on: ``version 3``, ``run 12``, ``file 7`` (or nothing)."""
+        named = [("version", self.version), ("run", self.run_id), ("file", self.file_id)]
+        return ", ".join(f"{word} {value}" for word, value in named if value is not None)
+
+    def table_row(self) -> list[str]:
+        """Return the row ``dropscore audit`` prints, under ``TABLE_HEADER``."""
+        return [
+            self.ts[:19],
+            self.key_name or "(no key)",
+            self.role or "",
+            f"{self.method} {self.path}",
+            str(self.status),
+            self.model or "",
+            self.subject,
+        ]
+
 
 class AuditLog:
     """The ``audit`` table; a connection per call keeps it safe across threads and forks."""
 
     def __init__(self, db_path: Path) -> None:
         self.db_path = db_path
-        self._db = Tables(db_path, _SCHEMA).connect
+        self._db = Tables(db_path, _SCHEMA, _ADDED).connect
 
     def record(self, entry: AuditEntry) -> int:
         """Append an entry, stamped now, and return its id."""
         with self._db() as conn:
             cur = conn.execute(
                 "INSERT INTO audit (ts, key_name, role, method, path, endpoint, status, version,"
-                " run_id) VALUES (:ts, :key_name, :role, :method, :path, :endpoint, :status,"
-                " :version, :run_id)",
+                " run_id, model, file_id) VALUES (:ts, :key_name, :role, :method, :path,"
+                " :endpoint, :status, :version, :run_id, :model, :file_id)",
                 {**entry.to_dict(), "ts": now()},
             )
             return int(cur.lastrowid or 0)

@@ -37,4 +37,5 @@ def _read_options(settings: Settings, batch_rows: int) -> ReadOptions:
         excel_sheet=s.excel_sheet,
         csv_encodings=tuple(s.csv_encodings),
         batch_rows=batch_rows,
+        max_unpacked_mb=s.max_file_mb,
     )

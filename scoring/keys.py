@@ -26,6 +26,8 @@ from pathlib import Path
 from ingest.sqlite import Tables, transaction
 from scoring.audit import now
 from scoring.errors import Conflict, NotFound, ValidationFailed
+from scoring.sessions import SCHEMA as SESSIONS_SCHEMA
+from scoring.sessions import end_sessions_of
 
 log = logging.getLogger("dropscore.keys")
 
@@ -33,6 +35,8 @@ log = logging.getLogger("dropscore.keys")
 ROLES = ("predict", "operate", "admin")
 PREFIX = "ds_"
 SETTINGS_PREFIX = "settings-"
+# Keys typed into settings must be at least this long: a short one can be guessed (ours are 46).
+MIN_KEY_LENGTH = 16
 NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9_.@-]{0,63}")
 
 _SCHEMA = """
@@ -105,7 +109,7 @@ class KeyStore:
 
     def __init__(self, db_path: Path) -> None:
         self.db_path = db_path
-        self._db = Tables(db_path, _SCHEMA).connect
+        self._db = Tables(db_path, _SCHEMA + SESSIONS_SCHEMA).connect
 
     def add(self, name: str, role: str) -> str:
         """Store a new key under ``name`` and return it: the only time it is ever readable."""
@@ -124,14 +128,19 @@ class KeyStore:
         return key
 
     def revoke(self, name: str) -> None:
-        """Stop a key from working; the row stays, so the audit trail still names it."""
-        with self._db() as conn:
-            cur = conn.execute(
+        """Stop a key from working and end its dashboard sessions at once; the row stays, so the
+        audit trail still names it."""
+        with self._db() as conn, transaction(conn):
+            row = conn.execute(
+                "SELECT hash FROM api_keys WHERE name=? AND revoked_at IS NULL", (name,)
+            ).fetchone()
+            if row is None:
+                raise NotFound(f"no live key named {name!r}")
+            conn.execute(
                 "UPDATE api_keys SET revoked_at=? WHERE name=? AND revoked_at IS NULL",
                 (now(), name),
             )
-        if cur.rowcount == 0:
-            raise NotFound(f"no live key named {name!r}")
+            end_sessions_of(conn, row["hash"])
 
     def list(self, include_revoked: bool = False) -> list[KeyInfo]:
         """Return keys oldest first, without their hashes."""

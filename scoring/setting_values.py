@@ -76,6 +76,8 @@ def coerce(where: str, value: Any, hint: Any, checks: Mapping[str, Any], base: P
             return None
 
     def fail(expected: str) -> SettingsError:
+        if checks.get("secret"):  # a key is never printed, not even a wrong one
+            return SettingsError(f"{where}: expected {expected}")
         return SettingsError(f"{where} = {value!r}: expected {expected}")
 
     if hint is bool:
@@ -114,6 +116,14 @@ def coerce(where: str, value: Any, hint: Any, checks: Mapping[str, Any], base: P
                     codecs.lookup(name)
                 except LookupError:
                     raise fail(f"known encodings ({name!r} is not one)") from None
+        for item in value if "each" in checks else ():
+            problem = checks["each"](item)
+            if problem:
+                raise fail(problem)
+        shortest = checks.get("min_length", 0)
+        for number, item in enumerate(value, start=1):
+            if len(item) < shortest:
+                raise fail(f"entries of at least {shortest} characters (entry {number} is shorter)")
         return list(value)
     if typing.get_origin(hint) is dict:
         if not isinstance(value, dict):

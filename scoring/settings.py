@@ -21,6 +21,8 @@ from typing import Any
 
 from ingest.config import MARKERS, ReadOptions
 from ingest.layout import DEFAULT_MODEL, DataLayout, model_name_problem
+from scoring.api.proxies import network_problem
+from scoring.keys import MIN_KEY_LENGTH
 from scoring.lifecycle.estimators import check_estimator_name, check_estimator_params
 from scoring.setting_values import SettingsError, coerce, env_overrides, merge
 
@@ -126,8 +128,23 @@ class ServerSettings:
     max_rows_per_request: int = _f(
         5_000_000, "most rows one request may hold (/predict, the protocols, /score-file)", ge=1
     )
+    cached_versions: int = _f(
+        3, "versions per model kept loaded besides the champion, for calls naming one", ge=1
+    )
     api_keys: list[str] = _f(
-        [], "admin keys settings-1, -2…; auth is on once any key exists here or in `dropscore keys`"
+        [],
+        "admin keys settings-1, -2…; auth is on once any key exists here or in `dropscore keys`",
+        min_length=MIN_KEY_LENGTH,
+        secret=True,
+    )
+    session_idle_minutes: float = _f(
+        60.0, "a dashboard session unused this long ends (logging out ends it at once)", gt=0.0
+    )
+    session_max_hours: float = _f(12.0, "a dashboard session ends this long after login", gt=0.0)
+    trusted_proxies: list[str] = _f(
+        [],
+        "addresses/CIDRs of proxies whose X-Forwarded-Proto/-For are honoured; empty: none",
+        each=network_problem,
     )
     header_seconds: float = _f(
         10.0, "seconds a client has to send a request's headers (else 408 and close)", gt=0.0
@@ -229,6 +246,22 @@ SECTIONS: dict[str, type] = {
 # [training], except the sample file, which belongs to the one model it was written for.
 PER_MODEL_SECTIONS = ("model", "training")
 NOT_INHERITED = {"training": ("bootstrap_data",)}
+
+
+def source_line(settings: Settings) -> str:
+    """Say in one line which settings file is in use, or that none is and what that means.
+
+    Without a file every key is its built-in default, which is rarely what a person meant (the
+    target column is called "target" and the data folder is made where the command runs).
+    """
+    if settings.source is not None:
+        return f"settings: {settings.source} (data folder {settings.data_dir})"
+    return (
+        f"settings: no settings file (none given with --settings or {ENV_FILE}, and no"
+        f" ./settings.toml): built-in defaults, model {settings.name!r} predicting column"
+        f" {settings.model.target!r}, data folder {settings.data_dir}; run `dropscore init NAME"
+        " --target COLUMN FILE` to write one"
+    )
 
 
 def documented_keys() -> dict[str, dict[str, str]]:

@@ -179,8 +179,7 @@ def test_metrics_counts_requests(client, trained):
     text = client.get("/metrics").get_data(as_text=True)
     assert (
         'dropscore_requests_total{endpoint="predict.predict",method="POST",model="default",'
-        'status="200"} 1.0'
-        in text
+        'status="200"} 1.0' in text
     )
     assert 'status="400"' in text
     assert "dropscore_request_seconds_bucket" in text
@@ -191,12 +190,21 @@ def test_metrics_counts_requests(client, trained):
 class TestAuth:
     @pytest.fixture
     def client(self, tmp_path, registry):
-        settings = make_settings(tmp_path, server={"api_keys": ["s3cret", "other"]})
+        settings = make_settings(
+            tmp_path, server={"api_keys": ["s3cret-key-0123456789", "other-key-0123456789"]}
+        )
         return create_app(settings, registry=registry).test_client()
 
     @pytest.mark.parametrize(
         "header",
-        [None, "s3cret", "Bearer", "Bearer wrong", "Basic s3cret", "Bearer s3cret2"],
+        [
+            None,
+            "s3cret-key-0123456789",
+            "Bearer",
+            "Bearer wrong",
+            "Basic s3cret-key-0123456789",
+            "Bearer s3cret-key-01234567892",
+        ],
     )
     def test_refused(self, client, trained, header):
         headers = {"Authorization": header} if header else {}
@@ -205,7 +213,7 @@ class TestAuth:
         assert_error(client.get("/models", headers=headers), 401, "unauthorized")
         assert_error(client.get("/metrics", headers=headers), 401, "unauthorized")
 
-    @pytest.mark.parametrize("key", ["s3cret", "other"])
+    @pytest.mark.parametrize("key", ["s3cret-key-0123456789", "other-key-0123456789"])
     def test_accepted(self, client, trained, key):
         headers = {"Authorization": f"Bearer {key}"}
         assert client.post("/predict", json={"features": ROW}, headers=headers).status_code == 200

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -286,7 +287,7 @@ def test_cli_score(tmp_path, settings, registry, trained, frame, monkeypatch):
     frame.to_csv(src, index=False)
     result = CliRunner().invoke(main, ["score", str(src)])
     assert result.exit_code == 0, result.output
-    assert f"scored {len(frame)} rows (0 failed) with model 1" in result.output
+    assert re.search(rf"scored {len(frame):,} rows in .* with model 1, 0 failed", result.output)
     assert len(pd.read_csv(tmp_path / "batch.scored.csv")) == len(frame)
     result = CliRunner().invoke(
         main, ["score", str(src), "-o", str(tmp_path / "o.pq"), "--format", "parquet"]

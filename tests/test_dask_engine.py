@@ -176,7 +176,8 @@ def test_cli_score_on_dask(tmp_path, settings, trained, src, cluster, monkeypatc
     monkeypatch.chdir(tmp_path)
     result = CliRunner().invoke(main, ["score", str(src), "-o", str(tmp_path / "cli.csv")])
     assert result.exit_code == 0, result.output
-    assert "scored 1319 rows (7 failed) with model 1" in result.output
+    assert "scored 1,319 rows in " in result.output
+    assert "with model 1, 7 failed" in result.output
 
 
 def test_missing_dask_is_one_clear_line(tmp_path, monkeypatch):

@@ -30,6 +30,7 @@ from scoring.lifecycle.rows import (
 )
 from scoring.lifecycle.schema import Feature, FeatureSchema
 from scoring.lifecycle.training import train
+from scoring.lifecycle.versions import VersionCache
 
 from .conftest import make_settings
 from .test_training import toy
@@ -231,13 +232,14 @@ def test_bulk_rows_without_a_finite_prediction_fail_alone(linear):
     assert out.column("error").to_pylist() == [None, NON_FINITE, None]
 
 
-def test_model_for_serves_the_champion_under_its_own_name_and_version(registry, trained):
+def test_model_for_serves_the_champion_and_names_the_versions_there_are(registry, trained):
     champion = ChampionHolder(registry)
+    versions = VersionCache("default", registry, champion, 2)
     try:
-        assert model_for(champion, "default").version == str(trained)
-        assert model_for(champion, "default", str(trained)).version == str(trained)
-        with pytest.raises(NotFound, match="serves only its champion"):
-            model_for(champion, "default", "99")
+        assert model_for(versions).version == str(trained)
+        assert model_for(versions, str(trained)) is champion.current()
+        with pytest.raises(NotFound, match=f"has no version 99; its versions are {trained}"):
+            model_for(versions, "99")
     finally:
         champion.stop()
     assert load_version(registry, trained).version == str(trained)

@@ -205,7 +205,9 @@ def test_an_older_state_db_gains_the_who_columns(settings, tmp_path):
 def cli(tmp_path, monkeypatch):
     """Invoke dropscore with a settings file whose data folder is tmp_path/data."""
     path = tmp_path / "settings.toml"
-    path.write_text('[paths]\ndata_dir = "data"\n[server]\napi_keys = ["plain"]\n', "utf-8")
+    path.write_text(
+        '[paths]\ndata_dir = "data"\n[server]\napi_keys = ["plain-settings-key-01"]\n', "utf-8"
+    )
     for name in [n for n in __import__("os").environ if n.startswith("DROPSCORE")]:
         monkeypatch.delenv(name)
 
@@ -225,7 +227,7 @@ def test_keys_add_prints_the_key_once_and_list_never_shows_it(cli, tmp_path):
     assert listed.exit_code == 0
     assert "ci-bot" in listed.output and "predict" in listed.output
     assert "settings-1" in listed.output and "admin" in listed.output
-    assert key not in listed.output and "plain" not in listed.output
+    assert key not in listed.output and "plain-settings-key-01" not in listed.output
     assert key not in cli("keys", "list", "--all").output
     ring = KeyRing(KeyStore(tmp_path / "data" / "state.db"), [])
     assert ring.identify(key) == Identity("ci-bot", "predict")
@@ -314,3 +316,35 @@ def test_a_promotion_from_the_cli_names_the_user(cli, tmp_path, diabetes):
     by = registry.get(1).promoted_by
     assert by is not None and by.startswith("cli")
     assert by in cli("models").output
+
+
+# -- keys typed into settings ----------------------------------------------------------------
+
+SHORT = "k"  # the campaign's one-character key
+
+
+@pytest.mark.parametrize(
+    ("toml", "env", "expected"),
+    [
+        (f'api_keys = ["{SHORT}"]', {}, "at least 16 characters (entry 1"),
+        ('api_keys = ["long-enough-key-0123456789", "sh0rt-key"]', {}, "(entry 2 is shorter)"),
+        ("api_keys = [12345678901234567890]", {}, "expected a list of text"),
+        ("", {"DROPSCORE_API_KEYS": f"long-enough-key-0123456789,{SHORT}"}, "at least 16"),
+        ("", {"DROPSCORE__SERVER__API_KEYS": f'["{SHORT}"]'}, "at least 16 characters"),
+    ],
+)
+def test_a_short_key_in_settings_stops_start_with_one_line_that_never_shows_it(
+    tmp_path, monkeypatch, toml, env, expected
+):
+    for name in [n for n in __import__("os").environ if n.startswith("DROPSCORE")]:
+        monkeypatch.delenv(name)
+    path = tmp_path / "settings.toml"
+    path.write_text(f'[paths]\ndata_dir = "data"\n[server]\n{toml}\n', "utf-8")
+    result = CliRunner().invoke(main, ["--settings", str(path), "keys", "list"], env=env)
+    assert result.exit_code != 0
+    line = result.output.strip()
+    assert "[server] api_keys" in line and expected in line, line
+    assert "\n" not in line and "Traceback" not in line
+    for secret in (SHORT + '"', "'" + SHORT + "'", "sh0rt-key", "12345678901234567890"):
+        assert secret not in line
+    assert "long-enough-key" not in line

@@ -292,8 +292,9 @@ WRONG_PROTOCOL = [
 @pytest.mark.parametrize(("method", "path"), WRONG)
 def test_wrong_name_is_a_404_naming_the_models(client, method, path):
     response = client.open(path, method=method, json={})
-    error = assert_error(response, 404, "not_found", "nope", *NAMES)
+    error = assert_error(response, 404, "not_found", "no model by that name", *NAMES)
     assert error["details"] == [{"models": list(NAMES)}]
+    assert "nope" not in response.get_data(as_text=True)  # the name sent is never echoed
 
 
 @pytest.mark.parametrize(("method", "path"), WRONG_PROTOCOL)
@@ -301,7 +302,7 @@ def test_wrong_name_in_a_protocol_is_a_404_naming_the_models(client, method, pat
     response = client.open(path, method=method, json={"inputs": [], "instances": []})
     assert response.status_code == 404, response.get_data(as_text=True)
     text = response.get_data(as_text=True)
-    assert "nope" in text and all(name in text for name in NAMES), text
+    assert "nope" not in text and all(name in text for name in NAMES), text
 
 
 def test_train_one_model_answers_where_its_run_is(client, three):

@@ -23,7 +23,7 @@ from scoring.api.openapi import (
 
 from .conftest import assert_error, make_settings
 
-KEY = "k-openapi"
+KEY = "k-openapi-0123456789"
 
 
 def spec_of(client) -> dict:
@@ -76,7 +76,9 @@ def test_security_and_error_responses(client):
         for method, op in item.items():
             statuses = set(op["responses"])
             assert any(s.startswith("2") for s in statuses), (method, path)
-            if op["operationId"] in OPEN_ENDPOINTS:
+            # a view serving several routes numbers its ids: mlflow.ping, mlflow.ping.2
+            endpoint = op["operationId"].rstrip("0123456789").rstrip(".")
+            if endpoint in OPEN_ENDPOINTS:
                 assert op["security"] == [] and "401" not in statuses, path
             else:
                 assert "security" not in op and "401" in statuses, path
@@ -86,7 +88,7 @@ def test_security_and_error_responses(client):
                 assert "413" in statuses, path
             protocol = PROTOCOL_ERRORS.get(op["tags"][0])
             for status in statuses - {"200", "202"}:
-                if status == "503" and op["operationId"] in ("health.ready", "mlflow.ping"):
+                if status == "503" and endpoint in ("health.ready", "mlflow.ping"):
                     continue  # readiness probes answer their own body
                 if protocol is None:
                     expected = {"$ref": f"#/components/responses/Error{status}"}

@@ -49,7 +49,8 @@ def test_bounds_and_unicode_digits(client, path: str, query: dict, status: int) 
     response = client.get(path, query_string=query)
     assert response.status_code == status
     if status == 422:
-        assert_error(response, 422, "invalid_input", next(iter(query)))
+        error = assert_error(response, 422, "invalid_input", next(iter(query)))
+        assert next(iter(query.values()))[:40] not in str(error)  # the campaign's "got '²'"
 
 
 @pytest.mark.parametrize(
@@ -61,8 +62,9 @@ def test_bounds_and_unicode_digits(client, path: str, query: dict, status: int) 
     ],
 )
 def test_an_unknown_state_is_a_422_naming_the_parameter(client, path, query, field) -> None:
-    error = assert_error(client.get(path, query_string=query), 422, "invalid_input", "'lost'")
-    assert error["details"] == [{"field": field, "problem": "unknown state"}]
+    error = assert_error(client.get(path, query_string=query), 422, "invalid_input", field)
+    assert error["details"] == [{"field": field, "problem": "unknown state, got text"}]
+    assert "lost" not in str(error)  # the kind of value, never the value
 
 
 def test_a_known_state_filters(client) -> None:

@@ -38,7 +38,12 @@ pytestmark = pytest.mark.slow
 
 README = ROOT / "README.md"
 ARROW = "# → "
-TERMINAL_FILE_STATES = {"normalized", "scored", "quarantined", "duplicate"}
+# where a drop of each kind rests: a score drop is scored on arrival, so its `normalized` is a
+# step on the way (stopping there let `ls data/outbox/` run before the output was written)
+SETTLED_FILE_STATES = {
+    "train": {"normalized", "quarantined", "duplicate"},
+    "score": {"scored", "quarantined", "duplicate"},
+}
 TERMINAL_RUN_STATES = {"succeeded", "failed", "skipped"}
 
 
@@ -180,13 +185,12 @@ def await_effects(step: Step, output: str, url: str) -> None:
     """Wait for what the step set going: a dropped file's intake, a retrain's run."""
     dropped = re.search(r"\bcp \S+ data/inbox/(train|score)/(\S+)", step.command)
     if dropped:
-        name = dropped.group(2)
+        kind, name = dropped.group(1), dropped.group(2)
 
         def taken() -> bool:
             files = requests.get(url + "/files?limit=200", timeout=5).json()["files"]
-            return any(
-                f["original_name"] == name and f["state"] in TERMINAL_FILE_STATES for f in files
-            )
+            settled = SETTLED_FILE_STATES[kind]
+            return any(f["original_name"] == name and f["state"] in settled for f in files)
 
         wait_for(taken, 60, interval=0.1, what=f"the ledger to take {name}")
     if "/train" in step.command and "POST" in step.command:

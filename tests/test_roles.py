@@ -154,11 +154,16 @@ def test_a_revoked_key_is_refused_while_others_work(client, keys, settings):
 
 @pytest.fixture
 def plain_client(tmp_path, registry):
-    settings = make_settings(tmp_path, server={"api_keys": ["s3cret", "other"]})
+    settings = make_settings(
+        tmp_path, server={"api_keys": ["s3cret-key-0123456789", "other-key-0123456789"]}
+    )
     return create_app(settings, registry=registry).test_client()
 
 
-@pytest.mark.parametrize(("key", "name"), [("s3cret", "settings-1"), ("other", "settings-2")])
+@pytest.mark.parametrize(
+    ("key", "name"),
+    [("s3cret-key-0123456789", "settings-1"), ("other-key-0123456789", "settings-2")],
+)
 def test_settings_keys_are_admin_keys(plain_client, trained, key, name):
     assert plain_client.post("/models/1/promote", headers=bearer(key)).status_code == 200
     [entry] = plain_client.get("/audit", headers=bearer(key)).get_json()["audit"]
@@ -168,7 +173,7 @@ def test_settings_keys_are_admin_keys(plain_client, trained, key, name):
 def test_settings_keys_and_stored_keys_work_side_by_side(plain_client, trained, settings):
     key = KeyStore(settings.db_path).add("reader", "predict")
     assert plain_client.get("/models", headers=bearer(key)).status_code == 200
-    assert plain_client.get("/models", headers=bearer("s3cret")).status_code == 200
+    assert plain_client.get("/models", headers=bearer("s3cret-key-0123456789")).status_code == 200
     assert_error(plain_client.get("/audit", headers=bearer(key)), 403, "forbidden", "admin")
 
 

@@ -43,7 +43,7 @@ def test_valid_records(record, expected):
         ({"bmi": 1, "bp": 2, "zz": 3}, [{"field": "zz", "problem": "unknown feature"}]),
         (
             {"bmi": "abc", "bp": 2},
-            [{"field": "bmi", "problem": "expected a number, got text that is not a number"}],
+            [{"field": "bmi", "problem": "expected a number, got text"}],
         ),
         ({"bmi": [1], "bp": 2}, [{"field": "bmi", "problem": "expected a number, got a list"}]),
         (

@@ -62,7 +62,13 @@ def test_settings_file_from_environment(tmp_path):
         ),
         ("DROPSCORE__MODEL__ESTIMATOR", "ridge", "model", "estimator", "ridge"),
         ("DROPSCORE__INGEST__STABLE_SECONDS", "1", "ingest", "stable_seconds", 1.0),
-        ("DROPSCORE_API_KEYS", "k1, k2", "server", "api_keys", ["k1", "k2"]),
+        (
+            "DROPSCORE_API_KEYS",
+            "k1-0123456789abcdef, k2-0123456789abcdef",
+            "server",
+            "api_keys",
+            ["k1-0123456789abcdef", "k2-0123456789abcdef"],
+        ),
     ],
 )
 def test_environment_overrides(tmp_path, name, value, section, key, expected):

@@ -241,7 +241,7 @@ def test_the_trainer_gets_the_same_settings_without_the_server_section(tmp_path)
         tmp_path,
         model={"features": ["bmi"], "params": {"alpha": 0.5}, "estimator": "ridge"},
         training={"max_rows": 77, "bootstrap_data": str(SAMPLE)},
-        server={"api_keys": ["secret"]},
+        server={"api_keys": ["secret-key-0123456789"]},
     )
     flat = settings_to_json(settings)
     assert "server" not in flat and "secret" not in str(flat)

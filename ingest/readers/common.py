@@ -14,7 +14,7 @@ from typing import Any
 import pyarrow as pa
 
 from ingest.config import ReadOptions
-from ingest.errors import NoRowsError, TooManyColumnsError
+from ingest.errors import FileTooLargeError, NoRowsError, TooManyColumnsError
 from ingest.formats import Format
 
 # Failures that are not the file's fault: never turned into an IngestError.
@@ -72,6 +72,33 @@ def plural(n: int, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
+def nested_name(parent: str, child: object) -> str:
+    """Name the column a nested field flattens to: ``parent_child``, as ingest normalizes it.
+
+    The one rule for every reader that flattens nested data (JSON objects, Parquet structs),
+    so ``/score-file``, ``dropscore score`` and the lake all call the field ``nested_x``:
+    normalization leaves such a name as it is, where ``nested.x`` would become ``nested_x``
+    in the lake but stay ``nested.x`` in scored output.
+    """
+    return f"{parent}_{child}"
+
+
+def flat_names(schema: pa.Schema) -> list[str]:
+    """Name the columns a schema flattens to, depth first, struct fields by ``nested_name``."""
+
+    def walk(fields: list[pa.Field], prefix: str | None) -> list[str]:
+        names: list[str] = []
+        for f in fields:
+            name = f.name if prefix is None else nested_name(prefix, f.name)
+            if pa.types.is_struct(f.type):
+                names += walk([f.type.field(i) for i in range(f.type.num_fields)], name)
+            else:
+                names.append(name)
+        return names
+
+    return walk(list(schema), None)
+
+
 # ---------------------------------------------------------------------------------------------
 # Opening bytes (gzip read through)
 
@@ -81,11 +108,71 @@ def is_gzipped(path: Path) -> bool:
     return path.name.lower().endswith(".gz")
 
 
-def open_bytes(path: Path) -> gzip.GzipFile | io.BufferedReader:
-    """Open the file's bytes, decompressing gzip transparently."""
+def open_bytes(path: Path, limit: int | None = None) -> gzip.GzipFile | io.BufferedReader:
+    """Open the file's bytes, decompressing gzip transparently.
+
+    ``limit`` caps the bytes gzip may unpack to: reading past it raises FileTooLargeError at
+    once, so a small file that inflates to gigabytes is refused, not read (``max_file_mb``
+    counts what the file holds, not what it weighs on disk).
+    """
     if is_gzipped(path):
-        return gzip.open(path, "rb")
+        unpacked = gzip.open(path, "rb")  # noqa: SIM115 - the caller closes what it returns
+        return unpacked if limit is None else io.BufferedReader(_Unpacked(unpacked, limit, path))
     return path.open("rb")
+
+
+def open_stream(path: Path, limit: int | None = None) -> pa.NativeFile:
+    """Open the file as an Arrow stream, gzip unpacked under ``limit`` as ``open_bytes`` does."""
+    if is_gzipped(path) and limit is not None:
+        return pa.PythonFile(open_bytes(path, limit), mode="r")
+    return pa.input_stream(str(path), compression="gzip" if is_gzipped(path) else None)
+
+
+def unpacked_limit(options: ReadOptions) -> int | None:
+    """Return the unpacked-bytes cap of ``options`` in bytes, or None when there is none."""
+    if options.max_unpacked_mb is None:
+        return None
+    return int(options.max_unpacked_mb * 1024 * 1024)
+
+
+class _Unpacked(io.RawIOBase):
+    """A gzip stream that refuses to unpack more than ``limit`` bytes."""
+
+    def __init__(self, inner: gzip.GzipFile, limit: int, path: Path) -> None:
+        super().__init__()
+        self._inner = inner
+        self._limit = limit
+        self._path = path
+        self._count = 0
+
+    def readable(self) -> bool:
+        """Tell io this stream reads."""
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        """Fill ``buffer`` with unpacked bytes, refusing the file once it passes the cap."""
+        n = self._inner.readinto(buffer)
+        self._count += n
+        if self._count > self._limit:
+            raise unpacked_too_large(self._path, self._limit)
+        return n
+
+    def close(self) -> None:
+        """Close the gzip stream under this one."""
+        self._inner.close()
+        super().close()
+
+
+def unpacked_too_large(path: Path, limit: int) -> FileTooLargeError:
+    """Describe a compressed file that unpacks past the cap, in words a person can act on."""
+    mb = limit / 1024 / 1024
+    packed = path.stat().st_size / 1024 / 1024 if path.exists() else 0.0
+    return FileTooLargeError(
+        f"{path.name} unpacks to more than {mb:g} MB (it is {packed:.1f} MB compressed); "
+        "[ingest] max_file_mb counts the unpacked bytes, so split it into smaller files or "
+        "raise the limit",
+        expected=f"at most {mb:g} MB unpacked ([ingest] max_file_mb)",
+    )
 
 
 def renamed(batches: Iterator[pa.RecordBatch], names: list[str]) -> Iterator[pa.RecordBatch]:

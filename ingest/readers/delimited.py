@@ -30,11 +30,12 @@ from ingest.formats import Format
 from ingest.readers.common import (
     RawTable,
     check_width,
-    is_gzipped,
     no_rows,
     open_bytes,
+    open_stream,
     plural,
     renamed,
+    unpacked_limit,
 )
 from ingest.readers.csv_chunks import parallel_batches
 from ingest.readers.sniff import (
@@ -71,6 +72,7 @@ class _CsvPlan:
     block_size: int
     line_feeds: bool = True  # lines end in \n (or \r\n), not a lone \r
     max_line_bytes: int = 64 << 20  # ReadOptions.max_line_bytes: the block grows up to this
+    max_unpacked: int | None = None  # bytes a gzip file may unpack to (max_file_mb)
 
 
 CSV_BLOCK_BYTES = 1 << 20
@@ -98,7 +100,7 @@ def _concat(batches: list[pa.RecordBatch]) -> pa.RecordBatch:
 
 def _plan_csv(path: Path, preferred: str, options: ReadOptions) -> tuple[_CsvPlan, str]:
     """Sniff encoding, delimiter, decimal mark and block size from the start of the file."""
-    sample, complete = read_sample(path)
+    sample, complete = read_sample(path, unpacked_limit(options))
     if not sample.strip(b" \t\r\n\x00\xef\xbb\xbf"):
         raise EmptyFileError(
             "the file holds no text (only blank lines); export it again with a header row",
@@ -123,6 +125,7 @@ def _plan_csv(path: Path, preferred: str, options: ReadOptions) -> tuple[_CsvPla
         block,
         "\n" in text,
         max_line_bytes=options.max_line_bytes,
+        max_unpacked=unpacked_limit(options),
     )
     return plan, name
 
@@ -138,8 +141,7 @@ def _open_arrow_csv(plan: _CsvPlan, types: dict[str, pa.DataType]) -> _GrowingRe
 
 def _arrow_csv(plan: _CsvPlan, types: dict[str, pa.DataType]) -> pacsv.CSVStreamingReader:
     """Open pyarrow's streaming CSV reader once, with the plan's block size."""
-    compression = "gzip" if is_gzipped(plan.path) else None
-    source = pa.input_stream(str(plan.path), compression=compression)
+    source = open_stream(plan.path, plan.max_unpacked)
     encoding = "utf8" if plan.encoding in ("utf-8", "utf-8-sig") else plan.encoding
     return pacsv.open_csv(
         source,
@@ -213,7 +215,7 @@ def _mib(size: int) -> str:
 
 def find_ragged_row(plan: _CsvPlan) -> RaggedRowsError | None:
     """Find the first record whose field count differs from the header's, by re-reading it."""
-    with open_bytes(plan.path) as raw:
+    with open_bytes(plan.path, plan.max_unpacked) as raw:
         text = io.TextIOWrapper(raw, encoding=plan.encoding, errors="replace", newline="")
         records = (r for r in csv.reader(text, delimiter=plan.delimiter) if r)
         header = next(records, None)
@@ -382,9 +384,8 @@ def _can_cut(plan: _CsvPlan) -> bool:
 
 def _parallel(plan: _CsvPlan, schema: pa.Schema) -> Iterator[pa.RecordBatch]:
     """Parse the file in chunks on every core, every column pinned to the first block's type."""
-    compression = "gzip" if is_gzipped(plan.path) else None
     return parallel_batches(
-        pa.input_stream(str(plan.path), compression=compression),
+        open_stream(plan.path, plan.max_unpacked),
         schema,
         delimiter=plan.delimiter,
         decimal=plan.decimal,

@@ -1,4 +1,5 @@
-"""JSON documents (read whole) and JSON Lines (streamed line by line), nested keys flattened."""
+"""JSON documents (read whole) and JSON Lines (streamed line by line), nested keys flattened
+to ``a_b`` (``ingest.readers.common.nested_name``)."""
 
 from __future__ import annotations
 
@@ -17,25 +18,41 @@ from ingest.readers.common import (
     RawTable,
     as_text,
     batches_from_rows,
+    nested_name,
     no_rows,
     open_bytes,
     plural,
     renamed,
+    unpacked_limit,
 )
 
 
-def flatten_record(record: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Flatten nested objects to ``a.b`` keys; lists stay as values (rendered as JSON text)."""
+def flatten_record(record: dict[str, Any], prefix: str | None = None) -> dict[str, Any]:
+    """Flatten nested objects to ``a_b`` keys (``nested_name``); lists stay as JSON text.
+
+    A flattened name that a key of the record already holds (``a_b`` beside ``{"a": {"b"}}``)
+    gets ``_2``, so no value overwrites another.
+    """
     out: dict[str, Any] = {}
     for key, value in record.items():
-        name = f"{prefix}{key}"
+        name = str(key) if prefix is None else nested_name(prefix, key)
         if isinstance(value, dict) and value:
-            out.update(flatten_record(value, f"{name}."))
+            for inner, item in flatten_record(value, name).items():
+                _put(out, inner, item)
         elif isinstance(value, list | dict):
-            out[name] = as_text(value) if value else None
+            _put(out, name, as_text(value) if value else None)
         else:
-            out[name] = value
+            _put(out, name, value)
     return out
+
+
+def _put(out: dict[str, Any], name: str, value: Any) -> None:
+    """Add a flattened value under a name no earlier value of the record holds."""
+    key, k = name, 1
+    while key in out:
+        k += 1
+        key = f"{name}_{k}"
+    out[key] = value
 
 
 def _records_to_rows(records: Iterable[dict[str, Any]], columns: list[str]) -> Iterator[list[Any]]:
@@ -214,9 +231,11 @@ def read_json(path: Path, options: ReadOptions, fmt: Format) -> RawTable:
 # JSON Lines
 
 
-def _jsonl_records(path: Path, fallbacks: tuple[str, ...]) -> Iterator[dict[str, Any]]:
+def _jsonl_records(
+    path: Path, fallbacks: tuple[str, ...], limit: int | None = None
+) -> Iterator[dict[str, Any]]:
     """Yield each line's object, flattened; blank lines are skipped; errors name the line."""
-    with open_bytes(path) as fh:
+    with open_bytes(path, limit) as fh:
         for line_no, line in enumerate(fh, start=1):
             if line_no == 1:
                 line = line.removeprefix(codecs.BOM_UTF8)
@@ -255,7 +274,7 @@ def _decode_line(line: bytes, fallbacks: tuple[str, ...]) -> str:
 def read_jsonl(path: Path, options: ReadOptions, fmt: Format) -> RawTable:
     """Read JSON Lines in two streaming passes: names (and syntax) first, then values."""
     try:
-        columns = _union_keys(_jsonl_records(path, options.csv_encodings))
+        columns = _union_keys(_jsonl_records(path, options.csv_encodings, unpacked_limit(options)))
     except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
         raise MalformedFileError(
             f"the gzip data is damaged or truncated ({exc}); compress the file again"
@@ -264,7 +283,8 @@ def read_jsonl(path: Path, options: ReadOptions, fmt: Format) -> RawTable:
         raise no_rows("no records")
 
     def rows() -> Iterator[list[Any]]:
-        yield from _records_to_rows(_jsonl_records(path, options.csv_encodings), columns)
+        records = _jsonl_records(path, options.csv_encodings, unpacked_limit(options))
+        yield from _records_to_rows(records, columns)
 
     batches = batches_from_rows(rows(), len(columns), options.batch_rows)
     return RawTable(fmt, "utf-8", None, columns, renamed(batches, columns))

@@ -1,4 +1,4 @@
-"""Parquet: read row group by row group; nested structs become ``a.b`` columns."""
+"""Parquet: read row group by row group; nested structs become ``a_b`` columns."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ import pyarrow.parquet as pq
 from ingest.config import ReadOptions
 from ingest.errors import MalformedFileError
 from ingest.formats import Format
-from ingest.readers.common import RawTable, no_rows
+from ingest.readers.common import RawTable, flat_names, no_rows
 
 
 def read_parquet(path: Path, options: ReadOptions, fmt: Format) -> RawTable:
-    """Read a Parquet file row group by row group; nested structs become ``a.b`` columns."""
+    """Read a Parquet file row group by row group; nested structs become ``a_b`` columns."""
     try:
         # pre_buffer keeps every row group read so far until the file ends: memory would
         # follow the file size instead of batch_rows.
@@ -28,12 +28,13 @@ def read_parquet(path: Path, options: ReadOptions, fmt: Format) -> RawTable:
         ) from exc
     if parquet.metadata.num_rows == 0:
         raise no_rows("no rows")
-    flat = pa.Table.from_batches([], schema=schema).flatten()
-    columns = flat.schema.names
+    columns = flat_names(schema)
 
     def batches() -> Iterator[pa.RecordBatch]:
         for batch in parquet.iter_batches(batch_size=options.batch_rows):
-            table = pa.Table.from_batches([batch]).flatten()
-            yield from table.to_batches()
+            table = pa.Table.from_batches([batch])
+            while any(pa.types.is_struct(t) for t in table.schema.types):
+                table = table.flatten()  # one level a call
+            yield from table.rename_columns(columns).to_batches()
 
     return RawTable(fmt, None, None, columns, batches())

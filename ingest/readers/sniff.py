@@ -24,10 +24,10 @@ DELIMITERS = (",", ";", "\t", "|")
 SNIFF_LINES = 50
 
 
-def read_sample(path: Path) -> tuple[bytes, bool]:
+def read_sample(path: Path, limit: int | None = None) -> tuple[bytes, bool]:
     """Return the first decompressed bytes and whether they are the whole file."""
     try:
-        with open_bytes(path) as fh:
+        with open_bytes(path, limit) as fh:
             sample = fh.read(SAMPLE_BYTES)
             complete = not fh.read(1)
     except (EOFError, gzip.BadGzipFile, zlib.error) as exc:

@@ -98,8 +98,9 @@ def _pick_sheet(workbook: Any, wanted: str) -> Any:
     if wanted.isdigit() and int(wanted) < len(names):
         return workbook.get_sheet_by_index(int(wanted))
     raise SheetNotFoundError(
-        f"the workbook has no sheet {wanted!r}; its sheets are {', '.join(map(repr, names))} "
-        "(name one of them, or a 0-based index, in [ingest] excel_sheet or /score-file's ?sheet=)",
+        "the workbook has no sheet by the name or index asked for; its sheets are"
+        f" {', '.join(map(repr, names))} (name one of them, or a 0-based index, in [ingest]"
+        " excel_sheet or /score-file's ?sheet=)",
         expected=", ".join(names),
     )
 

@@ -32,13 +32,21 @@ from scoring.api import (
     score,
 )
 from scoring.api.auth import register_auth
-from scoring.api.context import MODEL_KEY, ModelServices, Services
+from scoring.api.context import (
+    MODEL_KEY,
+    ModelServices,
+    Services,
+    bind_request_model,
+    unbind_request_model,
+)
 from scoring.api.converters import IdConverter, model_name_converter
 from scoring.api.errors import register_error_handlers
 from scoring.api.jsonio import StrictJSONProvider
 from scoring.api.limits import register_body_limits
 from scoring.api.monitoring import Monitoring
 from scoring.api.pages import register_pages
+from scoring.api.proxies import trust_proxies
+from scoring.api.query import register_query_check
 from scoring.lifecycle.champion import ChampionHolder
 from scoring.lifecycle.registry import Registry
 from scoring.settings import Settings
@@ -89,7 +97,9 @@ def create_app(
     sessions = register_pages(app, settings)
     services.keyring = register_auth(app, settings, sessions)
     register_body_limits(app, settings)  # after auth: a client without a key learns nothing
+    register_query_check(app)  # after auth too: a query parameter no route takes is a 422
     register_error_handlers(app)
+    trust_proxies(app, settings)  # forwarded headers: applied from trusted proxies, else dropped
     for module in (
         health, predict, score, models, catalog, files, runs, metrics, audit, openapi, docs,
         mlflow, oip, kserve,
@@ -106,7 +116,7 @@ def model_services(
     settings.db_path.parent.mkdir(parents=True, exist_ok=True)
     registry = registry or Registry(settings.models_dir, settings.db_path)
     ledger = ledger or Ledger(settings.db_path)
-    return ModelServices(settings, registry, ChampionHolder(registry), ledger)
+    return ModelServices(settings, registry, ChampionHolder(registry, model=settings.name), ledger)
 
 
 def _add_model_routes(app: Flask, default: str) -> None:
@@ -133,6 +143,9 @@ def _add_model_routes(app: Flask, default: str) -> None:
             g.setdefault(MODEL_KEY, values["name"])  # the protocols' /v2/models/<name>, …
         elif endpoint and endpoint.partition(".")[0] in (*MODEL_SCOPED, "mlflow"):
             g.setdefault(MODEL_KEY, default)  # today's routes: the default model
+        bind_request_model()
+
+    app.teardown_request(unbind_request_model)
 
 
 def warm(app: Flask) -> Flask:

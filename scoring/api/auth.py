@@ -15,14 +15,15 @@ from typing import Protocol
 from flask import Flask, Response, g, request
 from werkzeug.wrappers import Response as BaseResponse
 
-from scoring.audit import AuditEntry, AuditLog
-from scoring.errors import Forbidden, Unauthorized
+from scoring.api.audited import entry_for
+from scoring.audit import AuditLog
+from scoring.errors import BadRequest, Forbidden, Unauthorized
 from scoring.keys import Identity, KeyRing, KeyStore, role_allows
 from scoring.settings import Settings
 
 
 class SessionAuth(Protocol):
-    """A second proof besides the bearer key: the dashboard's signed session (and CSRF token)."""
+    """A second proof besides the bearer key: the dashboard's server-side session and CSRF token."""
 
     @property
     def blueprint(self) -> str:
@@ -30,6 +31,9 @@ class SessionAuth(Protocol):
 
     def identify(self, ring: KeyRing) -> Identity | None:
         """Return the key behind this request's session, or None."""
+
+    def csrf_ok(self) -> bool:
+        """Say whether this request, if it changes state, carries the session's CSRF token."""
 
     def login_redirect(self) -> BaseResponse:
         """Answer a page request that has no session."""
@@ -58,6 +62,7 @@ OPEN_ENDPOINTS = frozenset(
 # neither here nor open, so a new endpoint cannot slip through with the wrong role.
 ENDPOINT_ROLES: dict[str, str] = {
     "predict.predict": "predict",
+    "predict.explain_rows": "predict",
     "score.score_file": "predict",
     "models.list_models": "predict",
     "models.current_model": "predict",
@@ -77,6 +82,7 @@ ENDPOINT_ROLES: dict[str, str] = {
     "mlflow.version": "predict",
     "oip.server_metadata": "predict",
     "oip.model_metadata": "predict",
+    "oip.model_config": "predict",
     "oip.model_ready": "predict",
     "oip.infer": "predict",
     "oip.list_models": "predict",
@@ -104,6 +110,10 @@ DEFAULT_ROLE = "admin"
 # A path that matches no endpoint (404, 405) needs a valid key of any role before it is told so.
 UNROUTED_ROLE = "predict"
 MUTATING_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# Why a request riding on a dashboard session was refused: it lacked the session's CSRF token,
+# so it may have been sent by another site through the person's browser (the key is the victim).
+CSRF_REFUSED = "no CSRF token, or not the session's: maybe sent by another site"
+STALE_FORM = "the form is stale or was not sent from a dropscore page; reload it"
 
 
 def required_role(endpoint: str | None) -> str:
@@ -156,12 +166,22 @@ def register_auth(app: Flask, settings: Settings, sessions: SessionAuth | None =
         if request.endpoint in OPEN_ENDPOINTS:
             return None
         need = required_role(request.endpoint)
+        page = sessions is not None and request.blueprint == sessions.blueprint
+        identity = None
+        if sessions is not None and ring.enabled() and "Authorization" not in request.headers:
+            identity = sessions.identify(ring)
+            if identity is None and page:
+                return sessions.login_redirect()
+        # A session's request that changes state must carry its CSRF token, checked before the
+        # request counts as its key's: a forged one is refused and logged, never audited as done.
+        if sessions is not None and (page or identity) and not sessions.csrf_ok():
+            _refused(400 if page else 401, identity, CSRF_REFUSED)
+            if page:
+                raise BadRequest(STALE_FORM)
+            raise Unauthorized(
+                "send 'Authorization: Bearer <key>'; a page's own requests send its X-CSRF-Token"
+            )
         if ring.enabled():
-            identity = None
-            if sessions is not None and "Authorization" not in request.headers:
-                identity = sessions.identify(ring)
-                if identity is None and request.blueprint == sessions.blueprint:
-                    return sessions.login_redirect()
             g.identity = _authorize(ring, need, identity)
         g.audited = is_audited(request.method, need)  # only requests that passed get here
         return None
@@ -196,12 +216,13 @@ def _authorize(ring: KeyRing, need: str, identity: Identity | None = None) -> Id
     return identity
 
 
-def _refused(status: int, identity: Identity | None) -> None:
-    """Log a refused request; it changed nothing, so it is not recorded in the audit table."""
+def _refused(status: int, identity: Identity | None, reason: str | None = None) -> None:
+    """Log a refused request and why; it changed nothing, so it is not in the audit table."""
     log.warning(
         "request refused",
         extra={
             "status": status,
+            "reason": reason or ("no valid key" if status == 401 else "role too low"),
             "key_name": identity.name if identity else None,
             "method": request.method,
             "path": request.path,
@@ -213,18 +234,8 @@ def _refused(status: int, identity: Identity | None) -> None:
 def _record(trail: AuditLog, response: Response) -> None:
     """Log and store one state-changing request; a failed write is logged, never a failed reply."""
     identity = current_identity()
-    body = response.get_json(silent=True) if response.is_json and not response.is_streamed else None
-    run_id = body.get("run_id") if isinstance(body, dict) else None
-    entry = AuditEntry(
-        key_name=identity.name if identity else None,
-        role=identity.role if identity else None,
-        method=request.method,
-        path=request.path,
-        endpoint=request.endpoint,
-        status=response.status_code,
-        version=(request.view_args or {}).get("version"),
-        run_id=run_id if isinstance(run_id, int) else None,
-    )
+    who = (identity.name, identity.role) if identity else (None, None)
+    entry = entry_for(response, *who)
     log.info("audit", extra={k: v for k, v in entry.to_dict().items() if k not in ("ts", "id")})
     try:
         trail.record(entry)

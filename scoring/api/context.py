@@ -9,15 +9,18 @@ of the request in hand, so a view written for one model serves each of many.
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from flask import current_app, g, has_request_context
 
+from ingest.logs import bound
 from scoring.api.monitoring import Monitoring
 from scoring.errors import NotFound
 from scoring.lifecycle.champion import ChampionHolder
 from scoring.lifecycle.registry import Registry
+from scoring.lifecycle.versions import VersionCache
 from scoring.settings import Settings
 
 if TYPE_CHECKING:
@@ -26,16 +29,24 @@ if TYPE_CHECKING:
 
 # The request's model, as the URL named it (set by create_app's URL value preprocessor).
 MODEL_KEY = "model_name"
+# The request's bound log fields (``ingest.logs.bound``), ended when the request ends.
+LOG_FIELDS_KEY = "log_fields"
 
 
 @dataclass
 class ModelServices:
-    """One served model: its settings view, registry, champion holder and ledger."""
+    """One served model: its settings view, registry, champion holder, other versions, ledger."""
 
     settings: Settings
     registry: Registry
     champion: ChampionHolder
     ledger: Ledger
+    # Every other version, loaded when a call names it (built from the fields above).
+    versions: VersionCache = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        size = self.settings.server.cached_versions
+        self.versions = VersionCache(self.name, self.registry, self.champion, size)
 
     @property
     def name(self) -> str:
@@ -64,7 +75,7 @@ class Services:
         found = self.models.get(name)
         if found is None:
             raise NotFound(
-                f"no model named {name!r}; this server has: {', '.join(self.models)}",
+                f"no model by that name; this server has: {', '.join(self.models)}",
                 [{"models": list(self.models)}],
             )
         return found
@@ -128,3 +139,21 @@ def readiness(s: Services) -> Readiness:
 def services() -> Services:
     """Return the current app's services; the one accessor views use, no globals."""
     return current_app.extensions["dropscore"]
+
+
+def bind_request_model() -> None:
+    """Name the request's model in every event logged while it runs (errors, refusals, runs)."""
+    name = g.get(MODEL_KEY)
+    if name is None:
+        return
+    unbind_request_model()
+    stack = ExitStack()
+    stack.enter_context(bound(model=name))
+    setattr(g, LOG_FIELDS_KEY, stack)
+
+
+def unbind_request_model(_exc: BaseException | None = None) -> None:
+    """End the request's log fields, so the server's thread carries none to its next request."""
+    stack = g.pop(LOG_FIELDS_KEY, None)
+    if stack is not None:
+        stack.close()

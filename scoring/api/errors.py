@@ -61,7 +61,9 @@ def _protocol() -> str:
         return PROTOCOLS[request.blueprint]
     if request.url_rule is None:
         path = request.path
-        if path == "/invocations":
+        if path == "/invocations" or (
+            path.startswith("/models/") and path.endswith(("/invocations", "/ping"))
+        ):  # MLflow's paths, plain or under a model name that matched no route
             return "mlflow"
         if path == "/v2" or path.startswith(("/v2/", "/v1/")):
             return "oip"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import os
 import secrets
 import shutil
@@ -11,7 +12,8 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, send_file
 
 from ingest.layout import DataLayout
-from ingest.ledger import QUARANTINED, STATES, Ledger
+from ingest.ledger import QUARANTINED, RETRIED, STATES, FileRecord, IllegalTransition, Ledger
+from ingest.names import on_disk, unescape
 from scoring.api.context import services
 from scoring.api.openapi import (
     ANY_OBJECT,
@@ -39,6 +41,8 @@ FILE = obj(
     content_sha256=nullable(STRING),  # the normalized table's hash (ingest/content.py)
     duplicate_of=nullable(INTEGER),
     duplicate_by=nullable({**STRING, "enum": ["bytes", "content", None]}),  # how it matched
+    retried_as=nullable(INTEGER),  # a retried drop: the drop its retry made
+    queued_as=nullable(STRING),  # a retried drop: the name its copy was queued under
     rows=nullable(INTEGER),
     columns=nullable(INTEGER),
     format=nullable(STRING),
@@ -86,23 +90,77 @@ def show_file(file_id: int) -> Response:
 
 
 def requeue(ledger: Ledger, layout: DataLayout, file_id: int) -> str:
-    """Copy a quarantined original back into its inbox under a fresh name; return that name.
+    """Take a quarantined drop again: copy its original into its inbox; return the copy's name.
 
-    The copy is a new drop with a new ledger row: dedupe only counts live drops (received,
-    normalized, scored), so content that was quarantined is never refused as its own duplicate.
-    The copy is written under a dotted name (which the watcher ignores) and renamed into place.
+    The drop becomes ``retried`` (one guarded update, so of two retries at once exactly one
+    wins and the other is a 409) before the copy appears in the inbox; the drop the watcher makes
+    of the copy carries the original name, and this drop names it (``retried_as``). The file is
+    taken as it is: worth it after a setting or the model changed, not when the file itself must
+    be fixed. Dedupe only counts live drops (received, normalized, scored), so content that was
+    quarantined is never refused as its own duplicate. The copy is written under a dotted name
+    (which the watcher ignores) and renamed into place once the ledger agreed.
     """
     record = _record(ledger, file_id)
-    if record.state != QUARANTINED:
-        raise Conflict(f"file {file_id} is {record.state}; only quarantined files can be retried")
+    lost = _lost_copy(layout, record)
+    if record.state != QUARANTINED and lost is None:
+        raise _not_retryable(record)
     original = _stored(ledger, record.quarantine_path, file_id, "quarantined original")
     inbox = layout.inbox(record.kind)
     inbox.mkdir(parents=True, exist_ok=True)
-    name = f"retry{file_id}-{secrets.token_hex(3)}__{Path(record.original_name).name}"
-    tmp = inbox / f".{name}.tmp"
-    shutil.copyfile(original, tmp)
-    os.replace(tmp, inbox / name)
-    return name
+    # the dropped bytes again, short enough for the retry's prefix (the ledger keeps the name)
+    dropped = Path(unescape(on_disk(record.original_name))).name.replace("\0", "")
+    name = f"retry{file_id}-{secrets.token_hex(3)}__{dropped}"
+    tmp = inbox / f".retry{file_id}-{secrets.token_hex(3)}.tmp"
+    try:
+        shutil.copyfile(original, tmp)
+        try:
+            retried = ledger.mark_retried(file_id, queued_as=name, lost=lost)
+        except IllegalTransition:
+            raise _not_retryable(_record(ledger, file_id)) from None
+        try:
+            os.replace(tmp, inbox / name)
+        except OSError:
+            ledger.unmark_retried(file_id)
+            raise
+    finally:
+        tmp.unlink(missing_ok=True)
+    return str(retried.queued_as)
+
+
+def _lost_copy(layout: DataLayout, record: FileRecord) -> str | None:
+    """Return the name of a retry's copy a crash lost before it reached the inbox, if it did.
+
+    The ledger says the drop was retried, no drop was made of the copy, and the copy is
+    neither in the inbox nor claimed in processing/: then nothing will ever take it, and the
+    drop may be queued again (the ledger checks the same facts as it does so).
+    """
+    if record.state != RETRIED or record.retried_as is not None or record.queued_as is None:
+        return None
+    queued = str(record.queued_as)
+    if os.path.lexists(layout.inbox(record.kind) / unescape(queued)):
+        return None
+    if any((layout.processing / record.kind).glob(f"*/{glob.escape(on_disk(queued))}")):
+        return None
+    return queued
+
+
+def _not_retryable(record: FileRecord) -> Conflict:
+    """Say why a drop cannot be retried, naming the drop a retry already made of it."""
+    if record.state == RETRIED and record.retried_as is not None:
+        return Conflict(
+            f"file {record.id} was already retried as file {record.retried_as}",
+            [{"file_id": record.id, "retried_as": record.retried_as}],
+        )
+    if record.state == RETRIED:
+        return Conflict(
+            f"file {record.id} was already retried: its copy waits in the {record.kind} "
+            f"inbox as {record.queued_as}",
+            [{"file_id": record.id, "queued_as": record.queued_as}],
+        )
+    return Conflict(
+        f"file {record.id} is {record.state}; only quarantined files can be retried",
+        [{"file_id": record.id, "state": record.state}],
+    )
 
 
 def stored_file(ledger: Any, file_id: int, which: str) -> Path:
@@ -110,21 +168,22 @@ def stored_file(ledger: Any, file_id: int, which: str) -> Path:
     record = _record(ledger, file_id)
     if which == "output":
         return _stored(ledger, record.output_path, file_id, "scored output")
-    stored = record.quarantine_path if record.state == QUARANTINED else record.archive_path
+    rejected = record.state in (QUARANTINED, RETRIED)  # a retry takes a copy: the original stays
+    stored = record.quarantine_path if rejected else record.archive_path
     return _stored(ledger, stored, file_id, "original")
 
 
 @bp.post("/files/<id:file_id>/retry")
 @operation(
-    "Put a quarantined drop back in its inbox, as a new drop",
-    responses={202: json_response(obj(file_id=INTEGER, queued_as=STRING))},
+    "Take a quarantined drop again, unchanged, as a new drop (once; then it is retried)",
+    responses={202: json_response(obj(file_id=INTEGER, queued_as=STRING, state=STRING))},
     errors=(409,),
 )
 def retry_file(file_id: int) -> tuple[Response, int]:
     """Re-queue a quarantined drop; the new drop shows up in the ledger once ingested."""
     s = services()
     name = requeue(s.ledger, s.settings.layout, file_id)
-    return jsonify({"file_id": file_id, "queued_as": name}), 202
+    return jsonify({"file_id": file_id, "queued_as": name, "state": RETRIED}), 202
 
 
 DOWNLOAD = {

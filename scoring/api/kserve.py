@@ -32,7 +32,7 @@ def list_models() -> Response:
 )
 def model_status(name: str) -> Response:
     """Say whether the model is ready, as KServe's model status endpoint does."""
-    model_for(services().model(name).champion, name)
+    model_for(services().model(name).versions)
     return json_response({"name": name, "ready": True})
 
 
@@ -56,7 +56,7 @@ def model_status(name: str) -> Response:
 def predict(name: str) -> Response:
     """Score ``instances`` (lists by position or objects by name) into ``predictions``."""
     s = services()
-    model = model_for(s.model(name).champion, name)
+    model = model_for(s.model(name).versions)
     X = kserve_rows(request_json(), model.schema, s.settings.server.max_rows_per_request)
     out = predict_many(model, X)
     s.monitoring.rows_scored.labels("kserve", s.model().name).inc(len(out.values))

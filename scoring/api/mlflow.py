@@ -1,8 +1,10 @@
 """MLflow's scoring protocol, so ``mlflow``'s clients score against dropscore unchanged.
 
 ``POST /invocations`` takes ``dataframe_split``, ``dataframe_records``, ``instances`` or
-``inputs`` (JSON) or a ``text/csv`` body and answers ``{"predictions": [...]}``; ``GET /ping``
-and ``GET /version`` answer as ``mlflow models serve`` does. Errors are MLflow's
+``inputs`` (JSON), a ``text/csv`` or an ``application/vnd.apache.parquet`` body and answers
+``{"predictions": [...]}``; ``GET /ping`` and ``GET /version`` answer as ``mlflow models serve``
+does. Each model answers at ``/models/<name>/invocations`` (and ``/ping``); the plain paths
+serve the default model, and their errors name it and where the others are. Errors are MLflow's
 ``{"error_code", "message"}`` (built in ``scoring.api.errors``), without its stack traces.
 """
 
@@ -13,8 +15,10 @@ from flask import Blueprint, Response, request
 from scoring.api import openapi as oa
 from scoring.api.context import services
 from scoring.api.jsonio import json_response
-from scoring.inference.core import predict_many, server_version
-from scoring.inference.payloads import CONTENT_TYPE_JSON, invocation_rows
+from scoring.api.versioning import VERSION_QUERY, requested_version
+from scoring.errors import BadRequest, ValidationFailed
+from scoring.inference.core import model_for, predict_many, server_version
+from scoring.inference.payloads import CONTENT_TYPE_JSON, MB, invocation_rows
 
 bp = Blueprint("mlflow", __name__)
 
@@ -45,39 +49,66 @@ INVOCATION_BODY = {
             },
         },
         "text/csv": {"schema": oa.STRING},
+        "application/vnd.apache.parquet": {"schema": {"type": "string", "format": "binary"}},
     },
 }
-ERRORS = oa.protocol_errors(oa.MLFLOW_ERROR, (400, 401, 403, 413, 415, 422, 503))
+ERRORS = oa.protocol_errors(oa.MLFLOW_ERROR, (400, 401, 403, 404, 413, 415, 422, 503))
 
 
 @bp.post("/invocations")
+@bp.post("/models/<model:model>/invocations")
 @oa.operation(
-    "MLflow scoring protocol: score rows as `mlflow models serve` does",
+    "MLflow scoring protocol: score rows as `mlflow models serve` does; /invocations answers"
+    " for the default model, /models/<name>/invocations for that one",
     body=INVOCATION_BODY,
+    query=[VERSION_QUERY],
     responses={200: oa.json_response(oa.obj(predictions=oa.array({}))), **ERRORS},
 )
 def invocations() -> Response:
-    """Score a JSON or CSV body as ``mlflow models serve`` does, with our validation."""
+    """Score a JSON, CSV or Parquet body as ``mlflow models serve`` does, with our validation."""
     s = services()
     m = s.model()  # the request's model, looked up once
-    model = m.champion.current()
+    model = model_for(m.versions, requested_version())
     data = request.get_data(cache=False)
     limit = m.settings.server.max_rows_per_request
-    out = predict_many(model, invocation_rows(data, request.mimetype, model.schema, limit))
+    max_bytes = int(m.settings.server.max_json_mb * MB)
+    try:
+        X = invocation_rows(data, request.mimetype, model.schema, limit, max_bytes)
+        out = predict_many(model, X)
+    except (BadRequest, ValidationFailed) as exc:
+        raise type(exc)(_answered_by(m.name, model.version, exc.message), exc.details) from None
     s.monitoring.rows_scored.labels("invocations", m.name).inc(len(out.values))
     return json_response({"predictions": out.values})
 
 
+def _answered_by(name: str, version: str, message: str) -> str:
+    """Say which model refused the rows, and where the others are when the URL named none.
+
+    ``/invocations`` serves the default model only, so a client sending another model's columns
+    there learns which model answered and the URL that serves the one it meant.
+    """
+    text = f"model {name!r} (version {version}): {message}"
+    others = [n for n in services().models if n != name]
+    if others and not request.path.startswith("/models/"):
+        where = ", ".join(f"{n!r}, at /models/{n}/invocations" for n in others)
+        text += f"; this server also serves {where}"
+    return text
+
+
 @bp.get("/ping")
+# Any segment, not only a well-formed name: a probe is open, so a name that matched no route
+# would be a 401 (auth guards unmatched paths); here it is the 404 naming the models.
+@bp.get("/models/<model>/ping")
 @oa.operation(
     "MLflow's readiness probe: 200 once a model is loaded (open, like /health)",
     responses={
         200: {"description": "A model is loaded", "content": {"application/json": {}}},
         503: oa.json_response(oa.obj(status=oa.STRING), "No model is loaded yet"),
+        **oa.protocol_errors(oa.MLFLOW_ERROR, (404,)),
     },
 )
 def ping() -> Response:
-    """Answer 200 once a model is loaded (MLflow's readiness probe), else 503."""
+    """Answer 200 once the model (the default, or the one the path names) is loaded, else 503."""
     if services().champion.peek() is None:
         return json_response({"status": "no model is loaded yet"}, status=503)
     return Response("\n", status=200, mimetype=CONTENT_TYPE_JSON)

@@ -34,8 +34,8 @@ class Monitoring:
         )
         self.latency = Histogram(
             "dropscore_request_seconds",
-            "HTTP request latency by endpoint",
-            ["endpoint"],
+            "HTTP request latency by endpoint and model",
+            ["endpoint", "model"],
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
@@ -51,7 +51,7 @@ class Monitoring:
     ) -> None:
         """Count one answered request and record how long it took."""
         self.requests.labels(endpoint, method, str(status), model).inc()
-        self.latency.labels(endpoint).observe(seconds)
+        self.latency.labels(endpoint, model).observe(seconds)
 
     def render(self) -> bytes:
         """Return the text exposition, summed over processes when under gunicorn."""

@@ -2,7 +2,9 @@
 
 Server and model metadata, liveness and readiness, and ``…/infer`` with JSON or binary tensors
 (``scoring.inference.tensors``). Errors are ``{"error": "..."}`` (built in ``scoring.api.errors``).
-Only the champion is served: a URL naming another version is a 404 that says so.
+The champion answers under the model's name; any registered version answers under
+``…/versions/<v>/…`` (loaded on demand, see ``scoring.lifecycle.versions``); a version the model
+lacks is a 404 listing the versions it has.
 """
 
 from __future__ import annotations
@@ -56,6 +58,17 @@ INFER_BODY = {
     "description": "JSON tensors, or the binary tensor extension: a JSON header of "
     "Inference-Header-Content-Length bytes, then the tensors' bytes",
 }
+CONFIG_TENSOR = oa.obj(name=oa.STRING, data_type=oa.STRING, dims=oa.array(oa.INTEGER))
+MODEL_CONFIG = oa.obj(
+    name=oa.STRING,
+    platform=oa.STRING,
+    backend=oa.STRING,
+    version_policy=oa.ANY_OBJECT,
+    max_batch_size=oa.INTEGER,
+    input=oa.array(CONFIG_TENSOR),
+    output=oa.array(CONFIG_TENSOR),
+    parameters=oa.ANY_OBJECT,
+)
 INFER_OUT = oa.obj(
     optional=["id"],
     id=oa.STRING,
@@ -165,7 +178,7 @@ def _repository() -> list[dict]:
 )
 def model_metadata(name: str, model_version: str | None = None) -> Response:
     """Describe the model's inputs (one per feature) and outputs, as OIP clients read them."""
-    model = model_for(services().model(name).champion, name, model_version)
+    model = model_for(services().model(name).versions, model_version)
     return json_response(_metadata(name, model))
 
 
@@ -180,7 +193,7 @@ def model_metadata(name: str, model_version: str | None = None) -> Response:
 )
 def model_ready(name: str, model_version: str | None = None) -> Response:
     """Answer 200 when this name (and version) is served, 404 when not, 503 before a model."""
-    model = model_for(services().model(name).champion, name, model_version)
+    model = model_for(services().model(name).versions, model_version)
     return json_response({"name": name, "ready": True, "version": model.version})
 
 
@@ -204,7 +217,7 @@ def model_ready(name: str, model_version: str | None = None) -> Response:
 def infer(name: str, model_version: str | None = None) -> Response:
     """Score tensors (JSON or binary) and answer ``predict`` (+ ``predict_proba``) tensors."""
     s = services()
-    model = model_for(s.model(name).champion, name, model_version)
+    model = model_for(s.model(name).versions, model_version)
     if request.content_encoding:
         raise UnsupportedMediaType("compressed request bodies are not accepted")
     parsed = read_request(request.get_data(cache=False), request.headers.get(HEADER_LENGTH))
@@ -223,6 +236,56 @@ def infer(name: str, model_version: str | None = None) -> Response:
         mimetype="application/octet-stream",
         headers={HEADER_LENGTH: str(len(header))},
     )
+
+
+@bp.get("/v2/models/<model:name>/config")
+@bp.get("/v2/models/<model:name>/versions/<model_version>/config")
+@oa.operation(
+    "Triton's model configuration (tritonclient's get_model_config): inputs and outputs with"
+    " data_type and dims",
+    responses={200: oa.json_response(MODEL_CONFIG), **ERRORS},
+)
+def model_config(name: str, model_version: str | None = None) -> Response:
+    """Describe the model as Triton's config does, so Triton tooling can read its tensors."""
+    m = services().model(name)
+    model = model_for(m.versions, model_version)
+    return json_response(_config(name, model, m.settings.server.max_rows_per_request))
+
+
+def _config(name: str, model: LoadedModel, max_rows: int) -> dict:
+    """Triton's ``ModelConfig`` JSON, derived from the OIP metadata so the two cannot differ.
+
+    ``max_batch_size`` is 0 because every tensor already has the batch as its first dimension
+    (``-1``), as the metadata says; the row limit travels as a parameter instead.
+    """
+    meta = _metadata(name, model)
+
+    def tensor(spec: dict) -> dict:
+        return {
+            "name": spec["name"],
+            "data_type": triton_type(spec["datatype"]),
+            "dims": spec["shape"],
+        }
+
+    return {
+        "name": name,
+        "platform": meta["platform"],
+        "backend": "dropscore",
+        "version_policy": {"all": {}},  # every registered version answers under /versions/<v>
+        "max_batch_size": 0,
+        "input": [tensor(t) for t in meta["inputs"]],
+        "output": [tensor(t) for t in meta["outputs"]],
+        "parameters": {
+            "version": {"string_value": model.version},
+            "task": {"string_value": model.schema.task},
+            "max_rows_per_request": {"string_value": str(max_rows)},
+        },
+    }
+
+
+def triton_type(datatype: str) -> str:
+    """Spell an OIP datatype as Triton's config does: ``FP64`` → ``TYPE_FP64``, BYTES → STRING."""
+    return "TYPE_STRING" if datatype == "BYTES" else f"TYPE_{datatype}"
 
 
 def _metadata(name: str, model: LoadedModel) -> dict:

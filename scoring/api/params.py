@@ -1,4 +1,5 @@
-"""Query-string parsing shared by the listing endpoints: bad values are 422s naming the field."""
+"""Query-string parsing shared by the listing endpoints: bad values are 422s naming the field
+and the kind of value sent (``scoring.value_kinds``), never the value."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from dataclasses import dataclass
 from flask import request
 
 from scoring.errors import ValidationFailed
+from scoring.value_kinds import kind_of
 
 MAX_DIGITS = 18  # any bound we use fits; longer strings are refused before int() sees them
 
@@ -30,9 +32,10 @@ def int_arg(name: str, default: int, low: int, high: int) -> int:
     # strings over 4,300 digits: only short ASCII digit strings reach it.
     ok = raw.isascii() and raw.isdigit() and len(raw) <= MAX_DIGITS
     if not ok or not low <= int(raw) <= high:
+        got = "a whole number out of range" if ok else kind_of(raw)
         raise ValidationFailed(
-            f"{name} must be a whole number from {low} to {high}",
-            [{"field": name, "problem": f"got {raw[:40]!r}"}],
+            f"{name} must be a whole number from {low} to {high}; got {got}",
+            [{"field": name, "problem": f"got {got}"}],
         )
     return int(raw)
 
@@ -43,8 +46,8 @@ def page_args(states: Iterable[str], what: str, default_limit: int, *names: str)
     field, state = next(((n, request.args[n]) for n in names if request.args.get(n)), ("", None))
     if state is not None and state not in allowed:
         raise ValidationFailed(
-            f"{field} {state!r} is not a {what} state; expected one of {', '.join(allowed)}",
-            [{"field": field, "problem": "unknown state"}],
+            f"{field} is not a {what} state; expected one of {', '.join(allowed)}",
+            [{"field": field, "problem": f"unknown state, got {kind_of(state)}"}],
         )
     limit = int_arg("limit", default_limit, 1, 1000)
     offset = int_arg("offset", 0, 0, 10**9)

@@ -1,4 +1,8 @@
-"""``POST /predict``: one row or many in, predictions out, through the Flask-free core."""
+"""``POST /predict``: one row or many in, predictions out, through the Flask-free core.
+
+The champion answers, or any registered version a call names (``/versions/<v>/predict`` or
+``?version=``), so a challenger can be compared with the champion on the same rows.
+"""
 
 from __future__ import annotations
 
@@ -17,7 +21,10 @@ from scoring.api.openapi import (
     obj,
     operation,
 )
-from scoring.inference.core import predict_many, predict_one
+from scoring.api.versioning import VERSION_QUERY, requested_version
+from scoring.inference.core import model_for, predict_many, predict_one
+from scoring.inference.explain import LOG_ODDS, explain
+from scoring.inference.explain import PREDICTION as PREDICTION_SPACE
 from scoring.inference.payloads import predict_rows
 
 bp = Blueprint("predict", __name__)
@@ -40,21 +47,25 @@ PREDICTION = obj(
 
 
 @bp.post("/predict")
+@bp.post("/versions/<id:version>/predict")
 @operation(
-    "Predict one row, by feature name or in the order GET /models/current lists",
+    "Predict one row, by feature name or in the order GET /models/current lists; the champion"
+    " answers, or the version the path or ?version= names",
+    query=[VERSION_QUERY],
     body=json_body(
         PREDICT_BODY,
         named={"features": dict(zip(SAMPLE_FEATURES, SAMPLE_ROW, strict=True))},
         positional={"X_test": SAMPLE_ROW},
     ),
     responses={200: json_response(PREDICTION)},
-    errors=(400, 422, 503),
+    errors=(400, 404, 422, 503),  # 404: a version the model lacks
 )
-def predict() -> Response:
+def predict(version: int | None = None) -> Response:
     """Answer one row as one prediction, or many rows (instances, 2-D X_test) in one call."""
     s = services()
     m = s.model()  # the request's model, looked up once
-    model = m.champion.current()  # read once: the request ends on this version
+    # read once: the request ends on this version (the champion unless one is named)
+    model = model_for(m.versions, requested_version(version))
     X, single = predict_rows(request_json(), model.schema, m.settings.server.max_rows_per_request)
     s.monitoring.rows_scored.labels("predict", m.name).inc(len(X))
     if single:
@@ -64,3 +75,47 @@ def predict() -> Response:
     if out.probabilities is not None:
         body["probabilities"] = out.probability_maps()
     return jsonio.json_response(body)
+
+
+CONTRIBUTIONS = {"type": "object", "additionalProperties": NUMBER}
+EXPLAINED = obj(
+    optional=["note"],
+    model_version=STRING,
+    space={"type": "string", "enum": [PREDICTION_SPACE, LOG_ODDS]},
+    note=STRING,
+    explanations=array(
+        obj(
+            optional=["label"],
+            prediction=NUMBER,
+            base_value=NUMBER,
+            contributions=CONTRIBUTIONS,
+            label={"description": "a classifier's predicted class"},
+        )
+    ),
+)
+
+
+@bp.post("/explain")
+@bp.post("/versions/<id:version>/explain")
+@operation(
+    "Explain rows (any /predict body): per row the prediction, a base value and one"
+    " contribution per feature, base + contributions = prediction (linear models; logistic"
+    " regression in log-odds)",
+    query=[VERSION_QUERY],
+    body=json_body(
+        PREDICT_BODY,
+        named={"features": dict(zip(SAMPLE_FEATURES, SAMPLE_ROW, strict=True))},
+    ),
+    responses={200: json_response(EXPLAINED)},
+    errors=(400, 404, 422, 503),  # 404: a version the model lacks
+)
+def explain_rows(version: int | None = None) -> Response:
+    """Split each row's answer into a base value and one contribution per feature."""
+    s = services()
+    m = s.model()
+    model = model_for(m.versions, requested_version(version))
+    X, _ = predict_rows(request_json(), model.schema, m.settings.server.max_rows_per_request)
+    explained = explain(model, X)
+    labels = predict_many(model, X).values if explained.space == LOG_ODDS else None
+    s.monitoring.rows_scored.labels("explain", m.name).inc(len(X))
+    return jsonio.json_response(explained.to_dict(labels))

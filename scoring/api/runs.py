@@ -27,6 +27,7 @@ from scoring.api.params import page_args
 from scoring.errors import Conflict, ValidationFailed
 from scoring.lifecycle.runner import begin_retrain, execute
 from scoring.lifecycle.runs import STATES, TRIGGERS, RetrainBusy, RunStore
+from scoring.value_kinds import kind_of
 
 bp = Blueprint("runs", __name__)
 
@@ -130,5 +131,6 @@ def _force() -> bool:
     if raw in (True, "1", "true", "yes"):
         return True
     raise ValidationFailed(
-        f"force must be true or false, got {raw!r}", [{"field": "force", "problem": "not a flag"}]
+        f"force must be true or false, got {kind_of(raw)}",
+        [{"field": "force", "problem": "not a flag"}],
     )

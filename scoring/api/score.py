@@ -15,16 +15,24 @@ from pathlib import Path
 
 from flask import Blueprint, Response, request, send_file
 
-from ingest.errors import FormatMismatchError, IngestError, UnsupportedFormatError
+from ingest.errors import (
+    FileTooLargeError,
+    FormatMismatchError,
+    IngestError,
+    UnsupportedFormatError,
+)
 from ingest.formats import FORMATS, OUTPUT_FORMATS, output_spec
 from scoring.api.context import services
 from scoring.api.limits import spool_dir
 from scoring.api.openapi import INTEGER, STRING, obj, operation, query_param
 from scoring.api.uploads import receive_upload
-from scoring.bulk.batch import score_path
+from scoring.api.versioning import VERSION_QUERY, requested_version
+from scoring.bulk.batch import default_format_words, score_path
 from scoring.bulk.engines import engine_for
-from scoring.errors import UnsupportedMediaType, ValidationFailed
+from scoring.errors import PayloadTooLarge, UnsupportedMediaType, ValidationFailed
+from scoring.inference.core import model_for
 from scoring.ingest_options import read_options
+from scoring.value_kinds import kind_of
 
 bp = Blueprint("score", __name__)
 
@@ -66,14 +74,16 @@ SCORED = {
 
 
 @bp.post("/score-file")
+@bp.post("/versions/<id:version>/score-file")
 @operation(
-    "Score a whole file (multipart field 'file', or a raw body with its content type)",
+    "Score a whole file (multipart field 'file', or a raw body with its content type); the"
+    " champion scores it, or the version the path or ?version= names",
     query=[
+        VERSION_QUERY,
         query_param(
             "format",
             {"type": "string", "enum": list(OUTPUT_FORMATS)},
-            "output format; default: the input's (a JSON array for .json, JSON Lines for"
-            " .jsonl, Parquet for Parquet, CSV for CSV and Excel)",
+            f"output format; default: {default_format_words()}",
         ),
         query_param(
             "sheet",
@@ -85,17 +95,17 @@ SCORED = {
     ],
     body=SCORE_BODY,
     responses={200: SCORED},
-    errors=(400, 415, 422, 503, 507),
+    errors=(400, 404, 415, 422, 503, 507),  # 404: a version the model lacks
 )
-def score_file() -> Response:
+def score_file(version: int | None = None) -> Response:
     """Score an uploaded file with one model version and send the scored file back."""
     s = services()
-    model = s.champion.current()  # one version for the whole file
+    model = model_for(s.model().versions, requested_version(version))  # one for the whole file
     fmt = request.args.get("format")
     sheet = request.args.get("sheet")
     if fmt is not None and fmt not in OUTPUT_FORMATS:
         raise ValidationFailed(
-            f"format {fmt!r} is not one of {', '.join(OUTPUT_FORMATS)}",
+            f"format must be one of {', '.join(OUTPUT_FORMATS)}; got {kind_of(fmt)}",
             [{"field": "format", "problem": "unknown output format"}],
         )
     # On the data folder's disk, whose free space the upload was checked against (/tmp may be
@@ -119,6 +129,8 @@ def score_file() -> Response:
             )
         except (UnsupportedFormatError, FormatMismatchError) as exc:
             raise UnsupportedMediaType(exc.message, [exc.to_dict()]) from None
+        except FileTooLargeError as exc:  # a compressed upload unpacking past max_file_mb
+            raise PayloadTooLarge(exc.message, [exc.to_dict()]) from None
         except IngestError as exc:
             raise ValidationFailed(exc.message, [exc.to_dict()]) from None
         s.monitoring.rows_scored.labels("score_file", s.model().name).inc(summary.rows)

@@ -10,7 +10,9 @@ passed in once, so a file is scored by one version even if a promotion lands hal
 Reading, scoring and writing run on three threads joined by small queues
 (``scoring.bulk.pipeline``), so every core works and the output is the same, in the same order,
 as scoring in one thread. The model's numeric features are parsed from text as numbers
-directly (``ReadOptions.column_types``) rather than inferred.
+directly (``ReadOptions.column_types``) rather than inferred; the ones holding whole numbers go
+back out as integers (``WholeNumbers``), so every input column keeps its type in every output
+and only the added columns are new.
 """
 
 from __future__ import annotations
@@ -81,6 +83,35 @@ def default_format(fmt: Format) -> str:
     return spec_for(fmt).answer.value
 
 
+# Format names as people read them, for the words below.
+FORMAT_WORDS = {
+    Format.CSV: "CSV",
+    Format.TSV: "TSV",
+    Format.EXCEL: "Excel",
+    Format.XLS: "Excel",
+    Format.JSON: "JSON",
+    Format.JSONL: "JSON Lines",
+    Format.PARQUET: "Parquet",
+}
+
+
+def default_format_words() -> str:
+    """Say what comes back without a format: "same as the input (CSV for TSV and Excel files)".
+
+    Read from the format table, so the score page, the API's ``?format=`` description and the
+    README (a test compares) say what ``default_format`` does, never less.
+    """
+    others: dict[str, list[str]] = {}
+    for fmt in Format:
+        answer = spec_for(fmt).answer
+        if answer is not fmt and FORMAT_WORDS[fmt] not in others.get(FORMAT_WORDS[answer], []):
+            others.setdefault(FORMAT_WORDS[answer], []).append(FORMAT_WORDS[fmt])
+    if not others:
+        return "same as the input"
+    parts = [f"{answer} for {' and '.join(inputs)} files" for answer, inputs in others.items()]
+    return f"same as the input ({'; '.join(parts)})"
+
+
 def score_path(
     src: Path,
     dst: Path,
@@ -100,6 +131,7 @@ def score_path(
     normalized = normalize_file(raw, file_id=0)
     originals = {new: old for old, new in normalized.column_map.items()}
     fmt = fmt or default_format(raw.format)
+    pinned = pinned_columns(raw.format, raw.columns, model.schema)
     summary = _score_stream(
         normalized.batches,
         normalized.schema,
@@ -111,6 +143,7 @@ def score_path(
         max_rows,
         engine,
         pipelined,
+        WholeNumbers(originals.get(name, name) for name in pinned),
     )
     summary.seconds = time.perf_counter() - started
     return summary
@@ -162,8 +195,13 @@ def _score_stream(
     max_rows: int | None,
     engine: Engine | None,
     pipelined: bool,
+    retype: Callable[[pa.RecordBatch], pa.RecordBatch] | None = None,
 ) -> ScoreSummary:
-    """Score batches into dst: read, score and write on their own threads unless not pipelined."""
+    """Score batches into dst: read, score and write on their own threads unless not pipelined.
+
+    ``retype`` gives input columns back their own types just before writing (see
+    ``WholeNumbers``); it runs in this thread, in order, so it may keep state across batches.
+    """
     if fmt not in OUTPUT_FORMATS:
         raise ValidationFailed(f"format {fmt!r} is not one of {', '.join(OUTPUT_FORMATS)}")
     check_features(schema.names, model.schema, originals)
@@ -193,7 +231,7 @@ def _score_stream(
                 )
             if progress is not None:
                 progress(out.num_rows)
-            yield out
+            yield out if retype is None else retype(out)
 
     try:
         write_atomic(scored(), dst, fmt)  # in this thread: progress and the row cap too
@@ -236,6 +274,48 @@ def _numeric_columns(numeric: frozenset[str], names: Sequence[str]) -> Mapping[s
     """Map the header names whose lake names are numeric features to float64."""
     lake = normalize_names(names)
     return {raw: pa.float64() for raw, new in zip(names, lake, strict=True) if new in numeric}
+
+
+# The formats whose numbers are parsed from text, where ``typed_read`` pins numeric features.
+PARSED_FROM_TEXT = frozenset({Format.CSV, Format.TSV})
+
+
+def pinned_columns(fmt: Format, header: Sequence[str], schema: FeatureSchema) -> list[str]:
+    """Name the lake columns ``typed_read`` had parsed as float64 (none outside CSV and TSV)."""
+    if fmt not in PARSED_FROM_TEXT:
+        return []
+    numeric = frozenset(f.name for f in schema.features if f.kind == "numeric")
+    return [name for name in normalize_names(header) if name in numeric]
+
+
+class WholeNumbers:
+    """Give integer columns back their type after a read parsed them as float64 for speed.
+
+    Text has no types: a column of ``3`` and ``12`` is read as int64 when inferred, but a numeric
+    feature is pinned to float64 (half the CSV work), which turned ``3`` into ``3.0`` in Parquet
+    and JSON. Decided as the lake decides a type, from the first batch: a column whose values all
+    fit int64 exactly goes out as int64; one that stops fitting goes out as float64 from that
+    batch on (the Parquet writer then widens the rows it already wrote, as for the lake).
+    """
+
+    def __init__(self, names: Iterable[str]) -> None:
+        self.names = list(names)  # the columns still written as integers
+
+    def __call__(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        """Cast this batch's whole-number columns to int64; drop a column that has a fraction."""
+        for name in list(self.names):
+            i = batch.schema.get_field_index(name)
+            column = batch.column(i) if i >= 0 else None
+            if column is None or not pa.types.is_float64(column.type):
+                self.names.remove(name)  # read as text after a bad value, or absent: as it is
+                continue
+            try:
+                whole = pc.cast(column, pa.int64(), safe=True)  # refuses 2.5, NaN, ±inf, 1e300
+            except pa.ArrowInvalid:
+                self.names.remove(name)
+                continue
+            batch = batch.set_column(i, batch.schema.field(i).with_type(pa.int64()), whole)
+        return batch
 
 
 def check_features(

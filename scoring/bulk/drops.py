@@ -16,6 +16,7 @@ from ingest.errors import IngestError
 from ingest.formats import JSON_FORMATS, format_for_name, spec_for
 from ingest.intake import Intake
 from ingest.ledger import FileRecord, Ledger
+from ingest.logs import bound
 from scoring.bulk.batch import MissingFeatures, output_name, score_lake_file
 from scoring.bulk.engines import engine_for
 from scoring.ingest_options import ingest_config
@@ -52,6 +53,13 @@ def score_drop(
     record: FileRecord, *, settings: Settings, intake: Intake, model: LoadedModel
 ) -> FileRecord | None:
     """Score one normalized score drop into the outbox; None when another scorer has it."""
+    with bound(model=settings.name, version=int(model.version)):  # a number, as runs log it
+        return _score_drop(record, settings, intake, model)
+
+
+def _score_drop(
+    record: FileRecord, settings: Settings, intake: Intake, model: LoadedModel
+) -> FileRecord | None:
     ledger = intake.ledger
     if not ledger.claim_for_scoring(record.id):
         return None
@@ -89,7 +97,6 @@ def score_drop(
             "file_id": record.id,
             "file": record.original_name,
             "output": str(dst.name),
-            "model_version": model.version,
             "rows_scored": summary.rows_scored,
             "rows_failed": summary.rows_failed,
             "seconds": round(summary.seconds, 3),
@@ -100,6 +107,11 @@ def score_drop(
 
 def sweep(settings: Settings, *, intake: Intake, models: ModelSource) -> list[FileRecord]:
     """Score every normalized score drop that has no output yet; safe to run concurrently."""
+    with bound(model=settings.name):
+        return _sweep(settings, intake, models)
+
+
+def _sweep(settings: Settings, intake: Intake, models: ModelSource) -> list[FileRecord]:
     pending = intake.ledger.pending_score()
     if not pending:
         return []
@@ -125,7 +137,8 @@ def on_arrival(
             return
         model = models()
         if model is None:
-            log.info("no model yet; the sweep will score it", extra={"file_id": record.id})
+            with bound(model=settings.name):
+                log.info("no model yet; the sweep will score it", extra={"file_id": record.id})
             return
         score_drop(record, settings=settings, intake=intake, model=model)
 

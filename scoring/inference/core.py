@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from scoring.errors import NotFound, ValidationFailed
-from scoring.lifecycle.champion import ChampionHolder
+from scoring.errors import ValidationFailed
 from scoring.lifecycle.predictor import LoadedModel
+from scoring.lifecycle.versions import VersionCache
 
 NON_FINITE = "the prediction is not a finite number (inputs far outside the training data?)"
 
@@ -38,16 +38,12 @@ class Predictions:
         return [dict(zip(names, row, strict=True)) for row in self.probabilities.tolist()]
 
 
-def model_for(champion: ChampionHolder, name: str, version: str | None = None) -> LoadedModel:
-    """Find the version a protocol URL names of a model (found by name by the caller); only the
-    champion is served under any version."""
-    model = champion.current()
-    if version is not None and version != model.version:
-        raise NotFound(
-            f"model {name!r} serves only its champion, version {model.version}; version"
-            f" {version!r} is not served (promote it to serve it)"
-        )
-    return model
+def model_for(versions: VersionCache, version: int | str | None = None) -> LoadedModel:
+    """Find the version a request names of a model (found by name by the caller): the champion
+    when it names none, else that version, loaded on demand; 404 names the versions there are."""
+    if version is None:
+        return versions.champion.current()
+    return versions.get(version)
 
 
 def predict_one(model: LoadedModel, row: np.ndarray) -> dict[str, Any]:

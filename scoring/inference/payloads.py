@@ -1,7 +1,7 @@
 """Each protocol's request shape → one validated matrix; no HTTP here, only parsed bodies.
 
 dropscore's own ``/predict`` (``features``, ``X_test``, ``instances``), MLflow's scoring
-protocol (``dataframe_split``, ``dataframe_records``, ``instances``, ``inputs``, CSV) and
+protocol (``dataframe_split``, ``dataframe_records``, ``instances``, ``inputs``, CSV, Parquet) and
 KServe v1 (``instances``) all end in the validators of ``scoring.lifecycle.rows``, so every
 protocol refuses the same rows with the same named fields.
 """
@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from scoring.errors import BadRequest, UnsupportedMediaType, ValidationFailed
+from scoring.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType, ValidationFailed
 from scoring.inference.body import parse_json
 from scoring.inference.core import check_rows
 from scoring.lifecycle.rows import (
@@ -31,6 +31,8 @@ if TYPE_CHECKING:  # imported where CSV bodies are parsed: `serve` starts withou
 PREDICT_KEYS = "'features' or 'X_test' (one row), or 'instances' (many rows)"
 MLFLOW_FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
 CONTENT_TYPE_JSON, CONTENT_TYPE_CSV = "application/json", "text/csv"
+CONTENT_TYPE_PARQUET = "application/vnd.apache.parquet"
+MB = 1024 * 1024
 
 
 def predict_rows(payload: Any, schema: FeatureSchema, limit: int) -> tuple[np.ndarray, bool]:
@@ -73,14 +75,20 @@ def instances_to_matrix(instances: Any, schema: FeatureSchema, label: str, limit
     return records_to_matrix(instances, schema, label)
 
 
-def invocation_rows(data: bytes, mimetype: str, schema: FeatureSchema, limit: int) -> np.ndarray:
-    """Read an MLflow ``/invocations`` body by its content type: JSON (the default) or CSV."""
+def invocation_rows(
+    data: bytes, mimetype: str, schema: FeatureSchema, limit: int, max_bytes: int
+) -> np.ndarray:
+    """Read an MLflow ``/invocations`` body by its content type: JSON (the default), CSV or
+    Parquet (whose unpacked data must also fit ``max_bytes``, the body limit)."""
     if mimetype == CONTENT_TYPE_CSV:
         return csv_rows(data, schema, limit)
+    if mimetype == CONTENT_TYPE_PARQUET:
+        return parquet_rows(data, schema, limit, max_bytes)
     if mimetype in ("", CONTENT_TYPE_JSON) or mimetype.endswith("+json"):
         return mlflow_rows(parse_json(data), schema, limit)
     raise UnsupportedMediaType(
-        f"send Content-Type {CONTENT_TYPE_JSON} or {CONTENT_TYPE_CSV}, not {mimetype[:60]}"
+        f"send Content-Type {CONTENT_TYPE_JSON}, {CONTENT_TYPE_CSV} or {CONTENT_TYPE_PARQUET};"
+        " the one sent is none of them"
     )
 
 
@@ -119,6 +127,35 @@ def csv_rows(data: bytes, schema: FeatureSchema, limit: int) -> np.ndarray:
         frame = pd.read_csv(io.BytesIO(data), nrows=limit + 1, encoding="utf-8")
     except (ValueError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError):
         raise BadRequest("the CSV body cannot be read: send UTF-8 CSV with a header row") from None
+    check_rows(len(frame), limit)
+    columns = {str(name): _csv_column(frame.iloc[:, j]) for j, name in enumerate(frame.columns)}
+    return columns_to_matrix(columns, len(frame), schema)
+
+
+def parquet_rows(data: bytes, schema: FeatureSchema, limit: int, max_bytes: int) -> np.ndarray:
+    """Read a Parquet body (as mlflow#20602 asks): the row and size limits apply before any
+    column is decompressed, then the same column validation as CSV."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        parquet = pq.ParquetFile(pa.BufferReader(data))
+        meta = parquet.metadata
+        check_rows(meta.num_rows, limit)
+        unpacked = sum(
+            meta.row_group(g).column(c).total_uncompressed_size
+            for g in range(meta.num_row_groups)
+            for c in range(meta.num_columns)
+        )
+        if unpacked > max_bytes:
+            raise PayloadTooLarge(
+                f"the Parquet body unpacks to {unpacked / MB:,.1f} MB, over the"
+                f" {max_bytes / MB:g} MB a request body may hold ([server] max_json_mb)",
+                [{"setting": "server.max_json_mb", "unpacked_mb": round(unpacked / MB, 1)}],
+            )
+        frame = parquet.read().to_pandas()
+    except (pa.ArrowException, OSError, ValueError, TypeError):
+        raise BadRequest("the Parquet body cannot be read: send one Parquet file") from None
     check_rows(len(frame), limit)
     columns = {str(name): _csv_column(frame.iloc[:, j]) for j, name in enumerate(frame.columns)}
     return columns_to_matrix(columns, len(frame), schema)

@@ -22,11 +22,20 @@ import sqlite3
 import threading
 import time
 
+from ingest.layout import DEFAULT_MODEL
+from ingest.logs import bound_to
 from scoring.errors import DropscoreError, NoModel
 from scoring.lifecycle.predictor import Fold, LoadedModel
 from scoring.lifecycle.registry import Registry
 
 log = logging.getLogger("dropscore.model")
+
+
+def _model_of(holder: ChampionHolder) -> dict[str, str]:
+    return {"model": holder.model}
+
+
+_about_model = bound_to(_model_of)
 
 
 def load_version(registry: Registry, version: int) -> LoadedModel:
@@ -46,8 +55,11 @@ def load_version(registry: Registry, version: int) -> LoadedModel:
 class ChampionHolder:
     """The model this process serves, reloaded when the champion pointer moves."""
 
-    def __init__(self, registry: Registry, poll_seconds: float = 0.25) -> None:
+    def __init__(
+        self, registry: Registry, poll_seconds: float = 0.25, *, model: str = DEFAULT_MODEL
+    ) -> None:
         self.registry = registry
+        self.model = model  # named in its events: several holders log in one process
         self.poll_seconds = poll_seconds
         self._model: LoadedModel | None = None
         self._lock = threading.Lock()  # one start per process
@@ -76,6 +88,7 @@ class ChampionHolder:
         except NoModel:
             return None
 
+    @_about_model
     def refresh(self) -> None:
         """Load the champion if the pointer moved; a broken version keeps the old one serving.
 
@@ -98,7 +111,7 @@ class ChampionHolder:
                 return
             self._model = model
             self.last_error = None
-        log.info("champion loaded", extra={"version": str(version), "pid": os.getpid()})
+        log.info("champion loaded", extra={"version": version, "pid": os.getpid()})
 
     def _start(self) -> None:
         with self._lock:
@@ -111,6 +124,7 @@ class ChampionHolder:
             threading.Thread(target=self._poll, name="champion-poll", daemon=True).start()
             self._pid = os.getpid()  # only now: until then, other callers wait on the lock
 
+    @_about_model
     def _poll(self) -> None:
         while not self._stop.wait(self.poll_seconds):
             try:

@@ -1,9 +1,10 @@
 """The model's input contract: which columns a model takes, and who may change them.
 
 What clients must send is decided by settings (``[model] features``) and the champion, never by
-whichever drop arrived last. So a training drop that lacks the target or a feature is
-quarantined on arrival, extra columns stay in the lake without becoming features, and a
-challenger whose input schema differs from the champion's waits for a person to promote it.
+whichever drop arrived last. So a training drop that lacks the target or a feature, or holds text
+in a feature the champion takes as a number, is quarantined on arrival, extra columns stay in the
+lake without becoming features, and a challenger whose input schema differs from the champion's
+waits for a person to promote it.
 """
 
 from __future__ import annotations
@@ -11,10 +12,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ingest.errors import IngestError
+from ingest.errors import IngestError, TypeConflictError
 from ingest.intake import Intake
+from ingest.lake import type_kind
 from ingest.ledger import FileRecord
 from scoring.errors import DropscoreError
 from scoring.lifecycle.registry import Registry
@@ -95,13 +98,41 @@ def train_drop_check(settings: Settings, intake: Intake, registry: Registry) -> 
         path = intake.ledger.resolve(record.lake_path)
         if path is None:
             return
-        columns = pq.read_schema(path).names
-        features = model_features(settings, champion_schema(registry))
+        schema = pq.read_schema(path)
+        columns = schema.names
+        champion = champion_schema(registry)
+        features = model_features(settings, champion)
         missing = missing_columns(columns, target, features)
         if missing:
             intake.reject_normalized(record, _refusal(missing, target, features, columns))
+            return
+        clash = kind_clash(schema, champion)
+        if clash is not None:
+            intake.reject_normalized(record, clash)
 
     return hook
+
+
+def kind_clash(schema: pa.Schema, champion: FeatureSchema | None) -> TypeConflictError | None:
+    """Refuse text in a column the champion takes as a number, whatever the lake holds.
+
+    A feature's kind is the champion's, not the latest file's: were the lake's files of that
+    column removed, a text drop would otherwise make the next model treat it as a category.
+    """
+    if champion is None:
+        return None
+    for feature in champion.features:
+        if feature.kind != "numeric" or feature.name not in schema.names:
+            continue
+        if type_kind(schema.field(feature.name).type) == "string":
+            return TypeConflictError(
+                f"column '{feature.name}' holds text in this file but the model takes it as a "
+                "number; fix the values that are not numbers (or leave them empty), or rename "
+                "the column if it means something else",
+                column=feature.name,
+                expected="numbers",
+            )
+    return None
 
 
 def _refusal(

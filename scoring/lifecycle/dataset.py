@@ -4,7 +4,8 @@ A lake file that lacks the target or one of the model's features is left out (an
 card), so an odd drop can never add or remove features. Row counts come from Parquet footers;
 when the labelled rows exceed ``max_rows``, a reproducible sample (seeded by ``random_state``,
 stratified by class for classifiers) is drawn file by file, batch by batch, so memory stays
-bounded by the sample and one batch, never by the lake.
+bounded by the sample and one batch, never by the lake. A column the files hold as different
+kinds (text in some, numbers in others) refuses the run, naming the column and the files.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from ingest.lake import lake_files, unify_schemas
+from ingest.lake import lake_conflicts, lake_files, unify_schemas
+from scoring.lifecycle.schema import TrainingDataError
 
 FILE_ID = "_file_id"
 PROVENANCE = ("_file_id", "_row")
@@ -112,6 +114,7 @@ def load_training_data(
     shared = common_columns(files)
     own = [c for c in shared if c not in PROVENANCE] if features is None else [*features, target]
     names = list(dict.fromkeys([*own, *([FILE_ID] if FILE_ID in shared else [])]))
+    refuse_conflicts(files, names)
     schema = _unified(files, names)
     keep, counts = None, Counter[object]()
     if max_rows is not None and sum(lf.rows for lf in files) > max_rows:  # footers say maybe
@@ -124,6 +127,21 @@ def load_training_data(
     total = sum(counts.values()) if keep is not None else len(frame)
     file_ids = sorted(int(i) for i in frame[FILE_ID].dropna().unique()) if FILE_ID in frame else []
     return TrainingData(frame, file_ids, every, total, skipped)
+
+
+def refuse_conflicts(files: Sequence[LakeFile], names: Sequence[str]) -> None:
+    """Refuse to train on a column the lake's files hold as different kinds, naming the files.
+
+    Reading it anyway would turn the numbers to text and one-hot encode every distinct value
+    (a MemoryError, or a numeric feature trained as a category); a person must remove the
+    files an older version let in with the wrong kind of values.
+    """
+    wanted = set(names)
+    conflicts = lake_conflicts(
+        (lf.path.name, pa.schema([f for f in lf.schema if f.name in wanted])) for lf in files
+    )
+    if conflicts:
+        raise TrainingDataError("; ".join(c.message for c in conflicts))
 
 
 def _unified(files: Sequence[LakeFile], names: Sequence[str]) -> pa.Schema:

@@ -16,6 +16,7 @@ import threading
 from collections.abc import Callable
 
 from ingest.ledger import FileRecord
+from ingest.logs import bound
 from scoring.lifecycle.champion import ChampionHolder
 from scoring.lifecycle.contract import model_features
 from scoring.lifecycle.registry import Registry
@@ -35,6 +36,10 @@ def first_data_trigger(
     """Build the intake hook that trains the first model once enough labelled rows arrived."""
 
     def hook(record: FileRecord) -> None:
+        with bound(model=settings.name):
+            check(record)
+
+    def check(record: FileRecord) -> None:
         if record.kind != "train" or trained_before(registry):
             return
         rows = lake_rows(settings)

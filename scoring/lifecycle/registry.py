@@ -13,6 +13,7 @@ code.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import sqlite3
@@ -25,6 +26,8 @@ from typing import Any
 
 from ingest.sqlite import add_column, connect, transaction
 from scoring.errors import ModelFileError, NotFound
+
+log = logging.getLogger("dropscore.model")
 
 MODEL_FILE = "model.skops"
 CARD_FILE = "card.json"
@@ -172,6 +175,7 @@ class Registry:
                 " WHERE version=?",
                 (now(), by, reason, version),
             )
+        log.info("promoted", extra={"version": version, "by": by, "reason": reason})
         return self.get(version)
 
     def set_status(self, version: int, status: str, reason: str) -> None:

@@ -3,7 +3,7 @@
 ``train_and_decide`` runs in the trainer process (``scoring.lifecycle.trainer``): it reads at
 most ``[training] max_rows`` rows of the model's columns, fits, compares with the champion on
 the same hold-out, and registers the new version as a challenger. The process that started the
-run then applies the decision (``apply``), so the promotion gate is the same whichever way a
+run then applies the decision (``outcome.apply``), so the promotion gate is the same whichever way a
 retrain begins and the serving process never holds the training data.
 """
 
@@ -13,13 +13,15 @@ import logging
 import math
 import platform
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import replace
 from importlib import metadata
 from typing import Any
 
+from ingest.logs import bound
 from scoring.lifecycle.contract import champion_schema, model_features, schema_change
 from scoring.lifecycle.dataset import TrainingData, load_training_data
 from scoring.lifecycle.estimators import ESTIMATORS
+from scoring.lifecycle.outcome import Outcome, too_few_rows
 from scoring.lifecycle.promotion import Decision, decide
 from scoring.lifecycle.registry import Registry, now
 from scoring.lifecycle.schema import FeatureSchema, TrainingDataError, normalize_name
@@ -35,27 +37,6 @@ class TrainingRefused(Exception):
     """A retrain that cannot start (no data, too few rows); the champion keeps serving."""
 
 
-@dataclass
-class Outcome:
-    """What a retrain decided, sent from the trainer process back to the parent."""
-
-    version: int
-    metrics: dict[str, float | None]
-    champion_version: int | None
-    champion_metrics: dict[str, float | None] | None
-    decision: Decision
-    card: dict[str, Any] = field(repr=False)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return the JSON the trainer process hands back to the one that started it."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Outcome:
-        """Rebuild an outcome from the JSON the trainer process wrote."""
-        return cls(**{**data, "decision": Decision(**data["decision"])})
-
-
 def train_and_decide(
     settings: Settings,
     registry: Registry,
@@ -64,6 +45,16 @@ def train_and_decide(
     progress: Callable[[str], None] | None = None,
 ) -> Outcome:
     """Train on (a sample of) the training lake, register a challenger and decide its fate."""
+    with bound(model=settings.name):
+        return _train_and_decide(settings, registry, trigger, progress)
+
+
+def _train_and_decide(
+    settings: Settings,
+    registry: Registry,
+    trigger: str,
+    progress: Callable[[str], None] | None,
+) -> Outcome:
     say = progress or (lambda _m: None)
     champion = registry.champion_version()
     old_schema = champion_schema(registry) if champion else None
@@ -107,16 +98,6 @@ def train_and_decide(
     return Outcome(version, _clean(result.metrics), champion, champion_clean, decision, card)
 
 
-def apply(outcome: Outcome, registry: Registry) -> None:
-    """Promote the new version, or mark it challenger (waiting for a person) or rejected."""
-    decision = outcome.decision
-    if decision.promote:
-        registry.promote(outcome.version, decision.reason)
-        return
-    status = "challenger" if decision.waits else "rejected"
-    registry.set_status(outcome.version, status, decision.reason)
-
-
 def _read_lake(settings: Settings, features: list[str] | None) -> TrainingData:
     """Read the model's columns, sampled to max_rows (stratified when it is a classifier)."""
     return load_training_data(
@@ -127,12 +108,6 @@ def _read_lake(settings: Settings, features: list[str] | None) -> TrainingData:
         stratify=ESTIMATORS[settings.model.estimator].task == "classification",
         random_state=settings.model.random_state,
     )
-
-
-def too_few_rows(rows: int, settings: Settings) -> str:
-    """Say, in the one wording runs show, that the lake holds fewer rows than min_rows."""
-    where = settings.section("training")
-    return f"{rows} training rows in the lake; {where} min_rows is {settings.training.min_rows}"
 
 
 def _too_few(data: TrainingData, settings: Settings) -> str:

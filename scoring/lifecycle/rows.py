@@ -18,6 +18,7 @@ import numpy as np
 
 from scoring.errors import ValidationFailed
 from scoring.lifecycle.schema import Feature, FeatureSchema, normalize_name
+from scoring.value_kinds import kind_of
 
 
 def record_to_array(record: Mapping[str, Any], schema: FeatureSchema) -> np.ndarray:
@@ -235,12 +236,12 @@ def _check_value(feat: Feature, value: Any, where: str, details: list[dict[str, 
         if number is None:
             finite = isinstance(value, int | float) and not isinstance(value, bool)
             problem = (
-                "expected a finite number" if finite else f"expected a number, got {_kind(value)}"
+                "expected a finite number" if finite else f"expected a number, got {kind_of(value)}"
             )
             details.append({"field": where, "problem": problem})
         return number
     if isinstance(value, dict | list | bool):
-        details.append({"field": where, "problem": f"expected a category, got {_kind(value)}"})
+        details.append({"field": where, "problem": f"expected a category, got {kind_of(value)}"})
         return None
     return value if type(value) is str else str(value)
 
@@ -261,21 +262,6 @@ def _as_number(value: Any) -> float | None:
     else:
         return None
     return number if math.isfinite(number) else None
-
-
-def _kind(value: Any) -> str:
-    """Say what a value is without repeating it: error bodies never echo a client's data."""
-    if isinstance(value, bool):
-        return "true/false"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "text that is not a number"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "an object"
-    return type(value).__name__
 
 
 def _raise(details: list[dict[str, str]]) -> None:

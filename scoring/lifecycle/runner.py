@@ -14,16 +14,15 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any
 
+from ingest.logs import bound
 from scoring.errors import DropscoreError
+from scoring.lifecycle.outcome import Outcome, apply, too_few_rows
 from scoring.lifecycle.registry import Registry, now
 from scoring.lifecycle.runs import RunRecord, RunStore, acquire, release, trainer_slot
 from scoring.lifecycle.trainer import run_trainer
 from scoring.settings import Settings
-
-if TYPE_CHECKING:
-    from scoring.lifecycle.retrain import Outcome
 
 log = logging.getLogger("dropscore.runs")
 
@@ -48,7 +47,8 @@ def begin_retrain(
         store = RunStore(settings.db_path)
         abandoned = store.abandon_unfinished()  # we hold the lock: those runs died with a process
         if abandoned:
-            log.warning("unfinished runs marked failed", extra={"runs": abandoned})
+            with bound(model=settings.name):
+                log.warning("unfinished runs marked failed", extra={"runs": abandoned})
         run_id = store.create(trigger, force, requested_by=requested_by)
     except BaseException:
         release(lock)
@@ -67,6 +67,18 @@ def execute(
     ``on_promoted`` runs after a promotion and before the run is recorded as done: a serving
     process passes its champion's refresh, so its new champion is live by then.
     """
+    # Every event of the run, here and in what it calls, names its model and run (run ids are
+    # per model: two models' first runs are both run 1).
+    with bound(model=pending.settings.name, run_id=pending.run_id):
+        return _execute(pending, registry, progress, on_promoted)
+
+
+def _execute(
+    pending: PendingRun,
+    registry: Registry,
+    progress: Callable[[str], None] | None,
+    on_promoted: Callable[[], None] | None,
+) -> RunRecord:
     settings, run_id = pending.settings, pending.run_id
     store = RunStore(settings.db_path)
     try:
@@ -125,7 +137,6 @@ def _attempt(
 ) -> RunRecord:
     """Train in a child process and decide, turning every way a retrain ends into one record."""
     from ingest.lake import lake_files  # pyarrow and pandas: only when a retrain starts
-    from scoring.lifecycle.retrain import Outcome, apply, too_few_rows  # scikit-learn: likewise
 
     settings, run_id = pending.settings, pending.run_id
     unchanged = None if pending.force else unchanged_since_champion(settings, registry)

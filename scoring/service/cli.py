@@ -10,6 +10,7 @@ import click
 
 from ingest.formats import OUTPUT_FORMATS
 from scoring.service import init_cli, keys_cli, records_cli
+from scoring.service.model_option import accept_model, chosen_model, model_option
 from scoring.service.records_cli import fmt_number, registry_of
 from scoring.service.tables import text_table
 from scoring.settings import Settings, SettingsError, load_settings
@@ -33,12 +34,10 @@ class Context:
         self,
         path: str | None,
         check_params: bool = True,
-        model: str | None = None,
         command: str | None = None,
     ) -> None:
         self.path = path
         self.check_params = check_params
-        self.model = model
         self.command = command
         self.overrides: dict[str, dict[str, Any]] = {}  # a command's options, e.g. --port
         self._settings: Settings | None = None
@@ -63,7 +62,13 @@ class Context:
                 self._settings = loaded.for_model(self._model_name(loaded))
             except SettingsError as exc:
                 raise click.ClickException(str(exc)) from None
+            _say_settings(loaded, self.command in SERVICE_COMMANDS)
         return self._settings
+
+    @property
+    def model(self) -> str | None:
+        """The model ``--model`` (before or after the command) or ``DROPSCORE_MODEL`` named."""
+        return chosen_model(click.get_current_context())
 
     def _model_name(self, loaded: Settings) -> str:
         """The model this command is about: --model, else the only one or ``default``."""
@@ -75,6 +80,24 @@ class Context:
                 f"this service has several models ({', '.join(names)}): choose one with --model"
             )
         return loaded.name
+
+
+def _say_settings(settings: Settings, service: bool) -> None:
+    """Say which settings file is in use: in the JSON log for a service; on a terminal for a
+    person (a pipe or a script gets it in the log, shown with -v, so answers stay clean)."""
+    import logging
+
+    from scoring.settings import source_line
+
+    line = source_line(settings)
+    log = logging.getLogger("dropscore")
+    if service:
+        file = None if settings.source is None else str(settings.source)
+        log.info("settings", extra={"file": file, "line": line})
+    elif sys.stderr.isatty():
+        click.echo(line, err=True)
+    else:
+        log.info(line)
 
 
 pass_ctx = click.make_pass_decorator(Context)
@@ -94,19 +117,12 @@ pass_ctx = click.make_pass_decorator(Context)
     default=None,
     help="logging level (default: INFO for serve, worker and api; WARNING for other commands)",
 )
-@click.option(
-    "--model",
-    "model",
-    envvar="DROPSCORE_MODEL",
-    help="the model a command is about (default: the only model, or 'default')",
-)
 @click.pass_context
 def main(
     ctx: click.Context,
     settings_path: str | None,
     verbose: bool,
     log_level: str | None,
-    model: str | None,
 ) -> None:
     """dropscore: batch and streaming scoring for tabular models."""
     from scoring.service.logs import configure_logging
@@ -118,9 +134,11 @@ def main(
     ctx.obj = Context(
         settings_path,
         check_params=command not in RECORD_COMMANDS,
-        model=model,
         command=command,
     )
+
+
+main.params.append(model_option(from_env=True))  # the one --model, here and after a command
 
 
 def _one_math_thread() -> None:
@@ -277,6 +295,7 @@ def score(ctx: Context, src: Path, dst: Path | None, fmt: str | None) -> None:
     from scoring.ingest_options import read_options
     from scoring.lifecycle.champion import load_version
     from scoring.service.outputs import OutputChoiceError, output_format
+    from scoring.service.progress import progress_bar, summary_line
 
     settings = ctx.settings
     registry = registry_of(settings)
@@ -289,7 +308,7 @@ def score(ctx: Context, src: Path, dst: Path | None, fmt: str | None) -> None:
         model = load_version(registry, version)
         suffix = output_spec(fmt).suffixes[0]
         dst = dst or src.with_name(f"{src.name.split('.')[0]}.scored{suffix}")
-        with _progress(estimate_rows(src)) as bar:
+        with progress_bar(estimate_rows(src)) as bar:
             summary = score_path(
                 src,
                 dst,
@@ -299,34 +318,14 @@ def score(ctx: Context, src: Path, dst: Path | None, fmt: str | None) -> None:
                 progress=bar.update,
                 engine=engine_for(settings),
             )
-            bar.total = bar.n  # the total was an estimate; end the bar at 100%
-            bar.refresh()
+            bar.total = bar.n  # the total was an estimate: closing draws 100%, if it was shown
     except OutputChoiceError as exc:
         raise click.ClickException(str(exc)) from None
     except IngestError as exc:
         raise click.ClickException(f"{src.name}: {exc.message}") from None
     except DropscoreError as exc:
         raise click.ClickException(f"{src.name}: {exc.message}") from None
-    rate = summary.rows / summary.seconds if summary.seconds else 0
-    click.echo(
-        f"scored {summary.rows_scored} rows ({summary.rows_failed} failed) with model"
-        f" {summary.model_version} in {summary.seconds:.1f}s ({rate:,.0f} rows/s) → {dst}"
-    )
-
-
-def _progress(total: int | None) -> Any:
-    """A rows/s and ETA bar on a terminal; silent when output is piped or in CI."""
-    from tqdm import tqdm
-
-    return tqdm(
-        total=total,
-        unit=" rows",
-        unit_scale=True,
-        dynamic_ncols=True,
-        file=sys.stderr,
-        disable=not sys.stderr.isatty(),
-        desc="scoring",
-    )
+    click.echo(summary_line(summary, dst))
 
 
 @main.command("ingest")
@@ -335,6 +334,7 @@ def _progress(total: int | None) -> Any:
 @pass_ctx
 def ingest_cmd(ctx: Context, files: tuple[str, ...], kind: str) -> None:
     """Ingest files as if dropped (the originals stay where they are)."""
+    from ingest.names import shown
     from scoring.service.runtime import open_intake
 
     _config, _ledger, intake = open_intake(ctx.settings)
@@ -345,7 +345,7 @@ def ingest_cmd(ctx: Context, files: tuple[str, ...], kind: str) -> None:
         if record.state == "quarantined":
             failed += 1
             detail = (record.error or {}).get("message", "")
-        click.echo(f"{name}: #{record.id} {record.state} {detail}".rstrip())
+        click.echo(f"{shown(name)}: #{record.id} {record.state} {detail}".rstrip())  # one line
     if failed:
         sys.exit(1)
 
@@ -353,3 +353,6 @@ def ingest_cmd(ctx: Context, files: tuple[str, ...], kind: str) -> None:
 for _command in (*records_cli.COMMANDS, *keys_cli.COMMANDS):  # runs, models, files, keys, audit
     main.add_command(_command)
 main.add_command(init_cli.init)
+for _name, _command in main.commands.items():  # commands about one model take --model after them
+    if _name not in ALL_MODEL_COMMANDS:
+        accept_model(_command)

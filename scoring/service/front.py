@@ -422,6 +422,7 @@ class Front:
             cleanup_interval=1,  # deadlines are checked every second
             channel_timeout=CHANNEL_SECONDS,
             max_request_body_size=options.max_body,
+            clear_untrusted_proxy_headers=False,  # the app judges them: [server] trusted_proxies
         )
         self.dispatcher = ThreadedTaskDispatcher()
         self.dispatcher.set_thread_count(options.threads)

@@ -3,7 +3,10 @@
 Reads a bounded sample of FILE (or of the first file already in the model's train inbox) with
 the ingest readers and normalizer, proposes the model (``scoring.lifecycle.proposal``), appends
 its ``[models.NAME]`` section to the settings file in use (``scoring.service.model_section``),
-creates its folders and tells a person what was decided, why, and what to do next.
+creates its folders, takes FILE into the model's training lake as its first training drop (so
+the next ``dropscore serve`` trains and serves it) and tells a person what was decided, why, and
+what to do next. In a folder without a settings file it writes one: the shipped file's commented
+defaults (packaged with dropscore) followed by the new section.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from scoring.service import model_section
 from scoring.service.model_section import check_model_name, section_text
 
 if TYPE_CHECKING:  # imported when used: they load pyarrow and pandas
+    from ingest.records import FileRecord
     from ingest.sample import Sample
     from scoring.lifecycle.proposal import Proposal
     from scoring.settings import Settings
@@ -105,7 +109,11 @@ def init(
     ctx = _root_context()
     settings = ctx.settings
     path = settings.source or Path.cwd() / NEW_SETTINGS_FILE
-    existing = path.read_bytes() if path.is_file() else b""
+    new_file = not path.is_file()
+    if new_file:
+        existing = model_section.new_settings_text(model_section.sample_settings()).encode()
+    else:
+        existing = path.read_bytes()
     try:
         check_model_name(name, tomllib.loads(existing.decode("utf-8")))
     except ValueError as exc:
@@ -127,8 +135,15 @@ def init(
         return
     write_atomic(path, new_text)
     layout.make_dirs()
-    _next_steps(name, path, layout)
+    taken = None if file is None else _take(file, path, name)
+    _next_steps(name, path, layout, new_file, taken)
     parsed = tomllib.loads(existing.decode("utf-8"))
+    if taken is not None and taken.state == "quarantined":
+        raise click.ClickException(
+            f"{file} was quarantined: {(taken.error or {}).get('message', '')}"
+        )
+    if new_file:
+        return
     if name != DEFAULT_MODEL and "model" not in parsed and "models" not in parsed:
         # the loader's rule: [model], or no model table at all, is the model 'default'
         click.echo(
@@ -204,12 +219,39 @@ def _explain(name: str, file: Path, proposal: Proposal, sample: Sample) -> None:
         click.echo(f"  warning: {warning}")
 
 
-def _next_steps(name: str, path: Path, layout: DataLayout) -> None:
-    """Print where the section went, the folders to drop into, and what to do next."""
-    click.echo(f"\nwrote [models.{name}] to {path}")
+def _take(file: Path, path: Path, name: str) -> FileRecord:
+    """Ingest FILE as the model's first training drop, checked as a dropped file would be."""
+    from scoring.service.runtime import open_intake
+    from scoring.settings import SettingsError, load_settings
+
+    try:
+        one = load_settings(path, check_params=False).for_model(name)
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from None
+    _config, _ledger, intake = open_intake(one)
+    return intake.take_copy(file, "train")
+
+
+def _next_steps(
+    name: str, path: Path, layout: DataLayout, new_file: bool, taken: FileRecord | None
+) -> None:
+    """Print what was written, made and taken, the folders to drop into, and what to do next."""
+    what = "the commented defaults and " if new_file else ""
+    click.echo(f"\nwrote {what}[models.{name}] to {path}")
     click.echo(f"created the folders under {layout.base}/:")
     for kind in KINDS:
         click.echo(f"  {kind:<6} drops: {layout.inbox(kind)}/")
+    if taken is not None and taken.state in ("normalized", "duplicate"):
+        rows = f"{taken.rows:,} rows, " if taken.rows is not None else ""
+        click.echo(
+            f"took {taken.original_name} as the first training drop ({rows}file #{taken.id}"
+            f" {taken.state})"
+        )
+        click.echo(
+            f"next: run `dropscore serve` here (restart it if it runs): it trains {name!r} on"
+            f" it and serves it at /models/{name}/predict"
+        )
+        return
     click.echo(
         f"next: drop a labelled file into {layout.inbox('train')}/ to train it, and"
         " restart `dropscore serve` to serve it"

@@ -84,7 +84,8 @@ def keys_list(include_revoked: bool) -> None:
 @keys.command("revoke")
 @click.argument("name")
 def keys_revoke(name: str) -> None:
-    """Stop the key named NAME from working (within a second in running servers)."""
+    """Stop the key named NAME from working (within a second in running servers); its dashboard
+    sessions end at once."""
     from scoring.errors import DropscoreError
     from scoring.keys import SETTINGS_PREFIX
 
@@ -103,7 +104,7 @@ def keys_revoke(name: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="print JSON lines")
 def audit(key_name: str | None, limit: int, as_json: bool) -> None:
     """List state-changing requests and the keys that sent them, newest first."""
-    from scoring.audit import AuditLog
+    from scoring.audit import TABLE_HEADER, AuditLog
 
     entries = AuditLog(_settings().shared_db_path).list(limit=limit, key_name=key_name)
     if as_json:
@@ -113,20 +114,7 @@ def audit(key_name: str | None, limit: int, as_json: bool) -> None:
     if not entries:
         click.echo("no audited requests yet")
         return
-    rows = [["time", "key", "role", "request", "status", "version", "run"]]
-    for e in entries:
-        rows.append(
-            [
-                e.ts[:19],
-                e.key_name or "(no key)",
-                e.role or "",
-                f"{e.method} {e.path}",
-                str(e.status),
-                e.version or "",
-                "" if e.run_id is None else str(e.run_id),
-            ]
-        )
-    click.echo(text_table(rows))
+    click.echo(text_table([TABLE_HEADER, *(e.table_row() for e in entries)]))
 
 
 COMMANDS = (keys, audit)

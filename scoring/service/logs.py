@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
-from ingest.logs import JsonFormatter, extras
+from ingest.logs import BoundFields, JsonFormatter, bound, bound_fields, extras
 
 
 class HumanFormatter(logging.Formatter):
@@ -31,8 +34,26 @@ def configure_logging(level: str = "INFO", human: bool = False) -> None:
     """Send dropscore's logs to standard error, never standard output (a command's answer)."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(HumanFormatter() if human else JsonFormatter())
+    handler.addFilter(BoundFields())  # the model (and run) the work in hand is about
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
     logging.getLogger("waitress.queue").setLevel("ERROR")
     logging.getLogger("watchdog").setLevel("WARNING")
+
+
+def child_setup() -> dict[str, Any]:
+    """Describe how this process logs and the fields bound here, for a child it starts (the
+    trainer) to log the same way, naming the same model and run."""
+    root = logging.getLogger()
+    human = any(isinstance(h.formatter, HumanFormatter) for h in root.handlers)
+    level = logging.getLevelName(root.getEffectiveLevel())
+    return {"level": level, "human": human, "fields": dict(bound_fields())}
+
+
+@contextmanager
+def logging_as(setup: dict[str, Any]) -> Iterator[None]:
+    """Log as the parent described in ``child_setup``, its fields bound for the block."""
+    configure_logging(setup.get("level", "WARNING"), human=bool(setup.get("human")))
+    with bound(**setup.get("fields", {})):
+        yield

@@ -8,9 +8,11 @@ itself the way the shipped one does. Appending keeps the existing file byte for 
 from __future__ import annotations
 
 import math
+import re
 import textwrap
 import tomllib
 from collections.abc import Mapping
+from importlib import resources
 from typing import Any
 
 from ingest.layout import DEFAULT_MODEL, model_name_problem
@@ -31,6 +33,14 @@ _ESCAPES = {
     "\r": "\\r",
 }
 _INLINE_WIDTH = 100
+# The shipped settings.toml, packaged (a test keeps it the same as the repository's): `init`
+# starts a new settings file from it, so the file explains every key as the shipped one does.
+SAMPLE_SETTINGS = "sample_settings.toml"
+DEFAULT_MODEL_NOTE = (
+    "# [model] below is the model 'default'. This file serves the [models.*] sections at its end;"
+    "\n# uncomment [model] and set its target to serve 'default' too.\n"
+)
+_BOOTSTRAP_LINE = re.compile(r"^bootstrap_data = .*$", re.MULTILINE)
 
 
 def check_model_name(name: str, existing: Mapping[str, Any]) -> None:
@@ -108,6 +118,32 @@ def section_text(name: str, values: Mapping[str, Any]) -> str:
         note = TRAINING_KEYS_NOTE.format(keys=", ".join(training))
         lines += textwrap.wrap(note, _INLINE_WIDTH, initial_indent="# ", subsequent_indent="# ")
     return "\n".join(lines) + "\n"
+
+
+def sample_settings() -> str:
+    """Return the shipped settings.toml as packaged with dropscore (no checkout needed)."""
+    return resources.files("scoring.service").joinpath(SAMPLE_SETTINGS).read_text("utf-8")
+
+
+def new_settings_text(sample: str) -> str:
+    """Return the shipped file made into a new service's: [model] commented out, no sample file.
+
+    ``init`` adds the model it is told about; the shipped [model] (the model 'default', which
+    predicts a column named "target") would be served beside it, waiting for data it never gets,
+    and the shipped sample file is not beside a new service.
+    """
+    out = []
+    in_model = False
+    for line in sample.splitlines(keepends=True):
+        text = line.strip()
+        if text.startswith("["):
+            in_model = text == "[model]"
+            if in_model:
+                out.append(DEFAULT_MODEL_NOTE)
+        if in_model and text and not text.startswith("#"):
+            line = "# " + line
+        out.append(line)
+    return _BOOTSTRAP_LINE.sub('bootstrap_data = ""', "".join(out))
 
 
 def append_section(existing: bytes, section: str) -> bytes:

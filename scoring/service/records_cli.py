@@ -143,14 +143,14 @@ def registry_of(settings: Any) -> Any:
 def files_cmd(status: str | None, limit: int) -> None:
     """Show the file ledger, newest first."""
     from ingest.ledger import Ledger
+    from ingest.names import shown
 
     records = Ledger(_settings().db_path).list(state=status, limit=limit)
     if not records:
         click.echo("no files")
         return
-    rows = [["id", "state", "kind", "rows", "received", "name", "error"]]
+    rows = [["id", "state", "kind", "rows", "received", "name", "details"]]
     for r in records:
-        error = (r.error or {}).get("message", "") if r.error else ""
         rows.append(
             [
                 str(r.id),
@@ -158,11 +158,11 @@ def files_cmd(status: str | None, limit: int) -> None:
                 r.kind,
                 str(r.rows or ""),
                 (r.received_at or "")[:19],
-                r.original_name,
-                error,
+                shown(r.original_name),  # one line, whatever an older release stored
+                r.details,
             ]
         )
-    click.echo(text_table(rows, width=terminal_width()))  # the whole error, wrapped
+    click.echo(text_table(rows, width=terminal_width()))  # the whole details, wrapped
 
 
 def fmt_number(value: Any) -> str:

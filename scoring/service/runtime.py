@@ -20,6 +20,7 @@ from ingest.config import IngestConfig
 from ingest.intake import Intake
 from ingest.lake import lake_files
 from ingest.ledger import Ledger
+from ingest.logs import bound_to
 from ingest.watcher import Watcher
 from schedules.scheduler import Schedule
 from scoring.bulk.drops import on_arrival, sweep
@@ -151,6 +152,11 @@ class Background:
         }
 
 
+def _model_of(settings: Settings) -> dict[str, str]:
+    return {"model": settings.name}
+
+
+@bound_to(_model_of)  # its recovery, bootstrap and first training name the model they are for
 def prepare_model(settings: Settings) -> Served:
     """Open one model's folders and stores, recover its drops and runs, train its first model."""
     _config, ledger, intake = open_intake(settings)
@@ -159,7 +165,7 @@ def prepare_model(settings: Settings) -> Served:
     reap_interrupted(settings)
     intake.resume()
     bootstrap(settings, registry, intake)
-    champion = ChampionHolder(registry)
+    champion = ChampionHolder(registry, model=settings.name)
     start_scoring(settings, intake, champion)
     first = first_data_trigger(settings, registry, champion)  # a first model without waiting
     intake.on_normalized = chain(intake.on_normalized, first)

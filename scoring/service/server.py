@@ -206,6 +206,7 @@ def gunicorn_options(
         # gunicorn's default control socket is one path per user: replicas on one
         # machine would take it from each other. dropscore does not use it.
         "control_socket_disable": True,
+        "forwarded_allow_ips": "",  # the app judges X-Forwarded-*: [server] trusted_proxies
     }
 
 

@@ -166,7 +166,14 @@ def test_listing_counts_and_last_ingest(ledger: Ledger) -> None:
     assert [r.id for r in ledger.list(state=RECEIVED)] == [ids[4], ids[3], ids[0]]
     assert ledger.list(kind="train") == []
     counts = ledger.counts_by_state()
-    assert counts == {"received": 3, "normalized": 1, "scored": 0, "quarantined": 1, "duplicate": 0}
+    assert counts == {
+        "received": 3,
+        "normalized": 1,
+        "scored": 0,
+        "quarantined": 1,
+        "duplicate": 0,
+        "retried": 0,
+    }
     last = ledger.last_ingest()
     assert last is not None and last.id == ids[2]
 

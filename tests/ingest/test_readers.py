@@ -229,7 +229,7 @@ def test_jsonl_streams_and_unions_keys(tmp_path: Path, name: str) -> None:
         b'{"id": "3"}\n'
     )
     raw, _ = read_raw(write(tmp_path, name, content))
-    assert raw.format is Format.JSONL and raw.columns == ["id", "tags", "extra.deep"]
+    assert raw.format is Format.JSONL and raw.columns == ["id", "tags", "extra_deep"]
     table = read(write(tmp_path, name, content))
     assert data_rows(table) == [
         {"id": 1, "tags": '["x", "y"]', "extra_deep": None},
@@ -303,7 +303,7 @@ def test_parquet_with_nested_struct(tmp_path: Path) -> None:
     path = tmp_path / "p.parquet"
     pq.write_table(pa.table({"id": [1, 2], "geo": [{"lat": 1.0}, {"lat": None}]}), path)
     raw, _ = read_raw(path)
-    assert raw.columns == ["id", "geo.lat"]
+    assert raw.columns == ["id", "geo_lat"]
     assert data_rows(read(path)) == [{"id": 1, "geo_lat": 1.0}, {"id": 2, "geo_lat": None}]
 
 
@@ -523,8 +523,8 @@ def test_missing_sheet(tmp_path: Path) -> None:
     with pytest.raises(SheetNotFoundError) as info:
         read(path, ReadOptions(excel_sheet="Nope"))
     assert info.value.message == (
-        "the workbook has no sheet 'Nope'; its sheets are 'Data', 'Other' (name one of them, "
-        "or a 0-based index, in [ingest] excel_sheet or /score-file's ?sheet=)"
+        "the workbook has no sheet by the name or index asked for; its sheets are 'Data', 'Other'"
+        " (name one of them, or a 0-based index, in [ingest] excel_sheet or /score-file's ?sheet=)"
     )
 
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ingest.ledger import QUARANTINED, STATES
+from ingest.ledger import DUPLICATE, QUARANTINED, STATES
 from ingest.quarantine import what_to_do
+from ingest.records import BY_BYTES, SAME_AS
 from schedules.ids import RETRAIN, job_id
 from scoring.api import health
 from scoring.api.context import Services
@@ -31,7 +32,7 @@ def overview(s: Services) -> dict[str, Any]:
     model = s.model()
     wanted = job_id(RETRAIN, model.name)
     retrain = next((j for j in jobs if j.get("id") == wanted), None)
-    counters = traffic(s.monitoring.render())
+    exposition = s.monitoring.render()
     files = model.ledger.counts_by_state()
     return {
         "champion": champion(s),
@@ -39,7 +40,8 @@ def overview(s: Services) -> dict[str, Any]:
         "watcher": body.get("watcher"),
         "scheduler": scheduler or None,
         "next_retrain": retrain.get("next_run_time") if retrain else None,
-        "traffic": counters,  # the whole service's requests
+        "traffic": traffic(exposition, model.name),  # this model's requests
+        "traffic_total": traffic(exposition),  # every request the service answered
         "files": {state: files.get(state, 0) for state in STATES},  # this model's drops
         "train_inbox": str(model.settings.layout.inbox("train").relative_to(s.root.data_dir)),
     }
@@ -136,8 +138,12 @@ def files(s: Services, state: str | None, kind: str | None, offset: int) -> dict
 
 def _file_row(record: Any) -> dict[str, Any]:
     row = record.to_dict()
+    row["details"] = record.details  # the CLI's words: a duplicate of what, retried as what
+    if record.state == DUPLICATE:
+        row["same"] = SAME_AS.get(record.duplicate_by or BY_BYTES, "same content")
     if record.state == QUARANTINED:
         error = record.error or {}
         row["reason"] = error.get("message") or "no reason was recorded"
         row["what_to_do"] = what_to_do(error)
+        row["retryable"] = error.get("code") != "symlink"  # a link is never read: nothing to take
     return row

@@ -2,15 +2,38 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 from typing import Any
 
 from scoring.api.pages import svg
 
+# What each hold-out metric can be, (floor, ceiling): an axis never shows what it cannot take.
+# R² may be negative (worse than the mean) but never passes 1; errors are never negative.
+METRIC_RANGE: Mapping[str, tuple[float | None, float | None]] = MappingProxyType(
+    {
+        "r2": (None, 1.0),
+        "accuracy": (0.0, 1.0),
+        "f1": (0.0, 1.0),
+        "roc_auc": (0.0, 1.0),
+        "mae": (0.0, None),
+        "rmse": (0.0, None),
+    }
+)
+
 
 def trend(labels: list[str], values: list[Any], metric: str, current: int | None) -> str:
-    """Plot the primary metric across versions."""
-    return svg.line(labels, values, title=f"{metric} by version", ylabel=metric, highlight=current)
+    """Plot the primary metric across versions, on an axis bounded by what the metric can be."""
+    floor, ceiling = METRIC_RANGE.get(metric, (None, None))
+    return svg.line(
+        labels,
+        values,
+        title=f"{metric} by version",
+        ylabel=metric,
+        highlight=current,
+        floor=floor,
+        ceiling=ceiling,
+    )
 
 
 def for_holdout(sample: dict[str, Any]) -> dict[str, str]:
@@ -44,7 +67,8 @@ def for_holdout(sample: dict[str, Any]) -> dict[str, str]:
         )
         if sample.get("probabilities"):
             curves = roc_curves(classes, sample["actual"], sample["probabilities"])
-            out["roc"] = svg.roc(curves, title="ROC curve")
+            aucs = {name: auc(*points) for name, points in curves.items()}
+            out["roc"] = svg.roc(curves, title="ROC curve", aucs=aucs)
     weights = sample.get("weights")
     if weights:
         out["weights"] = svg.bars(weights["names"], weights["values"], title=weights["kind"])
@@ -88,3 +112,10 @@ def roc_points(truth: Sequence[bool], scores: Sequence[float]) -> tuple[list[flo
             fpr.append(fp / neg if neg else 0.0)
             tpr.append(tp / pos if pos else 0.0)
     return fpr, tpr
+
+
+def auc(fpr: Sequence[float], tpr: Sequence[float]) -> float:
+    """Return the area under a ROC curve by the trapezoid rule (ties make diagonal segments)."""
+    return sum(
+        (fpr[i] - fpr[i - 1]) * (tpr[i] + tpr[i - 1]) / 2 for i in range(1, min(len(fpr), len(tpr)))
+    )

@@ -1,29 +1,33 @@
-"""Sessions for people: a key typed once into a login form, then a signed session cookie.
+"""Sessions for people: a key typed once into a login form, then a session kept server-side.
 
 The cookie (Flask's signed session) is HttpOnly, SameSite=Strict, and Secure when the request
-came over https. It holds the key's name, a fingerprint of the key (an HMAC of its stored hash
-under the session secret, never the key itself) and a CSRF token; every POST made from a page
-must echo that token, in the form field ``csrf_token`` or the ``X-CSRF-Token`` header. The secret
-comes from ``[server] session_secret`` when set, else from ``data_dir/session.secret``, generated
-once (mode 0600). A revoked key ends its sessions: the fingerprint no longer matches a live key.
+came over https (behind a TLS-terminating proxy: see ``scoring.api.proxies``). It holds a random
+session id, never the key, and a CSRF token; every POST made from a page must echo that token,
+in the form field ``csrf_token`` or the ``X-CSRF-Token`` header. The session itself lives in
+``state.db`` (``scoring.sessions``): logging out, revoking the key, or leaving the session idle
+or open too long ends it there, so a copy of the cookie kept after that opens nothing. The
+signing secret comes from ``[server] session_secret`` when set, else from
+``data_dir/session.secret``, generated once (mode 0600).
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import hmac
 import os
 import secrets
 from pathlib import Path
 
-from flask import Flask, Request, request, session
+from flask import Flask, Request, current_app, request, session
 from flask.sessions import SecureCookieSessionInterface
 
 from scoring.keys import Identity, KeyRing, hash_key
+from scoring.sessions import Lifetimes, SessionStore
 from scoring.settings import Settings
 
 SECRET_FILE = "session.secret"
+EXTENSION = "dropscore.sessions"
+SESSION_FIELD = "sid"
 MODEL_FIELD = "model"
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "X-CSRF-Token"
@@ -41,11 +45,24 @@ def install(app: Flask, settings: Settings) -> None:
     """Give the app its session secret and strict cookie settings."""
     app.secret_key = session_secret(settings)
     app.session_interface = _Sessions()
+    app.extensions[EXTENSION] = SessionStore(settings.shared_db_path, lifetimes(settings))
     app.config.update(
         SESSION_COOKIE_NAME="dropscore_session",
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Strict",
     )
+
+
+def lifetimes(settings: Settings) -> Lifetimes:
+    """Read the idle and absolute session lifetimes from ``[server]``."""
+    server = settings.server
+    return Lifetimes(server.session_idle_minutes * 60.0, server.session_max_hours * 3600.0)
+
+
+def store() -> SessionStore:
+    """Return the app's session table (made by ``install``)."""
+    found: SessionStore = current_app.extensions[EXTENSION]
+    return found
 
 
 def session_secret(settings: Settings) -> str:
@@ -76,34 +93,46 @@ def _stored_secret(path: Path) -> str:
     return path.read_text(encoding="ascii").strip()
 
 
-def fingerprint(secret: str, key_hash: bytes) -> str:
-    """Name a key in the cookie without the key: an HMAC of its stored hash under the secret."""
-    return hmac.new(secret.encode(), key_hash, hashlib.sha256).hexdigest()[:32]
-
-
-def log_in(ring: KeyRing, secret: str, typed: str) -> bool:
-    """Start a session for a valid key; a wrong key changes nothing."""
+def log_in(ring: KeyRing, typed: str) -> bool:
+    """Start a fresh session for a valid key (a new id, a new CSRF token); a wrong key changes
+    nothing."""
     identity = ring.identify(typed) if typed else None
     if identity is None:
         return False
-    session.clear()
-    session["who"] = identity.name
-    session["fp"] = fingerprint(secret, hash_key(typed))
+    _end_stored()
+    session.clear()  # a new id: a session id planted before login is never the logged-in one
+    session[SESSION_FIELD] = store().start(identity.name, hash_key(typed))
     session[CSRF_FIELD] = secrets.token_urlsafe(32)
     return True
 
 
-def identify(ring: KeyRing, secret: str) -> Identity | None:
-    """Return the key the session was opened with, while it is still live (revoked: logged out).
+def identify(ring: KeyRing) -> Identity | None:
+    """Return the key the session was opened with, while both the session and the key live.
 
-    Every stored hash is compared, in constant time and without an early exit.
+    The key's stored hash is compared with every live key's, in constant time and without an
+    early exit; a session whose key no longer works (revoked, or removed from ``api_keys``) is
+    ended on the spot. The ring's copy may be a second old, so a key it lacks is looked up in
+    the store before that: a key just added in another process keeps the session it opened.
     """
-    fp = session.get("fp")
-    if not isinstance(fp, str):
+    session_id = session.get(SESSION_FIELD)
+    if not isinstance(session_id, str):
         return None
+    key_hash = store().find(session_id)
+    if key_hash is None:
+        return None
+    found = _match(key_hash, ring.entries())
+    if found is None:
+        found = _match(key_hash, tuple(ring.store.live_hashes()))
+    if found is None:
+        store().end(session_id)
+    return found
+
+
+def _match(key_hash: bytes, entries: tuple[tuple[bytes, Identity], ...]) -> Identity | None:
+    """Find the identity of a stored key hash, comparing every entry without an early exit."""
     found = None
-    for key_hash, identity in ring.entries():
-        if hmac.compare_digest(fp, fingerprint(secret, key_hash)):
+    for stored, identity in entries:
+        if hmac.compare_digest(key_hash, stored):
             found = identity
     return found
 
@@ -120,8 +149,15 @@ def picked_model() -> str | None:
 
 
 def log_out() -> None:
-    """Forget the session."""
+    """End the session in the table, so no copy of the cookie opens it again, and forget it."""
+    _end_stored()
     session.clear()
+
+
+def _end_stored() -> None:
+    session_id = session.get(SESSION_FIELD)
+    if isinstance(session_id, str):
+        store().end(session_id)
 
 
 def csrf_token() -> str:

@@ -2,6 +2,11 @@
 
 Every function is pure (numbers in, markup out) and escapes every piece of text it draws, so a
 feature or class name can never inject markup into a page.
+
+Every plot is ``W`` units wide and the page draws each at its card's width, so one unit is the
+same size in every plot; text sizes come from one type scale (``TYPE``), so a tick label is the
+same size beside a confusion matrix as under a scatter. Axes come from ``scales``: round ticks,
+bounded by what the quantity can be, log or clipped where the data are skewed (said on the plot).
 """
 
 from __future__ import annotations
@@ -9,82 +14,107 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from html import escape
+from types import MappingProxyType
 from typing import TypeGuard
 
+from scoring.api.pages.scales import Scale, describe, fit, linear
+
 W, H = 420, 300
-PAD_L, PAD_R, PAD_T, PAD_B = 56, 16, 28, 44
+PAD_L, PAD_R, PAD_T, PAD_B = 56, 16, 40, 44  # the top holds the title, then a scale's note
+
+# The type scale, in viewBox units (a plot W units wide): the only font sizes a plot uses.
+TYPE: Mapping[str, int] = MappingProxyType({"title": 14, "label": 12, "tick": 11, "note": 10})
 
 
-def _open(title: str, width: int = W, height: int = H) -> list[str]:
+def text(x: float, y: float, content: str, role: str, *, cls: str = "", extra: str = "") -> str:
+    """Draw escaped text in one of the type scale's sizes (``role``: title, label, tick, note)."""
+    classes = f"{role} {cls}".strip()
+    return (
+        f'<text x="{x:.1f}" y="{y:.1f}" font-size="{TYPE[role]}" class="{classes}"{extra}>'
+        f"{escape(content)}</text>"
+    )
+
+
+def _open(title: str, height: int = H) -> list[str]:
     """Start an SVG with an accessible title and the plot's heading."""
     t = escape(title)
     return [
-        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" '
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {W} {height}" '
         f'role="img" aria-label="{t}" class="plot"><title>{t}</title>',
-        f'<text x="{width / 2:.0f}" y="16" text-anchor="middle" class="plot-title">{t}</text>',
+        text(W / 2, 17, title, "title", extra=' text-anchor="middle"'),
     ]
 
 
-def _finite(values: Sequence[float | None]) -> list[float]:
-    return [float(v) for v in values if v is not None and math.isfinite(float(v))]
-
-
-def _range(values: Sequence[float]) -> tuple[float, float]:
-    """Return a non-empty span covering the values, padded a little."""
-    lo, hi = (min(values), max(values)) if values else (0.0, 1.0)
-    if hi == lo:
-        lo, hi = lo - 1, hi + 1
-    pad = (hi - lo) * 0.05
-    return lo - pad, hi + pad
-
-
 class _Axes:
-    """Map data coordinates to the plot area and draw the frame with a few ticks."""
+    """Map data coordinates to the plot area and draw the frame, ticks and axis labels."""
 
-    def __init__(self, xr: tuple[float, float], yr: tuple[float, float]) -> None:
-        self.xr, self.yr = xr, yr
+    def __init__(self, xs: Scale, ys: Scale) -> None:
+        self.xs, self.ys = xs, ys
 
     def x(self, v: float) -> float:
-        lo, hi = self.xr
-        return PAD_L + (v - lo) / (hi - lo) * (W - PAD_L - PAD_R)
+        return PAD_L + self.xs.frac(v) * (W - PAD_L - PAD_R)
 
     def y(self, v: float) -> float:
-        lo, hi = self.yr
-        return H - PAD_B - (v - lo) / (hi - lo) * (H - PAD_T - PAD_B)
+        return H - PAD_B - self.ys.frac(v) * (H - PAD_T - PAD_B)
 
-    def frame(self, xlabel: str, ylabel: str) -> list[str]:
-        out = [
+    def holds(self, x: float, y: float) -> bool:
+        return self.xs.holds(x) and self.ys.holds(y)
+
+    def frame(self) -> str:
+        return (
             f'<rect x="{PAD_L}" y="{PAD_T}" width="{W - PAD_L - PAD_R}" '
             f'height="{H - PAD_T - PAD_B}" class="plot-frame"/>'
+        )
+
+    def y_ticks(self) -> list[str]:
+        anchor = ' text-anchor="end"'
+        return [
+            text(PAD_L - 4, self.y(v) + 4, self.ys.label(v), "tick", cls="y", extra=anchor)
+            for v in self.ys.ticks
         ]
-        for i in range(5):
-            xv = self.xr[0] + (self.xr[1] - self.xr[0]) * i / 4
-            yv = self.yr[0] + (self.yr[1] - self.yr[0]) * i / 4
-            out.append(
-                f'<text x="{self.x(xv):.1f}" y="{H - PAD_B + 14}" text-anchor="middle" '
-                f'class="tick">{_fmt(xv)}</text>'
-            )
-            out.append(
-                f'<text x="{PAD_L - 4}" y="{self.y(yv) + 4:.1f}" text-anchor="end" '
-                f'class="tick">{_fmt(yv)}</text>'
-            )
-        out.append(
-            f'<text x="{(PAD_L + W - PAD_R) / 2:.0f}" y="{H - 6}" text-anchor="middle" '
-            f'class="axis-label">{escape(xlabel)}</text>'
-        )
-        out.append(
-            f'<text x="12" y="{(PAD_T + H - PAD_B) / 2:.0f}" text-anchor="middle" '
-            f'transform="rotate(-90 12 {(PAD_T + H - PAD_B) / 2:.0f})" '
-            f'class="axis-label">{escape(ylabel)}</text>'
-        )
-        return out
 
+    def x_ticks(self) -> list[str]:
+        anchor = ' text-anchor="middle"'
+        return [
+            text(self.x(v), H - PAD_B + 14, self.xs.label(v), "tick", cls="x", extra=anchor)
+            for v in self.xs.ticks
+        ]
 
-def _fmt(v: float) -> str:
-    """Format a tick compactly: 3 significant digits."""
-    if v == 0 or 1e-3 <= abs(v) < 1e5:
-        return f"{v:.3g}"
-    return f"{v:.1e}"
+    def labels(self, xlabel: str, ylabel: str) -> list[str]:
+        mid = (PAD_T + H - PAD_B) / 2
+        return [
+            text(
+                (PAD_L + W - PAD_R) / 2,
+                H - 6,
+                xlabel,
+                "label",
+                cls="axis-label",
+                extra=' text-anchor="middle"',
+            ),
+            text(
+                14,
+                mid,
+                ylabel,
+                "label",
+                cls="axis-label",
+                extra=f' text-anchor="middle" transform="rotate(-90 14 {mid:.0f})"',
+            ),
+        ]
+
+    def note(self, words: str | None) -> list[str]:
+        """Say in the plot's corner how its scale departs from a plain one."""
+        if not words:
+            return []
+        return [
+            text(
+                W - PAD_R,
+                PAD_T - 6,
+                words,
+                "note",
+                cls="scale-note",
+                extra=' text-anchor="end"',
+            )
+        ]
 
 
 def scatter(
@@ -97,27 +127,35 @@ def scatter(
     diagonal: bool = False,
     hline: float | None = None,
 ) -> str:
-    """Draw points, with an optional y = x line (predicted vs actual) or a flat reference."""
+    """Draw points, with a y = x line (predicted vs actual) or a flat reference line.
+
+    With ``diagonal`` both axes share one scale, so the y = x line runs corner to corner.
+    """
     pairs = [(float(a), float(b)) for a, b in zip(xs, ys, strict=False) if _ok(a) and _ok(b)]
     px, py = [p[0] for p in pairs], [p[1] for p in pairs]
     if diagonal:
-        both = _range(px + py)
+        both = fit(px + py, shape=px)  # the target's shape decides: log or clipped
         axes = _Axes(both, both)
     else:
-        axes = _Axes(_range(px), _range(py + ([hline] if hline is not None else [])))
-    out = _open(title) + axes.frame(xlabel, ylabel)
+        # a reference line (residuals around 0) keeps a linear y axis, so the line is on it
+        y_scale = fit(py + ([hline] if hline is not None else []), log=hline is None)
+        axes = _Axes(fit(px), y_scale)
+    inside = [(a, b) for a, b in pairs if axes.holds(a, b)]
+    out = [*_open(title), axes.frame(), *axes.x_ticks(), *axes.y_ticks()]
+    out += axes.labels(xlabel, ylabel)
     if diagonal:
-        lo, hi = axes.xr
+        lo, hi = axes.xs.lo, axes.xs.hi
         out.append(
             f'<line x1="{axes.x(lo):.1f}" y1="{axes.y(lo):.1f}" x2="{axes.x(hi):.1f}" '
             f'y2="{axes.y(hi):.1f}" class="ref"/>'
         )
-    if hline is not None:
+    if hline is not None and axes.ys.holds(hline):
         out.append(
             f'<line x1="{PAD_L}" y1="{axes.y(hline):.1f}" x2="{W - PAD_R}" '
             f'y2="{axes.y(hline):.1f}" class="ref"/>'
         )
-    out += [f'<circle cx="{axes.x(a):.1f}" cy="{axes.y(b):.1f}" r="2.5"/>' for a, b in pairs]
+    out += [f'<circle cx="{axes.x(a):.1f}" cy="{axes.y(b):.1f}" r="2.5"/>' for a, b in inside]
+    out += axes.note(describe(axes.xs, axes.ys, outside=len(pairs) - len(inside)))
     return "".join(out) + "</svg>"
 
 
@@ -128,23 +166,27 @@ def line(
     title: str,
     ylabel: str,
     highlight: int | None = None,
+    floor: float | None = None,
+    ceiling: float | None = None,
 ) -> str:
-    """Draw a metric across categories (versions), points joined, gaps where a value is missing."""
+    """Draw a metric across categories (versions), points joined, gaps where a value is missing.
+
+    ``floor`` and ``ceiling`` are what the metric can be (R² ≤ 1, an accuracy in [0, 1]): the
+    axis fits the values with round ticks and never runs past them.
+    """
     n = len(labels)
-    axes = _Axes((-0.5, max(n - 0.5, 0.5)), _range(_finite(values)))
-    out = _open(title) + axes.frame("", ylabel)[:1]  # frame only; x ticks are the labels
-    for i in range(5):
-        yv = axes.yr[0] + (axes.yr[1] - axes.yr[0]) * i / 4
-        out.append(
-            f'<text x="{PAD_L - 4}" y="{axes.y(yv) + 4:.1f}" text-anchor="end" '
-            f'class="tick">{_fmt(yv)}</text>'
-        )
+    finite = [float(v) for v in values if _ok(v)]
+    lo, hi = (min(finite), max(finite)) if finite else (0.0, 1.0)
+    pad = (hi - lo) * 0.05
+    ys = linear(lo - pad, hi + pad, floor=floor, ceiling=ceiling)
+    xs = Scale(-0.5, max(n - 0.5, 0.5), ())
+    axes = _Axes(xs, ys)
+    out = [*_open(title), axes.frame(), *axes.y_ticks(), *axes.labels("version", ylabel)]
     step = max(1, math.ceil(n / 12))
     for i, label in enumerate(labels):
         if i % step == 0:
             out.append(
-                f'<text x="{axes.x(i):.1f}" y="{H - PAD_B + 14}" text-anchor="middle" '
-                f'class="tick">{escape(str(label))}</text>'
+                text(axes.x(i), H - PAD_B + 14, str(label), "tick", extra=' text-anchor="middle"')
             )
     points = [(axes.x(i), axes.y(float(v))) for i, v in enumerate(values) if _ok(v)]
     if len(points) > 1:
@@ -155,7 +197,7 @@ def line(
             cls = ' class="current"' if i == highlight else ""
             out.append(
                 f'<circle cx="{axes.x(i):.1f}" cy="{axes.y(float(v)):.1f}" r="4"{cls}>'
-                f"<title>{escape(str(labels[i]))}: {_fmt(float(v))}</title></circle>"
+                f"<title>{escape(str(labels[i]))}: {float(v):.4g}</title></circle>"
             )
     return "".join(out) + "</svg>"
 
@@ -175,17 +217,15 @@ def bars(names: Sequence[str], values: Sequence[float], *, title: str) -> str:
     def x(v: float) -> float:
         return left + (v - lo) / span * (right - left)
 
-    out = _open(title, W, height)
+    out = _open(title, height)
     for i, (name, value) in enumerate(rows):
         y = PAD_T + 18 * i
         x0, x1 = sorted((x(0.0), x(value)))
         out.append(
-            f'<text x="{left - 4}" y="{y + 12}" text-anchor="end" class="tick">'
-            f"{escape(name[:24])}</text>"
-            f'<rect x="{x0:.1f}" y="{y + 2}" width="{max(x1 - x0, 0.5):.1f}" height="13" '
+            text(left - 4, y + 12, name[:24], "tick", extra=' text-anchor="end"')
+            + f'<rect x="{x0:.1f}" y="{y + 2}" width="{max(x1 - x0, 0.5):.1f}" height="13" '
             f'class="{"bar-neg" if value < 0 else "bar"}"><title>{escape(name)}: '
-            f"{_fmt(value)}</title></rect>"
-            f'<text x="{max(x0, x1) + 3:.1f}" y="{y + 12}" class="tick">{_fmt(value)}</text>'
+            f"{value:.4g}</title></rect>" + text(max(x0, x1) + 3, y + 12, f"{value:.3g}", "tick")
         )
     out.append(
         f'<line x1="{x(0):.1f}" y1="{PAD_T}" x2="{x(0):.1f}" y2="{height - 10}" class="ref"/>'
@@ -196,54 +236,101 @@ def bars(names: Sequence[str], values: Sequence[float], *, title: str) -> str:
 def confusion(classes: Sequence[str], matrix: Sequence[Sequence[int]], *, title: str) -> str:
     """Draw a confusion-matrix grid: rows are actual classes, columns predicted, counts inside."""
     n = max(len(classes), 1)
-    cell = min(60, (W - 120) // n)
-    size = 110 + cell * n
+    left, top_y = 120, 64
+    cell = min(56, (W - left - 20) // n)
+    height = top_y + cell * n + 12
     top = max((max(row) for row in matrix), default=0) or 1
-    out = _open(title, size + 10, size + 20)
+    out = _open(title, height)
     for j, name in enumerate(classes):
         out.append(
-            f'<text x="{100 + cell * j + cell / 2:.0f}" y="40" text-anchor="middle" '
-            f'class="tick">{escape(str(name)[:10])}</text>'
+            text(
+                left + cell * j + cell / 2,
+                top_y - 6,
+                str(name)[:10],
+                "tick",
+                extra=' text-anchor="middle"',
+            )
         )
     for i, row in enumerate(matrix):
-        y = 48 + cell * i
+        y = top_y + cell * i
         out.append(
-            f'<text x="94" y="{y + cell / 2 + 4:.0f}" text-anchor="end" class="tick">'
-            f"{escape(str(classes[i])[:12])}</text>"
+            text(
+                left - 6, y + cell / 2 + 4, str(classes[i])[:12], "tick", extra=' text-anchor="end"'
+            )
         )
         for j, count in enumerate(row):
             shade = 0.08 + 0.85 * count / top
             out.append(
-                f'<rect x="{100 + cell * j}" y="{y}" width="{cell - 2}" height="{cell - 2}" '
+                f'<rect x="{left + cell * j}" y="{y}" width="{cell - 2}" height="{cell - 2}" '
                 f'class="cell" fill-opacity="{shade:.2f}"/>'
-                f'<text x="{100 + cell * j + cell / 2 - 1:.0f}" y="{y + cell / 2 + 4:.0f}" '
-                f'text-anchor="middle" class="count">{int(count)}</text>'
+                + text(
+                    left + cell * j + cell / 2 - 1,
+                    y + cell / 2 + 4,
+                    str(int(count)),
+                    "label",
+                    cls="count",
+                    extra=' text-anchor="middle"',
+                )
             )
+    mid = top_y + cell * n / 2
     out.append(
-        f'<text x="{100 + cell * n / 2:.0f}" y="28" text-anchor="middle" class="axis-label">'
-        "predicted</text>"
-        f'<text x="12" y="{48 + cell * n / 2:.0f}" class="axis-label" text-anchor="middle" '
-        f'transform="rotate(-90 12 {48 + cell * n / 2:.0f})">actual</text>'
+        text(
+            left + cell * n / 2,
+            top_y - 24,
+            "predicted",
+            "label",
+            cls="axis-label",
+            extra=' text-anchor="middle"',
+        )
+        + text(
+            14,
+            mid,
+            "actual",
+            "label",
+            cls="axis-label",
+            extra=f' text-anchor="middle" transform="rotate(-90 14 {mid:.0f})"',
+        )
     )
     return "".join(out) + "</svg>"
 
 
-def roc(curves: Mapping[str, tuple[Sequence[float], Sequence[float]]], *, title: str) -> str:
-    """Draw ROC curves (false positive rate → true positive rate), one per class, with y = x."""
-    axes = _Axes((0.0, 1.0), (0.0, 1.0))
-    out = _open(title) + axes.frame("false positive rate", "true positive rate")
+def roc(
+    curves: Mapping[str, tuple[Sequence[float], Sequence[float]]],
+    *,
+    title: str,
+    aucs: Mapping[str, float] | None = None,
+) -> str:
+    """Draw ROC curves (false positive rate → true positive rate), one per class, with y = x.
+
+    Each curve's legend gives its area under the curve: "AUC 0.87" (binary), or the class and
+    its one-vs-rest AUC.
+    """
+    unit = linear(0.0, 1.0, floor=0.0, ceiling=1.0, count=6)  # 0, 0.2, … 1.0
+    axes = _Axes(unit, unit)
+    out = [*_open(title), axes.frame(), *axes.x_ticks(), *axes.y_ticks()]
+    out += axes.labels("false positive rate", "true positive rate")
     out.append(
         f'<line x1="{axes.x(0)}" y1="{axes.y(0)}" x2="{axes.x(1)}" y2="{axes.y(1)}" class="ref"/>'
     )
+    single = len(curves) == 1
     for k, (name, (fpr, tpr)) in enumerate(curves.items()):
         path = " ".join(f"{axes.x(a):.1f},{axes.y(b):.1f}" for a, b in zip(fpr, tpr, strict=False))
+        area = (aucs or {}).get(name)
+        words = f"AUC {area:.3f}" if area is not None else "AUC —"
+        legend = words if single else f"{str(name)[:16]}: {words}"
         out.append(
             f'<polyline points="{path}" class="series s{k % 4}">'
-            f"<title>{escape(str(name))}</title></polyline>"
+            f"<title>{escape(str(name))}: {escape(words)}</title></polyline>"
         )
         out.append(
-            f'<text x="{W - PAD_R - 4}" y="{H - PAD_B - 8 - 14 * k}" text-anchor="end" '
-            f'class="legend s{k % 4}">{escape(str(name)[:20])}</text>'
+            text(
+                W - PAD_R - 6,
+                H - PAD_B - 8 - 15 * (len(curves) - 1 - k),
+                legend,
+                "label" if single else "tick",
+                cls=f"legend s{k % 4}",
+                extra=' text-anchor="end"',
+            )
         )
     return "".join(out) + "</svg>"
 

@@ -1,4 +1,9 @@
-"""Traffic since start, read from the same Prometheus exposition ``GET /metrics`` serves."""
+"""Traffic since start, read from the same Prometheus exposition ``GET /metrics`` serves.
+
+Requests and their latencies carry a ``model`` label (the model a request's path named, or
+none for /health, /metrics and unknown paths), so one model's traffic is the samples with its
+label and the whole service's is every sample.
+"""
 
 from __future__ import annotations
 
@@ -13,13 +18,18 @@ LATENCY = "dropscore_request_seconds"
 FILES = "dropscore_files"
 
 
-def traffic(exposition: bytes) -> dict[str, Any]:
-    """Sum requests and errors, estimate p50/p99 latency, and read the files-by-state gauge."""
+def traffic(exposition: bytes, model: str | None = None) -> dict[str, Any]:
+    """Sum requests and errors, estimate p50/p99 latency, and read the files-by-state gauge.
+
+    With ``model``, only that model's requests and files; without, the whole service's.
+    """
     requests = errors = 0.0
     buckets: dict[float, float] = defaultdict(float)
     files: dict[str, int] = {}
     for family in text_string_to_metric_families(exposition.decode("utf-8")):
         for sample in family.samples:
+            if model is not None and sample.labels.get("model") != model:
+                continue
             if sample.name == f"{REQUESTS}_total":
                 requests += sample.value
                 if int(sample.labels.get("status", "0")) >= 400:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from flask import (
     Blueprint,
-    current_app,
     flash,
     g,
     redirect,
@@ -19,15 +20,24 @@ from flask import (
 from werkzeug.wrappers import Response
 
 from ingest.ledger import STATES
-from scoring.api.auth import current_key_name
-from scoring.api.context import MODEL_KEY, services
+from scoring.api.audited import note
+from scoring.api.auth import STALE_FORM, current_key_name
+from scoring.api.context import MODEL_KEY, bind_request_model, services
 from scoring.api.files import requeue
 from scoring.api.pages import data, session
 from scoring.api.params import int_arg
+from scoring.bulk.batch import default_format_words
 from scoring.errors import BadRequest, Conflict, NotFound, ValidationFailed
 from scoring.keys import KeyRing
 from scoring.lifecycle.runner import begin_retrain, execute
 from scoring.lifecycle.runs import RetrainBusy
+from scoring.value_kinds import kind_of
+
+# What a browser ignores in a URL it is sent (WHATWG URL parsing): C0 controls and spaces at
+# either end, tabs and newlines anywhere. Everything else outside printable ASCII is encoded.
+_C0_AND_SPACE = "".join(chr(c) for c in range(0x21))
+_BROWSER_DROPS = re.compile("[\t\r\n]")
+_URL_SAFE = "/?#&=;:@!$'()*+,%~-._[]"
 
 bp = Blueprint(
     "pages",
@@ -43,16 +53,20 @@ def _guard() -> Response | None:
     """Refuse a POST without its CSRF token (who may see a page is the API's auth's job), and
     show the model the person picked (``?model=``, kept in the session) on every page."""
     if not session.csrf_ok(request):
-        raise BadRequest("the form is stale or was not sent from a dropscore page; reload it")
+        raise BadRequest(STALE_FORM)
     served = services().models
     picked = request.args.get("model")
     if picked is not None and len(served) > 1:
         if picked not in served:
-            raise NotFound(f"no model named {picked!r}; this server has: {', '.join(served)}")
+            raise NotFound(
+                f"model: no model by that name; this server has: {', '.join(served)}",
+                [{"field": "model", "problem": f"unknown model, got {kind_of(picked)}"}],
+            )
         session.pick_model(picked)
     chosen = session.picked_model()
     if chosen in served:
         g.setdefault(MODEL_KEY, chosen)
+        bind_request_model()
     return None
 
 
@@ -126,6 +140,7 @@ def retrain() -> Response:
         args=(pending, s.registry, None, s.champion.refresh),
         name=f"retrain-{pending.run_id}",
     ).start()
+    note(run_id=pending.run_id)  # the run this request started, for its audit row
     flash(f"retrain run {pending.run_id} started")
     return redirect(url_for("pages.runs"))
 
@@ -136,9 +151,14 @@ def files() -> str:
     state = request.args.get("state") or None
     kind = request.args.get("kind") or None
     if state and state not in STATES:
-        raise ValidationFailed(f"state {state!r} is not a ledger state", [{"field": "state"}])
+        raise ValidationFailed(
+            f"state must be a ledger state: {', '.join(STATES)}",
+            [{"field": "state", "problem": f"got {kind_of(state)}"}],
+        )
     if kind and kind not in data.KINDS:
-        raise ValidationFailed(f"kind {kind!r} is not train or score", [{"field": "kind"}])
+        raise ValidationFailed(
+            "kind must be train or score", [{"field": "kind", "problem": f"got {kind_of(kind)}"}]
+        )
     offset = int_arg("offset", 0, 0, 10**9)
     return render_template(
         "files.html", page="files", **data.files(services(), state, kind, offset)
@@ -154,13 +174,13 @@ def retry(file_id: int) -> Response:
         flash(f"not retried: {exc.message}")
     else:
         flash(f"file {file_id} was put back in the inbox as {name}")
-    return redirect(request.referrer or url_for("pages.files"))
+    return redirect(_back(url_for("pages.files")))
 
 
 @bp.get("/ui/score")
 def score() -> str:
     """Render the form that scores an uploaded file through the API."""
-    return render_template("score.html", page="score")
+    return render_template("score.html", page="score", default_format=default_format_words())
 
 
 @bp.route("/ui/login", methods=["GET", "POST"])
@@ -169,7 +189,7 @@ def login() -> Response | str:
     target = _safe_next(request.values.get("next", "/"))
     if request.method == "GET":
         return render_template("login.html", page="login", next=target)
-    if session.log_in(_ring(), _secret(), request.form.get("key", "")):
+    if session.log_in(_ring(), request.form.get("key", "")):
         return redirect(target)
     # 200, not 401: the form is the answer, and a browser logs every 4xx as a console error
     return render_template("login.html", page="login", next=target, failed=True)
@@ -188,12 +208,25 @@ def _ring() -> KeyRing:
     return ring
 
 
-def _secret() -> str:
-    return str(current_app.secret_key)
+def _back(fallback: str) -> str:
+    """Return the page this request came from (its Referer), if it is a page of this service."""
+    came_from = urlsplit(request.referrer or "")
+    if came_from.netloc != request.host:
+        return fallback
+    return _safe_next(urlunsplit(("", "", came_from.path, came_from.query, "")))
 
 
 def _safe_next(target: str) -> str:
-    """Follow ``next`` only to a path on this site, never to another host."""
-    if target.startswith("/") and not target.startswith("//") and "\\" not in target:
-        return target
-    return "/"
+    """Follow ``next`` only to a path on this site, judged as a browser will read it.
+
+    A browser strips leading and trailing C0 controls and spaces, drops every tab, CR and LF, and
+    reads a backslash as a slash, so ``/<tab>/evil.example`` and ``/<backslash>evil.example`` are
+    the scheme-relative ``//evil.example`` to it: the check runs on that reading, and what is
+    sent is that reading with anything else unusual percent-encoded, so no browser can read it
+    again differently.
+    """
+    seen = _BROWSER_DROPS.sub("", target.strip(_C0_AND_SPACE)).replace("\\", "/")
+    parts = urlsplit(seen)
+    if parts.scheme or parts.netloc or not seen.startswith("/") or seen.startswith("//"):
+        return "/"
+    return quote(seen, safe=_URL_SAFE)

@@ -50,7 +50,7 @@
       link.dataset.rows = xhr.getResponseHeader("X-Rows-Scored") || "";
       say("Scored " + xhr.getResponseHeader("X-Rows-Scored") + " rows (" +
           xhr.getResponseHeader("X-Rows-Failed") + " failed) with model version " +
-          xhr.getResponseHeader("X-Model-Version") + ".");
+          xhr.getResponseHeader("X-Model-Version") + ": " + link.download + ".");
     };
     xhr.onerror = function () { say("The upload failed: the server could not be reached."); };
     xhr.send(body);
