@@ -146,6 +146,15 @@ class ServerSettings:
         "addresses/CIDRs of proxies whose X-Forwarded-Proto/-For are honoured; empty: none",
         each=network_problem,
     )
+    header_seconds: float = _f(
+        10.0, "seconds a client has to send a request's headers (else 408 and close)", gt=0.0
+    )
+    body_min_kb_per_second: float = _f(
+        1.0, "slowest average upload rate, in KB/s, once header_seconds passed (else 408)", ge=0.0
+    )
+    graceful_seconds: float = _f(
+        30.0, "seconds a stop waits for uploads and answers under way to finish", ge=0.0
+    )
 
 
 @dataclass(frozen=True)

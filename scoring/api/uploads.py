@@ -87,11 +87,40 @@ def _receive_multipart(request: Request, folder: Path) -> Path:
 
 
 def _receive_body(request: Request, folder: Path) -> Path:
-    """Copy a raw body (its type announced by Content-Type) from the socket to folder."""
+    """Take a raw body (its type announced by Content-Type) into folder: named, or copied."""
     path = folder / f"upload{_known(suffix_for_type(request.mimetype))}"
-    with open(path, "wb") as fh:
-        shutil.copyfileobj(request.stream, fh, CHUNK)
+    if not _name_buffered_body(request, path):
+        with open(path, "wb") as fh:
+            shutil.copyfileobj(request.stream, fh, CHUNK)
     return _non_empty(path)
+
+
+def _name_buffered_body(request: Request, path: Path) -> bool:
+    """Give the front's buffer file of this body the name ``path``; say whether it could.
+
+    The front (``scoring.service.front``) buffers a large body in an unnamed file on the data
+    folder's disk before the app runs; linking that file here writes no byte again, where a
+    copy wrote the whole upload twice. Only an unread body held whole in a real file qualifies
+    (linked through ``/proc/self/fd``, Linux's way to name an ``O_TMPFILE`` file); any other
+    stream, or any failure (another file system, no ``/proc``), is copied as before.
+    """
+    body = request.environ.get("wsgi.input")
+    size = request.content_length
+    if body is None or not size or not hasattr(body, "fileno"):
+        return False
+    try:
+        body.flush()  # the front wrote it through a buffered file object
+        fd = body.fileno()
+        if body.tell() != 0 or os.fstat(fd).st_size != size:
+            return False
+        folder = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:  # given a folder descriptor, os.link is linkat(AT_SYMLINK_FOLLOW): the file itself
+            os.link(f"/proc/self/fd/{fd}", path.name, dst_dir_fd=folder)
+        finally:
+            os.close(folder)
+    except (OSError, ValueError, AttributeError):  # io.UnsupportedOperation is an OSError
+        return False
+    return True
 
 
 def _known(suffix: str | None) -> str:
@@ -110,16 +139,21 @@ def _non_empty(path: Path) -> Path:
     return path
 
 
+# A full disk, a full quota, a file-size limit: the upload cannot be stored now, maybe later.
+STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+
+
 @contextmanager
 def _disk_full_is_507() -> Iterator[None]:
     """Turn a full disk while the upload is written into a 507 the client can act on."""
     try:
         yield
     except OSError as exc:
-        if exc.errno != errno.ENOSPC:
+        if exc.errno not in STORAGE_ERRNOS:
             raise
         raise InsufficientStorage(
-            "the server's disk filled up while the upload was saved"
+            f"the server could not store the upload ({exc.strerror}); retry later, or send it"
+            " to another replica"
         ) from None
 
 

@@ -196,11 +196,13 @@ def background(settings: Settings) -> Iterator[Background]:
 
 def run_serve(settings: Settings) -> None:
     """API + watcher + scheduler in one process: the embedded default."""
-    from scoring.service.server import body_cap, listen_sockets, serve_threaded
+    from scoring.service.front import front_options
+    from scoring.service.server import body_cap, listen_sockets, serve_threaded, warn_if_open
 
     # Bind first: a port in use stops `serve` here, at once (before Flask and scikit-learn
     # load) and before the watcher and scheduler start.
     sockets = listen_sockets(settings.server.host, settings.server.port)
+    warn_if_open(settings, sockets)
     # Deferred: Flask and the WSGI server load only in `serve`, never in `dropscore worker`.
     from scoring.api.app import create_app, warm
 
@@ -212,8 +214,7 @@ def run_serve(settings: Settings) -> None:
         )
         app.extensions["dropscore"].monitoring.registry.register(bg.schedule.collector())
         warm(app)
-        server = settings.server
-        serve_threaded(app, sockets, server.threads, body_cap(settings))
+        serve_threaded(app, sockets, front_options(settings, body_cap(settings)))
 
 
 def run_worker(settings: Settings) -> None:

@@ -3,17 +3,23 @@
 ``serve`` runs the watcher and the scheduler beside the API, which rules out a forking server
 (threads do not survive fork, and APScheduler must not run in several workers); waitress is
 threaded and pure Python. ``api`` is stateless, so gunicorn's pre-fork workers scale it across
-cores; each worker builds its own app through the same factory after the fork.
+cores; each worker builds its own app through the same factory after the fork. Both answer
+through one front (``scoring.service.front``: waitress' event loop, request deadlines, a drain).
 """
 
 from __future__ import annotations
 
 import errno
 import gc
+import ipaddress
 import logging
+import math
 import os
 import signal
 import socket
+import sqlite3
+import sys
+import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +27,8 @@ from scoring.settings import Settings
 
 if TYPE_CHECKING:  # Flask and the app's modules load in the command that serves, not here
     from flask import Flask
+
+    from scoring.service.front import FrontOptions
 
 log = logging.getLogger("dropscore.server")
 
@@ -101,31 +109,28 @@ def _why(exc: OSError, host: str, port: int) -> str:
     return f"cannot listen on {where}: {exc.strerror}"
 
 
-def serve_threaded(
-    app: Flask, sockets: list[socket.socket], threads: int, max_body: int = 1 << 30
-) -> None:
-    """Serve on the sockets ``listen_sockets`` opened until SIGTERM or SIGINT.
+def serve_threaded(app: Flask, sockets: list[socket.socket], options: FrontOptions) -> None:
+    """Serve on the sockets ``listen_sockets`` opened until SIGTERM or SIGINT, then drain.
 
-    In-flight requests finish before this returns.
-
-    ``max_body`` is waitress' own cap (its default is 1 GB); the app's per-endpoint limits answer
-    below it with a JSON error, so it is set to the largest of them.
+    The first signal stops accepting at once and lets uploads being received and answers being
+    sent finish, for up to ``[server] graceful_seconds``; a second signal exits at once.
     """
-    from waitress.server import create_server
+    from scoring.service.front import Front
 
-    server = create_server(
-        app,
-        sockets=sockets,
-        threads=threads,
-        ident="dropscore",
-        channel_timeout=120,
-        max_request_body_size=max_body,
-        clear_untrusted_proxy_headers=False,  # the app judges them: [server] trusted_proxies
-    )
-    log.info("listening", extra={"url": url_of(sockets[0]), "threads": threads})
-    _exit_on_sigterm()
+    stop = threading.Event()
+
+    def handler(signum: int, _frame: Any) -> None:
+        if stop.is_set():
+            raise SystemExit(0)
+        log.info("stopping", extra={"signal": signal.Signals(signum).name})
+        stop.set()
+
+    front = Front(app, sockets, options)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, handler)
+    log.info("listening", extra={"url": url_of(sockets[0]), "threads": options.threads})
     settle()
-    server.run()  # returns after SystemExit/KeyboardInterrupt, once its threads drained
+    front.run(stop.is_set)
 
 
 def url_of(sock: socket.socket) -> str:
@@ -134,23 +139,66 @@ def url_of(sock: socket.socket) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
-def _exit_on_sigterm() -> None:
-    def handler(signum: int, _frame: Any) -> None:
-        log.info("stopping", extra={"signal": signal.Signals(signum).name})
-        raise SystemExit(0)
+def warn_if_open(settings: Settings, sockets: list[socket.socket]) -> None:
+    """Warn, on stderr and in the log, when the API listens beyond loopback without any key.
 
-    signal.signal(signal.SIGTERM, handler)
+    Anyone who can reach the address could then score, train and promote. A warning, not a
+    refusal: a network policy or a proxy may guard it, which this process cannot see.
+    """
+    exposed = [url_of(sock) for sock in sockets if not _loopback(sock)]
+    if not exposed or _any_key(settings):
+        return
+    how = (
+        "add a key with `dropscore keys add NAME --role admin` (or [server] api_keys),"
+        " or listen on 127.0.0.1"
+    )
+    print(
+        f"WARNING: {', '.join(exposed)} is reachable from the network and no API key is set:"
+        f" anyone who reaches it can score, train and promote; {how}",
+        file=sys.stderr,
+        flush=True,
+    )
+    log.warning("open to the network without a key", extra={"urls": exposed, "fix": how})
 
 
-def gunicorn_options(bind: str | list[str], workers: int, threads: int) -> dict[str, Any]:
-    """Return dropscore's gunicorn options, also used by the benchmark's baseline app."""
+def _loopback(sock: socket.socket) -> bool:
+    """Say whether a listening socket answers only this machine."""
+    address = sock.getsockname()[0].split("%", 1)[0]
+    return ipaddress.ip_address(address).is_loopback
+
+
+def _any_key(settings: Settings) -> bool:
+    """Say whether auth is on: a key in settings or a live one in the key store."""
+    from scoring.keys import KeyStore
+
+    if settings.server.api_keys:
+        return True
+    if not settings.shared_db_path.is_file():  # a first start: no key can exist yet
+        return False
+    try:
+        return bool(KeyStore(settings.shared_db_path).live_hashes())
+    except sqlite3.Error:  # unreadable: say nothing rather than cry wolf or stop the start
+        return True
+
+
+def gunicorn_options(
+    bind: str | list[str], workers: int, threads: int, front: FrontOptions | None = None
+) -> dict[str, Any]:
+    """Return dropscore's gunicorn options, also used by the benchmark's baseline app.
+
+    With ``front``, each worker answers through dropscore's front (the loop ``serve`` uses:
+    deadlines, no thread per idle connection, a drain on SIGTERM); without it, gthread.
+    """
+    from scoring.service.front import front_worker
+
     return {
         "bind": bind,
         "workers": workers,
-        "worker_class": "gthread",
+        "worker_class": front_worker(front) if front is not None else "gthread",
         "threads": threads,
         "timeout": 300,
-        "graceful_timeout": 30,
+        # the master waits this long for its workers' drain before it kills them
+        "graceful_timeout": math.ceil(front.graceful_seconds if front is not None else 30) + 5,
         "keepalive": 5,
         "preload_app": False,
         "accesslog": None,
@@ -182,6 +230,7 @@ def run_gunicorn(factory: Callable[[], Any], options: dict[str, Any]) -> None:
 def serve_gunicorn(settings: Settings, factory: Callable[[], Flask], workers: int) -> None:
     """Run gunicorn with ``workers`` processes, each building the app after fork."""
     from scoring.api.monitoring import MULTIPROC_ENV
+    from scoring.service.front import front_options
 
     if not os.environ.get(MULTIPROC_ENV):
         raise RuntimeError(f"{MULTIPROC_ENV} must be set before prometheus_client is imported")
@@ -189,9 +238,11 @@ def serve_gunicorn(settings: Settings, factory: Callable[[], Flask], workers: in
     preload_modules()
     sockets = listen_sockets(server.host, server.port)  # a port in use: one line, nothing forked
     url = url_of(sockets[0])
+    warn_if_open(settings, sockets)
     # gunicorn takes bound sockets as fd://N and closes N itself: detach them from our objects
     binds = [f"fd://{sock.detach()}" for sock in sockets]
-    options = gunicorn_options(binds, workers, server.threads)
+    front = front_options(settings, body_cap(settings))
+    options = gunicorn_options(binds, workers, server.threads, front)
     options["child_exit"] = _mark_dead  # Prometheus' multiprocess files of a dead worker
     log.info("listening", extra={"url": url, "workers": workers})
     run_gunicorn(lambda: settle(factory()), options)
