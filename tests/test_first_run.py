@@ -140,7 +140,7 @@ def test_init_in_an_empty_folder_then_serve_trains_and_serves_it(tmp_path):
         assert server.stop() == 0
     events = [json.loads(line) for line in server.log.read_text().splitlines() if line[:1] == "{"]
     said = [e for e in events if e["event"] == "settings"]
-    assert said and said[0]["file"] == str(folder / "settings.toml")
+    assert said and said[0]["settings_file"] == str(folder / "settings.toml")
     # the first training's steps are logged, each with the seconds since its trainer started
     steps = [e for e in events if e["event"] == "trainer step"]
     first = [e["step"] for e in steps][:2]

@@ -93,7 +93,7 @@ def _say_settings(settings: Settings, service: bool) -> None:
     log = logging.getLogger("dropscore")
     if service:
         file = None if settings.source is None else str(settings.source)
-        log.info("settings", extra={"file": file, "line": line})
+        log.info("settings", extra={"settings_file": file, "line": line})
     elif sys.stderr.isatty():
         click.echo(line, err=True)
     else:
