@@ -29,10 +29,17 @@ ROOT = Path(__file__).resolve().parent.parent
 FEATURES = ["age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6"]
 
 
-def amplifying_body(rows: int = 20_000, width: int = 20_000) -> bytes:
-    """Build ``rows`` zero rows whose text column repeats one ``width``-char value."""
+def amplifying_body(rows: int = 20_000, width: int = 20_000, target: bool = False) -> bytes:
+    """Build ``rows`` zero rows whose text column repeats one ``width``-char value.
+
+    The column is built as a dictionary (one value, an index per row), so writing it never
+    holds the decoded text; without the Arrow schema stored it reads back as plain text.
+    """
     columns = {name: pa.array(np.zeros(rows)) for name in FEATURES}
-    columns["note"] = pa.array(["x" * width] * rows)
+    one = pa.array(["x" * width])
+    columns["note"] = pa.DictionaryArray.from_arrays(pa.array(np.zeros(rows, np.int32)), one)
+    if target:
+        columns["target"] = pa.array(np.ones(rows))
     sink = io.BytesIO()
     pq.write_table(pa.table(columns), sink, store_schema=False)
     return sink.getvalue()
@@ -123,3 +130,77 @@ def test_a_nested_column_is_refused(client):
     response = client.post("/invocations", data=parquet_of(table), content_type=PARQUET)
     assert response.status_code == 422, response.get_json()
     assert "nested column" in response.get_json()["message"]
+
+
+# ---------------------------------------------------------------------------------------------
+# The same files dropped into an inbox or uploaded to /score-file: max_file_mb counts what they
+# decode to, and reading one decodes a bounded slice at a time.
+
+
+def amplifying_file(path: Path, rows: int, width: int) -> Path:
+    """Write ``amplifying_body`` with a target column, as a labelled drop would have."""
+    path.write_bytes(amplifying_body(rows, width, target=True))
+    return path
+
+
+def test_a_dropped_parquet_file_decoding_past_max_file_mb_is_quarantined(tmp_path):
+    from ingest.config import IngestConfig
+    from ingest.intake import Intake
+    from ingest.layout import DataLayout
+    from ingest.ledger import QUARANTINED, Ledger
+
+    config = IngestConfig(DataLayout(tmp_path / "data"), max_file_mb=1.0)
+    config.make_dirs()
+    path = amplifying_file(config.inbox("train") / "small.parquet", rows=200, width=20_000)
+    assert path.stat().st_size < 20_000  # 4 MB of text once decoded
+    record = Intake(config, Ledger(config.db_path)).take(path, "train")
+    assert record.state == QUARANTINED
+    [error] = config.quarantine.glob(f"{record.id}__*.error.json")
+    assert json.loads(error.read_text())["code"] == "file_too_large"
+    assert list(config.lake("train").glob("*.parquet")) == []
+
+
+def test_score_file_answers_413_for_a_parquet_upload_decoding_past_max_file_mb(tmp_path, diabetes):
+    from scoring.lifecycle.registry import Registry
+
+    settings = make_settings(tmp_path, ingest={"max_file_mb": 5})
+    register_trained(settings, Registry(settings.models_dir, settings.db_path), diabetes)
+    body = amplifying_file(tmp_path / "up.parquet", rows=1_000, width=20_000).read_bytes()
+    assert len(body) < 20_000  # 20 MB of text once decoded
+    response = create_app(settings).test_client().post(
+        "/score-file", data={"file": (io.BytesIO(body), "up.parquet")}
+    )
+    assert response.status_code == 413, response.get_json()
+    assert "max_file_mb" in response.get_json()["error"]["message"]
+
+
+READER = """
+import json, resource, sys
+from pathlib import Path
+from ingest.config import ReadOptions
+from ingest.readers import open_table
+from tests.test_parquet_bodies import amplifying_file
+
+path = amplifying_file(Path(sys.argv[1]) / "wide.parquet", rows=20_000, width=10_000)
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+rows = 0
+for batch in open_table(path, ReadOptions(batch_rows=65_536)).batches:
+    rows += batch.num_rows
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({"rows": rows, "growth_mb": (after - before) / 1024}))
+"""
+
+
+def test_reading_a_parquet_file_of_repeated_text_decodes_a_slice_at_a_time(tmp_path):
+    """200 MB of text in a few KB, with no cap: the reader's peak stays far below it."""
+    done = subprocess.run(
+        [sys.executable, "-c", READER, str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["rows"] == 20_000
+    assert result["growth_mb"] < 150, result
