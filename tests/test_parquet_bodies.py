@@ -204,3 +204,34 @@ def test_reading_a_parquet_file_of_repeated_text_decodes_a_slice_at_a_time(tmp_p
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["rows"] == 20_000
     assert result["growth_mb"] < 150, result
+
+
+LAKE = """
+import json, resource, sys
+from pathlib import Path
+from ingest.readers.parquet import bounded_batches
+from tests.test_parquet_bodies import amplifying_file
+
+path = amplifying_file(Path(sys.argv[1]) / "lake.parquet", rows=20_000, width=10_000)
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+schema, batches = bounded_batches(path, 65_536)
+rows = sum(batch.num_rows for batch in batches)
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({"rows": rows, "text": str(schema.field("note").type),
+                  "growth_mb": (after - before) / 1024}))
+"""
+
+
+def test_scoring_a_lake_file_of_repeated_text_reads_a_slice_at_a_time(tmp_path):
+    """The sweep scores a drop from its lake file; that read is bounded the same way."""
+    done = subprocess.run(
+        [sys.executable, "-c", LAKE, str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["rows"] == 20_000 and result["text"] == "string"
+    assert result["growth_mb"] < 150, result

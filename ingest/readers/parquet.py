@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -86,26 +87,24 @@ def text_columns(parquet: pq.ParquetFile) -> list[str]:
 def decoded_slices(batch: pa.RecordBatch) -> Iterator[pa.RecordBatch]:
     """Cut a batch whose dictionaries decode big into slices of about SLICE_BYTES, decoded."""
     sizes = row_bytes(batch)
-    start, rows = 0, batch.num_rows
-    while start < rows:
-        end, total = start + 1, int(sizes[start])
-        while end < rows and total + int(sizes[end]) <= SLICE_BYTES:
-            total += int(sizes[end])
-            end += 1
+    if int(sizes.sum()) <= SLICE_BYTES:
+        yield undictionary(batch)
+        return
+    ends = np.cumsum(sizes)
+    start, before = 0, 0
+    while start < batch.num_rows:
+        end = max(start + 1, int(np.searchsorted(ends, before + SLICE_BYTES, side="right")))
         yield undictionary(batch.slice(start, end - start))
-        start = end
+        start, before = end, int(ends[end - 1])
 
 
-def row_bytes(batch: pa.RecordBatch) -> list[int]:
+def row_bytes(batch: pa.RecordBatch) -> np.ndarray:
     """Estimate each row's decoded bytes: its dictionary values' lengths plus fixed widths."""
-    rows = batch.num_rows
-    fixed = batch.nbytes // max(rows, 1)
-    sizes = [fixed] * rows
+    sizes = np.full(batch.num_rows, batch.nbytes // max(batch.num_rows, 1), dtype=np.int64)
     for column in batch.columns:
         for chunk in _dictionaries(column):
-            lengths = pc.binary_length(chunk.dictionary).take(chunk.indices)
-            for i, n in enumerate(lengths.fill_null(0).to_pylist()):
-                sizes[i] += n + 8
+            lengths = pc.binary_length(chunk.dictionary).take(chunk.indices).fill_null(0)
+            sizes += lengths.to_numpy(zero_copy_only=False).astype(np.int64) + 8
     return sizes
 
 
@@ -130,3 +129,15 @@ def _plain(kind: pa.DataType) -> pa.DataType:
     if pa.types.is_struct(kind):
         return pa.struct([pa.field(f.name, _plain(f.type), f.nullable) for f in kind])
     return kind
+
+
+def bounded_batches(path: Path, batch_rows: int) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
+    """Read a flat Parquet file (a lake file) in batches bounded in rows and decoded bytes."""
+    # pre_buffer would keep every row group's bytes read so far until the file is done.
+    plain = pq.ParquetFile(path, pre_buffer=False)
+    texts = text_columns(plain)
+    if not texts:
+        return plain.schema_arrow, plain.iter_batches(batch_size=batch_rows)
+    parquet = pq.ParquetFile(path, pre_buffer=False, read_dictionary=texts)
+    batches = parquet.iter_batches(batch_size=batch_rows)
+    return plain.schema_arrow, (part for b in batches for part in decoded_slices(b))
