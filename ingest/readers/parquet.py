@@ -1,17 +1,27 @@
-"""Parquet: read row group by row group; nested structs become ``a_b`` columns."""
+"""Parquet: read row group by row group; nested structs become ``a_b`` columns.
+
+Text is read as dictionaries and decoded a slice at a time: a dictionary-encoded column stores a
+repeated value once, so a file of a few KB can decode to gigabytes. Each slice decodes to at most
+``SLICE_BYTES`` (and ``batch_rows`` rows), and ``max_file_mb`` counts the decoded bytes, as it
+counts what a gzip file unpacks to.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ingest.config import ReadOptions
 from ingest.errors import MalformedFileError
 from ingest.formats import Format
-from ingest.readers.common import RawTable, flat_names, no_rows
+from ingest.readers.common import RawTable, flat_names, no_rows, unpacked_limit, unpacked_too_large
+
+SLICE_BYTES = 32 << 20  # the most one batch decodes to (one row may hold more by itself)
 
 
 def read_parquet(path: Path, options: ReadOptions, fmt: Format) -> RawTable:
@@ -21,20 +31,113 @@ def read_parquet(path: Path, options: ReadOptions, fmt: Format) -> RawTable:
         # follow the file size instead of batch_rows.
         parquet = pq.ParquetFile(path, pre_buffer=False, buffer_size=1 << 20)
         schema = parquet.schema_arrow
+        texts = text_columns(parquet)
+        if texts:
+            parquet = pq.ParquetFile(
+                path, pre_buffer=False, buffer_size=1 << 20, read_dictionary=texts
+            )
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as exc:
         raise MalformedFileError(
             f"the Parquet file is damaged or truncated ({str(exc)[:160]}); write it again",
             expected="a complete Parquet file",
         ) from exc
-    if parquet.metadata.num_rows == 0:
+    meta = parquet.metadata
+    if meta.num_rows == 0:
         raise no_rows("no rows")
+    limit = unpacked_limit(options)
+    stored = sum(
+        meta.row_group(g).column(c).total_uncompressed_size
+        for g in range(meta.num_row_groups)
+        for c in range(meta.num_columns)
+    )
+    if limit is not None and stored > limit:
+        raise unpacked_too_large(path, limit)
     columns = flat_names(schema)
 
     def batches() -> Iterator[pa.RecordBatch]:
+        decoded = 0
         for batch in parquet.iter_batches(batch_size=options.batch_rows):
-            table = pa.Table.from_batches([batch])
-            while any(pa.types.is_struct(t) for t in table.schema.types):
-                table = table.flatten()  # one level a call
-            yield from table.rename_columns(columns).to_batches()
+            for part in decoded_slices(batch):
+                decoded += part.nbytes
+                if limit is not None and decoded > limit:
+                    raise unpacked_too_large(path, limit)
+                table = pa.Table.from_batches([part])
+                while any(pa.types.is_struct(t) for t in table.schema.types):
+                    table = table.flatten()  # one level a call
+                yield from table.rename_columns(columns).to_batches()
 
     return RawTable(fmt, None, None, columns, batches())
+
+
+def text_columns(parquet: pq.ParquetFile) -> list[str]:
+    """List the columns stored as BYTE_ARRAY (text, binary), by their dotted paths.
+
+    Those inside lists and maps are left out: a file has one row per record, so they are not
+    columns a model reads, and their values stay in the pages' counted size.
+    """
+    schema = parquet.schema
+    return [
+        schema.column(c).path
+        for c in range(len(schema))
+        if schema.column(c).physical_type == "BYTE_ARRAY"
+        and schema.column(c).max_repetition_level == 0
+    ]
+
+
+def decoded_slices(batch: pa.RecordBatch) -> Iterator[pa.RecordBatch]:
+    """Cut a batch whose dictionaries decode big into slices of about SLICE_BYTES, decoded."""
+    sizes = row_bytes(batch)
+    if int(sizes.sum()) <= SLICE_BYTES:
+        yield undictionary(batch)
+        return
+    ends = np.cumsum(sizes)
+    start, before = 0, 0
+    while start < batch.num_rows:
+        end = max(start + 1, int(np.searchsorted(ends, before + SLICE_BYTES, side="right")))
+        yield undictionary(batch.slice(start, end - start))
+        start, before = end, int(ends[end - 1])
+
+
+def row_bytes(batch: pa.RecordBatch) -> np.ndarray:
+    """Estimate each row's decoded bytes: its dictionary values' lengths plus fixed widths."""
+    sizes = np.full(batch.num_rows, batch.nbytes // max(batch.num_rows, 1), dtype=np.int64)
+    for column in batch.columns:
+        for chunk in _dictionaries(column):
+            lengths = pc.binary_length(chunk.dictionary).take(chunk.indices).fill_null(0)
+            sizes += lengths.to_numpy(zero_copy_only=False).astype(np.int64) + 8
+    return sizes
+
+
+def _dictionaries(array: pa.Array) -> list[pa.DictionaryArray]:
+    """Find the dictionary arrays in a column, inside structs too (row-aligned)."""
+    if isinstance(array, pa.DictionaryArray):
+        return [array]
+    if isinstance(array, pa.StructArray):
+        return [d for i in range(array.type.num_fields) for d in _dictionaries(array.field(i))]
+    return []
+
+
+def undictionary(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """Decode a batch's dictionary columns (in structs too) into the plain values."""
+    plain = pa.schema([pa.field(f.name, _plain(f.type), f.nullable) for f in batch.schema])
+    return batch if plain == batch.schema else batch.cast(plain)
+
+
+def _plain(kind: pa.DataType) -> pa.DataType:
+    if pa.types.is_dictionary(kind):
+        return kind.value_type
+    if pa.types.is_struct(kind):
+        return pa.struct([pa.field(f.name, _plain(f.type), f.nullable) for f in kind])
+    return kind
+
+
+def bounded_batches(path: Path, batch_rows: int) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
+    """Read a flat Parquet file (a lake file) in batches bounded in rows and decoded bytes."""
+    # pre_buffer would keep every row group's bytes read so far until the file is done.
+    plain = pq.ParquetFile(path, pre_buffer=False)
+    texts = text_columns(plain)
+    if not texts:
+        return plain.schema_arrow, plain.iter_batches(batch_size=batch_rows)
+    parquet = pq.ParquetFile(path, pre_buffer=False, read_dictionary=texts)
+    batches = parquet.iter_batches(batch_size=batch_rows)
+    return plain.schema_arrow, (part for b in batches for part in decoded_slices(b))

@@ -38,6 +38,7 @@ from ingest.errors import IngestError
 from ingest.formats import OUTPUT_FORMATS, Format, format_for_name, output_spec, spec_for
 from ingest.normalize import FILE_ID, ROW, normalize_file, normalize_names
 from ingest.readers import open_table
+from ingest.readers.parquet import bounded_batches
 from scoring.bulk.engines import Engine, LocalEngine
 from scoring.bulk.pipeline import Stage, close_stages
 from scoring.errors import ValidationFailed
@@ -163,14 +164,12 @@ def score_lake_file(
 ) -> ScoreSummary:
     """Score a normalized drop straight from its lake file, restoring the original names."""
     started = time.perf_counter()
-    # pre_buffer would keep every row group's bytes read so far until the file is done,
-    # so memory would grow with the file instead of following batch_rows.
-    parquet = pq.ParquetFile(lake_path, pre_buffer=False)
+    # Bounded in rows and in decoded bytes: a text value repeated on every row is stored once.
+    schema, batches = bounded_batches(lake_path, stage_rows(batch_rows))
     originals = {new: old for old, new in column_map.items()}
-    batches = parquet.iter_batches(batch_size=stage_rows(batch_rows))
     summary = _score_stream(
         batches,
-        parquet.schema_arrow,
+        schema,
         originals,
         model,
         dst,

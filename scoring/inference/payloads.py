@@ -27,6 +27,7 @@ from scoring.lifecycle.schema import FeatureSchema, normalize_name
 
 if TYPE_CHECKING:  # imported where CSV bodies are parsed: `serve` starts without pandas
     import pandas as pd
+    import pyarrow as pa
 
 PREDICT_KEYS = "'features' or 'X_test' (one row), or 'instances' (many rows)"
 MLFLOW_FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
@@ -133,8 +134,7 @@ def csv_rows(data: bytes, schema: FeatureSchema, limit: int) -> np.ndarray:
 
 
 def parquet_rows(data: bytes, schema: FeatureSchema, limit: int, max_bytes: int) -> np.ndarray:
-    """Read a Parquet body (as mlflow#20602 asks): the row and size limits apply before any
-    column is decompressed, then the same column validation as CSV."""
+    """Read a Parquet body (as mlflow#20602 asks) under the row and unpacked-size limits."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -142,23 +142,87 @@ def parquet_rows(data: bytes, schema: FeatureSchema, limit: int, max_bytes: int)
         parquet = pq.ParquetFile(pa.BufferReader(data))
         meta = parquet.metadata
         check_rows(meta.num_rows, limit)
-        unpacked = sum(
-            meta.row_group(g).column(c).total_uncompressed_size
-            for g in range(meta.num_row_groups)
-            for c in range(meta.num_columns)
+        _check_columns(parquet.schema_arrow)
+        # The pages' own size first: it refuses a plain column that unpacks big before reading.
+        _check_unpacked(
+            sum(
+                meta.row_group(g).column(c).total_uncompressed_size
+                for g in range(meta.num_row_groups)
+                for c in range(meta.num_columns)
+            ),
+            max_bytes,
         )
-        if unpacked > max_bytes:
-            raise PayloadTooLarge(
-                f"the Parquet body unpacks to {unpacked / MB:,.1f} MB, over the"
-                f" {max_bytes / MB:g} MB a request body may hold ([server] max_json_mb)",
-                [{"setting": "server.max_json_mb", "unpacked_mb": round(unpacked / MB, 1)}],
-            )
-        frame = parquet.read().to_pandas()
+        # Text read as dictionaries stays shared: a value repeated on every row is held once
+        # until the size it decodes to (which the pages' size does not tell) is counted.
+        texts = [
+            parquet.schema.column(c).path
+            for c in range(meta.num_columns)
+            if parquet.schema.column(c).physical_type == "BYTE_ARRAY"
+        ]
+        table = pq.ParquetFile(pa.BufferReader(data), read_dictionary=texts).read()
+        _check_unpacked(decoded_bytes(table), max_bytes)
+        frame = _decoded(table).to_pandas()
     except (pa.ArrowException, OSError, ValueError, TypeError):
         raise BadRequest("the Parquet body cannot be read: send one Parquet file") from None
     check_rows(len(frame), limit)
     columns = {str(name): _csv_column(frame.iloc[:, j]) for j, name in enumerate(frame.columns)}
     return columns_to_matrix(columns, len(frame), schema)
+
+
+def decoded_bytes(table: pa.Table) -> int:
+    """Count the bytes a table takes once its dictionary columns are decoded."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    total = 0
+    for column in table.columns:
+        for chunk in column.chunks:
+            if not pa.types.is_dictionary(chunk.type):
+                total += chunk.nbytes
+                continue
+            lengths = pc.binary_length(chunk.dictionary).take(chunk.indices)
+            total += int(pc.sum(lengths).as_py() or 0) + 8 * (len(chunk) + 1)
+    return total
+
+
+def _check_columns(arrow: pa.Schema) -> None:
+    """Refuse a body whose columns repeat a name or nest (a feature is one flat column)."""
+    import pyarrow as pa
+
+    if len(set(arrow.names)) != len(arrow.names):
+        raise ValidationFailed(
+            "the Parquet body names a column twice",
+            [{"field": "columns", "problem": "a column named twice"}],
+        )
+    if any(pa.types.is_nested(t) for t in arrow.types):
+        raise ValidationFailed(
+            "the Parquet body has a nested column (a struct, list or map); send one flat"
+            " column per feature",
+            [{"field": "columns", "problem": "a nested column"}],
+        )
+
+
+def _check_unpacked(unpacked: int, max_bytes: int) -> None:
+    """Refuse a Parquet body whose columns unpack past the body limit."""
+    if unpacked > max_bytes:
+        raise PayloadTooLarge(
+            f"the Parquet body unpacks to {unpacked / MB:,.1f} MB, over the"
+            f" {max_bytes / MB:g} MB a request body may hold ([server] max_json_mb)",
+            [{"setting": "server.max_json_mb", "unpacked_mb": round(unpacked / MB, 1)}],
+        )
+
+
+def _decoded(table: pa.Table) -> pa.Table:
+    """Decode a table's dictionary columns into plain ones (once their size is known)."""
+    import pyarrow as pa
+
+    return pa.table(
+        [
+            c.cast(c.type.value_type) if pa.types.is_dictionary(c.type) else c
+            for c in table.columns
+        ],
+        names=table.column_names,
+    )
 
 
 def _split(value: Any, schema: FeatureSchema, limit: int) -> np.ndarray:
