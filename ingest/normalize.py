@@ -21,7 +21,9 @@ value, instead of widening; so does a column that is numbers but for a tiny mino
 values in the batch that decides its type (``MINORITY``), and a column whose values cannot be
 read as the type the lake already holds for it (``NormalizedTable.expected``, set before the
 batches are consumed). A training file therefore never changes a column's type behind the
-lake's checks, whichever batch the odd value is in.
+lake's checks, whichever batch the odd value is in. An infinite number (``inf``, ``Infinity``,
+or ``1e400``, too large for a float) in a strict file is refused the same way, naming the
+column and row: no model can fit on it. ``NaN`` is a missing value, as an empty cell is.
 """
 
 from __future__ import annotations
