@@ -21,7 +21,9 @@ value, instead of widening; so does a column that is numbers but for a tiny mino
 values in the batch that decides its type (``MINORITY``), and a column whose values cannot be
 read as the type the lake already holds for it (``NormalizedTable.expected``, set before the
 batches are consumed). A training file therefore never changes a column's type behind the
-lake's checks, whichever batch the odd value is in.
+lake's checks, whichever batch the odd value is in. An infinite number (``inf``, ``Infinity``,
+or ``1e400``, too large for a float) in a strict file is refused the same way, naming the
+column and row: no model can fit on it. ``NaN`` is a missing value, as an empty cell is.
 """
 
 from __future__ import annotations
@@ -319,6 +321,7 @@ class _Normalizer:
         for i, col in enumerate(batch.columns):
             if self.strict:
                 done, self.types[i] = self._fit_strict(i, col)
+                self._refuse_infinite(i, done)
             else:
                 done, self.types[i] = fit_column(col, self.types[i], self.raw.decimal)
             columns.append(done)
@@ -346,6 +349,26 @@ class _Normalizer:
         if lake is not None and unify_types(lake, declared) is None:
             raise self._conflict(i, col, lake, lake=True)
         return done, declared
+
+    def _refuse_infinite(self, i: int, done: pa.Array) -> None:
+        """Refuse an infinite number (``inf``, or ``1e400`` read as one); NaN is a missing value.
+
+        No model can fit on it: in the lake it would fail every retrain.
+        """
+        if not pa.types.is_floating(done.type) or done.null_count == len(done):
+            return
+        infinite = pc.fill_null(pc.is_inf(done), False)
+        if not pc.any(infinite).as_py():
+            return
+        row = self.next_row + int(pc.index(infinite, True).as_py())
+        raise TypeConflictError(
+            f"column '{self.names[i]}' holds numbers but a number that is not finite (an "
+            f"infinity, or too large to store) at row {row}; a model cannot learn from it: fix "
+            "the value (or leave it empty) and drop the file again",
+            row=row,
+            column=self.names[i],
+            expected="finite numbers",
+        )
 
     def _lake_type(self, i: int) -> pa.DataType | None:
         """Return the type the lake holds for column ``i``, or None when it has no such column."""

@@ -55,3 +55,25 @@ def _text_kind(text: str) -> str:
     if any(c.isdigit() for c in bare) and all(c.isdigit() for c in bare):
         return "digits that are not 0-9"  # '²', '٣': str.isdigit says yes, int() says no
     return "text"
+
+
+NAME_LIMIT = 64  # a longer name is described, not repeated
+_NAME_MARKS = frozenset("_.-")
+
+
+def name_shown(name: object) -> str:
+    """Show a client-given name when it is a plain name (``bmii``), else describe it.
+
+    A plain name is short and only letters, digits, ``_``, ``.`` and ``-``: repeating it helps
+    the sender spot a typo. Anything else (markup, spaces, control characters, a long text) is
+    described in words, so no client text beyond a name-shaped word reaches a message.
+    """
+    if not isinstance(name, str):
+        return "(a name that is not text)"
+    if not name:
+        return "(an empty name)"
+    if len(name) > NAME_LIMIT:
+        return f"(a name longer than {NAME_LIMIT} characters)"
+    if all(c.isalnum() or c in _NAME_MARKS for c in name):
+        return name
+    return "(a name with characters that are not letters or digits)"

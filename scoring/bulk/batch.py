@@ -377,13 +377,18 @@ def features_from_batch(
     for i, feat in enumerate(schema.features):
         column = batch.column(feat.name)
         if feat.kind == "numeric":
-            values, bad = _numeric(column)
+            values, bad, infinite = _numeric(column)
             X[:, i] = values
             if bad is not None:
                 errors = errors or [None] * n
                 raw = column.to_pylist()
                 for row in np.flatnonzero(bad):
-                    message = f"{feat.name}: expected a number, got {raw[row]!r}"
+                    problem = (
+                        "expected a finite number"
+                        if infinite is not None and infinite[row]
+                        else f"expected a number, got {raw[row]!r}"
+                    )
+                    message = f"{feat.name}: {problem}"
                     errors[row] = message if errors[row] is None else f"{errors[row]}; {message}"
         else:
             import pandas as pd  # only for text features: `serve` starts without pandas
@@ -395,13 +400,19 @@ def features_from_batch(
     return X, errors
 
 
-def _numeric(column: pa.Array) -> tuple[np.ndarray, np.ndarray | None]:
-    """Return float values and a mask of rows holding something that is not a number."""
+def _numeric(column: pa.Array) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """Return float values, a mask of rows that cannot be scored, and which of them are infinite.
+
+    An infinite number (``inf``, or ``1e400`` read as one) fails its row, as text does; NaN and
+    empty cells are missing values the model imputes.
+    """
     t = column.type
     if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t):
         values = to_floats(column.cast(pa.float64()))
-        infinite = np.isinf(values)  # ±inf cannot be scored: missing, as NaN is
-        return (np.where(infinite, np.nan, values) if infinite.any() else values), None
+        infinite = np.isinf(values)
+        if not infinite.any():
+            return values, None, None
+        return np.where(infinite, np.nan, values), infinite, infinite
     if pa.types.is_string(t) or pa.types.is_large_string(t):
         import pandas as pd  # only for numbers written as text: `serve` starts without pandas
 
@@ -409,12 +420,13 @@ def _numeric(column: pa.Array) -> tuple[np.ndarray, np.ndarray | None]:
         stripped = series.str.strip()
         values = pd.to_numeric(stripped, errors="coerce").to_numpy(dtype=np.float64, copy=True)
         blank = series.isna() | (stripped == "")
+        infinite = np.isinf(values)
         bad = ~blank.to_numpy() & ~np.isfinite(values)
         values[~np.isfinite(values)] = np.nan
-        return values, (bad if bad.any() else None)
+        return values, (bad if bad.any() else None), (infinite if infinite.any() else None)
     # dates and anything else cannot feed a numeric feature
     bad = ~np.asarray(column.is_null().to_numpy(zero_copy_only=False), dtype=bool)
-    return np.full(len(column), np.nan), (bad if bad.any() else None)
+    return np.full(len(column), np.nan), (bad if bad.any() else None), None
 
 
 def _predict(model: LoadedModel, X: np.ndarray, ok: np.ndarray) -> dict[str, pa.Array]:

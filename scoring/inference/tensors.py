@@ -23,6 +23,7 @@ from scoring.inference.body import parse_json
 from scoring.inference.core import Predictions, check_rows
 from scoring.lifecycle.rows import columns_to_matrix
 from scoring.lifecycle.schema import FeatureSchema
+from scoring.value_kinds import name_shown
 
 NUMERIC_TYPES = {
     "UINT8": "<u1",
@@ -108,14 +109,18 @@ def tensors_to_matrix(inputs: list[Tensor], schema: FeatureSchema, limit: int) -
         raise ValidationFailed(
             f"send one tensor per feature, each of shape [rows] or [rows, 1], or one tensor"
             f" of shape [rows, {k}] with the features in the order GET /v2/models lists",
-            [{"field": t.name, "problem": f"shape {list(t.shape)}"} for t in inputs[:20]],
+            [
+                {"field": name_shown(t.name), "problem": f"shape {list(t.shape)}"}
+                for t in inputs[:20]
+            ],
         )
     n = rows.pop()
     check_rows(n, limit)
     for t in inputs:
         if t.datatype == "BOOL":
+            shown = name_shown(t.name)
             raise ValidationFailed(
-                f"{t.name}: BOOL is not a feature datatype", [{"field": t.name, "problem": "BOOL"}]
+                f"{shown}: BOOL is not a feature datatype", [{"field": shown, "problem": "BOOL"}]
             )
     return columns_to_matrix({t.name: t.data for t in inputs}, n, schema)
 
@@ -129,8 +134,11 @@ def outputs_for(out: Predictions, request: InferRequest) -> tuple[list[dict], by
     unknown = [name for name in wanted if name not in tensors]
     if unknown:
         raise ValidationFailed(
-            f"unknown output {unknown[0][:64]!r}; this model has: {', '.join(tensors)}",
-            [{"field": "outputs", "problem": f"unknown output {name[:64]!r}"} for name in unknown],
+            f"unknown output {name_shown(unknown[0])}; this model has: {', '.join(tensors)}",
+            [
+                {"field": "outputs", "problem": f"unknown output {name_shown(name)}"}
+                for name in unknown[:20]
+            ],
         )
     specs, blobs = [], []
     for name, binary in wanted.items():
@@ -163,7 +171,7 @@ def _read_tensor(spec: Any, i: int, binary: memoryview, offset: int) -> tuple[Te
     if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
         raise BadRequest(f"{where} must be an object with 'name', 'shape', 'datatype', 'data'")
     name, datatype, shape = spec["name"], spec.get("datatype"), spec.get("shape")
-    where = f"input {name[:64]!r}"
+    where = f"input {name_shown(name)}"
     if datatype not in DATATYPES:
         raise BadRequest(f"{where}: datatype must be one of {', '.join(DATATYPES)}")
     if (
@@ -194,7 +202,8 @@ def _numbers(data: list[Any], datatype: str, name: str, shape: list[int]) -> Any
         bad = [i for i, v in enumerate(data) if type(v) not in (int, float)][:20]
         details = [
             {
-                "field": name[:64] + "".join(f"[{int(j)}]" for j in np.unravel_index(i, shape)),
+                "field": name_shown(name)
+                + "".join(f"[{int(j)}]" for j in np.unravel_index(i, shape)),
                 "problem": f"{datatype} data must be numbers",
             }
             for i in bad
@@ -213,7 +222,7 @@ def _whole(t: Tensor, schema: FeatureSchema, limit: int) -> np.ndarray:
         raise ValidationFailed(
             "a [rows, n_features] tensor must be numeric and the model's features all numbers;"
             " send one tensor per feature (BYTES for text)",
-            [{"field": t.name[:64], "problem": f"datatype {t.datatype}"}],
+            [{"field": name_shown(t.name), "problem": f"datatype {t.datatype}"}],
         )
     check_rows(t.shape[0], limit)
     try:
@@ -223,7 +232,10 @@ def _whole(t: Tensor, schema: FeatureSchema, limit: int) -> np.ndarray:
     bad = np.argwhere(np.isinf(X))
     if len(bad):
         details = [
-            {"field": f"{t.name[:64]}[{r}][{c}] ({schema.names[c]})", "problem": "not finite"}
+            {
+                "field": f"{name_shown(t.name)}[{r}][{c}] ({schema.names[c]})",
+                "problem": "not finite",
+            }
             for r, c in bad[:20].tolist()
         ]
         raise ValidationFailed(f"{details[0]['field']}: expected a finite number", details)
@@ -318,6 +330,6 @@ def _requested(outputs: Any) -> dict[str, bool | None] | None:
         raise BadRequest("'outputs' must be a list of objects with a 'name'")
     wanted: dict[str, bool | None] = {}
     for o in outputs:
-        flag = _parameters(o, f"output {o['name'][:64]!r}").get("binary_data")
+        flag = _parameters(o, f"output {name_shown(o['name'])}").get("binary_data")
         wanted[o["name"]] = flag if isinstance(flag, bool) else None
     return wanted or None

@@ -38,6 +38,7 @@ class TrainingData:
     lake_files: list[str]  # every lake file looked at, used or left out
     sampled_from: int = 0  # labelled rows in the files used, before sampling
     skipped_files: dict[str, str] = field(default_factory=dict)  # lake file -> why left out
+    dropped_nonfinite: dict[str, int] = field(default_factory=dict)  # column -> rows left out
 
 
 @dataclass(frozen=True)
@@ -123,10 +124,33 @@ def load_training_data(
             keep = _choose(counts, max_rows, random_state)
     tables = list(_read(files, names, target, schema, keep, stratify))
     table = pa.concat_tables(tables) if tables else schema.empty_table()
+    table, dropped = drop_nonfinite(table, [n for n in names if n not in PROVENANCE])
     frame = table.to_pandas()
     total = sum(counts.values()) if keep is not None else len(frame)
     file_ids = sorted(int(i) for i in frame[FILE_ID].dropna().unique()) if FILE_ID in frame else []
-    return TrainingData(frame, file_ids, every, total, skipped)
+    return TrainingData(frame, file_ids, every, total, skipped, dropped)
+
+
+def drop_nonfinite(table: pa.Table, names: Sequence[str]) -> tuple[pa.Table, dict[str, int]]:
+    """Leave out rows holding an infinite number, counting them per column.
+
+    The intake refuses such a training drop, but a lake an older version filled may hold one;
+    scikit-learn would fail the whole run on it, so the row goes and the run says so.
+    """
+    bad: pa.ChunkedArray | None = None
+    counts: dict[str, int] = {}
+    for name in names:
+        column = table.column(name)
+        if not pa.types.is_floating(column.type):
+            continue
+        infinite = pc.fill_null(pc.is_inf(column), False)
+        count = int(pc.sum(pc.cast(infinite, pa.int64())).as_py() or 0)
+        if count:
+            counts[name] = count
+            bad = infinite if bad is None else pc.or_(bad, infinite)
+    if bad is None:
+        return table, counts
+    return table.filter(pc.invert(bad)), counts
 
 
 def refuse_conflicts(files: Sequence[LakeFile], names: Sequence[str]) -> None:

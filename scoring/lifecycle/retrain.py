@@ -61,6 +61,12 @@ def _train_and_decide(
     features = model_features(settings, old_schema)
     say("reading the training lake")
     data = _read_lake(settings, features)
+    if data.dropped_nonfinite:
+        log.warning(
+            "rows with infinite values left out of training",
+            extra={"columns": data.dropped_nonfinite},
+        )
+        say(f"left out rows with infinite values: {_dropped_words(data)}")
     if len(data.frame) < settings.training.min_rows:
         raise TrainingRefused(_too_few(data, settings))
     model = settings.model if features is None else replace(settings.model, features=features)
@@ -108,6 +114,11 @@ def _read_lake(settings: Settings, features: list[str] | None) -> TrainingData:
         stratify=ESTIMATORS[settings.model.estimator].task == "classification",
         random_state=settings.model.random_state,
     )
+
+
+def _dropped_words(data: TrainingData) -> str:
+    """Say how many rows each column's infinite values left out."""
+    return ", ".join(f"{n:,} in {c}" for c, n in sorted(data.dropped_nonfinite.items()))
 
 
 def _too_few(data: TrainingData, settings: Settings) -> str:
@@ -170,6 +181,7 @@ def _card(
             "sampled_from": data.sampled_from,
             "max_rows": settings.training.max_rows,
             "skipped_files": data.skipped_files,
+            "dropped_nonfinite": data.dropped_nonfinite,
             "train_rows": result.train_rows,
             "holdout_rows": len(result.holdout.frame),
             "file_ids": data.file_ids,

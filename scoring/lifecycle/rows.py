@@ -18,7 +18,7 @@ import numpy as np
 
 from scoring.errors import ValidationFailed
 from scoring.lifecycle.schema import Feature, FeatureSchema, normalize_name
-from scoring.value_kinds import kind_of
+from scoring.value_kinds import kind_of, name_shown
 
 
 def record_to_array(record: Mapping[str, Any], schema: FeatureSchema) -> np.ndarray:
@@ -109,13 +109,16 @@ def columns_to_matrix(
         if i is None:
             details.append({"field": _shown(key), "problem": "unknown feature"})
         elif placed[i] is not None:
-            details.append({"field": _shown(key), "problem": "given twice under different names"})
+            details.append(
+                {"field": _shown(key, schema, i), "problem": "given twice under different names"}
+            )
         elif len(column) != rows:
             placed[i] = column
-            details.append({"field": _shown(key), "problem": f"expected {rows} values"})
+            details.append({"field": _shown(key, schema, i), "problem": f"expected {rows} values"})
         else:
             placed[i] = column
-            _fill_column(X, i, column, schema.features[i], f"{label}{_shown(key)}", details)
+            where = f"{label}{_shown(key, schema, i)}"
+            _fill_column(X, i, column, schema.features[i], where, details)
     for feat, column in zip(schema.features, placed, strict=True):
         if column is None:
             details.append({"field": feat.name, "problem": "missing"})
@@ -144,10 +147,16 @@ def _locate(schema: FeatureSchema, key: Any) -> int | None:
     return schema.index.get(normalize_name(str(key))) if i is None else i
 
 
-def _shown(key: Any) -> str:
-    """A client's field name as an error shows it: cut short, so a body is never echoed."""
-    text = str(key)
-    return text if len(text) <= 64 else text[:61] + "..."
+def _shown(key: Any, schema: FeatureSchema | None = None, i: int | None = None) -> str:
+    """A client's field name as an error shows it: a plain name as sent, anything else described.
+
+    A name that found feature ``i`` though it is not plain (``" BMI "``) is shown as the
+    feature's own name, which says where the problem is without repeating the client's text.
+    """
+    shown = name_shown(key)
+    if shown != key and schema is not None and i is not None:
+        return schema.names[i]
+    return shown
 
 
 def _fill_record(
@@ -167,11 +176,15 @@ def _fill_record(
             details.append({"field": prefix + _shown(key), "problem": "unknown feature"})
         elif seen[i]:
             details.append(
-                {"field": prefix + _shown(key), "problem": "given twice under different names"}
+                {
+                    "field": prefix + _shown(key, schema, i),
+                    "problem": "given twice under different names",
+                }
             )
         else:
             seen[i] = True
-            values[i] = _check_value(schema.features[i], value, prefix + _shown(key), details)
+            where = prefix + _shown(key, schema, i)
+            values[i] = _check_value(schema.features[i], value, where, details)
     for feat, was_seen in zip(schema.features, seen, strict=True):
         if not was_seen:
             details.append(
