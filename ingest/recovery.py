@@ -39,7 +39,7 @@ from ingest.errors import InternalIngestError
 from ingest.lake import remove_stale_temporaries
 from ingest.lakefile import lake_owner
 from ingest.ledger import QUARANTINED, RECEIVED, FileRecord, Ledger
-from ingest.names import escape, shown, undecodable
+from ingest.names import escape, on_disk, shown, undecodable
 from ingest.quarantine import remove_stale_temporaries as remove_stale_error_temporaries
 
 log = logging.getLogger("dropscore.ingest")
@@ -95,11 +95,13 @@ def _as_stored(entry: Path) -> Path:
     """Rename a claim named after raw bytes (by an older release) to its text form, held.
 
     Such a claim never got a ledger row (its path could not be stored), so no row names the
-    old path. The lock stays on the file across the rename.
+    old path. The lock stays on the file across the rename. The text form is shortened as a new
+    claim's is (``names.on_disk``): each undecodable byte takes four characters, so a long raw
+    name could pass the filesystem's limit.
     """
     if not undecodable(entry.name):
         return entry
-    target = entry.with_name(escape(entry.name))
+    target = entry.with_name(on_disk(escape(entry.name)))
     os.link(entry, target)  # never over another file: FileExistsError instead
     entry.unlink()
     return target
