@@ -46,6 +46,8 @@ log = logging.getLogger("dropscore.ingest")
 
 ResumeClaim = Callable[[Path, str], FileRecord]  # called with the claim held
 
+DEFERRED = "disk_full"  # the error code of a ``received`` row a full disk left waiting
+
 
 def remove_temporaries(config: IngestConfig) -> None:
     """Delete half-written lake files and error records from a crashed writer."""
@@ -66,6 +68,23 @@ def resume_claims(config: IngestConfig, kind: str, resume: ResumeClaim) -> list[
         for entry in sorted(folder.iterdir()):
             done.extend(_resume_claim(entry, kind, resume))
         _remove_stale_claim_folder(folder)
+    return done
+
+
+def resume_deferred(ledger: Ledger, resume: ResumeClaim) -> list[FileRecord]:
+    """Hand each drop a full disk left waiting, in any process, to ``resume`` unless one holds it.
+
+    Its row is ``received`` with the ``disk_full`` error and its claim is in processing/; the
+    process that deferred it may have exited (``dropscore ingest``) or still run, so only a
+    claim whose ``flock`` is free is taken.
+    """
+    done = []
+    for record in ledger.list(state=RECEIVED, limit=None):
+        if (record.error or {}).get("code") != DEFERRED:
+            continue
+        claimed = ledger.resolve(record.processing_path)
+        if claimed is not None:
+            done.extend(_resume_claim(claimed, record.kind, resume))
     return done
 
 
