@@ -6,7 +6,22 @@ readers stay pure and their messages can be asserted exactly in tests.
 
 from __future__ import annotations
 
+import errno
 from typing import Any
+
+# Our own write failed for want of room: the disk (or quota, or file size limit) is full. Not
+# the file's fault: a drop waits and is taken again, an upload is answered 507.
+DISK_FULL = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT})
+
+
+def disk_full(exc: BaseException) -> bool:
+    """Tell whether a failure is the service's own write running out of room, not the file's."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in DISK_FULL:
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 class IngestError(Exception):

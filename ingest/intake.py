@@ -32,7 +32,6 @@ finds what a crash left; this module finishes it with the same steps a new drop 
 from __future__ import annotations
 
 import contextlib
-import errno
 import logging
 import os
 import time
@@ -60,6 +59,7 @@ from ingest.errors import (
     InternalIngestError,
     RetriesExhaustedError,
     TransientIngestError,
+    disk_full,
 )
 from ingest.formats import is_unfinished_name
 from ingest.lake import lake_files
@@ -98,18 +98,6 @@ _about_model = bound_to(_model_of)
 
 # Worth another attempt: the file vanished, is locked, or permission was denied for now.
 TRANSIENT = (TransientIngestError, FileNotFoundError, PermissionError, BlockingIOError)
-# Our own write failed for want of room: the disk (or quota, or file size limit) is full.
-DISK_FULL = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT})
-
-
-def disk_full(exc: BaseException) -> bool:
-    """Tell whether a failure is the service's own write running out of room, not the file's."""
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, OSError) and seen.errno in DISK_FULL:
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
 
 
 class Intake:

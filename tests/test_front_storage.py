@@ -109,3 +109,14 @@ def test_a_raw_upload_reaches_the_disk_once(tmp_path) -> None:
     assert response.status_code == 200, response.text[:300]
     # the upload once, its scored file, and a little for the logs and the database
     assert written < len(body) + len(response.content) + 0.25 * len(body), written
+
+
+def test_a_scored_output_the_disk_cannot_hold_is_507(tmp_path, registry, trained):
+    """The upload fits, its scored answer (the input and a prediction per row) does not."""
+    client = _app(tmp_path, registry)
+    body = HEADER + b"0,0,0,0,0,0,0,0,0,0\n" * 40_000  # 0.8 MB in, about twice that out
+    with file_size_limit(MB):
+        response = client.post("/score-file?format=csv", data=body, content_type="text/csv")
+    error = assert_error(response, 507, "insufficient_storage", "disk is full")
+    assert error["details"] == []
+    assert client.get("/health").status_code == 200

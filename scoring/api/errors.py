@@ -13,7 +13,8 @@ import logging
 from flask import Flask, Response, json, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
-from scoring.errors import DropscoreError, error_body
+from ingest.errors import disk_full
+from scoring.errors import DropscoreError, InsufficientStorage, error_body
 
 log = logging.getLogger("dropscore.api")
 
@@ -89,5 +90,12 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:
+        if disk_full(exc):  # anywhere a request writes (its scored output, say): a 507, not a 500
+            log.error("disk full", extra={"error": str(exc), "path": request.path})
+            full = InsufficientStorage(
+                "the server's disk is full, so the answer could not be written; retry later,"
+                " or send it to another replica"
+            )
+            return json_error(full.status, full.code, full.message)
         log.exception("unhandled error")
         return json_error(500, "internal_error", "the server failed; the error was logged")

@@ -9,7 +9,6 @@ body limits of ``scoring.api.limits`` still apply (the request's stream is the l
 
 from __future__ import annotations
 
-import errno
 import os
 import shutil
 from collections.abc import Iterator
@@ -20,7 +19,7 @@ from typing import IO
 from flask import Request
 from werkzeug.formparser import FormDataParser
 
-from ingest.errors import UnsupportedFormatError
+from ingest.errors import UnsupportedFormatError, disk_full
 from ingest.formats import ACCEPTED, file_suffix, format_for_content_type, format_for_name
 from scoring.errors import BadRequest, InsufficientStorage, UnsupportedMediaType
 
@@ -139,17 +138,13 @@ def _non_empty(path: Path) -> Path:
     return path
 
 
-# A full disk, a full quota, a file-size limit: the upload cannot be stored now, maybe later.
-STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
-
-
 @contextmanager
 def _disk_full_is_507() -> Iterator[None]:
     """Turn a full disk while the upload is written into a 507 the client can act on."""
     try:
         yield
     except OSError as exc:
-        if exc.errno not in STORAGE_ERRNOS:
+        if not disk_full(exc):
             raise
         raise InsufficientStorage(
             f"the server could not store the upload ({exc.strerror}); retry later, or send it"

@@ -6,8 +6,8 @@ session id, never the key, and a CSRF token; every POST made from a page must ec
 in the form field ``csrf_token`` or the ``X-CSRF-Token`` header. The session itself lives in
 ``state.db`` (``scoring.sessions``): logging out, revoking the key, or leaving the session idle
 or open too long ends it there, so a copy of the cookie kept after that opens nothing. The
-signing secret comes from ``[server] session_secret`` when set, else from
-``data_dir/session.secret``, generated once (mode 0600).
+signing secret is ``data_dir/session.secret``, generated once (mode 0600) and shared by every
+process on that data folder.
 """
 
 from __future__ import annotations
@@ -66,10 +66,7 @@ def store() -> SessionStore:
 
 
 def session_secret(settings: Settings) -> str:
-    """Return the configured secret, or the one stored in the data folder (made once)."""
-    configured = getattr(settings.server, "session_secret", "") or ""
-    if configured:
-        return configured
+    """Return the signing secret stored in the data folder (made once by the first process)."""
     return _stored_secret(settings.data_dir / SECRET_FILE)
 
 
