@@ -37,26 +37,32 @@ def marked(tmp_path: Path) -> Iterator[tuple[Path, Ledger, int, Watcher, Any]]:
     (inbox / "broken.csv").write_bytes(BROKEN)
     rejected = intake.take(inbox / "broken.csv", "score")
     assert rejected.state == "quarantined"
-    watcher = Watcher(ingest_config(settings), intake)
-    watcher.start()
+    watcher = Watcher(ingest_config(settings), intake)  # each test starts it
     try:
         client = create_app(settings, ledger=ledger).test_client()
         yield inbox, ledger, rejected.id, watcher, client
     finally:
-        watcher.stop(timeout=30)
+        if watcher.status()["threads"]:
+            watcher.stop(timeout=30)
 
 
-def test_a_retried_drop_gets_its_ready_marker_and_is_taken(marked: Any) -> None:
-    inbox, ledger, file_id, _watcher, client = marked
-    answer = client.post(f"/files/{file_id}/retry")
-    assert answer.status_code == 202, answer.get_data(as_text=True)
+def _taken(ledger: Ledger, file_id: int) -> Any:
+    """Wait until the drop the retry's copy became reached a terminal state; return it."""
 
     def copied() -> Any:
         record = ledger.get(file_id)
         again = record.retried_as and ledger.get(record.retried_as)
         return again and again.state in TERMINAL and again
 
-    again = wait_for(copied, timeout=60, what="the watcher to take the retry's copy")
+    return wait_for(copied, timeout=60, what="the watcher to take the retry's copy")
+
+
+def test_a_retried_drop_gets_its_ready_marker_and_is_taken(marked: Any) -> None:
+    inbox, ledger, file_id, watcher, client = marked
+    watcher.start()
+    answer = client.post(f"/files/{file_id}/retry")
+    assert answer.status_code == 202, answer.get_data(as_text=True)
+    again = _taken(ledger, file_id)
     assert again.state == "quarantined" and again.original_name == "broken.csv"
     assert ledger.get(file_id).state == "retried"
     assert wait_for(lambda: os.listdir(inbox) == [], timeout=30, what="an empty inbox")
@@ -65,3 +71,23 @@ def test_a_retried_drop_gets_its_ready_marker_and_is_taken(marked: Any) -> None:
     assert Path(f"{stored}.done").is_file()  # the marker followed its file
     # the drop was taken, so it cannot be retried a second time (and says so: a 409)
     assert client.post(f"/files/{file_id}/retry").status_code == 409
+
+
+def test_retrying_again_announces_a_copy_left_without_its_marker(marked: Any) -> None:
+    """An older release (or a crash after the copy landed) left the copy with no marker."""
+    inbox, ledger, file_id, watcher, client = marked
+    first = client.post(f"/files/{file_id}/retry")
+    assert first.status_code == 202, first.get_data(as_text=True)
+    queued = first.get_json()["queued_as"]
+    (inbox / f"{queued}.done").unlink()  # as the release before the fix left it
+    watcher.start()
+    scans = watcher.status()["scans"]
+    wait_for(lambda: watcher.status()["scans"] >= scans + 3, what="three rescans")
+    assert sorted(os.listdir(inbox)) == [queued]  # never taken without its marker
+    second = client.post(f"/files/{file_id}/retry")
+    assert second.status_code == 202, second.get_data(as_text=True)
+    assert second.get_json()["queued_as"] == queued  # the same copy, not a second one
+    again = _taken(ledger, file_id)
+    assert again.state == "quarantined"
+    assert wait_for(lambda: os.listdir(inbox) == [], timeout=30, what="an empty inbox")
+    assert len(ledger.list(limit=None)) == 2  # the drop and its one retry

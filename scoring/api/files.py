@@ -101,11 +101,17 @@ def requeue(ledger: Ledger, layout: DataLayout, file_id: int, marker: str | None
     quarantined is never refused as its own duplicate. The copy is written under a dotted name
     (which the watcher ignores) and renamed into place once the ledger agreed. With a ready
     marker on (``marker``; None reads the served settings' ``[ingest] ready_marker``), the copy's
-    empty ``<name><marker>`` is written after it, as a producer does, or the watcher never takes it.
+    empty ``<name><marker>`` is written after it, as a producer does, or the watcher never takes it;
+    a copy a crash (or an older release) left in the inbox without its marker gets it when the
+    drop is retried again (the same copy's name is returned: nothing is queued twice).
     """
     if marker is None:
         marker = services().settings.ingest.ready_marker
     record = _record(ledger, file_id)
+    unannounced = _unannounced_copy(layout, record, marker)
+    if unannounced is not None:  # a crash (or an older release) left the copy without it
+        marker_of(unannounced, marker).touch()
+        return str(record.queued_as)
     lost = _lost_copy(layout, record)
     if record.state != QUARANTINED and lost is None:
         raise _not_retryable(record)
@@ -144,6 +150,21 @@ def _announce(copy: Path, marker: str) -> None:
     except OSError:
         copy.unlink(missing_ok=True)
         raise
+
+
+def _unannounced_copy(layout: DataLayout, record: FileRecord, marker: str) -> Path | None:
+    """Return a retry's copy that waits in the inbox without its ready marker, if one does.
+
+    The watcher never takes it, so retrying again writes the marker instead of refusing.
+    """
+    if not marker or record.state != RETRIED or record.retried_as is not None:
+        return None
+    if record.queued_as is None:
+        return None
+    copy = layout.inbox(record.kind) / unescape(str(record.queued_as))
+    if not os.path.lexists(copy) or os.path.lexists(marker_of(copy, marker)):
+        return None
+    return copy
 
 
 def _lost_copy(layout: DataLayout, record: FileRecord) -> str | None:
