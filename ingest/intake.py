@@ -76,9 +76,11 @@ from ingest.ledger import (
 from ingest.logs import bound_to
 from ingest.quarantine import filed_name, refuse_link, too_large, write_error_record
 from ingest.recovery import (
+    DEFERRED,
     orphan_rows,
     remove_temporaries,
     resume_claims,
+    resume_deferred,
     unfinished_rejections,
     vanished,
 )
@@ -167,6 +169,12 @@ class Intake:
         if done:
             log.info("recovered", extra={"files": len(done)})
         return done
+
+    @_about_model
+    def resume_deferred(self) -> list[FileRecord]:
+        """Take again the drops a full disk left waiting, in any process, that none holds now."""
+        ensure_claim_dirs(self.config)
+        return resume_deferred(self.ledger, self._continue)
 
     @_about_model
     def bootstrap(self, path: Path | str | None) -> FileRecord | None:
@@ -334,7 +342,7 @@ class Intake:
         return self.ledger.defer(
             record.id,
             error={
-                "code": "disk_full",
+                "code": DEFERRED,
                 "message": (
                     f"dropscore could not write {record.original_name} to the lake: the disk "
                     f"is full ({exc}); the file waits in processing/ and is taken again once "

@@ -39,12 +39,14 @@ from ingest.errors import InternalIngestError
 from ingest.lake import remove_stale_temporaries
 from ingest.lakefile import lake_owner
 from ingest.ledger import QUARANTINED, RECEIVED, FileRecord, Ledger
-from ingest.names import escape, shown, undecodable
+from ingest.names import escape, on_disk, shown, undecodable
 from ingest.quarantine import remove_stale_temporaries as remove_stale_error_temporaries
 
 log = logging.getLogger("dropscore.ingest")
 
 ResumeClaim = Callable[[Path, str], FileRecord]  # called with the claim held
+
+DEFERRED = "disk_full"  # the error code of a ``received`` row a full disk left waiting
 
 
 def remove_temporaries(config: IngestConfig) -> None:
@@ -66,6 +68,23 @@ def resume_claims(config: IngestConfig, kind: str, resume: ResumeClaim) -> list[
         for entry in sorted(folder.iterdir()):
             done.extend(_resume_claim(entry, kind, resume))
         _remove_stale_claim_folder(folder)
+    return done
+
+
+def resume_deferred(ledger: Ledger, resume: ResumeClaim) -> list[FileRecord]:
+    """Hand each drop a full disk left waiting, in any process, to ``resume`` unless one holds it.
+
+    Its row is ``received`` with the ``disk_full`` error and its claim is in processing/; the
+    process that deferred it may have exited (``dropscore ingest``) or still run, so only a
+    claim whose ``flock`` is free is taken.
+    """
+    done = []
+    for record in ledger.list(state=RECEIVED, limit=None):
+        if (record.error or {}).get("code") != DEFERRED:
+            continue
+        claimed = ledger.resolve(record.processing_path)
+        if claimed is not None:
+            done.extend(_resume_claim(claimed, record.kind, resume))
     return done
 
 
@@ -95,11 +114,13 @@ def _as_stored(entry: Path) -> Path:
     """Rename a claim named after raw bytes (by an older release) to its text form, held.
 
     Such a claim never got a ledger row (its path could not be stored), so no row names the
-    old path. The lock stays on the file across the rename.
+    old path. The lock stays on the file across the rename. The text form is shortened as a new
+    claim's is (``names.on_disk``): each undecodable byte takes four characters, so a long raw
+    name could pass the filesystem's limit.
     """
     if not undecodable(entry.name):
         return entry
-    target = entry.with_name(escape(entry.name))
+    target = entry.with_name(on_disk(escape(entry.name)))
     os.link(entry, target)  # never over another file: FileExistsError instead
     entry.unlink()
     return target

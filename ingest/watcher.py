@@ -364,13 +364,19 @@ class Watcher:
                 self._in_flight = None
 
     def _retry_waiting(self) -> None:
-        """Take again, in this worker thread, the drops a full disk left in processing/."""
+        """Take again, in this worker thread, the drops a full disk left in processing/.
+
+        Its own (counted in ``waiting``) with a whole ``resume``; those another process left
+        (``dropscore ingest``, a stopped replica) from the ledger, when no live process holds them.
+        """
         for intake in self.intakes:
-            if intake.waiting:
-                try:
+            try:
+                if intake.waiting:
                     intake.resume()
-                except Exception:
-                    log.exception("retrying waiting drops failed; the next rescan tries again")
+                else:
+                    intake.resume_deferred()
+            except Exception:
+                log.exception("retrying waiting drops failed; the next rescan tries again")
 
     def _take(self, path: Path, kind: str, sig: Signature) -> None:
         """Take one stable file, unless it changed or vanished since it was judged stable."""

@@ -13,6 +13,7 @@ from flask import Blueprint, Response, jsonify, send_file
 
 from ingest.layout import DataLayout
 from ingest.ledger import QUARANTINED, RETRIED, STATES, FileRecord, IllegalTransition, Ledger
+from ingest.markers import marker_of
 from ingest.names import on_disk, unescape
 from scoring.api.context import services
 from scoring.api.openapi import (
@@ -89,7 +90,7 @@ def show_file(file_id: int) -> Response:
 # -- retry and downloads (the dashboard's Files page calls the same functions) -----------------
 
 
-def requeue(ledger: Ledger, layout: DataLayout, file_id: int) -> str:
+def requeue(ledger: Ledger, layout: DataLayout, file_id: int, marker: str | None = None) -> str:
     """Take a quarantined drop again: copy its original into its inbox; return the copy's name.
 
     The drop becomes ``retried`` (one guarded update, so of two retries at once exactly one
@@ -98,9 +99,19 @@ def requeue(ledger: Ledger, layout: DataLayout, file_id: int) -> str:
     taken as it is: worth it after a setting or the model changed, not when the file itself must
     be fixed. Dedupe only counts live drops (received, normalized, scored), so content that was
     quarantined is never refused as its own duplicate. The copy is written under a dotted name
-    (which the watcher ignores) and renamed into place once the ledger agreed.
+    (which the watcher ignores) and renamed into place once the ledger agreed. With a ready
+    marker on (``marker``; None reads the served settings' ``[ingest] ready_marker``), the copy's
+    empty ``<name><marker>`` is written after it, as a producer does, or the watcher never takes it;
+    a copy a crash (or an older release) left in the inbox without its marker gets it when the
+    drop is retried again (the same copy's name is returned: nothing is queued twice).
     """
+    if marker is None:
+        marker = services().settings.ingest.ready_marker
     record = _record(ledger, file_id)
+    unannounced = _unannounced_copy(layout, record, marker)
+    if unannounced is not None:  # a crash (or an older release) left the copy without it
+        marker_of(unannounced, marker).touch()
+        return str(record.queued_as)
     lost = _lost_copy(layout, record)
     if record.state != QUARANTINED and lost is None:
         raise _not_retryable(record)
@@ -119,12 +130,41 @@ def requeue(ledger: Ledger, layout: DataLayout, file_id: int) -> str:
             raise _not_retryable(_record(ledger, file_id)) from None
         try:
             os.replace(tmp, inbox / name)
+            if marker:
+                _announce(inbox / name, marker)
         except OSError:
             ledger.unmark_retried(file_id)
             raise
     finally:
         tmp.unlink(missing_ok=True)
     return str(retried.queued_as)
+
+
+def _announce(copy: Path, marker: str) -> None:
+    """Write the empty ready marker of a copy now in the inbox; without it, take the copy back.
+
+    Until its marker exists the watcher leaves the copy alone, so removing it is safe.
+    """
+    try:
+        marker_of(copy, marker).touch()
+    except OSError:
+        copy.unlink(missing_ok=True)
+        raise
+
+
+def _unannounced_copy(layout: DataLayout, record: FileRecord, marker: str) -> Path | None:
+    """Return a retry's copy that waits in the inbox without its ready marker, if one does.
+
+    The watcher never takes it, so retrying again writes the marker instead of refusing.
+    """
+    if not marker or record.state != RETRIED or record.retried_as is not None:
+        return None
+    if record.queued_as is None:
+        return None
+    copy = layout.inbox(record.kind) / unescape(str(record.queued_as))
+    if not os.path.lexists(copy) or os.path.lexists(marker_of(copy, marker)):
+        return None
+    return copy
 
 
 def _lost_copy(layout: DataLayout, record: FileRecord) -> str | None:

@@ -328,6 +328,12 @@ def score(ctx: Context, src: Path, dst: Path | None, fmt: str | None) -> None:
     click.echo(summary_line(summary, dst))
 
 
+DEFERRED_LINE = (
+    "the disk is full: the drop waits in processing/ and a running serve or worker takes it "
+    "once there is room"
+)
+
+
 @main.command("ingest")
 @click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("--kind", type=click.Choice(["train", "score"]), required=True)
@@ -335,17 +341,21 @@ def score(ctx: Context, src: Path, dst: Path | None, fmt: str | None) -> None:
 def ingest_cmd(ctx: Context, files: tuple[str, ...], kind: str) -> None:
     """Ingest files as if dropped (the originals stay where they are)."""
     from ingest.names import shown
+    from ingest.recovery import DEFERRED
     from scoring.service.runtime import open_intake
 
     _config, _ledger, intake = open_intake(ctx.settings)
     failed = 0
     for name in files:
         record = intake.take_copy(Path(name), kind)
-        detail = f"{record.rows} rows" if record.state == "normalized" else ""
+        state, detail = record.state, f"{record.rows} rows" if record.state == "normalized" else ""
         if record.state == "quarantined":
             failed += 1
             detail = (record.error or {}).get("message", "")
-        click.echo(f"{shown(name)}: #{record.id} {record.state} {detail}".rstrip())  # one line
+        elif (record.error or {}).get("code") == DEFERRED:  # still received: our disk is full
+            failed += 1
+            state, detail = "deferred", DEFERRED_LINE
+        click.echo(f"{shown(name)}: #{record.id} {state} {detail}".rstrip())  # one line
     if failed:
         sys.exit(1)
 

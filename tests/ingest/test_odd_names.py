@@ -200,3 +200,26 @@ def test_start_up_recovery_finishes_a_claim_of_a_long_name(
     assert _files_under(config.processing) == []
     archived = ledger.resolve(record.archive_path)
     assert archived is not None and archived.read_bytes() == GOOD
+
+
+def test_start_up_recovery_renames_a_long_raw_byte_claim_an_older_release_left(
+    config: IngestConfig, ledger: Ledger, intake: Intake, caplog
+) -> None:
+    """100 undecodable bytes escape to 400 characters: the renamed claim is shortened to fit."""
+    claim = config.processing / "score" / uuid.uuid4().hex
+    claim.mkdir(parents=True)
+    raw = b"\xff" * 100 + b".csv"
+    _drop(claim, raw, GOOD)
+    for restart in range(2):  # every restart used to fail the rename (name too long)
+        with caplog.at_level(logging.INFO, logger="dropscore.ingest"):
+            done = intake.resume()
+        assert "could not recover" not in caplog.text
+        assert len(done) == (1 - restart)
+    [record] = ledger.list()
+    assert record.state == NORMALIZED
+    assert record.original_name.startswith("\\xff" * 30) and record.original_name.endswith(".csv")
+    assert len(record.original_name.encode()) <= 180
+    assert _files_under(config.processing) == []
+    assert _files_under(config.inbox("score")) == []
+    archived = ledger.resolve(record.archive_path)
+    assert archived is not None and archived.read_bytes() == GOOD
