@@ -10,7 +10,6 @@ of ``/v2/.../infer``, and checks the answer never holds the name; a plain unknow
 from __future__ import annotations
 
 import csv
-import html
 import io
 from collections.abc import Callable, Iterator
 
@@ -25,6 +24,7 @@ from scoring.lifecycle.schema import normalize_name
 from scoring.value_kinds import name_shown
 from tests._server import serving
 from tests.conftest import make_settings, register_trained
+from tests.test_no_echo import answer_text
 
 FEATURES = ["age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6"]
 ROW = dict.fromkeys(FEATURES, 0.01)
@@ -107,16 +107,6 @@ SENDERS: dict[str, Send] = {
     "/v2 infer BOOL input": _infer_bool,
     "/v2 infer input with text data": _infer_text_data,
 }
-
-
-def answer_text(response: requests.Response) -> str:
-    """Everything a client reads: the body, decoded (JSON escapes, HTML entities), and headers."""
-    text = response.text
-    try:
-        text += " " + str(response.json())
-    except ValueError:
-        text += " " + html.unescape(text)
-    return text + " " + str(dict(response.headers))
 
 
 def _unknown(name: str) -> bool:

@@ -70,16 +70,21 @@ print(json.dumps({"body": len(body), "status": response.status_code,
 """
 
 
-def test_a_small_body_of_one_repeated_text_is_refused_without_decoding_it(tmp_path):
+def run_child(script: str, folder: Path) -> dict:
+    """Run a measuring script in a fresh process (its own peak memory); return its JSON line."""
     done = subprocess.run(
-        [sys.executable, "-c", CHILD, str(tmp_path)],
+        [sys.executable, "-c", script, str(folder)],
         cwd=ROOT,
         capture_output=True,
         text=True,
         check=False,
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_a_small_body_of_one_repeated_text_is_refused_without_decoding_it(tmp_path):
+    result = run_child(CHILD, tmp_path)
     assert result["body"] < 10_000  # a few KB on the wire
     assert result["status"] == 413, result["json"]
     assert "max_json_mb" in result["json"]["message"]
@@ -193,15 +198,7 @@ print(json.dumps({"rows": rows, "growth_mb": (after - before) / 1024}))
 
 def test_reading_a_parquet_file_of_repeated_text_decodes_a_slice_at_a_time(tmp_path):
     """200 MB of text in a few KB, with no cap: the reader's peak stays far below it."""
-    done = subprocess.run(
-        [sys.executable, "-c", READER, str(tmp_path)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result = run_child(READER, tmp_path)
     assert result["rows"] == 20_000
     assert result["growth_mb"] < 150, result
 
@@ -224,14 +221,6 @@ print(json.dumps({"rows": rows, "text": str(schema.field("note").type),
 
 def test_scoring_a_lake_file_of_repeated_text_reads_a_slice_at_a_time(tmp_path):
     """The sweep scores a drop from its lake file; that read is bounded the same way."""
-    done = subprocess.run(
-        [sys.executable, "-c", LAKE, str(tmp_path)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result = run_child(LAKE, tmp_path)
     assert result["rows"] == 20_000 and result["text"] == "string"
     assert result["growth_mb"] < 150, result
