@@ -172,8 +172,11 @@ class Intake:
 
     @_about_model
     def resume_deferred(self) -> list[FileRecord]:
-        """Take again the drops a full disk left waiting, in any process, that none holds now."""
-        ensure_claim_dirs(self.config)
+        """Take again the drops a full disk left waiting, in any process, that none holds now.
+
+        It runs on every rescan, so it creates no folder: recreating a deleted inbox here would
+        hide the deletion from the observer, which must be restarted on the new folder.
+        """
         return resume_deferred(self.ledger, self._continue)
 
     @_about_model

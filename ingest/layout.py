@@ -109,6 +109,11 @@ class DataLayout:
         return self.base / "processing"
 
     @property
+    def retry_lock(self) -> Path:
+        """The lock that lets one retry of this model's drops run at a time, across processes."""
+        return self.processing / ".retry.lock"
+
+    @property
     def archive(self) -> Path:
         """Every original after it was ingested, kept untouched."""
         return self.base / "archive"

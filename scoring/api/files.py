@@ -11,6 +11,7 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, send_file
 
+from ingest.claims import folder_lock
 from ingest.layout import DataLayout
 from ingest.ledger import QUARANTINED, RETRIED, STATES, FileRecord, IllegalTransition, Ledger
 from ingest.markers import marker_of
@@ -107,6 +108,15 @@ def requeue(ledger: Ledger, layout: DataLayout, file_id: int, marker: str | None
     """
     if marker is None:
         marker = services().settings.ingest.ready_marker
+    # one retry at a time: another's copy is briefly neither in the inbox nor renamed into it,
+    # and must not be taken for a copy a crash lost (a lock, so a killed process frees it)
+    layout.processing.mkdir(parents=True, exist_ok=True)
+    with folder_lock(layout.retry_lock):
+        return _requeue(ledger, layout, file_id, marker)
+
+
+def _requeue(ledger: Ledger, layout: DataLayout, file_id: int, marker: str) -> str:
+    """Do ``requeue``'s work while holding the retry lock."""
     record = _record(ledger, file_id)
     unannounced = _unannounced_copy(layout, record, marker)
     if unannounced is not None:  # a crash (or an older release) left the copy without it
