@@ -9,14 +9,11 @@ The dashboard's pages (not API operations) keep their own parameters.
 
 from __future__ import annotations
 
-import re
-
 from flask import Flask, current_app, request
 
 from scoring.api.openapi import Operation
 from scoring.errors import ValidationFailed
-
-_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,39}")
+from scoring.value_kinds import name_shown
 
 
 def declared_query(note: Operation) -> list[str]:
@@ -39,17 +36,13 @@ def register_query_check(app: Flask) -> None:
         unknown = [name for name in request.args if name not in allowed]
         if unknown:
             takes = f"it takes {', '.join(allowed)}" if allowed else "it takes none"
-            named = [_shown(n) for n in unknown[:5]]
+            named = [name_shown(n) for n in unknown[:5]]
             raise ValidationFailed(
                 f"this endpoint does not take the query parameter"
                 f"{'s' if len(unknown) > 1 else ''} {', '.join(named)}; {takes}",
-                [{"field": _shown(n), "problem": "unknown query parameter"} for n in unknown[:20]],
+                [
+                    {"field": name_shown(n), "problem": "unknown query parameter"}
+                    for n in unknown[:20]
+                ],
             )
 
-
-def _shown(name: str) -> str:
-    """Name a parameter when it is a plain identifier (``verison``); describe anything else,
-    so no client text beyond a name-shaped word is repeated (markup, long strings)."""
-    if _IDENTIFIER.fullmatch(name):
-        return name
-    return "(a name that is not a plain identifier)"
