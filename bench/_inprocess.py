@@ -45,9 +45,9 @@ def in_process(env: dict[str, str], model_path: Path, version: str, budget: floa
 
     from bench.predict_baseline import make_app
     from scoring.api.app import create_app
+    from scoring.inference.rows import positional_to_array
     from scoring.lifecycle.predictor import LoadedModel
     from scoring.lifecycle.registry import Registry, load_trusted
-    from scoring.lifecycle.rows import positional_to_array
     from scoring.settings import load_settings
 
     settings = load_settings(env=env)

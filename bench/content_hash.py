@@ -3,10 +3,10 @@
 Run: ``python -m bench.content_hash [--rows N] [--pairs N]``. It writes the CSV of
 ``bench/ingest.py`` (ten numeric columns, one text, one date), then alternates the two paths on
 it in this process — (a) baseline: ``open_table`` → ``normalize_file`` → ``write_parquet_atomic``;
-(b) hashed: the same batches passed through ``ingest.content.hashed`` on their way to the writer,
-as ``ingest/lakefile.py`` does — and prints each pair's times and the median ratio. Also the
-hash alone, over the normalized batches already in memory. Not a test: shared machines drift,
-which is why the two paths alternate in one run.
+(b) hashed: the same batches passed through ``ingest.lake.content.hashed`` on their way to the
+writer, as ``ingest/lake/lakefile.py`` does — and prints each pair's times and the median ratio.
+Also the hash alone, over the normalized batches already in memory. Not a test: shared machines
+drift, which is why the two paths alternate in one run.
 """
 
 from __future__ import annotations
@@ -22,11 +22,11 @@ from bench.ingest import generate_csv
 
 def lake_write(src: Path, dest: Path, hashed: bool) -> tuple[int, float]:
     """Write src's lake file (optionally hashing on the way); return rows and seconds."""
-    from ingest.config import ReadOptions
-    from ingest.content import ContentHash
-    from ingest.content import hashed as hashing
-    from ingest.lake import write_parquet_atomic
-    from ingest.normalize import normalize_file
+    from ingest.base.config import ReadOptions
+    from ingest.lake.content import ContentHash
+    from ingest.lake.content import hashed as hashing
+    from ingest.lake.store import write_parquet_atomic
+    from ingest.pipeline.normalize import normalize_file
     from ingest.readers import open_table
 
     dest.unlink(missing_ok=True)
@@ -41,7 +41,7 @@ def hash_only(src: Path) -> tuple[int, float]:
     """Time the hash alone over the file's normalized batches, read into memory first."""
     import pyarrow.parquet as pq
 
-    from ingest.content import ContentHash
+    from ingest.lake.content import ContentHash
 
     batches = pq.ParquetFile(src).iter_batches(batch_size=65_536)
     loaded = list(batches)

@@ -64,9 +64,9 @@ def run_baseline(src: Path, dest: Path) -> int:
 
 def run_dropscore(src: Path, dest: Path, batch_rows: int) -> int:
     """Run the same file through dropscore's reader, normalizer and atomic lake writer."""
-    from ingest.config import ReadOptions
-    from ingest.lake import write_parquet_atomic
-    from ingest.normalize import normalize_file
+    from ingest.base.config import ReadOptions
+    from ingest.lake.store import write_parquet_atomic
+    from ingest.pipeline.normalize import normalize_file
     from ingest.readers import open_table
 
     raw = open_table(src, ReadOptions(batch_rows=batch_rows))

@@ -22,13 +22,12 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ingest import lakefile
-from ingest.config import IngestConfig
-from ingest.intake import Intake
-from ingest.lake import lake_files, unify_schemas
-from ingest.layout import DataLayout
-from ingest.ledger import FileRecord, Ledger
-from ingest.watcher import Watcher
+from ingest.base.config import IngestConfig
+from ingest.base.layout import DataLayout
+from ingest.lake.store import lake_files, lakefile, unify_schemas
+from ingest.pipeline.intake import Intake
+from ingest.pipeline.watcher import Watcher
+from ingest.state.ledger import FileRecord, Ledger
 
 
 def _csv(i: int, rows: int = 20) -> str:

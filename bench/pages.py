@@ -27,7 +27,7 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from ingest.ledger import Ledger  # noqa: E402
+from ingest.state.ledger import Ledger  # noqa: E402
 from scoring.api.app import create_app  # noqa: E402
 from scoring.lifecycle.registry import Registry  # noqa: E402
 from scoring.lifecycle.runs import RunStore  # noqa: E402

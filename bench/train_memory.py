@@ -32,7 +32,7 @@ import psutil
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ingest.lake import read_lake
+from ingest.lake.store import read_lake
 from scoring.lifecycle.registry import Registry
 from scoring.lifecycle.runner import run_retrain
 from scoring.settings import load_settings

@@ -13,12 +13,12 @@ import sys
 import threading
 from pathlib import Path
 
-from ingest.config import IngestConfig
-from ingest.intake import Intake
-from ingest.layout import DataLayout
-from ingest.ledger import Ledger
-from ingest.logs import BoundFields, JsonFormatter
-from ingest.watcher import Watcher
+from ingest.base.config import IngestConfig
+from ingest.base.layout import DataLayout
+from ingest.base.logs import BoundFields, JsonFormatter
+from ingest.pipeline.intake import Intake
+from ingest.pipeline.watcher import Watcher
+from ingest.state.ledger import Ledger
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -7,7 +7,7 @@ importing APScheduler. The model ``default`` keeps the plain ids it had before s
 
 from __future__ import annotations
 
-from ingest.layout import DEFAULT_MODEL
+from ingest.base.layout import DEFAULT_MODEL
 
 RETRAIN = "retrain"
 SWEEP = "score_sweep"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 
-from ingest.layout import DEFAULT_MODEL
+from ingest.base.layout import DEFAULT_MODEL
 from scoring.bulk.drops import standalone_sweep
 from scoring.lifecycle.registry import Registry
 from scoring.lifecycle.runner import record_skipped, run_retrain

@@ -42,8 +42,8 @@ from apscheduler.triggers.interval import IntervalTrigger
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from sqlalchemy import Engine, create_engine, event, select
 
-from ingest.layout import DEFAULT_MODEL
-from ingest.sqlite import BUSY_TIMEOUT_SECONDS, apply_pragmas
+from ingest.base.layout import DEFAULT_MODEL
+from ingest.state.sqlite import BUSY_TIMEOUT_SECONDS, apply_pragmas
 from schedules.ids import JOB_KINDS, RETRAIN, SWEEP, is_ours, job_id, job_kind, job_model
 from scoring.lifecycle.runner import record_skipped
 from scoring.lifecycle.runs import RunRecord, RunStore

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ingest.sqlite import Tables
+from ingest.state.sqlite import Tables
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS audit (

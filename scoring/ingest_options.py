@@ -7,7 +7,7 @@ the API and the CLI alike.
 
 from __future__ import annotations
 
-from ingest.config import IngestConfig, ReadOptions
+from ingest.base.config import IngestConfig, ReadOptions
 from scoring.settings import Settings
 
 

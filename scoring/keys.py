@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ingest.sqlite import Tables, transaction
+from ingest.state.sqlite import Tables, transaction
 from scoring.audit import now
 from scoring.errors import Conflict, NotFound, ValidationFailed
 from scoring.sessions import SCHEMA as SESSIONS_SCHEMA

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ingest.sqlite import Tables, connect
+from ingest.state.sqlite import Tables, connect
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS sessions (

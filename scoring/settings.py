@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ingest.config import MARKERS, ReadOptions
-from ingest.layout import DEFAULT_MODEL, DataLayout, model_name_problem
+from ingest.base.config import MARKERS, ReadOptions
+from ingest.base.layout import DEFAULT_MODEL, DataLayout, model_name_problem
 from scoring.api.proxies import network_problem
 from scoring.keys import MIN_KEY_LENGTH
 from scoring.lifecycle.estimators import check_estimator_name, check_estimator_params

@@ -112,7 +112,7 @@ def pytest_terminal_summary(terminalreporter) -> None:
 @pytest.fixture
 def schedules():
     """Start real Schedules (APScheduler on the data folder's state.db); always stop them."""
-    from ingest.ledger import Ledger
+    from ingest.state.ledger import Ledger
     from schedules.scheduler import Schedule
 
     started: list[Schedule] = []

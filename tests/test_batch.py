@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
-from ingest.config import ReadOptions
+from ingest.base.config import ReadOptions
 from scoring.bulk.batch import MissingFeatures, output_name, score_path
 from scoring.lifecycle.champion import load_version
 
@@ -325,7 +325,7 @@ def test_cli_scores_json_to_the_same_json_layout(
 def test_json_outputs_are_strict_and_streamed_batch_by_batch(tmp_path, fmt):
     import pyarrow as pa
 
-    from ingest.formats import output_spec
+    from ingest.base.formats import output_spec
 
     write = output_spec(fmt).write_function()
     batches = [

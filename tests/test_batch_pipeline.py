@@ -11,9 +11,9 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
-import ingest.writers
-from ingest.config import ReadOptions
-from ingest.errors import IngestError, MalformedFileError, RaggedRowsError
+import ingest.base.writers
+from ingest.base.config import ReadOptions
+from ingest.base.errors import IngestError, MalformedFileError, RaggedRowsError
 from ingest.readers.csv_chunks import parallel_batches
 from scoring.bulk.batch import TooManyRows, score_path
 from scoring.bulk.pipeline import Stage, close_stages
@@ -79,7 +79,7 @@ def test_a_reader_error_mid_file_ends_the_run_with_it(tmp_path, model, frame):
 def test_a_writer_error_mid_file_ends_the_run_with_it(tmp_path, model, frame, monkeypatch):
     src = tmp_path / "in.csv"
     frame.to_csv(src, index=False)
-    real = ingest.writers.write_csv
+    real = ingest.base.writers.write_csv
 
     def fails_on_the_third_batch(batches, path):
         def three():
@@ -90,7 +90,7 @@ def test_a_writer_error_mid_file_ends_the_run_with_it(tmp_path, model, frame, mo
 
         return real(three(), path)
 
-    monkeypatch.setattr(ingest.writers, "write_csv", fails_on_the_third_batch)
+    monkeypatch.setattr(ingest.base.writers, "write_csv", fails_on_the_third_batch)
     before = _threads()
     with pytest.raises(OSError, match="disk full"):
         score_path(src, tmp_path / "out.csv", model, read=BATCHES, fmt="csv")
@@ -114,7 +114,7 @@ def test_a_word_in_a_typed_numeric_column_fails_only_its_row(tmp_path, model, fr
     """Row 2 is in the first block, row 1700 in a later chunk: either way only that row fails.
 
     The column is parsed as float64; the value that does not parse turns the column to text
-    from its chunk on (the rest of the file), where ``ingest.normalize`` types it again.
+    from its chunk on (the rest of the file), where ``ingest.pipeline.normalize`` types it again.
     """
     frame = frame.astype({"BMI": object})
     frame.loc[row, "BMI"] = "tall"

@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
-from ingest.formats import Format
+from ingest.base.formats import Format
 from scoring.service.cli import main
 from scoring.service.outputs import OutputChoiceError, output_format, output_suffixes
 

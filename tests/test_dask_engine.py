@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
-from ingest.config import ReadOptions
+from ingest.base.config import ReadOptions
 from scoring.bulk.batch import MissingFeatures, TooManyRows, score_lake_file, score_path
 from scoring.bulk.engines import DaskEngine, LocalEngine, close_clients, engine_for, require_dask
 from scoring.lifecycle.champion import load_version

@@ -9,7 +9,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from ingest.ledger import Ledger
+from ingest.state.ledger import Ledger
 from scoring.bulk.drops import on_arrival, sweep
 from scoring.ingest_options import ingest_config
 from scoring.lifecycle.champion import ChampionHolder
@@ -38,7 +38,7 @@ def drop_file(settings, name: str, frame: pd.DataFrame) -> None:
 
 
 def test_drop_scored_on_arrival_through_the_real_watcher(settings, registry, trained, score_frame):
-    from ingest.watcher import Watcher
+    from ingest.pipeline.watcher import Watcher
 
     config, ledger, intake = open_intake(settings)
     champion = ChampionHolder(registry)

@@ -134,7 +134,7 @@ def test_bulk_scoring_a_numeric_file_imports_neither_pandas_nor_scikit_learn(
         f"""
         import sys
         from pathlib import Path
-        from ingest.config import ReadOptions
+        from ingest.base.config import ReadOptions
         from scoring.bulk.batch import score_path
         from scoring.lifecycle.champion import load_version
         from scoring.lifecycle.registry import Registry

@@ -129,7 +129,7 @@ def path_between(graph: Graph, start: str, goal: str) -> list[str] | None:
 def test_the_graph_sees_the_project():
     top, local = import_graphs()
     assert "scoring.settings" in top["scoring.lifecycle.runner"]
-    assert "ingest.config" in top
+    assert "ingest.base.config" in top
     assert any(local.values()), "function-level imports were not found"
 
 
@@ -179,13 +179,13 @@ def test_find_cycle(graph: Graph, cycle: list[str] | None):
 def test_imports_under_type_checking_and_in_functions_are_told_apart():
     source = (
         "from typing import TYPE_CHECKING\n"
-        "import ingest.config\n"
-        "if TYPE_CHECKING:\n    import ingest.ledger\n"
-        "def f():\n    from ingest import lake\n"
+        "import ingest.base.config\n"
+        "if TYPE_CHECKING:\n    import ingest.state.ledger\n"
+        "def f():\n    from ingest.lake.store import store as lake\n"
     )
     found = [(ast.unparse(node), in_function) for node, in_function in _imports(ast.parse(source))]
     assert found == [
         ("from typing import TYPE_CHECKING", False),
-        ("import ingest.config", False),
-        ("from ingest import lake", True),
+        ("import ingest.base.config", False),
+        ("from ingest.lake.store import store as lake", True),
     ]

@@ -19,15 +19,15 @@ from scoring.errors import BadRequest, NotFound, ValidationFailed
 from scoring.inference.body import parse_json
 from scoring.inference.core import NON_FINITE, model_for, predict_many, predict_one
 from scoring.inference.payloads import csv_rows, mlflow_rows, predict_rows
-from scoring.inference.tensors import read_request, tensors_to_matrix
-from scoring.lifecycle.champion import ChampionHolder, load_version
-from scoring.lifecycle.predictor import LoadedModel
-from scoring.lifecycle.rows import (
+from scoring.inference.rows import (
     MAX_DETAILS,
     columns_to_matrix,
     positional_to_matrix,
     records_to_matrix,
 )
+from scoring.inference.tensors import read_request, tensors_to_matrix
+from scoring.lifecycle.champion import ChampionHolder, load_version
+from scoring.lifecycle.predictor import LoadedModel
 from scoring.lifecycle.schema import Feature, FeatureSchema
 from scoring.lifecycle.training import train
 from scoring.lifecycle.versions import VersionCache

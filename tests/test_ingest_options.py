@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ingest.layout import DataLayout
+from ingest.base.layout import DataLayout
 from scoring.ingest_options import ingest_config, read_options
 
 from .conftest import make_settings

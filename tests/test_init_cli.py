@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ingest.layout import MODEL_NAME
+from ingest.base.layout import MODEL_NAME
 from scoring.service.cli import main
 from scoring.service.model_section import (
     append_section,

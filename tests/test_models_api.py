@@ -333,7 +333,7 @@ def test_train_one_model_answers_where_its_run_is(client, three):
 
 def test_a_drop_into_one_inbox_never_reaches_another_model(client, three):
     """The real watcher over every model's inboxes routes a drop to its own model only."""
-    from ingest.watcher import Watcher
+    from ingest.pipeline.watcher import Watcher
 
     opened = [open_intake(view) for view in three.settings.each_model()]
     config = opened[0][0]

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hyp_settings
 from hypothesis import strategies as st
 
-from ingest.layout import DEFAULT_MODEL, RESERVED_NAMES
+from ingest.base.layout import DEFAULT_MODEL, RESERVED_NAMES
 from scoring.settings import SettingsError, load_settings
 
 from .conftest import ROOT
@@ -306,7 +306,7 @@ def test_invalid_names_are_refused_in_one_line(name):
 
 @pytest.mark.parametrize("name", ["abc\n", "Abc", "1abc", "a/b", ""])
 def test_the_layout_refuses_a_name_that_is_not_one_plain_segment(tmp_path, name):
-    from ingest.layout import DataLayout
+    from ingest.base.layout import DataLayout
 
     with pytest.raises(ValueError, match="model name"):
         DataLayout(tmp_path, name)

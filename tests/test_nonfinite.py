@@ -16,8 +16,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from ingest.config import ReadOptions
-from ingest.lake import lake_files, lake_schema
+from ingest.base.config import ReadOptions
+from ingest.lake.store import lake_files, lake_schema
 from scoring.bulk.batch import score_path
 from scoring.lifecycle.champion import load_version
 from scoring.lifecycle.registry import Registry

@@ -15,7 +15,7 @@ import pytest
 from markupsafe import escape
 from sklearn.datasets import load_iris
 
-from ingest.ledger import Ledger
+from ingest.state.ledger import Ledger
 from scoring.api.app import create_app
 from scoring.api.pages import data, plots, svg
 from scoring.api.pages.session import SECRET_FILE, session_secret

@@ -149,10 +149,10 @@ def amplifying_file(path: Path, rows: int, width: int) -> Path:
 
 
 def test_a_dropped_parquet_file_decoding_past_max_file_mb_is_quarantined(tmp_path):
-    from ingest.config import IngestConfig
-    from ingest.intake import Intake
-    from ingest.layout import DataLayout
-    from ingest.ledger import QUARANTINED, Ledger
+    from ingest.base.config import IngestConfig
+    from ingest.base.layout import DataLayout
+    from ingest.pipeline.intake import Intake
+    from ingest.state.ledger import QUARANTINED, Ledger
 
     config = IngestConfig(DataLayout(tmp_path / "data"), max_file_mb=1.0)
     config.make_dirs()
@@ -182,7 +182,7 @@ def test_score_file_answers_413_for_a_parquet_upload_decoding_past_max_file_mb(t
 READER = """
 import json, resource, sys
 from pathlib import Path
-from ingest.config import ReadOptions
+from ingest.base.config import ReadOptions
 from ingest.readers import open_table
 from tests.test_parquet_bodies import amplifying_file
 

@@ -1,8 +1,8 @@
 """What ``dropscore init`` proposes, from real sample files read by the ingest readers.
 
 Each case writes a real file (CSV, an .xlsx built by openpyxl, JSON, Parquet), reads it with
-``ingest.sample.read_sample`` and checks the proposal: the id columns, the task and the sentence
-that says how it was decided, the features and what was left out and why.
+``ingest.pipeline.sample.read_sample`` and checks the proposal: the id columns, the task and the
+sentence that says how it was decided, the features and what was left out and why.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ingest.config import ReadOptions
-from ingest.sample import read_sample
+from ingest.base.config import ReadOptions
+from ingest.pipeline.sample import read_sample
 from scoring.lifecycle.proposal import (
     Choices,
     ProposalError,

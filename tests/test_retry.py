@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 import requests
 
-from ingest.ledger import Ledger
-from ingest.names import unescape
+from ingest.base.names import unescape
+from ingest.state.ledger import Ledger
 from scoring.api.app import create_app
 from scoring.service.runtime import open_intake
 from tests._server import serving

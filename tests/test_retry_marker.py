@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from ingest.ledger import Ledger
-from ingest.watcher import Watcher
+from ingest.pipeline.watcher import Watcher
+from ingest.state.ledger import Ledger
 from scoring.api.app import create_app
 from scoring.ingest_options import ingest_config
 from scoring.service.runtime import open_intake

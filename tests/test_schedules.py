@@ -15,7 +15,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 from prometheus_client import CollectorRegistry, generate_latest
 
-from ingest.sqlite import connect
+from ingest.state.sqlite import connect
 from schedules.scheduler import (
     RETRAIN,
     RETRAIN_GRACE_SECONDS,
@@ -87,7 +87,7 @@ def take_sample(settings: Settings) -> None:
 
 
 def test_the_job_store_opens_state_db_like_every_other_store(write_settings):
-    """The scheduler's SQLAlchemy connections carry the same PRAGMAs as ingest.sqlite.connect."""
+    """The scheduler's SQLAlchemy connections carry the PRAGMAs of ingest.state.sqlite.connect."""
     settings = write_settings()
     engine = job_store(settings).engine
     try:

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from scoring.errors import ValidationFailed
-from scoring.lifecycle.rows import positional_to_array, record_to_array
+from scoring.inference.rows import positional_to_array, record_to_array
 from scoring.lifecycle.schema import Feature, FeatureSchema, frame_to_array, infer_schema
 
 NUMERIC = FeatureSchema(

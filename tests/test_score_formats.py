@@ -1,4 +1,4 @@
-"""/score-file reads its formats from the one table in ingest.formats: names, types, messages."""
+"""/score-file reads its formats from the one table in ingest.base.formats: names, types, text."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import io
 
 import pytest
 
-from ingest.formats import FORMATS, OUTPUT_FORMATS, Format, output_spec, spec_for
+from ingest.base.formats import FORMATS, OUTPUT_FORMATS, Format, output_spec, spec_for
 
 from .conftest import assert_error
 

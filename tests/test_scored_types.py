@@ -18,7 +18,7 @@ import pytest
 import requests
 from click.testing import CliRunner
 
-from ingest.config import ReadOptions
+from ingest.base.config import ReadOptions
 from scoring.api.app import create_app
 from scoring.bulk.batch import score_path
 from scoring.bulk.drops import on_arrival
@@ -168,7 +168,7 @@ def test_a_fraction_after_whole_numbers_widens_without_losing_a_value(tmp_path, 
 
 
 def test_inbox_drop_comes_back_in_the_outbox_with_its_types(settings, registry, version):
-    from ingest.watcher import Watcher
+    from ingest.pipeline.watcher import Watcher
 
     config, ledger, intake = open_intake(settings)
     champion = ChampionHolder(registry)

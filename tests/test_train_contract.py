@@ -14,8 +14,8 @@ import pyarrow.parquet as pq
 import pytest
 import requests
 
-from ingest.intake import Intake
-from ingest.ledger import Ledger
+from ingest.pipeline.intake import Intake
+from ingest.state.ledger import Ledger
 from scoring.api.app import create_app
 from scoring.lifecycle.promotion import decide
 from scoring.lifecycle.registry import Registry

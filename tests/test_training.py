@@ -8,10 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from scoring.inference.rows import record_to_array
 from scoring.lifecycle.estimators import ESTIMATORS
 from scoring.lifecycle.predictor import LoadedModel
 from scoring.lifecycle.promotion import decide
-from scoring.lifecycle.rows import record_to_array
 
 from .conftest import make_settings
 

@@ -9,8 +9,8 @@ for zip-based workbooks, ``check_zip`` bounds the *uncompressed* size before any
 inflated).
 
 Values are left as the file gives them (pyarrow's inferred types for CSV, Python's for JSON and
-workbooks); ``ingest.normalize`` decides the lake types. One module per format family; which
-reader serves which format is the table in ``ingest.formats``.
+workbooks); ``ingest.pipeline.normalize`` decides the lake types. One module per format family;
+which reader serves which format is the table in ``ingest.base.formats``.
 """
 
 from ingest.readers.common import RawTable

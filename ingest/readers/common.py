@@ -13,9 +13,9 @@ from typing import Any
 
 import pyarrow as pa
 
-from ingest.config import ReadOptions
-from ingest.errors import FileTooLargeError, NoRowsError, TooManyColumnsError
-from ingest.formats import Format
+from ingest.base.config import ReadOptions
+from ingest.base.errors import FileTooLargeError, NoRowsError, TooManyColumnsError
+from ingest.base.formats import Format
 
 # Failures that are not the file's fault: never turned into an IngestError.
 NOT_OURS = (KeyboardInterrupt, SystemExit, GeneratorExit, MemoryError)

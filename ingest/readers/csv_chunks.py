@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from ingest.errors import IngestError
+from ingest.base.errors import IngestError
 
 CHUNK_BYTES = 4 << 20  # bytes parsed at once: 4 x 1 MiB blocks for the thread pool
 BLOCK_BYTES = 1 << 20

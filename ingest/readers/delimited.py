@@ -4,8 +4,9 @@ Encoding, delimiter and decimal mark are sniffed from the first megabyte; pyarro
 reader then yields batches, and a later block that breaks a type inferred from the first is
 re-read with that column pinned to text. A caller that knows some columns' types
 (``ReadOptions.column_types``) has them parsed as such, with no inference; a value that does not
-parse sends that column down the same road (text from then on, typed by ``ingest.normalize``).
-Such typed reads of UTF-8 text are parsed on every core (``ingest.readers.csv_chunks``).
+parse sends that column down the same road (text from then on, typed by
+``ingest.pipeline.normalize``). Such typed reads of UTF-8 text are parsed on every core
+(``ingest.readers.csv_chunks``).
 """
 
 from __future__ import annotations
@@ -24,9 +25,9 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from ingest.config import ReadOptions
-from ingest.errors import EmptyFileError, IngestError, MalformedFileError, RaggedRowsError
-from ingest.formats import Format
+from ingest.base.config import ReadOptions
+from ingest.base.errors import EmptyFileError, IngestError, MalformedFileError, RaggedRowsError
+from ingest.base.formats import Format
 from ingest.readers.common import (
     RawTable,
     check_width,
@@ -289,7 +290,7 @@ def _stream_csv(plan: _CsvPlan, reader: pacsv.CSVStreamingReader) -> Iterator[pa
     pyarrow infers each column's type from the first block only. When a later block does not
     fit (``1.5`` after whole numbers, text after an empty column), the file is read again from
     the start with that column pinned to string and every other column pinned to its type,
-    skipping the rows already handed out. ``ingest.normalize`` then widens the column.
+    skipping the rows already handed out. ``ingest.pipeline.normalize`` then widens the column.
     """
     schema = reader.schema
     emitted = 0

@@ -11,9 +11,9 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from ingest.config import ReadOptions
-from ingest.errors import EmptyFileError, MalformedFileError, RaggedRowsError
-from ingest.formats import Format
+from ingest.base.config import ReadOptions
+from ingest.base.errors import EmptyFileError, MalformedFileError, RaggedRowsError
+from ingest.base.formats import Format
 from ingest.readers.common import (
     RawTable,
     as_text,

@@ -16,9 +16,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from ingest.config import ReadOptions
-from ingest.errors import MalformedFileError
-from ingest.formats import Format
+from ingest.base.config import ReadOptions
+from ingest.base.errors import MalformedFileError
+from ingest.base.formats import Format
 from ingest.readers.common import RawTable, flat_names, no_rows, unpacked_limit, unpacked_too_large
 
 SLICE_BYTES = 32 << 20  # the most one batch decodes to (one row may hold more by itself)

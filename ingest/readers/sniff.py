@@ -16,7 +16,7 @@ import zlib
 from collections.abc import Iterable
 from pathlib import Path
 
-from ingest.errors import MalformedFileError
+from ingest.base.errors import MalformedFileError
 from ingest.readers.common import open_bytes
 
 SAMPLE_BYTES = 1 << 20  # decoded text looked at to pick encoding, delimiter and decimal mark

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from ingest.config import ReadOptions
-from ingest.errors import EmptyFileError, IngestError, MalformedFileError
-from ingest.formats import detect_format, spec_for
+from ingest.base.config import ReadOptions
+from ingest.base.errors import EmptyFileError, IngestError, MalformedFileError
+from ingest.base.formats import detect_format, spec_for
 from ingest.readers.common import NOT_OURS, RawTable, check_width
 
 log = logging.getLogger("dropscore.ingest")

@@ -8,8 +8,8 @@ from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
-from ingest.config import ReadOptions
-from ingest.errors import (
+from ingest.base.config import ReadOptions
+from ingest.base.errors import (
     EmptyFileError,
     IngestError,
     MalformedFileError,
@@ -17,7 +17,7 @@ from ingest.errors import (
     SheetNotFoundError,
     ZipBombError,
 )
-from ingest.formats import Format
+from ingest.base.formats import Format
 from ingest.readers.common import (
     NOT_OURS,
     RawTable,

@@ -14,7 +14,7 @@ from typing import Any
 
 from flask import Flask, g
 
-from ingest.ledger import Ledger
+from ingest.state.ledger import Ledger
 from scoring.api import (
     audit,
     catalog,

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from flask import current_app, g, has_request_context
 
-from ingest.logs import bound
+from ingest.base.logs import bound
 from scoring.api.monitoring import Monitoring
 from scoring.errors import NotFound
 from scoring.lifecycle.champion import ChampionHolder
@@ -24,12 +24,12 @@ from scoring.lifecycle.versions import VersionCache
 from scoring.settings import Settings
 
 if TYPE_CHECKING:
-    from ingest.ledger import Ledger
+    from ingest.state.ledger import Ledger
     from scoring.keys import KeyRing
 
 # The request's model, as the URL named it (set by create_app's URL value preprocessor).
 MODEL_KEY = "model_name"
-# The request's bound log fields (``ingest.logs.bound``), ended when the request ends.
+# The request's bound log fields (``ingest.base.logs.bound``), ended when the request ends.
 LOG_FIELDS_KEY = "log_fields"
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from werkzeug.routing import BaseConverter, ValidationError
 
-from ingest.layout import MODEL_NAME
+from ingest.base.layout import MODEL_NAME
 
 # SQLite's INTEGER is a signed 64-bit number: ids beyond it cannot exist.
 MAX_ID = 2**63 - 1

@@ -13,7 +13,7 @@ import logging
 from flask import Flask, Response, json, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
-from ingest.errors import disk_full
+from ingest.base.errors import disk_full
 from scoring.errors import DropscoreError, InsufficientStorage, error_body
 
 log = logging.getLogger("dropscore.api")

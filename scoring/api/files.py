@@ -11,11 +11,11 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, send_file
 
-from ingest.claims import folder_lock
-from ingest.layout import DataLayout
-from ingest.ledger import QUARANTINED, RETRIED, STATES, FileRecord, IllegalTransition, Ledger
-from ingest.markers import marker_of
-from ingest.names import on_disk, unescape
+from ingest.base.layout import DataLayout
+from ingest.base.names import on_disk, unescape
+from ingest.pipeline.markers import marker_of
+from ingest.state.claims import folder_lock
+from ingest.state.ledger import QUARANTINED, RETRIED, STATES, FileRecord, IllegalTransition, Ledger
 from scoring.api.context import services
 from scoring.api.openapi import (
     ANY_OBJECT,
@@ -40,7 +40,7 @@ FILE = obj(
     state=STRING,
     size_bytes=nullable(INTEGER),
     sha256=nullable(STRING),
-    content_sha256=nullable(STRING),  # the normalized table's hash (ingest/content.py)
+    content_sha256=nullable(STRING),  # the normalized table's hash (ingest/lake/content.py)
     duplicate_of=nullable(INTEGER),
     duplicate_by=nullable({**STRING, "enum": ["bytes", "content", None]}),  # how it matched
     retried_as=nullable(INTEGER),  # a retried drop: the drop its retry made

@@ -15,13 +15,13 @@ from pathlib import Path
 
 from flask import Blueprint, Response, request, send_file
 
-from ingest.errors import (
+from ingest.base.errors import (
     FileTooLargeError,
     FormatMismatchError,
     IngestError,
     UnsupportedFormatError,
 )
-from ingest.formats import FORMATS, OUTPUT_FORMATS, output_spec
+from ingest.base.formats import FORMATS, OUTPUT_FORMATS, output_spec
 from scoring.api.context import services
 from scoring.api.limits import spool_dir
 from scoring.api.openapi import INTEGER, STRING, obj, operation, query_param

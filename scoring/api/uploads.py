@@ -19,8 +19,8 @@ from typing import IO
 from flask import Request
 from werkzeug.formparser import FormDataParser
 
-from ingest.errors import UnsupportedFormatError, disk_full
-from ingest.formats import ACCEPTED, file_suffix, format_for_content_type, format_for_name
+from ingest.base.errors import UnsupportedFormatError, disk_full
+from ingest.base.formats import ACCEPTED, file_suffix, format_for_content_type, format_for_name
 from scoring.errors import BadRequest, InsufficientStorage, UnsupportedMediaType
 
 CHUNK = 1024 * 1024

@@ -32,11 +32,11 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from threadpoolctl import ThreadpoolController, threadpool_limits
 
-from ingest.arrays import floats, repeated_text, to_bools, to_floats
-from ingest.config import ReadOptions
-from ingest.errors import IngestError
-from ingest.formats import OUTPUT_FORMATS, Format, format_for_name, output_spec, spec_for
-from ingest.normalize import FILE_ID, ROW, normalize_file, normalize_names
+from ingest.base.arrays import floats, repeated_text, to_bools, to_floats
+from ingest.base.config import ReadOptions
+from ingest.base.errors import IngestError
+from ingest.base.formats import OUTPUT_FORMATS, Format, format_for_name, output_spec, spec_for
+from ingest.pipeline.normalize import FILE_ID, ROW, normalize_file, normalize_names
 from ingest.readers import open_table
 from ingest.readers.parquet import bounded_batches
 from scoring.bulk.engines import Engine, LocalEngine

@@ -12,11 +12,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from ingest.errors import IngestError
-from ingest.formats import JSON_FORMATS, format_for_name, spec_for
-from ingest.intake import Intake
-from ingest.ledger import FileRecord, Ledger
-from ingest.logs import bound
+from ingest.base.errors import IngestError
+from ingest.base.formats import JSON_FORMATS, format_for_name, spec_for
+from ingest.base.logs import bound
+from ingest.pipeline.intake import Intake
+from ingest.state.ledger import FileRecord, Ledger
 from scoring.bulk.batch import MissingFeatures, output_name, score_lake_file
 from scoring.bulk.engines import engine_for
 from scoring.ingest_options import ingest_config

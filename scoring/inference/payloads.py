@@ -2,7 +2,7 @@
 
 dropscore's own ``/predict`` (``features``, ``X_test``, ``instances``), MLflow's scoring
 protocol (``dataframe_split``, ``dataframe_records``, ``instances``, ``inputs``, CSV, Parquet) and
-KServe v1 (``instances``) all end in the validators of ``scoring.lifecycle.rows``, so every
+KServe v1 (``instances``) all end in the validators of ``scoring.inference.rows``, so every
 protocol refuses the same rows with the same named fields.
 """
 
@@ -16,7 +16,7 @@ import numpy as np
 from scoring.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType, ValidationFailed
 from scoring.inference.body import parse_json
 from scoring.inference.core import check_rows
-from scoring.lifecycle.rows import (
+from scoring.inference.rows import (
     columns_to_matrix,
     positional_to_array,
     positional_to_matrix,

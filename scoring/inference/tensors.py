@@ -21,7 +21,7 @@ import numpy as np
 from scoring.errors import BadRequest, ValidationFailed
 from scoring.inference.body import parse_json
 from scoring.inference.core import Predictions, check_rows
-from scoring.lifecycle.rows import columns_to_matrix
+from scoring.inference.rows import columns_to_matrix
 from scoring.lifecycle.schema import FeatureSchema
 from scoring.value_kinds import name_shown
 

@@ -22,8 +22,8 @@ import sqlite3
 import threading
 import time
 
-from ingest.layout import DEFAULT_MODEL
-from ingest.logs import bound_to
+from ingest.base.layout import DEFAULT_MODEL
+from ingest.base.logs import bound_to
 from scoring.errors import DropscoreError, NoModel
 from scoring.lifecycle.predictor import Fold, LoadedModel
 from scoring.lifecycle.registry import Registry

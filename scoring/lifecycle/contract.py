@@ -15,10 +15,10 @@ from collections.abc import Callable
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ingest.errors import IngestError, TypeConflictError
-from ingest.intake import Intake
-from ingest.lake import type_kind
-from ingest.ledger import FileRecord
+from ingest.base.errors import IngestError, TypeConflictError
+from ingest.lake.store import type_kind
+from ingest.pipeline.intake import Intake
+from ingest.state.ledger import FileRecord
 from scoring.errors import DropscoreError
 from scoring.lifecycle.registry import Registry
 from scoring.lifecycle.schema import FeatureSchema, normalize_name

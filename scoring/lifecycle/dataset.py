@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from ingest.lake import lake_conflicts, lake_files, unify_schemas
+from ingest.lake.store import lake_conflicts, lake_files, unify_schemas
 from scoring.lifecycle.schema import TrainingDataError
 
 FILE_ID = "_file_id"

@@ -15,8 +15,8 @@ import logging
 import threading
 from collections.abc import Callable
 
-from ingest.ledger import FileRecord
-from ingest.logs import bound
+from ingest.base.logs import bound
+from ingest.state.ledger import FileRecord
 from scoring.lifecycle.champion import ChampionHolder
 from scoring.lifecycle.contract import model_features
 from scoring.lifecycle.registry import Registry

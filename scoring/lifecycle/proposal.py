@@ -1,8 +1,9 @@
 """What a new model should be, read from a sample of its data: features, ids, task, estimator.
 
-Pure functions over an Arrow table that carries lake names and types (``ingest.sample``). Every
-decision comes with a sentence saying how it was reached, because ``dropscore init`` shows them
-to a person who must be able to check them. A user's explicit choice always wins over inference.
+Pure functions over an Arrow table that carries lake names and types (``ingest.pipeline.sample``).
+Every decision comes with a sentence saying how it was reached, because ``dropscore init`` shows
+them to a person who must be able to check them. A user's explicit choice always wins over
+inference.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ingest.lake import type_kind
+from ingest.lake.store import type_kind
 from scoring.lifecycle.estimators import ESTIMATORS, check_estimator_name
 from scoring.lifecycle.schema import MAX_CATEGORIES, normalize_name
 

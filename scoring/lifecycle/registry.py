@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ingest.sqlite import add_column, connect, transaction
+from ingest.state.sqlite import add_column, connect, transaction
 from scoring.errors import ModelFileError, NotFound
 
 log = logging.getLogger("dropscore.model")

@@ -17,7 +17,7 @@ from dataclasses import replace
 from importlib import metadata
 from typing import Any
 
-from ingest.logs import bound
+from ingest.base.logs import bound
 from scoring.lifecycle.contract import champion_schema, model_features, schema_change
 from scoring.lifecycle.dataset import TrainingData, load_training_data
 from scoring.lifecycle.estimators import ESTIMATORS

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import IO, Any
 
-from ingest.logs import bound
+from ingest.base.logs import bound
 from scoring.errors import DropscoreError
 from scoring.lifecycle.outcome import Outcome, apply, too_few_rows
 from scoring.lifecycle.registry import Registry, now
@@ -136,7 +136,7 @@ def _attempt(
     on_promoted: Callable[[], None] | None,
 ) -> RunRecord:
     """Train in a child process and decide, turning every way a retrain ends into one record."""
-    from ingest.lake import lake_files  # pyarrow and pandas: only when a retrain starts
+    from ingest.lake.store import lake_files  # pyarrow and pandas: only when a retrain starts
 
     settings, run_id = pending.settings, pending.run_id
     unchanged = None if pending.force else unchanged_since_champion(settings, registry)
@@ -212,7 +212,7 @@ def unchanged_since_champion(settings: Settings, registry: Registry) -> str | No
     training lake holds exactly those files and the model settings are the same, a retrain would
     fit the same model again.
     """
-    from ingest.lake import lake_files  # pyarrow and pandas: only when a retrain starts
+    from ingest.lake.store import lake_files  # pyarrow and pandas: only when a retrain starts
 
     version = registry.champion_version()
     if version is None:

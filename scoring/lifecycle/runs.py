@@ -22,8 +22,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from ingest.layout import DataLayout
-from ingest.sqlite import Tables, transaction
+from ingest.base.layout import DataLayout
+from ingest.state.sqlite import Tables, transaction
 from scoring.errors import NotFound
 from scoring.lifecycle.registry import now
 

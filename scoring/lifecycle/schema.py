@@ -1,5 +1,5 @@
 """The feature schema stored with every model: names, kinds and categories, inferred once from
-the training data. Checking client rows against it lives in ``scoring.lifecycle.rows``.
+the training data. Checking client rows against it lives in ``scoring.inference.rows``.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ingest.normalize import normalize_names
+from ingest.pipeline.normalize import normalize_names
 
 if TYPE_CHECKING:  # at run time pandas is imported by the functions that need it (training)
     import pandas as pd

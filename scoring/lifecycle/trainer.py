@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ingest.layout import DEFAULT_MODEL
+from ingest.base.layout import DEFAULT_MODEL
 from scoring.service.logs import child_setup, logging_as
 from scoring.settings import Settings
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from ingest.formats import OUTPUT_FORMATS
+from ingest.base.formats import OUTPUT_FORMATS
 from scoring.service import init_cli, keys_cli, records_cli
 from scoring.service.model_option import accept_model, chosen_model, model_option
 from scoring.service.records_cli import fmt_number, registry_of
@@ -287,8 +287,8 @@ def _metrics_table(outcome: Any) -> str:
 @pass_ctx
 def score(ctx: Context, src: Path, dst: Path | None, fmt: str | None) -> None:
     """Bulk-score one file with the champion, in bounded memory, with a progress bar."""
-    from ingest.errors import IngestError
-    from ingest.formats import detect_format, output_spec
+    from ingest.base.errors import IngestError
+    from ingest.base.formats import detect_format, output_spec
     from scoring.bulk.batch import estimate_rows, score_path
     from scoring.bulk.engines import engine_for
     from scoring.errors import DropscoreError
@@ -340,8 +340,8 @@ DEFERRED_LINE = (
 @pass_ctx
 def ingest_cmd(ctx: Context, files: tuple[str, ...], kind: str) -> None:
     """Ingest files as if dropped (the originals stay where they are)."""
-    from ingest.names import shown
-    from ingest.recovery import DEFERRED
+    from ingest.base.names import shown
+    from ingest.pipeline.recovery import DEFERRED
     from scoring.service.runtime import open_intake
 
     _config, _ledger, intake = open_intake(ctx.settings)

@@ -20,14 +20,14 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from ingest.formats import is_unfinished_name
-from ingest.layout import DEFAULT_MODEL, KINDS, DataLayout
+from ingest.base.formats import is_unfinished_name
+from ingest.base.layout import DEFAULT_MODEL, KINDS, DataLayout
 from scoring.service import model_section
 from scoring.service.model_section import check_model_name, section_text
 
 if TYPE_CHECKING:  # imported when used: they load pyarrow and pandas
-    from ingest.records import FileRecord
-    from ingest.sample import Sample
+    from ingest.pipeline.sample import Sample
+    from ingest.state.records import FileRecord
     from scoring.lifecycle.proposal import Proposal
     from scoring.settings import Settings
 
@@ -172,8 +172,8 @@ def _propose(
     id_columns: str | None,
 ) -> tuple[Proposal, Sample]:
     """Read the sample and build the proposal; every failure is one line for the user."""
-    from ingest.errors import IngestError
-    from ingest.sample import read_sample
+    from ingest.base.errors import IngestError
+    from ingest.pipeline.sample import read_sample
     from scoring.ingest_options import read_options
     from scoring.lifecycle import proposal as p
 

@@ -1,6 +1,6 @@
 """Log set-up for dropscore's commands: JSON lines for services, plain lines for people.
 
-Services (``serve``, ``worker``, ``api``) log every event as JSON (``ingest.logs``) for log
+Services (``serve``, ``worker``, ``api``) log every event as JSON (``ingest.base.logs``) for log
 shippers. Commands a person runs print their answer on standard output; their logs go to
 standard error as short readable lines, warnings and errors only unless ``--verbose``.
 """
@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from ingest.logs import BoundFields, JsonFormatter, bound, bound_fields, extras
+from ingest.base.logs import BoundFields, JsonFormatter, bound, bound_fields, extras
 
 
 class HumanFormatter(logging.Formatter):

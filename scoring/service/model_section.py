@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from importlib import resources
 from typing import Any
 
-from ingest.layout import DEFAULT_MODEL, model_name_problem
+from ingest.base.layout import DEFAULT_MODEL, model_name_problem
 from scoring.settings import documented_keys
 
 MODEL_KEYS = ("target", "features", "id_columns", "estimator", "params")

@@ -1,6 +1,6 @@
 """Which format ``dropscore score`` writes: ``--format``, else the output's name, else the input's.
 
-Read from the one format table (``ingest.formats.FORMATS``): a suffix means what the table says
+Read from the one format table (``ingest.base.formats.FORMATS``): a suffix means what the table says
 it means, and the formats that can be written are the table's output entries.
 """
 
@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ingest.errors import UnsupportedFormatError
-from ingest.formats import FORMATS, OUTPUT_FORMATS, Format, format_for_name, spec_for
+from ingest.base.errors import UnsupportedFormatError
+from ingest.base.formats import FORMATS, OUTPUT_FORMATS, Format, format_for_name, spec_for
 
 
 class OutputChoiceError(ValueError):

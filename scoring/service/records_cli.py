@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from ingest.ledger import STATES as LEDGER_STATES
+from ingest.state.ledger import STATES as LEDGER_STATES
 from scoring.service.keys_cli import cli_user
 from scoring.service.tables import terminal_width, text_table
 
@@ -142,8 +142,8 @@ def registry_of(settings: Any) -> Any:
 @click.option("--limit", default=50, show_default=True)
 def files_cmd(status: str | None, limit: int) -> None:
     """Show the file ledger, newest first."""
-    from ingest.ledger import Ledger
-    from ingest.names import shown
+    from ingest.base.names import shown
+    from ingest.state.ledger import Ledger
 
     records = Ledger(_settings().db_path).list(state=status, limit=limit)
     if not records:

@@ -16,12 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
-from ingest.config import IngestConfig
-from ingest.intake import Intake
-from ingest.lake import lake_files
-from ingest.ledger import Ledger
-from ingest.logs import bound_to
-from ingest.watcher import Watcher
+from ingest.base.config import IngestConfig
+from ingest.base.logs import bound_to
+from ingest.lake.store import lake_files
+from ingest.pipeline.intake import Intake
+from ingest.pipeline.watcher import Watcher
+from ingest.state.ledger import Ledger
 from schedules.scheduler import Schedule
 from scoring.bulk.drops import on_arrival, sweep
 from scoring.ingest_options import ingest_config

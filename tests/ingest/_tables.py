@@ -12,8 +12,8 @@ from typing import Any
 import openpyxl
 import pyarrow as pa
 
-from ingest.config import ReadOptions
-from ingest.normalize import normalize_file
+from ingest.base.config import ReadOptions
+from ingest.pipeline.normalize import normalize_file
 from ingest.readers import RawTable, open_table
 
 DATA = Path(__file__).parent / "data"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ingest.ledger import FileRecord, Ledger
-from ingest.watcher import Watcher
+from ingest.pipeline.watcher import Watcher
+from ingest.state.ledger import FileRecord, Ledger
 
 MakeWatcher = Callable[..., Watcher]
 OBSERVERS = ["native", "polling"]

@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from ingest.config import IngestConfig
-from ingest.intake import Intake
-from ingest.layout import DataLayout
-from ingest.ledger import FileRecord, Ledger
-from ingest.watcher import Watcher
+from ingest.base.config import IngestConfig
+from ingest.base.layout import DataLayout
+from ingest.pipeline.intake import Intake
+from ingest.pipeline.watcher import Watcher
+from ingest.state.ledger import FileRecord, Ledger
 from tests._wait import wait_for as _wait_for
 from tests.ingest._watching import MakeWatcher
 

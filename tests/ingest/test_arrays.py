@@ -1,4 +1,4 @@
-"""ingest.arrays: the pandas-free array builders give what pa.array / to_numpy give."""
+"""ingest.base.arrays: the pandas-free array builders give what pa.array / to_numpy give."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from ingest.arrays import floats, int64s, repeated_text, to_bools, to_floats
+from ingest.base.arrays import floats, int64s, repeated_text, to_bools, to_floats
 
 NAN = float("nan")
 
@@ -75,7 +75,7 @@ def test_int64s_and_repeated_text():
 def test_none_of_them_imports_pandas():
     script = (
         "import sys, numpy as np, pyarrow as pa\n"
-        "from ingest.arrays import floats, int64s, repeated_text, to_bools, to_floats\n"
+        "from ingest.base.arrays import floats, int64s, repeated_text, to_bools, to_floats\n"
         "a = floats(np.arange(4.0), np.array([True, False, True, True]))\n"
         "to_floats(a); to_bools(a.is_null()); int64s(np.arange(3)); repeated_text('1', 3)\n"
         "print('pandas' in sys.modules)\n"

@@ -8,17 +8,17 @@ from pathlib import Path
 
 import pytest
 
-from ingest.claims import claim_copy, claim_move, try_hold
-from ingest.config import IngestConfig
-from ingest.errors import IngestError
-from ingest.ledger import Ledger
-from ingest.quarantine import (
+from ingest.base.config import IngestConfig
+from ingest.base.errors import IngestError
+from ingest.pipeline.quarantine import (
     DEFAULT_HINT,
     HINTS,
     remove_stale_temporaries,
     too_large,
     write_error_record,
 )
+from ingest.state.claims import claim_copy, claim_move, try_hold
+from ingest.state.ledger import Ledger
 
 
 def claim_folders(config: IngestConfig, kind: str = "score") -> list[Path]:

@@ -14,9 +14,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ingest.config import ReadOptions
-from ingest.content import ContentHash, content_hash, encode, hashed
-from ingest.normalize import normalize_file
+from ingest.base.config import ReadOptions
+from ingest.lake.content import ContentHash, content_hash, encode, hashed
+from ingest.pipeline.normalize import normalize_file
 from ingest.readers import open_table
 from tests.ingest._tables import xlsx_bytes
 from tests.ingest.test_properties import as_csv, as_jsonl

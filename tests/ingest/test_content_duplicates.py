@@ -16,11 +16,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from ingest.config import IngestConfig
-from ingest.intake import Intake
-from ingest.lake import lake_files, read_lake
-from ingest.lakefile import lake_owner
-from ingest.ledger import BY_BYTES, BY_CONTENT, DUPLICATE, NORMALIZED, FileRecord, Ledger
+from ingest.base.config import IngestConfig
+from ingest.lake.lakefile import lake_owner
+from ingest.lake.store import lake_files, read_lake
+from ingest.pipeline.intake import Intake
+from ingest.state.ledger import BY_BYTES, BY_CONTENT, DUPLICATE, NORMALIZED, FileRecord, Ledger
 from tests.ingest._tables import xlsx_bytes
 from tests.ingest._watching import MakeWatcher, terminal
 
@@ -203,7 +203,7 @@ def test_a_score_drop_in_another_format_is_not_scored_again(
 def test_content_taken_again_after_its_drop_was_refused(
     config: IngestConfig, ledger: Ledger, tmp_path: Path
 ) -> None:
-    from ingest.errors import IngestError
+    from ingest.base.errors import IngestError
 
     class Refused(IngestError):
         code = "missing_features"
@@ -223,9 +223,9 @@ def test_content_taken_again_after_its_drop_was_refused(
 _CHILD = """
 import os, sys
 from pathlib import Path
-from ingest.config import DataLayout, IngestConfig
-from ingest.intake import Intake
-from ingest.ledger import Ledger
+from ingest.base.config import DataLayout, IngestConfig
+from ingest.pipeline.intake import Intake
+from ingest.state.ledger import Ledger
 
 data_dir, step, first, second = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3]), Path(sys.argv[4])
 config = IngestConfig(DataLayout(data_dir), max_attempts=3)

@@ -13,9 +13,9 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from ingest.config import IngestConfig
-from ingest.layout import DataLayout
-from ingest.ledger import DUPLICATE, NORMALIZED, Ledger
+from ingest.base.config import IngestConfig
+from ingest.base.layout import DataLayout
+from ingest.state.ledger import DUPLICATE, NORMALIZED, Ledger
 
 pytestmark = pytest.mark.slow
 

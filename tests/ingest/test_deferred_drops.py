@@ -20,12 +20,12 @@ from pathlib import Path
 
 import pytest
 
-from ingest.claims import try_hold
-from ingest.config import IngestConfig
-from ingest.intake import Intake
-from ingest.layout import DataLayout
-from ingest.ledger import FileRecord, Ledger
-from ingest.watcher import Watcher
+from ingest.base.config import IngestConfig
+from ingest.base.layout import DataLayout
+from ingest.pipeline.intake import Intake
+from ingest.pipeline.watcher import Watcher
+from ingest.state.claims import try_hold
+from ingest.state.ledger import FileRecord, Ledger
 from tests._wait import wait_for
 
 ROWS = 1_000_000  # a few kB gzipped; megabytes of lake file (``_row`` alone is 8 bytes a row)

@@ -11,9 +11,9 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from ingest.config import IngestConfig
-from ingest.intake import Intake
-from ingest.ledger import NORMALIZED, QUARANTINED, Ledger
+from ingest.base.config import IngestConfig
+from ingest.pipeline.intake import Intake
+from ingest.state.ledger import NORMALIZED, QUARANTINED, Ledger
 from tests.ingest._watching import OBSERVERS, MakeWatcher, terminal
 
 LINK_REASON = "symbolic links are not taken: copy or move the file itself into the inbox"
@@ -147,7 +147,7 @@ def test_a_marker_without_its_file_is_never_a_drop_and_is_reported(
     wait_for,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    from ingest.markers import OrphanMarkers
+    from ingest.pipeline.markers import OrphanMarkers
 
     inbox = config.inbox("score")
     lonely = inbox / "late.csv.done"
@@ -165,7 +165,7 @@ def test_a_marker_without_its_file_is_never_a_drop_and_is_reported(
 
 
 def test_an_unknown_ready_marker_is_refused() -> None:
-    from ingest.layout import DataLayout
+    from ingest.base.layout import DataLayout
 
     with pytest.raises(ValueError, match="ready_marker"):
         IngestConfig(DataLayout(Path("data")), ready_marker="/etc/passwd")

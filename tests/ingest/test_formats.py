@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from ingest.errors import FormatMismatchError, UnsupportedFormatError
-from ingest.formats import (
+from ingest.base.errors import FormatMismatchError, UnsupportedFormatError
+from ingest.base.formats import (
     ACCEPTED as ACCEPTED_SUFFIXES,
 )
-from ingest.formats import (
+from ingest.base.formats import (
     FORMATS,
     OUTPUT_FORMATS,
     Format,

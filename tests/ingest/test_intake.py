@@ -12,10 +12,10 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from ingest.config import IngestConfig, ReadOptions
-from ingest.errors import IngestError, TransientIngestError
-from ingest.intake import Intake
-from ingest.ledger import DUPLICATE, NORMALIZED, QUARANTINED, IllegalTransition, Ledger
+from ingest.base.config import IngestConfig, ReadOptions
+from ingest.base.errors import IngestError, TransientIngestError
+from ingest.pipeline.intake import Intake
+from ingest.state.ledger import DUPLICATE, NORMALIZED, QUARANTINED, IllegalTransition, Ledger
 
 REPO = Path(__file__).resolve().parents[2]
 GOOD = "id,Amount,Name\n1,2.5,a\n2,3.5,b\n3,4.5,c\n"
@@ -285,11 +285,11 @@ def test_bootstrap_skips_a_lake_that_already_has_data(
 _CRASHER = """
 import os, shutil, sys
 from pathlib import Path
-from ingest.config import DataLayout, IngestConfig
-from ingest.intake import Intake
-from ingest.ledger import Ledger
-import ingest.intake
-import ingest.lake
+from ingest.base.config import DataLayout, IngestConfig
+from ingest.pipeline.intake import Intake
+from ingest.state.ledger import Ledger
+import ingest.pipeline.intake
+import ingest.lake.store
 
 data_dir, step, kind, mode = Path(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
 paths = [Path(p) for p in sys.argv[5:]]
@@ -307,12 +307,14 @@ def die_after(real):
 targets = {
     "claimed": (Ledger, "receive", die),
     "received": (Ledger, "start_attempt", die),
-    "mid_lake_write": (ingest.lake, "_publish", die),
+    "mid_lake_write": (ingest.lake.store, "_publish", die),
     "lake_written": (Ledger, "mark_normalized", die),
     "committed": (Intake, "_settle", die),
     "copy_started": (shutil, "copyfile", die),
     "error_record_written": (
-        ingest.intake, "write_error_record", die_after(ingest.intake.write_error_record)
+        ingest.pipeline.intake,
+        "write_error_record",
+        die_after(ingest.pipeline.intake.write_error_record),
     ),
 }
 owner, attr, replacement = targets[step]

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ingest.errors import MalformedFileError
+from ingest.base.errors import MalformedFileError
 from tests.ingest._tables import read_raw
 
 ORIENTS = ["records", "split", "columns", "index", "table"]

@@ -8,15 +8,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from ingest.errors import TypeConflictError
-from ingest.formats import Format
-from ingest.lake import (
+from ingest.base.errors import TypeConflictError
+from ingest.base.formats import Format
+from ingest.lake.store import (
     lake_schema,
     read_lake,
     remove_stale_temporaries,
     write_parquet_atomic,
 )
-from ingest.normalize import normalize_file
+from ingest.pipeline.normalize import normalize_file
 from ingest.readers import RawTable
 
 

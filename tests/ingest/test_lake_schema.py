@@ -8,10 +8,10 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ingest.config import IngestConfig
-from ingest.intake import Intake
-from ingest.lake import lake_files, lake_schema, schema_record_path
-from ingest.ledger import NORMALIZED, QUARANTINED
+from ingest.base.config import IngestConfig
+from ingest.lake.store import lake_files, lake_schema, schema_record_path
+from ingest.pipeline.intake import Intake
+from ingest.state.ledger import NORMALIZED, QUARANTINED
 
 
 def _take(config: IngestConfig, intake: Intake, name: str, text: str) -> str:

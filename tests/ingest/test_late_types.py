@@ -14,10 +14,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from ingest.config import IngestConfig, ReadOptions
-from ingest.intake import Intake
-from ingest.lake import lake_files, lake_schema
-from ingest.ledger import NORMALIZED, QUARANTINED, Ledger
+from ingest.base.config import IngestConfig, ReadOptions
+from ingest.lake.store import lake_files, lake_schema
+from ingest.pipeline.intake import Intake
+from ingest.state.ledger import NORMALIZED, QUARANTINED, Ledger
 
 HEADER = "age,income,city,target\n"
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from ingest.config import IngestConfig
-from ingest.layout import DataLayout
+from ingest.base.config import IngestConfig
+from ingest.base.layout import DataLayout
 
 DEFAULT_PATHS = [
     ("db_path", "state.db"),

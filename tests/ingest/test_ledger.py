@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from ingest.ledger import (
+from ingest.state.ledger import (
     BY_BYTES,
     BY_CONTENT,
     DUPLICATE,
@@ -23,7 +23,7 @@ from ingest.ledger import (
     IllegalTransition,
     Ledger,
 )
-from ingest.ledger_table import _SCHEMA
+from ingest.state.ledger_table import _SCHEMA
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -218,7 +218,7 @@ def test_claim_for_scoring_has_one_winner_among_threads(ledger: Ledger) -> None:
 _CLAIMER = """
 import json, sys, time
 from pathlib import Path
-from ingest.ledger import Ledger
+from ingest.state.ledger import Ledger
 db, go, n = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
 ledger = Ledger(db)
 (go.parent / f"ready-{sys.argv[4]}").touch()

@@ -8,7 +8,7 @@ import math
 import sys
 from datetime import datetime
 
-from ingest.logs import JsonFormatter
+from ingest.base.logs import JsonFormatter
 
 
 def _record(**extra: object) -> logging.LogRecord:

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from ingest.config import ReadOptions
-from ingest.errors import MalformedFileError
+from ingest.base.config import ReadOptions
+from ingest.base.errors import MalformedFileError
 from ingest.readers import open_table
 
 MIB = 1 << 20

@@ -10,10 +10,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from ingest.config import IngestConfig
-from ingest.intake import Intake
-from ingest.ledger import NORMALIZED
+from ingest.base.config import IngestConfig
+from ingest.pipeline.intake import Intake
 from ingest.readers import flatten_record
+from ingest.state.ledger import NORMALIZED
 
 ROWS = [{"id": 1, "nested": {"x": 1.5, "deeper": {"y": "a"}}}, {"id": 2, "nested": {"x": 2.5}}]
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from ingest.errors import NoRowsError
-from ingest.formats import Format
-from ingest.normalize import (
+from ingest.base.errors import NoRowsError
+from ingest.base.formats import Format
+from ingest.pipeline.normalize import (
     infer_type,
     normalize_file,
     normalize_names,

@@ -16,12 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from ingest.claims import claim_move
-from ingest.config import IngestConfig
-from ingest.intake import Intake
-from ingest.ledger import NORMALIZED, QUARANTINED, FileRecord, Ledger
-from ingest.names import escape, unescape
-from ingest.quarantine import ERROR_SUFFIX
+from ingest.base.config import IngestConfig
+from ingest.base.names import escape, unescape
+from ingest.pipeline.intake import Intake
+from ingest.pipeline.quarantine import ERROR_SUFFIX
+from ingest.state.claims import claim_move
+from ingest.state.ledger import NORMALIZED, QUARANTINED, FileRecord, Ledger
 from tests.ingest._watching import MakeWatcher, terminal
 
 GOOD = b"id,x\n1,1.5\n2,2.5\n"

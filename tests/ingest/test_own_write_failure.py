@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from ingest.lake import lake_files
-from ingest.ledger import Ledger
+from ingest.lake.store import lake_files
+from ingest.state.ledger import Ledger
 from tests._wait import wait_for
 
 CHILD = textwrap.dedent(
@@ -28,11 +28,11 @@ CHILD = textwrap.dedent(
     resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
     logging.basicConfig(stream=sys.stderr, level=logging.INFO)
 
-    from ingest.config import IngestConfig
-    from ingest.intake import Intake
-    from ingest.layout import DataLayout
-    from ingest.ledger import Ledger
-    from ingest.watcher import Watcher
+    from ingest.base.config import IngestConfig
+    from ingest.pipeline.intake import Intake
+    from ingest.base.layout import DataLayout
+    from ingest.state.ledger import Ledger
+    from ingest.pipeline.watcher import Watcher
 
     config = IngestConfig(DataLayout(root), stable_seconds=0.2, rescan_seconds=0.5,
                           max_file_mb=64)

@@ -15,8 +15,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from ingest.config import ReadOptions
-from ingest.errors import (
+from ingest.base.config import ReadOptions
+from ingest.base.errors import (
     EmptyFileError,
     FormatMismatchError,
     IngestError,
@@ -27,7 +27,7 @@ from ingest.errors import (
     TooManyColumnsError,
     ZipBombError,
 )
-from ingest.formats import Format
+from ingest.base.formats import Format
 from ingest.readers import open_table, sniff_decimal, sniff_delimiter
 from tests.ingest._tables import (
     DATA,

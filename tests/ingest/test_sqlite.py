@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ingest.sqlite import BUSY_TIMEOUT_SECONDS, connect, transaction
+from ingest.state.sqlite import BUSY_TIMEOUT_SECONDS, connect, transaction
 
 
 def pragmas(conn: sqlite3.Connection) -> tuple[object, ...]:

@@ -6,10 +6,10 @@ import gzip
 import json
 from pathlib import Path
 
-from ingest.config import IngestConfig
-from ingest.intake import Intake
-from ingest.lake import lake_files
-from ingest.ledger import NORMALIZED, QUARANTINED
+from ingest.base.config import IngestConfig
+from ingest.lake.store import lake_files
+from ingest.pipeline.intake import Intake
+from ingest.state.ledger import NORMALIZED, QUARANTINED
 
 ROW = b"1,2.5,some text that repeats,7\n"
 

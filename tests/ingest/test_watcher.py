@@ -10,8 +10,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from ingest.config import IngestConfig
-from ingest.ledger import DUPLICATE, NORMALIZED, FileRecord, Ledger
+from ingest.base.config import IngestConfig
+from ingest.state.ledger import DUPLICATE, NORMALIZED, FileRecord, Ledger
 from tests.ingest._watching import OBSERVERS, MakeWatcher, terminal
 
 GOOD = "id,x\n1,1.5\n2,2.5\n"
@@ -176,13 +176,13 @@ def test_native_observer_failure_falls_back_to_polling(
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    import ingest.watcher
+    import ingest.pipeline.watcher
 
-    class ExhaustedInotify(ingest.watcher.Observer):  # type: ignore[misc, valid-type]
+    class ExhaustedInotify(ingest.pipeline.watcher.Observer):  # type: ignore[misc, valid-type]
         def start(self) -> None:
             raise OSError(28, "inotify watch limit reached")
 
-    monkeypatch.setattr(ingest.watcher, "Observer", ExhaustedInotify)
+    monkeypatch.setattr(ingest.pipeline.watcher, "Observer", ExhaustedInotify)
     watcher = make_watcher()
     assert watcher.status()["observer"] == "polling"
     assert any("polling instead" in r.getMessage() for r in caplog.records)

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ingest.ledger import DUPLICATE, QUARANTINED, STATES
-from ingest.quarantine import what_to_do
-from ingest.records import BY_BYTES, SAME_AS
+from ingest.pipeline.quarantine import what_to_do
+from ingest.state.ledger import DUPLICATE, QUARANTINED, STATES
+from ingest.state.records import BY_BYTES, SAME_AS
 from schedules.ids import RETRAIN, job_id
 from scoring.api import health
 from scoring.api.context import Services

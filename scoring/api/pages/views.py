@@ -19,7 +19,7 @@ from flask import (
 )
 from werkzeug.wrappers import Response
 
-from ingest.ledger import STATES
+from ingest.state.ledger import STATES
 from scoring.api.audited import note
 from scoring.api.auth import STALE_FORM, current_key_name
 from scoring.api.context import MODEL_KEY, bind_request_model, services

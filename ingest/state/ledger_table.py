@@ -1,7 +1,7 @@
 """The ``files`` table of ``state.db``: its schema, connections, stored paths and queries.
 
-``ingest.ledger.Ledger`` adds the guarded state transitions on top; everything here only reads,
-so the API, the dashboard and the CLI list and show drops through the same queries.
+``ingest.state.ledger.Ledger`` adds the guarded state transitions on top; everything here only
+reads, so the API, the dashboard and the CLI list and show drops through the same queries.
 """
 
 from __future__ import annotations
@@ -15,16 +15,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ingest.names import undecodable
-from ingest.records import (
+from ingest.base.names import undecodable
+from ingest.state.records import (
     BY_BYTES,
     STATES,
     FileRecord,
     IllegalTransition,
 )
-from ingest.sqlite import add_column, connect, transaction
+from ingest.state.sqlite import add_column, connect, transaction
 
-# The states a row may hold, declared from ``ingest.records.STATES`` (the one list of them).
+# The states a row may hold, declared from ``ingest.state.records.STATES`` (the one list of them).
 _STATES_CHECK = "CHECK (state IN (" + ", ".join(f"'{state}'" for state in STATES) + "))"
 
 _SCHEMA = f"""

@@ -5,28 +5,29 @@ Order of the steps, chosen so a ``kill -9`` at any point is finished by ``resume
 1. claim: ``os.rename`` the file into ``processing/<kind>/<uuid>/<name>`` (a copy for
    ``take_copy``), holding an ``flock`` on it so another process's ``resume`` leaves it alone;
    the folder per claim keeps names collision-free and the basename intact for messages
-   (``ingest/claims.py``);
+   (``ingest/state/claims.py``);
 2. ``receive``: insert the ledger row (size, sha256) and decide ``duplicate`` in the same
    transaction, so dedupe is race-free across processes;
 3. read, normalize and write ``lake/<kind>/<sha256>.parquet`` atomically (temp + rename); the
    lake file carries ``_file_id``, so a re-take recognizes its own leftover
-   (``ingest/lakefile.py``); the normalized table is hashed on the way (``ingest/content.py``),
-   and a table a live drop already committed is not published: a duplicate by content;
-   then, before the commit, the claimed file must be as it was hashed (size, mtime) with no
-   writer holding it open; if not, the lake file is discarded and the claim waits until it
-   holds still, gets its new size and hash (``Ledger.rehash``) and is read again, so only
+   (``ingest/lake/lakefile.py``); the normalized table is hashed on the way
+   (``ingest/lake/content.py``), and a table a live drop already committed is not published: a
+   duplicate by content; then, before the commit, the claimed file must be as it was hashed (size,
+   mtime) with no writer holding it open; if not, the lake file is discarded and the claim waits
+   until it holds still, gets its new size and hash (``Ledger.rehash``) and is read again, so only
    whole content lands;
 4. the ledger transition (``normalized``, ``quarantined`` or ``duplicate``) is the commit point;
    ``normalized`` turns into ``duplicate`` (by content) in the same transaction when another
    process committed the same table meanwhile;
 5. only then is the original moved from ``processing/`` to ``archive/`` or ``quarantine/``
-   (with its ``.error.json`` record, ``ingest/quarantine.py``), a duplicate's own lake file
+   (with its ``.error.json`` record, ``ingest/pipeline/quarantine.py``), a duplicate's own lake file
    removed first, so the lake holds the rows once.
 
 Every step before 4 is redone by ``resume`` (a file in ``processing/`` with no row, or with a
 ``received`` row, is taken again); every step after 4 is finished by it (a file in
-``processing/`` whose row is terminal is moved to where the row says). ``ingest/recovery.py``
-finds what a crash left; this module finishes it with the same steps a new drop takes.
+``processing/`` whose row is terminal is moved to where the row says).
+``ingest/pipeline/recovery.py`` finds what a crash left; this module finishes it with the same
+steps a new drop takes.
 """
 
 from __future__ import annotations
@@ -39,7 +40,29 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ingest.claims import (
+from ingest.base.config import KINDS, IngestConfig
+from ingest.base.errors import (
+    IngestError,
+    InternalIngestError,
+    RetriesExhaustedError,
+    TransientIngestError,
+    disk_full,
+)
+from ingest.base.formats import is_unfinished_name
+from ingest.base.logs import bound_to
+from ingest.lake.lakefile import Normalized, OwnedElsewhere, discard_own_lake_file, write_lake_file
+from ingest.lake.store import lake_files
+from ingest.pipeline.quarantine import filed_name, refuse_link, too_large, write_error_record
+from ingest.pipeline.recovery import (
+    DEFERRED,
+    orphan_rows,
+    remove_temporaries,
+    resume_claims,
+    resume_deferred,
+    unfinished_rejections,
+    vanished,
+)
+from ingest.state.claims import (
     Signature,
     backoff,
     changed_since,
@@ -53,18 +76,7 @@ from ingest.claims import (
     wait_until_still,
     warn_if_grown,
 )
-from ingest.config import KINDS, IngestConfig
-from ingest.errors import (
-    IngestError,
-    InternalIngestError,
-    RetriesExhaustedError,
-    TransientIngestError,
-    disk_full,
-)
-from ingest.formats import is_unfinished_name
-from ingest.lake import lake_files
-from ingest.lakefile import Normalized, OwnedElsewhere, discard_own_lake_file, write_lake_file
-from ingest.ledger import (
+from ingest.state.ledger import (
     DUPLICATE,
     NORMALIZED,
     QUARANTINED,
@@ -72,17 +84,6 @@ from ingest.ledger import (
     FileRecord,
     IllegalTransition,
     Ledger,
-)
-from ingest.logs import bound_to
-from ingest.quarantine import filed_name, refuse_link, too_large, write_error_record
-from ingest.recovery import (
-    DEFERRED,
-    orphan_rows,
-    remove_temporaries,
-    resume_claims,
-    resume_deferred,
-    unfinished_rejections,
-    vanished,
 )
 
 log = logging.getLogger("dropscore.ingest")

@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from ingest.lake import write_parquet_atomic
+from ingest.lake.store import write_parquet_atomic
 
 
 def write_csv(batches: Iterator[pa.RecordBatch], path: Path) -> bool:

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from ingest.config import ReadOptions
-from ingest.normalize import FILE_ID, ROW, normalize_file
+from ingest.base.config import ReadOptions
+from ingest.pipeline.normalize import FILE_ID, ROW, normalize_file
 from ingest.readers import open_table
 
 SAMPLE_ROWS = 100_000
@@ -42,7 +42,7 @@ def read_sample(path: Path, options: ReadOptions, max_rows: int = SAMPLE_ROWS) -
             break
         batches.append(batch)
         rows += batch.num_rows
-    schema = normalized.schema  # widest after the batches read (see ingest.normalize)
+    schema = normalized.schema  # widest after the batches read (see ingest.pipeline.normalize)
     table = pa.Table.from_batches([b.cast(schema) for b in batches], schema=schema)
     return Sample(table.drop_columns([FILE_ID, ROW]), normalized.column_map, truncated)
 

@@ -45,11 +45,11 @@ class FileRecord:
     """One drop as the ledger knows it; ``to_dict`` is its ``GET /files`` body."""
 
     id: int
-    original_name: str  # the dropped name in its stored form (``ingest.names.escape``)
+    original_name: str  # the dropped name in its stored form (``ingest.base.names.escape``)
     kind: str
     size_bytes: int | None
     sha256: str | None
-    content_sha256: str | None  # the normalized table's hash (ingest/content.py)
+    content_sha256: str | None  # the normalized table's hash (ingest/lake/content.py)
     state: str
     rows: int | None
     columns: int | None

@@ -37,9 +37,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ingest.arrays import int64s
-from ingest.errors import NoRowsError, TypeConflictError
-from ingest.lake import kind_words, unify_types
+from ingest.base.arrays import int64s
+from ingest.base.errors import NoRowsError, TypeConflictError
+from ingest.lake.store import kind_words, unify_types
 from ingest.readers import RawTable
 
 FILE_ID = "_file_id"

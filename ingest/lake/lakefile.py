@@ -5,10 +5,10 @@ leftover and replaces it, while content another live drop already put in the lak
 drop a duplicate of that one. Training files are type-checked against the training lake under
 the same lock as the write, so two processes cannot both add clashing columns: every batch, not
 only the first, must fit the lake's types (``normalize_file(strict=True)``), and the lake's
-schema comes from its schema record (``ingest.lake.lake_schema``), updated with each write.
+schema comes from its schema record (``ingest.lake.store.lake_schema``), updated with each write.
 
 The same table in another format has other bytes, so the normalized table is hashed too
-(``ingest/content.py``), batch by batch as it is written. When a live drop of the kind already
+(``ingest/lake/content.py``), batch by batch as it is written. When a live drop of the kind already
 committed that content, the temporary is dropped before it is published and the drop is a
 duplicate by content. A drop committing the same content at the same moment in another process
 is caught by the ledger's commit (``Ledger.mark_normalized``); the intake then removes the lake
@@ -26,13 +26,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ingest import readers
-from ingest.claims import lake_lock
-from ingest.config import IngestConfig
-from ingest.content import ContentHash, hashed
-from ingest.errors import NoRowsError
-from ingest.lake import lake_schema, remember_lake_file, write_parquet_atomic
-from ingest.ledger import BY_BYTES, BY_CONTENT, LIVE_STATES, FileRecord, Ledger
-from ingest.normalize import normalize_file
+from ingest.base.config import IngestConfig
+from ingest.base.errors import NoRowsError
+from ingest.lake.content import ContentHash, hashed
+from ingest.lake.store import lake_schema, remember_lake_file, write_parquet_atomic
+from ingest.pipeline.normalize import normalize_file
+from ingest.state.claims import lake_lock
+from ingest.state.ledger import BY_BYTES, BY_CONTENT, LIVE_STATES, FileRecord, Ledger
 
 log = logging.getLogger("dropscore.ingest")
 

@@ -27,14 +27,14 @@ from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
 
-from ingest.candidates import Candidate, Inboxes, Signature, signature
-from ingest.claims import held_for_writing
-from ingest.config import KINDS, IngestConfig
-from ingest.formats import is_unfinished_name
-from ingest.intake import Intake
-from ingest.logs import bound
-from ingest.markers import OrphanMarkers, file_marker, is_marker, is_ready, marked_file
-from ingest.names import as_text, shown
+from ingest.base.config import KINDS, IngestConfig
+from ingest.base.formats import is_unfinished_name
+from ingest.base.logs import bound
+from ingest.base.names import as_text, shown
+from ingest.pipeline.candidates import Candidate, Inboxes, Signature, signature
+from ingest.pipeline.intake import Intake
+from ingest.pipeline.markers import OrphanMarkers, file_marker, is_marker, is_ready, marked_file
+from ingest.state.claims import held_for_writing
 
 log = logging.getLogger("dropscore.ingest")
 

@@ -18,10 +18,10 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from ingest.config import IngestConfig
-from ingest.errors import FileTooLargeError, IngestError
-from ingest.ledger import FileRecord, Ledger
-from ingest.names import filed
+from ingest.base.config import IngestConfig
+from ingest.base.errors import FileTooLargeError, IngestError
+from ingest.base.names import filed
+from ingest.state.ledger import FileRecord, Ledger
 
 ERROR_SUFFIX = ".error.json"
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import pyarrow as pa
 
-from ingest.layout import KINDS, DataLayout
+from ingest.base.layout import KINDS, DataLayout
 
 __all__ = ["KINDS", "MARKERS", "DataLayout", "IngestConfig", "ReadOptions"]
 
@@ -44,7 +44,7 @@ class IngestConfig:
     max_file_mb: float = 1024.0
     read: ReadOptions = field(default_factory=ReadOptions)
     max_attempts: int = 5  # transient failures (vanished, locked) are retried this many times
-    ready_marker: str = ""  # ".done": take <name> only once <name>.done exists (ingest/markers.py)
+    ready_marker: str = ""  # ".done": take <name> once <name>.done exists (pipeline/markers.py)
 
     def __post_init__(self) -> None:
         if self.ready_marker not in MARKERS:

@@ -1,7 +1,7 @@
 """The watcher's bookkeeping: every inbox file between first sight and the end of its take.
 
-Kept apart from ``ingest.watcher`` (threads, observers, scans) because it is plain state with a
-lock: which files are candidates, which are queued, which failed as what signature.
+Kept apart from ``ingest.pipeline.watcher`` (threads, observers, scans) because it is plain state
+with a lock: which files are candidates, which are queued, which failed as what signature.
 """
 
 from __future__ import annotations

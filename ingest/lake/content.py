@@ -2,7 +2,7 @@
 
 Two drops hold the same content when their normalized tables are equal, whatever format they
 came in: the same rows as CSV, real Excel (where whole numbers may come back as floats), JSON,
-JSON Lines or Parquet hash alike, so the second is a duplicate (``ingest/lakefile.py``).
+JSON Lines or Parquet hash alike, so the second is a duplicate (``ingest/lake/lakefile.py``).
 
 Canonical form, per column (named by its lake name; the provenance columns ``_file_id`` and
 ``_row`` are left out, so neither the ledger id nor blank lines in the original count):
@@ -31,7 +31,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ingest.normalize import FILE_ID, ROW
+from ingest.pipeline.normalize import FILE_ID, ROW
 
 VERSION = b"dropscore-content-v1"
 PROVENANCE = frozenset({FILE_ID, ROW})

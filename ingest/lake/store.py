@@ -6,9 +6,9 @@ Types drift between files (a column of whole numbers in one drop, decimals in th
 folder's schema is the *unification* of its files' footers: integer widths → int64, int with
 float → float64, null with anything → that thing. Text against numbers, timestamps or booleans
 cannot be unified: a training file holding such a value is refused before it joins the lake
-(``ingest.normalize``, strict, against ``lake_schema``, which is kept in a schema record beside
-the folder rather than read from every footer), ``lake_conflicts`` names the files when an older
-version let one in, and ``read_lake`` reads such a column as text rather than failing, so one
+(``ingest.pipeline.normalize``, strict, against ``lake_schema``, which is kept in a schema record
+beside the folder rather than read from every footer), ``lake_conflicts`` names the files when an
+older version let one in, and ``read_lake`` reads such a column as text rather than failing, so one
 stray file never makes the whole lake unreadable.
 """
 

@@ -15,8 +15,8 @@ import os
 import time
 from pathlib import Path
 
-from ingest.config import MARKERS
-from ingest.ledger import QUARANTINED, FileRecord, Ledger
+from ingest.base.config import MARKERS
+from ingest.state.ledger import QUARANTINED, FileRecord, Ledger
 
 log = logging.getLogger("dropscore.ingest")
 

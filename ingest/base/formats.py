@@ -18,12 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path, PurePath
 from typing import TYPE_CHECKING, cast
 
-from ingest.errors import FormatMismatchError, UnsupportedFormatError
+from ingest.base.errors import FormatMismatchError, UnsupportedFormatError
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from ingest.config import ReadOptions
+    from ingest.base.config import ReadOptions
     from ingest.readers.common import RawTable
 
 
@@ -98,7 +98,7 @@ FORMATS: tuple[FormatSpec, ...] = (
         content_types=("text/csv", "application/csv", "text/plain"),
         reader="ingest.readers.delimited:read_csv",
         answer=Format.CSV,
-        writer="ingest.writers:write_csv",
+        writer="ingest.base.writers:write_csv",
         output=True,
         gzip=True,
         row_per_line=True,
@@ -139,7 +139,7 @@ FORMATS: tuple[FormatSpec, ...] = (
         content_types=("application/json",),
         reader="ingest.readers.json_records:read_json",
         answer=Format.JSON,
-        writer="ingest.writers:write_json",
+        writer="ingest.base.writers:write_json",
         output=True,
     ),
     FormatSpec(
@@ -148,7 +148,7 @@ FORMATS: tuple[FormatSpec, ...] = (
         content_types=("application/x-ndjson", "application/jsonl", "application/x-jsonlines"),
         reader="ingest.readers.json_records:read_jsonl",
         answer=Format.JSONL,
-        writer="ingest.writers:write_jsonl",
+        writer="ingest.base.writers:write_jsonl",
         output=True,
         gzip=True,
         row_per_line=True,
@@ -163,7 +163,7 @@ FORMATS: tuple[FormatSpec, ...] = (
         ),
         reader="ingest.readers.parquet:read_parquet",
         answer=Format.PARQUET,
-        writer="ingest.writers:write_parquet",
+        writer="ingest.base.writers:write_parquet",
         output=True,
         magic=PARQUET_MAGIC,
         magic_words="a Parquet file",

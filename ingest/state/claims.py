@@ -1,9 +1,9 @@
 """Claims and locks: how a drop is moved into ``processing/`` and kept by one process at a time.
 
-A claim is the first step of the intake's crash-safety order (see ``ingest/intake.py``): the
-file is locked with an ``flock``, then renamed (``take``) or copied (``take_copy``) into
+A claim is the first step of the intake's crash-safety order (see ``ingest/pipeline/intake.py``):
+the file is locked with an ``flock``, then renamed (``take``) or copied (``take_copy``) into
 ``processing/<kind>/<uuid>/<name>``. The folder per claim keeps names collision-free; the claim
-is named in the ledger's text form of the dropped name (``ingest.names``), so its path is plain
+is named in the ledger's text form of the dropped name (``ingest.base.names``), so its path is plain
 text the ledger can store and ``dropped_name`` gives the original name back. The kernel drops
 an ``flock`` when its process dies, so ``Intake.resume`` in another process can tell a live
 claim (locked) from a dead one (free).
@@ -32,8 +32,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ingest.config import KINDS, IngestConfig
-from ingest.names import as_text, escape, on_disk, shown, unescape
+from ingest.base.config import KINDS, IngestConfig
+from ingest.base.names import as_text, escape, on_disk, shown, unescape
 
 try:  # POSIX advisory locks keep two processes off one claimed file; elsewhere we do without
     import fcntl

@@ -1,13 +1,13 @@
 """Start-up recovery: find what a crash left behind, for ``Intake.resume`` to finish.
 
-A ``kill -9`` can stop the intake between any two of its steps (see ``ingest/intake.py``). What
-it leaves, and who finishes it:
+A ``kill -9`` can stop the intake between any two of its steps (see ``ingest/pipeline/intake.py``).
+What it leaves, and who finishes it:
 
 - half-written temporaries in the lake and in quarantine/: deleted here (the lake file is
   written again, the error record rewritten from the ledger row);
 - files in ``processing/<kind>/<uuid>/``: handed one by one, locked, to the intake (a claim an
   older release named after the raw bytes of its drop is first renamed to the text form of
-  ``ingest.names``, the form the ledger stores), which takes them again (no row, or a
+  ``ingest.base.names``, the form the ledger stores), which takes them again (no row, or a
   ``received`` row) or moves them where their terminal row says; an
   interrupted ``take_copy`` temporary is deleted (its source is intact); a file another live
   process holds is left alone; a lake file published by a drop that was not yet committed is
@@ -28,19 +28,19 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from ingest.claims import (
+from ingest.base.config import KINDS, IngestConfig
+from ingest.base.errors import InternalIngestError
+from ingest.base.names import escape, on_disk, shown, undecodable
+from ingest.lake.lakefile import lake_owner
+from ingest.lake.store import remove_stale_temporaries
+from ingest.pipeline.quarantine import remove_stale_temporaries as remove_stale_error_temporaries
+from ingest.state.claims import (
     EMPTY_CLAIM_GRACE_SECONDS,
     is_interrupted_copy,
     lake_lock,
     try_hold,
 )
-from ingest.config import KINDS, IngestConfig
-from ingest.errors import InternalIngestError
-from ingest.lake import remove_stale_temporaries
-from ingest.lakefile import lake_owner
-from ingest.ledger import QUARANTINED, RECEIVED, FileRecord, Ledger
-from ingest.names import escape, on_disk, shown, undecodable
-from ingest.quarantine import remove_stale_temporaries as remove_stale_error_temporaries
+from ingest.state.ledger import QUARANTINED, RECEIVED, FileRecord, Ledger
 
 log = logging.getLogger("dropscore.ingest")
 

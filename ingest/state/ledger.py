@@ -8,7 +8,7 @@ statements: a transition from a state it does not allow changes nothing and rais
 
 Paths are stored relative to the data folder (the folder holding ``state.db``) in POSIX form,
 so ``GET /files`` never shows a server's absolute layout; ``Ledger.resolve`` turns them back.
-Names are stored in the escaped text form of ``ingest.names`` (any bytes, one readable line),
+Names are stored in the escaped text form of ``ingest.base.names`` (any bytes, one readable line),
 and bytes that are not text in an error's message are escaped too, so no row holds what
 SQLite, JSON or a terminal would refuse.
 """
@@ -20,9 +20,9 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from ingest.ledger_table import LedgerTable, first_live, first_live_content
-from ingest.names import as_text, escape, filed
-from ingest.records import (
+from ingest.base.names import as_text, escape, filed
+from ingest.state.ledger_table import LedgerTable, first_live, first_live_content
+from ingest.state.records import (
     BY_BYTES,
     BY_CONTENT,
     DUPLICATE,
@@ -40,7 +40,7 @@ from ingest.records import (
     utc_now,
 )
 
-# The record and its states are ingest.records'; they are named here too, where callers look.
+# The record and its states are ingest.state.records'; they are named here too, where callers look.
 __all__ = [
     "BY_BYTES",
     "BY_CONTENT",
@@ -77,8 +77,8 @@ class Ledger(LedgerTable):
         """Record a claimed drop and decide duplicates in the same transaction.
 
         ``original_name`` is the name as the filesystem gave it; it is stored escaped
-        (``ingest.names``). The row is ``received``; or ``duplicate`` (with ``duplicate_of`` and
-        its archive path) when a live drop of the same kind already has this content; or
+        (``ingest.base.names``). The row is ``received``; or ``duplicate`` (with ``duplicate_of``
+        and its archive path) when a live drop of the same kind already has this content; or
         ``quarantined`` at once when ``rejected`` carries an error found before the content was
         read (a file too large). Deciding in one ``BEGIN IMMEDIATE`` makes dedupe race-free
         across processes. A drop that is the copy a retry queued (``queued_as``) takes the name

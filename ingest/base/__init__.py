@@ -1,0 +1,1 @@
+"""The shared base of the ingest side: options, errors, paths, logs, names, formats."""

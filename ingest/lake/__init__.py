@@ -1,0 +1,1 @@
+"""The Parquet lake: its files, their content hashes, and the module that reads and writes them."""
