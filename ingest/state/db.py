@@ -1,0 +1,215 @@
+"""One state database: its engine, its one connection policy, and its versioned migrations.
+
+Every store kept in a state database (the ledger, the registry index, the runs, the keys, the
+audit trail, the dashboard's sessions, the scheduler's jobs) reaches it through a ``StateDB``
+and writes only SQLAlchemy Core, so that a second backend is a URL, not a rewrite.
+
+- **Connections.** On SQLite, a connection per transaction (``NullPool``): nothing is shared
+  between threads or across a fork, as ``Tables`` did before. Each connection gets the pragmas
+  of ``ingest.state.sqlite`` (WAL, ``synchronous=NORMAL``, a long busy timeout, foreign keys).
+- **Transactions.** ``read()`` reads a consistent snapshot; ``write()`` takes the write lock up
+  front (``BEGIN IMMEDIATE`` on SQLite), so two read-then-write steps never interleave and a
+  writer waits for another instead of failing on upgrade. pysqlite's own transaction handling is
+  switched off so that SQLAlchemy's ``begin`` is the only one that begins.
+- **Schema.** Each store names its steps (``Migration``), numbered from 1; ``migrate`` applies the
+  steps above the store's recorded version in one write transaction and records the new one in
+  ``schema_versions``. A database made before versions were recorded already holds what the
+  early steps make, so those steps are written to be no-ops there (``create_all`` with
+  ``checkfirst``, ``add_column`` only where absent).
+- **Portable statements.** ``insert_if_absent`` is the dialect's ``ON CONFLICT DO NOTHING``;
+  ``RETURNING`` stands where ``lastrowid`` stood.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    Column,
+    Connection,
+    Engine,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    create_engine,
+    event,
+    inspect,
+    select,
+    text,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.pool import NullPool
+from sqlalchemy.sql.dml import Insert
+
+from ingest.state.sqlite import BUSY_TIMEOUT_SECONDS, apply_pragmas
+
+_WRITE = "dropscore_write"  # the execution option that makes a transaction take the write lock
+
+_VERSIONS_METADATA = MetaData()
+SCHEMA_VERSIONS = Table(
+    "schema_versions",
+    _VERSIONS_METADATA,
+    Column("store", String(64), primary_key=True),
+    Column("version", Integer, nullable=False),
+)
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One numbered step of a store's schema; ``apply`` must be safe on a database made before."""
+
+    version: int
+    description: str
+    apply: Callable[[Connection], None]
+
+
+def sqlite_url(path: Path) -> str:
+    """Name a SQLite file as a SQLAlchemy URL (the embedded default: ``<data_dir>/state.db``)."""
+    return f"sqlite:///{path}"
+
+
+class StateDB:
+    """One state database: an engine, read and write transactions, and migrations applied once."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = _engine(url)
+        self._migrated: set[str] = set()
+
+    @classmethod
+    def at(cls, path: Path) -> StateDB:
+        """Open the SQLite state database at ``path``, creating its folder if needed."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return cls(sqlite_url(path))
+
+    @property
+    def dialect(self) -> str:
+        """Say which backend this is (``sqlite`` or ``postgresql``), for the few dialect inserts."""
+        return self.engine.dialect.name
+
+    @property
+    def path(self) -> Path | None:
+        """Give the file of a SQLite database (None for a server), for messages and locks."""
+        database = self.engine.url.database
+        return Path(database) if self.dialect == "sqlite" and database else None
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """Yield a connection in a transaction that only reads; it ends when the block does."""
+        with self.engine.connect() as conn, conn.begin():
+            yield conn
+
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        """Yield a connection holding the write lock from its first statement; commit at the end."""
+        with self.engine.connect() as conn:
+            conn = conn.execution_options(**{_WRITE: True})
+            with conn.begin():
+                yield conn
+
+    def migrate(self, store: str, steps: Sequence[Migration]) -> None:
+        """Bring ``store``'s tables to its last step, once per process; record the version."""
+        if store in self._migrated:
+            return
+        numbers = [step.version for step in steps]
+        if numbers != list(range(1, len(steps) + 1)):
+            raise ValueError(f"{store}: migrations must be numbered 1..n in order, got {numbers}")
+        with self.write() as conn:
+            SCHEMA_VERSIONS.create(conn, checkfirst=True)
+            current = conn.execute(
+                select(SCHEMA_VERSIONS.c.version).where(SCHEMA_VERSIONS.c.store == store)
+            ).scalar_one_or_none()
+            done = current or 0
+            for step in steps[done:]:
+                step.apply(conn)
+            if len(steps) > done:
+                self._record(conn, store, len(steps), exists=current is not None)
+        self._migrated.add(store)
+
+    def version(self, store: str) -> int:
+        """Say which step ``store``'s schema is at (0 before its first migration)."""
+        with self.read() as conn:
+            if not inspect(conn).has_table(SCHEMA_VERSIONS.name):
+                return 0
+            found = conn.execute(
+                select(SCHEMA_VERSIONS.c.version).where(SCHEMA_VERSIONS.c.store == store)
+            ).scalar_one_or_none()
+        return found or 0
+
+    def insert_if_absent(self, table: Table, keys: Sequence[str]) -> Insert:
+        """Build an insert that does nothing when a row with the same ``keys`` exists."""
+        if self.dialect == "postgresql":
+            return postgresql.insert(table).on_conflict_do_nothing(index_elements=list(keys))
+        return sqlite.insert(table).on_conflict_do_nothing(index_elements=list(keys))
+
+    def dispose(self) -> None:
+        """Close pooled connections (none on SQLite); call in a child after a fork, or at exit."""
+        self.engine.dispose()
+
+    @staticmethod
+    def _record(conn: Connection, store: str, version: int, *, exists: bool) -> None:
+        if exists:
+            conn.execute(
+                SCHEMA_VERSIONS.update()
+                .where(SCHEMA_VERSIONS.c.store == store)
+                .values(version=version)
+            )
+        else:
+            conn.execute(SCHEMA_VERSIONS.insert().values(store=store, version=version))
+
+
+def create_tables(metadata: MetaData, *names: str) -> Callable[[Connection], None]:
+    """Make a migration step that creates ``names`` from ``metadata`` where they do not exist."""
+
+    def apply(conn: Connection) -> None:
+        tables = [metadata.tables[name] for name in names] if names else None
+        metadata.create_all(conn, tables=tables, checkfirst=True)
+
+    return apply
+
+
+def add_column(table: str, column: str, decl: str) -> Callable[[Connection], None]:
+    """Make a migration step that adds a column a database made by an older release lacks."""
+
+    def apply(conn: Connection) -> None:
+        present = {found["name"] for found in inspect(conn).get_columns(table)}
+        if column not in present:
+            conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {column} {decl}"))
+
+    return apply
+
+
+def run_sql(*statements: str) -> Callable[[Connection], None]:
+    """Make a migration step from portable SQL (an index, a backfill); each must be idempotent."""
+
+    def apply(conn: Connection) -> None:
+        for statement in statements:
+            conn.execute(text(statement))
+
+    return apply
+
+
+def _engine(url: str) -> Engine:
+    if not url.startswith("sqlite"):
+        return create_engine(url, pool_pre_ping=True)
+    engine = create_engine(
+        url, poolclass=NullPool, connect_args={"timeout": BUSY_TIMEOUT_SECONDS}
+    )
+    event.listen(engine, "connect", _sqlite_connect)
+    event.listen(engine, "begin", _sqlite_begin)
+    return engine
+
+
+def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
+    dbapi_conn.isolation_level = None  # pysqlite begins nothing; our "begin" listener does
+    apply_pragmas(dbapi_conn)
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    immediate = conn.get_execution_options().get(_WRITE, False)
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
