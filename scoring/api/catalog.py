@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify
 
+from ingest.base.layout import KINDS
 from scoring.api.context import services
 from scoring.api.openapi import BOOLEAN, STRING, json_response, nullable, obj, operation
 
@@ -38,7 +39,7 @@ def show_model() -> Response:
             "estimator": m.settings.model.estimator,
             "inboxes": {
                 kind: str(layout.inbox(kind).relative_to(m.settings.data_dir))
-                for kind in ("train", "score")
+                for kind in KINDS
             },
         }
     )
