@@ -75,3 +75,21 @@ def test_the_readers_see_what_they_look_for():
     tree = ast.parse('"""Doc with DROPSCORE_SETTINGS."""\nX = ("b", "a")\nY = ["a", 1]\nZ = "z"\n')
     assert list(literal_sets(tree)) == [frozenset({"a", "b"})]
     assert sorted(strings(tree)) == ["a", "a", "b", "z"]
+
+
+def public_functions(path: Path) -> set[str]:
+    """Name the module-level public functions a module defines."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    return {
+        node.name
+        for node in tree.body
+        if isinstance(node, ast.FunctionDef) and not node.name.startswith("_")
+    }
+
+
+def test_answers_and_the_openapi_document_have_their_own_names():
+    """A view imports from both; ``json_response`` once named an answer and a schema."""
+    answers = public_functions(ROOT / "scoring" / "api" / "jsonio.py")
+    document = public_functions(ROOT / "scoring" / "api" / "openapi.py")
+    assert "json_response" in answers and "response_object" in document
+    assert answers & document == set()

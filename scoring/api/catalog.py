@@ -6,7 +6,7 @@ from flask import Blueprint, Response, jsonify
 
 from ingest.base.layout import KINDS
 from scoring.api.context import services
-from scoring.api.openapi import BOOLEAN, STRING, json_response, nullable, obj, operation
+from scoring.api.openapi import BOOLEAN, STRING, nullable, obj, operation, response_object
 
 bp = Blueprint("catalog", __name__)
 
@@ -23,7 +23,7 @@ SERVED = obj(
 @bp.get("/models/<model:model>")
 @operation(
     "One served model: its champion, what it predicts, and its inboxes",
-    responses={200: json_response(SERVED)},
+    responses={200: response_object(SERVED)},
 )
 def show_model() -> Response:
     """Describe one served model, so a client finds its routes and an operator its folders."""
