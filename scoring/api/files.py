@@ -7,7 +7,6 @@ import os
 import secrets
 import shutil
 from pathlib import Path
-from typing import Any
 
 from flask import Blueprint, Response, jsonify, send_file
 
@@ -213,7 +212,7 @@ def _not_retryable(record: FileRecord) -> Conflict:
     )
 
 
-def stored_file(ledger: Any, file_id: int, which: str) -> Path:
+def stored_file(ledger: Ledger, file_id: int, which: str) -> Path:
     """Return the original (archived or quarantined) or scored output of a drop, from the ledger."""
     record = _record(ledger, file_id)
     if which == "output":
@@ -259,14 +258,14 @@ def download_output(file_id: int) -> Response:
     return send_file(path, as_attachment=True, download_name=_name(path), max_age=0)
 
 
-def _record(ledger: Any, file_id: int) -> Any:
+def _record(ledger: Ledger, file_id: int) -> FileRecord:
     record = ledger.get(file_id)
     if record is None:
         raise NotFound(f"file {file_id} is not in the ledger")
     return record
 
 
-def _stored(ledger: Any, stored: str | None, file_id: int, what: str) -> Path:
+def _stored(ledger: Ledger, stored: str | None, file_id: int, what: str) -> Path:
     """Resolve a ledger path, refusing anything outside the data folder or no longer there.
 
     A quarantined symbolic link is refused too: nothing is ever read through a dropped link.
