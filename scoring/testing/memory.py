@@ -28,11 +28,16 @@ def status_kb(pid: int, key: str) -> int:
 
 
 class PeakWatch:
-    """Poll a process's VmHWM and VmRSS in a thread; ``peak_mb`` is the highest seen."""
+    """Poll a process's VmHWM and VmRSS in a thread; ``peak_mb`` is the highest seen.
 
-    def __init__(self, pid: int, poll: float = POLL) -> None:
+    With ``high_water=False`` only the resident size is sampled: the peak of the watched window
+    alone, not of the process's life so far (its start-up, say).
+    """
+
+    def __init__(self, pid: int, poll: float = POLL, high_water: bool = True) -> None:
         self.pid = pid
         self.poll = poll
+        self.high_water = high_water
         self.hwm_kb = 0
         self.rss_kb = 0
         self._stop = threading.Event()
@@ -45,7 +50,8 @@ class PeakWatch:
 
     def sample(self) -> None:
         """Take one sample now (also called by whoever reaps the process, just before)."""
-        self.hwm_kb = max(self.hwm_kb, status_kb(self.pid, "VmHWM"))
+        if self.high_water:
+            self.hwm_kb = max(self.hwm_kb, status_kb(self.pid, "VmHWM"))
         self.rss_kb = max(self.rss_kb, status_kb(self.pid, "VmRSS"))
 
     def __enter__(self) -> PeakWatch:
