@@ -107,9 +107,15 @@ def replacing(
 
 @contextlib.contextmanager
 def open_replacing(path: Path, **options: Any) -> Iterator[BinaryIO]:
-    """Yield a binary file to write ``path``'s new content into, published as ``replacing``."""
-    with replacing(path, **options) as tmp, open(tmp, "wb") as fh:
-        yield fh
+    """Yield a binary file to write ``path``'s new content into, published as ``replacing``.
+
+    A ``mode`` applies from the moment the temporary exists, so a secret is never readable by
+    others, not even half-written.
+    """
+    with replacing(path, **options) as tmp:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, options.get("mode") or 0o666)
+        with os.fdopen(fd, "wb") as fh:
+            yield fh
 
 
 def write_bytes(path: Path, data: bytes, **options: Any) -> None:
@@ -127,6 +133,35 @@ def write_json(path: Path, body: Any, *, indent: int | None = 2, **dumps: Any) -
     """Replace ``path`` with ``body`` as JSON atomically and durably; ``dumps`` go to json."""
     text = json.dumps(body, indent=indent, **dumps)
     write_text(path, text + ("\n" if indent is not None else ""))
+
+
+@contextlib.contextmanager
+def staging(parent: Path, label: str) -> Iterator[Path]:
+    """Yield a new empty temporary folder in parent, to fill and ``publish_folder``.
+
+    Whatever the block leaves unpublished (an exception, a refusal) is removed with its files.
+    """
+    parent.mkdir(parents=True, exist_ok=True)
+    tmp = temporary_for(parent / label)
+    tmp.mkdir()
+    try:
+        yield tmp
+    finally:
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def publish_folder(tmp: Path, dest: Path) -> None:
+    """Flush a staged folder's files and entries, rename it to dest, and flush the parent.
+
+    ``dest`` must not exist (a rename does not merge folders): the caller clears a leftover.
+    """
+    for entry in tmp.iterdir():
+        if entry.is_file():
+            fsync_file(entry)
+    fsync_folder(tmp)
+    os.rename(tmp, dest)
+    fsync_folder(dest.parent)
 
 
 def temporaries(folder: Path) -> list[Path]:
