@@ -221,20 +221,8 @@ class Lake:
         return self.path(atomic.temporary_for(Path(name)).name)
 
     def _publish(self, tmp: str, dest: str | None, *, replace: bool, to: str | None = None) -> None:
-        """Move a finished temporary to a file of this folder (or to the path ``to``).
-
-        On the local disk this is ``ingest.base.atomic``: flushed, linked or renamed, folder
-        flushed. Elsewhere the filesystem's own move, after checking an existing file is not to
-        be replaced (an object store publishes an object whole or not at all).
-        """
-        target = to if to is not None else self.path(str(dest))
-        if isinstance(self.fs, pafs.LocalFileSystem):
-            atomic.fsync_file(Path(tmp))
-            atomic.publish(Path(tmp), Path(target), replace=replace)
-            return
-        if not replace and self.fs.get_file_info(target).type != pafs.FileType.NotFound:
-            raise FileExistsError(f"{target} already exists")
-        self.fs.move(tmp, target)
+        """Move a finished temporary to a file of this folder (or to the path ``to``)."""
+        _publish(self.fs, tmp, to if to is not None else self.path(str(dest)), replace=replace)
 
     def delete(self, name: str) -> None:
         """Remove a lake file; one already gone is not an error."""
@@ -388,6 +376,22 @@ class Lake:
             )
         self._save_record(record)
         return record
+
+
+def _publish(fs: pafs.FileSystem, tmp: str, target: str, *, replace: bool) -> None:
+    """Move a finished temporary to ``target`` on ``fs``: the one step that publishes.
+
+    On the local disk this is ``ingest.base.atomic``: flushed, linked or renamed, folder
+    flushed. Elsewhere the filesystem's own move, after checking an existing file is not to
+    be replaced (an object store publishes an object whole or not at all).
+    """
+    if isinstance(fs, pafs.LocalFileSystem):
+        atomic.fsync_file(Path(tmp))
+        atomic.publish(Path(tmp), Path(target), replace=replace)
+        return
+    if not replace and fs.get_file_info(target).type != pafs.FileType.NotFound:
+        raise FileExistsError(f"{target} already exists")
+    fs.move(tmp, target)
 
 
 def _parquet_writer(lake: Lake, path: str, schema: pa.Schema) -> pq.ParquetWriter:
