@@ -60,9 +60,10 @@ def first_drop(inbox: Path) -> Path | None:
 def write_atomic(path: Path, data: bytes) -> None:
     """Replace ``path`` with ``data`` so a reader sees the old file or the new, never half.
 
-    The file keeps its permission bits (a settings file may be readable by its owner only).
+    The file keeps its permission bits (a settings file may be readable by its owner only); a
+    new one is its owner's only, as it may come to hold secrets.
     """
-    atomic.write_bytes(path, data, keep_mode=True)
+    atomic.write_bytes(path, data, keep_mode=True, mode=None if path.exists() else 0o600)
 
 
 def section_values(proposal: Proposal) -> dict[str, Any]:
