@@ -90,7 +90,7 @@ def write_lake_file(
         dest = lake_file(config, record)
         lake = Lake.local(dest.parent)
         with lake_lock(config, record.kind):
-            owner = _clear_leftover(ledger, lake, dest.name, record.id)
+            owner = _clear_leftover(ledger, dest, record.id)
             if owner is not None:
                 return OwnedElsewhere(owner)
             if train:  # every batch is checked against it as it is written
@@ -135,11 +135,12 @@ def _unless_known(
         raise _SameContent(owner.id, digest)
 
 
-def _clear_leftover(ledger: Ledger, lake: Lake, name: str, file_id: int) -> int | None:
+def _clear_leftover(ledger: Ledger, dest: Path, file_id: int) -> int | None:
     """Make room for the lake write: remove our own or an orphaned earlier attempt.
 
     Returns the owning drop's id when a live drop already holds this content.
     """
+    lake, name = Lake.local(dest.parent), dest.name
     if not lake.exists(name):
         return None
     owner = _owner(lake, name)
