@@ -8,7 +8,6 @@ can be read off.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from ingest.base.atomic import replacing
 from scoring.testing.checkout import ROW, SAMPLE
 from scoring.testing.waiting import wait_for
 
@@ -131,15 +131,18 @@ def iso_to_epoch(text: str) -> float:
 
 
 def new_training_drop(inbox: Path, name: str = "more.csv", rows: int = 200) -> Path:
-    """Drop a labelled file the way producers should: write elsewhere, rename into the inbox."""
+    """Drop a labelled file the way producers should: write a temporary, rename it into place.
+
+    The temporary is the atomic writer's (a dot name the watcher passes over), so the watcher
+    only ever sees the whole file.
+    """
     import pandas as pd
 
     frame = pd.read_csv(SAMPLE).head(rows)
     frame["target"] = frame["target"] * 1.1 + 5  # different content, same columns
     inbox.mkdir(parents=True, exist_ok=True)
-    tmp = inbox.parent / f".{name}.part"
-    frame.to_csv(tmp, index=False)
-    os.replace(tmp, inbox / name)
+    with replacing(inbox / name) as tmp:
+        frame.to_csv(tmp, index=False)
     return inbox / name
 
 
