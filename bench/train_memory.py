@@ -33,7 +33,7 @@ from ingest.lake.store import read_lake
 from scoring.lifecycle.registry import Registry
 from scoring.lifecycle.runner import run_retrain
 from scoring.settings import load_settings
-from scoring.testing.memory import rss_growth
+from scoring.testing.memory import rss_growth as measure
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -72,12 +72,12 @@ def main() -> None:
         settings = load_settings(None, env={}, overrides=overrides)
         make_lake(data / "lake" / "train", args.rows)
         registry = Registry(settings.models_dir, settings.db_path)
-        grew, secs, run = rss_growth(lambda: run_retrain(settings, registry, "cli", force=True))
+        grew, secs, run = measure(lambda: run_retrain(settings, registry, "cli", force=True))
         print(
             f"retrain  : caller +{grew:6.0f} MB  {secs:5.1f} s  trainer peak "
             f"{run.peak_rss_mb} MB  rows {run.rows} of {run.sampled_from} ({run.state})"
         )
-        grew, secs, _ = rss_growth(lambda: len(read_lake(data / "lake" / "train").to_pandas()))
+        grew, secs, _ = measure(lambda: len(read_lake(data / "lake" / "train").to_pandas()))
         print(f"baseline : caller +{grew:6.0f} MB  {secs:5.1f} s  (whole lake read in-process)")
         env = {k: v for k, v in os.environ.items() if not k.startswith("DROPSCORE")}
         env.update(
