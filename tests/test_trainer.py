@@ -1,7 +1,7 @@
 """Training cannot take the host down (DESIGN.md guarantee 9) nor leave a run `running` forever.
 
 Real trainer processes killed with real signals, real SQLite, real lake files; memory read with
-psutil from the running process, bounds generous.
+/proc for the running process, bounds generous.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from scoring.lifecycle.runner import begin_retrain, execute, run_retrain
 from scoring.lifecycle.runs import RunStore
 from scoring.service.runtime import open_intake, reap_interrupted
 from scoring.settings import Settings
+from scoring.testing.memory import rss_growth
 
 from .conftest import SAMPLE, make_settings, wait_for
 from .test_e2e_serve import cli_env
@@ -131,24 +132,8 @@ def test_the_calling_process_does_not_hold_the_training_data(tmp_path):
         x = rng.normal(size=(1_000_000, 5))
         frame = pd.DataFrame(x, columns=[f"x{i}" for i in range(5)])
         write_lake(settings, f"p{part}", frame.assign(target=x.sum(axis=1)), part + 1)
-    me = psutil.Process()
-    baseline = me.memory_info().rss
-    peak = [baseline]
-    done = threading.Event()
-
-    def sample() -> None:
-        while not done.wait(0.01):
-            peak[0] = max(peak[0], me.memory_info().rss)
-
-    watcher = threading.Thread(target=sample)
-    watcher.start()
-    try:
-        run = run_retrain(settings, registry_of(settings), "cli")
-    finally:
-        done.set()
-        watcher.join()
+    grew_mb, _, run = rss_growth(lambda: run_retrain(settings, registry_of(settings), "cli"))
     assert (run.state, run.rows, run.sampled_from) == ("succeeded", 2000, 3_000_000)
-    grew_mb = (peak[0] - baseline) / 2**20
     assert grew_mb < 60, f"the calling process grew by {grew_mb:.0f} MB"
 
 

@@ -18,7 +18,7 @@ ERRORS = oa.protocol_errors(oa.OIP_ERROR, (401, 403, 404, 503))
 @bp.get("/v1/models")
 @oa.operation(
     "KServe v1: the model names this server answers",
-    responses={200: oa.json_response(oa.obj(models=oa.array(oa.STRING))), **ERRORS},
+    responses={200: oa.response_object(oa.obj(models=oa.array(oa.STRING))), **ERRORS},
 )
 def list_models() -> Response:
     """List the model names a KServe v1 client can call."""
@@ -28,7 +28,7 @@ def list_models() -> Response:
 @bp.get("/v1/models/<model:name>")
 @oa.operation(
     "KServe v1: whether the model is ready",
-    responses={200: oa.json_response(oa.obj(name=oa.STRING, ready=oa.BOOLEAN)), **ERRORS},
+    responses={200: oa.response_object(oa.obj(name=oa.STRING, ready=oa.BOOLEAN)), **ERRORS},
 )
 def model_status(name: str) -> Response:
     """Say whether the model is ready, as KServe's model status endpoint does."""
@@ -48,7 +48,7 @@ def model_status(name: str) -> Response:
         },
     ),
     responses={
-        200: oa.json_response(oa.obj(predictions=oa.array({}))),
+        200: oa.response_object(oa.obj(predictions=oa.array({}))),
         **ERRORS,
         **oa.protocol_errors(oa.OIP_ERROR, (400, 413, 422)),
     },

@@ -62,7 +62,7 @@ ERRORS = oa.protocol_errors(oa.MLFLOW_ERROR, (400, 401, 403, 404, 413, 415, 422,
     " for the default model, /models/<name>/invocations for that one",
     body=INVOCATION_BODY,
     query=[VERSION_QUERY],
-    responses={200: oa.json_response(oa.obj(predictions=oa.array({}))), **ERRORS},
+    responses={200: oa.response_object(oa.obj(predictions=oa.array({}))), **ERRORS},
 )
 def invocations() -> Response:
     """Score a JSON, CSV or Parquet body as ``mlflow models serve`` does, with our validation."""
@@ -103,7 +103,7 @@ def _answered_by(name: str, version: str, message: str) -> str:
     "MLflow's readiness probe: 200 once a model is loaded (open, like /health)",
     responses={
         200: {"description": "A model is loaded", "content": {"application/json": {}}},
-        503: oa.json_response(oa.obj(status=oa.STRING), "No model is loaded yet"),
+        503: oa.response_object(oa.obj(status=oa.STRING), "No model is loaded yet"),
         **oa.protocol_errors(oa.MLFLOW_ERROR, (404,)),
     },
 )

@@ -82,7 +82,7 @@ INFER_OUT = oa.obj(
 @oa.operation(
     "Open Inference Protocol: server metadata",
     responses={
-        200: oa.json_response(
+        200: oa.response_object(
             oa.obj(name=oa.STRING, version=oa.STRING, extensions=oa.array(oa.STRING))
         ),
         **ERRORS,
@@ -98,7 +98,7 @@ def server_metadata() -> Response:
 @bp.get("/v2/health/live")
 @oa.operation(
     "Open Inference Protocol: liveness (open)",
-    responses={200: oa.json_response(oa.obj(live=oa.BOOLEAN))},
+    responses={200: oa.response_object(oa.obj(live=oa.BOOLEAN))},
 )
 def live() -> Response:
     """Answer 200 while the process runs; open like ``/health``."""
@@ -109,7 +109,7 @@ def live() -> Response:
 @oa.operation(
     "Open Inference Protocol: readiness, once a model is loaded (open)",
     responses={
-        200: oa.json_response(oa.obj(ready=oa.BOOLEAN)),
+        200: oa.response_object(oa.obj(ready=oa.BOOLEAN)),
         **oa.protocol_errors(oa.OIP_ERROR, (503,)),
     },
 )
@@ -130,7 +130,7 @@ REPOSITORY_ENTRY = oa.obj(
 @bp.get("/v2/models")
 @oa.operation(
     "The models this server serves: name, champion version and state (READY or UNAVAILABLE)",
-    responses={200: oa.json_response(oa.obj(models=oa.array(REPOSITORY_ENTRY))), **ERRORS},
+    responses={200: oa.response_object(oa.obj(models=oa.array(REPOSITORY_ENTRY))), **ERRORS},
 )
 def list_models() -> Response:
     """List every served model, so a client learns the names before it calls one."""
@@ -142,7 +142,7 @@ def list_models() -> Response:
     "Model repository index, as Triton and MLServer answer it: one entry per model",
     body=oa.json_body(oa.obj(ready=oa.BOOLEAN), required=False, ready={"ready": True}),
     responses={
-        200: oa.json_response(oa.array(REPOSITORY_ENTRY)),
+        200: oa.response_object(oa.array(REPOSITORY_ENTRY)),
         **ERRORS,
         **oa.protocol_errors(oa.OIP_ERROR, (400, 413, 415)),
     },
@@ -174,7 +174,7 @@ def _repository() -> list[dict]:
 @bp.get("/v2/models/<model:name>/versions/<model_version>")
 @oa.operation(
     "Open Inference Protocol: the model's inputs (one per feature) and outputs",
-    responses={200: oa.json_response(oa.ANY_OBJECT), **ERRORS},
+    responses={200: oa.response_object(oa.ANY_OBJECT), **ERRORS},
 )
 def model_metadata(name: str, model_version: str | None = None) -> Response:
     """Describe the model's inputs (one per feature) and outputs, as OIP clients read them."""
@@ -187,7 +187,7 @@ def model_metadata(name: str, model_version: str | None = None) -> Response:
 @oa.operation(
     "Open Inference Protocol: whether this model (and version) is served",
     responses={
-        200: oa.json_response(oa.obj(name=oa.STRING, ready=oa.BOOLEAN, version=oa.STRING)),
+        200: oa.response_object(oa.obj(name=oa.STRING, ready=oa.BOOLEAN, version=oa.STRING)),
         **ERRORS,
     },
 )
@@ -243,7 +243,7 @@ def infer(name: str, model_version: str | None = None) -> Response:
 @oa.operation(
     "Triton's model configuration (tritonclient's get_model_config): inputs and outputs with"
     " data_type and dims",
-    responses={200: oa.json_response(MODEL_CONFIG), **ERRORS},
+    responses={200: oa.response_object(MODEL_CONFIG), **ERRORS},
 )
 def model_config(name: str, model_version: str | None = None) -> Response:
     """Describe the model as Triton's config does, so Triton tooling can read its tensors."""

@@ -11,7 +11,7 @@ To describe a new endpoint, put a note under its route decorator::
     @operation(
         "Do the thing",                              # one-line summary
         body=json_body(THING),                       # request body, if any
-        responses={200: json_response(THING_OUT)},   # success responses
+        responses={200: response_object(THING_OUT)},   # success responses
         errors=(422, 503),                           # error statuses this view raises itself
     )
     def do_thing(thing_id: int) -> Response: ...
@@ -88,7 +88,7 @@ OIP_ERROR = {"type": "object", "required": ["error"], "properties": {"error": ST
 
 def protocol_errors(schema: dict[str, Any], statuses: Iterable[int]) -> dict[int, dict[str, Any]]:
     """Describe error responses in another protocol's body shape (they replace the automatic)."""
-    return {status: json_response(schema, ERRORS[status]) for status in statuses}
+    return {status: response_object(schema, ERRORS[status]) for status in statuses}
 
 
 @dataclass(frozen=True)
@@ -141,8 +141,8 @@ def array(items: dict[str, Any]) -> dict[str, Any]:
     return {"type": "array", "items": items}
 
 
-def json_response(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
-    """Describe a JSON response body."""
+def response_object(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
+    """Build an OpenAPI Response Object: a description and a JSON body of this schema."""
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
@@ -174,7 +174,7 @@ bp = Blueprint("openapi", __name__)
 
 
 @bp.get("/openapi.json")
-@operation("This OpenAPI document", responses={200: json_response(ANY_OBJECT)})
+@operation("This OpenAPI document", responses={200: response_object(ANY_OBJECT)})
 def openapi_json() -> Response:
     """Serve the spec, built once per app from its routes."""
     spec = current_app.extensions.get(CACHE_KEY)
@@ -213,7 +213,7 @@ def build_spec(app: Flask) -> dict[str, Any]:
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
             "schemas": {"Error": ERROR_SCHEMA},
             "responses": {
-                f"Error{status}": json_response({"$ref": "#/components/schemas/Error"}, text)
+                f"Error{status}": response_object({"$ref": "#/components/schemas/Error"}, text)
                 for status, text in ERRORS.items()
             },
         },

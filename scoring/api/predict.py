@@ -17,9 +17,9 @@ from scoring.api.openapi import (
     STRING,
     array,
     json_body,
-    json_response,
     obj,
     operation,
+    response_object,
 )
 from scoring.api.versioning import VERSION_QUERY, requested_version
 from scoring.inference.core import model_for, predict_many, predict_one
@@ -57,7 +57,7 @@ PREDICTION = obj(
         named={"features": dict(zip(SAMPLE_FEATURES, SAMPLE_ROW, strict=True))},
         positional={"X_test": SAMPLE_ROW},
     ),
-    responses={200: json_response(PREDICTION)},
+    responses={200: response_object(PREDICTION)},
     errors=(400, 404, 422, 503),  # 404: a version the model lacks
 )
 def predict(version: int | None = None) -> Response:
@@ -106,7 +106,7 @@ EXPLAINED = obj(
         PREDICT_BODY,
         named={"features": dict(zip(SAMPLE_FEATURES, SAMPLE_ROW, strict=True))},
     ),
-    responses={200: json_response(EXPLAINED)},
+    responses={200: response_object(EXPLAINED)},
     errors=(400, 404, 422, 503),  # 404: a version the model lacks
 )
 def explain_rows(version: int | None = None) -> Response:

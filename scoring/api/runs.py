@@ -17,11 +17,11 @@ from scoring.api.openapi import (
     STRING,
     array,
     json_body,
-    json_response,
     nullable,
     obj,
     operation,
     query_param,
+    response_object,
 )
 from scoring.api.params import page_args
 from scoring.errors import Conflict, ValidationFailed
@@ -59,7 +59,7 @@ FORCE = "retrain even when the data and settings have not changed since the last
     body=json_body(obj(optional=["force"], force=BOOLEAN), required=False),
     responses={
         202: {
-            **json_response(obj(run_id=INTEGER, state=STRING, url=STRING), "Queued"),
+            **response_object(obj(run_id=INTEGER, state=STRING, url=STRING), "Queued"),
             "headers": {"Location": {"required": True, "schema": STRING}},
         }
     },
@@ -98,7 +98,7 @@ def start_training() -> tuple[Response, int, dict[str, str]]:
         query_param("limit", {**INTEGER, "minimum": 1, "maximum": 1000}, "page size"),
         query_param("offset", {**INTEGER, "minimum": 0, "maximum": 10**9}, "runs to skip"),
     ],
-    responses={200: json_response(obj(runs=array(RUN), limit=INTEGER, offset=INTEGER))},
+    responses={200: response_object(obj(runs=array(RUN), limit=INTEGER, offset=INTEGER))},
     errors=(422,),
 )
 def list_runs() -> Response:
@@ -112,7 +112,7 @@ def list_runs() -> Response:
 
 
 @bp.get("/runs/<id:run_id>")
-@operation("One retrain run: its state and result", responses={200: json_response(RUN)})
+@operation("One retrain run: its state and result", responses={200: response_object(RUN)})
 def show_run(run_id: int) -> Response:
     """Show one run: its state, metrics and the promotion decision."""
     return jsonify(RunStore(services().settings.db_path).get(run_id).to_dict())

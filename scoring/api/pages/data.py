@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ingest.base.layout import KINDS
 from ingest.pipeline.quarantine import what_to_do
 from ingest.state.ledger import DUPLICATE, QUARANTINED, STATES
 from ingest.state.records import BY_BYTES, SAME_AS
@@ -20,7 +21,6 @@ from scoring.api.pages.traffic import traffic
 from scoring.lifecycle.estimators import PRIMARY
 from scoring.lifecycle.runs import RunStore
 
-KINDS = ("train", "score")
 PAGE_SIZE = 50
 
 
