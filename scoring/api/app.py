@@ -92,6 +92,7 @@ def create_app(
         monitoring=Monitoring(lambda: {name: _gauges(m) for name, m in by_name.items()}),
         probes=dict(probes or {}),
     )
+    services.dataplane.add(services.monitoring.count_rows)  # the first observer: rows scored
     app.extensions["dropscore"] = services
     metrics.register_instrumentation(app)
     sessions = register_pages(app, settings)

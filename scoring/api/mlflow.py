@@ -15,9 +15,10 @@ from flask import Blueprint, Response, request
 from scoring.api import openapi as oa
 from scoring.api.context import services
 from scoring.api.jsonio import json_response
+from scoring.api.request_ids import request_id
 from scoring.api.versioning import VERSION_QUERY, requested_version
 from scoring.errors import BadRequest, ValidationFailed
-from scoring.inference.core import model_for, predict_many, server_version
+from scoring.inference.core import server_version
 from scoring.inference.payloads import CONTENT_TYPE_JSON, MB, invocation_rows
 
 bp = Blueprint("mlflow", __name__)
@@ -68,16 +69,15 @@ def invocations() -> Response:
     """Score a JSON, CSV or Parquet body as ``mlflow models serve`` does, with our validation."""
     s = services()
     m = s.model()  # the request's model, looked up once
-    model = model_for(m.versions, requested_version())
+    model = s.dataplane.model(m.versions, requested_version())
     data = request.get_data(cache=False)
     limit = m.settings.server.max_rows_per_request
     max_bytes = int(m.settings.server.max_json_mb * MB)
     try:
         X = invocation_rows(data, request.mimetype, model.schema, limit, max_bytes)
-        out = predict_many(model, X)
+        out = s.dataplane.predict(m.name, model, X, "invocations", request_id())
     except (BadRequest, ValidationFailed) as exc:
         raise type(exc)(_answered_by(m.name, model.version, exc.message), exc.details) from None
-    s.monitoring.rows_scored.labels("invocations", m.name).inc(len(out.values))
     return json_response({"predictions": out.values})
 
 
