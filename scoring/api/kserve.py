@@ -7,6 +7,8 @@ from flask import Blueprint, Response
 from scoring.api import openapi as oa
 from scoring.api.context import services
 from scoring.api.jsonio import json_response, request_json
+from scoring.api.oip import error_body
+from scoring.api.protocol import Protocol
 from scoring.api.request_ids import request_id
 from scoring.inference.payloads import kserve_rows
 
@@ -62,3 +64,12 @@ def predict(name: str) -> Response:
     X = kserve_rows(request_json(), model.schema, m.settings.server.max_rows_per_request)
     out = s.dataplane.predict(m.name, model, X, "kserve", request_id())
     return json_response({"predictions": out.values})
+
+
+PROTOCOL = Protocol(
+    blueprint=bp,
+    error_body=error_body,  # KServe v1 answers errors as OIP does
+    roles={"list_models": "predict", "model_status": "predict", "predict": "predict"},
+    prefixes=("/v1/",),
+    model_arg="name",  # /v1/models/<name>…
+)

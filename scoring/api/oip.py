@@ -14,6 +14,7 @@ from flask import Blueprint, Response, request
 from scoring.api import openapi as oa
 from scoring.api.context import readiness, services
 from scoring.api.jsonio import json_response, request_json
+from scoring.api.protocol import Protocol
 from scoring.api.request_ids import request_id
 from scoring.errors import NoModel, UnsupportedMediaType
 from scoring.inference.core import server_version
@@ -34,6 +35,11 @@ bp = Blueprint("oip", __name__)
 EXTENSIONS = ["binary_tensor_data"]
 
 ERRORS = oa.protocol_errors(oa.OIP_ERROR, (401, 403, 404, 503))
+
+
+def error_body(status: int, code: str, message: str, details: list | None) -> dict:
+    """The Open Inference Protocol's error body, ``{"error": "..."}`` (KServe v1's too)."""
+    return {"error": message}
 TENSOR = oa.obj(
     optional=["parameters", "data"],
     name=oa.STRING,
@@ -310,3 +316,22 @@ def _metadata(name: str, model: LoadedModel) -> dict:
         "outputs": outputs,
         "parameters": {"task": schema.task, "classes": [str(c) for c in model.classes]},
     }
+
+
+PROTOCOL = Protocol(
+    blueprint=bp,
+    error_body=error_body,
+    roles={
+        "server_metadata": "predict",
+        "model_metadata": "predict",
+        "model_config": "predict",
+        "model_ready": "predict",
+        "infer": "predict",
+        "list_models": "predict",
+        "repository_index": "predict",
+    },
+    open=frozenset({"live", "ready"}),  # the health probes orchestrators poll
+    paths=("/v2",),
+    prefixes=("/v2/",),
+    model_arg="name",  # /v2/models/<name>/…
+)
