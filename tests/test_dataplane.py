@@ -177,3 +177,37 @@ def _rows_scored(served: Served, route: str) -> float:
     sample = f'dropscore_rows_scored_total{{model="default",path="{route}"}} '
     lines = [line for line in text.splitlines() if line.startswith(sample)]
     return float(lines[0].split()[-1]) if lines else 0.0
+
+
+def test_a_scored_drop_is_one_event_with_its_counts(tmp_path, diabetes):
+    """A drop scored on arrival (the real watcher) reports to the dataplane: counts, no rows."""
+    from ingest.pipeline.watcher import Watcher
+    from scoring.bulk.drops import on_arrival
+    from scoring.lifecycle.champion import ChampionHolder
+    from scoring.service.runtime import open_intake
+
+    from .conftest import wait_for
+
+    settings = make_settings(tmp_path, ingest={"stable_seconds": 0.2, "rescan_seconds": 1.0})
+    registry = Registry(settings.models_dir, settings.db_path)
+    register_trained(settings, registry, diabetes)
+    config, ledger, intake = open_intake(settings)
+    recorder = Recorder()
+    intake.on_normalized = on_arrival(
+        settings, intake, ChampionHolder(registry).peek, Dataplane([explode, recorder])
+    )
+    watcher = Watcher(config, intake)
+    watcher.start()
+    try:
+        inbox = settings.data_dir / "inbox" / "score"
+        inbox.mkdir(parents=True, exist_ok=True)
+        (inbox / "drop.csv.part").write_text(_csv(7))
+        (inbox / "drop.csv.part").rename(inbox / "drop.csv")
+        record = wait_for(lambda: (r := ledger.list(state="scored")) and r[0], timeout=30)
+        wait_for(lambda: recorder.events, timeout=30)  # told right after the ledger
+    finally:
+        watcher.stop()
+    [event] = recorder.take()  # after the observer that raised: it changed nothing
+    assert (event.protocol, event.rows, event.failed, event.version) == ("drop", 7, 0, "1")
+    assert (event.file_id, event.features, event.predictions) == (record.id, None, None)
+    assert record.rows_scored == 7

@@ -45,6 +45,7 @@ from scoring.api.monitoring import Monitoring
 from scoring.api.pages import register_pages
 from scoring.api.proxies import trust_proxies
 from scoring.api.query import register_query_check
+from scoring.inference.dataplane import Dataplane
 from scoring.lifecycle.champion import ChampionHolder
 from scoring.lifecycle.registry import Registry
 from scoring.settings import Settings
@@ -61,12 +62,14 @@ def create_app(
     registry: Registry | None = None,
     ledger: Ledger | None = None,
     probes: dict[str, Callable[[], dict[str, Any]]] | None = None,
+    dataplane: Dataplane | None = None,
 ) -> Flask:
     """Build the API over a settings object; nothing is loaded until the first request.
 
     ``served`` passes the objects a ``serve`` process already holds for each model (its
     registry, ledger and champion), so the API and the background work share them;
-    ``registry`` and ``ledger`` stand in for the default model's (tests pass their own).
+    ``registry`` and ``ledger`` stand in for the default model's (tests pass their own);
+    ``dataplane`` is the one a ``serve`` process's scored drops already report to.
     """
     app = Flask("dropscore")
     app.json = StrictJSONProvider(app)  # strict JSON everywhere: no NaN/Infinity in answers
@@ -87,6 +90,7 @@ def create_app(
         models=by_name,
         monitoring=Monitoring(lambda: {name: _gauges(m) for name, m in by_name.items()}),
         probes=dict(probes or {}),
+        dataplane=dataplane or Dataplane(),
     )
     services.dataplane.add(services.monitoring.count_rows)  # the first observer: rows scored
     app.extensions["dropscore"] = services
