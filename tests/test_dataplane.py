@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from dataclasses import FrozenInstanceError, dataclass
+from dataclasses import dataclass
 
 import pytest
 import requests
@@ -162,7 +162,7 @@ def test_an_observer_that_raises_changes_no_answer(served: Served, caplog):
 
 def test_the_event_is_immutable():
     event = Scored("default", "1", "predict", 1, 0.0)
-    with pytest.raises(FrozenInstanceError):
+    with pytest.raises(AttributeError):
         event.rows = 2  # type: ignore[misc]
 
 
