@@ -211,3 +211,23 @@ def test_a_scored_drop_is_one_event_with_its_counts(tmp_path, diabetes):
     assert (event.protocol, event.rows, event.failed, event.version) == ("drop", 7, 0, "1")
     assert (event.file_id, event.features, event.predictions) == (record.id, None, None)
     assert record.rows_scored == 7
+
+
+def test_serve_shares_its_dataplane_so_scored_drops_reach_the_metrics(tmp_path, diabetes):
+    """As ``serve`` wires it: the background's dataplane is the app's, counter first."""
+    from scoring.service.runtime import background
+
+    from .conftest import wait_for
+
+    settings = make_settings(tmp_path, ingest={"stable_seconds": 0.2, "rescan_seconds": 1.0})
+    register_trained(settings, Registry(settings.models_dir, settings.db_path), diabetes)
+    with background(settings) as bg:
+        app = create_app(settings, served=bg.served(), dataplane=bg.dataplane)
+        assert app.extensions["dropscore"].dataplane is bg.dataplane
+        with serving(app) as url:
+            inbox = settings.layout.inbox("score")
+            inbox.mkdir(parents=True, exist_ok=True)
+            (inbox / "drop.csv.part").write_text(_csv(7))
+            (inbox / "drop.csv.part").rename(inbox / "drop.csv")
+            served = Served(url, settings, bg.dataplane, Recorder())
+            wait_for(lambda: _rows_scored(served, "drop") == 7, timeout=60, what="7 drop rows")
