@@ -42,7 +42,7 @@ class Scored(NamedTuple):
 
     model: str  # the model's name, as settings and URLs spell it
     version: str  # the version that answered
-    protocol: str  # the route that scored: predict, explain, invocations, kserve, infer, score_file
+    protocol: str  # the route: predict, explain, invocations, kserve, infer, score_file, drop
     rows: int  # rows in the request (bulk: every row read, scored or failed)
     seconds: float  # time in the model (bulk: the whole run)
     schema: FeatureSchema | None = None  # names and kinds of ``features``' columns
