@@ -24,6 +24,7 @@ from ingest.pipeline.watcher import Watcher
 from ingest.state.ledger import Ledger
 from schedules.scheduler import Schedule
 from scoring.bulk.drops import on_arrival, sweep
+from scoring.inference.dataplane import Dataplane
 from scoring.ingest_options import ingest_config
 from scoring.lifecycle.champion import ChampionHolder
 from scoring.lifecycle.contract import chain, train_drop_check
@@ -55,12 +56,14 @@ def open_intake(settings: Settings) -> tuple[IngestConfig, Ledger, Intake]:
     return config, ledger, intake
 
 
-def start_scoring(settings: Settings, intake: Intake, champion: ChampionHolder) -> None:
+def start_scoring(
+    settings: Settings, intake: Intake, champion: ChampionHolder, dataplane: Dataplane | None = None
+) -> None:
     """Score drops on arrival (when configured), and catch up on any left while down."""
     if settings.scoring.on_arrival:
-        score = on_arrival(settings, intake, champion.peek)
+        score = on_arrival(settings, intake, champion.peek, dataplane)
         intake.on_normalized = chain(intake.on_normalized, score)
-    sweep(settings, intake=intake, models=champion.peek)
+    sweep(settings, intake=intake, models=champion.peek, dataplane=dataplane)
 
 
 def reap_interrupted(settings: Settings) -> None:
@@ -141,6 +144,7 @@ class Background:
     models: dict[str, Served]
     watcher: Watcher
     schedule: Schedule
+    dataplane: Dataplane  # scored drops' events; `serve` shares it with the API
 
     def served(self) -> dict[str, ModelServices]:
         """What the API needs of each model, sharing this process's registries and champions."""
@@ -157,7 +161,7 @@ def _model_of(settings: Settings) -> dict[str, str]:
 
 
 @bound_to(_model_of)  # its recovery, bootstrap and first training name the model they are for
-def prepare_model(settings: Settings) -> Served:
+def prepare_model(settings: Settings, dataplane: Dataplane | None = None) -> Served:
     """Open one model's folders and stores, recover its drops and runs, train its first model."""
     _config, ledger, intake = open_intake(settings)
     registry = Registry(settings.models_dir, settings.db_path)
@@ -166,7 +170,7 @@ def prepare_model(settings: Settings) -> Served:
     intake.resume()
     bootstrap(settings, registry, intake)
     champion = ChampionHolder(registry, model=settings.name)
-    start_scoring(settings, intake, champion)
+    start_scoring(settings, intake, champion, dataplane)
     first = first_data_trigger(settings, registry, champion)  # a first model without waiting
     intake.on_normalized = chain(intake.on_normalized, first)
     return Served(settings, ledger, registry, champion, intake)
@@ -180,14 +184,15 @@ def background(settings: Settings) -> Iterator[Background]:
     On exit the scheduler stops first (waiting for a running job), then the watcher.
     """
     with worker_lock(settings.layout.worker_lock):
-        models = {one.name: prepare_model(one) for one in settings.each_model()}
+        dataplane = Dataplane()
+        models = {one.name: prepare_model(one, dataplane) for one in settings.each_model()}
         intakes = [m.intake for m in models.values()]
         watcher = Watcher(intakes[0].config, *intakes)
         watcher.start()
         schedule = Schedule(settings)
         try:
             schedule.start()
-            yield Background(models, watcher, schedule)
+            yield Background(models, watcher, schedule, dataplane)
         finally:
             schedule.stop()  # waits for a running job to finish
             watcher.stop()
@@ -210,6 +215,7 @@ def run_serve(settings: Settings) -> None:
         app = create_app(
             settings,
             served=bg.served(),
+            dataplane=bg.dataplane,
             probes={"watcher": bg.watcher.status, "scheduler": bg.schedule.status},
         )
         app.extensions["dropscore"].monitoring.registry.register(bg.schedule.collector())
