@@ -1,7 +1,12 @@
-"""The one lock module: real processes contend for a lock, and a holder's death frees it."""
+"""The one lock module: real processes contend for a lock, and a holder's death frees it.
+
+The structure is read from the source: ``fcntl`` is imported by ``ingest/state/locks.py`` alone,
+and a retrain walk opens its run store once instead of re-entering the runs module.
+"""
 
 from __future__ import annotations
 
+import ast
 import os
 import signal
 import subprocess
@@ -14,6 +19,7 @@ from ingest.state.db import StateDB
 from ingest.state.locks import FileLocks, locks_beside
 
 from .conftest import ROOT
+from .test_imports import module_names
 
 # A process that takes a lock and keeps it until it is killed or its stdin closes. ``try`` says
 # "held" or "busy" at once; ``wait`` says "waiting", blocks in acquire, then says "held".
@@ -131,3 +137,44 @@ def test_a_sqlite_state_databases_locks_sit_beside_its_file(tmp_path):
     with locks_beside(db).acquire("retrain.lock"):
         assert FileLocks(tmp_path / "churn").try_acquire("retrain.lock") is None
     assert (tmp_path / "churn" / "retrain.lock").is_file()
+
+
+# -- the structure, from the source ---------------------------------------------------------
+
+
+def imported_modules(path: Path) -> set[str]:
+    """Name every module a source file imports, wherever the import sits."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            found.add(node.module)
+    return found
+
+
+def test_fcntl_is_imported_by_the_lock_module_alone():
+    importers = sorted(
+        name for name, path in module_names().items() if "fcntl" in imported_modules(path)
+    )
+    assert importers == ["ingest.state.locks"]
+
+
+def constructions(path: Path, cls: str) -> int:
+    """Count the calls that build ``cls`` in a source file (0 when the file does not exist)."""
+    if not path.exists():
+        return 0
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    return sum(
+        1
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call) and ast.unparse(node.func).split(".")[-1] == cls
+    )
+
+
+def test_a_retrain_walk_opens_its_run_store_once():
+    """The runner builds one store and hands it on; the locks never open a store of their own."""
+    lifecycle = ROOT / "scoring" / "lifecycle"
+    assert constructions(lifecycle / "runner.py", "RunStore") <= 1
+    assert constructions(lifecycle / "run_locks.py", "RunStore") == 0
+    assert constructions(lifecycle / "runs.py", "RunStore") == 0

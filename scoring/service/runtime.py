@@ -20,6 +20,7 @@ from ingest.base.logs import bound_to
 from ingest.lake.store import lake_files
 from ingest.pipeline.intake import Intake
 from ingest.pipeline.watcher import Watcher
+from ingest.state.db import StateDB
 from ingest.state.ledger import Ledger
 from ingest.state.locks import FileLocks, Lock
 from schedules.scheduler import Schedule
@@ -65,7 +66,7 @@ def start_scoring(settings: Settings, intake: Intake, champion: ChampionHolder) 
 
 def reap_interrupted(settings: Settings) -> None:
     """At start-up, mark runs a killed process left running as failed (interrupted)."""
-    RunStore(settings.db_path, settings.layout.retrain_lock).reap()
+    RunStore(StateDB.at(settings.db_path)).reap()
 
 
 def bootstrap(settings: Settings, registry: Registry, intake: Intake) -> None:
