@@ -16,9 +16,10 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import (
     REAL,
@@ -52,6 +53,7 @@ UNFINISHED = ("queued", "running")
 # Why a run was skipped, for machines: the reason column says it in words.
 SKIPS = ("refused", "no_new_data", "busy", "missed")
 INTERRUPTED = "interrupted: the process running it stopped before it finished"
+T = TypeVar("T")
 
 METADATA = MetaData()
 RUNS = Table(
@@ -235,21 +237,18 @@ class RunStore:
 
     def get(self, run_id: int) -> RunRecord:
         """Return one run (after reaping dead ones), or raise NotFound (404)."""
-        self.reap()
-        with self._read() as conn:
-            row = conn.execute(select(RUNS).where(RUNS.c.id == run_id)).mappings().first()
+        query = select(RUNS).where(RUNS.c.id == run_id)
+        row = self._read_reaped(lambda conn: conn.execute(query).mappings().first())
         if row is None:
             raise NotFound(f"retrain run {run_id} does not exist")
         return _record(row)
 
     def list(self, limit: int = 50, offset: int = 0, state: str | None = None) -> list[RunRecord]:
-        """Return runs newest first."""
-        self.reap()
+        """Return runs newest first (after reaping dead ones)."""
         query = select(RUNS).order_by(RUNS.c.id.desc()).limit(limit).offset(offset)
         if state:
             query = query.where(RUNS.c.state == state)
-        with self._read() as conn:
-            rows = conn.execute(query).mappings().all()
+        rows = self._read_reaped(lambda conn: conn.execute(query).mappings().all())
         return [_record(r) for r in rows]
 
     def last(self) -> RunRecord | None:
@@ -282,9 +281,20 @@ class RunStore:
     def reap(self) -> int:
         """Mark unfinished runs failed when no process holds the retrain lock: they died."""
         with self._read() as conn:
-            unfinished = select(RUNS.c.id).where(RUNS.c.state.in_(UNFINISHED)).limit(1)
-            if conn.execute(unfinished).first() is None:
+            if not _any_unfinished(conn):
                 return 0
+        return self._reap_if_dead()
+
+    def _read_reaped(self, read: Callable[[Connection], T]) -> T:
+        """Read in one transaction; read again only if it found runs whose process died."""
+        with self._read() as conn:
+            found, unfinished = read(conn), _any_unfinished(conn)
+        if unfinished and self._reap_if_dead():
+            with self._read() as conn:
+                found = read(conn)
+        return found
+
+    def _reap_if_dead(self) -> int:
         lock = self._locks.try_acquire(RETRAIN_LOCK_FILE)
         if lock is None:  # a live retrain holds it
             return 0
@@ -301,6 +311,11 @@ class RunStore:
     def _write(self) -> AbstractContextManager[Connection]:
         self.db.migrate(RUNS.name, MIGRATIONS)
         return self.db.write()
+
+
+def _any_unfinished(conn: Connection) -> bool:
+    unfinished = select(RUNS.c.id).where(RUNS.c.state.in_(UNFINISHED)).limit(1)
+    return conn.execute(unfinished).first() is not None
 
 
 def _record(row: RowMapping) -> RunRecord:
