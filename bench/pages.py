@@ -25,6 +25,7 @@ import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 
+from ingest.state.db import StateDB  # noqa: E402
 from ingest.state.ledger import Ledger  # noqa: E402
 from scoring.api.app import create_app  # noqa: E402
 from scoring.lifecycle.registry import Registry  # noqa: E402
@@ -59,7 +60,7 @@ def build(data_dir: Path, rows: int) -> object:
         }
         sample = holdout_sample(result.pipeline, result.schema, result.holdout)
         registry.promote(registry.register(result.pipeline, card, holdout=sample), "bench")
-    store = RunStore(settings.db_path)
+    store = RunStore(StateDB.at(settings.db_path))
     for _ in range(30):
         run = store.create("schedule")
         store.update(run, state="succeeded", reason="bench", metrics={"r2": 0.45}, rows=442)

@@ -7,6 +7,7 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request, url_for
 
+from ingest.state.db import StateDB
 from scoring.api.auth import current_key_name
 from scoring.api.context import services
 from scoring.api.jsonio import request_json
@@ -104,7 +105,7 @@ def start_training() -> tuple[Response, int, dict[str, str]]:
 def list_runs() -> Response:
     """List retrain runs, newest first."""
     page = page_args(STATES, "run", 50, "state")
-    store = RunStore(services().settings.db_path)
+    store = RunStore(StateDB.at(services().settings.db_path))
     runs = store.list(limit=page.limit, offset=page.offset, state=page.state)
     return jsonify(
         {"runs": [r.to_dict() for r in runs], "limit": page.limit, "offset": page.offset}
@@ -115,7 +116,7 @@ def list_runs() -> Response:
 @operation("One retrain run: its state and result", responses={200: response_object(RUN)})
 def show_run(run_id: int) -> Response:
     """Show one run: its state, metrics and the promotion decision."""
-    return jsonify(RunStore(services().settings.db_path).get(run_id).to_dict())
+    return jsonify(RunStore(StateDB.at(services().settings.db_path)).get(run_id).to_dict())
 
 
 def _force() -> bool:

@@ -85,7 +85,7 @@ def run_trainer(
 ) -> TrainerExit:
     """Run one retrain in a child process and report how it ended; never raises for the child.
 
-    The caller holds the data folder's trainer slot (``runs.trainer_slot``).
+    The caller holds the data folder's trainer slot (``run_locks.trainer_slot``).
     """
     say = progress or (lambda _m: None)
     scratch = settings.layout.trainer_scratch
@@ -142,7 +142,7 @@ def _cpu(usage: Any) -> float:
 def remove_stale(scratch: Path) -> None:
     """Remove the folders that trainers killed with their server left in the scratch.
 
-    Called in the data folder's one trainer slot (``runs.trainer_slot``), so no other trainer
+    Called in the data folder's one trainer slot (``run_locks.trainer_slot``), so no other trainer
     of this data folder is running and every folder there is a dead one's.
     """
     if not scratch.is_dir():

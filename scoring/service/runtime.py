@@ -5,7 +5,6 @@ Only the CLI calls this module. Library code never starts threads or reads files
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 import signal
@@ -14,14 +13,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import TYPE_CHECKING
 
 from ingest.base.config import IngestConfig
 from ingest.base.logs import bound_to
 from ingest.lake.store import lake_files
 from ingest.pipeline.intake import Intake
 from ingest.pipeline.watcher import Watcher
+from ingest.state.db import StateDB
 from ingest.state.ledger import Ledger
+from ingest.state.locks import FileLocks, Lock
 from schedules.scheduler import Schedule
 from scoring.bulk.drops import on_arrival, sweep
 from scoring.inference.dataplane import Dataplane
@@ -68,7 +69,7 @@ def start_scoring(
 
 def reap_interrupted(settings: Settings) -> None:
     """At start-up, mark runs a killed process left running as failed (interrupted)."""
-    RunStore(settings.db_path, settings.layout.retrain_lock).reap()
+    RunStore(StateDB.at(settings.db_path)).reap()
 
 
 def bootstrap(settings: Settings, registry: Registry, intake: Intake) -> None:
@@ -100,30 +101,18 @@ def bootstrap(settings: Settings, registry: Registry, intake: Intake) -> None:
 
 
 @contextmanager
-def worker_lock(path: Path) -> Iterator[IO[str]]:
+def worker_lock(path: Path) -> Iterator[Lock]:
     """Hold an OS lock so one process per data folder runs the watcher and the scheduler."""
-    data_dir = path.parent
-    data_dir.mkdir(parents=True, exist_ok=True)
-    fh = open(path, "a+")  # noqa: SIM115 - held for the life of the process
-    try:
-        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        fh.seek(0)
-        holder = fh.read().strip() or "another process"
-        fh.close()
+    locks = FileLocks(path.parent)
+    lock = locks.try_acquire(path.name, holder=str(os.getpid()))
+    if lock is None:
+        holder = locks.holder(path.name) or "another process"
         raise AlreadyRunning(
-            f"{data_dir} is already served by pid {holder}; stop it first, or run"
+            f"{path.parent} is already served by pid {holder}; stop it first, or run"
             " `dropscore api` for more API processes"
-        ) from None
-    fh.seek(0)
-    fh.truncate()
-    fh.write(str(os.getpid()))
-    fh.flush()
-    try:
-        yield fh
-    finally:
-        fcntl.flock(fh, fcntl.LOCK_UN)
-        fh.close()
+        )
+    with lock:
+        yield lock
 
 
 @dataclass
