@@ -34,6 +34,9 @@ from ingest.base.errors import IngestError
 
 CHUNK_BYTES = 4 << 20  # bytes a thread parses at once, in blocks of BLOCK_BYTES
 BLOCK_BYTES = 1 << 20  # one batch each (as before: the batches, so the predictions, are unchanged)
+# Chunks in flight cost about three times their bytes (the text, its parse, the table): 8 threads
+# hold ~110 MiB, however many cores the machine has (bulk scoring promises memory by batch_rows).
+MAX_WORKERS = 8
 THREAD_NAME = "dropscore-csv"  # the parsing threads' name prefix (tests look for leftovers)
 
 _COLUMN_IN_ERROR = re.compile(r"In CSV column #(\d+)")
@@ -54,11 +57,12 @@ def parallel_batches(
 ) -> Iterator[pa.RecordBatch]:
     """Yield the batches of a delimited stream (header first), chunks parsed side by side, in order.
 
-    ``workers`` threads parse (default: pyarrow's CPU count); the batches are the same for any
-    number. Closing the iterator early waits for the chunks being parsed and ends the threads.
+    ``workers`` threads parse (default: pyarrow's CPU count, at most ``MAX_WORKERS``); the
+    batches are the same for any number. Closing the iterator early waits for the chunks being
+    parsed and ends the threads.
     """
     parser = _Parser(schema.names, {f.name: f.type for f in schema}, delimiter, decimal, failure)
-    workers = max(1, workers or pa.cpu_count())
+    workers = max(1, workers or min(pa.cpu_count(), MAX_WORKERS))
     pool = ThreadPoolExecutor(workers, thread_name_prefix=THREAD_NAME)
     pending: deque[_Job] = deque()
     try:
