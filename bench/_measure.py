@@ -27,6 +27,7 @@ class Result:
     rows: int
     seconds: float
     peak_mb: float
+    cpu_seconds: float = 0.0  # user + system CPU of the process (wait4), when measured
 
     @property
     def rate(self) -> float:
@@ -65,7 +66,7 @@ def measure(name: str, cmd: list[str], env: dict[str, str], rows: int, log: Path
     kernel_mb = usage.ru_maxrss / 1024
     own_mb = status_kb(os.getpid(), "VmHWM") / 1024
     peak = max(watch.peak_mb, kernel_mb if kernel_mb > own_mb else 0.0)
-    return Result(name, rows, seconds, peak)
+    return Result(name, rows, seconds, peak, usage.ru_utime + usage.ru_stime)
 
 
 def end(proc: subprocess.Popen[bytes], grace: float = 20.0) -> None:

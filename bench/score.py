@@ -103,7 +103,8 @@ def paired_paths(
         for name in order:
             print(f"  pair {pair + 1} {name} …", end="", flush=True)
             result = measure(name, commands[name], env, rows, work / f"{name}.log")
-            print(f" {result.seconds:.2f}s {result.peak_mb:.0f} MiB", flush=True)
+            cores = result.cpu_seconds / result.seconds
+            print(f" {result.seconds:.2f}s {result.peak_mb:.0f} MiB, {cores:.2f} cores", flush=True)
             got = parquet_rows(out)
             out.unlink()
             if got != rows:
@@ -115,14 +116,20 @@ def paired_paths(
 def print_table(title: str, results: dict[str, list[Result]], goal: float) -> bool:
     """Print each path's median figures and the pair ratios; return whether the goals were met."""
     print(f"\n{title}")
-    print(f"  {'path':<10} {'runs':>4} {'median s':>9} {'rows/s':>12} {'peak RSS MiB':>13}")
+    print(
+        f"  {'path':<10} {'runs':>4} {'median s':>9} {'rows/s':>12} {'peak RSS MiB':>13}"
+        f" {'CPU s':>6} {'cores':>6}"
+    )
     for name, runs in results.items():
         seconds = statistics.median(r.seconds for r in runs)
         peak = max(r.peak_mb for r in runs)
+        cpu = statistics.median(r.cpu_seconds for r in runs)
+        cores = statistics.median(r.cpu_seconds / r.seconds for r in runs)
         print(
             f"  {name:<10} {len(runs):>4} {seconds:>9.2f} {runs[0].rows / seconds:>12,.0f}"
-            f" {peak:>13.0f}"
+            f" {peak:>13.0f} {cpu:>6.2f} {cores:>6.2f}"
         )
+    print("  (CPU s: user + system of the process; cores: CPU s / wall s, both cores busy = 2)")
     ds = results["dropscore"]
     speed = {peer: ratios([r.rate for r in ds], [r.rate for r in results[peer]]) for peer in PEERS}
     for peer in PEERS:
