@@ -34,11 +34,13 @@ class Result:
         return self.rows / self.seconds if self.seconds else 0.0
 
 
-def measure(name: str, cmd: list[str], env: dict[str, str], rows: int, log: Path) -> Result:
+def measure(
+    name: str, cmd: list[str], env: dict[str, str], rows: int, log: Path, cwd: Path | None = None
+) -> Result:
     """Run cmd as a fresh process; wall time and its own peak RSS (see the module docstring)."""
     with open(log, "wb") as out:
         started = time.perf_counter()
-        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=cwd)
         _live.append(proc)
         watch = PeakWatch(proc.pid)
         try:

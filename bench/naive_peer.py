@@ -1,40 +1,41 @@
 """The naive pandas script for bulk scoring: the whole file in a DataFrame, predict, to_parquet.
 
 What a person writes first: ``pandas.read_csv`` (or ``read_parquet``), ``pipeline.predict`` on
-the feature columns, ``DataFrame.to_parquet``. The peer ``bench/score.py`` measures dropscore
+the feature columns, ``DataFrame.to_parquet``. The peer ``bench.score`` measures dropscore
 against, run as its own process.
 
-    .venv/bin/python bench/naive_peer.py IN.csv OUT.parquet MODEL.skops
+    .venv/bin/python -m bench.naive_peer IN.csv OUT.parquet MODEL.skops
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-if not __package__:
-    # Run as a file, this folder would shadow the project's top-level packages (bench/ingest.py).
-    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
-    sys.path.insert(0, str(HERE.parent))
 
+def main(argv: list[str] | None = None) -> int:
+    """Score IN with the model at MODEL into OUT; print the row count as JSON."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("src", type=Path, help="the input, .csv or .parquet")
+    parser.add_argument("dst", type=Path, help="the Parquet file to write")
+    parser.add_argument("model", type=Path, help="the trained pipeline (model.skops)")
+    args = parser.parse_args(argv)
 
-def main(argv: list[str]) -> int:
-    """Score argv[0] with the model at argv[2] into argv[1]; print the row count as JSON."""
     import pandas as pd
 
     from bench._data import FEATURES
     from scoring.lifecycle.registry import load_trusted
 
-    src, dst, model = Path(argv[0]), Path(argv[1]), Path(argv[2])
-    pipeline = load_trusted(model)
+    pipeline = load_trusted(args.model)
+    src = args.src
     frame = pd.read_parquet(src) if src.suffix == ".parquet" else pd.read_csv(src)
     frame["prediction"] = pipeline.predict(frame[FEATURES].to_numpy())
-    frame.to_parquet(dst)
+    frame.to_parquet(args.dst)
     print(json.dumps({"rows": len(frame)}))
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(main())

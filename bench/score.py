@@ -21,8 +21,8 @@ its range, and the peak RSS of each. The same is repeated for a Parquet copy of 
 Goals (issue 23): dropscore ≥ 0.9× the floor's rows/s on both inputs, ≥ 2× naive's on CSV
 (≥ 2.5× on Parquet, issue 13), and dropscore's peak RSS ≤ 400 MiB at the default ``batch_rows``.
 
-    .venv/bin/python bench/score.py                 # small (200,000 rows)
-    .venv/bin/python bench/score.py --rows 5000000  # the size the goals are stated at
+    .venv/bin/python -m bench.score                 # small (200,000 rows)
+    .venv/bin/python -m bench.score --rows 5000000  # the size the goals are stated at
 """
 
 from __future__ import annotations
@@ -93,8 +93,8 @@ def paired_paths(
     out = work / "out.parquet"
     commands = {
         "dropscore": [dropscore_bin(), "score", str(src), "-o", str(out), "--format", "parquet"],
-        "floor": [sys.executable, str(HERE / "floor_peer.py"), str(src), str(out)],
-        "naive": [sys.executable, str(HERE / "naive_peer.py"), str(src), str(out), str(model)],
+        "floor": [sys.executable, "-m", "bench.floor_peer", str(src), str(out)],
+        "naive": [sys.executable, "-m", "bench.naive_peer", str(src), str(out), str(model)],
     }
     results: dict[str, list[Result]] = {name: [] for name in commands}
     names = list(commands)
@@ -102,7 +102,7 @@ def paired_paths(
         order = names[pair % len(names) :] + names[: pair % len(names)]
         for name in order:
             print(f"  pair {pair + 1} {name} …", end="", flush=True)
-            result = measure(name, commands[name], env, rows, work / f"{name}.log")
+            result = measure(name, commands[name], env, rows, work / f"{name}.log", cwd=ROOT)
             cores = result.cpu_seconds / result.seconds
             print(f" {result.seconds:.2f}s {result.peak_mb:.0f} MiB, {cores:.2f} cores", flush=True)
             got = parquet_rows(out)
