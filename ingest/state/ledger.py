@@ -1,10 +1,12 @@
-"""The file ledger: one SQLite row per drop, so every file's fate survives crashes and restarts.
+"""The file ledger: one row per drop, so every file's fate survives crashes and restarts.
 
-The ledger lives in the product's shared ``state.db`` and owns only the ``files`` table. Every
-call opens its own connection (WAL, a long busy timeout), so threads and processes can share one
-database file without sharing a connection. State changes are single guarded ``UPDATE``
-statements: a transition from a state it does not allow changes nothing and raises
-``IllegalTransition``, which is how two writers racing on one row stay correct.
+The ledger lives in the product's shared state database (``state.db`` by default) and owns only
+the ``files`` table (``ingest.state.ledger_schema``). It reaches it through a ``StateDB``: a
+connection per transaction, so threads and processes share one database without sharing a
+connection, and every write transaction takes the write lock up front. State changes are single
+guarded ``UPDATE`` statements that return the row they changed: a transition from a state it
+does not allow changes nothing and raises ``IllegalTransition``, which is how two writers racing
+on one row stay correct. Everything is SQLAlchemy Core, so another backend runs the same code.
 
 Paths are stored relative to the data folder (the folder holding ``state.db``) in POSIX form,
 so ``GET /files`` never shows a server's absolute layout; ``Ledger.resolve`` turns them back.
@@ -16,11 +18,13 @@ SQLite, JSON or a terminal would refuse.
 from __future__ import annotations
 
 import json
-import sqlite3
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
+
+from sqlalchemy import ColumnElement, Connection, case, insert, or_, select, update
 
 from ingest.base.names import as_text, escape, filed
+from ingest.state.ledger_schema import FILES
 from ingest.state.ledger_table import LedgerTable, first_live, first_live_content
 from ingest.state.records import (
     BY_BYTES,
@@ -61,7 +65,10 @@ __all__ = [
 
 
 class Ledger(LedgerTable):
-    """The drops' state machine: each change one guarded ``UPDATE`` (see the module docstring)."""
+    """The drops' state machine: each change one guarded ``UPDATE`` (see the module docstring).
+
+    Built on a ``StateDB`` (``Ledger(db)``); ``Ledger.at(path)`` opens the SQLite file at ``path``.
+    """
 
     def receive(
         self,
@@ -80,7 +87,7 @@ class Ledger(LedgerTable):
         (``ingest.base.names``). The row is ``received``; or ``duplicate`` (with ``duplicate_of``
         and its archive path) when a live drop of the same kind already has this content; or
         ``quarantined`` at once when ``rejected`` carries an error found before the content was
-        read (a file too large). Deciding in one ``BEGIN IMMEDIATE`` makes dedupe race-free
+        read (a file too large). Deciding in one write transaction makes dedupe race-free
         across processes. A drop that is the copy a retry queued (``queued_as``) takes the name
         of the drop it retries, and that drop records it as ``retried_as``, in the same
         transaction.
@@ -89,64 +96,73 @@ class Ledger(LedgerTable):
         name = escape(original_name)
         with self._write() as conn:
             retried = conn.execute(
-                "SELECT id, original_name FROM files WHERE state = ? AND queued_as = ? "
-                "AND kind = ? AND retried_as IS NULL ORDER BY id LIMIT 1",
-                (RETRIED, name, kind),
-            ).fetchone()
+                select(FILES.c.id, FILES.c.original_name)
+                .where(
+                    FILES.c.state == RETRIED,
+                    FILES.c.queued_as == name,
+                    FILES.c.kind == kind,
+                    FILES.c.retried_as.is_(None),
+                )
+                .order_by(FILES.c.id)
+                .limit(1)
+            ).first()
             if retried is not None:
-                name = retried["original_name"]
-            cur = conn.execute(
-                "INSERT INTO files (original_name, kind, size_bytes, sha256, state, "
-                "processing_path, received_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    name,
-                    kind,
-                    size_bytes,
-                    sha256,
-                    RECEIVED,
-                    self.relative(processing_path),
-                    now,
-                    now,
-                ),
+                name = retried.original_name
+            row = (
+                conn.execute(
+                    insert(FILES)
+                    .values(
+                        original_name=name,
+                        kind=kind,
+                        size_bytes=size_bytes,
+                        sha256=sha256,
+                        state=RECEIVED,
+                        processing_path=self.relative(processing_path),
+                        received_at=now,
+                        updated_at=now,
+                    )
+                    .returning(*FILES.c)
+                )
+                .mappings()
+                .one()
             )
-            file_id = int(cur.lastrowid or 0)
+            record = FileRecord.from_row(row)
             if retried is not None:
                 conn.execute(
-                    "UPDATE files SET retried_as = ?, updated_at = ? WHERE id = ?",
-                    (file_id, now, retried["id"]),
+                    update(FILES)
+                    .where(FILES.c.id == retried.id)
+                    .values(retried_as=record.id, updated_at=now)
                 )
             stored = archive_name or name
             if rejected is not None:
-                conn.execute(
-                    "UPDATE files SET state = ?, error = ?, quarantine_path = ?, "
-                    "finished_at = ? WHERE id = ?",
-                    (
-                        QUARANTINED,
-                        error_json(rejected),
-                        f"quarantine/{filed(file_id, stored)}",
-                        now,
-                        file_id,
-                    ),
+                return _update(
+                    conn,
+                    record.id,
+                    "quarantine",
+                    [],
+                    state=QUARANTINED,
+                    error=error_json(rejected),
+                    quarantine_path=f"quarantine/{filed(record.id, stored)}",
+                    finished_at=now,
                 )
-            elif sha256 is not None:
-                earlier = first_live(conn, kind, sha256, before=file_id)
+            if sha256 is not None:
+                earlier = first_live(conn, kind, sha256, before=record.id)
                 if earlier is not None:
-                    return _duplicate_by_bytes(conn, file_id, earlier.id, stored, now)
-            return self._require(conn, file_id)
+                    return _duplicate_by_bytes(conn, record.id, earlier.id, stored, now)
+            return record
 
     def start_attempt(self, file_id: int) -> int:
         """Count one more processing attempt and return the count, before any work is done."""
         with self._write() as conn:
-            cur = conn.execute(
-                "UPDATE files SET attempts = attempts + 1, updated_at = ? "
-                "WHERE id = ? AND state = 'received'",
-                (utc_now(), file_id),
-            )
-            if cur.rowcount == 0:
+            attempts = conn.execute(
+                update(FILES)
+                .where(FILES.c.id == file_id, FILES.c.state == RECEIVED)
+                .values(attempts=FILES.c.attempts + 1, updated_at=utc_now())
+                .returning(FILES.c.attempts)
+            ).scalar_one_or_none()
+            if attempts is None:
                 _refuse(conn, file_id, "start an attempt on")
-            return int(
-                conn.execute("SELECT attempts FROM files WHERE id = ?", (file_id,)).fetchone()[0]
-            )
+            return int(attempts)
 
     def defer(self, file_id: int, *, error: dict[str, Any]) -> FileRecord:
         """Leave a received drop for a later attempt after the service's own failure (disk full).
@@ -154,15 +170,17 @@ class Ledger(LedgerTable):
         The attempt is given back (the file is not at fault, so it never runs out of tries) and
         the row's error says why it waits; its commit later clears it.
         """
+        given_back = case((FILES.c.attempts > 0, FILES.c.attempts - 1), else_=0)
         with self._write() as conn:
-            cur = conn.execute(
-                "UPDATE files SET attempts = MAX(attempts - 1, 0), error = ?, updated_at = ? "
-                "WHERE id = ? AND state = 'received'",
-                (error_json(error), utc_now(), file_id),
+            return _update(
+                conn,
+                file_id,
+                "defer",
+                [FILES.c.state == RECEIVED],
+                attempts=given_back,
+                error=error_json(error),
+                updated_at=utc_now(),
             )
-            if cur.rowcount == 0:
-                _refuse(conn, file_id, "defer")
-            return self._require(conn, file_id)
 
     def rehash(self, file_id: int, *, size_bytes: int, sha256: str) -> FileRecord:
         """Record the new content of a received drop that changed while it was being read.
@@ -172,14 +190,15 @@ class Ledger(LedgerTable):
         """
         now = utc_now()
         with self._write() as conn:
-            cur = conn.execute(
-                "UPDATE files SET size_bytes = ?, sha256 = ?, updated_at = ? "
-                "WHERE id = ? AND state = 'received'",
-                (size_bytes, sha256, now, file_id),
+            record = _update(
+                conn,
+                file_id,
+                "record new content for",
+                [FILES.c.state == RECEIVED],
+                size_bytes=size_bytes,
+                sha256=sha256,
+                updated_at=now,
             )
-            if cur.rowcount == 0:
-                _refuse(conn, file_id, "record new content for")
-            record = self._require(conn, file_id)
             earlier = first_live(conn, record.kind, sha256, before=file_id)
             if earlier is not None:
                 return _duplicate_by_bytes(conn, file_id, earlier.id, record.original_name, now)
@@ -265,15 +284,18 @@ class Ledger(LedgerTable):
         """
         now = utc_now()
         with self._write() as conn:
-            cur = conn.execute(
-                "UPDATE files SET state = 'quarantined', error = ?, quarantine_path = ?, "
-                "scoring_claimed_at = NULL, finished_at = ?, updated_at = ? "
-                "WHERE id = ? AND state = 'normalized' AND output_path IS NULL",
-                (error_json(error), self.relative(quarantine_path), now, now, file_id),
+            return _update(
+                conn,
+                file_id,
+                "reject after normalizing",
+                [FILES.c.state == NORMALIZED, FILES.c.output_path.is_(None)],
+                state=QUARANTINED,
+                error=error_json(error),
+                quarantine_path=self.relative(quarantine_path),
+                scoring_claimed_at=None,
+                finished_at=now,
+                updated_at=now,
             )
-            if cur.rowcount == 0:
-                _refuse(conn, file_id, "reject after normalizing")
-            return self._require(conn, file_id)
 
     def mark_duplicate(
         self,
@@ -305,29 +327,24 @@ class Ledger(LedgerTable):
         rows_failed: int,
     ) -> FileRecord:
         """Record the scorer's output; refused unless the drop is a normalized score drop."""
+        now = utc_now()
         with self._write() as conn:
-            cur = conn.execute(
-                "UPDATE files SET state = 'scored', output_path = ?, model_version = ?, "
-                "rows_scored = ?, rows_failed = ?, scored_at = ?, updated_at = ?, "
-                "scoring_claimed_at = NULL "
-                "WHERE id = ? AND state = 'normalized' AND kind = 'score'",
-                (
-                    self.relative(output_path),
-                    str(model_version),
-                    rows_scored,
-                    rows_failed,
-                    utc_now(),
-                    utc_now(),
-                    file_id,
-                ),
+            return _update(
+                conn,
+                file_id,
+                "mark as scored",
+                [FILES.c.state == NORMALIZED, FILES.c.kind == "score"],
+                state=SCORED,
+                output_path=self.relative(output_path),
+                model_version=str(model_version),
+                rows_scored=rows_scored,
+                rows_failed=rows_failed,
+                scored_at=now,
+                updated_at=now,
+                scoring_claimed_at=None,
             )
-            if cur.rowcount == 0:
-                _refuse(conn, file_id, "mark as scored")
-            return self._require(conn, file_id)
 
-    def mark_retried(
-        self, file_id: int, *, queued_as: str, lost: str | None = None
-    ) -> FileRecord:
+    def mark_retried(self, file_id: int, *, queued_as: str, lost: str | None = None) -> FileRecord:
         """Record that a quarantined drop's original was queued again as ``queued_as``.
 
         One guarded ``UPDATE``: of two retries racing on one drop exactly one succeeds, the
@@ -341,14 +358,18 @@ class Ledger(LedgerTable):
                 file_id, (QUARANTINED,), RETRIED, queued_as=escape(queued_as), retried_as=None
             )
         with self._write() as conn:
-            cur = conn.execute(
-                "UPDATE files SET queued_as = ?, updated_at = ? WHERE id = ? AND state = ? "
-                "AND retried_as IS NULL AND queued_as = ?",
-                (escape(queued_as), utc_now(), file_id, RETRIED, lost),
+            return _update(
+                conn,
+                file_id,
+                "queue again",
+                [
+                    FILES.c.state == RETRIED,
+                    FILES.c.retried_as.is_(None),
+                    FILES.c.queued_as == lost,
+                ],
+                queued_as=escape(queued_as),
+                updated_at=utc_now(),
             )
-            if cur.rowcount == 0:
-                _refuse(conn, file_id, "queue again")
-            return self._require(conn, file_id)
 
     def unmark_retried(self, file_id: int) -> FileRecord:
         """Put a drop back in quarantine when its retry's copy could not be queued after all."""
@@ -361,23 +382,34 @@ class Ledger(LedgerTable):
         and can be taken again. ``mark_scored`` or ``release_scoring_claim`` ends a claim.
         """
         now = utc_now()
-        with self._write() as conn:
-            cur = conn.execute(
-                "UPDATE files SET scoring_claimed_at = ?, scoring_claims = scoring_claims + 1, "
-                "updated_at = ? WHERE id = ? AND kind = 'score' AND state = 'normalized' "
-                "AND output_path IS NULL "
-                "AND (scoring_claimed_at IS NULL OR scoring_claimed_at < ?)",
-                (now, now, file_id, iso_ago(stale_after)),
+        claim = (
+            update(FILES)
+            .where(
+                FILES.c.id == file_id,
+                FILES.c.kind == "score",
+                FILES.c.state == NORMALIZED,
+                FILES.c.output_path.is_(None),
+                or_(
+                    FILES.c.scoring_claimed_at.is_(None),
+                    FILES.c.scoring_claimed_at < iso_ago(stale_after),
+                ),
             )
-            return cur.rowcount == 1
+            .values(
+                scoring_claimed_at=now,
+                scoring_claims=FILES.c.scoring_claims + 1,
+                updated_at=now,
+            )
+        )
+        with self._write() as conn:
+            return conn.execute(claim).rowcount == 1
 
     def release_scoring_claim(self, file_id: int) -> None:
         """Give a claim back after a failed scoring run, so the next sweep retries at once."""
         with self._write() as conn:
             conn.execute(
-                "UPDATE files SET scoring_claimed_at = NULL, updated_at = ? "
-                "WHERE id = ? AND state = 'normalized'",
-                (utc_now(), file_id),
+                update(FILES)
+                .where(FILES.c.id == file_id, FILES.c.state == NORMALIZED)
+                .values(scoring_claimed_at=None, updated_at=utc_now())
             )
 
     def _transition(
@@ -389,29 +421,49 @@ class Ledger(LedgerTable):
 
 
 def _apply(
-    conn: sqlite3.Connection,
+    conn: Connection,
     file_id: int,
     allowed_from: tuple[str, ...],
     to: str,
     **values: Any,
 ) -> FileRecord:
     """Make a guarded state change inside the caller's transaction and return the new row."""
-    values["state"] = to
-    values["updated_at"] = utc_now()
-    assignments = ", ".join(f"{key} = ?" for key in values)
-    marks = ", ".join("?" for _ in allowed_from)
-    cur = conn.execute(
-        f"UPDATE files SET {assignments} WHERE id = ? AND state IN ({marks})",
-        (*values.values(), file_id, *allowed_from),
+    return _update(
+        conn,
+        file_id,
+        f"move to {to}",
+        [FILES.c.state.in_(allowed_from)],
+        **values,
+        state=to,
+        updated_at=utc_now(),
     )
-    if cur.rowcount == 0:
-        _refuse(conn, file_id, f"move to {to}")
-    row = conn.execute("SELECT * FROM files WHERE id = ?", (file_id,)).fetchone()
+
+
+def _update(
+    conn: Connection,
+    file_id: int,
+    action: str,
+    guards: list[ColumnElement[bool]],
+    **values: Any,
+) -> FileRecord:
+    """Change one row only where ``guards`` hold, in one statement returning the row changed.
+
+    ``RETURNING`` saves the read that would follow; when no row matched, ``_refuse`` says why.
+    """
+    row = (
+        conn.execute(
+            update(FILES).where(FILES.c.id == file_id, *guards).values(**values).returning(*FILES.c)
+        )
+        .mappings()
+        .first()
+    )
+    if row is None:
+        _refuse(conn, file_id, action)
     return FileRecord.from_row(row)
 
 
 def _duplicate_by_bytes(
-    conn: sqlite3.Connection, file_id: int, earlier: int, stored: str, now: str
+    conn: Connection, file_id: int, earlier: int, stored: str, now: str
 ) -> FileRecord:
     """Make a just-received drop the duplicate of an earlier live drop with the same bytes."""
     return _apply(
@@ -445,11 +497,11 @@ def error_json(error: dict[str, Any]) -> str:
     return json.dumps(readable(error))
 
 
-def _refuse(conn: sqlite3.Connection, file_id: int, action: str) -> None:
+def _refuse(conn: Connection, file_id: int, action: str) -> NoReturn:
     """Raise the reason a guarded update changed nothing."""
-    row = conn.execute("SELECT state, kind FROM files WHERE id = ?", (file_id,)).fetchone()
+    row = conn.execute(select(FILES.c.state, FILES.c.kind).where(FILES.c.id == file_id)).first()
     if row is None:
         raise IllegalTransition(f"no file with id {file_id} in the ledger")
     raise IllegalTransition(
-        f"cannot {action} file {file_id}: it is a {row['kind']} drop in state '{row['state']}'"
+        f"cannot {action} file {file_id}: it is a {row.kind} drop in state '{row.state}'"
     )

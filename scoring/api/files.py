@@ -15,7 +15,8 @@ from ingest.base.layout import DataLayout
 from ingest.base.names import on_disk, unescape
 from ingest.pipeline.markers import marker_of
 from ingest.state.claims import folder_lock
-from ingest.state.ledger import QUARANTINED, RETRIED, STATES, FileRecord, IllegalTransition, Ledger
+from ingest.state.file_ledger import FileLedger
+from ingest.state.ledger import QUARANTINED, RETRIED, STATES, FileRecord, IllegalTransition
 from scoring.api.context import services
 from scoring.api.openapi import (
     ANY_OBJECT,
@@ -91,7 +92,7 @@ def show_file(file_id: int) -> Response:
 # -- retry and downloads (the dashboard's Files page calls the same functions) -----------------
 
 
-def requeue(ledger: Ledger, layout: DataLayout, file_id: int, marker: str | None = None) -> str:
+def requeue(ledger: FileLedger, layout: DataLayout, file_id: int, marker: str | None = None) -> str:
     """Take a quarantined drop again: copy its original into its inbox; return the copy's name.
 
     The drop becomes ``retried`` (one guarded update, so of two retries at once exactly one
@@ -115,7 +116,7 @@ def requeue(ledger: Ledger, layout: DataLayout, file_id: int, marker: str | None
         return _requeue(ledger, layout, file_id, marker)
 
 
-def _requeue(ledger: Ledger, layout: DataLayout, file_id: int, marker: str) -> str:
+def _requeue(ledger: FileLedger, layout: DataLayout, file_id: int, marker: str) -> str:
     """Do ``requeue``'s work while holding the retry lock."""
     record = _record(ledger, file_id)
     unannounced = _unannounced_copy(layout, record, marker)
