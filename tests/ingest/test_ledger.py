@@ -540,3 +540,16 @@ def test_defer_gives_the_attempt_back_and_never_below_zero(ledger: Ledger) -> No
     ledger.mark_quarantined(record.id, error={"code": "c", "message": "m"}, quarantine_path="q")
     with pytest.raises(IllegalTransition, match="cannot defer"):
         ledger.defer(record.id, error={"code": "x", "message": "y"})
+
+
+@pytest.mark.parametrize("folder", ["100% data", "x%41y", "what?x=1", "a#b"])
+def test_a_data_folder_with_url_characters_in_its_name_holds_the_ledger(
+    tmp_path: Path, folder: str
+) -> None:
+    """The path is a file name, never parsed as a URL: ``%`` and ``?`` are kept as they are."""
+    db = tmp_path / folder / "state.db"
+    ledger = Ledger.at(db)
+    record = _receive(ledger)
+    assert ledger.get(record.id) == record
+    assert ledger.data_dir == db.parent and db.is_file()
+    assert [p.name for p in tmp_path.iterdir()] == [folder]  # no other file was made instead
