@@ -21,7 +21,7 @@ import json
 from pathlib import Path
 from typing import Any, NoReturn
 
-from sqlalchemy import ColumnElement, Connection, case, insert, or_, select, update
+from sqlalchemy import Connection, Update, bindparam, case, insert, or_, select, update
 
 from ingest.base.names import as_text, escape, filed
 from ingest.state.ledger_schema import FILES
@@ -63,6 +63,58 @@ __all__ = [
     "utc_now",
 ]
 
+# Every statement of a transition, built once: SQLAlchemy reuses each one's cache key and compiled
+# form, and only the bound values change. An update sets the columns named by the keys of the
+# values it is run with; its ``b_`` parameters fill its guards (``b_id`` the row).
+_THIS_ROW = FILES.c.id == bindparam("b_id")
+_UPDATE_BY_ID = update(FILES).where(_THIS_ROW).returning(*FILES.c)
+_SET_BY_ID = update(FILES).where(_THIS_ROW)
+_GUARDED = _UPDATE_BY_ID.where(FILES.c.state.in_(bindparam("b_from", expanding=True)))
+_DEFER = _UPDATE_BY_ID.where(FILES.c.state == RECEIVED).values(
+    attempts=case((FILES.c.attempts > 0, FILES.c.attempts - 1), else_=0)  # MAX(a, 0), portably
+)
+_START_ATTEMPT = (
+    update(FILES)
+    .where(_THIS_ROW, FILES.c.state == RECEIVED)
+    .values(attempts=FILES.c.attempts + 1)
+    .returning(FILES.c.attempts)
+)
+_UNSCORED = _UPDATE_BY_ID.where(FILES.c.state == NORMALIZED, FILES.c.output_path.is_(None))
+_NORMALIZED_SCORE = _UPDATE_BY_ID.where(FILES.c.state == NORMALIZED, FILES.c.kind == "score")
+_LOST_RETRY = _UPDATE_BY_ID.where(
+    FILES.c.state == RETRIED,
+    FILES.c.retried_as.is_(None),
+    FILES.c.queued_as == bindparam("b_lost"),
+)
+_CLAIM = (
+    update(FILES)
+    .where(
+        _THIS_ROW,
+        FILES.c.kind == "score",
+        FILES.c.state == NORMALIZED,
+        FILES.c.output_path.is_(None),
+        or_(
+            FILES.c.scoring_claimed_at.is_(None),
+            FILES.c.scoring_claimed_at < bindparam("b_stale"),
+        ),
+    )
+    .values(scoring_claims=FILES.c.scoring_claims + 1)
+)
+_RELEASE = _SET_BY_ID.where(FILES.c.state == NORMALIZED)
+_RETRY_OF = (
+    select(FILES.c.id, FILES.c.original_name)
+    .where(
+        FILES.c.state == RETRIED,
+        FILES.c.queued_as == bindparam("b_name"),
+        FILES.c.kind == bindparam("b_kind"),
+        FILES.c.retried_as.is_(None),
+    )
+    .order_by(FILES.c.id)
+    .limit(1)
+)
+_INSERT = insert(FILES).returning(*FILES.c)
+_STATE_OF = select(FILES.c.state, FILES.c.kind).where(_THIS_ROW)
+
 
 class Ledger(LedgerTable):
     """The drops' state machine: each change one guarded ``UPDATE`` (see the module docstring).
@@ -95,33 +147,22 @@ class Ledger(LedgerTable):
         now = utc_now()
         name = escape(original_name)
         with self._write() as conn:
-            retried = conn.execute(
-                select(FILES.c.id, FILES.c.original_name)
-                .where(
-                    FILES.c.state == RETRIED,
-                    FILES.c.queued_as == name,
-                    FILES.c.kind == kind,
-                    FILES.c.retried_as.is_(None),
-                )
-                .order_by(FILES.c.id)
-                .limit(1)
-            ).first()
+            retried = conn.execute(_RETRY_OF, {"b_name": name, "b_kind": kind}).first()
             if retried is not None:
                 name = retried.original_name
             row = (
                 conn.execute(
-                    insert(FILES)
-                    .values(
-                        original_name=name,
-                        kind=kind,
-                        size_bytes=size_bytes,
-                        sha256=sha256,
-                        state=RECEIVED,
-                        processing_path=self.relative(processing_path),
-                        received_at=now,
-                        updated_at=now,
-                    )
-                    .returning(*FILES.c)
+                    _INSERT,
+                    {
+                        "original_name": name,
+                        "kind": kind,
+                        "size_bytes": size_bytes,
+                        "sha256": sha256,
+                        "state": RECEIVED,
+                        "processing_path": self.relative(processing_path),
+                        "received_at": now,
+                        "updated_at": now,
+                    },
                 )
                 .mappings()
                 .one()
@@ -129,17 +170,15 @@ class Ledger(LedgerTable):
             record = FileRecord.from_row(row)
             if retried is not None:
                 conn.execute(
-                    update(FILES)
-                    .where(FILES.c.id == retried.id)
-                    .values(retried_as=record.id, updated_at=now)
+                    _SET_BY_ID, {"b_id": retried.id, "retried_as": record.id, "updated_at": now}
                 )
             stored = archive_name or name
             if rejected is not None:
                 return _update(
                     conn,
+                    _UPDATE_BY_ID,
                     record.id,
                     "quarantine",
-                    [],
                     state=QUARANTINED,
                     error=error_json(rejected),
                     quarantine_path=f"quarantine/{filed(record.id, stored)}",
@@ -155,10 +194,7 @@ class Ledger(LedgerTable):
         """Count one more processing attempt and return the count, before any work is done."""
         with self._write() as conn:
             attempts = conn.execute(
-                update(FILES)
-                .where(FILES.c.id == file_id, FILES.c.state == RECEIVED)
-                .values(attempts=FILES.c.attempts + 1, updated_at=utc_now())
-                .returning(FILES.c.attempts)
+                _START_ATTEMPT, {"b_id": file_id, "updated_at": utc_now()}
             ).scalar_one_or_none()
             if attempts is None:
                 _refuse(conn, file_id, "start an attempt on")
@@ -170,14 +206,12 @@ class Ledger(LedgerTable):
         The attempt is given back (the file is not at fault, so it never runs out of tries) and
         the row's error says why it waits; its commit later clears it.
         """
-        given_back = case((FILES.c.attempts > 0, FILES.c.attempts - 1), else_=0)
         with self._write() as conn:
             return _update(
                 conn,
+                _DEFER,
                 file_id,
                 "defer",
-                [FILES.c.state == RECEIVED],
-                attempts=given_back,
                 error=error_json(error),
                 updated_at=utc_now(),
             )
@@ -192,9 +226,10 @@ class Ledger(LedgerTable):
         with self._write() as conn:
             record = _update(
                 conn,
+                _GUARDED,
                 file_id,
                 "record new content for",
-                [FILES.c.state == RECEIVED],
+                b_from=[RECEIVED],
                 size_bytes=size_bytes,
                 sha256=sha256,
                 updated_at=now,
@@ -286,9 +321,9 @@ class Ledger(LedgerTable):
         with self._write() as conn:
             return _update(
                 conn,
+                _UNSCORED,
                 file_id,
                 "reject after normalizing",
-                [FILES.c.state == NORMALIZED, FILES.c.output_path.is_(None)],
                 state=QUARANTINED,
                 error=error_json(error),
                 quarantine_path=self.relative(quarantine_path),
@@ -331,9 +366,9 @@ class Ledger(LedgerTable):
         with self._write() as conn:
             return _update(
                 conn,
+                _NORMALIZED_SCORE,
                 file_id,
                 "mark as scored",
-                [FILES.c.state == NORMALIZED, FILES.c.kind == "score"],
                 state=SCORED,
                 output_path=self.relative(output_path),
                 model_version=str(model_version),
@@ -360,13 +395,10 @@ class Ledger(LedgerTable):
         with self._write() as conn:
             return _update(
                 conn,
+                _LOST_RETRY,
                 file_id,
                 "queue again",
-                [
-                    FILES.c.state == RETRIED,
-                    FILES.c.retried_as.is_(None),
-                    FILES.c.queued_as == lost,
-                ],
+                b_lost=lost,
                 queued_as=escape(queued_as),
                 updated_at=utc_now(),
             )
@@ -382,34 +414,20 @@ class Ledger(LedgerTable):
         and can be taken again. ``mark_scored`` or ``release_scoring_claim`` ends a claim.
         """
         now = utc_now()
-        claim = (
-            update(FILES)
-            .where(
-                FILES.c.id == file_id,
-                FILES.c.kind == "score",
-                FILES.c.state == NORMALIZED,
-                FILES.c.output_path.is_(None),
-                or_(
-                    FILES.c.scoring_claimed_at.is_(None),
-                    FILES.c.scoring_claimed_at < iso_ago(stale_after),
-                ),
-            )
-            .values(
-                scoring_claimed_at=now,
-                scoring_claims=FILES.c.scoring_claims + 1,
-                updated_at=now,
-            )
-        )
+        values = {
+            "b_id": file_id,
+            "b_stale": iso_ago(stale_after),
+            "scoring_claimed_at": now,
+            "updated_at": now,
+        }
         with self._write() as conn:
-            return conn.execute(claim).rowcount == 1
+            return conn.execute(_CLAIM, values).rowcount == 1
 
     def release_scoring_claim(self, file_id: int) -> None:
         """Give a claim back after a failed scoring run, so the next sweep retries at once."""
         with self._write() as conn:
             conn.execute(
-                update(FILES)
-                .where(FILES.c.id == file_id, FILES.c.state == NORMALIZED)
-                .values(scoring_claimed_at=None, updated_at=utc_now())
+                _RELEASE, {"b_id": file_id, "scoring_claimed_at": None, "updated_at": utc_now()}
             )
 
     def _transition(
@@ -430,9 +448,10 @@ def _apply(
     """Make a guarded state change inside the caller's transaction and return the new row."""
     return _update(
         conn,
+        _GUARDED,
         file_id,
         f"move to {to}",
-        [FILES.c.state.in_(allowed_from)],
+        b_from=list(allowed_from),
         **values,
         state=to,
         updated_at=utc_now(),
@@ -440,23 +459,15 @@ def _apply(
 
 
 def _update(
-    conn: Connection,
-    file_id: int,
-    action: str,
-    guards: list[ColumnElement[bool]],
-    **values: Any,
+    conn: Connection, statement: Update, file_id: int, action: str, **values: Any
 ) -> FileRecord:
-    """Change one row only where ``guards`` hold, in one statement returning the row changed.
+    """Run one of the guarded updates below on a row and return it as changed, or refuse.
 
-    ``RETURNING`` saves the read that would follow; when no row matched, ``_refuse`` says why.
+    The keys of ``values`` that name columns are what the update sets; ``b_`` keys fill its
+    guards. ``RETURNING`` saves the read that would follow; when no row matched, ``_refuse``
+    says why.
     """
-    row = (
-        conn.execute(
-            update(FILES).where(FILES.c.id == file_id, *guards).values(**values).returning(*FILES.c)
-        )
-        .mappings()
-        .first()
-    )
+    row = conn.execute(statement, {"b_id": file_id, **values}).mappings().first()
     if row is None:
         _refuse(conn, file_id, action)
     return FileRecord.from_row(row)
@@ -499,7 +510,7 @@ def error_json(error: dict[str, Any]) -> str:
 
 def _refuse(conn: Connection, file_id: int, action: str) -> NoReturn:
     """Raise the reason a guarded update changed nothing."""
-    row = conn.execute(select(FILES.c.state, FILES.c.kind).where(FILES.c.id == file_id)).first()
+    row = conn.execute(_STATE_OF, {"b_id": file_id}).first()
     if row is None:
         raise IllegalTransition(f"no file with id {file_id} in the ledger")
     raise IllegalTransition(

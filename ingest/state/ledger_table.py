@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Self
 
-from sqlalchemy import Connection, Select, func, select
+from sqlalchemy import Connection, Select, bindparam, func, select
 
 from ingest.base.names import undecodable
 from ingest.state.db import StateDB
@@ -27,7 +27,29 @@ from ingest.state.records import (
     IllegalTransition,
 )
 
-_ROWS = select(FILES)  # every column, in the record's terms (``FileRecord.from_row``)
+# The statements of the per-drop path, built once: SQLAlchemy then reuses each one's cache key
+# and compiled form, and only the bound values change. ``_ROWS`` is every column, in the
+# record's terms (``FileRecord.from_row``).
+_ROWS = select(FILES)
+_BY_ID = _ROWS.where(FILES.c.id == bindparam("b_id"))
+_BY_PROCESSING_PATH = _ROWS.where(FILES.c.processing_path == bindparam("b_path"))
+_LIVE_BY_SHA = _ROWS.where(
+    FILES.c.kind == bindparam("b_kind"),
+    FILES.c.sha256 == bindparam("b_sha256"),
+    FILES.c.state.in_(LIVE_STATES),
+).order_by(FILES.c.id)
+_FIRST_LIVE = _LIVE_BY_SHA.limit(1)
+_FIRST_LIVE_BEFORE = _LIVE_BY_SHA.where(FILES.c.id < bindparam("b_before")).limit(1)
+_FIRST_LIVE_CONTENT = (
+    _ROWS.where(
+        FILES.c.kind == bindparam("b_kind"),
+        FILES.c.content_sha256 == bindparam("b_content"),
+        FILES.c.id != bindparam("b_excluding"),
+        FILES.c.state.in_(LIVE_STATES),
+    )
+    .order_by(FILES.c.id)
+    .limit(1)
+)
 
 
 class LedgerTable:
@@ -92,11 +114,11 @@ class LedgerTable:
     def get(self, file_id: int) -> FileRecord | None:
         """Return one drop, or None when no such id exists."""
         with self._read() as conn:
-            return _one(conn, _ROWS.where(FILES.c.id == file_id))
+            return _one(conn, _BY_ID, b_id=file_id)
 
     def _require(self, conn: Connection, file_id: int) -> FileRecord:
         """Fetch a row inside a transaction, raising when it is missing."""
-        record = _one(conn, _ROWS.where(FILES.c.id == file_id))
+        record = _one(conn, _BY_ID, b_id=file_id)
         if record is None:
             raise IllegalTransition(f"no file with id {file_id} in the ledger")
         return record
@@ -159,7 +181,7 @@ class LedgerTable:
         if stored is None or undecodable(stored):
             return None
         with self._read() as conn:
-            return _one(conn, _ROWS.where(FILES.c.processing_path == stored))
+            return _one(conn, _BY_PROCESSING_PATH, b_path=stored)
 
     def pending_score(self, limit: int | None = None) -> builtins.list[FileRecord]:
         """Return normalized score drops with no output yet, oldest first, for the sweep."""
@@ -186,9 +208,9 @@ class LedgerTable:
             return conn.execute(query).first() is not None
 
 
-def _one(conn: Connection, query: Select[Any]) -> FileRecord | None:
+def _one(conn: Connection, query: Select[Any], **values: Any) -> FileRecord | None:
     """Run a query for at most one row of ``files`` and return it as a record."""
-    row = conn.execute(query).mappings().first()
+    row = conn.execute(query, values).mappings().first()
     return FileRecord.from_row(row) if row is not None else None
 
 
@@ -201,12 +223,9 @@ def first_live(
     conn: Connection, kind: str, sha256: str, before: int | None = None
 ) -> FileRecord | None:
     """Return the earliest live drop of this content, the one a duplicate points at."""
-    query = _ROWS.where(
-        FILES.c.kind == kind, FILES.c.sha256 == sha256, FILES.c.state.in_(LIVE_STATES)
-    )
-    if before is not None:
-        query = query.where(FILES.c.id < before)
-    return _one(conn, query.order_by(FILES.c.id).limit(1))
+    if before is None:
+        return _one(conn, _FIRST_LIVE, b_kind=kind, b_sha256=sha256)
+    return _one(conn, _FIRST_LIVE_BEFORE, b_kind=kind, b_sha256=sha256, b_before=before)
 
 
 def first_live_content(
@@ -217,10 +236,10 @@ def first_live_content(
     Only a committed drop (normalized or scored) has a content hash, so the match is the drop
     that committed this content first, whatever the ids' order.
     """
-    query = _ROWS.where(
-        FILES.c.kind == kind,
-        FILES.c.content_sha256 == content_sha256,
-        FILES.c.id != (-1 if excluding is None else excluding),
-        FILES.c.state.in_(LIVE_STATES),
+    return _one(
+        conn,
+        _FIRST_LIVE_CONTENT,
+        b_kind=kind,
+        b_content=content_sha256,
+        b_excluding=-1 if excluding is None else excluding,
     )
-    return _one(conn, query.order_by(FILES.c.id).limit(1))
