@@ -43,6 +43,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from sqlalchemy import Engine, create_engine, event, select
 
 from ingest.base.layout import DEFAULT_MODEL
+from ingest.state.db import StateDB
 from ingest.state.sqlite import BUSY_TIMEOUT_SECONDS, apply_pragmas
 from schedules.ids import JOB_KINDS, RETRAIN, SWEEP, is_ours, job_id, job_kind, job_model
 from scoring.lifecycle.runner import record_skipped
@@ -261,7 +262,8 @@ class Schedule:
     def status(self) -> dict[str, Any]:
         """Report liveness, next fire times, run counts and the last retrain, for /health."""
         counts = self.counts()
-        last = {one.name: RunStore(one.db_path).last() for one in self.settings.each_model()}
+        models = self.settings.each_model()
+        last = {one.name: RunStore(StateDB.at(one.db_path)).last() for one in models}
         with self._lock:
             last_events = dict(self._tally.last)
         first = last[self.settings.name]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import threading
 
+from ingest.state.db import StateDB
 from scoring.lifecycle.registry import Registry
 from scoring.lifecycle.runner import run_retrain
 from scoring.lifecycle.runs import RunStore
@@ -29,7 +30,7 @@ def test_a_model_waits_for_another_models_trainer_then_trains(tmp_path):
         )
         worker.start()
         wait_for(lambda: "waiting for another model's trainer to finish" in heard)
-        run = RunStore(sugar.db_path).running()
+        run = RunStore(StateDB.at(sugar.db_path)).running()
         assert run is not None and run.state == "running"
         assert run.trainer_pid is None  # no trainer started while the slot is taken
         assert not done
