@@ -22,6 +22,7 @@ from scoring.lifecycle.outcome import Outcome, apply, too_few_rows
 from scoring.lifecycle.registry import Registry, now
 from scoring.lifecycle.runs import RunRecord, RunStore, acquire, release, trainer_slot
 from scoring.lifecycle.trainer import run_trainer
+from scoring.models.factory import open_model
 from scoring.settings import Settings
 
 log = logging.getLogger("dropscore.runs")
@@ -36,15 +37,16 @@ class PendingRun:
     trigger: str
     force: bool
     lock: IO[str]
+    runs: RunStore  # the model's run store, opened once for the whole run
 
 
 def begin_retrain(
     settings: Settings, trigger: str, *, force: bool = False, requested_by: str | None = None
 ) -> PendingRun:
     """Take the lock and queue a run; raise RetrainBusy while another retrain runs."""
-    lock = acquire(settings.layout)
+    store = open_model(settings).runs
+    lock = acquire(settings.layout, store)
     try:
-        store = RunStore(settings.db_path)
         abandoned = store.abandon_unfinished()  # we hold the lock: those runs died with a process
         if abandoned:
             with bound(model=settings.name):
@@ -53,7 +55,7 @@ def begin_retrain(
     except BaseException:
         release(lock)
         raise
-    return PendingRun(run_id, settings, trigger, force, lock)
+    return PendingRun(run_id, settings, trigger, force, lock, store)
 
 
 def execute(
@@ -79,8 +81,7 @@ def _execute(
     progress: Callable[[str], None] | None,
     on_promoted: Callable[[], None] | None,
 ) -> RunRecord:
-    settings, run_id = pending.settings, pending.run_id
-    store = RunStore(settings.db_path)
+    run_id, store = pending.run_id, pending.runs
     try:
         store.update(run_id, state="running", started_at=now())
         log.info("retrain started", extra={"run_id": run_id, "trigger": pending.trigger})
@@ -122,7 +123,7 @@ def run_retrain(
 
 def record_skipped(settings: Settings, trigger: str, reason: str, skip: str) -> RunRecord:
     """Record a run that never started (missed, or refused by the lock), so operators see it."""
-    store = RunStore(settings.db_path)
+    store = open_model(settings).runs
     run_id = store.create(trigger, state="skipped")
     stamp = now()
     return store.update(run_id, started_at=stamp, finished_at=stamp, reason=reason, skip=skip)

@@ -258,8 +258,8 @@ def try_lock(lock_path: Path) -> IO[str] | None:
     return fh
 
 
-def acquire(layout: DataLayout, patience: float = 2.0) -> IO[str]:
-    """Take ``retrain.lock``, or raise RetrainBusy naming the run that holds it.
+def acquire(layout: DataLayout, runs: RunStore, patience: float = 2.0) -> IO[str]:
+    """Take ``retrain.lock``, or raise RetrainBusy naming the run (in ``runs``) that holds it.
 
     A run is recorded as finished just before its lock is released; when no run is unfinished,
     the holder is finishing (or just starting), so wait up to ``patience`` seconds for it.
@@ -272,7 +272,7 @@ def acquire(layout: DataLayout, patience: float = 2.0) -> IO[str]:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
             return fh
         except BlockingIOError:
-            holder = RunStore(layout.db_path).running()
+            holder = runs.running()
             if holder is None and time.monotonic() < deadline:
                 time.sleep(0.02)
                 continue
