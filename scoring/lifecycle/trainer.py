@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ingest.base import atomic
 from ingest.base.layout import DEFAULT_MODEL
 from scoring.service.logs import child_setup, logging_as
 from scoring.settings import Settings
@@ -193,9 +194,8 @@ def _remove_own(scratch: Path | None) -> None:
 
 
 def _write_atomic(path: Path, body: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(body, default=_plain), encoding="utf-8")
-    os.replace(tmp, path)
+    """Write the outcome whole or not at all: the parent reads a missing file as a death."""
+    atomic.write_json(path, body, indent=None, default=_plain)
 
 
 def _plain(value: Any) -> Any:
