@@ -8,13 +8,7 @@ this module only. ``tests/test_imports.py`` keeps every store constructor call i
 from __future__ import annotations
 
 from ingest.state.db import StateDB
-from ingest.state.ledger import Ledger
-from scoring.audit import AuditLog
-from scoring.keys import KeyStore
-from scoring.lifecycle.registry import Registry
-from scoring.lifecycle.runs import RunStore
 from scoring.models.model import Model, Models, SharedStores
-from scoring.sessions import Lifetimes, SessionStore
 from scoring.settings import Settings
 
 
@@ -26,6 +20,12 @@ def open_models(settings: Settings) -> Models:
 
 def open_model(settings: Settings, name: str | None = None) -> Model:
     """Open one model (``name``, else the one this settings view is for); nothing is loaded."""
+    # Deferred: the registry reaches its artifacts through pyarrow, which `dropscore keys` and
+    # `audit` (the shared stores only) need not import.
+    from ingest.state.ledger import Ledger
+    from scoring.lifecycle.registry import Registry
+    from scoring.lifecycle.runs import RunStore
+
     view = settings.for_model(name or settings.name)
     return Model(
         settings=view,
@@ -38,6 +38,10 @@ def open_model(settings: Settings, name: str | None = None) -> Model:
 
 def open_shared(settings: Settings) -> SharedStores:
     """Open the data folder's shared stores: API keys, the audit trail, page sessions."""
+    from scoring.audit import AuditLog
+    from scoring.keys import KeyStore
+    from scoring.sessions import Lifetimes, SessionStore
+
     path = settings.shared_db_path
     server = settings.server
     lifetimes = Lifetimes(server.session_idle_minutes * 60.0, server.session_max_hours * 3600.0)
