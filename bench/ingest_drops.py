@@ -28,6 +28,7 @@ from ingest.lake import lakefile
 from ingest.lake.store import lake_files, unify_schemas
 from ingest.pipeline.intake import Intake
 from ingest.pipeline.watcher import Watcher
+from ingest.state.db import StateDB
 from ingest.state.ledger import FileRecord, Ledger
 
 
@@ -46,7 +47,7 @@ def direct_take_seconds(root: Path, samples: int = 10) -> float:
     """Measure the median time of the intake's own work, with no watcher in front of it."""
     config = IngestConfig(DataLayout(root / "direct"))
     config.make_dirs()
-    intake = Intake(config, Ledger.at(config.db_path))
+    intake = Intake(config, Ledger(StateDB.at(config.db_path)))
     times = []
     for i in range(samples):
         path = config.inbox("score") / f"d{i}.csv"
@@ -71,7 +72,7 @@ def watched_latencies(
         if len(done) == drops:
             all_done.set()
 
-    watcher = Watcher(config, Intake(config, Ledger.at(config.db_path), on_normalized))
+    watcher = Watcher(config, Intake(config, Ledger(StateDB.at(config.db_path)), on_normalized))
     watcher.start()
     try:
         staging = root / "staging"
@@ -100,7 +101,7 @@ def growth_seconds(root: Path, drops: int, *, record: bool) -> list[float]:
     """Take ``drops`` small training drops in turn and return each one's seconds."""
     config = IngestConfig(DataLayout(root / ("record" if record else "footers")))
     config.make_dirs()
-    intake = Intake(config, Ledger.at(config.db_path))
+    intake = Intake(config, Ledger(StateDB.at(config.db_path)))
     original = lakefile.lake_schema
     lakefile.lake_schema = original if record else _footers_every_time  # type: ignore[assignment]
     try:

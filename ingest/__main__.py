@@ -18,6 +18,7 @@ from ingest.base.layout import DataLayout
 from ingest.base.logs import BoundFields, JsonFormatter
 from ingest.pipeline.intake import Intake
 from ingest.pipeline.watcher import Watcher
+from ingest.state.db import StateDB
 from ingest.state.ledger import Ledger
 
 
@@ -48,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         max_attempts=args.max_attempts,
     )
     config.make_dirs()
-    ledger = Ledger.at(config.db_path)
+    ledger = Ledger(StateDB.at(config.db_path))
     ledger.initialize()
     watcher = Watcher(config, Intake(config, ledger))
     stop = threading.Event()

@@ -11,9 +11,9 @@ import logging
 
 from ingest.base.layout import DEFAULT_MODEL
 from scoring.bulk.drops import standalone_sweep
-from scoring.lifecycle.registry import Registry
 from scoring.lifecycle.runner import record_skipped, run_retrain
 from scoring.lifecycle.runs import RetrainBusy
+from scoring.models.factory import open_model
 from scoring.settings import Settings, load_settings
 
 log = logging.getLogger("dropscore.schedules")
@@ -30,7 +30,7 @@ def load_job_settings(
 def retrain(settings_path: str | None, data_dir: str, model: str = DEFAULT_MODEL) -> str:
     """Retrain on the lake if it changed; return the run's state (succeeded, skipped, failed)."""
     settings = load_job_settings(settings_path, data_dir, model)
-    registry = Registry(settings.models_dir, settings.db_path)
+    registry = open_model(settings).registry
     try:
         record = run_retrain(settings, registry, trigger="schedule")
     except RetrainBusy as exc:

@@ -43,11 +43,11 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from sqlalchemy import Engine, create_engine, event, select
 
 from ingest.base.layout import DEFAULT_MODEL
-from ingest.state.db import StateDB
 from ingest.state.sqlite import BUSY_TIMEOUT_SECONDS, apply_pragmas
-from schedules.ids import JOB_KINDS, RETRAIN, SWEEP, is_ours, job_id, job_kind, job_model
 from scoring.lifecycle.runner import record_skipped
-from scoring.lifecycle.runs import RunRecord, RunStore
+from scoring.lifecycle.runs import RunRecord
+from scoring.models.factory import open_model
+from scoring.models.job_ids import JOB_KINDS, RETRAIN, SWEEP, is_ours, job_id, job_kind, job_model
 from scoring.settings import Settings
 
 log = logging.getLogger("dropscore.schedules")
@@ -262,8 +262,7 @@ class Schedule:
     def status(self) -> dict[str, Any]:
         """Report liveness, next fire times, run counts and the last retrain, for /health."""
         counts = self.counts()
-        models = self.settings.each_model()
-        last = {one.name: RunStore(StateDB.at(one.db_path)).last() for one in models}
+        last = {one.name: open_model(one).runs.last() for one in self.settings.each_model()}
         with self._lock:
             last_events = dict(self._tally.last)
         first = last[self.settings.name]

@@ -8,6 +8,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from ingest.state.db import StateDB
 from scoring.settings import Settings, load_settings
 from scoring.testing.checkout import ROOT, SAMPLE
 from scoring.testing.ports import free_port as free_port  # re-exported: tests import it from here
@@ -115,8 +116,8 @@ def schedules():
         # rollback-journal mode, where a job's first ledger access (PRAGMA journal_mode = WAL)
         # fails at once with "database is locked" whenever the scheduler is writing its job row.
         for view in settings.each_model():
-            Ledger.at(view.db_path).initialize()
-        Ledger.at(settings.shared_db_path).initialize()
+            Ledger(StateDB.at(view.db_path)).initialize()
+        Ledger(StateDB.at(settings.shared_db_path)).initialize()
         schedule = Schedule(settings)
         started.append(schedule)
         schedule.start()

@@ -222,7 +222,7 @@ def test_serve_shares_its_dataplane_so_scored_drops_reach_the_metrics(tmp_path, 
     settings = make_settings(tmp_path, ingest={"stable_seconds": 0.2, "rescan_seconds": 1.0})
     register_trained(settings, Registry(settings.models_dir, settings.db_path), diabetes)
     with background(settings) as bg:
-        app = create_app(settings, served=bg.served(), dataplane=bg.dataplane)
+        app = create_app(settings, served=bg.models, dataplane=bg.dataplane)
         assert app.extensions["dropscore"].dataplane is bg.dataplane
         with serving(app) as url:
             inbox = settings.layout.inbox("score")

@@ -9,6 +9,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
+from ingest.state.db import StateDB
 from ingest.state.ledger import Ledger
 from scoring.bulk.drops import on_arrival, sweep
 from scoring.ingest_options import ingest_config
@@ -132,7 +133,7 @@ def test_ingest_config_carries_the_settings(settings):
     config = ingest_config(settings)
     assert config.stable_seconds == 0.2
     assert config.data_dir == settings.data_dir
-    assert Ledger.at(config.db_path).list() == []
+    assert Ledger(StateDB.at(config.db_path)).list() == []
 
 
 @pytest.mark.parametrize(

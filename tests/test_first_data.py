@@ -58,7 +58,7 @@ def test_the_first_labelled_drops_reaching_min_rows_train_the_first_model(settin
     train = settings.layout.inbox("train")
     with background(settings) as bg:
         ledger = bg.models[settings.name].ledger
-        app = warm(create_app(settings, served=bg.served()))
+        app = warm(create_app(settings, served=bg.models))
         with serving(app) as url:
             started = [r.id for r in runs.list()]  # the first start's attempt on an empty lake
             assert requests.get(url + "/ready", timeout=10).status_code == 503

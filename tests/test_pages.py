@@ -15,6 +15,7 @@ import pytest
 from markupsafe import escape
 from sklearn.datasets import load_iris
 
+from ingest.state.db import StateDB
 from ingest.state.ledger import Ledger
 from scoring.api.app import create_app
 from scoring.api.pages import data, plots, svg
@@ -227,7 +228,7 @@ def test_runs_page_lists_runs_with_their_full_reason(settings, registry):
 
 def _fill_ledger(db: Path, n: int) -> None:
     """Insert n ledger rows straight into SQLite, as a long-running service would have."""
-    Ledger.at(db).initialize()
+    Ledger(StateDB.at(db)).initialize()
     now = "2026-01-01T00:00:00.000000Z"
     rows = (
         (

@@ -152,13 +152,14 @@ def test_a_dropped_parquet_file_decoding_past_max_file_mb_is_quarantined(tmp_pat
     from ingest.base.config import IngestConfig
     from ingest.base.layout import DataLayout
     from ingest.pipeline.intake import Intake
+    from ingest.state.db import StateDB
     from ingest.state.ledger import QUARANTINED, Ledger
 
     config = IngestConfig(DataLayout(tmp_path / "data"), max_file_mb=1.0)
     config.make_dirs()
     path = amplifying_file(config.inbox("train") / "small.parquet", rows=200, width=20_000)
     assert path.stat().st_size < 20_000  # 4 MB of text once decoded
-    record = Intake(config, Ledger.at(config.db_path)).take(path, "train")
+    record = Intake(config, Ledger(StateDB.at(config.db_path))).take(path, "train")
     assert record.state == QUARANTINED
     [error] = config.quarantine.glob(f"{record.id}__*.error.json")
     assert json.loads(error.read_text())["code"] == "file_too_large"

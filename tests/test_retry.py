@@ -20,6 +20,7 @@ import pytest
 import requests
 
 from ingest.base.names import unescape
+from ingest.state.db import StateDB
 from ingest.state.ledger import Ledger
 from scoring.api.app import create_app
 from scoring.service.runtime import open_intake
@@ -239,7 +240,7 @@ def test_a_state_db_of_an_older_release_learns_the_retried_state(tmp_path: Path)
             )
         conn.execute("DELETE FROM files WHERE id = 3")  # the counter stays at 3
     conn.close()
-    ledger = Ledger.at(db)
+    ledger = Ledger(StateDB.at(db))
     retried = ledger.mark_retried(1, queued_as="retry1-abc__f1.csv")
     assert (retried.state, retried.queued_as) == ("retried", "retry1-abc__f1.csv")
     again = ledger.receive(

@@ -15,6 +15,7 @@ import pytest
 import requests
 
 from ingest.pipeline.intake import Intake
+from ingest.state.db import StateDB
 from ingest.state.ledger import Ledger
 from scoring.api.app import create_app
 from scoring.lifecycle.promotion import decide
@@ -108,7 +109,7 @@ def test_a_first_model_takes_only_the_columns_every_drop_shares(settings, tmp_pa
 def test_a_lake_file_from_before_the_check_is_left_out_and_named(settings, tmp_path, diabetes):
     config = ingest_config(settings)
     config.make_dirs()
-    bare = Intake(config, Ledger.at(config.db_path))  # no hook: as a drop taken before the fix
+    bare = Intake(config, Ledger(StateDB.at(config.db_path)))  # no hook: a drop taken before
     take(settings, SAMPLE)
     bad = bare.take_copy(csv(tmp_path, "odd.csv", diabetes.drop(columns=["target"])), "train")
     assert bad.state == "normalized"

@@ -27,6 +27,7 @@ from scoring.lifecycle.dataset import load_training_data
 from scoring.lifecycle.registry import Registry
 from scoring.lifecycle.runner import begin_retrain, execute, run_retrain
 from scoring.lifecycle.runs import RunStore
+from scoring.models.factory import open_model
 from scoring.service.runtime import open_intake, reap_interrupted
 from scoring.settings import Settings
 from scoring.testing.memory import rss_growth
@@ -204,7 +205,7 @@ def test_start_up_marks_runs_of_dead_processes_interrupted(settings):
         assert conn.execute("SELECT state FROM runs WHERE id=?", (orphan,)).fetchone()[0] == (
             "running"
         )
-    reap_interrupted(settings)
+    reap_interrupted(open_model(settings))
     with closing(sqlite3.connect(settings.db_path)) as conn:
         row = conn.execute("SELECT state, error FROM runs WHERE id=?", (orphan,)).fetchone()
     assert row[0] == "failed" and row[1].startswith("interrupted")

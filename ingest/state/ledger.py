@@ -119,7 +119,7 @@ _STATE_OF = select(FILES.c.state, FILES.c.kind).where(_THIS_ROW)
 class Ledger(LedgerTable):
     """The drops' state machine: each change one guarded ``UPDATE`` (see the module docstring).
 
-    Built on a ``StateDB`` (``Ledger(db)``); ``Ledger.at(path)`` opens the SQLite file at ``path``.
+    Built on a ``StateDB`` (``Ledger(db)``), which ``scoring.models.factory`` opens.
     """
 
     def receive(

@@ -11,7 +11,7 @@ import builtins
 import contextlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Self
+from typing import Any
 
 from sqlalchemy import Connection, Select, bindparam, func, select
 
@@ -61,11 +61,6 @@ class LedgerTable:
         if folder is None:
             raise ValueError("a ledger on a database server needs its data folder named")
         self.data_dir = Path(folder)
-
-    @classmethod
-    def at(cls, db_path: Path) -> Self:
-        """Open the ledger in the SQLite file ``db_path``; paths are kept relative to its folder."""
-        return cls(StateDB.at(Path(db_path)))
 
     # -- connections -----------------------------------------------------------------------
 

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flask import Flask, g
 
-from ingest.state.ledger import Ledger
 from scoring.api import (
     audit,
     catalog,
@@ -32,7 +31,6 @@ from scoring.api.adapters import PROTOCOLS
 from scoring.api.auth import register_auth
 from scoring.api.context import (
     MODEL_KEY,
-    ModelServices,
     Services,
     bind_request_model,
     unbind_request_model,
@@ -46,9 +44,13 @@ from scoring.api.pages import register_pages
 from scoring.api.proxies import trust_proxies
 from scoring.api.query import register_query_check
 from scoring.inference.dataplane import Dataplane
-from scoring.lifecycle.champion import ChampionHolder
-from scoring.lifecycle.registry import Registry
+from scoring.models.factory import open_models
+from scoring.models.model import Model, Models
 from scoring.settings import Settings
+
+if TYPE_CHECKING:
+    from ingest.state.ledger import Ledger
+    from scoring.lifecycle.registry import Registry
 
 # Blueprints whose routes act on one model: each also answers under /models/<name>.
 MODEL_SCOPED = ("predict", "score", "runs", "files", "models")
@@ -58,7 +60,7 @@ MODEL_PREFIX = "/models/<model:model>"
 def create_app(
     settings: Settings,
     *,
-    served: dict[str, ModelServices] | None = None,
+    served: Models | None = None,
     registry: Registry | None = None,
     ledger: Ledger | None = None,
     probes: dict[str, Callable[[], dict[str, Any]]] | None = None,
@@ -66,9 +68,9 @@ def create_app(
 ) -> Flask:
     """Build the API over a settings object; nothing is loaded until the first request.
 
-    ``served`` passes the objects a ``serve`` process already holds for each model (its
-    registry, ledger and champion), so the API and the background work share them;
-    ``registry`` and ``ledger`` stand in for the default model's (tests pass their own);
+    ``served`` passes the models a ``serve`` process already holds (``scoring.models``), so the
+    API and the background work share their stores and champions; without it they are opened
+    here. ``registry`` and ``ledger`` stand in for the default model's (tests pass their own);
     ``dataplane`` is the one a ``serve`` process's scored drops already report to.
     """
     app = Flask("dropscore")
@@ -78,25 +80,21 @@ def create_app(
     app.url_map.converters["model"] = model_name_converter(settings.model_names)
     # An API replica may start before any worker made the data folder; state.db lives there.
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    given = dict(served or {})
+    opened = served or open_models(settings)
     if registry is not None or ledger is not None:
-        given[settings.name] = model_services(settings, registry, ledger)
-    by_name = {
-        name: given.get(name) or model_services(settings.for_model(name))
-        for name in settings.model_names
-    }
+        opened = opened.using(settings.name, registry=registry, ledger=ledger)
     services = Services(
         root=settings,
-        models=by_name,
-        monitoring=Monitoring(lambda: {name: _gauges(m) for name, m in by_name.items()}),
+        models=opened,
+        monitoring=Monitoring(lambda: {name: _gauges(m) for name, m in opened.items()}),
         probes=dict(probes or {}),
         dataplane=dataplane or Dataplane(),
     )
     services.dataplane.add(services.monitoring.count_rows)  # the first observer: rows scored
     app.extensions["dropscore"] = services
     metrics.register_instrumentation(app)
-    sessions = register_pages(app, settings)
-    services.keyring = register_auth(app, settings, sessions)
+    sessions = register_pages(app, settings, opened.shared.sessions)
+    services.keyring = register_auth(app, settings, opened.shared, sessions)
     register_body_limits(app, settings)  # after auth: a client without a key learns nothing
     register_query_check(app)  # after auth too: a query parameter no route takes is a 422
     register_error_handlers(app)
@@ -109,16 +107,6 @@ def create_app(
         app.register_blueprint(protocol.blueprint)
     _add_model_routes(app, settings.name)
     return app
-
-
-def model_services(
-    settings: Settings, registry: Registry | None = None, ledger: Ledger | None = None
-) -> ModelServices:
-    """Open one model's registry, ledger and champion holder (nothing is loaded yet)."""
-    settings.db_path.parent.mkdir(parents=True, exist_ok=True)
-    registry = registry or Registry(settings.models_dir, settings.db_path)
-    ledger = ledger or Ledger.at(settings.db_path)
-    return ModelServices(settings, registry, ChampionHolder(registry, model=settings.name), ledger)
 
 
 def _add_model_routes(app: Flask, default: str) -> None:
@@ -163,7 +151,7 @@ def warm(app: Flask) -> Flask:
     return app
 
 
-def _gauges(m: ModelServices) -> dict[str, Any]:
+def _gauges(m: Model) -> dict[str, Any]:
     model = m.champion.peek()
     listed = m.registry.list()
     last = datetime.fromisoformat(listed[-1].created_at).timestamp() if listed else 0

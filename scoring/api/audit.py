@@ -16,7 +16,6 @@ from scoring.api.openapi import (
     response_object,
 )
 from scoring.api.params import int_arg
-from scoring.audit import AuditLog
 
 bp = Blueprint("audit", __name__)
 
@@ -37,5 +36,5 @@ def list_audit() -> Response:
     limit = int_arg("limit", 50, 1, 1000)
     offset = int_arg("offset", 0, 0, 10**9)
     key_name = request.args.get("key") or None
-    entries = AuditLog(services().settings.shared_db_path).list(limit, offset, key_name)
+    entries = services().models.shared.audit.list(limit, offset, key_name)
     return jsonify({"audit": [e.to_dict() for e in entries], "limit": limit, "offset": offset})

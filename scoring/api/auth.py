@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from flask import Flask, Response, g, request
 from werkzeug.wrappers import Response as BaseResponse
@@ -21,8 +21,11 @@ from scoring.api.openapi import ACCESS_KEY, Access
 from scoring.api.protocol import endpoint_roles, open_endpoints
 from scoring.audit import AuditLog
 from scoring.errors import BadRequest, Forbidden, Unauthorized
-from scoring.keys import Identity, KeyRing, KeyStore, role_allows
+from scoring.keys import Identity, KeyRing, role_allows
 from scoring.settings import Settings
+
+if TYPE_CHECKING:
+    from scoring.models.model import SharedStores
 
 
 class SessionAuth(Protocol):
@@ -141,15 +144,18 @@ def current_key_name() -> str | None:
     return identity.name if identity else None
 
 
-def register_auth(app: Flask, settings: Settings, sessions: SessionAuth | None = None) -> KeyRing:
+def register_auth(
+    app: Flask, settings: Settings, shared: SharedStores, sessions: SessionAuth | None = None
+) -> KeyRing:
     """Check every request's key and role, and audit the state-changing ones.
 
+    ``shared`` holds the key table and the audit trail (opened once, by ``scoring.models``).
     ``sessions`` identifies a request by the dashboard's session instead of a bearer key; it is
     asked only when the request carries no Authorization header, and the role check is the same.
     """
     app.extensions[ACCESS_KEY] = Access(OPEN_ENDPOINTS, required_role)  # for the OpenAPI spec
-    ring = KeyRing(KeyStore(settings.shared_db_path), settings.server.api_keys)
-    trail = AuditLog(settings.shared_db_path)
+    ring = KeyRing(shared.keys, settings.server.api_keys)
+    trail = shared.audit
 
     @app.before_request
     def _authenticate() -> BaseResponse | None:

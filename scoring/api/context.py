@@ -1,9 +1,9 @@
 """What every view needs, built once by ``create_app`` and reached through one accessor.
 
-Each served model has its own settings view, registry, champion and ledger
-(``ModelServices``). A request names its model in the path (``/models/<name>/…``, the protocols'
-``<name>``) or means the default one; ``services().registry`` and the like answer for the model
-of the request in hand, so a view written for one model serves each of many.
+Each served model is one ``scoring.models.Model`` (its settings view, registry, champion, ledger,
+runs). A request names its model in the path (``/models/<name>/…``, the protocols' ``<name>``)
+or means the default one; ``services().registry`` and the like answer for the model of the
+request in hand, so a view written for one model serves each of many.
 """
 
 from __future__ import annotations
@@ -17,16 +17,16 @@ from flask import current_app, g, has_request_context
 
 from ingest.base.logs import bound
 from scoring.api.monitoring import Monitoring
-from scoring.errors import NotFound
 from scoring.inference.dataplane import Dataplane
-from scoring.lifecycle.champion import ChampionHolder
-from scoring.lifecycle.registry import Registry
-from scoring.lifecycle.versions import VersionCache
+from scoring.models.model import Model, Models
 from scoring.settings import Settings
 
 if TYPE_CHECKING:
     from ingest.state.ledger import Ledger
     from scoring.keys import KeyRing
+    from scoring.lifecycle.champion import ChampionHolder
+    from scoring.lifecycle.registry import Registry
+    from scoring.lifecycle.runs import RunStore
 
 # The request's model, as the URL named it (set by create_app's URL value preprocessor).
 MODEL_KEY = "model_name"
@@ -35,32 +35,11 @@ LOG_FIELDS_KEY = "log_fields"
 
 
 @dataclass
-class ModelServices:
-    """One served model: its settings view, registry, champion holder, other versions, ledger."""
-
-    settings: Settings
-    registry: Registry
-    champion: ChampionHolder
-    ledger: Ledger
-    # Every other version, loaded when a call names it (built from the fields above).
-    versions: VersionCache = field(init=False, repr=False)
-
-    def __post_init__(self) -> None:
-        size = self.settings.server.cached_versions
-        self.versions = VersionCache(self.name, self.registry, self.champion, size)
-
-    @property
-    def name(self) -> str:
-        """The model's name, as settings and URLs spell it."""
-        return self.settings.name
-
-
-@dataclass
 class Services:
     """The per-app objects reached via ``services()``: every model's, and what they share."""
 
     root: Settings  # the settings as loaded; ``root.name`` is the default model
-    models: dict[str, ModelServices]
+    models: Models  # every model by name, and the stores they share (``scoring.models``)
     monitoring: Monitoring
     # Liveness of what this process runs besides the API (watcher, scheduler), by name.
     probes: dict[str, Callable[[], dict[str, Any]]] = field(default_factory=dict)
@@ -69,19 +48,11 @@ class Services:
     # The scoring step every protocol goes through, and its observers (metrics first).
     dataplane: Dataplane = field(default_factory=Dataplane)
 
-    def model(self, name: str | None = None) -> ModelServices:
+    def model(self, name: str | None = None) -> Model:
         """Return a model by name, else the request's, else the default; 404 names the models."""
         if name is None:
             name = g.get(MODEL_KEY) if has_request_context() else None
-        if name is None:
-            name = self.root.name
-        found = self.models.get(name)
-        if found is None:
-            raise NotFound(
-                f"no model by that name; this server has: {', '.join(self.models)}",
-                [{"models": list(self.models)}],
-            )
-        return found
+        return self.models.model(name)
 
     @property
     def settings(self) -> Settings:
@@ -102,6 +73,11 @@ class Services:
     def ledger(self) -> Ledger:
         """The request's model's file ledger."""
         return self.model().ledger
+
+    @property
+    def runs(self) -> RunStore:
+        """The request's model's retrain runs."""
+        return self.model().runs
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,6 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request, url_for
 
-from ingest.state.db import StateDB
 from scoring.api.auth import current_key_name
 from scoring.api.context import services
 from scoring.api.jsonio import request_json
@@ -27,7 +26,7 @@ from scoring.api.openapi import (
 from scoring.api.params import page_args
 from scoring.errors import Conflict, ValidationFailed
 from scoring.lifecycle.runner import begin_retrain, execute
-from scoring.lifecycle.runs import STATES, TRIGGERS, RetrainBusy, RunStore
+from scoring.lifecycle.runs import STATES, TRIGGERS, RetrainBusy
 from scoring.value_kinds import kind_of
 
 bp = Blueprint("runs", __name__)
@@ -105,8 +104,7 @@ def start_training() -> tuple[Response, int, dict[str, str]]:
 def list_runs() -> Response:
     """List retrain runs, newest first."""
     page = page_args(STATES, "run", 50, "state")
-    store = RunStore(StateDB.at(services().settings.db_path))
-    runs = store.list(limit=page.limit, offset=page.offset, state=page.state)
+    runs = services().runs.list(limit=page.limit, offset=page.offset, state=page.state)
     return jsonify(
         {"runs": [r.to_dict() for r in runs], "limit": page.limit, "offset": page.offset}
     )
@@ -116,7 +114,7 @@ def list_runs() -> Response:
 @operation("One retrain run: its state and result", responses={200: response_object(RUN)})
 def show_run(run_id: int) -> Response:
     """Show one run: its state, metrics and the promotion decision."""
-    return jsonify(RunStore(StateDB.at(services().settings.db_path)).get(run_id).to_dict())
+    return jsonify(services().runs.get(run_id).to_dict())
 
 
 def _force() -> bool:

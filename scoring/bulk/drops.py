@@ -16,14 +16,14 @@ from ingest.base.errors import IngestError
 from ingest.base.formats import JSON_FORMATS, format_for_name, spec_for
 from ingest.base.logs import bound
 from ingest.pipeline.intake import Intake
-from ingest.state.ledger import FileRecord, Ledger
+from ingest.state.ledger import FileRecord
 from scoring.bulk.batch import MissingFeatures, output_name, score_lake_file
 from scoring.bulk.engines import engine_for
 from scoring.inference.dataplane import Dataplane
 from scoring.ingest_options import ingest_config
 from scoring.lifecycle.champion import load_version
 from scoring.lifecycle.predictor import LoadedModel
-from scoring.lifecycle.registry import Registry
+from scoring.models.factory import open_model
 from scoring.settings import Settings
 
 log = logging.getLogger("dropscore.score")
@@ -176,9 +176,9 @@ def on_arrival(
 
 def standalone_sweep(settings: Settings) -> list[FileRecord]:
     """Run one sweep in a fresh process (the scheduler's job): load what it needs itself."""
-    registry = Registry(settings.models_dir, settings.db_path)
-    config = ingest_config(settings)
-    intake = Intake(config, Ledger.at(config.db_path))
+    model = open_model(settings)
+    registry = model.registry
+    intake = Intake(ingest_config(settings), model.ledger)
 
     def champion() -> LoadedModel | None:
         version = registry.champion_version()

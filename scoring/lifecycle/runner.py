@@ -19,14 +19,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from ingest.base.logs import bound
-from ingest.state.db import StateDB
 from ingest.state.locks import Lock
 from scoring.errors import DropscoreError
 from scoring.lifecycle.outcome import Outcome, apply, too_few_rows
 from scoring.lifecycle.registry import Registry, now
 from scoring.lifecycle.run_locks import take_retrain, trainer_slot
-from scoring.lifecycle.runs import RunRecord, Runs, RunStore
+from scoring.lifecycle.runs import RunRecord, Runs
 from scoring.lifecycle.trainer import run_trainer
+from scoring.models.factory import open_model
 from scoring.settings import Settings
 
 log = logging.getLogger("dropscore.runs")
@@ -46,7 +46,7 @@ class PendingRun:
 
 def open_runs(settings: Settings) -> Runs:
     """Open the model's run store (its retrain lock kept with it)."""
-    return RunStore(StateDB.at(settings.db_path))
+    return open_model(settings).runs
 
 
 def begin_retrain(

@@ -210,8 +210,8 @@ def main(argv: list[str]) -> int:
     # scipy ufunc up in every loaded module; loaded first, before pandas, pyarrow and the rest,
     # it looks through fewer (measured: 2.1-2.4 s CPU for the trainer's imports, not 2.4-2.6).
     importlib.import_module("skops.io")
-    from scoring.lifecycle.registry import Registry
     from scoring.lifecycle.retrain import TrainingRefused, train_and_decide
+    from scoring.models.factory import open_model
     from scoring.settings import load_settings
 
     job_path, out_path = Path(argv[0]), Path(argv[1])
@@ -219,7 +219,7 @@ def main(argv: list[str]) -> int:
     scratch = Path(job["scratch"]) if job.get("scratch") else None
     _watch_parent(int(job["parent"]), scratch)
     settings = load_settings(None, env={}, overrides=job["settings"])
-    registry = Registry(settings.models_dir, settings.db_path)
+    registry = open_model(settings).registry
 
     def say(message: str) -> None:
         print(message, flush=True)

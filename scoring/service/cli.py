@@ -12,7 +12,7 @@ from ingest.base.formats import OUTPUT_FORMATS
 from ingest.base.layout import KINDS
 from scoring.service import init_cli, keys_cli, records_cli
 from scoring.service.model_option import accept_model, chosen_model, model_option
-from scoring.service.records_cli import fmt_number, registry_of
+from scoring.service.records_cli import fmt_number
 from scoring.service.tables import text_table
 from scoring.settings import ENV_FILE, Settings, SettingsError, load_settings
 
@@ -202,11 +202,12 @@ def api(ctx: Context, workers: int | None, host: str | None, port: int | None) -
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     settings = ctx.settings
     from scoring.api.app import create_app, warm
+    from scoring.models.factory import open_model
     from scoring.service.runtime import reap_interrupted
     from scoring.service.server import CannotListen, serve_gunicorn
 
     for one in settings.each_model():
-        reap_interrupted(one)
+        reap_interrupted(open_model(one))
     try:
         serve_gunicorn(
             settings, lambda: warm(create_app(settings)), workers or settings.server.workers
@@ -235,19 +236,19 @@ def worker(ctx: Context) -> None:
 @pass_ctx
 def train(ctx: Context, force: bool) -> None:
     """Train now on the training lake, print metrics, promote by the rule."""
-    from scoring.lifecycle.registry import Registry
     from scoring.lifecycle.runner import run_retrain
     from scoring.lifecycle.runs import RetrainBusy
+    from scoring.models.factory import open_model
     from scoring.service.runtime import open_intake
 
     settings = ctx.settings
-    _config, _ledger, intake = open_intake(settings)
-    registry = Registry(settings.models_dir, settings.db_path)
+    model = open_model(settings)
+    _config, _ledger, intake = open_intake(settings, model)
     if settings.training.bootstrap_data is not None and settings.training.bootstrap_data.is_file():
         intake.bootstrap(settings.training.bootstrap_data)
     try:
         run = run_retrain(
-            settings, registry, "cli", force=force, progress=lambda m: click.echo(m, err=True)
+            settings, model.registry, "cli", force=force, progress=lambda m: click.echo(m, err=True)
         )
     except RetrainBusy as exc:
         raise click.ClickException(str(exc)) from None
@@ -295,11 +296,12 @@ def score(ctx: Context, src: Path, dst: Path | None, fmt: str | None) -> None:
     from scoring.errors import DropscoreError
     from scoring.ingest_options import read_options
     from scoring.lifecycle.champion import load_version
+    from scoring.models.factory import open_model
     from scoring.service.outputs import OutputChoiceError, output_format
     from scoring.service.progress import progress_bar, summary_line
 
     settings = ctx.settings
-    registry = registry_of(settings)
+    registry = open_model(settings).registry
     version = registry.champion_version()
     if version is None:
         raise click.ClickException("no model yet: run `dropscore train` first")

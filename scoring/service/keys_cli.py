@@ -33,10 +33,11 @@ def _settings() -> Any:
     return click.get_current_context().find_root().obj.settings
 
 
-def _store() -> Any:
-    from scoring.keys import KeyStore
+def _shared() -> Any:
+    """Open the data folder's shared stores (keys, audit trail), as the API does."""
+    from scoring.models.factory import open_shared
 
-    return KeyStore(_settings().shared_db_path)
+    return open_shared(_settings())
 
 
 @click.group("keys")
@@ -57,7 +58,7 @@ def keys_add(name: str, role: str) -> None:
     from scoring.errors import DropscoreError
 
     try:
-        key = _store().add(name, role)
+        key = _shared().keys.add(name, role)
     except DropscoreError as exc:
         raise click.ClickException(exc.message) from None
     click.echo(f"key {name!r} created with role {role!r}:", err=True)
@@ -74,7 +75,7 @@ def keys_list(include_revoked: bool) -> None:
     rows = [["name", "role", "created", "revoked"]]
     for _digest, identity in settings_entries(_settings().server.api_keys):
         rows.append([identity.name, identity.role, "(settings)", ""])
-    for info in _store().list(include_revoked=include_revoked):
+    for info in _shared().keys.list(include_revoked=include_revoked):
         rows.append([info.name, info.role, info.created_at[:19], (info.revoked_at or "")[:19]])
     if len(rows) == 1:
         click.echo("no keys: the API is open to anyone who can reach it")
@@ -93,7 +94,7 @@ def keys_revoke(name: str) -> None:
     if name.startswith(SETTINGS_PREFIX):
         raise click.ClickException(f"{name!r} comes from [server] api_keys: remove it there")
     try:
-        _store().revoke(name)
+        _shared().keys.revoke(name)
     except DropscoreError as exc:
         raise click.ClickException(exc.message) from None
     click.echo(f"key {name!r} revoked")
@@ -105,9 +106,9 @@ def keys_revoke(name: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="print JSON lines")
 def audit(key_name: str | None, limit: int, as_json: bool) -> None:
     """List state-changing requests and the keys that sent them, newest first."""
-    from scoring.audit import TABLE_HEADER, AuditLog
+    from scoring.audit import TABLE_HEADER
 
-    entries = AuditLog(_settings().shared_db_path).list(limit=limit, key_name=key_name)
+    entries = _shared().audit.list(limit=limit, key_name=key_name)
     if as_json:
         for entry in entries:
             click.echo(json.dumps(entry.to_dict()))

@@ -21,16 +21,21 @@ def _settings() -> Any:
     return click.get_current_context().find_root().obj.settings
 
 
+def _model() -> Any:
+    """Open the model a command is about (nothing is loaded: scikit-learn only with a model)."""
+    from scoring.models.factory import open_model
+
+    return open_model(_settings())
+
+
 @click.command("runs")
 @click.argument("run_id", type=int, required=False)
 @click.option("--limit", default=20, show_default=True)
 def runs_cmd(run_id: int | None, limit: int) -> None:
     """List retrain runs, newest first; with RUN_ID, print that run as JSON."""
-    from ingest.state.db import StateDB
     from scoring.errors import DropscoreError
-    from scoring.lifecycle.runs import RunStore
 
-    store = RunStore(StateDB.at(_settings().db_path))
+    store = _model().runs
     if run_id is not None:
         try:
             click.echo(json.dumps(store.get(run_id).to_dict(), indent=2))
@@ -75,7 +80,7 @@ def _seconds(run: Any) -> str:
 def models(click_ctx: click.Context) -> None:
     """List model versions; `show V` inspects one, `promote V` makes it champion."""
     if click_ctx.invoked_subcommand is None:
-        registry = registry_of(_settings())
+        registry = _model().registry
         rows = [["version", "status", "created", "estimator", "metrics", "reason", "promoted by"]]
         for m in registry.list():
             metrics = " ".join(f"{k}={fmt_number(v)}" for k, v in m.metrics.items())
@@ -102,7 +107,7 @@ def models_show(version: int) -> None:
     """Print a version's record and model card as JSON."""
     from scoring.errors import DropscoreError
 
-    registry = registry_of(_settings())
+    registry = _model().registry
     try:
         record = registry.get(version).to_dict()
         record["card"] = registry.card(version)
@@ -117,20 +122,13 @@ def models_promote(version: int) -> None:
     """Make VERSION the champion (also how to roll back)."""
     from scoring.errors import DropscoreError
 
-    registry = registry_of(_settings())
+    registry = _model().registry
     try:
         registry.load_pipeline(version)  # refuse to promote a file that would not load
         record = registry.promote(version, "promoted by CLI", by=cli_user())
     except DropscoreError as exc:
         raise click.ClickException(exc.message) from None
     click.echo(f"version {record.version} is now the champion")
-
-
-def registry_of(settings: Any) -> Any:
-    """Open the registry of the model a command is about (scikit-learn only loads with a model)."""
-    from scoring.lifecycle.registry import Registry
-
-    return Registry(settings.models_dir, settings.db_path)
 
 
 @click.command("files")
@@ -144,9 +142,8 @@ def registry_of(settings: Any) -> Any:
 def files_cmd(status: str | None, limit: int) -> None:
     """Show the file ledger, newest first."""
     from ingest.base.names import shown
-    from ingest.state.ledger import Ledger
 
-    records = Ledger.at(_settings().db_path).list(state=status, limit=limit)
+    records = _model().ledger.list(state=status, limit=limit)
     if not records:
         click.echo("no files")
         return

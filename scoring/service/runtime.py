@@ -20,23 +20,21 @@ from ingest.base.logs import bound_to
 from ingest.lake.store import lake_files
 from ingest.pipeline.intake import Intake
 from ingest.pipeline.watcher import Watcher
-from ingest.state.db import StateDB
-from ingest.state.ledger import Ledger
 from ingest.state.locks import FileLocks, Lock
 from schedules.scheduler import Schedule
 from scoring.bulk.drops import on_arrival, sweep
 from scoring.inference.dataplane import Dataplane
 from scoring.ingest_options import ingest_config
-from scoring.lifecycle.champion import ChampionHolder
 from scoring.lifecycle.contract import chain, train_drop_check
 from scoring.lifecycle.first_data import first_data_trigger
-from scoring.lifecycle.registry import Registry
 from scoring.lifecycle.runner import run_retrain
-from scoring.lifecycle.runs import RetrainBusy, RunStore
+from scoring.lifecycle.runs import RetrainBusy
+from scoring.models.factory import open_model, open_models
+from scoring.models.model import Model, Models
 from scoring.settings import Settings
 
 if TYPE_CHECKING:
-    from scoring.api.context import ModelServices
+    from ingest.state.ledger import Ledger
 
 log = logging.getLogger("dropscore")
 
@@ -45,35 +43,36 @@ class AlreadyRunning(Exception):
     """Another process already runs the watcher and scheduler on this data folder."""
 
 
-def open_intake(settings: Settings) -> tuple[IngestConfig, Ledger, Intake]:
-    """Make the data folders, open the ledger, and an intake that quarantines training drops the
-    model cannot use."""
+def open_intake(
+    settings: Settings, model: Model | None = None
+) -> tuple[IngestConfig, Ledger, Intake]:
+    """Make the data folders, and an intake over the model's ledger that quarantines training
+    drops the model cannot use (the model is opened from the settings when not given)."""
+    model = model or open_model(settings)
     config = ingest_config(settings)
     config.make_dirs()
-    ledger = Ledger.at(config.db_path)
-    intake = Intake(config, ledger)
-    registry = Registry(settings.models_dir, settings.db_path)
-    intake.on_normalized = train_drop_check(settings, intake, registry)
-    return config, ledger, intake
+    intake = Intake(config, model.ledger)
+    intake.on_normalized = train_drop_check(settings, intake, model.registry)
+    return config, model.ledger, intake
 
 
-def start_scoring(
-    settings: Settings, intake: Intake, champion: ChampionHolder, dataplane: Dataplane | None = None
-) -> None:
+def start_scoring(model: Model, intake: Intake, dataplane: Dataplane | None = None) -> None:
     """Score drops on arrival (when configured), and catch up on any left while down."""
+    settings, champion = model.settings, model.champion
     if settings.scoring.on_arrival:
         score = on_arrival(settings, intake, champion.peek, dataplane)
         intake.on_normalized = chain(intake.on_normalized, score)
     sweep(settings, intake=intake, models=champion.peek, dataplane=dataplane)
 
 
-def reap_interrupted(settings: Settings) -> None:
+def reap_interrupted(model: Model) -> None:
     """At start-up, mark runs a killed process left running as failed (interrupted)."""
-    RunStore(StateDB.at(settings.db_path)).reap()
+    model.runs.reap()
 
 
-def bootstrap(settings: Settings, registry: Registry, intake: Intake) -> None:
+def bootstrap(model: Model, intake: Intake) -> None:
     """On a first start, take the sample file into the lake and train the first model."""
+    settings, registry = model.settings, model.registry
     if settings.training.bootstrap_data is not None:
         if settings.training.bootstrap_data.is_file():
             intake.bootstrap(settings.training.bootstrap_data)
@@ -116,57 +115,38 @@ def worker_lock(path: Path) -> Iterator[Lock]:
 
 
 @dataclass
-class Served:
-    """One model's part of the background work: its ledger, registry, champion and intake."""
-
-    settings: Settings
-    ledger: Ledger
-    registry: Registry
-    champion: ChampionHolder
-    intake: Intake
-
-
-@dataclass
 class Background:
     """What runs beside (or instead of) the API in the process that owns the data folder."""
 
-    models: dict[str, Served]
+    models: Models  # the API, when one runs here, serves these same objects
+    intakes: dict[str, Intake]  # each model's intake, fed by the one watcher
     watcher: Watcher
     schedule: Schedule
     dataplane: Dataplane  # scored drops' events; `serve` shares it with the API
 
-    def served(self) -> dict[str, ModelServices]:
-        """What the API needs of each model, sharing this process's registries and champions."""
-        from scoring.api.context import ModelServices  # Flask: only where an API runs
 
-        return {
-            name: ModelServices(m.settings, m.registry, m.champion, m.ledger)
-            for name, m in self.models.items()
-        }
-
-
-def _model_of(settings: Settings) -> dict[str, str]:
-    return {"model": settings.name}
+def _model_of(model: Model) -> dict[str, str]:
+    return {"model": model.name}
 
 
 @bound_to(_model_of)  # its recovery, bootstrap and first training name the model they are for
-def prepare_model(settings: Settings, dataplane: Dataplane | None = None) -> Served:
-    """Open one model's folders and stores, recover its drops and runs, train its first model."""
-    _config, ledger, intake = open_intake(settings)
-    registry = Registry(settings.models_dir, settings.db_path)
+def prepare_model(model: Model, dataplane: Dataplane | None = None) -> Intake:
+    """Make one model's folders, recover its drops and runs, train its first model; return its
+    intake."""
+    settings, registry = model.settings, model.registry
+    _config, _ledger, intake = open_intake(settings, model)
     registry.clean_incoming()
-    reap_interrupted(settings)
+    reap_interrupted(model)
     intake.resume()
-    bootstrap(settings, registry, intake)
-    champion = ChampionHolder(registry, model=settings.name)
-    start_scoring(settings, intake, champion, dataplane)
-    first = first_data_trigger(settings, registry, champion)  # a first model without waiting
+    bootstrap(model, intake)
+    start_scoring(model, intake, dataplane)
+    first = first_data_trigger(settings, registry, model.champion)  # without waiting
     intake.on_normalized = chain(intake.on_normalized, first)
-    return Served(settings, ledger, registry, champion, intake)
+    return intake
 
 
 @contextmanager
-def background(settings: Settings) -> Iterator[Background]:
+def background(settings: Settings, models: Models | None = None) -> Iterator[Background]:
     """Hold the folder lock; recover and bootstrap each model; then run one watcher over every
     model's inboxes and one scheduler with every model's jobs.
 
@@ -174,14 +154,14 @@ def background(settings: Settings) -> Iterator[Background]:
     """
     with worker_lock(settings.layout.worker_lock):
         dataplane = Dataplane()
-        models = {one.name: prepare_model(one, dataplane) for one in settings.each_model()}
-        intakes = [m.intake for m in models.values()]
-        watcher = Watcher(intakes[0].config, *intakes)
+        models = models or open_models(settings)
+        intakes = {name: prepare_model(model, dataplane) for name, model in models.items()}
+        watcher = Watcher(next(iter(intakes.values())).config, *intakes.values())
         watcher.start()
         schedule = Schedule(settings)
         try:
             schedule.start()
-            yield Background(models, watcher, schedule, dataplane)
+            yield Background(models, intakes, watcher, schedule, dataplane)
         finally:
             schedule.stop()  # waits for a running job to finish
             watcher.stop()
@@ -203,7 +183,7 @@ def run_serve(settings: Settings) -> None:
     with background(settings) as bg:
         app = create_app(
             settings,
-            served=bg.served(),
+            served=bg.models,
             dataplane=bg.dataplane,
             probes={"watcher": bg.watcher.status, "scheduler": bg.schedule.status},
         )

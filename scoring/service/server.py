@@ -169,14 +169,14 @@ def _loopback(sock: socket.socket) -> bool:
 
 def _any_key(settings: Settings) -> bool:
     """Say whether auth is on: a key in settings or a live one in the key store."""
-    from scoring.keys import KeyStore
+    from scoring.models.factory import open_shared
 
     if settings.server.api_keys:
         return True
     if not settings.shared_db_path.is_file():  # a first start: no key can exist yet
         return False
     try:
-        return bool(KeyStore(settings.shared_db_path).live_hashes())
+        return bool(open_shared(settings).keys.live_hashes())
     except sqlite3.Error:  # unreadable: say nothing rather than cry wolf or stop the start
         return True
 

@@ -13,6 +13,7 @@ from ingest.base.config import IngestConfig
 from ingest.base.layout import DataLayout
 from ingest.pipeline.intake import Intake
 from ingest.pipeline.watcher import Watcher
+from ingest.state.db import StateDB
 from ingest.state.ledger import FileRecord, Ledger
 from scoring.testing.waiting import wait_for as _wait_for
 from tests.ingest._watching import MakeWatcher
@@ -43,7 +44,7 @@ def config(tmp_path: Path) -> IngestConfig:
 @pytest.fixture
 def ledger(config: IngestConfig) -> Ledger:
     """Open the ledger in the fixture's state.db."""
-    return Ledger.at(config.db_path)
+    return Ledger(StateDB.at(config.db_path))
 
 
 @pytest.fixture

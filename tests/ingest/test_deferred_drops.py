@@ -25,6 +25,7 @@ from ingest.base.layout import DataLayout
 from ingest.pipeline.intake import Intake
 from ingest.pipeline.watcher import Watcher
 from ingest.state.claims import try_hold
+from ingest.state.db import StateDB
 from ingest.state.ledger import FileRecord, Ledger
 from scoring.testing.waiting import wait_for
 
@@ -90,7 +91,7 @@ def _config(tmp_path: Path) -> tuple[IngestConfig, Ledger]:
     """Build a small-timing config over a fresh data folder and open its ledger."""
     config = IngestConfig(DataLayout(tmp_path / "data"), stable_seconds=0.2, rescan_seconds=0.5)
     config.make_dirs()
-    return config, Ledger.at(config.db_path)
+    return config, Ledger(StateDB.at(config.db_path))
 
 
 @pytest.mark.slow

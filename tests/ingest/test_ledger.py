@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from ingest.state.db import StateDB
 from ingest.state.ledger import (
     BY_BYTES,
     BY_CONTENT,
@@ -232,7 +233,7 @@ def test_concurrent_receives_of_one_content_keep_one_original(ledger: Ledger) ->
 
     def receive(i: int) -> None:
         barrier.wait()
-        results.append(_receive(Ledger.at(ledger.db.path), f"f{i}.csv", sha="same"))
+        results.append(_receive(Ledger(StateDB.at(ledger.db.path)), f"f{i}.csv", sha="same"))
 
     threads = [threading.Thread(target=receive, args=(i,)) for i in range(8)]
     for t in threads:
@@ -252,7 +253,7 @@ def test_claim_for_scoring_has_one_winner_among_threads(ledger: Ledger) -> None:
 
     def claim() -> None:
         barrier.wait()
-        wins.append(Ledger.at(ledger.db.path).claim_for_scoring(record.id))
+        wins.append(Ledger(StateDB.at(ledger.db.path)).claim_for_scoring(record.id))
 
     threads = [threading.Thread(target=claim) for _ in range(8)]
     for t in threads:
@@ -265,9 +266,10 @@ def test_claim_for_scoring_has_one_winner_among_threads(ledger: Ledger) -> None:
 _CLAIMER = """
 import json, sys, time
 from pathlib import Path
+from ingest.state.db import StateDB
 from ingest.state.ledger import Ledger
 db, go, n = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
-ledger = Ledger.at(db)
+ledger = Ledger(StateDB.at(db))
 (go.parent / f"ready-{sys.argv[4]}").touch()
 while not go.exists():
     time.sleep(0.005)
@@ -324,7 +326,7 @@ def test_schema_lives_beside_other_tables(ledger: Ledger) -> None:
     conn.commit()
     conn.close()
     _receive(ledger)
-    again = Ledger.at(ledger.db.path)
+    again = Ledger(StateDB.at(ledger.db.path))
     assert again.counts_by_state()["received"] == 1
     conn = sqlite3.connect(ledger.db.path)
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
@@ -418,7 +420,7 @@ def test_an_older_state_db_gains_the_columns_and_its_duplicates_say_bytes(
     )
     older.commit()
     older.close()
-    ledger = Ledger.at(db)
+    ledger = Ledger(StateDB.at(db))
     [record] = ledger.list()
     assert (record.duplicate_by, record.content_sha256) == (BY_BYTES, None)
     fresh = _receive(ledger, "b.csv", sha="other")
@@ -450,7 +452,7 @@ def test_a_state_db_of_the_previous_release_is_read_and_updated_as_it_is(tmp_pat
     table_sql = older.execute("SELECT sql FROM sqlite_master WHERE name = 'files'").fetchone()
     older.close()
 
-    ledger = Ledger.at(db)
+    ledger = Ledger(StateDB.at(db))
     [record] = ledger.list()
     assert (record.id, record.original_name, record.state) == (7, "a.csv", NORMALIZED)
     assert (record.column_map, record.content_sha256, record.attempts) == ({"A": "a"}, "c1", 1)
@@ -492,7 +494,7 @@ def test_a_new_state_db_holds_the_table_the_previous_release_made(tmp_path: Path
     older = sqlite3.connect(old)
     older.executescript(_SCHEMA + _ADDED)
     older.close()
-    Ledger.at(tmp_path / "new.db").initialize()
+    Ledger(StateDB.at(tmp_path / "new.db")).initialize()
     new_columns, new_keys, new_indexes = shape(tmp_path / "new.db")
     old_columns, old_keys, old_indexes = shape(old)
     assert [c[1:] for c in new_columns] == [c[1:] for c in old_columns]
@@ -512,7 +514,7 @@ def test_two_writers_racing_one_transition_have_one_winner(ledger: Ledger) -> No
     refused: list[IllegalTransition] = []
 
     def retry(i: int) -> None:
-        mine = Ledger.at(ledger.db.path)
+        mine = Ledger(StateDB.at(ledger.db.path))
         barrier.wait()
         try:
             mine.mark_retried(record.id, queued_as=f"retry{i}__a.csv")
@@ -548,7 +550,7 @@ def test_a_data_folder_with_url_characters_in_its_name_holds_the_ledger(
 ) -> None:
     """The path is a file name, never parsed as a URL: ``%`` and ``?`` are kept as they are."""
     db = tmp_path / folder / "state.db"
-    ledger = Ledger.at(db)
+    ledger = Ledger(StateDB.at(db))
     record = _receive(ledger)
     assert ledger.get(record.id) == record
     assert ledger.data_dir == db.parent and db.is_file()

@@ -14,6 +14,7 @@ from werkzeug.wrappers import Response
 from scoring.api.pages import session
 from scoring.api.pages.views import bp
 from scoring.keys import Identity, KeyRing
+from scoring.sessions import SessionStore
 from scoring.settings import Settings
 
 
@@ -37,8 +38,8 @@ class PageSessions:
         return redirect(url_for("pages.login", next=target))
 
 
-def register_pages(app: Flask, settings: Settings) -> PageSessions:
-    """Mount the pages; return what lets page sessions past the API's key check."""
-    session.install(app, settings)
+def register_pages(app: Flask, settings: Settings, store: SessionStore) -> PageSessions:
+    """Mount the pages over the session table; return what lets sessions past the key check."""
+    session.install(app, settings, store)
     app.register_blueprint(bp)
     return PageSessions()

@@ -11,16 +11,14 @@ from typing import Any
 
 from ingest.base.layout import KINDS
 from ingest.pipeline.quarantine import what_to_do
-from ingest.state.db import StateDB
 from ingest.state.ledger import DUPLICATE, QUARANTINED, STATES
 from ingest.state.records import BY_BYTES, SAME_AS
-from schedules.ids import RETRAIN, job_id
 from scoring.api import health
 from scoring.api.context import Services
 from scoring.api.pages import plots
 from scoring.api.pages.traffic import traffic
 from scoring.lifecycle.estimators import PRIMARY
-from scoring.lifecycle.runs import RunStore
+from scoring.models.job_ids import RETRAIN
 
 PAGE_SIZE = 50
 
@@ -31,7 +29,7 @@ def overview(s: Services) -> dict[str, Any]:
     scheduler = body.get("scheduler") or {}
     jobs = scheduler.get("jobs") or []
     model = s.model()
-    wanted = job_id(RETRAIN, model.name)
+    wanted = model.job_id(RETRAIN)
     retrain = next((j for j in jobs if j.get("id") == wanted), None)
     exposition = s.monitoring.render()
     files = model.ledger.counts_by_state()
@@ -110,7 +108,7 @@ def version_detail(s: Services, version: int) -> dict[str, Any]:
 
 def runs(s: Services, offset: int) -> dict[str, Any]:
     """Return one page of retrain runs, newest first, and whether one is in progress."""
-    store = RunStore(StateDB.at(s.settings.db_path))
+    store = s.runs
     page = store.list(limit=PAGE_SIZE + 1, offset=offset)
     return {
         "runs": [r.to_dict() for r in page[:PAGE_SIZE]],

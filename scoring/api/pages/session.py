@@ -22,7 +22,7 @@ from flask.sessions import SecureCookieSessionInterface
 
 from ingest.base import atomic
 from scoring.keys import Identity, KeyRing, hash_key
-from scoring.sessions import Lifetimes, SessionStore
+from scoring.sessions import SessionStore
 from scoring.settings import Settings
 
 SECRET_FILE = "session.secret"
@@ -41,22 +41,16 @@ class _Sessions(SecureCookieSessionInterface):
         return request.is_secure
 
 
-def install(app: Flask, settings: Settings) -> None:
-    """Give the app its session secret and strict cookie settings."""
+def install(app: Flask, settings: Settings, store: SessionStore) -> None:
+    """Give the app its session secret, its session table and strict cookie settings."""
     app.secret_key = session_secret(settings)
     app.session_interface = _Sessions()
-    app.extensions[EXTENSION] = SessionStore(settings.shared_db_path, lifetimes(settings))
+    app.extensions[EXTENSION] = store
     app.config.update(
         SESSION_COOKIE_NAME="dropscore_session",
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Strict",
     )
-
-
-def lifetimes(settings: Settings) -> Lifetimes:
-    """Read the idle and absolute session lifetimes from ``[server]``."""
-    server = settings.server
-    return Lifetimes(server.session_idle_minutes * 60.0, server.session_max_hours * 3600.0)
 
 
 def store() -> SessionStore:

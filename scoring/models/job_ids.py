@@ -1,8 +1,9 @@
 """The scheduler's job ids, one rule for every reader: two jobs per model, named by kind and model.
 
-Kept apart from ``schedules.scheduler`` so the dashboard can find a model's jobs without
-importing APScheduler. The model ``default`` keeps the plain ids it had before several models
-(``retrain``, ``score_sweep``), so an existing data folder keeps its stored jobs.
+Kept with the models, not in ``schedules``, so the dashboard can find a model's jobs without
+reaching into the scheduler's package (or importing APScheduler). The model ``default`` keeps
+the plain ids it had before several models (``retrain``, ``score_sweep``), so an existing data
+folder keeps its stored jobs.
 """
 
 from __future__ import annotations

@@ -1,0 +1,54 @@
+"""The one place the stores are constructed: every model's, and the shared ones, from settings.
+
+One ``StateDB`` per state database is opened here and held on the object that owns it (each
+model's ``state.db``, the data folder's shared one); a store of another backend is a change to
+this module only. ``tests/test_imports.py`` keeps every store constructor call in this package.
+"""
+
+from __future__ import annotations
+
+from ingest.state.db import StateDB
+from scoring.models.model import Model, Models, SharedStores
+from scoring.settings import Settings
+
+
+def open_models(settings: Settings) -> Models:
+    """Open every model the settings name, and the stores they share; nothing is loaded."""
+    by_name = {one.name: open_model(one) for one in settings.each_model()}
+    return Models(settings, by_name, open_shared(settings))
+
+
+def open_model(settings: Settings, name: str | None = None) -> Model:
+    """Open one model (``name``, else the one this settings view is for); nothing is loaded."""
+    # Deferred: the registry reaches its artifacts through pyarrow, which `dropscore keys` and
+    # `audit` (the shared stores only) need not import.
+    from ingest.state.ledger import Ledger
+    from scoring.lifecycle.registry import Registry
+    from scoring.lifecycle.runs import RunStore
+
+    view = settings.for_model(name or settings.name)
+    db = StateDB.at(view.db_path)
+    return Model(
+        settings=view,
+        db=db,
+        ledger=Ledger(db),
+        registry=Registry(view.models_dir, view.db_path),
+        runs=RunStore(db),
+    )
+
+
+def open_shared(settings: Settings) -> SharedStores:
+    """Open the data folder's shared stores: API keys, the audit trail, page sessions."""
+    from scoring.audit import AuditLog
+    from scoring.keys import KeyStore
+    from scoring.sessions import Lifetimes, SessionStore
+
+    path = settings.shared_db_path
+    server = settings.server
+    lifetimes = Lifetimes(server.session_idle_minutes * 60.0, server.session_max_hours * 3600.0)
+    return SharedStores(
+        db=StateDB.at(path),
+        keys=KeyStore(path),
+        audit=AuditLog(path),
+        sessions=SessionStore(path, lifetimes),
+    )
