@@ -27,6 +27,7 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from ingest.state.db import StateDB  # noqa: E402
 from ingest.state.ledger import Ledger  # noqa: E402
 from scoring.api.app import create_app  # noqa: E402
 from scoring.lifecycle.registry import Registry  # noqa: E402
@@ -50,7 +51,7 @@ def build(data_dir: Path, rows: int) -> object:
     settings = load_settings(
         None, env={}, overrides={"paths": {"data_dir": str(data_dir)}, "training": {}}
     )
-    registry = Registry(settings.models_dir, settings.db_path)
+    registry = Registry(settings.models_dir, StateDB.at(settings.db_path))
     frame = pd.read_csv(ROOT / "data" / "sample" / "diabetes.csv")
     for _ in range(3):
         result = train(frame, settings.model)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 
 from ingest.base.layout import DEFAULT_MODEL
+from ingest.state.db import StateDB
 from scoring.bulk.drops import standalone_sweep
 from scoring.lifecycle.registry import Registry
 from scoring.lifecycle.runner import record_skipped, run_retrain
@@ -30,7 +31,7 @@ def load_job_settings(
 def retrain(settings_path: str | None, data_dir: str, model: str = DEFAULT_MODEL) -> str:
     """Retrain on the lake if it changed; return the run's state (succeeded, skipped, failed)."""
     settings = load_job_settings(settings_path, data_dir, model)
-    registry = Registry(settings.models_dir, settings.db_path)
+    registry = Registry(settings.models_dir, StateDB.at(settings.db_path))
     try:
         record = run_retrain(settings, registry, trigger="schedule")
     except RetrainBusy as exc:

@@ -40,10 +40,10 @@ from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-from sqlalchemy import Engine, create_engine, event, select
+from sqlalchemy import select
 
 from ingest.base.layout import DEFAULT_MODEL
-from ingest.state.sqlite import BUSY_TIMEOUT_SECONDS, apply_pragmas
+from ingest.state.db import StateDB
 from schedules.ids import JOB_KINDS, RETRAIN, SWEEP, is_ours, job_id, job_kind, job_model
 from scoring.lifecycle.runner import record_skipped
 from scoring.lifecycle.runs import RunRecord, RunStore
@@ -137,18 +137,13 @@ def _model_jobs(settings: Settings) -> list[dict[str, Any]]:
     ]
 
 
-def job_store(settings: Settings) -> SQLAlchemyJobStore:
-    """Keep jobs in state.db beside the ledger and registry tables."""
-    return SQLAlchemyJobStore(engine=state_db_engine(settings))
+def job_store(db: StateDB) -> SQLAlchemyJobStore:
+    """Keep jobs in the state database on its own engine: the pragmas and policy of every store.
 
-
-def state_db_engine(settings: Settings) -> Engine:
-    """Open state.db through SQLAlchemy with the same PRAGMAs as every other store in it."""
-    path = settings.shared_db_path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(f"sqlite:///{path}", connect_args={"timeout": BUSY_TIMEOUT_SECONDS})
-    event.listen(engine, "connect", lambda dbapi_conn, _record: apply_pragmas(dbapi_conn))
-    return engine
+    The job store's ``shutdown`` disposes of that engine's pooled connections; on SQLite there
+    are none (a connection per transaction), and the engine opens new ones when next used.
+    """
+    return SQLAlchemyJobStore(engine=db.engine)
 
 
 def stored_jobs(store: SQLAlchemyJobStore) -> dict[str, Job]:
@@ -198,7 +193,7 @@ class Schedule:
 
     def start(self) -> None:
         """Register the jobs (keeping a pending nightly run) and start the scheduler thread."""
-        store = job_store(self.settings)
+        store = job_store(StateDB.at(self.settings.shared_db_path))
         stored = stored_jobs(store)
         ours = self.job_ids()
         for stale in set(stored) - set(ours):

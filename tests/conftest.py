@@ -9,6 +9,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from ingest.state.db import StateDB
 from scoring.settings import Settings, load_settings
 from tests._wait import wait_for as wait_for  # re-exported: tests import it from here
 
@@ -41,7 +42,7 @@ def diabetes() -> pd.DataFrame:
 def registry(settings: Settings):
     from scoring.lifecycle.registry import Registry
 
-    return Registry(settings.models_dir, settings.db_path)
+    return Registry(settings.models_dir, StateDB.at(settings.db_path))
 
 
 def register_trained(settings: Settings, registry, frame: pd.DataFrame, promote: bool = True):

@@ -7,6 +7,7 @@ import json
 import pandas as pd
 import pytest
 
+from ingest.state.db import StateDB
 from scoring.lifecycle.registry import Registry
 from scoring.lifecycle.runner import begin_retrain, execute, run_retrain
 from scoring.lifecycle.runs import RetrainBusy, RunStore
@@ -28,7 +29,7 @@ def lake(settings: Settings) -> Settings:
 
 
 def registry_of(settings: Settings) -> Registry:
-    return Registry(settings.models_dir, settings.db_path)
+    return Registry(settings.models_dir, StateDB.at(settings.db_path))
 
 
 def test_a_first_retrain_promotes_and_is_recorded(lake, registry):

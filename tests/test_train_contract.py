@@ -15,6 +15,7 @@ import pytest
 import requests
 
 from ingest.pipeline.intake import Intake
+from ingest.state.db import StateDB
 from ingest.state.ledger import Ledger
 from scoring.api.app import create_app
 from scoring.lifecycle.promotion import decide
@@ -43,7 +44,7 @@ def csv(tmp_path: Path, name: str, frame: pd.DataFrame) -> Path:
 
 
 def registry_of(settings: Settings) -> Registry:
-    return Registry(settings.models_dir, settings.db_path)
+    return Registry(settings.models_dir, StateDB.at(settings.db_path))
 
 
 def error_record(settings: Settings, record) -> dict:

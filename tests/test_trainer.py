@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from ingest.state.db import StateDB
 from scoring.lifecycle.dataset import load_training_data
 from scoring.lifecycle.registry import Registry
 from scoring.lifecycle.runner import begin_retrain, execute, run_retrain
@@ -32,7 +33,7 @@ from .test_e2e_serve import cli_env
 
 
 def registry_of(settings: Settings) -> Registry:
-    return Registry(settings.models_dir, settings.db_path)
+    return Registry(settings.models_dir, StateDB.at(settings.db_path))
 
 
 def take_sample(settings: Settings) -> None:

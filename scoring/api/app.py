@@ -14,6 +14,7 @@ from typing import Any
 
 from flask import Flask, g
 
+from ingest.state.db import StateDB
 from ingest.state.ledger import Ledger
 from scoring.api import (
     audit,
@@ -114,7 +115,7 @@ def model_services(
 ) -> ModelServices:
     """Open one model's registry, ledger and champion holder (nothing is loaded yet)."""
     settings.db_path.parent.mkdir(parents=True, exist_ok=True)
-    registry = registry or Registry(settings.models_dir, settings.db_path)
+    registry = registry or Registry(settings.models_dir, StateDB.at(settings.db_path))
     ledger = ledger or Ledger(settings.db_path)
     return ModelServices(settings, registry, ChampionHolder(registry, model=settings.name), ledger)
 

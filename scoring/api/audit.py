@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify, request
 
+from ingest.state.db import StateDB
 from scoring.api.context import services
 from scoring.api.openapi import (
     ANY_OBJECT,
@@ -37,5 +38,5 @@ def list_audit() -> Response:
     limit = int_arg("limit", 50, 1, 1000)
     offset = int_arg("offset", 0, 0, 10**9)
     key_name = request.args.get("key") or None
-    entries = AuditLog(services().settings.shared_db_path).list(limit, offset, key_name)
+    entries = AuditLog(StateDB.at(services().settings.shared_db_path)).list(limit, offset, key_name)
     return jsonify({"audit": [e.to_dict() for e in entries], "limit": limit, "offset": offset})

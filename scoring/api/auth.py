@@ -9,12 +9,13 @@ table with the key's name.
 from __future__ import annotations
 
 import logging
-import sqlite3
 from typing import Protocol
 
 from flask import Flask, Response, g, request
+from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.wrappers import Response as BaseResponse
 
+from ingest.state.db import StateDB
 from scoring.api.audited import entry_for
 from scoring.audit import AuditLog
 from scoring.errors import BadRequest, Forbidden, Unauthorized
@@ -158,8 +159,8 @@ def register_auth(app: Flask, settings: Settings, sessions: SessionAuth | None =
     ``sessions`` identifies a request by the dashboard's session instead of a bearer key; it is
     asked only when the request carries no Authorization header, and the role check is the same.
     """
-    ring = KeyRing(KeyStore(settings.shared_db_path), settings.server.api_keys)
-    trail = AuditLog(settings.shared_db_path)
+    ring = KeyRing(KeyStore(StateDB.at(settings.shared_db_path)), settings.server.api_keys)
+    trail = AuditLog(StateDB.at(settings.shared_db_path))
 
     @app.before_request
     def _authenticate() -> BaseResponse | None:
@@ -239,5 +240,5 @@ def _record(trail: AuditLog, response: Response) -> None:
     log.info("audit", extra={k: v for k, v in entry.to_dict().items() if k not in ("ts", "id")})
     try:
         trail.record(entry)
-    except sqlite3.Error:
+    except SQLAlchemyError:
         log.exception("audit entry not stored", extra={"path": entry.path})

@@ -16,6 +16,7 @@ from ingest.base.errors import IngestError
 from ingest.base.formats import JSON_FORMATS, format_for_name, spec_for
 from ingest.base.logs import bound
 from ingest.pipeline.intake import Intake
+from ingest.state.db import StateDB
 from ingest.state.ledger import FileRecord, Ledger
 from scoring.bulk.batch import MissingFeatures, output_name, score_lake_file
 from scoring.bulk.engines import engine_for
@@ -147,7 +148,7 @@ def on_arrival(
 
 def standalone_sweep(settings: Settings) -> list[FileRecord]:
     """Run one sweep in a fresh process (the scheduler's job): load what it needs itself."""
-    registry = Registry(settings.models_dir, settings.db_path)
+    registry = Registry(settings.models_dir, StateDB.at(settings.db_path))
     config = ingest_config(settings)
     intake = Intake(config, Ledger(config.db_path))
 

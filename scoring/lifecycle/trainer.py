@@ -210,6 +210,7 @@ def main(argv: list[str]) -> int:
     # scipy ufunc up in every loaded module; loaded first, before pandas, pyarrow and the rest,
     # it looks through fewer (measured: 2.1-2.4 s CPU for the trainer's imports, not 2.4-2.6).
     importlib.import_module("skops.io")
+    from ingest.state.db import StateDB
     from scoring.lifecycle.registry import Registry
     from scoring.lifecycle.retrain import TrainingRefused, train_and_decide
     from scoring.settings import load_settings
@@ -219,7 +220,7 @@ def main(argv: list[str]) -> int:
     scratch = Path(job["scratch"]) if job.get("scratch") else None
     _watch_parent(int(job["parent"]), scratch)
     settings = load_settings(None, env={}, overrides=job["settings"])
-    registry = Registry(settings.models_dir, settings.db_path)
+    registry = Registry(settings.models_dir, StateDB.at(settings.db_path))
 
     def say(message: str) -> None:
         print(message, flush=True)

@@ -234,6 +234,7 @@ def worker(ctx: Context) -> None:
 @pass_ctx
 def train(ctx: Context, force: bool) -> None:
     """Train now on the training lake, print metrics, promote by the rule."""
+    from ingest.state.db import StateDB
     from scoring.lifecycle.registry import Registry
     from scoring.lifecycle.runner import run_retrain
     from scoring.lifecycle.runs import RetrainBusy
@@ -241,7 +242,7 @@ def train(ctx: Context, force: bool) -> None:
 
     settings = ctx.settings
     _config, _ledger, intake = open_intake(settings)
-    registry = Registry(settings.models_dir, settings.db_path)
+    registry = Registry(settings.models_dir, StateDB.at(settings.db_path))
     if settings.training.bootstrap_data is not None and settings.training.bootstrap_data.is_file():
         intake.bootstrap(settings.training.bootstrap_data)
     try:

@@ -33,9 +33,10 @@ def _settings() -> Any:
 
 
 def _store() -> Any:
+    from ingest.state.db import StateDB
     from scoring.keys import KeyStore
 
-    return KeyStore(_settings().shared_db_path)
+    return KeyStore(StateDB.at(_settings().shared_db_path))
 
 
 @click.group("keys")
@@ -104,9 +105,10 @@ def keys_revoke(name: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="print JSON lines")
 def audit(key_name: str | None, limit: int, as_json: bool) -> None:
     """List state-changing requests and the keys that sent them, newest first."""
+    from ingest.state.db import StateDB
     from scoring.audit import TABLE_HEADER, AuditLog
 
-    entries = AuditLog(_settings().shared_db_path).list(limit=limit, key_name=key_name)
+    entries = AuditLog(StateDB.at(_settings().shared_db_path)).list(limit=limit, key_name=key_name)
     if as_json:
         for entry in entries:
             click.echo(json.dumps(entry.to_dict()))

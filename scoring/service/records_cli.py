@@ -127,9 +127,10 @@ def models_promote(version: int) -> None:
 
 def registry_of(settings: Any) -> Any:
     """Open the registry of the model a command is about (scikit-learn only loads with a model)."""
+    from ingest.state.db import StateDB
     from scoring.lifecycle.registry import Registry
 
-    return Registry(settings.models_dir, settings.db_path)
+    return Registry(settings.models_dir, StateDB.at(settings.db_path))
 
 
 @click.command("files")

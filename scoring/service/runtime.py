@@ -21,6 +21,7 @@ from ingest.base.logs import bound_to
 from ingest.lake.store import lake_files
 from ingest.pipeline.intake import Intake
 from ingest.pipeline.watcher import Watcher
+from ingest.state.db import StateDB
 from ingest.state.ledger import Ledger
 from schedules.scheduler import Schedule
 from scoring.bulk.drops import on_arrival, sweep
@@ -50,7 +51,7 @@ def open_intake(settings: Settings) -> tuple[IngestConfig, Ledger, Intake]:
     config.make_dirs()
     ledger = Ledger(config.db_path)
     intake = Intake(config, ledger)
-    registry = Registry(settings.models_dir, settings.db_path)
+    registry = Registry(settings.models_dir, StateDB.at(settings.db_path))
     intake.on_normalized = train_drop_check(settings, intake, registry)
     return config, ledger, intake
 
@@ -160,7 +161,7 @@ def _model_of(settings: Settings) -> dict[str, str]:
 def prepare_model(settings: Settings) -> Served:
     """Open one model's folders and stores, recover its drops and runs, train its first model."""
     _config, ledger, intake = open_intake(settings)
-    registry = Registry(settings.models_dir, settings.db_path)
+    registry = Registry(settings.models_dir, StateDB.at(settings.db_path))
     registry.clean_incoming()
     reap_interrupted(settings)
     intake.resume()

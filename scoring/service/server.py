@@ -17,7 +17,6 @@ import math
 import os
 import signal
 import socket
-import sqlite3
 import sys
 import threading
 from collections.abc import Callable
@@ -169,6 +168,9 @@ def _loopback(sock: socket.socket) -> bool:
 
 def _any_key(settings: Settings) -> bool:
     """Say whether auth is on: a key in settings or a live one in the key store."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from ingest.state.db import StateDB
     from scoring.keys import KeyStore
 
     if settings.server.api_keys:
@@ -176,8 +178,8 @@ def _any_key(settings: Settings) -> bool:
     if not settings.shared_db_path.is_file():  # a first start: no key can exist yet
         return False
     try:
-        return bool(KeyStore(settings.shared_db_path).live_hashes())
-    except sqlite3.Error:  # unreadable: say nothing rather than cry wolf or stop the start
+        return bool(KeyStore(StateDB.at(settings.shared_db_path)).live_hashes())
+    except SQLAlchemyError:  # unreadable: say nothing rather than cry wolf or stop the start
         return True
 
 

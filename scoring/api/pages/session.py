@@ -21,6 +21,7 @@ from pathlib import Path
 from flask import Flask, Request, current_app, request, session
 from flask.sessions import SecureCookieSessionInterface
 
+from ingest.state.db import StateDB
 from scoring.keys import Identity, KeyRing, hash_key
 from scoring.sessions import Lifetimes, SessionStore
 from scoring.settings import Settings
@@ -45,7 +46,9 @@ def install(app: Flask, settings: Settings) -> None:
     """Give the app its session secret and strict cookie settings."""
     app.secret_key = session_secret(settings)
     app.session_interface = _Sessions()
-    app.extensions[EXTENSION] = SessionStore(settings.shared_db_path, lifetimes(settings))
+    app.extensions[EXTENSION] = SessionStore(
+        StateDB.at(settings.shared_db_path), lifetimes(settings)
+    )
     app.config.update(
         SESSION_COOKIE_NAME="dropscore_session",
         SESSION_COOKIE_HTTPONLY=True,
