@@ -22,7 +22,7 @@ META = MetaData()
 AUDIT = Table(
     "audit",
     META,
-    Column("id", Integer, primary_key=True),
+    Column("id", Integer, primary_key=True, nullable=True),  # the rowid, declared as SQLite does
     Column("ts", Text, nullable=False),
     Column("key_name", Text),
     Column("role", Text),

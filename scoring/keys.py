@@ -45,7 +45,7 @@ META = MetaData()
 API_KEYS = Table(
     "api_keys",
     META,
-    Column("id", Integer, primary_key=True),
+    Column("id", Integer, primary_key=True, nullable=True),  # the rowid, declared as SQLite does
     Column("name", Text, nullable=False),
     Column("role", Text, nullable=False),
     Column("hash", Text, nullable=False),

@@ -154,6 +154,7 @@ def test_the_first_retrain_leaves_scikit_learn_out_of_the_serving_process(tmp_pa
     script = textwrap.dedent(
         f"""
         import json, sys
+        from ingest.state.db import StateDB
         from scoring.lifecycle.registry import Registry
         from scoring.lifecycle.runner import run_retrain
         from scoring.service.runtime import open_intake

@@ -36,7 +36,9 @@ META = MetaData()
 MODELS = Table(
     "models",
     META,
-    Column("version", Integer, primary_key=True, autoincrement=False),
+    # "INTEGER PRIMARY KEY" as every release made it: the rowid itself, never NULL, so SQLite
+    # declares it nullable; declared the same here, so a new table is the same table
+    Column("version", Integer, primary_key=True, autoincrement=False, nullable=True),
     Column("status", Text, nullable=False),
     Column("created_at", Text, nullable=False),
     Column("promoted_at", Text),
