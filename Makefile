@@ -48,11 +48,11 @@ BENCH_MODELS := --seconds 2
 endif
 
 bench: $(STAMP)
-	$(BIN)/python bench/score.py --pairs 3 $(BENCH_SCORE)
-	$(BIN)/python bench/predict.py $(BENCH_PREDICT)
-	$(BIN)/python bench/protocols.py $(BENCH_PROTOCOLS)
-	$(BIN)/python bench/models.py $(BENCH_MODELS)
-	$(BIN)/python bench/startup.py --runs 3
+	$(BIN)/python -m bench.score --pairs 3 $(BENCH_SCORE)
+	$(BIN)/python -m bench.predict $(BENCH_PREDICT)
+	$(BIN)/python -m bench.protocols $(BENCH_PROTOCOLS)
+	$(BIN)/python -m bench.models $(BENCH_MODELS)
+	$(BIN)/python -m bench.startup --runs 3
 
 bench-full:
 	$(MAKE) bench FULL=1

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
+from scoring.testing.checkout import SAMPLE
+
 FEATURES = ["age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6"]
-SAMPLE = ROOT / "data" / "sample" / "diabetes.csv"
 
 
 def feature_scale() -> tuple[Any, Any]:

@@ -10,59 +10,15 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-POLL = 0.02
+from scoring.testing.memory import POLL, PeakWatch, status_kb
+
 LIMIT_SECONDS = 1800.0  # no single measured process may run longer than this
 
 _live: list[subprocess.Popen[bytes]] = []  # children to end on the way out, whatever happens
-
-
-def status_kb(pid: int, key: str) -> int:
-    """Read one ``kB`` field of /proc/<pid>/status; 0 once the process is gone."""
-    try:
-        with open(f"/proc/{pid}/status") as fh:
-            for line in fh:
-                if line.startswith(key + ":"):
-                    return int(line.split()[1])
-    except (OSError, ValueError):
-        pass
-    return 0
-
-
-class PeakWatch:
-    """Poll a process's VmHWM and VmRSS in a thread; ``peak_mb`` is the highest seen."""
-
-    def __init__(self, pid: int) -> None:
-        self.pid = pid
-        self.hwm_kb = 0
-        self.rss_kb = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.sample()
-            self._stop.wait(POLL)
-
-    def sample(self) -> None:
-        self.hwm_kb = max(self.hwm_kb, status_kb(self.pid, "VmHWM"))
-        self.rss_kb = max(self.rss_kb, status_kb(self.pid, "VmRSS"))
-
-    def __enter__(self) -> PeakWatch:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-
-    @property
-    def peak_mb(self) -> float:
-        return max(self.hwm_kb, self.rss_kb) / 1024
 
 
 @dataclass

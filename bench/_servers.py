@@ -14,16 +14,15 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-SETTINGS_FILE = ROOT / "settings.toml"
-HOST = "127.0.0.1"
-X_TEST = [0.038, 0.05, 0.061, 0.021, -0.044, -0.034, -0.043, -0.002, 0.019, -0.017]
+from scoring.testing.checkout import ROW as X_TEST
+from scoring.testing.checkout import SETTINGS_FILE
+from scoring.testing.ports import HOST, free_port
+
 BODY = json.dumps({"X_test": X_TEST})
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -35,12 +34,6 @@ TRAIN_RETRY_WAIT = 60.0
 
 def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
 
 
 class Server:
@@ -137,8 +130,14 @@ class Server:
 
 
 def request(
-    port: int, method: str, path: str, body: str | None, headers: dict[str, str], timeout: float
+    port: int,
+    method: str,
+    path: str,
+    body: str | bytes | None,
+    headers: dict[str, str],
+    timeout: float,
 ) -> tuple[int, bytes]:
+    """One request by hand on a fresh connection: the probes, checks and warm-ups."""
     conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
     try:
         conn.request(method, path, body=body, headers=headers)

@@ -28,16 +28,8 @@ from typing import Any
 
 import psutil
 
-ROOT = Path(__file__).resolve().parents[1]
-SAMPLE = ROOT / "data" / "sample" / "diabetes.csv"
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from scoring.testing.checkout import SAMPLE, SETTINGS_FILE
+from scoring.testing.ports import free_port
 
 
 def call(url: str, post: bool = False) -> Any:
@@ -56,7 +48,7 @@ def one_round(python: str, retrains: int) -> dict[str, Any]:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("DROPSCORE")}
     env.update(
-        DROPSCORE_SETTINGS=str(ROOT / "settings.toml"),
+        DROPSCORE_SETTINGS=str(SETTINGS_FILE),
         DROPSCORE__PATHS__DATA_DIR=str(tmp / "data"),
         DROPSCORE__SERVER__PORT=str(port),
         DROPSCORE__TRAINING__BOOTSTRAP_DATA=str(SAMPLE),

@@ -24,7 +24,8 @@ import pyarrow.parquet as pq
 
 from ingest.base.config import IngestConfig
 from ingest.base.layout import DataLayout
-from ingest.lake.store import lake_files, lakefile, unify_schemas
+from ingest.lake import lakefile
+from ingest.lake.store import lake_files, unify_schemas
 from ingest.pipeline.intake import Intake
 from ingest.pipeline.watcher import Watcher
 from ingest.state.ledger import FileRecord, Ledger

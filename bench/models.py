@@ -15,14 +15,13 @@ none):
     threads); the report gives the median of the per-pair ratios 3-model ÷ 1-model (≥ 1.00
     would mean no cost to serving more models) with their range. Every answer must be 200.
 
-    .venv/bin/python bench/models.py                 # 3 pairs, 3 s per load run
-    .venv/bin/python bench/models.py --pairs 5 --seconds 5
+    .venv/bin/python -m bench.models               # 3 pairs, 3 s per load run
+    .venv/bin/python -m bench.models --pairs 5 --seconds 5
 """
 
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import os
 import shutil
@@ -34,21 +33,16 @@ import tempfile
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-if not __package__:  # run as a file: bench/ingest.py must not shadow the ingest package
-    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
-    sys.path.insert(0, str(ROOT))
-
-from bench._common import machine_load, ratios  # noqa: E402 - after the path fix above
-from bench._measure import status_kb  # noqa: E402
-from bench.protocols import load  # noqa: E402
+from bench._common import machine_load, ratios
+from bench._servers import request
+from bench.protocols import load
+from scoring.testing.checkout import ROW, SAMPLE
+from scoring.testing.memory import status_kb
+from scoring.testing.ports import free_port
 
 HOST = "127.0.0.1"
-SAMPLE = ROOT / "data" / "sample" / "diabetes.csv"
 COUNTS = (1, 3, 10)  # models per server; the req/s comparison is COUNTS[1] against COUNTS[0]
 LEVELS = (1, 16)
-ROW = [0.038, 0.05, 0.061, 0.021, -0.044, -0.034, -0.043, -0.002, 0.019, -0.017]
 BODY = json.dumps({"X_test": ROW}).encode()
 HEADERS = {"Content-Type": "application/json"}
 READY_SECONDS = 180.0  # the first start trains ten models, one trainer process each
@@ -74,26 +68,6 @@ def settings_text(data_dir: Path, port: int, count: int) -> str:
             f'bootstrap_data = "{SAMPLE}"'
         )
     return "\n\n".join(lines) + "\n"
-
-
-def free_port() -> int:
-    """A port nobody listens on now, for the next server."""
-    import socket
-
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
-
-
-def request(port: int, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
-    """One request by hand on a fresh connection: the probes and the warm-up."""
-    conn = http.client.HTTPConnection(HOST, port, timeout=10)
-    try:
-        conn.request(method, path, body=body, headers=HEADERS)
-        response = conn.getresponse()
-        return response.status, response.read()
-    finally:
-        conn.close()
 
 
 class Serve:
@@ -139,7 +113,7 @@ class Serve:
                 tail = self.log_path.read_text(errors="replace")[-2000:]
                 raise SystemExit(f"serve ({self.count} models) exited before it was ready\n{tail}")
             try:
-                if request(self.port, "GET", "/ready")[0] == 200:
+                if request(self.port, "GET", "/ready", None, HEADERS, timeout=10)[0] == 200:
                     return
             except OSError:
                 pass
@@ -150,7 +124,8 @@ class Serve:
         """Every model answers a few predictions, so every champion is loaded and used."""
         for i in range(self.count):
             for _ in range(calls):
-                status, body = request(self.port, "POST", f"/models/m{i}/predict", BODY)
+                path = f"/models/m{i}/predict"
+                status, body = request(self.port, "POST", path, BODY, HEADERS, timeout=10)
                 if status != 200:
                     raise SystemExit(f"/models/m{i}/predict answered {status}: {body[:300]!r}")
 

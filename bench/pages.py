@@ -5,8 +5,8 @@ straight into SQLite (a tenth of them quarantined), starts the real app under wa
 port, and times each page (median of several loads over HTTP) next to ``GET /files?limit=50``,
 the JSON answer from the same ledger query, as the baseline measured in the same run.
 
-    .venv/bin/python bench/pages.py              # 100,000 rows, 7 loads per page
-    .venv/bin/python bench/pages.py --rows 20000
+    .venv/bin/python -m bench.pages            # 100,000 rows, 7 loads per page
+    .venv/bin/python -m bench.pages --rows 20000
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import argparse
 import socket
 import sqlite3
 import statistics
-import sys
 import tempfile
 import threading
 import time
@@ -25,7 +24,6 @@ import pandas as pd
 import requests
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 from ingest.state.db import StateDB  # noqa: E402
 from ingest.state.ledger import Ledger  # noqa: E402
@@ -62,7 +60,7 @@ def build(data_dir: Path, rows: int) -> object:
         }
         sample = holdout_sample(result.pipeline, result.schema, result.holdout)
         registry.promote(registry.register(result.pipeline, card, holdout=sample), "bench")
-    store = RunStore(settings.db_path)
+    store = RunStore(StateDB.at(settings.db_path))
     for _ in range(30):
         run = store.create("schedule")
         store.update(run, state="succeeded", reason="bench", metrics={"r2": 0.45}, rows=442)

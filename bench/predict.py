@@ -14,9 +14,9 @@ Load comes from ``wrk`` (``apt-get install -y wrk``) with a Lua script that post
 counts every non-200 answer and prints the latency percentiles; without wrk a Python client
 (threads, keep-alive ``http.client``) stands in, and the table says which one ran.
 
-    .venv/bin/python bench/predict.py                 # 3 pairs, 15 s per run, c=1 and c=16
-    .venv/bin/python bench/predict.py --seconds 5 --pairs 5
-    .venv/bin/python bench/predict.py --auth          # dropscore with an API key on every run
+    .venv/bin/python -m bench.predict                 # 3 pairs, 15 s per run, c=1 and c=16
+    .venv/bin/python -m bench.predict --seconds 5 --pairs 5
+    .venv/bin/python -m bench.predict --auth          # dropscore with an API key on every run
 
 Goals: dropscore / baseline requests per second >= 1.0 at concurrency 16, and dropscore's p99
 at c=16 no longer than the baseline's in the same pair (issue 13).
@@ -39,18 +39,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-
-if not __package__:
-    # Run as a file, bench/ would come first on sys.path and bench/ingest.py would shadow the
-    # project's ``ingest`` package for everything imported below.
-    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
-    sys.path.insert(0, str(ROOT))
-
-from bench._common import THREAD_VARIABLES, machine_load, ratios  # noqa: E402 - after path fix
-from bench._inprocess import in_process  # noqa: E402
-from bench._servers import (  # noqa: E402
+from bench._common import THREAD_VARIABLES, machine_load, ratios
+from bench._inprocess import in_process
+from bench._servers import (
     HOST,
     Server,
     base_env,
@@ -62,7 +53,8 @@ from bench._servers import (  # noqa: E402
     train,
     warm_every_worker,
 )
-from bench._wrk import Load, Result, fmt_table, loadavg  # noqa: E402
+from bench._wrk import Load, Result, fmt_table, loadavg
+from scoring.testing.checkout import ROOT
 
 API_KEY = "bench-predict-key-0123456789"
 NOISY_PCT = 25.0  # % of one core used by other work during a run before the report warns

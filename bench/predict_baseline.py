@@ -12,18 +12,8 @@ benchmark sees is the application (and dropscore's Prometheus clean-up on worker
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any
-
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-
-if not __package__:
-    # Run as a file, this folder would come first on sys.path and its modules (bench/ingest.py)
-    # would shadow the project's top-level packages.
-    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
-    sys.path.insert(0, str(ROOT))
 
 
 def make_app(model_path: str | Path) -> Any:

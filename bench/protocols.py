@@ -20,10 +20,10 @@ reversed every other pair. A pair's ratio is dropscore's req/s over the faster M
 that pair. Load comes from ``wrk`` (else Python threads). Goals (issue 10): single-row >= 5x
 MLflow's req/s on every protocol; 1,000 rows >= 3x MLflow's rows/s.
 
-    .venv/bin/python bench/protocols.py                 # 3 pairs of 3 s / 5 s runs per case
-    .venv/bin/python bench/protocols.py --pairs 5 --seconds 5
-    .venv/bin/python bench/protocols.py --quick         # 3 pairs of 1 s runs: does it all work
-    .venv/bin/python bench/protocols.py --no-protocols  # only the MLflow comparison
+    .venv/bin/python -m bench.protocols                 # 3 pairs of 3 s / 5 s runs per case
+    .venv/bin/python -m bench.protocols --pairs 5 --seconds 5
+    .venv/bin/python -m bench.protocols --quick         # 3 pairs of 1 s runs: does it all work
+    .venv/bin/python -m bench.protocols --no-protocols  # only the MLflow comparison
 """
 
 from __future__ import annotations
@@ -42,14 +42,9 @@ from pathlib import Path
 
 import numpy as np
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-if not __package__:  # run as a file: bench/ingest.py must not shadow the ingest package
-    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
-    sys.path.insert(0, str(ROOT))
+from scoring.testing.checkout import ROOT, SAMPLE
 
 HOST = "127.0.0.1"
-SAMPLE = ROOT / "data" / "sample" / "diabetes.csv"
 TRAIN_ROWS = "bench-train-rows.csv"  # the rows dropscore's model was fitted on (in data_dir)
 SERVER = """
 import logging, sys

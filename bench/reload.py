@@ -12,38 +12,27 @@ It prints requests/s and p50/p99 latency of each phase, the failed requests (goa
 each API process the time from the promotion to its first answer from the new version
 (goal < 1 s; every session learns its process id from ``/health`` on the same connection).
 
-    .venv/bin/python bench/reload.py                      # serve, 8 threads, 10 s per phase
-    .venv/bin/python bench/reload.py --mode api --seconds 5
+    .venv/bin/python -m bench.reload                    # serve, 8 threads, 10 s per phase
+    .venv/bin/python -m bench.reload --mode api --seconds 5
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-if not __package__:
-    # Run as a file: the project root must be importable (the load generator lives in tests/),
-    # and this folder must not shadow the project's packages (bench/ingest.py).
-    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
-    sys.path.insert(0, str(ROOT))
-
-from tests._load import (  # noqa: E402 - after the path fix above
+from scoring.testing.load import (
     Answer,
     Load,
-    contextmanager_for,
-    free_port,
-    process_env,
     promote_under_load,
     stale_after_switch,
     summarize,
     switch_seconds,
-    wait_ready,
 )
+from scoring.testing.ports import free_port
+from scoring.testing.processes import contextmanager_for, process_env, wait_ready
 
 # -- the benchmark --------------------------------------------------------------------------
 

@@ -39,11 +39,6 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 
-if not __package__:
-    # Run as a file, this folder would shadow the project's top-level packages (bench/ingest.py).
-    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
-    sys.path.insert(0, str(ROOT))
-
 from bench._common import machine_load, ratios, thread_settings  # noqa: E402
 from bench._data import FEATURES, SAMPLE, csv_to_parquet, generate_csv, parquet_rows  # noqa: E402
 from bench._measure import LIMIT_SECONDS, PeakWatch, Result, end_all, measure, track  # noqa: E402
@@ -182,7 +177,7 @@ def start_api(work: Path, data_dir: Path, size_mb: float) -> tuple[str, int]:
     import psutil
     import requests
 
-    from tests.conftest import free_port  # tests/ ships in the repo; no pytest needed
+    from scoring.testing.ports import free_port
 
     port = free_port()
     (work / "api-tmp").mkdir()

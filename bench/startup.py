@@ -28,16 +28,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-
-if not __package__:
-    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
-    sys.path.insert(0, str(ROOT))
-
-from bench._common import machine_load  # noqa: E402
-from bench._measure import end_all, track  # noqa: E402
-from bench.score import dropscore_bin, dropscore_env, train  # noqa: E402
+from bench._common import machine_load
+from bench._measure import end_all, track
+from bench.score import dropscore_bin, dropscore_env, train
 
 GOAL_SECONDS = 2.0
 LIMIT_SECONDS = 120.0
@@ -118,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=5, help="starts to time")
     parser.add_argument("--tmp", default=None, help="folder for the temporary files")
     args = parser.parse_args(argv)
-    from tests.conftest import free_port  # tests/ ships in the repo; no pytest needed
+    from scoring.testing.ports import free_port
 
     print(machine_load(), flush=True)
     work = Path(tempfile.mkdtemp(prefix="dropscore-bench-startup-", dir=args.tmp))

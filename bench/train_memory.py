@@ -4,7 +4,7 @@ One run, one machine, a temporary data folder with a synthetic training lake (``
 five float features and a target, in three lake files). It prints:
 
 1. retrain — ``run_retrain`` with ``[training] max_rows``: the caller's RSS growth (sampled by
-   psutil while it runs), seconds, and the trainer child's peak RSS from the run record;
+   /proc while it runs), seconds, and the trainer child's peak RSS from the run record;
 2. baseline — what the caller used to do before training moved out: read the whole lake into
    pandas in-process (its RSS growth and seconds);
 3. CLI — wall seconds of ``dropscore runs`` idle and while a retrain runs.
@@ -22,13 +22,10 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
-import psutil
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -37,6 +34,7 @@ from ingest.state.db import StateDB
 from scoring.lifecycle.registry import Registry
 from scoring.lifecycle.runner import run_retrain
 from scoring.settings import load_settings
+from scoring.testing.memory import rss_growth as measure
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -51,28 +49,6 @@ def make_lake(lake: Path, rows: int) -> None:
         frame = pd.DataFrame(x, columns=[f"x{i}" for i in range(5)])
         frame = frame.assign(target=x.sum(axis=1), _file_id=part + 1, _row=np.arange(n))
         pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), lake / f"p{part}.parquet")
-
-
-def measure(fn: Callable[[], Any]) -> tuple[float, float, Any]:
-    """Run fn; return this process's peak RSS growth in MB, the seconds, and fn's result."""
-    me = psutil.Process()
-    base = me.memory_info().rss
-    peak = [base]
-    done = threading.Event()
-
-    def sample() -> None:
-        while not done.wait(0.01):
-            peak[0] = max(peak[0], me.memory_info().rss)
-
-    watcher = threading.Thread(target=sample)
-    watcher.start()
-    started = time.perf_counter()
-    try:
-        result = fn()
-    finally:
-        done.set()
-        watcher.join()
-    return (peak[0] - base) / 2**20, time.perf_counter() - started, result
 
 
 def cli_seconds(env: dict[str, str]) -> float:

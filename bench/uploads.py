@@ -153,7 +153,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _compare(args: argparse.Namespace, work: Path) -> int:
     """Train, generate the upload, start both servers and alternate the posts."""
-    from tests.conftest import free_port
+    from scoring.testing.ports import free_port
 
     env = dropscore_env(work / "data", **thread_settings())
     train(env, work / "train.log")

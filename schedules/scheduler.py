@@ -256,7 +256,8 @@ class Schedule:
     def status(self) -> dict[str, Any]:
         """Report liveness, next fire times, run counts and the last retrain, for /health."""
         counts = self.counts()
-        last = {one.name: RunStore(one.db_path).last() for one in self.settings.each_model()}
+        models = self.settings.each_model()
+        last = {one.name: RunStore(StateDB.at(one.db_path)).last() for one in models}
         with self._lock:
             last_events = dict(self._tally.last)
         first = last[self.settings.name]

@@ -11,7 +11,8 @@ import codecs
 import tomllib
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -69,67 +70,120 @@ def _parse_env_value(text: str) -> Any:
 
 def coerce(where: str, value: Any, hint: Any, checks: Mapping[str, Any], base: Path) -> Any:
     """Turn a TOML or environment value into the declared type, or say why it cannot be."""
-    optional = _is_optional(hint)
-    if optional:
+    if _is_optional(hint):
         hint = next(a for a in typing.get_args(hint) if a is not type(None))
         if value in ("", None):
             return None
+    setting = _Setting(where, value, checks, base)
+    coercer = _COERCERS.get(typing.get_origin(hint) or hint)
+    if coercer is None:  # pragma: no cover - every declared type has a coercer
+        raise setting.fail(str(hint))
+    return coercer(setting, hint)
 
-    def fail(expected: str) -> SettingsError:
-        if checks.get("secret"):  # a key is never printed, not even a wrong one
-            return SettingsError(f"{where}: expected {expected}")
-        return SettingsError(f"{where} = {value!r}: expected {expected}")
 
-    if hint is bool:
-        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0"):
-            return value.lower() in ("true", "1")
-        if not isinstance(value, bool):
-            raise fail("true or false")
-        return value
-    if hint in (int, float):
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise fail("a number" if hint is float else "a whole number")
-        if hint is int and not float(value).is_integer():
-            raise fail("a whole number")
-        value = hint(value)
-        _check_bounds(value, checks, fail)
-        return value
-    if hint is str:
-        if not isinstance(value, str):
-            raise fail("text")
-        if "choices" in checks and value not in checks["choices"]:
-            raise fail("one of " + ", ".join(checks["choices"]))
-        return value
-    if hint is Path:
-        if not isinstance(value, str) or not value:
-            raise fail("a path")
-        p = Path(value).expanduser()
-        return p if p.is_absolute() else base / p
-    if typing.get_origin(hint) is list:
-        if isinstance(value, str):
-            value = [v.strip() for v in value.split(",") if v.strip()]
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise fail("a list of text")
-        if where.endswith("csv_encodings"):
-            for name in value:
-                try:
-                    codecs.lookup(name)
-                except LookupError:
-                    raise fail(f"known encodings ({name!r} is not one)") from None
-        for item in value if "each" in checks else ():
-            problem = checks["each"](item)
-            if problem:
-                raise fail(problem)
-        shortest = checks.get("min_length", 0)
-        for number, item in enumerate(value, start=1):
-            if len(item) < shortest:
-                raise fail(f"entries of at least {shortest} characters (entry {number} is shorter)")
-        return list(value)
-    if typing.get_origin(hint) is dict:
-        if not isinstance(value, dict):
-            raise fail("a table of keyword arguments")
-        return dict(value)
-    raise fail(str(hint))  # pragma: no cover - every declared type is handled above
+@dataclass(frozen=True)
+class _Setting:
+    """One value on its way to its declared type: where it came from and its field's checks."""
+
+    where: str
+    value: Any
+    checks: Mapping[str, Any]
+    base: Path
+
+    def fail(self, expected: str) -> SettingsError:
+        """Say what was expected, naming the key (and the value, unless the field is secret)."""
+        if self.checks.get("secret"):  # a key is never printed, not even a wrong one
+            return SettingsError(f"{self.where}: expected {expected}")
+        return SettingsError(f"{self.where} = {self.value!r}: expected {expected}")
+
+
+def _boolean(setting: _Setting, hint: Any) -> bool:
+    value = setting.value
+    if isinstance(value, str) and value.lower() in ("true", "false", "1", "0"):
+        return value.lower() in ("true", "1")
+    if not isinstance(value, bool):
+        raise setting.fail("true or false")
+    return value
+
+
+def _number(setting: _Setting, hint: Any) -> int | float:
+    value = setting.value
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise setting.fail("a number" if hint is float else "a whole number")
+    if hint is int and not float(value).is_integer():
+        raise setting.fail("a whole number")
+    number: int | float = hint(value)
+    _check_bounds(number, setting)
+    return number
+
+
+def _text(setting: _Setting, hint: Any) -> str:
+    value, checks = setting.value, setting.checks
+    if not isinstance(value, str):
+        raise setting.fail("text")
+    if "choices" in checks and value not in checks["choices"]:
+        raise setting.fail("one of " + ", ".join(checks["choices"]))
+    return value
+
+
+def _path(setting: _Setting, hint: Any) -> Path:
+    value = setting.value
+    if not isinstance(value, str) or not value:
+        raise setting.fail("a path")
+    p = Path(value).expanduser()
+    return p if p.is_absolute() else setting.base / p
+
+
+def _text_list(setting: _Setting, hint: Any) -> list[str]:
+    value = setting.value
+    if isinstance(value, str):  # from the environment: comma-separated
+        value = [v.strip() for v in value.split(",") if v.strip()]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise setting.fail("a list of text")
+    if setting.where.endswith("csv_encodings"):
+        _check_encodings(value, setting)
+    _check_entries(value, setting)
+    return list(value)
+
+
+def _table(setting: _Setting, hint: Any) -> dict[str, Any]:
+    if not isinstance(setting.value, dict):
+        raise setting.fail("a table of keyword arguments")
+    return dict(setting.value)
+
+
+# The coercer of each declared type (a generic one by its origin: list[str] is list).
+_COERCERS: dict[Any, Callable[[_Setting, Any], Any]] = {
+    bool: _boolean,
+    int: _number,
+    float: _number,
+    str: _text,
+    Path: _path,
+    list: _text_list,
+    dict: _table,
+}
+
+
+def _check_encodings(names: list[str], setting: _Setting) -> None:
+    for name in names:
+        try:
+            codecs.lookup(name)
+        except LookupError:
+            raise setting.fail(f"known encodings ({name!r} is not one)") from None
+
+
+def _check_entries(items: list[str], setting: _Setting) -> None:
+    checks = setting.checks
+    for item in items if "each" in checks else ():
+        problem = checks["each"](item)
+        if problem:
+            raise setting.fail(problem)
+    shortest = checks.get("min_length", 0)
+    for number, item in enumerate(items, start=1):
+        if len(item) < shortest:
+            raise setting.fail(
+                f"entries of at least {shortest} characters (entry {number} is shorter)"
+            )
 
 
 def _is_optional(hint: Any) -> bool:
@@ -138,7 +192,8 @@ def _is_optional(hint: Any) -> bool:
     )
 
 
-def _check_bounds(value: float, checks: Mapping[str, Any], fail: Any) -> None:
+def _check_bounds(value: float, setting: _Setting) -> None:
+    checks = setting.checks
     for name, test, words in (
         ("gt", lambda v, b: v > b, "greater than"),
         ("ge", lambda v, b: v >= b, "at least"),
@@ -146,4 +201,4 @@ def _check_bounds(value: float, checks: Mapping[str, Any], fail: Any) -> None:
         ("le", lambda v, b: v <= b, "at most"),
     ):
         if name in checks and not test(value, checks[name]):
-            raise fail(f"a number {words} {checks[name]}")
+            raise setting.fail(f"a number {words} {checks[name]}")

@@ -11,7 +11,9 @@ from pathlib import Path
 
 import requests
 
-from ._load import ROW, contextmanager_for, free_port, process_env, wait_ready
+from scoring.testing.checkout import ROW
+from scoring.testing.ports import free_port
+from scoring.testing.processes import contextmanager_for, process_env, wait_ready
 
 MODES = ["serve", "api"]
 PARTIAL = b"GET /health HTTP/1.1\r\nHost: x\r\n"  # a request's head without its blank line

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 from typing import Any
 
@@ -11,10 +10,9 @@ import pytest
 
 from ingest.state.db import StateDB
 from scoring.settings import Settings, load_settings
-from tests._wait import wait_for as wait_for  # re-exported: tests import it from here
-
-ROOT = Path(__file__).resolve().parent.parent
-SAMPLE = ROOT / "data" / "sample" / "diabetes.csv"
+from scoring.testing.checkout import ROOT, SAMPLE
+from scoring.testing.ports import free_port as free_port  # re-exported: tests import it from here
+from scoring.testing.waiting import wait_for as wait_for  # re-exported: tests import it from here
 
 
 def make_settings(tmp_path: Path, **sections: dict[str, Any]) -> Settings:
@@ -95,12 +93,6 @@ def assert_error(response, status: int, code: str, *fragments: str) -> dict:
         assert fragment in text, f"{fragment!r} not in {text!r}"
     assert "Traceback" not in text
     return error
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def pytest_terminal_summary(terminalreporter) -> None:

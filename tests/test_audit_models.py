@@ -25,8 +25,8 @@ from scoring.lifecycle.registry import Registry
 from scoring.service.cli import main
 from scoring.service.runtime import open_intake
 from scoring.settings import Settings, load_settings
+from scoring.testing.waiting import wait_for
 from tests._server import serving
-from tests._wait import wait_for
 from tests.conftest import register_trained
 
 MODELS = ("sugar", "pressure")  # sugar is first: today's paths (no /models/<name>) act on it

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from click.testing import CliRunner
 
+from ingest.state.db import StateDB
 from scoring.lifecycle.runs import RunStore
 from scoring.service.cli import main
 from scoring.service.tables import BELOW, text_table
@@ -59,7 +60,7 @@ def cli(tmp_path, monkeypatch):
 
 
 def test_runs_shows_the_whole_reason(cli, tmp_path):
-    store = RunStore(tmp_path / "data" / "state.db")
+    store = RunStore(StateDB.at(tmp_path / "data" / "state.db"))
     run_id = store.create("cli")
     store.update(run_id, state="succeeded", reason=REASON, promoted=0, version=2, rows=442)
     for columns in (100, None):  # a terminal 100 wide, then piped (one line a run)

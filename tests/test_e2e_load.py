@@ -2,7 +2,7 @@
 
 Eight keep-alive client threads post ``/predict`` continuously while a labelled file lands in
 ``inbox/train/``, the watcher ingests it, and ``POST /train`` (``promote = always``) retrains and
-promotes version 2. The load generator and helpers (``tests/_load.py``) are the ones
+promotes version 2. The load generator and helpers (``scoring/testing/load.py``) are the ones
 ``bench/reload.py`` measures with.
 """
 
@@ -14,17 +14,15 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests._load import (
+from scoring.testing.load import (
     Answer,
     Load,
-    contextmanager_for,
-    free_port,
-    process_env,
     promote_under_load,
     stale_after_switch,
     switch_seconds,
-    wait_ready,
 )
+from scoring.testing.ports import free_port
+from scoring.testing.processes import contextmanager_for, process_env, wait_ready
 
 pytestmark = pytest.mark.slow
 

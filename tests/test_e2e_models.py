@@ -23,8 +23,11 @@ import pytest
 import requests
 from sklearn.datasets import make_classification, make_regression
 
-from tests._load import ROW, Load, free_port, running, wait_ready, wait_run
-from tests._wait import wait_for
+from scoring.testing.checkout import ROW
+from scoring.testing.load import Load, wait_run
+from scoring.testing.ports import free_port
+from scoring.testing.processes import running, wait_ready
+from scoring.testing.waiting import wait_for
 
 pytestmark = pytest.mark.slow
 

@@ -8,13 +8,13 @@ feature columns gets a 422 JSON error, and the server's temp folder is left empt
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
-import psutil
 import pyarrow.parquet as pq
 import pytest
 import requests
+
+from scoring.testing.memory import PeakWatch
 
 from .conftest import SAMPLE, free_port
 from .test_e2e_serve import Server, cli_env
@@ -51,36 +51,6 @@ def make_csv(path: Path, target_mb: int) -> int:
         for _ in range(repeats):
             fh.write(block)
     return repeats * len(rows)
-
-
-class PeakRSS:
-    """Sample a process's RSS every 20 ms in a thread; keep the highest."""
-
-    def __init__(self, pid: int) -> None:
-        self.process = psutil.Process(pid)
-        self.peak = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.peak = max(self.peak, self.process.memory_info().rss)
-            except psutil.Error:
-                return
-            self._stop.wait(0.02)
-
-    def __enter__(self) -> PeakRSS:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-
-    @property
-    def peak_mb(self) -> float:
-        return self.peak / (1 << 20)
 
 
 @pytest.fixture
@@ -120,7 +90,8 @@ def test_score_file_streams_a_big_upload_in_bounded_memory(server: Server, tmp_p
     size_mb = upload.stat().st_size / (1 << 20)
     out = tmp_path / "scored.parquet"
 
-    with PeakRSS(server.proc.pid) as rss, open(upload, "rb") as body, requests.post(
+    watch = PeakWatch(server.proc.pid, high_water=False)  # this upload's peak, not start-up's
+    with watch as rss, open(upload, "rb") as body, requests.post(
         server.url + "/score-file?format=parquet",
         data=body,  # streamed from the file object, never read whole here
         headers={"Content-Type": "text/csv"},

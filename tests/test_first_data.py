@@ -54,7 +54,7 @@ def settings(tmp_path):
 
 
 def test_the_first_labelled_drops_reaching_min_rows_train_the_first_model(settings, diabetes):
-    runs = RunStore(settings.db_path)
+    runs = RunStore(StateDB.at(settings.db_path))
     train = settings.layout.inbox("train")
     with background(settings) as bg:
         ledger = bg.models[settings.name].ledger
@@ -107,7 +107,7 @@ def test_a_first_model_kept_for_a_person_is_not_trained_again_by_each_drop(tmp_p
     intake.on_normalized = chain(
         intake.on_normalized, first_data_trigger(settings, registry, champion)
     )
-    runs = RunStore(settings.db_path)
+    runs = RunStore(StateDB.at(settings.db_path))
     for name, rows in (("a.csv", diabetes.iloc[:30]), ("b.csv", diabetes.iloc[30:60])):
         rows.to_csv(tmp_path / name, index=False)
     intake.take_copy(tmp_path / "a.csv", "train")  # the hook runs before this returns

@@ -17,8 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from ._load import free_port, process_env
-from ._wait import wait_for
+from scoring.testing.ports import free_port
+from scoring.testing.processes import process_env
+from scoring.testing.waiting import wait_for
 
 pytestmark = pytest.mark.slow
 

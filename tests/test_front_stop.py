@@ -18,8 +18,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from scoring.testing.waiting import wait_for
+
 from ._front import MODES, started
-from ._wait import wait_for
 from .test_e2e_score import make_csv
 
 pytestmark = pytest.mark.slow

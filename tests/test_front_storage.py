@@ -20,8 +20,9 @@ import requests
 from werkzeug.datastructures import FileStorage
 from werkzeug.test import encode_multipart
 
+from scoring.testing.checkout import ROW
+
 from ._front import MODES, started
-from ._load import ROW
 from .conftest import assert_error
 from .test_limits import _app
 

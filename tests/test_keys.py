@@ -195,7 +195,7 @@ def test_an_older_state_db_gains_the_who_columns(settings, tmp_path):
     registry = Registry(settings.models_dir, StateDB.at(settings.db_path))
     assert registry.get(1).promoted_by is None
     assert registry.promote(1, "rollback", by="alice").promoted_by == "alice"
-    runs = RunStore(settings.db_path)
+    runs = RunStore(StateDB.at(settings.db_path))
     assert runs.get(1).requested_by is None
     assert runs.get(runs.create("api", requested_by="bob")).requested_by == "bob"
 

@@ -17,8 +17,10 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests._load import free_port, running, wait_run
-from tests._wait import wait_for
+from scoring.testing.load import wait_run
+from scoring.testing.ports import free_port
+from scoring.testing.processes import running
+from scoring.testing.waiting import wait_for
 from tests.test_e2e_models import FEATURES, drop, labelled, outbox_file
 
 pytestmark = pytest.mark.slow

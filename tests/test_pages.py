@@ -214,9 +214,10 @@ def test_promote_from_the_page_changes_the_champion(settings, registry, diabetes
 
 
 def test_runs_page_lists_runs_with_their_full_reason(settings, registry):
+    from ingest.state.db import StateDB
     from scoring.lifecycle.runs import RunStore
 
-    store = RunStore(settings.db_path)
+    store = RunStore(StateDB.at(settings.db_path))
     run = store.create("cli")
     reason = "r2 0.41 is worse than the champion's 0.52 by more than the tolerance 0.01"
     store.update(run, state="succeeded", reason=reason, metrics={"r2": 0.41}, rows=442)

@@ -47,7 +47,7 @@ def test_folder_holds_model_and_card(settings, registry, trained):
     card = json.loads((folder / "card.json").read_text())
     assert card["version"] == "1"
     assert [f["name"] for f in card["schema"]["features"]][:3] == ["age", "sex", "bmi"]
-    assert not list(settings.models_dir.glob(".incoming-*"))
+    assert not list(settings.models_dir.glob(".*"))  # no temporary left
     pipeline = registry.load_pipeline(trained)
     assert hasattr(pipeline, "predict")
 
@@ -119,7 +119,7 @@ def test_a_failed_write_leaves_nothing(settings, registry):
     with pytest.raises(Exception):  # noqa: B017 - skops' own error type is not the point
         registry.register(Unsaveable(), {"schema": {}})
     assert registry.list() == []
-    assert not list(settings.models_dir.glob(".incoming-*"))
+    assert not list(settings.models_dir.glob(".*"))  # no temporary left
     assert not list(settings.models_dir.glob("[0-9]*"))
 
 

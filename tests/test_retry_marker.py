@@ -19,7 +19,7 @@ from ingest.state.ledger import Ledger
 from scoring.api.app import create_app
 from scoring.ingest_options import ingest_config
 from scoring.service.runtime import open_intake
-from tests._wait import wait_for
+from scoring.testing.waiting import wait_for
 from tests.conftest import make_settings
 
 BROKEN = b"a,b\n1,2,3,4\n5\n"  # ragged rows: quarantined again when retried

@@ -204,7 +204,7 @@ def test_train_is_audited_and_the_run_names_the_key(client, trained, keys, setti
     run_id = response.get_json()["run_id"]
     run = wait_run_done(client, run_id, bearer(keys["predict"]))
     assert run["requested_by"] == "admin-key"
-    assert RunStore(settings.db_path).get(run_id).requested_by == "admin-key"
+    assert RunStore(StateDB.at(settings.db_path)).get(run_id).requested_by == "admin-key"
     [entry] = client.get("/audit", headers=bearer(keys["admin"])).get_json()["audit"]
     assert entry["key_name"] == "admin-key" and entry["run_id"] == run_id
     assert entry["path"] == "/train" and entry["status"] == 202

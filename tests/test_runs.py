@@ -39,7 +39,7 @@ def test_a_first_retrain_promotes_and_is_recorded(lake, registry):
     assert set(run.metrics) == {"mae", "mse", "rmse", "r2"} and run.champion_metrics is None
     assert run.started_at <= run.finished_at and run.error is None
     assert registry.champion_version() == 1
-    assert RunStore(lake.db_path).get(run.id) == run
+    assert RunStore(StateDB.at(lake.db_path)).get(run.id) == run
 
 
 def test_a_worse_retrain_is_rejected_and_the_champion_stays(lake, registry, tmp_path):
@@ -127,13 +127,13 @@ def test_a_second_retrain_is_refused_while_one_holds_the_lock(lake, registry):
     pending = begin_retrain(lake, "api")
     with pytest.raises(RetrainBusy, match=f"run {pending.run_id} \\(api\\)"):
         run_retrain(lake, registry, "cli")
-    assert RunStore(lake.db_path).get(pending.run_id).state == "queued"
+    assert RunStore(StateDB.at(lake.db_path)).get(pending.run_id).state == "queued"
     assert execute(pending, registry).state == "succeeded"
     assert run_retrain(lake, registry, "cli", force=True).state == "succeeded"
 
 
 def test_runs_left_by_a_dead_process_are_marked_failed(lake, registry):
-    store = RunStore(lake.db_path)
+    store = RunStore(StateDB.at(lake.db_path))
     orphan = store.create("schedule", state="running")
     run_retrain(lake, registry, "cli")
     dead = store.get(orphan)
@@ -255,4 +255,4 @@ def test_a_champion_metric_that_cannot_be_measured_is_null_not_nan(tmp_path):
     assert run.state == "succeeded", run.reason
     assert run.champion_version == 1
     assert run.metrics["r2"] is None and run.champion_metrics["r2"] is None
-    json.dumps(RunStore(one_row.db_path).get(run.id).to_dict(), allow_nan=False)
+    json.dumps(RunStore(StateDB.at(one_row.db_path)).get(run.id).to_dict(), allow_nan=False)

@@ -174,17 +174,18 @@ def test_a_nightly_run_missed_within_the_grace_runs_once_after_start(write_setti
     schedules(settings).stop()
     set_next_run_time(settings, RETRAIN, datetime.now(UTC) - timedelta(hours=1))
     schedule = schedules(settings)
-    run = wait_for(lambda: next(iter(RunStore(settings.db_path).list()), None), timeout=WAIT_BOUND)
+    runs = RunStore(StateDB.at(settings.db_path))
+    run = wait_for(lambda: next(iter(runs.list()), None), timeout=WAIT_BOUND)
     wait_for(lambda: schedule.counts()[RETRAIN]["executed"] == 1, timeout=WAIT_BOUND)
     assert run.trigger == "schedule"
-    run = RunStore(settings.db_path).get(run.id)
+    run = RunStore(StateDB.at(settings.db_path)).get(run.id)
     assert run.state == "succeeded" and run.promoted and run.version == 1
     assert schedule.counts()[RETRAIN]["missed"] == 0
     fire = datetime.fromisoformat(next(j for j in schedule.jobs() if j["id"] == RETRAIN)[
         "next_run_time"
     ])
     assert fire > datetime.now(UTC)  # back on schedule, once
-    assert len(RunStore(settings.db_path).list()) == 1
+    assert len(RunStore(StateDB.at(settings.db_path)).list()) == 1
 
 
 def test_a_nightly_run_missed_beyond_the_grace_is_recorded_as_missed(write_settings, schedules):
@@ -195,7 +196,8 @@ def test_a_nightly_run_missed_beyond_the_grace_is_recorded_as_missed(write_setti
     set_next_run_time(settings, RETRAIN, datetime.now(UTC) - late)
     schedule = schedules(settings)
     wait_for(lambda: schedule.counts()[RETRAIN]["missed"] == 1, timeout=WAIT_BOUND)
-    run = wait_for(lambda: next(iter(RunStore(settings.db_path).list()), None), timeout=WAIT_BOUND)
+    runs = RunStore(StateDB.at(settings.db_path))
+    run = wait_for(lambda: next(iter(runs.list()), None), timeout=WAIT_BOUND)
     assert (run.state, run.skip, run.trigger) == ("skipped", "missed", "schedule")
     assert "grace" in run.reason
     assert schedule.status()["missed"] == 1 and schedule.status()["last_retrain"]["state"] == (

@@ -23,8 +23,8 @@ from scoring.lifecycle.registry import Registry
 from scoring.lifecycle.runner import run_retrain
 from scoring.service.runtime import ingest_config, open_intake
 from scoring.settings import Settings
+from scoring.testing.load import Load
 
-from ._load import Load
 from .conftest import SAMPLE, make_settings, wait_for
 from .test_e2e_serve import NAMED, serve  # noqa: F401 - the fixture
 

@@ -1,16 +1,18 @@
 """Training cannot take the host down (DESIGN.md guarantee 9) nor leave a run `running` forever.
 
 Real trainer processes killed with real signals, real SQLite, real lake files; memory read with
-psutil from the running process, bounds generous.
+/proc for the running process, bounds generous.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
+from contextlib import closing
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +29,7 @@ from scoring.lifecycle.runner import begin_retrain, execute, run_retrain
 from scoring.lifecycle.runs import RunStore
 from scoring.service.runtime import open_intake, reap_interrupted
 from scoring.settings import Settings
+from scoring.testing.memory import rss_growth
 
 from .conftest import SAMPLE, make_settings, wait_for
 from .test_e2e_serve import cli_env
@@ -132,24 +135,8 @@ def test_the_calling_process_does_not_hold_the_training_data(tmp_path):
         x = rng.normal(size=(1_000_000, 5))
         frame = pd.DataFrame(x, columns=[f"x{i}" for i in range(5)])
         write_lake(settings, f"p{part}", frame.assign(target=x.sum(axis=1)), part + 1)
-    me = psutil.Process()
-    baseline = me.memory_info().rss
-    peak = [baseline]
-    done = threading.Event()
-
-    def sample() -> None:
-        while not done.wait(0.01):
-            peak[0] = max(peak[0], me.memory_info().rss)
-
-    watcher = threading.Thread(target=sample)
-    watcher.start()
-    try:
-        run = run_retrain(settings, registry_of(settings), "cli")
-    finally:
-        done.set()
-        watcher.join()
+    grew_mb, _, run = rss_growth(lambda: run_retrain(settings, registry_of(settings), "cli"))
     assert (run.state, run.rows, run.sampled_from) == ("succeeded", 2000, 3_000_000)
-    grew_mb = (peak[0] - baseline) / 2**20
     assert grew_mb < 60, f"the calling process grew by {grew_mb:.0f} MB"
 
 
@@ -160,7 +147,7 @@ def test_a_killed_trainer_is_a_failed_run_and_the_caller_carries_on(settings):
     take_sample(settings)
     registry = registry_of(settings)
     assert run_retrain(settings, registry, "cli").version == 1
-    store = RunStore(settings.db_path)
+    store = RunStore(StateDB.at(settings.db_path))
     pending = begin_retrain(settings, "api", force=True)
     records = []
     worker = threading.Thread(target=lambda: records.append(execute(pending, registry)))
@@ -190,7 +177,7 @@ def test_a_run_left_running_by_a_killed_process_is_marked_interrupted(tmp_path):
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    store = RunStore(data / "state.db")
+    store = RunStore(StateDB.at(data / "state.db"))
 
     def trainer() -> int | None:
         if not (data / "state.db").exists():
@@ -211,23 +198,23 @@ def test_a_run_left_running_by_a_killed_process_is_marked_interrupted(tmp_path):
 
 
 def test_start_up_marks_runs_of_dead_processes_interrupted(settings):
-    store = RunStore(settings.db_path)
+    store = RunStore(StateDB.at(settings.db_path))
     orphan = store.create("schedule", state="running")
-    with store._db() as conn:  # as the dead process left it, before any reader looked
+    with closing(sqlite3.connect(settings.db_path)) as conn:  # as the dead process left it
         assert conn.execute("SELECT state FROM runs WHERE id=?", (orphan,)).fetchone()[0] == (
             "running"
         )
     reap_interrupted(settings)
-    with store._db() as conn:
+    with closing(sqlite3.connect(settings.db_path)) as conn:
         row = conn.execute("SELECT state, error FROM runs WHERE id=?", (orphan,)).fetchone()
-    assert row["state"] == "failed" and row["error"].startswith("interrupted")
+    assert row[0] == "failed" and row[1].startswith("interrupted")
 
 
 def test_a_live_retrain_is_never_marked_interrupted(settings):
     take_sample(settings)
     pending = begin_retrain(settings, "api")
     try:
-        store = RunStore(settings.db_path)
+        store = RunStore(StateDB.at(settings.db_path))
         assert store.reap() == 0
         assert store.get(pending.run_id).state == "queued"
     finally:

@@ -30,7 +30,7 @@ def test_a_model_waits_for_another_models_trainer_then_trains(tmp_path):
         )
         worker.start()
         wait_for(lambda: "waiting for another model's trainer to finish" in heard)
-        run = RunStore(sugar.db_path).running()
+        run = RunStore(StateDB.at(sugar.db_path)).running()
         assert run is not None and run.state == "running"
         assert run.trainer_pid is None  # no trainer started while the slot is taken
         assert not done

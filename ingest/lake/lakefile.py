@@ -23,13 +23,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from ingest import readers
 from ingest.base.config import IngestConfig
 from ingest.base.errors import NoRowsError
 from ingest.lake.content import ContentHash, hashed
-from ingest.lake.store import lake_schema, remember_lake_file, write_parquet_atomic
+from ingest.lake.store import Lake
 from ingest.pipeline.normalize import normalize_file
 from ingest.state.claims import lake_lock
 from ingest.state.ledger import BY_BYTES, BY_CONTENT, LIVE_STATES, FileRecord, Ledger
@@ -89,16 +88,17 @@ def write_lake_file(
     try:
         table = normalize_file(raw, record.id, strict=train)
         dest = lake_file(config, record)
+        lake = Lake.local(dest.parent)
         with lake_lock(config, record.kind):
             owner = _clear_leftover(ledger, dest, record.id)
             if owner is not None:
                 return OwnedElsewhere(owner)
             if train:  # every batch is checked against it as it is written
-                table.expected = lake_schema(config.lake(record.kind))
+                table.expected = lake.unified_schema()
             batches = _unless_known(hashed(table.batches, content), content, ledger, record)
-            rows = write_parquet_atomic(batches, table.schema, dest)
+            rows = lake.write(dest.name, batches, table.schema)
             if train:
-                remember_lake_file(config.lake(record.kind), dest, table.schema)
+                lake.remember(dest.name, table.schema)
     except _SameContent as same:  # the temporary was removed; nothing was published
         return OwnedElsewhere(same.owner, BY_CONTENT, same.content_sha256)
     finally:
@@ -106,7 +106,7 @@ def write_lake_file(
         if callable(close):
             close()
     if rows == 0:
-        dest.unlink(missing_ok=True)
+        lake.delete(dest.name)
         raise NoRowsError(f"{record.original_name} has no data rows")
     return Normalized(
         rows=rows,
@@ -125,7 +125,7 @@ def _unless_known(
 ) -> Iterator[pa.RecordBatch]:
     """Pass the batches on; after the last, stop the write if a live drop has this content.
 
-    Raising from inside the writer's loop makes ``write_parquet_atomic`` discard its temporary,
+    Raising from inside the writer's loop makes ``Lake.write`` discard its temporary,
     so a duplicate by content is never published to the lake.
     """
     yield from batches
@@ -140,15 +140,18 @@ def _clear_leftover(ledger: Ledger, dest: Path, file_id: int) -> int | None:
 
     Returns the owning drop's id when a live drop already holds this content.
     """
-    if not dest.exists():
+    lake, name = Lake.local(dest.parent), dest.name
+    if not lake.exists(name):
         return None
-    owner = lake_owner(dest)
+    owner = _owner(lake, name)
     if owner is not None and owner != file_id:
         other = ledger.get(owner)
         if other is not None and other.state in LIVE_STATES:
             return owner
-    log.info("replacing leftover lake file", extra={"file_id": file_id, "lake_path": str(dest)})
-    dest.unlink(missing_ok=True)
+    log.info(
+        "replacing leftover lake file", extra={"file_id": file_id, "lake_path": lake.path(name)}
+    )
+    lake.delete(name)
     return None
 
 
@@ -157,16 +160,21 @@ def discard_own_lake_file(config: IngestConfig, record: FileRecord) -> None:
     if record.sha256 is None:
         return
     dest = lake_file(config, record)
+    lake = Lake.local(dest.parent)
     with lake_lock(config, record.kind):
-        if dest.exists() and lake_owner(dest) == record.id:
-            dest.unlink(missing_ok=True)
+        if lake.exists(dest.name) and _owner(lake, dest.name) == record.id:
+            lake.delete(dest.name)
 
 
 def lake_owner(path: Path) -> int | None:
     """Return the ``_file_id`` a lake file was written for, or None if it cannot be read."""
+    return _owner(Lake.local(path.parent), path.name)
+
+
+def _owner(lake: Lake, name: str) -> int | None:
+    """Read the ``_file_id`` of a file in ``lake`` from its first row group, or None."""
     try:
-        table = pq.ParquetFile(path).read_row_group(0, columns=["_file_id"])
-        values = table.column("_file_id")
+        values = lake.first_group(name, ["_file_id"]).column("_file_id")
         return int(values[0].as_py()) if len(values) else None
     except Exception:
         return None

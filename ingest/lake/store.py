@@ -1,7 +1,12 @@
-"""The Parquet lake: atomic writes, cheap schema checks, and reading a folder as one table.
+"""The Parquet lake: the one reader and writer of lake files, through a ``pyarrow.fs`` filesystem.
 
-A lake folder holds one Parquet file per accepted drop. Writers go through a dotted temporary in
-the same folder and a link/rename, so no reader ever sees half a file; readers skip dotfiles.
+A lake folder holds one Parquet file per accepted drop. ``Lake`` is that folder on a
+``pyarrow.fs.FileSystem`` (the local disk today, ``Lake.local``; an object store or any other
+filesystem can stand where it stands), and everything that reads, lists, writes or deletes lake
+files goes through it: the intake's lake file (``ingest.lake.lakefile``), the retrain's reading
+(``scoring.lifecycle.dataset``) and the training contract's schema check. Writers go through a
+dotted temporary in the same folder and a link/rename (``ingest.base.atomic`` on the local
+disk), so no reader ever sees half a file; readers skip dotfiles.
 Types drift between files (a column of whole numbers in one drop, decimals in the next), so the
 folder's schema is the *unification* of its files' footers: integer widths → int64, int with
 float → float64, null with anything → that thing. Text against numbers, timestamps or booleans
@@ -18,18 +23,18 @@ import base64
 import contextlib
 import json
 import logging
-import os
-import secrets
+import posixpath
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-log = logging.getLogger("dropscore.ingest")
+from ingest.base import atomic
 
-_TMP_SUFFIX = ".tmp"
+log = logging.getLogger("dropscore.ingest")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -118,44 +123,278 @@ def unify_schemas(schemas: Iterable[pa.Schema], prefer_typed: bool = False) -> p
 
 
 # ---------------------------------------------------------------------------------------------
-# Writing
+# The lake folder on a filesystem
 
 
-def _temporary_for(dest: Path) -> Path:
-    """Name a temporary beside dest: dotted so readers and the watcher skip it."""
-    return dest.parent / f".{dest.name}.{secrets.token_hex(6)}{_TMP_SUFFIX}"
+@dataclass(frozen=True)
+class Footer:
+    """A lake file's footer facts, read without loading its rows."""
+
+    schema: pa.Schema
+    rows: int
 
 
-def _fsync_path(path: Path, directory: bool = False) -> None:
-    """Flush a file or folder entry to disk so a crash after rename cannot lose it."""
-    flags = os.O_RDONLY | (getattr(os, "O_DIRECTORY", 0) if directory else 0)
-    try:
-        fd = os.open(path, flags)
-    except OSError:
-        if directory:
-            return  # some platforms cannot open folders; the rename is still atomic
-        raise
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+class Lake:
+    """One lake folder (a kind's Parquet files) on a ``pyarrow.fs`` filesystem.
+
+    Names are file names inside the folder, never paths a caller builds, so the same code runs
+    on the local disk and on a filesystem that is not one (``pyarrow.fs.SubTreeFileSystem``
+    over a folder stands in for an object store in the tests).
+    """
+
+    def __init__(self, fs: pafs.FileSystem, root: str) -> None:
+        self.fs = fs
+        self.root = root.rstrip("/")
+
+    @classmethod
+    def local(cls, folder: Path) -> Lake:
+        """Open a lake folder on the local disk (the only kind of lake today)."""
+        return cls(pafs.LocalFileSystem(), str(Path(folder).absolute()))
+
+    @classmethod
+    def of(cls, where: Lake | Path) -> Lake:
+        """Take a Lake as it is, or open a local folder as one (callers that hold a path)."""
+        return where if isinstance(where, Lake) else cls.local(where)
+
+    def path(self, name: str) -> str:
+        """Return the filesystem path of a file in this folder."""
+        if "/" in name or name in ("", ".", ".."):
+            raise ValueError(f"not a lake file name: {name!r}")
+        return f"{self.root}/{name}" if self.root else name
+
+    @property
+    def _local_root(self) -> Path | None:
+        """The folder as a local path when the filesystem is the local disk, else None."""
+        return Path(self.root) if isinstance(self.fs, pafs.LocalFileSystem) else None
+
+    # -- listing -------------------------------------------------------------------------
+
+    def _entries(self) -> list[pafs.FileInfo]:
+        """List the folder's entries; a missing folder holds nothing."""
+        selector = pafs.FileSelector(self.root, allow_not_found=True)
+        try:
+            return list(self.fs.get_file_info(selector))
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+
+    def names(self) -> list[str]:
+        """List the published lake files by name, in a stable order, never temporaries."""
+        return sorted(
+            e.base_name
+            for e in self._entries()
+            if e.type == pafs.FileType.File
+            and e.base_name.endswith(".parquet")
+            and not e.base_name.startswith(".")
+        )
+
+    def exists(self, name: str) -> bool:
+        """Tell whether a file of this name is in the folder."""
+        return bool(self.fs.get_file_info(self.path(name)).type == pafs.FileType.File)
+
+    # -- writing -------------------------------------------------------------------------
+
+    def write(self, name: str, batches: Iterable[pa.RecordBatch], schema: pa.Schema) -> int:
+        """Write batches as ``name`` so that readers see the whole file or nothing; return rows.
+
+        ``schema`` is the file's schema as known before the batches are consumed; a batch that
+        needs a wider type (see ``unify_types``) widens the file instead of failing. Refuses to
+        replace an existing file (FileExistsError); the temporary is removed on any failure.
+        """
+        if self.exists(name):
+            raise FileExistsError(f"{self.path(name)} already exists")
+        out = _WidenedWriter(self, name, schema)
+        rows = 0
+        try:
+            for batch in batches:
+                out.write(batch)
+                rows += batch.num_rows
+            out.close()
+            self._publish(out.path, name, replace=False)
+        except BaseException:
+            out.discard()
+            raise
+        log.info("lake file written", extra={"file": name, "rows": rows})
+        return rows
+
+    def _temporary(self, name: str) -> str:
+        """Name a temporary for ``name`` in this folder, in the atomic module's one form."""
+        return self.path(atomic.temporary_for(Path(name)).name)
+
+    def _publish(self, tmp: str, dest: str | None, *, replace: bool, to: str | None = None) -> None:
+        """Move a finished temporary to a file of this folder (or to the path ``to``)."""
+        _publish(self.fs, tmp, to if to is not None else self.path(str(dest)), replace=replace)
+
+    def delete(self, name: str) -> None:
+        """Remove a lake file; one already gone is not an error."""
+        with contextlib.suppress(FileNotFoundError):
+            self.fs.delete_file(self.path(name))
+
+    def remove_temporaries(self) -> list[str]:
+        """Delete temporaries a crashed writer left behind, so they never pile up; name them."""
+        local = self._local_root
+        if local is not None:
+            return [p.name for p in atomic.remove_temporaries(local)]
+        removed = []
+        for entry in self._entries():
+            if entry.type == pafs.FileType.File and atomic.is_temporary(entry.base_name):
+                with contextlib.suppress(FileNotFoundError):
+                    self.fs.delete_file(entry.path)
+                removed.append(entry.base_name)
+        return sorted(removed)
+
+    # -- reading -------------------------------------------------------------------------
+
+    def footer(self, name: str) -> Footer:
+        """Read a file's schema and row count from its footer (a few KB); FileNotFoundError
+        when it was removed meanwhile."""
+        with self.fs.open_input_file(self.path(name)) as source:
+            meta = pq.ParquetFile(source).metadata
+            return Footer(meta.schema.to_arrow_schema().remove_metadata(), meta.num_rows)
+
+    def schema(self, name: str) -> pa.Schema:
+        """Read a file's schema from its footer, metadata removed."""
+        return self.footer(name).schema
+
+    def batches(
+        self, name: str, columns: Iterable[str] | None = None, batch_rows: int = 65_536
+    ) -> Iterator[pa.RecordBatch]:
+        """Stream one file's columns in order, a bounded batch at a time."""
+        wanted = None if columns is None else list(columns)
+        with (
+            self.fs.open_input_file(self.path(name)) as source,
+            pq.ParquetFile(source) as reader,
+        ):
+            yield from reader.iter_batches(batch_size=batch_rows, columns=wanted)
+
+    def first_group(self, name: str, columns: Iterable[str]) -> pa.Table:
+        """Read the first row group's columns: a cheap look at what a file was written for."""
+        with self.fs.open_input_file(self.path(name)) as source:
+            return pq.ParquetFile(source).read_row_group(0, columns=list(columns))
+
+    def read(self, columns: list[str] | None = None) -> pa.Table:
+        """Read every lake file as one table under the unified schema.
+
+        Integer/float drift is unified, a column missing from some files comes back null there,
+        and a column whose types cannot be reconciled (text in one file, numbers in another) is
+        read as text everywhere rather than failing. An empty or missing folder gives a table
+        with no columns and no rows. Unknown names in ``columns`` raise KeyError.
+        """
+        names = self.names()
+        schema = unify_schemas(self.schema(n) for n in names)
+        if schema is None:
+            return pa.table({})
+        if columns is not None:
+            missing = [c for c in columns if c not in schema.names]
+            if missing:
+                raise KeyError(f"no such lake column(s): {', '.join(missing)}")
+        import pyarrow.dataset as ds  # here, not at import: it imports pandas (~0.4 s at start-up)
+
+        paths = [self.path(n) for n in names]
+        dataset = ds.dataset(paths, schema=schema, format="parquet", filesystem=self.fs)
+        return dataset.to_table(columns=columns)
+
+    # -- the schema record ---------------------------------------------------------------
+
+    def record_path(self) -> str:
+        """Name the schema record: a dotfile beside the folder, never inside it."""
+        parent, base = posixpath.split(self.root)
+        name = f".{base or 'lake'}.schema.json"
+        return posixpath.join(parent, name) if parent else name
+
+    def unified_schema(self) -> pa.Schema | None:
+        """Return the unified schema of the folder's lake files, or None when there are none.
+
+        Kept in the folder's schema record (``record_path``) rather than read from every
+        footer: the record is checked against the directory listing, files removed since are
+        dropped from it and only files it does not know have their footers read, so a drop into
+        a lake of thousands of files costs what a drop into an empty one does. A column the
+        lake's files hold as text in some and as another kind in others (an older version wrote
+        them) is reported in the log and checked as that other kind, so clean drops keep being
+        taken.
+        """
+        return self._current_record().unified()
+
+    def remember(self, name: str, schema: pa.Schema) -> None:
+        """Add a just-published lake file to the schema record (under the lake lock)."""
+        record = self._current_record()
+        if name not in record.files and self.exists(name):
+            record.add(name, schema.remove_metadata())
+            self._save_record(record)
+
+    def _load_record(self) -> _SchemaRecord:
+        """Read the schema record; a missing or unreadable one is rebuilt from the footers."""
+        try:
+            with self.fs.open_input_stream(self.record_path()) as source:
+                body = json.loads(source.read().decode("utf-8"))
+            schemas = [
+                pa.ipc.read_schema(pa.py_buffer(base64.b64decode(b))) for b in body["schemas"]
+            ]
+            files = {str(n): int(i) for n, i in body["files"].items()}
+            if body.get("version") != 1 or any(not 0 <= i < len(schemas) for i in files.values()):
+                raise ValueError("unknown schema record")
+            return _SchemaRecord(schemas, files)
+        except FileNotFoundError:
+            return _SchemaRecord([], {})
+        except Exception as exc:  # any damage: the footers are the truth, read them again
+            log.warning("lake schema record unreadable; rebuilding it", extra={"error": str(exc)})
+            return _SchemaRecord([], {})
+
+    def _save_record(self, record: _SchemaRecord) -> None:
+        """Replace the record atomically; failing to save only costs the next caller footers."""
+        target = self.record_path()
+        # Inside the folder, dotted: a crash's leftover goes with the lake's own temporaries.
+        tmp = self._temporary(posixpath.basename(target).lstrip("."))
+        body = json.dumps(record.to_json(), separators=(",", ":")).encode("utf-8")
+        try:
+            with self.fs.open_output_stream(tmp) as sink:
+                sink.write(body)
+            self._publish(tmp, None, replace=True, to=target)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                self.fs.delete_file(tmp)
+            log.warning("lake schema record not saved", extra={"file": target, "error": str(exc)})
+
+    def _current_record(self) -> _SchemaRecord:
+        """Load the record and bring it up to date with the listing, reading only new footers."""
+        record = self._load_record()
+        names = set(self.names())
+        gone = [n for n in record.files if n not in names]
+        new = sorted(names.difference(record.files))
+        if not gone and not new:
+            return record
+        for name in gone:
+            del record.files[name]
+        for name in new:
+            try:
+                record.add(name, self.schema(name))
+            except FileNotFoundError:  # removed between listing and reading
+                continue
+        for conflict in lake_conflicts(record.named()) if new else []:
+            log.warning(
+                "lake type conflict",
+                extra={"lake": posixpath.basename(self.root), "error": conflict.message},
+            )
+        self._save_record(record)
+        return record
 
 
-def _publish(tmp: Path, dest: Path) -> None:
-    """Move the finished temporary into place, refusing to replace an existing file."""
-    try:
-        os.link(tmp, dest)  # fails with FileExistsError if dest exists: no silent overwrite
-    except FileExistsError:
-        raise
-    except OSError:
-        if dest.exists():
-            raise FileExistsError(f"{dest} already exists") from None
-        os.rename(tmp, dest)  # filesystems without hard links
+def _publish(fs: pafs.FileSystem, tmp: str, target: str, *, replace: bool) -> None:
+    """Move a finished temporary to ``target`` on ``fs``: the one step that publishes.
+
+    On the local disk this is ``ingest.base.atomic``: flushed, linked or renamed, folder
+    flushed. Elsewhere the filesystem's own move, after checking an existing file is not to
+    be replaced (an object store publishes an object whole or not at all).
+    """
+    if isinstance(fs, pafs.LocalFileSystem):
+        atomic.fsync_file(Path(tmp))
+        atomic.publish(Path(tmp), Path(target), replace=replace)
         return
-    tmp.unlink()
+    if not replace and fs.get_file_info(target).type != pafs.FileType.NotFound:
+        raise FileExistsError(f"{target} already exists")
+    fs.move(tmp, target)
 
 
-def _parquet_writer(path: Path, schema: pa.Schema) -> pq.ParquetWriter:
+def _parquet_writer(lake: Lake, path: str, schema: pa.Schema) -> pq.ParquetWriter:
     """Open a writer that dictionary-encodes text columns only.
 
     Dictionary pages pay off for repeated text; on measured floats Arrow builds a dictionary,
@@ -164,7 +403,7 @@ def _parquet_writer(path: Path, schema: pa.Schema) -> pq.ParquetWriter:
     text = [
         f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)
     ]
-    return pq.ParquetWriter(path, schema, use_dictionary=text)
+    return pq.ParquetWriter(path, schema, filesystem=lake.fs, use_dictionary=text)
 
 
 class _WidenedWriter:
@@ -175,11 +414,12 @@ class _WidenedWriter:
     row group keeps memory bounded and the finished file on one schema.
     """
 
-    def __init__(self, dest: Path, schema: pa.Schema) -> None:
-        self.dest = dest
+    def __init__(self, lake: Lake, name: str, schema: pa.Schema) -> None:
+        self.lake = lake
+        self.name = name
         self.schema = schema
-        self.path = _temporary_for(dest)
-        self.writer: pq.ParquetWriter | None = _parquet_writer(self.path, schema)
+        self.path = lake._temporary(name)
+        self.writer: pq.ParquetWriter | None = _parquet_writer(lake, self.path, schema)
 
     def write(self, batch: pa.RecordBatch) -> None:
         """Append one batch, casting or widening so the file keeps one schema."""
@@ -207,20 +447,23 @@ class _WidenedWriter:
         assert self.writer is not None
         self.writer.close()
         self.writer = None
-        old_path, self.path = self.path, _temporary_for(self.dest)
+        fs = self.lake.fs
+        old_path, self.path = self.path, self.lake._temporary(self.name)
         try:
-            writer = _parquet_writer(self.path, target)
+            writer = _parquet_writer(self.lake, self.path, target)
             try:
-                for batch in pq.ParquetFile(old_path).iter_batches():
-                    writer.write_batch(batch.cast(target))
+                with fs.open_input_file(old_path) as source:
+                    for batch in pq.ParquetFile(source).iter_batches():
+                        writer.write_batch(batch.cast(target))
             except BaseException:
                 writer.close()
                 raise
         finally:
-            old_path.unlink(missing_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                fs.delete_file(old_path)
         self.writer = writer
         self.schema = target
-        log.info("lake schema widened", extra={"file": self.dest.name})
+        log.info("lake schema widened", extra={"file": self.name})
 
     def close(self) -> None:
         """Finish the Parquet footer."""
@@ -232,69 +475,12 @@ class _WidenedWriter:
         """Drop the temporary after a failure, whatever state the writer is in."""
         with contextlib.suppress(Exception):
             self.close()
-        self.path.unlink(missing_ok=True)
-
-
-def write_parquet_atomic(batches: Iterable[pa.RecordBatch], schema: pa.Schema, dest: Path) -> int:
-    """Write batches to dest so that readers see the whole file or nothing; return rows.
-
-    ``schema`` is the file's schema as known before the batches are consumed; a batch that
-    needs a wider type (see ``unify_types``) widens the file instead of failing. Refuses to
-    replace an existing ``dest`` (FileExistsError); the temporary is removed on any failure.
-    """
-    dest = Path(dest)
-    if dest.exists():
-        raise FileExistsError(f"{dest} already exists")
-    out = _WidenedWriter(dest, schema)
-    rows = 0
-    try:
-        for batch in batches:
-            out.write(batch)
-            rows += batch.num_rows
-        out.close()
-        _fsync_path(out.path)
-        _publish(out.path, dest)
-        _fsync_path(dest.parent, directory=True)
-    except BaseException:
-        out.discard()
-        raise
-    log.info("lake file written", extra={"file": dest.name, "rows": rows})
-    return rows
-
-
-def remove_stale_temporaries(folder: Path) -> list[Path]:
-    """Delete temporaries a crashed writer left behind, so they never pile up; return them."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        return []
-    removed = []
-    for path in sorted(folder.glob(f".*{_TMP_SUFFIX}")):
-        if path.is_file():
-            path.unlink(missing_ok=True)
-            removed.append(path)
-    return removed
+        with contextlib.suppress(FileNotFoundError):
+            self.lake.fs.delete_file(self.path)
 
 
 # ---------------------------------------------------------------------------------------------
-# Reading
-
-
-def lake_files(folder: Path) -> list[Path]:
-    """List the published lake files in a stable order, never temporaries."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        return []
-    return sorted(p for p in folder.glob("*.parquet") if not p.name.startswith(".") and p.is_file())
-
-
-def _footer_schemas(files: Iterable[Path]) -> Iterator[pa.Schema]:
-    """Yield each file's schema from its footer alone, which costs a few KB per file."""
-    for path in files:
-        yield pq.read_schema(path).remove_metadata()
-
-
-# ---------------------------------------------------------------------------------------------
-# The schema record: the lake's schema kept beside it, not recomputed from every footer
+# Conflicts and the schema record's shape
 
 
 @dataclass(frozen=True)
@@ -337,12 +523,6 @@ def lake_conflicts(named: Iterable[tuple[str, pa.Schema]]) -> list[LakeConflict]
     return [LakeConflict(c, seen[c]) for c, t in merged.items() if t is None]
 
 
-def schema_record_path(folder: Path) -> Path:
-    """Name the schema record of a lake folder: a dotfile beside it, never inside it."""
-    folder = Path(folder)
-    return folder.parent / f".{folder.name}.schema.json"
-
-
 @dataclass
 class _SchemaRecord:
     """Each published lake file's schema, stored once per distinct schema."""
@@ -378,108 +558,48 @@ class _SchemaRecord:
         }
 
 
-def _load_record(folder: Path) -> _SchemaRecord:
-    """Read the schema record; a missing or unreadable one is rebuilt from the footers."""
-    try:
-        body = json.loads(schema_record_path(folder).read_text(encoding="utf-8"))
-        schemas = [pa.ipc.read_schema(pa.py_buffer(base64.b64decode(b))) for b in body["schemas"]]
-        files = {str(n): int(i) for n, i in body["files"].items()}
-        if body.get("version") != 1 or any(not 0 <= i < len(schemas) for i in files.values()):
-            raise ValueError("unknown schema record")
-        return _SchemaRecord(schemas, files)
-    except FileNotFoundError:
-        return _SchemaRecord([], {})
-    except Exception as exc:  # any damage: the footers are the truth, read them again
-        log.warning("lake schema record unreadable; rebuilding it", extra={"error": str(exc)})
-        return _SchemaRecord([], {})
+# ---------------------------------------------------------------------------------------------
+# Local-folder entry points, for callers that hold a path (the lake folder on the local disk)
 
 
-def _save_record(folder: Path, record: _SchemaRecord) -> None:
-    """Replace the record atomically; failing to save only costs the next caller footer reads."""
-    path = schema_record_path(folder)
-    # Inside the folder, dotted: a crash's leftover goes with the lake's own temporaries.
-    tmp = Path(folder) / f".{path.name.lstrip('.')}.{secrets.token_hex(6)}{_TMP_SUFFIX}"
-    try:
-        tmp.write_text(json.dumps(record.to_json(), separators=(",", ":")), encoding="utf-8")
-        os.replace(tmp, path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        log.warning("lake schema record not saved", extra={"file": path.name, "error": str(exc)})
+def write_parquet_atomic(batches: Iterable[pa.RecordBatch], schema: pa.Schema, dest: Path) -> int:
+    """Write batches to dest so that readers see the whole file or nothing; return rows.
+
+    The lake's writer (``Lake.write``) on the local folder holding ``dest``; the scored-output
+    writers use it too, so a Parquet output widens and publishes as a lake file does.
+    """
+    dest = Path(dest)
+    return Lake.local(dest.parent).write(dest.name, batches, schema)
 
 
-def _published(folder: Path) -> set[str]:
-    """Name the published lake files from the directory listing alone (no stat, no footer)."""
-    try:
-        with os.scandir(folder) as entries:
-            return {
-                e.name
-                for e in entries
-                if e.name.endswith(".parquet") and not e.name.startswith(".") and e.is_file()
-            }
-    except FileNotFoundError:
-        return set()
-
-
-def _current_record(folder: Path) -> _SchemaRecord:
-    """Load the record and bring it up to date with the listing, reading only new footers."""
+def remove_stale_temporaries(folder: Path) -> list[Path]:
+    """Delete temporaries a crashed writer left behind, so they never pile up; return them."""
     folder = Path(folder)
-    record = _load_record(folder)
-    names = _published(folder)
-    gone = [n for n in record.files if n not in names]
-    new = sorted(names.difference(record.files))
-    if not gone and not new:
-        return record
-    for name in gone:
-        del record.files[name]
-    for name in new:
-        try:
-            record.add(name, pq.read_schema(folder / name).remove_metadata())
-        except FileNotFoundError:  # removed between listing and reading
-            continue
-    for conflict in lake_conflicts(record.named()) if new else []:
-        log.warning("lake type conflict", extra={"lake": folder.name, "error": conflict.message})
-    _save_record(folder, record)
-    return record
+    return [folder / name for name in Lake.local(folder).remove_temporaries()]
+
+
+def lake_files(folder: Path) -> list[Path]:
+    """List the published lake files of a local folder in a stable order, never temporaries."""
+    folder = Path(folder)
+    return [folder / name for name in Lake.local(folder).names()]
+
+
+def schema_record_path(folder: Path) -> Path:
+    """Name the schema record of a lake folder: a dotfile beside it, never inside it."""
+    folder = Path(folder)
+    return folder.parent / f".{folder.name}.schema.json"
 
 
 def lake_schema(folder: Path) -> pa.Schema | None:
-    """Return the unified schema of the folder's lake files, or None when there are none.
-
-    Kept in the folder's schema record (``schema_record_path``) rather than read from every
-    footer: the record is checked against the directory listing, files removed since are
-    dropped from it and only files it does not know have their footers read, so a drop into a
-    lake of thousands of files costs what a drop into an empty one does. A column the lake's
-    files hold as text in some and as another kind in others (an older version wrote them) is
-    reported in the log and checked as that other kind, so clean drops keep being taken.
-    """
-    return _current_record(folder).unified()
+    """Return the unified schema of a local folder's lake files (``Lake.unified_schema``)."""
+    return Lake.local(folder).unified_schema()
 
 
 def remember_lake_file(folder: Path, path: Path, schema: pa.Schema) -> None:
     """Add a just-published lake file to its folder's schema record (under the lake lock)."""
-    record = _current_record(folder)
-    if path.name not in record.files and path.exists():
-        record.add(path.name, schema.remove_metadata())
-        _save_record(folder, record)
+    Lake.local(folder).remember(Path(path).name, schema)
 
 
 def read_lake(folder: Path, columns: list[str] | None = None) -> pa.Table:
-    """Read every lake file in folder as one table under the unified schema.
-
-    Integer/float drift is unified, a column missing from some files comes back null there,
-    and a column whose types cannot be reconciled (text in one file, numbers in another) is
-    read as text everywhere rather than failing. An empty or missing folder gives a table with
-    no columns and no rows. Unknown names in ``columns`` raise KeyError.
-    """
-    files = lake_files(folder)
-    schema = unify_schemas(_footer_schemas(files))
-    if schema is None:
-        return pa.table({})
-    if columns is not None:
-        missing = [c for c in columns if c not in schema.names]
-        if missing:
-            raise KeyError(f"no such lake column(s): {', '.join(missing)}")
-    import pyarrow.dataset as ds  # here, not at import: it imports pandas (~0.4 s at start-up)
-
-    dataset = ds.dataset([str(p) for p in files], schema=schema, format="parquet")
-    return dataset.to_table(columns=columns)
+    """Read every lake file in a local folder as one table (``Lake.read``)."""
+    return Lake.local(folder).read(columns)

@@ -1,8 +1,8 @@
 """Quarantine records: ``quarantine/<id>__<name>.error.json`` beside each rejected original.
 
 The record says what is wrong with the file (the ledger's error: code, message, row, column,
-expected) and what its owner should do about it. It is written whole or not at all (a dotted
-temporary, then ``os.replace``) after the ledger commits the rejection, and rewritten from the
+expected) and what its owner should do about it. It is written whole or not at all
+(``ingest.base.atomic``) after the ledger commits the rejection, and rewritten from the
 ledger row by ``Intake.resume`` when a crash cut it short. The intake's own rejection wording
 (a file over the size cap, a symbolic link) lives here too, and so does the refusal of a link:
 the link itself is moved, never followed.
@@ -11,13 +11,11 @@ the link itself is moved, never followed.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
-import time
-import uuid
 from pathlib import Path
 from typing import Any
 
+from ingest.base import atomic
 from ingest.base.config import IngestConfig
 from ingest.base.errors import FileTooLargeError, IngestError
 from ingest.base.names import filed
@@ -129,20 +127,13 @@ def error_record(record: FileRecord) -> dict[str, Any]:
 def write_error_record(folder: Path, record: FileRecord) -> Path:
     """Write ``<id>__<name>.error.json`` into the quarantine folder, atomically."""
     path = folder / f"{filed_name(record)}{ERROR_SUFFIX}"
-    write_json_atomic(path, error_record(record))
+    atomic.write_json(path, error_record(record), default=str)
     return path
 
 
-def write_json_atomic(path: Path, body: dict[str, Any]) -> None:
-    """Write a small JSON file whole or not at all."""
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    tmp.write_text(json.dumps(body, indent=2, default=str) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def remove_stale_temporaries(folder: Path, older_than: float) -> None:
-    """Delete error-record temporaries a crash left; a younger one may still be being written."""
-    for tmp in folder.glob(f".*{ERROR_SUFFIX}.*.tmp"):
-        with contextlib.suppress(OSError):  # the record itself is rewritten from the ledger row
-            if time.time() - tmp.stat().st_mtime > older_than:
-                tmp.unlink()
+    """Delete error-record temporaries a crash left; a younger one may still be being written.
+
+    The record itself is rewritten from the ledger row (``Intake.resume``).
+    """
+    atomic.remove_temporaries(folder, older_than=older_than)

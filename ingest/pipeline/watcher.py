@@ -34,7 +34,7 @@ from ingest.base.names import as_text, shown
 from ingest.pipeline.candidates import Candidate, Inboxes, Signature, signature
 from ingest.pipeline.intake import Intake
 from ingest.pipeline.markers import OrphanMarkers, file_marker, is_marker, is_ready, marked_file
-from ingest.state.claims import held_for_writing
+from ingest.state.locks import held_for_writing
 
 log = logging.getLogger("dropscore.ingest")
 

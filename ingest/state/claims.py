@@ -6,7 +6,7 @@ the file is locked with an ``flock``, then renamed (``take``) or copied (``take_
 is named in the ledger's text form of the dropped name (``ingest.base.names``), so its path is plain
 text the ledger can store and ``dropped_name`` gives the original name back. The kernel drops
 an ``flock`` when its process dies, so ``Intake.resume`` in another process can tell a live
-claim (locked) from a dead one (free).
+claim (locked) from a dead one (free). The locks themselves are ``ingest.state.locks``'s.
 
 A writer that pauses longer than ``stable_seconds`` while holding the file open must not have it
 taken mid-write: ``held_for_writing`` asks the kernel (a Linux read lease is refused while any
@@ -20,12 +20,10 @@ check and the lake write of one kind across processes.
 from __future__ import annotations
 
 import contextlib
-import errno
 import hashlib
 import logging
 import os
 import shutil
-import signal
 import time
 import uuid
 from collections.abc import Iterator
@@ -34,11 +32,7 @@ from typing import Any
 
 from ingest.base.config import KINDS, IngestConfig
 from ingest.base.names import as_text, escape, on_disk, shown, unescape
-
-try:  # POSIX advisory locks keep two processes off one claimed file; elsewhere we do without
-    import fcntl
-except ImportError:  # pragma: no cover - Windows
-    fcntl = None  # type: ignore[assignment]
+from ingest.state.locks import FileLock, FileLocks, create_held, held_for_writing, try_hold
 
 log = logging.getLogger("dropscore.ingest")
 
@@ -46,57 +40,11 @@ EMPTY_CLAIM_GRACE_SECONDS = 60.0  # an empty claim folder younger than this may 
 CLAIM_ERRORS = (FileNotFoundError, PermissionError, BlockingIOError)  # worth another try
 
 
-class Hold:
-    """An exclusive ``flock`` on a claimed file; the kernel drops it if the process dies."""
-
-    def __init__(self, fd: int | None) -> None:
-        self._fd = fd
-
-    def release(self) -> None:
-        """Let go of the file so another process's resume may take it."""
-        if self._fd is not None:
-            with contextlib.suppress(OSError):
-                os.close(self._fd)
-            self._fd = None
-
-
-def try_hold(path: Path) -> Hold | None:
-    """Lock a file without waiting: None when another holder has it; FileNotFoundError if gone."""
-    fd = os.open(path, os.O_RDONLY)
-    if fcntl is None:
-        return Hold(fd)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        return None
-    return Hold(fd)
-
-
-def create_held(path: Path) -> Hold:
-    """Create a new empty file and lock it before anything is written to it.
-
-    The lock is held on a read-only descriptor, so ``held_for_writing`` never mistakes the
-    claim itself for a writer (the copy is written through its own descriptor).
-    """
-    fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0o644)  # read-only: not a writer
-    if fcntl is not None:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    return Hold(fd)
-
-
 @contextlib.contextmanager
 def folder_lock(lock_file: Path) -> Iterator[None]:
     """Hold a blocking lock on a lock file, so one process at a time does the guarded work."""
-    if fcntl is None:
+    with FileLocks(lock_file.parent).acquire(lock_file.name):
         yield
-        return
-    fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
 
 
 def lake_lock(config: IngestConfig, kind: str) -> contextlib.AbstractContextManager[None]:
@@ -147,7 +95,7 @@ def claim_move(config: IngestConfig, path: Path, kind: str) -> Iterator[Path]:
         hold.release()
 
 
-def _claim_move(config: IngestConfig, path: Path, kind: str) -> tuple[Hold, Path]:
+def _claim_move(config: IngestConfig, path: Path, kind: str) -> tuple[FileLock, Path]:
     """Lock, then rename; a lock held by another process counts as a transient failure."""
     dest = claim_name(config, kind, path.name)
     for attempt in range(1, config.max_attempts + 1):
@@ -203,34 +151,6 @@ def signature(path: Path) -> Signature:
     """Return a file's (size, mtime_ns), the facts that change when anything is written to it."""
     st = path.stat()
     return st.st_size, st.st_mtime_ns
-
-
-def held_for_writing(path: Path) -> bool:
-    """Tell whether some process holds the file open for writing; False where it cannot be told.
-
-    Linux grants a read lease only when no process has the file open for writing; the lease is
-    released at once. Its break notice is set to SIGURG (ignored by default), so a writer that
-    opens the file in that instant can never stop this process. Elsewhere (not Linux, a file of
-    another owner, a network share) the answer is False and stability alone decides.
-    """
-    lease = getattr(fcntl, "F_SETLEASE", None)
-    if lease is None:
-        return False
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    except OSError:
-        return False
-    try:
-        fcntl.fcntl(fd, fcntl.F_SETSIG, signal.SIGURG)
-        fcntl.fcntl(fd, lease, fcntl.F_RDLCK)
-    except OSError as exc:
-        return exc.errno in (errno.EAGAIN, errno.EBUSY)
-    else:
-        with contextlib.suppress(OSError):
-            fcntl.fcntl(fd, lease, fcntl.F_UNLCK)
-        return False
-    finally:
-        os.close(fd)
 
 
 def wait_until_still(path: Path, stable_seconds: float, limit_seconds: float) -> bool:

@@ -22,16 +22,14 @@ from scoring.api import (
     docs,
     files,
     health,
-    kserve,
     metrics,
-    mlflow,
     models,
-    oip,
     openapi,
     predict,
     runs,
     score,
 )
+from scoring.api.adapters import PROTOCOLS
 from scoring.api.auth import register_auth
 from scoring.api.context import (
     MODEL_KEY,
@@ -48,6 +46,7 @@ from scoring.api.monitoring import Monitoring
 from scoring.api.pages import register_pages
 from scoring.api.proxies import trust_proxies
 from scoring.api.query import register_query_check
+from scoring.inference.dataplane import Dataplane
 from scoring.lifecycle.champion import ChampionHolder
 from scoring.lifecycle.registry import Registry
 from scoring.settings import Settings
@@ -55,8 +54,6 @@ from scoring.settings import Settings
 # Blueprints whose routes act on one model: each also answers under /models/<name>.
 MODEL_SCOPED = ("predict", "score", "runs", "files", "models")
 MODEL_PREFIX = "/models/<model:model>"
-# Blueprints whose routes name their model as <model:name> (the protocols' own scheme).
-PROTOCOLS = ("oip.", "kserve.")
 
 
 def create_app(
@@ -66,12 +63,14 @@ def create_app(
     registry: Registry | None = None,
     ledger: Ledger | None = None,
     probes: dict[str, Callable[[], dict[str, Any]]] | None = None,
+    dataplane: Dataplane | None = None,
 ) -> Flask:
     """Build the API over a settings object; nothing is loaded until the first request.
 
     ``served`` passes the objects a ``serve`` process already holds for each model (its
     registry, ledger and champion), so the API and the background work share them;
-    ``registry`` and ``ledger`` stand in for the default model's (tests pass their own).
+    ``registry`` and ``ledger`` stand in for the default model's (tests pass their own);
+    ``dataplane`` is the one a ``serve`` process's scored drops already report to.
     """
     app = Flask("dropscore")
     app.json = StrictJSONProvider(app)  # strict JSON everywhere: no NaN/Infinity in answers
@@ -92,7 +91,9 @@ def create_app(
         models=by_name,
         monitoring=Monitoring(lambda: {name: _gauges(m) for name, m in by_name.items()}),
         probes=dict(probes or {}),
+        dataplane=dataplane or Dataplane(),
     )
+    services.dataplane.add(services.monitoring.count_rows)  # the first observer: rows scored
     app.extensions["dropscore"] = services
     metrics.register_instrumentation(app)
     sessions = register_pages(app, settings)
@@ -103,9 +104,10 @@ def create_app(
     trust_proxies(app, settings)  # forwarded headers: applied from trusted proxies, else dropped
     for module in (
         health, predict, score, models, catalog, files, runs, metrics, audit, openapi, docs,
-        mlflow, oip, kserve,
     ):  # fmt: skip
         app.register_blueprint(module.bp)
+    for protocol in PROTOCOLS:  # the other protocols, each as its adapter declares it
+        app.register_blueprint(protocol.blueprint)
     _add_model_routes(app, settings.name)
     return app
 
@@ -122,6 +124,10 @@ def model_services(
 
 def _add_model_routes(app: Flask, default: str) -> None:
     """Answer each model-scoped route under ``/models/<name>`` too, with the same endpoint."""
+    # blueprint → the route argument naming the model (the protocols' own scheme, <model:name>)
+    model_args = {p.name: p.model_arg for p in PROTOCOLS if p.model_arg}
+    # blueprints whose routes naming no model answer for the default one
+    defaulted = frozenset((*MODEL_SCOPED, *(p.name for p in PROTOCOLS if p.default_model)))
     for rule in list(app.url_map.iter_rules()):
         if rule.endpoint.partition(".")[0] not in MODEL_SCOPED:
             continue
@@ -138,11 +144,13 @@ def _add_model_routes(app: Flask, default: str) -> None:
     @app.url_value_preprocessor
     def _pick_model(endpoint: str | None, values: dict[str, Any] | None) -> None:
         """Keep the path's model for ``services()`` (checked there, after auth)."""
+        blueprint = endpoint.partition(".")[0] if endpoint else ""
+        arg = model_args.get(blueprint)
         if values and "model" in values:
             g.setdefault(MODEL_KEY, values.pop("model"))
-        elif values and "name" in values and endpoint and endpoint.startswith(PROTOCOLS):
-            g.setdefault(MODEL_KEY, values["name"])  # the protocols' /v2/models/<name>, …
-        elif endpoint and endpoint.partition(".")[0] in (*MODEL_SCOPED, "mlflow"):
+        elif values and arg and arg in values:
+            g.setdefault(MODEL_KEY, values[arg])  # the protocols' /v2/models/<name>, …
+        elif blueprint in defaulted:
             g.setdefault(MODEL_KEY, default)  # today's routes: the default model
         bind_request_model()
 

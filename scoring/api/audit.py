@@ -11,10 +11,10 @@ from scoring.api.openapi import (
     INTEGER,
     STRING,
     array,
-    json_response,
     obj,
     operation,
     query_param,
+    response_object,
 )
 from scoring.api.params import int_arg
 from scoring.audit import AuditLog
@@ -30,7 +30,7 @@ bp = Blueprint("audit", __name__)
         query_param("offset", {"type": "integer", "minimum": 0}, "entries to skip"),
         query_param("key", STRING, "only this key's entries"),
     ],
-    responses={200: json_response(obj(audit=array(ANY_OBJECT), limit=INTEGER, offset=INTEGER))},
+    responses={200: response_object(obj(audit=array(ANY_OBJECT), limit=INTEGER, offset=INTEGER))},
     errors=(422,),
 )
 def list_audit() -> Response:

@@ -16,7 +16,10 @@ from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.wrappers import Response as BaseResponse
 
 from ingest.state.db import StateDB
+from scoring.api.adapters import PROTOCOLS
 from scoring.api.audited import entry_for
+from scoring.api.openapi import ACCESS_KEY, Access
+from scoring.api.protocol import endpoint_roles, open_endpoints
 from scoring.audit import AuditLog
 from scoring.errors import BadRequest, Forbidden, Unauthorized
 from scoring.keys import Identity, KeyRing, KeyStore, role_allows
@@ -42,25 +45,23 @@ class SessionAuth(Protocol):
 
 log = logging.getLogger("dropscore.audit")
 
-# Endpoints anyone may call, key or not: the probes a load balancer or orchestrator polls.
-# Open to anyone: the probes orchestrators poll (ours, MLflow's /ping, OIP's /v2/health/*), and
-# the dashboard's login form and its assets.
+# Endpoints anyone may call, key or not: the probes orchestrators poll (ours, and the ones each
+# protocol declares open: MLflow's /ping, OIP's /v2/health/*), and the dashboard's login form and
+# its assets.
 OPEN_ENDPOINTS = frozenset(
     {
         "health.health",
         "health.ready",
-        "mlflow.ping",
-        "oip.live",
-        "oip.ready",
         "pages.login",
         "pages.logout",
         "pages.static",
     }
-)
+) | open_endpoints(PROTOCOLS)
 
-# The one table of who may call what (blueprint.view → the lowest role allowed). An endpoint
-# missing here needs ``admin``; tests/test_roles.py fails for any registered endpoint that is
-# neither here nor open, so a new endpoint cannot slip through with the wrong role.
+# The one table of who may call what (blueprint.view → the lowest role allowed): dropscore's own
+# endpoints here, each other protocol's from its declaration. An endpoint missing here needs
+# ``admin``; tests/test_roles.py fails for any registered endpoint that is neither here nor
+# open, so a new endpoint cannot slip through with the wrong role.
 ENDPOINT_ROLES: dict[str, str] = {
     "predict.predict": "predict",
     "predict.explain_rows": "predict",
@@ -78,20 +79,7 @@ ENDPOINT_ROLES: dict[str, str] = {
     "openapi.openapi_json": "predict",
     "docs.docs": "predict",
     "docs.asset": "predict",
-    # the other protocols: predictions and reads
-    "mlflow.invocations": "predict",
-    "mlflow.version": "predict",
-    "oip.server_metadata": "predict",
-    "oip.model_metadata": "predict",
-    "oip.model_config": "predict",
-    "oip.model_ready": "predict",
-    "oip.infer": "predict",
-    "oip.list_models": "predict",
-    "oip.repository_index": "predict",
     "catalog.show_model": "predict",
-    "kserve.list_models": "predict",
-    "kserve.model_status": "predict",
-    "kserve.predict": "predict",
     "static": "predict",  # Flask's own /static/<file> route: assets are reads
     "runs.start_training": "operate",
     "models.promote_model": "operate",
@@ -106,6 +94,7 @@ ENDPOINT_ROLES: dict[str, str] = {
     "pages.promote": "operate",
     "pages.retrain": "operate",
     "pages.retry": "operate",
+    **endpoint_roles(PROTOCOLS),  # the other protocols: as each declares its routes
 }
 DEFAULT_ROLE = "admin"
 # A path that matches no endpoint (404, 405) needs a valid key of any role before it is told so.
@@ -159,6 +148,7 @@ def register_auth(app: Flask, settings: Settings, sessions: SessionAuth | None =
     ``sessions`` identifies a request by the dashboard's session instead of a bearer key; it is
     asked only when the request carries no Authorization header, and the role check is the same.
     """
+    app.extensions[ACCESS_KEY] = Access(OPEN_ENDPOINTS, required_role)  # for the OpenAPI spec
     ring = KeyRing(KeyStore(StateDB.at(settings.shared_db_path)), settings.server.api_keys)
     trail = AuditLog(StateDB.at(settings.shared_db_path))
 

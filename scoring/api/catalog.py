@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify
 
+from ingest.base.layout import KINDS
 from scoring.api.context import services
-from scoring.api.openapi import BOOLEAN, STRING, json_response, nullable, obj, operation
+from scoring.api.openapi import BOOLEAN, STRING, nullable, obj, operation, response_object
 
 bp = Blueprint("catalog", __name__)
 
@@ -22,7 +23,7 @@ SERVED = obj(
 @bp.get("/models/<model:model>")
 @operation(
     "One served model: its champion, what it predicts, and its inboxes",
-    responses={200: json_response(SERVED)},
+    responses={200: response_object(SERVED)},
 )
 def show_model() -> Response:
     """Describe one served model, so a client finds its routes and an operator its folders."""
@@ -38,7 +39,7 @@ def show_model() -> Response:
             "estimator": m.settings.model.estimator,
             "inboxes": {
                 kind: str(layout.inbox(kind).relative_to(m.settings.data_dir))
-                for kind in ("train", "score")
+                for kind in KINDS
             },
         }
     )

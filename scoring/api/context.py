@@ -18,6 +18,7 @@ from flask import current_app, g, has_request_context
 from ingest.base.logs import bound
 from scoring.api.monitoring import Monitoring
 from scoring.errors import NotFound
+from scoring.inference.dataplane import Dataplane
 from scoring.lifecycle.champion import ChampionHolder
 from scoring.lifecycle.registry import Registry
 from scoring.lifecycle.versions import VersionCache
@@ -65,6 +66,8 @@ class Services:
     probes: dict[str, Callable[[], dict[str, Any]]] = field(default_factory=dict)
     # The keys this process accepts (set by create_app once auth is registered).
     keyring: KeyRing | None = None
+    # The scoring step every protocol goes through, and its observers (metrics first).
+    dataplane: Dataplane = field(default_factory=Dataplane)
 
     def model(self, name: str | None = None) -> ModelServices:
         """Return a model by name, else the request's, else the default; 404 names the models."""

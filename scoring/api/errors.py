@@ -2,8 +2,8 @@
 
 One handler per kind of exception, one body builder: the body's shape follows the protocol the
 request spoke (picked by blueprint, or by path for URLs no route matched). dropscore's own
-endpoints answer ``{"error": {"code", "message", "details"}}``; MLflow's scoring protocol
-``{"error_code", "message"}``; the Open Inference Protocol and KServe ``{"error": "..."}``.
+endpoints answer ``{"error": {"code", "message", "details"}}``; each other protocol answers the
+shape its declaration gives (``scoring.api.adapters``).
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from flask import Flask, Response, json, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from ingest.base.errors import disk_full
+from scoring.api.adapters import PROTOCOLS
+from scoring.api.protocol import Protocol, protocol_of_blueprint
 from scoring.errors import DropscoreError, InsufficientStorage, error_body
 
 log = logging.getLogger("dropscore.api")
@@ -30,45 +32,27 @@ HTTP_CODES = {
     422: "invalid_input",
     503: "unavailable",
 }
-# MLflow's error codes (mlflow/protos/databricks.proto) for the statuses we answer.
-MLFLOW_CODES = {
-    401: "UNAUTHENTICATED",
-    403: "PERMISSION_DENIED",
-    404: "RESOURCE_DOES_NOT_EXIST",
-    500: "INTERNAL_ERROR",
-    503: "TEMPORARILY_UNAVAILABLE",
-}
-# Blueprint → the protocol whose error body it answers (KServe v1 shares OIP's).
-PROTOCOLS = {"mlflow": "mlflow", "oip": "oip", "kserve": "oip"}
 
 
 def json_error(status: int, code: str, message: str, details: list | None = None) -> Response:
     """Answer an error in the shape of the protocol this request spoke."""
     protocol = _protocol()
-    if protocol == "mlflow":
-        body: dict = {"error_code": MLFLOW_CODES.get(status, "BAD_REQUEST"), "message": message}
-    elif protocol == "oip":
-        body = {"error": message}
-    else:
+    if protocol is None:
         body = error_body(code, message, details)
+    else:
+        body = protocol.error_body(status, code, message, details)
     return Response(json.dumps(body), status=status, mimetype="application/json")
 
 
-def _protocol() -> str:
-    """The protocol a request spoke: its route's, or its path's when no route matched."""
+def _protocol() -> Protocol | None:
+    """The protocol a request spoke: its route's, or its path's when no route matched; None
+    for dropscore's own."""
     if not request:
-        return "dropscore"
-    if request.blueprint in PROTOCOLS:
-        return PROTOCOLS[request.blueprint]
-    if request.url_rule is None:
-        path = request.path
-        if path == "/invocations" or (
-            path.startswith("/models/") and path.endswith(("/invocations", "/ping"))
-        ):  # MLflow's paths, plain or under a model name that matched no route
-            return "mlflow"
-        if path == "/v2" or path.startswith(("/v2/", "/v1/")):
-            return "oip"
-    return "dropscore"
+        return None
+    found = protocol_of_blueprint(PROTOCOLS, request.blueprint)
+    if found is None and request.url_rule is None:
+        found = next((p for p in PROTOCOLS if p.owns_path(request.path)), None)
+    return found
 
 
 def register_error_handlers(app: Flask) -> None:

@@ -7,7 +7,6 @@ import os
 import secrets
 import shutil
 from pathlib import Path
-from typing import Any
 
 from flask import Blueprint, Response, jsonify, send_file
 
@@ -22,11 +21,11 @@ from scoring.api.openapi import (
     INTEGER,
     STRING,
     array,
-    json_response,
     nullable,
     obj,
     operation,
     query_param,
+    response_object,
 )
 from scoring.api.params import page_args
 from scoring.errors import Conflict, NotFound
@@ -66,7 +65,7 @@ STATE = {"type": "string", "enum": list(STATES)}
         query_param("limit", {**INTEGER, "minimum": 1, "maximum": 1000}, "page size"),
         query_param("offset", {**INTEGER, "minimum": 0, "maximum": 10**9}, "files to skip"),
     ],
-    responses={200: json_response(obj(files=array(FILE), limit=INTEGER, offset=INTEGER))},
+    responses={200: response_object(obj(files=array(FILE), limit=INTEGER, offset=INTEGER))},
     errors=(422,),
 )
 def list_files() -> Response:
@@ -79,7 +78,7 @@ def list_files() -> Response:
 
 
 @bp.get("/files/<id:file_id>")
-@operation("One file of the ledger", responses={200: json_response(FILE)})
+@operation("One file of the ledger", responses={200: response_object(FILE)})
 def show_file(file_id: int) -> Response:
     """Show one ledger row: where the drop is and why it ended there."""
     record = services().ledger.get(file_id)
@@ -213,7 +212,7 @@ def _not_retryable(record: FileRecord) -> Conflict:
     )
 
 
-def stored_file(ledger: Any, file_id: int, which: str) -> Path:
+def stored_file(ledger: Ledger, file_id: int, which: str) -> Path:
     """Return the original (archived or quarantined) or scored output of a drop, from the ledger."""
     record = _record(ledger, file_id)
     if which == "output":
@@ -226,7 +225,7 @@ def stored_file(ledger: Any, file_id: int, which: str) -> Path:
 @bp.post("/files/<id:file_id>/retry")
 @operation(
     "Take a quarantined drop again, unchanged, as a new drop (once; then it is retried)",
-    responses={202: json_response(obj(file_id=INTEGER, queued_as=STRING, state=STRING))},
+    responses={202: response_object(obj(file_id=INTEGER, queued_as=STRING, state=STRING))},
     errors=(409,),
 )
 def retry_file(file_id: int) -> tuple[Response, int]:
@@ -259,14 +258,14 @@ def download_output(file_id: int) -> Response:
     return send_file(path, as_attachment=True, download_name=_name(path), max_age=0)
 
 
-def _record(ledger: Any, file_id: int) -> Any:
+def _record(ledger: Ledger, file_id: int) -> FileRecord:
     record = ledger.get(file_id)
     if record is None:
         raise NotFound(f"file {file_id} is not in the ledger")
     return record
 
 
-def _stored(ledger: Any, stored: str | None, file_id: int, what: str) -> Path:
+def _stored(ledger: Ledger, stored: str | None, file_id: int, what: str) -> Path:
     """Resolve a ledger path, refusing anything outside the data folder or no longer there.
 
     A quarantined symbolic link is refused too: nothing is ever read through a dropped link.

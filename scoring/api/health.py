@@ -8,7 +8,15 @@ from flask import Blueprint, Response, jsonify
 
 from scoring.api.context import Services, readiness, services
 from scoring.api.errors import json_error
-from scoring.api.openapi import INTEGER, STRING, error_ref, json_response, nullable, obj, operation
+from scoring.api.openapi import (
+    INTEGER,
+    STRING,
+    error_ref,
+    nullable,
+    obj,
+    operation,
+    response_object,
+)
 
 bp = Blueprint("health", __name__)
 
@@ -27,7 +35,7 @@ HEALTH = {
 @bp.get("/health")
 @operation(
     "Liveness, with the watcher, scheduler, last ingest and last retrain where known",
-    responses={200: json_response(HEALTH)},
+    responses={200: response_object(HEALTH)},
 )
 def health() -> Response:
     """Answer 200 while the process runs, with what it knows about its parts."""
@@ -79,7 +87,7 @@ def _last_retrain(s: Services) -> dict | None:
 @operation(
     "Readiness: 200 once every champion is loaded (a model with none yet does not block)",
     responses={
-        200: json_response(
+        200: response_object(
             obj(
                 status=STRING,
                 model_version=nullable(STRING),

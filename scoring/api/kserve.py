@@ -7,7 +7,9 @@ from flask import Blueprint, Response
 from scoring.api import openapi as oa
 from scoring.api.context import services
 from scoring.api.jsonio import json_response, request_json
-from scoring.inference.core import model_for, predict_many
+from scoring.api.oip import error_body
+from scoring.api.protocol import Protocol
+from scoring.api.request_ids import request_id
 from scoring.inference.payloads import kserve_rows
 
 bp = Blueprint("kserve", __name__)
@@ -18,7 +20,7 @@ ERRORS = oa.protocol_errors(oa.OIP_ERROR, (401, 403, 404, 503))
 @bp.get("/v1/models")
 @oa.operation(
     "KServe v1: the model names this server answers",
-    responses={200: oa.json_response(oa.obj(models=oa.array(oa.STRING))), **ERRORS},
+    responses={200: oa.response_object(oa.obj(models=oa.array(oa.STRING))), **ERRORS},
 )
 def list_models() -> Response:
     """List the model names a KServe v1 client can call."""
@@ -28,11 +30,12 @@ def list_models() -> Response:
 @bp.get("/v1/models/<model:name>")
 @oa.operation(
     "KServe v1: whether the model is ready",
-    responses={200: oa.json_response(oa.obj(name=oa.STRING, ready=oa.BOOLEAN)), **ERRORS},
+    responses={200: oa.response_object(oa.obj(name=oa.STRING, ready=oa.BOOLEAN)), **ERRORS},
 )
 def model_status(name: str) -> Response:
     """Say whether the model is ready, as KServe's model status endpoint does."""
-    model_for(services().model(name).versions)
+    s = services()
+    s.dataplane.model(s.model(name).versions)
     return json_response({"name": name, "ready": True})
 
 
@@ -48,7 +51,7 @@ def model_status(name: str) -> Response:
         },
     ),
     responses={
-        200: oa.json_response(oa.obj(predictions=oa.array({}))),
+        200: oa.response_object(oa.obj(predictions=oa.array({}))),
         **ERRORS,
         **oa.protocol_errors(oa.OIP_ERROR, (400, 413, 422)),
     },
@@ -56,8 +59,17 @@ def model_status(name: str) -> Response:
 def predict(name: str) -> Response:
     """Score ``instances`` (lists by position or objects by name) into ``predictions``."""
     s = services()
-    model = model_for(s.model(name).versions)
-    X = kserve_rows(request_json(), model.schema, s.settings.server.max_rows_per_request)
-    out = predict_many(model, X)
-    s.monitoring.rows_scored.labels("kserve", s.model().name).inc(len(out.values))
+    m = s.model(name)  # looked up once
+    model = s.dataplane.model(m.versions)
+    X = kserve_rows(request_json(), model.schema, m.settings.server.max_rows_per_request)
+    out = s.dataplane.predict(m.name, model, X, "kserve", request_id())
     return json_response({"predictions": out.values})
+
+
+PROTOCOL = Protocol(
+    blueprint=bp,
+    error_body=error_body,  # KServe v1 answers errors as OIP does
+    roles={"list_models": "predict", "model_status": "predict", "predict": "predict"},
+    prefixes=("/v1/",),
+    model_arg="name",  # /v1/models/<name>…
+)

@@ -15,9 +15,11 @@ from flask import Blueprint, Response, request
 from scoring.api import openapi as oa
 from scoring.api.context import services
 from scoring.api.jsonio import json_response
+from scoring.api.protocol import Protocol
+from scoring.api.request_ids import request_id
 from scoring.api.versioning import VERSION_QUERY, requested_version
 from scoring.errors import BadRequest, ValidationFailed
-from scoring.inference.core import model_for, predict_many, server_version
+from scoring.inference.core import server_version
 from scoring.inference.payloads import CONTENT_TYPE_JSON, MB, invocation_rows
 
 bp = Blueprint("mlflow", __name__)
@@ -53,6 +55,19 @@ INVOCATION_BODY = {
     },
 }
 ERRORS = oa.protocol_errors(oa.MLFLOW_ERROR, (400, 401, 403, 404, 413, 415, 422, 503))
+# MLflow's error codes (mlflow/protos/databricks.proto) for the statuses we answer.
+MLFLOW_CODES = {
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "RESOURCE_DOES_NOT_EXIST",
+    500: "INTERNAL_ERROR",
+    503: "TEMPORARILY_UNAVAILABLE",
+}
+
+
+def error_body(status: int, code: str, message: str, details: list | None) -> dict:
+    """MLflow's error body, ``{"error_code", "message"}``, without its stack traces."""
+    return {"error_code": MLFLOW_CODES.get(status, "BAD_REQUEST"), "message": message}
 
 
 @bp.post("/invocations")
@@ -62,22 +77,21 @@ ERRORS = oa.protocol_errors(oa.MLFLOW_ERROR, (400, 401, 403, 404, 413, 415, 422,
     " for the default model, /models/<name>/invocations for that one",
     body=INVOCATION_BODY,
     query=[VERSION_QUERY],
-    responses={200: oa.json_response(oa.obj(predictions=oa.array({}))), **ERRORS},
+    responses={200: oa.response_object(oa.obj(predictions=oa.array({}))), **ERRORS},
 )
 def invocations() -> Response:
     """Score a JSON, CSV or Parquet body as ``mlflow models serve`` does, with our validation."""
     s = services()
     m = s.model()  # the request's model, looked up once
-    model = model_for(m.versions, requested_version())
+    model = s.dataplane.model(m.versions, requested_version())
     data = request.get_data(cache=False)
     limit = m.settings.server.max_rows_per_request
     max_bytes = int(m.settings.server.max_json_mb * MB)
     try:
         X = invocation_rows(data, request.mimetype, model.schema, limit, max_bytes)
-        out = predict_many(model, X)
+        out = s.dataplane.predict(m.name, model, X, "invocations", request_id())
     except (BadRequest, ValidationFailed) as exc:
         raise type(exc)(_answered_by(m.name, model.version, exc.message), exc.details) from None
-    s.monitoring.rows_scored.labels("invocations", m.name).inc(len(out.values))
     return json_response({"predictions": out.values})
 
 
@@ -103,7 +117,7 @@ def _answered_by(name: str, version: str, message: str) -> str:
     "MLflow's readiness probe: 200 once a model is loaded (open, like /health)",
     responses={
         200: {"description": "A model is loaded", "content": {"application/json": {}}},
-        503: oa.json_response(oa.obj(status=oa.STRING), "No model is loaded yet"),
+        503: oa.response_object(oa.obj(status=oa.STRING), "No model is loaded yet"),
         **oa.protocol_errors(oa.MLFLOW_ERROR, (404,)),
     },
 )
@@ -125,3 +139,14 @@ def ping() -> Response:
 def version() -> Response:
     """Answer the server's version as plain text, as ``mlflow models serve`` does."""
     return Response(server_version(), mimetype="text/plain")
+
+
+PROTOCOL = Protocol(
+    blueprint=bp,
+    error_body=error_body,
+    roles={"invocations": "predict", "version": "predict"},
+    open=frozenset({"ping"}),  # MLflow's readiness probe, open like /health
+    paths=("/invocations",),
+    model_paths=("/invocations", "/ping"),  # under a model name that matched no route too
+    default_model=True,  # the plain /invocations answers for the default model
+)

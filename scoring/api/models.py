@@ -10,10 +10,10 @@ from scoring.api.openapi import (
     ANY_OBJECT,
     STRING,
     array,
-    json_response,
     nullable,
     obj,
     operation,
+    response_object,
 )
 from scoring.errors import NoModel
 
@@ -34,7 +34,7 @@ MODEL_DETAIL = {"allOf": [MODEL, obj(features=array(STRING), card=ANY_OBJECT)]}
 
 @bp.get("/models")
 @operation(
-    "List model versions, oldest first", responses={200: json_response(obj(models=array(MODEL)))}
+    "List model versions, oldest first", responses={200: response_object(obj(models=array(MODEL)))}
 )
 def list_models() -> Response:
     """List every registered version with its status and metrics."""
@@ -45,7 +45,7 @@ def list_models() -> Response:
 @bp.get("/models/current")
 @operation(
     "The champion: status, metrics, features in X_test order, model card",
-    responses={200: json_response(MODEL_DETAIL)},
+    responses={200: response_object(MODEL_DETAIL)},
     errors=(503,),
 )
 def current_model() -> Response:
@@ -58,7 +58,7 @@ def current_model() -> Response:
 
 
 @bp.get("/models/<id:version>")
-@operation("One model version in detail", responses={200: json_response(MODEL_DETAIL)})
+@operation("One model version in detail", responses={200: response_object(MODEL_DETAIL)})
 def show_model(version: int) -> Response:
     """Show one version with its card; the path parser already refused non-ids."""
     return jsonify(_detail(version))
@@ -67,7 +67,7 @@ def show_model(version: int) -> Response:
 @bp.post("/models/<id:version>/promote")
 @operation(
     "Make this version the champion (rollback included)",
-    responses={200: json_response(MODEL)},
+    responses={200: response_object(MODEL)},
 )
 def promote_model(version: int) -> Response:
     """Promote (or roll back to) a version by moving the champion pointer."""

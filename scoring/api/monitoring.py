@@ -16,6 +16,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from scoring.inference.dataplane import Scored
+
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10)
 
@@ -52,6 +54,10 @@ class Monitoring:
         """Count one answered request and record how long it took."""
         self.requests.labels(endpoint, method, str(status), model).inc()
         self.latency.labels(endpoint, model).observe(seconds)
+
+    def count_rows(self, event: Scored) -> None:
+        """Count a scoring's rows by route and model: the dataplane's first observer."""
+        self.rows_scored.labels(event.protocol, event.model).inc(event.rows)
 
     def render(self) -> bytes:
         """Return the text exposition, summed over processes when under gunicorn."""

@@ -14,8 +14,10 @@ from flask import Blueprint, Response, request
 from scoring.api import openapi as oa
 from scoring.api.context import readiness, services
 from scoring.api.jsonio import json_response, request_json
+from scoring.api.protocol import Protocol
+from scoring.api.request_ids import request_id
 from scoring.errors import NoModel, UnsupportedMediaType
-from scoring.inference.core import model_for, predict_many, server_version
+from scoring.inference.core import server_version
 from scoring.inference.tensors import (
     HEADER_LENGTH,
     OUTPUT_PREDICT,
@@ -33,6 +35,11 @@ bp = Blueprint("oip", __name__)
 EXTENSIONS = ["binary_tensor_data"]
 
 ERRORS = oa.protocol_errors(oa.OIP_ERROR, (401, 403, 404, 503))
+
+
+def error_body(status: int, code: str, message: str, details: list | None) -> dict:
+    """The Open Inference Protocol's error body, ``{"error": "..."}`` (KServe v1's too)."""
+    return {"error": message}
 TENSOR = oa.obj(
     optional=["parameters", "data"],
     name=oa.STRING,
@@ -82,7 +89,7 @@ INFER_OUT = oa.obj(
 @oa.operation(
     "Open Inference Protocol: server metadata",
     responses={
-        200: oa.json_response(
+        200: oa.response_object(
             oa.obj(name=oa.STRING, version=oa.STRING, extensions=oa.array(oa.STRING))
         ),
         **ERRORS,
@@ -98,7 +105,7 @@ def server_metadata() -> Response:
 @bp.get("/v2/health/live")
 @oa.operation(
     "Open Inference Protocol: liveness (open)",
-    responses={200: oa.json_response(oa.obj(live=oa.BOOLEAN))},
+    responses={200: oa.response_object(oa.obj(live=oa.BOOLEAN))},
 )
 def live() -> Response:
     """Answer 200 while the process runs; open like ``/health``."""
@@ -109,7 +116,7 @@ def live() -> Response:
 @oa.operation(
     "Open Inference Protocol: readiness, once a model is loaded (open)",
     responses={
-        200: oa.json_response(oa.obj(ready=oa.BOOLEAN)),
+        200: oa.response_object(oa.obj(ready=oa.BOOLEAN)),
         **oa.protocol_errors(oa.OIP_ERROR, (503,)),
     },
 )
@@ -130,7 +137,7 @@ REPOSITORY_ENTRY = oa.obj(
 @bp.get("/v2/models")
 @oa.operation(
     "The models this server serves: name, champion version and state (READY or UNAVAILABLE)",
-    responses={200: oa.json_response(oa.obj(models=oa.array(REPOSITORY_ENTRY))), **ERRORS},
+    responses={200: oa.response_object(oa.obj(models=oa.array(REPOSITORY_ENTRY))), **ERRORS},
 )
 def list_models() -> Response:
     """List every served model, so a client learns the names before it calls one."""
@@ -142,7 +149,7 @@ def list_models() -> Response:
     "Model repository index, as Triton and MLServer answer it: one entry per model",
     body=oa.json_body(oa.obj(ready=oa.BOOLEAN), required=False, ready={"ready": True}),
     responses={
-        200: oa.json_response(oa.array(REPOSITORY_ENTRY)),
+        200: oa.response_object(oa.array(REPOSITORY_ENTRY)),
         **ERRORS,
         **oa.protocol_errors(oa.OIP_ERROR, (400, 413, 415)),
     },
@@ -174,11 +181,12 @@ def _repository() -> list[dict]:
 @bp.get("/v2/models/<model:name>/versions/<model_version>")
 @oa.operation(
     "Open Inference Protocol: the model's inputs (one per feature) and outputs",
-    responses={200: oa.json_response(oa.ANY_OBJECT), **ERRORS},
+    responses={200: oa.response_object(oa.ANY_OBJECT), **ERRORS},
 )
 def model_metadata(name: str, model_version: str | None = None) -> Response:
     """Describe the model's inputs (one per feature) and outputs, as OIP clients read them."""
-    model = model_for(services().model(name).versions, model_version)
+    s = services()
+    model = s.dataplane.model(s.model(name).versions, model_version)
     return json_response(_metadata(name, model))
 
 
@@ -187,13 +195,14 @@ def model_metadata(name: str, model_version: str | None = None) -> Response:
 @oa.operation(
     "Open Inference Protocol: whether this model (and version) is served",
     responses={
-        200: oa.json_response(oa.obj(name=oa.STRING, ready=oa.BOOLEAN, version=oa.STRING)),
+        200: oa.response_object(oa.obj(name=oa.STRING, ready=oa.BOOLEAN, version=oa.STRING)),
         **ERRORS,
     },
 )
 def model_ready(name: str, model_version: str | None = None) -> Response:
     """Answer 200 when this name (and version) is served, 404 when not, 503 before a model."""
-    model = model_for(services().model(name).versions, model_version)
+    s = services()
+    model = s.dataplane.model(s.model(name).versions, model_version)
     return json_response({"name": name, "ready": True, "version": model.version})
 
 
@@ -217,13 +226,13 @@ def model_ready(name: str, model_version: str | None = None) -> Response:
 def infer(name: str, model_version: str | None = None) -> Response:
     """Score tensors (JSON or binary) and answer ``predict`` (+ ``predict_proba``) tensors."""
     s = services()
-    model = model_for(s.model(name).versions, model_version)
+    m = s.model(name)  # looked up once
+    model = s.dataplane.model(m.versions, model_version)
     if request.content_encoding:
         raise UnsupportedMediaType("compressed request bodies are not accepted")
     parsed = read_request(request.get_data(cache=False), request.headers.get(HEADER_LENGTH))
-    X = tensors_to_matrix(parsed.inputs, model.schema, s.settings.server.max_rows_per_request)
-    out = predict_many(model, X)
-    s.monitoring.rows_scored.labels("infer", s.model().name).inc(len(out.values))
+    X = tensors_to_matrix(parsed.inputs, model.schema, m.settings.server.max_rows_per_request)
+    out = s.dataplane.predict(m.name, model, X, "infer", request_id(parsed.id))
     outputs, binary = outputs_for(out, parsed)
     body: dict = {"model_name": name, "model_version": model.version, "outputs": outputs}
     if parsed.id is not None:
@@ -243,12 +252,13 @@ def infer(name: str, model_version: str | None = None) -> Response:
 @oa.operation(
     "Triton's model configuration (tritonclient's get_model_config): inputs and outputs with"
     " data_type and dims",
-    responses={200: oa.json_response(MODEL_CONFIG), **ERRORS},
+    responses={200: oa.response_object(MODEL_CONFIG), **ERRORS},
 )
 def model_config(name: str, model_version: str | None = None) -> Response:
     """Describe the model as Triton's config does, so Triton tooling can read its tensors."""
-    m = services().model(name)
-    model = model_for(m.versions, model_version)
+    s = services()
+    m = s.model(name)
+    model = s.dataplane.model(m.versions, model_version)
     return json_response(_config(name, model, m.settings.server.max_rows_per_request))
 
 
@@ -306,3 +316,22 @@ def _metadata(name: str, model: LoadedModel) -> dict:
         "outputs": outputs,
         "parameters": {"task": schema.task, "classes": [str(c) for c in model.classes]},
     }
+
+
+PROTOCOL = Protocol(
+    blueprint=bp,
+    error_body=error_body,
+    roles={
+        "server_metadata": "predict",
+        "model_metadata": "predict",
+        "model_config": "predict",
+        "model_ready": "predict",
+        "infer": "predict",
+        "list_models": "predict",
+        "repository_index": "predict",
+    },
+    open=frozenset({"live", "ready"}),  # the health probes orchestrators poll
+    paths=("/v2",),
+    prefixes=("/v2/",),
+    model_arg="name",  # /v2/models/<name>/…
+)

@@ -2,8 +2,9 @@
 
 The spec cannot drift from the code: its paths, methods and path parameters come from the
 routes themselves (a path parameter's schema from its converter, e.g. ``<id:version>``), whether
-an operation needs the bearer key from ``scoring.api.auth.OPEN_ENDPOINTS``, and the rest from an
-``@operation(...)`` note on the view. ``tests/test_openapi.py`` fails when a route has no note.
+an operation needs the bearer key from the app's ``Access`` (``scoring.api.auth``'s tables, which
+include what each protocol declares), and the rest from an ``@operation(...)`` note on the
+view. ``tests/test_openapi.py`` fails when a route has no note.
 
 To describe a new endpoint, put a note under its route decorator::
 
@@ -11,7 +12,7 @@ To describe a new endpoint, put a note under its route decorator::
     @operation(
         "Do the thing",                              # one-line summary
         body=json_body(THING),                       # request body, if any
-        responses={200: json_response(THING_OUT)},   # success responses
+        responses={200: response_object(THING_OUT)},   # success responses
         errors=(422, 503),                           # error statuses this view raises itself
     )
     def do_thing(thing_id: int) -> Response: ...
@@ -31,9 +32,20 @@ from typing import Any, TypeVar
 from flask import Blueprint, Flask, Response, current_app, jsonify
 from werkzeug.routing import Rule
 
-from scoring.api.auth import OPEN_ENDPOINTS, required_role
-
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass(frozen=True)
+class Access:
+    """Who may call what, as auth registered it on the app: open endpoints, each one's role."""
+
+    open: frozenset[str]
+    required_role: Callable[[str | None], str]
+
+
+# Where ``scoring.api.auth.register_auth`` leaves the app's Access (read from the app, not
+# imported: auth's tables include the protocols' declarations, whose views this module notes).
+ACCESS_KEY = "dropscore.access"
 
 OPENAPI_VERSION = "3.0.3"
 CACHE_KEY = "dropscore.openapi"
@@ -88,7 +100,7 @@ OIP_ERROR = {"type": "object", "required": ["error"], "properties": {"error": ST
 
 def protocol_errors(schema: dict[str, Any], statuses: Iterable[int]) -> dict[int, dict[str, Any]]:
     """Describe error responses in another protocol's body shape (they replace the automatic)."""
-    return {status: json_response(schema, ERRORS[status]) for status in statuses}
+    return {status: response_object(schema, ERRORS[status]) for status in statuses}
 
 
 @dataclass(frozen=True)
@@ -141,8 +153,8 @@ def array(items: dict[str, Any]) -> dict[str, Any]:
     return {"type": "array", "items": items}
 
 
-def json_response(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
-    """Describe a JSON response body."""
+def response_object(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
+    """Build an OpenAPI Response Object: a description and a JSON body of this schema."""
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
@@ -174,7 +186,7 @@ bp = Blueprint("openapi", __name__)
 
 
 @bp.get("/openapi.json")
-@operation("This OpenAPI document", responses={200: json_response(ANY_OBJECT)})
+@operation("This OpenAPI document", responses={200: response_object(ANY_OBJECT)})
 def openapi_json() -> Response:
     """Serve the spec, built once per app from its routes."""
     spec = current_app.extensions.get(CACHE_KEY)
@@ -185,6 +197,7 @@ def openapi_json() -> Response:
 
 def build_spec(app: Flask) -> dict[str, Any]:
     """Build the OpenAPI document for every described route of ``app``."""
+    access: Access = app.extensions[ACCESS_KEY]
     paths: dict[str, dict[str, Any]] = {}
     used: dict[str, int] = {}
     for rule in app.url_map.iter_rules():  # in the order the blueprints were registered
@@ -193,7 +206,7 @@ def build_spec(app: Flask) -> dict[str, Any]:
             continue
         methods = sorted((rule.methods or set()) - IGNORED_METHODS)
         for method in methods:
-            op = _operation(rule, note, method if len(methods) > 1 else None)
+            op = _operation(rule, note, method if len(methods) > 1 else None, access)
             # One view may serve several routes (OIP's .../versions/<v>/...): ids stay unique.
             seen = used.get(op["operationId"], 0)
             used[op["operationId"]] = seen + 1
@@ -213,7 +226,7 @@ def build_spec(app: Flask) -> dict[str, Any]:
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
             "schemas": {"Error": ERROR_SCHEMA},
             "responses": {
-                f"Error{status}": json_response({"$ref": "#/components/schemas/Error"}, text)
+                f"Error{status}": response_object({"$ref": "#/components/schemas/Error"}, text)
                 for status, text in ERRORS.items()
             },
         },
@@ -242,8 +255,8 @@ def openapi_path(rule: Rule) -> str:
     return _VARIABLE.sub(r"{\1}", rule.rule)
 
 
-def _operation(rule: Rule, note: Operation, method: str | None) -> dict[str, Any]:
-    secured = rule.endpoint not in OPEN_ENDPOINTS
+def _operation(rule: Rule, note: Operation, method: str | None, access: Access) -> dict[str, Any]:
+    secured = rule.endpoint not in access.open
     params = [_path_param(rule, name) for name in sorted(rule.arguments)]
     responses: dict[str, Any] = {str(s): r for s, r in sorted(note.responses.items())}
     statuses = set(note.errors)
@@ -265,7 +278,7 @@ def _operation(rule: Rule, note: Operation, method: str | None) -> dict[str, Any
     if note.body:
         op["requestBody"] = note.body
     if secured:
-        op["x-required-role"] = required_role(rule.endpoint)  # predict < operate < admin
+        op["x-required-role"] = access.required_role(rule.endpoint)  # predict < operate < admin
     else:
         op["security"] = []
     return op

@@ -17,13 +17,13 @@ from scoring.api.openapi import (
     STRING,
     array,
     json_body,
-    json_response,
     obj,
     operation,
+    response_object,
 )
+from scoring.api.request_ids import request_id
 from scoring.api.versioning import VERSION_QUERY, requested_version
-from scoring.inference.core import model_for, predict_many, predict_one
-from scoring.inference.explain import LOG_ODDS, explain
+from scoring.inference.explain import LOG_ODDS
 from scoring.inference.explain import PREDICTION as PREDICTION_SPACE
 from scoring.inference.payloads import predict_rows
 
@@ -57,7 +57,7 @@ PREDICTION = obj(
         named={"features": dict(zip(SAMPLE_FEATURES, SAMPLE_ROW, strict=True))},
         positional={"X_test": SAMPLE_ROW},
     ),
-    responses={200: json_response(PREDICTION)},
+    responses={200: response_object(PREDICTION)},
     errors=(400, 404, 422, 503),  # 404: a version the model lacks
 )
 def predict(version: int | None = None) -> Response:
@@ -65,12 +65,13 @@ def predict(version: int | None = None) -> Response:
     s = services()
     m = s.model()  # the request's model, looked up once
     # read once: the request ends on this version (the champion unless one is named)
-    model = model_for(m.versions, requested_version(version))
+    model = s.dataplane.model(m.versions, requested_version(version))
     X, single = predict_rows(request_json(), model.schema, m.settings.server.max_rows_per_request)
-    s.monitoring.rows_scored.labels("predict", m.name).inc(len(X))
     if single:
-        return jsonio.json_response(predict_one(model, X))
-    out = predict_many(model, X)
+        return jsonio.json_response(
+            s.dataplane.predict_one(m.name, model, X, "predict", request_id())
+        )
+    out = s.dataplane.predict(m.name, model, X, "predict", request_id())
     body = {"predictions": out.values, "model_version": out.version}
     if out.probabilities is not None:
         body["probabilities"] = out.probability_maps()
@@ -106,16 +107,13 @@ EXPLAINED = obj(
         PREDICT_BODY,
         named={"features": dict(zip(SAMPLE_FEATURES, SAMPLE_ROW, strict=True))},
     ),
-    responses={200: json_response(EXPLAINED)},
+    responses={200: response_object(EXPLAINED)},
     errors=(400, 404, 422, 503),  # 404: a version the model lacks
 )
 def explain_rows(version: int | None = None) -> Response:
     """Split each row's answer into a base value and one contribution per feature."""
     s = services()
     m = s.model()
-    model = model_for(m.versions, requested_version(version))
+    model = s.dataplane.model(m.versions, requested_version(version))
     X, _ = predict_rows(request_json(), model.schema, m.settings.server.max_rows_per_request)
-    explained = explain(model, X)
-    labels = predict_many(model, X).values if explained.space == LOG_ODDS else None
-    s.monitoring.rows_scored.labels("explain", m.name).inc(len(X))
-    return jsonio.json_response(explained.to_dict(labels))
+    return jsonio.json_response(s.dataplane.explain(m.name, model, X, "explain", request_id()))

@@ -7,6 +7,7 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request, url_for
 
+from ingest.state.db import StateDB
 from scoring.api.auth import current_key_name
 from scoring.api.context import services
 from scoring.api.jsonio import request_json
@@ -17,11 +18,11 @@ from scoring.api.openapi import (
     STRING,
     array,
     json_body,
-    json_response,
     nullable,
     obj,
     operation,
     query_param,
+    response_object,
 )
 from scoring.api.params import page_args
 from scoring.errors import Conflict, ValidationFailed
@@ -59,7 +60,7 @@ FORCE = "retrain even when the data and settings have not changed since the last
     body=json_body(obj(optional=["force"], force=BOOLEAN), required=False),
     responses={
         202: {
-            **json_response(obj(run_id=INTEGER, state=STRING, url=STRING), "Queued"),
+            **response_object(obj(run_id=INTEGER, state=STRING, url=STRING), "Queued"),
             "headers": {"Location": {"required": True, "schema": STRING}},
         }
     },
@@ -98,13 +99,13 @@ def start_training() -> tuple[Response, int, dict[str, str]]:
         query_param("limit", {**INTEGER, "minimum": 1, "maximum": 1000}, "page size"),
         query_param("offset", {**INTEGER, "minimum": 0, "maximum": 10**9}, "runs to skip"),
     ],
-    responses={200: json_response(obj(runs=array(RUN), limit=INTEGER, offset=INTEGER))},
+    responses={200: response_object(obj(runs=array(RUN), limit=INTEGER, offset=INTEGER))},
     errors=(422,),
 )
 def list_runs() -> Response:
     """List retrain runs, newest first."""
     page = page_args(STATES, "run", 50, "state")
-    store = RunStore(services().settings.db_path)
+    store = RunStore(StateDB.at(services().settings.db_path))
     runs = store.list(limit=page.limit, offset=page.offset, state=page.state)
     return jsonify(
         {"runs": [r.to_dict() for r in runs], "limit": page.limit, "offset": page.offset}
@@ -112,10 +113,10 @@ def list_runs() -> Response:
 
 
 @bp.get("/runs/<id:run_id>")
-@operation("One retrain run: its state and result", responses={200: json_response(RUN)})
+@operation("One retrain run: its state and result", responses={200: response_object(RUN)})
 def show_run(run_id: int) -> Response:
     """Show one run: its state, metrics and the promotion decision."""
-    return jsonify(RunStore(services().settings.db_path).get(run_id).to_dict())
+    return jsonify(RunStore(StateDB.at(services().settings.db_path)).get(run_id).to_dict())
 
 
 def _force() -> bool:

@@ -18,9 +18,7 @@ and only the added columns are new.
 from __future__ import annotations
 
 import functools
-import os
 import time
-import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -32,6 +30,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from threadpoolctl import ThreadpoolController, threadpool_limits
 
+from ingest.base import atomic
 from ingest.base.arrays import floats, repeated_text, to_bools, to_floats
 from ingest.base.config import ReadOptions
 from ingest.base.errors import IngestError
@@ -457,15 +456,10 @@ def _predict(model: LoadedModel, X: np.ndarray, ok: np.ndarray) -> dict[str, pa.
 def write_atomic(batches: Iterator[pa.RecordBatch], dst: Path, fmt: str) -> None:
     """Write batches under a temporary name beside dst with the format's writer, then rename."""
     dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.parent / f".{dst.name}.{uuid.uuid4().hex[:8]}.tmp"
     writer = output_spec(fmt).write_function()
-    try:
+    with atomic.replacing(dst) as tmp:
         if not writer(batches, tmp):
             raise ValidationFailed("the file holds no rows to score")
-        os.replace(tmp, dst)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def output_name(original: str, file_id: int, fmt: str) -> str:

@@ -20,6 +20,7 @@ from ingest.state.db import StateDB
 from ingest.state.ledger import FileRecord, Ledger
 from scoring.bulk.batch import MissingFeatures, output_name, score_lake_file
 from scoring.bulk.engines import engine_for
+from scoring.inference.dataplane import Dataplane
 from scoring.ingest_options import ingest_config
 from scoring.lifecycle.champion import load_version
 from scoring.lifecycle.predictor import LoadedModel
@@ -29,6 +30,7 @@ from scoring.settings import Settings
 log = logging.getLogger("dropscore.score")
 
 ModelSource = Callable[[], LoadedModel | None]
+PROTOCOL = "drop"  # the route a scored drop's event names
 
 
 class MissingFeatureColumns(IngestError):
@@ -51,15 +53,27 @@ def outbox_format(configured: str, original_name: str) -> str:
 
 
 def score_drop(
-    record: FileRecord, *, settings: Settings, intake: Intake, model: LoadedModel
+    record: FileRecord,
+    *,
+    settings: Settings,
+    intake: Intake,
+    model: LoadedModel,
+    dataplane: Dataplane | None = None,
 ) -> FileRecord | None:
-    """Score one normalized score drop into the outbox; None when another scorer has it."""
+    """Score one normalized score drop into the outbox; None when another scorer has it.
+
+    A scored drop is one event to the dataplane's observers (its counts, not its rows).
+    """
     with bound(model=settings.name, version=int(model.version)):  # a number, as runs log it
-        return _score_drop(record, settings, intake, model)
+        return _score_drop(record, settings, intake, model, dataplane)
 
 
 def _score_drop(
-    record: FileRecord, settings: Settings, intake: Intake, model: LoadedModel
+    record: FileRecord,
+    settings: Settings,
+    intake: Intake,
+    model: LoadedModel,
+    dataplane: Dataplane | None,
 ) -> FileRecord | None:
     ledger = intake.ledger
     if not ledger.claim_for_scoring(record.id):
@@ -92,6 +106,11 @@ def _score_drop(
     done = ledger.mark_scored(
         record.id, dst, model.version, summary.rows_scored, summary.rows_failed
     )
+    if dataplane is not None:
+        dataplane.scored_file(
+            settings.name, model.version, PROTOCOL, summary.rows, summary.rows_failed,
+            summary.seconds, file_id=record.id,
+        )  # fmt: skip
     log.info(
         "scored",
         extra={
@@ -106,13 +125,21 @@ def _score_drop(
     return done
 
 
-def sweep(settings: Settings, *, intake: Intake, models: ModelSource) -> list[FileRecord]:
+def sweep(
+    settings: Settings,
+    *,
+    intake: Intake,
+    models: ModelSource,
+    dataplane: Dataplane | None = None,
+) -> list[FileRecord]:
     """Score every normalized score drop that has no output yet; safe to run concurrently."""
     with bound(model=settings.name):
-        return _sweep(settings, intake, models)
+        return _sweep(settings, intake, models, dataplane)
 
 
-def _sweep(settings: Settings, intake: Intake, models: ModelSource) -> list[FileRecord]:
+def _sweep(
+    settings: Settings, intake: Intake, models: ModelSource, dataplane: Dataplane | None
+) -> list[FileRecord]:
     pending = intake.ledger.pending_score()
     if not pending:
         return []
@@ -122,14 +149,16 @@ def _sweep(settings: Settings, intake: Intake, models: ModelSource) -> list[File
         return []
     done = []
     for record in pending:
-        result = score_drop(record, settings=settings, intake=intake, model=model)
+        result = score_drop(
+            record, settings=settings, intake=intake, model=model, dataplane=dataplane
+        )
         if result is not None:
             done.append(result)
     return done
 
 
 def on_arrival(
-    settings: Settings, intake: Intake, models: ModelSource
+    settings: Settings, intake: Intake, models: ModelSource, dataplane: Dataplane | None = None
 ) -> Callable[[FileRecord], None]:
     """Build the intake's hook that scores a score drop as soon as it reaches the lake."""
 
@@ -141,7 +170,7 @@ def on_arrival(
             with bound(model=settings.name):
                 log.info("no model yet; the sweep will score it", extra={"file_id": record.id})
             return
-        score_drop(record, settings=settings, intake=intake, model=model)
+        score_drop(record, settings=settings, intake=intake, model=model, dataplane=dataplane)
 
     return hook
 

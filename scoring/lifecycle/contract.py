@@ -13,10 +13,9 @@ import logging
 from collections.abc import Callable
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from ingest.base.errors import IngestError, TypeConflictError
-from ingest.lake.store import type_kind
+from ingest.lake.store import Lake, type_kind
 from ingest.pipeline.intake import Intake
 from ingest.state.ledger import FileRecord
 from scoring.errors import DropscoreError
@@ -98,7 +97,7 @@ def train_drop_check(settings: Settings, intake: Intake, registry: Registry) -> 
         path = intake.ledger.resolve(record.lake_path)
         if path is None:
             return
-        schema = pq.read_schema(path)
+        schema = Lake.local(path.parent).schema(path.name)
         columns = schema.names
         champion = champion_schema(registry)
         features = model_features(settings, champion)

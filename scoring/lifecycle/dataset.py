@@ -1,5 +1,8 @@
 """Read the training lake for a retrain: only the model's columns, at most ``max_rows`` rows.
 
+The lake is reached through ``ingest.lake.store.Lake`` (its files, footers and batches), never
+as local Parquet files, so a lake on another filesystem trains the same way.
+
 A lake file that lacks the target or one of the model's features is left out (and named on the
 card), so an odd drop can never add or remove features. Row counts come from Parquet footers;
 when the labelled rows exceed ``max_rows``, a reproducible sample (seeded by ``random_state``,
@@ -19,9 +22,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
-from ingest.lake.store import lake_conflicts, lake_files, unify_schemas
+from ingest.lake.store import Lake, lake_conflicts, unify_schemas
 from scoring.lifecycle.schema import TrainingDataError
 
 FILE_ID = "_file_id"
@@ -45,22 +47,23 @@ class TrainingData:
 class LakeFile:
     """A lake file's footer facts, read without loading its rows."""
 
-    path: Path
+    lake: Lake
+    name: str
     columns: tuple[str, ...]
     schema: pa.Schema
     rows: int  # from the footer, labelled or not
 
 
-def scan(lake_dir: Path) -> list[LakeFile]:
+def scan(lake_dir: Lake | Path) -> list[LakeFile]:
     """Read each lake file's footer (a few KB); a file removed meanwhile is simply absent."""
+    lake = Lake.of(lake_dir)
     out = []
-    for path in lake_files(lake_dir):
+    for name in lake.names():
         try:
-            meta = pq.read_metadata(path)
+            footer = lake.footer(name)
         except FileNotFoundError:  # quarantined between listing and reading
             continue
-        schema = meta.schema.to_arrow_schema().remove_metadata()
-        out.append(LakeFile(path, tuple(schema.names), schema, meta.num_rows))
+        out.append(LakeFile(lake, name, tuple(footer.schema.names), footer.schema, footer.rows))
     return out
 
 
@@ -72,13 +75,13 @@ def usable_files(
     for lf in files:
         missing = [c for c in (target, *(features or ())) if c not in lf.columns]
         if missing:
-            skipped[lf.path.name] = f"lacks {', '.join(missing)}"
+            skipped[lf.name] = f"lacks {', '.join(missing)}"
         else:
             keep.append(lf)
     return keep, skipped
 
 
-def labelled_rows(lake_dir: Path, target: str, features: Sequence[str] | None) -> int:
+def labelled_rows(lake_dir: Lake | Path, target: str, features: Sequence[str] | None) -> int:
     """Count the rows a retrain could fit on (usable files, target set), reading only the target,
     so a caller can tell whether ``[training] min_rows`` is reached without loading the lake."""
     files, _ = usable_files(scan(lake_dir), target, features)
@@ -94,7 +97,7 @@ def common_columns(files: Sequence[LakeFile]) -> list[str]:
 
 
 def load_training_data(
-    lake_dir: Path,
+    lake_dir: Lake | Path,
     *,
     target: str,
     features: Sequence[str] | None = None,
@@ -108,7 +111,7 @@ def load_training_data(
     files share is read, and the schema inference decides which of them are features.
     """
     scanned = scan(lake_dir)
-    every = [lf.path.name for lf in scanned]  # the card lists all, so "no new data" stays true
+    every = [lf.name for lf in scanned]  # the card lists all, so "no new data" stays true
     files, skipped = usable_files(scanned, target, features)
     if not files:
         return TrainingData(pd.DataFrame(), [], every, 0, skipped)
@@ -162,7 +165,7 @@ def refuse_conflicts(files: Sequence[LakeFile], names: Sequence[str]) -> None:
     """
     wanted = set(names)
     conflicts = lake_conflicts(
-        (lf.path.name, pa.schema([f for f in lf.schema if f.name in wanted])) for lf in files
+        (lf.name, pa.schema([f for f in lf.schema if f.name in wanted])) for lf in files
     )
     if conflicts:
         raise TrainingDataError("; ".join(c.message for c in conflicts))
@@ -252,5 +255,4 @@ def _picks(
 
 def _batches(lf: LakeFile, columns: Sequence[str]) -> Iterator[pa.RecordBatch]:
     """Stream one file's columns in order, a bounded batch at a time."""
-    with pq.ParquetFile(lf.path) as reader:
-        yield from reader.iter_batches(batch_size=BATCH_ROWS, columns=list(columns))
+    yield from lf.lake.batches(lf.name, columns, BATCH_ROWS)

@@ -2,8 +2,10 @@
 
 A version's folder holds ``model.skops`` and ``card.json`` (and ``fold.json``, the plain-number
 form of a linear model, which lets it be served before or without loading scikit-learn) and never
-changes once written: it is built under a temporary name and renamed into place. (A version
-registered before folds were stored gets its ``fold.json`` on its first load, atomically.)
+changes once written: it is built under a temporary name and renamed into place by the artifact
+store (``scoring.lifecycle.artifacts``, the one place the folders are written, read and removed).
+(A version registered before folds were stored gets its ``fold.json`` on its first load,
+atomically.)
 Which version is champion lives only in the index (``index_protocol.ModelIndex``: the
 ``models`` table of the state database), so a promotion is one transaction — every process
 sees the old or the new champion, never a mix. Model files load only from this folder and only
@@ -12,17 +14,15 @@ with the explicit list of trusted types below, so a tampered file cannot run cod
 
 from __future__ import annotations
 
-import json
+import contextlib
 import logging
-import os
-import shutil
-import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, cast
 
 from ingest.state.db import StateDB
 from scoring.errors import ModelFileError, NotFound
+from scoring.lifecycle.artifacts import ArtifactStore, json_bytes
 from scoring.lifecycle.index_protocol import ModelIndex, ModelRecord
 from scoring.lifecycle.models_table import ModelsTable
 
@@ -42,7 +42,6 @@ TRUSTED_TYPES = (
     "sklearn.tree._tree.Tree",
 )
 
-
 def now() -> str:
     """Return the current UTC time as the ISO 8601 text the registry stores."""
     return datetime.now(UTC).isoformat(timespec="milliseconds")
@@ -53,7 +52,8 @@ class Registry:
 
     def __init__(self, models_dir: Path, db: StateDB) -> None:
         self.models_dir = models_dir
-        self.index: ModelIndex = ModelsTable(db)
+        self.artifacts = ArtifactStore.local(models_dir)  # the versions' files
+        self.index: ModelIndex = ModelsTable(db)  # their status, and which one is champion
 
     # -- writing ---------------------------------------------------------------------------
 
@@ -67,26 +67,19 @@ class Registry:
     ) -> int:
         """Write a new version atomically and index it; return its version number."""
         fold = _fold_of(pipeline, card)
-        self.models_dir.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=".incoming-", dir=self.models_dir))
-        try:
+        with self.artifacts.stage() as staged:  # removed unless published
             import skops.io as sio  # not at module level: it imports all of scikit-learn
 
-            sio.dump(pipeline, tmp / MODEL_FILE)
+            staged.write_bytes(MODEL_FILE, sio.dumps(pipeline))
             with self.index.reserve() as slot:
                 version = slot.version
                 card = {**card, "version": str(version)}
-                _write_json(tmp / CARD_FILE, card)
+                staged.write_json(CARD_FILE, card)
                 if holdout is not None:
-                    _write_json(tmp / HOLDOUT_FILE, holdout)
+                    staged.write_json(HOLDOUT_FILE, holdout)
                 if fold is not None:
-                    _write_json(tmp / FOLD_FILE, fold)
-                _fsync_dir(tmp)
-                final = self.models_dir / str(version)
-                if final.exists():  # left by a crash between rename and commit: never indexed
-                    shutil.rmtree(final)
-                os.rename(tmp, final)
-                _fsync_dir(self.models_dir)
+                    staged.write_json(FOLD_FILE, fold)
+                self.artifacts.publish(staged, version)  # replaces a crash's unindexed leftover
                 slot.add(
                     status=status,
                     created_at=card.get("created_at", now()),
@@ -94,9 +87,6 @@ class Registry:
                     task=card.get("schema", {}).get("task"),
                     metrics=card.get("metrics", {}),
                 )
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         return version
 
     def promote(self, version: int, reason: str = "promoted", by: str | None = None) -> ModelRecord:
@@ -114,9 +104,7 @@ class Registry:
 
     def clean_incoming(self) -> None:
         """Remove folders left by a crash mid-write; they were never indexed."""
-        if self.models_dir.is_dir():
-            for tmp in self.models_dir.glob(".incoming-*"):
-                shutil.rmtree(tmp, ignore_errors=True)
+        self.artifacts.clean_incoming()
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -137,17 +125,17 @@ class Registry:
 
     def card(self, version: int) -> dict[str, Any]:
         """Return a version's model card (schema, metrics, library versions)."""
-        path = self._folder(version) / CARD_FILE
+        self.get(version)  # 404 for versions the index does not know
         try:
-            return json.loads(path.read_text(encoding="utf-8"))
+            return self.artifacts.read_json(version, CARD_FILE)
         except (OSError, ValueError) as exc:
             raise ModelFileError(f"card of model version {version} is unreadable: {exc}") from None
 
     def holdout(self, version: int) -> dict[str, Any] | None:
         """Read a version's hold-out sample; None for versions trained before it was kept."""
-        path = self._folder(version) / HOLDOUT_FILE
+        self.get(version)
         try:
-            return json.loads(path.read_text(encoding="utf-8"))
+            return self.artifacts.read_json(version, HOLDOUT_FILE)
         except FileNotFoundError:
             return None
         except (OSError, ValueError) as exc:
@@ -157,9 +145,9 @@ class Registry:
 
     def fold(self, version: int) -> dict[str, Any] | None:
         """Read a version's stored fold; None when it has none (not linear, or older)."""
-        path = self._folder(version) / FOLD_FILE
+        self.get(version)
         try:
-            return json.loads(path.read_text(encoding="utf-8"))
+            return self.artifacts.read_json(version, FOLD_FILE)
         except FileNotFoundError:
             return None
         except (OSError, ValueError) as exc:
@@ -167,45 +155,54 @@ class Registry:
 
     def add_fold(self, version: int, fold: dict[str, Any]) -> None:
         """Store the fold of a version registered without one, so its next load is fast."""
-        path = self._folder(version) / FOLD_FILE
-        if path.exists():
+        self.get(version)
+        if self.artifacts.has(version, FOLD_FILE):
             return
-        tmp = path.with_name(f".{FOLD_FILE}.{os.getpid()}.tmp")
-        try:
-            _write_json(tmp, fold)
-            os.replace(tmp, path)  # readers see the whole file or none
-        except OSError:  # a read-only models folder: serve anyway, from the pipeline
-            tmp.unlink(missing_ok=True)
+        # Readers see the whole file or none; a fold another process added first stays. A
+        # read-only models folder: serve anyway, from the pipeline.
+        with contextlib.suppress(OSError):
+            self.artifacts.add(version, FOLD_FILE, json_bytes(fold))
 
     def load_pipeline(self, version: int) -> Any:
         """Load a version's pipeline, refusing any type outside TRUSTED_TYPES."""
-        return load_trusted(self._folder(version) / MODEL_FILE)
-
-    def _folder(self, version: int) -> Path:
         self.get(version)  # 404 for versions the index does not know
-        return self.models_dir / str(int(version))
+        try:
+            source = self.artifacts.open(version, MODEL_FILE)
+        except FileNotFoundError:
+            raise ModelFileError(f"model file {MODEL_FILE} is missing") from None
+        with source:
+            return load_trusted_file(cast(BinaryIO, source), MODEL_FILE)
 
 
 def load_trusted(path: Path) -> Any:
     """Load a skops file only when every type in it is one we chose to trust."""
+    try:
+        source = open(path, "rb")  # noqa: SIM115 - closed by the with below
+    except FileNotFoundError:
+        raise ModelFileError(f"model file {path.name} is missing") from None
+    with source:
+        return load_trusted_file(source, path.name)
+
+
+def load_trusted_file(source: BinaryIO, name: str) -> Any:
+    """Load a seekable skops file object only when every type in it is one we chose to trust."""
     import skops.io as sio  # not at module level, so reading the index stays cheap
 
     try:
-        untrusted = sio.get_untrusted_types(file=path)
-    except FileNotFoundError:
-        raise ModelFileError(f"model file {path.name} is missing") from None
+        untrusted = sio.get_untrusted_types(file=cast(Any, source))
     except Exception as exc:  # a corrupt zip or schema: refuse, never crash the caller
-        raise ModelFileError(f"model file {path.name} is not a valid skops file: {exc}") from None
+        raise ModelFileError(f"model file {name} is not a valid skops file: {exc}") from None
     refused = sorted(set(untrusted) - set(TRUSTED_TYPES))
     if refused:
         raise ModelFileError(
-            f"model file {path.name} holds types that are not trusted: {', '.join(refused)}",
+            f"model file {name} holds types that are not trusted: {', '.join(refused)}",
             [{"type": t} for t in refused],
         )
     try:
-        return sio.load(path, trusted=list(untrusted))
+        source.seek(0)
+        return sio.load(source, trusted=list(untrusted))
     except Exception as exc:
-        raise ModelFileError(f"model file {path.name} could not be loaded: {exc}") from None
+        raise ModelFileError(f"model file {name} could not be loaded: {exc}") from None
 
 
 def _fold_of(pipeline: Any, card: dict[str, Any]) -> dict[str, Any] | None:
@@ -220,25 +217,3 @@ def _fold_of(pipeline: Any, card: dict[str, Any]) -> dict[str, Any] | None:
     fold = compile_linear(pipeline, schema, card.get("estimator", ""))
     return None if fold is None else fold.to_dict()
 
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    with open(path, "w", encoding="utf-8") as fh:
-        json.dump(data, fh, indent=2, default=_jsonable)
-        fh.flush()
-        os.fsync(fh.fileno())
-
-
-def _jsonable(value: Any) -> Any:
-    if hasattr(value, "item"):
-        return value.item()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"not JSON serializable: {type(value).__name__}")
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

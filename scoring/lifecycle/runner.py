@@ -3,6 +3,8 @@
 The nightly job, ``POST /train``, ``dropscore train`` and the first start all go through
 ``run_retrain`` (or its two halves, ``begin_retrain`` and ``execute``, when the caller answers
 before the training ends), so every retrain is recorded the same way (``scoring.lifecycle.runs``).
+A retrain walk holds one run store and one retrain lock (``scoring.lifecycle.run_locks``), from
+``begin_retrain`` to the end of ``execute``.
 A failed retrain never touches the champion. The training itself runs in a child process
 (``scoring.lifecycle.trainer``); this process records the run (with the trainer's pid and peak
 RSS) and applies the decision, so a promotion is live here before the run reads as done.
@@ -14,13 +16,16 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import Any
 
 from ingest.base.logs import bound
+from ingest.state.db import StateDB
+from ingest.state.locks import Lock
 from scoring.errors import DropscoreError
 from scoring.lifecycle.outcome import Outcome, apply, too_few_rows
 from scoring.lifecycle.registry import Registry, now
-from scoring.lifecycle.runs import RunRecord, RunStore, acquire, release, trainer_slot
+from scoring.lifecycle.run_locks import take_retrain, trainer_slot
+from scoring.lifecycle.runs import RunRecord, Runs, RunStore
 from scoring.lifecycle.trainer import run_trainer
 from scoring.settings import Settings
 
@@ -35,25 +40,31 @@ class PendingRun:
     settings: Settings
     trigger: str
     force: bool
-    lock: IO[str]
+    runs: Runs
+    lock: Lock
+
+
+def open_runs(settings: Settings) -> Runs:
+    """Open the model's run store (its retrain lock kept with it)."""
+    return RunStore(StateDB.at(settings.db_path))
 
 
 def begin_retrain(
     settings: Settings, trigger: str, *, force: bool = False, requested_by: str | None = None
 ) -> PendingRun:
     """Take the lock and queue a run; raise RetrainBusy while another retrain runs."""
-    lock = acquire(settings.layout)
+    runs = open_runs(settings)
+    lock = take_retrain(runs)
     try:
-        store = RunStore(settings.db_path)
-        abandoned = store.abandon_unfinished()  # we hold the lock: those runs died with a process
+        abandoned = runs.abandon_unfinished()  # we hold the lock: those runs died with a process
         if abandoned:
             with bound(model=settings.name):
                 log.warning("unfinished runs marked failed", extra={"runs": abandoned})
-        run_id = store.create(trigger, force, requested_by=requested_by)
+        run_id = runs.create(trigger, force, requested_by=requested_by)
     except BaseException:
-        release(lock)
+        lock.release()
         raise
-    return PendingRun(run_id, settings, trigger, force, lock)
+    return PendingRun(run_id, settings, trigger, force, runs, lock)
 
 
 def execute(
@@ -79,14 +90,13 @@ def _execute(
     progress: Callable[[str], None] | None,
     on_promoted: Callable[[], None] | None,
 ) -> RunRecord:
-    settings, run_id = pending.settings, pending.run_id
-    store = RunStore(settings.db_path)
+    run_id = pending.run_id
     try:
-        store.update(run_id, state="running", started_at=now())
+        pending.runs.update(run_id, state="running", started_at=now())
         log.info("retrain started", extra={"run_id": run_id, "trigger": pending.trigger})
-        record = _attempt(pending, registry, store, progress, on_promoted)
+        record = _attempt(pending, registry, progress, on_promoted)
     finally:
-        release(pending.lock)
+        pending.lock.release()
     log.info(
         "retrain finished",
         extra={
@@ -122,23 +132,22 @@ def run_retrain(
 
 def record_skipped(settings: Settings, trigger: str, reason: str, skip: str) -> RunRecord:
     """Record a run that never started (missed, or refused by the lock), so operators see it."""
-    store = RunStore(settings.db_path)
-    run_id = store.create(trigger, state="skipped")
+    runs = open_runs(settings)
+    run_id = runs.create(trigger, state="skipped")
     stamp = now()
-    return store.update(run_id, started_at=stamp, finished_at=stamp, reason=reason, skip=skip)
+    return runs.update(run_id, started_at=stamp, finished_at=stamp, reason=reason, skip=skip)
 
 
 def _attempt(
     pending: PendingRun,
     registry: Registry,
-    store: RunStore,
     progress: Callable[[str], None] | None,
     on_promoted: Callable[[], None] | None,
 ) -> RunRecord:
     """Train in a child process and decide, turning every way a retrain ends into one record."""
     from ingest.lake.store import lake_files  # pyarrow and pandas: only when a retrain starts
 
-    settings, run_id = pending.settings, pending.run_id
+    settings, run_id, store = pending.settings, pending.run_id, pending.runs
     unchanged = None if pending.force else unchanged_since_champion(settings, registry)
     if unchanged:
         return _finish(store, run_id, "skipped", reason=unchanged, skip="no_new_data")
@@ -182,12 +191,12 @@ def _log_waiting(run_id: int) -> Callable[[str], None]:
     return lambda message: log.info(message, extra={"run_id": run_id})
 
 
-def _failed(store: RunStore, run_id: int, error: str, **fields: Any) -> RunRecord:
+def _failed(store: Runs, run_id: int, error: str, **fields: Any) -> RunRecord:
     reason = "the retrain failed; the champion keeps serving"
     return _finish(store, run_id, "failed", reason=reason, error=error, **fields)
 
 
-def _finish(store: RunStore, run_id: int, state: str, **fields: Any) -> RunRecord:
+def _finish(store: Runs, run_id: int, state: str, **fields: Any) -> RunRecord:
     return store.update(run_id, state=state, finished_at=now(), **fields)
 
 

@@ -1,34 +1,47 @@
-"""Retrain runs: one record per attempt in ``state.db``, and the lock that allows one at a time.
+"""Retrain runs: one record per attempt, kept in the model's state database.
 
 Every retrain is recorded the same way — queued, running, then succeeded, skipped or failed, with
-its metrics, decision and reason (``scoring.lifecycle.runner`` runs them) — and an OS file lock per
-model (``retrain.lock``, ``flock``, non-blocking) refuses a second retrain while one runs, whichever
-process starts it. A run left ``queued`` or ``running`` by a process that died (kill -9) is marked
-failed, interrupted, by whoever next finds the retrain lock free: at start-up, or any reader of
-the runs.
+its metrics, decision and reason (``scoring.lifecycle.runner`` runs them; its locks are
+``scoring.lifecycle.run_locks``). A run left ``queued`` or ``running`` by a process that died
+(kill -9) is marked failed, interrupted, by whoever next finds the model's retrain lock free: at
+start-up, or any reader of the runs. That lock is kept with the runs (``RunStore.locks``), so
+every process that reads them can tell a dead run from a live one.
+
+The store writes SQLAlchemy Core through ``ingest.state.db``: the ``runs`` table keeps the names,
+columns and types of earlier releases, so an existing ``state.db`` reads unchanged.
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
 import logging
 import os
-import sqlite3
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass
-from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import Any, Protocol, TypeVar
 
-from ingest.base.layout import DataLayout
-from ingest.state.sqlite import Tables, transaction
+from sqlalchemy import (
+    REAL,
+    Column,
+    Connection,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    RowMapping,
+    Table,
+    Text,
+    func,
+    select,
+    text,
+)
+
+from ingest.base.layout import RETRAIN_LOCK_FILE
+from ingest.state.db import Migration, StateDB, add_column, create_tables
+from ingest.state.locks import Locks, locks_beside
 from scoring.errors import NotFound
 from scoring.lifecycle.registry import now
-
-if TYPE_CHECKING:
-    pass
 
 log = logging.getLogger("dropscore.runs")
 
@@ -36,40 +49,58 @@ log = logging.getLogger("dropscore.runs")
 # first start's sample file, or the first labelled drops reaching [training] min_rows.
 TRIGGERS = ("schedule", "api", "cli", "bootstrap", "first_data")
 STATES = ("queued", "running", "succeeded", "skipped", "failed")
+UNFINISHED = ("queued", "running")
 # Why a run was skipped, for machines: the reason column says it in words.
 SKIPS = ("refused", "no_new_data", "busy", "missed")
+INTERRUPTED = "interrupted: the process running it stopped before it finished"
+T = TypeVar("T")
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS runs (
-    id               INTEGER PRIMARY KEY AUTOINCREMENT,
-    trigger          TEXT NOT NULL,
-    state            TEXT NOT NULL,
-    force            INTEGER NOT NULL DEFAULT 0,
-    queued_at        TEXT NOT NULL,
-    started_at       TEXT,
-    finished_at      TEXT,
-    rows             INTEGER,
-    version          INTEGER,
-    champion_version INTEGER,
-    metrics          TEXT,
-    champion_metrics TEXT,
-    promoted         INTEGER,
-    reason           TEXT,
-    skip             TEXT,
-    error            TEXT,
-    pid              INTEGER,
-    requested_by     TEXT
-);
-CREATE INDEX IF NOT EXISTS runs_state ON runs(state);
-"""
-# Columns added after the first release, brought into older state.db files when opened.
+METADATA = MetaData()
+RUNS = Table(
+    "runs",
+    METADATA,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("trigger", Text, nullable=False),
+    Column("state", Text, nullable=False),
+    Column("force", Integer, nullable=False, server_default=text("0")),
+    Column("queued_at", Text, nullable=False),
+    Column("started_at", Text),
+    Column("finished_at", Text),
+    Column("rows", Integer),
+    Column("version", Integer),  # the version this run registered
+    Column("champion_version", Integer),  # the champion it was compared with
+    Column("metrics", Text),  # JSON
+    Column("champion_metrics", Text),  # JSON
+    Column("promoted", Integer),
+    Column("reason", Text),
+    Column("skip", Text),
+    Column("error", Text),
+    Column("pid", Integer),  # the process that queued it
+    Column("requested_by", Text),
+    Column("trainer_pid", Integer),
+    Column("peak_rss_mb", Float().with_variant(REAL(), "sqlite")),  # REAL, as it always was
+    Column("sampled_from", Integer),
+    Index("runs_state", "state"),
+    sqlite_autoincrement=True,  # ids are never reused, as with the AUTOINCREMENT of old
+)
+# Columns added after the first release, as an older state.db got them when opened.
 _ADDED = {
     "requested_by": "TEXT",
     "trainer_pid": "INTEGER",
     "peak_rss_mb": "REAL",
     "sampled_from": "INTEGER",
 }
-INTERRUPTED = "interrupted: the process running it stopped before it finished"
+
+
+def _add_later_columns(conn: Connection) -> None:
+    for column, decl in _ADDED.items():
+        add_column(RUNS.name, column, decl)(conn)
+
+
+MIGRATIONS = [
+    Migration(1, "the runs table and its state index", create_tables(METADATA, RUNS.name)),
+    Migration(2, "who asked, the trainer's pid and memory, the sampled rows", _add_later_columns),
+]
 
 
 class RetrainBusy(Exception):
@@ -114,14 +145,65 @@ class RunRecord:
         return out
 
 
-class RunStore:
-    """The ``runs`` table; a connection per call keeps it safe across threads and forks."""
+class Runs(Protocol):
+    """One model's retrain runs, whatever database keeps them."""
 
-    def __init__(self, db_path: Path, retrain_lock: Path | None = None) -> None:
-        self.db_path = db_path
-        # the lock a live retrain holds (reap leaves its runs alone); the default model's if unset
-        self.retrain_lock = retrain_lock or DataLayout(db_path.parent).retrain_lock
-        self._db = Tables(db_path, _SCHEMA, {"runs": _ADDED}, check_same_thread=False).connect
+    @property
+    def locks(self) -> Locks:
+        """The locks kept with these runs, the model's retrain lock among them."""
+        ...
+
+    def create(
+        self,
+        trigger: str,
+        force: bool = False,
+        state: str = "queued",
+        requested_by: str | None = None,
+    ) -> int:
+        """Insert a run, with who asked for it, and return its id."""
+        ...
+
+    def update(self, run_id: int, **fields: Any) -> RunRecord:
+        """Set columns of one run and return the new record."""
+        ...
+
+    def get(self, run_id: int) -> RunRecord:
+        """Return one run, or raise NotFound (404)."""
+        ...
+
+    def list(self, limit: int = 50, offset: int = 0, state: str | None = None) -> list[RunRecord]:
+        """Return runs newest first."""
+        ...
+
+    def last(self) -> RunRecord | None:
+        """Return the newest run, or None before the first."""
+        ...
+
+    def running(self) -> RunRecord | None:
+        """Return the queued or running run, or None when none is."""
+        ...
+
+    def abandon_unfinished(self) -> int:
+        """Mark unfinished runs failed; call with the retrain lock held."""
+        ...
+
+    def reap(self) -> int:
+        """Mark unfinished runs failed when no process holds the retrain lock."""
+        ...
+
+
+class RunStore:
+    """The ``runs`` table of one state database; a connection per transaction (``StateDB``)."""
+
+    def __init__(self, db: StateDB, locks: Locks | None = None) -> None:
+        self.db = db
+        # where the retrain lock is (reap leaves the runs of a live retrain alone)
+        self._locks = locks or locks_beside(db)
+
+    @property
+    def locks(self) -> Locks:
+        """The locks kept with these runs, the model's retrain lock among them."""
+        return self._locks
 
     def create(
         self,
@@ -133,42 +215,40 @@ class RunStore:
         """Insert a run, with who asked for it, and return its id."""
         if trigger not in TRIGGERS:
             raise ValueError(f"trigger {trigger!r}: expected one of {', '.join(TRIGGERS)}")
-        with self._db() as conn:
-            cur = conn.execute(
-                "INSERT INTO runs (trigger, state, force, queued_at, pid, requested_by)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (trigger, state, int(force), now(), os.getpid(), requested_by),
-            )
-            return int(cur.lastrowid or 0)
+        row = {
+            "trigger": trigger,
+            "state": state,
+            "force": int(force),
+            "queued_at": now(),
+            "pid": os.getpid(),
+            "requested_by": requested_by,
+        }
+        with self._write() as conn:
+            return int(conn.execute(RUNS.insert().values(row).returning(RUNS.c.id)).scalar_one())
 
     def update(self, run_id: int, **fields: Any) -> RunRecord:
         """Set columns of one run (dicts stored as JSON) and return the new record."""
         for key in ("metrics", "champion_metrics"):
             if key in fields and fields[key] is not None:
                 fields[key] = json.dumps(fields[key])
-        columns = ", ".join(f"{name}=?" for name in fields)
-        with self._db() as conn:
-            conn.execute(f"UPDATE runs SET {columns} WHERE id=?", (*fields.values(), run_id))
+        with self._write() as conn:
+            conn.execute(RUNS.update().where(RUNS.c.id == run_id).values(**fields))
         return self.get(run_id)
 
     def get(self, run_id: int) -> RunRecord:
         """Return one run (after reaping dead ones), or raise NotFound (404)."""
-        self.reap()
-        with self._db() as conn:
-            row = conn.execute("SELECT * FROM runs WHERE id=?", (run_id,)).fetchone()
+        query = select(RUNS).where(RUNS.c.id == run_id)
+        row = self._read_reaped(lambda conn: conn.execute(query).mappings().first())
         if row is None:
             raise NotFound(f"retrain run {run_id} does not exist")
         return _record(row)
 
     def list(self, limit: int = 50, offset: int = 0, state: str | None = None) -> list[RunRecord]:
-        """Return runs newest first."""
-        self.reap()
-        where, args = ("WHERE state=?", [state]) if state else ("", [])
-        with self._db() as conn:
-            rows = conn.execute(
-                f"SELECT * FROM runs {where} ORDER BY id DESC LIMIT ? OFFSET ?",
-                (*args, limit, offset),
-            ).fetchall()
+        """Return runs newest first (after reaping dead ones)."""
+        query = select(RUNS).order_by(RUNS.c.id.desc()).limit(limit).offset(offset)
+        if state:
+            query = query.where(RUNS.c.state == state)
+        rows = self._read_reaped(lambda conn: conn.execute(query).mappings().all())
         return [_record(r) for r in rows]
 
     def last(self) -> RunRecord | None:
@@ -178,47 +258,69 @@ class RunStore:
 
     def running(self) -> RunRecord | None:
         """Return the queued or running run, or None when none is."""
-        with self._db() as conn:
-            row = conn.execute(
-                "SELECT * FROM runs WHERE state IN ('queued', 'running') ORDER BY id DESC LIMIT 1"
-            ).fetchone()
+        query = select(RUNS).where(RUNS.c.state.in_(UNFINISHED)).order_by(RUNS.c.id.desc())
+        with self._read() as conn:
+            row = conn.execute(query.limit(1)).mappings().first()
         return None if row is None else _record(row)
 
     def abandon_unfinished(self) -> int:
         """Mark runs left queued or running by a dead process as failed; call with the lock held."""
-        with self._db() as conn, transaction(conn):
-            cur = conn.execute(
-                "UPDATE runs SET state='failed', finished_at=?, error=?, "
-                "reason=COALESCE(reason, 'interrupted') WHERE state IN ('queued', 'running')",
-                (now(), INTERRUPTED),
+        abandon = (
+            RUNS.update()
+            .where(RUNS.c.state.in_(UNFINISHED))
+            .values(
+                state="failed",
+                finished_at=now(),
+                error=INTERRUPTED,
+                reason=func.coalesce(RUNS.c.reason, "interrupted"),
             )
-            return cur.rowcount
+        )
+        with self._write() as conn:
+            return conn.execute(abandon).rowcount
 
     def reap(self) -> int:
         """Mark unfinished runs failed when no process holds the retrain lock: they died."""
-        with self._db() as conn:
-            if (
-                conn.execute(
-                    "SELECT 1 FROM runs WHERE state IN ('queued', 'running') LIMIT 1"
-                ).fetchone()
-                is None
-            ):
+        with self._read() as conn:
+            if not _any_unfinished(conn):
                 return 0
-        lock = try_lock(self.retrain_lock)
+        return self._reap_if_dead()
+
+    def _read_reaped(self, read: Callable[[Connection], T]) -> T:
+        """Read in one transaction; read again only if it found runs whose process died."""
+        with self._read() as conn:
+            found, unfinished = read(conn), _any_unfinished(conn)
+        if unfinished and self._reap_if_dead():
+            with self._read() as conn:
+                found = read(conn)
+        return found
+
+    def _reap_if_dead(self) -> int:
+        lock = self._locks.try_acquire(RETRAIN_LOCK_FILE)
         if lock is None:  # a live retrain holds it
             return 0
-        try:
+        with lock:
             reaped = self.abandon_unfinished()
-        finally:
-            release(lock)
         if reaped:
             log.warning("interrupted runs marked failed", extra={"runs": reaped})
         return reaped
 
+    def _read(self) -> AbstractContextManager[Connection]:
+        self.db.migrate(RUNS.name, MIGRATIONS)  # once per process: the schema on first use
+        return self.db.read()
 
-def _record(row: sqlite3.Row) -> RunRecord:
-    def loads(text: str | None) -> Any:
-        return None if text is None else json.loads(text)
+    def _write(self) -> AbstractContextManager[Connection]:
+        self.db.migrate(RUNS.name, MIGRATIONS)
+        return self.db.write()
+
+
+def _any_unfinished(conn: Connection) -> bool:
+    unfinished = select(RUNS.c.id).where(RUNS.c.state.in_(UNFINISHED)).limit(1)
+    return conn.execute(unfinished).first() is not None
+
+
+def _record(row: RowMapping) -> RunRecord:
+    def loads(raw: str | None) -> Any:
+        return None if raw is None else json.loads(raw)
 
     return RunRecord(
         id=int(row["id"]),
@@ -242,75 +344,3 @@ def _record(row: sqlite3.Row) -> RunRecord:
         peak_rss_mb=row["peak_rss_mb"],
         sampled_from=row["sampled_from"],
     )
-
-
-# -- the lock -------------------------------------------------------------------------------
-
-
-def try_lock(lock_path: Path) -> IO[str] | None:
-    """Take ``retrain.lock`` if it is free, else None; never waits."""
-    fh = open(lock_path, "a+")  # noqa: SIM115 - released by the caller
-    try:
-        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        fh.close()
-        return None
-    return fh
-
-
-def acquire(layout: DataLayout, patience: float = 2.0) -> IO[str]:
-    """Take ``retrain.lock``, or raise RetrainBusy naming the run that holds it.
-
-    A run is recorded as finished just before its lock is released; when no run is unfinished,
-    the holder is finishing (or just starting), so wait up to ``patience`` seconds for it.
-    """
-    layout.retrain_lock.parent.mkdir(parents=True, exist_ok=True)
-    fh = open(layout.retrain_lock, "a+")  # noqa: SIM115 - held until the run ends
-    deadline = time.monotonic() + patience
-    while True:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return fh
-        except BlockingIOError:
-            holder = RunStore(layout.db_path).running()
-            if holder is None and time.monotonic() < deadline:
-                time.sleep(0.02)
-                continue
-            fh.close()
-            which = f"run {holder.id} ({holder.trigger})" if holder else "another retrain"
-            raise RetrainBusy(
-                f"a retrain is already running: {which}; retry when it ends"
-            ) from None
-
-
-@contextlib.contextmanager
-def trainer_slot(
-    layout: DataLayout, waiting: Callable[[str], None] | None = None
-) -> Iterator[None]:
-    """Hold the data folder's one trainer slot while a trainer process runs.
-
-    Each model retrains under its own lock, so with several models on one schedule (every
-    ``[models.*]`` inherits the 02:00 line) all their trainers would start at once, each as
-    heavy as the machine allows. They take turns instead; the run stays ``running`` meanwhile,
-    and ``waiting`` hears why. Predictions never wait for it: they run in the serving process.
-    """
-    path = layout.trainer_lock
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            if waiting is not None:
-                waiting("waiting for another model's trainer to finish")
-            fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
-def release(fh: IO[str]) -> None:
-    """Let go of ``retrain.lock``."""
-    with contextlib.suppress(OSError):
-        fcntl.flock(fh, fcntl.LOCK_UN)
-    fh.close()

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ingest.base import atomic
 from ingest.base.layout import DEFAULT_MODEL
 from scoring.service.logs import child_setup, logging_as
 from scoring.settings import Settings
@@ -84,7 +85,7 @@ def run_trainer(
 ) -> TrainerExit:
     """Run one retrain in a child process and report how it ended; never raises for the child.
 
-    The caller holds the data folder's trainer slot (``runs.trainer_slot``).
+    The caller holds the data folder's trainer slot (``run_locks.trainer_slot``).
     """
     say = progress or (lambda _m: None)
     scratch = settings.layout.trainer_scratch
@@ -141,7 +142,7 @@ def _cpu(usage: Any) -> float:
 def remove_stale(scratch: Path) -> None:
     """Remove the folders that trainers killed with their server left in the scratch.
 
-    Called in the data folder's one trainer slot (``runs.trainer_slot``), so no other trainer
+    Called in the data folder's one trainer slot (``run_locks.trainer_slot``), so no other trainer
     of this data folder is running and every folder there is a dead one's.
     """
     if not scratch.is_dir():
@@ -193,9 +194,8 @@ def _remove_own(scratch: Path | None) -> None:
 
 
 def _write_atomic(path: Path, body: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(body, default=_plain), encoding="utf-8")
-    os.replace(tmp, path)
+    """Write the outcome whole or not at all: the parent reads a missing file as a death."""
+    atomic.write_json(path, body, indent=None, default=_plain)
 
 
 def _plain(value: Any) -> Any:

@@ -9,11 +9,12 @@ from typing import Any
 import click
 
 from ingest.base.formats import OUTPUT_FORMATS
+from ingest.base.layout import KINDS
 from scoring.service import init_cli, keys_cli, records_cli
 from scoring.service.model_option import accept_model, chosen_model, model_option
 from scoring.service.records_cli import fmt_number, registry_of
 from scoring.service.tables import text_table
-from scoring.settings import Settings, SettingsError, load_settings
+from scoring.settings import ENV_FILE, Settings, SettingsError, load_settings
 
 DEFAULT_SETTINGS = "settings.toml"
 # Commands that read or change records but never build a model. They skip the check of
@@ -54,7 +55,7 @@ class Context:
             if path is None and Path(DEFAULT_SETTINGS).is_file():
                 import os
 
-                path = os.environ.get("DROPSCORE_SETTINGS") or DEFAULT_SETTINGS
+                path = os.environ.get(ENV_FILE) or DEFAULT_SETTINGS
             try:
                 loaded = load_settings(
                     path, overrides=self.overrides, check_params=self.check_params
@@ -108,7 +109,7 @@ pass_ctx = click.make_pass_decorator(Context)
     "--settings",
     "settings_path",
     type=click.Path(dir_okay=False),
-    envvar="DROPSCORE_SETTINGS",
+    envvar=ENV_FILE,
     help="settings file (default: ./settings.toml when present)",
 )
 @click.option("-v", "--verbose", is_flag=True, help="log what a command does (INFO) on stderr")
@@ -337,7 +338,7 @@ DEFERRED_LINE = (
 
 @main.command("ingest")
 @click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
-@click.option("--kind", type=click.Choice(["train", "score"]), required=True)
+@click.option("--kind", type=click.Choice(KINDS), required=True)
 @pass_ctx
 def ingest_cmd(ctx: Context, files: tuple[str, ...], kind: str) -> None:
     """Ingest files as if dropped (the originals stay where they are)."""

@@ -11,15 +11,13 @@ defaults (packaged with dropscore) followed by the new section.
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 import tomllib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
+from ingest.base import atomic
 from ingest.base.formats import is_unfinished_name
 from ingest.base.layout import DEFAULT_MODEL, KINDS, DataLayout
 from scoring.service import model_section
@@ -60,19 +58,12 @@ def first_drop(inbox: Path) -> Path | None:
 
 
 def write_atomic(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` so a reader sees the old file or the new, never half."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        if path.exists():
-            shutil.copymode(path, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Replace ``path`` with ``data`` so a reader sees the old file or the new, never half.
+
+    The file keeps its permission bits (a settings file may be readable by its owner only); a
+    new one is its owner's only, as it may come to hold secrets.
+    """
+    atomic.write_bytes(path, data, keep_mode=True, mode=None if path.exists() else 0o600)
 
 
 def section_values(proposal: Proposal) -> dict[str, Any]:

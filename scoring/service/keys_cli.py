@@ -12,9 +12,10 @@ from typing import Any
 
 import click
 
+from scoring.keys import ROLES
 from scoring.service.tables import text_table
 
-ROLE_CHOICE = click.Choice(["predict", "operate", "admin"])
+ROLE_CHOICE = click.Choice(ROLES)
 
 
 def cli_user() -> str:

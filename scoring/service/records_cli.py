@@ -26,10 +26,11 @@ def _settings() -> Any:
 @click.option("--limit", default=20, show_default=True)
 def runs_cmd(run_id: int | None, limit: int) -> None:
     """List retrain runs, newest first; with RUN_ID, print that run as JSON."""
+    from ingest.state.db import StateDB
     from scoring.errors import DropscoreError
     from scoring.lifecycle.runs import RunStore
 
-    store = RunStore(_settings().db_path)
+    store = RunStore(StateDB.at(_settings().db_path))
     if run_id is not None:
         try:
             click.echo(json.dumps(store.get(run_id).to_dict(), indent=2))

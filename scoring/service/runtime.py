@@ -5,7 +5,6 @@ Only the CLI calls this module. Library code never starts threads or reads files
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 import signal
@@ -14,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import TYPE_CHECKING
 
 from ingest.base.config import IngestConfig
 from ingest.base.logs import bound_to
@@ -23,8 +22,10 @@ from ingest.pipeline.intake import Intake
 from ingest.pipeline.watcher import Watcher
 from ingest.state.db import StateDB
 from ingest.state.ledger import Ledger
+from ingest.state.locks import FileLocks, Lock
 from schedules.scheduler import Schedule
 from scoring.bulk.drops import on_arrival, sweep
+from scoring.inference.dataplane import Dataplane
 from scoring.ingest_options import ingest_config
 from scoring.lifecycle.champion import ChampionHolder
 from scoring.lifecycle.contract import chain, train_drop_check
@@ -56,17 +57,19 @@ def open_intake(settings: Settings) -> tuple[IngestConfig, Ledger, Intake]:
     return config, ledger, intake
 
 
-def start_scoring(settings: Settings, intake: Intake, champion: ChampionHolder) -> None:
+def start_scoring(
+    settings: Settings, intake: Intake, champion: ChampionHolder, dataplane: Dataplane | None = None
+) -> None:
     """Score drops on arrival (when configured), and catch up on any left while down."""
     if settings.scoring.on_arrival:
-        score = on_arrival(settings, intake, champion.peek)
+        score = on_arrival(settings, intake, champion.peek, dataplane)
         intake.on_normalized = chain(intake.on_normalized, score)
-    sweep(settings, intake=intake, models=champion.peek)
+    sweep(settings, intake=intake, models=champion.peek, dataplane=dataplane)
 
 
 def reap_interrupted(settings: Settings) -> None:
     """At start-up, mark runs a killed process left running as failed (interrupted)."""
-    RunStore(settings.db_path, settings.layout.retrain_lock).reap()
+    RunStore(StateDB.at(settings.db_path)).reap()
 
 
 def bootstrap(settings: Settings, registry: Registry, intake: Intake) -> None:
@@ -98,30 +101,18 @@ def bootstrap(settings: Settings, registry: Registry, intake: Intake) -> None:
 
 
 @contextmanager
-def worker_lock(path: Path) -> Iterator[IO[str]]:
+def worker_lock(path: Path) -> Iterator[Lock]:
     """Hold an OS lock so one process per data folder runs the watcher and the scheduler."""
-    data_dir = path.parent
-    data_dir.mkdir(parents=True, exist_ok=True)
-    fh = open(path, "a+")  # noqa: SIM115 - held for the life of the process
-    try:
-        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        fh.seek(0)
-        holder = fh.read().strip() or "another process"
-        fh.close()
+    locks = FileLocks(path.parent)
+    lock = locks.try_acquire(path.name, holder=str(os.getpid()))
+    if lock is None:
+        holder = locks.holder(path.name) or "another process"
         raise AlreadyRunning(
-            f"{data_dir} is already served by pid {holder}; stop it first, or run"
+            f"{path.parent} is already served by pid {holder}; stop it first, or run"
             " `dropscore api` for more API processes"
-        ) from None
-    fh.seek(0)
-    fh.truncate()
-    fh.write(str(os.getpid()))
-    fh.flush()
-    try:
-        yield fh
-    finally:
-        fcntl.flock(fh, fcntl.LOCK_UN)
-        fh.close()
+        )
+    with lock:
+        yield lock
 
 
 @dataclass
@@ -142,6 +133,7 @@ class Background:
     models: dict[str, Served]
     watcher: Watcher
     schedule: Schedule
+    dataplane: Dataplane  # scored drops' events; `serve` shares it with the API
 
     def served(self) -> dict[str, ModelServices]:
         """What the API needs of each model, sharing this process's registries and champions."""
@@ -158,7 +150,7 @@ def _model_of(settings: Settings) -> dict[str, str]:
 
 
 @bound_to(_model_of)  # its recovery, bootstrap and first training name the model they are for
-def prepare_model(settings: Settings) -> Served:
+def prepare_model(settings: Settings, dataplane: Dataplane | None = None) -> Served:
     """Open one model's folders and stores, recover its drops and runs, train its first model."""
     _config, ledger, intake = open_intake(settings)
     registry = Registry(settings.models_dir, StateDB.at(settings.db_path))
@@ -167,7 +159,7 @@ def prepare_model(settings: Settings) -> Served:
     intake.resume()
     bootstrap(settings, registry, intake)
     champion = ChampionHolder(registry, model=settings.name)
-    start_scoring(settings, intake, champion)
+    start_scoring(settings, intake, champion, dataplane)
     first = first_data_trigger(settings, registry, champion)  # a first model without waiting
     intake.on_normalized = chain(intake.on_normalized, first)
     return Served(settings, ledger, registry, champion, intake)
@@ -181,14 +173,15 @@ def background(settings: Settings) -> Iterator[Background]:
     On exit the scheduler stops first (waiting for a running job), then the watcher.
     """
     with worker_lock(settings.layout.worker_lock):
-        models = {one.name: prepare_model(one) for one in settings.each_model()}
+        dataplane = Dataplane()
+        models = {one.name: prepare_model(one, dataplane) for one in settings.each_model()}
         intakes = [m.intake for m in models.values()]
         watcher = Watcher(intakes[0].config, *intakes)
         watcher.start()
         schedule = Schedule(settings)
         try:
             schedule.start()
-            yield Background(models, watcher, schedule)
+            yield Background(models, watcher, schedule, dataplane)
         finally:
             schedule.stop()  # waits for a running job to finish
             watcher.stop()
@@ -211,6 +204,7 @@ def run_serve(settings: Settings) -> None:
         app = create_app(
             settings,
             served=bg.served(),
+            dataplane=bg.dataplane,
             probes={"watcher": bg.watcher.status, "scheduler": bg.schedule.status},
         )
         app.extensions["dropscore"].monitoring.registry.register(bg.schedule.collector())

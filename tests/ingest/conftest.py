@@ -14,7 +14,7 @@ from ingest.base.layout import DataLayout
 from ingest.pipeline.intake import Intake
 from ingest.pipeline.watcher import Watcher
 from ingest.state.ledger import FileRecord, Ledger
-from tests._wait import wait_for as _wait_for
+from scoring.testing.waiting import wait_for as _wait_for
 from tests.ingest._watching import MakeWatcher
 
 WaitFor = Callable[..., None]

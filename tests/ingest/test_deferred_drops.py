@@ -26,7 +26,7 @@ from ingest.pipeline.intake import Intake
 from ingest.pipeline.watcher import Watcher
 from ingest.state.claims import try_hold
 from ingest.state.ledger import FileRecord, Ledger
-from tests._wait import wait_for
+from scoring.testing.waiting import wait_for
 
 ROWS = 1_000_000  # a few kB gzipped; megabytes of lake file (``_row`` alone is 8 bytes a row)
 LIMIT = 1 << 20  # the child's file size limit: its "full disk"

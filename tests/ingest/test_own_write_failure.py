@@ -17,7 +17,7 @@ import pytest
 
 from ingest.lake.store import lake_files
 from ingest.state.ledger import Ledger
-from tests._wait import wait_for
+from scoring.testing.waiting import wait_for
 
 CHILD = textwrap.dedent(
     """

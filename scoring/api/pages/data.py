@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from ingest.base.layout import KINDS
 from ingest.pipeline.quarantine import what_to_do
+from ingest.state.db import StateDB
 from ingest.state.ledger import DUPLICATE, QUARANTINED, STATES
 from ingest.state.records import BY_BYTES, SAME_AS
 from schedules.ids import RETRAIN, job_id
@@ -20,7 +22,6 @@ from scoring.api.pages.traffic import traffic
 from scoring.lifecycle.estimators import PRIMARY
 from scoring.lifecycle.runs import RunStore
 
-KINDS = ("train", "score")
 PAGE_SIZE = 50
 
 
@@ -109,7 +110,7 @@ def version_detail(s: Services, version: int) -> dict[str, Any]:
 
 def runs(s: Services, offset: int) -> dict[str, Any]:
     """Return one page of retrain runs, newest first, and whether one is in progress."""
-    store = RunStore(s.settings.db_path)
+    store = RunStore(StateDB.at(s.settings.db_path))
     page = store.list(limit=PAGE_SIZE + 1, offset=offset)
     return {
         "runs": [r.to_dict() for r in page[:PAGE_SIZE]],

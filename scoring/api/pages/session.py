@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import contextlib
 import hmac
-import os
 import secrets
 from pathlib import Path
 
 from flask import Flask, Request, current_app, request, session
 from flask.sessions import SecureCookieSessionInterface
 
+from ingest.base import atomic
 from ingest.state.db import StateDB
 from scoring.keys import Identity, KeyRing, hash_key
 from scoring.sessions import Lifetimes, SessionStore
@@ -78,18 +78,8 @@ def _stored_secret(path: Path) -> str:
     with contextlib.suppress(FileNotFoundError):
         return path.read_text(encoding="ascii").strip()
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{SECRET_FILE}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="ascii") as fh:
-        fh.write(secrets.token_hex(32))
-        fh.flush()
-        os.fsync(fh.fileno())
-    try:
-        os.link(tmp, path)  # fails if another process won the race: then read theirs
-    except FileExistsError:
-        pass
-    finally:
-        tmp.unlink(missing_ok=True)
+    with contextlib.suppress(FileExistsError):  # another process won the race: read theirs
+        atomic.write_text(path, secrets.token_hex(32), replace=False, mode=0o600)
     return path.read_text(encoding="ascii").strip()
 
 

@@ -1,36 +1,29 @@
-"""Promotion under load, with real processes: the load generator and process helpers.
+"""Promotion under load: client threads posting ``/predict``, and the figures read off them.
 
 Shared by ``tests/test_e2e_load.py`` (which asserts on them) and ``bench/reload.py`` (which
-prints figures from them); kept in the test tree so tests never import from ``bench/``.
-Client threads with keep-alive sessions post ``/predict`` until stopped; each answer records
-the process that served it and the model version, so a promotion's switch time can be read off.
+prints them). Client threads with keep-alive sessions post ``/predict`` until stopped; each
+answer records the process that served it and the model version, so a promotion's switch time
+can be read off.
 """
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
-import pandas as pd
-import requests
-
-ROOT = Path(__file__).resolve().parent.parent
-SAMPLE = ROOT / "data" / "sample" / "diabetes.csv"
-ROW = [0.038, 0.05, 0.061, 0.021, -0.044, -0.034, -0.043, -0.002, 0.019, -0.017]
+from ingest.base.atomic import replacing
+from scoring.testing.checkout import ROW, SAMPLE
+from scoring.testing.waiting import wait_for
 
 
 @dataclass(frozen=True)
 class Answer:
+    """One request of the load and what came back."""
+
     session: int
     pid: int | None  # the API process that holds this session's connection
     sent: float  # time.time() before the request
@@ -41,6 +34,7 @@ class Answer:
 
     @property
     def ok(self) -> bool:
+        """Tell whether the request was answered 200."""
         return self.status == 200 and self.error is None
 
 
@@ -56,6 +50,7 @@ class Load:
         self._workers: list[threading.Thread] = []
 
     def start(self) -> Load:
+        """Start the client threads."""
         for i in range(self.threads):
             thread = threading.Thread(target=self._run, args=(i,), name=f"load-{i}", daemon=True)
             thread.start()
@@ -63,6 +58,7 @@ class Load:
         return self
 
     def stop(self) -> list[Answer]:
+        """Stop the client threads and return every answer, in the order they were sent."""
         self._stop.set()
         for thread in self._workers:
             thread.join(timeout=30)
@@ -73,6 +69,8 @@ class Load:
         return sorted((a for answers in self._answers for a in list(answers)), key=lambda a: a.sent)
 
     def _run(self, index: int) -> None:
+        import requests
+
         out = self._answers[index]
         with requests.Session() as session:
             pid = session.get(self.url + "/health", timeout=10).json().get("pid")
@@ -128,100 +126,53 @@ def stale_after_switch(answers: list[Answer], version: str) -> int:
 
 
 def iso_to_epoch(text: str) -> float:
+    """Turn an ISO-8601 time from the API into seconds since the epoch."""
     return datetime.fromisoformat(text).timestamp()
 
 
 def new_training_drop(inbox: Path, name: str = "more.csv", rows: int = 200) -> Path:
-    """Drop a labelled file the way producers should: write elsewhere, rename into the inbox."""
+    """Drop a labelled file the way producers should: write a temporary, rename it into place.
+
+    The temporary is the atomic writer's (a dot name the watcher passes over), so the watcher
+    only ever sees the whole file.
+    """
+    import pandas as pd
+
     frame = pd.read_csv(SAMPLE).head(rows)
     frame["target"] = frame["target"] * 1.1 + 5  # different content, same columns
     inbox.mkdir(parents=True, exist_ok=True)
-    tmp = inbox.parent / f".{name}.part"
-    frame.to_csv(tmp, index=False)
-    os.replace(tmp, inbox / name)
+    with replacing(inbox / name) as tmp:
+        frame.to_csv(tmp, index=False)
     return inbox / name
 
 
-# -- real processes -------------------------------------------------------------------------
+def wait_run(url: str, run_id: int, timeout: float = 180) -> dict[str, Any]:
+    """Wait until a retrain run has finished (succeeded, skipped or failed); return it."""
+    import requests
 
+    def finished() -> dict[str, Any] | None:
+        body: dict[str, Any] = requests.get(f"{url}/runs/{run_id}", timeout=5).json()
+        return body if body["state"] in ("succeeded", "skipped", "failed") else None
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def process_env(data_dir: Path, port: int, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DROPSCORE")}
-    env.update(
-        DROPSCORE_SETTINGS=str(ROOT / "settings.toml"),
-        DROPSCORE__PATHS__DATA_DIR=str(data_dir),
-        DROPSCORE__SERVER__PORT=str(port),
-        DROPSCORE__INGEST__STABLE_SECONDS="0.3",
-        DROPSCORE__INGEST__RESCAN_SECONDS="1.0",
-        DROPSCORE__TRAINING__BOOTSTRAP_DATA=str(SAMPLE),
-        DROPSCORE__TRAINING__PROMOTE="always",
-    )
-    env.update(extra)
-    return env
-
-
-@contextmanager
-def running(args: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen]:
-    """Run ``dropscore ARGS`` and stop it with SIGTERM (kill after 30 s) on the way out."""
-    with open(log, "w") as fh:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "scoring", *args], env=env, stdout=fh, stderr=subprocess.STDOUT
-        )
-        try:
-            yield proc
-        finally:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
-
-
-def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{proc.args} exited with {proc.returncode}")
-        try:
-            if requests.get(url + "/ready", timeout=5).status_code == 200:
-                return
-        except requests.RequestException:  # refused while starting, or slow under load
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"{url} not ready within {timeout}s")
-
-
-def wait_run(url: str, run_id: int, timeout: float = 180) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        body = requests.get(f"{url}/runs/{run_id}", timeout=5).json()
-        if body["state"] in ("succeeded", "skipped", "failed"):
-            return body
-        time.sleep(0.05)
-    raise RuntimeError(f"run {run_id} did not finish within {timeout}s")
+    run: dict[str, Any] = wait_for(finished, timeout, 0.05, f"run {run_id} to finish")
+    return run
 
 
 def wait_files(url: str, count: int, timeout: float = 90) -> None:
     """Wait until the ledger holds ``count`` normalized training files."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    import requests
+
+    def ingested() -> bool:
         files = requests.get(url + "/files?status=normalized", timeout=5).json()["files"]
-        if sum(f["kind"] == "train" for f in files) >= count:
-            return
-        time.sleep(0.1)
-    raise RuntimeError(f"{count} training files not ingested within {timeout}s")
+        return sum(f["kind"] == "train" for f in files) >= count
+
+    wait_for(ingested, timeout, 0.1, f"{count} training files ingested")
 
 
 def promote_under_load(url: str, data_dir: Path) -> tuple[str, float]:
     """Drop new data, retrain through the API, and return the new version and its promotion time."""
+    import requests
+
     new_training_drop(data_dir / "inbox" / "train")
     wait_files(url, 2)
     response = requests.post(url + "/train", timeout=10)
@@ -231,27 +182,3 @@ def promote_under_load(url: str, data_dir: Path) -> tuple[str, float]:
         raise RuntimeError(f"retrain did not promote: {run}")
     model = requests.get(f"{url}/models/{run['version']}", timeout=5).json()
     return run["version"], iso_to_epoch(model["promoted_at"])
-
-
-@contextmanager
-def contextmanager_for(
-    mode: str, env: dict[str, str], folder: Path
-) -> Iterator[list[subprocess.Popen]]:
-    """Start serve, or api --workers 2 after a worker has trained the first model."""
-    if mode == "serve":
-        with running(["serve"], env, folder / "serve.log") as proc:
-            yield [proc]
-        return
-    with running(["worker"], env, folder / "worker.log") as worker:
-        _wait_for_champion(env, worker)
-        with running(["api", "--workers", "2"], env, folder / "api.log") as api:
-            yield [api, worker]
-
-
-def _wait_for_champion(env: dict[str, str], worker: subprocess.Popen) -> None:
-    models = Path(env["DROPSCORE__PATHS__DATA_DIR"]) / "models" / "1"
-    deadline = time.monotonic() + 90
-    while not models.is_dir():
-        if worker.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError("the worker did not train a first model")
-        time.sleep(0.1)
