@@ -27,17 +27,20 @@ class Result:
     rows: int
     seconds: float
     peak_mb: float
+    cpu_seconds: float = 0.0  # user + system CPU of the process (wait4), when measured
 
     @property
     def rate(self) -> float:
         return self.rows / self.seconds if self.seconds else 0.0
 
 
-def measure(name: str, cmd: list[str], env: dict[str, str], rows: int, log: Path) -> Result:
+def measure(
+    name: str, cmd: list[str], env: dict[str, str], rows: int, log: Path, cwd: Path | None = None
+) -> Result:
     """Run cmd as a fresh process; wall time and its own peak RSS (see the module docstring)."""
     with open(log, "wb") as out:
         started = time.perf_counter()
-        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=cwd)
         _live.append(proc)
         watch = PeakWatch(proc.pid)
         try:
@@ -65,7 +68,7 @@ def measure(name: str, cmd: list[str], env: dict[str, str], rows: int, log: Path
     kernel_mb = usage.ru_maxrss / 1024
     own_mb = status_kb(os.getpid(), "VmHWM") / 1024
     peak = max(watch.peak_mb, kernel_mb if kernel_mb > own_mb else 0.0)
-    return Result(name, rows, seconds, peak)
+    return Result(name, rows, seconds, peak, usage.ru_utime + usage.ru_stime)
 
 
 def end(proc: subprocess.Popen[bytes], grace: float = 20.0) -> None:
