@@ -46,7 +46,7 @@ def direct_take_seconds(root: Path, samples: int = 10) -> float:
     """Measure the median time of the intake's own work, with no watcher in front of it."""
     config = IngestConfig(DataLayout(root / "direct"))
     config.make_dirs()
-    intake = Intake(config, Ledger(config.db_path))
+    intake = Intake(config, Ledger.at(config.db_path))
     times = []
     for i in range(samples):
         path = config.inbox("score") / f"d{i}.csv"
@@ -71,7 +71,7 @@ def watched_latencies(
         if len(done) == drops:
             all_done.set()
 
-    watcher = Watcher(config, Intake(config, Ledger(config.db_path), on_normalized))
+    watcher = Watcher(config, Intake(config, Ledger.at(config.db_path), on_normalized))
     watcher.start()
     try:
         staging = root / "staging"
@@ -100,7 +100,7 @@ def growth_seconds(root: Path, drops: int, *, record: bool) -> list[float]:
     """Take ``drops`` small training drops in turn and return each one's seconds."""
     config = IngestConfig(DataLayout(root / ("record" if record else "footers")))
     config.make_dirs()
-    intake = Intake(config, Ledger(config.db_path))
+    intake = Intake(config, Ledger.at(config.db_path))
     original = lakefile.lake_schema
     lakefile.lake_schema = original if record else _footers_every_time  # type: ignore[assignment]
     try:

@@ -64,7 +64,7 @@ def build(data_dir: Path, rows: int) -> object:
     for _ in range(30):
         run = store.create("schedule")
         store.update(run, state="succeeded", reason="bench", metrics={"r2": 0.45}, rows=442)
-    Ledger(settings.db_path).initialize()
+    Ledger.at(settings.db_path).initialize()
     now = "2026-01-01T00:00:00.000000Z"
     error = '{"code": "ragged_rows", "message": "row 3 has 4 fields"}'
     with sqlite3.connect(settings.db_path) as conn:

@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         max_attempts=args.max_attempts,
     )
     config.make_dirs()
-    ledger = Ledger(config.db_path)
+    ledger = Ledger.at(config.db_path)
     ledger.initialize()
     watcher = Watcher(config, Intake(config, ledger))
     stop = threading.Event()

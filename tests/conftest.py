@@ -116,8 +116,8 @@ def schedules():
         # rollback-journal mode, where a job's first ledger access (PRAGMA journal_mode = WAL)
         # fails at once with "database is locked" whenever the scheduler is writing its job row.
         for view in settings.each_model():
-            Ledger(view.db_path).initialize()
-        Ledger(settings.shared_db_path).initialize()
+            Ledger.at(view.db_path).initialize()
+        Ledger.at(settings.shared_db_path).initialize()
         schedule = Schedule(settings)
         started.append(schedule)
         schedule.start()

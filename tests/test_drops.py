@@ -132,7 +132,7 @@ def test_ingest_config_carries_the_settings(settings):
     config = ingest_config(settings)
     assert config.stable_seconds == 0.2
     assert config.data_dir == settings.data_dir
-    assert Ledger(config.db_path).list() == []
+    assert Ledger.at(config.db_path).list() == []
 
 
 @pytest.mark.parametrize(

@@ -228,7 +228,7 @@ def test_runs_page_lists_runs_with_their_full_reason(settings, registry):
 
 def _fill_ledger(db: Path, n: int) -> None:
     """Insert n ledger rows straight into SQLite, as a long-running service would have."""
-    Ledger(db).initialize()
+    Ledger.at(db).initialize()
     now = "2026-01-01T00:00:00.000000Z"
     rows = (
         (

@@ -162,7 +162,7 @@ def test_a_dropped_parquet_file_decoding_past_max_file_mb_is_quarantined(tmp_pat
     config.make_dirs()
     path = amplifying_file(config.inbox("train") / "small.parquet", rows=200, width=20_000)
     assert path.stat().st_size < 20_000  # 4 MB of text once decoded
-    record = Intake(config, Ledger(config.db_path)).take(path, "train")
+    record = Intake(config, Ledger.at(config.db_path)).take(path, "train")
     assert record.state == QUARANTINED
     [error] = config.quarantine.glob(f"{record.id}__*.error.json")
     assert json.loads(error.read_text())["code"] == "file_too_large"

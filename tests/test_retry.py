@@ -239,7 +239,7 @@ def test_a_state_db_of_an_older_release_learns_the_retried_state(tmp_path: Path)
             )
         conn.execute("DELETE FROM files WHERE id = 3")  # the counter stays at 3
     conn.close()
-    ledger = Ledger(db)
+    ledger = Ledger.at(db)
     retried = ledger.mark_retried(1, queued_as="retry1-abc__f1.csv")
     assert (retried.state, retried.queued_as) == ("retried", "retry1-abc__f1.csv")
     again = ledger.receive(

@@ -109,7 +109,7 @@ def test_a_first_model_takes_only_the_columns_every_drop_shares(settings, tmp_pa
 def test_a_lake_file_from_before_the_check_is_left_out_and_named(settings, tmp_path, diabetes):
     config = ingest_config(settings)
     config.make_dirs()
-    bare = Intake(config, Ledger(config.db_path))  # no hook: as a drop taken before the fix
+    bare = Intake(config, Ledger.at(config.db_path))  # no hook: as a drop taken before the fix
     take(settings, SAMPLE)
     bad = bare.take_copy(csv(tmp_path, "odd.csv", diabetes.drop(columns=["target"])), "train")
     assert bad.state == "normalized"

@@ -31,7 +31,8 @@ from ingest.lake.content import ContentHash, hashed
 from ingest.lake.store import Lake
 from ingest.pipeline.normalize import normalize_file
 from ingest.state.claims import lake_lock
-from ingest.state.ledger import BY_BYTES, BY_CONTENT, LIVE_STATES, FileRecord, Ledger
+from ingest.state.file_ledger import FileLedger
+from ingest.state.ledger import BY_BYTES, BY_CONTENT, LIVE_STATES, FileRecord
 
 log = logging.getLogger("dropscore.ingest")
 
@@ -74,7 +75,7 @@ def lake_file(config: IngestConfig, record: FileRecord) -> Path:
 
 
 def write_lake_file(
-    config: IngestConfig, ledger: Ledger, record: FileRecord, claimed: Path
+    config: IngestConfig, ledger: FileLedger, record: FileRecord, claimed: Path
 ) -> Normalized | OwnedElsewhere:
     """Turn the claimed file into its lake file, or say the lake already has it.
 
@@ -121,7 +122,7 @@ def write_lake_file(
 
 
 def _unless_known(
-    batches: Iterator[pa.RecordBatch], content: ContentHash, ledger: Ledger, record: FileRecord
+    batches: Iterator[pa.RecordBatch], content: ContentHash, ledger: FileLedger, record: FileRecord
 ) -> Iterator[pa.RecordBatch]:
     """Pass the batches on; after the last, stop the write if a live drop has this content.
 
@@ -135,7 +136,7 @@ def _unless_known(
         raise _SameContent(owner.id, digest)
 
 
-def _clear_leftover(ledger: Ledger, dest: Path, file_id: int) -> int | None:
+def _clear_leftover(ledger: FileLedger, dest: Path, file_id: int) -> int | None:
     """Make room for the lake write: remove our own or an orphaned earlier attempt.
 
     Returns the owning drop's id when a live drop already holds this content.

@@ -76,6 +76,7 @@ from ingest.state.claims import (
     wait_until_still,
     warn_if_grown,
 )
+from ingest.state.file_ledger import FileLedger
 from ingest.state.ledger import (
     DUPLICATE,
     NORMALIZED,
@@ -83,7 +84,6 @@ from ingest.state.ledger import (
     RECEIVED,
     FileRecord,
     IllegalTransition,
-    Ledger,
 )
 
 log = logging.getLogger("dropscore.ingest")
@@ -107,7 +107,7 @@ class Intake:
     def __init__(
         self,
         config: IngestConfig,
-        ledger: Ledger,
+        ledger: FileLedger,
         on_normalized: Callable[[FileRecord], None] | None = None,
     ) -> None:
         self.config = config

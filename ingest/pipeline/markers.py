@@ -16,7 +16,8 @@ import time
 from pathlib import Path
 
 from ingest.base.config import MARKERS
-from ingest.state.ledger import QUARANTINED, FileRecord, Ledger
+from ingest.state.file_ledger import FileLedger
+from ingest.state.ledger import QUARANTINED, FileRecord
 
 log = logging.getLogger("dropscore.ingest")
 
@@ -46,7 +47,7 @@ def is_ready(path: Path, marker: str) -> bool:
     return not marker or os.path.lexists(marker_of(path, marker))
 
 
-def file_marker(ledger: Ledger, record: FileRecord, taken: Path, marker: str) -> None:
+def file_marker(ledger: FileLedger, record: FileRecord, taken: Path, marker: str) -> None:
     """Move a taken file's marker beside its original in archive/ or quarantine/."""
     if not marker:
         return

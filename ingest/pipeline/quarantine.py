@@ -19,7 +19,8 @@ from ingest.base import atomic
 from ingest.base.config import IngestConfig
 from ingest.base.errors import FileTooLargeError, IngestError
 from ingest.base.names import filed
-from ingest.state.ledger import FileRecord, Ledger
+from ingest.state.file_ledger import FileLedger
+from ingest.state.ledger import FileRecord
 
 ERROR_SUFFIX = ".error.json"
 
@@ -76,7 +77,7 @@ class SymlinkRefusedError(IngestError):
     code = "symlink"
 
 
-def refuse_link(config: IngestConfig, ledger: Ledger, link: Path, kind: str) -> FileRecord:
+def refuse_link(config: IngestConfig, ledger: FileLedger, link: Path, kind: str) -> FileRecord:
     """Record a symbolic link as quarantined and move the link itself (not its target) aside.
 
     Nothing is read through the link: a link could make us ingest a file its producer could not

@@ -40,7 +40,8 @@ from ingest.state.claims import (
     lake_lock,
     try_hold,
 )
-from ingest.state.ledger import QUARANTINED, RECEIVED, FileRecord, Ledger
+from ingest.state.file_ledger import FileLedger
+from ingest.state.ledger import QUARANTINED, RECEIVED, FileRecord
 
 log = logging.getLogger("dropscore.ingest")
 
@@ -71,7 +72,7 @@ def resume_claims(config: IngestConfig, kind: str, resume: ResumeClaim) -> list[
     return done
 
 
-def resume_deferred(ledger: Ledger, resume: ResumeClaim) -> list[FileRecord]:
+def resume_deferred(ledger: FileLedger, resume: ResumeClaim) -> list[FileRecord]:
     """Hand each drop a full disk left waiting, in any process, to ``resume`` unless one holds it.
 
     Its row is ``received`` with the ``disk_full`` error and its claim is in processing/; the
@@ -133,7 +134,7 @@ def _remove_stale_claim_folder(folder: Path) -> None:
             folder.rmdir()
 
 
-def orphan_rows(ledger: Ledger) -> list[FileRecord]:
+def orphan_rows(ledger: FileLedger) -> list[FileRecord]:
     """List ``received`` rows whose file is gone from processing/, so none stays unfinished."""
     orphans = []
     for record in ledger.list(state=RECEIVED, limit=None):
@@ -152,7 +153,7 @@ def vanished(record: FileRecord) -> InternalIngestError:
     )
 
 
-def unfinished_rejections(ledger: Ledger) -> list[FileRecord]:
+def unfinished_rejections(ledger: FileLedger) -> list[FileRecord]:
     """List rejections of normalized drops whose original or lake file a crash left behind."""
     unfinished = []
     for record in ledger.list(state=QUARANTINED, limit=None):

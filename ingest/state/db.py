@@ -44,10 +44,12 @@ from sqlalchemy import (
     create_engine,
     event,
     inspect,
+    make_url,
     select,
     text,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import URL
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.sql.dml import Insert
 
@@ -84,16 +86,20 @@ def sqlite_url(path: Path) -> str:
 class StateDB:
     """One state database: an engine, read and write transactions, and migrations applied once."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str | URL) -> None:
         self.url = url
-        self.engine = _engine(url)
+        self.engine = _engine(make_url(url))
         self._migrated: set[str] = set()
 
     @classmethod
     def at(cls, path: Path) -> StateDB:
-        """Open the SQLite state database at ``path``, creating its folder if needed."""
+        """Open the SQLite state database at ``path``, creating its folder if needed.
+
+        The path goes into a ``URL`` object as it is: a folder named with ``%`` or ``?`` would be
+        decoded or cut by a parsed URL string (``sqlite_url``) and name another file.
+        """
         path.parent.mkdir(parents=True, exist_ok=True)
-        return cls(sqlite_url(path))
+        return cls(URL.create("sqlite", database=str(path)))
 
     @property
     def dialect(self) -> str:
@@ -202,8 +208,8 @@ def run_sql(*statements: str) -> Callable[[Connection], None]:
     return apply
 
 
-def _engine(url: str) -> Engine:
-    if url.startswith("sqlite"):
+def _engine(url: URL) -> Engine:
+    if url.get_backend_name() == "sqlite":
         engine = create_engine(
             url,
             pool_size=POOL_SIZE,

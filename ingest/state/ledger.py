@@ -1,10 +1,12 @@
-"""The file ledger: one SQLite row per drop, so every file's fate survives crashes and restarts.
+"""The file ledger: one row per drop, so every file's fate survives crashes and restarts.
 
-The ledger lives in the product's shared ``state.db`` and owns only the ``files`` table. Every
-call opens its own connection (WAL, a long busy timeout), so threads and processes can share one
-database file without sharing a connection. State changes are single guarded ``UPDATE``
-statements: a transition from a state it does not allow changes nothing and raises
-``IllegalTransition``, which is how two writers racing on one row stay correct.
+The ledger lives in the product's shared state database (``state.db`` by default) and owns only
+the ``files`` table (``ingest.state.ledger_schema``). It reaches it through a ``StateDB``: a
+connection per transaction, so threads and processes share one database without sharing a
+connection, and every write transaction takes the write lock up front. State changes are single
+guarded ``UPDATE`` statements that return the row they changed: a transition from a state it
+does not allow changes nothing and raises ``IllegalTransition``, which is how two writers racing
+on one row stay correct. Everything is SQLAlchemy Core, so another backend runs the same code.
 
 Paths are stored relative to the data folder (the folder holding ``state.db``) in POSIX form,
 so ``GET /files`` never shows a server's absolute layout; ``Ledger.resolve`` turns them back.
@@ -16,11 +18,13 @@ SQLite, JSON or a terminal would refuse.
 from __future__ import annotations
 
 import json
-import sqlite3
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
+
+from sqlalchemy import Connection, Update, bindparam, case, insert, or_, select, update
 
 from ingest.base.names import as_text, escape, filed
+from ingest.state.ledger_schema import FILES
 from ingest.state.ledger_table import LedgerTable, first_live, first_live_content
 from ingest.state.records import (
     BY_BYTES,
@@ -59,9 +63,64 @@ __all__ = [
     "utc_now",
 ]
 
+# Every statement of a transition, built once: SQLAlchemy reuses each one's cache key and compiled
+# form, and only the bound values change. An update sets the columns named by the keys of the
+# values it is run with; its ``b_`` parameters fill its guards (``b_id`` the row).
+_THIS_ROW = FILES.c.id == bindparam("b_id")
+_UPDATE_BY_ID = update(FILES).where(_THIS_ROW).returning(*FILES.c)
+_SET_BY_ID = update(FILES).where(_THIS_ROW)
+_GUARDED = _UPDATE_BY_ID.where(FILES.c.state.in_(bindparam("b_from", expanding=True)))
+_DEFER = _UPDATE_BY_ID.where(FILES.c.state == RECEIVED).values(
+    attempts=case((FILES.c.attempts > 0, FILES.c.attempts - 1), else_=0)  # MAX(a, 0), portably
+)
+_START_ATTEMPT = (
+    update(FILES)
+    .where(_THIS_ROW, FILES.c.state == RECEIVED)
+    .values(attempts=FILES.c.attempts + 1)
+    .returning(FILES.c.attempts)
+)
+_UNSCORED = _UPDATE_BY_ID.where(FILES.c.state == NORMALIZED, FILES.c.output_path.is_(None))
+_NORMALIZED_SCORE = _UPDATE_BY_ID.where(FILES.c.state == NORMALIZED, FILES.c.kind == "score")
+_LOST_RETRY = _UPDATE_BY_ID.where(
+    FILES.c.state == RETRIED,
+    FILES.c.retried_as.is_(None),
+    FILES.c.queued_as == bindparam("b_lost"),
+)
+_CLAIM = (
+    update(FILES)
+    .where(
+        _THIS_ROW,
+        FILES.c.kind == "score",
+        FILES.c.state == NORMALIZED,
+        FILES.c.output_path.is_(None),
+        or_(
+            FILES.c.scoring_claimed_at.is_(None),
+            FILES.c.scoring_claimed_at < bindparam("b_stale"),
+        ),
+    )
+    .values(scoring_claims=FILES.c.scoring_claims + 1)
+)
+_RELEASE = _SET_BY_ID.where(FILES.c.state == NORMALIZED)
+_RETRY_OF = (
+    select(FILES.c.id, FILES.c.original_name)
+    .where(
+        FILES.c.state == RETRIED,
+        FILES.c.queued_as == bindparam("b_name"),
+        FILES.c.kind == bindparam("b_kind"),
+        FILES.c.retried_as.is_(None),
+    )
+    .order_by(FILES.c.id)
+    .limit(1)
+)
+_INSERT = insert(FILES).returning(*FILES.c)
+_STATE_OF = select(FILES.c.state, FILES.c.kind).where(_THIS_ROW)
+
 
 class Ledger(LedgerTable):
-    """The drops' state machine: each change one guarded ``UPDATE`` (see the module docstring)."""
+    """The drops' state machine: each change one guarded ``UPDATE`` (see the module docstring).
+
+    Built on a ``StateDB`` (``Ledger(db)``); ``Ledger.at(path)`` opens the SQLite file at ``path``.
+    """
 
     def receive(
         self,
@@ -80,7 +139,7 @@ class Ledger(LedgerTable):
         (``ingest.base.names``). The row is ``received``; or ``duplicate`` (with ``duplicate_of``
         and its archive path) when a live drop of the same kind already has this content; or
         ``quarantined`` at once when ``rejected`` carries an error found before the content was
-        read (a file too large). Deciding in one ``BEGIN IMMEDIATE`` makes dedupe race-free
+        read (a file too large). Deciding in one write transaction makes dedupe race-free
         across processes. A drop that is the copy a retry queued (``queued_as``) takes the name
         of the drop it retries, and that drop records it as ``retried_as``, in the same
         transaction.
@@ -88,65 +147,58 @@ class Ledger(LedgerTable):
         now = utc_now()
         name = escape(original_name)
         with self._write() as conn:
-            retried = conn.execute(
-                "SELECT id, original_name FROM files WHERE state = ? AND queued_as = ? "
-                "AND kind = ? AND retried_as IS NULL ORDER BY id LIMIT 1",
-                (RETRIED, name, kind),
-            ).fetchone()
+            retried = conn.execute(_RETRY_OF, {"b_name": name, "b_kind": kind}).first()
             if retried is not None:
-                name = retried["original_name"]
-            cur = conn.execute(
-                "INSERT INTO files (original_name, kind, size_bytes, sha256, state, "
-                "processing_path, received_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    name,
-                    kind,
-                    size_bytes,
-                    sha256,
-                    RECEIVED,
-                    self.relative(processing_path),
-                    now,
-                    now,
-                ),
+                name = retried.original_name
+            row = (
+                conn.execute(
+                    _INSERT,
+                    {
+                        "original_name": name,
+                        "kind": kind,
+                        "size_bytes": size_bytes,
+                        "sha256": sha256,
+                        "state": RECEIVED,
+                        "processing_path": self.relative(processing_path),
+                        "received_at": now,
+                        "updated_at": now,
+                    },
+                )
+                .mappings()
+                .one()
             )
-            file_id = int(cur.lastrowid or 0)
+            record = FileRecord.from_row(row)
             if retried is not None:
                 conn.execute(
-                    "UPDATE files SET retried_as = ?, updated_at = ? WHERE id = ?",
-                    (file_id, now, retried["id"]),
+                    _SET_BY_ID, {"b_id": retried.id, "retried_as": record.id, "updated_at": now}
                 )
             stored = archive_name or name
             if rejected is not None:
-                conn.execute(
-                    "UPDATE files SET state = ?, error = ?, quarantine_path = ?, "
-                    "finished_at = ? WHERE id = ?",
-                    (
-                        QUARANTINED,
-                        error_json(rejected),
-                        f"quarantine/{filed(file_id, stored)}",
-                        now,
-                        file_id,
-                    ),
+                return _update(
+                    conn,
+                    _UPDATE_BY_ID,
+                    record.id,
+                    "quarantine",
+                    state=QUARANTINED,
+                    error=error_json(rejected),
+                    quarantine_path=f"quarantine/{filed(record.id, stored)}",
+                    finished_at=now,
                 )
-            elif sha256 is not None:
-                earlier = first_live(conn, kind, sha256, before=file_id)
+            if sha256 is not None:
+                earlier = first_live(conn, kind, sha256, before=record.id)
                 if earlier is not None:
-                    return _duplicate_by_bytes(conn, file_id, earlier.id, stored, now)
-            return self._require(conn, file_id)
+                    return _duplicate_by_bytes(conn, record.id, earlier.id, stored, now)
+            return record
 
     def start_attempt(self, file_id: int) -> int:
         """Count one more processing attempt and return the count, before any work is done."""
         with self._write() as conn:
-            cur = conn.execute(
-                "UPDATE files SET attempts = attempts + 1, updated_at = ? "
-                "WHERE id = ? AND state = 'received'",
-                (utc_now(), file_id),
-            )
-            if cur.rowcount == 0:
+            attempts = conn.execute(
+                _START_ATTEMPT, {"b_id": file_id, "updated_at": utc_now()}
+            ).scalar_one_or_none()
+            if attempts is None:
                 _refuse(conn, file_id, "start an attempt on")
-            return int(
-                conn.execute("SELECT attempts FROM files WHERE id = ?", (file_id,)).fetchone()[0]
-            )
+            return int(attempts)
 
     def defer(self, file_id: int, *, error: dict[str, Any]) -> FileRecord:
         """Leave a received drop for a later attempt after the service's own failure (disk full).
@@ -155,14 +207,14 @@ class Ledger(LedgerTable):
         the row's error says why it waits; its commit later clears it.
         """
         with self._write() as conn:
-            cur = conn.execute(
-                "UPDATE files SET attempts = MAX(attempts - 1, 0), error = ?, updated_at = ? "
-                "WHERE id = ? AND state = 'received'",
-                (error_json(error), utc_now(), file_id),
+            return _update(
+                conn,
+                _DEFER,
+                file_id,
+                "defer",
+                error=error_json(error),
+                updated_at=utc_now(),
             )
-            if cur.rowcount == 0:
-                _refuse(conn, file_id, "defer")
-            return self._require(conn, file_id)
 
     def rehash(self, file_id: int, *, size_bytes: int, sha256: str) -> FileRecord:
         """Record the new content of a received drop that changed while it was being read.
@@ -172,14 +224,16 @@ class Ledger(LedgerTable):
         """
         now = utc_now()
         with self._write() as conn:
-            cur = conn.execute(
-                "UPDATE files SET size_bytes = ?, sha256 = ?, updated_at = ? "
-                "WHERE id = ? AND state = 'received'",
-                (size_bytes, sha256, now, file_id),
+            record = _update(
+                conn,
+                _GUARDED,
+                file_id,
+                "record new content for",
+                b_from=[RECEIVED],
+                size_bytes=size_bytes,
+                sha256=sha256,
+                updated_at=now,
             )
-            if cur.rowcount == 0:
-                _refuse(conn, file_id, "record new content for")
-            record = self._require(conn, file_id)
             earlier = first_live(conn, record.kind, sha256, before=file_id)
             if earlier is not None:
                 return _duplicate_by_bytes(conn, file_id, earlier.id, record.original_name, now)
@@ -265,15 +319,18 @@ class Ledger(LedgerTable):
         """
         now = utc_now()
         with self._write() as conn:
-            cur = conn.execute(
-                "UPDATE files SET state = 'quarantined', error = ?, quarantine_path = ?, "
-                "scoring_claimed_at = NULL, finished_at = ?, updated_at = ? "
-                "WHERE id = ? AND state = 'normalized' AND output_path IS NULL",
-                (error_json(error), self.relative(quarantine_path), now, now, file_id),
+            return _update(
+                conn,
+                _UNSCORED,
+                file_id,
+                "reject after normalizing",
+                state=QUARANTINED,
+                error=error_json(error),
+                quarantine_path=self.relative(quarantine_path),
+                scoring_claimed_at=None,
+                finished_at=now,
+                updated_at=now,
             )
-            if cur.rowcount == 0:
-                _refuse(conn, file_id, "reject after normalizing")
-            return self._require(conn, file_id)
 
     def mark_duplicate(
         self,
@@ -305,29 +362,24 @@ class Ledger(LedgerTable):
         rows_failed: int,
     ) -> FileRecord:
         """Record the scorer's output; refused unless the drop is a normalized score drop."""
+        now = utc_now()
         with self._write() as conn:
-            cur = conn.execute(
-                "UPDATE files SET state = 'scored', output_path = ?, model_version = ?, "
-                "rows_scored = ?, rows_failed = ?, scored_at = ?, updated_at = ?, "
-                "scoring_claimed_at = NULL "
-                "WHERE id = ? AND state = 'normalized' AND kind = 'score'",
-                (
-                    self.relative(output_path),
-                    str(model_version),
-                    rows_scored,
-                    rows_failed,
-                    utc_now(),
-                    utc_now(),
-                    file_id,
-                ),
+            return _update(
+                conn,
+                _NORMALIZED_SCORE,
+                file_id,
+                "mark as scored",
+                state=SCORED,
+                output_path=self.relative(output_path),
+                model_version=str(model_version),
+                rows_scored=rows_scored,
+                rows_failed=rows_failed,
+                scored_at=now,
+                updated_at=now,
+                scoring_claimed_at=None,
             )
-            if cur.rowcount == 0:
-                _refuse(conn, file_id, "mark as scored")
-            return self._require(conn, file_id)
 
-    def mark_retried(
-        self, file_id: int, *, queued_as: str, lost: str | None = None
-    ) -> FileRecord:
+    def mark_retried(self, file_id: int, *, queued_as: str, lost: str | None = None) -> FileRecord:
         """Record that a quarantined drop's original was queued again as ``queued_as``.
 
         One guarded ``UPDATE``: of two retries racing on one drop exactly one succeeds, the
@@ -341,14 +393,15 @@ class Ledger(LedgerTable):
                 file_id, (QUARANTINED,), RETRIED, queued_as=escape(queued_as), retried_as=None
             )
         with self._write() as conn:
-            cur = conn.execute(
-                "UPDATE files SET queued_as = ?, updated_at = ? WHERE id = ? AND state = ? "
-                "AND retried_as IS NULL AND queued_as = ?",
-                (escape(queued_as), utc_now(), file_id, RETRIED, lost),
+            return _update(
+                conn,
+                _LOST_RETRY,
+                file_id,
+                "queue again",
+                b_lost=lost,
+                queued_as=escape(queued_as),
+                updated_at=utc_now(),
             )
-            if cur.rowcount == 0:
-                _refuse(conn, file_id, "queue again")
-            return self._require(conn, file_id)
 
     def unmark_retried(self, file_id: int) -> FileRecord:
         """Put a drop back in quarantine when its retry's copy could not be queued after all."""
@@ -361,23 +414,20 @@ class Ledger(LedgerTable):
         and can be taken again. ``mark_scored`` or ``release_scoring_claim`` ends a claim.
         """
         now = utc_now()
+        values = {
+            "b_id": file_id,
+            "b_stale": iso_ago(stale_after),
+            "scoring_claimed_at": now,
+            "updated_at": now,
+        }
         with self._write() as conn:
-            cur = conn.execute(
-                "UPDATE files SET scoring_claimed_at = ?, scoring_claims = scoring_claims + 1, "
-                "updated_at = ? WHERE id = ? AND kind = 'score' AND state = 'normalized' "
-                "AND output_path IS NULL "
-                "AND (scoring_claimed_at IS NULL OR scoring_claimed_at < ?)",
-                (now, now, file_id, iso_ago(stale_after)),
-            )
-            return cur.rowcount == 1
+            return conn.execute(_CLAIM, values).rowcount == 1
 
     def release_scoring_claim(self, file_id: int) -> None:
         """Give a claim back after a failed scoring run, so the next sweep retries at once."""
         with self._write() as conn:
             conn.execute(
-                "UPDATE files SET scoring_claimed_at = NULL, updated_at = ? "
-                "WHERE id = ? AND state = 'normalized'",
-                (utc_now(), file_id),
+                _RELEASE, {"b_id": file_id, "scoring_claimed_at": None, "updated_at": utc_now()}
             )
 
     def _transition(
@@ -389,29 +439,42 @@ class Ledger(LedgerTable):
 
 
 def _apply(
-    conn: sqlite3.Connection,
+    conn: Connection,
     file_id: int,
     allowed_from: tuple[str, ...],
     to: str,
     **values: Any,
 ) -> FileRecord:
     """Make a guarded state change inside the caller's transaction and return the new row."""
-    values["state"] = to
-    values["updated_at"] = utc_now()
-    assignments = ", ".join(f"{key} = ?" for key in values)
-    marks = ", ".join("?" for _ in allowed_from)
-    cur = conn.execute(
-        f"UPDATE files SET {assignments} WHERE id = ? AND state IN ({marks})",
-        (*values.values(), file_id, *allowed_from),
+    return _update(
+        conn,
+        _GUARDED,
+        file_id,
+        f"move to {to}",
+        b_from=list(allowed_from),
+        **values,
+        state=to,
+        updated_at=utc_now(),
     )
-    if cur.rowcount == 0:
-        _refuse(conn, file_id, f"move to {to}")
-    row = conn.execute("SELECT * FROM files WHERE id = ?", (file_id,)).fetchone()
+
+
+def _update(
+    conn: Connection, statement: Update, file_id: int, action: str, **values: Any
+) -> FileRecord:
+    """Run one of the guarded updates below on a row and return it as changed, or refuse.
+
+    The keys of ``values`` that name columns are what the update sets; ``b_`` keys fill its
+    guards. ``RETURNING`` saves the read that would follow; when no row matched, ``_refuse``
+    says why.
+    """
+    row = conn.execute(statement, {"b_id": file_id, **values}).mappings().first()
+    if row is None:
+        _refuse(conn, file_id, action)
     return FileRecord.from_row(row)
 
 
 def _duplicate_by_bytes(
-    conn: sqlite3.Connection, file_id: int, earlier: int, stored: str, now: str
+    conn: Connection, file_id: int, earlier: int, stored: str, now: str
 ) -> FileRecord:
     """Make a just-received drop the duplicate of an earlier live drop with the same bytes."""
     return _apply(
@@ -445,11 +508,11 @@ def error_json(error: dict[str, Any]) -> str:
     return json.dumps(readable(error))
 
 
-def _refuse(conn: sqlite3.Connection, file_id: int, action: str) -> None:
+def _refuse(conn: Connection, file_id: int, action: str) -> NoReturn:
     """Raise the reason a guarded update changed nothing."""
-    row = conn.execute("SELECT state, kind FROM files WHERE id = ?", (file_id,)).fetchone()
+    row = conn.execute(_STATE_OF, {"b_id": file_id}).first()
     if row is None:
         raise IllegalTransition(f"no file with id {file_id} in the ledger")
     raise IllegalTransition(
-        f"cannot {action} file {file_id}: it is a {row['kind']} drop in state '{row['state']}'"
+        f"cannot {action} file {file_id}: it is a {row.kind} drop in state '{row.state}'"
     )

@@ -1,139 +1,91 @@
-"""The ``files`` table of ``state.db``: its schema, connections, stored paths and queries.
+"""The ``files`` table's reads and stored paths, through the state database's one policy.
 
 ``ingest.state.ledger.Ledger`` adds the guarded state transitions on top; everything here only
-reads, so the API, the dashboard and the CLI list and show drops through the same queries.
+reads, so the API, the dashboard and the CLI list and show drops through the same queries. The
+table itself and its migrations are ``ingest.state.ledger_schema``'s.
 """
 
 from __future__ import annotations
 
 import builtins
 import contextlib
-import re
-import sqlite3
-import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
+
+from sqlalchemy import Connection, Select, bindparam, func, select
 
 from ingest.base.names import undecodable
+from ingest.state.db import StateDB
+from ingest.state.ledger_schema import FILES, MIGRATIONS, STORE
 from ingest.state.records import (
-    BY_BYTES,
+    LIVE_STATES,
+    NORMALIZED,
+    SCORED,
     STATES,
     FileRecord,
     IllegalTransition,
 )
-from ingest.state.sqlite import add_column, connect, transaction
 
-# The states a row may hold, declared from ``ingest.state.records.STATES`` (the one list of them).
-_STATES_CHECK = "CHECK (state IN (" + ", ".join(f"'{state}'" for state in STATES) + "))"
-
-_SCHEMA = f"""
-CREATE TABLE IF NOT EXISTS files (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    original_name TEXT NOT NULL,
-    kind TEXT NOT NULL CHECK (kind IN ('train', 'score')),
-    size_bytes INTEGER,
-    sha256 TEXT,
-    state TEXT NOT NULL
-        {_STATES_CHECK},
-    rows INTEGER,
-    columns INTEGER,
-    format TEXT,
-    encoding TEXT,
-    delimiter TEXT,
-    column_map TEXT,
-    error TEXT,
-    lake_path TEXT,
-    archive_path TEXT,
-    quarantine_path TEXT,
-    duplicate_of INTEGER REFERENCES files (id),
-    attempts INTEGER NOT NULL DEFAULT 0,
-    processing_path TEXT UNIQUE,
-    output_path TEXT,
-    model_version TEXT,
-    rows_scored INTEGER,
-    rows_failed INTEGER,
-    scoring_claimed_at TEXT,
-    scoring_claims INTEGER NOT NULL DEFAULT 0,
-    received_at TEXT NOT NULL,
-    updated_at TEXT NOT NULL,
-    finished_at TEXT,
-    scored_at TEXT
-);
-CREATE INDEX IF NOT EXISTS files_kind_sha ON files (kind, sha256);
-CREATE INDEX IF NOT EXISTS files_state ON files (state, kind);
-CREATE INDEX IF NOT EXISTS files_finished ON files (finished_at);
-"""
-
-# Columns added since the first release (``add_column`` gives an older state.db them too).
-_ADDED = {
-    "content_sha256": "TEXT",
-    "duplicate_by": "TEXT CHECK (duplicate_by IN ('bytes', 'content'))",
-    "retried_as": "INTEGER REFERENCES files (id)",
-    "queued_as": "TEXT",
-}
-_ADDED_INDEX = "CREATE INDEX IF NOT EXISTS files_kind_content ON files (kind, content_sha256)"
-# Every duplicate before content hashes was one by bytes; say so, once, in an older state.db.
-_BACKFILL = (
-    f"UPDATE files SET duplicate_by = '{BY_BYTES}' "
-    "WHERE state = 'duplicate' AND duplicate_by IS NULL"
+# The statements of the per-drop path, built once: SQLAlchemy then reuses each one's cache key
+# and compiled form, and only the bound values change. ``_ROWS`` is every column, in the
+# record's terms (``FileRecord.from_row``).
+_ROWS = select(FILES)
+_BY_ID = _ROWS.where(FILES.c.id == bindparam("b_id"))
+_BY_PROCESSING_PATH = _ROWS.where(FILES.c.processing_path == bindparam("b_path"))
+_LIVE_BY_SHA = _ROWS.where(
+    FILES.c.kind == bindparam("b_kind"),
+    FILES.c.sha256 == bindparam("b_sha256"),
+    FILES.c.state.in_(LIVE_STATES),
+).order_by(FILES.c.id)
+_FIRST_LIVE = _LIVE_BY_SHA.limit(1)
+_FIRST_LIVE_BEFORE = _LIVE_BY_SHA.where(FILES.c.id < bindparam("b_before")).limit(1)
+_FIRST_LIVE_CONTENT = (
+    _ROWS.where(
+        FILES.c.kind == bindparam("b_kind"),
+        FILES.c.content_sha256 == bindparam("b_content"),
+        FILES.c.id != bindparam("b_excluding"),
+        FILES.c.state.in_(LIVE_STATES),
+    )
+    .order_by(FILES.c.id)
+    .limit(1)
 )
-# The state CHECK of a state.db made before a state was added; SQLite cannot alter a CHECK.
-_STATE_CHECK = re.compile(r"CHECK\s*\(\s*state\s+IN\s*\([^)]*\)\s*\)", re.IGNORECASE)
-_TABLE_NAME = re.compile(r"^CREATE\s+TABLE\s+[\"'`\[]?files[\"'`\]]?", re.IGNORECASE)
 
 
 class LedgerTable:
-    """The ``files`` table of ``state.db``: safe to share across threads and processes."""
+    """The ``files`` table of a state database: safe to share across threads and processes."""
 
-    def __init__(self, db_path: Path) -> None:
-        self.db_path = Path(db_path)
-        self.data_dir = self.db_path.parent
-        self._schema_lock = threading.Lock()
-        self._schema_ready = False
+    def __init__(self, db: StateDB, data_dir: Path | None = None) -> None:
+        self.db = db
+        folder = data_dir if data_dir is not None else db.path and db.path.parent
+        if folder is None:
+            raise ValueError("a ledger on a database server needs its data folder named")
+        self.data_dir = Path(folder)
+
+    @classmethod
+    def at(cls, db_path: Path) -> Self:
+        """Open the ledger in the SQLite file ``db_path``; paths are kept relative to its folder."""
+        return cls(StateDB.at(Path(db_path)))
 
     # -- connections -----------------------------------------------------------------------
 
-    def _ensure_schema(self, conn: sqlite3.Connection) -> None:
-        """Create the table once per Ledger, lazily, so constructing one does no I/O."""
-        if self._schema_ready:
-            return
-        with self._schema_lock:
-            if self._schema_ready:
-                return
-            conn.executescript(_SCHEMA)
-            for column, decl in _ADDED.items():
-                add_column(conn, "files", column, decl)
-            conn.execute(_ADDED_INDEX)
-            conn.execute(_BACKFILL)
-            widen_states(conn)
-            self._schema_ready = True
-
     @contextlib.contextmanager
-    def _read(self) -> Iterator[sqlite3.Connection]:
-        """Yield a connection for reads, closed afterwards."""
-        conn = connect(self.db_path)  # our own: connections must not cross threads or forks
-        try:
-            self._ensure_schema(conn)
+    def _read(self) -> Iterator[Connection]:
+        """Yield a connection for reads, the schema brought up to date first (once)."""
+        self.db.migrate(STORE, MIGRATIONS)
+        with self.db.read() as conn:
             yield conn
-        finally:
-            conn.close()
 
     @contextlib.contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """Yield a connection inside ``BEGIN IMMEDIATE``: the write lock is taken up front."""
-        conn = connect(self.db_path)
-        try:
-            self._ensure_schema(conn)
-            with transaction(conn):
-                yield conn
-        finally:
-            conn.close()
+    def _write(self) -> Iterator[Connection]:
+        """Yield a connection holding the write lock up front, committed at the end."""
+        self.db.migrate(STORE, MIGRATIONS)
+        with self.db.write() as conn:
+            yield conn
 
     def initialize(self) -> None:
         """Create the table now, so a bad database path fails at start-up, not on a drop."""
-        with self._read():
-            pass
+        self.db.migrate(STORE, MIGRATIONS)
 
     # -- paths -----------------------------------------------------------------------------
 
@@ -162,15 +114,14 @@ class LedgerTable:
     def get(self, file_id: int) -> FileRecord | None:
         """Return one drop, or None when no such id exists."""
         with self._read() as conn:
-            row = conn.execute("SELECT * FROM files WHERE id = ?", (file_id,)).fetchone()
-        return FileRecord.from_row(row) if row else None
+            return _one(conn, _BY_ID, b_id=file_id)
 
-    def _require(self, conn: sqlite3.Connection, file_id: int) -> FileRecord:
+    def _require(self, conn: Connection, file_id: int) -> FileRecord:
         """Fetch a row inside a transaction, raising when it is missing."""
-        row = conn.execute("SELECT * FROM files WHERE id = ?", (file_id,)).fetchone()
-        if row is None:
+        record = _one(conn, _BY_ID, b_id=file_id)
+        if record is None:
             raise IllegalTransition(f"no file with id {file_id} in the ledger")
-        return FileRecord.from_row(row)
+        return record
 
     def list(
         self,
@@ -178,30 +129,35 @@ class LedgerTable:
         kind: str | None = None,
         limit: int | None = 100,
         offset: int = 0,
-    ) -> list[FileRecord]:
+    ) -> builtins.list[FileRecord]:
         """Return drops newest first, optionally filtered, a page at a time."""
-        where, args = _filters(state=state, kind=kind)
-        sql = f"SELECT * FROM files {where} ORDER BY id DESC LIMIT ? OFFSET ?"
+        query = _ROWS
+        if state is not None:
+            query = query.where(FILES.c.state == state)
+        if kind is not None:
+            query = query.where(FILES.c.kind == kind)
+        query = query.order_by(FILES.c.id.desc()).limit(limit).offset(offset)
         with self._read() as conn:
-            rows = conn.execute(sql, (*args, -1 if limit is None else limit, offset)).fetchall()
-        return [FileRecord.from_row(r) for r in rows]
+            return _all(conn, query)
 
     def counts_by_state(self) -> dict[str, int]:
         """Return how many drops are in each state, every state present, for metrics."""
+        query = select(FILES.c.state, func.count(FILES.c.id).label("n")).group_by(FILES.c.state)
         with self._read() as conn:
-            rows = conn.execute("SELECT state, COUNT(*) FROM files GROUP BY state").fetchall()
+            rows = conn.execute(query).mappings().all()
         counts = dict.fromkeys(STATES, 0)
-        counts.update({state: n for state, n in rows})
+        counts.update({row["state"]: row["n"] for row in rows})
         return counts
 
     def last_ingest(self) -> FileRecord | None:
         """Return the drop whose ingest finished last, for ``/health``."""
+        query = (
+            _ROWS.where(FILES.c.finished_at.is_not(None))
+            .order_by(FILES.c.finished_at.desc(), FILES.c.id.desc())
+            .limit(1)
+        )
         with self._read() as conn:
-            row = conn.execute(
-                "SELECT * FROM files WHERE finished_at IS NOT NULL "
-                "ORDER BY finished_at DESC, id DESC LIMIT 1"
-            ).fetchone()
-        return FileRecord.from_row(row) if row else None
+            return _one(conn, query)
 
     def find_by_sha(self, kind: str, sha256: str) -> FileRecord | None:
         """Return the first drop of this content that is, or is becoming, a lake file."""
@@ -225,107 +181,65 @@ class LedgerTable:
         if stored is None or undecodable(stored):
             return None
         with self._read() as conn:
-            row = conn.execute(
-                "SELECT * FROM files WHERE processing_path = ?", (stored,)
-            ).fetchone()
-        return FileRecord.from_row(row) if row else None
+            return _one(conn, _BY_PROCESSING_PATH, b_path=stored)
 
     def pending_score(self, limit: int | None = None) -> builtins.list[FileRecord]:
         """Return normalized score drops with no output yet, oldest first, for the sweep."""
+        query = (
+            _ROWS.where(
+                FILES.c.kind == "score",
+                FILES.c.state == NORMALIZED,
+                FILES.c.output_path.is_(None),
+            )
+            .order_by(FILES.c.id)
+            .limit(limit)
+        )
         with self._read() as conn:
-            rows = conn.execute(
-                "SELECT * FROM files WHERE kind = 'score' AND state = 'normalized' "
-                "AND output_path IS NULL ORDER BY id LIMIT ?",
-                (-1 if limit is None else limit,),
-            ).fetchall()
-        return [FileRecord.from_row(r) for r in rows]
+            return _all(conn, query)
 
     def has_normalized(self, kind: str) -> bool:
         """Tell whether any drop of this kind ever reached the lake."""
+        query = (
+            select(FILES.c.id)
+            .where(FILES.c.kind == kind, FILES.c.state.in_((NORMALIZED, SCORED)))
+            .limit(1)
+        )
         with self._read() as conn:
-            row = conn.execute(
-                "SELECT 1 FROM files WHERE kind = ? AND state IN ('normalized', 'scored') LIMIT 1",
-                (kind,),
-            ).fetchone()
-        return row is not None
-
-    # -- writes ----------------------------------------------------------------------------
+            return conn.execute(query).first() is not None
 
 
-def _filters(**conditions: str | None) -> tuple[str, tuple[str, ...]]:
-    """Build a WHERE clause from the non-empty conditions."""
-    used = {k: v for k, v in conditions.items() if v is not None}
-    if not used:
-        return "", ()
-    return "WHERE " + " AND ".join(f"{k} = ?" for k in used), tuple(used.values())
+def _one(conn: Connection, query: Select[Any], **values: Any) -> FileRecord | None:
+    """Run a query for at most one row of ``files`` and return it as a record."""
+    row = conn.execute(query, values).mappings().first()
+    return FileRecord.from_row(row) if row is not None else None
+
+
+def _all(conn: Connection, query: Select[Any]) -> builtins.list[FileRecord]:
+    """Run a query for rows of ``files`` and return them as records, in its order."""
+    return [FileRecord.from_row(row) for row in conn.execute(query).mappings()]
 
 
 def first_live(
-    conn: sqlite3.Connection, kind: str, sha256: str, before: int | None = None
+    conn: Connection, kind: str, sha256: str, before: int | None = None
 ) -> FileRecord | None:
     """Return the earliest live drop of this content, the one a duplicate points at."""
-    sql = (
-        "SELECT * FROM files WHERE kind = ? AND sha256 = ? "
-        "AND state IN ('received', 'normalized', 'scored')"
-    )
-    args: tuple[Any, ...] = (kind, sha256)
-    if before is not None:
-        sql += " AND id < ?"
-        args = (*args, before)
-    row = conn.execute(sql + " ORDER BY id LIMIT 1", args).fetchone()
-    return FileRecord.from_row(row) if row else None
+    if before is None:
+        return _one(conn, _FIRST_LIVE, b_kind=kind, b_sha256=sha256)
+    return _one(conn, _FIRST_LIVE_BEFORE, b_kind=kind, b_sha256=sha256, b_before=before)
 
 
 def first_live_content(
-    conn: sqlite3.Connection, kind: str, content_sha256: str, excluding: int | None = None
+    conn: Connection, kind: str, content_sha256: str, excluding: int | None = None
 ) -> FileRecord | None:
     """Return the earliest live drop with this normalized content, the one a duplicate names.
 
     Only a committed drop (normalized or scored) has a content hash, so the match is the drop
     that committed this content first, whatever the ids' order.
     """
-    row = conn.execute(
-        "SELECT * FROM files WHERE kind = ? AND content_sha256 = ? AND id != ? "
-        "AND state IN ('received', 'normalized', 'scored') ORDER BY id LIMIT 1",
-        (kind, content_sha256, -1 if excluding is None else excluding),
-    ).fetchone()
-    return FileRecord.from_row(row) if row else None
-
-
-def widen_states(conn: sqlite3.Connection) -> None:
-    """Give an older ``files`` table the state CHECK of this release, rows and ids kept.
-
-    SQLite cannot change a CHECK in place, so the table is copied into one declared the same
-    but for that CHECK (SQLite's documented rebuild: foreign keys off, one transaction, the
-    AUTOINCREMENT counter carried over). A second process that gets there first wins; this one
-    then finds the CHECK current and changes nothing.
-    """
-    wanted = _STATES_CHECK
-    if wanted in _table_sql(conn):
-        return
-    conn.execute("PRAGMA foreign_keys=OFF")  # not inside a transaction: SQLite ignores it there
-    try:
-        with transaction(conn):
-            sql = _table_sql(conn)
-            if wanted in sql:
-                return
-            seq = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'files'").fetchone()
-            widened = _STATE_CHECK.sub(wanted, sql, count=1)
-            conn.execute(_TABLE_NAME.sub("CREATE TABLE files_widened", widened, count=1))
-            conn.execute("INSERT INTO files_widened SELECT * FROM files")
-            conn.execute("DROP TABLE files")
-            conn.execute("ALTER TABLE files_widened RENAME TO files")
-            if seq is not None:
-                conn.execute("UPDATE sqlite_sequence SET seq = ? WHERE name = 'files'", (seq[0],))
-            for statement in _SCHEMA.split(";"):
-                if "CREATE INDEX" in statement:
-                    conn.execute(statement)
-            conn.execute(_ADDED_INDEX)
-    finally:
-        conn.execute("PRAGMA foreign_keys=ON")
-
-
-def _table_sql(conn: sqlite3.Connection) -> str:
-    """Return the ``CREATE TABLE`` statement SQLite keeps for ``files``."""
-    row = conn.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'files'")
-    return str(row.fetchone()[0])
+    return _one(
+        conn,
+        _FIRST_LIVE_CONTENT,
+        b_kind=kind,
+        b_content=content_sha256,
+        b_excluding=-1 if excluding is None else excluding,
+    )

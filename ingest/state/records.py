@@ -1,16 +1,17 @@
 """What the ledger knows of one drop: its states, its record, and the ledger's clock.
 
-Kept apart from the ``Ledger`` (the SQLite table and its guarded transitions) so code that only
+Kept apart from the ``Ledger`` (the ``files`` table and its guarded transitions) so code that only
 reads records — the API, the dashboard, the CLI — names them without the table's machinery.
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
 from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+from sqlalchemy import RowMapping
 
 RECEIVED = "received"
 NORMALIZED = "normalized"
@@ -111,8 +112,8 @@ class FileRecord:
         return asdict(self)
 
     @classmethod
-    def from_row(cls, row: sqlite3.Row) -> FileRecord:
-        """Build a record from a ``files`` row, decoding the JSON columns."""
+    def from_row(cls, row: RowMapping) -> FileRecord:
+        """Build a record from a ``files`` row (any backend's), decoding the JSON columns."""
         values = {f.name: row[f.name] for f in fields(cls)}
         for key in ("column_map", "error"):
             if values[key] is not None:

@@ -118,7 +118,7 @@ def model_services(
     """Open one model's registry, ledger and champion holder (nothing is loaded yet)."""
     settings.db_path.parent.mkdir(parents=True, exist_ok=True)
     registry = registry or Registry(settings.models_dir, StateDB.at(settings.db_path))
-    ledger = ledger or Ledger(settings.db_path)
+    ledger = ledger or Ledger.at(settings.db_path)
     return ModelServices(settings, registry, ChampionHolder(registry, model=settings.name), ledger)
 
 

@@ -14,7 +14,8 @@ from ingest.base.layout import DataLayout
 from ingest.base.names import on_disk, unescape
 from ingest.pipeline.markers import marker_of
 from ingest.state.claims import folder_lock
-from ingest.state.ledger import QUARANTINED, RETRIED, STATES, FileRecord, IllegalTransition, Ledger
+from ingest.state.file_ledger import FileLedger
+from ingest.state.ledger import QUARANTINED, RETRIED, STATES, FileRecord, IllegalTransition
 from scoring.api.context import services
 from scoring.api.openapi import (
     ANY_OBJECT,
@@ -90,7 +91,7 @@ def show_file(file_id: int) -> Response:
 # -- retry and downloads (the dashboard's Files page calls the same functions) -----------------
 
 
-def requeue(ledger: Ledger, layout: DataLayout, file_id: int, marker: str | None = None) -> str:
+def requeue(ledger: FileLedger, layout: DataLayout, file_id: int, marker: str | None = None) -> str:
     """Take a quarantined drop again: copy its original into its inbox; return the copy's name.
 
     The drop becomes ``retried`` (one guarded update, so of two retries at once exactly one
@@ -114,7 +115,7 @@ def requeue(ledger: Ledger, layout: DataLayout, file_id: int, marker: str | None
         return _requeue(ledger, layout, file_id, marker)
 
 
-def _requeue(ledger: Ledger, layout: DataLayout, file_id: int, marker: str) -> str:
+def _requeue(ledger: FileLedger, layout: DataLayout, file_id: int, marker: str) -> str:
     """Do ``requeue``'s work while holding the retry lock."""
     record = _record(ledger, file_id)
     unannounced = _unannounced_copy(layout, record, marker)
@@ -212,7 +213,7 @@ def _not_retryable(record: FileRecord) -> Conflict:
     )
 
 
-def stored_file(ledger: Ledger, file_id: int, which: str) -> Path:
+def stored_file(ledger: FileLedger, file_id: int, which: str) -> Path:
     """Return the original (archived or quarantined) or scored output of a drop, from the ledger."""
     record = _record(ledger, file_id)
     if which == "output":
@@ -258,14 +259,14 @@ def download_output(file_id: int) -> Response:
     return send_file(path, as_attachment=True, download_name=_name(path), max_age=0)
 
 
-def _record(ledger: Ledger, file_id: int) -> FileRecord:
+def _record(ledger: FileLedger, file_id: int) -> FileRecord:
     record = ledger.get(file_id)
     if record is None:
         raise NotFound(f"file {file_id} is not in the ledger")
     return record
 
 
-def _stored(ledger: Ledger, stored: str | None, file_id: int, what: str) -> Path:
+def _stored(ledger: FileLedger, stored: str | None, file_id: int, what: str) -> Path:
     """Resolve a ledger path, refusing anything outside the data folder or no longer there.
 
     A quarantined symbolic link is refused too: nothing is ever read through a dropped link.

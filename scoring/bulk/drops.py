@@ -179,7 +179,7 @@ def standalone_sweep(settings: Settings) -> list[FileRecord]:
     """Run one sweep in a fresh process (the scheduler's job): load what it needs itself."""
     registry = Registry(settings.models_dir, StateDB.at(settings.db_path))
     config = ingest_config(settings)
-    intake = Intake(config, Ledger(config.db_path))
+    intake = Intake(config, Ledger.at(config.db_path))
 
     def champion() -> LoadedModel | None:
         version = registry.champion_version()

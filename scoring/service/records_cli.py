@@ -147,7 +147,7 @@ def files_cmd(status: str | None, limit: int) -> None:
     from ingest.base.names import shown
     from ingest.state.ledger import Ledger
 
-    records = Ledger(_settings().db_path).list(state=status, limit=limit)
+    records = Ledger.at(_settings().db_path).list(state=status, limit=limit)
     if not records:
         click.echo("no files")
         return

@@ -50,7 +50,7 @@ def open_intake(settings: Settings) -> tuple[IngestConfig, Ledger, Intake]:
     model cannot use."""
     config = ingest_config(settings)
     config.make_dirs()
-    ledger = Ledger(config.db_path)
+    ledger = Ledger.at(config.db_path)
     intake = Intake(config, ledger)
     registry = Registry(settings.models_dir, StateDB.at(settings.db_path))
     intake.on_normalized = train_drop_check(settings, intake, registry)

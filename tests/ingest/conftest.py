@@ -43,7 +43,7 @@ def config(tmp_path: Path) -> IngestConfig:
 @pytest.fixture
 def ledger(config: IngestConfig) -> Ledger:
     """Open the ledger in the fixture's state.db."""
-    return Ledger(config.db_path)
+    return Ledger.at(config.db_path)
 
 
 @pytest.fixture

@@ -237,12 +237,12 @@ def die(*args, **kwargs):
 def racing(self, file_id, **values):
     # this drop's lake file is published; another process commits the same table first
     Ledger.mark_normalized = commit
-    Intake(config, Ledger(config.db_path)).take(second, "train")
+    Intake(config, Ledger.at(config.db_path)).take(second, "train")
     if step == "race_then_kill":
         Intake._settle = die  # this drop's commit says duplicate; die before its cleanup
     return commit(self, file_id, **values)
 
-intake = Intake(config, Ledger(config.db_path))
+intake = Intake(config, Ledger.at(config.db_path))
 if step == "kill_before_commit":
     Ledger.mark_normalized = die
 elif step in ("race", "race_then_kill"):

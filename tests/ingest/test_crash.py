@@ -113,7 +113,7 @@ class Runner:
 def test_kill_9_at_many_moments_loses_nothing_and_doubles_nothing(tmp_path: Path, wait_for) -> None:
     config = IngestConfig(DataLayout(tmp_path / "data"))
     config.make_dirs()
-    ledger = Ledger(config.db_path)
+    ledger = Ledger.at(config.db_path)
     staged, table_of = _stage(tmp_path / "staging", count=48, duplicates=6, converted=6)
     names = sorted(staged)
     batches = [names[i::6] for i in range(6)]

@@ -90,7 +90,7 @@ def _config(tmp_path: Path) -> tuple[IngestConfig, Ledger]:
     """Build a small-timing config over a fresh data folder and open its ledger."""
     config = IngestConfig(DataLayout(tmp_path / "data"), stable_seconds=0.2, rescan_seconds=0.5)
     config.make_dirs()
-    return config, Ledger(config.db_path)
+    return config, Ledger.at(config.db_path)
 
 
 @pytest.mark.slow

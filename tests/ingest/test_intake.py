@@ -318,7 +318,7 @@ targets = {
     ),
 }
 owner, attr, replacement = targets[step]
-intake = Intake(config, Ledger(config.db_path))
+intake = Intake(config, Ledger.at(config.db_path))
 for i, path in enumerate(paths):
     if i == len(paths) - 1:
         setattr(owner, attr, replacement)

@@ -23,9 +23,56 @@ from ingest.state.ledger import (
     IllegalTransition,
     Ledger,
 )
-from ingest.state.ledger_table import _SCHEMA
 
 REPO = Path(__file__).resolve().parents[2]
+
+# The schema script of the release before the ledger moved onto SQLAlchemy, copied as it was: a
+# state.db made by any earlier release holds this table (the columns below added by ALTER TABLE).
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS files (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    original_name TEXT NOT NULL,
+    kind TEXT NOT NULL CHECK (kind IN ('train', 'score')),
+    size_bytes INTEGER,
+    sha256 TEXT,
+    state TEXT NOT NULL
+        CHECK (state IN ('received', 'normalized', 'scored', 'quarantined', 'duplicate',
+                         'retried')),
+    rows INTEGER,
+    columns INTEGER,
+    format TEXT,
+    encoding TEXT,
+    delimiter TEXT,
+    column_map TEXT,
+    error TEXT,
+    lake_path TEXT,
+    archive_path TEXT,
+    quarantine_path TEXT,
+    duplicate_of INTEGER REFERENCES files (id),
+    attempts INTEGER NOT NULL DEFAULT 0,
+    processing_path TEXT UNIQUE,
+    output_path TEXT,
+    model_version TEXT,
+    rows_scored INTEGER,
+    rows_failed INTEGER,
+    scoring_claimed_at TEXT,
+    scoring_claims INTEGER NOT NULL DEFAULT 0,
+    received_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    finished_at TEXT,
+    scored_at TEXT
+);
+CREATE INDEX IF NOT EXISTS files_kind_sha ON files (kind, sha256);
+CREATE INDEX IF NOT EXISTS files_state ON files (state, kind);
+CREATE INDEX IF NOT EXISTS files_finished ON files (finished_at);
+"""
+_ADDED = """
+ALTER TABLE files ADD COLUMN content_sha256 TEXT;
+ALTER TABLE files ADD COLUMN duplicate_by TEXT CHECK (duplicate_by IN ('bytes', 'content'));
+ALTER TABLE files ADD COLUMN retried_as INTEGER REFERENCES files (id);
+ALTER TABLE files ADD COLUMN queued_as TEXT;
+CREATE INDEX IF NOT EXISTS files_kind_content ON files (kind, content_sha256);
+"""
 
 
 def _receive(ledger: Ledger, name: str = "a.csv", kind: str = "score", sha: str = "s1"):
@@ -185,7 +232,7 @@ def test_concurrent_receives_of_one_content_keep_one_original(ledger: Ledger) ->
 
     def receive(i: int) -> None:
         barrier.wait()
-        results.append(_receive(Ledger(ledger.db_path), f"f{i}.csv", sha="same"))
+        results.append(_receive(Ledger.at(ledger.db.path), f"f{i}.csv", sha="same"))
 
     threads = [threading.Thread(target=receive, args=(i,)) for i in range(8)]
     for t in threads:
@@ -205,7 +252,7 @@ def test_claim_for_scoring_has_one_winner_among_threads(ledger: Ledger) -> None:
 
     def claim() -> None:
         barrier.wait()
-        wins.append(Ledger(ledger.db_path).claim_for_scoring(record.id))
+        wins.append(Ledger.at(ledger.db.path).claim_for_scoring(record.id))
 
     threads = [threading.Thread(target=claim) for _ in range(8)]
     for t in threads:
@@ -220,7 +267,7 @@ import json, sys, time
 from pathlib import Path
 from ingest.state.ledger import Ledger
 db, go, n = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
-ledger = Ledger(db)
+ledger = Ledger.at(db)
 (go.parent / f"ready-{sys.argv[4]}").touch()
 while not go.exists():
     time.sleep(0.005)
@@ -237,7 +284,7 @@ def test_claim_for_scoring_has_one_winner_among_processes(
     go = tmp_path / "go"
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", _CLAIMER, str(ledger.db_path), str(go), str(n), str(k)],
+            [sys.executable, "-c", _CLAIMER, str(ledger.db.path), str(go), str(n), str(k)],
             cwd=REPO,
             stdout=subprocess.PIPE,
             text=True,
@@ -272,14 +319,14 @@ def test_stale_claim_can_be_retaken_and_release_frees_it(ledger: Ledger, wait_fo
 def test_schema_lives_beside_other_tables(ledger: Ledger) -> None:
     import sqlite3
 
-    conn = sqlite3.connect(ledger.db_path)
+    conn = sqlite3.connect(ledger.db.path)
     conn.execute("CREATE TABLE models (version INTEGER PRIMARY KEY)")
     conn.commit()
     conn.close()
     _receive(ledger)
-    again = Ledger(ledger.db_path)
+    again = Ledger.at(ledger.db.path)
     assert again.counts_by_state()["received"] == 1
-    conn = sqlite3.connect(ledger.db_path)
+    conn = sqlite3.connect(ledger.db.path)
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     conn.close()
 
@@ -371,8 +418,138 @@ def test_an_older_state_db_gains_the_columns_and_its_duplicates_say_bytes(
     )
     older.commit()
     older.close()
-    ledger = Ledger(db)
+    ledger = Ledger.at(db)
     [record] = ledger.list()
     assert (record.duplicate_by, record.content_sha256) == (BY_BYTES, None)
     fresh = _receive(ledger, "b.csv", sha="other")
     assert _commit(ledger, fresh.id, "table-1").content_sha256 == "table-1"
+
+
+# -- the state database of the previous release, and races through the new store ----------------
+
+
+def test_a_state_db_of_the_previous_release_is_read_and_updated_as_it_is(tmp_path: Path) -> None:
+    """The table the last release made (script, then its ALTERs), a row in it, ids used up to 9."""
+    db = tmp_path / "state.db"
+    older = sqlite3.connect(db)
+    older.executescript(_SCHEMA + _ADDED)
+    for i in range(1, 10):
+        older.execute(
+            "INSERT INTO files (id, original_name, kind, sha256, state, received_at, updated_at) "
+            "VALUES (?, 'gone.csv', 'score', 'g', 'quarantined', 't', 't')",
+            (i,),
+        )
+    older.execute("DELETE FROM files WHERE id != 7")  # the counter stays at 9
+    older.execute(
+        "UPDATE files SET original_name = 'a.csv', sha256 = 's1', state = 'normalized', "
+        "rows = 3, columns = 2, format = 'csv', column_map = '{\"A\": \"a\"}', "
+        "lake_path = 'lake/score/7.parquet', archive_path = 'archive/7__a.csv', "
+        "content_sha256 = 'c1', attempts = 1, finished_at = '2026-01-01T00:00:00.000000Z'"
+    )
+    older.commit()
+    table_sql = older.execute("SELECT sql FROM sqlite_master WHERE name = 'files'").fetchone()
+    older.close()
+
+    ledger = Ledger.at(db)
+    [record] = ledger.list()
+    assert (record.id, record.original_name, record.state) == (7, "a.csv", NORMALIZED)
+    assert (record.column_map, record.content_sha256, record.attempts) == ({"A": "a"}, "c1", 1)
+    assert ledger.last_ingest() == record == ledger.find_by_sha("score", "s1")
+    assert ledger.find_by_content("score", "c1") == record
+    assert ledger.pending_score() == [record]
+    assert ledger.claim_for_scoring(7) is True
+    scored = ledger.mark_scored(7, ledger.data_dir / "outbox/7.parquet", "2", 3, 0)
+    assert (scored.state, scored.output_path, scored.scoring_claims) == (
+        SCORED,
+        "outbox/7.parquet",
+        1,
+    )
+    assert _receive(ledger, "b.csv", sha="s2").id == 10  # ids are never handed out twice
+    assert ledger.db.version("ledger") == 8
+    check = sqlite3.connect(db)
+    assert check.execute("SELECT sql FROM sqlite_master WHERE name = 'files'").fetchone() == (
+        table_sql  # read as it is: nothing rebuilt
+    )
+    assert check.execute("PRAGMA foreign_key_check").fetchall() == []
+    check.close()
+
+
+def test_a_new_state_db_holds_the_table_the_previous_release_made(tmp_path: Path) -> None:
+    """Same columns in the same order, types, defaults, keys and indexes as the old script."""
+
+    def shape(path: Path) -> tuple[list[tuple], list[tuple], set[tuple]]:
+        conn = sqlite3.connect(path)
+        columns = conn.execute("PRAGMA table_info(files)").fetchall()
+        keys = [row[2:5] for row in conn.execute("PRAGMA foreign_key_list(files)")]
+        indexes = {
+            (row[1], row[2], tuple(c[2] for c in conn.execute(f"PRAGMA index_info('{row[1]}')")))
+            for row in conn.execute("PRAGMA index_list(files)")
+        }
+        conn.close()
+        return columns, sorted(keys), indexes
+
+    old = tmp_path / "old.db"
+    older = sqlite3.connect(old)
+    older.executescript(_SCHEMA + _ADDED)
+    older.close()
+    Ledger.at(tmp_path / "new.db").initialize()
+    new_columns, new_keys, new_indexes = shape(tmp_path / "new.db")
+    old_columns, old_keys, old_indexes = shape(old)
+    assert [c[1:] for c in new_columns] == [c[1:] for c in old_columns]
+    assert new_keys == old_keys
+    assert {i[2] for i in new_indexes} == {i[2] for i in old_indexes}
+    assert {i[0] for i in old_indexes if not i[0].startswith("sqlite_")} <= {
+        i[0] for i in new_indexes
+    }
+
+
+def test_two_writers_racing_one_transition_have_one_winner(ledger: Ledger) -> None:
+    """Eight retries of one quarantined drop, each through its own ledger: exactly one wins."""
+    record = _receive(ledger)
+    ledger.mark_quarantined(record.id, error={"code": "c", "message": "m"}, quarantine_path="q")
+    barrier = threading.Barrier(8)
+    won: list[str] = []
+    refused: list[IllegalTransition] = []
+
+    def retry(i: int) -> None:
+        mine = Ledger.at(ledger.db.path)
+        barrier.wait()
+        try:
+            mine.mark_retried(record.id, queued_as=f"retry{i}__a.csv")
+            won.append(f"retry{i}__a.csv")
+        except IllegalTransition as refusal:
+            refused.append(refusal)
+
+    threads = [threading.Thread(target=retry, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(won) == 1 and len(refused) == 7
+    assert all("in state 'retried'" in str(refusal) for refusal in refused)
+    after = ledger.get(record.id)
+    assert after is not None and (after.state, after.queued_as) == ("retried", won[0])
+
+
+def test_defer_gives_the_attempt_back_and_never_below_zero(ledger: Ledger) -> None:
+    record = _receive(ledger)
+    assert ledger.start_attempt(record.id) == 1
+    waiting = ledger.defer(record.id, error={"code": "disk_full", "message": "no space"})
+    assert (waiting.attempts, waiting.error) == (0, {"code": "disk_full", "message": "no space"})
+    assert ledger.defer(record.id, error={"code": "disk_full", "message": "again"}).attempts == 0
+    ledger.mark_quarantined(record.id, error={"code": "c", "message": "m"}, quarantine_path="q")
+    with pytest.raises(IllegalTransition, match="cannot defer"):
+        ledger.defer(record.id, error={"code": "x", "message": "y"})
+
+
+@pytest.mark.parametrize("folder", ["100% data", "x%41y", "what?x=1", "a#b"])
+def test_a_data_folder_with_url_characters_in_its_name_holds_the_ledger(
+    tmp_path: Path, folder: str
+) -> None:
+    """The path is a file name, never parsed as a URL: ``%`` and ``?`` are kept as they are."""
+    db = tmp_path / folder / "state.db"
+    ledger = Ledger.at(db)
+    record = _receive(ledger)
+    assert ledger.get(record.id) == record
+    assert ledger.data_dir == db.parent and db.is_file()
+    assert [p.name for p in tmp_path.iterdir()] == [folder]  # no other file was made instead

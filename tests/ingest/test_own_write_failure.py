@@ -36,7 +36,7 @@ CHILD = textwrap.dedent(
 
     config = IngestConfig(DataLayout(root), stable_seconds=0.2, rescan_seconds=0.5,
                           max_file_mb=64)
-    watcher = Watcher(config, Intake(config, Ledger(config.db_path)))
+    watcher = Watcher(config, Intake(config, Ledger.at(config.db_path)))
     watcher.start()
     print("started", flush=True)
     release, stop = root / "room-again", root / "stop"
@@ -67,7 +67,7 @@ def test_a_full_disk_leaves_the_drop_waiting_and_a_rescan_takes_it(tmp_path: Pat
     try:
         assert child.stdout is not None and child.stdout.readline().strip() == "started"
         staging.rename(root / "inbox" / "train" / "big.csv")
-        ledger = Ledger(root / "state.db")
+        ledger = Ledger.at(root / "state.db")
 
         def waiting():  # type: ignore[no-untyped-def]
             rows = ledger.list(limit=None)
