@@ -16,7 +16,7 @@ from apscheduler.triggers.cron import CronTrigger
 from prometheus_client import CollectorRegistry, generate_latest
 
 from ingest.state.db import StateDB
-from ingest.state.sqlite import connect
+from ingest.state.sqlite import apply_pragmas
 from schedules.scheduler import (
     RETRAIN,
     RETRAIN_GRACE_SECONDS,
@@ -88,7 +88,7 @@ def take_sample(settings: Settings) -> None:
 
 
 def test_the_job_store_opens_state_db_like_every_other_store(write_settings):
-    """The scheduler's SQLAlchemy connections carry the PRAGMAs of ingest.state.sqlite.connect."""
+    """The scheduler's SQLAlchemy connections carry the PRAGMAs every state connection has."""
     settings = write_settings()
     engine = job_store(StateDB.at(settings.shared_db_path)).engine
     try:
@@ -98,7 +98,8 @@ def test_the_job_store_opens_state_db_like_every_other_store(write_settings):
             got = [raw.execute(f"PRAGMA {n}").fetchone()[0] for n in names]
     finally:
         engine.dispose()
-    expected = connect(settings.db_path)
+    expected = sqlite3.connect(settings.db_path)
+    apply_pragmas(expected)
     try:
         assert got == [expected.execute(f"PRAGMA {n}").fetchone()[0] for n in names]
     finally:
