@@ -142,8 +142,8 @@ def _model_jobs(settings: Settings) -> list[dict[str, Any]]:
 def job_store(db: StateDB) -> SQLAlchemyJobStore:
     """Keep jobs in the state database on its own engine: the pragmas and policy of every store.
 
-    The job store's ``shutdown`` disposes of that engine's pooled connections; on SQLite there
-    are none (a connection per transaction), and the engine opens new ones when next used.
+    The job store's ``shutdown`` disposes of that engine's idle pooled connections (the other
+    stores on the shared database among them); the pool opens new ones when next used.
     """
     return SQLAlchemyJobStore(engine=db.engine)
 
@@ -306,7 +306,8 @@ class Schedule:
             f" the {grace} h grace; the next one runs on schedule"
         )
         try:
-            record_skipped(self.settings.for_model(model), "schedule", reason, "missed")
+            runs = self.models[model].runs
+            record_skipped(self.settings.for_model(model), "schedule", reason, "missed", runs)
         except Exception:  # the count and the log line above still tell it
             log.exception("missed run not recorded")
 

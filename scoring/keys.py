@@ -27,16 +27,13 @@ from ingest.state.db import Migration, StateDB, create_tables
 from scoring import sessions
 from scoring.audit import now
 from scoring.errors import Conflict, NotFound, ValidationFailed
-from scoring.keys_protocol import Identity, KeyInfo, Keys
+from scoring.keys_protocol import ROLES, Identity, KeyInfo, Keys
 
 log = logging.getLogger("dropscore.keys")
 
 # Each role can do what the roles before it can, and more.
-ROLES = ("predict", "operate", "admin")
 PREFIX = "ds_"
 SETTINGS_PREFIX = "settings-"
-# Keys typed into settings must be at least this long: a short one can be guessed (ours are 46).
-MIN_KEY_LENGTH = 16
 NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9_.@-]{0,63}")
 
 STORE = "keys"  # this store's name in schema_versions

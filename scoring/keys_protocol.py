@@ -10,6 +10,12 @@ import builtins
 from dataclasses import dataclass
 from typing import Protocol
 
+# The roles a key can hold, weakest first (each allows what the ones before it allow). Here, not
+# in keys.py: every `dropscore` command's options name them, and keys.py loads SQLAlchemy.
+ROLES = ("predict", "operate", "admin")
+# Keys typed into settings must be at least this long: a short one can be guessed (ours are 46).
+MIN_KEY_LENGTH = 16
+
 
 @dataclass(frozen=True)
 class Identity:

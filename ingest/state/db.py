@@ -78,11 +78,6 @@ class Migration:
     apply: Callable[[Connection], None]
 
 
-def sqlite_url(path: Path) -> str:
-    """Name a SQLite file as a SQLAlchemy URL (the embedded default: ``<data_dir>/state.db``)."""
-    return f"sqlite:///{path}"
-
-
 class StateDB:
     """One state database: an engine, read and write transactions, and migrations applied once."""
 
@@ -96,7 +91,7 @@ class StateDB:
         """Open the SQLite state database at ``path``, creating its folder if needed.
 
         The path goes into a ``URL`` object as it is: a folder named with ``%`` or ``?`` would be
-        decoded or cut by a parsed URL string (``sqlite_url``) and name another file.
+        decoded or cut by a parsed URL string (``sqlite:///…``) and name another file.
         """
         path.parent.mkdir(parents=True, exist_ok=True)
         return cls(URL.create("sqlite", database=str(path)))
@@ -232,7 +227,7 @@ def _note_process(_dbapi_conn: Any, record: Any) -> None:
 def _same_process(_dbapi_conn: Any, record: Any, proxy: Any) -> None:
     """Refuse a connection a parent process opened; the pool then opens one of this process."""
     if record.info.get("pid") != os.getpid():
-        record.dbapi_connection = proxy.dbapi_connection = None  # never closed here: the parent's
+        record.dbapi_connection = proxy.dbapi_connection = None  # not closed by us: the parent's
         raise DisconnectionError("connection opened before a fork")
 
 

@@ -170,6 +170,8 @@ class Registry:
             source = self.artifacts.open(version, MODEL_FILE)
         except FileNotFoundError:
             raise ModelFileError(f"model file {MODEL_FILE} is missing") from None
+        except OSError as exc:  # a folder in its place, no permission: the same clear error
+            raise ModelFileError(f"model file {MODEL_FILE} is unreadable: {exc}") from None
         with source:
             return load_trusted_file(cast(BinaryIO, source), MODEL_FILE)
 

@@ -248,7 +248,12 @@ def train(ctx: Context, force: bool) -> None:
         intake.bootstrap(settings.training.bootstrap_data)
     try:
         run = run_retrain(
-            settings, model.registry, "cli", force=force, progress=lambda m: click.echo(m, err=True)
+            settings,
+            model.registry,
+            "cli",
+            force=force,
+            progress=lambda m: click.echo(m, err=True),
+            runs=model.runs,
         )
     except RetrainBusy as exc:
         raise click.ClickException(str(exc)) from None

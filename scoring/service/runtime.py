@@ -89,7 +89,7 @@ def bootstrap(model: Model, intake: Intake) -> None:
         )
         return
     try:
-        run = run_retrain(settings, registry, trigger="bootstrap")
+        run = run_retrain(settings, registry, trigger="bootstrap", runs=model.runs)
     except RetrainBusy as exc:
         log.warning("no model yet", extra={"reason": str(exc)})
         return
@@ -140,7 +140,7 @@ def prepare_model(model: Model, dataplane: Dataplane | None = None) -> Intake:
     intake.resume()
     bootstrap(model, intake)
     start_scoring(model, intake, dataplane)
-    first = first_data_trigger(settings, registry, model.champion)  # without waiting
+    first = first_data_trigger(settings, registry, model.champion, model.runs)  # no waiting
     intake.on_normalized = chain(intake.on_normalized, first)
     return intake
 
