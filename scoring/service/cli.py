@@ -66,6 +66,14 @@ class Context:
             _say_settings(loaded, self.command in SERVICE_COMMANDS)
         return self._settings
 
+    def reread(self) -> Settings:
+        """Read the settings file again as at start, for a reload; SettingsError if invalid."""
+        first = self.settings
+        again = load_settings(
+            first.source, overrides=self.overrides, check_params=self.check_params
+        )
+        return again.for_model(first.name)
+
     @property
     def model(self) -> str | None:
         """The model ``--model`` (before or after the command) or ``DROPSCORE_MODEL`` named."""
@@ -179,7 +187,7 @@ def serve(ctx: Context, host: str | None, port: int | None) -> None:
 
     _listen_at(ctx, host, port)
     try:
-        run_serve(ctx.settings)
+        run_serve(ctx.settings, ctx.reread)
     except (CannotListen, AlreadyRunning, SchedulerStartError) as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -226,7 +234,7 @@ def worker(ctx: Context) -> None:
     from scoring.service.runtime import AlreadyRunning, run_worker
 
     try:
-        run_worker(ctx.settings)
+        run_worker(ctx.settings, ctx.reread)
     except (AlreadyRunning, SchedulerStartError) as exc:
         raise click.ClickException(str(exc)) from None
 
