@@ -160,3 +160,40 @@ def test_models_added_and_removed_without_a_restart(tmp_path: Path):
         assert moved.json()["needs_restart"] == ["[server] port"]
         assert answers(url + "/models/second/predict", json=row, headers=scorer) == 200
         assert serve.poll() is None
+
+
+def test_sighup_to_worker_and_api_adds_a_model_with_no_failed_request(tmp_path: Path):
+    """``worker`` trains the added model on SIGHUP; gunicorn's master (``api``), on SIGHUP,
+    reads the file again and replaces its workers gracefully: 16 clients see no failure."""
+    port, data_dir = free_port(), tmp_path / "data"
+    url = f"http://127.0.0.1:{port}"
+    settings = tmp_path / "settings.toml"
+    first = settings_text(data_dir, port)
+    settings.write_text(first)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DROPSCORE")}
+    env["DROPSCORE_SETTINGS"] = str(settings)
+    row = {"X_test": pd.read_csv(SAMPLE).drop(columns="target").iloc[0].tolist()}
+
+    with running(["worker"], env, tmp_path / "worker.log") as worker:
+        wait_for(lambda: (data_dir / "models" / "1").is_dir(), 120, 0.2, "the first model")
+        with running(["api", "--workers", "2"], env, tmp_path / "api.log") as api:
+            wait_ready(url, api)
+            load = Load(url, threads=16).start()
+            try:
+                wait_for(lambda: len(load.answers()) > 50, 60, 0.1, "the clients to run")
+                settings.write_text(first + SECOND)
+                worker.send_signal(signal.SIGHUP)
+                api.send_signal(signal.SIGHUP)
+                wait_for(
+                    lambda: answers(url + "/models/second/predict", json=row) == 200,
+                    120,
+                    0.2,
+                    "the added model to answer through api",
+                )
+                seen = len(load.answers())
+                wait_for(lambda: len(load.answers()) > seen + 50, 60, 0.1, "more answers")
+            finally:
+                during = load.stop()
+            assert worker.poll() is None and api.poll() is None
+    failed = [a for a in during if not a.ok]
+    assert not failed and len(during) > 100, (failed[:5], len(during))

@@ -11,11 +11,9 @@ from flask import Blueprint, Response, current_app, jsonify
 
 from scoring.api.openapi import STRING, array, obj, operation, response_object
 from scoring.errors import ValidationFailed
-from scoring.service.reload import Reloader, ReloadRefused
+from scoring.service.reload import RELOADER_KEY, Reloader, ReloadRefused
 
 bp = Blueprint("admin", __name__)
-# Where create_app keeps the app's reloader (app.extensions).
-RELOADER_KEY = "dropscore.reloader"
 
 _NAMES = array(STRING)
 

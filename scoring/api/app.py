@@ -8,6 +8,8 @@ roles, the OpenAPI spec and the views need nothing per model.
 
 from __future__ import annotations
 
+import os
+import signal
 from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -48,7 +50,7 @@ from scoring.api.query import register_query_check
 from scoring.inference.dataplane import Dataplane
 from scoring.models.factory import open_models
 from scoring.models.model import Model, Models
-from scoring.service.reload import Reloader, reread_file
+from scoring.service.reload import RELOADER_KEY, Reloader, reread_file
 from scoring.settings import Settings
 
 if TYPE_CHECKING:
@@ -70,6 +72,7 @@ def create_app(
     dataplane: Dataplane | None = None,
     reloader: Reloader | None = None,
     reread: Callable[[], Settings] | None = None,
+    reload_all: bool = False,
 ) -> Flask:
     """Build the API over a settings object; nothing is loaded until the first request.
 
@@ -78,7 +81,8 @@ def create_app(
     here. ``registry`` and ``ledger`` stand in for the default model's (tests pass their own);
     ``dataplane`` is the one a ``serve`` process's scored drops already report to. ``reloader``
     is the one ``serve`` reloads its background work with; else ``reread`` (or the settings
-    file again) feeds one over these models alone.
+    file again) feeds one over these models alone; ``reload_all`` (a gunicorn worker) also
+    has the master replace every worker once this one's reload changed the models.
     """
     app = Flask("dropscore")
     app.json = StrictJSONProvider(app)  # strict JSON everywhere: no NaN/Infinity in answers
@@ -101,7 +105,9 @@ def create_app(
     app.extensions["dropscore"] = services
     reloader = reloader or Reloader(reread or (lambda: reread_file(settings)), opened)
     reloader.on_change.append(lambda: _follow_models(app, services))
-    app.extensions[admin.RELOADER_KEY] = reloader
+    if reload_all:
+        reloader.on_change.append(lambda: os.kill(os.getppid(), signal.SIGHUP))
+    app.extensions[RELOADER_KEY] = reloader
     metrics.register_instrumentation(app)
     sessions = register_pages(app, settings, opened.shared.sessions)
     services.keyring = register_auth(app, settings, opened.shared, sessions)

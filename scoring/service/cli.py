@@ -216,14 +216,21 @@ def api(ctx: Context, workers: int | None, host: str | None, port: int | None) -
 
     for one in settings.each_model():
         reap_interrupted(open_model(one))
+    master = os.getpid()
     try:
         serve_gunicorn(
-            settings, lambda: warm(create_app(settings)), workers or settings.server.workers
+            settings,
+            lambda now: warm(create_app(now, reread=ctx.reread, reload_all=True)),
+            workers or settings.server.workers,
+            ctx.reread,
         )
     except CannotListen as exc:
         raise click.ClickException(str(exc)) from None
     finally:
-        shutil.rmtree(metrics_dir, ignore_errors=True)
+        # A gunicorn worker that exits (a reload replaces them all) unwinds through here too:
+        # only the master, once every worker is gone, removes the folder they all write to.
+        if os.getpid() == master:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 @main.command()

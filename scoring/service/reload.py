@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import signal
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,6 +34,23 @@ if TYPE_CHECKING:
     from scoring.service.runtime import Background
 
 log = logging.getLogger("dropscore")
+
+
+# Where create_app keeps the app's reloader (app.extensions), for the endpoint and the signal.
+RELOADER_KEY = "dropscore.reloader"
+
+
+def reload_on_sighup(reloader: Reloader) -> None:
+    """Reload the settings on SIGHUP, in a thread of its own: a first training of a new model
+    must not hold up the thread that received the signal (it serves the API in ``serve``)."""
+
+    def handler(_signum: int, _frame: Any) -> None:
+        log.info("reloading settings", extra={"signal": "SIGHUP"})
+        threading.Thread(
+            target=reloader.reload_logged, name="dropscore-reload", daemon=True
+        ).start()
+
+    signal.signal(signal.SIGHUP, handler)
 
 
 class ReloadRefused(Exception):
@@ -124,16 +142,21 @@ class Reloader:
         self._models.remove(name, root).stop()
 
 
-def needs_restart(old: Settings, new: Settings) -> list[str]:
-    """Name each changed setting a running process cannot apply: every key outside the model
-    sections, an existing model's own section, and which model is the default."""
-    changed = [
+def changed_outside_models(old: Settings, new: Settings) -> list[str]:
+    """Name each changed key outside the model sections (``[server] port``, …)."""
+    return [
         f"[{section}] {field.name}"
         for section in SECTIONS
         if section not in PER_MODEL_SECTIONS
         for field in dataclasses.fields(getattr(old, section))
         if getattr(getattr(old, section), field.name) != getattr(getattr(new, section), field.name)
     ]
+
+
+def needs_restart(old: Settings, new: Settings) -> list[str]:
+    """Name each changed setting a running process cannot apply: every key outside the model
+    sections, an existing model's own section, and which model is the default."""
+    changed = changed_outside_models(old, new)
     if new.name != old.name:
         changed.append(f"the default model ({old.name!r} → {new.name!r}, the first section)")
     old_entries, new_entries = _entries(old), _entries(new)

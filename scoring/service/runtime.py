@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ingest.base.config import IngestConfig
 from ingest.base.logs import bound_to
@@ -31,7 +31,7 @@ from scoring.lifecycle.runner import run_retrain
 from scoring.lifecycle.runs import RetrainBusy
 from scoring.models.factory import open_model, open_models
 from scoring.models.model import Model, Models
-from scoring.service.reload import Reloader
+from scoring.service.reload import Reloader, reload_on_sighup
 from scoring.settings import Settings
 
 if TYPE_CHECKING:
@@ -182,19 +182,6 @@ def background(settings: Settings, models: Models | None = None) -> Iterator[Bac
             log.info("stopped")
 
 
-def on_sighup(reloader: Reloader) -> None:
-    """Reload the settings on SIGHUP, in a thread of its own: a first training of a new model
-    must not hold up the thread that received the signal (it serves the API in ``serve``)."""
-
-    def handler(_signum: int, _frame: Any) -> None:
-        log.info("reloading settings", extra={"signal": "SIGHUP"})
-        threading.Thread(
-            target=reloader.reload_logged, name="dropscore-reload", daemon=True
-        ).start()
-
-    signal.signal(signal.SIGHUP, handler)
-
-
 def run_serve(settings: Settings, load: Callable[[], Settings] | None = None) -> None:
     """API + watcher + scheduler in one process: the embedded default; ``load`` reads the
     settings again on SIGHUP or ``POST /admin/reload``."""
@@ -217,7 +204,7 @@ def run_serve(settings: Settings, load: Callable[[], Settings] | None = None) ->
             probes={"watcher": bg.watcher.status, "scheduler": bg.schedule.status},
             reloader=reloader,
         )
-        on_sighup(reloader)
+        reload_on_sighup(reloader)
         app.extensions["dropscore"].monitoring.registry.register(bg.schedule.collector())
         warm(app)
         serve_threaded(app, sockets, front_options(settings, body_cap(settings)))
@@ -227,7 +214,7 @@ def run_worker(settings: Settings, load: Callable[[], Settings] | None = None) -
     """Watcher + scheduler without the API, for deployments with separate API replicas."""
     stop = threading.Event()
     with background(settings) as bg:
-        on_sighup(Reloader(load or (lambda: settings), bg.models, bg))
+        reload_on_sighup(Reloader(load or (lambda: settings), bg.models, bg))
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
         log.info(
