@@ -83,6 +83,7 @@ def test_models_added_and_removed_without_a_restart(tmp_path: Path):
     with running(["serve"], env, log) as serve:
         wait_ready(url, serve)
         assert answers(url + "/models/second/predict", json=row) == 404
+        assert '"second"' not in requests.get(url + "/openapi.json", timeout=10).text
         load = Load(url, threads=16).start()
         try:
             wait_for(lambda: len(load.answers()) > 50, 60, 0.1, "the clients to run")
@@ -96,6 +97,7 @@ def test_models_added_and_removed_without_a_restart(tmp_path: Path):
                 0.2,
                 "the added model to answer",
             )
+            assert '"second"' in requests.get(url + "/openapi.json", timeout=10).text
             inbox = data_dir / "second" / "inbox" / "score"
             tmp = inbox.parent / ".drop.part"
             pd.read_csv(SAMPLE).drop(columns="target").head(20).to_csv(tmp, index=False)

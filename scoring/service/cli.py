@@ -68,11 +68,9 @@ class Context:
 
     def reread(self) -> Settings:
         """Read the settings file again as at start, for a reload; SettingsError if invalid."""
-        first = self.settings
-        again = load_settings(
-            first.source, overrides=self.overrides, check_params=self.check_params
-        )
-        return again.for_model(first.name)
+        from scoring.service.reload import reread_file
+
+        return reread_file(self.settings, self.overrides, self.check_params)
 
     @property
     def model(self) -> str | None:

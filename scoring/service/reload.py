@@ -15,7 +15,7 @@ import dataclasses
 import logging
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -175,7 +175,14 @@ def _entries(settings: Settings) -> dict[str, Any]:
     return {settings.name: ModelEntry(settings.model, settings.training)}
 
 
-def reread_file(settings: Settings) -> Settings:
-    """Read the file these settings came from again (environment included), seen by the same
-    model; SettingsError if it is now invalid."""
-    return load_settings(settings.source).for_model(settings.name)
+def reread_file(
+    settings: Settings,
+    overrides: Mapping[str, Mapping[str, Any]] | None = None,
+    check_params: bool = True,
+) -> Settings:
+    """Read the file these settings came from again (with the same overrides), seen by the
+    same model; SettingsError if it is now invalid, or if there was no file."""
+    if settings.source is None:
+        raise SettingsError("this service was started without a settings file: nothing to reload")
+    again = load_settings(settings.source, overrides=overrides, check_params=check_params)
+    return again.for_model(settings.name)
