@@ -225,6 +225,39 @@ class Schedule:
         self._scheduler = scheduler
         log.info("scheduler started", extra={"jobs": self.jobs()})
 
+    def add_model(self, root: Settings, name: str) -> None:
+        """Add one model's jobs to the running scheduler (a reload found its section).
+
+        Its jobs run on an executor of their own, as the models started with the scheduler each
+        have threads of their own in the default one: its retrain never holds up another's sweep.
+        """
+        scheduler = self._scheduler
+        with self._lock:
+            self.settings = root
+            for kind in JOB_KINDS:
+                self._tally.counts.setdefault(job_id(kind, name), dict.fromkeys(OUTCOMES, 0))
+        if scheduler is None:
+            return
+        executor = _executor_of(name)
+        scheduler.add_executor(ThreadPoolExecutor(max_workers=len(JOB_KINDS)), alias=executor)
+        for spec in _model_jobs(root.for_model(name)):
+            scheduler.add_job(replace_existing=True, executor=executor, **spec)
+        log.info("model's jobs added", extra={"model": name, "jobs": self.jobs()})
+
+    def remove_model(self, root: Settings, name: str) -> None:
+        """Delete one model's jobs and wait for a running one to end (its section was removed)."""
+        scheduler = self._scheduler
+        with self._lock:
+            self.settings = root
+        if scheduler is None:
+            return
+        for kind in JOB_KINDS:
+            if scheduler.get_job(job_id(kind, name)) is not None:
+                scheduler.remove_job(job_id(kind, name))
+        if _executor_of(name) in scheduler._executors:  # added by a reload: its threads end here
+            scheduler.remove_executor(_executor_of(name))  # waits for a running job
+        log.info("model's jobs removed", extra={"model": name})
+
     def stop(self, wait: bool = True) -> None:
         """Shut down, by default after the running jobs finish."""
         scheduler, self._scheduler = self._scheduler, None
@@ -310,6 +343,11 @@ class Schedule:
             record_skipped(self.settings.for_model(model), "schedule", reason, "missed", runs)
         except Exception:  # the count and the log line above still tell it
             log.exception("missed run not recorded")
+
+
+def _executor_of(model: str) -> str:
+    """The executor alias of a model added by a reload."""
+    return f"model:{model}"
 
 
 def _kept_run_time(stored: Job | None, trigger: BaseTrigger) -> datetime | None:

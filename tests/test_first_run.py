@@ -119,7 +119,7 @@ def test_init_in_an_empty_folder_then_serve_trains_and_serves_it(tmp_path):
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[-2:] == [
         "took diabetes.csv as the first training drop (442 rows, file #1 normalized)",
-        "next: run `dropscore serve` here (restart it if it runs): it trains 'sugar' on it and"
+        "next: run `dropscore serve` here (`kill -HUP` it if it runs): it trains 'sugar' on it and"
         " serves it at /models/sugar/predict",
     ]
     written = (folder / "settings.toml").read_text(encoding="utf-8")

@@ -87,6 +87,7 @@ ENDPOINT_ROLES: dict[str, str] = {
     "models.promote_model": "operate",
     "files.retry_file": "operate",
     "audit.list_audit": "admin",
+    "admin.reload_settings": "admin",
     # the dashboard: pages read; its buttons act with the same roles as the API they mirror
     "pages.overview": "predict",
     "pages.models": "predict",

@@ -100,6 +100,13 @@ class Model:
         """Return this model with some stores replaced (tests hand in their own registry)."""
         return replace(self, **{k: v for k, v in stores.items() if v is not None})
 
+    def stop(self) -> None:
+        """Stop this model's serving threads (its champion's polling), when it is no longer
+        served; a request still holding it finishes."""
+        with self._lock:
+            if self._serving is not None:
+                self._serving.champion.stop()
+
     def _served(self) -> _Serving:
         with self._lock:
             if self._serving is None:
@@ -131,6 +138,9 @@ class Models(Mapping[str, Model]):
     root: Settings  # the settings as loaded; ``root.name`` is the default model
     by_name: dict[str, Model]
     shared: SharedStores
+    # Serializes ``add``/``remove``; readers take no lock: each change swaps in a new dict, so
+    # a request iterating or looking up the old one finishes on a consistent set.
+    _changing: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def __getitem__(self, name: str) -> Model:
         return self.by_name[name]
@@ -159,3 +169,21 @@ class Models(Mapping[str, Model]):
     def using(self, name: str, **stores: Any) -> Models:
         """Return the set with one model's stores replaced (tests hand in their own)."""
         return replace(self, by_name={**self.by_name, name: self.by_name[name].using(**stores)})
+
+    def add(self, model: Model, root: Settings) -> None:
+        """Serve one more model (a reload found its section); ``root`` is the new settings."""
+        with self._changing:
+            if model.name in self.by_name:
+                raise ValueError(f"model {model.name!r} is already served")
+            self.by_name = {**self.by_name, model.name: model}
+            self.root = root
+
+    def remove(self, name: str, root: Settings) -> Model:
+        """Stop serving one model (its section was removed); later lookups answer 404."""
+        with self._changing:
+            if name == self.root.name:
+                raise ValueError(f"model {name!r} is the default model: it needs a restart")
+            found = self.by_name[name]
+            self.by_name = {k: v for k, v in self.by_name.items() if k != name}
+            self.root = root
+            return found

@@ -66,6 +66,12 @@ class Context:
             _say_settings(loaded, self.command in SERVICE_COMMANDS)
         return self._settings
 
+    def reread(self) -> Settings:
+        """Read the settings file again as at start, for a reload; SettingsError if invalid."""
+        from scoring.service.reload import reread_file
+
+        return reread_file(self.settings, self.overrides, self.check_params)
+
     @property
     def model(self) -> str | None:
         """The model ``--model`` (before or after the command) or ``DROPSCORE_MODEL`` named."""
@@ -179,7 +185,7 @@ def serve(ctx: Context, host: str | None, port: int | None) -> None:
 
     _listen_at(ctx, host, port)
     try:
-        run_serve(ctx.settings)
+        run_serve(ctx.settings, ctx.reread)
     except (CannotListen, AlreadyRunning, SchedulerStartError) as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -208,14 +214,21 @@ def api(ctx: Context, workers: int | None, host: str | None, port: int | None) -
 
     for one in settings.each_model():
         reap_interrupted(open_model(one))
+    master = os.getpid()
     try:
         serve_gunicorn(
-            settings, lambda: warm(create_app(settings)), workers or settings.server.workers
+            settings,
+            lambda now: warm(create_app(now, reread=ctx.reread, reload_all=True)),
+            workers or settings.server.workers,
+            ctx.reread,
         )
     except CannotListen as exc:
         raise click.ClickException(str(exc)) from None
     finally:
-        shutil.rmtree(metrics_dir, ignore_errors=True)
+        # A gunicorn worker that exits (a reload replaces them all) unwinds through here too:
+        # only the master, once every worker is gone, removes the folder they all write to.
+        if os.getpid() == master:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 @main.command()
@@ -226,7 +239,7 @@ def worker(ctx: Context) -> None:
     from scoring.service.runtime import AlreadyRunning, run_worker
 
     try:
-        run_worker(ctx.settings)
+        run_worker(ctx.settings, ctx.reread)
     except (AlreadyRunning, SchedulerStartError) as exc:
         raise click.ClickException(str(exc)) from None
 
