@@ -26,6 +26,7 @@ from scoring.api import (
     predict,
     runs,
     score,
+    traffic,
 )
 from scoring.api.adapters import PROTOCOLS
 from scoring.api.auth import register_auth
@@ -47,13 +48,14 @@ from scoring.inference.dataplane import Dataplane
 from scoring.models.factory import open_models
 from scoring.models.model import Model, Models
 from scoring.settings import Settings
+from scoring.traffic.router import Traffic
 
 if TYPE_CHECKING:
     from ingest.state.ledger import Ledger
     from scoring.lifecycle.registry import Registry
 
 # Blueprints whose routes act on one model: each also answers under /models/<name>.
-MODEL_SCOPED = ("predict", "score", "runs", "files", "models")
+MODEL_SCOPED = ("predict", "score", "runs", "files", "models", "traffic")
 MODEL_PREFIX = "/models/<model:model>"
 
 
@@ -91,6 +93,9 @@ def create_app(
         dataplane=dataplane or Dataplane(),
     )
     services.dataplane.add(services.monitoring.count_rows)  # the first observer: rows scored
+    app.extensions[traffic.TRAFFIC_KEY] = routed = Traffic(opened, traffic.request_key)
+    services.dataplane.router = routed  # canary: who answers; shadow: the next observer
+    services.dataplane.add(routed.observe)
     app.extensions["dropscore"] = services
     metrics.register_instrumentation(app)
     sessions = register_pages(app, settings, opened.shared.sessions)
@@ -101,6 +106,7 @@ def create_app(
     trust_proxies(app, settings)  # forwarded headers: applied from trusted proxies, else dropped
     for module in (
         health, predict, score, models, catalog, files, runs, metrics, audit, openapi, docs,
+        traffic,
     ):  # fmt: skip
         app.register_blueprint(module.bp)
     for protocol in PROTOCOLS:  # the other protocols, each as its adapter declares it

@@ -86,6 +86,9 @@ ENDPOINT_ROLES: dict[str, str] = {
     "runs.start_training": "operate",
     "models.promote_model": "operate",
     "files.retry_file": "operate",
+    "traffic.show_traffic": "predict",
+    "traffic.show_challenger": "predict",
+    "traffic.set_traffic": "operate",
     "audit.list_audit": "admin",
     # the dashboard: pages read; its buttons act with the same roles as the API they mirror
     "pages.overview": "predict",

@@ -1,0 +1,160 @@
+"""The one background thread that scores the shadow and writes every figure in batches.
+
+A request thread only puts a reference to its event in a bounded queue (``offer``) and counts
+its own answer (``count``); a full queue drops the shadow and counts the drop, so a client never
+waits for the challenger. The thread predicts each queued matrix with the challenger, compares
+it with the champion's answer, and adds every figure to the model's rows at most once a second
+(``flush``): the state database sees batches, never a write per request.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import NamedTuple
+
+from scoring.inference.core import predict_many
+from scoring.inference.dataplane import Scored
+from scoring.lifecycle.predictor import LoadedModel
+from scoring.traffic.figures import SERVED, SHADOW, DayFigures
+from scoring.traffic.store import DayKey, TrafficStore
+
+log = logging.getLogger("dropscore.shadow")
+
+QUEUE_SIZE = 256  # requests waiting for the challenger; beyond it, shadows are dropped
+FLUSH_SECONDS = 1.0  # how often the figures are written
+
+
+class ShadowWork(NamedTuple):
+    """One champion answer to repeat with a challenger (references, never copies)."""
+
+    event: Scored
+    challenger: int
+
+
+def today() -> str:
+    """Name the UTC day a figure counts for."""
+    return datetime.now(UTC).date().isoformat()
+
+
+class ShadowWorker:
+    """A bounded queue, one thread, and the figures waiting to be written, for every model."""
+
+    def __init__(
+        self,
+        stores: Callable[[str], TrafficStore],
+        versions: Callable[[str, int], LoadedModel],
+        size: int = QUEUE_SIZE,
+    ) -> None:
+        self._stores = stores  # a model's traffic store, by name
+        self._versions = versions  # a model's version, loaded once and cached
+        self._queue: queue.Queue[ShadowWork | None] = queue.Queue(maxsize=size)
+        self._pending: dict[tuple[str, DayKey], DayFigures] = {}
+        self._lock = threading.Lock()  # guards _pending, _thread and _pid
+        self._flush_lock = threading.Lock()  # one flush at a time
+        self._thread: threading.Thread | None = None
+        self._pid = os.getpid()
+
+    def offer(self, event: Scored, challenger: int) -> None:
+        """Queue a shadow for the challenger; a full queue drops it and counts the drop."""
+        self._start()
+        try:
+            self._queue.put_nowait(ShadowWork(event, challenger))
+        except queue.Full:
+            with self._lock:
+                self._figures(event.model, DayKey(challenger, today(), SHADOW)).dropped += 1
+
+    def count(self, model: str, version: int, rows: int, seconds: float) -> None:
+        """Count one request a version answered (champion or canary)."""
+        self._start()
+        with self._lock:
+            self._figures(model, DayKey(version, today(), SERVED)).served(rows, seconds)
+
+    def error(self, model: str, version: int, kind: str = SERVED) -> None:
+        """Count a request a version failed to answer."""
+        self._start()
+        with self._lock:
+            self._figures(model, DayKey(version, today(), kind)).errors += 1
+
+    def flush(self) -> None:
+        """Write every pending figure now (the thread does it each second; a reader first)."""
+        with self._flush_lock:
+            with self._lock:
+                batch, self._pending = self._pending, {}
+            by_model: dict[str, dict[DayKey, DayFigures]] = {}
+            for (model, key), figures in batch.items():
+                by_model.setdefault(model, {})[key] = figures
+            for model, figures_by_key in by_model.items():
+                try:
+                    self._stores(model).add(figures_by_key)
+                except Exception:  # a model removed, a locked disk: the figures are lost, logged
+                    log.exception("could not write traffic figures", extra={"model": model})
+
+    def stop(self) -> None:
+        """End the thread after a last flush (tests, and a server stopping)."""
+        thread = self._thread
+        if thread is not None and thread.is_alive():
+            self._queue.put(None)
+            thread.join(timeout=30)
+        self._thread = None
+        self.flush()
+
+    def _figures(self, model: str, key: DayKey) -> DayFigures:
+        found = self._pending.get((model, key))
+        if found is None:
+            found = self._pending[(model, key)] = DayFigures()
+        return found
+
+    def _start(self) -> None:
+        if self._thread is not None and self._pid == os.getpid():
+            return
+        with self._lock:
+            if self._pid != os.getpid():  # forked (gunicorn): the parent's thread is not here
+                self._pid, self._thread = os.getpid(), None
+                self._queue = queue.Queue(maxsize=self._queue.maxsize)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="shadow", daemon=True)
+                self._thread.start()
+
+    def _run(self) -> None:
+        last = time.monotonic()
+        while True:
+            try:
+                work = self._queue.get(timeout=FLUSH_SECONDS / 2)
+            except queue.Empty:
+                pass  # nothing to shadow: only flush, if due
+            else:
+                if work is None:
+                    return
+                self._shadow(work)
+            if time.monotonic() - last >= FLUSH_SECONDS:
+                self.flush()
+                last = time.monotonic()
+
+    def _shadow(self, work: ShadowWork) -> None:
+        event = work.event
+        key = DayKey(work.challenger, today(), SHADOW)
+        try:
+            model = self._versions(event.model, work.challenger)
+            started = time.perf_counter()
+            out = predict_many(model, event.features)  # type: ignore[arg-type]
+            seconds = time.perf_counter() - started
+            champion = list(event.predictions)
+        except Exception:
+            log.warning(
+                "shadow challenger failed",
+                exc_info=True,
+                extra={"model": event.model, "version": work.challenger},
+            )
+            with self._lock:
+                self._figures(event.model, key).errors += 1
+            return
+        with self._lock:
+            figures = self._figures(event.model, key)
+            figures.served(event.rows, seconds)
+            figures.compare(champion, out.values, classes=bool(model.classes))
