@@ -43,6 +43,13 @@ class DayFigures:
         self.seconds += seconds
         self.max_seconds = max(self.max_seconds, seconds)
 
+    def batch(self, requests: int, rows: int, seconds: float) -> None:
+        """Count requests answered in one call; each is charged its share of the call's time."""
+        self.requests += requests
+        self.rows += rows
+        self.seconds += seconds
+        self.max_seconds = max(self.max_seconds, seconds / max(1, requests))
+
     def compare(self, champion: list[Any], challenger: list[Any], classes: bool) -> None:
         """Add one request's pairs of answers: equal labels, or the regression sums."""
         self.compared += len(champion)
