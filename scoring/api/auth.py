@@ -99,6 +99,7 @@ ENDPOINT_ROLES: dict[str, str] = {
     "pages.promote": "operate",
     "pages.retrain": "operate",
     "pages.retry": "operate",
+    "pages.set_traffic": "operate",
     **endpoint_roles(PROTOCOLS),  # the other protocols: as each declares its routes
 }
 DEFAULT_ROLE = "admin"
