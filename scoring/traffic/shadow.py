@@ -31,6 +31,10 @@ from scoring.traffic.store import DayKey, TrafficStore
 log = logging.getLogger("dropscore.shadow")
 
 QUEUE_SIZE = 1024  # requests waiting for the challenger; beyond it, shadows are dropped
+# Rows held for the challenger, at most: the queue keeps the requests' own matrices alive, so
+# its memory is bounded in rows (a request may carry [server] max_rows_per_request), not only in
+# requests.
+MAX_QUEUED_ROWS = 100_000
 BATCH = 256  # requests the challenger predicts in one call, at most
 # A pause after each batch, so that requests gather: the thread then takes the interpreter's
 # lock a few times a second, for one vectorized call, instead of once per request.
@@ -63,7 +67,8 @@ class ShadowWorker:
         self._versions = versions  # a model's version, loaded once and cached
         self._queue: queue.Queue[ShadowWork | None] = queue.Queue(maxsize=size)
         self._pending: dict[tuple[str, DayKey], DayFigures] = {}
-        self._lock = threading.Lock()  # guards _pending, _thread and _pid
+        self._queued_rows = 0  # rows of the requests in the queue
+        self._lock = threading.Lock()  # guards _pending, _queued_rows, _thread and _pid
         self._flush_lock = threading.Lock()  # one flush at a time
         self._thread: threading.Thread | None = None
         self._pid = os.getpid()
@@ -71,10 +76,17 @@ class ShadowWorker:
     def offer(self, event: Scored, challenger: int) -> None:
         """Queue a shadow for the challenger; a full queue drops it and counts the drop."""
         self._start()
+        with self._lock:
+            room = self._queued_rows + event.rows <= MAX_QUEUED_ROWS
+            if room:
+                self._queued_rows += event.rows
         try:
+            if not room:
+                raise queue.Full
             self._queue.put_nowait(ShadowWork(event, challenger))
         except queue.Full:
             with self._lock:
+                self._queued_rows -= event.rows if room else 0
                 self._figures(event.model, DayKey(challenger, today(), SHADOW)).dropped += 1
 
     def count(self, model: str, version: int, rows: int, seconds: float) -> None:
@@ -125,6 +137,7 @@ class ShadowWorker:
             if self._pid != os.getpid():  # forked (gunicorn): the parent's thread is not here
                 self._pid, self._thread = os.getpid(), None
                 self._queue = queue.Queue(maxsize=self._queue.maxsize)
+                self._queued_rows = 0
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="shadow", daemon=True)
                 self._thread.start()
@@ -138,6 +151,8 @@ class ShadowWorker:
                 pass  # nothing to shadow: only flush, if due
             else:
                 batch, stop = self._drain(work)
+                with self._lock:
+                    self._queued_rows -= sum(w.event.rows for w in batch)
                 for group in _groups(batch).values():
                     self._shadow(group)
                 if stop:
