@@ -235,3 +235,12 @@ def test_another_replica_follows_a_put(off: Served, tmp_path):
         poll(lambda: off.predict(row, url=url)["model_version"] == "1", "the replica's off")
         traffic_of(other).stop()
 
+
+
+def test_reads_describe_the_champion_during_a_canary(off: Served):
+    assert off.put({"mode": "canary", "version": 3, "fraction": 1.0}).status_code == 200
+    assert off.predict(off.rows[0])["model_version"] == "3"  # every scoring goes to 3
+    ready = requests.get(
+        f"{off.url}/v2/models/default/ready", headers=off.headers("predict"), timeout=TIMEOUT
+    )
+    assert ready.status_code == 200 and ready.json()["version"] == "1"  # a read: the champion

@@ -93,7 +93,8 @@ def create_app(
         dataplane=dataplane or Dataplane(),
     )
     services.dataplane.add(services.monitoring.count_rows)  # the first observer: rows scored
-    app.extensions[traffic.TRAFFIC_KEY] = routed = Traffic(opened, traffic.request_key)
+    routed = Traffic(opened, traffic.request_key, traffic.scores_rows)
+    app.extensions[traffic.TRAFFIC_KEY] = routed
     services.dataplane.router = routed  # canary: who answers; shadow: the next observer
     services.dataplane.add(routed.observe)
     app.extensions["dropscore"] = services

@@ -61,6 +61,11 @@ def request_key(name: str | None) -> str | None:
     return request.headers.get(name or DEFAULT_KEY_HEADER) or None
 
 
+def scores_rows() -> bool:
+    """Say whether the request in hand scores rows (a POST); reads describe the champion."""
+    return has_request_context() and request.method == "POST"
+
+
 def body_key(body: Any) -> Any:
     """Make a key finder that also reads a one-row body's field of the key's name."""
 

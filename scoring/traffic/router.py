@@ -15,6 +15,7 @@ import logging
 import random
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from scoring.inference.dataplane import KeyOf, Scored
@@ -60,9 +61,17 @@ def sampled(fraction: float) -> bool:
 class Traffic:
     """Every served model's traffic, as one process follows it: the choice and the counts."""
 
-    def __init__(self, models: Models, default_key: KeyOf | None = None) -> None:
+    def __init__(
+        self,
+        models: Models,
+        default_key: KeyOf | None = None,
+        scoring: Callable[[], bool] | None = None,
+    ) -> None:
         self.models = models
         self.default_key = default_key  # where a protocol passing no key finds one (a header)
+        # Whether the request in hand scores rows: a read (a protocol's metadata, readiness)
+        # describes the champion, never a canary drawn at random.
+        self.scoring = scoring
         self.worker = ShadowWorker(
             lambda name: models.model(name).traffic,
             lambda name, version: models.model(name).versions.get(version),
@@ -91,6 +100,8 @@ class Traffic:
         now = self.current(versions.name)
         setting = now.setting
         if setting.mode != "canary" or now.challenger is None:
+            return champion
+        if self.scoring is not None and not self.scoring():
             return champion
         finder = key_of or self.default_key
         key = finder(setting.key) if finder is not None else None
