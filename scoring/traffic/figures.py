@@ -11,6 +11,8 @@ import math
 from dataclasses import dataclass, fields
 from typing import Any
 
+import numpy as np
+
 SERVED = "served"  # every request a version answered (champion or canary)
 SHADOW = "shadow"  # the challenger's predictions beside the champion's
 KINDS = (SERVED, SHADOW)
@@ -51,17 +53,19 @@ class DayFigures:
         self.max_seconds = max(self.max_seconds, seconds / max(1, requests))
 
     def compare(self, champion: list[Any], challenger: list[Any], classes: bool) -> None:
-        """Add one request's pairs of answers: equal labels, or the regression sums."""
+        """Add a batch's pairs of answers: equal labels, or the regression sums (vectorized)."""
         self.compared += len(champion)
         if classes:
             self.labelled += len(champion)
             self.agreed += sum(1 for a, b in zip(champion, challenger, strict=True) if a == b)
             return
-        for a, b in zip(champion, challenger, strict=True):
-            x, y = float(a), float(b)
-            self.abs_diff += abs(y - x)
-            self.sx, self.sy = self.sx + x, self.sy + y
-            self.sxx, self.syy, self.sxy = self.sxx + x * x, self.syy + y * y, self.sxy + x * y
+        x = np.asarray(champion, dtype=np.float64)
+        y = np.asarray(challenger, dtype=np.float64)
+        self.abs_diff += float(np.abs(y - x).sum())
+        self.sx, self.sy = self.sx + float(x.sum()), self.sy + float(y.sum())
+        self.sxx += float(x @ x)
+        self.syy += float(y @ y)
+        self.sxy += float(x @ y)
 
     def merge(self, other: DayFigures) -> None:
         """Add another batch's sums to these (the maximum stays a maximum)."""
