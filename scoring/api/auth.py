@@ -9,10 +9,10 @@ table with the key's name.
 from __future__ import annotations
 
 import logging
-import sqlite3
 from typing import TYPE_CHECKING, Protocol
 
 from flask import Flask, Response, g, request
+from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.wrappers import Response as BaseResponse
 
 from scoring.api.adapters import PROTOCOLS
@@ -239,5 +239,5 @@ def _record(trail: AuditLog, response: Response) -> None:
     log.info("audit", extra={k: v for k, v in entry.to_dict().items() if k not in ("ts", "id")})
     try:
         trail.record(entry)
-    except sqlite3.Error:
+    except SQLAlchemyError:
         log.exception("audit entry not stored", extra={"path": entry.path})

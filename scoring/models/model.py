@@ -12,7 +12,6 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from scoring.errors import NotFound
@@ -20,10 +19,12 @@ from scoring.models.job_ids import job_id
 
 if TYPE_CHECKING:
     from ingest.base.layout import DataLayout
+    from ingest.lake.store import Lake
     from ingest.state.db import StateDB
     from ingest.state.ledger import Ledger
     from scoring.audit import AuditLog
     from scoring.keys import KeyStore
+    from scoring.lifecycle.artifacts import ArtifactStore
     from scoring.lifecycle.champion import ChampionHolder
     from scoring.lifecycle.registry import Registry
     from scoring.lifecycle.runs import RunStore
@@ -69,9 +70,19 @@ class Model:
         return self.settings.layout
 
     @property
-    def artifacts(self) -> Path:
-        """The folder the registry keeps this model's versions in."""
-        return self.settings.models_dir
+    def artifacts(self) -> ArtifactStore:
+        """The store of this model's version files (the registry's; one object per model)."""
+        return self.registry.artifacts
+
+    def lake(self, kind: str) -> Lake:
+        """The lake of one kind of this model's drops (``train`` or ``score``), as one object.
+
+        Reading and writing lake files goes through it (``ingest.lake.store``), so a lake on
+        another filesystem is a change to where this object is built, not to its callers.
+        """
+        from ingest.lake.store import Lake  # Deferred: pyarrow, for commands that never read it
+
+        return Lake.local(self.layout.lake(kind))
 
     @property
     def champion(self) -> ChampionHolder:

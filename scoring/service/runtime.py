@@ -158,7 +158,7 @@ def background(settings: Settings, models: Models | None = None) -> Iterator[Bac
         intakes = {name: prepare_model(model, dataplane) for name, model in models.items()}
         watcher = Watcher(next(iter(intakes.values())).config, *intakes.values())
         watcher.start()
-        schedule = Schedule(settings)
+        schedule = Schedule(settings, models)
         try:
             schedule.start()
             yield Background(models, intakes, watcher, schedule, dataplane)

@@ -17,7 +17,6 @@ import math
 import os
 import signal
 import socket
-import sqlite3
 import sys
 import threading
 from collections.abc import Callable
@@ -169,6 +168,8 @@ def _loopback(sock: socket.socket) -> bool:
 
 def _any_key(settings: Settings) -> bool:
     """Say whether auth is on: a key in settings or a live one in the key store."""
+    from sqlalchemy.exc import SQLAlchemyError
+
     from scoring.models.factory import open_shared
 
     if settings.server.api_keys:
@@ -177,7 +178,7 @@ def _any_key(settings: Settings) -> bool:
         return False
     try:
         return bool(open_shared(settings).keys.live_hashes())
-    except sqlite3.Error:  # unreadable: say nothing rather than cry wolf or stop the start
+    except SQLAlchemyError:  # unreadable: say nothing rather than cry wolf or stop the start
         return True
 
 
