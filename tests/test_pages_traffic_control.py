@@ -11,6 +11,7 @@ import re
 
 import requests
 
+from ingest.state.db import StateDB
 from scoring.api.app import create_app
 from scoring.api.traffic import traffic_of
 from scoring.keys import KeyStore
@@ -38,10 +39,10 @@ def _signed_in(url: str, key: str) -> requests.Session:
 
 def test_the_traffic_control_sets_the_model_traffic(tmp_path, diabetes):
     settings = make_settings(tmp_path, model={"estimator": "ridge"})
-    registry = Registry(settings.models_dir, settings.db_path)
+    registry = Registry(settings.models_dir, StateDB.at(settings.db_path))
     register_trained(settings, registry, diabetes)
     register_trained(settings, registry, diabetes.iloc[:100], promote=False)
-    store = KeyStore(settings.shared_db_path)
+    store = KeyStore(StateDB.at(settings.shared_db_path))
     operate, reader = store.add("ops", "operate"), store.add("reader", "predict")
     app = create_app(settings)
     with serving(app) as url:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import pytest
 import requests
 
+from ingest.state.db import StateDB
 from scoring.api.app import create_app
 from scoring.api.traffic import traffic_of
 from scoring.audit import AuditLog
@@ -82,12 +83,12 @@ def poll(check, what: str):
 @pytest.fixture(scope="module")
 def served(tmp_path_factory, diabetes) -> Iterator[Served]:
     settings = make_settings(tmp_path_factory.mktemp("traffic"), model={"estimator": "ridge"})
-    registry = Registry(settings.models_dir, settings.db_path)
+    registry = Registry(settings.models_dir, StateDB.at(settings.db_path))
     register_trained(settings, registry, diabetes)  # 1: the champion
     register_trained(settings, registry, diabetes, promote=False)  # 2: answers as 1
     register_trained(settings, registry, diabetes.iloc[:120], promote=False)  # 3: otherwise
     register_trained(settings, registry, diabetes.drop(columns=["s5", "s6"]), promote=False)
-    store = KeyStore(settings.shared_db_path)
+    store = KeyStore(StateDB.at(settings.shared_db_path))
     keys = {role: store.add(f"{role}-key", role) for role in ("predict", "operate")}
     rows = diabetes.drop(columns="target").iloc[:40].to_dict(orient="records")
     app = create_app(settings)
@@ -133,7 +134,8 @@ def test_put_is_validated_field_by_field_and_needs_operate(off: Served):
     latest = off.put({"mode": "shadow"}).json()  # latest: the newest that is not the champion
     assert (latest["version"], latest["fraction"], latest["challenger"]) == ("latest", 1.0, "4")
 
-    audited = [e for e in AuditLog(off.settings.shared_db_path).list() if e.path == "/traffic"]
+    trail = AuditLog(StateDB.at(off.settings.shared_db_path))
+    audited = [e for e in trail.list() if e.path == "/traffic"]
     assert {(e.key_name, e.method, e.status) for e in audited} >= {
         ("operate-key", "PUT", 200),
         ("operate-key", "PUT", 422),

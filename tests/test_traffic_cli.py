@@ -12,6 +12,7 @@ import pytest
 import requests
 from click.testing import CliRunner
 
+from ingest.state.db import StateDB
 from scoring.api.app import create_app
 from scoring.lifecycle.registry import Registry
 from scoring.service.cli import main
@@ -46,7 +47,7 @@ def run(tmp_path, monkeypatch, diabetes):
         monkeypatch.delenv(name)
     settings = load_settings(path, env={})
     price = settings.for_model("price")
-    registry = Registry(price.models_dir, price.db_path)
+    registry = Registry(price.models_dir, StateDB.at(price.db_path))
     register_trained(price, registry, diabetes)
     register_trained(price, registry, diabetes.iloc[:100], promote=False)
 
