@@ -29,6 +29,7 @@ from scoring.api import (
     predict,
     runs,
     score,
+    traffic,
 )
 from scoring.api.adapters import PROTOCOLS
 from scoring.api.auth import register_auth
@@ -52,13 +53,14 @@ from scoring.models.factory import open_models
 from scoring.models.model import Model, Models
 from scoring.service.reload import RELOADER_KEY, Reloader, reread_file
 from scoring.settings import Settings
+from scoring.traffic.router import Traffic
 
 if TYPE_CHECKING:
     from ingest.state.ledger import Ledger
     from scoring.lifecycle.registry import Registry
 
 # Blueprints whose routes act on one model: each also answers under /models/<name>.
-MODEL_SCOPED = ("predict", "score", "runs", "files", "models")
+MODEL_SCOPED = ("predict", "score", "runs", "files", "models", "traffic")
 MODEL_PREFIX = "/models/<model:model>"
 
 
@@ -102,6 +104,10 @@ def create_app(
         dataplane=dataplane or Dataplane(),
     )
     services.dataplane.add(services.monitoring.count_rows)  # the first observer: rows scored
+    routed = Traffic(opened, traffic.request_key, traffic.scores_rows)
+    app.extensions[traffic.TRAFFIC_KEY] = routed
+    services.dataplane.router = routed  # canary: who answers; shadow: the next observer
+    services.dataplane.add(routed.observe)
     app.extensions["dropscore"] = services
     reloader = reloader or Reloader(reread or (lambda: reread_file(settings)), opened)
     reloader.on_change.append(lambda: _follow_models(app, services))
@@ -117,7 +123,7 @@ def create_app(
     trust_proxies(app, settings)  # forwarded headers: applied from trusted proxies, else dropped
     for module in (
         health, predict, score, models, catalog, files, runs, metrics, audit, openapi, docs,
-        admin,
+        admin, traffic,
     ):  # fmt: skip
         app.register_blueprint(module.bp)
     for protocol in PROTOCOLS:  # the other protocols, each as its adapter declares it

@@ -86,6 +86,9 @@ ENDPOINT_ROLES: dict[str, str] = {
     "runs.start_training": "operate",
     "models.promote_model": "operate",
     "files.retry_file": "operate",
+    "traffic.show_traffic": "predict",
+    "traffic.show_challenger": "predict",
+    "traffic.set_traffic": "operate",
     "audit.list_audit": "admin",
     "admin.reload_settings": "admin",
     # the dashboard: pages read; its buttons act with the same roles as the API they mirror
@@ -97,6 +100,7 @@ ENDPOINT_ROLES: dict[str, str] = {
     "pages.promote": "operate",
     "pages.retrain": "operate",
     "pages.retry": "operate",
+    "pages.set_traffic": "operate",
     **endpoint_roles(PROTOCOLS),  # the other protocols: as each declares its routes
 }
 DEFAULT_ROLE = "admin"

@@ -25,6 +25,7 @@ def open_model(settings: Settings, name: str | None = None) -> Model:
     from ingest.state.ledger import Ledger
     from scoring.lifecycle.registry import Registry
     from scoring.lifecycle.runs import RunStore
+    from scoring.traffic.store import TrafficStore
 
     view = settings.for_model(name or settings.name)
     db = StateDB.at(view.db_path)
@@ -34,6 +35,7 @@ def open_model(settings: Settings, name: str | None = None) -> Model:
         ledger=Ledger(db),
         registry=Registry(view.models_dir, db),
         runs=RunStore(db),
+        traffic=TrafficStore(db),
     )
 
 

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from scoring.lifecycle.versions import VersionCache
     from scoring.sessions import SessionStore
     from scoring.settings import Settings
+    from scoring.traffic.store import TrafficStore
 
 
 @dataclass
@@ -54,6 +55,7 @@ class Model:
     ledger: Ledger
     registry: Registry
     runs: RunStore
+    traffic: TrafficStore  # the shadow/canary setting and its per-day figures
     _serving: _Serving | None = field(default=None, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 

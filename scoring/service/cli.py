@@ -10,7 +10,7 @@ import click
 
 from ingest.base.formats import OUTPUT_FORMATS
 from ingest.base.layout import KINDS
-from scoring.service import init_cli, keys_cli, records_cli
+from scoring.service import init_cli, keys_cli, records_cli, traffic_cli
 from scoring.service.model_option import accept_model, chosen_model, model_option
 from scoring.service.records_cli import fmt_number
 from scoring.service.tables import text_table
@@ -20,7 +20,7 @@ DEFAULT_SETTINGS = "settings.toml"
 # Commands that read or change records but never build a model. They skip the check of
 # [model] params against the estimator's signature, which would import scikit-learn, so they
 # answer at once; scikit-learn, pandas and skops load only in commands that use them.
-RECORD_COMMANDS = frozenset({"models", "files", "runs", "keys", "audit"})
+RECORD_COMMANDS = frozenset({"models", "files", "runs", "keys", "audit", "traffic"})
 # Commands that act on every model (or on none), so --model does not choose for them.
 ALL_MODEL_COMMANDS = frozenset({"serve", "worker", "api", "keys", "audit", "init"})
 # Services log every event as JSON lines at INFO for log shippers; every other command is run by
@@ -384,6 +384,7 @@ def ingest_cmd(ctx: Context, files: tuple[str, ...], kind: str) -> None:
 for _command in (*records_cli.COMMANDS, *keys_cli.COMMANDS):  # runs, models, files, keys, audit
     main.add_command(_command)
 main.add_command(init_cli.init)
+main.add_command(traffic_cli.traffic_cmd)
 for _name, _command in main.commands.items():  # commands about one model take --model after them
     if _name not in ALL_MODEL_COMMANDS:
         accept_model(_command)
