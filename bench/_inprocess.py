@@ -44,6 +44,7 @@ def in_process(env: dict[str, str], model_path: Path, version: str, budget: floa
     from threadpoolctl import threadpool_limits
 
     from bench.predict_baseline import make_app
+    from ingest.state.db import StateDB
     from scoring.api.app import create_app
     from scoring.inference.rows import positional_to_array
     from scoring.lifecycle.predictor import LoadedModel
@@ -51,7 +52,7 @@ def in_process(env: dict[str, str], model_path: Path, version: str, budget: floa
     from scoring.settings import load_settings
 
     settings = load_settings(env=env)
-    registry = Registry(settings.models_dir, settings.db_path)
+    registry = Registry(settings.models_dir, StateDB.at(settings.db_path))
     pipeline = load_trusted(model_path)
     model = LoadedModel.build(version, pipeline, registry.card(int(version)))
     row = positional_to_array(list(X_TEST), model.schema)

@@ -196,11 +196,12 @@ def train(env: dict[str, str], cwd: Path, retries: int) -> None:
 
 
 def champion_path(env: dict[str, str]) -> tuple[str, Path]:
+    from ingest.state.db import StateDB
     from scoring.lifecycle.registry import MODEL_FILE, Registry
     from scoring.settings import load_settings
 
     settings = load_settings(env=env)
-    registry = Registry(settings.models_dir, settings.db_path)
+    registry = Registry(settings.models_dir, StateDB.at(settings.db_path))
     version = registry.champion_version()
     if version is None:
         raise RuntimeError("dropscore train left no champion")

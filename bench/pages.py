@@ -49,7 +49,7 @@ def build(data_dir: Path, rows: int) -> object:
     settings = load_settings(
         None, env={}, overrides={"paths": {"data_dir": str(data_dir)}, "training": {}}
     )
-    registry = Registry(settings.models_dir, settings.db_path)
+    registry = Registry(settings.models_dir, StateDB.at(settings.db_path))
     frame = pd.read_csv(ROOT / "data" / "sample" / "diabetes.csv")
     for _ in range(3):
         result = train(frame, settings.model)

@@ -66,6 +66,7 @@ def train(data_dir: Path) -> list[str]:
     """
     import pandas as pd
 
+    from ingest.state.db import StateDB
     from scoring.lifecycle.registry import Registry
     from scoring.lifecycle.training import split
     from scoring.lifecycle.training import train as fit
@@ -85,7 +86,7 @@ def train(data_dir: Path) -> list[str]:
         "metrics": result.metrics,
         "schema": result.schema.to_dict(),
     }
-    registry = Registry(settings.models_dir, settings.db_path)
+    registry = Registry(settings.models_dir, StateDB.at(settings.db_path))
     registry.promote(registry.register(result.pipeline, card))
     return result.schema.names
 

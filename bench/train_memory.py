@@ -30,6 +30,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ingest.lake.store import read_lake
+from ingest.state.db import StateDB
 from scoring.lifecycle.registry import Registry
 from scoring.lifecycle.runner import run_retrain
 from scoring.settings import load_settings
@@ -71,7 +72,7 @@ def main() -> None:
         }
         settings = load_settings(None, env={}, overrides=overrides)
         make_lake(data / "lake" / "train", args.rows)
-        registry = Registry(settings.models_dir, settings.db_path)
+        registry = Registry(settings.models_dir, StateDB.at(settings.db_path))
         grew, secs, run = measure(lambda: run_retrain(settings, registry, "cli", force=True))
         print(
             f"retrain  : caller +{grew:6.0f} MB  {secs:5.1f} s  trainer peak "

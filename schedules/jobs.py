@@ -30,11 +30,11 @@ def load_job_settings(
 def retrain(settings_path: str | None, data_dir: str, model: str = DEFAULT_MODEL) -> str:
     """Retrain on the lake if it changed; return the run's state (succeeded, skipped, failed)."""
     settings = load_job_settings(settings_path, data_dir, model)
-    registry = open_model(settings).registry
+    served = open_model(settings)  # this job's own process: opened once for the run
     try:
-        record = run_retrain(settings, registry, trigger="schedule")
+        record = run_retrain(settings, served.registry, trigger="schedule", runs=served.runs)
     except RetrainBusy as exc:
-        record = record_skipped(settings, "schedule", str(exc), "busy")
+        record = record_skipped(settings, "schedule", str(exc), "busy", served.runs)
     return record.state
 
 

@@ -40,14 +40,15 @@ from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-from sqlalchemy import Engine, create_engine, event, select
+from sqlalchemy import select
 
 from ingest.base.layout import DEFAULT_MODEL
-from ingest.state.sqlite import BUSY_TIMEOUT_SECONDS, apply_pragmas
+from ingest.state.db import StateDB
 from scoring.lifecycle.runner import record_skipped
 from scoring.lifecycle.runs import RunRecord
-from scoring.models.factory import open_model
+from scoring.models.factory import open_models
 from scoring.models.job_ids import JOB_KINDS, RETRAIN, SWEEP, is_ours, job_id, job_kind, job_model
+from scoring.models.model import Models
 from scoring.settings import Settings
 
 log = logging.getLogger("dropscore.schedules")
@@ -138,18 +139,13 @@ def _model_jobs(settings: Settings) -> list[dict[str, Any]]:
     ]
 
 
-def job_store(settings: Settings) -> SQLAlchemyJobStore:
-    """Keep jobs in state.db beside the ledger and registry tables."""
-    return SQLAlchemyJobStore(engine=state_db_engine(settings))
+def job_store(db: StateDB) -> SQLAlchemyJobStore:
+    """Keep jobs in the state database on its own engine: the pragmas and policy of every store.
 
-
-def state_db_engine(settings: Settings) -> Engine:
-    """Open state.db through SQLAlchemy with the same PRAGMAs as every other store in it."""
-    path = settings.shared_db_path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(f"sqlite:///{path}", connect_args={"timeout": BUSY_TIMEOUT_SECONDS})
-    event.listen(engine, "connect", lambda dbapi_conn, _record: apply_pragmas(dbapi_conn))
-    return engine
+    The job store's ``shutdown`` disposes of that engine's idle pooled connections (the other
+    stores on the shared database among them); the pool opens new ones when next used.
+    """
+    return SQLAlchemyJobStore(engine=db.engine)
 
 
 def stored_jobs(store: SQLAlchemyJobStore) -> dict[str, Job]:
@@ -187,8 +183,10 @@ class _Tally:
 class Schedule:
     """Own the BackgroundScheduler of this process: start, report, stop."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, models: Models | None = None) -> None:
         self.settings = settings
+        # the process's models (their runs, the shared database its jobs are kept in)
+        self.models = models if models is not None else open_models(settings)
         self._scheduler: BackgroundScheduler | None = None
         self._lock = threading.Lock()
         self._tally = _Tally({j: dict.fromkeys(OUTCOMES, 0) for j in self.job_ids()}, {})
@@ -199,7 +197,7 @@ class Schedule:
 
     def start(self) -> None:
         """Register the jobs (keeping a pending nightly run) and start the scheduler thread."""
-        store = job_store(self.settings)
+        store = job_store(self.models.shared.db)
         stored = stored_jobs(store)
         ours = self.job_ids()
         for stale in set(stored) - set(ours):
@@ -226,6 +224,39 @@ class Schedule:
         scheduler.start()
         self._scheduler = scheduler
         log.info("scheduler started", extra={"jobs": self.jobs()})
+
+    def add_model(self, root: Settings, name: str) -> None:
+        """Add one model's jobs to the running scheduler (a reload found its section).
+
+        Its jobs run on an executor of their own, as the models started with the scheduler each
+        have threads of their own in the default one: its retrain never holds up another's sweep.
+        """
+        scheduler = self._scheduler
+        with self._lock:
+            self.settings = root
+            for kind in JOB_KINDS:
+                self._tally.counts.setdefault(job_id(kind, name), dict.fromkeys(OUTCOMES, 0))
+        if scheduler is None:
+            return
+        executor = _executor_of(name)
+        scheduler.add_executor(ThreadPoolExecutor(max_workers=len(JOB_KINDS)), alias=executor)
+        for spec in _model_jobs(root.for_model(name)):
+            scheduler.add_job(replace_existing=True, executor=executor, **spec)
+        log.info("model's jobs added", extra={"model": name, "jobs": self.jobs()})
+
+    def remove_model(self, root: Settings, name: str) -> None:
+        """Delete one model's jobs and wait for a running one to end (its section was removed)."""
+        scheduler = self._scheduler
+        with self._lock:
+            self.settings = root
+        if scheduler is None:
+            return
+        for kind in JOB_KINDS:
+            if scheduler.get_job(job_id(kind, name)) is not None:
+                scheduler.remove_job(job_id(kind, name))
+        if _executor_of(name) in scheduler._executors:  # added by a reload: its threads end here
+            scheduler.remove_executor(_executor_of(name))  # waits for a running job
+        log.info("model's jobs removed", extra={"model": name})
 
     def stop(self, wait: bool = True) -> None:
         """Shut down, by default after the running jobs finish."""
@@ -262,7 +293,7 @@ class Schedule:
     def status(self) -> dict[str, Any]:
         """Report liveness, next fire times, run counts and the last retrain, for /health."""
         counts = self.counts()
-        last = {one.name: open_model(one).runs.last() for one in self.settings.each_model()}
+        last = {name: model.runs.last() for name, model in self.models.items()}
         with self._lock:
             last_events = dict(self._tally.last)
         first = last[self.settings.name]
@@ -308,9 +339,15 @@ class Schedule:
             f" the {grace} h grace; the next one runs on schedule"
         )
         try:
-            record_skipped(self.settings.for_model(model), "schedule", reason, "missed")
+            runs = self.models[model].runs
+            record_skipped(self.settings.for_model(model), "schedule", reason, "missed", runs)
         except Exception:  # the count and the log line above still tell it
             log.exception("missed run not recorded")
+
+
+def _executor_of(model: str) -> str:
+    """The executor alias of a model added by a reload."""
+    return f"model:{model}"
 
 
 def _kept_run_time(stored: Job | None, trigger: BaseTrigger) -> datetime | None:

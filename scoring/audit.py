@@ -7,32 +7,43 @@ acted on (version and run numbers count per model, so a number alone names nothi
 
 from __future__ import annotations
 
+import builtins
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-from ingest.state.sqlite import Tables
+from sqlalchemy import Column, Index, Integer, MetaData, Table, Text, select
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS audit (
-    id       INTEGER PRIMARY KEY AUTOINCREMENT,
-    ts       TEXT NOT NULL,
-    key_name TEXT,
-    role     TEXT,
-    method   TEXT NOT NULL,
-    path     TEXT NOT NULL,
-    endpoint TEXT,
-    status   INTEGER NOT NULL,
-    version  TEXT,
-    run_id   INTEGER,
-    model    TEXT,
-    file_id  INTEGER
-);
-CREATE INDEX IF NOT EXISTS audit_key ON audit(key_name);
-"""
-# Columns a state.db made by an older release lacks (its rows name no model: NULL).
-_ADDED = {"audit": {"model": "TEXT", "file_id": "INTEGER"}}
+from ingest.state.db import Migration, StateDB, add_column, create_tables
+
+STORE = "audit"  # this store's name in schema_versions
+
+META = MetaData()
+AUDIT = Table(
+    "audit",
+    META,
+    Column("id", Integer, primary_key=True, nullable=True),  # the rowid, declared as SQLite does
+    Column("ts", Text, nullable=False),
+    Column("key_name", Text),
+    Column("role", Text),
+    Column("method", Text, nullable=False),
+    Column("path", Text, nullable=False),
+    Column("endpoint", Text),
+    Column("status", Integer, nullable=False),
+    Column("version", Text),
+    Column("run_id", Integer),
+    Column("model", Text),
+    Column("file_id", Integer),
+    sqlite_autoincrement=True,  # an id is never reused, as every release made the table
+)
+Index("audit_key", AUDIT.c.key_name)
+
+# Rows of a state.db made before models were named keep NULL in the columns added since.
+STEPS = [
+    Migration(1, "the audit table", create_tables(META, "audit")),
+    Migration(2, "the model acted on", add_column("audit", "model", "TEXT")),
+    Migration(3, "the file a retry put back", add_column("audit", "file_id", "INTEGER")),
+]
 # The columns ``dropscore audit`` shows, in the order ``AuditEntry.table_row`` fills them.
 TABLE_HEADER = ["time", "key", "role", "request", "status", "model", "object"]
 
@@ -83,31 +94,31 @@ class AuditEntry:
 
 
 class AuditLog:
-    """The ``audit`` table; a connection per call keeps it safe across threads and forks."""
+    """The ``audit`` table: an ``AuditTrail`` in a state database."""
 
-    def __init__(self, db_path: Path) -> None:
-        self.db_path = db_path
-        self._db = Tables(db_path, _SCHEMA, _ADDED).connect
+    def __init__(self, db: StateDB) -> None:
+        self.db = db
+
+    def _ready(self) -> StateDB:
+        self.db.migrate(STORE, STEPS)  # once per process and database
+        return self.db
 
     def record(self, entry: AuditEntry) -> int:
         """Append an entry, stamped now, and return its id."""
-        with self._db() as conn:
-            cur = conn.execute(
-                "INSERT INTO audit (ts, key_name, role, method, path, endpoint, status, version,"
-                " run_id, model, file_id) VALUES (:ts, :key_name, :role, :method, :path,"
-                " :endpoint, :status, :version, :run_id, :model, :file_id)",
-                {**entry.to_dict(), "ts": now()},
-            )
-            return int(cur.lastrowid or 0)
+        fields = {k: v for k, v in entry.to_dict().items() if k != "id"}
+        with self._ready().write() as conn:
+            added: int = conn.execute(
+                AUDIT.insert().values(**{**fields, "ts": now()}).returning(AUDIT.c.id)
+            ).scalar_one()
+        return added
 
     def list(
         self, limit: int = 50, offset: int = 0, key_name: str | None = None
-    ) -> list[AuditEntry]:
+    ) -> builtins.list[AuditEntry]:
         """Return entries newest first, optionally those of one key."""
-        where, args = ("WHERE key_name=?", [key_name]) if key_name else ("", [])
-        with self._db() as conn:
-            rows = conn.execute(
-                f"SELECT * FROM audit {where} ORDER BY id DESC LIMIT ? OFFSET ?",
-                (*args, limit, offset),
-            ).fetchall()
-        return [AuditEntry(**dict(r)) for r in rows]
+        query = select(AUDIT).order_by(AUDIT.c.id.desc()).limit(limit).offset(offset)
+        if key_name:
+            query = query.where(AUDIT.c.key_name == key_name)
+        with self._ready().read() as conn:
+            rows = conn.execute(query).all()
+        return [AuditEntry(**row._mapping) for row in rows]

@@ -16,58 +16,46 @@ import hmac
 import logging
 import re
 import secrets
-import sqlite3
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
 
-from ingest.state.sqlite import Tables, transaction
+from sqlalchemy import Column, ColumnElement, Index, Integer, MetaData, Table, Text, select
+from sqlalchemy.exc import SQLAlchemyError
+
+from ingest.state.db import Migration, StateDB, create_tables
+from scoring import sessions
 from scoring.audit import now
 from scoring.errors import Conflict, NotFound, ValidationFailed
-from scoring.sessions import SCHEMA as SESSIONS_SCHEMA
-from scoring.sessions import end_sessions_of
+from scoring.keys_protocol import ROLES, Identity, KeyInfo, Keys
 
 log = logging.getLogger("dropscore.keys")
 
 # Each role can do what the roles before it can, and more.
-ROLES = ("predict", "operate", "admin")
 PREFIX = "ds_"
 SETTINGS_PREFIX = "settings-"
-# Keys typed into settings must be at least this long: a short one can be guessed (ours are 46).
-MIN_KEY_LENGTH = 16
 NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9_.@-]{0,63}")
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS api_keys (
-    id         INTEGER PRIMARY KEY AUTOINCREMENT,
-    name       TEXT NOT NULL,
-    role       TEXT NOT NULL,
-    hash       TEXT NOT NULL,
-    created_at TEXT NOT NULL,
-    revoked_at TEXT
-);
-CREATE UNIQUE INDEX IF NOT EXISTS api_keys_live_name ON api_keys(name) WHERE revoked_at IS NULL;
-"""
+STORE = "keys"  # this store's name in schema_versions
 
+META = MetaData()
+API_KEYS = Table(
+    "api_keys",
+    META,
+    Column("id", Integer, primary_key=True, nullable=True),  # the rowid, declared as SQLite does
+    Column("name", Text, nullable=False),
+    Column("role", Text, nullable=False),
+    Column("hash", Text, nullable=False),
+    Column("created_at", Text, nullable=False),
+    Column("revoked_at", Text),
+    sqlite_autoincrement=True,  # an id is never reused, as every release made the table
+)
+_LIVE = API_KEYS.c.revoked_at.is_(None)
+Index(
+    "api_keys_live_name", API_KEYS.c.name, unique=True, sqlite_where=_LIVE, postgresql_where=_LIVE
+)
 
-@dataclass(frozen=True)
-class Identity:
-    """Who sent a request: a key's name and role."""
-
-    name: str
-    role: str
-
-
-@dataclass(frozen=True)
-class KeyInfo:
-    """A stored key as ``dropscore keys list`` shows it; the hash never leaves the store."""
-
-    name: str
-    role: str
-    created_at: str
-    revoked_at: str | None
+STEPS = [Migration(1, "the api_keys table", create_tables(META, "api_keys"))]
 
 
 def new_key() -> str:
@@ -105,59 +93,62 @@ def check_name(name: str) -> str:
 
 
 class KeyStore:
-    """The ``api_keys`` table; a connection per call keeps it safe across threads and forks."""
+    """The ``api_keys`` table: ``Keys`` in a state database, beside the sessions it ends."""
 
-    def __init__(self, db_path: Path) -> None:
-        self.db_path = db_path
-        self._db = Tables(db_path, _SCHEMA + SESSIONS_SCHEMA).connect
+    def __init__(self, db: StateDB) -> None:
+        self.db = db
+
+    def _ready(self) -> StateDB:
+        self.db.migrate(STORE, STEPS)  # once per process and database
+        self.db.migrate(sessions.STORE, sessions.STEPS)  # revoke ends a key's sessions
+        return self.db
 
     def add(self, name: str, role: str) -> str:
         """Store a new key under ``name`` and return it: the only time it is ever readable."""
         check_name(name)
         check_role(role)
         key = new_key()
-        with self._db() as conn, transaction(conn):
-            if conn.execute(
-                "SELECT 1 FROM api_keys WHERE name=? AND revoked_at IS NULL", (name,)
-            ).fetchone():
+        with self._ready().write() as conn:
+            if conn.execute(select(API_KEYS.c.id).where(_named(name))).first() is not None:
                 raise Conflict(f"a key named {name!r} exists; revoke it first to replace it")
             conn.execute(
-                "INSERT INTO api_keys (name, role, hash, created_at) VALUES (?, ?, ?, ?)",
-                (name, role, hash_key(key).hex(), now()),
+                API_KEYS.insert().values(
+                    name=name, role=role, hash=hash_key(key).hex(), created_at=now()
+                )
             )
         return key
 
     def revoke(self, name: str) -> None:
         """Stop a key from working and end its dashboard sessions at once; the row stays, so the
         audit trail still names it."""
-        with self._db() as conn, transaction(conn):
-            row = conn.execute(
-                "SELECT hash FROM api_keys WHERE name=? AND revoked_at IS NULL", (name,)
-            ).fetchone()
-            if row is None:
+        with self._ready().write() as conn:
+            stored = conn.execute(select(API_KEYS.c.hash).where(_named(name))).scalar_one_or_none()
+            if stored is None:
                 raise NotFound(f"no live key named {name!r}")
-            conn.execute(
-                "UPDATE api_keys SET revoked_at=? WHERE name=? AND revoked_at IS NULL",
-                (now(), name),
-            )
-            end_sessions_of(conn, row["hash"])
+            conn.execute(API_KEYS.update().where(_named(name)).values(revoked_at=now()))
+            sessions.end_sessions_of(conn, stored)
 
-    def list(self, include_revoked: bool = False) -> list[KeyInfo]:
+    def list(self, include_revoked: bool = False) -> builtins.list[KeyInfo]:
         """Return keys oldest first, without their hashes."""
-        where = "" if include_revoked else "WHERE revoked_at IS NULL"
-        with self._db() as conn:
-            rows = conn.execute(
-                f"SELECT name, role, created_at, revoked_at FROM api_keys {where} ORDER BY id"
-            ).fetchall()
-        return [KeyInfo(r["name"], r["role"], r["created_at"], r["revoked_at"]) for r in rows]
+        c = API_KEYS.c
+        query = select(c.name, c.role, c.created_at, c.revoked_at).order_by(c.id)
+        if not include_revoked:
+            query = query.where(_LIVE)
+        with self._ready().read() as conn:
+            rows = conn.execute(query).all()
+        return [KeyInfo(**row._mapping) for row in rows]
 
     def live_hashes(self) -> builtins.list[tuple[bytes, Identity]]:
         """Return the hash and identity of every key that works now."""
-        with self._db() as conn:
-            rows = conn.execute(
-                "SELECT name, role, hash FROM api_keys WHERE revoked_at IS NULL"
-            ).fetchall()
-        return [(bytes.fromhex(r["hash"]), Identity(r["name"], r["role"])) for r in rows]
+        c = API_KEYS.c
+        with self._ready().read() as conn:
+            rows = conn.execute(select(c.name, c.role, c.hash).where(_LIVE)).all()
+        return [(bytes.fromhex(row.hash), Identity(row.name, row.role)) for row in rows]
+
+
+def _named(name: str) -> ColumnElement[bool]:
+    """Select the live key called ``name`` (at most one: the index ``api_keys_live_name``)."""
+    return (API_KEYS.c.name == name) & _LIVE
 
 
 def settings_entries(keys: list[str]) -> list[tuple[bytes, Identity]]:
@@ -188,7 +179,7 @@ class KeyRing:
 
     def __init__(
         self,
-        store: KeyStore,
+        store: Keys,
         plain_keys: list[str],
         refresh_seconds: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
@@ -214,7 +205,7 @@ class KeyRing:
         if self._lock.acquire(blocking=False):  # one thread re-reads; the others go on
             try:
                 self._reload()
-            except sqlite3.Error as exc:
+            except SQLAlchemyError as exc:
                 log.warning("keys not re-read; the loaded keys stay", extra={"error": str(exc)})
                 self._loaded_at = self._clock()
             finally:

@@ -22,7 +22,7 @@ from typing import Any
 from ingest.base.config import MARKERS, ReadOptions
 from ingest.base.layout import DEFAULT_MODEL, DataLayout, model_name_problem
 from scoring.api.proxies import network_problem
-from scoring.keys import MIN_KEY_LENGTH
+from scoring.keys_protocol import MIN_KEY_LENGTH
 from scoring.lifecycle.estimators import check_estimator_name, check_estimator_params
 from scoring.setting_values import SettingsError, coerce, env_overrides, merge
 

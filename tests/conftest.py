@@ -40,7 +40,7 @@ def diabetes() -> pd.DataFrame:
 def registry(settings: Settings):
     from scoring.lifecycle.registry import Registry
 
-    return Registry(settings.models_dir, settings.db_path)
+    return Registry(settings.models_dir, StateDB.at(settings.db_path))
 
 
 def register_trained(settings: Settings, registry, frame: pd.DataFrame, promote: bool = True):

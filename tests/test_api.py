@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from ingest.state.db import StateDB
 from scoring.api.app import create_app
 
 from .conftest import assert_error, make_settings, register_trained, wait_for
@@ -231,7 +232,7 @@ def test_classifier_returns_probabilities(tmp_path, diabetes):
 
     frame = diabetes.assign(target=(diabetes["target"] > 140).map({True: "high", False: "low"}))
     settings = make_settings(tmp_path, model={"estimator": "logistic_regression"})
-    registry = Registry(settings.models_dir, settings.db_path)
+    registry = Registry(settings.models_dir, StateDB.at(settings.db_path))
     register_trained(settings, registry, frame)
     client = create_app(settings, registry=registry).test_client()
     body = client.post("/predict", json={"features": ROW}).get_json()

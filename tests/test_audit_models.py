@@ -18,6 +18,7 @@ import pytest
 import requests
 from click.testing import CliRunner
 
+from ingest.state.db import StateDB
 from scoring.api.app import create_app
 from scoring.audit import AuditLog
 from scoring.lifecycle.registry import Registry
@@ -46,7 +47,7 @@ def two_models(tmp_path: Path, diabetes, monkeypatch) -> tuple[Settings, Path]:
     for name in MODELS:
         one = settings.for_model(name)
         one.db_path.parent.mkdir(parents=True, exist_ok=True)
-        register_trained(one, Registry(one.models_dir, one.db_path), diabetes)
+        register_trained(one, Registry(one.models_dir, StateDB.at(one.db_path)), diabetes)
     return settings, path
 
 
@@ -106,7 +107,7 @@ def test_each_audited_action_names_its_model_and_object(two_models):
     def named(rows):
         return {(r["endpoint"], r["model"], r["version"], r["run_id"], r["file_id"]) for r in rows}
 
-    stored = [e.to_dict() for e in AuditLog(settings.shared_db_path).list(limit=100)]
+    stored = [e.to_dict() for e in AuditLog(StateDB.at(settings.shared_db_path)).list(limit=100)]
     assert named(stored) == expected
     assert named(listed) == expected
 
@@ -140,5 +141,5 @@ def test_rows_of_an_older_state_db_read_back_without_a_model(tmp_path: Path):
             "INSERT INTO audit (ts, method, path, status, version) VALUES"
             " ('2026-01-01T00:00:00', 'POST', '/models/1/promote', 200, '1')"
         )
-    [old] = AuditLog(db).list()
+    [old] = AuditLog(StateDB.at(db)).list()
     assert (old.model, old.version, old.subject) == (None, "1", "version 1")

@@ -14,6 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from ingest.base.config import ReadOptions
+from ingest.state.db import StateDB
 from scoring.bulk.batch import MissingFeatures, output_name, score_path
 from scoring.lifecycle.champion import load_version
 
@@ -118,7 +119,7 @@ def test_classifier_output_has_probabilities(tmp_path, diabetes, frame):
     from scoring.lifecycle.registry import Registry
 
     settings = make_settings(tmp_path, model={"estimator": "logistic_regression"})
-    registry = Registry(settings.models_dir, settings.db_path)
+    registry = Registry(settings.models_dir, StateDB.at(settings.db_path))
     labelled = diabetes.assign(target=np.where(diabetes["target"] > 140, "high", "low"))
     version, _ = register_trained(settings, registry, labelled)
     src = tmp_path / "in.csv"

@@ -17,6 +17,7 @@ import pytest
 from click.testing import CliRunner
 
 from ingest.base.config import ReadOptions
+from ingest.state.db import StateDB
 from scoring.bulk.batch import MissingFeatures, TooManyRows, score_lake_file, score_path
 from scoring.bulk.engines import DaskEngine, LocalEngine, close_clients, engine_for, require_dask
 from scoring.lifecycle.champion import load_version
@@ -96,7 +97,7 @@ def test_classifier_identical(tmp_path, diabetes, src, dask):
     from scoring.lifecycle.registry import Registry
 
     settings = make_settings(tmp_path, model={"estimator": "logistic_regression"})
-    registry = Registry(settings.models_dir, settings.db_path)
+    registry = Registry(settings.models_dir, StateDB.at(settings.db_path))
     labelled = diabetes.assign(target=np.where(diabetes["target"] > 140, "high", "low"))
     version, _ = register_trained(settings, registry, labelled)
     model = load_version(registry, version)
@@ -219,7 +220,7 @@ def test_score_drop_sweep_on_dask(tmp_path, diabetes, src, cluster):
     settings = make_settings(
         tmp_path, scoring={"engine": "dask", "dask_address": cluster.scheduler_address}
     )
-    registry = Registry(settings.models_dir, settings.db_path)
+    registry = Registry(settings.models_dir, StateDB.at(settings.db_path))
     register_trained(settings, registry, diabetes)
     _config, ledger, intake = open_intake(settings)
     record = intake.take_copy(src, "score")

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import pytest
 import requests
 
+from ingest.state.db import StateDB
 from scoring.api.app import create_app
 from scoring.inference.dataplane import Dataplane, Scored
 from scoring.lifecycle.registry import Registry
@@ -62,7 +63,7 @@ class Served:
 def served(tmp_path_factory, diabetes) -> Iterator[Served]:
     """Two versions of one model (2 is the champion), served with a recording observer."""
     settings = make_settings(tmp_path_factory.mktemp("dataplane"))
-    registry = Registry(settings.models_dir, settings.db_path)
+    registry = Registry(settings.models_dir, StateDB.at(settings.db_path))
     register_trained(settings, registry, diabetes.head(300))
     register_trained(settings, registry, diabetes)
     app = create_app(settings)
@@ -189,7 +190,7 @@ def test_a_scored_drop_is_one_event_with_its_counts(tmp_path, diabetes):
     from .conftest import wait_for
 
     settings = make_settings(tmp_path, ingest={"stable_seconds": 0.2, "rescan_seconds": 1.0})
-    registry = Registry(settings.models_dir, settings.db_path)
+    registry = Registry(settings.models_dir, StateDB.at(settings.db_path))
     register_trained(settings, registry, diabetes)
     config, ledger, intake = open_intake(settings)
     recorder = Recorder()
@@ -220,7 +221,8 @@ def test_serve_shares_its_dataplane_so_scored_drops_reach_the_metrics(tmp_path, 
     from .conftest import wait_for
 
     settings = make_settings(tmp_path, ingest={"stable_seconds": 0.2, "rescan_seconds": 1.0})
-    register_trained(settings, Registry(settings.models_dir, settings.db_path), diabetes)
+    registry = Registry(settings.models_dir, StateDB.at(settings.db_path))
+    register_trained(settings, registry, diabetes)
     with background(settings) as bg:
         app = create_app(settings, served=bg.models, dataplane=bg.dataplane)
         assert app.extensions["dropscore"].dataplane is bg.dataplane

@@ -18,6 +18,7 @@ import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from ingest.state.db import StateDB
 from scoring.api.app import create_app
 from scoring.inference.explain import explain
 from scoring.lifecycle.champion import load_version
@@ -39,7 +40,7 @@ ROWS = st.lists(st.fixed_dictionaries({f: VALUE for f in FEATURES}), min_size=1,
 
 def _serve(tmp_path, frame, estimator: str, **params) -> Iterator[tuple[str, Registry]]:
     settings = make_settings(tmp_path, model={"estimator": estimator, "params": params})
-    registry = Registry(settings.models_dir, settings.db_path)
+    registry = Registry(settings.models_dir, StateDB.at(settings.db_path))
     register_trained(settings, registry, frame)
     with serving(create_app(settings)) as url:
         yield url, registry

@@ -62,10 +62,11 @@ def _frame(diabetes: pd.DataFrame, target: str = "regression") -> pd.DataFrame:
 
 
 def _serve(tmp_path: Path, frame: pd.DataFrame, estimator: str, **params) -> Iterator[str]:
+    from ingest.state.db import StateDB
     from scoring.lifecycle.registry import Registry
 
     config = make_settings(tmp_path, model={"estimator": estimator, "params": params})
-    register_trained(config, Registry(config.models_dir, config.db_path), frame)
+    register_trained(config, Registry(config.models_dir, StateDB.at(config.db_path)), frame)
     with serving(create_app(config)) as url:
         yield url
 
@@ -184,6 +185,7 @@ class NoShap(importlib.abc.MetaPathFinder):
 sys.meta_path.insert(0, NoShap())
 from pathlib import Path
 import pandas as pd, requests
+from ingest.state.db import StateDB
 from scoring.api.app import create_app
 from scoring.lifecycle.registry import Registry
 from tests._server import serving
@@ -191,7 +193,8 @@ from tests.conftest import SAMPLE, make_settings, register_trained
 
 config = make_settings(Path(sys.argv[1]), model={"estimator": "random_forest",
                                                  "params": {"n_estimators": 5}})
-register_trained(config, Registry(config.models_dir, config.db_path), pd.read_csv(SAMPLE))
+registry = Registry(config.models_dir, StateDB.at(config.db_path))
+register_trained(config, registry, pd.read_csv(SAMPLE))
 with serving(create_app(config)) as url:
     row = dict.fromkeys(["age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6"], 0.01)
     explained = requests.post(url + "/explain", json={"features": row}, timeout=60)

@@ -102,7 +102,7 @@ def test_the_first_labelled_drops_reaching_min_rows_train_the_first_model(settin
 def test_a_first_model_kept_for_a_person_is_not_trained_again_by_each_drop(tmp_path, diabetes):
     settings = make_settings(tmp_path, training={"min_rows": 20, "promote": "never"})
     _config, _ledger, intake = open_intake(settings)
-    registry = Registry(settings.models_dir, settings.db_path)
+    registry = Registry(settings.models_dir, StateDB.at(settings.db_path))
     champion = ChampionHolder(registry)
     intake.on_normalized = chain(
         intake.on_normalized, first_data_trigger(settings, registry, champion)

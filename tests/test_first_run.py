@@ -119,7 +119,7 @@ def test_init_in_an_empty_folder_then_serve_trains_and_serves_it(tmp_path):
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[-2:] == [
         "took diabetes.csv as the first training drop (442 rows, file #1 normalized)",
-        "next: run `dropscore serve` here (restart it if it runs): it trains 'sugar' on it and"
+        "next: run `dropscore serve` here (`kill -HUP` it if it runs): it trains 'sugar' on it and"
         " serves it at /models/sugar/predict",
     ]
     written = (folder / "settings.toml").read_text(encoding="utf-8")
@@ -154,6 +154,7 @@ def test_the_first_retrain_leaves_scikit_learn_out_of_the_serving_process(tmp_pa
     script = textwrap.dedent(
         f"""
         import json, sys
+        from ingest.state.db import StateDB
         from scoring.lifecycle.registry import Registry
         from scoring.lifecycle.runner import run_retrain
         from scoring.service.runtime import open_intake
@@ -164,7 +165,7 @@ def test_the_first_retrain_leaves_scikit_learn_out_of_the_serving_process(tmp_pa
             "training": {{"bootstrap_data": ""}},
         }})
         assert open_intake(settings)[2].take_copy({str(SAMPLE)!r}, "train").state == "normalized"
-        registry = Registry(settings.models_dir, settings.db_path)
+        registry = Registry(settings.models_dir, StateDB.at(settings.db_path))
         run = run_retrain(settings, registry, trigger="bootstrap")
         heavy = sorted(m for m in ("sklearn", "skops", "scipy") if m in sys.modules)
         print(json.dumps({{"state": run.state, "version": run.version, "heavy": heavy}}))

@@ -10,6 +10,7 @@ import textwrap
 import numpy as np
 import pytest
 
+from ingest.state.db import StateDB
 from scoring.errors import ModelFileError
 from scoring.lifecycle.champion import load_version
 from scoring.lifecycle.predictor import Fold, LoadedModel
@@ -76,7 +77,7 @@ def test_non_linear_versions_store_no_fold(tmp_path, diabetes):
     from scoring.lifecycle.registry import Registry
 
     settings = make_settings(tmp_path, model={"estimator": "random_forest"})
-    registry = Registry(settings.models_dir, settings.db_path)
+    registry = Registry(settings.models_dir, StateDB.at(settings.db_path))
     version, _ = register_trained(settings, registry, diabetes)
     assert not (settings.models_dir / str(version) / FOLD_FILE).exists()
     assert load_version(registry, version).fast is None
@@ -89,9 +90,11 @@ def test_scoring_a_folded_version_never_imports_scikit_learn(settings, registry,
         import numpy as np
         from pathlib import Path
         from scoring.lifecycle.champion import load_version
+        from ingest.state.db import StateDB
         from scoring.lifecycle.registry import Registry
 
-        registry = Registry(Path({str(settings.models_dir)!r}), Path({str(settings.db_path)!r}))
+        db = StateDB.at(Path({str(settings.db_path)!r}))
+        registry = Registry(Path({str(settings.models_dir)!r}), db)
         model = load_version(registry, {trained})
         model.predict_matrix(np.zeros((4, len(model.schema.features))))
         model.predict_row(np.zeros((1, len(model.schema.features))))
@@ -137,9 +140,11 @@ def test_bulk_scoring_a_numeric_file_imports_neither_pandas_nor_scikit_learn(
         from ingest.base.config import ReadOptions
         from scoring.bulk.batch import score_path
         from scoring.lifecycle.champion import load_version
+        from ingest.state.db import StateDB
         from scoring.lifecycle.registry import Registry
 
-        registry = Registry(Path({str(settings.models_dir)!r}), Path({str(settings.db_path)!r}))
+        db = StateDB.at(Path({str(settings.db_path)!r}))
+        registry = Registry(Path({str(settings.models_dir)!r}), db)
         model = load_version(registry, {trained})
         out = Path({str(tmp_path / "out.parquet")!r})
         summary = score_path(Path({str(src)!r}), out, model, read=ReadOptions(), fmt="parquet")

@@ -22,6 +22,8 @@ from pathlib import Path
 import pytest
 import requests
 
+from ingest.state.db import StateDB
+
 from .conftest import SAMPLE, make_settings, register_trained
 
 pytestmark = pytest.mark.slow
@@ -66,7 +68,7 @@ def server(tmp_path_factory, diabetes) -> Iterator[str]:
 
     tmp = tmp_path_factory.mktemp("fuzz")
     config = make_settings(tmp, server={"api_keys": [KEY], "max_rows_per_request": 1000})
-    registry = Registry(config.models_dir, config.db_path)
+    registry = Registry(config.models_dir, StateDB.at(config.db_path))
     register_trained(config, registry, diabetes)
     register_trained(config, registry, diabetes.sample(200, random_state=1), promote=False)
     # Ledger rows to read (a normalized drop and a quarantined one) and a lake to retrain on.

@@ -92,7 +92,7 @@ def test_init_writes_the_section_keeps_the_file_and_creates_the_folders(folder):
     assert "id column 'customer_id': its name looks like an id" in out
     assert "left out 'region': constant: every value is 'EU'" in out
     assert f"{folder / 'data' / 'churn' / 'inbox' / 'train'}/" in out
-    assert "next: run `dropscore serve` here (restart it if it runs): it trains" in out
+    assert "next: run `dropscore serve` here (`kill -HUP` it if it runs): it trains" in out
 
 
 def test_dry_run_prints_the_section_and_writes_nothing(folder):

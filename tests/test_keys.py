@@ -7,6 +7,7 @@ import sqlite3
 import pytest
 import requests
 from click.testing import CliRunner
+from sqlalchemy.exc import SQLAlchemyError
 
 from ingest.state.db import StateDB
 from scoring.errors import Conflict, NotFound, ValidationFailed
@@ -33,7 +34,7 @@ from .test_e2e_serve import cli_env, dropscore, serve  # noqa: F401 - the fixtur
 
 @pytest.fixture
 def store(settings) -> KeyStore:
-    return KeyStore(settings.db_path)
+    return KeyStore(StateDB.at(settings.db_path))
 
 
 def test_a_key_is_random_prefixed_and_stored_only_as_its_hash(store, settings):
@@ -159,7 +160,7 @@ def test_a_failed_reread_keeps_the_keys_loaded(store, tmp_path):
     assert ring.identify(key) == Identity("alice", "operate")
     broken = tmp_path / "a-folder"
     broken.mkdir()
-    ring.store = KeyStore(broken)  # a folder is no database: every read fails
+    ring.store = KeyStore(StateDB.at(broken))  # a folder is no database: every read fails
     clock.now += 5.0
     assert ring.enabled()  # auth never falls open because the store could not be read
     assert ring.identify(key) == Identity("alice", "operate")
@@ -168,8 +169,8 @@ def test_a_failed_reread_keeps_the_keys_loaded(store, tmp_path):
 def test_a_ring_that_never_loaded_fails_closed(tmp_path):
     broken = tmp_path / "a-folder"
     broken.mkdir()
-    with pytest.raises(sqlite3.Error):
-        KeyRing(KeyStore(broken), []).enabled()
+    with pytest.raises(SQLAlchemyError):
+        KeyRing(KeyStore(StateDB.at(broken)), []).enabled()
 
 
 # -- older state.db files --------------------------------------------------------------------
@@ -191,7 +192,7 @@ def test_an_older_state_db_gains_the_who_columns(settings, tmp_path):
             " reason TEXT, skip TEXT, error TEXT, pid INTEGER);"
             "INSERT INTO runs (trigger, state, queued_at) VALUES ('cli', 'succeeded', 'x');"
         )
-    registry = Registry(settings.models_dir, settings.db_path)
+    registry = Registry(settings.models_dir, StateDB.at(settings.db_path))
     assert registry.get(1).promoted_by is None
     assert registry.promote(1, "rollback", by="alice").promoted_by == "alice"
     runs = RunStore(StateDB.at(settings.db_path))
@@ -230,7 +231,7 @@ def test_keys_add_prints_the_key_once_and_list_never_shows_it(cli, tmp_path):
     assert "settings-1" in listed.output and "admin" in listed.output
     assert key not in listed.output and "plain-settings-key-01" not in listed.output
     assert key not in cli("keys", "list", "--all").output
-    ring = KeyRing(KeyStore(tmp_path / "data" / "state.db"), [])
+    ring = KeyRing(KeyStore(StateDB.at(tmp_path / "data" / "state.db")), [])
     assert ring.identify(key) == Identity("ci-bot", "predict")
 
 
@@ -238,7 +239,7 @@ def test_keys_revoke_stops_the_key(cli, tmp_path):
     key = cli("keys", "add", "temp", "--role", "admin").stdout.strip()
     revoked = cli("keys", "revoke", "temp")
     assert revoked.exit_code == 0 and "revoked" in revoked.output
-    assert KeyRing(KeyStore(tmp_path / "data" / "state.db"), []).identify(key) is None
+    assert KeyRing(KeyStore(StateDB.at(tmp_path / "data" / "state.db")), []).identify(key) is None
     assert "temp" not in cli("keys", "list").output
     assert "temp" in cli("keys", "list", "--all").output
 
@@ -265,7 +266,7 @@ def test_audit_command_lists_who_changed_what(cli, tmp_path):
     from scoring.audit import AuditEntry, AuditLog
 
     assert "no audited requests yet" in cli("audit").output
-    trail = AuditLog(tmp_path / "data" / "state.db")
+    trail = AuditLog(StateDB.at(tmp_path / "data" / "state.db"))
     trail.record(AuditEntry("alice", "operate", "POST", "/models/7/promote", "x", 200, "7"))
     trail.record(AuditEntry("bob", "admin", "POST", "/train", "y", 202, run_id=3))
     table = cli("audit").output
@@ -311,7 +312,7 @@ def test_a_key_added_with_the_cli_works_in_a_running_server(serve, tmp_path):  #
 
 def test_a_promotion_from_the_cli_names_the_user(cli, tmp_path, diabetes):
     settings = make_settings(tmp_path)
-    registry = Registry(settings.models_dir, settings.db_path)
+    registry = Registry(settings.models_dir, StateDB.at(settings.db_path))
     register_trained(settings, registry, diabetes, promote=False)
     assert cli("models", "promote", "1").exit_code == 0
     by = registry.get(1).promoted_by

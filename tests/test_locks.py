@@ -173,8 +173,61 @@ def constructions(path: Path, cls: str) -> int:
 
 
 def test_a_retrain_walk_opens_its_run_store_once():
-    """The runner builds one store and hands it on; the locks never open a store of their own."""
+    """The runner opens one model at most and hands its store on; the locks open none."""
     lifecycle = ROOT / "scoring" / "lifecycle"
-    assert constructions(lifecycle / "runner.py", "RunStore") <= 1
+    assert constructions(lifecycle / "runner.py", "RunStore") == 0
+    assert constructions(lifecycle / "runner.py", "open_model") <= 1  # open_runs, one-shot callers
     assert constructions(lifecycle / "run_locks.py", "RunStore") == 0
     assert constructions(lifecycle / "runs.py", "RunStore") == 0
+
+
+# Where a process already holds its models: a retrain started there must use the model's store,
+# or each request opens a database engine of its own (20 POST /train: 20 engines, 17 more fds).
+SERVING_CALLERS = (
+    "scoring/api/runs.py",
+    "scoring/api/pages/views.py",
+    "scoring/lifecycle/first_data.py",
+    "schedules/scheduler.py",
+    "schedules/jobs.py",
+    "scoring/service/runtime.py",
+    "scoring/service/cli.py",
+)
+RETRAIN_CALLS = {"begin_retrain": 99, "run_retrain": 7, "record_skipped": 5}  # args to reach runs
+
+
+def calls_without_runs(path: Path) -> list[str]:
+    """List the retrain calls in a file that leave the run store to be opened."""
+    missing = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if not isinstance(node, ast.Call):
+            continue
+        name = ast.unparse(node.func).split(".")[-1]
+        if name not in RETRAIN_CALLS:
+            continue
+        if len(node.args) < RETRAIN_CALLS[name] and not any(k.arg == "runs" for k in node.keywords):
+            missing.append(f"{path.relative_to(ROOT)}:{node.lineno} {name}")
+    return missing
+
+
+def test_serving_paths_hand_the_retrain_their_model_run_store():
+    missing = [m for rel in SERVING_CALLERS for m in calls_without_runs(ROOT / rel)]
+    assert missing == []
+
+
+def test_the_run_store_check_sees_a_call_that_opens_its_own(tmp_path: Path):
+    source = tmp_path / "x.py"
+    source.write_text("begin_retrain(settings, 'api', force=True)\nrecord_skipped(s, t, r, k)\n")
+    found = [m.split()[-1] for m in calls_without_runs_at(source)]
+    assert found == ["begin_retrain", "record_skipped"]
+
+
+def calls_without_runs_at(path: Path) -> list[str]:
+    """``calls_without_runs`` for a file outside the tree (the check's own test)."""
+    text = path.read_text(encoding="utf-8")
+    inside = ROOT / "build" / "check_runs.py"
+    inside.parent.mkdir(exist_ok=True)
+    inside.write_text(text, encoding="utf-8")
+    try:
+        return calls_without_runs(inside)
+    finally:
+        inside.unlink()

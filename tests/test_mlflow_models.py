@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 import pytest
 import requests
 
+from ingest.state.db import StateDB
 from scoring.api.app import create_app
 from scoring.lifecycle.champion import load_version
 from scoring.lifecycle.registry import Registry
@@ -63,10 +64,10 @@ def served(tmp_path_factory, diabetes) -> Iterator[Served]:
         models={"fair": {"target": "target", "estimator": "linear_regression"}},
         server={"max_rows_per_request": 40, "max_json_mb": 0.2},
     )
-    default = Registry(settings.models_dir, settings.db_path)
+    default = Registry(settings.models_dir, StateDB.at(settings.db_path))
     register_trained(settings, default, diabetes)
     view = settings.for_model("fair")
-    fair = Registry(view.models_dir, view.db_path)
+    fair = Registry(view.models_dir, StateDB.at(view.db_path))
     renamed = diabetes.rename(columns={c: f"f_{c}" for c in diabetes.columns if c != "target"})
     register_trained(view, fair, renamed.iloc[:200])
     register_trained(view, fair, renamed)

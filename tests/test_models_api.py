@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 import requests
 
+from ingest.state.db import StateDB
 from scoring.api.app import create_app
 from scoring.lifecycle.registry import Registry
 from scoring.lifecycle.runner import run_retrain
@@ -114,7 +115,7 @@ def train_for_real(view: Settings, root: Path) -> None:
     _config, _ledger, intake = open_intake(view)
     record = intake.bootstrap(sample)
     assert record is not None and record.state == "normalized", record
-    run = run_retrain(view, Registry(view.models_dir, view.db_path), "bootstrap")
+    run = run_retrain(view, Registry(view.models_dir, StateDB.at(view.db_path)), "bootstrap")
     assert run.state == "succeeded" and run.promoted, run
 
 

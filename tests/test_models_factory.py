@@ -49,7 +49,8 @@ def test_every_model_by_name_the_default_first_and_each_on_its_own_database(tmp_
         assert model.settings == view
         assert model.db.path == view.db_path
         assert model.layout == view.layout
-        assert model.artifacts == view.models_dir
+        assert model.artifacts is model.registry.artifacts
+        assert model.lake("train").root.rstrip("/").endswith("lake/train")
     assert models["price"].db.path != models["churn"].db.path
     assert models.shared.db.path == settings.shared_db_path
     assert models["churn"].job_id(RETRAIN) == "retrain:churn"

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from ingest.state.db import StateDB
 from schedules.jobs import load_job_settings, score_sweep
 from schedules.scheduler import job_model, job_store, stored_jobs
 from scoring.settings import Settings, load_settings
@@ -87,7 +88,7 @@ def test_removing_a_model_deletes_its_two_jobs_at_start(write, schedules):
     expected = sorted(i for i in SIX if not i.endswith(":species"))
     assert sorted(j["id"] for j in schedule.jobs()) == expected
     assert stored_ids(fewer) == expected
-    store = job_store(fewer)
+    store = job_store(StateDB.at(fewer.shared_db_path))
     try:
         assert sorted(stored_jobs(store)) == expected
     finally:

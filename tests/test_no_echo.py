@@ -22,6 +22,7 @@ import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from ingest.state.db import StateDB
 from scoring.api.app import create_app
 from scoring.lifecycle.registry import Registry
 from scoring.settings import load_settings
@@ -36,7 +37,7 @@ ROW = {name: 0.01 for name in ("age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4"
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, diabetes) -> Iterator[requests.Session]:
     settings = make_settings(tmp_path_factory.mktemp("echo"), server={"api_keys": [KEY]})
-    registry = Registry(settings.models_dir, settings.db_path)
+    registry = Registry(settings.models_dir, StateDB.at(settings.db_path))
     register_trained(settings, registry, diabetes)
     with serving(create_app(settings, registry=registry)) as url, requests.Session() as client:
         client.headers["Authorization"] = f"Bearer {KEY}"

@@ -18,6 +18,7 @@ import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from ingest.state.db import StateDB
 from scoring.api.app import create_app
 from scoring.lifecycle.registry import Registry
 from scoring.lifecycle.schema import normalize_name
@@ -36,7 +37,7 @@ Send = Callable[[requests.Session, str], requests.Response]
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, diabetes) -> Iterator[requests.Session]:
     settings_ = make_settings(tmp_path_factory.mktemp("names"))
-    registry = Registry(settings_.models_dir, settings_.db_path)
+    registry = Registry(settings_.models_dir, StateDB.at(settings_.db_path))
     register_trained(settings_, registry, diabetes)
     with serving(create_app(settings_, registry=registry)) as url, requests.Session() as client:
         client.base_url = url  # type: ignore[attr-defined]

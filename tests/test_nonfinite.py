@@ -18,6 +18,7 @@ import pytest
 
 from ingest.base.config import ReadOptions
 from ingest.lake.store import lake_files, lake_schema
+from ingest.state.db import StateDB
 from scoring.bulk.batch import score_path
 from scoring.lifecycle.champion import load_version
 from scoring.lifecycle.registry import Registry
@@ -103,7 +104,7 @@ def test_a_retrain_over_a_lake_holding_an_infinity_leaves_the_row_out_and_says_s
     pq.write_table(table, path)
     assert pc.any(pc.is_inf(pq.read_table(path).column("bmi"))).as_py()
 
-    registry = Registry(settings.models_dir, settings.db_path)
+    registry = Registry(settings.models_dir, StateDB.at(settings.db_path))
     run = run_retrain(settings, registry, "cli")
 
     assert run.state == "succeeded", run.reason
@@ -138,7 +139,7 @@ def test_a_score_drop_fails_only_the_row_with_an_infinite_feature(
     source = tmp_path / "in.parquet"
     frame.to_parquet(source, index=False)
     out = tmp_path / "out.csv"
-    registry = Registry(settings.models_dir, settings.db_path)
+    registry = Registry(settings.models_dir, StateDB.at(settings.db_path))
     score_path(source, out, load_version(registry, trained), read=ReadOptions(), fmt="csv")
     scored = pd.read_csv(out)
     assert scored.loc[2, "error"] == "bmi: expected a finite number"

@@ -190,7 +190,7 @@ def test_models_page_plots_confusion_and_roc_for_a_classifier(tmp_path):
     settings = make_settings(
         tmp_path, model={"target": "target", "estimator": "logistic_regression"}
     )
-    registry = Registry(settings.models_dir, settings.db_path)
+    registry = Registry(settings.models_dir, StateDB.at(settings.db_path))
     _register_with_holdout(settings, registry, _iris())
     page = create_app(settings, registry=registry).test_client().get("/ui/models")
     text = page.get_data(as_text=True)
@@ -348,7 +348,7 @@ def test_downloads_stream_stored_files_only(tmp_path, diabetes):
 @pytest.fixture
 def keyed(tmp_path, diabetes):
     settings = make_settings(tmp_path, server={"api_keys": [KEY]})
-    registry = Registry(settings.models_dir, settings.db_path)
+    registry = Registry(settings.models_dir, StateDB.at(settings.db_path))
     register_trained(settings, registry, diabetes)
     return create_app(settings, registry=registry).test_client()
 
@@ -421,7 +421,7 @@ def test_holdout_of_nan_free_sample_is_strict_json(settings, registry, diabetes)
 def test_a_page_session_carries_its_key_role_and_ends_when_the_key_is_revoked(keyed, tmp_path):
     from scoring.keys import KeyStore
 
-    store = KeyStore(tmp_path / "data" / "state.db")
+    store = KeyStore(StateDB.at(tmp_path / "data" / "state.db"))
     viewer = store.add("viewer", "predict")
     token = _csrf(keyed.get("/ui/login").data)
     ok = keyed.post("/ui/login", data={"key": viewer, "csrf_token": token})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ingest.state.db import StateDB
 from scoring.api.app import create_app
 from scoring.lifecycle.registry import Registry
 from tests.conftest import make_settings, register_trained
@@ -15,7 +16,7 @@ def _two_models(tmp_path, diabetes):
     for name in ("sugar", "pressure"):
         one = settings.for_model(name)
         one.db_path.parent.mkdir(parents=True, exist_ok=True)
-        register_trained(one, Registry(one.models_dir, one.db_path), diabetes)
+        register_trained(one, Registry(one.models_dir, StateDB.at(one.db_path)), diabetes)
     return settings
 
 

@@ -11,6 +11,7 @@ import re
 import pytest
 import requests
 
+from ingest.state.db import StateDB
 from scoring.api.app import create_app
 from scoring.lifecycle.registry import Registry
 
@@ -41,7 +42,7 @@ def url(tmp_path, diabetes):
     for name in ("sugar", "pressure"):
         one = settings.for_model(name)
         one.db_path.parent.mkdir(parents=True, exist_ok=True)
-        register_trained(one, Registry(one.models_dir, one.db_path), diabetes)
+        register_trained(one, Registry(one.models_dir, StateDB.at(one.db_path)), diabetes)
     with serving(create_app(settings)) as address:
         yield address
 

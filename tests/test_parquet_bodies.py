@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from ingest.state.db import StateDB
 from scoring.api.app import create_app
 
 from .conftest import make_settings, register_trained
@@ -54,10 +55,12 @@ from scoring.api.app import create_app
 from tests.conftest import SAMPLE, make_settings, register_trained
 from tests.test_parquet_bodies import PARQUET, amplifying_body
 from scoring.lifecycle.registry import Registry
+from ingest.state.db import StateDB
 
 root = Path(sys.argv[1])
 settings = make_settings(root, server={"max_rows_per_request": 50_000, "max_json_mb": 1})
-register_trained(settings, Registry(settings.models_dir, settings.db_path), pd.read_csv(SAMPLE))
+registry = Registry(settings.models_dir, StateDB.at(settings.db_path))
+register_trained(settings, registry, pd.read_csv(SAMPLE))
 client = create_app(settings).test_client()
 body = amplifying_body()
 small = amplifying_body(rows=50, width=10)
@@ -99,7 +102,8 @@ def client(tmp_path_factory, diabetes):
     )
     from scoring.lifecycle.registry import Registry
 
-    register_trained(settings, Registry(settings.models_dir, settings.db_path), diabetes)
+    registry = Registry(settings.models_dir, StateDB.at(settings.db_path))
+    register_trained(settings, registry, diabetes)
     return create_app(settings).test_client()
 
 
@@ -170,7 +174,8 @@ def test_score_file_answers_413_for_a_parquet_upload_decoding_past_max_file_mb(t
     from scoring.lifecycle.registry import Registry
 
     settings = make_settings(tmp_path, ingest={"max_file_mb": 5})
-    register_trained(settings, Registry(settings.models_dir, settings.db_path), diabetes)
+    registry = Registry(settings.models_dir, StateDB.at(settings.db_path))
+    register_trained(settings, registry, diabetes)
     body = amplifying_file(tmp_path / "up.parquet", rows=1_000, width=20_000).read_bytes()
     assert len(body) < 20_000  # 20 MB of text once decoded
     response = create_app(settings).test_client().post(

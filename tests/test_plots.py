@@ -19,6 +19,7 @@ import pandas as pd
 import pytest
 import requests
 
+from ingest.state.db import StateDB
 from scoring.api.app import create_app
 from scoring.api.pages import plots, scales, svg
 from scoring.lifecycle.registry import Registry
@@ -57,7 +58,7 @@ def pages(tmp_path_factory) -> dict[str, dict]:
     out = {}
     for name, (estimator, versions) in _frames().items():
         settings = make_settings(tmp_path_factory.mktemp(name), model={"estimator": estimator})
-        registry = Registry(settings.models_dir, settings.db_path)
+        registry = Registry(settings.models_dir, StateDB.at(settings.db_path))
         for frame in versions:
             version = _register_with_holdout(settings, registry, frame)
         with serving(create_app(settings, registry=registry)) as url:

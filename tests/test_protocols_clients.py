@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 import requests
 
+from ingest.state.db import StateDB
 from scoring.api.app import create_app
 from scoring.lifecycle.registry import Registry
 from tests.conftest import make_settings, register_trained
@@ -61,7 +62,7 @@ def _serve(tmp_path, frame: pd.DataFrame, estimator: str, **server) -> Iterator[
     from waitress import create_server
 
     settings = make_settings(tmp_path, model={"estimator": estimator}, server=server)
-    registry = Registry(settings.models_dir, settings.db_path)
+    registry = Registry(settings.models_dir, StateDB.at(settings.db_path))
     register_trained(settings, registry, frame)
     app = create_app(settings, registry=registry)
     wsgi = create_server(app, host="127.0.0.1", port=0, threads=4)

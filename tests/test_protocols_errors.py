@@ -14,6 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from ingest.state.db import StateDB
 from scoring.api.app import create_app
 from scoring.lifecycle.registry import Registry
 
@@ -52,7 +53,7 @@ def build_app(tmp_path, **server: Any):
     import pandas as pd
 
     settings = make_settings(tmp_path, server=server)
-    registry = Registry(settings.models_dir, settings.db_path)
+    registry = Registry(settings.models_dir, StateDB.at(settings.db_path))
     register_trained(settings, registry, pd.read_csv(ROOT / "data/sample/diabetes.csv"))
     return create_app(settings, registry=registry)
 
@@ -313,7 +314,7 @@ def test_an_undefined_metric_is_null_in_the_model_listing(tmp_path, diabetes):
     from scoring.lifecycle.training import train
 
     settings = make_settings(tmp_path)
-    registry = Registry(settings.models_dir, settings.db_path)
+    registry = Registry(settings.models_dir, StateDB.at(settings.db_path))
     result = train(diabetes, settings.model)
     card = {
         "estimator": "linear_regression",

@@ -10,6 +10,7 @@ import pytest
 import skops.io as sio
 from sklearn.preprocessing import FunctionTransformer
 
+from ingest.state.db import StateDB
 from scoring.errors import ModelFileError, NotFound
 from scoring.lifecycle.registry import MODEL_FILE, Registry, load_trusted
 
@@ -123,7 +124,7 @@ def test_a_failed_write_leaves_nothing(settings, registry):
 
 
 def test_registries_in_two_processes_agree(settings, registry, trained):
-    other = Registry(settings.models_dir, settings.db_path)
+    other = Registry(settings.models_dir, StateDB.at(settings.db_path))
     v2 = other.register(registry.load_pipeline(trained), registry.card(trained))
     other.promote(v2)
     assert registry.champion_version() == v2

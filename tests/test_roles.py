@@ -30,7 +30,7 @@ ROW = {
 @pytest.fixture
 def keys(settings) -> dict[str, str]:
     """One stored key per role, named for it."""
-    store = KeyStore(settings.db_path)
+    store = KeyStore(StateDB.at(settings.db_path))
     return {role: store.add(f"{role}-key", role) for role in ROLES}
 
 
@@ -127,13 +127,14 @@ def test_probes_stay_open(client, trained, keys):
 def test_no_key_anywhere_leaves_the_api_open(client, trained):
     assert client.get("/models").status_code == 200
     assert client.post("/models/1/promote").status_code == 200
-    [entry] = AuditLog(client.application.extensions["dropscore"].settings.db_path).list()
+    settings = client.application.extensions["dropscore"].settings
+    [entry] = AuditLog(StateDB.at(settings.db_path)).list()
     assert entry.key_name is None and entry.version == "1" and entry.status == 200
 
 
 def test_a_key_added_to_the_store_turns_auth_on_and_revoking_turns_it_off(client, settings):
     assert client.get("/models").status_code == 200
-    store = KeyStore(settings.db_path)
+    store = KeyStore(StateDB.at(settings.db_path))
     key = store.add("first", "predict")
     wait_for(lambda: client.get("/models").status_code == 401, timeout=10)
     assert client.get("/models", headers=bearer(key)).status_code == 200
@@ -142,7 +143,7 @@ def test_a_key_added_to_the_store_turns_auth_on_and_revoking_turns_it_off(client
 
 
 def test_a_revoked_key_is_refused_while_others_work(client, keys, settings):
-    KeyStore(settings.db_path).revoke("operate-key")
+    KeyStore(StateDB.at(settings.db_path)).revoke("operate-key")
     wait_for(
         lambda: client.get("/models", headers=bearer(keys["operate"])).status_code == 401,
         timeout=10,
@@ -172,7 +173,7 @@ def test_settings_keys_are_admin_keys(plain_client, trained, key, name):
 
 
 def test_settings_keys_and_stored_keys_work_side_by_side(plain_client, trained, settings):
-    key = KeyStore(settings.db_path).add("reader", "predict")
+    key = KeyStore(StateDB.at(settings.db_path)).add("reader", "predict")
     assert plain_client.get("/models", headers=bearer(key)).status_code == 200
     assert plain_client.get("/models", headers=bearer("s3cret-key-0123456789")).status_code == 200
     assert_error(plain_client.get("/audit", headers=bearer(key)), 403, "forbidden", "admin")
@@ -186,7 +187,7 @@ def test_promote_is_audited_and_recorded_with_the_key_name(client, trained, keys
     assert response.get_json()["promoted_by"] == "operate-key"
     listed = client.get("/models", headers=bearer(keys["predict"])).get_json()["models"]
     assert listed[0]["promoted_by"] == "operate-key"
-    [entry] = AuditLog(settings.db_path).list()
+    [entry] = AuditLog(StateDB.at(settings.db_path)).list()
     assert (entry.key_name, entry.role, entry.method, entry.path, entry.status, entry.version) == (
         "operate-key",
         "operate",
@@ -211,7 +212,7 @@ def test_train_is_audited_and_the_run_names_the_key(client, trained, keys, setti
 
 def test_a_failed_change_is_audited_with_its_status(client, trained, keys, settings):
     assert_error(client.post("/models/9/promote", headers=bearer(keys["admin"])), 404, "not_found")
-    [entry] = AuditLog(settings.db_path).list()
+    [entry] = AuditLog(StateDB.at(settings.db_path)).list()
     assert (entry.key_name, entry.status, entry.version) == ("admin-key", 404, "9")
 
 
@@ -220,7 +221,7 @@ def test_reads_predictions_and_refusals_are_not_audited(client, trained, keys, s
     client.post("/predict", json={"features": ROW}, headers=bearer(keys["admin"]))
     client.post("/models/1/promote", headers=bearer(keys["predict"]))  # 403
     client.post("/models/1/promote")  # 401
-    assert AuditLog(settings.db_path).list() == []
+    assert AuditLog(StateDB.at(settings.db_path)).list() == []
 
 
 def test_audit_listing_filters_by_key_and_validates_paging(client, trained, keys):

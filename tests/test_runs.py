@@ -29,7 +29,7 @@ def lake(settings: Settings) -> Settings:
 
 
 def registry_of(settings: Settings) -> Registry:
-    return Registry(settings.models_dir, settings.db_path)
+    return Registry(settings.models_dir, StateDB.at(settings.db_path))
 
 
 def test_a_first_retrain_promotes_and_is_recorded(lake, registry):

@@ -16,7 +16,7 @@ from apscheduler.triggers.cron import CronTrigger
 from prometheus_client import CollectorRegistry, generate_latest
 
 from ingest.state.db import StateDB
-from ingest.state.sqlite import connect
+from ingest.state.sqlite import apply_pragmas
 from schedules.scheduler import (
     RETRAIN,
     RETRAIN_GRACE_SECONDS,
@@ -69,7 +69,7 @@ def stored_rows(settings: Settings) -> list[tuple[str, float | None]]:
 
 def set_next_run_time(settings: Settings, job_id: str, when: datetime) -> None:
     """Drive the clock: store a job's next run time as if the scheduler had been down."""
-    store = job_store(settings)
+    store = job_store(StateDB.at(settings.shared_db_path))
     store.start(BackgroundScheduler(timezone=UTC), "default")  # the store alone: nothing runs
     try:
         job = store.lookup_job(job_id)
@@ -88,9 +88,9 @@ def take_sample(settings: Settings) -> None:
 
 
 def test_the_job_store_opens_state_db_like_every_other_store(write_settings):
-    """The scheduler's SQLAlchemy connections carry the PRAGMAs of ingest.state.sqlite.connect."""
+    """The scheduler's SQLAlchemy connections carry the PRAGMAs every state connection has."""
     settings = write_settings()
-    engine = job_store(settings).engine
+    engine = job_store(StateDB.at(settings.shared_db_path)).engine
     try:
         with engine.connect() as conn:
             raw = conn.connection.dbapi_connection
@@ -98,7 +98,8 @@ def test_the_job_store_opens_state_db_like_every_other_store(write_settings):
             got = [raw.execute(f"PRAGMA {n}").fetchone()[0] for n in names]
     finally:
         engine.dispose()
-    expected = connect(settings.db_path)
+    expected = sqlite3.connect(settings.db_path)
+    apply_pragmas(expected)
     try:
         assert got == [expected.execute(f"PRAGMA {n}").fetchone()[0] for n in names]
     finally:
@@ -212,7 +213,8 @@ def test_a_nightly_run_missed_beyond_the_grace_is_recorded_as_missed(write_setti
 
 def test_a_stored_job_that_cannot_be_loaded_stops_the_start(write_settings, schedules):
     settings = write_settings()
-    scheduler = BackgroundScheduler(jobstores={"default": job_store(settings)}, timezone=UTC)
+    store = job_store(StateDB.at(settings.shared_db_path))
+    scheduler = BackgroundScheduler(jobstores={"default": store}, timezone=UTC)
     scheduler.start(paused=True)
     scheduler.add_job("schedules.jobs:retrain", "interval", hours=1, id="legacy", args=[None, ""])
     scheduler.shutdown(wait=False)
@@ -282,7 +284,8 @@ def test_the_spring_forward_night_fires_once_when_the_clock_jumps():
 def test_the_trigger_survives_the_job_store(write_settings, schedules):
     settings = write_settings(timezone="Europe/Paris")
     schedules(settings).stop()
-    stored = stored_jobs(job_store(settings))[RETRAIN]  # as a fresh process reads it back
+    store = job_store(StateDB.at(settings.shared_db_path))
+    stored = stored_jobs(store)[RETRAIN]  # as a fresh process reads it back
     assert isinstance(stored.trigger, WallClockCronTrigger)
 
 

@@ -19,6 +19,7 @@ import pytest
 import requests
 from click.testing import CliRunner
 
+from ingest.state.db import StateDB
 from scoring.api.app import create_app
 from scoring.audit import AuditLog
 from scoring.keys import KeyStore
@@ -37,7 +38,7 @@ COOKIE = "dropscore_session"
 def server(tmp_path: Path, diabetes, **server_settings: Any) -> Iterator[str]:
     """Serve two registered versions (2 is the champion) with ``KEY`` as a settings key."""
     settings = make_settings(tmp_path, server={"api_keys": [KEY], **server_settings})
-    registry = Registry(settings.models_dir, settings.db_path)
+    registry = Registry(settings.models_dir, StateDB.at(settings.db_path))
     register_trained(settings, registry, diabetes)
     register_trained(settings, registry, diabetes)
     with serving(create_app(settings, registry=registry)) as url:
@@ -87,11 +88,11 @@ def promote(client: requests.Session, url: str, token: str, version: int) -> req
 
 def champion(tmp_path: Path) -> int | None:
     settings = make_settings(tmp_path)
-    return Registry(settings.models_dir, settings.db_path).champion_version()
+    return Registry(settings.models_dir, StateDB.at(settings.db_path)).champion_version()
 
 
 def audit_rows(tmp_path: Path) -> list:
-    return AuditLog(tmp_path / "data" / "state.db").list()
+    return AuditLog(StateDB.at(tmp_path / "data" / "state.db")).list()
 
 
 def sessions_table(tmp_path: Path) -> list[sqlite3.Row]:
@@ -147,7 +148,7 @@ def test_revoking_a_key_with_the_cli_ends_its_sessions_at_once(tmp_path, diabete
     for name in [n for n in __import__("os").environ if n.startswith("DROPSCORE")]:
         monkeypatch.delenv(name)
     with server(tmp_path, diabetes) as url:
-        operator_key = KeyStore(tmp_path / "data" / "state.db").add("ops", "operate")
+        operator_key = KeyStore(StateDB.at(tmp_path / "data" / "state.db")).add("ops", "operate")
         browser, _ = log_in(url, operator_key)
         kept, _ = log_in(url)  # another key's session, which must live on
         assert page(browser, url).status_code == 200
@@ -339,7 +340,7 @@ def test_a_process_whose_key_copy_is_stale_keeps_a_new_keys_session(tmp_path):
 
     settings = make_settings(tmp_path, server={"api_keys": [KEY]})
     app = create_app(settings)
-    store = KeyStore(settings.shared_db_path)
+    store = KeyStore(StateDB.at(settings.shared_db_path))
     stale = KeyRing(store, [KEY], refresh_seconds=10**9)
     stale.entries()  # loaded before the key below exists, and never re-read
     late = store.add("late", "predict")

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from ingest.base.layout import KINDS
-from scoring.keys import ROLES
+from scoring.keys_protocol import ROLES
 from scoring.settings import ENV_FILE
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -58,7 +58,7 @@ def strings(tree: ast.Module) -> Iterator[str]:
 
 @pytest.mark.parametrize(
     ("fact", "home"),
-    [(frozenset(KINDS), "ingest/base/layout.py"), (frozenset(ROLES), "scoring/keys.py")],
+    [(frozenset(KINDS), "ingest/base/layout.py"), (frozenset(ROLES), "scoring/keys_protocol.py")],
     ids=["kinds", "roles"],
 )
 def test_a_list_of_names_is_spelled_in_its_home_only(fact, home):

@@ -93,3 +93,17 @@ def test_commands_that_train_still_check_params(settings):
     load_settings(None, env={}, overrides=bad, check_params=False)  # records only: accepted
     with pytest.raises(SettingsError, match="alpah not accepted by ridge"):
         load_settings(None, env={}, overrides=bad)
+
+
+def test_help_loads_no_database_or_arrow_stack():
+    """``dropscore --help`` (and every option list) needs neither SQLAlchemy nor pyarrow."""
+    probe = (
+        "import sys\n"
+        "from scoring.service.cli import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "print('LOADED', [m for m in ('sqlalchemy', 'pyarrow') if m in sys.modules])\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert "LOADED []" in proc.stdout, proc.stdout[-500:]

@@ -44,7 +44,7 @@ def csv(tmp_path: Path, name: str, frame: pd.DataFrame) -> Path:
 
 
 def registry_of(settings: Settings) -> Registry:
-    return Registry(settings.models_dir, settings.db_path)
+    return Registry(settings.models_dir, StateDB.at(settings.db_path))
 
 
 def error_record(settings: Settings, record) -> dict:

@@ -37,7 +37,7 @@ from .test_e2e_serve import cli_env
 
 
 def registry_of(settings: Settings) -> Registry:
-    return Registry(settings.models_dir, settings.db_path)
+    return Registry(settings.models_dir, StateDB.at(settings.db_path))
 
 
 def take_sample(settings: Settings) -> None:

@@ -19,7 +19,7 @@ def test_a_model_waits_for_another_models_trainer_then_trains(tmp_path):
     sugar = settings.for_model("sugar")
     _config, _ledger, intake = open_intake(sugar)
     intake.bootstrap(SAMPLE)
-    registry = Registry(sugar.models_dir, sugar.db_path)
+    registry = Registry(sugar.models_dir, StateDB.at(sugar.db_path))
     heard: list[str] = []
     done: list = []
     # another model's trainer holds the slot (as a second process would: an OS lock)

@@ -19,6 +19,7 @@ import pandas as pd
 import pytest
 import requests
 
+from ingest.state.db import StateDB
 from scoring.api.app import create_app
 from scoring.lifecycle.champion import ChampionHolder, load_version
 from scoring.lifecycle.registry import Registry
@@ -63,9 +64,10 @@ def two_models(tmp_path, diabetes) -> tuple[Settings, Registry]:
         model={"estimator": "ridge"},
         models={"fair": {"target": "target", "estimator": "linear_regression"}},
     )
-    register_trained(settings, Registry(settings.models_dir, settings.db_path), diabetes)
+    registry = Registry(settings.models_dir, StateDB.at(settings.db_path))
+    register_trained(settings, registry, diabetes)
     view = settings.for_model("fair")
-    fair = Registry(view.models_dir, view.db_path)
+    fair = Registry(view.models_dir, StateDB.at(view.db_path))
     frame = fair_frame(diabetes)
     register_trained(view, fair, frame.iloc[:150])  # 1, archived once 2 is promoted
     register_trained(view, fair, frame)  # 2, the champion
@@ -266,7 +268,7 @@ def test_triton_get_model_config(two):
 def test_triton_config_of_a_classifier(tmp_path, diabetes):
     frame = diabetes.assign(target=np.where(diabetes["target"] > 140, "high", "low"))
     settings = make_settings(tmp_path, model={"estimator": "logistic_regression"})
-    register_trained(settings, Registry(settings.models_dir, settings.db_path), frame)
+    register_trained(settings, Registry(settings.models_dir, StateDB.at(settings.db_path)), frame)
     with serving(create_app(settings)) as url:
         config = httpclient.InferenceServerClient(url.removeprefix("http://")).get_model_config(
             "default"
@@ -286,7 +288,7 @@ def forests(tmp_path, diabetes) -> Iterator[tuple[Registry, ChampionHolder]]:
     settings = make_settings(
         tmp_path, model={"estimator": "random_forest", "params": {"n_estimators": 5}}
     )
-    registry = Registry(settings.models_dir, settings.db_path)
+    registry = Registry(settings.models_dir, StateDB.at(settings.db_path))
     for i in range(4):
         register_trained(settings, registry, diabetes.iloc[i * 50 :], promote=i == 3)
     champion = ChampionHolder(registry)

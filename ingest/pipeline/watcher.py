@@ -119,6 +119,10 @@ class Watcher:
         self._tick = max(0.02, min(0.1, config.stable_seconds / 5))
         self._orphans = OrphanMarkers(config.ready_marker)
         self._rescanned = threading.Event()  # each rescan: retry drops a full disk left waiting
+        self._scan_soon = threading.Event()  # an intake was added: list its inboxes now
+        self._changing = threading.Lock()  # add/remove and the observer's (re)start
+        self._handler: _Handler | None = None
+        self._watches: dict[Path, Any] = {}  # each inbox → its watchdog watch, to unschedule
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -156,6 +160,38 @@ class Watcher:
         else:
             log.info("watcher stopped")
         return not alive
+
+    def add(self, intake: Intake) -> None:
+        """Watch one more model's inboxes (a reload found its section); its files are listed at
+        once."""
+        with self._changing:
+            intake.config.make_dirs()
+            self.intakes = (*self.intakes, intake)
+            self._route = {**self._route, **{intake.config.inbox(k): (intake, k) for k in KINDS}}
+            self._rewatch()
+        self._scan_soon.set()
+        log.info("inboxes watched", extra={"model": intake.model})
+
+    def remove(self, model: str) -> None:
+        """Stop watching one model's inboxes (its section was removed); a file of it already
+        being taken finishes; one merely queued stays in its inbox."""
+        with self._changing:
+            self.intakes = tuple(i for i in self.intakes if i.model != model)
+            self._route = {f: r for f, r in self._route.items() if r[0].model != model}
+            self._rewatch()
+        log.info("inboxes no longer watched", extra={"model": model})
+
+    def _rewatch(self) -> None:
+        """Bring the running observer's watches in line with the routes (under ``_changing``)."""
+        observer, handler = self._observer, self._handler
+        if observer is None or handler is None:
+            return
+        handler._kind_of = {folder: k for folder, (_, k) in self._route.items()}
+        for folder in set(self._watches) - set(self._route):
+            with contextlib.suppress(Exception):
+                observer.unschedule(self._watches.pop(folder))
+        for folder in set(self._route) - set(self._watches):
+            self._watches[folder] = observer.schedule(handler, str(folder), recursive=False)
 
     def is_alive(self) -> bool:
         """Tell whether the watcher is running: observer and supervisor up, not stopped."""
@@ -207,15 +243,17 @@ class Watcher:
         kind_of = {folder: k for folder, (_, k) in self._route.items()}
         handler = _Handler(self._inboxes, kind_of, self.config.ready_marker)
         observer.daemon = True
+        watches: dict[Path, Any] = {}
         try:
             for folder in kind_of:
-                observer.schedule(handler, str(folder), recursive=False)
+                watches[folder] = observer.schedule(handler, str(folder), recursive=False)
             observer.start()
         except BaseException:
             with contextlib.suppress(Exception):
                 observer.stop()  # release whatever watches were already added
             raise
         self._observer_kind = kind
+        self._handler, self._watches = handler, watches
         return observer
 
     # -- threads -----------------------------------------------------------------------------
@@ -266,7 +304,8 @@ class Watcher:
                 old.stop()
         try:
             self._make_dirs()
-            self._observer = self._start_observer()
+            with self._changing:
+                self._observer = self._start_observer()
         except Exception:
             self._observer_retry_at = time.monotonic() + _OBSERVER_RETRY_SECONDS
             log.exception("file observer could not restart; rescans continue meanwhile")
@@ -285,7 +324,8 @@ class Watcher:
         """Check candidates every tick and rescan the inboxes every ``rescan_seconds``."""
         next_scan = time.monotonic() + self.config.rescan_seconds
         while not self._stop.wait(self._tick):
-            if time.monotonic() >= next_scan:
+            if time.monotonic() >= next_scan or self._scan_soon.is_set():
+                self._scan_soon.clear()
                 self._scan()
                 next_scan = time.monotonic() + self.config.rescan_seconds
             self._check_candidates()
@@ -388,7 +428,11 @@ class Watcher:
             self._inboxes.done(path)
             self._inboxes.note(path, kind, from_event=False)
             return
-        intake = self._route[path.parent][0]
+        route = self._route.get(path.parent)
+        if route is None:  # its model was removed meanwhile: the file stays in its inbox
+            self._inboxes.done(path)
+            return
+        intake = route[0]
         with bound(model=intake.model):  # this drop's events, the watcher's own too
             self._take_with(intake, path, kind, sig)
 

@@ -4,9 +4,13 @@ Every store kept in a state database (the ledger, the registry index, the runs, 
 audit trail, the dashboard's sessions, the scheduler's jobs) reaches it through a ``StateDB``
 and writes only SQLAlchemy Core, so that a second backend is a URL, not a rewrite.
 
-- **Connections.** On SQLite, a connection per transaction (``NullPool``): nothing is shared
-  between threads or across a fork, as ``Tables`` did before. Each connection gets the pragmas
-  of ``ingest.state.sqlite`` (WAL, ``synchronous=NORMAL``, a long busy timeout, foreign keys).
+- **Connections.** A small pool per process: a transaction checks a connection out and
+  returns it, so no two threads ever use one at once, and a connection opened before a fork is
+  never handed out after it (checked by process id at checkout). Opening a SQLite connection
+  with its pragmas costs a millisecond on a busy machine; a checkout, microseconds — and the
+  session lookup and the registry's reads run on every dashboard request and health probe.
+  Each connection gets the pragmas of ``ingest.state.sqlite`` (WAL, ``synchronous=NORMAL``, a
+  long busy timeout, foreign keys).
 - **Transactions.** ``read()`` reads a consistent snapshot; ``write()`` takes the write lock up
   front (``BEGIN IMMEDIATE`` on SQLite), so two read-then-write steps never interleave and a
   writer waits for another instead of failing on upgrade. pysqlite's own transaction handling is
@@ -22,6 +26,7 @@ and writes only SQLAlchemy Core, so that a second backend is a URL, not a rewrit
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -45,12 +50,15 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL
-from sqlalchemy.pool import NullPool
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.sql.dml import Insert
 
 from ingest.state.sqlite import BUSY_TIMEOUT_SECONDS, apply_pragmas
 
 _WRITE = "dropscore_write"  # the execution option that makes a transaction take the write lock
+# Idle SQLite connections a process keeps per state database; more open when more threads need
+# one at once (never a wait: SQLite's busy timeout is the one place a writer waits).
+POOL_SIZE = 4
 
 _VERSIONS_METADATA = MetaData()
 SCHEMA_VERSIONS = Table(
@@ -70,11 +78,6 @@ class Migration:
     apply: Callable[[Connection], None]
 
 
-def sqlite_url(path: Path) -> str:
-    """Name a SQLite file as a SQLAlchemy URL (the embedded default: ``<data_dir>/state.db``)."""
-    return f"sqlite:///{path}"
-
-
 class StateDB:
     """One state database: an engine, read and write transactions, and migrations applied once."""
 
@@ -88,7 +91,7 @@ class StateDB:
         """Open the SQLite state database at ``path``, creating its folder if needed.
 
         The path goes into a ``URL`` object as it is: a folder named with ``%`` or ``?`` would be
-        decoded or cut by a parsed URL string (``sqlite_url``) and name another file.
+        decoded or cut by a parsed URL string (``sqlite:///…``) and name another file.
         """
         path.parent.mkdir(parents=True, exist_ok=True)
         return cls(URL.create("sqlite", database=str(path)))
@@ -154,7 +157,7 @@ class StateDB:
         return sqlite.insert(table).on_conflict_do_nothing(index_elements=list(keys))
 
     def dispose(self) -> None:
-        """Close pooled connections (none on SQLite); call in a child after a fork, or at exit."""
+        """Close this process's idle pooled connections (at exit, or to let go of the file)."""
         self.engine.dispose()
 
     @staticmethod
@@ -201,14 +204,31 @@ def run_sql(*statements: str) -> Callable[[Connection], None]:
 
 
 def _engine(url: URL) -> Engine:
-    if url.get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True)
-    engine = create_engine(
-        url, poolclass=NullPool, connect_args={"timeout": BUSY_TIMEOUT_SECONDS}
-    )
-    event.listen(engine, "connect", _sqlite_connect)
-    event.listen(engine, "begin", _sqlite_begin)
+    if url.get_backend_name() == "sqlite":
+        engine = create_engine(
+            url,
+            pool_size=POOL_SIZE,
+            max_overflow=-1,
+            connect_args={"timeout": BUSY_TIMEOUT_SECONDS, "check_same_thread": False},
+        )
+        event.listen(engine, "connect", _sqlite_connect)
+        event.listen(engine, "begin", _sqlite_begin)
+    else:
+        engine = create_engine(url, pool_pre_ping=True)
+    event.listen(engine, "connect", _note_process)
+    event.listen(engine, "checkout", _same_process)
     return engine
+
+
+def _note_process(_dbapi_conn: Any, record: Any) -> None:
+    record.info["pid"] = os.getpid()
+
+
+def _same_process(_dbapi_conn: Any, record: Any, proxy: Any) -> None:
+    """Refuse a connection a parent process opened; the pool then opens one of this process."""
+    if record.info.get("pid") != os.getpid():
+        record.dbapi_connection = proxy.dbapi_connection = None  # not closed by us: the parent's
+        raise DisconnectionError("connection opened before a fork")
 
 
 def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:

@@ -2,11 +2,12 @@
 
 The ledger lives in the product's shared state database (``state.db`` by default) and owns only
 the ``files`` table (``ingest.state.ledger_schema``). It reaches it through a ``StateDB``: a
-connection per transaction, so threads and processes share one database without sharing a
-connection, and every write transaction takes the write lock up front. State changes are single
-guarded ``UPDATE`` statements that return the row they changed: a transition from a state it
-does not allow changes nothing and raises ``IllegalTransition``, which is how two writers racing
-on one row stay correct. Everything is SQLAlchemy Core, so another backend runs the same code.
+pooled connection checked out per transaction, so threads and processes share one database
+without sharing a connection, and every write transaction takes the write lock up front. State
+changes are single guarded ``UPDATE`` statements that return the row they changed: a
+transition from a state it does not allow changes nothing and raises ``IllegalTransition``,
+which is how two writers racing on one row stay correct. Everything is SQLAlchemy Core, so
+another backend runs the same code.
 
 Paths are stored relative to the data folder (the folder holding ``state.db``) in POSIX form,
 so ``GET /files`` never shows a server's absolute layout; ``Ledger.resolve`` turns them back.

@@ -29,6 +29,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.schema import CreateTable
 
+from ingest.base.layout import KINDS
 from ingest.state.db import Migration, add_column, create_tables, run_sql
 from ingest.state.records import BY_BYTES, BY_CONTENT, DUPLICATE, STATES
 
@@ -37,6 +38,7 @@ STORE = "ledger"  # its name in ``schema_versions``
 METADATA = MetaData()
 
 # The states a row may hold, declared from ``ingest.state.records.STATES`` (the one list of them).
+_KINDS_CHECK = "kind IN (" + ", ".join(f"'{kind}'" for kind in KINDS) + ")"
 _STATES_CHECK = "state IN (" + ", ".join(f"'{state}'" for state in STATES) + ")"
 
 FILES = Table(
@@ -44,7 +46,7 @@ FILES = Table(
     METADATA,
     Column("id", Integer, primary_key=True, nullable=True),  # as the first release declared it
     Column("original_name", Text, nullable=False),
-    Column("kind", Text, CheckConstraint("kind IN ('train', 'score')"), nullable=False),
+    Column("kind", Text, CheckConstraint(_KINDS_CHECK), nullable=False),
     Column("size_bytes", Integer),
     Column("sha256", Text),
     Column("state", Text, CheckConstraint(_STATES_CHECK), nullable=False),

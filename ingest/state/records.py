@@ -9,9 +9,10 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import RowMapping
+if TYPE_CHECKING:  # the type only: listing states must not load SQLAlchemy (every command does)
+    from sqlalchemy import RowMapping
 
 RECEIVED = "received"
 NORMALIZED = "normalized"

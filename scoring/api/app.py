@@ -8,6 +8,8 @@ roles, the OpenAPI spec and the views need nothing per model.
 
 from __future__ import annotations
 
+import os
+import signal
 from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -15,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from flask import Flask, g
 
 from scoring.api import (
+    admin,
     audit,
     catalog,
     docs,
@@ -26,6 +29,7 @@ from scoring.api import (
     predict,
     runs,
     score,
+    traffic,
 )
 from scoring.api.adapters import PROTOCOLS
 from scoring.api.auth import register_auth
@@ -35,25 +39,28 @@ from scoring.api.context import (
     bind_request_model,
     unbind_request_model,
 )
-from scoring.api.converters import IdConverter, model_name_converter
+from scoring.api.converters import IdConverter, ModelNameConverter, model_name_converter
 from scoring.api.errors import register_error_handlers
 from scoring.api.jsonio import StrictJSONProvider
 from scoring.api.limits import register_body_limits
 from scoring.api.monitoring import Monitoring
+from scoring.api.openapi import CACHE_KEY
 from scoring.api.pages import register_pages
 from scoring.api.proxies import trust_proxies
 from scoring.api.query import register_query_check
 from scoring.inference.dataplane import Dataplane
 from scoring.models.factory import open_models
 from scoring.models.model import Model, Models
+from scoring.service.reload import RELOADER_KEY, Reloader, reread_file
 from scoring.settings import Settings
+from scoring.traffic.router import Traffic
 
 if TYPE_CHECKING:
     from ingest.state.ledger import Ledger
     from scoring.lifecycle.registry import Registry
 
 # Blueprints whose routes act on one model: each also answers under /models/<name>.
-MODEL_SCOPED = ("predict", "score", "runs", "files", "models")
+MODEL_SCOPED = ("predict", "score", "runs", "files", "models", "traffic")
 MODEL_PREFIX = "/models/<model:model>"
 
 
@@ -65,13 +72,19 @@ def create_app(
     ledger: Ledger | None = None,
     probes: dict[str, Callable[[], dict[str, Any]]] | None = None,
     dataplane: Dataplane | None = None,
+    reloader: Reloader | None = None,
+    reread: Callable[[], Settings] | None = None,
+    reload_all: bool = False,
 ) -> Flask:
     """Build the API over a settings object; nothing is loaded until the first request.
 
     ``served`` passes the models a ``serve`` process already holds (``scoring.models``), so the
     API and the background work share their stores and champions; without it they are opened
     here. ``registry`` and ``ledger`` stand in for the default model's (tests pass their own);
-    ``dataplane`` is the one a ``serve`` process's scored drops already report to.
+    ``dataplane`` is the one a ``serve`` process's scored drops already report to. ``reloader``
+    is the one ``serve`` reloads its background work with; else ``reread`` (or the settings
+    file again) feeds one over these models alone; ``reload_all`` (a gunicorn worker) also
+    has the master replace every worker once this one's reload changed the models.
     """
     app = Flask("dropscore")
     app.json = StrictJSONProvider(app)  # strict JSON everywhere: no NaN/Infinity in answers
@@ -91,7 +104,16 @@ def create_app(
         dataplane=dataplane or Dataplane(),
     )
     services.dataplane.add(services.monitoring.count_rows)  # the first observer: rows scored
+    routed = Traffic(opened, traffic.request_key, traffic.scores_rows)
+    app.extensions[traffic.TRAFFIC_KEY] = routed
+    services.dataplane.router = routed  # canary: who answers; shadow: the next observer
+    services.dataplane.add(routed.observe)
     app.extensions["dropscore"] = services
+    reloader = reloader or Reloader(reread or (lambda: reread_file(settings)), opened)
+    reloader.on_change.append(lambda: _follow_models(app, services))
+    if reload_all:
+        reloader.on_change.append(lambda: os.kill(os.getppid(), signal.SIGHUP))
+    app.extensions[RELOADER_KEY] = reloader
     metrics.register_instrumentation(app)
     sessions = register_pages(app, settings, opened.shared.sessions)
     services.keyring = register_auth(app, settings, opened.shared, sessions)
@@ -101,6 +123,7 @@ def create_app(
     trust_proxies(app, settings)  # forwarded headers: applied from trusted proxies, else dropped
     for module in (
         health, predict, score, models, catalog, files, runs, metrics, audit, openapi, docs,
+        admin, traffic,
     ):  # fmt: skip
         app.register_blueprint(module.bp)
     for protocol in PROTOCOLS:  # the other protocols, each as its adapter declares it
@@ -142,6 +165,15 @@ def _add_model_routes(app: Flask, default: str) -> None:
         bind_request_model()
 
     app.teardown_request(unbind_request_model)
+
+
+def _follow_models(app: Flask, services: Services) -> None:
+    """After a reload: the spec's model names and ``services().root`` follow the served set."""
+    services.root = services.models.root
+    converter = app.url_map.converters["model"]
+    if issubclass(converter, ModelNameConverter):
+        converter.openapi = {"type": "string", "enum": list(services.models)}
+    app.extensions.pop(CACHE_KEY, None)  # the spec is built again on its next request
 
 
 def warm(app: Flask) -> Flask:

@@ -9,10 +9,10 @@ table with the key's name.
 from __future__ import annotations
 
 import logging
-import sqlite3
 from typing import TYPE_CHECKING, Protocol
 
 from flask import Flask, Response, g, request
+from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.wrappers import Response as BaseResponse
 
 from scoring.api.adapters import PROTOCOLS
@@ -86,7 +86,11 @@ ENDPOINT_ROLES: dict[str, str] = {
     "runs.start_training": "operate",
     "models.promote_model": "operate",
     "files.retry_file": "operate",
+    "traffic.show_traffic": "predict",
+    "traffic.show_challenger": "predict",
+    "traffic.set_traffic": "operate",
     "audit.list_audit": "admin",
+    "admin.reload_settings": "admin",
     # the dashboard: pages read; its buttons act with the same roles as the API they mirror
     "pages.overview": "predict",
     "pages.models": "predict",
@@ -97,6 +101,7 @@ ENDPOINT_ROLES: dict[str, str] = {
     "pages.promote": "operate",
     "pages.retrain": "operate",
     "pages.retry": "operate",
+    "pages.set_traffic": "operate",
     **endpoint_roles(PROTOCOLS),  # the other protocols: as each declares its routes
 }
 DEFAULT_ROLE = "admin"
@@ -236,5 +241,5 @@ def _record(trail: AuditLog, response: Response) -> None:
     log.info("audit", extra={k: v for k, v in entry.to_dict().items() if k not in ("ts", "id")})
     try:
         trail.record(entry)
-    except sqlite3.Error:
+    except SQLAlchemyError:
         log.exception("audit entry not stored", extra={"path": entry.path})

@@ -22,6 +22,7 @@ from scoring.api.openapi import (
     response_object,
 )
 from scoring.api.request_ids import request_id
+from scoring.api.traffic import body_key
 from scoring.api.versioning import VERSION_QUERY, requested_version
 from scoring.inference.explain import SPACES
 from scoring.inference.payloads import predict_rows
@@ -63,9 +64,11 @@ def predict(version: int | None = None) -> Response:
     """Answer one row as one prediction, or many rows (instances, 2-D X_test) in one call."""
     s = services()
     m = s.model()  # the request's model, looked up once
-    # read once: the request ends on this version (the champion unless one is named)
-    model = s.dataplane.model(m.versions, requested_version(version))
-    X, single = predict_rows(request_json(), model.schema, m.settings.server.max_rows_per_request)
+    named = requested_version(version)
+    body = request_json()
+    # read once: the request ends on this version (the champion, or a canary, unless named)
+    model = s.dataplane.model(m.versions, named, body_key(body))
+    X, single = predict_rows(body, model.schema, m.settings.server.max_rows_per_request)
     if single:
         return jsonio.json_response(
             s.dataplane.predict_one(m.name, model, X, "predict", request_id())

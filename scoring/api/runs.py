@@ -69,7 +69,9 @@ def start_training() -> tuple[Response, int, dict[str, str]]:
     """Queue a retrain and train in a background thread; 409 while another retrain runs."""
     s = services()
     try:
-        pending = begin_retrain(s.settings, "api", force=_force(), requested_by=current_key_name())
+        pending = begin_retrain(
+            s.settings, "api", force=_force(), requested_by=current_key_name(), runs=s.runs
+        )
     except RetrainBusy as exc:
         raise Conflict(str(exc)) from None
     # Not a daemon: a stopping server lets the retrain finish and record itself.

@@ -12,14 +12,19 @@ needs heavy work (statistics, writes, a second model) must hand the event to its
 queue and return. An observer that raises is logged and skipped: the client's answer never
 depends on one. Bulk runs (``/score-file``, scored drops) send one event per file, with row
 counts and no rows.
+
+Which version answers a request that names none is the ``Router``'s choice (``scoring.traffic``:
+the champion, or a canary challenger for a fraction of requests), made here once for every
+protocol; without a router the champion answers.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable
-from typing import Any, NamedTuple
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
@@ -55,20 +60,45 @@ class Scored(NamedTuple):
 
 
 Observer = Callable[[Scored], None]
+# A request's sticky key for the canary, given the configured key's name (None: none set).
+KeyOf = Callable[[str | None], str | None]
+
+
+class Router(Protocol):
+    """Chooses who answers a request naming no version, and hears of a version's failures."""
+
+    def choose(self, versions: VersionCache, key_of: KeyOf | None = None) -> LoadedModel:
+        """Return the version that answers: the champion, or a challenger."""
+        ...
+
+    def failed(self, name: str, version: str) -> None:
+        """Count a request the version could not answer."""
+        ...
 
 
 class Dataplane:
     """One app's scoring step and the observers it calls after every scoring."""
 
-    def __init__(self, observers: Iterable[Observer] = ()) -> None:
+    def __init__(self, observers: Iterable[Observer] = (), router: Router | None = None) -> None:
         self.observers: list[Observer] = list(observers)
+        self.router = router
 
     def add(self, observer: Observer) -> None:
         """Register an observer; it sees every event from now on, after those before it."""
         self.observers.append(observer)
 
-    def model(self, versions: VersionCache, version: int | str | None = None) -> LoadedModel:
-        """Look up the version a request names (the champion when none), once per request."""
+    def model(
+        self,
+        versions: VersionCache,
+        version: int | str | None = None,
+        key_of: KeyOf | None = None,
+    ) -> LoadedModel:
+        """Look up the version a request names, else the router's choice, once per request.
+
+        ``key_of`` finds the request's sticky key, asked only when a canary needs one.
+        """
+        if version is None and self.router is not None:
+            return self.router.choose(versions, key_of)
         return model_for(versions, version)
 
     def predict(
@@ -81,7 +111,8 @@ class Dataplane:
     ) -> Predictions:
         """Predict every row of a validated matrix in one call, then tell the observers."""
         started = time.perf_counter()
-        out = predict_many(model, X)
+        with self._counting_failure(name, model):
+            out = predict_many(model, X)
         self.notify(
             Scored(
                 name, model.version, protocol, len(out.values), time.perf_counter() - started,
@@ -100,7 +131,8 @@ class Dataplane:
     ) -> dict[str, Any]:
         """Predict one validated row on the single-row fast path, then tell the observers."""
         started = time.perf_counter()
-        out = predict_one(model, row)
+        with self._counting_failure(name, model):
+            out = predict_one(model, row)
         self.notify(
             Scored(
                 name, model.version, protocol, 1, time.perf_counter() - started,
@@ -147,6 +179,16 @@ class Dataplane:
         self.notify(
             Scored(name, version, protocol, rows, seconds, failed=failed, file_id=file_id)
         )
+
+    @contextmanager
+    def _counting_failure(self, name: str, model: LoadedModel) -> Iterator[None]:
+        """Tell the router a version failed a request; the error still goes to the client."""
+        try:
+            yield
+        except Exception:
+            if self.router is not None:
+                self.router.failed(name, model.version)
+            raise
 
     def notify(self, event: Scored) -> None:
         """Hand one event to every observer in order; one that raises is logged, never re-raised."""

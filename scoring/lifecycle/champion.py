@@ -18,9 +18,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import sqlite3
 import threading
 import time
+
+from sqlalchemy.exc import SQLAlchemyError
 
 from ingest.base.layout import DEFAULT_MODEL
 from ingest.base.logs import bound_to
@@ -74,7 +75,7 @@ class ChampionHolder:
             self._start()
         model = self._model
         if model is None and self.last_error is None:  # promoted since the last poll?
-            with contextlib.suppress(sqlite3.Error):  # a busy database: the poller retries
+            with contextlib.suppress(SQLAlchemyError):  # a busy database: the poller retries
                 self.refresh()
             model = self._model
         if model is None:

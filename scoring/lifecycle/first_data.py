@@ -21,7 +21,7 @@ from scoring.lifecycle.champion import ChampionHolder
 from scoring.lifecycle.contract import model_features
 from scoring.lifecycle.registry import Registry
 from scoring.lifecycle.runner import PendingRun, begin_retrain, execute
-from scoring.lifecycle.runs import RetrainBusy
+from scoring.lifecycle.runs import RetrainBusy, Runs
 from scoring.lifecycle.schema import normalize_name
 from scoring.settings import Settings
 
@@ -31,9 +31,12 @@ TRIGGER = "first_data"
 
 
 def first_data_trigger(
-    settings: Settings, registry: Registry, champion: ChampionHolder
+    settings: Settings, registry: Registry, champion: ChampionHolder, runs: Runs | None = None
 ) -> Callable[[FileRecord], None]:
-    """Build the intake hook that trains the first model once enough labelled rows arrived."""
+    """Build the intake hook that trains the first model once enough labelled rows arrived.
+
+    ``runs`` is the serving process's run store for the model (opened per run when None).
+    """
 
     def hook(record: FileRecord) -> None:
         with bound(model=settings.name):
@@ -50,7 +53,7 @@ def first_data_trigger(
             )
             return
         try:
-            pending = begin_retrain(settings, TRIGGER)
+            pending = begin_retrain(settings, TRIGGER, runs=runs)
         except RetrainBusy:  # a retrain is already running: it will make the first model
             return
         log.info("first model training", extra={"run_id": pending.run_id, "rows": rows})

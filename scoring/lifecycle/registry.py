@@ -6,28 +6,25 @@ changes once written: it is built under a temporary name and renamed into place 
 store (``scoring.lifecycle.artifacts``, the one place the folders are written, read and removed).
 (A version registered before folds were stored gets its ``fold.json`` on its first load,
 atomically.)
-Which version is champion lives only in the index, so a promotion is one SQLite transaction —
-every process sees the old or the new champion, never a mix. Model files load only from this
-folder and only with the explicit list of trusted types below, so a tampered file cannot run
-code.
+Which version is champion lives only in the index (``index_protocol.ModelIndex``: the
+``models`` table of the state database), so a promotion is one transaction — every process
+sees the old or the new champion, never a mix. Model files load only from this folder and only
+with the explicit list of trusted types below, so a tampered file cannot run code.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
-import os
-import sqlite3
-import threading
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO, cast
 
-from ingest.state.sqlite import add_column, connect, transaction
+from ingest.state.db import StateDB
 from scoring.errors import ModelFileError, NotFound
 from scoring.lifecycle.artifacts import ArtifactStore, json_bytes
+from scoring.lifecycle.index_protocol import ModelIndex, ModelRecord
+from scoring.lifecycle.models_table import ModelsTable
 
 log = logging.getLogger("dropscore.model")
 
@@ -45,51 +42,6 @@ TRUSTED_TYPES = (
     "sklearn.tree._tree.Tree",
 )
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS models (
-    version     INTEGER PRIMARY KEY,
-    status      TEXT NOT NULL,
-    created_at  TEXT NOT NULL,
-    promoted_at TEXT,
-    promoted_by TEXT,
-    reason      TEXT,
-    estimator   TEXT,
-    task        TEXT,
-    metrics     TEXT
-);
-CREATE UNIQUE INDEX IF NOT EXISTS one_champion ON models(status) WHERE status = 'champion';
-"""
-
-
-@dataclass(frozen=True)
-class ModelRecord:
-    """One model version's row in the registry."""
-
-    version: int
-    status: str
-    created_at: str
-    promoted_at: str | None
-    promoted_by: str | None  # the API key's name or the CLI's user; None when the rule promoted
-    reason: str | None
-    estimator: str | None
-    task: str | None
-    metrics: dict[str, Any]
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return the JSON shape the API shows; versions are text."""
-        return {
-            "version": str(self.version),
-            "status": self.status,
-            "created_at": self.created_at,
-            "promoted_at": self.promoted_at,
-            "promoted_by": self.promoted_by,
-            "reason": self.reason,
-            "estimator": self.estimator,
-            "task": self.task,
-            "metrics": self.metrics,
-        }
-
-
 def now() -> str:
     """Return the current UTC time as the ISO 8601 text the registry stores."""
     return datetime.now(UTC).isoformat(timespec="milliseconds")
@@ -98,22 +50,10 @@ def now() -> str:
 class Registry:
     """Versions on disk plus their index; safe to use from many processes at once."""
 
-    def __init__(self, models_dir: Path, db_path: Path) -> None:
+    def __init__(self, models_dir: Path, db: StateDB) -> None:
         self.models_dir = models_dir
-        self.db_path = db_path
         self.artifacts = ArtifactStore.local(models_dir)  # the versions' files
-        # One connection per thread and process, opened on first use: a connection shared by
-        # threads would mix their transactions, and one inherited across fork is unsafe.
-        self._local = threading.local()
-
-    def _db(self) -> sqlite3.Connection:
-        local = self._local
-        if getattr(local, "pid", None) != os.getpid():
-            local.conn = connect(self.db_path, check_same_thread=False)
-            local.conn.executescript(_SCHEMA)
-            add_column(local.conn, "models", "promoted_by", "TEXT")
-            local.pid = os.getpid()
-        return local.conn
+        self.index: ModelIndex = ModelsTable(db)  # their status, and which one is champion
 
     # -- writing ---------------------------------------------------------------------------
 
@@ -131,10 +71,8 @@ class Registry:
             import skops.io as sio  # not at module level: it imports all of scikit-learn
 
             staged.write_bytes(MODEL_FILE, sio.dumps(pipeline))
-            conn = self._db()
-            with transaction(conn):
-                row = conn.execute("SELECT COALESCE(MAX(version), 0) + 1 FROM models").fetchone()
-                version = int(row[0])
+            with self.index.reserve() as slot:
+                version = slot.version
                 card = {**card, "version": str(version)}
                 staged.write_json(CARD_FILE, card)
                 if holdout is not None:
@@ -142,32 +80,19 @@ class Registry:
                 if fold is not None:
                     staged.write_json(FOLD_FILE, fold)
                 self.artifacts.publish(staged, version)  # replaces a crash's unindexed leftover
-                conn.execute(
-                    "INSERT INTO models (version, status, created_at, estimator, task, metrics)"
-                    " VALUES (?, ?, ?, ?, ?, ?)",
-                    (
-                        version,
-                        status,
-                        card.get("created_at", now()),
-                        card.get("estimator"),
-                        card.get("schema", {}).get("task"),
-                        json.dumps(card.get("metrics", {})),
-                    ),
+                slot.add(
+                    status=status,
+                    created_at=card.get("created_at", now()),
+                    estimator=card.get("estimator"),
+                    task=card.get("schema", {}).get("task"),
+                    metrics=card.get("metrics", {}),
                 )
         return version
 
     def promote(self, version: int, reason: str = "promoted", by: str | None = None) -> ModelRecord:
         """Make ``version`` the champion in one transaction, recording who; archive the old one."""
-        conn = self._db()
-        with transaction(conn):
-            if conn.execute("SELECT 1 FROM models WHERE version=?", (version,)).fetchone() is None:
-                raise NotFound(f"model version {version} does not exist")
-            conn.execute("UPDATE models SET status='archived' WHERE status='champion'")
-            conn.execute(
-                "UPDATE models SET status='champion', promoted_at=?, promoted_by=?, reason=?"
-                " WHERE version=?",
-                (now(), by, reason, version),
-            )
+        if not self.index.promote(version, at=now(), reason=reason, by=by):
+            raise NotFound(f"model version {version} does not exist")
         log.info("promoted", extra={"version": version, "by": by, "reason": reason})
         return self.get(version)
 
@@ -175,10 +100,7 @@ class Registry:
         """Mark a version challenger or rejected (never champion: that is ``promote``)."""
         if status not in ("challenger", "rejected", "archived"):
             raise ValueError(f"cannot set status {status!r} directly")
-        self._db().execute(
-            "UPDATE models SET status=?, reason=? WHERE version=? AND status != 'champion'",
-            (status, reason, version),
-        )
+        self.index.set_status(version, status, reason)
 
     def clean_incoming(self) -> None:
         """Remove folders left by a crash mid-write; they were never indexed."""
@@ -188,20 +110,18 @@ class Registry:
 
     def list(self) -> list[ModelRecord]:
         """Return every model version, oldest first."""
-        rows = self._db().execute("SELECT * FROM models ORDER BY version").fetchall()
-        return [_record(r) for r in rows]
+        return self.index.list()
 
     def get(self, version: int) -> ModelRecord:
         """Return one version's record, or raise NotFound (404)."""
-        row = self._db().execute("SELECT * FROM models WHERE version=?", (version,)).fetchone()
-        if row is None:
+        found = self.index.get(version)
+        if found is None:
             raise NotFound(f"model version {version} does not exist")
-        return _record(row)
+        return found
 
     def champion_version(self) -> int | None:
         """Read the pointer: cheap enough to poll several times a second from every process."""
-        row = self._db().execute("SELECT version FROM models WHERE status='champion'").fetchone()
-        return None if row is None else int(row[0])
+        return self.index.champion_version()
 
     def card(self, version: int) -> dict[str, Any]:
         """Return a version's model card (schema, metrics, library versions)."""
@@ -250,6 +170,8 @@ class Registry:
             source = self.artifacts.open(version, MODEL_FILE)
         except FileNotFoundError:
             raise ModelFileError(f"model file {MODEL_FILE} is missing") from None
+        except OSError as exc:  # a folder in its place, no permission: the same clear error
+            raise ModelFileError(f"model file {MODEL_FILE} is unreadable: {exc}") from None
         with source:
             return load_trusted_file(cast(BinaryIO, source), MODEL_FILE)
 
@@ -297,16 +219,3 @@ def _fold_of(pipeline: Any, card: dict[str, Any]) -> dict[str, Any] | None:
     fold = compile_linear(pipeline, schema, card.get("estimator", ""))
     return None if fold is None else fold.to_dict()
 
-
-def _record(row: sqlite3.Row) -> ModelRecord:
-    return ModelRecord(
-        version=int(row["version"]),
-        status=row["status"],
-        created_at=row["created_at"],
-        promoted_at=row["promoted_at"],
-        promoted_by=row["promoted_by"],
-        reason=row["reason"],
-        estimator=row["estimator"],
-        task=row["task"],
-        metrics=json.loads(row["metrics"] or "{}"),
-    )

@@ -50,10 +50,19 @@ def open_runs(settings: Settings) -> Runs:
 
 
 def begin_retrain(
-    settings: Settings, trigger: str, *, force: bool = False, requested_by: str | None = None
+    settings: Settings,
+    trigger: str,
+    *,
+    force: bool = False,
+    requested_by: str | None = None,
+    runs: Runs | None = None,
 ) -> PendingRun:
-    """Take the lock and queue a run; raise RetrainBusy while another retrain runs."""
-    runs = open_runs(settings)
+    """Take the lock and queue a run; raise RetrainBusy while another retrain runs.
+
+    ``runs`` is the model's run store the caller already holds (a serving process passes its
+    own, so a request opens no database); a one-shot command leaves it to be opened here.
+    """
+    runs = runs if runs is not None else open_runs(settings)
     lock = take_retrain(runs)
     try:
         abandoned = runs.abandon_unfinished()  # we hold the lock: those runs died with a process
@@ -121,18 +130,21 @@ def run_retrain(
     force: bool = False,
     progress: Callable[[str], None] | None = None,
     on_promoted: Callable[[], None] | None = None,
+    runs: Runs | None = None,
 ) -> RunRecord:
     """Retrain now (the training in a child process) and return the recorded run.
 
-    Raises RetrainBusy while another retrain runs.
+    Raises RetrainBusy while another retrain runs. ``runs`` as for ``begin_retrain``.
     """
-    pending = begin_retrain(settings, trigger, force=force)
+    pending = begin_retrain(settings, trigger, force=force, runs=runs)
     return execute(pending, registry, progress, on_promoted)
 
 
-def record_skipped(settings: Settings, trigger: str, reason: str, skip: str) -> RunRecord:
+def record_skipped(
+    settings: Settings, trigger: str, reason: str, skip: str, runs: Runs | None = None
+) -> RunRecord:
     """Record a run that never started (missed, or refused by the lock), so operators see it."""
-    runs = open_runs(settings)
+    runs = runs if runs is not None else open_runs(settings)
     run_id = runs.create(trigger, state="skipped")
     stamp = now()
     return runs.update(run_id, started_at=stamp, finished_at=stamp, reason=reason, skip=skip)

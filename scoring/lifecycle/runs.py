@@ -193,7 +193,7 @@ class Runs(Protocol):
 
 
 class RunStore:
-    """The ``runs`` table of one state database; a connection per transaction (``StateDB``)."""
+    """The ``runs`` table of one state database, reached a transaction at a time (``StateDB``)."""
 
     def __init__(self, db: StateDB, locks: Locks | None = None) -> None:
         self.db = db

@@ -25,6 +25,7 @@ def open_model(settings: Settings, name: str | None = None) -> Model:
     from ingest.state.ledger import Ledger
     from scoring.lifecycle.registry import Registry
     from scoring.lifecycle.runs import RunStore
+    from scoring.traffic.store import TrafficStore
 
     view = settings.for_model(name or settings.name)
     db = StateDB.at(view.db_path)
@@ -32,8 +33,9 @@ def open_model(settings: Settings, name: str | None = None) -> Model:
         settings=view,
         db=db,
         ledger=Ledger(db),
-        registry=Registry(view.models_dir, view.db_path),
+        registry=Registry(view.models_dir, db),
         runs=RunStore(db),
+        traffic=TrafficStore(db),
     )
 
 
@@ -46,9 +48,10 @@ def open_shared(settings: Settings) -> SharedStores:
     path = settings.shared_db_path
     server = settings.server
     lifetimes = Lifetimes(server.session_idle_minutes * 60.0, server.session_max_hours * 3600.0)
+    db = StateDB.at(path)
     return SharedStores(
-        db=StateDB.at(path),
-        keys=KeyStore(path),
-        audit=AuditLog(path),
-        sessions=SessionStore(path, lifetimes),
+        db=db,
+        keys=KeyStore(db),
+        audit=AuditLog(db),
+        sessions=SessionStore(db, lifetimes),
     )

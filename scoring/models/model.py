@@ -12,7 +12,6 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from scoring.errors import NotFound
@@ -20,16 +19,19 @@ from scoring.models.job_ids import job_id
 
 if TYPE_CHECKING:
     from ingest.base.layout import DataLayout
+    from ingest.lake.store import Lake
     from ingest.state.db import StateDB
     from ingest.state.ledger import Ledger
     from scoring.audit import AuditLog
     from scoring.keys import KeyStore
+    from scoring.lifecycle.artifacts import ArtifactStore
     from scoring.lifecycle.champion import ChampionHolder
     from scoring.lifecycle.registry import Registry
     from scoring.lifecycle.runs import RunStore
     from scoring.lifecycle.versions import VersionCache
     from scoring.sessions import SessionStore
     from scoring.settings import Settings
+    from scoring.traffic.store import TrafficStore
 
 
 @dataclass
@@ -53,6 +55,7 @@ class Model:
     ledger: Ledger
     registry: Registry
     runs: RunStore
+    traffic: TrafficStore  # the shadow/canary setting and its per-day figures
     _serving: _Serving | None = field(default=None, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
@@ -67,9 +70,19 @@ class Model:
         return self.settings.layout
 
     @property
-    def artifacts(self) -> Path:
-        """The folder the registry keeps this model's versions in."""
-        return self.settings.models_dir
+    def artifacts(self) -> ArtifactStore:
+        """The store of this model's version files (the registry's; one object per model)."""
+        return self.registry.artifacts
+
+    def lake(self, kind: str) -> Lake:
+        """The lake of one kind of this model's drops (``train`` or ``score``), as one object.
+
+        Reading and writing lake files goes through it (``ingest.lake.store``), so a lake on
+        another filesystem is a change to where this object is built, not to its callers.
+        """
+        from ingest.lake.store import Lake  # Deferred: pyarrow, for commands that never read it
+
+        return Lake.local(self.layout.lake(kind))
 
     @property
     def champion(self) -> ChampionHolder:
@@ -88,6 +101,13 @@ class Model:
     def using(self, **stores: Any) -> Model:
         """Return this model with some stores replaced (tests hand in their own registry)."""
         return replace(self, **{k: v for k, v in stores.items() if v is not None})
+
+    def stop(self) -> None:
+        """Stop this model's serving threads (its champion's polling), when it is no longer
+        served; a request still holding it finishes."""
+        with self._lock:
+            if self._serving is not None:
+                self._serving.champion.stop()
 
     def _served(self) -> _Serving:
         with self._lock:
@@ -120,6 +140,9 @@ class Models(Mapping[str, Model]):
     root: Settings  # the settings as loaded; ``root.name`` is the default model
     by_name: dict[str, Model]
     shared: SharedStores
+    # Serializes ``add``/``remove``; readers take no lock: each change swaps in a new dict, so
+    # a request iterating or looking up the old one finishes on a consistent set.
+    _changing: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def __getitem__(self, name: str) -> Model:
         return self.by_name[name]
@@ -148,3 +171,21 @@ class Models(Mapping[str, Model]):
     def using(self, name: str, **stores: Any) -> Models:
         """Return the set with one model's stores replaced (tests hand in their own)."""
         return replace(self, by_name={**self.by_name, name: self.by_name[name].using(**stores)})
+
+    def add(self, model: Model, root: Settings) -> None:
+        """Serve one more model (a reload found its section); ``root`` is the new settings."""
+        with self._changing:
+            if model.name in self.by_name:
+                raise ValueError(f"model {model.name!r} is already served")
+            self.by_name = {**self.by_name, model.name: model}
+            self.root = root
+
+    def remove(self, name: str, root: Settings) -> Model:
+        """Stop serving one model (its section was removed); later lookups answer 404."""
+        with self._changing:
+            if name == self.root.name:
+                raise ValueError(f"model {name!r} is the default model: it needs a restart")
+            found = self.by_name[name]
+            self.by_name = {k: v for k, v in self.by_name.items() if k != name}
+            self.root = root
+            return found

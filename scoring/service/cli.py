@@ -10,7 +10,7 @@ import click
 
 from ingest.base.formats import OUTPUT_FORMATS
 from ingest.base.layout import KINDS
-from scoring.service import init_cli, keys_cli, records_cli
+from scoring.service import init_cli, keys_cli, records_cli, traffic_cli
 from scoring.service.model_option import accept_model, chosen_model, model_option
 from scoring.service.records_cli import fmt_number
 from scoring.service.tables import text_table
@@ -20,7 +20,7 @@ DEFAULT_SETTINGS = "settings.toml"
 # Commands that read or change records but never build a model. They skip the check of
 # [model] params against the estimator's signature, which would import scikit-learn, so they
 # answer at once; scikit-learn, pandas and skops load only in commands that use them.
-RECORD_COMMANDS = frozenset({"models", "files", "runs", "keys", "audit"})
+RECORD_COMMANDS = frozenset({"models", "files", "runs", "keys", "audit", "traffic"})
 # Commands that act on every model (or on none), so --model does not choose for them.
 ALL_MODEL_COMMANDS = frozenset({"serve", "worker", "api", "keys", "audit", "init"})
 # Services log every event as JSON lines at INFO for log shippers; every other command is run by
@@ -65,6 +65,12 @@ class Context:
                 raise click.ClickException(str(exc)) from None
             _say_settings(loaded, self.command in SERVICE_COMMANDS)
         return self._settings
+
+    def reread(self) -> Settings:
+        """Read the settings file again as at start, for a reload; SettingsError if invalid."""
+        from scoring.service.reload import reread_file
+
+        return reread_file(self.settings, self.overrides, self.check_params)
 
     @property
     def model(self) -> str | None:
@@ -179,7 +185,7 @@ def serve(ctx: Context, host: str | None, port: int | None) -> None:
 
     _listen_at(ctx, host, port)
     try:
-        run_serve(ctx.settings)
+        run_serve(ctx.settings, ctx.reread)
     except (CannotListen, AlreadyRunning, SchedulerStartError) as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -208,14 +214,21 @@ def api(ctx: Context, workers: int | None, host: str | None, port: int | None) -
 
     for one in settings.each_model():
         reap_interrupted(open_model(one))
+    master = os.getpid()
     try:
         serve_gunicorn(
-            settings, lambda: warm(create_app(settings)), workers or settings.server.workers
+            settings,
+            lambda now: warm(create_app(now, reread=ctx.reread, reload_all=True)),
+            workers or settings.server.workers,
+            ctx.reread,
         )
     except CannotListen as exc:
         raise click.ClickException(str(exc)) from None
     finally:
-        shutil.rmtree(metrics_dir, ignore_errors=True)
+        # A gunicorn worker that exits (a reload replaces them all) unwinds through here too:
+        # only the master, once every worker is gone, removes the folder they all write to.
+        if os.getpid() == master:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 @main.command()
@@ -226,7 +239,7 @@ def worker(ctx: Context) -> None:
     from scoring.service.runtime import AlreadyRunning, run_worker
 
     try:
-        run_worker(ctx.settings)
+        run_worker(ctx.settings, ctx.reread)
     except (AlreadyRunning, SchedulerStartError) as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -248,7 +261,12 @@ def train(ctx: Context, force: bool) -> None:
         intake.bootstrap(settings.training.bootstrap_data)
     try:
         run = run_retrain(
-            settings, model.registry, "cli", force=force, progress=lambda m: click.echo(m, err=True)
+            settings,
+            model.registry,
+            "cli",
+            force=force,
+            progress=lambda m: click.echo(m, err=True),
+            runs=model.runs,
         )
     except RetrainBusy as exc:
         raise click.ClickException(str(exc)) from None
@@ -366,6 +384,7 @@ def ingest_cmd(ctx: Context, files: tuple[str, ...], kind: str) -> None:
 for _command in (*records_cli.COMMANDS, *keys_cli.COMMANDS):  # runs, models, files, keys, audit
     main.add_command(_command)
 main.add_command(init_cli.init)
+main.add_command(traffic_cli.traffic_cmd)
 for _name, _command in main.commands.items():  # commands about one model take --model after them
     if _name not in ALL_MODEL_COMMANDS:
         accept_model(_command)

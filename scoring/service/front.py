@@ -479,11 +479,14 @@ def front_worker(options: FrontOptions) -> type:
 
     gunicorn keeps what it is good at (pre-fork, restarts, the heartbeat, the master's
     sockets); the worker answers through the same loop as ``serve`` instead of gthread's
-    thread per connection. SIGTERM (gunicorn's graceful stop) drains; SIGQUIT and SIGINT quit.
+    thread per connection. SIGTERM (gunicorn's graceful stop) drains; SIGQUIT and SIGINT quit;
+    SIGHUP reloads the settings in place.
     """
     import os
 
     from gunicorn.workers.base import Worker
+
+    from scoring.service.reload import RELOADER_KEY, reload_on_sighup
 
     class FrontWorker(Worker):
         """A gunicorn worker running the front on the sockets its master listens on."""
@@ -493,6 +496,9 @@ def front_worker(options: FrontOptions) -> type:
             # gunicorn's listeners wrap the socket itself: waitress wants the socket
             listeners = [getattr(listener, "sock", listener) for listener in self.sockets]
             front = Front(self.wsgi, listeners, options)
+            reloader = getattr(self.wsgi, "extensions", {}).get(RELOADER_KEY)
+            if reloader is not None:  # SIGHUP (the master forwards it): reload in place
+                reload_on_sighup(reloader)
             last = 0.0
 
             def beat() -> None:

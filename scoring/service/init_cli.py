@@ -239,11 +239,11 @@ def _next_steps(
             f" {taken.state})"
         )
         click.echo(
-            f"next: run `dropscore serve` here (restart it if it runs): it trains {name!r} on"
+            f"next: run `dropscore serve` here (`kill -HUP` it if it runs): it trains {name!r} on"
             f" it and serves it at /models/{name}/predict"
         )
         return
     click.echo(
         f"next: drop a labelled file into {layout.inbox('train')}/ to train it, and"
-        " restart `dropscore serve` to serve it"
+        " `kill -HUP` a running `dropscore serve` to serve it"
     )

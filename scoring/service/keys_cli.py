@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from scoring.keys import ROLES
+from scoring.keys_protocol import ROLES
 from scoring.service.tables import text_table
 
 ROLE_CHOICE = click.Choice(ROLES)

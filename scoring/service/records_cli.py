@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from ingest.state.ledger import STATES as LEDGER_STATES
+from ingest.state.records import STATES as LEDGER_STATES
 from scoring.service.keys_cli import cli_user
 from scoring.service.tables import terminal_width, text_table
 

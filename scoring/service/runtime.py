@@ -9,7 +9,7 @@ import logging
 import os
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +31,7 @@ from scoring.lifecycle.runner import run_retrain
 from scoring.lifecycle.runs import RetrainBusy
 from scoring.models.factory import open_model, open_models
 from scoring.models.model import Model, Models
+from scoring.service.reload import Reloader, reload_on_sighup
 from scoring.settings import Settings
 
 if TYPE_CHECKING:
@@ -89,7 +90,7 @@ def bootstrap(model: Model, intake: Intake) -> None:
         )
         return
     try:
-        run = run_retrain(settings, registry, trigger="bootstrap")
+        run = run_retrain(settings, registry, trigger="bootstrap", runs=model.runs)
     except RetrainBusy as exc:
         log.warning("no model yet", extra={"reason": str(exc)})
         return
@@ -124,6 +125,19 @@ class Background:
     schedule: Schedule
     dataplane: Dataplane  # scored drops' events; `serve` shares it with the API
 
+    def add(self, model: Model, root: Settings) -> None:
+        """Prepare a model a reload added, then watch its inboxes and schedule its jobs."""
+        intake = prepare_model(model, self.dataplane)  # folders, recovery, first training
+        self.intakes[model.name] = intake
+        self.watcher.add(intake)
+        self.schedule.add_model(root, model.name)
+
+    def remove(self, name: str, root: Settings) -> None:
+        """Stop a removed model's jobs (a running one ends first), then its inboxes."""
+        self.schedule.remove_model(root, name)
+        self.watcher.remove(name)
+        self.intakes.pop(name, None)
+
 
 def _model_of(model: Model) -> dict[str, str]:
     return {"model": model.name}
@@ -140,7 +154,7 @@ def prepare_model(model: Model, dataplane: Dataplane | None = None) -> Intake:
     intake.resume()
     bootstrap(model, intake)
     start_scoring(model, intake, dataplane)
-    first = first_data_trigger(settings, registry, model.champion)  # without waiting
+    first = first_data_trigger(settings, registry, model.champion, model.runs)  # no waiting
     intake.on_normalized = chain(intake.on_normalized, first)
     return intake
 
@@ -158,7 +172,7 @@ def background(settings: Settings, models: Models | None = None) -> Iterator[Bac
         intakes = {name: prepare_model(model, dataplane) for name, model in models.items()}
         watcher = Watcher(next(iter(intakes.values())).config, *intakes.values())
         watcher.start()
-        schedule = Schedule(settings)
+        schedule = Schedule(settings, models)
         try:
             schedule.start()
             yield Background(models, intakes, watcher, schedule, dataplane)
@@ -168,8 +182,9 @@ def background(settings: Settings, models: Models | None = None) -> Iterator[Bac
             log.info("stopped")
 
 
-def run_serve(settings: Settings) -> None:
-    """API + watcher + scheduler in one process: the embedded default."""
+def run_serve(settings: Settings, load: Callable[[], Settings] | None = None) -> None:
+    """API + watcher + scheduler in one process: the embedded default; ``load`` reads the
+    settings again on SIGHUP or ``POST /admin/reload``."""
     from scoring.service.front import front_options
     from scoring.service.server import body_cap, listen_sockets, serve_threaded, warn_if_open
 
@@ -181,21 +196,25 @@ def run_serve(settings: Settings) -> None:
     from scoring.api.app import create_app, warm
 
     with background(settings) as bg:
+        reloader = Reloader(load or (lambda: settings), bg.models, bg)
         app = create_app(
             settings,
             served=bg.models,
             dataplane=bg.dataplane,
             probes={"watcher": bg.watcher.status, "scheduler": bg.schedule.status},
+            reloader=reloader,
         )
+        reload_on_sighup(reloader)
         app.extensions["dropscore"].monitoring.registry.register(bg.schedule.collector())
         warm(app)
         serve_threaded(app, sockets, front_options(settings, body_cap(settings)))
 
 
-def run_worker(settings: Settings) -> None:
+def run_worker(settings: Settings, load: Callable[[], Settings] | None = None) -> None:
     """Watcher + scheduler without the API, for deployments with separate API replicas."""
     stop = threading.Event()
-    with background(settings):
+    with background(settings) as bg:
+        reload_on_sighup(Reloader(load or (lambda: settings), bg.models, bg))
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
         log.info(

@@ -17,7 +17,6 @@ import math
 import os
 import signal
 import socket
-import sqlite3
 import sys
 import threading
 from collections.abc import Callable
@@ -169,6 +168,8 @@ def _loopback(sock: socket.socket) -> bool:
 
 def _any_key(settings: Settings) -> bool:
     """Say whether auth is on: a key in settings or a live one in the key store."""
+    from sqlalchemy.exc import SQLAlchemyError
+
     from scoring.models.factory import open_shared
 
     if settings.server.api_keys:
@@ -177,7 +178,7 @@ def _any_key(settings: Settings) -> bool:
         return False
     try:
         return bool(open_shared(settings).keys.live_hashes())
-    except sqlite3.Error:  # unreadable: say nothing rather than cry wolf or stop the start
+    except SQLAlchemyError:  # unreadable: say nothing rather than cry wolf or stop the start
         return True
 
 
@@ -210,9 +211,31 @@ def gunicorn_options(
     }
 
 
-def run_gunicorn(factory: Callable[[], Any], options: dict[str, Any]) -> None:
-    """Run gunicorn with these options until it stops; each worker calls factory after fork."""
+def run_gunicorn(
+    factory: Callable[[], Any],
+    options: dict[str, Any],
+    on_reload: Callable[[], None] | None = None,
+) -> None:
+    """Run gunicorn with these options until it stops; each worker calls factory after fork.
+
+    With ``on_reload``, SIGHUP to the master calls it and forwards the signal to each worker,
+    which reloads in place (``scoring.service.reload``) instead of gunicorn's own reload (new
+    workers, old ones stopped): the models already served never stop, and no keep-alive
+    connection is closed under a client. A worker started later calls the factory, which
+    builds from the settings ``on_reload`` kept.
+    """
     from gunicorn.app.base import BaseApplication
+    from gunicorn.arbiter import Arbiter
+
+    class Forwarding(Arbiter):
+        """gunicorn's master, forwarding SIGHUP to its workers instead of replacing them."""
+
+        def handle_hup(self) -> None:
+            if on_reload is None:
+                return super().handle_hup()
+            on_reload()
+            for pid in list(self.WORKERS):
+                self.kill_worker(pid, signal.SIGHUP)
 
     class Application(BaseApplication):
         """gunicorn's embedding API: options from our dict, the app from our factory."""
@@ -224,11 +247,29 @@ def run_gunicorn(factory: Callable[[], Any], options: dict[str, Any]) -> None:
         def load(self) -> Any:
             return factory()
 
+        def run(self) -> None:
+            try:
+                Forwarding(self).run()
+            except RuntimeError as exc:  # gunicorn's own way to report a failed start
+                print(f"\nError: {exc}\n", file=sys.stderr, flush=True)
+                sys.exit(1)
+
     Application().run()
 
 
-def serve_gunicorn(settings: Settings, factory: Callable[[], Flask], workers: int) -> None:
-    """Run gunicorn with ``workers`` processes, each building the app after fork."""
+def serve_gunicorn(
+    settings: Settings,
+    factory: Callable[[Settings], Flask],
+    workers: int,
+    reread: Callable[[], Settings] | None = None,
+) -> None:
+    """Run gunicorn with ``workers`` processes, each building the app after fork.
+
+    SIGHUP to the master reads the settings again with ``reread`` for the workers it starts
+    later (an invalid file: one log line, and they keep the running settings) and forwards the
+    signal to each worker, which reloads its models in place; a reload by ``POST
+    /admin/reload`` in one worker sends the master that signal, so every worker follows.
+    """
     from scoring.api.monitoring import MULTIPROC_ENV
     from scoring.service.front import front_options
 
@@ -245,7 +286,30 @@ def serve_gunicorn(settings: Settings, factory: Callable[[], Flask], workers: in
     options = gunicorn_options(binds, workers, server.threads, front)
     options["child_exit"] = _mark_dead  # Prometheus' multiprocess files of a dead worker
     log.info("listening", extra={"url": url, "workers": workers})
-    run_gunicorn(lambda: settle(factory()), options)
+    current = [settings]  # what the next workers build their app from (the master's copy)
+
+    def on_reload() -> None:
+        from scoring.service.reload import changed_outside_models
+        from scoring.settings import SettingsError
+
+        if reread is None:
+            return
+        try:
+            new = reread()
+        except SettingsError as exc:
+            log.error(f"settings not reloaded: {exc}")
+            return
+        log.info(
+            "settings reloaded; each worker reloads",
+            extra={
+                "models": list(new.model_names),
+                # these hold for the master's whole life
+                "needs_restart": changed_outside_models(settings, new),
+            },
+        )
+        current[0] = new
+
+    run_gunicorn(lambda: settle(factory(current[0])), options, on_reload)
 
 
 def settle(app: Any = None) -> Any:

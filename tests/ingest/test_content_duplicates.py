@@ -225,6 +225,7 @@ import os, sys
 from pathlib import Path
 from ingest.base.config import DataLayout, IngestConfig
 from ingest.pipeline.intake import Intake
+from ingest.state.db import StateDB
 from ingest.state.ledger import Ledger
 
 data_dir, step, first, second = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3]), Path(sys.argv[4])

@@ -287,6 +287,7 @@ import os, shutil, sys
 from pathlib import Path
 from ingest.base.config import DataLayout, IngestConfig
 from ingest.pipeline.intake import Intake
+from ingest.state.db import StateDB
 from ingest.state.ledger import Ledger
 import ingest.pipeline.intake
 import ingest.lake.store

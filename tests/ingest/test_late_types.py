@@ -17,6 +17,7 @@ import pytest
 from ingest.base.config import IngestConfig, ReadOptions
 from ingest.lake.store import lake_files, lake_schema
 from ingest.pipeline.intake import Intake
+from ingest.state.db import StateDB
 from ingest.state.ledger import NORMALIZED, QUARANTINED, Ledger
 
 HEADER = "age,income,city,target\n"
@@ -169,7 +170,7 @@ def test_a_lake_poisoned_by_an_older_version_refuses_the_run(tmp_path: Path) -> 
     bad = {**good, "age": [str(20 + i % 50) for i in range(n - 1)] + ["abc"], "_file_id": [2] * n}
     pq.write_table(pa.table(bad), lake / "older.parquet")
 
-    run = run_retrain(settings, Registry(settings.models_dir, settings.db_path), "cli")
+    run = run_retrain(settings, Registry(settings.models_dir, StateDB.at(settings.db_path)), "cli")
 
     assert run.state == "failed"
     assert "MemoryError" not in (run.error or "")
@@ -221,7 +222,7 @@ def test_a_late_bad_value_fails_its_row_in_score_file_and_the_cli(tmp_path: Path
         encoding="utf-8",
     )
     settings = load_settings(toml, env={})
-    registry = Registry(settings.models_dir, settings.db_path)
+    registry = Registry(settings.models_dir, StateDB.at(settings.db_path))
     register_trained(settings, registry, pd.read_csv(SAMPLE))
     src = _late_bad_csv(tmp_path / "late.csv")
 
@@ -251,7 +252,8 @@ def test_the_champion_decides_a_feature_s_kind(tmp_path: Path) -> None:
     settings = make_settings(tmp_path)
     _config, ledger, intake = open_intake(settings)
     assert intake.take_copy(SAMPLE, "train").state == NORMALIZED
-    assert run_retrain(settings, Registry(settings.models_dir, settings.db_path), "cli").promoted
+    registry = Registry(settings.models_dir, StateDB.at(settings.db_path))
+    assert run_retrain(settings, registry, "cli").promoted
     for path in lake_files(settings.layout.lake("train")):
         path.unlink()  # the lake emptied: only the champion knows ``age`` is a number
     frame = pd.read_csv(SAMPLE)

@@ -13,6 +13,7 @@ import pytest
 from ingest.base.config import IngestConfig
 from ingest.pipeline.intake import Intake
 from ingest.readers import flatten_record
+from ingest.state.db import StateDB
 from ingest.state.ledger import NORMALIZED
 
 ROWS = [{"id": 1, "nested": {"x": 1.5, "deeper": {"y": "a"}}}, {"id": 2, "nested": {"x": 2.5}}]
@@ -57,7 +58,7 @@ def test_score_file_answers_with_the_same_name(tmp_path: Path, name: str, encode
     from tests.conftest import SAMPLE, make_settings, register_trained
 
     settings = make_settings(tmp_path)
-    registry = Registry(settings.models_dir, settings.db_path)
+    registry = Registry(settings.models_dir, StateDB.at(settings.db_path))
     sample = pd.read_csv(SAMPLE)
     register_trained(settings, registry, sample)
     rows = [

@@ -32,6 +32,7 @@ CHILD = textwrap.dedent(
     from ingest.base.config import IngestConfig
     from ingest.pipeline.intake import Intake
     from ingest.base.layout import DataLayout
+    from ingest.state.db import StateDB
     from ingest.state.ledger import Ledger
     from ingest.pipeline.watcher import Watcher
 

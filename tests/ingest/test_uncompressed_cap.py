@@ -9,6 +9,7 @@ from pathlib import Path
 from ingest.base.config import IngestConfig
 from ingest.lake.store import lake_files
 from ingest.pipeline.intake import Intake
+from ingest.state.db import StateDB
 from ingest.state.ledger import NORMALIZED, QUARANTINED
 
 ROW = b"1,2.5,some text that repeats,7\n"
@@ -69,7 +70,7 @@ def test_score_file_answers_413_for_a_gzip_bomb(tmp_path: Path) -> None:
     from tests.conftest import SAMPLE, make_settings, register_trained
 
     settings = make_settings(tmp_path, ingest={"max_file_mb": 1})
-    registry = Registry(settings.models_dir, settings.db_path)
+    registry = Registry(settings.models_dir, StateDB.at(settings.db_path))
     register_trained(settings, registry, pd.read_csv(SAMPLE))
     header = SAMPLE.read_text().splitlines()[0].encode() + b"\n"
     row = SAMPLE.read_text().splitlines()[1].encode() + b"\n"

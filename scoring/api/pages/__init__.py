@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from flask import Flask, redirect, request, url_for
 from werkzeug.wrappers import Response
 
-from scoring.api.pages import session
+from scoring.api.pages import session, traffic_control  # noqa: F401  (its routes, on bp)
 from scoring.api.pages.views import bp
 from scoring.keys import Identity, KeyRing
 from scoring.sessions import SessionStore

@@ -132,7 +132,9 @@ def retrain() -> Response:
     """Start a retrain as ``POST /train`` does; the runs page follows it."""
     s = services()
     try:
-        pending = begin_retrain(s.settings, "api", force=True, requested_by=current_key_name())
+        pending = begin_retrain(
+            s.settings, "api", force=True, requested_by=current_key_name(), runs=s.runs
+        )
     except RetrainBusy as exc:
         flash(f"not started: {exc}")
         return redirect(url_for("pages.runs"))
