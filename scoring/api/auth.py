@@ -97,6 +97,7 @@ ENDPOINT_ROLES: dict[str, str] = {
     "pages.runs": "predict",
     "pages.files": "predict",
     "pages.score": "predict",
+    "pages.explain": "predict",
     "pages.promote": "operate",
     "pages.retrain": "operate",
     "pages.retry": "operate",

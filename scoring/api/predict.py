@@ -24,8 +24,7 @@ from scoring.api.openapi import (
 from scoring.api.request_ids import request_id
 from scoring.api.traffic import body_key
 from scoring.api.versioning import VERSION_QUERY, requested_version
-from scoring.inference.explain import LOG_ODDS
-from scoring.inference.explain import PREDICTION as PREDICTION_SPACE
+from scoring.inference.explain import SPACES
 from scoring.inference.payloads import predict_rows
 
 bp = Blueprint("predict", __name__)
@@ -85,15 +84,16 @@ CONTRIBUTIONS = {"type": "object", "additionalProperties": NUMBER}
 EXPLAINED = obj(
     optional=["note"],
     model_version=STRING,
-    space={"type": "string", "enum": [PREDICTION_SPACE, LOG_ODDS]},
+    space={"type": "string", "enum": list(SPACES)},
     note=STRING,
     explanations=array(
         obj(
-            optional=["label"],
+            optional=["label", "class"],
             prediction=NUMBER,
             base_value=NUMBER,
             contributions=CONTRIBUTIONS,
             label={"description": "a classifier's predicted class"},
+            **{"class": {"description": "multiclass: the class whose value is explained"}},
         )
     ),
 )
@@ -104,7 +104,7 @@ EXPLAINED = obj(
 @operation(
     "Explain rows (any /predict body): per row the prediction, a base value and one"
     " contribution per feature, base + contributions = prediction (linear models; logistic"
-    " regression in log-odds)",
+    " regression in log-odds; tree ensembles through the shap extra)",
     query=[VERSION_QUERY],
     body=json_body(
         PREDICT_BODY,

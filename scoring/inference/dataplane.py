@@ -29,7 +29,7 @@ from typing import Any, NamedTuple, Protocol
 import numpy as np
 
 from scoring.inference.core import Predictions, model_for, predict_many, predict_one
-from scoring.inference.explain import LOG_ODDS, Explanations, explain
+from scoring.inference.explain import Explanations, explain
 from scoring.lifecycle.predictor import LoadedModel
 from scoring.lifecycle.schema import FeatureSchema
 from scoring.lifecycle.versions import VersionCache
@@ -156,7 +156,7 @@ class Dataplane:
         """
         started = time.perf_counter()
         explained: Explanations = explain(model, X)
-        labels = predict_many(model, X).values if explained.space == LOG_ODDS else None
+        labels = predict_many(model, X).values if explained.classifier else None
         self.notify(
             Scored(
                 name, model.version, protocol, len(X), time.perf_counter() - started,

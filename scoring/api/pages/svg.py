@@ -233,6 +233,67 @@ def bars(names: Sequence[str], values: Sequence[float], *, title: str) -> str:
     return "".join(out) + "</svg>"
 
 
+def contributions(
+    names: Sequence[str],
+    values: Sequence[float],
+    *,
+    base: float,
+    prediction: float,
+    title: str,
+    limit: int = 20,
+) -> str:
+    """Draw one row's explanation: a bar per feature, biggest first, and the sum written out.
+
+    Positive contributions (pushing the answer up from the base) and negative ones are told
+    apart by colour and by the sign of their label; the lines under the bars give the base,
+    what the drawn bars and the rest add, and the prediction, so the chart reads as a sum.
+    """
+    rows = sorted(
+        ((str(n), float(v)) for n, v in zip(names, values, strict=False) if _ok(v)),
+        key=lambda r: -abs(r[1]),
+    )
+    shown, rest = rows[:limit], rows[limit:]
+    step = 18
+    height = PAD_T + step * max(len(shown), 1) + 58
+    lo = min([0.0, *[v for _, v in shown]])
+    hi = max([0.0, *[v for _, v in shown]])
+    span = (hi - lo) or 1.0
+    left, right = 150, W - 56
+
+    def x(v: float) -> float:
+        return left + (v - lo) / span * (right - left)
+
+    out = _open(title, height)
+    for i, (name, value) in enumerate(shown):
+        y = PAD_T + step * i
+        x0, x1 = sorted((x(0.0), x(value)))
+        sign = "positive" if value >= 0 else "negative"
+        label = f"{value:+.3g}"
+        out.append(
+            f'<g class="contribution {sign}" data-feature="{escape(name)}">'
+            + text(left - 4, y + 12, name[:24], "tick", extra=' text-anchor="end"')
+            + f'<rect x="{x0:.1f}" y="{y + 2}" width="{max(x1 - x0, 0.5):.1f}" height="13" '
+            f'class="{"bar-pos" if value >= 0 else "bar-neg"}"><title>{escape(name)}: '
+            f"{value:+.6g}</title></rect>"
+            # a rising bar's value after its end; a falling one's right of the zero line, clear
+            # of the feature names on the left
+            + text((x1 if value >= 0 else x(0.0)) + 3, y + 12, label, "tick", cls="value")
+            + "</g>"
+        )
+    bottom = PAD_T + step * max(len(shown), 1)
+    out.append(f'<line x1="{x(0):.1f}" y1="{PAD_T}" x2="{x(0):.1f}" y2="{bottom}" class="ref"/>')
+    total = math.fsum(v for _, v in rows)
+    lines = [f"base value {base:.6g}", f"+ contributions {total:+.6g}"]
+    if rest:
+        lines[1] += f" ({len(rest)} smaller not drawn: {math.fsum(v for _, v in rest):+.4g})"
+    lines.append(f"= prediction {prediction:.6g}")
+    for k, words in enumerate(lines):
+        role = "label" if k == 2 else "tick"
+        cls = ("base", "sum", "prediction")[k]
+        out.append(text(left - 140, bottom + 16 + 14 * k, words, role, cls=cls))
+    return "".join(out) + "</svg>"
+
+
 def confusion(classes: Sequence[str], matrix: Sequence[Sequence[int]], *, title: str) -> str:
     """Draw a confusion-matrix grid: rows are actual classes, columns predicted, counts inside."""
     n = max(len(classes), 1)

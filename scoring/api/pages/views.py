@@ -24,8 +24,9 @@ from scoring.api.audited import note
 from scoring.api.auth import STALE_FORM, current_key_name
 from scoring.api.context import MODEL_KEY, bind_request_model, services
 from scoring.api.files import requeue
-from scoring.api.pages import data, session
+from scoring.api.pages import data, explained, session
 from scoring.api.params import int_arg
+from scoring.api.request_ids import request_id
 from scoring.bulk.batch import default_format_words
 from scoring.errors import BadRequest, Conflict, NotFound, ValidationFailed
 from scoring.keys import KeyRing
@@ -183,6 +184,16 @@ def retry(file_id: int) -> Response:
 def score() -> str:
     """Render the form that scores an uploaded file through the API."""
     return render_template("score.html", page="score", default_format=default_format_words())
+
+
+@bp.get("/ui/explain")
+def explain() -> str:
+    """Render a form for one row and, once sent, its explanation as a bar chart."""
+    # the form sends its empty version field as ?v=: that asks for the champion, as no ?v= does
+    named = bool(request.args.get("v", "").strip())
+    version = (int_arg("v", 0, 0, 10**9) or None) if named else None
+    found = explained.explanation(services(), version, request.args, request_id())
+    return render_template("explain.html", page="explain", **found)
 
 
 @bp.route("/ui/login", methods=["GET", "POST"])
