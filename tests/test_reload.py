@@ -92,7 +92,7 @@ def test_lookups_during_adds_and_removes_never_fail(tmp_path: Path):
     for thread in readers:
         thread.start()
     try:
-        for _ in range(20):
+        for _ in range(8):  # 16 reloads, each racing four readers
             write(tmp_path, BASE + PRICE)
             reloader.reload()
             write(tmp_path, BASE)
