@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pyarrow as pa
@@ -44,6 +46,21 @@ def _left_behind(folder: Path) -> list[Path]:
     return [p for p in folder.iterdir() if p.name.endswith(".tmp")]
 
 
+def failing_on_the_third_batch(write: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap an output writer so that its input fails with a full disk at the third batch."""
+
+    def failing(batches: Iterable[Any], path: Path) -> Any:
+        def three() -> Iterator[Any]:
+            for i, batch in enumerate(batches):
+                if i == 2:
+                    raise OSError("disk full")
+                yield batch
+
+        return write(three(), path)
+
+    return failing
+
+
 @pytest.mark.parametrize("kind", ["csv", "parquet"])
 @pytest.mark.parametrize("fmt", ["csv", "parquet"])
 def test_pipelined_output_is_identical_to_one_thread(tmp_path, model, frame, kind, fmt):
@@ -79,18 +96,8 @@ def test_a_reader_error_mid_file_ends_the_run_with_it(tmp_path, model, frame):
 def test_a_writer_error_mid_file_ends_the_run_with_it(tmp_path, model, frame, monkeypatch):
     src = tmp_path / "in.csv"
     frame.to_csv(src, index=False)
-    real = ingest.base.writers.write_csv
-
-    def fails_on_the_third_batch(batches, path):
-        def three():
-            for i, batch in enumerate(batches):
-                if i == 2:
-                    raise OSError("disk full")
-                yield batch
-
-        return real(three(), path)
-
-    monkeypatch.setattr(ingest.base.writers, "write_csv", fails_on_the_third_batch)
+    failing = failing_on_the_third_batch(ingest.base.writers.write_csv)
+    monkeypatch.setattr(ingest.base.writers, "write_csv", failing)
     before = _threads()
     with pytest.raises(OSError, match="disk full"):
         score_path(src, tmp_path / "out.csv", model, read=BATCHES, fmt="csv")

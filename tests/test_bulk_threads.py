@@ -19,6 +19,8 @@ from ingest.readers.csv_chunks import CHUNK_BYTES, parallel_batches
 from scoring.bulk.batch import score_path
 from scoring.lifecycle.champion import load_version
 
+from .test_batch_pipeline import _left_behind, _threads, failing_on_the_third_batch
+
 BATCHES = ReadOptions(batch_rows=10_000)
 FEATURES = ["age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6"]
 WAIT = 30.0  # seconds a parse waits for a second one to start (generous on a loaded machine)
@@ -48,14 +50,6 @@ def cores():
     before = pa.cpu_count()
     yield pa.set_cpu_count
     pa.set_cpu_count(before)
-
-
-def _threads() -> set[threading.Thread]:
-    return set(threading.enumerate())
-
-
-def _left_behind(folder: Path) -> list[Path]:
-    return [p for p in folder.iterdir() if p.name.endswith(".tmp")]
 
 
 def _batches(src: Path, workers: int, chunk_bytes: int) -> list[pa.RecordBatch]:
@@ -155,18 +149,8 @@ def test_a_parquet_writer_error_with_chunks_in_flight_ends_the_run(
     tmp_path, model, big, monkeypatch
 ):
     """The writer fails while chunks are being parsed: its error, no thread left, no temporary."""
-    real = ingest.base.writers.write_parquet
-
-    def fails_on_the_third_batch(batches, path):
-        def three():
-            for i, batch in enumerate(batches):
-                if i == 2:
-                    raise OSError("disk full")
-                yield batch
-
-        return real(three(), path)
-
-    monkeypatch.setattr(ingest.base.writers, "write_parquet", fails_on_the_third_batch)
+    failing = failing_on_the_third_batch(ingest.base.writers.write_parquet)
+    monkeypatch.setattr(ingest.base.writers, "write_parquet", failing)
     before = _threads()
     with pytest.raises(OSError, match="disk full"):
         score_path(big, tmp_path / "out.parquet", model, read=BATCHES, fmt="parquet")
