@@ -49,10 +49,17 @@ def _complete(response: http.client.HTTPResponse, head: bytes = b"") -> pd.DataF
 
 
 def _refused(port: int) -> bool:
+    """True once the listening socket is gone.
+
+    A connection that lands in the backlog just as the listener closes is reset, not refused;
+    it was not served either, but it says nothing about the next one, so ask again.
+    """
     try:
         socket.create_connection(("127.0.0.1", port), timeout=5).close()
     except ConnectionRefusedError:
         return True
+    except ConnectionResetError:
+        return False
     return False
 
 
