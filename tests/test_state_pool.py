@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Column, Integer, MetaData, Table, select
+from sqlalchemy import Column, Integer, MetaData, Table
 
 from ingest.state.db import Migration, StateDB, create_tables
 
@@ -59,28 +61,57 @@ def test_threads_never_share_a_connection_at_once(tmp_path: Path):
     assert len(set(held)) == 6
 
 
+# Forked from a fresh interpreter, not from pytest's: pytest's process holds threads that earlier
+# tests left running, and a fork while one of them holds a lock (logging's, malloc's) leaves the
+# child waiting on it for ever -- a hang seen once in CI-like runs.
+FORK_SCRIPT = """
+import json, os, sys
+from pathlib import Path
+from sqlalchemy import select
+sys.path[:0] = [sys.argv[2]]
+from tests.test_state_pool import COUNTS, STEPS
+from ingest.state.db import StateDB
+
+db = StateDB.at(Path(sys.argv[1]) / "state.db")
+db.migrate("counts", STEPS)
+with db.write() as conn:  # the parent now holds an idle pooled connection
+    conn.execute(COUNTS.insert().values(n=1))
+pid = os.fork()
+if pid == 0:  # the child
+    code = 1
+    try:
+        with db.write() as conn:
+            conn.execute(COUNTS.insert().values(n=2))
+            owner = conn.info["pid"]
+        print(json.dumps({"owner": owner, "me": os.getpid()}), flush=True)
+        code = 0
+    finally:
+        os._exit(code)
+_, status = os.waitpid(pid, 0)
+with db.read() as conn:  # the parent's own connection still works
+    print(json.dumps({
+        "child_exit": os.waitstatus_to_exitcode(status),
+        "child": pid,
+        "parent_owner": conn.info["pid"],
+        "parent": os.getpid(),
+        "rows": conn.execute(select(COUNTS.c.n).order_by(COUNTS.c.id)).scalars().all(),
+    }), flush=True)
+"""
+
+
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 def test_a_forked_child_opens_its_own_connection_and_leaves_the_parents(tmp_path: Path):
-    db = StateDB.at(tmp_path / "state.db")
-    db.migrate("counts", STEPS)
-    with db.write() as conn:  # the parent now holds an idle pooled connection
-        conn.execute(COUNTS.insert().values(n=1))
-    report = tmp_path / "child.json"
-    pid = os.fork()
-    if pid == 0:  # the child: exits without returning into pytest
-        code = 1
-        try:
-            with db.write() as conn:
-                conn.execute(COUNTS.insert().values(n=2))
-                owner = conn.info["pid"]
-            report.write_text(json.dumps({"owner": owner, "me": os.getpid()}))
-            code = 0
-        finally:
-            os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
-    child = json.loads(report.read_text())
-    assert child["owner"] == child["me"] == pid
-    with db.read() as conn:  # the parent's own connection still works
-        assert conn.info["pid"] == os.getpid()
-        assert conn.execute(select(COUNTS.c.n).order_by(COUNTS.c.id)).scalars().all() == [1, 2]
+    root = str(Path(__file__).resolve().parents[1])
+    done = subprocess.run(
+        [sys.executable, "-c", FORK_SCRIPT, str(tmp_path), root],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    child, parent = (json.loads(line) for line in done.stdout.splitlines())
+    assert parent["child_exit"] == 0
+    assert child["owner"] == child["me"] == parent["child"]
+    assert parent["parent_owner"] == parent["parent"]
+    assert parent["rows"] == [1, 2]
