@@ -151,10 +151,10 @@ def open_state(request, tmp_path: Path):
     """Open state databases of one backend (the test runs once per backend).
 
     ``open_state(name)`` gives a new ``StateDB`` each call, as another process would open it:
-    the SQLite file ``tmp_path/<name>.db``, or the schema ``<name>`` of the test's PostgreSQL
-    database (None: the default schema).
+    the SQLite file ``tmp_path/<name>/state.db`` (a folder each, as each model has), or the
+    schema ``<name>`` of the test's PostgreSQL database (None: the default schema).
     """
     if request.param == "sqlite":
-        return lambda name=None: StateDB.at(tmp_path / f"{name or 'state'}.db")
+        return lambda name=None: StateDB.at(tmp_path / (name or "shared") / "state.db")
     url = request.getfixturevalue("pg_url")
     return lambda name=None: StateDB(url, schema=name)
