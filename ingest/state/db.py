@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Column,
     Connection,
     Engine,
@@ -83,6 +84,10 @@ PG_KEEPALIVES = {
 _TAKE_WRITE_LOCK = text("SELECT pg_advisory_xact_lock(:key)")
 PG_IDENTIFIER_MAX = 63  # PostgreSQL's longest name; a longer schema name is cut and hashed
 POSTGRES_INSTALL_HINT = "PostgreSQL needs psycopg: pip install 'dropscore[postgres]'"
+
+# A size or a count of rows that may pass 2**31: SQLite's INTEGER is 64-bit already (and a table
+# declared so stays the table older releases made); PostgreSQL's would be 32-bit, so BIGINT there.
+WIDE_INTEGER = Integer().with_variant(BigInteger(), "postgresql")
 
 _VERSIONS_METADATA = MetaData()
 SCHEMA_VERSIONS = Table(
@@ -129,6 +134,10 @@ class StateDB:
         if self.dialect == "sqlite":
             raise ValueError("a SQLite state database has no schemas: open another file")
         return StateDB(self.url, schema=schema, engine=self._base)
+
+    def reopen(self) -> StateDB:
+        """Open this database again on an engine of its own, as another process would."""
+        return StateDB(self.url, schema=self.schema)
 
     @property
     def masked_url(self) -> str:
