@@ -176,6 +176,7 @@ def background(settings: Settings, models: Models | None = None) -> Iterator[Bac
         watcher = Watcher(next(iter(intakes.values())).config, *intakes.values())
         watcher.start()
         schedule = Schedule(settings, models)
+        log.info("state database", extra={"url": models.shared.db.masked_url})
         leader = Leader(locks_beside(models.shared.db), schedule)
         try:
             leader.start()
