@@ -191,3 +191,49 @@ def test_a_state_url_of_another_kind_is_refused_without_echoing_it(url: str, fra
     problem = state_url_problem(url)
     assert problem is not None and fragment in problem
     assert "pw" not in problem
+
+
+def test_claim_next_takes_each_row_once_among_racing_claimers(open_state: OpenState) -> None:
+    """Eight claimers, each on its own engine, drain a queue of 40 rows: each row taken once."""
+    db = open_state()
+    db.migrate("items", STEPS)
+    with db.write() as conn:
+        conn.execute(ITEMS.insert(), [{"key": f"job{i:02}", "count": 0} for i in range(40)])
+    barrier = threading.Barrier(8)
+    taken: list[str] = []
+    errors: list[BaseException] = []
+
+    def claimer() -> None:
+        mine = db.reopen()
+        next_one = db.next_unclaimed(
+            select(ITEMS.c.id, ITEMS.c.key).where(ITEMS.c.count == 0).order_by(ITEMS.c.id).limit(1)
+        )
+        try:
+            barrier.wait()
+            while True:
+                with mine.claiming() as conn:
+                    row = conn.execute(next_one).first()
+                    if row is None:
+                        return
+                    threading.Event().wait(0.002)  # hold the row while others look for theirs
+                    conn.execute(ITEMS.update().where(ITEMS.c.id == row.id).values(count=1))
+                taken.append(row.key)
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            mine.dispose()
+
+    threads = [threading.Thread(target=claimer) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert sorted(taken) == [f"job{i:02}" for i in range(40)]  # every row, none twice
+
+
+def test_claim_next_is_for_update_skip_locked_on_postgresql() -> None:
+    from sqlalchemy.dialects import postgresql
+
+    query = StateDB.next_unclaimed(select(ITEMS.c.id).limit(1))
+    assert "FOR UPDATE SKIP LOCKED" in str(query.compile(dialect=postgresql.dialect()))

@@ -22,6 +22,8 @@ and writes only SQLAlchemy Core, so that a second backend is a URL, not a rewrit
   ``checkfirst``, ``add_column`` only where absent).
 - **Portable statements.** ``insert_if_absent`` is the dialect's ``ON CONFLICT DO NOTHING``;
   ``RETURNING`` stands where ``lastrowid`` stood.
+- **Claim-next.** ``claiming()`` and ``next_unclaimed`` take a queue's next row once across
+  processes: the write lock on SQLite, ``SELECT … FOR UPDATE SKIP LOCKED`` on PostgreSQL.
 - **PostgreSQL** (``[state] url = "postgresql+psycopg://…"``). One engine per URL, shared by every
   store of the process (``for_schema``): the shared stores live in the database's default schema,
   each model's in a schema of its own (``model_schema``), reached through SQLAlchemy's
@@ -64,6 +66,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import ArgumentError, DisconnectionError
+from sqlalchemy.sql import Select
 from sqlalchemy.sql.dml import Insert
 
 from ingest.state.sqlite import BUSY_TIMEOUT_SECONDS, apply_pragmas
@@ -183,6 +186,28 @@ class StateDB:
                 if self.dialect == "postgresql":  # the schema's writers take turns, as on SQLite
                     conn.execute(_TAKE_WRITE_LOCK, {"key": self._write_key})
                 yield conn
+
+    @contextmanager
+    def claiming(self) -> Iterator[Connection]:
+        """Yield a transaction for claim-next (a queue's next row, taken by one claimer only).
+
+        On SQLite it is ``write()``: the file's one writer claims in turn (``BEGIN IMMEDIATE``).
+        On PostgreSQL it takes no schema lock: select the row with ``next_unclaimed``, which
+        locks it and skips rows another claimer holds (``FOR UPDATE SKIP LOCKED``), so replicas
+        claiming from one queue never wait for each other and never take the same row.
+        """
+        if self.dialect == "sqlite":
+            with self.write() as conn:
+                yield conn
+            return
+        with self.engine.connect() as conn, conn.begin():
+            yield conn
+
+    @staticmethod
+    def next_unclaimed(query: Select[Any]) -> Select[Any]:
+        """Lock the rows ``query`` selects, skipping those another claimer holds (PostgreSQL);
+        use inside ``claiming()``, where SQLite's write lock already makes claimers take turns."""
+        return query.with_for_update(skip_locked=True)
 
     def migrate(self, store: str, steps: Sequence[Migration]) -> None:
         """Bring ``store``'s tables to its last step, once per process; record the version."""
