@@ -3,7 +3,8 @@
 Debian's binaries (``initdb``/``pg_ctl`` of the ``postgresql`` package) start a server on a
 temporary folder and a free port on 127.0.0.1; when the tests run as root the server runs as the
 ``postgres`` user (PostgreSQL refuses root), which owns the folder. Without the Debian binaries
-the ``pgserver`` wheel from PyPI stands in, so ``make test`` needs no root on a fresh machine.
+the binaries of the ``pgserver`` wheel from PyPI stand in (``DROPSCORE_TEST_PGSERVER=1`` forces
+them), so ``make test`` needs no root on a fresh machine.
 The server is tuned for throw-away data (no fsync), never for a deployment.
 """
 
@@ -130,15 +131,11 @@ def _current_user() -> str:
 
 
 def _start_pgserver() -> PostgresServer:
-    """Start the ``pgserver`` wheel's PostgreSQL (it brings its own binaries) on a TCP port."""
-    import pgserver  # type: ignore[import-not-found]
+    """Start the PostgreSQL the ``pgserver`` wheel brings, the way Debian's is started here.
 
-    folder = Path(tempfile.mkdtemp(prefix="dropscore-pgserver-"))
-    server = pgserver.get_server(folder / "data", cleanup_mode="stop")
-    port = free_port()
-    # pgserver listens on a socket file only; a second instance in the same folder on a port
-    server.psql(f"ALTER SYSTEM SET listen_addresses = '{HOST}'")
-    server.psql(f"ALTER SYSTEM SET port = {port}")
-    server.cleanup()
-    server = pgserver.get_server(folder / "data", cleanup_mode="stop")
-    return PostgresServer(folder, port, "postgres", server.cleanup)
+    The wheel's own start listens on a socket file only; its binaries are those of any
+    PostgreSQL, so they run exactly as Debian's do: a temporary folder, a port on 127.0.0.1.
+    """
+    from pgserver._commands import POSTGRES_BIN_PATH  # type: ignore[import-not-found]
+
+    return _start_debian(Path(POSTGRES_BIN_PATH))
