@@ -113,3 +113,22 @@ def test_keys_and_the_audit_trail_are_shared_by_every_process(settings_on: Setti
     assert key not in {k.name for k in another.shared.keys.list()}
     assert another.shared.keys.live_hashes() == []
 
+
+
+@pytest.mark.parametrize(
+    ("url", "fragment"),
+    [
+        ("mysql://scorer:pw-in-url@db/dropscore", "postgresql+psycopg://"),
+        ("postgresql+psycopg://scorer:pw-in-url@db:5432", "name the database"),
+    ],
+)
+def test_a_wrong_state_url_stops_start_in_one_line_without_its_password(
+    tmp_path: Path, url: str, fragment: str
+) -> None:
+    from scoring.setting_values import SettingsError
+
+    with pytest.raises(SettingsError) as refused:
+        load_settings(None, env={"DROPSCORE__STATE__URL": url})
+    message = str(refused.value)
+    assert message.startswith("[state] url: ") and fragment in message
+    assert "pw-in-url" not in message and "\n" not in message
