@@ -1,8 +1,9 @@
 """Where PostgreSQL and the scheduler's election live, read from the source with ``ast``.
 
-The driver is reached by the lock module alone (the engine goes through SQLAlchemy's URL), the
-server's advisory locks by the two state modules alone, and only the leader starts or stops the
-scheduler: a ``serve`` that started its ``Schedule`` itself would run it on every replica.
+The driver is reached by the lock module alone among the stores (the engine goes through
+SQLAlchemy's URL), the server's advisory locks by the two state modules alone, and only the
+leader starts or stops the scheduler: a ``serve`` that started its ``Schedule`` itself would run
+it on every replica.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ def importers(module: str) -> list[str]:
 
 
 def test_the_driver_is_imported_by_the_lock_module_alone() -> None:
-    assert importers("psycopg") == ["ingest.state.locks"]
+    # and by the test server's helper, which makes and drops the tests' databases
+    assert importers("psycopg") == ["ingest.state.locks", "scoring.testing.postgres"]
 
 
 def test_advisory_locks_are_taken_in_the_state_modules_alone() -> None:
