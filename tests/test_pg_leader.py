@@ -132,3 +132,54 @@ def test_the_real_scheduler_keeps_its_jobs_in_postgresql_for_the_next_leader(pg_
     finally:
         second.stop()
     assert again["retrain"] == jobs["retrain"]
+
+
+def test_a_nightly_run_missed_while_nobody_led_runs_once_on_the_next_leader(tmp_path: Path, pg_url):
+    """The leader dies with the nightly retrain due; the standby takes over and runs it once,
+    from the job store both share (the real APScheduler, a real trainer process)."""
+    from datetime import UTC, datetime, timedelta
+
+    from apscheduler.schedulers.background import BackgroundScheduler
+
+    from schedules.scheduler import RETRAIN, job_store
+    from scoring.service.runtime import open_intake
+    from scoring.settings import load_settings
+
+    from .conftest import SAMPLE
+
+    path = tmp_path / "settings.toml"
+    path.write_text(
+        f'[paths]\ndata_dir = "data"\n[training]\nbootstrap_data = ""\n[state]\nurl = "{pg_url}"\n',
+        encoding="utf-8",
+    )
+    settings = load_settings(path, env={})
+    _config, _ledger, intake = open_intake(settings)
+    assert intake.take_copy(SAMPLE, "train").state == "normalized"
+    first_models, second_models = open_models(settings), open_models(settings)
+    first = Leader(AdvisoryLocks(first_models.shared.db), Schedule(settings, first_models), TICK)
+    first.start()
+    second_schedule = Schedule(settings, second_models)
+    second = Leader(AdvisoryLocks(second_models.shared.db), second_schedule, TICK)
+    try:
+        second.start()
+        assert (first.role, second.role) == (LEADER, STANDBY)
+        first.stop()  # the leader goes; the nightly run came due while nobody led
+        store = job_store(first_models.shared.db)
+        store.start(BackgroundScheduler(timezone=UTC), "default")
+        try:
+            job = store.lookup_job(RETRAIN)
+            job.next_run_time = datetime.now(UTC) - timedelta(hours=1)
+            store.update_job(job)
+        finally:
+            store.shutdown()
+        wait_for(lambda: second.role == LEADER, PATIENCE, what="the standby to lead")
+        runs = second_models.default.runs
+        wait_for(lambda: second_schedule.counts()[RETRAIN]["executed"] == 1, 240, what="a retrain")
+        [run] = runs.list()
+        assert (run.trigger, run.state, run.version) == ("schedule", "succeeded", 1)
+        assert second_schedule.counts()[RETRAIN]["missed"] == 0
+        fire = next(j for j in second_schedule.jobs() if j["id"] == RETRAIN)["next_run_time"]
+        assert datetime.fromisoformat(fire) > datetime.now(UTC)  # back on schedule, once
+    finally:
+        second.stop()
+        first.stop()
