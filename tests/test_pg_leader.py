@@ -44,8 +44,7 @@ def terminate(postgres, url: str, holder: str) -> list[tuple[bool]]:
     name = url.rsplit("/", 1)[1]
     with psycopg.connect(postgres.conninfo(name), autocommit=True) as admin:
         return admin.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-            " WHERE application_name = %s",
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s",
             (f"dropscore:{holder}",),
         ).fetchall()
 

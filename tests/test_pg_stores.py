@@ -114,7 +114,6 @@ def test_keys_and_the_audit_trail_are_shared_by_every_process(settings_on: Setti
     assert another.shared.keys.live_hashes() == []
 
 
-
 @pytest.mark.parametrize(
     ("url", "fragment"),
     [
