@@ -43,7 +43,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from sqlalchemy import select
 
 from ingest.base.layout import DEFAULT_MODEL
-from ingest.state.db import StateDB
+from ingest.state.db import StateDB, masked
 from scoring.lifecycle.runner import record_skipped
 from scoring.lifecycle.runs import RunRecord
 from scoring.models.factory import open_models
@@ -163,12 +163,17 @@ def stored_jobs(store: SQLAlchemyJobStore) -> dict[str, Job]:
             if is_ours(stored_id):  # ours: replaced by its current definition
                 log.warning("stored job replaced", extra={"job": stored_id, "error": str(exc)})
                 continue
+            delete = f"DELETE FROM {table.name} WHERE id='{stored_id}'"
+            server = masked(store.engine.url.set(drivername="postgresql"))  # psql's spelling
+            shell = (  # the database's own client; a server's URL with its password masked
+                f'sqlite3 {store.engine.url.database} "{delete}"'
+                if store.engine.dialect.name == "sqlite"
+                else f"psql '{server}' -c \"{delete}\""
+            )
             raise SchedulerStartError(
                 f"stored job {stored_id!r} in {store.engine.url.database} cannot be loaded"
                 f" ({type(exc).__name__}: {exc}); APScheduler would delete it silently."
-                f" Remove it yourself if it is obsolete:"
-                f" sqlite3 {store.engine.url.database}"
-                f" \"DELETE FROM {table.name} WHERE id='{stored_id}'\""
+                f" Remove it yourself if it is obsolete: {shell}"
             ) from None
         jobs[stored_id] = job
     return jobs

@@ -158,6 +158,17 @@ class ServerSettings:
 
 
 @dataclass(frozen=True)
+class StateSettings:
+    """``[state]``: where the ledger, registry index, runs, keys and scheduled jobs are kept."""
+
+    url: str = _f(
+        "",
+        "empty: SQLite files in data_dir; postgresql+psycopg://user@host:port/db for replicas",
+        secret=True,  # it may carry a password: never printed, not even when wrong
+    )
+
+
+@dataclass(frozen=True)
 class ModelEntry:
     """One served model's own settings: what it learns and when it retrains."""
 
@@ -180,6 +191,7 @@ class Settings:
     scoring: ScoringSettings = field(default_factory=ScoringSettings)
     ingest: IngestSettings = field(default_factory=IngestSettings)
     server: ServerSettings = field(default_factory=ServerSettings)
+    state: StateSettings = field(default_factory=StateSettings)
     source: Path | None = None  # the settings file, when there was one
     name: str = DEFAULT_MODEL  # the model this view is for
     # Every model by name, in the file's order (``default`` first); empty means just this one.
@@ -326,6 +338,7 @@ def load_settings(
         training=models[first].training,
         models=models,
     )
+    _check_state(settings.state)
     for name in models:
         one = settings.for_model(name)
         _check_engine(_check_estimator(one, _where(name, named)))
@@ -424,6 +437,15 @@ def _build_section(
 def _replace(settings: Settings, section: str, **changes: Any) -> Settings:
     new = dataclasses.replace(getattr(settings, section), **changes)
     return dataclasses.replace(settings, **{section: new})
+
+
+def _check_state(state: StateSettings) -> None:
+    """Refuse a ``[state] url`` of another kind, or PostgreSQL without its driver, at start."""
+    from ingest.state.db import state_url_problem  # Deferred: SQLAlchemy, only when one is set
+
+    problem = state_url_problem(state.url) if state.url else None
+    if problem:
+        raise SettingsError(f"[state] url: {problem}")
 
 
 def _check_engine(settings: Settings) -> Settings:

@@ -126,3 +126,35 @@ def schedules():
     yield start
     for schedule in started:
         schedule.stop(wait=True)
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """Start one real PostgreSQL server for the session (tests/_postgres.py); stop it at the end."""
+    from tests._postgres import start_postgres
+
+    server = start_postgres()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def pg_url(postgres) -> Any:
+    """Make a fresh database on the session's server for one test; drop it afterwards."""
+    url = postgres.create_database()
+    yield url
+    postgres.drop_database(url)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def open_state(request, tmp_path: Path):
+    """Open state databases of one backend (the test runs once per backend).
+
+    ``open_state(name)`` gives a new ``StateDB`` each call, as another process would open it:
+    the SQLite file ``tmp_path/<name>/state.db`` (a folder each, as each model has), or the
+    schema ``<name>`` of the test's PostgreSQL database (None: the default schema).
+    """
+    if request.param == "sqlite":
+        return lambda name=None: StateDB.at(tmp_path / (name or "shared") / "state.db")
+    url = request.getfixturevalue("pg_url")
+    return lambda name=None: StateDB(url, schema=name)

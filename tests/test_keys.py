@@ -33,11 +33,13 @@ from .test_e2e_serve import cli_env, dropscore, serve  # noqa: F401 - the fixtur
 
 
 @pytest.fixture
-def store(settings) -> KeyStore:
-    return KeyStore(StateDB.at(settings.db_path))
+def store(open_state) -> KeyStore:
+    """The key store on each backend (a SQLite file, or a PostgreSQL database)."""
+    return KeyStore(open_state())
 
 
-def test_a_key_is_random_prefixed_and_stored_only_as_its_hash(store, settings):
+def test_a_key_is_random_prefixed_and_stored_only_as_its_hash(settings):
+    store = KeyStore(StateDB.at(settings.db_path))  # the file's bytes are read below
     first, second = store.add("alice", "operate"), store.add("bob", "predict")
     assert first.startswith(PREFIX) and second.startswith(PREFIX) and first != second
     assert len(first) > 40

@@ -22,10 +22,24 @@ and writes only SQLAlchemy Core, so that a second backend is a URL, not a rewrit
   ``checkfirst``, ``add_column`` only where absent).
 - **Portable statements.** ``insert_if_absent`` is the dialect's ``ON CONFLICT DO NOTHING``;
   ``RETURNING`` stands where ``lastrowid`` stood.
+- **Claim-next.** ``claiming()`` and ``next_unclaimed`` take a queue's next row once across
+  processes: the write lock on SQLite, ``SELECT … FOR UPDATE SKIP LOCKED`` on PostgreSQL.
+- **PostgreSQL** (``[state] url = "postgresql+psycopg://…"``). One engine per URL, shared by every
+  store of the process (``for_schema``): the shared stores live in the database's default schema,
+  each model's in a schema of its own (``model_schema``), reached through SQLAlchemy's
+  ``schema_translate_map``, so the stores' ``Table`` objects stay schema-less and a model's
+  tables are as separate as its ``state.db`` file is on SQLite. ``write()`` takes a
+  transaction-level advisory lock of its schema first (``pg_advisory_xact_lock``), the server's
+  ``BEGIN IMMEDIATE``: a store's read-then-write steps never interleave across replicas, as they
+  never do across processes on one SQLite file. ``read()`` is a ``REPEATABLE READ`` snapshot.
+  Every connection has TCP keepalives, so a peer that vanished is noticed in seconds, not hours.
+  The URL's password is never printed: ``masked`` is what logs, messages and ``/health`` show.
 """
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
 import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -34,6 +48,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Column,
     Connection,
     Engine,
@@ -50,7 +65,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL
-from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.exc import ArgumentError, DisconnectionError
+from sqlalchemy.sql import Select
 from sqlalchemy.sql.dml import Insert
 
 from ingest.state.sqlite import BUSY_TIMEOUT_SECONDS, apply_pragmas
@@ -59,6 +75,22 @@ _WRITE = "dropscore_write"  # the execution option that makes a transaction take
 # Idle SQLite connections a process keeps per state database; more open when more threads need
 # one at once (never a wait: SQLite's busy timeout is the one place a writer waits).
 POOL_SIZE = 4
+# libpq's keepalives on every PostgreSQL connection: a server or peer that vanished without a word
+# (a half-open connection) is noticed after about idle + interval * count seconds.
+PG_KEEPALIVES = {
+    "keepalives": 1,
+    "keepalives_idle": 5,
+    "keepalives_interval": 2,
+    "keepalives_count": 3,
+    "connect_timeout": 10,
+}
+_TAKE_WRITE_LOCK = text("SELECT pg_advisory_xact_lock(:key)")
+PG_IDENTIFIER_MAX = 63  # PostgreSQL's longest name; a longer schema name is cut and hashed
+POSTGRES_INSTALL_HINT = "PostgreSQL needs psycopg: pip install 'dropscore[postgres]'"
+
+# A size or a count of rows that may pass 2**31: SQLite's INTEGER is 64-bit already (and a table
+# declared so stays the table older releases made); PostgreSQL's would be 32-bit, so BIGINT there.
+WIDE_INTEGER = Integer().with_variant(BigInteger(), "postgresql")
 
 _VERSIONS_METADATA = MetaData()
 SCHEMA_VERSIONS = Table(
@@ -79,12 +111,41 @@ class Migration:
 
 
 class StateDB:
-    """One state database: an engine, read and write transactions, and migrations applied once."""
+    """One state database: an engine, read and write transactions, and migrations applied once.
 
-    def __init__(self, url: str | URL) -> None:
+    On PostgreSQL a ``StateDB`` is one schema of the server's database (``schema``; None is the
+    default schema, where the shared stores live); ``for_schema`` gives another on the same
+    engine.
+    """
+
+    def __init__(
+        self, url: str | URL, *, schema: str | None = None, engine: Engine | None = None
+    ) -> None:
         self.url = url
-        self.engine = _engine(make_url(url))
+        self.schema = schema
+        self._base = engine if engine is not None else _engine(make_url(url))
+        self.engine = (
+            self._base
+            if schema is None
+            else self._base.execution_options(schema_translate_map={None: schema})
+        )
+        self._write_key = advisory_key("write", schema or "")
         self._migrated: set[str] = set()
+
+    def for_schema(self, schema: str | None) -> StateDB:
+        """Open another schema of this server database on the same engine (and its pool)."""
+        if self.dialect == "sqlite":
+            raise ValueError("a SQLite state database has no schemas: open another file")
+        return StateDB(self.url, schema=schema, engine=self._base)
+
+    def reopen(self) -> StateDB:
+        """Open this database again on an engine of its own, as another process would."""
+        return StateDB(self.url, schema=self.schema)
+
+    @property
+    def masked_url(self) -> str:
+        """Give the URL with its password hidden, the only form logs and messages show."""
+        return masked(self.url)
 
     @classmethod
     def at(cls, path: Path) -> StateDB:
@@ -110,8 +171,11 @@ class StateDB:
     @contextmanager
     def read(self) -> Iterator[Connection]:
         """Yield a connection in a transaction that only reads; it ends when the block does."""
-        with self.engine.connect() as conn, conn.begin():
-            yield conn
+        with self.engine.connect() as conn:
+            if self.dialect == "postgresql":  # one snapshot for every statement, as on SQLite
+                conn = conn.execution_options(isolation_level="REPEATABLE READ")
+            with conn.begin():
+                yield conn
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
@@ -119,7 +183,31 @@ class StateDB:
         with self.engine.connect() as conn:
             conn = conn.execution_options(**{_WRITE: True})
             with conn.begin():
+                if self.dialect == "postgresql":  # the schema's writers take turns, as on SQLite
+                    conn.execute(_TAKE_WRITE_LOCK, {"key": self._write_key})
                 yield conn
+
+    @contextmanager
+    def claiming(self) -> Iterator[Connection]:
+        """Yield a transaction for claim-next (a queue's next row, taken by one claimer only).
+
+        On SQLite it is ``write()``: the file's one writer claims in turn (``BEGIN IMMEDIATE``).
+        On PostgreSQL it takes no schema lock: select the row with ``next_unclaimed``, which
+        locks it and skips rows another claimer holds (``FOR UPDATE SKIP LOCKED``), so replicas
+        claiming from one queue never wait for each other and never take the same row.
+        """
+        if self.dialect == "sqlite":
+            with self.write() as conn:
+                yield conn
+            return
+        with self.engine.connect() as conn, conn.begin():
+            yield conn
+
+    @staticmethod
+    def next_unclaimed(query: Select[Any]) -> Select[Any]:
+        """Lock the rows ``query`` selects, skipping those another claimer holds (PostgreSQL);
+        use inside ``claiming()``, where SQLite's write lock already makes claimers take turns."""
+        return query.with_for_update(skip_locked=True)
 
     def migrate(self, store: str, steps: Sequence[Migration]) -> None:
         """Bring ``store``'s tables to its last step, once per process; record the version."""
@@ -129,6 +217,7 @@ class StateDB:
         if numbers != list(range(1, len(steps) + 1)):
             raise ValueError(f"{store}: migrations must be numbered 1..n in order, got {numbers}")
         with self.write() as conn:
+            self._enter_schema(conn)
             SCHEMA_VERSIONS.create(conn, checkfirst=True)
             current = conn.execute(
                 select(SCHEMA_VERSIONS.c.version).where(SCHEMA_VERSIONS.c.store == store)
@@ -140,10 +229,23 @@ class StateDB:
                 self._record(conn, store, len(steps), exists=current is not None)
         self._migrated.add(store)
 
+    def _enter_schema(self, conn: Connection) -> None:
+        """Create this database's schema on a server, and aim a migration's raw SQL at it.
+
+        A migration step's plain SQL (``add_column``, ``run_sql``) names tables without a schema;
+        ``SET LOCAL search_path`` resolves them, and the inspector's lookups, in this schema for
+        the rest of the transaction.
+        """
+        if self.dialect != "postgresql" or self.schema is None:
+            return
+        quoted = conn.dialect.identifier_preparer.quote_schema(self.schema)
+        conn.exec_driver_sql(f"CREATE SCHEMA IF NOT EXISTS {quoted}")
+        conn.exec_driver_sql(f"SET LOCAL search_path TO {quoted}")
+
     def version(self, store: str) -> int:
         """Say which step ``store``'s schema is at (0 before its first migration)."""
         with self.read() as conn:
-            if not inspect(conn).has_table(SCHEMA_VERSIONS.name):
+            if not inspect(conn).has_table(SCHEMA_VERSIONS.name, schema=self.schema):
                 return 0
             found = conn.execute(
                 select(SCHEMA_VERSIONS.c.version).where(SCHEMA_VERSIONS.c.store == store)
@@ -151,10 +253,15 @@ class StateDB:
         return found or 0
 
     def insert_if_absent(self, table: Table, keys: Sequence[str]) -> Insert:
-        """Build an insert that does nothing when a row with the same ``keys`` exists."""
-        if self.dialect == "postgresql":
-            return postgresql.insert(table).on_conflict_do_nothing(index_elements=list(keys))
-        return sqlite.insert(table).on_conflict_do_nothing(index_elements=list(keys))
+        """Build an insert that does nothing when a row with the same ``keys`` exists.
+
+        Its ``rowcount`` says whether it inserted (1) or found the row (0) on both backends:
+        SQLAlchemy keeps an insert's count only when asked (``preserve_rowcount``); without it
+        PostgreSQL's reads -1.
+        """
+        dialect = postgresql if self.dialect == "postgresql" else sqlite
+        insert = dialect.insert(table).on_conflict_do_nothing(index_elements=list(keys))
+        return insert.execution_options(preserve_rowcount=True)
 
     def dispose(self) -> None:
         """Close this process's idle pooled connections (at exit, or to let go of the file)."""
@@ -203,6 +310,51 @@ def run_sql(*statements: str) -> Callable[[Connection], None]:
     return apply
 
 
+def model_schema(model: str) -> str:
+    """Name the PostgreSQL schema of one model's tables (its ``state.db`` on SQLite).
+
+    Model names are lower-case letters, digits, ``_`` and ``-`` (``ingest.base.layout``); a name
+    too long for PostgreSQL keeps its start and a hash of the whole, so two never meet.
+    """
+    schema = f"model_{model}"
+    if len(schema) <= PG_IDENTIFIER_MAX:
+        return schema
+    digest = hashlib.sha256(model.encode()).hexdigest()[:12]
+    return f"{schema[: PG_IDENTIFIER_MAX - 13]}_{digest}"
+
+
+def advisory_key(*parts: str) -> int:
+    """Turn a lock's name into PostgreSQL's 64-bit advisory lock key, the same in every process."""
+    digest = hashlib.sha256("\0".join(("dropscore", *parts)).encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+def masked(url: str | URL) -> str:
+    """Show a database URL with its password as ``***`` (a URL that does not parse: a word)."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "(a URL that does not parse)"
+
+
+def state_url_problem(url: str) -> str | None:
+    """Say in one line why ``url`` cannot hold the state (never echoing it), or None."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return "expected a URL such as postgresql+psycopg://user@host:5432/dropscore"
+    if parsed.get_backend_name() != "postgresql" or parsed.get_driver_name() != "psycopg":
+        return (
+            "expected postgresql+psycopg://user@host:5432/dropscore"
+            " (leave it empty for SQLite files in data_dir)"
+        )
+    if not parsed.database:
+        return "name the database: postgresql+psycopg://user@host:5432/DATABASE"
+    if importlib.util.find_spec("psycopg") is None:
+        return POSTGRES_INSTALL_HINT
+    return None
+
+
 def _engine(url: URL) -> Engine:
     if url.get_backend_name() == "sqlite":
         engine = create_engine(
@@ -214,7 +366,7 @@ def _engine(url: URL) -> Engine:
         event.listen(engine, "connect", _sqlite_connect)
         event.listen(engine, "begin", _sqlite_begin)
     else:
-        engine = create_engine(url, pool_pre_ping=True)
+        engine = create_engine(url, pool_pre_ping=True, connect_args=dict(PG_KEEPALIVES))
     event.listen(engine, "connect", _note_process)
     event.listen(engine, "checkout", _same_process)
     return engine

@@ -30,7 +30,7 @@ from sqlalchemy import (
 from sqlalchemy.schema import CreateTable
 
 from ingest.base.layout import KINDS
-from ingest.state.db import Migration, add_column, create_tables, run_sql
+from ingest.state.db import WIDE_INTEGER, Migration, add_column, create_tables, run_sql
 from ingest.state.records import BY_BYTES, BY_CONTENT, DUPLICATE, STATES
 
 STORE = "ledger"  # its name in ``schema_versions``
@@ -47,10 +47,10 @@ FILES = Table(
     Column("id", Integer, primary_key=True, nullable=True),  # as the first release declared it
     Column("original_name", Text, nullable=False),
     Column("kind", Text, CheckConstraint(_KINDS_CHECK), nullable=False),
-    Column("size_bytes", Integer),
+    Column("size_bytes", WIDE_INTEGER),
     Column("sha256", Text),
     Column("state", Text, CheckConstraint(_STATES_CHECK), nullable=False),
-    Column("rows", Integer),
+    Column("rows", WIDE_INTEGER),
     Column("columns", Integer),
     Column("format", Text),
     Column("encoding", Text),
@@ -65,8 +65,8 @@ FILES = Table(
     Column("processing_path", Text, unique=True),
     Column("output_path", Text),
     Column("model_version", Text),
-    Column("rows_scored", Integer),
-    Column("rows_failed", Integer),
+    Column("rows_scored", WIDE_INTEGER),
+    Column("rows_failed", WIDE_INTEGER),
     Column("scoring_claimed_at", Text),
     Column("scoring_claims", Integer, nullable=False, server_default=text("0")),
     Column("received_at", Text, nullable=False),

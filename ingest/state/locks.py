@@ -9,12 +9,17 @@ block) and with the process that holds it, so a kill -9 never leaves one behind.
 describe itself (its pid), for the message a refused process prints (``holder``).
 
 ``FileLocks`` is the kind for one machine: a lock is an ``flock`` on a file in one folder, named
-by its path below that folder; the kernel drops it when its process dies. A database advisory
-lock fits the same Protocol (PostgreSQL's ``pg_try_advisory_lock``/``pg_advisory_lock`` on a
-session kept for the lock's life, a name hashed to its key, the holder's description in a row):
-it too is exclusive, taken with or without waiting, and dropped with the session when its process
-dies. So a retrain lock shared by replicas, or leader election, is another ``Locks`` handed to
-the same callers, not another way of locking.
+by its path below that folder; the kernel drops it when its process dies. ``AdvisoryLocks`` is
+the kind for replicas sharing a PostgreSQL state database: ``pg_try_advisory_lock`` /
+``pg_advisory_lock`` on a connection of its own kept for the lock's life, the name (and the
+schema of the database it guards) hashed to the key, the holder's description in the
+connection's ``application_name``. It too is exclusive, taken with or without waiting, and
+dropped with the session when its process dies: the server sees the socket close at once after
+a kill -9, and within seconds after a machine vanished (TCP keepalives and ``tcp_user_timeout``
+on both ends of the lock's connection). ``locks_beside`` picks the kind from the database, so a
+retrain lock shared by replicas, or leader election, is another ``Locks`` handed to the same
+callers, not another way of locking. ``Lock.held`` asks whether a lock still holds (a lost
+connection means a lost advisory lock), for a holder that must stop when it is gone.
 
 Two file locks here are no named locks and stay on one machine by nature. A claim locks the
 claimed drop itself, so the lock follows the file through its rename (``try_hold``,
@@ -30,7 +35,7 @@ import os
 import signal
 from pathlib import Path, PurePosixPath
 from types import TracebackType
-from typing import TYPE_CHECKING, Protocol, Self
+from typing import TYPE_CHECKING, Any, Protocol, Self
 
 if TYPE_CHECKING:
     from ingest.state.db import StateDB
@@ -51,6 +56,10 @@ class Lock(Protocol):
 
     def release(self) -> None:
         """Let go of the lock; a second call does nothing."""
+        ...
+
+    def held(self) -> bool:
+        """Tell whether the lock still holds (an advisory lock ends with its connection)."""
         ...
 
     def __enter__(self) -> Self: ...
@@ -104,6 +113,10 @@ class FileLock:
                 fcntl.flock(fd, fcntl.LOCK_UN)
         with contextlib.suppress(OSError):
             os.close(fd)
+
+    def held(self) -> bool:
+        """Tell whether the lock still holds: until released (the kernel keeps it till then)."""
+        return self._fd is not None
 
     def __enter__(self) -> Self:
         return self
@@ -237,12 +250,144 @@ def _flock(fd: int, *, wait: bool) -> bool:
 
 
 def locks_beside(db: StateDB) -> Locks:
-    """Give the locks kept with a state database: lock files beside its SQLite file.
+    """Give the locks kept with a state database: lock files beside its SQLite file, or the
+    PostgreSQL server's advisory locks.
 
     A lock that guards what a database holds (a model's retrain lock guards its runs) lives
-    where the database lives, so every process that shares the database shares the lock. A
-    server database's advisory locks belong here; until they exist only SQLite has locks.
+    where the database lives, so every process that shares the database shares the lock.
     """
+    if db.dialect == "postgresql":
+        return AdvisoryLocks(db)
     if db.path is None:
-        raise ValueError(f"no locks for a {db.dialect} state database yet; only SQLite has them")
+        raise ValueError(f"no locks for a {db.dialect} state database")
     return FileLocks(db.path.parent)
+
+
+# The server drops a lock holder's session this long after its machine went silent: keepalive
+# probes from the server's end (idle, interval, count) and a cap on unacknowledged data.
+_SERVER_KEEPALIVES = (
+    "-c tcp_keepalives_idle=5 -c tcp_keepalives_interval=2 -c tcp_keepalives_count=3"
+    " -c tcp_user_timeout=10000"
+)
+_APPLICATION = "dropscore:"  # application_name of a lock's connection: this, then its holder
+_HOLDER = (
+    "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+    " WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1"
+    " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+    " AND l.classid::bigint = :high AND l.objid::bigint = :low"
+)
+
+
+class AdvisoryLock:
+    """A PostgreSQL session-level advisory lock, held by the one connection that took it."""
+
+    def __init__(self, name: str, conn: Any, key: int) -> None:
+        self._name = name
+        self._conn: Any = conn
+        self._key = key
+
+    @property
+    def name(self) -> str:
+        """Say which lock this is."""
+        return self._name
+
+    def held(self) -> bool:
+        """Ask the server over the lock's own connection; False once that connection is gone."""
+        conn = self._conn
+        if conn is None:
+            return False
+        try:
+            conn.execute("SELECT 1").fetchone()
+        except Exception:  # any failure of the connection is a lost session, so a lost lock
+            return False
+        return True
+
+    def release(self) -> None:
+        """Unlock and close the connection; a second call does nothing."""
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        with contextlib.suppress(Exception):  # a broken connection's lock is gone already
+            conn.execute("SELECT pg_advisory_unlock(%s)", (self._key,))
+        with contextlib.suppress(Exception):
+            conn.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        self.release()
+
+
+class AdvisoryLocks:
+    """Named locks across machines: advisory locks of the PostgreSQL server holding ``db``.
+
+    Names are scoped to the database's schema (a model's retrain lock is its own), and each lock
+    is held on a connection opened for it (autocommit, keepalives on both ends), never a pooled
+    one: the lock lives exactly as long as that session.
+    """
+
+    def __init__(self, db: StateDB) -> None:
+        self.db = db
+
+    def key(self, name: str) -> int:
+        """Give the advisory key of a lock's name in this database's schema."""
+        from ingest.state.db import advisory_key
+
+        return advisory_key("lock", self.db.schema or "", name)
+
+    def try_acquire(self, name: str, holder: str | None = None) -> AdvisoryLock | None:
+        """Take the lock if no session holds it, else None at once."""
+        return self._take(name, holder, "SELECT pg_try_advisory_lock(%s)")
+
+    def acquire(self, name: str, holder: str | None = None) -> AdvisoryLock:
+        """Take the lock, waiting as long as another session holds it."""
+        lock = self._take(name, holder, "SELECT true FROM pg_advisory_lock(%s)")
+        if lock is None:  # pragma: no cover - pg_advisory_lock returns only once it holds it
+            raise BlockingIOError(f"lock {name!r} was not taken")
+        return lock
+
+    def holder(self, name: str) -> str | None:
+        """Say who holds the lock, as its holder described itself; None when free or unsaid."""
+        from sqlalchemy import text  # Deferred: commands that take file locks never load it
+
+        key = self.key(name)
+        with self.db.read() as conn:
+            found = conn.execute(
+                text(_HOLDER), {"high": (key >> 32) & 0xFFFFFFFF, "low": key & 0xFFFFFFFF}
+            ).scalar()
+        if not found or not str(found).startswith(_APPLICATION):
+            return None
+        return str(found)[len(_APPLICATION) :] or None
+
+    def _take(self, name: str, holder: str | None, query: str) -> AdvisoryLock | None:
+        key = self.key(name)
+        conn = self._connect(holder)
+        try:
+            row = conn.execute(query, (key,)).fetchone()
+        except BaseException:
+            conn.close()
+            raise
+        if not row or not row[0]:
+            conn.close()
+            return None
+        return AdvisoryLock(name, conn, key)
+
+    def _connect(self, holder: str | None) -> Any:
+        """Open the lock's own connection, with the engine's address and keepalives."""
+        import psycopg  # Deferred: only a PostgreSQL state database needs the driver
+
+        from ingest.state.db import PG_KEEPALIVES
+
+        engine = self.db.engine
+        _args, params = engine.dialect.create_connect_args(engine.url)
+        params.update(PG_KEEPALIVES)
+        params["tcp_user_timeout"] = 10_000  # ms a send may go unacknowledged before it fails
+        params["options"] = _SERVER_KEEPALIVES
+        params["application_name"] = (_APPLICATION + (holder or ""))[:63]
+        return psycopg.connect(autocommit=True, **params)

@@ -29,6 +29,7 @@ HEALTH = {
         models={"type": "object", "additionalProperties": MODEL_STATE},
     ),
     "additionalProperties": True,  # one object per probe this process runs (watcher, scheduler)
+    # and ``state``: {"backend": "sqlite"|"postgresql", "url": the server's, password masked}
 }
 
 
@@ -53,6 +54,7 @@ def health() -> Response:
         "model": states[s.model().name],  # the default model, as before there were several
         "models": states,
     }
+    body["state"] = _state(s)
     for name, probe in s.probes.items():
         try:
             body[name] = probe()
@@ -73,6 +75,15 @@ def health() -> Response:
         }
     )
     return jsonify(body)
+
+
+def _state(s: Services) -> dict[str, str]:
+    """Say where the state is kept: the backend, and a server's URL with its password masked
+    (a SQLite file's path stays private, as every path does on this open endpoint)."""
+    db = s.models.shared.db
+    if db.dialect == "sqlite":
+        return {"backend": "sqlite"}
+    return {"backend": db.dialect, "url": db.masked_url}
 
 
 def _last_retrain(s: Services) -> dict | None:

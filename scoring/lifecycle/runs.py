@@ -38,7 +38,7 @@ from sqlalchemy import (
 )
 
 from ingest.base.layout import RETRAIN_LOCK_FILE
-from ingest.state.db import Migration, StateDB, add_column, create_tables
+from ingest.state.db import WIDE_INTEGER, Migration, StateDB, add_column, create_tables
 from ingest.state.locks import Locks, locks_beside
 from scoring.errors import NotFound
 from scoring.lifecycle.registry import now
@@ -66,7 +66,7 @@ RUNS = Table(
     Column("queued_at", Text, nullable=False),
     Column("started_at", Text),
     Column("finished_at", Text),
-    Column("rows", Integer),
+    Column("rows", WIDE_INTEGER),
     Column("version", Integer),  # the version this run registered
     Column("champion_version", Integer),  # the champion it was compared with
     Column("metrics", Text),  # JSON
@@ -79,7 +79,7 @@ RUNS = Table(
     Column("requested_by", Text),
     Column("trainer_pid", Integer),
     Column("peak_rss_mb", Float().with_variant(REAL(), "sqlite")),  # REAL, as it always was
-    Column("sampled_from", Integer),
+    Column("sampled_from", WIDE_INTEGER),
     Index("runs_state", "state"),
     sqlite_autoincrement=True,  # ids are never reused, as with the AUTOINCREMENT of old
 )

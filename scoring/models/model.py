@@ -113,10 +113,11 @@ class Model:
         with self._lock:
             if self._serving is None:
                 # Deferred: numpy and pyarrow load only where a prediction may need them.
-                from scoring.lifecycle.champion import ChampionHolder
+                from scoring.lifecycle.champion import ChampionHolder, poll_seconds_for
                 from scoring.lifecycle.versions import VersionCache
 
-                champion = ChampionHolder(self.registry, model=self.name)
+                poll = poll_seconds_for(self.db.dialect)  # a server is read less often
+                champion = ChampionHolder(self.registry, poll, model=self.name)
                 size = self.settings.server.cached_versions
                 versions = VersionCache(self.name, self.registry, champion, size)
                 self._serving = _Serving(champion, versions)

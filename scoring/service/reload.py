@@ -130,7 +130,7 @@ class Reloader:
     def _add(self, name: str, root: Settings) -> None:
         """Open one new model; where background work runs, prepare it (folders, recovery, first
         training) and watch it before it is served."""
-        model = open_model(root, name)
+        model = open_model(root, name, server=self._models.shared.db)
         if self._background is not None:
             self._background.add(model, root)
         self._models.add(model, root)

@@ -20,7 +20,7 @@ from ingest.base.logs import bound_to
 from ingest.lake.store import lake_files
 from ingest.pipeline.intake import Intake
 from ingest.pipeline.watcher import Watcher
-from ingest.state.locks import FileLocks, Lock
+from ingest.state.locks import FileLocks, Lock, locks_beside
 from schedules.scheduler import Schedule
 from scoring.bulk.drops import on_arrival, sweep
 from scoring.inference.dataplane import Dataplane
@@ -31,6 +31,7 @@ from scoring.lifecycle.runner import run_retrain
 from scoring.lifecycle.runs import RetrainBusy
 from scoring.models.factory import open_model, open_models
 from scoring.models.model import Model, Models
+from scoring.service.leader import Leader
 from scoring.service.reload import Reloader, reload_on_sighup
 from scoring.settings import Settings
 
@@ -124,6 +125,7 @@ class Background:
     watcher: Watcher
     schedule: Schedule
     dataplane: Dataplane  # scored drops' events; `serve` shares it with the API
+    leader: Leader  # runs the schedule while this process leads (one across replicas)
 
     def add(self, model: Model, root: Settings) -> None:
         """Prepare a model a reload added, then watch its inboxes and schedule its jobs."""
@@ -162,7 +164,8 @@ def prepare_model(model: Model, dataplane: Dataplane | None = None) -> Intake:
 @contextmanager
 def background(settings: Settings, models: Models | None = None) -> Iterator[Background]:
     """Hold the folder lock; recover and bootstrap each model; then run one watcher over every
-    model's inboxes and one scheduler with every model's jobs.
+    model's inboxes and, while this process leads (``scoring.service.leader``), one scheduler
+    with every model's jobs.
 
     On exit the scheduler stops first (waiting for a running job), then the watcher.
     """
@@ -173,11 +176,13 @@ def background(settings: Settings, models: Models | None = None) -> Iterator[Bac
         watcher = Watcher(next(iter(intakes.values())).config, *intakes.values())
         watcher.start()
         schedule = Schedule(settings, models)
+        log.info("state database", extra={"url": models.shared.db.masked_url})
+        leader = Leader(locks_beside(models.shared.db), schedule)
         try:
-            schedule.start()
-            yield Background(models, intakes, watcher, schedule, dataplane)
+            leader.start()
+            yield Background(models, intakes, watcher, schedule, dataplane, leader)
         finally:
-            schedule.stop()  # waits for a running job to finish
+            leader.stop()  # a leader's scheduler waits for a running job to finish
             watcher.stop()
             log.info("stopped")
 
@@ -201,7 +206,7 @@ def run_serve(settings: Settings, load: Callable[[], Settings] | None = None) ->
             settings,
             served=bg.models,
             dataplane=bg.dataplane,
-            probes={"watcher": bg.watcher.status, "scheduler": bg.schedule.status},
+            probes={"watcher": bg.watcher.status, "scheduler": bg.leader.status},
             reloader=reloader,
         )
         reload_on_sighup(reloader)

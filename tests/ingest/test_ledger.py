@@ -1,4 +1,5 @@
-"""The file ledger against a real SQLite file: states, refused transitions, racing claims."""
+"""The file ledger against a real SQLite file and a real PostgreSQL server (the ``ledger`` tests
+run on both): states, refused transitions, racing claims."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from ingest.state.db import StateDB
+from ingest.state.db import StateDB, model_schema
 from ingest.state.ledger import (
     BY_BYTES,
     BY_CONTENT,
@@ -26,6 +27,12 @@ from ingest.state.ledger import (
 )
 
 REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def ledger(open_state, tmp_path: Path) -> Ledger:
+    """The ledger on each backend: a model's ``state.db``, or the model's schema on PostgreSQL."""
+    return Ledger(open_state(model_schema("default")), tmp_path)
 
 # The schema script of the release before the ledger moved onto SQLAlchemy, copied as it was: a
 # state.db made by any earlier release holds this table (the columns below added by ALTER TABLE).
@@ -233,7 +240,8 @@ def test_concurrent_receives_of_one_content_keep_one_original(ledger: Ledger) ->
 
     def receive(i: int) -> None:
         barrier.wait()
-        results.append(_receive(Ledger(StateDB.at(ledger.db.path)), f"f{i}.csv", sha="same"))
+        mine = Ledger(ledger.db.reopen(), ledger.data_dir)
+        results.append(_receive(mine, f"f{i}.csv", sha="same"))
 
     threads = [threading.Thread(target=receive, args=(i,)) for i in range(8)]
     for t in threads:
@@ -253,7 +261,7 @@ def test_claim_for_scoring_has_one_winner_among_threads(ledger: Ledger) -> None:
 
     def claim() -> None:
         barrier.wait()
-        wins.append(Ledger(StateDB.at(ledger.db.path)).claim_for_scoring(record.id))
+        wins.append(Ledger(ledger.db.reopen(), ledger.data_dir).claim_for_scoring(record.id))
 
     threads = [threading.Thread(target=claim) for _ in range(8)]
     for t in threads:
@@ -266,15 +274,23 @@ def test_claim_for_scoring_has_one_winner_among_threads(ledger: Ledger) -> None:
 _CLAIMER = """
 import json, sys, time
 from pathlib import Path
-from ingest.state.db import StateDB
+from ingest.state.db import StateDB, model_schema
 from ingest.state.ledger import Ledger
-db, go, n = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
-ledger = Ledger(StateDB.at(db))
-(go.parent / f"ready-{sys.argv[4]}").touch()
+where, schema = sys.argv[1], sys.argv[2] or None
+go, n = Path(sys.argv[3]), int(sys.argv[4])
+db = StateDB(where, schema=schema) if "://" in where else StateDB.at(Path(where))
+ledger = Ledger(db, go.parent)
+(go.parent / f"ready-{sys.argv[5]}").touch()
 while not go.exists():
     time.sleep(0.005)
 print(json.dumps([i for i in range(1, n + 1) if ledger.claim_for_scoring(i)]))
 """
+
+
+def _where(ledger: Ledger) -> tuple[str, str]:
+    """Name a ledger's database for a child process: its file, or its URL and schema."""
+    db = ledger.db
+    return (str(db.path), "") if db.path is not None else (str(db.url), db.schema or "")
 
 
 def test_claim_for_scoring_has_one_winner_among_processes(
@@ -286,7 +302,7 @@ def test_claim_for_scoring_has_one_winner_among_processes(
     go = tmp_path / "go"
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", _CLAIMER, str(ledger.db.path), str(go), str(n), str(k)],
+            [sys.executable, "-c", _CLAIMER, *_where(ledger), str(go), str(n), str(k)],
             cwd=REPO,
             stdout=subprocess.PIPE,
             text=True,
@@ -318,15 +334,16 @@ def test_stale_claim_can_be_retaken_and_release_frees_it(ledger: Ledger, wait_fo
     assert ledger.claim_for_scoring(record.id, stale_after=0) is False  # scored: nothing to do
 
 
-def test_schema_lives_beside_other_tables(ledger: Ledger) -> None:
+def test_schema_lives_beside_other_tables(config) -> None:
     import sqlite3
 
+    ledger = Ledger(StateDB.at(config.db_path))
     conn = sqlite3.connect(ledger.db.path)
     conn.execute("CREATE TABLE models (version INTEGER PRIMARY KEY)")
     conn.commit()
     conn.close()
     _receive(ledger)
-    again = Ledger(StateDB.at(ledger.db.path))
+    again = Ledger(ledger.db.reopen(), ledger.data_dir)
     assert again.counts_by_state()["received"] == 1
     conn = sqlite3.connect(ledger.db.path)
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
@@ -514,7 +531,7 @@ def test_two_writers_racing_one_transition_have_one_winner(ledger: Ledger) -> No
     refused: list[IllegalTransition] = []
 
     def retry(i: int) -> None:
-        mine = Ledger(StateDB.at(ledger.db.path))
+        mine = Ledger(ledger.db.reopen(), ledger.data_dir)
         barrier.wait()
         try:
             mine.mark_retried(record.id, queued_as=f"retry{i}__a.csv")

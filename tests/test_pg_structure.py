@@ -1,0 +1,56 @@
+"""Where PostgreSQL and the scheduler's election live, read from the source with ``ast``.
+
+The driver is reached by the lock module alone among the stores (the engine goes through
+SQLAlchemy's URL), the server's advisory locks by the two state modules alone, and only the
+leader starts or stops the scheduler: a ``serve`` that started its ``Schedule`` itself would run
+it on every replica.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from .test_imports import module_names
+from .test_locks import imported_modules
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def importers(module: str) -> list[str]:
+    """Name every library module that imports ``module`` (or one of its submodules)."""
+    return sorted(
+        name
+        for name, path in module_names().items()
+        if any(m == module or m.startswith(module + ".") for m in imported_modules(path))
+    )
+
+
+def test_the_driver_is_imported_by_the_lock_module_alone() -> None:
+    # and by the test server's helper, which makes and drops the tests' databases
+    assert importers("psycopg") == ["ingest.state.locks", "scoring.testing.postgres"]
+
+
+def test_advisory_locks_are_taken_in_the_state_modules_alone() -> None:
+    """The write lock (``db``) and the named locks (``locks``): nowhere else locks the server."""
+    found = sorted(
+        name for name, path in module_names().items() if "pg_advisory" in path.read_text("utf-8")
+    )
+    assert found == ["ingest.state.db", "ingest.state.locks"]
+
+
+def schedule_calls(path: Path) -> list[str]:
+    """List the ``<something schedule>.start()``/``.stop()`` calls in a source file."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+            continue
+        owner = ast.unparse(node.func.value)
+        if node.func.attr in ("start", "stop") and owner.split(".")[-1].endswith("schedule"):
+            found.append(f"{path.relative_to(ROOT)}:{node.lineno} {owner}.{node.func.attr}")
+    return found
+
+
+def test_only_the_leader_starts_or_stops_the_scheduler() -> None:
+    calls = [c for path in module_names().values() for c in schedule_calls(path)]
+    assert calls and all(c.startswith("scoring/service/leader.py:") for c in calls), calls
