@@ -7,7 +7,7 @@ settings), so the factory, the CLI and the engines all open the same store the s
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
 from ingest.lake.remote import StorageRoot, open_storage, open_uri
@@ -15,6 +15,9 @@ from ingest.lake.remote import StorageRoot, open_storage, open_uri
 if TYPE_CHECKING:
     import pyarrow.fs as pafs
 
+    from ingest.pipeline.bucket import BucketWatcher
+    from ingest.pipeline.intake import Intake
+    from ingest.state.db import StateDB
     from scoring.settings import Settings
 
 
@@ -37,3 +40,32 @@ def open_location(
     endpoint, region and credentials."""
     storage = settings.storage
     return open_uri(uri, endpoint_url=storage.endpoint_url, region=storage.region, env=env)
+
+
+def bucket_watcher(
+    settings: Settings,
+    intakes: Iterable[Intake],
+    db: StateDB,
+    env: Mapping[str, str] | None = None,
+) -> BucketWatcher | None:
+    """Build the poller of every model's bucket inboxes, or None when files are on the local disk.
+
+    The claims live in ``db``, the state database every replica shares, so two replicas polling
+    one bucket take each drop once.
+    """
+    storage = settings.storage
+    if not storage.url:
+        return None
+    from ingest.pipeline.bucket import Bucket, BucketClaims, BucketWatcher, bucket_of
+
+    name, prefix = bucket_of(storage.url)
+    bucket = Bucket(name, endpoint_url=storage.endpoint_url, region=storage.region, env=env)
+    return BucketWatcher(
+        bucket,
+        prefix,
+        BucketClaims(db),
+        intakes,
+        stable_seconds=settings.ingest.stable_seconds,
+        rescan_seconds=settings.ingest.rescan_seconds,
+        ready_marker=settings.ingest.ready_marker,
+    )

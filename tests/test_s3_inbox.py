@@ -1,0 +1,195 @@
+"""Watched inboxes on an object store (a real moto_server): polling, claims, archive, quarantine.
+
+The rule of when an object is taken is a pure function of listings and a clock (``Tracker``),
+tested here with a clock the test sets; the rest runs against the session's S3 endpoint with
+real intakes, ledgers and state databases.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from pathlib import Path
+
+import pytest
+
+from ingest.pipeline.bucket import BucketClaims, BucketWatcher, ObjectInfo, Tracker
+from ingest.pipeline.intake import Intake
+from ingest.state.db import StateDB
+from ingest.state.ledger import NORMALIZED, QUARANTINED
+from scoring.ingest_options import ingest_config
+from scoring.models.factory import open_model
+from scoring.storage import bucket_watcher
+from tests._s3 import storage_settings
+from tests.conftest import make_settings, wait_for
+
+# -- the rule, with a clock the test sets ------------------------------------------------------
+
+
+def _obj(key: str, etag: str = "e1", size: int = 10) -> ObjectInfo:
+    return ObjectInfo(f"p/inbox/train/{key}", etag, size)
+
+
+def test_an_object_is_taken_once_its_etag_and_size_held_still() -> None:
+    tracker = Tracker(stable_seconds=2.0)
+    assert tracker.observe([_obj("a.csv")], now=0.0) == []
+    assert tracker.observe([_obj("a.csv")], now=1.0) == []
+    assert tracker.observe([_obj("a.csv")], now=2.0) == [_obj("a.csv")]
+
+
+def test_an_object_rewritten_while_watched_waits_again() -> None:
+    tracker = Tracker(stable_seconds=2.0)
+    tracker.observe([_obj("a.csv", "e1", 10)], now=0.0)
+    assert tracker.observe([_obj("a.csv", "e2", 10)], now=1.9) == []  # same size, new ETag
+    assert tracker.observe([_obj("a.csv", "e2", 10)], now=3.0) == []  # 1.1 s still, not 2
+    assert tracker.observe([_obj("a.csv", "e2", 20)], now=3.9) == []  # grew
+    assert tracker.observe([_obj("a.csv", "e2", 20)], now=5.9) == [_obj("a.csv", "e2", 20)]
+
+
+def test_unfinished_names_and_markers_are_never_drops() -> None:
+    tracker = Tracker(stable_seconds=0.0, marker=".done")
+    listing = [_obj("a.csv.part"), _obj(".hidden"), _obj("b.csv.done"), _obj("c.csv")]
+    tracker.observe(listing, now=0.0)
+    assert tracker.observe(listing, now=1.0) == []  # c.csv waits for c.csv.done
+    listing.append(_obj("c.csv.done"))
+    assert tracker.observe(listing, now=2.0) == [_obj("c.csv")]
+
+
+def test_a_version_whose_take_failed_waits_until_it_changes() -> None:
+    tracker = Tracker(stable_seconds=0.0)
+    tracker.observe([_obj("a.csv")], now=0.0)
+    tracker.failed(_obj("a.csv"))
+    assert tracker.observe([_obj("a.csv")], now=1.0) == []
+    assert tracker.observe([_obj("a.csv")], now=2.0) == []
+    tracker.observe([_obj("a.csv", "e2")], now=3.0)
+    assert tracker.observe([_obj("a.csv", "e2")], now=4.0) == [_obj("a.csv", "e2")]
+
+
+# -- against the session's S3 ------------------------------------------------------------------
+
+
+class Replica:
+    """One process's share of a bucket deployment: its own scratch data folder and ledger,
+    the claims in the state database every replica shares."""
+
+    def __init__(self, tmp: Path, storage: dict, claims_db: StateDB, **ingest) -> None:
+        self.settings = make_settings(
+            tmp, storage=storage, ingest={"stable_seconds": 0.2, "rescan_seconds": 0.2, **ingest}
+        )
+        self.model = open_model(self.settings)
+        self.intake = Intake(ingest_config(self.settings), self.model.ledger)
+        watcher = bucket_watcher(self.settings, [self.intake], claims_db)
+        assert watcher is not None
+        self.watcher: BucketWatcher = watcher
+
+    def records(self) -> list:
+        return self.model.ledger.list(limit=None)
+
+
+def _put(replica: Replica, relative: str, body: bytes) -> str:
+    key = replica.watcher.key(relative)
+    replica.watcher.bucket.client.put_object(Bucket=replica.watcher.bucket.name, Key=key, Body=body)
+    return key
+
+
+def _keys(replica: Replica, relative: str) -> list[str]:
+    prefix = replica.watcher.key(relative)
+    return sorted(o.name for o in replica.watcher.bucket.list(prefix))
+
+
+def _get(replica: Replica, relative: str) -> bytes:
+    bucket = replica.watcher.bucket
+    body = bucket.client.get_object(Bucket=bucket.name, Key=replica.watcher.key(relative))["Body"]
+    return bytes(body.read())
+
+
+def _csv(i: int) -> bytes:
+    return f"x,y\n{i},{i * 2}\n{i + 1},{i * 3}\n".encode()
+
+
+@pytest.fixture
+def storage(s3, monkeypatch: pytest.MonkeyPatch) -> dict:
+    return storage_settings(s3, monkeypatch, "inbox")
+
+
+def test_two_replicas_polling_one_bucket_take_each_of_50_drops_exactly_once(
+    tmp_path: Path, storage: dict
+) -> None:
+    claims_db = StateDB.at(tmp_path / "shared" / "state.db")  # what [state] url shares
+    one = Replica(tmp_path / "one", storage, claims_db)
+    two = Replica(tmp_path / "two", storage, claims_db)
+    for i in range(50):
+        _put(one, f"inbox/score/drop-{i:02d}.csv", _csv(i))
+    stop = threading.Event()
+
+    def poll(replica: Replica) -> None:
+        while not stop.is_set():
+            replica.watcher.poll()
+
+    threads = [threading.Thread(target=poll, args=(r,)) for r in (one, two)]
+    for t in threads:
+        t.start()
+    try:
+        wait_for(lambda: not _keys(one, "inbox/score"), 180, 0.2, "the inbox to empty")
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(60)
+    records = one.records() + two.records()
+    names = sorted(r.original_name for r in records)
+    assert names == [f"drop-{i:02d}.csv" for i in range(50)]  # each once, across both
+    assert {r.state for r in records} == {NORMALIZED}
+    claims = BucketClaims(claims_db).rows()
+    assert len(claims) == 50 and all(c["state"] == NORMALIZED for c in claims)
+    archived = _keys(one, "archive")
+    assert len(archived) == 50
+    assert sorted(a.split("__", 1)[1] for a in archived) == names
+    for scratch in (tmp_path / "one" / "data", tmp_path / "two" / "data"):
+        assert not list((scratch / "archive").iterdir())  # local copies are scratch only
+
+
+def test_an_object_rewritten_after_its_claim_waits_and_its_last_version_is_taken(
+    tmp_path: Path, storage: dict
+) -> None:
+    replica = Replica(tmp_path, storage, StateDB.at(tmp_path / "shared.db"))
+    key = _put(replica, "inbox/score/growing.csv", _csv(1))
+    first = next(o for o in replica.watcher.bucket.list(replica.watcher.key("inbox/score")))
+    assert first.key == key
+    _put(replica, "inbox/score/growing.csv", _csv(1) + b"7,8\n")  # written again: new ETag
+    inbox = next(i for i in replica.watcher.inboxes if i.kind == "score")
+    assert replica.watcher.take(inbox, first) is None  # If-Match refuses the stale version
+    assert _keys(replica, "inbox/score") == ["growing.csv"] and not replica.records()
+    wait_for(lambda: replica.watcher.poll(), 60, 0.1, "the rewritten object to be taken")
+    [record] = replica.records()
+    assert record.sha256 == hashlib.sha256(_csv(1) + b"7,8\n").hexdigest()
+    assert record.rows == 3
+
+
+def test_a_bad_drop_is_quarantined_under_the_prefix_with_its_reason(
+    tmp_path: Path, storage: dict
+) -> None:
+    replica = Replica(tmp_path, storage, StateDB.at(tmp_path / "shared.db"))
+    _put(replica, "inbox/train/broken.csv", b"a,b\n1,2,3,4\n")
+    wait_for(lambda: replica.watcher.poll(), 60, 0.1, "the bad drop to be taken")
+    [record] = replica.records()
+    assert record.state == QUARANTINED
+    filed = f"{record.id}__broken.csv"
+    assert _keys(replica, "quarantine") == [filed, filed + ".error.json"]
+    assert _keys(replica, "inbox/train") == []
+    reason = json.loads(_get(replica, f"quarantine/{filed}.error.json"))
+    assert reason["code"] == record.error["code"] and reason["file"] == "broken.csv"
+    assert reason["what_to_do"] and reason["message"]
+    assert _get(replica, f"quarantine/{filed}") == b"a,b\n1,2,3,4\n"  # the original, untouched
+
+
+def test_ready_marker_works_as_on_disk(tmp_path: Path, storage: dict) -> None:
+    replica = Replica(tmp_path, storage, StateDB.at(tmp_path / "shared.db"), ready_marker=".done")
+    _put(replica, "inbox/score/sales.csv", _csv(3))
+    for _ in range(3):  # held still, but no marker: never taken
+        assert replica.watcher.poll() == []
+    _put(replica, "inbox/score/sales.csv.done", b"")
+    wait_for(lambda: replica.watcher.poll(), 60, 0.1, "the marked drop to be taken")
+    [record] = replica.records()
+    assert _keys(replica, "archive") == [f"{record.id}__sales.csv", f"{record.id}__sales.csv.done"]
+    assert _keys(replica, "inbox/score") == []
