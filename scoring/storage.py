@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ingest.lake.remote import StorageRoot, open_storage, open_uri
@@ -69,3 +70,18 @@ def bucket_watcher(
         rescan_seconds=settings.ingest.rescan_seconds,
         ready_marker=settings.ingest.ready_marker,
     )
+
+
+def upload(
+    settings: Settings, local: Path, relative: str, env: Mapping[str, str] | None = None
+) -> str:
+    """Put a local file under ``[storage] url`` at a layout-relative key, as one object; return
+    its ``s3://`` URI. A multipart upload that fails is aborted: never half an object."""
+    from ingest.pipeline.bucket import Bucket, bucket_of
+
+    storage = settings.storage
+    name, prefix = bucket_of(storage.url)
+    key = f"{prefix}/{relative}" if prefix else relative
+    bucket = Bucket(name, endpoint_url=storage.endpoint_url, region=storage.region, env=env)
+    bucket.upload(local, key)
+    return f"s3://{name}/{key}"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from pathlib import Path
 
 from ingest.base.errors import IngestError
 from ingest.base.formats import JSON_FORMATS, format_for_name, spec_for
@@ -25,6 +26,7 @@ from scoring.lifecycle.champion import load_version
 from scoring.lifecycle.predictor import LoadedModel
 from scoring.models.factory import open_model
 from scoring.settings import Settings
+from scoring.storage import upload
 
 log = logging.getLogger("dropscore.score")
 
@@ -105,6 +107,7 @@ def _score_drop(
     done = ledger.mark_scored(
         record.id, dst, model.version, summary.rows_scored, summary.rows_failed
     )
+    publish_output(settings, dst)
     if dataplane is not None:
         dataplane.scored_file(
             settings.name, model.version, PROTOCOL, summary.rows, summary.rows_failed,
@@ -122,6 +125,27 @@ def _score_drop(
         },
     )
     return done
+
+
+def publish_output(settings: Settings, dst: Path) -> None:
+    """Put a scored file into the outbox under ``[storage] url``, then drop the local copy,
+    which was scratch; nothing to do when files are on the local disk.
+
+    The upload is one object, published whole or not at all (a multipart upload that fails is
+    aborted), so no reader of the outbox sees half a file. A failed upload leaves the local
+    file and logs why: the drop is scored and the ledger says so.
+    """
+    if not settings.storage.url:
+        return
+    try:
+        upload(settings, dst, settings.layout.key(dst))
+    except Exception as exc:
+        log.error(
+            "scored file not uploaded to the outbox; it stays in the local outbox",
+            extra={"output": dst.name, "error": str(exc)},
+        )
+        return
+    dst.unlink(missing_ok=True)
 
 
 def sweep(

@@ -33,6 +33,7 @@ from scoring.models.factory import open_model, open_models
 from scoring.models.model import Model, Models
 from scoring.service.reload import Reloader, reload_on_sighup
 from scoring.settings import Settings
+from scoring.storage import bucket_watcher
 
 if TYPE_CHECKING:
     from ingest.state.ledger import Ledger
@@ -172,12 +173,18 @@ def background(settings: Settings, models: Models | None = None) -> Iterator[Bac
         intakes = {name: prepare_model(model, dataplane) for name, model in models.items()}
         watcher = Watcher(next(iter(intakes.values())).config, *intakes.values())
         watcher.start()
+        # [storage] url on a bucket: its inboxes are polled too (listing is the truth there)
+        bucket = bucket_watcher(settings, intakes.values(), models.shared.db)
+        if bucket is not None:
+            bucket.start()
         schedule = Schedule(settings, models)
         try:
             schedule.start()
             yield Background(models, intakes, watcher, schedule, dataplane)
         finally:
             schedule.stop()  # waits for a running job to finish
+            if bucket is not None:
+                bucket.stop()
             watcher.stop()
             log.info("stopped")
 
