@@ -16,9 +16,11 @@ from ingest.lake.remote import StorageRoot, open_storage, open_uri
 if TYPE_CHECKING:
     import pyarrow.fs as pafs
 
+    from ingest.lake.store import Lake
     from ingest.pipeline.bucket import BucketWatcher
     from ingest.pipeline.intake import Intake
     from ingest.state.db import StateDB
+    from scoring.lifecycle.artifacts import ArtifactStore
     from scoring.settings import Settings
 
 
@@ -85,3 +87,24 @@ def upload(
     bucket = Bucket(name, endpoint_url=storage.endpoint_url, region=storage.region, env=env)
     bucket.upload(local, key)
     return f"s3://{name}/{key}"
+
+
+def artifact_store(settings: Settings) -> ArtifactStore | None:
+    """Open the model's versions under ``[storage] url``; None keeps the local models folder."""
+    if not settings.storage.url:
+        return None
+    from scoring.lifecycle.artifacts import ArtifactStore
+
+    root = storage_root(settings)
+    return ArtifactStore(root.fs, root.join(settings.layout.key(settings.models_dir)))
+
+
+def lake_store(settings: Settings, kind: str) -> Lake:
+    """Open one kind's lake of a model: under ``[storage] url``, else the local lake folder."""
+    from ingest.lake.store import Lake
+
+    folder = settings.layout.lake(kind)
+    if not settings.storage.url:
+        return Lake.local(folder)
+    root = storage_root(settings)
+    return Lake(root.fs, root.join(settings.layout.key(folder)))

@@ -62,5 +62,7 @@ def test_serve_on_a_bucket_trains_from_and_scores_into_the_bucket(tmp_path: Path
     archived = listed("archive")
     assert sorted(a.split("__", 1)[1] for a in archived) == ["batch.csv", "diabetes.csv"]
     assert listed("inbox/train") == [] and listed("inbox/score") == []
-    local_outbox = tmp_path / "data" / "outbox"
-    assert not list(local_outbox.iterdir())  # the local folder was scratch
+    assert "1" in listed("models") and "model.skops" in listed("models/1")  # the artifacts too
+    local = tmp_path / "data"
+    assert not list((local / "outbox").iterdir())  # the local folder was scratch
+    assert not list((local / "models").iterdir())

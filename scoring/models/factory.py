@@ -25,6 +25,7 @@ def open_model(settings: Settings, name: str | None = None) -> Model:
     from ingest.state.ledger import Ledger
     from scoring.lifecycle.registry import Registry
     from scoring.lifecycle.runs import RunStore
+    from scoring.storage import artifact_store
     from scoring.traffic.store import TrafficStore
 
     view = settings.for_model(name or settings.name)
@@ -33,7 +34,7 @@ def open_model(settings: Settings, name: str | None = None) -> Model:
         settings=view,
         db=db,
         ledger=Ledger(db),
-        registry=Registry(view.models_dir, db),
+        registry=Registry(view.models_dir, db, artifact_store(view)),
         runs=RunStore(db),
         traffic=TrafficStore(db),
     )
