@@ -66,3 +66,6 @@ def test_serve_on_a_bucket_trains_from_and_scores_into_the_bucket(tmp_path: Path
     local = tmp_path / "data"
     assert not list((local / "outbox").iterdir())  # the local folder was scratch
     assert not list((local / "models").iterdir())
+    for kind in ("train", "score"):  # the lake is in the bucket, in today's layout
+        assert [n for n in listed(f"lake/{kind}") if n.endswith(".parquet")]
+        assert not list((local / "lake" / kind).iterdir())

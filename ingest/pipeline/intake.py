@@ -51,7 +51,6 @@ from ingest.base.errors import (
 from ingest.base.formats import is_unfinished_name
 from ingest.base.logs import bound_to
 from ingest.lake.lakefile import Normalized, OwnedElsewhere, discard_own_lake_file, write_lake_file
-from ingest.lake.store import lake_files
 from ingest.pipeline.quarantine import filed_name, refuse_link, too_large, write_error_record
 from ingest.pipeline.recovery import (
     DEFERRED,
@@ -164,7 +163,7 @@ class Intake:
         for record in orphan_rows(self.ledger):
             with contextlib.suppress(IllegalTransition):  # another process finished it meanwhile
                 done.append(self._quarantine(record, None, vanished(record)))
-        for record in unfinished_rejections(self.ledger):
+        for record in unfinished_rejections(self.config, self.ledger):
             self._finish_rejection(record)
             done.append(record)
         if done:
@@ -491,7 +490,8 @@ class Intake:
 
     def _train_lake_has_data(self) -> bool:
         """Tell whether training data exists, in the lake or in the ledger's history."""
-        return bool(lake_files(self.config.lake("train"))) or self.ledger.has_normalized("train")
+        lake = self.config.lake_store("train")
+        return bool(lake.names()) or self.ledger.has_normalized("train")
 
 
 def _check_kind(kind: str) -> None:

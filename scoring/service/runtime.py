@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING
 
 from ingest.base.config import IngestConfig
 from ingest.base.logs import bound_to
-from ingest.lake.store import lake_files
 from ingest.pipeline.intake import Intake
 from ingest.pipeline.watcher import Watcher
 from ingest.state.locks import FileLocks, Lock
@@ -84,7 +83,7 @@ def bootstrap(model: Model, intake: Intake) -> None:
             )
     if registry.champion_version() is not None:
         return
-    if not lake_files(settings.layout.lake("train")):  # nothing to learn from: no run to record
+    if not model.lake("train").names():  # nothing to learn from: no run to record
         log.info(
             "no model yet: waiting for a first labelled drop",
             extra={"model": settings.name, "inbox": str(settings.layout.inbox("train"))},
