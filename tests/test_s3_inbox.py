@@ -193,3 +193,40 @@ def test_ready_marker_works_as_on_disk(tmp_path: Path, storage: dict) -> None:
     [record] = replica.records()
     assert _keys(replica, "archive") == [f"{record.id}__sales.csv", f"{record.id}__sales.csv.done"]
     assert _keys(replica, "inbox/score") == []
+
+
+def test_a_claim_whose_holder_died_is_taken_over_once_its_lease_expires(
+    tmp_path: Path, storage: dict
+) -> None:
+    claims_db = StateDB.at(tmp_path / "shared.db")
+    dead = Replica(tmp_path / "dead", storage, claims_db)
+    alive = Replica(tmp_path / "alive", storage, claims_db)
+    alive.watcher.claims = BucketClaims(claims_db, lease_seconds=1.0)
+    key = _put(dead, "inbox/score/stranded.csv", _csv(5))
+    [obj] = dead.watcher.bucket.list(dead.watcher.key("inbox/score"))
+    assert dead.watcher.claims.claim(obj.key, obj.etag, obj.size, dead.watcher.who)
+    # ...and the process dies before it downloads: nobody renews the lease
+    assert not alive.watcher.claims.claim(obj.key, obj.etag, obj.size, "someone else")
+    wait_for(lambda: alive.watcher.poll(), 60, 0.1, "the stranded drop to be taken over")
+    [record] = alive.records()
+    assert record.original_name == "stranded.csv" and not dead.records()
+    [claim] = BucketClaims(claims_db).rows()
+    assert (claim["key"], claim["claimed_by"]) == (key, alive.watcher.who)
+    assert claim["state"] == NORMALIZED
+    assert _keys(alive, "inbox/score") == []
+
+
+def test_only_the_holder_renews_its_lease_and_a_finished_claim_is_never_taken_over(
+    tmp_path: Path,
+) -> None:
+    claims = BucketClaims(StateDB.at(tmp_path / "shared.db"), lease_seconds=0.0)
+    assert claims.claim("k", "e", 1, "holder")
+    [before] = claims.rows()
+    claims.renew("k", "e", "other")
+    assert claims.rows() == [before]  # someone else's renewal changes nothing
+    claims.renew("k", "e", "holder")
+    [after] = claims.rows()
+    assert after["claimed_at"] > before["claimed_at"] and after["claimed_by"] == "holder"
+    done = type("Done", (), {"id": 7, "state": NORMALIZED})()
+    claims.finish("k", "e", done)
+    assert not claims.claim("k", "e", 1, "other")  # a lease of 0 s, but the claim is finished

@@ -25,8 +25,8 @@ S3 = "s3"
 DEFAULT_REGION = "us-east-1"
 # S3 bucket names: 3-63 lower-case letters, digits, dots and hyphens (AWS's rule).
 _BUCKET_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789.-")
-_CONNECT_SECONDS = 10.0
-_REQUEST_SECONDS = 60.0
+CONNECT_SECONDS = 10.0  # both S3 clients (pyarrow's, boto3's) give up connecting after this
+REQUEST_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -82,6 +82,27 @@ def is_s3(uri: str | os.PathLike[str]) -> bool:
     return str(uri).startswith(f"{S3}://")
 
 
+def s3_region(region: str = "", env: Mapping[str, str] | None = None) -> str:
+    """The region to sign requests for: ``[storage] region``, else ``AWS_REGION``, else AWS's
+    default (a MinIO or moto endpoint accepts any)."""
+    env = os.environ if env is None else env
+    return region or env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or DEFAULT_REGION
+
+
+def s3_credentials(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The access key (and session token) from ``AWS_*``; empty leaves the SDK's chain to find one.
+
+    The one place credentials are read: never from settings, so a settings file can be shared.
+    """
+    env = os.environ if env is None else env
+    if not (env.get("AWS_ACCESS_KEY_ID") and env.get("AWS_SECRET_ACCESS_KEY")):
+        return {}
+    keys = {"access_key": env["AWS_ACCESS_KEY_ID"], "secret_key": env["AWS_SECRET_ACCESS_KEY"]}
+    if env.get("AWS_SESSION_TOKEN"):
+        keys["session_token"] = env["AWS_SESSION_TOKEN"]
+    return keys
+
+
 def s3_filesystem(
     endpoint_url: str = "", region: str = "", env: Mapping[str, str] | None = None
 ) -> pafs.S3FileSystem:
@@ -92,20 +113,19 @@ def s3_filesystem(
     """
     import pyarrow.fs as pafs  # Deferred: commands that never reach storage do not load pyarrow
 
-    env = os.environ if env is None else env
-    region = region or env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or DEFAULT_REGION
     options: dict[str, object] = {
-        "region": region,
+        "region": s3_region(region, env),
         "allow_bucket_creation": False,
         "allow_bucket_deletion": False,
-        "connect_timeout": _CONNECT_SECONDS,
-        "request_timeout": _REQUEST_SECONDS,
+        "connect_timeout": CONNECT_SECONDS,
+        "request_timeout": REQUEST_SECONDS,
     }
-    if env.get("AWS_ACCESS_KEY_ID") and env.get("AWS_SECRET_ACCESS_KEY"):
-        options["access_key"] = env["AWS_ACCESS_KEY_ID"]
-        options["secret_key"] = env["AWS_SECRET_ACCESS_KEY"]
-        if env.get("AWS_SESSION_TOKEN"):
-            options["session_token"] = env["AWS_SESSION_TOKEN"]
+    keys = s3_credentials(env)
+    if keys:
+        options["access_key"] = keys["access_key"]
+        options["secret_key"] = keys["secret_key"]
+        if "session_token" in keys:
+            options["session_token"] = keys["session_token"]
     if endpoint_url:
         parts = urlsplit(endpoint_url)
         if parts.scheme in ("http", "https"):

@@ -25,7 +25,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,13 @@ from ingest.base.config import KINDS
 from ingest.base.formats import is_unfinished_name
 from ingest.base.logs import bound
 from ingest.base.names import as_text
-from ingest.lake.remote import split_s3
+from ingest.lake.remote import (
+    CONNECT_SECONDS,
+    REQUEST_SECONDS,
+    s3_credentials,
+    s3_region,
+    split_s3,
+)
 from ingest.pipeline.intake import Intake
 from ingest.pipeline.quarantine import ERROR_SUFFIX
 from ingest.state.db import Migration, StateDB, create_tables
@@ -59,27 +65,66 @@ CLAIMS = Table(
     Column("state", Text),  # that row's terminal state, once the original was moved
 )
 MIGRATIONS = [Migration(1, "claims of bucket objects by key and ETag", create_tables(METADATA))]
+# A claim not renewed this long, and never finished, was left by a process that died: another
+# poller may take the drop over. The holder renews every quarter of it while its take runs.
+LEASE_SECONDS = 120.0
+
+
+def _stamp(moment: datetime) -> str:
+    """Write a time as fixed-width ISO text, so stored stamps compare as text in any database."""
+    return moment.isoformat(timespec="microseconds")
 
 
 class BucketClaims:
     """The claims of bucket objects, one row per (key, ETag), in a state database.
 
     Every replica polling the bucket must use the same database (``[state] url``): the row
-    inserted only if absent is what makes one of them, and only one, take a drop.
+    inserted only if absent is what makes one of them, and only one, take a drop. A claim is a
+    lease: its holder renews it while the take runs (``renew``), and a claim not renewed for
+    ``lease_seconds`` and never finished (its holder died) may be taken over by another poller,
+    so a drop is never stranded in the inbox by a replica that went away.
     """
 
-    def __init__(self, db: StateDB) -> None:
+    def __init__(self, db: StateDB, lease_seconds: float = LEASE_SECONDS) -> None:
         self.db = db
+        self.lease_seconds = lease_seconds
         db.migrate(STORE, MIGRATIONS)
 
     def claim(self, key: str, etag: str, size: int, by: str) -> bool:
-        """Insert the claim of one object version; True when this caller got it."""
-        now = datetime.now(UTC).isoformat()
+        """Claim one object version; True when this caller got it (new, or an expired lease)."""
+        now = _stamp(datetime.now(UTC))
         stmt = self.db.insert_if_absent(CLAIMS, ["key", "etag"]).values(
             key=key, etag=etag, size=size, claimed_by=by, claimed_at=now
         )
+        expired = _stamp(datetime.now(UTC) - timedelta(seconds=self.lease_seconds))
+        takeover = (
+            update(CLAIMS)
+            .where(
+                CLAIMS.c.key == key,
+                CLAIMS.c.etag == etag,
+                CLAIMS.c.state.is_(None),
+                CLAIMS.c.claimed_at < expired,
+            )
+            .values(claimed_by=by, claimed_at=now)
+        )
         with self.db.write() as conn:
-            return bool(conn.execute(stmt).rowcount == 1)
+            if conn.execute(stmt).rowcount == 1:
+                return True
+            if conn.execute(takeover).rowcount == 1:
+                log.warning("took over an expired claim", extra={"key": key, "etag": etag})
+                return True
+        return False
+
+    def renew(self, key: str, etag: str, by: str) -> None:
+        """Extend this holder's lease on a claim it is still working on."""
+        stmt = (
+            update(CLAIMS)
+            .where(CLAIMS.c.key == key, CLAIMS.c.etag == etag, CLAIMS.c.claimed_by == by)
+            .where(CLAIMS.c.state.is_(None))
+            .values(claimed_at=_stamp(datetime.now(UTC)))
+        )
+        with self.db.write() as conn:
+            conn.execute(stmt)
 
     def finish(self, key: str, etag: str, record: FileRecord) -> None:
         """Note which ledger row a claimed object became and where it ended."""
@@ -131,28 +176,21 @@ class Bucket:
         region: str = "",
         env: Mapping[str, str] | None = None,
     ) -> None:
-        import os
-
         import boto3  # Deferred: only a service whose [storage] url is a bucket needs it
         from botocore.config import Config
 
-        env = os.environ if env is None else env
-        region = region or env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1"
-        keys: dict[str, str] = {}
-        if env.get("AWS_ACCESS_KEY_ID") and env.get("AWS_SECRET_ACCESS_KEY"):
-            keys = {
-                "aws_access_key_id": env["AWS_ACCESS_KEY_ID"],
-                "aws_secret_access_key": env["AWS_SECRET_ACCESS_KEY"],
-            }
-            if env.get("AWS_SESSION_TOKEN"):
-                keys["aws_session_token"] = env["AWS_SESSION_TOKEN"]
+        keys = s3_credentials(env)
         self.name = name
         self.client = boto3.session.Session().client(
             "s3",
             endpoint_url=endpoint_url or None,
-            region_name=region,
-            config=Config(connect_timeout=10, read_timeout=60, retries={"max_attempts": 5}),
-            **keys,
+            region_name=s3_region(region, env),
+            config=Config(
+                connect_timeout=CONNECT_SECONDS,
+                read_timeout=REQUEST_SECONDS,
+                retries={"max_attempts": 5},
+            ),
+            **{_BOTO_KEYS[k]: v for k, v in keys.items()},
         )
 
     def list(self, prefix: str) -> list[ObjectInfo]:
@@ -198,6 +236,13 @@ class Bucket:
     def delete(self, key: str) -> None:
         """Remove an object; one already gone is no error (S3 says so itself)."""
         self.client.delete_object(Bucket=self.name, Key=key)
+
+
+_BOTO_KEYS = {
+    "access_key": "aws_access_key_id",
+    "secret_key": "aws_secret_access_key",
+    "session_token": "aws_session_token",
+}
 
 
 def _code(exc: Any) -> str:
@@ -303,6 +348,7 @@ class BucketWatcher:
             for k in KINDS
         ]
         self.taken = 0
+        self._in_flight: ObjectInfo | None = None  # the claim whose lease the renewer extends
         self._lock = threading.Lock()  # one round at a time (the thread, an event, a test)
         self._stop = threading.Event()
         self._soon = threading.Event()
@@ -318,6 +364,8 @@ class BucketWatcher:
         """Start polling in a daemon thread; the first round runs at once."""
         self._thread = threading.Thread(target=self._run, name="dropscore-bucket", daemon=True)
         self._thread.start()
+        renewer = threading.Thread(target=self._renew, name="dropscore-bucket-lease", daemon=True)
+        renewer.start()
         log.info("bucket inboxes polled", extra={"inboxes": [i.prefix for i in self.inboxes]})
 
     def stop(self, timeout: float = 30.0) -> bool:
@@ -346,6 +394,16 @@ class BucketWatcher:
             except Exception:
                 log.exception("bucket poll failed; the next round tries again")
             self._soon.wait(tick)
+
+    def _renew(self) -> None:
+        """Extend the lease of the claim being taken, every quarter lease, until stop."""
+        while not self._stop.wait(self.claims.lease_seconds / 4):
+            obj = self._in_flight
+            if obj is not None:
+                try:
+                    self.claims.renew(obj.key, obj.etag, self.who)
+                except Exception:
+                    log.exception("could not renew a claim; the next quarter tries again")
 
     def status(self) -> dict[str, Any]:
         """Say what the poller is doing, for ``/health``."""
@@ -379,6 +437,7 @@ class BucketWatcher:
         self.tracker.forget(obj.key)
         if not self.claims.claim(obj.key, obj.etag, obj.size, self.who):
             return None  # another replica (or an earlier round) has this version
+        self._in_flight = obj
         with bound(model=inbox.intake.model):
             try:
                 return self._take_claimed(inbox, obj)
@@ -389,6 +448,8 @@ class BucketWatcher:
                 log.exception("could not take", extra=_of(obj, error=as_text(str(exc))))
                 self.tracker.failed(obj)
                 return None
+            finally:
+                self._in_flight = None
 
     def _take_claimed(self, inbox: Inbox, obj: ObjectInfo) -> FileRecord:
         intake = inbox.intake
