@@ -230,3 +230,14 @@ def test_only_the_holder_renews_its_lease_and_a_finished_claim_is_never_taken_ov
     done = type("Done", (), {"id": 7, "state": NORMALIZED})()
     claims.finish("k", "e", done)
     assert not claims.claim("k", "e", 1, "other")  # a lease of 0 s, but the claim is finished
+
+
+def test_a_reload_adds_and_removes_a_models_bucket_inboxes(tmp_path: Path, storage: dict) -> None:
+    replica = Replica(tmp_path, storage, StateDB.at(tmp_path / "shared.db"))
+    replica.watcher.remove("default")
+    _put(replica, "inbox/score/later.csv", _csv(9))
+    for _ in range(3):
+        assert replica.watcher.poll() == []  # not polled: its model is not served
+    replica.watcher.add(replica.intake)
+    wait_for(lambda: replica.watcher.poll(), 60, 0.1, "the drop of the model added back")
+    assert [r.original_name for r in replica.records()] == ["later.csv"]

@@ -342,17 +342,29 @@ class BucketWatcher:
         self.tracker = Tracker(stable_seconds, ready_marker)
         self.clock = clock
         self.who = f"{_host()}/{uuid.uuid4().hex[:8]}"
-        self.inboxes = [
-            Inbox(self.key(i.config.layout.key(i.config.inbox(k))), i, k)
-            for i in intakes
-            for k in KINDS
-        ]
+        self.inboxes = [inbox for i in intakes for inbox in self._inboxes_of(i)]
         self.taken = 0
         self._in_flight: ObjectInfo | None = None  # the claim whose lease the renewer extends
         self._lock = threading.Lock()  # one round at a time (the thread, an event, a test)
         self._stop = threading.Event()
         self._soon = threading.Event()
         self._thread: threading.Thread | None = None
+
+    def _inboxes_of(self, intake: Intake) -> list[Inbox]:
+        """One model's inbox prefixes in the bucket, each with the kind of its drops."""
+        layout = intake.config.layout
+        return [Inbox(self.key(layout.key(intake.config.inbox(k))), intake, k) for k in KINDS]
+
+    def add(self, intake: Intake) -> None:
+        """Poll one more model's inboxes (a reload found its section), from the next round."""
+        with self._lock:
+            self.inboxes = [*self.inboxes, *self._inboxes_of(intake)]
+        self.poll_soon()
+
+    def remove(self, model: str) -> None:
+        """Stop polling one model's inboxes (its section was removed); a take under way ends."""
+        with self._lock:
+            self.inboxes = [i for i in self.inboxes if i.intake.model != model]
 
     def key(self, relative: str) -> str:
         """Return the full key of a layout-relative key under the storage prefix."""

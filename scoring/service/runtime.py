@@ -35,6 +35,7 @@ from scoring.settings import Settings
 from scoring.storage import bucket_watcher
 
 if TYPE_CHECKING:
+    from ingest.pipeline.bucket import BucketWatcher
     from ingest.state.ledger import Ledger
 
 log = logging.getLogger("dropscore")
@@ -124,18 +125,23 @@ class Background:
     watcher: Watcher
     schedule: Schedule
     dataplane: Dataplane  # scored drops' events; `serve` shares it with the API
+    bucket: BucketWatcher | None = None  # the bucket's inboxes' poller, with [storage] url
 
     def add(self, model: Model, root: Settings) -> None:
         """Prepare a model a reload added, then watch its inboxes and schedule its jobs."""
         intake = prepare_model(model, self.dataplane)  # folders, recovery, first training
         self.intakes[model.name] = intake
         self.watcher.add(intake)
+        if self.bucket is not None:
+            self.bucket.add(intake)
         self.schedule.add_model(root, model.name)
 
     def remove(self, name: str, root: Settings) -> None:
         """Stop a removed model's jobs (a running one ends first), then its inboxes."""
         self.schedule.remove_model(root, name)
         self.watcher.remove(name)
+        if self.bucket is not None:
+            self.bucket.remove(name)
         self.intakes.pop(name, None)
 
 
@@ -179,7 +185,7 @@ def background(settings: Settings, models: Models | None = None) -> Iterator[Bac
         schedule = Schedule(settings, models)
         try:
             schedule.start()
-            yield Background(models, intakes, watcher, schedule, dataplane)
+            yield Background(models, intakes, watcher, schedule, dataplane, bucket)
         finally:
             schedule.stop()  # waits for a running job to finish
             if bucket is not None:
