@@ -241,3 +241,41 @@ def test_a_reload_adds_and_removes_a_models_bucket_inboxes(tmp_path: Path, stora
     replica.watcher.add(replica.intake)
     wait_for(lambda: replica.watcher.poll(), 60, 0.1, "the drop of the model added back")
     assert [r.original_name for r in replica.records()] == ["later.csv"]
+
+
+def test_a_drop_the_model_cannot_use_is_quarantined_in_the_bucket_not_archived(
+    tmp_path: Path, storage: dict
+) -> None:
+    """The training-drop check rejects a drop inside its take (no target column): the original
+    goes where the row says by then, the bucket's quarantine/."""
+    from scoring.lifecycle.contract import train_drop_check
+
+    replica = Replica(tmp_path, storage, StateDB.at(tmp_path / "shared.db"))
+    intake = replica.intake
+    intake.on_normalized = train_drop_check(replica.settings, intake, replica.model.registry)
+    _put(replica, "inbox/train/no-target.csv", b"x,y\n1,2\n3,4\n")
+    wait_for(lambda: replica.watcher.poll(), 60, 0.1, "the drop to be taken")
+    [record] = replica.records()
+    assert record.state == QUARANTINED
+    filed = f"{record.id}__no-target.csv"
+    assert _keys(replica, "archive") == []
+    assert _keys(replica, "quarantine") == [filed, filed + ".error.json"]
+    assert "target" in json.loads(_get(replica, f"quarantine/{filed}.error.json"))["message"]
+
+
+def test_a_drop_rejected_after_it_was_archived_moves_to_the_buckets_quarantine(
+    tmp_path: Path, storage: dict
+) -> None:
+    """A score drop the sweep cannot score is rejected after its original was archived."""
+    from ingest.base.errors import MalformedFileError
+
+    replica = Replica(tmp_path, storage, StateDB.at(tmp_path / "shared.db"))
+    _put(replica, "inbox/score/later-refused.csv", _csv(4))
+    [record] = wait_for(lambda: replica.watcher.poll(), 60, 0.1, "the drop to be taken")
+    filed = f"{record.id}__later-refused.csv"
+    assert _keys(replica, "archive") == [filed]
+    replica.intake.reject_normalized(record, MalformedFileError("the champion cannot score it"))
+    assert _keys(replica, "archive") == []
+    assert _keys(replica, "quarantine") == [filed, filed + ".error.json"]
+    reason = json.loads(_get(replica, f"quarantine/{filed}.error.json"))
+    assert reason["message"] == "the champion cannot score it"

@@ -17,6 +17,7 @@ inbox; the local copies are scratch and removed.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import posixpath
 import shutil
@@ -351,7 +352,12 @@ class BucketWatcher:
         self._thread: threading.Thread | None = None
 
     def _inboxes_of(self, intake: Intake) -> list[Inbox]:
-        """One model's inbox prefixes in the bucket, each with the kind of its drops."""
+        """One model's inbox prefixes in the bucket, each with the kind of its drops.
+
+        The intake is told to report drops rejected after they were archived, so their
+        originals move from the bucket's archive/ to its quarantine/ too.
+        """
+        intake.on_rejected = functools.partial(refile_rejected, self, intake)
         layout = intake.config.layout
         return [Inbox(self.key(layout.key(intake.config.inbox(k))), intake, k) for k in KINDS]
 
@@ -471,6 +477,9 @@ class BucketWatcher:
             local = scratch / obj.name
             self.bucket.download(obj, local)
             record = intake.take(local, inbox.kind)  # moves it out of scratch into processing/
+            # A hook may have rejected it meanwhile (a training drop the model cannot use, a
+            # score drop the champion cannot score): file the original where the row says now.
+            record = intake.ledger.get(record.id) or record
             self._file_original(inbox, obj, record)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
@@ -503,6 +512,29 @@ class BucketWatcher:
                 )
                 self.bucket.delete(marker.key)
         local.unlink(missing_ok=True)  # the bucket holds the original now; local is scratch
+
+
+def refile_rejected(watcher: BucketWatcher, intake: Intake, record: FileRecord) -> None:
+    """Move a drop rejected after it was archived from the bucket's archive/ to quarantine/,
+    with its error record (``Intake.on_rejected``); one not archived in the bucket is left."""
+    layout, ledger = intake.config.layout, intake.ledger
+    archived, quarantined = (
+        ledger.resolve(record.archive_path),
+        ledger.resolve(record.quarantine_path),
+    )
+    if archived is None or quarantined is None:
+        return
+    source = watcher.key(layout.key(archived))
+    dest = watcher.key(layout.key(quarantined))
+    found = [o for o in watcher.bucket.list(posixpath.dirname(source)) if o.key == source]
+    if not found:
+        return  # still in the inbox: the poller files it once the take returns
+    error_file = quarantined.with_name(quarantined.name + ERROR_SUFFIX)
+    if error_file.exists():
+        watcher.bucket.upload(error_file, dest + ERROR_SUFFIX)
+        error_file.unlink()
+    watcher.bucket.move(found[0], dest)
+    log.info("rejected drop moved to the bucket's quarantine", extra={"key": dest})
 
 
 def bucket_of(url: str) -> tuple[str, str]:

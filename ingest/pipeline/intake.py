@@ -112,6 +112,9 @@ class Intake:
         self.config = config
         self.ledger = ledger
         self.on_normalized = on_normalized
+        # Told of a normalized drop rejected afterwards (its original moved to quarantine/):
+        # the bucket poller moves the bucket's copy too. Failures are logged, never raised.
+        self.on_rejected: Callable[[FileRecord], None] | None = None
         self.waiting = 0  # drops left in processing/ because our disk was full; resume retries
 
     @property
@@ -214,6 +217,11 @@ class Intake:
         )
         self._finish_rejection(record)
         self._log_quarantined(record)
+        if self.on_rejected is not None:
+            try:
+                self.on_rejected(record)
+            except Exception:
+                log.exception("on_rejected failed", extra=_fields(record))
         return record
 
     # -- entering ----------------------------------------------------------------------------
