@@ -51,6 +51,12 @@ def test_serve_on_a_bucket_trains_from_and_scores_into_the_bucket(tmp_path: Path
     with running(["serve"], env, tmp_path / "serve.log") as proc:
         put("inbox/train/diabetes.csv", SAMPLE.read_bytes())
         wait_for(lambda: proc.poll() is None and ready(), 180, 0.2, "a model trained from S3")
+        def poller() -> dict:
+            return requests.get(url + "/health", timeout=10).json()["bucket"]
+
+        bucket = wait_for(lambda: (b := poller())["taken"] == 1 and b, 60, 0.2, "/health's bucket")
+        assert bucket["alive"] and bucket["polls"] >= 1
+        assert f"s3://{s3.bucket}/{prefix}/inbox/score/" in bucket["inboxes"]
         put("inbox/score/batch.csv", SAMPLE.read_bytes())
         outputs = wait_for(lambda: listed("outbox"), 120, 0.2, "a scored file in the outbox")
         assert proc.poll() is None, (tmp_path / "serve.log").read_text()

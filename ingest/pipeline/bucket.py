@@ -345,6 +345,8 @@ class BucketWatcher:
         self.who = f"{_host()}/{uuid.uuid4().hex[:8]}"
         self.inboxes = [inbox for i in intakes for inbox in self._inboxes_of(i)]
         self.taken = 0
+        self.polls = 0
+        self.last_poll: str | None = None  # when the inboxes were last listed, ISO-8601 UTC
         self._in_flight: ObjectInfo | None = None  # the claim whose lease the renewer extends
         self._lock = threading.Lock()  # one round at a time (the thread, an event, a test)
         self._stop = threading.Event()
@@ -426,7 +428,14 @@ class BucketWatcher:
     def status(self) -> dict[str, Any]:
         """Say what the poller is doing, for ``/health``."""
         alive = self._thread is not None and self._thread.is_alive()
-        return {"alive": alive, "waiting": len(self.tracker._seen), "taken": self.taken}
+        return {
+            "alive": alive,
+            "inboxes": [f"s3://{self.bucket.name}/{i.prefix}/" for i in self.inboxes],
+            "waiting": len(self.tracker._seen),
+            "taken": self.taken,
+            "polls": self.polls,
+            "last_poll": self.last_poll,
+        }
 
     # -- one round ---------------------------------------------------------------------------
 
@@ -448,6 +457,8 @@ class BucketWatcher:
                     record = self.take(inbox, obj)
                     if record is not None:
                         done.append(record)
+            self.polls += 1
+            self.last_poll = datetime.now(UTC).isoformat()
         return done
 
     def take(self, inbox: Inbox, obj: ObjectInfo) -> FileRecord | None:

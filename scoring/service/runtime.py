@@ -213,7 +213,11 @@ def run_serve(settings: Settings, load: Callable[[], Settings] | None = None) ->
             settings,
             served=bg.models,
             dataplane=bg.dataplane,
-            probes={"watcher": bg.watcher.status, "scheduler": bg.schedule.status},
+            probes={
+                "watcher": bg.watcher.status,
+                "scheduler": bg.schedule.status,
+                **({"bucket": bg.bucket.status} if bg.bucket is not None else {}),
+            },
             reloader=reloader,
         )
         reload_on_sighup(reloader)
