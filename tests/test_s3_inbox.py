@@ -279,3 +279,23 @@ def test_a_drop_rejected_after_it_was_archived_moves_to_the_buckets_quarantine(
     assert _keys(replica, "quarantine") == [filed, filed + ".error.json"]
     reason = json.loads(_get(replica, f"quarantine/{filed}.error.json"))
     assert reason["message"] == "the champion cannot score it"
+
+
+def test_an_object_over_the_size_cap_is_quarantined_without_being_fetched(
+    tmp_path: Path, storage: dict
+) -> None:
+    replica = Replica(tmp_path, storage, StateDB.at(tmp_path / "shared.db"), max_file_mb=0.001)
+    fetched: list[str] = []
+    download = replica.watcher.bucket.download
+    replica.watcher.bucket.download = lambda obj, dest: (
+        fetched.append(obj.key),
+        download(obj, dest),
+    )
+    body = b"x,y\n" + b"1,2\n" * 600  # 2.4 KB, over the 1 KB cap
+    _put(replica, "inbox/score/huge.csv", body)
+    [record] = wait_for(lambda: replica.watcher.poll(), 60, 0.1, "the oversized drop")
+    assert fetched == []  # refused from its listed size: never downloaded
+    assert record.state == QUARANTINED and record.error["code"] == "file_too_large"
+    filed = f"{record.id}__huge.csv"
+    assert _keys(replica, "quarantine") == [filed, filed + ".error.json"]
+    assert _get(replica, f"quarantine/{filed}") == body

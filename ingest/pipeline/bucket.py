@@ -44,7 +44,7 @@ from ingest.lake.remote import (
     split_s3,
 )
 from ingest.pipeline.intake import Intake
-from ingest.pipeline.quarantine import ERROR_SUFFIX
+from ingest.pipeline.quarantine import ERROR_SUFFIX, filed_name
 from ingest.state.db import Migration, StateDB, create_tables
 from ingest.state.ledger import QUARANTINED, FileRecord
 
@@ -482,6 +482,11 @@ class BucketWatcher:
 
     def _take_claimed(self, inbox: Inbox, obj: ObjectInfo) -> FileRecord:
         intake = inbox.intake
+        refused = intake.refuse_oversized(obj.name, inbox.kind, obj.size)  # never downloaded
+        if refused is not None:
+            self._file_original(inbox, obj, refused)
+            self.claims.finish(obj.key, obj.etag, refused)
+            return refused
         scratch = intake.config.data_dir / SCRATCH / uuid.uuid4().hex
         scratch.mkdir(parents=True)
         try:
@@ -502,10 +507,8 @@ class BucketWatcher:
         """Move the original (and its marker) where the ledger row says, in the bucket."""
         ledger, layout = inbox.intake.ledger, inbox.intake.config.layout
         stored = record.quarantine_path if record.state == QUARANTINED else record.archive_path
-        local = ledger.resolve(stored)
-        if local is None:
-            self.bucket.delete(obj.key)
-            return
+        # Every terminal row names one; were it missing, the original is archived, never lost.
+        local = ledger.resolve(stored) or layout.archive / filed_name(record)
         dest = self.key(layout.key(local))
         if record.state == QUARANTINED:
             error_file = local.with_name(local.name + ERROR_SUFFIX)

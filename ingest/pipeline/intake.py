@@ -157,6 +157,16 @@ class Intake:
             return self._enter(claimed, kind, path.name)
 
     @_about_model
+    def refuse_oversized(self, name: str, kind: str, size: int) -> FileRecord | None:
+        """Quarantine-record a drop over ``max_file_mb`` before fetching it (an object store's:
+        its size is listed); None when it is within the cap and must be taken as usual."""
+        _check_kind(kind)
+        if size <= self._max_bytes:
+            return None
+        ensure_claim_dirs(self.config)
+        return self._reject_uncopied(Path(name), kind, size)
+
+    @_about_model
     def resume(self) -> list[FileRecord]:
         """Finish whatever a crash interrupted; run at start-up, before new files are taken."""
         ensure_claim_dirs(self.config)
