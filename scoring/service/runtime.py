@@ -205,6 +205,7 @@ def run_serve(settings: Settings, load: Callable[[], Settings] | None = None) ->
     sockets = listen_sockets(settings.server.host, settings.server.port)
     warn_if_open(settings, sockets)
     # Deferred: Flask and the WSGI server load only in `serve`, never in `dropscore worker`.
+    from scoring.api.admin import BUCKET_KEY
     from scoring.api.app import create_app, warm
 
     with background(settings) as bg:
@@ -221,6 +222,8 @@ def run_serve(settings: Settings, load: Callable[[], Settings] | None = None) ->
             reloader=reloader,
         )
         reload_on_sighup(reloader)
+        if bg.bucket is not None:  # POST /admin/bucket-events asks it for a round now
+            app.extensions[BUCKET_KEY] = bg.bucket
         app.extensions["dropscore"].monitoring.registry.register(bg.schedule.collector())
         warm(app)
         serve_threaded(app, sockets, front_options(settings, body_cap(settings)))
