@@ -27,43 +27,57 @@ from tests.conftest import make_settings, wait_for
 # -- the rule, with a clock the test sets ------------------------------------------------------
 
 
+INBOX = "p/inbox/train"
+
+
 def _obj(key: str, etag: str = "e1", size: int = 10) -> ObjectInfo:
-    return ObjectInfo(f"p/inbox/train/{key}", etag, size)
+    return ObjectInfo(f"{INBOX}/{key}", etag, size)
 
 
 def test_an_object_is_taken_once_its_etag_and_size_held_still() -> None:
     tracker = Tracker(stable_seconds=2.0)
-    assert tracker.observe([_obj("a.csv")], now=0.0) == []
-    assert tracker.observe([_obj("a.csv")], now=1.0) == []
-    assert tracker.observe([_obj("a.csv")], now=2.0) == [_obj("a.csv")]
+    assert tracker.observe(INBOX, [_obj("a.csv")], now=0.0) == []
+    assert tracker.observe(INBOX, [_obj("a.csv")], now=1.0) == []
+    assert tracker.observe(INBOX, [_obj("a.csv")], now=2.0) == [_obj("a.csv")]
 
 
 def test_an_object_rewritten_while_watched_waits_again() -> None:
     tracker = Tracker(stable_seconds=2.0)
-    tracker.observe([_obj("a.csv", "e1", 10)], now=0.0)
-    assert tracker.observe([_obj("a.csv", "e2", 10)], now=1.9) == []  # same size, new ETag
-    assert tracker.observe([_obj("a.csv", "e2", 10)], now=3.0) == []  # 1.1 s still, not 2
-    assert tracker.observe([_obj("a.csv", "e2", 20)], now=3.9) == []  # grew
-    assert tracker.observe([_obj("a.csv", "e2", 20)], now=5.9) == [_obj("a.csv", "e2", 20)]
+    tracker.observe(INBOX, [_obj("a.csv", "e1", 10)], now=0.0)
+    assert tracker.observe(INBOX, [_obj("a.csv", "e2", 10)], now=1.9) == []  # same size, new ETag
+    assert tracker.observe(INBOX, [_obj("a.csv", "e2", 10)], now=3.0) == []  # 1.1 s still, not 2
+    assert tracker.observe(INBOX, [_obj("a.csv", "e2", 20)], now=3.9) == []  # grew
+    assert tracker.observe(INBOX, [_obj("a.csv", "e2", 20)], now=5.9) == [_obj("a.csv", "e2", 20)]
 
 
 def test_unfinished_names_and_markers_are_never_drops() -> None:
     tracker = Tracker(stable_seconds=0.0, marker=".done")
     listing = [_obj("a.csv.part"), _obj(".hidden"), _obj("b.csv.done"), _obj("c.csv")]
-    tracker.observe(listing, now=0.0)
-    assert tracker.observe(listing, now=1.0) == []  # c.csv waits for c.csv.done
+    tracker.observe(INBOX, listing, now=0.0)
+    assert tracker.observe(INBOX, listing, now=1.0) == []  # c.csv waits for c.csv.done
     listing.append(_obj("c.csv.done"))
-    assert tracker.observe(listing, now=2.0) == [_obj("c.csv")]
+    assert tracker.observe(INBOX, listing, now=2.0) == [_obj("c.csv")]
+
+
+def test_an_object_gone_from_its_inbox_is_forgotten_even_when_the_inbox_is_empty() -> None:
+    tracker = Tracker(stable_seconds=5.0)
+    tracker.observe(INBOX, [_obj("a.csv"), _obj("b.csv")], now=0.0)
+    tracker.observe("p/inbox/score", [], now=1.0)  # another inbox's listing forgets nothing
+    assert tracker.waiting() == 2
+    tracker.observe(INBOX, [_obj("b.csv")], now=1.0)
+    assert tracker.waiting() == 1
+    tracker.observe(INBOX, [], now=2.0)  # another replica took b.csv: nothing left to wait on
+    assert tracker.waiting() == 0
 
 
 def test_a_version_whose_take_failed_waits_until_it_changes() -> None:
     tracker = Tracker(stable_seconds=0.0)
-    tracker.observe([_obj("a.csv")], now=0.0)
+    tracker.observe(INBOX, [_obj("a.csv")], now=0.0)
     tracker.failed(_obj("a.csv"))
-    assert tracker.observe([_obj("a.csv")], now=1.0) == []
-    assert tracker.observe([_obj("a.csv")], now=2.0) == []
-    tracker.observe([_obj("a.csv", "e2")], now=3.0)
-    assert tracker.observe([_obj("a.csv", "e2")], now=4.0) == [_obj("a.csv", "e2")]
+    assert tracker.observe(INBOX, [_obj("a.csv")], now=1.0) == []
+    assert tracker.observe(INBOX, [_obj("a.csv")], now=2.0) == []
+    tracker.observe(INBOX, [_obj("a.csv", "e2")], now=3.0)
+    assert tracker.observe(INBOX, [_obj("a.csv", "e2")], now=4.0) == [_obj("a.csv", "e2")]
 
 
 # -- against the session's S3 ------------------------------------------------------------------

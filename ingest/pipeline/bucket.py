@@ -271,8 +271,12 @@ class Tracker:
     _seen: dict[str, _Seen] = field(default_factory=dict)
     _failed: dict[str, str] = field(default_factory=dict)  # key -> ETag whose take raised
 
-    def observe(self, listing: Iterable[ObjectInfo], now: float) -> list[ObjectInfo]:
-        """Note one listing of one inbox; return the objects ready to be claimed now."""
+    def observe(self, prefix: str, listing: Iterable[ObjectInfo], now: float) -> list[ObjectInfo]:
+        """Note one listing of the inbox ``prefix``; return the objects ready to be claimed now.
+
+        An object of that inbox no longer listed (taken by another replica, removed by its
+        producer) is forgotten, so nothing waits on it and memory does not grow.
+        """
         listed = {o.key: o for o in listing}
         ready = []
         for key, obj in listed.items():
@@ -291,10 +295,15 @@ class Tracker:
             if self.marker and (key + self.marker) not in listed:
                 continue  # waits for its marker
             ready.append(obj)
-        prefixes = {posixpath.dirname(k) for k in listed}
-        for key in [k for k in self._seen if k not in listed and posixpath.dirname(k) in prefixes]:
-            del self._seen[key]
+        inbox = prefix.rstrip("/")
+        for known in (self._seen, self._failed):
+            for key in [k for k in known if posixpath.dirname(k) == inbox and k not in listed]:
+                del known[key]
         return ready
+
+    def waiting(self) -> int:
+        """Count the objects seen and not yet held still (or not yet marked ready)."""
+        return len(self._seen)
 
     def forget(self, key: str) -> None:
         """Drop an object from tracking (taken, or another replica has it)."""
@@ -407,7 +416,7 @@ class BucketWatcher:
         while not self._stop.is_set():
             try:
                 # A listing every tick while objects wait to hold still; else every rescan.
-                if self._soon.is_set() or self.clock() >= next_list or self.tracker._seen:
+                if self._soon.is_set() or self.clock() >= next_list or self.tracker.waiting():
                     self._soon.clear()
                     self.poll()
                     next_list = self.clock() + self.rescan_seconds
@@ -431,7 +440,7 @@ class BucketWatcher:
         return {
             "alive": alive,
             "inboxes": [f"s3://{self.bucket.name}/{i.prefix}/" for i in self.inboxes],
-            "waiting": len(self.tracker._seen),
+            "waiting": self.tracker.waiting(),
             "taken": self.taken,
             "polls": self.polls,
             "last_poll": self.last_poll,
@@ -453,7 +462,7 @@ class BucketWatcher:
                         "cannot list inbox", extra={"inbox": inbox.prefix, "error": str(exc)}
                     )
                     continue
-                for obj in self.tracker.observe(listing, self.clock()):
+                for obj in self.tracker.observe(inbox.prefix, listing, self.clock()):
                     record = self.take(inbox, obj)
                     if record is not None:
                         done.append(record)
