@@ -7,8 +7,15 @@ the API and the CLI alike.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
 from ingest.base.config import IngestConfig, ReadOptions
 from scoring.settings import Settings
+
+if TYPE_CHECKING:
+    from ingest.lake.store import Lake
 
 
 def read_options(settings: Settings) -> ReadOptions:
@@ -27,7 +34,17 @@ def ingest_config(settings: Settings) -> IngestConfig:
         max_file_mb=s.max_file_mb,
         ready_marker=s.ready_marker,
         read=_read_options(settings, s.batch_rows),
+        lakes=_lakes(settings),
     )
+
+
+def _lakes(settings: Settings) -> Callable[[str], Lake] | None:
+    """Open each kind's lake under ``[storage] url``; None keeps the local lake folders."""
+    if not settings.storage.url:
+        return None
+    from scoring.storage import lake_store
+
+    return functools.partial(lake_store, settings)
 
 
 def _read_options(settings: Settings, batch_rows: int) -> ReadOptions:

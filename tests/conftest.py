@@ -158,3 +158,11 @@ def open_state(request, tmp_path: Path):
         return lambda name=None: StateDB.at(tmp_path / (name or "shared") / "state.db")
     url = request.getfixturevalue("pg_url")
     return lambda name=None: StateDB(url, schema=name)
+
+
+@pytest.fixture(scope="session")
+def s3(tmp_path_factory: pytest.TempPathFactory):
+    """The session's S3 endpoint (one moto_server, one fresh bucket): see tests/_s3.py."""
+    from tests._s3 import s3_session
+
+    yield from s3_session(tmp_path_factory.mktemp("s3"))

@@ -13,6 +13,7 @@ from pathlib import Path
 import pyarrow.fs as pafs
 import pytest
 
+from ingest.lake.remote import open_storage
 from scoring.lifecycle.artifacts import ArtifactStore
 from scoring.lifecycle.registry import CARD_FILE, FOLD_FILE, MODEL_FILE
 
@@ -32,12 +33,32 @@ def test_the_registry_touches_no_folder_itself():
     assert not calls, f"reach the version folders through ArtifactStore: {calls}"
 
 
-@pytest.fixture(params=["local", "subtree"])
+@pytest.fixture(params=["local", "subtree", "s3"])
 def store(request, tmp_path: Path) -> ArtifactStore:
     if request.param == "local":
         return ArtifactStore.local(tmp_path / "models")
+    if request.param == "s3":  # the session's moto_server: a real object store
+        s3 = request.getfixturevalue("s3")
+        root = open_storage(s3.url(s3.fresh_prefix("art")), tmp_path, endpoint_url=s3.endpoint,
+                            env=s3.env)  # fmt: skip
+        return ArtifactStore(root.fs, root.join("models"))
     (tmp_path / "models").mkdir()
     return ArtifactStore(pafs.SubTreeFileSystem(str(tmp_path), pafs.LocalFileSystem()), "models")
+
+
+def _names(store: ArtifactStore, folder: str = "") -> list[str]:
+    """List a folder of the store through its filesystem (the same on disk and in a bucket)."""
+    path = f"{store.root}/{folder}".rstrip("/")
+    found = store.fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
+    return sorted(i.base_name for i in found)
+
+
+def _put(store: ArtifactStore, relative: str, data: bytes) -> None:
+    """Leave a file in the store as a crash would have (folders made as needed)."""
+    path = f"{store.root}/{relative}"
+    store.fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+    with store.fs.open_output_stream(path) as sink:
+        sink.write(data)
 
 
 def test_a_version_is_published_whole(store: ArtifactStore, tmp_path: Path) -> None:
@@ -47,7 +68,7 @@ def test_a_version_is_published_whole(store: ArtifactStore, tmp_path: Path) -> N
         assert store.versions() == []  # nothing shows before the publish
         store.publish(staged, 1)
     assert store.versions() == [1]
-    assert sorted(p.name for p in (tmp_path / "models").iterdir()) == ["1"]
+    assert _names(store) == ["1"]
     assert store.read_bytes(1, MODEL_FILE) == b"model"
     assert store.read_json(1, CARD_FILE) == {"version": "1"}
     with store.open(1, MODEL_FILE) as fh:
@@ -60,7 +81,7 @@ def test_a_failed_stage_leaves_nothing(store: ArtifactStore, tmp_path: Path) -> 
     with pytest.raises(RuntimeError), store.stage() as staged:
         staged.write_bytes(MODEL_FILE, b"half")
         raise RuntimeError("the save broke")
-    assert list((tmp_path / "models").iterdir()) == []
+    assert _names(store) == []
 
 
 def test_an_unindexed_leftover_is_replaced(store: ArtifactStore) -> None:
@@ -78,18 +99,15 @@ def test_a_file_is_added_once(store: ArtifactStore, tmp_path: Path) -> None:
     assert store.add(1, FOLD_FILE, b"{}") is True
     assert store.add(1, FOLD_FILE, b'{"other": 1}') is False
     assert store.read_bytes(1, FOLD_FILE) == b"{}"
-    assert sorted(p.name for p in (tmp_path / "models" / "1").iterdir()) == [FOLD_FILE, MODEL_FILE]
+    assert _names(store, "1") == [FOLD_FILE, MODEL_FILE]
 
 
 def test_crash_leftovers_are_cleaned_ours_and_an_older_release(store, tmp_path) -> None:
-    models = tmp_path / "models"
-    models.mkdir(exist_ok=True)
     for name in (".incoming-abc", ".incoming.0a1b2c3d4e5f.tmp"):
-        (models / name).mkdir()
-        (models / name / MODEL_FILE).write_bytes(b"half")
-    (models / "2").mkdir()
+        _put(store, f"{name}/{MODEL_FILE}", b"half")
+    _put(store, f"2/{MODEL_FILE}", b"m")
     assert store.clean_incoming() == [".incoming-abc", ".incoming.0a1b2c3d4e5f.tmp"]
-    assert [p.name for p in models.iterdir()] == ["2"]
+    assert _names(store) == ["2"]
     store.delete(2)
     store.delete(2)  # already gone: no error
     assert store.versions() == []

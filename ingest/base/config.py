@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import pyarrow as pa
 
+    from ingest.lake.store import Lake
+
 from ingest.base.layout import KINDS, DataLayout
 
 __all__ = ["KINDS", "MARKERS", "DataLayout", "IngestConfig", "ReadOptions"]
@@ -45,6 +47,8 @@ class IngestConfig:
     read: ReadOptions = field(default_factory=ReadOptions)
     max_attempts: int = 5  # transient failures (vanished, locked) are retried this many times
     ready_marker: str = ""  # ".done": take <name> once <name>.done exists (pipeline/markers.py)
+    # Each kind's lake where [storage] url puts it (an object store); None: the local lake folder.
+    lakes: Callable[[str], Lake] | None = None
 
     def __post_init__(self) -> None:
         if self.ready_marker not in MARKERS:
@@ -69,6 +73,14 @@ class IngestConfig:
     def lake(self, kind: str) -> Path:
         """The folder of normalized Parquet files of this kind."""
         return self.layout.lake(kind)
+
+    def lake_store(self, kind: str) -> Lake:
+        """The lake of this kind as the one reader and writer of its files, wherever it lives."""
+        if self.lakes is not None:
+            return self.lakes(kind)
+        from ingest.lake.store import Lake  # Deferred: pyarrow, for what never reads the lake
+
+        return Lake.local(self.lake(kind))
 
     @property
     def processing(self) -> Path:

@@ -133,6 +133,14 @@ class DataLayout:
         """The registry: one folder per model version."""
         return self.base / "models"
 
+    def key(self, path: Path) -> str:
+        """Return a layout path as a key relative to the root, with '/' (``inbox/train/a.csv``).
+
+        The same relative key names the file under the local data folder and under an object
+        store's prefix (``[storage] url``): the layout is described once, for both roots.
+        """
+        return Path(path).relative_to(self.root).as_posix()
+
     def folders(self) -> list[Path]:
         """Every folder of the layout, in the order make_dirs creates them."""
         per_kind = [f(kind) for kind in KINDS for f in (self.inbox, self.lake)]

@@ -89,9 +89,9 @@ def write_lake_file(
     try:
         table = normalize_file(raw, record.id, strict=train)
         dest = lake_file(config, record)
-        lake = Lake.local(dest.parent)
+        lake = config.lake_store(record.kind)
         with lake_lock(config, record.kind):
-            owner = _clear_leftover(ledger, dest, record.id)
+            owner = _clear_leftover(ledger, lake, dest.name, record.id)
             if owner is not None:
                 return OwnedElsewhere(owner)
             if train:  # every batch is checked against it as it is written
@@ -136,12 +136,11 @@ def _unless_known(
         raise _SameContent(owner.id, digest)
 
 
-def _clear_leftover(ledger: FileLedger, dest: Path, file_id: int) -> int | None:
+def _clear_leftover(ledger: FileLedger, lake: Lake, name: str, file_id: int) -> int | None:
     """Make room for the lake write: remove our own or an orphaned earlier attempt.
 
     Returns the owning drop's id when a live drop already holds this content.
     """
-    lake, name = Lake.local(dest.parent), dest.name
     if not lake.exists(name):
         return None
     owner = _owner(lake, name)
@@ -161,15 +160,25 @@ def discard_own_lake_file(config: IngestConfig, record: FileRecord) -> None:
     if record.sha256 is None:
         return
     dest = lake_file(config, record)
-    lake = Lake.local(dest.parent)
+    lake = config.lake_store(record.kind)
     with lake_lock(config, record.kind):
         if lake.exists(dest.name) and _owner(lake, dest.name) == record.id:
             lake.delete(dest.name)
 
 
 def lake_owner(path: Path) -> int | None:
-    """Return the ``_file_id`` a lake file was written for, or None if it cannot be read."""
+    """Return the ``_file_id`` a local lake file was written for, or None if it cannot be read."""
     return _owner(Lake.local(path.parent), path.name)
+
+
+def drop_lake_owner(config: IngestConfig, record: FileRecord) -> int | None:
+    """Return the ``_file_id`` a drop's lake file was written for, wherever the lake lives, or
+    None (no such file, or unreadable)."""
+    if record.lake_path is None:
+        return None
+    lake = config.lake_store(record.kind)
+    name = Path(record.lake_path).name
+    return _owner(lake, name) if lake.exists(name) else None
 
 
 def _owner(lake: Lake, name: str) -> int | None:

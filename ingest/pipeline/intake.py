@@ -51,7 +51,6 @@ from ingest.base.errors import (
 from ingest.base.formats import is_unfinished_name
 from ingest.base.logs import bound_to
 from ingest.lake.lakefile import Normalized, OwnedElsewhere, discard_own_lake_file, write_lake_file
-from ingest.lake.store import lake_files
 from ingest.pipeline.quarantine import filed_name, refuse_link, too_large, write_error_record
 from ingest.pipeline.recovery import (
     DEFERRED,
@@ -113,6 +112,9 @@ class Intake:
         self.config = config
         self.ledger = ledger
         self.on_normalized = on_normalized
+        # Told of a normalized drop rejected afterwards (its original moved to quarantine/):
+        # the bucket poller moves the bucket's copy too. Failures are logged, never raised.
+        self.on_rejected: Callable[[FileRecord], None] | None = None
         self.waiting = 0  # drops left in processing/ because our disk was full; resume retries
 
     @property
@@ -155,6 +157,16 @@ class Intake:
             return self._enter(claimed, kind, path.name)
 
     @_about_model
+    def refuse_oversized(self, name: str, kind: str, size: int) -> FileRecord | None:
+        """Quarantine-record a drop over ``max_file_mb`` before fetching it (an object store's:
+        its size is listed); None when it is within the cap and must be taken as usual."""
+        _check_kind(kind)
+        if size <= self._max_bytes:
+            return None
+        ensure_claim_dirs(self.config)
+        return self._reject_uncopied(Path(name), kind, size)
+
+    @_about_model
     def resume(self) -> list[FileRecord]:
         """Finish whatever a crash interrupted; run at start-up, before new files are taken."""
         ensure_claim_dirs(self.config)
@@ -164,7 +176,7 @@ class Intake:
         for record in orphan_rows(self.ledger):
             with contextlib.suppress(IllegalTransition):  # another process finished it meanwhile
                 done.append(self._quarantine(record, None, vanished(record)))
-        for record in unfinished_rejections(self.ledger):
+        for record in unfinished_rejections(self.config, self.ledger):
             self._finish_rejection(record)
             done.append(record)
         if done:
@@ -215,6 +227,11 @@ class Intake:
         )
         self._finish_rejection(record)
         self._log_quarantined(record)
+        if self.on_rejected is not None:
+            try:
+                self.on_rejected(record)
+            except Exception:
+                log.exception("on_rejected failed", extra=_fields(record))
         return record
 
     # -- entering ----------------------------------------------------------------------------
@@ -491,7 +508,8 @@ class Intake:
 
     def _train_lake_has_data(self) -> bool:
         """Tell whether training data exists, in the lake or in the ledger's history."""
-        return bool(lake_files(self.config.lake("train"))) or self.ledger.has_normalized("train")
+        lake = self.config.lake_store("train")
+        return bool(lake.names()) or self.ledger.has_normalized("train")
 
 
 def _check_kind(kind: str) -> None:

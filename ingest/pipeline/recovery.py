@@ -31,8 +31,7 @@ from pathlib import Path
 from ingest.base.config import KINDS, IngestConfig
 from ingest.base.errors import InternalIngestError
 from ingest.base.names import escape, on_disk, shown, undecodable
-from ingest.lake.lakefile import lake_owner
-from ingest.lake.store import remove_stale_temporaries
+from ingest.lake.lakefile import drop_lake_owner
 from ingest.pipeline.quarantine import remove_stale_temporaries as remove_stale_error_temporaries
 from ingest.state.claims import (
     EMPTY_CLAIM_GRACE_SECONDS,
@@ -54,7 +53,7 @@ def remove_temporaries(config: IngestConfig) -> None:
     """Delete half-written lake files and error records from a crashed writer."""
     for kind in KINDS:
         with lake_lock(config, kind):
-            removed = remove_stale_temporaries(config.lake(kind))
+            removed = config.lake_store(kind).remove_temporaries()
         if removed:
             log.info("removed lake temporaries", extra={"kind": kind, "files": len(removed)})
     remove_stale_error_temporaries(config.quarantine, older_than=EMPTY_CLAIM_GRACE_SECONDS)
@@ -153,16 +152,15 @@ def vanished(record: FileRecord) -> InternalIngestError:
     )
 
 
-def unfinished_rejections(ledger: FileLedger) -> list[FileRecord]:
+def unfinished_rejections(config: IngestConfig, ledger: FileLedger) -> list[FileRecord]:
     """List rejections of normalized drops whose original or lake file a crash left behind."""
     unfinished = []
     for record in ledger.list(state=QUARANTINED, limit=None):
         if record.archive_path is None or record.lake_path is None:
             continue  # rejected before it was normalized: settled like any quarantine
         archived = ledger.resolve(record.archive_path)
-        lake_path = ledger.resolve(record.lake_path)
         leftover = (archived is not None and archived.exists()) or (
-            lake_path is not None and lake_path.exists() and lake_owner(lake_path) == record.id
+            drop_lake_owner(config, record) == record.id
         )
         if leftover:
             unfinished.append(record)

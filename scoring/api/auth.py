@@ -91,6 +91,7 @@ ENDPOINT_ROLES: dict[str, str] = {
     "traffic.set_traffic": "operate",
     "audit.list_audit": "admin",
     "admin.reload_settings": "admin",
+    "admin.bucket_events": "operate",  # a bucket webhook only asks for a poll
     # the dashboard: pages read; its buttons act with the same roles as the API they mirror
     "pages.overview": "predict",
     "pages.models": "predict",

@@ -9,12 +9,17 @@ and leaves the drop for the next sweep.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Callable
+import shutil
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 from ingest.base.errors import IngestError
 from ingest.base.formats import JSON_FORMATS, format_for_name, spec_for
 from ingest.base.logs import bound
+from ingest.pipeline.bucket import SCRATCH
 from ingest.pipeline.intake import Intake
 from ingest.state.ledger import FileRecord
 from scoring.bulk.batch import MissingFeatures, output_name, score_lake_file
@@ -25,6 +30,7 @@ from scoring.lifecycle.champion import load_version
 from scoring.lifecycle.predictor import LoadedModel
 from scoring.models.factory import open_model
 from scoring.settings import Settings
+from scoring.storage import upload
 
 log = logging.getLogger("dropscore.score")
 
@@ -80,18 +86,16 @@ def _score_drop(
     fmt = outbox_format(settings.scoring.output_format, record.original_name)
     dst = settings.layout.outbox / output_name(record.original_name, record.id, fmt)
     try:
-        lake = ledger.resolve(record.lake_path)
-        if lake is None:  # a normalized drop always has one; without it there is nothing to read
-            raise LookupError(f"file {record.id} is normalized but has no lake path")
-        summary = score_lake_file(
-            lake,
-            dst,
-            model,
-            column_map=record.column_map or {},
-            fmt=fmt,
-            batch_rows=settings.scoring.batch_rows,
-            engine=engine_for(settings),
-        )
+        with _readable_lake_file(settings, intake, record) as lake:
+            summary = score_lake_file(
+                lake,
+                dst,
+                model,
+                column_map=record.column_map or {},
+                fmt=fmt,
+                batch_rows=settings.scoring.batch_rows,
+                engine=engine_for(settings),
+            )
     except MissingFeatures as exc:
         error = MissingFeatureColumns(
             exc.message + f"; model version {model.version} needs every feature column",
@@ -105,6 +109,7 @@ def _score_drop(
     done = ledger.mark_scored(
         record.id, dst, model.version, summary.rows_scored, summary.rows_failed
     )
+    publish_output(settings, dst)
     if dataplane is not None:
         dataplane.scored_file(
             settings.name, model.version, PROTOCOL, summary.rows, summary.rows_failed,
@@ -122,6 +127,53 @@ def _score_drop(
         },
     )
     return done
+
+
+@contextlib.contextmanager
+def _readable_lake_file(settings: Settings, intake: Intake, record: FileRecord) -> Iterator[Path]:
+    """Yield a drop's lake file as a local path: itself, or a scratch copy of the object when
+    the lake is under ``[storage] url`` (removed afterwards)."""
+    lake_path = intake.ledger.resolve(record.lake_path)
+    if lake_path is None:  # a normalized drop always has one; without it there is nothing to read
+        raise LookupError(f"file {record.id} is normalized but has no lake path")
+    if not settings.storage.url:
+        yield lake_path
+        return
+    lake = intake.config.lake_store(record.kind)
+    scratch = settings.data_dir / SCRATCH / uuid.uuid4().hex
+    scratch.mkdir(parents=True)
+    try:
+        local = scratch / lake_path.name
+        with (
+            lake.fs.open_input_stream(lake.path(lake_path.name)) as source,
+            open(local, "xb") as out,
+        ):
+            while chunk := source.read(8 << 20):
+                out.write(chunk)
+        yield local
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def publish_output(settings: Settings, dst: Path) -> None:
+    """Put a scored file into the outbox under ``[storage] url``, then drop the local copy,
+    which was scratch; nothing to do when files are on the local disk.
+
+    The upload is one object, published whole or not at all (a multipart upload that fails is
+    aborted), so no reader of the outbox sees half a file. A failed upload leaves the local
+    file and logs why: the drop is scored and the ledger says so.
+    """
+    if not settings.storage.url:
+        return
+    try:
+        upload(settings, dst, settings.layout.key(dst))
+    except Exception as exc:
+        log.error(
+            "scored file not uploaded to the outbox; it stays in the local outbox",
+            extra={"output": dst.name, "error": str(exc)},
+        )
+        return
+    dst.unlink(missing_ok=True)
 
 
 def sweep(

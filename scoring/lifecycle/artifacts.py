@@ -1,8 +1,9 @@
 """The model artifacts: one folder of files per version, saved, opened, listed and removed here.
 
 A version's folder (``models/<version>/``: ``model.skops``, ``card.json``, and optionally
-``holdout.json`` and ``fold.json``) is built under a temporary name and renamed into place whole,
-so a reader finds every file of a version or no version; once published it never changes but
+``holdout.json`` and ``fold.json``) is built under a temporary name and renamed into place whole
+(copied file by file on an object store, where a version is served only once indexed), so a
+reader finds every file of a version or no version; once published it never changes but
 for one file added later (``add``: a fold stored on first load). The store sits on a
 ``pyarrow.fs`` filesystem like the lake (``ingest.lake.store.Lake``): the local disk today, where
 ``ingest.base.atomic`` makes each step durable, and any other filesystem tomorrow. Which version
@@ -91,7 +92,21 @@ class ArtifactStore:
         if self._local:
             atomic.publish_folder(Path(staged.path), Path(final))
         else:
-            self.fs.move(staged.path, final)
+            self._copy_folder(staged.path, final)
+
+    def _copy_folder(self, source: str, dest: str) -> None:
+        """Publish a staged folder on an object store: copy each file, then drop the staging.
+
+        An object store moves objects, not folders; each file is one atomic PUT, and a version
+        is served only once the index names it (after this returns), so a reader never finds a
+        version with a file missing.
+        """
+        selector = pafs.FileSelector(source, recursive=True)
+        self.fs.create_dir(dest, recursive=True)
+        for entry in self.fs.get_file_info(selector):
+            if entry.type == pafs.FileType.File:
+                self.fs.copy_file(entry.path, _join(dest, entry.path[len(source) + 1 :]))
+        self.fs.delete_dir(source)
 
     def add(self, version: int, name: str, data: bytes) -> bool:
         """Add a file to a published version unless it has one; False when it already had it."""

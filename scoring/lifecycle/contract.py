@@ -15,7 +15,7 @@ from collections.abc import Callable
 import pyarrow as pa
 
 from ingest.base.errors import IngestError, TypeConflictError
-from ingest.lake.store import Lake, type_kind
+from ingest.lake.store import type_kind
 from ingest.pipeline.intake import Intake
 from ingest.state.ledger import FileRecord
 from scoring.errors import DropscoreError
@@ -97,7 +97,7 @@ def train_drop_check(settings: Settings, intake: Intake, registry: Registry) -> 
         path = intake.ledger.resolve(record.lake_path)
         if path is None:
             return
-        schema = Lake.local(path.parent).schema(path.name)
+        schema = intake.config.lake_store(record.kind).schema(path.name)
         columns = schema.names
         champion = champion_schema(registry)
         features = model_features(settings, champion)

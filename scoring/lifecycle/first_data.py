@@ -71,10 +71,11 @@ def trained_before(registry: Registry) -> bool:
 def lake_rows(settings: Settings) -> int:
     """Count the labelled rows a first model would train on (a quarantined drop left the lake)."""
     from scoring.lifecycle.dataset import labelled_rows  # pandas and pyarrow: only when counting
+    from scoring.storage import lake_store
 
     target = normalize_name(settings.model.target)
     features = model_features(settings, None)  # no champion: the configured features, if any
-    return labelled_rows(settings.layout.lake("train"), target, features)
+    return labelled_rows(lake_store(settings, "train"), target, features)
 
 
 def start(pending: PendingRun, registry: Registry, champion: ChampionHolder) -> threading.Thread:

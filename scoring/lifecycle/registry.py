@@ -50,9 +50,12 @@ def now() -> str:
 class Registry:
     """Versions on disk plus their index; safe to use from many processes at once."""
 
-    def __init__(self, models_dir: Path, db: StateDB) -> None:
+    def __init__(
+        self, models_dir: Path, db: StateDB, artifacts: ArtifactStore | None = None
+    ) -> None:
         self.models_dir = models_dir
-        self.artifacts = ArtifactStore.local(models_dir)  # the versions' files
+        # the versions' files: the local models folder, or the store [storage] url names
+        self.artifacts = artifacts or ArtifactStore.local(models_dir)
         self.index: ModelIndex = ModelsTable(db)  # their status, and which one is champion
 
     # -- writing ---------------------------------------------------------------------------

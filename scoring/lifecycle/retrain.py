@@ -27,6 +27,7 @@ from scoring.lifecycle.registry import Registry, now
 from scoring.lifecycle.schema import FeatureSchema, TrainingDataError, normalize_name
 from scoring.lifecycle.training import TrainResult, evaluate, holdout_sample, train
 from scoring.settings import Settings
+from scoring.storage import lake_store
 
 log = logging.getLogger("dropscore.train")
 
@@ -107,7 +108,7 @@ def _train_and_decide(
 def _read_lake(settings: Settings, features: list[str] | None) -> TrainingData:
     """Read the model's columns, sampled to max_rows (stratified when it is a classifier)."""
     return load_training_data(
-        settings.layout.lake("train"),
+        lake_store(settings, "train"),
         target=normalize_name(settings.model.target),
         features=features,
         max_rows=settings.training.max_rows,

@@ -157,13 +157,13 @@ def _attempt(
     on_promoted: Callable[[], None] | None,
 ) -> RunRecord:
     """Train in a child process and decide, turning every way a retrain ends into one record."""
-    from ingest.lake.store import lake_files  # pyarrow and pandas: only when a retrain starts
+    from scoring.storage import lake_store  # pyarrow and pandas: only when a retrain starts
 
     settings, run_id, store = pending.settings, pending.run_id, pending.runs
     unchanged = None if pending.force else unchanged_since_champion(settings, registry)
     if unchanged:
         return _finish(store, run_id, "skipped", reason=unchanged, skip="no_new_data")
-    if not lake_files(settings.layout.lake("train")):  # a new model's first start: no trainer
+    if not lake_store(settings, "train").names():  # a new model's first start: no trainer
         return _finish(store, run_id, "skipped", reason=too_few_rows(0, settings), skip="refused")
     try:
         with trainer_slot(settings.layout, waiting=progress or _log_waiting(run_id)):
@@ -233,7 +233,7 @@ def unchanged_since_champion(settings: Settings, registry: Registry) -> str | No
     training lake holds exactly those files and the model settings are the same, a retrain would
     fit the same model again.
     """
-    from ingest.lake.store import lake_files  # pyarrow and pandas: only when a retrain starts
+    from scoring.storage import lake_store  # pyarrow and pandas: only when a retrain starts
 
     version = registry.champion_version()
     if version is None:
@@ -245,7 +245,7 @@ def unchanged_since_champion(settings: Settings, registry: Registry) -> str | No
     known = (card.get("training_data") or {}).get("lake_files")
     if known is None:
         return None
-    current = [p.name for p in lake_files(settings.layout.lake("train"))]
+    current = lake_store(settings, "train").names()
     if sorted(known) != sorted(current) or _model_key(card) != _settings_key(settings):
         return None
     return (

@@ -35,6 +35,7 @@ def open_model(
     from ingest.state.ledger import Ledger
     from scoring.lifecycle.registry import Registry
     from scoring.lifecycle.runs import RunStore
+    from scoring.storage import artifact_store
     from scoring.traffic.store import TrafficStore
 
     view = settings.for_model(name or settings.name)
@@ -43,7 +44,7 @@ def open_model(
         settings=view,
         db=db,
         ledger=Ledger(db, view.db_path.parent),  # the folder its recorded paths are relative to
-        registry=Registry(view.models_dir, db),
+        registry=Registry(view.models_dir, db, artifact_store(view)),
         runs=RunStore(db),
         traffic=TrafficStore(db),
     )

@@ -80,9 +80,9 @@ class Model:
         Reading and writing lake files goes through it (``ingest.lake.store``), so a lake on
         another filesystem is a change to where this object is built, not to its callers.
         """
-        from ingest.lake.store import Lake  # Deferred: pyarrow, for commands that never read it
+        from scoring.storage import lake_store  # Deferred: pyarrow, for commands never reading it
 
-        return Lake.local(self.layout.lake(kind))
+        return lake_store(self.settings, kind)
 
     @property
     def champion(self) -> ChampionHolder:

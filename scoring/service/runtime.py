@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING
 
 from ingest.base.config import IngestConfig
 from ingest.base.logs import bound_to
-from ingest.lake.store import lake_files
 from ingest.pipeline.intake import Intake
 from ingest.pipeline.watcher import Watcher
 from ingest.state.locks import FileLocks, Lock, locks_beside
@@ -34,8 +33,10 @@ from scoring.models.model import Model, Models
 from scoring.service.leader import Leader
 from scoring.service.reload import Reloader, reload_on_sighup
 from scoring.settings import Settings
+from scoring.storage import bucket_watcher
 
 if TYPE_CHECKING:
+    from ingest.pipeline.bucket import BucketWatcher
     from ingest.state.ledger import Ledger
 
 log = logging.getLogger("dropscore")
@@ -84,7 +85,7 @@ def bootstrap(model: Model, intake: Intake) -> None:
             )
     if registry.champion_version() is not None:
         return
-    if not lake_files(settings.layout.lake("train")):  # nothing to learn from: no run to record
+    if not model.lake("train").names():  # nothing to learn from: no run to record
         log.info(
             "no model yet: waiting for a first labelled drop",
             extra={"model": settings.name, "inbox": str(settings.layout.inbox("train"))},
@@ -126,18 +127,23 @@ class Background:
     schedule: Schedule
     dataplane: Dataplane  # scored drops' events; `serve` shares it with the API
     leader: Leader  # runs the schedule while this process leads (one across replicas)
+    bucket: BucketWatcher | None = None  # the bucket's inboxes' poller, with [storage] url
 
     def add(self, model: Model, root: Settings) -> None:
         """Prepare a model a reload added, then watch its inboxes and schedule its jobs."""
         intake = prepare_model(model, self.dataplane)  # folders, recovery, first training
         self.intakes[model.name] = intake
         self.watcher.add(intake)
+        if self.bucket is not None:
+            self.bucket.add(intake)
         self.schedule.add_model(root, model.name)
 
     def remove(self, name: str, root: Settings) -> None:
         """Stop a removed model's jobs (a running one ends first), then its inboxes."""
         self.schedule.remove_model(root, name)
         self.watcher.remove(name)
+        if self.bucket is not None:
+            self.bucket.remove(name)
         self.intakes.pop(name, None)
 
 
@@ -175,14 +181,20 @@ def background(settings: Settings, models: Models | None = None) -> Iterator[Bac
         intakes = {name: prepare_model(model, dataplane) for name, model in models.items()}
         watcher = Watcher(next(iter(intakes.values())).config, *intakes.values())
         watcher.start()
+        # [storage] url on a bucket: its inboxes are polled too (listing is the truth there)
+        bucket = bucket_watcher(settings, intakes.values(), models.shared.db)
+        if bucket is not None:
+            bucket.start()
         schedule = Schedule(settings, models)
         log.info("state database", extra={"url": models.shared.db.masked_url})
         leader = Leader(locks_beside(models.shared.db), schedule)
         try:
             leader.start()
-            yield Background(models, intakes, watcher, schedule, dataplane, leader)
+            yield Background(models, intakes, watcher, schedule, dataplane, leader, bucket)
         finally:
             leader.stop()  # a leader's scheduler waits for a running job to finish
+            if bucket is not None:
+                bucket.stop()
             watcher.stop()
             log.info("stopped")
 
@@ -198,6 +210,7 @@ def run_serve(settings: Settings, load: Callable[[], Settings] | None = None) ->
     sockets = listen_sockets(settings.server.host, settings.server.port)
     warn_if_open(settings, sockets)
     # Deferred: Flask and the WSGI server load only in `serve`, never in `dropscore worker`.
+    from scoring.api.admin import BUCKET_KEY
     from scoring.api.app import create_app, warm
 
     with background(settings) as bg:
@@ -206,10 +219,16 @@ def run_serve(settings: Settings, load: Callable[[], Settings] | None = None) ->
             settings,
             served=bg.models,
             dataplane=bg.dataplane,
-            probes={"watcher": bg.watcher.status, "scheduler": bg.leader.status},
+            probes={
+                "watcher": bg.watcher.status,
+                "scheduler": bg.leader.status,
+                **({"bucket": bg.bucket.status} if bg.bucket is not None else {}),
+            },
             reloader=reloader,
         )
         reload_on_sighup(reloader)
+        if bg.bucket is not None:  # POST /admin/bucket-events asks it for a round now
+            app.extensions[BUCKET_KEY] = bg.bucket
         app.extensions["dropscore"].monitoring.registry.register(bg.schedule.collector())
         warm(app)
         serve_threaded(app, sockets, front_options(settings, body_cap(settings)))

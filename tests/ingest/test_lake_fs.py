@@ -2,20 +2,22 @@
 
 ``Lake`` is the one reader and writer of lake files: the rule is read from the source (no
 ``pyarrow.parquet``/``pyarrow.dataset`` import elsewhere but the modules listed with their
-reason), and the lake is run on a ``pyarrow.fs.SubTreeFileSystem`` over a temporary folder, so
-every call goes through the filesystem object and none through a local path: a filesystem that
-is not the local disk can stand where it stands.
+reason), and the lake is run on a ``pyarrow.fs.SubTreeFileSystem`` over a temporary folder and
+in a bucket of the session's S3 (moto), so every call goes through the filesystem object and
+none through a local path, with the same assertions on both.
 """
 
 from __future__ import annotations
 
 import ast
+import posixpath
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pytest
 
+from ingest.lake.remote import open_storage
 from ingest.lake.store import Lake
 from scoring.lifecycle.dataset import load_training_data
 
@@ -75,15 +77,28 @@ def test_the_rule_sees_every_spelling():
 # -- the lake on a filesystem that is not reached by local paths ------------------------------
 
 
-@pytest.fixture
-def fs(tmp_path: Path) -> pafs.FileSystem:
+@pytest.fixture(params=["subtree", "s3"])
+def lake(request, tmp_path: Path) -> Lake:
+    """The lake on a subtree of a temporary folder, and in a bucket of the session's S3."""
+    if request.param == "s3":
+        s3 = request.getfixturevalue("s3")
+        root = open_storage(s3.url(s3.fresh_prefix("lake")), tmp_path, endpoint_url=s3.endpoint,
+                            env=s3.env)  # fmt: skip
+        return Lake(root.fs, root.join("lake/train"))
     (tmp_path / "lake" / "train").mkdir(parents=True)
-    return pafs.SubTreeFileSystem(str(tmp_path), pafs.LocalFileSystem())
+    return Lake(pafs.SubTreeFileSystem(str(tmp_path), pafs.LocalFileSystem()), "lake/train")
 
 
-@pytest.fixture
-def lake(fs: pafs.FileSystem) -> Lake:
-    return Lake(fs, "lake/train")
+def _listed(lake: Lake, folder: str = "") -> list[str]:
+    """List a folder beside or in the lake through its filesystem (folder relative to lake/)."""
+    path = posixpath.join(posixpath.dirname(lake.root), folder).rstrip("/")
+    found = lake.fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
+    return sorted(i.base_name for i in found)
+
+
+def _put(lake: Lake, name: str, data: bytes) -> None:
+    with lake.fs.open_output_stream(lake.path(name)) as sink:
+        sink.write(data)
 
 
 def _batches(*columns: dict) -> list[pa.RecordBatch]:
@@ -96,7 +111,7 @@ def test_write_list_footer_read_and_delete(lake: Lake, tmp_path: Path) -> None:
     assert lake.write("a.parquet", one, one[0].schema) == 3
     assert lake.write("b.parquet", two, two[0].schema) == 1
     assert lake.names() == ["a.parquet", "b.parquet"]
-    assert (tmp_path / "lake" / "train" / "a.parquet").is_file()  # under the subtree's root
+    assert _listed(lake, "train") == ["a.parquet", "b.parquet"]  # under the lake's root
     assert lake.footer("a.parquet").rows == 3
     assert lake.schema("b.parquet") == pa.schema([("x", pa.float64()), ("_file_id", pa.int64())])
     got = [b.column("x").to_pylist() for b in lake.batches("a.parquet", ["x"], batch_rows=2)]
@@ -124,28 +139,27 @@ def test_a_write_widens_refuses_overwrite_and_leaves_no_temporary(lake: Lake, tm
 
     with pytest.raises(RuntimeError):
         lake.write("f.parquet", failing(), pa.schema([("x", pa.int64())]))
-    assert [p.name for p in (tmp_path / "lake" / "train").iterdir()] == ["w.parquet"]
+    assert _listed(lake, "train") == ["w.parquet"]
 
 
 def test_stale_temporaries_are_removed_through_the_filesystem(lake: Lake, tmp_path) -> None:
-    folder = tmp_path / "lake" / "train"
-    (folder / ".a.parquet.0a1b2c3d4e5f.tmp").write_bytes(b"half")
-    (folder / "keep.parquet").write_bytes(b"x")
+    _put(lake, ".a.parquet.0a1b2c3d4e5f.tmp", b"half")
+    _put(lake, "keep.parquet", b"x")
     assert lake.remove_temporaries() == [".a.parquet.0a1b2c3d4e5f.tmp"]
-    assert [p.name for p in folder.iterdir()] == ["keep.parquet"]
-    assert Lake(lake.fs, "lake/missing").names() == []
+    assert _listed(lake, "train") == ["keep.parquet"]
+    assert Lake(lake.fs, posixpath.dirname(lake.root) + "/missing").names() == []
 
 
 def test_the_schema_record_lives_beside_the_folder(lake: Lake, tmp_path) -> None:
     first = _batches({"age": [1], "target": [0]})
     lake.write("a.parquet", first, first[0].schema)
     lake.remember("a.parquet", first[0].schema)
-    assert lake.record_path() == "lake/.train.schema.json"
-    assert (tmp_path / "lake" / ".train.schema.json").is_file()
+    assert lake.record_path() == posixpath.dirname(lake.root) + "/.train.schema.json"
+    assert ".train.schema.json" in _listed(lake)
     second = _batches({"age": [2.5], "target": [1]})
     lake.write("b.parquet", second, second[0].schema)
     assert lake.unified_schema() == pa.schema([("age", pa.float64()), ("target", pa.int64())])
-    assert not [p for p in (tmp_path / "lake" / "train").iterdir() if p.name.startswith(".")]
+    assert not [n for n in _listed(lake, "train") if n.startswith(".")]
 
 
 def test_a_retrain_reads_a_lake_on_another_filesystem(lake: Lake) -> None:
