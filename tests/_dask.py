@@ -1,0 +1,23 @@
+"""One real Dask cluster per test session: a scheduler and two single-thread worker processes.
+
+Started as an operator would (``dask scheduler``, ``dask worker --nworkers 2 --nthreads 1
+--memory-limit 1GiB`` on 127.0.0.1), on first use only, and stopped workers first at the end.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from scoring.testing.cluster import Cluster, dask_cluster
+
+
+@pytest.fixture(scope="session")
+def dask_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Start the session's cluster; yield the scheduler's address."""
+    with dask_cluster(tmp_path_factory.mktemp("dask")) as cluster:
+        yield cluster.address
+
+
+__all__ = ["Cluster", "dask_address"]
