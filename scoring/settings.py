@@ -158,6 +158,18 @@ class ServerSettings:
 
 
 @dataclass(frozen=True)
+class StorageSettings:
+    """``[storage]``: where the inboxes, lake, archive, quarantine, artifacts and outbox live."""
+
+    url: str = _f(
+        "",
+        "s3://bucket/prefix for inboxes, lake, archive, quarantine, models, outbox; empty: data_dir"
+    )
+    endpoint_url: str = _f("", "S3-compatible endpoint (MinIO, Ceph); empty: AWS's own")
+    region: str = _f("", "the bucket's region; empty: AWS_REGION or us-east-1")
+
+
+@dataclass(frozen=True)
 class ModelEntry:
     """One served model's own settings: what it learns and when it retrains."""
 
@@ -180,6 +192,7 @@ class Settings:
     scoring: ScoringSettings = field(default_factory=ScoringSettings)
     ingest: IngestSettings = field(default_factory=IngestSettings)
     server: ServerSettings = field(default_factory=ServerSettings)
+    storage: StorageSettings = field(default_factory=StorageSettings)
     source: Path | None = None  # the settings file, when there was one
     name: str = DEFAULT_MODEL  # the model this view is for
     # Every model by name, in the file's order (``default`` first); empty means just this one.
@@ -313,6 +326,7 @@ def load_settings(
             raise SettingsError(f"[{section}] must be a table, got {values!r}")
         sections[section] = _build_section(section, values, base)
     settings = Settings(**sections, source=source)
+    _check_storage(settings.storage)
     if not settings.paths.data_dir.is_absolute():
         settings = _replace(settings, "paths", data_dir=base / settings.paths.data_dir)
     if named and "training" in raw:  # a bad inherited value is named where it is: [training]
@@ -424,6 +438,15 @@ def _build_section(
 def _replace(settings: Settings, section: str, **changes: Any) -> Settings:
     new = dataclasses.replace(getattr(settings, section), **changes)
     return dataclasses.replace(settings, **{section: new})
+
+
+def _check_storage(storage: StorageSettings) -> None:
+    """Refuse a ``[storage] url`` that is neither empty nor ``s3://bucket[/prefix]``, at start."""
+    from ingest.lake.remote import storage_url_problem  # the one rule of a storage URL
+
+    problem = storage_url_problem(storage.url)
+    if problem:
+        raise SettingsError(f"[storage] url = {storage.url!r}: {problem}")
 
 
 def _check_engine(settings: Settings) -> Settings:

@@ -128,3 +128,11 @@ def schedules():
     yield start
     for schedule in started:
         schedule.stop(wait=True)
+
+
+@pytest.fixture(scope="session")
+def s3(tmp_path_factory: pytest.TempPathFactory):
+    """The session's S3 endpoint (one moto_server, one fresh bucket): see tests/_s3.py."""
+    from tests._s3 import s3_session
+
+    yield from s3_session(tmp_path_factory.mktemp("s3"))
