@@ -11,12 +11,15 @@ from collections.abc import Iterator
 import pytest
 
 from scoring.testing.cluster import Cluster, dask_cluster
+from scoring.testing.moto import CREDENTIALS
 
 
 @pytest.fixture(scope="session")
 def dask_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Start the session's cluster; yield the scheduler's address."""
-    with dask_cluster(tmp_path_factory.mktemp("dask")) as cluster:
+    # The workers reach the session's moto bucket with its dummy credentials, from their own
+    # environment as in production (never from a task).
+    with dask_cluster(tmp_path_factory.mktemp("dask"), env=CREDENTIALS) as cluster:
         yield cluster.address
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
 
@@ -113,3 +114,30 @@ def test_lake_file_identical_to_local(tmp_path, client, registry, trained, src):
                  column_map=column_map)  # fmt: skip
     assert pq.read_table(local).equals(pq.read_table(remote))
     assert "BMI" in pq.read_table(remote).column_names
+
+
+def test_object_store_in_and_out_read_by_workers(tmp_path, client, registry, trained, src, s3,
+                                                 monkeypatch):  # fmt: skip
+    """s3:// in, s3:// out: the workers read and write the bucket; the client only plans."""
+    from scoring.bulk.remote import Store
+    from scoring.testing.moto import CREDENTIALS
+
+    for key, value in CREDENTIALS.items():
+        monkeypatch.setenv(key, value)
+    prefix = s3.url(s3.fresh_prefix("dask"))
+    store = Store(s3.endpoint, "us-east-1")
+    fs, path = store.open(f"{prefix}/in.parquet")
+    with fs.open_output_stream(path) as out:
+        out.write(src.read_bytes())
+    ref = model_ref("default", registry, trained)
+    summary = score_remote(client, f"{prefix}/in.parquet", f"{prefix}/out/scored.csv", ref,
+                           batch_rows=ROWS, fmt="csv", store=store)  # fmt: skip
+    assert (summary.rows_scored, summary.rows_failed) == (1319, 7)
+    local = tmp_path / "local.csv"
+    score_path(src, local, load_version(registry, trained), read=ReadOptions(batch_rows=ROWS),
+               fmt="csv")  # fmt: skip
+    out_fs, out_path = store.open(f"{prefix}/out/scored.csv")
+    with out_fs.open_input_stream(out_path) as fh:
+        assert fh.read() == local.read_bytes()
+    listed = out_fs.get_file_info(pafs.FileSelector(out_path.rsplit("/", 1)[0], recursive=True))
+    assert [info.base_name for info in listed] == ["scored.csv"]  # the parts are gone

@@ -22,20 +22,20 @@ from __future__ import annotations
 import bisect
 import functools
 import itertools
-import os
 import secrets
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from ingest.base.formats import OUTPUT_FORMATS, Format
+from ingest.lake.remote import open_uri
 from ingest.pipeline.normalize import fit_column, normalize_file, normalize_part
 from ingest.readers.common import RawTable, flat_names
 from ingest.readers.parquet import decoded_slices, text_columns
@@ -51,6 +51,8 @@ from scoring.errors import ValidationFailed
 
 if TYPE_CHECKING:
     from distributed import Client
+
+    from scoring.settings import Settings
 
 TABLE, LAKE = "table", "lake"  # a user's Parquet file (normalized on the worker), a lake file
 PARTS_PER_THREAD = 2  # parts per worker thread: enough to balance, few enough to commit fast
@@ -71,21 +73,35 @@ class Plan:
     originals: dict[str, str]  # lake name -> the user's column name
     types: tuple[pa.DataType, ...] = ()  # TABLE: the column types the first batch decided
     scratch: str = ""  # the hidden folder beside dst holding the parts until the commit
+    store: Store = field(default_factory=lambda: Store())
 
 
-def filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
-    """Open what a URI or a local path names as a pyarrow filesystem and a path on it."""
-    if "://" in uri:
-        return pafs.FileSystem.from_uri(uri)
-    return pafs.LocalFileSystem(), os.path.abspath(uri)
+@dataclass(frozen=True)
+class Store:
+    """How a worker reaches ``s3://`` locations: ``[storage]``'s endpoint and region.
 
+    Credentials never travel in a task: each worker takes them from its own ``AWS_*``
+    environment, as every other dropscore process does.
+    """
 
-def read_bytes(uri: str) -> bytes:
-    """Read a whole (small) file: a model artifact."""
-    fs, path = filesystem(uri)
-    with fs.open_input_stream(path) as fh:
-        data: bytes = fh.read()
-    return data
+    endpoint_url: str = ""
+    region: str = ""
+
+    @classmethod
+    def of(cls, settings: Settings) -> Store:
+        """Take the endpoint and region of ``[storage]``."""
+        return cls(settings.storage.endpoint_url, settings.storage.region)
+
+    def open(self, uri: str) -> tuple[pafs.FileSystem, str]:
+        """Open a local path or an ``s3://bucket/key`` as (filesystem, path)."""
+        return open_uri(uri, endpoint_url=self.endpoint_url, region=self.region)
+
+    def read_bytes(self, uri: str) -> bytes:
+        """Read a whole (small) file: a model artifact."""
+        fs, path = self.open(uri)
+        with fs.open_input_stream(path) as fh:
+            data: bytes = fh.read()
+        return data
 
 
 def is_parquet(uri: str) -> bool:
@@ -107,12 +123,14 @@ def score_remote(
     kind: str = TABLE,
     column_map: dict[str, str] | None = None,
     progress: Progress | None = None,
+    store: Store | None = None,
 ) -> ScoreSummary:
     """Score a Parquet file on the cluster: workers read, score and write; one commit publishes."""
     started = time.perf_counter()
     if fmt not in OUTPUT_FORMATS:
         raise ValidationFailed(f"format {fmt!r} is not one of {', '.join(OUTPUT_FORMATS)}")
-    plan = _plan(client, src, dst, ref, stage_rows(batch_rows), fmt, kind, column_map or {})
+    store = store or Store()
+    plan = _plan(client, src, dst, ref, stage_rows(batch_rows), fmt, kind, column_map or {}, store)
     summary = ScoreSummary(model_version=ref.version, format=fmt)
     futures = [client.submit(score_part, plan, i, ref, pure=False) for i in range(len(plan.parts))]
     present: list[int] = []
@@ -128,7 +146,7 @@ def score_remote(
         client.submit(commit_parts, plan, sorted(present), pure=False).result()
     except BaseException:
         client.cancel(futures)
-        _remove(plan.scratch)
+        _remove(plan.store, plan.scratch)
         raise
     summary.seconds = time.perf_counter() - started
     return summary
@@ -143,14 +161,15 @@ def _plan(
     fmt: str,
     kind: str,
     column_map: dict[str, str],
+    store: Store,
 ) -> Plan:
     """Read the footer (and, for a user's file, the first batch) and cut the rows into parts."""
     from scoring.lifecycle.schema import FeatureSchema
 
     schema = FeatureSchema.from_dict(ref.card["schema"])
-    parquet = _open_parquet(src)
+    parquet = _open_parquet(store, src)
     rows = parquet.metadata.num_rows
-    fs, path = filesystem(dst)
+    fs, path = store.open(dst)
     scratch = _join(fs, path, f".{Path(path).name}.{secrets.token_hex(6)}.parts", dst)
     threads = max(1, sum(client.nthreads().values()))
     batches = max(1, -(-rows // size))
@@ -159,22 +178,16 @@ def _plan(
         (first * size, min(per_part * size, rows - first * size))
         for first in range(0, batches, per_part)
     )
-    base = Plan(src, dst, fmt, kind, size, parts, {}, (), scratch)
+    base = Plan(src, dst, fmt, kind, size, parts, {}, (), scratch, store)
     if kind == LAKE:
         originals = {new: old for old, new in column_map.items()}
         check_features(parquet.schema_arrow.names, schema, originals)
-        return _with(base, originals=originals)
+        return replace(base, originals=originals)
     first = normalize_file(_raw(parquet, base, 0, min(size, rows)), file_id=0)
     originals = {new: old for old, new in first.column_map.items()}
     check_features(first.schema.names, schema, originals)
     types = tuple(first.schema.field(i).type for i in range(len(first.schema) - 2))
-    return _with(base, originals=originals, types=types)
-
-
-def _with(plan: Plan, **changes: Any) -> Plan:
-    from dataclasses import replace
-
-    return replace(plan, **changes)
+    return replace(base, originals=originals, types=types)
 
 
 def _join(fs: pafs.FileSystem, path: str, name: str, uri: str) -> str:
@@ -185,10 +198,10 @@ def _join(fs: pafs.FileSystem, path: str, name: str, uri: str) -> str:
     return f"{uri.split('://', 1)[0]}://{sibling}"
 
 
-def _remove(uri: str) -> None:
+def _remove(store: Store, uri: str) -> None:
     """Remove a scratch folder, if it is there (best effort: a failure already speaks)."""
     try:
-        fs, path = filesystem(uri)
+        fs, path = store.open(uri)
         fs.delete_dir(path)
     except (OSError, pa.ArrowException):
         pass
@@ -199,9 +212,9 @@ def _remove(uri: str) -> None:
 
 def score_part(plan: Plan, index: int, ref: ModelRef) -> tuple[int, int, int]:
     """Score one part on this worker into its scratch file; return (index, scored, failed)."""
-    model = current_models().get(ref, read_bytes)
+    model = current_models().get(ref, plan.store.read_bytes)
     first, rows = plan.parts[index]
-    parquet = _open_parquet(plan.src)
+    parquet = _open_parquet(plan.store, plan.src)
     counts = [0, 0]
     if plan.kind == LAKE:
         batches = _aligned(parquet, plan.batch_rows, first, rows)
@@ -226,7 +239,7 @@ def _write_part(batches: Iterator[pa.RecordBatch], plan: Plan, index: int) -> No
     """Write one part as Parquet into the scratch folder (nothing when it has no rows)."""
     from ingest.base.writers import write_parquet
 
-    fs, folder = filesystem(plan.scratch)
+    fs, folder = plan.store.open(plan.scratch)
     target = f"{folder}/{PART_NAME.format(index)}"
     with tempfile.TemporaryDirectory(prefix="dropscore-part-") as tmp:
         local = Path(tmp) / PART_NAME.format(index)
@@ -238,7 +251,7 @@ def _write_part(batches: Iterator[pa.RecordBatch], plan: Plan, index: int) -> No
 
 def commit_parts(plan: Plan, present: list[int]) -> None:
     """Stream the parts in order through the format's writer into the output; drop the scratch."""
-    fs, folder = filesystem(plan.scratch)
+    fs, folder = plan.store.open(plan.scratch)
     widen = Widening(plan.originals.values() if plan.kind == TABLE else ())
 
     def batches() -> Iterator[pa.RecordBatch]:
@@ -248,7 +261,7 @@ def commit_parts(plan: Plan, present: list[int]) -> None:
                     yield widen(batch)
 
     try:
-        out_fs, out_path = filesystem(plan.dst)
+        out_fs, out_path = plan.store.open(plan.dst)
         if isinstance(out_fs, pafs.LocalFileSystem):
             write_atomic(batches(), Path(out_path), plan.fmt)
         else:  # one whole object appears at the end of its upload, never half of one
@@ -257,7 +270,7 @@ def commit_parts(plan: Plan, present: list[int]) -> None:
                 write_atomic(batches(), local, plan.fmt)
                 pafs.copy_files(str(local), out_path, destination_filesystem=out_fs)
     finally:
-        _remove(plan.scratch)
+        _remove(plan.store, plan.scratch)
 
 
 class Widening:
@@ -289,11 +302,11 @@ class Widening:
 # -- reading a part's rows as the local engine reads them ---------------------------------
 
 
-def _open_parquet(uri: str) -> pq.ParquetFile:
+def _open_parquet(store: Store, uri: str) -> pq.ParquetFile:
     """Open a Parquet file for streaming; text read as dictionaries, as the ingest reader does."""
     from ingest.base.errors import MalformedFileError
 
-    fs, path = filesystem(uri)
+    fs, path = store.open(uri)
     try:
         source = fs.open_input_file(path)
         plain = pq.ParquetFile(source, pre_buffer=False, buffer_size=1 << 20)

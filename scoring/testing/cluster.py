@@ -7,10 +7,11 @@ with their own memory limit. Workers stop before the scheduler, so none is left 
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,8 +45,6 @@ class Cluster:
 
 
 def _pid() -> int:
-    import os
-
     return os.getpid()
 
 
@@ -55,9 +54,18 @@ def _dask(*args: str) -> list[str]:
 
 @contextmanager
 def dask_cluster(
-    folder: Path, nworkers: int = 2, *, nthreads: int = 1, memory_limit: str = "1GiB"
+    folder: Path,
+    nworkers: int = 2,
+    *,
+    nthreads: int = 1,
+    memory_limit: str = "1GiB",
+    env: Mapping[str, str] | None = None,
 ) -> Iterator[Cluster]:
-    """Start a scheduler and ``nworkers`` worker processes; stop workers, then the scheduler."""
+    """Start a scheduler and ``nworkers`` worker processes; stop workers, then the scheduler.
+
+    ``env`` is added to the workers' environment (an object store's ``AWS_*`` credentials:
+    workers take them from there, never from a task).
+    """
     folder.mkdir(parents=True, exist_ok=True)
     port = free_port()
     address = f"tcp://{HOST}:{port}"
@@ -74,7 +82,7 @@ def dask_cluster(
             "--nthreads", str(nthreads), "--memory-limit", memory_limit,
             "--no-dashboard", "--local-directory", str(folder / "workers"),
         )  # fmt: skip
-        worker = stack.enter_context(_process(args, folder / "workers.log"))
+        worker = stack.enter_context(_process(args, folder / "workers.log", env))
         cluster.workers.append(worker)
         _wait_workers(cluster, nworkers)
         yield cluster
@@ -97,9 +105,12 @@ def _wait_workers(cluster: Cluster, n: int) -> None:
 
 
 @contextmanager
-def _process(args: list[str], log: Path) -> Iterator[Process]:
+def _process(
+    args: list[str], log: Path, env: Mapping[str, str] | None = None
+) -> Iterator[Process]:
+    environment = {**os.environ, **(env or {})}
     with open(log, "wb") as fh:
-        proc = subprocess.Popen(args, stdout=fh, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(args, stdout=fh, stderr=subprocess.STDOUT, env=environment)
         try:
             yield proc
         finally:
