@@ -10,6 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from scoring.bulk.engines import close_clients
 from scoring.testing.cluster import Cluster, dask_cluster
 from scoring.testing.moto import CREDENTIALS
 
@@ -21,6 +22,7 @@ def dask_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     # environment as in production (never from a task).
     with dask_cluster(tmp_path_factory.mktemp("dask"), env=CREDENTIALS) as cluster:
         yield cluster.address
+        close_clients()  # the clients engine_for opened on it, before it stops
 
 
 __all__ = ["Cluster", "dask_address"]

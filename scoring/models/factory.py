@@ -23,6 +23,7 @@ def open_model(settings: Settings, name: str | None = None) -> Model:
     # Deferred: the registry reaches its artifacts through pyarrow, which `dropscore keys` and
     # `audit` (the shared stores only) need not import.
     from ingest.state.ledger import Ledger
+    from scoring.jobs.store import JobStore
     from scoring.lifecycle.registry import Registry
     from scoring.lifecycle.runs import RunStore
     from scoring.traffic.store import TrafficStore
@@ -36,6 +37,7 @@ def open_model(settings: Settings, name: str | None = None) -> Model:
         registry=Registry(view.models_dir, db),
         runs=RunStore(db),
         traffic=TrafficStore(db),
+        jobs=JobStore(db),
     )
 
 

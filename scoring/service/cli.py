@@ -10,7 +10,7 @@ import click
 
 from ingest.base.formats import OUTPUT_FORMATS
 from ingest.base.layout import KINDS
-from scoring.service import init_cli, keys_cli, records_cli, traffic_cli
+from scoring.service import init_cli, jobs_cli, keys_cli, records_cli, traffic_cli
 from scoring.service.model_option import accept_model, chosen_model, model_option
 from scoring.service.records_cli import fmt_number
 from scoring.service.tables import text_table
@@ -385,6 +385,7 @@ for _command in (*records_cli.COMMANDS, *keys_cli.COMMANDS):  # runs, models, fi
     main.add_command(_command)
 main.add_command(init_cli.init)
 main.add_command(traffic_cli.traffic_cmd)
+main.add_command(jobs_cli.jobs_cmd)
 for _name, _command in main.commands.items():  # commands about one model take --model after them
     if _name not in ALL_MODEL_COMMANDS:
         accept_model(_command)

@@ -25,6 +25,7 @@ from schedules.scheduler import Schedule
 from scoring.bulk.drops import on_arrival, sweep
 from scoring.inference.dataplane import Dataplane
 from scoring.ingest_options import ingest_config
+from scoring.jobs.runner import JobRunner
 from scoring.lifecycle.contract import chain, train_drop_check
 from scoring.lifecycle.first_data import first_data_trigger
 from scoring.lifecycle.runner import run_retrain
@@ -173,10 +174,13 @@ def background(settings: Settings, models: Models | None = None) -> Iterator[Bac
         watcher = Watcher(next(iter(intakes.values())).config, *intakes.values())
         watcher.start()
         schedule = Schedule(settings, models)
+        jobs = JobRunner(models)  # batch jobs queued by any process, run here
         try:
             schedule.start()
+            jobs.start()
             yield Background(models, intakes, watcher, schedule, dataplane)
         finally:
+            jobs.stop()
             schedule.stop()  # waits for a running job to finish
             watcher.stop()
             log.info("stopped")
