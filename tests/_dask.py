@@ -6,11 +6,13 @@ Started as an operator would (``dask scheduler``, ``dask worker --nworkers 2 --n
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
 
 from scoring.bulk.engines import close_clients
+from scoring.testing.checkout import ROOT
 from scoring.testing.cluster import Cluster, dask_cluster
 from scoring.testing.moto import CREDENTIALS
 
@@ -19,8 +21,11 @@ from scoring.testing.moto import CREDENTIALS
 def dask_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Start the session's cluster; yield the scheduler's address."""
     # The workers reach the session's moto bucket with its dummy credentials, from their own
-    # environment as in production (never from a task).
-    with dask_cluster(tmp_path_factory.mktemp("dask"), env=CREDENTIALS) as cluster:
+    # environment as in production (never from a task); the checkout on their path lets a
+    # test's own function (defined in tests/) run as a task.
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    env = {**CREDENTIALS, "PYTHONPATH": path}
+    with dask_cluster(tmp_path_factory.mktemp("dask"), env=env) as cluster:
         yield cluster.address
         close_clients()  # the clients engine_for opened on it, before it stops
 

@@ -141,3 +141,51 @@ def test_object_store_in_and_out_read_by_workers(tmp_path, client, registry, tra
         assert fh.read() == local.read_bytes()
     listed = out_fs.get_file_info(pafs.FileSelector(out_path.rsplit("/", 1)[0], recursive=True))
     assert [info.base_name for info in listed] == ["scored.csv"]  # the parts are gone
+
+
+def test_cli_scores_s3_on_the_workers(tmp_path, settings, trained, src, s3, dask_address,
+                                      monkeypatch):  # fmt: skip
+    """``dropscore score s3://…/in.parquet -o s3://…/out.parquet`` with engine = "dask"."""
+    from click.testing import CliRunner
+
+    from scoring.bulk.remote import Store
+    from scoring.service.cli import main
+    from scoring.testing.moto import CREDENTIALS
+
+    for key, value in {
+        **CREDENTIALS,
+        "DROPSCORE__PATHS__DATA_DIR": str(settings.data_dir),
+        "DROPSCORE__TRAINING__BOOTSTRAP_DATA": '""',
+        "DROPSCORE__SCORING__ENGINE": "dask",
+        "DROPSCORE__SCORING__DASK_ADDRESS": f'"{dask_address}"',
+        "DROPSCORE__SCORING__BATCH_ROWS": str(ROWS),
+        "DROPSCORE__STORAGE__ENDPOINT_URL": f'"{s3.endpoint}"',
+    }.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("DROPSCORE_SETTINGS", raising=False)
+    monkeypatch.chdir(tmp_path)
+    prefix = s3.url(s3.fresh_prefix("cli"))
+    store = Store(s3.endpoint, "us-east-1")
+    fs, path = store.open(f"{prefix}/in.parquet")
+    with fs.open_output_stream(path) as out:
+        out.write(src.read_bytes())
+    result = CliRunner().invoke(
+        main, ["score", f"{prefix}/in.parquet", "-o", f"{prefix}/out.parquet"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "with model 1, 7 failed → s3://" in result.output
+    out_fs, out_path = store.open(f"{prefix}/out.parquet")
+    with out_fs.open_input_file(out_path) as fh:
+        remote = pq.read_table(fh)
+    local = tmp_path / "local.parquet"
+    score_path(src, local, load_version(registry_of(settings), trained),
+               read=ReadOptions(batch_rows=ROWS), fmt="parquet")  # fmt: skip
+    assert pq.read_table(local).equals(remote)
+    missing = CliRunner().invoke(main, ["score", f"{prefix}/none.parquet", "-o", "x.csv"])
+    assert missing.exit_code == 1 and "no file at s3://" in missing.output
+
+
+def registry_of(settings):
+    from scoring.models.factory import open_model
+
+    return open_model(settings).registry

@@ -35,7 +35,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from ingest.base.formats import OUTPUT_FORMATS, Format
-from ingest.lake.remote import open_uri
+from ingest.lake.remote import is_s3, open_uri
 from ingest.pipeline.normalize import fit_column, normalize_file, normalize_part
 from ingest.readers.common import RawTable, flat_names
 from ingest.readers.parquet import decoded_slices, text_columns
@@ -104,9 +104,23 @@ class Store:
         return data
 
 
-def is_parquet(uri: str) -> bool:
-    """Tell whether the workers can read a file themselves (Parquet: by its name)."""
-    return uri.lower().endswith(".parquet")
+def workers_read(location: str, address: str) -> bool:
+    """Tell whether the workers should read a file themselves rather than the client.
+
+    Parquet only (its row groups can be read from anywhere in the file). An ``s3://`` object
+    every worker reaches; a local path only a cluster on this machine does (an empty address,
+    a local cluster, or a scheduler on the loopback interface). Otherwise the client reads and
+    scatters the batches (``scoring.bulk.engines.DaskEngine``).
+    """
+    return location.lower().endswith(".parquet") and workers_reach(location, address)
+
+
+def workers_reach(location: str, address: str) -> bool:
+    """Tell whether every worker can open a location: an object, or this machine's disk."""
+    if is_s3(location):
+        return True
+    host = address.split("://", 1)[-1].rsplit(":", 1)[0].strip("[]")
+    return host in ("", "127.0.0.1", "localhost", "::1")
 
 
 # -- the client side -----------------------------------------------------------------------

@@ -11,7 +11,7 @@ bucket, never into the lake, and its name's suffix is the output format.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 from typing import Any
 
 from ingest.base.formats import OUTPUT_FORMATS, output_spec
@@ -106,7 +106,3 @@ def _refused(field: str, message: str) -> ValidationFailed:
     details: list[dict[str, Any]] = [{"field": field, "problem": message}]
     return ValidationFailed(message, details)
 
-
-def local_path(target: Target) -> Path | None:
-    """Return the local path of a target on disk; None for an object-store URI."""
-    return None if is_s3(target.location) else Path(target.location)

@@ -18,17 +18,15 @@ import logging
 import os
 import secrets
 import socket
-import tempfile
 import threading
-from collections.abc import Iterator
-from pathlib import Path
 
 from ingest.base.errors import IngestError
+from scoring.bulk.remote import workers_reach, workers_read
+from scoring.bulk.transfer import readable, writable
 from scoring.errors import DropscoreError, NoModel
-from scoring.jobs.locations import Target, local_path, resolve_input, resolve_output
+from scoring.jobs.locations import Target, resolve_input, resolve_output
 from scoring.jobs.queue_protocol import Job, Outcome
 from scoring.models.model import Model, Models
-from scoring.settings import Settings
 
 log = logging.getLogger("dropscore.jobs")
 
@@ -72,7 +70,9 @@ def run_job(model: Model, job: Job) -> Outcome:
         raise NoModel(f"model {model.name!r} has no champion yet: train one first")
     src = resolve_input(settings, job.input)
     dst, fmt = resolve_output(settings, job.output)
-    if settings.scoring.engine == "dask" and src.location.lower().endswith(".parquet"):
+    dask = settings.scoring.engine == "dask"
+    address = settings.scoring.dask_address
+    if dask and workers_read(src.location, address) and workers_reach(dst.location, address):
         from scoring.bulk.engines import dask_client
         from scoring.bulk.remote import Store, score_remote
         from scoring.bulk.worker_models import model_ref
@@ -98,7 +98,7 @@ def _score_here(model: Model, version: int, src: Target, dst: Target, fmt: str) 
     from scoring.lifecycle.champion import load_version
 
     settings = model.settings
-    with _readable(settings, src) as path, _writable(settings, dst) as out:
+    with readable(settings, src.location) as path, writable(settings, dst.location) as out:
         summary = score_path(
             path,
             out,
@@ -108,49 +108,6 @@ def _score_here(model: Model, version: int, src: Target, dst: Target, fmt: str) 
             engine=engine_for(settings),
         )
     return Outcome(summary.rows_scored, summary.rows_failed, summary.model_version)
-
-
-@contextlib.contextmanager
-def _readable(settings: Settings, target: Target) -> Iterator[Path]:
-    """Give a local path to the input: itself on disk, a scratch copy of an object."""
-    path = local_path(target)
-    if path is not None:
-        yield path
-        return
-    import pyarrow.fs as pafs
-
-    from scoring.storage import open_location
-
-    fs, key = open_location(settings, target.location)
-    with tempfile.TemporaryDirectory(prefix="dropscore-job-", dir=_scratch(settings)) as tmp:
-        local = Path(tmp) / Path(key).name
-        pafs.copy_files(key, str(local), source_filesystem=fs)
-        yield local
-
-
-@contextlib.contextmanager
-def _writable(settings: Settings, target: Target) -> Iterator[Path]:
-    """Give a local path for the output: itself on disk, else a scratch file uploaded whole."""
-    path = local_path(target)
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        yield path
-        return
-    import pyarrow.fs as pafs
-
-    from scoring.storage import open_location
-
-    fs, key = open_location(settings, target.location)
-    with tempfile.TemporaryDirectory(prefix="dropscore-job-", dir=_scratch(settings)) as tmp:
-        local = Path(tmp) / Path(key).name
-        yield local
-        pafs.copy_files(str(local), key, destination_filesystem=fs)  # one whole object
-
-
-def _scratch(settings: Settings) -> Path:
-    folder = settings.data_dir / ".scratch"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
 
 
 def describe(job: Job, exc: BaseException) -> str:

@@ -63,8 +63,9 @@ def dask_cluster(
 ) -> Iterator[Cluster]:
     """Start a scheduler and ``nworkers`` worker processes; stop workers, then the scheduler.
 
-    ``env`` is added to the workers' environment (an object store's ``AWS_*`` credentials:
-    workers take them from there, never from a task).
+    ``env`` is added to the processes' environment (an object store's ``AWS_*`` credentials:
+    workers take them from there, never from a task; a ``PYTHONPATH``: the scheduler, too,
+    unpickles the task graph).
     """
     folder.mkdir(parents=True, exist_ok=True)
     port = free_port()
@@ -74,6 +75,7 @@ def dask_cluster(
             _process(
                 _dask("scheduler", "--host", HOST, "--port", str(port), "--no-dashboard"),
                 folder / "scheduler.log",
+                env,
             )
         )
         cluster = Cluster(address, scheduler)
@@ -105,9 +107,7 @@ def _wait_workers(cluster: Cluster, n: int) -> None:
 
 
 @contextmanager
-def _process(
-    args: list[str], log: Path, env: Mapping[str, str] | None = None
-) -> Iterator[Process]:
+def _process(args: list[str], log: Path, env: Mapping[str, str] | None = None) -> Iterator[Process]:
     environment = {**os.environ, **(env or {})}
     with open(log, "wb") as fh:
         proc = subprocess.Popen(args, stdout=fh, stderr=subprocess.STDOUT, env=environment)
