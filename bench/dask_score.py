@@ -11,8 +11,9 @@ order rotated each pair:
 Both clusters are real processes on 127.0.0.1 (``scoring.testing.cluster``), started once; the
 workers read the file, score and write parts themselves and one commit task publishes the
 output. Reported: median seconds and rows/s per path, the per-pair ratio to the local engine,
-and the workers' peak RSS (``VmHWM``) against their idle RSS, at two ``batch_rows`` settings,
-to show worker memory follows ``batch_rows`` rather than the file.
+and the workers' peak RSS (``VmHWM``, fresh clusters for each setting) beside their RSS once
+done, at two ``batch_rows`` settings, to show worker memory follows ``batch_rows`` rather than
+the file. One untimed run per path first loads the model into each worker's cache.
 
     .venv/bin/python -m bench.dask_score                 # 1,000,000 rows, 3 pairs
     .venv/bin/python -m bench.dask_score --rows 4000000 --pairs 5
@@ -63,8 +64,9 @@ def main() -> None:
         print(f"input: {args.rows:,} rows, {src.stat().st_size / 2**20:.0f} MiB Parquet")
         data = work / "data"
         train(data)
-        with dask_cluster(work / "c1", 1) as one, dask_cluster(work / "c2", 2) as two:
-            for batch_rows in args.batch_rows:
+        for batch_rows in args.batch_rows:  # fresh clusters: each peak RSS is this setting's
+            c1, c2 = work / f"c1-{batch_rows}", work / f"c2-{batch_rows}"
+            with dask_cluster(c1, 1) as one, dask_cluster(c2, 2) as two:
                 run_pairs(src, work, data, one, two, batch_rows, args.rows, args.pairs)
 
 
@@ -87,7 +89,6 @@ def run_pairs(src: Path, work: Path, data: Path, one: Cluster, two: Cluster, bat
     assert version is not None, "the training did not make a champion"
     loaded = load_version(model.registry, version)
     ref = model_ref(model.name, model.registry, version)
-    idle = {"dask-1": _rss(one), "dask-2": _rss(two)}
     c1 = Client(one.address, set_as_default=False)
     c2 = Client(two.address, set_as_default=False)
 
@@ -100,6 +101,9 @@ def run_pairs(src: Path, work: Path, data: Path, one: Cluster, two: Cluster, bat
         )
 
     paths = {"local": local, "dask-1": on(c1), "dask-2": on(c2)}
+    for name, path in paths.items():  # untimed: each worker loads the model once, here
+        path(work / f"warm-{name}.parquet")
+        (work / f"warm-{name}.parquet").unlink()
     seconds: dict[str, list[float]] = {name: [] for name in paths}
     names = list(paths)
     print(f"\nbatch_rows = {batch_rows:,}")
@@ -116,6 +120,7 @@ def run_pairs(src: Path, work: Path, data: Path, one: Cluster, two: Cluster, bat
     finally:
         c1.close()
         c2.close()
+    idle = {"dask-1": _rss(one), "dask-2": _rss(two)}  # after: the model and libraries loaded
     peak = {"dask-1": _peak(one), "dask-2": _peak(two)}
     print(f"  {'path':<8} {'median s':>9} {'rows/s':>12}  vs local (per pair)")
     for name, values in seconds.items():
@@ -123,7 +128,7 @@ def run_pairs(src: Path, work: Path, data: Path, one: Cluster, two: Cluster, bat
         vs = "" if name == "local" else str(ratios(seconds["local"], values))
         print(f"  {name:<8} {median:>9.2f} {rows / median:>12,.0f}  {vs}")
     for name in ("dask-1", "dask-2"):
-        print(f"  {name} worker RSS: idle {idle[name]:.0f} MiB, peak {peak[name]:.0f} MiB"
+        print(f"  {name} worker RSS: now {idle[name]:.0f} MiB, peak {peak[name]:.0f} MiB"
               " (VmHWM since the worker started)")  # fmt: skip
 
 

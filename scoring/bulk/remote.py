@@ -145,7 +145,8 @@ def score_remote(
         raise ValidationFailed(f"format {fmt!r} is not one of {', '.join(OUTPUT_FORMATS)}")
     store = store or Store()
     plan = _plan(client, src, dst, ref, stage_rows(batch_rows), fmt, kind, column_map or {}, store)
-    summary = ScoreSummary(model_version=ref.version, format=fmt)
+    output = None if is_s3(dst) else Path(dst)
+    summary = ScoreSummary(model_version=ref.version, output=output, format=fmt)
     futures = [client.submit(score_part, plan, i, ref, pure=False) for i in range(len(plan.parts))]
     present: list[int] = []
     try:
