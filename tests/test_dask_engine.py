@@ -240,3 +240,22 @@ def test_batch_values_do_not_depend_on_blas_threads(model, diabetes):
         with threadpool_limits(limits=threads, user_api="blas"):
             outs.append(score_batch(batch, model, {})[0])
     assert outs[0].equals(outs[1])
+
+
+def test_engine_sends_the_artifact_not_the_model(tmp_path, settings, trained, src, dask_address):
+    """engine_for's tasks name the version; each worker loads its artifact once (dask-ml#842)."""
+    from scoring.bulk.worker_models import CACHE_ATTRIBUTE, model_ref
+    from scoring.models.factory import open_model
+
+    dasked = make_settings(tmp_path, scoring={"engine": "dask", "dask_address": dask_address})
+    registry = open_model(dasked).registry
+    model = load_version(registry, trained)
+    engine = engine_for(dasked)
+    for n in range(2):
+        score_path(src, tmp_path / f"{n}.csv", model, read=BATCH, engine=engine)
+    key = model_ref("default", registry, trained).key
+    loads = engine.client.run(
+        lambda dask_worker: dict(getattr(dask_worker, CACHE_ATTRIBUTE).loads).get(key, 0)
+    )
+    assert sorted(loads.values()) == [1, 1]  # 2 files x 14 batches: one load per worker
+    assert (tmp_path / "0.csv").read_bytes() == (tmp_path / "1.csv").read_bytes()

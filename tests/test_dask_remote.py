@@ -119,7 +119,7 @@ def test_lake_file_identical_to_local(tmp_path, client, registry, trained, src):
 def test_object_store_in_and_out_read_by_workers(tmp_path, client, registry, trained, src, s3,
                                                  monkeypatch):  # fmt: skip
     """s3:// in, s3:// out: the workers read and write the bucket; the client only plans."""
-    from scoring.bulk.remote import Store
+    from scoring.bulk.filesystems import Store
     from scoring.testing.moto import CREDENTIALS
 
     for key, value in CREDENTIALS.items():
@@ -148,7 +148,7 @@ def test_cli_scores_s3_on_the_workers(tmp_path, settings, trained, src, s3, dask
     """``dropscore score s3://…/in.parquet -o s3://…/out.parquet`` with engine = "dask"."""
     from click.testing import CliRunner
 
-    from scoring.bulk.remote import Store
+    from scoring.bulk.filesystems import Store
     from scoring.service.cli import main
     from scoring.testing.moto import CREDENTIALS
 
@@ -189,3 +189,26 @@ def registry_of(settings):
     from scoring.models.factory import open_model
 
     return open_model(settings).registry
+
+
+def test_score_drop_entry_uses_the_workers_when_they_reach(tmp_path, settings, trained, src,
+                                                           dask_address):  # fmt: skip
+    """The call a score drop makes first: the workers, through engine_for's registry refs."""
+    from scoring.bulk.engines import LocalEngine, engine_for
+    from scoring.bulk.remote import score_lake_on_workers
+    from tests.conftest import make_settings
+
+    lake = tmp_path / "lake.parquet"
+    frame = pq.read_table(src).to_pandas().rename(columns=str.lower)
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), lake, row_group_size=70)
+    column_map = {c.upper(): c for c in frame.columns}
+    dasked = make_settings(tmp_path, scoring={"engine": "dask", "dask_address": dask_address})
+    model = load_version(registry_of(dasked), trained)
+    kw = {"column_map": column_map, "fmt": "csv", "batch_rows": ROWS}
+    out = tmp_path / "w.csv"
+    done = score_lake_on_workers(engine_for(dasked), model, lake, out, **kw)
+    assert done is not None and (done.rows_scored, done.rows_failed) == (1319, 7)
+    assert score_lake_on_workers(LocalEngine(), model, lake, tmp_path / "n.csv", **kw) is None
+    local = tmp_path / "l.csv"
+    score_lake_file(lake, local, model, **kw)
+    assert out.read_bytes() == local.read_bytes()

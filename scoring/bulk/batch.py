@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -38,15 +38,12 @@ from ingest.base.formats import OUTPUT_FORMATS, Format, format_for_name, output_
 from ingest.pipeline.normalize import FILE_ID, ROW, normalize_file, normalize_names
 from ingest.readers import open_table
 from ingest.readers.parquet import bounded_batches
-from scoring.bulk.engines import DaskEngine, Engine, LocalEngine
+from scoring.bulk.engines import Engine, LocalEngine
 from scoring.bulk.pipeline import Stage, close_stages
 from scoring.errors import ValidationFailed
 from scoring.inference.core import NON_FINITE
 from scoring.lifecycle.predictor import LoadedModel
 from scoring.lifecycle.schema import FeatureSchema
-
-if TYPE_CHECKING:
-    from scoring.bulk.worker_models import ModelRef
 
 PROVENANCE = (FILE_ID, ROW)
 Progress = Callable[[int], None]
@@ -164,28 +161,7 @@ def score_lake_file(
     engine: Engine | None = None,
     pipelined: bool = True,
 ) -> ScoreSummary:
-    """Score a normalized drop straight from its lake file, restoring the original names.
-
-    On a Dask cluster that reaches both files the workers read and write them themselves
-    (``scoring.bulk.remote``); otherwise this process reads and writes them.
-    """
-    on_workers = _workers_for(engine, model, lake_path, dst)
-    if on_workers is not None:
-        from scoring.bulk.remote import LAKE, score_remote
-
-        dask, ref = on_workers
-        return score_remote(
-            dask.client,
-            str(lake_path),
-            str(dst),
-            ref,
-            batch_rows=batch_rows,
-            fmt=fmt,
-            kind=LAKE,
-            column_map=column_map,
-            progress=progress,
-            store=dask.store,
-        )
+    """Score a normalized drop straight from its lake file, restoring the original names."""
     started = time.perf_counter()
     # Bounded in rows and in decoded bytes: a text value repeated on every row is stored once.
     schema, batches = bounded_batches(lake_path, stage_rows(batch_rows))
@@ -204,20 +180,6 @@ def score_lake_file(
     )
     summary.seconds = time.perf_counter() - started
     return summary
-
-
-def _workers_for(
-    engine: Engine | None, model: LoadedModel, src: Path, dst: Path
-) -> tuple[DaskEngine, ModelRef] | None:
-    """Say whether the workers can score src into dst themselves, and with which model."""
-    if not isinstance(engine, DaskEngine):
-        return None
-    from scoring.bulk.remote import workers_reach
-
-    if not (workers_reach(str(src), engine.address) and workers_reach(str(dst), engine.address)):
-        return None
-    ref = engine.ref(model)
-    return None if ref is None else (engine, ref)
 
 
 def _score_stream(

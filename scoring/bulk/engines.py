@@ -28,7 +28,7 @@ from scoring.settings import Settings, require_dask
 if TYPE_CHECKING:
     from distributed import Client, Future
 
-    from scoring.bulk.remote import Store
+    from scoring.bulk.filesystems import Store
     from scoring.bulk.worker_models import ModelRef
 
 R = TypeVar("R")
@@ -114,7 +114,7 @@ class DaskEngine:
 
 def with_model(fn: BatchFn[R], batch: Any, ref: ModelRef, store: Store | None) -> R:
     """Run ``fn(batch, model)`` on a worker with the model its cache holds for ``ref``."""
-    from scoring.bulk.remote import Store
+    from scoring.bulk.filesystems import Store
     from scoring.bulk.worker_models import current_models
 
     model = current_models().get(ref, (store or Store()).read_bytes)
@@ -124,7 +124,7 @@ def with_model(fn: BatchFn[R], batch: Any, ref: ModelRef, store: Store | None) -
 def engine_for(settings: Settings) -> Engine:
     """Build the engine ``[scoring] engine`` names; Dask connects on first use per process."""
     if settings.scoring.engine == "dask":
-        from scoring.bulk.remote import Store
+        from scoring.bulk.filesystems import Store
 
         address = settings.scoring.dask_address
         refs = functools.partial(registry_ref, settings)

@@ -35,7 +35,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from ingest.base.formats import OUTPUT_FORMATS, Format
-from ingest.lake.remote import is_s3, open_uri
+from ingest.lake.remote import is_s3
 from ingest.pipeline.normalize import fit_column, normalize_file, normalize_part
 from ingest.readers.common import RawTable, flat_names
 from ingest.readers.parquet import decoded_slices, text_columns
@@ -46,13 +46,15 @@ from scoring.bulk.batch import (
     stage_rows,
     write_atomic,
 )
+from scoring.bulk.filesystems import Store
 from scoring.bulk.worker_models import ModelRef, current_models
 from scoring.errors import ValidationFailed
 
 if TYPE_CHECKING:
     from distributed import Client
 
-    from scoring.settings import Settings
+    from scoring.bulk.engines import Engine
+    from scoring.lifecycle.predictor import LoadedModel
 
 TABLE, LAKE = "table", "lake"  # a user's Parquet file (normalized on the worker), a lake file
 PARTS_PER_THREAD = 2  # parts per worker thread: enough to balance, few enough to commit fast
@@ -76,54 +78,50 @@ class Plan:
     store: Store = field(default_factory=lambda: Store())
 
 
-@dataclass(frozen=True)
-class Store:
-    """How a worker reaches ``s3://`` locations: ``[storage]``'s endpoint and region.
-
-    Credentials never travel in a task: each worker takes them from its own ``AWS_*``
-    environment, as every other dropscore process does.
-    """
-
-    endpoint_url: str = ""
-    region: str = ""
-
-    @classmethod
-    def of(cls, settings: Settings) -> Store:
-        """Take the endpoint and region of ``[storage]``."""
-        return cls(settings.storage.endpoint_url, settings.storage.region)
-
-    def open(self, uri: str) -> tuple[pafs.FileSystem, str]:
-        """Open a local path or an ``s3://bucket/key`` as (filesystem, path)."""
-        return open_uri(uri, endpoint_url=self.endpoint_url, region=self.region)
-
-    def read_bytes(self, uri: str) -> bytes:
-        """Read a whole (small) file: a model artifact."""
-        fs, path = self.open(uri)
-        with fs.open_input_stream(path) as fh:
-            data: bytes = fh.read()
-        return data
-
-
-def workers_read(location: str, address: str) -> bool:
-    """Tell whether the workers should read a file themselves rather than the client.
-
-    Parquet only (its row groups can be read from anywhere in the file). An ``s3://`` object
-    every worker reaches; a local path only a cluster on this machine does (an empty address,
-    a local cluster, or a scheduler on the loopback interface). Otherwise the client reads and
-    scatters the batches (``scoring.bulk.engines.DaskEngine``).
-    """
-    return location.lower().endswith(".parquet") and workers_reach(location, address)
-
-
-def workers_reach(location: str, address: str) -> bool:
-    """Tell whether every worker can open a location: an object, or this machine's disk."""
-    if is_s3(location):
-        return True
-    host = address.split("://", 1)[-1].rsplit(":", 1)[0].strip("[]")
-    return host in ("", "127.0.0.1", "localhost", "::1")
-
-
 # -- the client side -----------------------------------------------------------------------
+
+
+def score_lake_on_workers(
+    engine: Engine | None,
+    model: LoadedModel,
+    lake_path: Path,
+    dst: Path,
+    *,
+    column_map: dict[str, str],
+    fmt: str,
+    batch_rows: int,
+    progress: Progress | None = None,
+) -> ScoreSummary | None:
+    """Score a drop's lake file on the workers when the engine's cluster reaches both files.
+
+    What a score drop calls before ``batch.score_lake_file``: None when the engine is not
+    Dask, a worker could not open the files, or the registry does not hold the model's version
+    (then the one-process path runs, with the model sent once per file).
+    """
+    from scoring.bulk.engines import DaskEngine
+    from scoring.bulk.filesystems import workers_reach
+
+    if not isinstance(engine, DaskEngine):
+        return None
+    if not (
+        workers_reach(str(lake_path), engine.address) and workers_reach(str(dst), engine.address)
+    ):
+        return None
+    ref = engine.ref(model)
+    if ref is None:
+        return None
+    return score_remote(
+        engine.client,
+        str(lake_path),
+        str(dst),
+        ref,
+        batch_rows=batch_rows,
+        fmt=fmt,
+        kind=LAKE,
+        column_map=column_map,
+        progress=progress,
+        store=engine.store,
+    )
 
 
 def score_remote(

@@ -21,7 +21,7 @@ import socket
 import threading
 
 from ingest.base.errors import IngestError
-from scoring.bulk.remote import workers_reach, workers_read
+from scoring.bulk.filesystems import workers_reach, workers_read
 from scoring.bulk.transfer import readable, writable
 from scoring.errors import DropscoreError, NoModel
 from scoring.jobs.locations import Target, resolve_input, resolve_output
@@ -74,7 +74,8 @@ def run_job(model: Model, job: Job) -> Outcome:
     address = settings.scoring.dask_address
     if dask and workers_read(src.location, address) and workers_reach(dst.location, address):
         from scoring.bulk.engines import dask_client
-        from scoring.bulk.remote import Store, score_remote
+        from scoring.bulk.filesystems import Store
+        from scoring.bulk.remote import score_remote
         from scoring.bulk.worker_models import model_ref
 
         summary = score_remote(

@@ -36,7 +36,8 @@ def names_a_uri(*locations: object) -> bool:
 def score_location(settings: Settings, src: str, dst: str | None, fmt: str | None) -> None:
     """Score IN into OUT where one of them is a URI; print the summary line."""
     from ingest.base.errors import IngestError
-    from scoring.bulk.remote import Store, score_remote, workers_reach, workers_read
+    from scoring.bulk.filesystems import Store, workers_reach, workers_read
+    from scoring.bulk.remote import score_remote
     from scoring.bulk.worker_models import model_ref
     from scoring.errors import DropscoreError
     from scoring.jobs.locations import output_format
