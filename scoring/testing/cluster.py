@@ -92,18 +92,30 @@ def dask_cluster(
 
 
 def _wait_workers(cluster: Cluster, n: int) -> None:
+    """Wait for ``n`` workers with one client (it retries the connection while the scheduler
+    starts); fail at once if a process exits."""
     from distributed import Client
 
-    def connected() -> bool:
+    def alive() -> bool:
         if cluster.scheduler.poll() is not None or cluster.workers[0].poll() is not None:
             raise RuntimeError("a dask process exited at start; see its log beside the cluster")
-        try:
-            with Client(cluster.address, set_as_default=False, timeout=5) as client:
-                return len(client.scheduler_info(n_workers=-1)["workers"]) >= n
-        except OSError:
-            return False
+        return True
 
-    wait_for(connected, timeout=START_SECONDS, interval=0.5, what=f"{n} dask workers")
+    def connected() -> Client | None:
+        alive()
+        try:
+            return Client(cluster.address, set_as_default=False, timeout=10)
+        except OSError:
+            return None
+
+    client = wait_for(connected, timeout=START_SECONDS, interval=0.2, what="the dask scheduler")
+    with client:
+        wait_for(
+            lambda: alive() and len(client.scheduler_info(n_workers=-1)["workers"]) >= n,
+            timeout=START_SECONDS,
+            interval=0.1,
+            what=f"{n} dask workers",
+        )
 
 
 @contextmanager
