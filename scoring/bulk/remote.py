@@ -20,6 +20,7 @@ errors. A worker holds a batch or two at a time: its memory follows ``batch_rows
 from __future__ import annotations
 
 import bisect
+import contextlib
 import functools
 import itertools
 import secrets
@@ -28,7 +29,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.fs as pafs
@@ -59,6 +60,7 @@ if TYPE_CHECKING:
 TABLE, LAKE = "table", "lake"  # a user's Parquet file (normalized on the worker), a lake file
 PARTS_PER_THREAD = 2  # parts per worker thread: enough to balance, few enough to commit fast
 PART_NAME = "part-{:05d}.parquet"
+SETTLE_SECONDS = 60.0  # how long a failed file waits for its running parts before cleaning up
 Progress = Callable[[int], None]
 
 
@@ -159,6 +161,7 @@ def score_remote(
         client.submit(commit_parts, plan, sorted(present), pure=False).result()
     except BaseException:
         client.cancel(futures)
+        _settle(futures)  # a part already running writes its file: remove the scratch after
         _remove(plan.store, plan.scratch)
         raise
     summary.seconds = time.perf_counter() - started
@@ -209,6 +212,14 @@ def _join(fs: pafs.FileSystem, path: str, name: str, uri: str) -> str:
     if "://" not in uri:
         return sibling
     return f"{uri.split('://', 1)[0]}://{sibling}"
+
+
+def _settle(futures: list[Any]) -> None:
+    """Wait (a while) until no part is still running, whatever each one's end."""
+    from distributed import wait
+
+    with contextlib.suppress(Exception):
+        wait(futures, timeout=SETTLE_SECONDS)
 
 
 def _remove(store: Store, uri: str) -> None:
