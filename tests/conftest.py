@@ -14,6 +14,8 @@ from scoring.testing.checkout import ROOT, SAMPLE
 from scoring.testing.ports import free_port as free_port  # re-exported: tests import it from here
 from scoring.testing.waiting import wait_for as wait_for  # re-exported: tests import it from here
 
+from ._dask import dask_address as dask_address  # the session's Dask cluster, on first use
+
 
 def make_settings(tmp_path: Path, **sections: dict[str, Any]) -> Settings:
     """Settings isolated from the environment and the shipped file, on tmp_path/data."""

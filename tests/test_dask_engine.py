@@ -1,7 +1,8 @@
 """``[scoring] engine = "dask"`` on a real local cluster: the same file, the same bytes out.
 
-One cluster of two worker processes serves the module, so the model and the batches really
-cross a process boundary (pickling included), as they do on a remote cluster.
+The session's cluster (``tests/_dask.py``: a real scheduler and two worker processes) serves
+the module, so the model and the batches really cross a process boundary (pickling included),
+as they do on a remote cluster.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from click.testing import CliRunner
 from ingest.base.config import ReadOptions
 from ingest.state.db import StateDB
 from scoring.bulk.batch import MissingFeatures, TooManyRows, score_lake_file, score_path
-from scoring.bulk.engines import DaskEngine, LocalEngine, close_clients, engine_for, require_dask
+from scoring.bulk.engines import DaskEngine, LocalEngine, engine_for, require_dask
 from scoring.lifecycle.champion import load_version
 from scoring.settings import SettingsError
 
@@ -31,18 +32,8 @@ BATCH = ReadOptions(batch_rows=100)
 
 
 @pytest.fixture(scope="module")
-def cluster() -> Iterator[distributed.LocalCluster]:
-    cluster = distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
-    )
-    yield cluster
-    close_clients()  # clients engine_for opened on this cluster
-    cluster.close()
-
-
-@pytest.fixture(scope="module")
-def dask(cluster) -> Iterator[DaskEngine]:
-    client = distributed.Client(cluster, set_as_default=False)
+def dask(dask_address) -> Iterator[DaskEngine]:
+    client = distributed.Client(dask_address, set_as_default=False)
     yield DaskEngine(client)
     client.close()
 
@@ -153,9 +144,9 @@ def test_lake_file_identical(tmp_path, model, src, dask):
     assert "BMI" in outs[1].column_names
 
 
-def test_engine_from_settings(tmp_path, model, src, cluster):
+def test_engine_from_settings(tmp_path, model, src, dask_address):
     settings = make_settings(
-        tmp_path, scoring={"engine": "dask", "dask_address": cluster.scheduler_address}
+        tmp_path, scoring={"engine": "dask", "dask_address": dask_address}
     )
     engine = engine_for(settings)
     assert isinstance(engine, DaskEngine)
@@ -166,13 +157,13 @@ def test_engine_from_settings(tmp_path, model, src, cluster):
     assert pq.read_table(tmp_path / "d.parquet").equals(pq.read_table(tmp_path / "l.parquet"))
 
 
-def test_cli_score_on_dask(tmp_path, settings, trained, src, cluster, monkeypatch):
+def test_cli_score_on_dask(tmp_path, settings, trained, src, dask_address, monkeypatch):
     from scoring.service.cli import main
 
     monkeypatch.setenv("DROPSCORE__PATHS__DATA_DIR", str(settings.data_dir))
     monkeypatch.setenv("DROPSCORE__TRAINING__BOOTSTRAP_DATA", '""')
     monkeypatch.setenv("DROPSCORE__SCORING__ENGINE", "dask")
-    monkeypatch.setenv("DROPSCORE__SCORING__DASK_ADDRESS", f'"{cluster.scheduler_address}"')
+    monkeypatch.setenv("DROPSCORE__SCORING__DASK_ADDRESS", f'"{dask_address}"')
     monkeypatch.delenv("DROPSCORE_SETTINGS", raising=False)
     monkeypatch.chdir(tmp_path)
     result = CliRunner().invoke(main, ["score", str(src), "-o", str(tmp_path / "cli.csv")])
@@ -191,13 +182,13 @@ def test_missing_dask_is_one_clear_line(tmp_path, monkeypatch):
     make_settings(tmp_path)  # the local engine never needs it
 
 
-def test_score_file_on_dask(tmp_path, registry, trained, src, cluster):
+def test_score_file_on_dask(tmp_path, registry, trained, src, dask_address):
     import io
 
     from scoring.api.app import create_app
 
     bodies = []
-    for scoring in ({}, {"engine": "dask", "dask_address": cluster.scheduler_address}):
+    for scoring in ({}, {"engine": "dask", "dask_address": dask_address}):
         settings = make_settings(tmp_path, scoring={"batch_rows": 100, **scoring})
         client = create_app(settings, registry=registry).test_client()
         response = client.post(
@@ -211,14 +202,14 @@ def test_score_file_on_dask(tmp_path, registry, trained, src, cluster):
     assert bodies[0] == bodies[1]
 
 
-def test_score_drop_sweep_on_dask(tmp_path, diabetes, src, cluster):
+def test_score_drop_sweep_on_dask(tmp_path, diabetes, src, dask_address):
     from scoring.bulk.drops import sweep
     from scoring.lifecycle.champion import ChampionHolder
     from scoring.lifecycle.registry import Registry
     from scoring.service.runtime import open_intake
 
     settings = make_settings(
-        tmp_path, scoring={"engine": "dask", "dask_address": cluster.scheduler_address}
+        tmp_path, scoring={"engine": "dask", "dask_address": dask_address}
     )
     registry = Registry(settings.models_dir, StateDB.at(settings.db_path))
     register_trained(settings, registry, diabetes)
@@ -249,3 +240,22 @@ def test_batch_values_do_not_depend_on_blas_threads(model, diabetes):
         with threadpool_limits(limits=threads, user_api="blas"):
             outs.append(score_batch(batch, model, {})[0])
     assert outs[0].equals(outs[1])
+
+
+def test_engine_sends_the_artifact_not_the_model(tmp_path, settings, trained, src, dask_address):
+    """engine_for's tasks name the version; each worker loads its artifact once (dask-ml#842)."""
+    from scoring.bulk.worker_models import CACHE_ATTRIBUTE, model_ref
+    from scoring.models.factory import open_model
+
+    dasked = make_settings(tmp_path, scoring={"engine": "dask", "dask_address": dask_address})
+    registry = open_model(dasked).registry
+    model = load_version(registry, trained)
+    engine = engine_for(dasked)
+    for n in range(2):
+        score_path(src, tmp_path / f"{n}.csv", model, read=BATCH, engine=engine)
+    key = model_ref("default", registry, trained).key
+    loads = engine.client.run(
+        lambda dask_worker: dict(getattr(dask_worker, CACHE_ATTRIBUTE).loads).get(key, 0)
+    )
+    assert sorted(loads.values()) == [1, 1]  # 2 files x 14 batches: one load per worker
+    assert (tmp_path / "0.csv").read_bytes() == (tmp_path / "1.csv").read_bytes()

@@ -512,3 +512,21 @@ def _chain(first: pa.RecordBatch, rest: Iterator[pa.RecordBatch]) -> Iterator[pa
     """Put the peeked batch back in front."""
     yield first
     yield from rest
+
+
+def normalize_part(
+    raw: RawTable, file_id: int, types: Iterable[pa.DataType], first_row: int
+) -> Iterator[pa.RecordBatch]:
+    """Normalize one slice of a file whose types were decided from its first batch elsewhere.
+
+    A Dask worker scores a part of a file (``scoring.bulk.remote``): the client decided the
+    types from the file's first batch with ``normalize_file``; the worker converts its rows to
+    those types, numbers them from ``first_row`` and drops empty rows, as the one-process path
+    does (widening within the part as it would).
+    """
+    state = _Normalizer(raw, file_id, normalize_names(raw.columns), strict=False)
+    state.types, state.next_row = list(types), first_row
+    for batch in raw.batches:
+        out = state.fit(batch)
+        if out.num_rows:
+            yield out

@@ -23,6 +23,7 @@ from scoring.api import (
     docs,
     files,
     health,
+    jobs,
     metrics,
     models,
     openapi,
@@ -60,7 +61,7 @@ if TYPE_CHECKING:
     from scoring.lifecycle.registry import Registry
 
 # Blueprints whose routes act on one model: each also answers under /models/<name>.
-MODEL_SCOPED = ("predict", "score", "runs", "files", "models", "traffic")
+MODEL_SCOPED = ("predict", "score", "runs", "files", "models", "traffic", "jobs")
 MODEL_PREFIX = "/models/<model:model>"
 
 
@@ -123,7 +124,7 @@ def create_app(
     trust_proxies(app, settings)  # forwarded headers: applied from trusted proxies, else dropped
     for module in (
         health, predict, score, models, catalog, files, runs, metrics, audit, openapi, docs,
-        admin, traffic,
+        admin, traffic, jobs,
     ):  # fmt: skip
         app.register_blueprint(module.bp)
     for protocol in PROTOCOLS:  # the other protocols, each as its adapter declares it

@@ -89,6 +89,9 @@ ENDPOINT_ROLES: dict[str, str] = {
     "traffic.show_traffic": "predict",
     "traffic.show_challenger": "predict",
     "traffic.set_traffic": "operate",
+    "jobs.list_jobs": "predict",
+    "jobs.show_job": "predict",
+    "jobs.submit_job": "operate",
     "audit.list_audit": "admin",
     "admin.reload_settings": "admin",
     "admin.bucket_events": "operate",  # a bucket webhook only asks for a poll

@@ -6,8 +6,10 @@ engine), an engine maps the per-batch scoring function over those batches and ha
 back in input order, and the client writes them with the same atomic writer. Only where
 ``score_batch`` runs changes, so the local and Dask outputs are identical.
 
-On Dask the model is scattered to every worker once per file and at most a few batches per
-worker thread are in flight, so memory stays bounded by ``batch_rows`` on both sides. The
+On Dask a task names the model's version by its artifact (``scoring.bulk.worker_models``), which
+each worker loads once and keeps; at most a few batches per worker thread are in flight, so
+memory stays bounded by ``batch_rows`` on both sides. Where the workers can reach a Parquet file
+themselves, they read and write it without the client (``scoring.bulk.remote``). The
 client is opened on first use, once per process and address, and closed when the process
 exits; importing this module starts nothing.
 """
@@ -15,6 +17,7 @@ exits; importing this module starts nothing.
 from __future__ import annotations
 
 import atexit
+import functools
 import threading
 from collections import deque
 from collections.abc import Callable, Generator, Iterable
@@ -24,6 +27,9 @@ from scoring.settings import Settings, require_dask
 
 if TYPE_CHECKING:
     from distributed import Client, Future
+
+    from scoring.bulk.filesystems import Store
+    from scoring.bulk.worker_models import ModelRef
 
 R = TypeVar("R")
 BatchFn = Callable[[Any, Any], R]
@@ -50,24 +56,45 @@ class LocalEngine:
 
 
 class DaskEngine:
-    """Score each batch on a Dask worker; results come back in input order."""
+    """Score each batch on a Dask worker; results come back in input order.
 
-    def __init__(self, client: Client, in_flight: int | None = None) -> None:
+    With ``refs`` (what ``engine_for`` gives: the model's registry) a task carries the version's
+    ``ModelRef`` and each worker loads the artifact once (``scoring.bulk.worker_models``);
+    without one (a model the registry does not hold) the model is scattered once per file.
+    """
+
+    def __init__(
+        self,
+        client: Client,
+        in_flight: int | None = None,
+        *,
+        refs: Callable[[Any], ModelRef | None] | None = None,
+        store: Store | None = None,
+        address: str = "",
+    ) -> None:
         self.client = client
         self.in_flight = in_flight
+        self.refs = refs
+        self.store = store
+        self.address = address
 
     def map_batches(self, fn: BatchFn[R], batches: Iterable[Any], model: Any) -> Batches[R]:
         """Yield ``fn(batch, model)`` for each batch, in order, with a bounded window in flight."""
         client = self.client
         limit = self.in_flight or max(2, IN_FLIGHT_PER_THREAD * sum(client.nthreads().values()))
-        shared = client.scatter(model, broadcast=True, hash=False)
+        ref = self.refs(model) if self.refs is not None else None
+        shared = None if ref is not None else client.scatter(model, broadcast=True, hash=False)
         pending: deque[Future] = deque()
         try:
             for batch in batches:
                 # Scatter rather than embed: the batch goes straight to a worker (round robin)
                 # instead of through the scheduler inside the task graph.
                 data = client.scatter(batch, hash=False)
-                pending.append(client.submit(fn, data, shared, pure=False))
+                if ref is not None:
+                    task = client.submit(with_model, fn, data, ref, self.store, pure=False)
+                else:
+                    task = client.submit(fn, data, shared, pure=False)
+                pending.append(task)
                 del data
                 if len(pending) >= limit:
                     yield pending.popleft().result()
@@ -77,14 +104,52 @@ class DaskEngine:
             # Stopped early (an error, a row cap): drop the work still queued for this file.
             if pending:
                 client.cancel(list(pending))
-            client.cancel([shared])
+            if shared is not None:
+                client.cancel([shared])
+
+    def ref(self, model: Any) -> ModelRef | None:
+        """Name a loaded model's version for the workers; None when the registry lacks it."""
+        return self.refs(model) if self.refs is not None else None
+
+
+def with_model(fn: BatchFn[R], batch: Any, ref: ModelRef, store: Store | None) -> R:
+    """Run ``fn(batch, model)`` on a worker with the model its cache holds for ``ref``."""
+    from scoring.bulk.filesystems import Store
+    from scoring.bulk.worker_models import current_models
+
+    model = current_models().get(ref, (store or Store()).read_bytes)
+    return fn(batch, model)
 
 
 def engine_for(settings: Settings) -> Engine:
     """Build the engine ``[scoring] engine`` names; Dask connects on first use per process."""
     if settings.scoring.engine == "dask":
-        return DaskEngine(dask_client(settings.scoring.dask_address))
+        from scoring.bulk.filesystems import Store
+
+        address = settings.scoring.dask_address
+        refs = functools.partial(registry_ref, settings)
+        return DaskEngine(
+            dask_client(address), refs=refs, store=Store.of(settings), address=address
+        )
     return LocalEngine()
+
+
+def registry_ref(settings: Settings, model: Any) -> ModelRef | None:
+    """Name a loaded version of the settings' model by its artifact; None if it is not there."""
+    from scoring.bulk.worker_models import model_ref
+    from scoring.errors import DropscoreError
+    from scoring.models.factory import open_model
+
+    version = getattr(model, "version", "")
+    if not str(version).isdigit():
+        return None
+    registry = open_model(settings).registry
+    try:
+        ref = model_ref(settings.name, registry, int(version))
+    except (DropscoreError, OSError):
+        return None
+    # Only the version in hand: another registry's version of that number is another model.
+    return ref if ref.card == getattr(model, "card", None) else None
 
 
 class _Clients:

@@ -33,6 +33,7 @@ def open_model(
     # Deferred: the registry reaches its artifacts through pyarrow, which `dropscore keys` and
     # `audit` (the shared stores only) need not import.
     from ingest.state.ledger import Ledger
+    from scoring.jobs.store import JobStore
     from scoring.lifecycle.registry import Registry
     from scoring.lifecycle.runs import RunStore
     from scoring.storage import artifact_store
@@ -47,6 +48,7 @@ def open_model(
         registry=Registry(view.models_dir, db, artifact_store(view)),
         runs=RunStore(db),
         traffic=TrafficStore(db),
+        jobs=JobStore(db),
     )
 
 

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from ingest.state.db import StateDB
     from ingest.state.ledger import Ledger
     from scoring.audit import AuditLog
+    from scoring.jobs.queue_protocol import JobQueue
     from scoring.keys import KeyStore
     from scoring.lifecycle.artifacts import ArtifactStore
     from scoring.lifecycle.champion import ChampionHolder
@@ -56,6 +57,7 @@ class Model:
     registry: Registry
     runs: RunStore
     traffic: TrafficStore  # the shadow/canary setting and its per-day figures
+    jobs: JobQueue  # batch jobs: queued here, run by whichever process claims them
     _serving: _Serving | None = field(default=None, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 

@@ -10,9 +10,10 @@ import click
 
 from ingest.base.formats import OUTPUT_FORMATS
 from ingest.base.layout import KINDS
-from scoring.service import init_cli, keys_cli, records_cli, traffic_cli
+from scoring.service import init_cli, jobs_cli, keys_cli, records_cli, traffic_cli
 from scoring.service.model_option import accept_model, chosen_model, model_option
 from scoring.service.records_cli import fmt_number
+from scoring.service.score_locations import Location, names_a_uri, score_location
 from scoring.service.tables import text_table
 from scoring.settings import ENV_FILE, Settings, SettingsError, load_settings
 
@@ -298,8 +299,8 @@ def _metrics_table(outcome: Any) -> str:
 
 
 @main.command()
-@click.argument("src", metavar="IN", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("-o", "--output", "dst", type=click.Path(dir_okay=False, path_type=Path),
+@click.argument("src", metavar="IN", type=Location(exists=True, dir_okay=False, path_type=Path))
+@click.option("-o", "--output", "dst", type=Location(dir_okay=False, path_type=Path),
               help="output file (default: IN's name with .scored)")
 @click.option("--format", "fmt", type=click.Choice(OUTPUT_FORMATS),
               help="output format (default: OUT's extension; without -o the input's family,"
@@ -307,6 +308,9 @@ def _metrics_table(outcome: Any) -> str:
 @pass_ctx
 def score(ctx: Context, src: Path, dst: Path | None, fmt: str | None) -> None:
     """Bulk-score one file with the champion, in bounded memory, with a progress bar."""
+    if names_a_uri(src, dst):  # s3://…: read and written where it is (on Dask, by the workers)
+        score_location(ctx.settings, str(src), None if dst is None else str(dst), fmt)
+        return
     from ingest.base.errors import IngestError
     from ingest.base.formats import detect_format, output_spec
     from scoring.bulk.batch import estimate_rows, score_path
@@ -385,6 +389,7 @@ for _command in (*records_cli.COMMANDS, *keys_cli.COMMANDS):  # runs, models, fi
     main.add_command(_command)
 main.add_command(init_cli.init)
 main.add_command(traffic_cli.traffic_cmd)
+main.add_command(jobs_cli.jobs_cmd)
 for _name, _command in main.commands.items():  # commands about one model take --model after them
     if _name not in ALL_MODEL_COMMANDS:
         accept_model(_command)

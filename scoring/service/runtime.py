@@ -24,6 +24,7 @@ from schedules.scheduler import Schedule
 from scoring.bulk.drops import on_arrival, sweep
 from scoring.inference.dataplane import Dataplane
 from scoring.ingest_options import ingest_config
+from scoring.jobs.runner import JobRunner
 from scoring.lifecycle.contract import chain, train_drop_check
 from scoring.lifecycle.first_data import first_data_trigger
 from scoring.lifecycle.runner import run_retrain
@@ -188,10 +189,13 @@ def background(settings: Settings, models: Models | None = None) -> Iterator[Bac
         schedule = Schedule(settings, models)
         log.info("state database", extra={"url": models.shared.db.masked_url})
         leader = Leader(locks_beside(models.shared.db), schedule)
+        jobs = JobRunner(models)  # batch jobs queued by any process, run here
         try:
             leader.start()
+            jobs.start()
             yield Background(models, intakes, watcher, schedule, dataplane, leader, bucket)
         finally:
+            jobs.stop()
             leader.stop()  # a leader's scheduler waits for a running job to finish
             if bucket is not None:
                 bucket.stop()

@@ -1,0 +1,404 @@
+"""Bulk scoring where the Dask workers read, score and write the files themselves.
+
+With ``[scoring] engine = "dask"`` a Parquet file (a user's, or a drop's lake file) is not shipped
+through the client: the client reads only the footer and the first batch (to check the model's
+columns and decide the column types exactly as the one-process path does), then cuts the rows
+into parts aligned on the batches the local engine would read. Each part is a task: a worker
+opens the file itself (a path the workers share, or an object-store URI), reads its rows batch by
+batch, normalizes them with the ingest code, scores them with the model it loaded once from the
+version's artifact (``scoring.bulk.worker_models``) and writes them as one Parquet part under a
+hidden scratch folder beside the output. When every part is done, one commit task streams the
+parts in order through the output format's writer into the final file (atomically on disk; one
+whole object on a store) and removes the scratch. A failed part cancels the rest and removes the
+scratch: nothing is ever published under the output's name half written.
+
+Batches are the local engine's, boundary for boundary (a linear model's product may differ in
+the last bit with the rows it is computed with), so both engines give the same rows, values and
+errors. A worker holds a batch or two at a time: its memory follows ``batch_rows``.
+"""
+
+from __future__ import annotations
+
+import bisect
+import contextlib
+import functools
+import itertools
+import secrets
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from ingest.base.formats import OUTPUT_FORMATS, Format
+from ingest.lake.remote import is_s3
+from ingest.pipeline.normalize import fit_column, normalize_file, normalize_part
+from ingest.readers.common import RawTable, flat_names
+from ingest.readers.parquet import decoded_slices, text_columns
+from scoring.bulk.batch import (
+    ScoreSummary,
+    check_features,
+    score_batch,
+    stage_rows,
+    write_atomic,
+)
+from scoring.bulk.filesystems import Store
+from scoring.bulk.worker_models import ModelRef, current_models
+from scoring.errors import ValidationFailed
+
+if TYPE_CHECKING:
+    from distributed import Client
+
+    from scoring.bulk.engines import Engine
+    from scoring.lifecycle.predictor import LoadedModel
+
+TABLE, LAKE = "table", "lake"  # a user's Parquet file (normalized on the worker), a lake file
+PARTS_PER_THREAD = 2  # parts per worker thread: enough to balance, few enough to commit fast
+PART_NAME = "part-{:05d}.parquet"
+SETTLE_SECONDS = 60.0  # how long a failed file waits for its running parts before cleaning up
+Progress = Callable[[int], None]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything a part or the commit needs; small, and the same for every task of a file."""
+
+    src: str  # a path the workers share, or an object-store URI
+    dst: str
+    fmt: str
+    kind: str  # TABLE or LAKE
+    batch_rows: int  # rows per batch: the local engine's, so the batches are the same
+    parts: tuple[tuple[int, int], ...]  # (first row, rows) of each part, in order
+    originals: dict[str, str]  # lake name -> the user's column name
+    types: tuple[pa.DataType, ...] = ()  # TABLE: the column types the first batch decided
+    scratch: str = ""  # the hidden folder beside dst holding the parts until the commit
+    store: Store = field(default_factory=lambda: Store())
+
+
+# -- the client side -----------------------------------------------------------------------
+
+
+def score_lake_on_workers(
+    engine: Engine | None,
+    model: LoadedModel,
+    lake_path: Path,
+    dst: Path,
+    *,
+    column_map: dict[str, str],
+    fmt: str,
+    batch_rows: int,
+    progress: Progress | None = None,
+) -> ScoreSummary | None:
+    """Score a drop's lake file on the workers when the engine's cluster reaches both files.
+
+    What a score drop calls before ``batch.score_lake_file``: None when the engine is not
+    Dask, a worker could not open the files, or the registry does not hold the model's version
+    (then the one-process path runs, with the model sent once per file).
+    """
+    from scoring.bulk.engines import DaskEngine
+    from scoring.bulk.filesystems import workers_reach
+
+    if not isinstance(engine, DaskEngine):
+        return None
+    if not (
+        workers_reach(str(lake_path), engine.address) and workers_reach(str(dst), engine.address)
+    ):
+        return None
+    ref = engine.ref(model)
+    if ref is None:
+        return None
+    return score_remote(
+        engine.client,
+        str(lake_path),
+        str(dst),
+        ref,
+        batch_rows=batch_rows,
+        fmt=fmt,
+        kind=LAKE,
+        column_map=column_map,
+        progress=progress,
+        store=engine.store,
+    )
+
+
+def score_remote(
+    client: Client,
+    src: str,
+    dst: str,
+    ref: ModelRef,
+    *,
+    batch_rows: int,
+    fmt: str,
+    kind: str = TABLE,
+    column_map: dict[str, str] | None = None,
+    progress: Progress | None = None,
+    store: Store | None = None,
+) -> ScoreSummary:
+    """Score a Parquet file on the cluster: workers read, score and write; one commit publishes."""
+    started = time.perf_counter()
+    if fmt not in OUTPUT_FORMATS:
+        raise ValidationFailed(f"format {fmt!r} is not one of {', '.join(OUTPUT_FORMATS)}")
+    store = store or Store()
+    plan = _plan(client, src, dst, ref, stage_rows(batch_rows), fmt, kind, column_map or {}, store)
+    output = None if is_s3(dst) else Path(dst)
+    summary = ScoreSummary(model_version=ref.version, output=output, format=fmt)
+    futures = [client.submit(score_part, plan, i, ref, pure=False) for i in range(len(plan.parts))]
+    present: list[int] = []
+    try:
+        for future in futures:  # in order: progress follows the file
+            index, scored, failed = future.result()
+            summary.rows_scored += scored
+            summary.rows_failed += failed
+            if scored + failed:
+                present.append(index)
+            if progress is not None:
+                progress(scored + failed)
+        client.submit(commit_parts, plan, sorted(present), pure=False).result()
+    except BaseException:
+        client.cancel(futures)
+        _settle(futures)  # a part already running writes its file: remove the scratch after
+        _remove(plan.store, plan.scratch)
+        raise
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def _plan(
+    client: Client,
+    src: str,
+    dst: str,
+    ref: ModelRef,
+    size: int,
+    fmt: str,
+    kind: str,
+    column_map: dict[str, str],
+    store: Store,
+) -> Plan:
+    """Read the footer (and, for a user's file, the first batch) and cut the rows into parts."""
+    from scoring.lifecycle.schema import FeatureSchema
+
+    schema = FeatureSchema.from_dict(ref.card["schema"])
+    parquet = _open_parquet(store, src)
+    rows = parquet.metadata.num_rows
+    fs, path = store.open(dst)
+    scratch = _join(fs, path, f".{Path(path).name}.{secrets.token_hex(6)}.parts", dst)
+    threads = max(1, sum(client.nthreads().values()))
+    batches = max(1, -(-rows // size))
+    per_part = max(1, -(-batches // (PARTS_PER_THREAD * threads)))
+    parts = tuple(
+        (first * size, min(per_part * size, rows - first * size))
+        for first in range(0, batches, per_part)
+    )
+    base = Plan(src, dst, fmt, kind, size, parts, {}, (), scratch, store)
+    if kind == LAKE:
+        originals = {new: old for old, new in column_map.items()}
+        check_features(parquet.schema_arrow.names, schema, originals)
+        return replace(base, originals=originals)
+    first = normalize_file(_raw(parquet, base, 0, min(size, rows)), file_id=0)
+    originals = {new: old for old, new in first.column_map.items()}
+    check_features(first.schema.names, schema, originals)
+    types = tuple(first.schema.field(i).type for i in range(len(first.schema) - 2))
+    return replace(base, originals=originals, types=types)
+
+
+def _join(fs: pafs.FileSystem, path: str, name: str, uri: str) -> str:
+    """Name a sibling of ``path`` in the form its URI was given (a URI stays a URI)."""
+    sibling = f"{path.rsplit('/', 1)[0]}/{name}"
+    if "://" not in uri:
+        return sibling
+    return f"{uri.split('://', 1)[0]}://{sibling}"
+
+
+def _settle(futures: list[Any]) -> None:
+    """Wait (a while) until no part is still running, whatever each one's end."""
+    from distributed import wait
+
+    with contextlib.suppress(Exception):
+        wait(futures, timeout=SETTLE_SECONDS)
+
+
+def _remove(store: Store, uri: str) -> None:
+    """Remove a scratch folder, if it is there (best effort: a failure already speaks)."""
+    try:
+        fs, path = store.open(uri)
+        fs.delete_dir(path)
+    except (OSError, pa.ArrowException):
+        pass
+
+
+# -- the worker side -----------------------------------------------------------------------
+
+
+def score_part(plan: Plan, index: int, ref: ModelRef) -> tuple[int, int, int]:
+    """Score one part on this worker into its scratch file; return (index, scored, failed)."""
+    model = current_models().get(ref, plan.store.read_bytes)
+    first, rows = plan.parts[index]
+    parquet = _open_parquet(plan.store, plan.src)
+    counts = [0, 0]
+    if plan.kind == LAKE:
+        batches = _aligned(parquet, plan.batch_rows, first, rows)
+    else:
+        batches = normalize_part(
+            _raw(parquet, plan, first, rows), 0, plan.types, first_row=first + 1
+        )
+    score = functools.partial(score_batch, model=model, originals=plan.originals)
+
+    def scored() -> Iterator[pa.RecordBatch]:
+        for batch in batches:
+            out, failed = score(batch)
+            counts[0] += out.num_rows - failed
+            counts[1] += failed
+            yield out
+
+    _write_part(scored(), plan, index)
+    return index, counts[0], counts[1]
+
+
+def _write_part(batches: Iterator[pa.RecordBatch], plan: Plan, index: int) -> None:
+    """Write one part as Parquet into the scratch folder (nothing when it has no rows)."""
+    from ingest.base.writers import write_parquet
+
+    fs, folder = plan.store.open(plan.scratch)
+    target = f"{folder}/{PART_NAME.format(index)}"
+    with tempfile.TemporaryDirectory(prefix="dropscore-part-") as tmp:
+        local = Path(tmp) / PART_NAME.format(index)
+        if not write_parquet(batches, local):
+            return
+        fs.create_dir(folder, recursive=True)
+        pafs.copy_files(str(local), target, destination_filesystem=fs)
+
+
+def commit_parts(plan: Plan, present: list[int]) -> None:
+    """Stream the parts in order through the format's writer into the output; drop the scratch."""
+    fs, folder = plan.store.open(plan.scratch)
+    widen = Widening(plan.originals.values() if plan.kind == TABLE else ())
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        for index in present:
+            with fs.open_input_file(f"{folder}/{PART_NAME.format(index)}") as fh:
+                for batch in pq.ParquetFile(fh).iter_batches(batch_size=plan.batch_rows):
+                    yield widen(batch)
+
+    try:
+        out_fs, out_path = plan.store.open(plan.dst)
+        if isinstance(out_fs, pafs.LocalFileSystem):
+            write_atomic(batches(), Path(out_path), plan.fmt)
+        else:  # one whole object appears at the end of its upload, never half of one
+            with tempfile.TemporaryDirectory(prefix="dropscore-commit-") as tmp:
+                local = Path(tmp) / "out"
+                write_atomic(batches(), local, plan.fmt)
+                pafs.copy_files(str(local), out_path, destination_filesystem=out_fs)
+    finally:
+        _remove(plan.store, plan.scratch)
+
+
+class Widening:
+    """Carry a column widened in one part into the parts after it, as one pass carries it.
+
+    The one-process reader widens a column from the batch that needs it on (decimals after
+    whole numbers, text after numbers) and keeps the wider type for every later batch; a part
+    starts again from the types of the file's first batch. The commit applies the same rule
+    (``fit_column``) to what the parts wrote, so each output column has the type it has locally.
+    """
+
+    def __init__(self, names: Iterable[str]) -> None:
+        self.names = frozenset(names)
+        self.types: dict[str, pa.DataType] = {}
+
+    def __call__(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        """Give this batch's input columns the widest type seen so far (widening it further)."""
+        for i, name in enumerate(batch.schema.names):
+            if name not in self.names:
+                continue
+            column, running = batch.column(i), self.types.get(name)
+            if running is not None and not column.type.equals(running):
+                column, running = fit_column(column, running, ".")
+                batch = batch.set_column(i, batch.schema.field(i).with_type(running), column)
+            self.types[name] = running if running is not None else column.type
+        return batch
+
+
+# -- reading a part's rows as the local engine reads them ---------------------------------
+
+
+def _open_parquet(store: Store, uri: str) -> pq.ParquetFile:
+    """Open a Parquet file for streaming; text read as dictionaries, as the ingest reader does."""
+    from ingest.base.errors import MalformedFileError
+
+    fs, path = store.open(uri)
+    try:
+        source = fs.open_input_file(path)
+        plain = pq.ParquetFile(source, pre_buffer=False, buffer_size=1 << 20)
+        texts = text_columns(plain)
+        if not texts:
+            return plain
+        return pq.ParquetFile(source, pre_buffer=False, buffer_size=1 << 20, read_dictionary=texts)
+    except FileNotFoundError:
+        problem = [{"field": "input", "problem": "not found"}]
+        raise ValidationFailed(f"no file at {uri}", problem) from None
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as exc:
+        raise MalformedFileError(
+            f"the Parquet file is damaged or truncated ({str(exc)[:160]}); write it again",
+            expected="a complete Parquet file",
+        ) from exc
+
+
+def _raw(parquet: pq.ParquetFile, plan: Plan, first: int, rows: int) -> RawTable:
+    """Give a part's rows as the Parquet reader gives them: flattened, named, decoded."""
+    columns = flat_names(parquet.schema_arrow)
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        for batch in _aligned(parquet, plan.batch_rows, first, rows):
+            table = pa.Table.from_batches([batch])
+            while any(pa.types.is_struct(t) for t in table.schema.types):
+                table = table.flatten()
+            yield from table.rename_columns(columns).to_batches()
+
+    return RawTable(Format.PARQUET, None, None, columns, batches())
+
+
+def _aligned(parquet: pq.ParquetFile, size: int, first: int, rows: int) -> Iterator[pa.RecordBatch]:
+    """Yield rows [first, first+rows) cut where the one-process reader cuts them.
+
+    ``iter_batches(size)`` over the whole file cuts every ``size`` rows from row 0 and, when
+    text is read as dictionaries, at each row group's end too (measured on pyarrow 26). Reading
+    starts at the row group holding ``first`` (earlier ones are never read); the rows are cut
+    again at those same places, and each batch is decoded in the reader's slices.
+    """
+    meta = parquet.metadata
+    groups = range(meta.num_row_groups)
+    ends = list(itertools.accumulate(meta.row_group(g).num_rows for g in groups))
+    group = bisect.bisect_right(ends, first)  # the first row group ending after ``first``
+    stop = first + rows
+    cuts = set(range(first + size, stop, size)) | {stop}
+    if any(pa.types.is_dictionary(t) for t in parquet.schema_arrow.types):
+        cuts |= {end for end in ends if first < end < stop}
+    wanted = iter(sorted(cuts))
+    cut = next(wanted)
+    held: list[pa.RecordBatch] = []
+    at = ends[group - 1] if group else 0  # the row the held rows start at
+    count = 0
+    for batch in parquet.iter_batches(batch_size=size, row_groups=list(groups[group:])):
+        held.append(batch)
+        count += batch.num_rows
+        if at < first:  # the rows of the first row group before this part
+            table = pa.Table.from_batches(held)
+            drop = min(first - at, count)
+            held, at, count = table.slice(drop).to_batches(), at + drop, count - drop
+        while count and at + count >= cut:
+            table = pa.Table.from_batches(held)
+            yield from decoded_slices(_one(table.slice(0, cut - at)))
+            held, count, at = table.slice(cut - at).to_batches(), count - (cut - at), cut
+            if cut == stop:
+                return
+            cut = next(wanted)
+
+
+def _one(table: pa.Table) -> pa.RecordBatch:
+    """Make one record batch of a table's rows (its chunks concatenated)."""
+    return table.combine_chunks().to_batches(max_chunksize=max(1, table.num_rows))[0]

@@ -1,0 +1,33 @@
+"""One real Dask cluster per test session: a scheduler and two single-thread worker processes.
+
+Started as an operator would (``dask scheduler``, ``dask worker --nworkers 2 --nthreads 1
+--memory-limit 1GiB`` on 127.0.0.1), on first use only, and stopped workers first at the end.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from scoring.bulk.engines import close_clients
+from scoring.testing.checkout import ROOT
+from scoring.testing.cluster import Cluster, dask_cluster
+from scoring.testing.moto import CREDENTIALS
+
+
+@pytest.fixture(scope="session")
+def dask_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Start the session's cluster; yield the scheduler's address."""
+    # The workers reach the session's moto bucket with its dummy credentials, from their own
+    # environment as in production (never from a task); the checkout on their path lets a
+    # test's own function (defined in tests/) run as a task.
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    env = {**CREDENTIALS, "PYTHONPATH": path}
+    with dask_cluster(tmp_path_factory.mktemp("dask"), env=env) as cluster:
+        yield cluster.address
+        close_clients()  # the clients engine_for opened on it, before it stops
+
+
+__all__ = ["Cluster", "dask_address"]
