@@ -158,6 +158,29 @@ class ServerSettings:
 
 
 @dataclass(frozen=True)
+class MonitoringSettings:
+    """``[monitoring]``: when scored data counts as drifted from the version's training data."""
+
+    drift_on_scoring: bool = _f(
+        True, "compare every scored drop, upload and job with the version's training profile"
+    )
+    psi_threshold: float = _f(0.2, "a feature drifted when its PSI is above this", gt=0.0)
+    js_threshold: float = _f(
+        0.1, "a feature drifted when its Jensen-Shannon distance is above this", gt=0.0, le=1.0
+    )
+    ks_pvalue: float = _f(
+        0.01, "a numeric feature drifted when its KS test's p-value is below this", ge=0.0, lt=1.0
+    )
+    drift_share: float = _f(
+        0.0,
+        "the data drifted when more than this share of its features did (0: any)",
+        ge=0.0,
+        lt=1.0,
+    )
+    min_rows: int = _f(100, "fewer scored rows get statistics but no verdict", ge=1)
+
+
+@dataclass(frozen=True)
 class ModelEntry:
     """One served model's own settings: what it learns and when it retrains."""
 
@@ -180,6 +203,7 @@ class Settings:
     scoring: ScoringSettings = field(default_factory=ScoringSettings)
     ingest: IngestSettings = field(default_factory=IngestSettings)
     server: ServerSettings = field(default_factory=ServerSettings)
+    monitoring: MonitoringSettings = field(default_factory=MonitoringSettings)
     source: Path | None = None  # the settings file, when there was one
     name: str = DEFAULT_MODEL  # the model this view is for
     # Every model by name, in the file's order (``default`` first); empty means just this one.
