@@ -48,9 +48,11 @@ from scoring.api.openapi import CACHE_KEY
 from scoring.api.pages import register_pages
 from scoring.api.proxies import trust_proxies
 from scoring.api.query import register_query_check
+from scoring.api.request_ids import register_request_ids
 from scoring.inference.dataplane import Dataplane
 from scoring.models.factory import open_models
 from scoring.models.model import Model, Models
+from scoring.monitoring.live import LIVE_KEY, watch_live
 from scoring.service.reload import RELOADER_KEY, Reloader, reread_file
 from scoring.settings import Settings
 from scoring.traffic.router import Traffic
@@ -108,6 +110,7 @@ def create_app(
     app.extensions[traffic.TRAFFIC_KEY] = routed
     services.dataplane.router = routed  # canary: who answers; shadow: the next observer
     services.dataplane.add(routed.observe)
+    app.extensions[LIVE_KEY] = watch_live(settings, opened, services.dataplane)  # log, windows
     app.extensions["dropscore"] = services
     reloader = reloader or Reloader(reread or (lambda: reread_file(settings)), opened)
     reloader.on_change.append(lambda: _follow_models(app, services))
@@ -120,6 +123,7 @@ def create_app(
     register_body_limits(app, settings)  # after auth: a client without a key learns nothing
     register_query_check(app)  # after auth too: a query parameter no route takes is a 422
     register_error_handlers(app)
+    register_request_ids(app)  # a scoring request's id, echoed (X-Request-Id)
     trust_proxies(app, settings)  # forwarded headers: applied from trusted proxies, else dropped
     for module in (
         health, predict, score, models, catalog, files, runs, metrics, audit, openapi, docs,

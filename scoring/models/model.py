@@ -84,6 +84,12 @@ class Model:
 
         return Lake.local(self.layout.lake(kind))
 
+    def prediction_log(self) -> Lake:
+        """The folder of this model's prediction log parts (``scoring.monitoring.predlog``)."""
+        from ingest.lake.store import Lake  # Deferred: pyarrow, for commands that never read it
+
+        return Lake.local(self.layout.prediction_log)
+
     @property
     def champion(self) -> ChampionHolder:
         """The champion this process serves (made on first use; loads nothing until asked)."""

@@ -194,6 +194,7 @@ def run_serve(settings: Settings, load: Callable[[], Settings] | None = None) ->
     warn_if_open(settings, sockets)
     # Deferred: Flask and the WSGI server load only in `serve`, never in `dropscore worker`.
     from scoring.api.app import create_app, warm
+    from scoring.monitoring.live import LIVE_KEY
 
     with background(settings) as bg:
         reloader = Reloader(load or (lambda: settings), bg.models, bg)
@@ -207,7 +208,10 @@ def run_serve(settings: Settings, load: Callable[[], Settings] | None = None) ->
         reload_on_sighup(reloader)
         app.extensions["dropscore"].monitoring.registry.register(bg.schedule.collector())
         warm(app)
-        serve_threaded(app, sockets, front_options(settings, body_cap(settings)))
+        try:
+            serve_threaded(app, sockets, front_options(settings, body_cap(settings)))
+        finally:
+            app.extensions[LIVE_KEY].stop()  # the prediction log's buffer, written
 
 
 def run_worker(settings: Settings, load: Callable[[], Settings] | None = None) -> None:
