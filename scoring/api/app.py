@@ -26,6 +26,7 @@ from scoring.api import (
     metrics,
     models,
     openapi,
+    performance,
     predict,
     runs,
     score,
@@ -62,7 +63,7 @@ if TYPE_CHECKING:
     from scoring.lifecycle.registry import Registry
 
 # Blueprints whose routes act on one model: each also answers under /models/<name>.
-MODEL_SCOPED = ("predict", "score", "runs", "files", "models", "traffic")
+MODEL_SCOPED = ("predict", "score", "runs", "files", "models", "traffic", "performance")
 MODEL_PREFIX = "/models/<model:model>"
 
 
@@ -127,7 +128,7 @@ def create_app(
     trust_proxies(app, settings)  # forwarded headers: applied from trusted proxies, else dropped
     for module in (
         health, predict, score, models, catalog, files, runs, metrics, audit, openapi, docs,
-        admin, traffic,
+        admin, traffic, performance,
     ):  # fmt: skip
         app.register_blueprint(module.bp)
     for protocol in PROTOCOLS:  # the other protocols, each as its adapter declares it

@@ -89,6 +89,7 @@ ENDPOINT_ROLES: dict[str, str] = {
     "traffic.show_traffic": "predict",
     "traffic.show_challenger": "predict",
     "traffic.set_traffic": "operate",
+    "performance.show_performance": "predict",
     "audit.list_audit": "admin",
     "admin.reload_settings": "admin",
     # the dashboard: pages read; its buttons act with the same roles as the API they mirror

@@ -31,6 +31,8 @@ from scoring.lifecycle.runner import run_retrain
 from scoring.lifecycle.runs import RetrainBusy
 from scoring.models.factory import open_model, open_models
 from scoring.models.model import Model, Models
+from scoring.monitoring.labels import on_labels
+from scoring.monitoring.reaction import Reaction
 from scoring.service.reload import Reloader, reload_on_sighup
 from scoring.settings import Settings
 
@@ -155,7 +157,8 @@ def prepare_model(model: Model, dataplane: Dataplane | None = None) -> Intake:
     bootstrap(model, intake)
     start_scoring(model, intake, dataplane)
     first = first_data_trigger(settings, registry, model.champion, model.runs)  # no waiting
-    intake.on_normalized = chain(intake.on_normalized, first)
+    labels = on_labels(model, Reaction(settings.monitoring))  # late labels: realized metrics
+    intake.on_normalized = chain(intake.on_normalized, first, labels)
     return intake
 
 
