@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from scoring.lifecycle.registry import Registry
     from scoring.lifecycle.runs import RunStore
     from scoring.lifecycle.versions import VersionCache
+    from scoring.monitoring.records_protocol import DriftRecords
     from scoring.sessions import SessionStore
     from scoring.settings import Settings
     from scoring.traffic.store import TrafficStore
@@ -56,6 +57,7 @@ class Model:
     registry: Registry
     runs: RunStore
     traffic: TrafficStore  # the shadow/canary setting and its per-day figures
+    drift: DriftRecords  # the drift of each scored drop, upload, job and window
     _serving: _Serving | None = field(default=None, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
