@@ -91,7 +91,7 @@ def drift_table(record: dict[str, Any], width: int | None = None) -> str:
                 _num(stats.get("js")),
                 _p(stats.get("ks_pvalue")),
                 _num(stats.get("wasserstein")),
-                _share(stats.get("null_rate_change")),
+                _change(stats.get("null_rate_change")),
                 _share(stats.get("out_of_range_share", stats.get("unseen_share"))),
                 _verdict(one),
             ]
@@ -117,5 +117,9 @@ def _p(value: Any) -> str:
     return "<0.001" if value < 0.001 else f"{value:.3f}"
 
 
-def _share(value: Any) -> str:
+def _change(value: Any) -> str:
     return NONE if value is None else f"{value * 100:+.1f}%".replace("+0.0%", "0.0%")
+
+
+def _share(value: Any) -> str:
+    return NONE if value is None else f"{value * 100:.1f}%"
