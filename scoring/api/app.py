@@ -21,6 +21,7 @@ from scoring.api import (
     audit,
     catalog,
     docs,
+    drift,
     files,
     health,
     metrics,
@@ -44,7 +45,7 @@ from scoring.api.converters import IdConverter, ModelNameConverter, model_name_c
 from scoring.api.errors import register_error_handlers
 from scoring.api.jsonio import StrictJSONProvider
 from scoring.api.limits import register_body_limits
-from scoring.api.monitoring import Monitoring
+from scoring.api.monitoring import Monitoring, drift_gauges
 from scoring.api.openapi import CACHE_KEY
 from scoring.api.pages import register_pages
 from scoring.api.proxies import trust_proxies
@@ -63,7 +64,7 @@ if TYPE_CHECKING:
     from scoring.lifecycle.registry import Registry
 
 # Blueprints whose routes act on one model: each also answers under /models/<name>.
-MODEL_SCOPED = ("predict", "score", "runs", "files", "models", "traffic", "performance")
+MODEL_SCOPED = ("predict", "score", "runs", "files", "models", "traffic", "drift", "performance")
 MODEL_PREFIX = "/models/<model:model>"
 
 
@@ -128,7 +129,7 @@ def create_app(
     trust_proxies(app, settings)  # forwarded headers: applied from trusted proxies, else dropped
     for module in (
         health, predict, score, models, catalog, files, runs, metrics, audit, openapi, docs,
-        admin, traffic, performance,
+        admin, traffic, drift, performance,
     ):  # fmt: skip
         app.register_blueprint(module.bp)
     for protocol in PROTOCOLS:  # the other protocols, each as its adapter declares it
@@ -196,4 +197,5 @@ def _gauges(m: Model) -> dict[str, Any]:
         "model_version": int(model.version) if model else 0,
         "last_retrain_ts": last,
         "files": m.ledger.counts_by_state(),
+        "drift": drift_gauges(m.drift),
     }

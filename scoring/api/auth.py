@@ -89,6 +89,8 @@ ENDPOINT_ROLES: dict[str, str] = {
     "traffic.show_traffic": "predict",
     "traffic.show_challenger": "predict",
     "traffic.set_traffic": "operate",
+    "drift.file_drift": "predict",
+    "drift.show_record": "predict",
     "performance.show_performance": "predict",
     "audit.list_audit": "admin",
     "admin.reload_settings": "admin",

@@ -26,6 +26,7 @@ from scoring.lifecycle.promotion import Decision, decide
 from scoring.lifecycle.registry import Registry, now
 from scoring.lifecycle.schema import FeatureSchema, TrainingDataError, normalize_name
 from scoring.lifecycle.training import TrainResult, evaluate, holdout_sample, train
+from scoring.monitoring.reference import profile_step
 from scoring.settings import Settings
 
 log = logging.getLogger("dropscore.train")
@@ -89,6 +90,7 @@ def _train_and_decide(
     card = _card(settings, result, data, trigger, champion, champion_metrics, decision)
     sample = holdout_sample(result.pipeline, result.schema, result.holdout)
     version = registry.register(result.pipeline, card, holdout=sample)
+    profile_step(registry, version, data.frame, result)  # the version's drift reference
     log.info(
         "trained",
         extra={

@@ -26,6 +26,7 @@ def open_model(settings: Settings, name: str | None = None) -> Model:
     from scoring.lifecycle.registry import Registry
     from scoring.lifecycle.runs import RunStore
     from scoring.monitoring.outcomes import OutcomeStore
+    from scoring.monitoring.records import DriftStore
     from scoring.traffic.store import TrafficStore
 
     view = settings.for_model(name or settings.name)
@@ -37,6 +38,7 @@ def open_model(settings: Settings, name: str | None = None) -> Model:
         registry=Registry(view.models_dir, db),
         runs=RunStore(db),
         traffic=TrafficStore(db),
+        drift=DriftStore(db),
         outcomes=OutcomeStore(db),
     )
 

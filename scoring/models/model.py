@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from scoring.lifecycle.runs import RunStore
     from scoring.lifecycle.versions import VersionCache
     from scoring.monitoring.outcomes import Outcomes
+    from scoring.monitoring.records_protocol import DriftRecords
     from scoring.sessions import SessionStore
     from scoring.settings import Settings
     from scoring.traffic.store import TrafficStore
@@ -57,6 +58,7 @@ class Model:
     registry: Registry
     runs: RunStore
     traffic: TrafficStore  # the shadow/canary setting and its per-day figures
+    drift: DriftRecords  # the drift of each scored drop, upload, job and window
     outcomes: Outcomes  # labels joined to the answers given, and the realized metrics
     _serving: _Serving | None = field(default=None, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)

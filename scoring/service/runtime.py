@@ -31,6 +31,7 @@ from scoring.lifecycle.runner import run_retrain
 from scoring.lifecycle.runs import RetrainBusy
 from scoring.models.factory import open_model, open_models
 from scoring.models.model import Model, Models
+from scoring.monitoring.bulk import BulkDrift
 from scoring.monitoring.labels import on_labels
 from scoring.monitoring.reaction import Reaction
 from scoring.service.reload import Reloader, reload_on_sighup
@@ -62,10 +63,11 @@ def open_intake(
 def start_scoring(model: Model, intake: Intake, dataplane: Dataplane | None = None) -> None:
     """Score drops on arrival (when configured), and catch up on any left while down."""
     settings, champion = model.settings, model.champion
+    drift = BulkDrift(model)  # each scored drop's drift, recorded with its verdict
     if settings.scoring.on_arrival:
-        score = on_arrival(settings, intake, champion.peek, dataplane)
+        score = on_arrival(settings, intake, champion.peek, dataplane, drift)
         intake.on_normalized = chain(intake.on_normalized, score)
-    sweep(settings, intake=intake, models=champion.peek, dataplane=dataplane)
+    sweep(settings, intake=intake, models=champion.peek, dataplane=dataplane, drift=drift)
 
 
 def reap_interrupted(model: Model) -> None:
