@@ -31,6 +31,7 @@ from scoring.api import (
     predict,
     runs,
     score,
+    timeline,
     traffic,
 )
 from scoring.api.adapters import PROTOCOLS
@@ -64,7 +65,8 @@ if TYPE_CHECKING:
     from scoring.lifecycle.registry import Registry
 
 # Blueprints whose routes act on one model: each also answers under /models/<name>.
-MODEL_SCOPED = ("predict", "score", "runs", "files", "models", "traffic", "drift", "performance")
+MODEL_SCOPED = ("predict", "score", "runs", "files", "models", "traffic", "drift",
+                "performance", "timeline")  # fmt: skip
 MODEL_PREFIX = "/models/<model:model>"
 
 
@@ -129,7 +131,7 @@ def create_app(
     trust_proxies(app, settings)  # forwarded headers: applied from trusted proxies, else dropped
     for module in (
         health, predict, score, models, catalog, files, runs, metrics, audit, openapi, docs,
-        admin, traffic, drift, performance,
+        admin, traffic, drift, performance, timeline,
     ):  # fmt: skip
         app.register_blueprint(module.bp)
     for protocol in PROTOCOLS:  # the other protocols, each as its adapter declares it

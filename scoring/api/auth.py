@@ -92,6 +92,7 @@ ENDPOINT_ROLES: dict[str, str] = {
     "drift.file_drift": "predict",
     "drift.show_record": "predict",
     "performance.show_performance": "predict",
+    "timeline.show_timeline": "predict",
     "audit.list_audit": "admin",
     "admin.reload_settings": "admin",
     # the dashboard: pages read; its buttons act with the same roles as the API they mirror

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from scoring.inference.dataplane import Dataplane
 from scoring.models.model import Models
 from scoring.monitoring.predlog import LogOptions, PredictionLog
+from scoring.monitoring.reaction import Reaction
+from scoring.monitoring.windows import LiveWindows, WindowOptions
 from scoring.settings import Settings
 
 LIVE_KEY = "dropscore.live"  # app.extensions: the app's Live
@@ -22,11 +24,14 @@ class Live:
     """One process's live monitors; None where ``[monitoring]`` leaves one off."""
 
     log: PredictionLog | None = None
+    windows: LiveWindows | None = None
 
     def stop(self) -> None:
         """Write what every monitor holds and end its thread."""
         if self.log is not None:
             self.log.stop()
+        if self.windows is not None:
+            self.windows.stop()
 
 
 def watch_live(settings: Settings, models: Models, dataplane: Dataplane) -> Live:
@@ -38,4 +43,8 @@ def watch_live(settings: Settings, models: Models, dataplane: Dataplane) -> Live
             lambda name: models.model(name).prediction_log(), LogOptions.of(monitoring)
         )
         dataplane.add(live.log.observe)
+    if monitoring.drift_on_scoring:  # live windows follow the drift switch of bulk scoring
+        options = WindowOptions.of(monitoring)
+        live.windows = LiveWindows(models.model, options, Reaction(monitoring))
+        dataplane.add(live.windows.observe)
     return live

@@ -16,10 +16,13 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from ingest.base.logs import bound
+from scoring.inference.dataplane import Observer, Scored
 from scoring.lifecycle.registry import now
 from scoring.lifecycle.runner import PendingRun, begin_retrain
 from scoring.lifecycle.runs import RetrainBusy
 from scoring.models.model import Model
+from scoring.monitoring.records_protocol import DROP
+from scoring.monitoring.report import DRIFTED
 from scoring.settings import MonitoringSettings
 
 log = logging.getLogger("dropscore.monitoring")
@@ -74,7 +77,26 @@ class Reaction:
                 pending = begin_retrain(model.settings, trigger, runs=model.runs)
             except RetrainBusy:  # a retrain is under way: it will see the same data
                 return None
-            log.warning("retrain queued", extra={"trigger": trigger, "run_id": pending.run_id,
-                                                 "why": why})  # fmt: skip
+            facts = {"trigger": trigger, "run_id": pending.run_id, "why": why}
+            log.warning("retrain queued", extra=facts)
             self.starter(pending, model)
             return pending.run_id
+
+
+def drifted_drops(model_of: Callable[[str], Model], reaction: Reaction) -> Observer:
+    """Build the dataplane observer that reacts to a scored drop whose drift record drifted.
+
+    A scored drop's event comes after its record is stored (``scoring.bulk.drops``), on the
+    scoring thread, which may wait for a database read; a request never does.
+    """
+
+    def observe(event: Scored) -> None:
+        if event.protocol != DROP or event.file_id is None or not reaction.on:
+            return
+        model = model_of(event.model)
+        record = model.drift.for_file(event.file_id)
+        if record is not None and record.verdict == DRIFTED:
+            named = ", ".join(record.report.get("drifted_features", [])[:5])
+            reaction.drifted(model, f"drop {event.file_id} drifted: {named}")
+
+    return observe

@@ -71,9 +71,11 @@ class DriftStore:
             "report": json.dumps(report, allow_nan=False),
         }
         with self.db.write() as conn:
-            row = conn.execute(
-                DRIFT_RECORDS.insert().values(**values).returning(*DRIFT_RECORDS.c)
-            ).mappings().one()
+            row = (
+                conn.execute(DRIFT_RECORDS.insert().values(**values).returning(*DRIFT_RECORDS.c))
+                .mappings()
+                .one()
+            )
         return _record(row)
 
     def get(self, record_id: int) -> DriftRecord | None:

@@ -33,7 +33,7 @@ from scoring.models.factory import open_model, open_models
 from scoring.models.model import Model, Models
 from scoring.monitoring.bulk import BulkDrift
 from scoring.monitoring.labels import on_labels
-from scoring.monitoring.reaction import Reaction
+from scoring.monitoring.reaction import Reaction, drifted_drops
 from scoring.service.reload import Reloader, reload_on_sighup
 from scoring.settings import Settings
 
@@ -174,6 +174,8 @@ def background(settings: Settings, models: Models | None = None) -> Iterator[Bac
     with worker_lock(settings.layout.worker_lock):
         dataplane = Dataplane()
         models = models or open_models(settings)
+        if settings.monitoring.retrain_on_drift:  # a drifted drop queues a `drift` retrain
+            dataplane.add(drifted_drops(models.model, Reaction(settings.monitoring)))
         intakes = {name: prepare_model(model, dataplane) for name, model in models.items()}
         watcher = Watcher(next(iter(intakes.values())).config, *intakes.values())
         watcher.start()
