@@ -123,3 +123,24 @@ def test_without_retrain_on_drift_a_drifted_window_queues_nothing(tmp_path, diab
 )
 def test_the_cooldown_counts_from_the_last_run_of_the_trigger(last, at, cooling):
     assert in_cooldown(last, 60, at) is cooling
+
+
+def test_windows_hold_exactly_window_rows_and_a_stop_records_the_rest(tmp_path, diabetes):
+    from scoring.inference.dataplane import Scored
+    from scoring.monitoring.report import Thresholds
+    from scoring.monitoring.windows import LiveWindows, WindowOptions
+
+    settings = make_settings(tmp_path)
+    model = open_model(settings)
+    version, result = register_trained(settings, model.registry, diabetes)
+    store_profile(model.artifacts, version, training_profile(diabetes, result, version))
+    windows = LiveWindows(lambda name: model, WindowOptions(100, 3600, Thresholds()))
+    X = diabetes.drop(columns="target").to_numpy()
+    for start in (0, 70, 140):  # three requests of 70 rows, gathered in one pass or several
+        rows = X[start : start + 70]
+        answers = result.pipeline.predict(rows)
+        windows.observe(Scored("default", "1", "predict", 70, 0.0, result.schema, rows, answers))
+    windows.stop()
+    recorded = sorted(r.rows for r in model.drift.latest(source="window"))
+    assert recorded == [10, 100, 100]
+    assert windows.dropped == 0

@@ -89,11 +89,7 @@ def log_matches(model: Model, labels: Mapping[str, str]) -> Iterator[Joined]:
     """Join labels to the prediction log's rows with the same id."""
     lake = model.prediction_log()
     for name in lake.names():
-        try:
-            batches = list(lake.batches(name, [ROW_ID, VERSION, TIME, PREDICTION]))
-        except (FileNotFoundError, KeyError, pa.ArrowInvalid):  # rotated away, or not ours
-            continue
-        for batch in batches:
+        for batch in _log_batches(lake, name):
             rows = batch.to_pydict()
             for rid, version, at, answer in zip(
                 rows[ROW_ID], rows[VERSION], rows[TIME], rows[PREDICTION], strict=True
@@ -102,6 +98,14 @@ def log_matches(model: Model, labels: Mapping[str, str]) -> Iterator[Joined]:
                 if label is not None and text(answer) is not None:
                     day = at.astimezone(UTC).date().isoformat()
                     yield Joined(LOG_SOURCE, rid, int(version), day, label, str(text(answer)))
+
+
+def _log_batches(lake: Lake, name: str) -> Iterator[pa.RecordBatch]:
+    """Stream one log part's join columns; a part rotated away meanwhile holds nothing."""
+    try:
+        yield from lake.batches(name, [ROW_ID, VERSION, TIME, PREDICTION])
+    except (FileNotFoundError, KeyError, pa.ArrowInvalid):
+        return
 
 
 def drop_matches(model: Model, labels: Mapping[str, str]) -> Iterator[Joined]:
