@@ -110,6 +110,7 @@ def test_a_full_buffer_drops_and_counts_and_never_waits(tmp_path):
     options = LogOptions(1.0, flush_rows=1_000, flush_seconds=3600, max_bytes=1 << 30, max_days=1)
     log = PredictionLog(lambda name: lake, options)
     log.capacity = 3
+    log.drain_seconds = 3600  # nothing laid out or written meanwhile: the five meet a full buffer
     for _ in range(5):
         log.observe(_event())
     assert log.dropped == 2

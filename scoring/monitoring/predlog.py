@@ -8,10 +8,12 @@ so the request path pays nothing.
 
 The request's thread only appends a reference to its event to a bounded in-memory buffer (a
 full buffer drops the request and counts the drop: a client never waits for the log). A
-background thread writes one Parquet part per model and version every ``log_flush_rows`` rows
-or ``log_flush_seconds``, whichever comes first, through the model's ``Lake`` (readers never
-see half a part), then removes the oldest parts beyond ``log_max_mb`` or ``log_max_days``. A
-clean stop writes what is buffered. Each process (a gunicorn worker) writes its own parts.
+background thread lays what waits out as Arrow columns four times a second (so the process
+does not hold thousands of events for the garbage collector to walk), and writes one Parquet
+part per model and version every ``log_flush_rows`` rows or ``log_flush_seconds``, whichever
+comes first, through the model's ``Lake`` (readers never see half a part), then removes the
+oldest parts beyond ``log_max_mb`` or ``log_max_days``. A clean stop writes what is buffered.
+Each process (a gunicorn worker) writes its own parts.
 """
 
 from __future__ import annotations
@@ -45,6 +47,8 @@ LOGGED = frozenset({"predict", "invocations", "kserve", "infer"})
 # Rows the buffer holds at most; the requests' own matrices are kept, so memory is bounded in
 # rows (a request may carry [server] max_rows_per_request), not only in requests.
 MAX_BUFFERED_ROWS = 200_000
+# How often the thread lays waiting requests out as columns (their events then go).
+DRAIN_SECONDS = 0.25
 PART_TIME = "%Y%m%dT%H%M%S%fZ"  # a part's name starts with its UTC time, so names sort by age
 # The log's own columns; a feature of one of these names is written as feature_<name>.
 REQUEST_ID, ROW, ROW_ID, TIME = "request_id", "row", "row_id", "time"
@@ -157,15 +161,19 @@ class PredictionLog:
     def __init__(self, lake_of: Callable[[str], Lake], options: LogOptions) -> None:
         self._lake_of = lake_of  # a model's prediction-log folder, by name
         self.options = options
-        self.capacity = MAX_BUFFERED_ROWS
+        self.capacity = MAX_BUFFERED_ROWS  # rows held at most: waiting and laid out
+        self.drain_seconds = DRAIN_SECONDS
         self.dropped = 0  # requests dropped because the buffer was full
         self.written = 0  # rows written to parts
         self.lost = 0  # rows a failed write lost (logged)
         self._pending: list[tuple[Scored, float]] = []
         self._rows = 0  # rows in _pending
+        self._laid: dict[tuple[str, str, tuple[str, ...]], list[pa.Table]] = {}
+        self._laid_rows = 0  # rows in _laid
+        self._last_write = time.monotonic()
         self._seq = 0
-        self._lock = threading.Lock()  # guards _pending, _rows, the counters, _thread, _pid
-        self._flush_lock = threading.Lock()  # one flush at a time
+        self._lock = threading.Lock()  # guards _pending, the row counts, counters, _thread, _pid
+        self._flush_lock = threading.Lock()  # one drain or write at a time
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -181,7 +189,7 @@ class PredictionLog:
         self._start()
         stamp = time.time()
         with self._lock:
-            if self._rows + event.rows > self.capacity:
+            if self._rows + self._laid_rows + event.rows > self.capacity:
                 self.dropped += 1
                 return
             self._pending.append((event, stamp))
@@ -193,16 +201,8 @@ class PredictionLog:
     def flush(self) -> int:
         """Write every buffered request now, one part per model version; return rows written."""
         with self._flush_lock:
-            with self._lock:
-                batch, self._pending, self._rows = self._pending, [], 0
-            groups: dict[tuple[str, str, tuple[str, ...]], list[tuple[Scored, float]]] = {}
-            for event, stamp in batch:
-                names = tuple(event.schema.names) if event.schema is not None else ()
-                groups.setdefault((event.model, event.version, names), []).append((event, stamp))
-            written = sum(self._write(model, events) for (model, _, _), events in groups.items())
-            for model in {model for model, _, _ in groups}:
-                self._rotate(model)
-            return written
+            self._drain()
+            return self._write_all()
 
     def stop(self) -> None:
         """End the thread and write what is buffered (a clean stop, and tests)."""
@@ -214,10 +214,50 @@ class PredictionLog:
         self._thread = None
         self.flush()
 
-    def _write(self, model: str, events: list[tuple[Scored, float]]) -> int:
-        rows = sum(event.rows for event, _ in events)
+    def _drain(self) -> None:
+        """Lay the waiting requests out as columns, so the buffer holds a few arrays, not
+        thousands of events for the garbage collector to walk."""
+        with self._lock:
+            batch, self._pending = self._pending, []
+        groups: dict[tuple[str, str, tuple[str, ...]], list[tuple[Scored, float]]] = {}
+        for event, stamp in batch:
+            names = tuple(event.schema.names) if event.schema is not None else ()
+            groups.setdefault((event.model, event.version, names), []).append((event, stamp))
+        for key, events in groups.items():
+            rows = sum(event.rows for event, _ in events)
+            try:
+                table = log_table(events)
+            except Exception:  # an answer of a shape the log cannot lay out: lost, and said
+                log.exception("prediction log rows not laid out", extra={"model": key[0]})
+                table, self.lost = None, self.lost + rows
+            with self._lock:
+                self._rows -= rows
+                if table is not None:
+                    self._laid.setdefault(key, []).append(table)
+                    self._laid_rows += rows
+
+    def _due(self) -> bool:
+        """Tell whether a part is due: enough rows laid out, or the time since the last one."""
+        threshold = min(self.options.flush_rows, max(1, self.capacity // 2))
+        late = time.monotonic() - self._last_write >= self.options.flush_seconds
+        return self._laid_rows >= threshold or (late and self._laid_rows > 0)
+
+    def _write_all(self) -> int:
+        with self._lock:
+            laid, self._laid, rows = self._laid, {}, self._laid_rows
+        written = 0
+        for (model, _, _), tables in laid.items():
+            written += self._write(model, pa.concat_tables(tables))
+        with self._lock:
+            self._laid_rows -= rows
+        self._last_write = time.monotonic()
+        for model in {model for model, _, _ in laid}:
+            self._rotate(model)
+        return written
+
+    def _write(self, model: str, table: pa.Table) -> int:
+        rows = table.num_rows
         try:
-            table = log_table(events)
             with self._lock:
                 self._seq += 1
                 name = part_name(datetime.now(UTC), os.getpid(), self._seq)
@@ -248,7 +288,7 @@ class PredictionLog:
         with self._lock:
             if self._pid != os.getpid():  # forked (gunicorn): the parent's thread is not here
                 self._pid, self._thread = os.getpid(), None
-                self._pending, self._rows = [], 0
+                self._pending, self._rows, self._laid, self._laid_rows = [], 0, {}, 0
             if self._thread is None and not self._stopping.is_set():
                 self._thread = threading.Thread(target=self._run, name="predlog", daemon=True)
                 self._thread.start()
@@ -256,8 +296,11 @@ class PredictionLog:
 
     def _run(self) -> None:
         while not self._stopping.is_set():
-            self._wake.wait(self.options.flush_seconds)
+            self._wake.wait(min(self.drain_seconds, self.options.flush_seconds))
             self._wake.clear()
             if self._stopping.is_set():
                 return
-            self.flush()
+            with self._flush_lock:
+                self._drain()
+                if self._due():
+                    self._write_all()
