@@ -51,14 +51,27 @@ class _Numeric:
     maximum: float = -math.inf
 
     def add(self, values: np.ndarray) -> None:
-        finite = values[np.isfinite(values)]
-        self.nulls += len(values) - len(finite)
-        if not len(finite):
+        # Every scored row of every feature passes here, so as few passes over it as can be:
+        # min and max first (NaN and infinity show in them), then the copy without nulls, the
+        # range checks only when a value lies outside it, and one comparison per bin edge.
+        n = len(values)
+        if not n:
             return
-        self.counts += stats.bin_counts(self.edges, finite)
-        self.outside += int(np.count_nonzero((finite < self.low) | (finite > self.high)))
-        self.minimum = min(self.minimum, float(finite.min()))
-        self.maximum = max(self.maximum, float(finite.max()))
+        low, high = values.min(), values.max()
+        if not (np.isfinite(low) and np.isfinite(high)):
+            values = values[np.isfinite(values)]
+            if not len(values):
+                self.nulls += n
+                return
+            low, high = values.min(), values.max()
+        self.nulls += n - len(values)
+        self.counts += stats.bin_counts(self.edges, values)
+        if low < self.low:
+            self.outside += int(np.count_nonzero(values < self.low))
+        if high > self.high:
+            self.outside += int(np.count_nonzero(values > self.high))
+        self.minimum = min(self.minimum, float(low))
+        self.maximum = max(self.maximum, float(high))
 
     def merge(self, other: _Numeric) -> None:
         self.counts += other.counts
@@ -122,17 +135,20 @@ class DriftAccumulator:
         if n == 0:
             return
         offset = self.rows if start is None else start
+        keys = row_keys(self.profile.seed, offset, n) if self.sample.columns else None
+        chosen = None if keys is None else self.sample.wanted(keys)  # None: every row
         sampled: dict[str, np.ndarray] = {}
         for name, state in self.columns.items():
             if name not in features:
                 continue
             self.seen.add(name)
-            sampled.update(_add(name, state, features[name]))
+            sampled.update(_add(name, state, features[name], chosen))
         if self.prediction is not None and predictions is not None:
-            sampled.update(_add(PREDICTION, self.prediction, predictions))
-        if self.sample.columns:
-            missing = {name: np.full(n, np.nan) for name in self.sample.columns}
-            self.sample.offer(row_keys(self.profile.seed, offset, n), {**missing, **sampled})
+            sampled.update(_add(PREDICTION, self.prediction, predictions, chosen))
+        if keys is not None:
+            keys = keys if chosen is None else keys[chosen]
+            missing = {name: np.full(len(keys), np.nan) for name in self.sample.columns}
+            self.sample.offer(keys, {**missing, **sampled})
         self.rows += n
 
     def merge(self, other: DriftAccumulator) -> None:
@@ -297,12 +313,15 @@ def _state(reference: ColumnProfile) -> _Numeric | _Categorical:
     return _Categorical()
 
 
-def _add(name: str, state: _Numeric | _Categorical, values: Any) -> dict[str, np.ndarray]:
-    """Add one column's batch to its state; return its floats for the sample when numeric."""
+def _add(
+    name: str, state: _Numeric | _Categorical, values: Any, chosen: np.ndarray | None
+) -> dict[str, np.ndarray]:
+    """Add one column's batch to its state; return the ``chosen`` rows' floats when numeric
+    (the rows that may enter the sample; None: all)."""
     if isinstance(state, _Numeric):
         floats = as_floats(values)
         state.add(floats)
-        return {name: floats}
+        return {name: floats if chosen is None else floats[chosen]}
     counts, nulls = category_counts(values)
     state.add(counts, nulls)
     return {}

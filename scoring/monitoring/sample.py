@@ -37,10 +37,17 @@ class Reservoir:
         self.keys = np.empty(0, dtype=np.uint64)
         self.columns: dict[str, np.ndarray] = {name: np.empty(0) for name in names}
 
+    def wanted(self, keys: np.ndarray) -> np.ndarray | None:
+        """Mark the rows that may enter (None: all of them, the reservoir is not full yet), so a
+        caller gathers only those rows' values."""
+        if len(self.keys) < self.size:
+            return None
+        return keys < self.keys[-1]  # kept sorted: the largest key kept is the last
+
     def offer(self, keys: np.ndarray, columns: Mapping[str, np.ndarray]) -> None:
         """Keep whichever of these rows belong among the ``size`` smallest keys so far."""
         if len(self.keys) >= self.size and len(keys):
-            wanted = keys < self.keys.max()  # most rows of a long drop stop here
+            wanted = keys < self.keys[-1]  # most rows of a long drop stop here
             if not wanted.any():
                 return
             keys = keys[wanted]

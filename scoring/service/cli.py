@@ -354,7 +354,7 @@ def score(ctx: Context, src: Path, dst: Path | None, fmt: str | None) -> None:
     click.echo(summary_line(summary, dst))
     found = drift.record(watch, source=CLI, ref=str(src.name))
     if found is not None:
-        click.echo(drift_cli.drift_line(found))
+        click.echo(drift_cli.drift_line(found), err=True)  # stdout stays the one summary line
 
 
 DEFERRED_LINE = (
