@@ -93,3 +93,22 @@ def test_a_champion_without_a_profile_is_not_compared_and_none_is_nothing(tmp_pa
     assert told == {"champion": "1", "verdict": "not_compared",
                     "reason": "the champion has no training profile"}  # fmt: skip
     assert data_change(found.registry, None, diabetes, monitoring) is None
+
+
+def test_a_retrain_keeps_the_data_change_in_its_gate_record(tmp_path, diabetes):
+    from scoring.lifecycle.outcome import apply
+    from scoring.lifecycle.retrain import train_and_decide
+
+    from .test_trainer import write_lake
+
+    settings = make_settings(tmp_path)
+    opened = open_model(settings)
+    write_lake(settings, "first", diabetes, 1)
+    apply(train_and_decide(settings, opened.registry, trigger="cli"), opened.registry)
+    assert opened.registry.card(1)["decision"]["data_change"] is None  # no champion to compare
+    moved = diabetes.assign(bmi=lambda f: f.bmi + 3 * f.bmi.std())
+    write_lake(settings, "second", moved, 2)
+    outcome = train_and_decide(settings, opened.registry, trigger="cli")
+    change = opened.registry.card(outcome.version)["decision"]["data_change"]
+    assert (change["champion"], change["verdict"]) == ("1", "drifted")
+    assert change["drifted_features"][0] == "bmi"
