@@ -144,3 +144,13 @@ def test_windows_hold_exactly_window_rows_and_a_stop_records_the_rest(tmp_path, 
     recorded = sorted(r.rows for r in model.drift.latest(source="window"))
     assert recorded == [10, 100, 100]
     assert windows.dropped == 0
+
+
+def test_a_window_closes_by_age_without_a_stop(tmp_path, diabetes):
+    _model, app = _served(tmp_path, diabetes, window_rows=10_000, window_seconds=0.5)
+    with serving(app) as url:
+        _send(url, diabetes.drop(columns="target").iloc[:50])
+        [window] = _windows(url, 1)  # 50 rows of 10,000: closed by its age
+        app.extensions[LIVE_KEY].stop()
+    assert window["rows"] == 50
+    assert window["verdict"] == "not_compared"  # fewer rows than [monitoring] min_rows

@@ -41,7 +41,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("dropscore.drift")
 
 MAX_BUFFERED_ROWS = 200_000  # rows waiting for the thread, at most (the requests' own arrays)
-TICK_SECONDS = 1.0  # how often the thread looks at what gathered and at the windows' age
+# How long the thread lets requests gather once one arrived, so a pass is one vectorized update
+# per version; without traffic and open windows it sleeps until a request wakes it.
+TICK_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -121,10 +123,11 @@ class LiveWindows:
             if self._rows + event.rows > self.capacity:
                 self.dropped += 1
                 return
+            first = not self._pending
             self._pending.append(event)
             self._rows += event.rows
             full = self._rows >= self.options.rows
-        if full:
+        if first or full:  # the first since the last pass, or enough to close a window
             self._wake.set()
 
     def tick(self, closing: bool = False) -> int:
@@ -235,14 +238,22 @@ class LiveWindows:
 
     def _run(self) -> None:
         while not self._stopping.is_set():
-            self._wake.wait(min(TICK_SECONDS, self.options.seconds))
+            self._wake.wait(self._until_due())
             self._wake.clear()
-            if self._stopping.is_set():
+            if self._stopping.wait(TICK_SECONDS):  # let a second's requests gather
                 return
             try:
                 self.tick()
             except Exception:
                 log.exception("drift windows failed a pass")
+
+    def _until_due(self) -> float | None:
+        """Seconds until the oldest open window is due to close; None: none is open."""
+        with self._work_lock:
+            opened = [w.opened for w in self._open.values()]
+        if not opened:
+            return None
+        return max(0.0, min(opened) + self.options.seconds - time.monotonic())
 
 
 def summary(record: DriftRecord) -> dict[str, Any]:
