@@ -20,8 +20,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import numpy as np
-from scipy import stats as sps
-from scipy.spatial import distance
+
+# scipy is imported by the functions that use it, never with this module: the serving process
+# imports the drift hook at start, and scipy costs a start-up (and a retrain's parent process,
+# tests/test_first_run.py) seconds of CPU it need not pay until a report is made.
 
 # The share an empty bin is given before PSI takes its logarithm (see the module's docstring).
 EPSILON = 1e-4
@@ -66,6 +68,8 @@ def psi(reference: np.ndarray, current: np.ndarray, epsilon: float = EPSILON) ->
 
 def js_distance(reference: np.ndarray, current: np.ndarray) -> float:
     """Compute the Jensen–Shannon distance (base 2, 0 to 1) of two count vectors."""
+    from scipy.spatial import distance
+
     p, q = shares(reference), shares(current)
     if not p.any() or not q.any():
         return float("nan")
@@ -74,6 +78,8 @@ def js_distance(reference: np.ndarray, current: np.ndarray) -> float:
 
 def ks(reference: np.ndarray, current: np.ndarray) -> tuple[float, float]:
     """Run the two-sample Kolmogorov–Smirnov test; return its statistic and p-value."""
+    from scipy import stats as sps
+
     result = sps.ks_2samp(reference, current)
     return float(result.statistic), float(result.pvalue)
 
