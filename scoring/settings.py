@@ -169,6 +169,53 @@ class StateSettings:
 
 
 @dataclass(frozen=True)
+class MonitoringSettings:
+    """``[monitoring]``: when scored data counts as drifted from the version's training data."""
+
+    drift_on_scoring: bool = _f(
+        True, "compare every scored drop, upload and job with the version's training profile"
+    )
+    psi_threshold: float = _f(0.2, "a feature drifted when its PSI is above this", gt=0.0)
+    js_threshold: float = _f(
+        0.1, "a feature drifted when its Jensen-Shannon distance is above this", gt=0.0, le=1.0
+    )
+    ks_pvalue: float = _f(
+        0.01, "a numeric feature drifted when its KS test's p-value is below this", ge=0.0, lt=1.0
+    )
+    drift_share: float = _f(
+        0.0,
+        "the data drifted when more than this share of its features did (0: any)",
+        ge=0.0,
+        lt=1.0,
+    )
+    min_rows: int = _f(100, "fewer scored rows get statistics but no verdict", ge=1)
+    log_fraction: float = _f(
+        0.0, "share of live requests written to the prediction log (0: off)", ge=0.0, le=1.0
+    )
+    log_flush_rows: int = _f(
+        10_000, "the prediction log writes a Parquet part every this many rows", ge=1
+    )
+    log_flush_seconds: float = _f(
+        10.0, "…or this often, whichever comes first (and on a clean stop)", gt=0.0
+    )
+    log_max_mb: float = _f(
+        1024.0, "the prediction log's parts beyond this size are removed, oldest first", gt=0.0
+    )
+    log_max_days: float = _f(30.0, "prediction log parts older than this are removed", gt=0.0)
+    window_rows: int = _f(10_000, "a live drift window closes after this many rows", ge=1)
+    window_seconds: float = _f(3600.0, "…or after this long, whichever comes first", gt=0.0)
+    retrain_on_drift: bool = _f(
+        False, "queue a retrain (trigger drift/performance) on drift or a realized-metric fall"
+    )
+    cooldown_minutes: float = _f(
+        1440.0, "at most one reaction retrain per trigger per model this often", gt=0.0
+    )
+    performance_margin: float = _f(
+        0.05, "a realized primary metric this far below the hold-out's queues a retrain", ge=0.0
+    )
+
+
+@dataclass(frozen=True)
 class StorageSettings:
     """``[storage]``: where the inboxes, lake, archive, quarantine, artifacts and outbox live."""
 
@@ -205,6 +252,7 @@ class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
     state: StateSettings = field(default_factory=StateSettings)
     storage: StorageSettings = field(default_factory=StorageSettings)
+    monitoring: MonitoringSettings = field(default_factory=MonitoringSettings)
     source: Path | None = None  # the settings file, when there was one
     name: str = DEFAULT_MODEL  # the model this view is for
     # Every model by name, in the file's order (``default`` first); empty means just this one.

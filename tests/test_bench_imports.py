@@ -18,6 +18,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
+OUTPUT = BENCH / "out"  # what benches write (bench/_venv.py, bench/_mlflow.py), git-ignored
 TEST_EXTRAS = ("requests", "psutil", "pytest", "hypothesis")
 # Every bench with a command line, at its smallest: --help.
 SCRIPTS = sorted(
@@ -28,6 +29,8 @@ SCRIPTS = sorted(
 def trees(folder: Path) -> Iterator[tuple[str, ast.Module]]:
     """Yield each Python file below folder (relative name) and its parsed tree."""
     for path in sorted(folder.rglob("*.py")):
+        if OUTPUT in path.parents:  # the benches' git-ignored output: their tools' virtualenvs
+            continue
         yield str(path.relative_to(ROOT)), ast.parse(path.read_text(encoding="utf-8"))
 
 

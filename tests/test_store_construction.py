@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("ingest", "scoring", "schedules")
 # The stores kept in a state database, and the handle of the database itself.
 STORES = ("Registry", "RunStore", "Ledger", "KeyStore", "AuditLog", "SessionStore", "StateDB",
-          "TrafficStore", "JobStore")
+          "TrafficStore", "JobStore", "DriftStore", "OutcomeStore")
 HOME = ROOT / "scoring" / "models"
 # Files allowed to construct a store outside scoring/models, each with the reason.
 ALLOWED = {

@@ -104,6 +104,11 @@ class DataLayout:
         return self.base / "lake" / _kind(kind)
 
     @property
+    def prediction_log(self) -> Path:
+        """The prediction log's Parquet parts: sampled live requests and their answers."""
+        return self.base / "lake" / "predictions"
+
+    @property
     def processing(self) -> Path:
         """A drop claimed for ingest waits here, out of the inbox, until it is done."""
         return self.base / "processing"

@@ -187,6 +187,16 @@ class Lake:
             and not e.base_name.startswith(".")
         )
 
+    def sizes(self) -> dict[str, int]:
+        """Give each published lake file's size in bytes, by name (for a bounded folder)."""
+        return {
+            e.base_name: int(e.size or 0)
+            for e in self._entries()
+            if e.type == pafs.FileType.File
+            and e.base_name.endswith(".parquet")
+            and not e.base_name.startswith(".")
+        }
+
     def exists(self, name: str) -> bool:
         """Tell whether a file of this name is in the folder."""
         return bool(self.fs.get_file_info(self.path(name)).type == pafs.FileType.File)

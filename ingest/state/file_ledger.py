@@ -131,8 +131,9 @@ class FileLedger(Protocol):
         model_version: str,
         rows_scored: int,
         rows_failed: int,
+        drift: str | None = None,
     ) -> FileRecord:
-        """Record the scorer's output of a normalized score drop."""
+        """Record the scorer's output of a normalized score drop, and its drift verdict."""
 
     def mark_retried(self, file_id: int, *, queued_as: str, lost: str | None = None) -> FileRecord:
         """Record that a quarantined drop's original was queued again."""

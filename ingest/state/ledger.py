@@ -361,8 +361,10 @@ class Ledger(LedgerTable):
         model_version: str,
         rows_scored: int,
         rows_failed: int,
+        drift: str | None = None,
     ) -> FileRecord:
-        """Record the scorer's output; refused unless the drop is a normalized score drop."""
+        """Record the scorer's output (and its drift verdict); refused unless the drop is a
+        normalized score drop."""
         now = utc_now()
         with self._write() as conn:
             return _update(
@@ -375,6 +377,7 @@ class Ledger(LedgerTable):
                 model_version=str(model_version),
                 rows_scored=rows_scored,
                 rows_failed=rows_failed,
+                drift=drift,
                 scored_at=now,
                 updated_at=now,
                 scoring_claimed_at=None,

@@ -25,6 +25,7 @@ from sqlalchemy import (
     MetaData,
     Table,
     Text,
+    inspect,
     text,
 )
 from sqlalchemy.schema import CreateTable
@@ -82,6 +83,7 @@ FILES = Table(
     ),
     Column("retried_as", Integer, ForeignKey("files.id")),
     Column("queued_as", Text),
+    Column("drift", Text),  # a scored drop's drift verdict: drifted, stable or not_compared
     Index("files_kind_sha", "kind", "sha256"),
     Index("files_state", "state", "kind"),
     Index("files_finished", "finished_at"),
@@ -118,10 +120,11 @@ def widen_states(conn: Connection) -> None:
     """Give an older ``files`` table the state CHECK of this release, rows and ids kept.
 
     SQLite cannot change a CHECK in place, so the table is rebuilt: the old one renamed aside
-    (its own references follow it), this release's created, the rows copied by column name, the
-    old one dropped, its indexes made again and the AUTOINCREMENT counter carried over. All of
-    it inside the migration's write transaction, so a second process waits and then finds it
-    done. Foreign keys stay on: every row ever written was checked, so the copy checks clean. A
+    (its own references follow it), this release's created, the rows copied by column name
+    (the columns both tables have: a column later steps add is added empty), the old one
+    dropped, its indexes made again and the AUTOINCREMENT counter carried over. All of it inside
+    the migration's write transaction, so a second process waits and then finds it done.
+    Foreign keys stay on: every row ever written was checked, so the copy checks clean. A
     server database was created with this release's CHECK by step 1, so there is nothing to do.
     """
     if conn.dialect.name != "sqlite":
@@ -134,7 +137,8 @@ def widen_states(conn: Connection) -> None:
     counter = conn.exec_driver_sql(
         "SELECT seq FROM sqlite_sequence WHERE name = 'files'"
     ).scalar_one_or_none()
-    names = ", ".join(f'"{column.name}"' for column in FILES.columns)
+    present = {found["name"] for found in inspect(conn).get_columns("files")}
+    names = ", ".join(f'"{column.name}"' for column in FILES.columns if column.name in present)
     conn.exec_driver_sql("ALTER TABLE files RENAME TO files_before_widening")
     conn.execute(CreateTable(FILES))  # no indexes yet: the old ones keep their names until dropped
     conn.exec_driver_sql(f"INSERT INTO files ({names}) SELECT {names} FROM files_before_widening")
@@ -164,4 +168,5 @@ MIGRATIONS = [
     Migration(6, "the indexes added since the first release", create_indexes),
     Migration(7, "duplicates before content hashes were by bytes", run_sql(_BACKFILL)),
     Migration(8, "the retried state", widen_states),
+    Migration(9, "a scored drop's drift verdict", add_column("files", "drift", "TEXT")),
 ]

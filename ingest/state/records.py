@@ -79,6 +79,7 @@ class FileRecord:
     updated_at: str
     finished_at: str | None
     scored_at: str | None
+    drift: str | None = None  # a scored drop's drift verdict: drifted, stable or not_compared
 
     @property
     def file_id(self) -> int:

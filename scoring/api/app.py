@@ -21,15 +21,18 @@ from scoring.api import (
     audit,
     catalog,
     docs,
+    drift,
     files,
     health,
     jobs,
     metrics,
     models,
     openapi,
+    performance,
     predict,
     runs,
     score,
+    timeline,
     traffic,
 )
 from scoring.api.adapters import PROTOCOLS
@@ -44,14 +47,16 @@ from scoring.api.converters import IdConverter, ModelNameConverter, model_name_c
 from scoring.api.errors import register_error_handlers
 from scoring.api.jsonio import StrictJSONProvider
 from scoring.api.limits import register_body_limits
-from scoring.api.monitoring import Monitoring
+from scoring.api.monitoring import Monitoring, drift_gauges
 from scoring.api.openapi import CACHE_KEY
 from scoring.api.pages import register_pages
 from scoring.api.proxies import trust_proxies
 from scoring.api.query import register_query_check
+from scoring.api.request_ids import register_request_ids
 from scoring.inference.dataplane import Dataplane
 from scoring.models.factory import open_models
 from scoring.models.model import Model, Models
+from scoring.monitoring.live import LIVE_KEY, watch_live
 from scoring.service.reload import RELOADER_KEY, Reloader, reread_file
 from scoring.settings import Settings
 from scoring.traffic.router import Traffic
@@ -61,7 +66,8 @@ if TYPE_CHECKING:
     from scoring.lifecycle.registry import Registry
 
 # Blueprints whose routes act on one model: each also answers under /models/<name>.
-MODEL_SCOPED = ("predict", "score", "runs", "files", "models", "traffic", "jobs")
+MODEL_SCOPED = ("predict", "score", "runs", "files", "models", "traffic", "jobs", "drift",
+                "performance", "timeline")  # fmt: skip
 MODEL_PREFIX = "/models/<model:model>"
 
 
@@ -109,6 +115,7 @@ def create_app(
     app.extensions[traffic.TRAFFIC_KEY] = routed
     services.dataplane.router = routed  # canary: who answers; shadow: the next observer
     services.dataplane.add(routed.observe)
+    app.extensions[LIVE_KEY] = watch_live(settings, opened, services.dataplane)  # log, windows
     app.extensions["dropscore"] = services
     reloader = reloader or Reloader(reread or (lambda: reread_file(settings)), opened)
     reloader.on_change.append(lambda: _follow_models(app, services))
@@ -121,10 +128,11 @@ def create_app(
     register_body_limits(app, settings)  # after auth: a client without a key learns nothing
     register_query_check(app)  # after auth too: a query parameter no route takes is a 422
     register_error_handlers(app)
+    register_request_ids(app)  # a scoring request's id, echoed (X-Request-Id)
     trust_proxies(app, settings)  # forwarded headers: applied from trusted proxies, else dropped
     for module in (
         health, predict, score, models, catalog, files, runs, metrics, audit, openapi, docs,
-        admin, traffic, jobs,
+        admin, traffic, jobs, drift, performance, timeline,
     ):  # fmt: skip
         app.register_blueprint(module.bp)
     for protocol in PROTOCOLS:  # the other protocols, each as its adapter declares it
@@ -192,4 +200,5 @@ def _gauges(m: Model) -> dict[str, Any]:
         "model_version": int(model.version) if model else 0,
         "last_retrain_ts": last,
         "files": m.ledger.counts_by_state(),
+        "drift": drift_gauges(m.drift),
     }

@@ -92,6 +92,10 @@ ENDPOINT_ROLES: dict[str, str] = {
     "jobs.list_jobs": "predict",
     "jobs.show_job": "predict",
     "jobs.submit_job": "operate",
+    "drift.file_drift": "predict",
+    "drift.show_record": "predict",
+    "performance.show_performance": "predict",
+    "timeline.show_timeline": "predict",
     "audit.list_audit": "admin",
     "admin.reload_settings": "admin",
     "admin.bucket_events": "operate",  # a bucket webhook only asks for a poll

@@ -53,6 +53,7 @@ FILE = obj(
     model_version=nullable(STRING),
     received_at=STRING,
     finished_at=nullable(STRING),
+    drift=nullable({**STRING, "enum": ["drifted", "stable", "not_compared", None]}),
 )
 STATE = {"type": "string", "enum": list(STATES)}
 

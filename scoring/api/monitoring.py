@@ -1,5 +1,10 @@
 """Prometheus metrics for one app: request counts and latencies, rows scored, and gauges read
-at scrape time (model version, files by state, last retrain), each with a ``model`` label.
+at scrape time (model version, files by state, last retrain, drift), each with a ``model`` label.
+
+The drift metrics are read from each model's drift records at scrape time, so every process
+(the worker that scored a drop, any API replica) shows the same: the newest record's statistics
+per feature (``dropscore_feature_drift``) and the drifted records by source
+(``dropscore_drift_events_total``, which only grows: records are never removed).
 
 Metrics live in a registry made per app, not in prometheus_client's global one, so tests can
 build many apps. Under gunicorn (``PROMETHEUS_MULTIPROC_DIR`` set before the workers start)
@@ -10,15 +15,30 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from scoring.inference.dataplane import Scored
 
+if TYPE_CHECKING:
+    from scoring.monitoring.records_protocol import DriftRecords
+
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+# The statistics a drift record's features carry that ``dropscore_feature_drift`` exports.
+DRIFT_METRICS = (
+    "psi",
+    "js",
+    "ks_statistic",
+    "ks_pvalue",
+    "wasserstein",
+    "null_rate_change",
+    "out_of_range_share",
+    "unseen_share",
+)
+PREDICTION_LABEL = "(prediction)"  # the predictions' row: no feature name has parentheses
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10)
 
 
@@ -99,3 +119,42 @@ class _StateCollector:
         yield version
         yield retrain
         yield files
+        yield from _drift_families(by_model)
+
+
+def drift_gauges(records: DriftRecords) -> dict[str, Any]:
+    """Read a model's newest drift record's statistics and its drifted records by source."""
+    latest = records.latest(1)
+    values: list[tuple[str, str, float]] = []
+    if latest:
+        report = latest[0].report
+        columns = [*report["features"], *([report["prediction"]] if report["prediction"] else [])]
+        for column in columns:
+            name = PREDICTION_LABEL if column is report["prediction"] else column["name"]
+            for metric in DRIFT_METRICS:
+                value = column["stats"].get(metric)
+                if isinstance(value, int | float):
+                    values.append((name, metric, float(value)))
+    return {"features": values, "events": records.drifted_by_source()}
+
+
+def _drift_families(by_model: dict[str, dict[str, Any]]) -> Iterator[Any]:
+    """The drift gauges and the drifted-records counter, from each model's ``drift`` entry."""
+    gauge = GaugeMetricFamily(
+        "dropscore_feature_drift",
+        "each feature's drift statistic in the newest drift record (a drop, an upload, a window)",
+        labels=["model", "feature", "metric"],
+    )
+    events = CounterMetricFamily(
+        "dropscore_drift_events",
+        "drift records whose verdict was drifted, by source",
+        labels=["model", "source"],
+    )
+    for model, state in by_model.items():
+        drift = state.get("drift") or {}
+        for feature, metric, value in drift.get("features", ()):
+            gauge.add_metric([model, feature, metric], value)
+        for source, count in sorted(drift.get("events", {}).items()):
+            events.add_metric([model, source], float(count))
+    yield gauge
+    yield events

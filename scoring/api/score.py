@@ -17,6 +17,7 @@ from scoring.api.uploads import receive_upload
 from scoring.api.versioning import VERSION_QUERY, requested_version
 from scoring.bulk.batch import default_format_words
 from scoring.bulk.upload import ScoredUpload, score_upload
+from scoring.monitoring.bulk import BulkDrift
 
 bp = Blueprint("score", __name__)
 
@@ -51,6 +52,9 @@ SCORED = {
         "X-Model-Version": {"required": True, "schema": STRING},
         "X-Rows-Scored": {"required": True, "schema": INTEGER},
         "X-Rows-Failed": {"required": True, "schema": INTEGER},
+        # with [monitoring] drift_on_scoring: the verdict, and the record GET .../drift/<id> shows
+        "X-Drift": {"schema": {"type": "string", "enum": ["drifted", "stable", "not_compared"]}},
+        "X-Drift-Record": {"schema": INTEGER},
     },
 }
 
@@ -91,6 +95,7 @@ def score_file(version: int | None = None) -> Response:
         dataplane=s.dataplane,
         fmt=request.args.get("format"),
         sheet=request.args.get("sheet"),
+        drift=BulkDrift(m),
     )
     return _send(scored)
 
@@ -109,4 +114,7 @@ def _send(scored: ScoredUpload) -> Response:
     response.headers["X-Model-Version"] = scored.summary.model_version
     response.headers["X-Rows-Scored"] = str(scored.summary.rows_scored)
     response.headers["X-Rows-Failed"] = str(scored.summary.rows_failed)
+    if scored.drift is not None:
+        response.headers["X-Drift"] = scored.drift.verdict
+        response.headers["X-Drift-Record"] = str(scored.drift.id)
     return response

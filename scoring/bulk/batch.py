@@ -47,6 +47,9 @@ from scoring.lifecycle.schema import FeatureSchema
 
 PROVENANCE = (FILE_ID, ROW)
 Progress = Callable[[int], None]
+# Sees each scored batch (input columns under the input's names) with the lake → input name map,
+# in order, on the writing thread: the drift monitor's hook (``scoring.monitoring.bulk``).
+BatchHook = Callable[[pa.RecordBatch, Mapping[str, str]], None]
 T = TypeVar("T")
 PIPELINE_SPLIT = 2  # bulk batches are batch_rows cut in this many (see stage_rows)
 
@@ -123,6 +126,7 @@ def score_path(
     max_rows: int | None = None,
     engine: Engine | None = None,
     pipelined: bool = True,
+    observe: BatchHook | None = None,
 ) -> ScoreSummary:
     """Score a file as a user gave it (any accepted format); output keeps their column names."""
     started = time.perf_counter()
@@ -144,6 +148,7 @@ def score_path(
         engine,
         pipelined,
         WholeNumbers(originals.get(name, name) for name in pinned),
+        observe,
     )
     summary.seconds = time.perf_counter() - started
     return summary
@@ -160,6 +165,7 @@ def score_lake_file(
     progress: Progress | None = None,
     engine: Engine | None = None,
     pipelined: bool = True,
+    observe: BatchHook | None = None,
 ) -> ScoreSummary:
     """Score a normalized drop straight from its lake file, restoring the original names."""
     started = time.perf_counter()
@@ -177,6 +183,7 @@ def score_lake_file(
         None,
         engine,
         pipelined,
+        observe=observe,
     )
     summary.seconds = time.perf_counter() - started
     return summary
@@ -194,11 +201,13 @@ def _score_stream(
     engine: Engine | None,
     pipelined: bool,
     retype: Callable[[pa.RecordBatch], pa.RecordBatch] | None = None,
+    observe: BatchHook | None = None,
 ) -> ScoreSummary:
     """Score batches into dst: read, score and write on their own threads unless not pipelined.
 
     ``retype`` gives input columns back their own types just before writing (see
     ``WholeNumbers``); it runs in this thread, in order, so it may keep state across batches.
+    ``observe`` sees each scored batch in this thread too, in order (the drift monitor).
     """
     if fmt not in OUTPUT_FORMATS:
         raise ValidationFailed(f"format {fmt!r} is not one of {', '.join(OUTPUT_FORMATS)}")
@@ -229,6 +238,8 @@ def _score_stream(
                 )
             if progress is not None:
                 progress(out.num_rows)
+            if observe is not None:
+                observe(out, originals)
             yield out if retype is None else retype(out)
 
     try:

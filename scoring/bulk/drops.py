@@ -29,6 +29,8 @@ from scoring.ingest_options import ingest_config
 from scoring.lifecycle.champion import load_version
 from scoring.lifecycle.predictor import LoadedModel
 from scoring.models.factory import open_model
+from scoring.monitoring.bulk import BulkDrift
+from scoring.monitoring.records_protocol import DROP
 from scoring.settings import Settings
 from scoring.storage import upload
 
@@ -64,13 +66,15 @@ def score_drop(
     intake: Intake,
     model: LoadedModel,
     dataplane: Dataplane | None = None,
+    drift: BulkDrift | None = None,
 ) -> FileRecord | None:
     """Score one normalized score drop into the outbox; None when another scorer has it.
 
-    A scored drop is one event to the dataplane's observers (its counts, not its rows).
+    A scored drop is one event to the dataplane's observers (its counts, not its rows); with
+    ``drift``, its drift is computed while scoring, recorded, and its verdict kept on its row.
     """
     with bound(model=settings.name, version=int(model.version)):  # a number, as runs log it
-        return _score_drop(record, settings, intake, model, dataplane)
+        return _score_drop(record, settings, intake, model, dataplane, drift)
 
 
 def _score_drop(
@@ -79,6 +83,7 @@ def _score_drop(
     intake: Intake,
     model: LoadedModel,
     dataplane: Dataplane | None,
+    drift: BulkDrift | None = None,
 ) -> FileRecord | None:
     ledger = intake.ledger
     if not ledger.claim_for_scoring(record.id):
@@ -86,6 +91,7 @@ def _score_drop(
     fmt = outbox_format(settings.scoring.output_format, record.original_name)
     dst = settings.layout.outbox / output_name(record.original_name, record.id, fmt)
     try:
+        watch = drift.watch(model) if drift is not None else None
         with _readable_lake_file(settings, intake, record) as lake:
             summary = score_lake_file(
                 lake,
@@ -95,6 +101,7 @@ def _score_drop(
                 fmt=fmt,
                 batch_rows=settings.scoring.batch_rows,
                 engine=engine_for(settings),
+                observe=watch,
             )
     except MissingFeatures as exc:
         error = MissingFeatureColumns(
@@ -106,8 +113,10 @@ def _score_drop(
         ledger.release_scoring_claim(record.id)
         log.exception("scoring failed", extra={"file_id": record.id, "file": record.original_name})
         return None
+    found = drift.record(watch, source=DROP, file_id=record.id) if drift is not None else None
+    verdict = found.verdict if found is not None else None
     done = ledger.mark_scored(
-        record.id, dst, model.version, summary.rows_scored, summary.rows_failed
+        record.id, dst, model.version, summary.rows_scored, summary.rows_failed, drift=verdict
     )
     publish_output(settings, dst)
     if dataplane is not None:
@@ -124,6 +133,8 @@ def _score_drop(
             "rows_scored": summary.rows_scored,
             "rows_failed": summary.rows_failed,
             "seconds": round(summary.seconds, 3),
+            "drift": verdict,
+            "drifted_features": found.report["drifted_features"] if found is not None else None,
         },
     )
     return done
@@ -182,14 +193,19 @@ def sweep(
     intake: Intake,
     models: ModelSource,
     dataplane: Dataplane | None = None,
+    drift: BulkDrift | None = None,
 ) -> list[FileRecord]:
     """Score every normalized score drop that has no output yet; safe to run concurrently."""
     with bound(model=settings.name):
-        return _sweep(settings, intake, models, dataplane)
+        return _sweep(settings, intake, models, dataplane, drift)
 
 
 def _sweep(
-    settings: Settings, intake: Intake, models: ModelSource, dataplane: Dataplane | None
+    settings: Settings,
+    intake: Intake,
+    models: ModelSource,
+    dataplane: Dataplane | None,
+    drift: BulkDrift | None = None,
 ) -> list[FileRecord]:
     pending = intake.ledger.pending_score()
     if not pending:
@@ -201,7 +217,7 @@ def _sweep(
     done = []
     for record in pending:
         result = score_drop(
-            record, settings=settings, intake=intake, model=model, dataplane=dataplane
+            record, settings=settings, intake=intake, model=model, dataplane=dataplane, drift=drift
         )
         if result is not None:
             done.append(result)
@@ -209,7 +225,11 @@ def _sweep(
 
 
 def on_arrival(
-    settings: Settings, intake: Intake, models: ModelSource, dataplane: Dataplane | None = None
+    settings: Settings,
+    intake: Intake,
+    models: ModelSource,
+    dataplane: Dataplane | None = None,
+    drift: BulkDrift | None = None,
 ) -> Callable[[FileRecord], None]:
     """Build the intake's hook that scores a score drop as soon as it reaches the lake."""
 
@@ -221,7 +241,9 @@ def on_arrival(
             with bound(model=settings.name):
                 log.info("no model yet; the sweep will score it", extra={"file_id": record.id})
             return
-        score_drop(record, settings=settings, intake=intake, model=model, dataplane=dataplane)
+        score_drop(
+            record, settings=settings, intake=intake, model=model, dataplane=dataplane, drift=drift
+        )
 
     return hook
 
@@ -238,4 +260,4 @@ def standalone_sweep(settings: Settings) -> list[FileRecord]:
             return None
         return load_version(registry, version)
 
-    return sweep(settings, intake=intake, models=champion)
+    return sweep(settings, intake=intake, models=champion, drift=BulkDrift(model))

@@ -33,6 +33,8 @@ from scoring.errors import PayloadTooLarge, UnsupportedMediaType, ValidationFail
 from scoring.inference.dataplane import Dataplane
 from scoring.ingest_options import read_options
 from scoring.lifecycle.predictor import LoadedModel
+from scoring.monitoring.bulk import BulkDrift, DriftWatch
+from scoring.monitoring.records_protocol import SCORE_FILE, DriftRecord
 from scoring.settings import Settings
 from scoring.value_kinds import kind_of
 
@@ -52,6 +54,7 @@ class ScoredUpload:
     content_type: str
     download_name: str
     summary: ScoreSummary
+    drift: DriftRecord | None = None  # the upload's drift record, when drift is on
 
 
 def check_output_format(fmt: str | None) -> None:
@@ -72,15 +75,21 @@ def score_upload(
     dataplane: Dataplane,
     fmt: str | None = None,
     sheet: str | None = None,
+    drift: BulkDrift | None = None,
 ) -> ScoredUpload:
-    """Spool an upload, score it with one model version, and return the scored file, open."""
+    """Spool an upload, score it with one model version, and return the scored file, open.
+
+    With ``drift``, the upload's drift is computed while scoring and recorded.
+    """
     check_output_format(fmt)
     # Removed below whatever happens; only a killed process leaves a .upload-* folder.
     work = Path(tempfile.mkdtemp(prefix=UPLOAD_PREFIX, dir=spool))
     try:
         src = receive(work)
         out = work / "scored"
-        summary = _score(src, out, settings, model, fmt, sheet)
+        watch = drift.watch(model) if drift is not None else None
+        summary = _score(src, out, settings, model, fmt, sheet, watch)
+        found = drift.record(watch, source=SCORE_FILE) if drift is not None else None
         dataplane.scored_file(
             settings.name, model.version, PROTOCOL, summary.rows, summary.rows_failed,
             summary.seconds,
@@ -96,11 +105,18 @@ def score_upload(
         answer.content_types[0],
         f"scored{answer.suffixes[0]}",
         summary,
+        found,
     )
 
 
 def _score(
-    src: Path, out: Path, settings: Settings, model: LoadedModel, fmt: str | None, sheet: str | None
+    src: Path,
+    out: Path,
+    settings: Settings,
+    model: LoadedModel,
+    fmt: str | None,
+    sheet: str | None,
+    watch: DriftWatch | None = None,
 ) -> ScoreSummary:
     """Score the spooled file, turning the file's own faults into the API's errors."""
     read = read_options(settings)
@@ -115,6 +131,7 @@ def _score(
             fmt=fmt,
             max_rows=settings.server.max_rows_per_request,
             engine=engine_for(settings),
+            observe=watch,
         )
     except (UnsupportedFormatError, FormatMismatchError) as exc:
         raise UnsupportedMediaType(exc.message, [exc.to_dict()]) from None

@@ -21,11 +21,13 @@ from ingest.base.logs import bound
 from scoring.lifecycle.contract import champion_schema, model_features, schema_change
 from scoring.lifecycle.dataset import TrainingData, load_training_data
 from scoring.lifecycle.estimators import ESTIMATORS
+from scoring.lifecycle.gate import data_change
 from scoring.lifecycle.outcome import Outcome, too_few_rows
 from scoring.lifecycle.promotion import Decision, decide
 from scoring.lifecycle.registry import Registry, now
 from scoring.lifecycle.schema import FeatureSchema, TrainingDataError, normalize_name
 from scoring.lifecycle.training import TrainResult, evaluate, holdout_sample, train
+from scoring.monitoring.reference import profile_step
 from scoring.settings import Settings
 from scoring.storage import lake_store
 
@@ -88,8 +90,13 @@ def _train_and_decide(
         schema_change=change,
     )
     card = _card(settings, result, data, trigger, champion, champion_metrics, decision)
+    # the gate's record: how this training data differs from the champion's
+    card["decision"]["data_change"] = data_change(
+        registry, champion, data.frame, settings.monitoring
+    )
     sample = holdout_sample(result.pipeline, result.schema, result.holdout)
     version = registry.register(result.pipeline, card, holdout=sample)
+    profile_step(registry, version, data.frame, result)  # the version's drift reference
     log.info(
         "trained",
         extra={

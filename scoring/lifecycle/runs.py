@@ -46,8 +46,9 @@ from scoring.lifecycle.registry import now
 log = logging.getLogger("dropscore.runs")
 
 # Who started a run: the nightly job, POST /train (and the dashboard), `dropscore train`, the
-# first start's sample file, or the first labelled drops reaching [training] min_rows.
-TRIGGERS = ("schedule", "api", "cli", "bootstrap", "first_data")
+# first start's sample file, the first labelled drops reaching [training] min_rows, or the
+# monitoring's reaction (scoring.monitoring.reaction): drifted data, realized metrics falling.
+TRIGGERS = ("schedule", "api", "cli", "bootstrap", "first_data", "drift", "performance")
 STATES = ("queued", "running", "succeeded", "skipped", "failed")
 UNFINISHED = ("queued", "running")
 # Why a run was skipped, for machines: the reason column says it in words.
@@ -183,6 +184,10 @@ class Runs(Protocol):
         """Return the queued or running run, or None when none is."""
         ...
 
+    def last_queued_at(self, trigger: str) -> str | None:
+        """Return when the newest run of one trigger was queued, or None before the first."""
+        ...
+
     def abandon_unfinished(self) -> int:
         """Mark unfinished runs failed; call with the retrain lock held."""
         ...
@@ -262,6 +267,16 @@ class RunStore:
         with self._read() as conn:
             row = conn.execute(query.limit(1)).mappings().first()
         return None if row is None else _record(row)
+
+    def last_queued_at(self, trigger: str) -> str | None:
+        """Return when the newest run of one trigger was queued, or None before the first.
+
+        Every process reads the same answer, so a reaction's cooldown holds across replicas.
+        """
+        query = select(func.max(RUNS.c.queued_at)).where(RUNS.c.trigger == trigger)
+        with self._read() as conn:
+            found = conn.execute(query).scalar_one_or_none()
+        return None if found is None else str(found)
 
     def abandon_unfinished(self) -> int:
         """Mark runs left queued or running by a dead process as failed; call with the lock held."""

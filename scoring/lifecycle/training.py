@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -140,8 +140,18 @@ def evaluate(pipeline: Pipeline, schema: FeatureSchema, holdout: Holdout) -> dic
         raise ValueError(f"hold-out lacks the model's features: {', '.join(missing)}")
     X = frame_to_array(holdout.frame, schema)
     y = holdout.y
-    if schema.task == "regression":
-        pred = pipeline.predict(X)
+    out = task_metrics(schema.task, schema.classes, y, pipeline.predict(X))
+    if schema.task != "regression":
+        out["roc_auc"] = _roc_auc(pipeline, X, y)
+    return out
+
+
+def task_metrics(
+    task: str, classes: Sequence[Any], y: np.ndarray, pred: np.ndarray
+) -> dict[str, float]:
+    """Measure answers against labels with the task's metrics: the hold-out's, and the realized
+    metrics of labels that arrive later (``scoring.monitoring.labels``) — one definition."""
+    if task == "regression":
         mse = float(skm.mean_squared_error(y, pred))
         return {
             "mae": float(skm.mean_absolute_error(y, pred)),
@@ -149,14 +159,11 @@ def evaluate(pipeline: Pipeline, schema: FeatureSchema, holdout: Holdout) -> dic
             "rmse": math.sqrt(mse),
             "r2": float(skm.r2_score(y, pred)) if len(y) > 1 else float("nan"),
         }
-    pred = pipeline.predict(X)
-    if len(schema.classes) == 2:
-        f1 = skm.f1_score(y, pred, average="binary", pos_label=schema.classes[-1])
+    if len(classes) == 2:
+        f1 = skm.f1_score(y, pred, average="binary", pos_label=classes[-1])
     else:
         f1 = skm.f1_score(y, pred, average="macro")
-    out = {"accuracy": float(skm.accuracy_score(y, pred)), "f1": float(f1)}
-    out["roc_auc"] = _roc_auc(pipeline, X, y)
-    return out
+    return {"accuracy": float(skm.accuracy_score(y, pred)), "f1": float(f1)}
 
 
 def _roc_auc(pipeline: Pipeline, X: np.ndarray, y: np.ndarray) -> float:

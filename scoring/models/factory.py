@@ -36,6 +36,8 @@ def open_model(
     from scoring.jobs.store import JobStore
     from scoring.lifecycle.registry import Registry
     from scoring.lifecycle.runs import RunStore
+    from scoring.monitoring.outcomes import OutcomeStore
+    from scoring.monitoring.records import DriftStore
     from scoring.storage import artifact_store
     from scoring.traffic.store import TrafficStore
 
@@ -49,6 +51,8 @@ def open_model(
         runs=RunStore(db),
         traffic=TrafficStore(db),
         jobs=JobStore(db),
+        drift=DriftStore(db),
+        outcomes=OutcomeStore(db),
     )
 
 

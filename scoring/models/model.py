@@ -30,6 +30,8 @@ if TYPE_CHECKING:
     from scoring.lifecycle.registry import Registry
     from scoring.lifecycle.runs import RunStore
     from scoring.lifecycle.versions import VersionCache
+    from scoring.monitoring.outcomes import Outcomes
+    from scoring.monitoring.records_protocol import DriftRecords
     from scoring.sessions import SessionStore
     from scoring.settings import Settings
     from scoring.traffic.store import TrafficStore
@@ -58,6 +60,8 @@ class Model:
     runs: RunStore
     traffic: TrafficStore  # the shadow/canary setting and its per-day figures
     jobs: JobQueue  # batch jobs: queued here, run by whichever process claims them
+    drift: DriftRecords  # the drift of each scored drop, upload, job and window
+    outcomes: Outcomes  # labels joined to the answers given, and the realized metrics
     _serving: _Serving | None = field(default=None, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
@@ -85,6 +89,12 @@ class Model:
         from scoring.storage import lake_store  # Deferred: pyarrow, for commands never reading it
 
         return lake_store(self.settings, kind)
+
+    def prediction_log(self) -> Lake:
+        """The folder of this model's prediction log parts (``scoring.monitoring.predlog``)."""
+        from ingest.lake.store import Lake  # Deferred: pyarrow, for commands that never read it
+
+        return Lake.local(self.layout.prediction_log)
 
     @property
     def champion(self) -> ChampionHolder:

@@ -10,7 +10,7 @@ import click
 
 from ingest.base.formats import OUTPUT_FORMATS
 from ingest.base.layout import KINDS
-from scoring.service import init_cli, jobs_cli, keys_cli, records_cli, traffic_cli
+from scoring.service import drift_cli, init_cli, jobs_cli, keys_cli, records_cli, traffic_cli
 from scoring.service.model_option import accept_model, chosen_model, model_option
 from scoring.service.records_cli import fmt_number
 from scoring.service.score_locations import Location, names_a_uri, score_location
@@ -319,11 +319,14 @@ def score(ctx: Context, src: Path, dst: Path | None, fmt: str | None) -> None:
     from scoring.ingest_options import read_options
     from scoring.lifecycle.champion import load_version
     from scoring.models.factory import open_model
+    from scoring.monitoring.bulk import BulkDrift
+    from scoring.monitoring.records_protocol import CLI
     from scoring.service.outputs import OutputChoiceError, output_format
     from scoring.service.progress import progress_bar, summary_line
 
     settings = ctx.settings
-    registry = open_model(settings).registry
+    opened = open_model(settings)
+    registry, drift = opened.registry, BulkDrift(opened)
     version = registry.champion_version()
     if version is None:
         raise click.ClickException("no model yet: run `dropscore train` first")
@@ -333,6 +336,7 @@ def score(ctx: Context, src: Path, dst: Path | None, fmt: str | None) -> None:
         model = load_version(registry, version)
         suffix = output_spec(fmt).suffixes[0]
         dst = dst or src.with_name(f"{src.name.split('.')[0]}.scored{suffix}")
+        watch = drift.watch(model)
         with progress_bar(estimate_rows(src)) as bar:
             summary = score_path(
                 src,
@@ -342,6 +346,7 @@ def score(ctx: Context, src: Path, dst: Path | None, fmt: str | None) -> None:
                 fmt=fmt,
                 progress=bar.update,
                 engine=engine_for(settings),
+                observe=watch,
             )
             bar.total = bar.n  # the total was an estimate: closing draws 100%, if it was shown
     except OutputChoiceError as exc:
@@ -351,6 +356,9 @@ def score(ctx: Context, src: Path, dst: Path | None, fmt: str | None) -> None:
     except DropscoreError as exc:
         raise click.ClickException(f"{src.name}: {exc.message}") from None
     click.echo(summary_line(summary, dst))
+    found = drift.record(watch, source=CLI, ref=str(src.name))
+    if found is not None:
+        click.echo(drift_cli.drift_line(found), err=True)  # stdout stays the one summary line
 
 
 DEFERRED_LINE = (
@@ -390,6 +398,7 @@ for _command in (*records_cli.COMMANDS, *keys_cli.COMMANDS):  # runs, models, fi
 main.add_command(init_cli.init)
 main.add_command(traffic_cli.traffic_cmd)
 main.add_command(jobs_cli.jobs_cmd)
+main.add_command(drift_cli.drift_cmd)
 for _name, _command in main.commands.items():  # commands about one model take --model after them
     if _name not in ALL_MODEL_COMMANDS:
         accept_model(_command)

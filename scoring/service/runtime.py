@@ -31,6 +31,9 @@ from scoring.lifecycle.runner import run_retrain
 from scoring.lifecycle.runs import RetrainBusy
 from scoring.models.factory import open_model, open_models
 from scoring.models.model import Model, Models
+from scoring.monitoring.bulk import BulkDrift
+from scoring.monitoring.labels import on_labels
+from scoring.monitoring.reaction import Reaction, drifted_drops
 from scoring.service.leader import Leader
 from scoring.service.reload import Reloader, reload_on_sighup
 from scoring.settings import Settings
@@ -63,10 +66,11 @@ def open_intake(
 def start_scoring(model: Model, intake: Intake, dataplane: Dataplane | None = None) -> None:
     """Score drops on arrival (when configured), and catch up on any left while down."""
     settings, champion = model.settings, model.champion
+    drift = BulkDrift(model)  # each scored drop's drift, recorded with its verdict
     if settings.scoring.on_arrival:
-        score = on_arrival(settings, intake, champion.peek, dataplane)
+        score = on_arrival(settings, intake, champion.peek, dataplane, drift)
         intake.on_normalized = chain(intake.on_normalized, score)
-    sweep(settings, intake=intake, models=champion.peek, dataplane=dataplane)
+    sweep(settings, intake=intake, models=champion.peek, dataplane=dataplane, drift=drift)
 
 
 def reap_interrupted(model: Model) -> None:
@@ -164,7 +168,8 @@ def prepare_model(model: Model, dataplane: Dataplane | None = None) -> Intake:
     bootstrap(model, intake)
     start_scoring(model, intake, dataplane)
     first = first_data_trigger(settings, registry, model.champion, model.runs)  # no waiting
-    intake.on_normalized = chain(intake.on_normalized, first)
+    labels = on_labels(model, Reaction(settings.monitoring))  # late labels: realized metrics
+    intake.on_normalized = chain(intake.on_normalized, first, labels)
     return intake
 
 
@@ -179,6 +184,8 @@ def background(settings: Settings, models: Models | None = None) -> Iterator[Bac
     with worker_lock(settings.layout.worker_lock):
         dataplane = Dataplane()
         models = models or open_models(settings)
+        if settings.monitoring.retrain_on_drift:  # a drifted drop queues a `drift` retrain
+            dataplane.add(drifted_drops(models.model, Reaction(settings.monitoring)))
         intakes = {name: prepare_model(model, dataplane) for name, model in models.items()}
         watcher = Watcher(next(iter(intakes.values())).config, *intakes.values())
         watcher.start()
@@ -216,6 +223,7 @@ def run_serve(settings: Settings, load: Callable[[], Settings] | None = None) ->
     # Deferred: Flask and the WSGI server load only in `serve`, never in `dropscore worker`.
     from scoring.api.admin import BUCKET_KEY
     from scoring.api.app import create_app, warm
+    from scoring.monitoring.live import LIVE_KEY
 
     with background(settings) as bg:
         reloader = Reloader(load or (lambda: settings), bg.models, bg)
@@ -235,7 +243,10 @@ def run_serve(settings: Settings, load: Callable[[], Settings] | None = None) ->
             app.extensions[BUCKET_KEY] = bg.bucket
         app.extensions["dropscore"].monitoring.registry.register(bg.schedule.collector())
         warm(app)
-        serve_threaded(app, sockets, front_options(settings, body_cap(settings)))
+        try:
+            serve_threaded(app, sockets, front_options(settings, body_cap(settings)))
+        finally:
+            app.extensions[LIVE_KEY].stop()  # the prediction log's buffer, written
 
 
 def run_worker(settings: Settings, load: Callable[[], Settings] | None = None) -> None:

@@ -81,6 +81,8 @@ ALTER TABLE files ADD COLUMN retried_as INTEGER REFERENCES files (id);
 ALTER TABLE files ADD COLUMN queued_as TEXT;
 CREATE INDEX IF NOT EXISTS files_kind_content ON files (kind, content_sha256);
 """
+# What this release adds to that table (a scored drop's drift verdict, issue 20).
+_THIS_RELEASE = "ALTER TABLE files ADD COLUMN drift TEXT;"
 
 
 def _receive(ledger: Ledger, name: str = "a.csv", kind: str = "score", sha: str = "s1"):
@@ -484,11 +486,10 @@ def test_a_state_db_of_the_previous_release_is_read_and_updated_as_it_is(tmp_pat
         1,
     )
     assert _receive(ledger, "b.csv", sha="s2").id == 10  # ids are never handed out twice
-    assert ledger.db.version("ledger") == 8
+    assert ledger.db.version("ledger") == 9
     check = sqlite3.connect(db)
-    assert check.execute("SELECT sql FROM sqlite_master WHERE name = 'files'").fetchone() == (
-        table_sql  # read as it is: nothing rebuilt
-    )
+    [now] = check.execute("SELECT sql FROM sqlite_master WHERE name = 'files'").fetchone()
+    assert now == table_sql[0][:-1] + ", drift TEXT)"  # nothing rebuilt: the verdict's column added
     assert check.execute("PRAGMA foreign_key_check").fetchall() == []
     check.close()
 
@@ -509,7 +510,7 @@ def test_a_new_state_db_holds_the_table_the_previous_release_made(tmp_path: Path
 
     old = tmp_path / "old.db"
     older = sqlite3.connect(old)
-    older.executescript(_SCHEMA + _ADDED)
+    older.executescript(_SCHEMA + _ADDED + _THIS_RELEASE)
     older.close()
     Ledger(StateDB.at(tmp_path / "new.db")).initialize()
     new_columns, new_keys, new_indexes = shape(tmp_path / "new.db")

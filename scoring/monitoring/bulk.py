@@ -1,0 +1,116 @@
+"""Drift while bulk scoring: the scorer hands each scored batch to a watch; the run's end records.
+
+Every bulk path (a scored drop, ``/score-file``, ``dropscore score``, a job) asks ``BulkDrift``
+for a ``DriftWatch`` before scoring and passes it to the scorer as its batch hook
+(``scoring.bulk.batch``'s ``observe``); the watch adds each batch to a ``DriftAccumulator``
+(bounded memory: features × bins and a sample), and ``record`` stores the report with the
+version that scored. Drift is a view of the scoring, never part of it: a version without a
+profile is recorded as ``not_compared`` with the reason, and a failure while accumulating or
+recording is logged and leaves the scored output as it is.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+import pyarrow as pa
+
+from scoring.monitoring.accumulate import DriftAccumulator
+from scoring.monitoring.profile import PREDICTION
+from scoring.monitoring.reference import reference
+from scoring.monitoring.report import DriftReport, Thresholds
+
+if TYPE_CHECKING:
+    from scoring.lifecycle.predictor import LoadedModel
+    from scoring.models.model import Model
+    from scoring.monitoring.records_protocol import DriftRecord
+
+log = logging.getLogger("dropscore.drift")
+
+
+class DriftWatch:
+    """One scoring run's drift: fed every scored batch, reported once at the end."""
+
+    def __init__(
+        self,
+        version: int,
+        thresholds: Thresholds,
+        accumulator: DriftAccumulator | None,
+        reason: str | None = None,
+    ) -> None:
+        self.version = version
+        self.thresholds = thresholds
+        self.accumulator = accumulator
+        self.reason = reason  # why there is nothing to compare (no profile), or what failed
+        self.rows = 0
+
+    def __call__(self, batch: pa.RecordBatch, originals: Mapping[str, str]) -> None:
+        """Add one scored batch (its columns under the input's names) to the accumulator."""
+        self.rows += batch.num_rows
+        if self.accumulator is None:
+            return
+        try:
+            features = {}
+            for name in self.accumulator.profile.features:
+                i = batch.schema.get_field_index(originals.get(name, name))
+                if i >= 0:
+                    features[name] = batch.column(i)
+            i = batch.schema.get_field_index(PREDICTION)
+            self.accumulator.update(features, batch.column(i) if i >= 0 else None)
+        except Exception as exc:  # a view of the scoring: the scored file must not suffer
+            log.exception("drift not computed", extra={"version": self.version})
+            self.accumulator, self.reason = None, f"drift could not be computed: {exc}"
+
+    def report(self) -> DriftReport:
+        """Compare what was scored with the reference; say why when there is nothing to."""
+        if self.accumulator is None:
+            reason = self.reason or "no reference"
+            return DriftReport.not_compared(reason, self.rows, self.thresholds)
+        return self.accumulator.report(self.thresholds)
+
+
+class BulkDrift:
+    """One model's drift on bulk scoring: a watch per run, a record at its end."""
+
+    def __init__(self, model: Model) -> None:
+        self.model = model
+
+    def watch(self, loaded: LoadedModel) -> DriftWatch | None:
+        """Start watching a run scored by ``loaded``; None when ``drift_on_scoring`` is off."""
+        monitoring = self.model.settings.monitoring
+        if not monitoring.drift_on_scoring:
+            return None
+        version = int(loaded.version)
+        thresholds = Thresholds.of(monitoring)
+        found = reference(self.model, version)
+        if found.profile is None:
+            return DriftWatch(version, thresholds, None, found.reason)
+        return DriftWatch(version, thresholds, DriftAccumulator(found.profile))
+
+    def record(
+        self,
+        watch: DriftWatch | None,
+        *,
+        source: str,
+        file_id: int | None = None,
+        ref: str | None = None,
+    ) -> DriftRecord | None:
+        """Store the run's report with the version that scored; None when not watched or failed."""
+        if watch is None:
+            return None
+        try:
+            report = watch.report()
+            return self.model.drift.add(
+                model_version=watch.version,
+                source=source,
+                rows=report.rows,
+                verdict=report.verdict,
+                report=report.to_dict(),
+                file_id=file_id,
+                ref=ref,
+            )
+        except Exception:  # the scoring succeeded; its drift record is what is lost, and said
+            log.exception("drift not recorded", extra={"source": source, "file_id": file_id})
+            return None

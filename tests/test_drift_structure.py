@@ -1,0 +1,38 @@
+"""Drift monitoring stays numpy and scipy: no drift library, no pickle, read from the source.
+
+Evidently pulls 79 packages, NannyML 92, alibi-detect pins numpy 1.26 (issue 20): the drift
+package may import the standard library, the project, and only the numeric and storage
+libraries the rest of dropscore already depends on. Profiles and reports are JSON, never pickle.
+"""
+
+from __future__ import annotations
+
+import ast
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "scoring" / "monitoring"
+THIRD_PARTY = {"numpy", "scipy", "pyarrow", "sqlalchemy", "pandas"}  # pandas: training frames
+PROJECT = {"scoring", "ingest"}
+NEVER = {"pickle", "cloudpickle", "dill", "joblib", "shelve", "marshal"}
+
+
+def _imports(path: Path) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            found.add(node.module.split(".")[0])
+    return found
+
+
+def test_the_drift_package_imports_no_drift_library_and_no_pickle():
+    modules = sorted(PACKAGE.glob("*.py"))
+    assert len(modules) >= 5, "scoring/monitoring holds the drift core"
+    allowed = THIRD_PARTY | PROJECT | set(sys.stdlib_module_names)
+    for path in modules:
+        imported = _imports(path)
+        assert not imported & NEVER, f"{path.name} imports {imported & NEVER}"
+        assert imported <= allowed, f"{path.name} imports {sorted(imported - allowed)}"
