@@ -17,10 +17,16 @@ $(STAMP): $(BIN)/python pyproject.toml
 run: $(STAMP)
 	$(BIN)/dropscore --settings settings.toml serve
 
+# The suite runs on every core (at most 4 workers): most of its time is spent waiting for the
+# servers, trainers and clusters it starts, so two workers on two cores finish far sooner than
+# one. A test file stays on one worker (its module fixtures are made once); each worker has its
+# own PostgreSQL, moto_server and Dask cluster for its session. `make test PYTEST_WORKERS=0`
+# runs it in one process.
+PYTEST_WORKERS ?= auto
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --maxprocesses 4 --dist loadfile
 
 # The suite without the end-to-end tests that start real processes (marked `slow`).
 test-fast: $(STAMP)

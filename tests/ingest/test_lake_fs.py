@@ -32,6 +32,7 @@ PARQUET_ALLOWED = {
     "ingest/base/writers.py": "writes a scored output file",
     "scoring/bulk/batch.py": "a Parquet input's row count for the progress bar (not the lake)",
     "scoring/inference/payloads.py": "reads a Parquet request body, in memory",
+    "scoring/bulk/remote.py": "a Dask worker reads its share of a bulk input, writes its part",
 }
 
 
