@@ -8,13 +8,18 @@ go to the bucket too, named so that replicas writing one bucket never clash.
 from __future__ import annotations
 
 import io
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from scoring.inference.dataplane import Scored
+from scoring.lifecycle.schema import Feature, FeatureSchema
 from scoring.models.factory import open_model
 from scoring.monitoring.labels import join_drop
+from scoring.monitoring.predlog import LogOptions, PredictionLog
 from scoring.storage import storage_root
 
 from ._s3 import storage_settings
@@ -78,3 +83,41 @@ def test_labels_in_the_bucket_join_outputs_in_the_bucket(tmp_path, s3, monkeypat
     assert version == 1
     labels, answers = model.outcomes.pairs(1, day)
     assert sorted(zip(labels, answers, strict=True)) == [("21", "20"), ("29", "30")]
+
+
+def test_the_prediction_log_is_written_to_the_bucket_in_parts_that_never_clash(
+    tmp_path, s3, monkeypatch
+):
+    settings = _settings(tmp_path, s3, monkeypatch)
+    model = open_model(settings)
+    schema = FeatureSchema((Feature("x", "numeric"),), "y", "regression")
+    replicas = [
+        PredictionLog(lambda name: model.prediction_log(), LogOptions(1.0, 1_000, 3600, 1 << 30, 1))
+        for _ in range(2)
+    ]
+    for i, log in enumerate(replicas):  # two writers of one pid and sequence, as on two replicas
+        event = Scored("default", "1", "predict", 1, 0.0, schema, [[1.0]], [5.0])
+        log.observe(event._replace(request_id=f"r{i}"))
+        log.stop()
+    assert [log.written for log in replicas] == [1, 1]
+    root = storage_root(settings)
+    folder = root.join(settings.layout.key(settings.layout.prediction_log))
+    parts = [
+        i.base_name
+        for i in root.fs.get_file_info(pafs.FileSelector(folder, allow_not_found=True))
+        if i.base_name.endswith(".parquet")
+    ]
+    assert len(parts) == 2
+    assert not settings.layout.prediction_log.exists()  # nothing on the local disk
+    ids = sorted(model.prediction_log().read(["row_id"]).column("row_id").to_pylist())
+    assert ids == ["r0", "r1"]
+
+
+def test_part_names_differ_for_one_time_pid_and_sequence_on_two_hosts():
+    from scoring.monitoring.predlog import part_name, part_time
+
+    at = datetime(2026, 12, 6, 12, tzinfo=UTC)
+    names = {part_name(at, 7, 1, host=h) for h in ("replica-a", "replica-b", "replica-a")}
+    assert len(names) == 3  # a random token each, so even one host twice does not clash
+    assert {part_time(n) for n in names} == {at}
+    assert all("/" not in n for n in (part_name(at, 7, 1, host="a/b"),))
