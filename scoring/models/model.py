@@ -93,14 +93,9 @@ class Model:
     def prediction_log(self) -> Lake:
         """The folder of this model's prediction log parts (``scoring.monitoring.predlog``):
         under ``[storage] url`` when set, as the lake is, so every replica logs to one place."""
-        from ingest.lake.store import Lake  # Deferred: pyarrow, for commands that never read it
-        from scoring.storage import storage_root
+        from scoring.storage import prediction_log_store  # Deferred: pyarrow, when never read
 
-        folder = self.layout.prediction_log
-        if not self.settings.storage.url:
-            return Lake.local(folder)
-        root = storage_root(self.settings)
-        return Lake(root.fs, root.join(self.layout.key(folder)))
+        return prediction_log_store(self.settings)
 
     @property
     def champion(self) -> ChampionHolder:
