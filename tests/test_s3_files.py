@@ -100,3 +100,28 @@ def test_a_retry_copies_the_quarantined_object_into_the_bucket_inbox_once(served
     again = requests.post(f"{url}/files/{broken}/retry", timeout=30)
     assert again.status_code == 409
     assert "already retried" in again.json()["error"]["message"]
+
+
+def test_a_retried_drop_is_taken_from_the_bucket_inbox_and_named_by_the_drop_it_retries(
+    tmp_path: Path, s3, monkeypatch
+) -> None:
+    from ingest.state.db import StateDB
+
+    from .conftest import wait_for
+    from .test_s3_inbox import Replica, _keys, _put
+
+    storage = storage_settings(s3, monkeypatch, "retry")
+    replica = Replica(tmp_path, storage, StateDB.at(tmp_path / "shared.db"))
+    _put(replica, "inbox/score/broken.csv", BROKEN)
+    wait_for(lambda: replica.watcher.poll(), 60, 0.1, "the bad drop to be quarantined")
+    [rejected] = replica.records()
+    assert rejected.state == "quarantined"
+    app = create_app(replica.settings, ledger=replica.model.ledger)
+    with serving(app) as url:
+        answer = requests.post(f"{url}/files/{rejected.id}/retry", timeout=30)
+    assert answer.status_code == 202, answer.text
+    retried = wait_for(lambda: replica.watcher.poll(), 60, 0.1, "the retry's copy to be taken")
+    [again] = retried
+    assert again.original_name == "broken.csv"  # the ledger keeps the dropped name
+    assert replica.model.ledger.get(rejected.id).retried_as == again.id
+    assert _keys(replica, "inbox/score") == []
