@@ -108,3 +108,15 @@ def lake_store(settings: Settings, kind: str) -> Lake:
         return Lake.local(folder)
     root = storage_root(settings)
     return Lake(root.fs, root.join(settings.layout.key(folder)))
+
+
+def prediction_log_store(settings: Settings) -> Lake:
+    """Open a model's prediction log folder the way its lake is opened: under ``[storage] url``
+    when set (every replica logs to one place), else the local folder."""
+    from ingest.lake.store import Lake
+
+    folder = settings.layout.prediction_log
+    if not settings.storage.url:
+        return Lake.local(folder)
+    root = storage_root(settings)
+    return Lake(root.fs, root.join(settings.layout.key(folder)))

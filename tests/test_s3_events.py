@@ -68,3 +68,11 @@ def test_a_process_polling_no_bucket_answers_409(tmp_path: Path) -> None:
     client = create_app(make_settings(tmp_path)).test_client()
     answer = client.post("/admin/bucket-events", json=EVENT)
     assert_error(answer, 409, "conflict", "[storage] url")
+
+
+def test_the_409_sends_events_to_serve_only(tmp_path: Path) -> None:
+    # a `worker` polls the bucket but serves no HTTP: only `serve` can take an event
+    client = create_app(make_settings(tmp_path)).test_client()
+    message = client.post("/admin/bucket-events", json=EVENT).get_json()["error"]["message"]
+    assert "`serve` process" in message
+    assert "serve or worker" not in message

@@ -80,7 +80,8 @@ def bucket_events() -> tuple[Response, int]:
     if poller is None:
         raise Conflict(
             "this process polls no bucket: [storage] url is empty, or it is an API-only"
-            " replica; send bucket events to a serve or worker",
+            " replica; send bucket events to a `serve` process (a `worker` polls the bucket"
+            " but answers no HTTP)",
             [{"reason": "no_bucket_poller"}],
         )
     poller.poll_soon()

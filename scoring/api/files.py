@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import glob
+import mimetypes
 import os
 import secrets
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from flask import Blueprint, Response, jsonify, send_file
 
@@ -30,6 +32,9 @@ from scoring.api.openapi import (
 )
 from scoring.api.params import page_args
 from scoring.errors import Conflict, NotFound
+
+if TYPE_CHECKING:
+    from scoring.settings import Settings
 
 bp = Blueprint("files", __name__)
 
@@ -107,8 +112,11 @@ def requeue(ledger: FileLedger, layout: DataLayout, file_id: int, marker: str | 
     a copy a crash (or an older release) left in the inbox without its marker gets it when the
     drop is retried again (the same copy's name is returned: nothing is queued twice).
     """
+    settings = services().settings
     if marker is None:
-        marker = services().settings.ingest.ready_marker
+        marker = settings.ingest.ready_marker
+    if settings.storage.url:  # the original is only in the bucket; so is the inbox it goes to
+        return _requeue_in_bucket(ledger, settings, file_id, marker)
     # one retry at a time: another's copy is briefly neither in the inbox nor renamed into it,
     # and must not be taken for a copy a crash lost (a lock, so a killed process frees it)
     layout.processing.mkdir(parents=True, exist_ok=True)
@@ -130,8 +138,7 @@ def _requeue(ledger: FileLedger, layout: DataLayout, file_id: int, marker: str) 
     inbox = layout.inbox(record.kind)
     inbox.mkdir(parents=True, exist_ok=True)
     # the dropped bytes again, short enough for the retry's prefix (the ledger keeps the name)
-    dropped = Path(unescape(on_disk(record.original_name))).name.replace("\0", "")
-    name = f"retry{file_id}-{secrets.token_hex(3)}__{dropped}"
+    name = _retry_name(record)
     tmp = inbox / f".retry{file_id}-{secrets.token_hex(3)}.tmp"
     try:
         shutil.copyfile(original, tmp)
@@ -149,6 +156,44 @@ def _requeue(ledger: FileLedger, layout: DataLayout, file_id: int, marker: str) 
     finally:
         tmp.unlink(missing_ok=True)
     return str(retried.queued_as)
+
+
+def _requeue_in_bucket(ledger: FileLedger, settings: Settings, file_id: int, marker: str) -> str:
+    """Do ``requeue``'s work under ``[storage] url``: copy the quarantined object into the
+    bucket's inbox (a server-side copy: the poller sees the whole object or none).
+
+    The ledger agrees first (of two retries one wins), then the copy and its ready marker are
+    written; a copy that fails takes the agreement back, so the drop can be retried again.
+    """
+    from scoring.api.bucket_files import in_bucket
+
+    record = _record(ledger, file_id)
+    if record.state != QUARANTINED:
+        raise _not_retryable(record)
+    what = "quarantined original"
+    source = in_bucket(settings, _inside(ledger, record.quarantine_path, file_id, what))
+    if source is None:
+        raise NotFound(f"file {file_id} has no {what} in the bucket")
+    name = _retry_name(record)
+    layout = settings.layout
+    try:
+        retried = ledger.mark_retried(file_id, queued_as=name)
+    except IllegalTransition:
+        raise _not_retryable(_record(ledger, file_id)) from None
+    try:
+        copy = source.copy_to(layout.key(layout.inbox(record.kind) / name))
+        if marker:
+            copy.beside(marker).write_empty()
+    except OSError:
+        ledger.unmark_retried(file_id)
+        raise
+    return str(retried.queued_as)
+
+
+def _retry_name(record: FileRecord) -> str:
+    """Name a retry's copy: the dropped name, short enough for the retry's prefix."""
+    dropped = Path(unescape(on_disk(record.original_name))).name.replace("\0", "")
+    return f"retry{record.id}-{secrets.token_hex(3)}__{dropped}"
 
 
 def _announce(copy: Path, marker: str) -> None:
@@ -216,12 +261,43 @@ def _not_retryable(record: FileRecord) -> Conflict:
 
 def stored_file(ledger: FileLedger, file_id: int, which: str) -> Path:
     """Return the original (archived or quarantined) or scored output of a drop, from the ledger."""
+    return _stored(ledger, *_stored_path(ledger, file_id, which))
+
+
+def _stored_path(ledger: FileLedger, file_id: int, which: str) -> tuple[str | None, int, str]:
+    """Say which ledger path holds a drop's original or output, and what to call it."""
     record = _record(ledger, file_id)
     if which == "output":
-        return _stored(ledger, record.output_path, file_id, "scored output")
+        return record.output_path, file_id, "scored output"
     rejected = record.state in (QUARANTINED, RETRIED)  # a retry takes a copy: the original stays
     stored = record.quarantine_path if rejected else record.archive_path
-    return _stored(ledger, stored, file_id, "original")
+    return stored, file_id, "original"
+
+
+def _download(file_id: int, which: str) -> Response:
+    """Send a drop's original or output: the local file, else (``[storage] url``) the object.
+
+    Under ``[storage] url`` originals and outputs are moved to the bucket and their local
+    copies removed; an output whose upload failed stays local, so the disk is looked at first.
+    """
+    s = services()
+    stored, _, what = _stored_path(s.ledger, file_id, which)
+    path = _inside(s.ledger, stored, file_id, what)
+    if path.is_file() or not s.settings.storage.url:
+        path = _stored(s.ledger, stored, file_id, what)
+        return send_file(path, as_attachment=True, download_name=_name(path), max_age=0)
+    from scoring.api.bucket_files import in_bucket
+
+    found = in_bucket(s.settings, path)
+    if found is None:
+        raise NotFound(f"file {file_id} has no {what} in the bucket")
+    return send_file(
+        found.open(),
+        mimetype=mimetypes.guess_type(path.name)[0] or "application/octet-stream",
+        as_attachment=True,
+        download_name=_name(path),
+        max_age=0,
+    )
 
 
 @bp.post("/files/<id:file_id>/retry")
@@ -248,16 +324,14 @@ DOWNLOAD = {
 @operation("Download a drop's original (archived or quarantined)", responses={200: DOWNLOAD})
 def download_original(file_id: int) -> Response:
     """Send the file as it was dropped, so a person can fix and re-drop it."""
-    path = stored_file(services().ledger, file_id, "original")
-    return send_file(path, as_attachment=True, download_name=_name(path), max_age=0)
+    return _download(file_id, "original")
 
 
 @bp.get("/files/<id:file_id>/output")
 @operation("Download a scored drop's output", responses={200: DOWNLOAD})
 def download_output(file_id: int) -> Response:
     """Send the scored output of a drop."""
-    path = stored_file(services().ledger, file_id, "output")
-    return send_file(path, as_attachment=True, download_name=_name(path), max_age=0)
+    return _download(file_id, "output")
 
 
 def _record(ledger: FileLedger, file_id: int) -> FileRecord:
@@ -272,11 +346,18 @@ def _stored(ledger: FileLedger, stored: str | None, file_id: int, what: str) -> 
 
     A quarantined symbolic link is refused too: nothing is ever read through a dropped link.
     """
+    path = _inside(ledger, stored, file_id, what)
+    if not path.is_file():
+        raise NotFound(f"file {file_id} has no {what} on disk")
+    return path
+
+
+def _inside(ledger: FileLedger, stored: str | None, file_id: int, what: str) -> Path:
+    """Resolve a ledger path, refusing anything outside the data folder or a symbolic link
+    (the same key names the object under ``[storage] url``, so the bucket is guarded too)."""
     path = ledger.resolve(stored)
     root = ledger.data_dir.resolve()
     if path is None or path.is_symlink() or not path.resolve().is_relative_to(root):
-        raise NotFound(f"file {file_id} has no {what} on disk")
-    if not path.is_file():
         raise NotFound(f"file {file_id} has no {what} on disk")
     return path
 

@@ -91,10 +91,11 @@ class Model:
         return lake_store(self.settings, kind)
 
     def prediction_log(self) -> Lake:
-        """The folder of this model's prediction log parts (``scoring.monitoring.predlog``)."""
-        from ingest.lake.store import Lake  # Deferred: pyarrow, for commands that never read it
+        """The folder of this model's prediction log parts (``scoring.monitoring.predlog``):
+        under ``[storage] url`` when set, as the lake is, so every replica logs to one place."""
+        from scoring.storage import prediction_log_store  # Deferred: pyarrow, when never read
 
-        return Lake.local(self.layout.prediction_log)
+        return prediction_log_store(self.settings)
 
     @property
     def champion(self) -> ChampionHolder:

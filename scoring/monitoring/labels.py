@@ -26,8 +26,10 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.fs as pafs
 
 from ingest.base.logs import bound
+from ingest.lake.remote import StorageRoot
 from ingest.lake.store import Lake
 from ingest.state.records import FileRecord
 from scoring.lifecycle.estimators import PRIMARY
@@ -36,6 +38,7 @@ from scoring.models.model import Model
 from scoring.monitoring.outcomes import Joined
 from scoring.monitoring.predlog import PREDICTION, ROW_ID, TIME, VERSION
 from scoring.monitoring.reaction import Reaction
+from scoring.storage import storage_root
 
 log = logging.getLogger("dropscore.labels")
 
@@ -73,13 +76,15 @@ def label_batches(
     settings = model.settings
     ids = [normalize_name(c) for c in settings.model.id_columns]
     target = normalize_name(settings.model.target)
-    path = model.ledger.resolve(record.lake_path)
-    if not ids or path is None:
+    if not ids or not record.lake_path:
         return
-    lake = Lake.local(path.parent)
-    if not {*ids, target} <= set(lake.schema(path.name).names):
+    # The model's lake, not the ledger's local path: under [storage] url the file is only in
+    # the bucket; its name is the same in either place.
+    lake = model.lake("train")
+    name = Path(record.lake_path).name
+    if not {*ids, target} <= set(lake.schema(name).names):
         return
-    for batch in lake.batches(path.name, [*ids, target], batch_rows):
+    for batch in lake.batches(name, [*ids, target], batch_rows):
         found = keys([batch.column(i) for i in ids])
         labels = [text(v) for v in batch.column(target).to_pylist()]
         yield {k: y for k, y in zip(found, labels, strict=True) if k is not None and y is not None}
@@ -111,12 +116,13 @@ def _log_batches(lake: Lake, name: str) -> Iterator[pa.RecordBatch]:
 def drop_matches(model: Model, labels: Mapping[str, str]) -> Iterator[Joined]:
     """Join labels to the scored drops' outbox rows with the same ids."""
     ids = [normalize_name(c) for c in model.settings.model.id_columns]
+    outbox = _Outbox(model)
     for record in model.ledger.list(kind="score", limit=None):
-        out = model.ledger.resolve(record.output_path)
-        if out is None or record.model_version is None or not out.is_file():
+        out = outbox.find(record.output_path)
+        if out is None or record.model_version is None:
             continue
         day = (record.scored_at or record.updated_at)[:10]
-        for batch in _outbox_batches(out, ids):
+        for batch in _outbox_batches(*out, ids):
             found = keys([batch.column(i) for i in ids])
             answers = batch.column(PREDICTION).to_pylist()
             for key, answer in zip(found, answers, strict=True):
@@ -127,22 +133,53 @@ def drop_matches(model: Model, labels: Mapping[str, str]) -> Iterator[Joined]:
                                  str(text(answer)))  # fmt: skip
 
 
-def _outbox_batches(path: Path, ids: list[str]) -> Iterator[pa.RecordBatch]:
+class _Outbox:
+    """Find scored outputs where they are: the local outbox, else the bucket's.
+
+    Under ``[storage] url`` a scored file is uploaded and its local copy removed
+    (``scoring.bulk.drops.publish_output``); one whose upload failed stays local, so the local
+    file is looked for first. The bucket is opened once, on the first output not on disk.
+    """
+
+    def __init__(self, model: Model) -> None:
+        self.model = model
+        self._root: StorageRoot | None = None
+
+    def find(self, stored: str | None) -> tuple[pafs.FileSystem, str] | None:
+        """Return an output's filesystem and path, or None when it is nowhere (removed)."""
+        out = self.model.ledger.resolve(stored)
+        if out is None:
+            return None
+        if out.is_file():
+            return pafs.LocalFileSystem(), str(out)
+        settings = self.model.settings
+        if not settings.storage.url:
+            return None
+        if self._root is None:
+            self._root = storage_root(settings)
+        path = self._root.join(settings.layout.key(out))
+        if self._root.fs.get_file_info(path).type != pafs.FileType.File:
+            return None
+        return self._root.fs, path
+
+
+def _outbox_batches(fs: pafs.FileSystem, path: str, ids: list[str]) -> Iterator[pa.RecordBatch]:
     """Stream an outbox file's id columns and answers under their normalized names.
 
     Parquet and CSV outputs are read; a JSON answer (to a JSON drop) is not joined.
     """
-    if path.name.endswith(".parquet"):
-        lake = Lake.local(path.parent)
-        names = {normalize_name(n): n for n in lake.schema(path.name).names}
+    folder, _, name = path.rpartition("/")
+    if name.endswith(".parquet"):
+        lake = Lake(fs, folder)
+        names = {normalize_name(n): n for n in lake.schema(name).names}
         if not all(i in names for i in ids) or PREDICTION not in names:
             return
-        for batch in lake.batches(path.name, [names[i] for i in ids] + [PREDICTION]):
+        for batch in lake.batches(name, [names[i] for i in ids] + [PREDICTION]):
             yield batch.rename_columns([*ids, PREDICTION])
-    elif path.name.endswith(".csv"):
+    elif name.endswith(".csv"):
         import pyarrow.csv as pacsv
 
-        with pacsv.open_csv(path) as reader:
+        with fs.open_input_stream(path) as source, pacsv.open_csv(source) as reader:
             names = {normalize_name(n): n for n in reader.schema.names}
             if not all(i in names for i in ids) or PREDICTION not in names:
                 return

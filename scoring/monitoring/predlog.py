@@ -13,7 +13,8 @@ does not hold thousands of events for the garbage collector to walk), and writes
 part per model and version every ``log_flush_rows`` rows or ``log_flush_seconds``, whichever
 comes first, through the model's ``Lake`` (readers never see half a part), then removes the
 oldest parts beyond ``log_max_mb`` or ``log_max_days``. A clean stop writes what is buffered.
-Each process (a gunicorn worker) writes its own parts.
+Each process (a gunicorn worker) writes its own parts; under ``[storage] url`` every replica
+writes to the bucket's log folder, the host and a random token in each part's name.
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ import atexit
 import logging
 import os
 import random
+import re
+import secrets
+import socket
 import threading
 import time
 import uuid
@@ -86,9 +90,13 @@ def row_ids(request_id: str, rows: int) -> list[str]:
     return [f"{request_id}:{i}" for i in range(rows)]
 
 
-def part_name(at: datetime, pid: int, seq: int) -> str:
-    """Name a log part by its UTC time, process and sequence: unique, and sorted by age."""
-    return f"{at.astimezone(UTC).strftime(PART_TIME)}-{pid}-{seq}.parquet"
+def part_name(at: datetime, pid: int, seq: int, host: str | None = None) -> str:
+    """Name a log part by its UTC time, host, process, sequence and a random token: sorted by
+    age, and unique even when replicas on several hosts write to one bucket (their pids and
+    sequences repeat; the host alone is not enough when two containers share a name)."""
+    where = re.sub(r"[^A-Za-z0-9.]+", "_", socket.gethostname() if host is None else host)[:64]
+    token = secrets.token_hex(4)
+    return f"{at.astimezone(UTC).strftime(PART_TIME)}-{where}-{pid}-{seq}-{token}.parquet"
 
 
 def part_time(name: str) -> datetime | None:
