@@ -1,0 +1,120 @@
+"""Sizes, row counts and ids past 2**31 on a real PostgreSQL server (its INTEGER is 32-bit)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import BigInteger, inspect, select, text
+
+from ingest.pipeline.bucket import CLAIMS, BucketClaims
+from ingest.pipeline.bucket import STORE as CLAIMS_STORE
+from ingest.pipeline.intake import Intake
+from ingest.state.db import SCHEMA_VERSIONS, StateDB
+from scoring.ingest_options import ingest_config
+from scoring.jobs.queue_protocol import SUCCEEDED, Outcome
+from scoring.jobs.store import STORE as JOBS_STORE
+from scoring.jobs.store import JobStore
+from scoring.models.factory import open_model
+from scoring.monitoring.records import STORE as DRIFT_STORE
+from scoring.monitoring.records import DriftStore
+from scoring.storage import bucket_watcher
+from tests._s3 import storage_settings
+from tests.conftest import make_settings, wait_for
+
+BIG = 3 * 2**30  # 3 GiB, 3221225472 rows: past PostgreSQL's INTEGER (2**31 - 1)
+
+
+def _claim(db: StateDB) -> int:
+    assert BucketClaims(db).claim("p/inbox/score/huge.csv", "e1", BIG, "me")
+    with db.read() as conn:
+        return int(conn.execute(select(CLAIMS.c.size)).scalar_one())
+
+
+def _job(db: StateDB) -> int:
+    jobs = JobStore(db)
+    job = jobs.submit("s3://in/", "s3://out/")
+    done = jobs.succeed(job.id, Outcome(rows_scored=BIG, rows_failed=BIG, model_version="1"))
+    assert done.state == SUCCEEDED and done.rows_failed == BIG
+    return int(done.rows_scored or 0)
+
+
+def _drift(db: StateDB) -> int:
+    record = DriftStore(db).add(
+        model_version=1, source="job", rows=BIG, verdict="stable", report={}, ref="1"
+    )
+    return int(record.rows)
+
+
+# store name, its table, its widened columns, one write of a big number that reads it back
+STORES: dict[str, tuple[str, tuple[str, ...], Callable[[StateDB], int]]] = {
+    CLAIMS_STORE: ("bucket_claims", ("size",), _claim),
+    JOBS_STORE: ("jobs", ("rows_scored", "rows_failed"), _job),
+    DRIFT_STORE: ("drift_records", ("rows",), _drift),
+}
+
+
+@pytest.mark.parametrize("store", list(STORES))
+def test_sizes_and_row_counts_past_2_31_are_kept_on_postgresql(pg_url: Any, store: str) -> None:
+    _table, _columns, write = STORES[store]
+    assert write(StateDB(pg_url, schema="model_m")) == BIG
+
+
+@pytest.mark.parametrize("store", list(STORES))
+def test_a_table_made_with_32_bit_columns_is_widened_by_its_migration(
+    pg_url: Any, store: str
+) -> None:
+    table, columns, write = STORES[store]
+    first = StateDB(pg_url, schema="model_m")
+    write(first)  # the tables at their last step; now put them back as the first step made them
+    with first.write() as conn:
+        conn.execute(text(f"DELETE FROM model_m.{table}"))
+        for column in columns:
+            conn.execute(text(f'ALTER TABLE model_m.{table} ALTER COLUMN "{column}" TYPE INTEGER'))
+        conn.execute(
+            SCHEMA_VERSIONS.update().where(SCHEMA_VERSIONS.c.store == store).values(version=1)
+        )
+    again = first.reopen()  # another process, a release later: it migrates on first use
+    assert write(again) == BIG
+    with again.read() as conn:
+        found = {c["name"]: c["type"] for c in inspect(conn).get_columns(table, schema="model_m")}
+    assert all(isinstance(found[column], BigInteger) for column in columns)
+
+
+def test_the_widening_does_nothing_on_sqlite(tmp_path: Path) -> None:
+    for _table, _columns, write in STORES.values():
+        assert write(StateDB.at(tmp_path / "state.db")) == BIG
+
+
+def test_a_claim_that_fails_costs_one_object_a_round_never_the_round(
+    tmp_path: Path, s3: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    storage = storage_settings(s3, monkeypatch, "claimfail")
+    settings = make_settings(
+        tmp_path, storage=storage, ingest={"stable_seconds": 0.2, "rescan_seconds": 0.2}
+    )
+    intake = Intake(ingest_config(settings), open_model(settings).ledger)
+    claims_db = StateDB.at(tmp_path / "shared" / "state.db")
+    watcher = bucket_watcher(settings, [intake], claims_db)
+    assert watcher is not None
+    bucket = watcher.bucket
+    for i in range(2):
+        key = watcher.key(f"inbox/score/drop-{i}.csv")
+        bucket.client.put_object(Bucket=bucket.name, Key=key, Body=f"x,y\n{i},{i}\n".encode())
+    with claims_db.write() as conn:  # the claims table is gone: every claim raises
+        CLAIMS.drop(conn)
+    caplog.set_level(logging.WARNING, "dropscore.ingest")
+    wait_for(
+        lambda: watcher.poll() or caplog.text.count("cannot claim") >= 2,
+        60,
+        0.1,
+        "both claims to be tried",
+    )
+    with claims_db.write() as conn:  # the database is back: both are taken, nothing was lost
+        CLAIMS.create(conn)
+    taken: list[Any] = []
+    wait_for(lambda: taken.extend(watcher.poll()) or len(taken) == 2, 60, 0.1, "both drops")
+    assert sorted(r.original_name for r in taken) == ["drop-0.csv", "drop-1.csv"]
