@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 from sqlalchemy import BigInteger, inspect, select, text
 
 from ingest.pipeline.bucket import CLAIMS, BucketClaims
 from ingest.pipeline.bucket import STORE as CLAIMS_STORE
 from ingest.pipeline.intake import Intake
 from ingest.state.db import SCHEMA_VERSIONS, StateDB
+from scoring.api.converters import IdConverter
 from scoring.ingest_options import ingest_config
 from scoring.jobs.queue_protocol import SUCCEEDED, Outcome
 from scoring.jobs.store import STORE as JOBS_STORE
@@ -118,3 +121,33 @@ def test_a_claim_that_fails_costs_one_object_a_round_never_the_round(
     taken: list[Any] = []
     wait_for(lambda: taken.extend(watcher.poll()) or len(taken) == 2, 60, 0.1, "both drops")
     assert sorted(r.original_name for r in taken) == ["drop-0.csv", "drop-1.csv"]
+
+
+def test_every_id_past_postgresqls_integer_is_a_json_404_not_a_500(
+    tmp_path: Path, pg_url: Any
+) -> None:
+    from scoring.api.app import create_app
+    from tests._server import serving
+
+    settings = make_settings(tmp_path, state={"url": pg_url})
+    app = create_app(settings)
+    routes = [
+        rule.rule
+        for rule in app.url_map.iter_rules()
+        if "GET" in (rule.methods or ())
+        and any(isinstance(c, IdConverter) for c in rule._converters.values())
+    ]
+    assert any(route.startswith("/jobs/") for route in routes)  # the ones the review named
+    big = str(2**31)  # PostgreSQL's INTEGER ends at 2**31 - 1; psycopg sends an int as one
+    with serving(app) as url:
+        for route in routes:
+            path = _fill(route, big)
+            answer = requests.get(url + path, timeout=60)
+            assert answer.status_code == 404, (path, answer.text)
+            assert answer.json()["error"]["code"] == "not_found", path
+
+
+def _fill(rule: str, number: str) -> str:
+    """Put ``number`` in each id segment of a rule and a real model name in each name segment."""
+    path = re.sub(r"<id:[^>]+>", number, rule)
+    return re.sub(r"<[^>]+>", "default", path)
