@@ -54,3 +54,14 @@ def schedule_calls(path: Path) -> list[str]:
 def test_only_the_leader_starts_or_stops_the_scheduler() -> None:
     calls = [c for path in module_names().values() for c in schedule_calls(path)]
     assert calls and all(c.startswith("scoring/service/leader.py:") for c in calls), calls
+
+
+def test_rows_are_locked_for_a_claim_only_by_next_unclaimed() -> None:
+    """A claim locks its row in ``claiming()`` (``StateDB.next_unclaimed``), never inside
+    ``write()``, whose schema lock would queue it behind every write of the schema."""
+    found = sorted(
+        name
+        for name, path in module_names().items()
+        if "with_for_update" in path.read_text("utf-8")
+    )
+    assert found == ["ingest.state.db"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -151,3 +152,22 @@ def _fill(rule: str, number: str) -> str:
     """Put ``number`` in each id segment of a rule and a real model name in each name segment."""
     path = re.sub(r"<id:[^>]+>", number, rule)
     return re.sub(r"<[^>]+>", "default", path)
+
+
+def test_a_job_is_claimed_while_another_store_of_the_schema_holds_its_write_lock(
+    pg_url: Any,
+) -> None:
+    db = StateDB(pg_url, schema="model_m")
+    jobs = JobStore(db)
+    queued = jobs.submit("s3://in/", "s3://out/")
+    claimer = JobStore(db.reopen())  # another replica
+    claimer.list()  # its migration check done, as in a running process
+    got: list[Any] = []
+    thread = threading.Thread(target=lambda: got.append(claimer.claim_next("replica-2")))
+    try:
+        with db.write():  # a long write anywhere in the schema (a ledger step, a drift record)
+            thread.start()
+            wait_for(lambda: got, 20, 0.05, "the claim, while the schema's write lock is held")
+    finally:
+        thread.join(60)  # the lock is let go by now: a claim that waited for it ends
+    assert got[0] is not None and got[0].id == queued.id

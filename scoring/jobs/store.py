@@ -121,15 +121,11 @@ class JobStore:
     def claim_next(self, owner: str) -> Job | None:
         """Take the oldest queued job for ``owner`` in one write transaction; None when idle."""
         self._ready()
-        oldest = (
-            select(JOBS.c.id)
-            .where(JOBS.c.state == QUEUED)
-            .order_by(JOBS.c.id)
-            .limit(1)
-            .with_for_update(skip_locked=True)  # PostgreSQL; SQLite's write lock serializes
-        )
-        with self.db.write() as conn:
-            found = conn.execute(oldest).scalar_one_or_none()
+        oldest = select(JOBS.c.id).where(JOBS.c.state == QUEUED).order_by(JOBS.c.id).limit(1)
+        # Not write(): on PostgreSQL that first waits for the schema's lock, behind every write
+        # of every store in it; claiming() locks only the row it takes (SKIP LOCKED).
+        with self.db.claiming() as conn:
+            found = conn.execute(StateDB.next_unclaimed(oldest)).scalar_one_or_none()
             if found is None:
                 return None
             stamp = now()
