@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 import requests
 from sqlalchemy import BigInteger, inspect, select, text
@@ -18,16 +19,18 @@ from ingest.pipeline.bucket import STORE as CLAIMS_STORE
 from ingest.pipeline.intake import Intake
 from ingest.state.db import SCHEMA_VERSIONS, StateDB
 from scoring.api.converters import IdConverter
+from scoring.bulk.engines import registry_ref
 from scoring.ingest_options import ingest_config
 from scoring.jobs.queue_protocol import SUCCEEDED, Outcome
 from scoring.jobs.store import STORE as JOBS_STORE
 from scoring.jobs.store import JobStore
+from scoring.lifecycle.champion import load_version
 from scoring.models.factory import open_model
 from scoring.monitoring.records import STORE as DRIFT_STORE
 from scoring.monitoring.records import DriftStore
 from scoring.storage import bucket_watcher
 from tests._s3 import storage_settings
-from tests.conftest import make_settings, wait_for
+from tests.conftest import make_settings, register_trained, wait_for
 
 BIG = 3 * 2**30  # 3 GiB, 3221225472 rows: past PostgreSQL's INTEGER (2**31 - 1)
 
@@ -171,3 +174,28 @@ def test_a_job_is_claimed_while_another_store_of_the_schema_holds_its_write_lock
     finally:
         thread.join(60)  # the lock is let go by now: a claim that waited for it ends
     assert got[0] is not None and got[0].id == queued.id
+
+
+def test_naming_a_version_for_dask_workers_leaves_no_database_connection_behind(
+    tmp_path: Path, pg_url: Any, diabetes: pd.DataFrame
+) -> None:
+    settings = make_settings(tmp_path, state={"url": pg_url})
+    registry = open_model(settings).registry
+    version, _ = register_trained(settings, registry, diabetes)
+    loaded = load_version(registry, version)
+    watcher = StateDB(pg_url)
+    others = text(
+        "SELECT count(*) FROM pg_stat_activity"
+        " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+    )
+
+    def connections() -> int:
+        with watcher.read() as conn:
+            return int(conn.execute(others).scalar_one())
+
+    before = connections()
+    refs = [registry_ref(settings, loaded) for _ in range(5)]  # five files scored on Dask
+    assert connections() == before  # each lookup's engine was disposed, not left in a pool
+    assert refs[0] is not None and {r.sha256 for r in refs if r} == {refs[0].sha256}
+    assert registry_ref(settings, loaded, registry=registry) == refs[0]  # the serving registry
+    assert connections() == before
