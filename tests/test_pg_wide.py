@@ -199,3 +199,25 @@ def test_naming_a_version_for_dask_workers_leaves_no_database_connection_behind(
     assert refs[0] is not None and {r.sha256 for r in refs if r} == {refs[0].sha256}
     assert registry_ref(settings, loaded, registry=registry) == refs[0]  # the serving registry
     assert connections() == before
+
+
+def test_a_start_that_fails_after_the_watcher_started_leaves_no_thread_running(
+    tmp_path: Path, pg_url: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from scoring.service import runtime
+
+    settings = make_settings(tmp_path, state={"url": pg_url})
+    before = set(threading.enumerate())
+
+    def unreachable(*_args: Any, **_kw: Any) -> Any:  # the last part built before serving
+        raise RuntimeError("the job queue cannot be opened")
+
+    monkeypatch.setattr(runtime, "JobRunner", unreachable)
+    with pytest.raises(RuntimeError, match="job queue"), runtime.background(settings):
+        pass
+    wait_for(
+        lambda: not [t for t in threading.enumerate() if t not in before and t.is_alive()],
+        30,
+        0.1,
+        "the threads the start started to stop",
+    )
