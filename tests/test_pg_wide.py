@@ -26,6 +26,8 @@ from scoring.jobs.store import STORE as JOBS_STORE
 from scoring.jobs.store import JobStore
 from scoring.lifecycle.champion import load_version
 from scoring.models.factory import open_model
+from scoring.monitoring.outcomes import STORE as OUTCOMES_STORE
+from scoring.monitoring.outcomes import OutcomeStore
 from scoring.monitoring.records import STORE as DRIFT_STORE
 from scoring.monitoring.records import DriftStore
 from scoring.storage import bucket_watcher
@@ -56,11 +58,18 @@ def _drift(db: StateDB) -> int:
     return int(record.rows)
 
 
+def _realized(db: StateDB) -> int:
+    outcomes = OutcomeStore(db)
+    outcomes.measured(1, "2026-12-06", BIG, {"accuracy": 0.5})
+    return int(outcomes.realized()[0].rows)
+
+
 # store name, its table, its widened columns, one write of a big number that reads it back
 STORES: dict[str, tuple[str, tuple[str, ...], Callable[[StateDB], int]]] = {
     CLAIMS_STORE: ("bucket_claims", ("size",), _claim),
     JOBS_STORE: ("jobs", ("rows_scored", "rows_failed"), _job),
     DRIFT_STORE: ("drift_records", ("rows",), _drift),
+    OUTCOMES_STORE: ("realized_metrics", ("rows",), _realized),
 }
 
 
