@@ -9,6 +9,7 @@ it on every replica.
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 from .test_imports import module_names
@@ -54,3 +55,36 @@ def schedule_calls(path: Path) -> list[str]:
 def test_only_the_leader_starts_or_stops_the_scheduler() -> None:
     calls = [c for path in module_names().values() for c in schedule_calls(path)]
     assert calls and all(c.startswith("scoring/service/leader.py:") for c in calls), calls
+
+
+def test_rows_are_locked_for_a_claim_only_by_next_unclaimed() -> None:
+    """A claim locks its row in ``claiming()`` (``StateDB.next_unclaimed``), never inside
+    ``write()``, whose schema lock would queue it behind every write of the schema."""
+    found = sorted(
+        name
+        for name, path in module_names().items()
+        if "with_for_update" in path.read_text("utf-8")
+    )
+    assert found == ["ingest.state.db"]
+
+
+COUNT_COLUMN = re.compile(r"(^|_)(rows|size|bytes)(_|$)")
+
+
+def test_sizes_and_row_counts_are_wide_integers() -> None:
+    """A size or a row count may pass 2**31: declared ``WIDE_INTEGER`` (BIGINT on PostgreSQL),
+    never ``Integer`` (32-bit there)."""
+    narrow = []
+    for name, path in module_names().items():
+        for node in ast.walk(ast.parse(path.read_text("utf-8"))):
+            if not (isinstance(node, ast.Call) and getattr(node.func, "id", "") == "Column"):
+                continue
+            args = node.args
+            if (
+                len(args) >= 2
+                and isinstance(args[0], ast.Constant)
+                and COUNT_COLUMN.search(str(args[0].value))
+                and getattr(args[1], "id", "") == "Integer"
+            ):
+                narrow.append(f"{name}: {args[0].value}")
+    assert narrow == []

@@ -45,7 +45,7 @@ from ingest.lake.remote import (
 )
 from ingest.pipeline.intake import Intake
 from ingest.pipeline.quarantine import ERROR_SUFFIX, filed_name
-from ingest.state.db import Migration, StateDB, create_tables
+from ingest.state.db import WIDE_INTEGER, Migration, StateDB, create_tables, widen_integers
 from ingest.state.ledger import QUARANTINED, FileRecord
 
 log = logging.getLogger("dropscore.ingest")
@@ -59,13 +59,16 @@ CLAIMS = Table(
     METADATA,
     Column("key", Text, primary_key=True),  # the object's full key in the bucket
     Column("etag", Text, primary_key=True),  # the version that held still
-    Column("size", Integer, nullable=False),
+    Column("size", WIDE_INTEGER, nullable=False),  # an object may be 2 GiB or more
     Column("claimed_by", Text, nullable=False),  # host/process/watcher, for a person reading it
     Column("claimed_at", Text, nullable=False),
     Column("file_id", Integer),  # the ledger row it became, once taken
     Column("state", Text),  # that row's terminal state, once the original was moved
 )
-MIGRATIONS = [Migration(1, "claims of bucket objects by key and ETag", create_tables(METADATA))]
+MIGRATIONS = [
+    Migration(1, "claims of bucket objects by key and ETag", create_tables(METADATA)),
+    Migration(2, "sizes of 2 GiB and more", widen_integers(STORE, "size")),
+]
 # A claim not renewed this long, and never finished, was left by a process that died: another
 # poller may take the drop over. The holder renews every quarter of it while its take runs.
 LEASE_SECONDS = 120.0
@@ -473,7 +476,14 @@ class BucketWatcher:
     def take(self, inbox: Inbox, obj: ObjectInfo) -> FileRecord | None:
         """Claim one object version; if ours, download it, ingest it and move the original."""
         self.tracker.forget(obj.key)
-        if not self.claims.claim(obj.key, obj.etag, obj.size, self.who):
+        try:
+            mine = self.claims.claim(obj.key, obj.etag, obj.size, self.who)
+        except Exception as exc:
+            # The state database refused or is away: only this object waits (it is listed and
+            # held still again, then claimed), never the round or the objects after it.
+            log.warning("cannot claim; trying again", extra=_of(obj, error=as_text(str(exc))))
+            return None
+        if not mine:
             return None  # another replica (or an earlier round) has this version
         self._in_flight = obj
         with bound(model=inbox.intake.model):

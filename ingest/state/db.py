@@ -300,6 +300,26 @@ def add_column(table: str, column: str, decl: str) -> Callable[[Connection], Non
     return apply
 
 
+def widen_integers(table: str, *columns: str) -> Callable[[Connection], None]:
+    """Make a migration step that turns columns declared ``Integer`` into ``WIDE_INTEGER``.
+
+    A table made before its sizes and counts were declared wide holds them in PostgreSQL's 32-bit
+    INTEGER, which refuses 2**31 and up: there the step makes them BIGINT. SQLite's INTEGER is
+    64-bit already, so there it does nothing.
+    """
+
+    def apply(conn: Connection) -> None:
+        if conn.dialect.name != "postgresql":
+            return
+        quote = conn.dialect.identifier_preparer.quote
+        for column in columns:
+            conn.execute(
+                text(f"ALTER TABLE {quote(table)} ALTER COLUMN {quote(column)} TYPE BIGINT")
+            )
+
+    return apply
+
+
 def run_sql(*statements: str) -> Callable[[Connection], None]:
     """Make a migration step from portable SQL (an index, a backfill); each must be idempotent."""
 

@@ -1,9 +1,10 @@
 """The one parser for whole numbers in URL paths: ``<id:name>`` in a route.
 
 Werkzeug's ``int`` converter matches ``\\d+``, which takes Unicode digits (``²``, ``٣``) and
-numbers of any length; ``int()`` then fails on them, or SQLite overflows past 2**63 - 1, and
-the client got a 500. This converter matches ASCII digits only and bounds the value, so any
-other path segment simply matches no route: a 404 in the one JSON error shape.
+numbers of any length; ``int()`` then fails on them, or the database refuses the number
+(SQLite past 2**63 - 1, PostgreSQL's INTEGER past 2**31 - 1), and the client got a 500. This
+converter matches ASCII digits only and bounds the value, so any other path segment simply
+matches no route: a 404 in the one JSON error shape.
 """
 
 from __future__ import annotations
@@ -14,13 +15,14 @@ from werkzeug.routing import BaseConverter, ValidationError
 
 from ingest.base.layout import MODEL_NAME
 
-# SQLite's INTEGER is a signed 64-bit number: ids beyond it cannot exist.
-MAX_ID = 2**63 - 1
+# Ids and versions are INTEGER columns, 32-bit on PostgreSQL: ids beyond it cannot exist there,
+# and one sent in a query is refused (a DataError), so no backend is asked about them.
+MAX_ID = 2**31 - 1
 _MAX_DIGITS = len(str(MAX_ID))
 
 
 class IdConverter(BaseConverter):
-    """A database id or model version: ASCII digits, 0 to 2**63 - 1."""
+    """A database id or model version: ASCII digits, 0 to 2**31 - 1."""
 
     regex = "[0-9]+"
     part_isolating = True

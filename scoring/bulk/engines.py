@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
     from scoring.bulk.filesystems import Store
     from scoring.bulk.worker_models import ModelRef
+    from scoring.lifecycle.registry import Registry
 
 R = TypeVar("R")
 BatchFn = Callable[[Any, Any], R]
@@ -121,29 +122,50 @@ def with_model(fn: BatchFn[R], batch: Any, ref: ModelRef, store: Store | None) -
     return fn(batch, model)
 
 
-def engine_for(settings: Settings) -> Engine:
-    """Build the engine ``[scoring] engine`` names; Dask connects on first use per process."""
+def engine_for(settings: Settings, *, registry: Registry | None = None) -> Engine:
+    """Build the engine ``[scoring] engine`` names; Dask connects on first use per process.
+
+    Pass the serving model's ``registry`` where the caller holds one: without it each use on
+    Dask opens the model's state database for the lookup (and closes it after).
+    """
     if settings.scoring.engine == "dask":
         from scoring.bulk.filesystems import Store
 
         address = settings.scoring.dask_address
-        refs = functools.partial(registry_ref, settings)
+        refs = functools.partial(registry_ref, settings, registry=registry)
         return DaskEngine(
             dask_client(address), refs=refs, store=Store.of(settings), address=address
         )
     return LocalEngine()
 
 
-def registry_ref(settings: Settings, model: Any) -> ModelRef | None:
-    """Name a loaded version of the settings' model by its artifact; None if it is not there."""
+def registry_ref(
+    settings: Settings, model: Any, *, registry: Registry | None = None
+) -> ModelRef | None:
+    """Name a loaded version of the settings' model by its artifact; None if it is not there.
+
+    With no ``registry`` the model's state database is opened for this one lookup and its
+    engine disposed after: left open, each scored file would keep a pool (on PostgreSQL, a
+    server connection) until the process ends.
+    """
+    from scoring.models.factory import open_model
+
+    if registry is not None:
+        return _ref(settings, registry, model)
+    opened = open_model(settings)
+    try:
+        return _ref(settings, opened.registry, model)
+    finally:
+        opened.db.dispose()
+
+
+def _ref(settings: Settings, registry: Registry, model: Any) -> ModelRef | None:
     from scoring.bulk.worker_models import model_ref
     from scoring.errors import DropscoreError
-    from scoring.models.factory import open_model
 
     version = getattr(model, "version", "")
     if not str(version).isdigit():
         return None
-    registry = open_model(settings).registry
     try:
         ref = model_ref(settings.name, registry, int(version))
     except (DropscoreError, OSError):

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Column, Index, Integer, MetaData, RowMapping, Table, Text, select
 
-from ingest.state.db import Migration, StateDB, create_tables
+from ingest.state.db import WIDE_INTEGER, Migration, StateDB, create_tables, widen_integers
 from scoring.jobs.queue_protocol import FAILED, QUEUED, RUNNING, SUCCEEDED, Job, Outcome
 from scoring.lifecycle.registry import now
 
@@ -36,8 +36,8 @@ JOBS = Table(
     Column("started_at", Text),
     Column("finished_at", Text),
     Column("beat_at", Text),  # the owner's last heartbeat while running
-    Column("rows_scored", Integer),
-    Column("rows_failed", Integer),
+    Column("rows_scored", WIDE_INTEGER),  # a job's input may hold 2**31 rows and more
+    Column("rows_failed", WIDE_INTEGER),
     Column("model_version", Text),
     Column("error", Text),
     Column("owner", Text),
@@ -45,7 +45,12 @@ JOBS = Table(
     Index("jobs_state", "state"),
     sqlite_autoincrement=True,  # a job id is never reused, so a Location stays its own
 )
-MIGRATIONS = [Migration(1, "the batch jobs table", create_tables(METADATA))]
+MIGRATIONS = [
+    Migration(1, "the batch jobs table", create_tables(METADATA)),
+    Migration(
+        2, "row counts of 2**31 and more", widen_integers("jobs", "rows_scored", "rows_failed")
+    ),
+]
 _FIELDS = (
     "id",
     "state",
@@ -116,15 +121,11 @@ class JobStore:
     def claim_next(self, owner: str) -> Job | None:
         """Take the oldest queued job for ``owner`` in one write transaction; None when idle."""
         self._ready()
-        oldest = (
-            select(JOBS.c.id)
-            .where(JOBS.c.state == QUEUED)
-            .order_by(JOBS.c.id)
-            .limit(1)
-            .with_for_update(skip_locked=True)  # PostgreSQL; SQLite's write lock serializes
-        )
-        with self.db.write() as conn:
-            found = conn.execute(oldest).scalar_one_or_none()
+        oldest = select(JOBS.c.id).where(JOBS.c.state == QUEUED).order_by(JOBS.c.id).limit(1)
+        # Not write(): on PostgreSQL that first waits for the schema's lock, behind every write
+        # of every store in it; claiming() locks only the row it takes (SKIP LOCKED).
+        with self.db.claiming() as conn:
+            found = conn.execute(StateDB.next_unclaimed(oldest)).scalar_one_or_none()
             if found is None:
                 return None
             stamp = now()

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 from sqlalchemy import Column, Index, Integer, MetaData, Table, Text, select
 
-from ingest.state.db import Migration, StateDB, create_tables
+from ingest.state.db import WIDE_INTEGER, Migration, StateDB, create_tables, widen_integers
 from scoring.lifecycle.registry import now
 
 STORE = "outcomes"
@@ -38,11 +38,14 @@ REALIZED = Table(
     METADATA,
     Column("version", Integer, primary_key=True),
     Column("day", Text, primary_key=True),
-    Column("rows", Integer, nullable=False),
+    Column("rows", WIDE_INTEGER, nullable=False),
     Column("metrics", Text, nullable=False),  # JSON; a metric that cannot be measured is null
     Column("measured_at", Text, nullable=False),
 )
-MIGRATIONS = [Migration(1, "joined labels and realized metrics", create_tables(METADATA))]
+MIGRATIONS = [
+    Migration(1, "joined labels and realized metrics", create_tables(METADATA)),
+    Migration(2, "row counts of 2**31 and more", widen_integers("realized_metrics", "rows")),
+]
 
 
 @dataclass(frozen=True)

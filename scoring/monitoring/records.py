@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy import Column, Index, Integer, MetaData, RowMapping, Table, Text, func, select
 
-from ingest.state.db import Migration, StateDB, create_tables
+from ingest.state.db import WIDE_INTEGER, Migration, StateDB, create_tables, widen_integers
 from ingest.state.records import utc_now
 from scoring.monitoring.records_protocol import DriftRecord
 from scoring.monitoring.report import DRIFTED
@@ -29,13 +29,16 @@ DRIFT_RECORDS = Table(
     Column("file_id", Integer),  # a scored drop's ledger id
     Column("ref", Text),  # a job's or a window's own id
     Column("created_at", Text, nullable=False),
-    Column("rows", Integer, nullable=False),
+    Column("rows", WIDE_INTEGER, nullable=False),  # a job's input may hold 2**31 rows and more
     Column("verdict", Text, nullable=False),  # drifted | stable | not_compared
     Column("report", Text, nullable=False),  # the DriftReport, as JSON
     Index("drift_records_file", "file_id"),
     Index("drift_records_source", "source", "verdict"),
 )
-MIGRATIONS = [Migration(1, "the drift records", create_tables(METADATA))]
+MIGRATIONS = [
+    Migration(1, "the drift records", create_tables(METADATA)),
+    Migration(2, "row counts of 2**31 and more", widen_integers("drift_records", "rows")),
+]
 
 
 class DriftStore:

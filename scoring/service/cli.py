@@ -345,7 +345,7 @@ def score(ctx: Context, src: Path, dst: Path | None, fmt: str | None) -> None:
                 read=read_options(settings),
                 fmt=fmt,
                 progress=bar.update,
-                engine=engine_for(settings),
+                engine=engine_for(settings, registry=registry),
                 observe=watch,
             )
             bar.total = bar.n  # the total was an estimate: closing draws 100%, if it was shown

@@ -189,21 +189,27 @@ def background(settings: Settings, models: Models | None = None) -> Iterator[Bac
         intakes = {name: prepare_model(model, dataplane) for name, model in models.items()}
         watcher = Watcher(next(iter(intakes.values())).config, *intakes.values())
         watcher.start()
-        # [storage] url on a bucket: its inboxes are polled too (listing is the truth there)
-        bucket = bucket_watcher(settings, intakes.values(), models.shared.db)
-        if bucket is not None:
-            bucket.start()
-        schedule = Schedule(settings, models)
-        log.info("state database", extra={"url": models.shared.db.masked_url})
-        leader = Leader(locks_beside(models.shared.db), schedule)
-        jobs = JobRunner(models)  # batch jobs queued by any process, run here
+        # From the first thread started on, a failed start stops what did start.
+        bucket: BucketWatcher | None = None
+        leader: Leader | None = None
+        jobs: JobRunner | None = None
         try:
+            # [storage] url on a bucket: its inboxes are polled too (listing is the truth there)
+            bucket = bucket_watcher(settings, intakes.values(), models.shared.db)
+            if bucket is not None:
+                bucket.start()
+            schedule = Schedule(settings, models)
+            log.info("state database", extra={"url": models.shared.db.masked_url})
+            leader = Leader(locks_beside(models.shared.db), schedule)
+            jobs = JobRunner(models)  # batch jobs queued by any process, run here
             leader.start()
             jobs.start()
             yield Background(models, intakes, watcher, schedule, dataplane, leader, bucket)
         finally:
-            jobs.stop()
-            leader.stop()  # a leader's scheduler waits for a running job to finish
+            if jobs is not None:
+                jobs.stop()
+            if leader is not None:
+                leader.stop()  # a leader's scheduler waits for a running job to finish
             if bucket is not None:
                 bucket.stop()
             watcher.stop()
