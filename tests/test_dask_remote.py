@@ -212,3 +212,33 @@ def test_score_drop_entry_uses_the_workers_when_they_reach(tmp_path, settings, t
     local = tmp_path / "l.csv"
     score_lake_file(lake, local, model, **kw)
     assert out.read_bytes() == local.read_bytes()
+
+
+def test_scoring_s3_records_the_drift_each_worker_watched(
+    tmp_path, diabetes, src, s3, dask_address, monkeypatch, capsys
+):
+    """``dropscore score s3://…`` on the workers records one ``cli`` drift record for the file."""
+    from scoring.bulk.filesystems import Store
+    from scoring.models.factory import open_model
+    from scoring.monitoring.reference import profile_step
+    from scoring.service.score_locations import score_location
+    from scoring.testing.moto import CREDENTIALS
+    from tests.conftest import make_settings, register_trained
+
+    for key, value in CREDENTIALS.items():
+        monkeypatch.setenv(key, value)
+    settings = make_settings(tmp_path, storage={"endpoint_url": s3.endpoint},
+                             scoring={"engine": "dask", "dask_address": dask_address,
+                                      "batch_rows": ROWS})  # fmt: skip
+    model = open_model(settings)
+    version, result = register_trained(settings, model.registry, diabetes)
+    profile_step(model.registry, version, diabetes, result)
+    prefix = s3.url(s3.fresh_prefix("drift"))
+    fs, path = Store(s3.endpoint, "us-east-1").open(f"{prefix}/in.parquet")
+    with fs.open_output_stream(path) as out:
+        out.write(src.read_bytes())
+    score_location(settings, f"{prefix}/in.parquet", f"{prefix}/out.parquet", None)
+    found = model.drift.latest(source="cli")
+    assert len(found) == 1 and found[0].ref == "in.parquet", found
+    assert found[0].rows == 1326 and found[0].verdict != "not_compared", found[0].report
+    assert "drift" in capsys.readouterr().err

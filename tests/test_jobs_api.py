@@ -202,3 +202,29 @@ def test_job_on_the_dask_cluster_equals_local(tmp_path, diabetes, dask_address):
         assert done is not None and done.state == "succeeded", done
         outputs.append(pq.read_table(settings.layout.outbox / "out.parquet"))
     assert outputs[0].equals(outputs[1])
+
+
+def test_a_job_records_its_drift_on_either_engine_alike(tmp_path, diabetes, dask_address):
+    from scoring.models.factory import open_models
+    from scoring.monitoring.reference import profile_step
+
+    records = []
+    for scoring in ({}, {"engine": "dask", "dask_address": dask_address}):
+        settings = make_settings(tmp_path / (scoring.get("engine") or "local"),
+                                 scoring={"batch_rows": 100, **scoring})  # fmt: skip
+        models = open_models(settings)
+        version, result = register_trained(settings, models.default.registry, diabetes)
+        profile_step(models.default.registry, version, diabetes, result)
+        settings.layout.outbox.mkdir(parents=True)
+        frame = pd.concat([diabetes.drop(columns="target")] * 2, ignore_index=True)
+        frame.to_parquet(settings.layout.outbox / "in.parquet", index=False)
+        job = models.default.jobs.submit("outbox/in.parquet", "outbox/out.parquet")
+        done = JobRunner(models).run_once()
+        assert done is not None and done.state == "succeeded", done
+        found = models.default.drift.latest(source="job")
+        assert len(found) == 1 and found[0].ref == str(job.id), found
+        records.append(found[0])
+    local, dask = records
+    assert (local.rows, local.model_version) == (884, 1)
+    assert local.verdict != "not_compared", local.report
+    assert (dask.rows, dask.verdict, dask.report) == (local.rows, local.verdict, local.report)

@@ -27,6 +27,8 @@ from scoring.errors import DropscoreError, NoModel
 from scoring.jobs.locations import Target, resolve_input, resolve_output
 from scoring.jobs.queue_protocol import Job, Outcome
 from scoring.models.model import Model, Models
+from scoring.monitoring.bulk import BulkDrift, DriftWatch
+from scoring.monitoring.records_protocol import JOB
 
 log = logging.getLogger("dropscore.jobs")
 
@@ -63,11 +65,24 @@ class Owner:
 
 
 def run_job(model: Model, job: Job) -> Outcome:
-    """Score a job's input into its output with the current champion; raise what went wrong."""
-    settings = model.settings
+    """Score a job's input into its output with the current champion; raise what went wrong.
+
+    The job's drift is watched while it scores (on Dask, each worker its own part) and
+    recorded under the ``job`` source with the job's id once the output is published.
+    """
     version = model.registry.champion_version()
     if version is None:
         raise NoModel(f"model {model.name!r} has no champion yet: train one first")
+    drift = BulkDrift(model)
+    watch = drift.watch_version(version)
+    outcome = _score(model, job, version, watch)
+    drift.record(watch, source=JOB, ref=str(job.id))
+    return outcome
+
+
+def _score(model: Model, job: Job, version: int, watch: DriftWatch | None) -> Outcome:
+    """Score the job on the workers when they reach both files, else in this process."""
+    settings = model.settings
     src = resolve_input(settings, job.input)
     dst, fmt = resolve_output(settings, job.output)
     dask = settings.scoring.engine == "dask"
@@ -86,12 +101,15 @@ def run_job(model: Model, job: Job) -> Outcome:
             batch_rows=settings.scoring.batch_rows,
             fmt=fmt,
             store=Store.of(settings),
+            observe=watch,
         )
         return Outcome(summary.rows_scored, summary.rows_failed, summary.model_version)
-    return _score_here(model, version, src, dst, fmt)
+    return _score_here(model, version, src, dst, fmt, watch)
 
 
-def _score_here(model: Model, version: int, src: Target, dst: Target, fmt: str) -> Outcome:
+def _score_here(
+    model: Model, version: int, src: Target, dst: Target, fmt: str, watch: DriftWatch | None
+) -> Outcome:
     """Score with the bulk scorer of this process (the local engine, or Dask from the client)."""
     from scoring.bulk.batch import score_path
     from scoring.bulk.engines import engine_for
@@ -107,6 +125,7 @@ def _score_here(model: Model, version: int, src: Target, dst: Target, fmt: str) 
             read=read_options(settings),
             fmt=fmt,
             engine=engine_for(settings),
+            observe=watch,
         )
     return Outcome(summary.rows_scored, summary.rows_failed, summary.model_version)
 
