@@ -4,7 +4,9 @@ Both paths go through ``score_drop``, which claims the drop in the ledger first,
 scored once even when the on-arrival hook and two sweeps reach it at the same moment. A drop
 that cannot be scored for a reason in the file (missing feature columns) is quarantined with a
 record a person can act on; a failure of ours (no model yet, a disk error) releases the claim
-and leaves the drop for the next sweep.
+and leaves the drop for the next sweep. With ``engine = "dask"`` and the data folder on a disk
+the workers share, the workers read the drop's lake file and write its output themselves
+(``scoring.bulk.remote``); otherwise this process reads it and the engine scores its batches.
 """
 
 from __future__ import annotations
@@ -22,14 +24,15 @@ from ingest.base.logs import bound
 from ingest.pipeline.bucket import SCRATCH
 from ingest.pipeline.intake import Intake
 from ingest.state.ledger import FileRecord
-from scoring.bulk.batch import MissingFeatures, output_name, score_lake_file
-from scoring.bulk.engines import engine_for
+from scoring.bulk.batch import MissingFeatures, ScoreSummary, output_name, score_lake_file
+from scoring.bulk.engines import Engine, engine_for
+from scoring.bulk.remote import score_lake_on_workers
 from scoring.inference.dataplane import Dataplane
 from scoring.ingest_options import ingest_config
 from scoring.lifecycle.champion import load_version
 from scoring.lifecycle.predictor import LoadedModel
 from scoring.models.factory import open_model
-from scoring.monitoring.bulk import BulkDrift
+from scoring.monitoring.bulk import BulkDrift, DriftWatch
 from scoring.monitoring.records_protocol import DROP
 from scoring.settings import Settings
 from scoring.storage import upload
@@ -92,17 +95,20 @@ def _score_drop(
     dst = settings.layout.outbox / output_name(record.original_name, record.id, fmt)
     try:
         watch = drift.watch(model) if drift is not None else None
-        with _readable_lake_file(settings, intake, record) as lake:
-            summary = score_lake_file(
-                lake,
-                dst,
-                model,
-                column_map=record.column_map or {},
-                fmt=fmt,
-                batch_rows=settings.scoring.batch_rows,
-                engine=engine_for(settings),
-                observe=watch,
-            )
+        engine = engine_for(settings)
+        summary = _score_on_workers(settings, intake, record, model, dst, fmt, engine, watch)
+        if summary is None:
+            with _readable_lake_file(settings, intake, record) as lake:
+                summary = score_lake_file(
+                    lake,
+                    dst,
+                    model,
+                    column_map=record.column_map or {},
+                    fmt=fmt,
+                    batch_rows=settings.scoring.batch_rows,
+                    engine=engine,
+                    observe=watch,
+                )
     except MissingFeatures as exc:
         error = MissingFeatureColumns(
             exc.message + f"; model version {model.version} needs every feature column",
@@ -138,6 +144,38 @@ def _score_drop(
         },
     )
     return done
+
+
+def _score_on_workers(
+    settings: Settings,
+    intake: Intake,
+    record: FileRecord,
+    model: LoadedModel,
+    dst: Path,
+    fmt: str,
+    engine: Engine,
+    watch: DriftWatch | None,
+) -> ScoreSummary | None:
+    """Score a drop on the Dask workers when they reach its lake file and the outbox; else None.
+
+    Only with the files on a disk the workers share: under ``[storage] url`` the lake file and
+    the outbox are objects this process copies and uploads, so the client reads the drop.
+    """
+    if settings.storage.url:
+        return None
+    lake_path = intake.ledger.resolve(record.lake_path)
+    if lake_path is None:
+        return None
+    return score_lake_on_workers(
+        engine,
+        model,
+        lake_path,
+        dst,
+        column_map=record.column_map or {},
+        fmt=fmt,
+        batch_rows=settings.scoring.batch_rows,
+        observe=watch,
+    )
 
 
 @contextlib.contextmanager
