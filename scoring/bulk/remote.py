@@ -87,8 +87,8 @@ class Plan:
 def score_lake_on_workers(
     engine: Engine | None,
     model: LoadedModel,
-    lake_path: Path,
-    dst: Path,
+    lake_path: Path | str,
+    dst: Path | str,
     *,
     column_map: dict[str, str],
     fmt: str,
