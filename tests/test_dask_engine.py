@@ -259,3 +259,39 @@ def test_engine_sends_the_artifact_not_the_model(tmp_path, settings, trained, sr
     )
     assert sorted(loads.values()) == [1, 1]  # 2 files x 14 batches: one load per worker
     assert (tmp_path / "0.csv").read_bytes() == (tmp_path / "1.csv").read_bytes()
+
+
+def test_a_score_drop_is_read_and_scored_by_the_workers_with_its_drift(
+    tmp_path, diabetes, src, dask_address
+):
+    """The drop's lake file is on a disk the workers share: they read it, the client only plans."""
+    from distributed import get_task_stream
+
+    from scoring.bulk.drops import sweep
+    from scoring.lifecycle.champion import ChampionHolder
+    from scoring.models.factory import open_model
+    from scoring.monitoring.bulk import BulkDrift
+    from scoring.monitoring.reference import profile_step
+    from scoring.service.runtime import open_intake
+
+    settings = make_settings(tmp_path, scoring={"engine": "dask", "dask_address": dask_address})
+    model = open_model(settings)
+    version, result = register_trained(settings, model.registry, diabetes)
+    profile_step(model.registry, version, diabetes, result)
+    _config, ledger, intake = open_intake(settings)
+    record = intake.take_copy(src, "score")
+    champion = ChampionHolder(model.registry)
+    client = engine_for(settings).client
+    with get_task_stream(client) as tasks:
+        [done] = sweep(settings, intake=intake, models=champion.peek, drift=BulkDrift(model))
+    ran = {task["key"].split("-")[0] for task in tasks.data}
+    assert {"score_part", "commit_parts"} <= ran, ran
+    assert (done.rows_scored, done.rows_failed) == (1319, 7)
+    local = tmp_path / "local.parquet"
+    score_lake_file(
+        ledger.resolve(record.lake_path), local, champion.peek(),
+        column_map=record.column_map or {}, fmt="parquet", batch_rows=100_000,
+    )  # fmt: skip
+    assert pq.read_table(ledger.resolve(done.output_path)).equals(pq.read_table(local))
+    found = model.drift.for_file(record.id)
+    assert found is not None and found.rows == 1326 and found.verdict == done.drift

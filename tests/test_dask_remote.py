@@ -212,3 +212,67 @@ def test_score_drop_entry_uses_the_workers_when_they_reach(tmp_path, settings, t
     local = tmp_path / "l.csv"
     score_lake_file(lake, local, model, **kw)
     assert out.read_bytes() == local.read_bytes()
+
+
+def test_scoring_s3_records_the_drift_each_worker_watched(
+    tmp_path, diabetes, src, s3, dask_address, monkeypatch, capsys
+):
+    """``dropscore score s3://…`` on the workers records one ``cli`` drift record for the file."""
+    from scoring.bulk.filesystems import Store
+    from scoring.models.factory import open_model
+    from scoring.monitoring.reference import profile_step
+    from scoring.service.score_locations import score_location
+    from scoring.testing.moto import CREDENTIALS
+    from tests.conftest import make_settings, register_trained
+
+    for key, value in CREDENTIALS.items():
+        monkeypatch.setenv(key, value)
+    settings = make_settings(tmp_path, storage={"endpoint_url": s3.endpoint},
+                             scoring={"engine": "dask", "dask_address": dask_address,
+                                      "batch_rows": ROWS})  # fmt: skip
+    model = open_model(settings)
+    version, result = register_trained(settings, model.registry, diabetes)
+    profile_step(model.registry, version, diabetes, result)
+    prefix = s3.url(s3.fresh_prefix("drift"))
+    fs, path = Store(s3.endpoint, "us-east-1").open(f"{prefix}/in.parquet")
+    with fs.open_output_stream(path) as out:
+        out.write(src.read_bytes())
+    score_location(settings, f"{prefix}/in.parquet", f"{prefix}/out.parquet", None)
+    found = model.drift.latest(source="cli")
+    assert len(found) == 1 and found[0].ref == "in.parquet", found
+    assert found[0].rows == 1326 and found[0].verdict != "not_compared", found[0].report
+    assert "drift" in capsys.readouterr().err
+
+
+def test_a_score_drop_under_storage_url_is_read_and_written_by_the_workers(
+    tmp_path, diabetes, src, s3, dask_address, monkeypatch
+):
+    """The lake object in, the outbox object out, both by the workers; nothing local left."""
+    from distributed import get_task_stream
+
+    from scoring.bulk.drops import sweep
+    from scoring.bulk.engines import engine_for
+    from scoring.lifecycle.champion import ChampionHolder
+    from scoring.models.factory import open_model
+    from scoring.service.runtime import open_intake
+    from scoring.storage import storage_root
+    from tests._s3 import storage_settings
+    from tests.conftest import make_settings, register_trained
+
+    settings = make_settings(tmp_path, storage=storage_settings(s3, monkeypatch, "drop"),
+                             scoring={"engine": "dask", "dask_address": dask_address,
+                                      "batch_rows": ROWS})  # fmt: skip
+    model = open_model(settings)
+    register_trained(settings, model.registry, diabetes)
+    _config, _ledger, intake = open_intake(settings)
+    intake.take_copy(src, "score")
+    champion = ChampionHolder(model.registry)
+    with get_task_stream(engine_for(settings).client) as tasks:
+        [done] = sweep(settings, intake=intake, models=champion.peek)
+    assert {"score_part", "commit_parts"} <= {t["key"].split("-")[0] for t in tasks.data}
+    assert (done.rows_scored, done.rows_failed) == (1319, 7)
+    root = storage_root(settings)
+    key = settings.layout.key(settings.layout.outbox / Path(done.output_path).name)
+    with root.fs.open_input_file(root.join(key)) as fh:
+        assert pq.read_table(fh).num_rows == 1326
+    assert not list(settings.layout.outbox.glob("*"))  # nothing to publish from here

@@ -36,3 +36,21 @@ def test_the_drift_package_imports_no_drift_library_and_no_pickle():
         imported = _imports(path)
         assert not imported & NEVER, f"{path.name} imports {imported & NEVER}"
         assert imported <= allowed, f"{path.name} imports {sorted(imported - allowed)}"
+
+
+SCORERS = {"score_path", "score_lake_file", "score_remote", "score_lake_on_workers"}
+
+
+def test_every_bulk_scoring_call_hands_its_batches_to_a_drift_watch():
+    """A bulk path that scores without ``observe=`` records no drift (jobs and s3:// did not)."""
+    calls = []
+    for path in sorted((ROOT / "scoring").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, ast.Call):
+                continue
+            name = getattr(node.func, "id", None) or getattr(node.func, "attr", None)
+            if name in SCORERS:
+                calls.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+                kw = {k.arg for k in node.keywords}
+                assert "observe" in kw, f"{calls[-1]} calls {name} without observe="
+    assert len(calls) >= 6, calls

@@ -24,7 +24,7 @@ from scoring.jobs.runner import JobRunner, Owner
 from scoring.settings import Settings
 
 from ._server import serving
-from .conftest import make_settings, register_trained
+from .conftest import make_settings, register_trained, wait_for
 
 
 @dataclass
@@ -202,3 +202,76 @@ def test_job_on_the_dask_cluster_equals_local(tmp_path, diabetes, dask_address):
         assert done is not None and done.state == "succeeded", done
         outputs.append(pq.read_table(settings.layout.outbox / "out.parquet"))
     assert outputs[0].equals(outputs[1])
+
+
+def test_a_job_records_its_drift_on_either_engine_alike(tmp_path, diabetes, dask_address):
+    from scoring.models.factory import open_models
+    from scoring.monitoring.reference import profile_step
+
+    records = []
+    for scoring in ({}, {"engine": "dask", "dask_address": dask_address}):
+        settings = make_settings(tmp_path / (scoring.get("engine") or "local"),
+                                 scoring={"batch_rows": 100, **scoring})  # fmt: skip
+        models = open_models(settings)
+        version, result = register_trained(settings, models.default.registry, diabetes)
+        profile_step(models.default.registry, version, diabetes, result)
+        settings.layout.outbox.mkdir(parents=True)
+        frame = pd.concat([diabetes.drop(columns="target")] * 2, ignore_index=True)
+        frame.to_parquet(settings.layout.outbox / "in.parquet", index=False)
+        job = models.default.jobs.submit("outbox/in.parquet", "outbox/out.parquet")
+        done = JobRunner(models).run_once()
+        assert done is not None and done.state == "succeeded", done
+        found = models.default.drift.latest(source="job")
+        assert len(found) == 1 and found[0].ref == str(job.id), found
+        records.append(found[0])
+    local, dask = records
+    assert (local.rows, local.model_version) == (884, 1)
+    assert local.verdict != "not_compared", local.report
+    assert (dask.rows, dask.verdict, dask.report) == (local.rows, local.verdict, local.report)
+
+
+def test_a_running_runner_takes_over_the_job_of_a_process_that_died_after_it_started(
+    served, diabetes
+):
+    from scoring.models.factory import open_model
+
+    sample(served, diabetes, "later.parquet")
+    queue = open_model(served.settings).jobs
+    job = served.post({"input": "outbox/later.parquet", "output": "outbox/later.csv"}).json()
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    try:
+        claimed = queue.claim_next(f"{Owner().host}:{other.pid}:0000")  # alive when we start
+        assert claimed is not None and str(claimed.id) == job["id"]
+        runner = JobRunner(served.runner.models, poll_seconds=0.1, requeue_seconds=0.2)
+        runner.start()
+        try:
+            assert queue.get(int(job["id"])).state == "running"  # its owner lives: kept
+            other.kill()
+            other.wait(60)
+            done = wait_for(lambda: queue.get(int(job["id"])).state == "succeeded", timeout=120)
+            assert done, queue.get(int(job["id"]))
+        finally:
+            runner.stop(60)
+    finally:
+        other.kill()
+        other.wait(60)
+    assert queue.get(int(job["id"])).attempts == 2
+    assert (served.outbox / "later.csv").exists()
+
+
+def test_a_job_whose_success_cannot_be_recorded_fails_with_the_reason(
+    served, diabetes, monkeypatch
+):
+    import sqlalchemy.exc
+
+    sample(served, diabetes, "big.parquet")
+    job = served.post({"input": "outbox/big.parquet", "output": "outbox/big.csv"}).json()
+    queue = served.runner.models.default.jobs
+
+    def out_of_range(*args, **kwargs):  # what PostgreSQL said to a 32-bit rows column
+        raise sqlalchemy.exc.DataError("UPDATE jobs", {}, Exception("integer out of range"))
+
+    monkeypatch.setattr(queue, "succeed", out_of_range)
+    done = run(served, job["id"])
+    assert done["state"] == "failed", done
+    assert "integer out of range" in done["error"]

@@ -112,3 +112,34 @@ def test_a_retrain_keeps_the_data_change_in_its_gate_record(tmp_path, diabetes):
     change = opened.registry.card(outcome.version)["decision"]["data_change"]
     assert (change["champion"], change["verdict"]) == ("1", "drifted")
     assert change["drifted_features"][0] == "bmi"
+
+
+class Overtaken:
+    """A model's real run store, read by a process that another one overtakes.
+
+    The first cooldown read answers what the store held, and then another process's reaction
+    queues and finishes its run, as on a replica reacting to the same window a moment sooner.
+    """
+
+    def __init__(self, runs, overtake) -> None:
+        self.runs, self.overtake = runs, overtake
+
+    def last_queued_at(self, trigger: str):
+        """Answer the store's value, then let the other process queue its run."""
+        last = self.runs.last_queued_at(trigger)
+        overtake, self.overtake = self.overtake, None
+        if overtake is not None:
+            overtake()
+        return last
+
+    def __getattr__(self, name: str):
+        return getattr(self.runs, name)
+
+
+def test_a_reaction_overtaken_between_its_cooldown_read_and_the_lock_queues_nothing(model):
+    from dataclasses import replace
+
+    other = Reaction(model.settings.monitoring, run_here)  # another replica, the same store
+    slow = replace(model, runs=Overtaken(model.runs, lambda: other.drifted(model, "window")))
+    assert Reaction(model.settings.monitoring, run_here).drifted(slow, "window") is None
+    assert [(r.trigger, r.done) for r in model.runs.list()] == [("drift", True)]

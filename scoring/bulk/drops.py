@@ -4,7 +4,10 @@ Both paths go through ``score_drop``, which claims the drop in the ledger first,
 scored once even when the on-arrival hook and two sweeps reach it at the same moment. A drop
 that cannot be scored for a reason in the file (missing feature columns) is quarantined with a
 record a person can act on; a failure of ours (no model yet, a disk error) releases the claim
-and leaves the drop for the next sweep.
+and leaves the drop for the next sweep. With ``engine = "dask"`` the workers read the drop's lake
+file and write its output themselves (``scoring.bulk.remote``) when they reach both (objects
+under ``[storage] url``, or a disk they share); otherwise this process reads it and the engine
+scores its batches.
 """
 
 from __future__ import annotations
@@ -22,17 +25,18 @@ from ingest.base.logs import bound
 from ingest.pipeline.bucket import SCRATCH
 from ingest.pipeline.intake import Intake
 from ingest.state.ledger import FileRecord
-from scoring.bulk.batch import MissingFeatures, output_name, score_lake_file
-from scoring.bulk.engines import engine_for
+from scoring.bulk.batch import MissingFeatures, ScoreSummary, output_name, score_lake_file
+from scoring.bulk.engines import Engine, engine_for
+from scoring.bulk.remote import score_lake_on_workers
 from scoring.inference.dataplane import Dataplane
 from scoring.ingest_options import ingest_config
 from scoring.lifecycle.champion import load_version
 from scoring.lifecycle.predictor import LoadedModel
 from scoring.models.factory import open_model
-from scoring.monitoring.bulk import BulkDrift
+from scoring.monitoring.bulk import BulkDrift, DriftWatch
 from scoring.monitoring.records_protocol import DROP
 from scoring.settings import Settings
-from scoring.storage import upload
+from scoring.storage import storage_root, upload
 
 log = logging.getLogger("dropscore.score")
 
@@ -92,17 +96,21 @@ def _score_drop(
     dst = settings.layout.outbox / output_name(record.original_name, record.id, fmt)
     try:
         watch = drift.watch(model) if drift is not None else None
-        with _readable_lake_file(settings, intake, record) as lake:
-            summary = score_lake_file(
-                lake,
-                dst,
-                model,
-                column_map=record.column_map or {},
-                fmt=fmt,
-                batch_rows=settings.scoring.batch_rows,
-                engine=engine_for(settings),
-                observe=watch,
-            )
+        engine = engine_for(settings)
+        summary = _score_on_workers(settings, intake, record, model, dst, fmt, engine, watch)
+        published = summary is not None  # the workers wrote it where it belongs
+        if summary is None:
+            with _readable_lake_file(settings, intake, record) as lake:
+                summary = score_lake_file(
+                    lake,
+                    dst,
+                    model,
+                    column_map=record.column_map or {},
+                    fmt=fmt,
+                    batch_rows=settings.scoring.batch_rows,
+                    engine=engine,
+                    observe=watch,
+                )
     except MissingFeatures as exc:
         error = MissingFeatureColumns(
             exc.message + f"; model version {model.version} needs every feature column",
@@ -118,7 +126,8 @@ def _score_drop(
     done = ledger.mark_scored(
         record.id, dst, model.version, summary.rows_scored, summary.rows_failed, drift=verdict
     )
-    publish_output(settings, dst)
+    if not published:
+        publish_output(settings, dst)
     if dataplane is not None:
         dataplane.scored_file(
             settings.name, model.version, PROTOCOL, summary.rows, summary.rows_failed,
@@ -138,6 +147,41 @@ def _score_drop(
         },
     )
     return done
+
+
+def _score_on_workers(
+    settings: Settings,
+    intake: Intake,
+    record: FileRecord,
+    model: LoadedModel,
+    dst: Path,
+    fmt: str,
+    engine: Engine,
+    watch: DriftWatch | None,
+) -> ScoreSummary | None:
+    """Score a drop on the Dask workers when they reach its lake file and the outbox; else None.
+
+    Under ``[storage] url`` the workers read the lake object and write the outbox object
+    themselves (then nothing is left to publish from here); on disk, when they share it.
+    """
+    lake_path = intake.ledger.resolve(record.lake_path)
+    if lake_path is None:
+        return None
+    src, out = str(lake_path), str(dst)
+    if settings.storage.url:
+        root, layout = storage_root(settings), settings.layout
+        src = root.uri(layout.key(layout.lake(record.kind)), lake_path.name)
+        out = root.uri(layout.key(dst))
+    return score_lake_on_workers(
+        engine,
+        model,
+        src,
+        out,
+        column_map=record.column_map or {},
+        fmt=fmt,
+        batch_rows=settings.scoring.batch_rows,
+        observe=watch,
+    )
 
 
 @contextlib.contextmanager

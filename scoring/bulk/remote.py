@@ -56,6 +56,7 @@ if TYPE_CHECKING:
 
     from scoring.bulk.engines import Engine
     from scoring.lifecycle.predictor import LoadedModel
+    from scoring.monitoring.bulk import DriftWatch
 
 TABLE, LAKE = "table", "lake"  # a user's Parquet file (normalized on the worker), a lake file
 PARTS_PER_THREAD = 2  # parts per worker thread: enough to balance, few enough to commit fast
@@ -86,13 +87,14 @@ class Plan:
 def score_lake_on_workers(
     engine: Engine | None,
     model: LoadedModel,
-    lake_path: Path,
-    dst: Path,
+    lake_path: Path | str,
+    dst: Path | str,
     *,
     column_map: dict[str, str],
     fmt: str,
     batch_rows: int,
     progress: Progress | None = None,
+    observe: DriftWatch | None = None,
 ) -> ScoreSummary | None:
     """Score a drop's lake file on the workers when the engine's cluster reaches both files.
 
@@ -123,6 +125,7 @@ def score_lake_on_workers(
         column_map=column_map,
         progress=progress,
         store=engine.store,
+        observe=observe,
     )
 
 
@@ -138,8 +141,13 @@ def score_remote(
     column_map: dict[str, str] | None = None,
     progress: Progress | None = None,
     store: Store | None = None,
+    observe: DriftWatch | None = None,
 ) -> ScoreSummary:
-    """Score a Parquet file on the cluster: workers read, score and write; one commit publishes."""
+    """Score a Parquet file on the cluster: workers read, score and write; one commit publishes.
+
+    With ``observe`` (a run's drift watch) each part accumulates its own rows' drift on its
+    worker and returns it; the client merges them in order, so no row travels back for it.
+    """
     started = time.perf_counter()
     if fmt not in OUTPUT_FORMATS:
         raise ValidationFailed(f"format {fmt!r} is not one of {', '.join(OUTPUT_FORMATS)}")
@@ -147,11 +155,15 @@ def score_remote(
     plan = _plan(client, src, dst, ref, stage_rows(batch_rows), fmt, kind, column_map or {}, store)
     output = None if is_s3(dst) else Path(dst)
     summary = ScoreSummary(model_version=ref.version, output=output, format=fmt)
-    futures = [client.submit(score_part, plan, i, ref, pure=False) for i in range(len(plan.parts))]
+    futures = [
+        client.submit(score_part, plan, i, ref, observe, pure=False) for i in range(len(plan.parts))
+    ]
     present: list[int] = []
     try:
         for future in futures:  # in order: progress follows the file
-            index, scored, failed = future.result()
+            index, scored, failed, watched = future.result()
+            if observe is not None and watched is not None:
+                observe.merge(watched)
             summary.rows_scored += scored
             summary.rows_failed += failed
             if scored + failed:
@@ -234,10 +246,17 @@ def _remove(store: Store, uri: str) -> None:
 # -- the worker side -----------------------------------------------------------------------
 
 
-def score_part(plan: Plan, index: int, ref: ModelRef) -> tuple[int, int, int]:
-    """Score one part on this worker into its scratch file; return (index, scored, failed)."""
+def score_part(
+    plan: Plan, index: int, ref: ModelRef, observe: DriftWatch | None = None
+) -> tuple[int, int, int, DriftWatch | None]:
+    """Score one part on this worker into its scratch file; return (index, scored, failed, drift).
+
+    With ``observe`` the part's scored batches feed a watch of its own (numbered from the
+    part's first row, so the sample is the one a single pass keeps), returned for the merge.
+    """
     model = current_models().get(ref, plan.store.read_bytes)
     first, rows = plan.parts[index]
+    watch = None if observe is None else observe.part(first)
     parquet = _open_parquet(plan.store, plan.src)
     counts = [0, 0]
     if plan.kind == LAKE:
@@ -253,10 +272,12 @@ def score_part(plan: Plan, index: int, ref: ModelRef) -> tuple[int, int, int]:
             out, failed = score(batch)
             counts[0] += out.num_rows - failed
             counts[1] += failed
+            if watch is not None:
+                watch(out, plan.originals)
             yield out
 
     _write_part(scored(), plan, index)
-    return index, counts[0], counts[1]
+    return index, counts[0], counts[1], watch
 
 
 def _write_part(batches: Iterator[pa.RecordBatch], plan: Plan, index: int) -> None:

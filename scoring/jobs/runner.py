@@ -1,8 +1,10 @@
 """Running batch jobs: claim the oldest queued one, score it on the configured engine, record it.
 
 Whichever process runs the background work (``serve``, ``worker``) runs one ``JobRunner``
-thread over every model it serves. At start it puts back in the queue the jobs a dead process
-left ``running`` (``JobQueue.requeue_orphans``); then it claims and runs jobs one at a time,
+thread over every model it serves. At start, and every ``REQUEUE_SECONDS`` after, it puts back
+in the queue the jobs a dead process left ``running`` (``JobQueue.requeue_orphans``: an owner of
+this host that exited, or any owner whose heartbeat went stale), so a replica that dies while
+the others run on has its jobs taken over; between times it claims and runs jobs one at a time,
 beating the job's heartbeat while it runs so other replicas can tell it is alive. A job scores
 with the champion at the time it starts, on ``[scoring] engine``: on Dask a Parquet input is
 read and written by the workers themselves (``scoring.bulk.remote``); anything else goes through
@@ -19,6 +21,7 @@ import os
 import secrets
 import socket
 import threading
+import time
 
 from ingest.base.errors import IngestError
 from scoring.bulk.filesystems import workers_reach, workers_read
@@ -27,12 +30,15 @@ from scoring.errors import DropscoreError, NoModel
 from scoring.jobs.locations import Target, resolve_input, resolve_output
 from scoring.jobs.queue_protocol import Job, Outcome
 from scoring.models.model import Model, Models
+from scoring.monitoring.bulk import BulkDrift, DriftWatch
+from scoring.monitoring.records_protocol import JOB
 
 log = logging.getLogger("dropscore.jobs")
 
 POLL_SECONDS = 1.0  # how often an idle runner looks for a queued job
 BEAT_SECONDS = 10.0  # how often a running job's heartbeat is written (stale after 120 s)
 STOP_SECONDS = 5.0  # how long a stopping process waits for the job it runs
+REQUEUE_SECONDS = 60.0  # how often a running runner looks for jobs a dead process left running
 
 
 class Owner:
@@ -63,11 +69,24 @@ class Owner:
 
 
 def run_job(model: Model, job: Job) -> Outcome:
-    """Score a job's input into its output with the current champion; raise what went wrong."""
-    settings = model.settings
+    """Score a job's input into its output with the current champion; raise what went wrong.
+
+    The job's drift is watched while it scores (on Dask, each worker its own part) and
+    recorded under the ``job`` source with the job's id once the output is published.
+    """
     version = model.registry.champion_version()
     if version is None:
         raise NoModel(f"model {model.name!r} has no champion yet: train one first")
+    drift = BulkDrift(model)
+    watch = drift.watch_version(version)
+    outcome = _score(model, job, version, watch)
+    drift.record(watch, source=JOB, ref=str(job.id))
+    return outcome
+
+
+def _score(model: Model, job: Job, version: int, watch: DriftWatch | None) -> Outcome:
+    """Score the job on the workers when they reach both files, else in this process."""
+    settings = model.settings
     src = resolve_input(settings, job.input)
     dst, fmt = resolve_output(settings, job.output)
     dask = settings.scoring.engine == "dask"
@@ -86,12 +105,15 @@ def run_job(model: Model, job: Job) -> Outcome:
             batch_rows=settings.scoring.batch_rows,
             fmt=fmt,
             store=Store.of(settings),
+            observe=watch,
         )
         return Outcome(summary.rows_scored, summary.rows_failed, summary.model_version)
-    return _score_here(model, version, src, dst, fmt)
+    return _score_here(model, version, src, dst, fmt, watch)
 
 
-def _score_here(model: Model, version: int, src: Target, dst: Target, fmt: str) -> Outcome:
+def _score_here(
+    model: Model, version: int, src: Target, dst: Target, fmt: str, watch: DriftWatch | None
+) -> Outcome:
     """Score with the bulk scorer of this process (the local engine, or Dask from the client)."""
     from scoring.bulk.batch import score_path
     from scoring.bulk.engines import engine_for
@@ -107,6 +129,7 @@ def _score_here(model: Model, version: int, src: Target, dst: Target, fmt: str) 
             read=read_options(settings),
             fmt=fmt,
             engine=engine_for(settings),
+            observe=watch,
         )
     return Outcome(summary.rows_scored, summary.rows_failed, summary.model_version)
 
@@ -125,9 +148,15 @@ def describe(job: Job, exc: BaseException) -> str:
 class JobRunner:
     """One thread claiming and running every served model's batch jobs, one at a time."""
 
-    def __init__(self, models: Models, poll_seconds: float = POLL_SECONDS) -> None:
+    def __init__(
+        self,
+        models: Models,
+        poll_seconds: float = POLL_SECONDS,
+        requeue_seconds: float = REQUEUE_SECONDS,
+    ) -> None:
         self.models = models
         self.poll_seconds = poll_seconds
+        self.requeue_seconds = requeue_seconds
         self.owner = Owner()
         self.stopping = threading.Event()
         self.thread: threading.Thread | None = None
@@ -163,14 +192,18 @@ class JobRunner:
         return None
 
     def _loop(self) -> None:
+        requeue_at = time.monotonic() + self.requeue_seconds
         while not self.stopping.is_set():
             try:
+                if time.monotonic() >= requeue_at:
+                    requeue_at = time.monotonic() + self.requeue_seconds
+                    self.requeue()
                 ran = self.run_once()
             except Exception:  # the state database away for a moment: try again later
                 log.exception("job runner")
                 ran = None
             if ran is None:
-                self.stopping.wait(self.poll_seconds)
+                self.stopping.wait(min(self.poll_seconds, self.requeue_seconds))
 
     def _run(self, model: Model, job: Job) -> Job:
         extra = {"model": model.name, "job": job.id, "input": job.input, "output": job.output}
@@ -180,6 +213,7 @@ class JobRunner:
         beat.start()
         try:
             outcome = run_job(model, job)
+            finished = model.jobs.succeed(job.id, outcome)  # a failure here fails the job, said
         except Exception as exc:
             if not isinstance(exc, (DropscoreError, IngestError, OSError)):
                 log.exception("job failed unexpectedly", extra=extra)
@@ -189,7 +223,6 @@ class JobRunner:
         finally:
             done.set()
             beat.join()
-        finished = model.jobs.succeed(job.id, outcome)
         log.info("job succeeded", extra={**extra, "rows": outcome.rows_scored})
         return finished
 

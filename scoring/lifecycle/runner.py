@@ -49,6 +49,10 @@ def open_runs(settings: Settings) -> Runs:
     return open_model(settings).runs
 
 
+class RetrainNotWanted(Exception):
+    """The caller's condition, checked under the retrain lock, says no run is wanted any more."""
+
+
 def begin_retrain(
     settings: Settings,
     trigger: str,
@@ -56,15 +60,21 @@ def begin_retrain(
     force: bool = False,
     requested_by: str | None = None,
     runs: Runs | None = None,
+    wanted: Callable[[], bool] | None = None,
 ) -> PendingRun:
     """Take the lock and queue a run; raise RetrainBusy while another retrain runs.
 
     ``runs`` is the model's run store the caller already holds (a serving process passes its
     own, so a request opens no database); a one-shot command leaves it to be opened here.
+    ``wanted`` is asked once the lock is held (RetrainNotWanted when it says no): a check made
+    before taking the lock, such as a cooldown, may be stale by then, since another process
+    may have queued and finished a run in between.
     """
     runs = runs if runs is not None else open_runs(settings)
     lock = take_retrain(runs)
     try:
+        if wanted is not None and not wanted():
+            raise RetrainNotWanted(f"no {trigger} run wanted any more")
         abandoned = runs.abandon_unfinished()  # we hold the lock: those runs died with a process
         if abandoned:
             with bound(model=settings.name):

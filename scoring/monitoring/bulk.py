@@ -39,15 +39,18 @@ class DriftWatch:
         thresholds: Thresholds,
         accumulator: DriftAccumulator | None,
         reason: str | None = None,
+        first_row: int = 0,
     ) -> None:
         self.version = version
         self.thresholds = thresholds
         self.accumulator = accumulator
         self.reason = reason  # why there is nothing to compare (no profile), or what failed
+        self.first_row = first_row  # a Dask part's first row in the file: the sample follows it
         self.rows = 0
 
     def __call__(self, batch: pa.RecordBatch, originals: Mapping[str, str]) -> None:
         """Add one scored batch (its columns under the input's names) to the accumulator."""
+        start = self.first_row + self.rows
         self.rows += batch.num_rows
         if self.accumulator is None:
             return
@@ -58,10 +61,26 @@ class DriftWatch:
                 if i >= 0:
                     features[name] = batch.column(i)
             i = batch.schema.get_field_index(PREDICTION)
-            self.accumulator.update(features, batch.column(i) if i >= 0 else None)
+            self.accumulator.update(features, batch.column(i) if i >= 0 else None, start=start)
         except Exception as exc:  # a view of the scoring: the scored file must not suffer
             log.exception("drift not computed", extra={"version": self.version})
             self.accumulator, self.reason = None, f"drift could not be computed: {exc}"
+
+    def part(self, first_row: int) -> DriftWatch:
+        """Give a fresh watch of the same profile for a part starting at ``first_row``."""
+        current = self.accumulator
+        accumulator = None if current is None else DriftAccumulator(current.profile)
+        return DriftWatch(self.version, self.thresholds, accumulator, self.reason, first_row)
+
+    def merge(self, part: DriftWatch) -> None:
+        """Add a part's rows and counts; a part that failed to accumulate fails the whole."""
+        self.rows += part.rows
+        if self.accumulator is None:
+            return
+        if part.accumulator is None:
+            self.accumulator, self.reason = None, part.reason
+            return
+        self.accumulator.merge(part.accumulator)
 
     def report(self) -> DriftReport:
         """Compare what was scored with the reference; say why when there is nothing to."""
@@ -79,10 +98,13 @@ class BulkDrift:
 
     def watch(self, loaded: LoadedModel) -> DriftWatch | None:
         """Start watching a run scored by ``loaded``; None when ``drift_on_scoring`` is off."""
+        return self.watch_version(int(loaded.version))
+
+    def watch_version(self, version: int) -> DriftWatch | None:
+        """Start watching a run scored by ``version`` (on workers, the model is not loaded here)."""
         monitoring = self.model.settings.monitoring
         if not monitoring.drift_on_scoring:
             return None
-        version = int(loaded.version)
         thresholds = Thresholds.of(monitoring)
         found = reference(self.model, version)
         if found.profile is None:

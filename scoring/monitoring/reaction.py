@@ -4,9 +4,11 @@ With ``[monitoring] retrain_on_drift = true`` a drifted drop or live window queu
 trigger ``drift``, and realized metrics below the hold-out's by ``performance_margin`` queue one
 with trigger ``performance``. Each trigger fires at most once per ``cooldown_minutes`` per model:
 the cooldown is read from the model's run store (the newest run of that trigger), so every
-process serving the model keeps the same one. The run goes through the runner like any other
-(``begin_retrain``, then trained off the caller's thread), so it is recorded, locked and gated
-as a nightly one is; a retrain already running makes the reaction a no-op, not a queue.
+process serving the model keeps the same one; it is read again under the retrain lock, since
+every gunicorn worker of every replica reacts to the same live windows at about the same time.
+The run goes through the runner like any other (``begin_retrain``, then trained off the
+caller's thread), so it is recorded, locked and gated as a nightly one is; a retrain already
+running makes the reaction a no-op, not a queue.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from datetime import datetime, timedelta
 from ingest.base.logs import bound
 from scoring.inference.dataplane import Observer, Scored
 from scoring.lifecycle.registry import now
-from scoring.lifecycle.runner import PendingRun, begin_retrain
+from scoring.lifecycle.runner import PendingRun, RetrainNotWanted, begin_retrain
 from scoring.lifecycle.runs import RetrainBusy
 from scoring.models.model import Model
 from scoring.monitoring.records_protocol import DROP
@@ -69,12 +71,18 @@ class Reaction:
         if not self.on:
             return None
         with bound(model=model.name):
-            last = model.runs.last_queued_at(trigger)
-            if in_cooldown(last, self.monitoring.cooldown_minutes, now()):
+
+            def cooled() -> bool:
+                last = model.runs.last_queued_at(trigger)
+                return not in_cooldown(last, self.monitoring.cooldown_minutes, now())
+
+            try:
+                if not cooled():  # the cheap answer, without the lock
+                    raise RetrainNotWanted(trigger)
+                pending = begin_retrain(model.settings, trigger, runs=model.runs, wanted=cooled)
+            except RetrainNotWanted:  # in the cooldown, perhaps by a run queued a moment ago
                 log.info("reaction in cooldown", extra={"trigger": trigger, "why": why})
                 return None
-            try:
-                pending = begin_retrain(model.settings, trigger, runs=model.runs)
             except RetrainBusy:  # a retrain is under way: it will see the same data
                 return None
             facts = {"trigger": trigger, "run_id": pending.run_id, "why": why}

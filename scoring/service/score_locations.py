@@ -42,6 +42,9 @@ def score_location(settings: Settings, src: str, dst: str | None, fmt: str | Non
     from scoring.errors import DropscoreError
     from scoring.jobs.locations import output_format
     from scoring.models.factory import open_model
+    from scoring.monitoring.bulk import BulkDrift
+    from scoring.monitoring.records_protocol import CLI
+    from scoring.service.drift_cli import drift_line
     from scoring.service.progress import summary_line
 
     if dst is None:
@@ -50,6 +53,8 @@ def score_location(settings: Settings, src: str, dst: str | None, fmt: str | Non
     version = model.registry.champion_version()
     if version is None:
         raise click.ClickException("no model yet: run `dropscore train` first")
+    drift = BulkDrift(model)
+    watch = drift.watch_version(version)  # on Dask, each worker watches its part
     address = settings.scoring.dask_address
     try:
         fmt = fmt or output_format(dst)
@@ -68,9 +73,10 @@ def score_location(settings: Settings, src: str, dst: str | None, fmt: str | Non
                 batch_rows=settings.scoring.batch_rows,
                 fmt=fmt,
                 store=Store.of(settings),
+                observe=watch,
             )
         else:
-            summary = _score_here(settings, model, version, src, dst, fmt)
+            summary = _score_here(settings, model, version, src, dst, fmt, watch)
     except (DropscoreError, IngestError) as exc:
         raise click.ClickException(f"{src}: {exc.message}") from None
     except OSError as exc:
@@ -79,9 +85,14 @@ def score_location(settings: Settings, src: str, dst: str | None, fmt: str | Non
         raise click.ClickException(str(exc)) from None
     said = summary_line(summary, Path(dst)).rsplit(" → ", 1)[0]  # Path() would fold s3://
     click.echo(f"{said} → {dst}")
+    found = drift.record(watch, source=CLI, ref=src.rsplit("/", 1)[-1])
+    if found is not None:
+        click.echo(drift_line(found), err=True)  # stdout stays the one summary line
 
 
-def _score_here(settings: Settings, model: Any, version: int, src: str, dst: str, fmt: str) -> Any:
+def _score_here(
+    settings: Settings, model: Any, version: int, src: str, dst: str, fmt: str, watch: Any
+) -> Any:
     from scoring.bulk.batch import score_path
     from scoring.bulk.engines import engine_for
     from scoring.bulk.transfer import readable, writable
@@ -96,4 +107,5 @@ def _score_here(settings: Settings, model: Any, version: int, src: str, dst: str
             read=read_options(settings),
             fmt=fmt,
             engine=engine_for(settings),
+            observe=watch,
         )
