@@ -106,6 +106,6 @@ def _score_here(
             load_version(model.registry, version),
             read=read_options(settings),
             fmt=fmt,
-            engine=engine_for(settings),
+            engine=engine_for(settings, registry=model.registry),
             observe=watch,
         )
