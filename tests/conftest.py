@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +96,17 @@ def assert_error(response, status: int, code: str, *fragments: str) -> dict:
         assert fragment in text, f"{fragment!r} not in {text!r}"
     assert "Traceback" not in text
     return error
+
+
+def pytest_configure(config) -> None:
+    """Give an xdist worker the environment of a plain run: no terminal size of its own.
+
+    pytest-xdist sets ``COLUMNS=80`` and ``LINES=24`` in each worker, so commands that wrap
+    their listings to the terminal (``dropscore runs``) would wrap where a piped run does not.
+    """
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        os.environ.pop("COLUMNS", None)
+        os.environ.pop("LINES", None)
 
 
 def pytest_terminal_summary(terminalreporter) -> None:
