@@ -8,19 +8,17 @@ with their own memory limit. Workers stop before the scheduler, so none is left 
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 import sys
 from collections.abc import Iterator, Mapping
-from contextlib import ExitStack, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from scoring.testing.memory import status_kb
 from scoring.testing.ports import HOST, free_port
+from scoring.testing.processes import Process, started
 from scoring.testing.waiting import wait_for
 
-Process = subprocess.Popen[bytes]
 START_SECONDS = 120.0  # a loaded 2-core machine imports distributed slowly
 
 
@@ -118,18 +116,8 @@ def _wait_workers(cluster: Cluster, n: int) -> None:
         )
 
 
-@contextmanager
-def _process(args: list[str], log: Path, env: Mapping[str, str] | None = None) -> Iterator[Process]:
-    environment = {**os.environ, **(env or {})}
-    with open(log, "wb") as fh:
-        proc = subprocess.Popen(args, stdout=fh, stderr=subprocess.STDOUT, env=environment)
-        try:
-            yield proc
-        finally:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+def _process(
+    args: list[str], log: Path, env: Mapping[str, str] | None = None
+) -> AbstractContextManager[Process]:
+    """Run one of the cluster's commands in this environment plus ``env``."""
+    return started(args, {**os.environ, **(env or {})}, log)

@@ -40,10 +40,15 @@ def process_env(data_dir: Path, port: int, **extra: str) -> dict[str, str]:
 @contextmanager
 def running(args: list[str], env: dict[str, str], log: Path) -> Iterator[Process]:
     """Run ``dropscore ARGS`` and stop it with SIGTERM (kill after 30 s) on the way out."""
-    with open(log, "w") as fh:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "scoring", *args], env=env, stdout=fh, stderr=subprocess.STDOUT
-        )
+    with started([sys.executable, "-m", "scoring", *args], env, log) as proc:
+        yield proc
+
+
+@contextmanager
+def started(args: list[str], env: dict[str, str], log: Path) -> Iterator[Process]:
+    """Run ``ARGS`` with its output in ``log``; SIGTERM it (kill after 30 s) on the way out."""
+    with open(log, "wb") as fh:
+        proc = subprocess.Popen(args, env=env, stdout=fh, stderr=subprocess.STDOUT)
         try:
             yield proc
         finally:
