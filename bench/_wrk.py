@@ -11,6 +11,7 @@ import http.client
 import json
 import re
 import resource
+import shutil
 import statistics
 import subprocess
 import threading
@@ -190,6 +191,15 @@ def run_python_client(
         "status": 0,
         "timeout": 0,
     }
+
+
+def pick_client(choice: str) -> tuple[str, str | None]:
+    """Return the load generator for ``--client`` (auto: wrk when installed) and wrk's path."""
+    wrk = shutil.which("wrk")
+    client = ("wrk" if wrk else "python") if choice == "auto" else choice
+    if client == "wrk" and not wrk:
+        raise SystemExit("wrk is not installed: apt-get update && apt-get install -y wrk")
+    return client, wrk
 
 
 class Load:

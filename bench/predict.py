@@ -53,7 +53,7 @@ from bench._servers import (
     train,
     warm_every_worker,
 )
-from bench._wrk import Load, Result, fmt_table, loadavg
+from bench._wrk import Load, Result, fmt_table, loadavg, pick_client
 from scoring.testing.checkout import ROOT
 
 API_KEY = "bench-predict-key-0123456789"
@@ -111,12 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     levels = [int(c) for c in args.concurrency.split(",") if c.strip()]
     if not levels or min(levels) < 1:
         raise SystemExit("--concurrency needs positive integers")
-    wrk = shutil.which("wrk")
-    client = args.client
-    if client == "auto":
-        client = "wrk" if wrk else "python"
-    if client == "wrk" and not wrk:
-        raise SystemExit("wrk is not installed: apt-get update && apt-get install -y wrk")
+    client, wrk = pick_client(args.client)
     if client == "python":
         log(
             "load generator: Python threads + http.client keep-alive"

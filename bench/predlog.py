@@ -34,7 +34,7 @@ from bench._servers import (
     train,
     warm_every_worker,
 )
-from bench._wrk import Load, Result, fmt_table, loadavg
+from bench._wrk import Load, Result, fmt_table, loadavg, pick_client
 
 # What each server's [monitoring] says, by mode.
 MODES = {
@@ -74,12 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     print(machine_load(), flush=True)
     if args.pairs < 1:
         raise SystemExit("--pairs needs at least 1")
-    wrk = shutil.which("wrk")
-    client = "wrk" if args.client == "auto" and wrk else args.client
-    if client == "auto":
-        client = "python"
-    if client == "wrk" and not wrk:
-        raise SystemExit("wrk is not installed: apt-get update && apt-get install -y wrk")
+    client, wrk = pick_client(args.client)
     work = Path(tempfile.mkdtemp(prefix="dropscore-bench-predlog-"))
     data_dir, proc_tmp, logs = work / "data", work / "tmp", work / "logs"
     for d in (data_dir, proc_tmp, logs):
