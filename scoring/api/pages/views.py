@@ -23,8 +23,10 @@ from ingest.state.ledger import STATES
 from scoring.api.audited import note
 from scoring.api.auth import STALE_FORM, current_key_name
 from scoring.api.context import MODEL_KEY, bind_request_model, services
+from scoring.api.converters import MAX_ID
 from scoring.api.files import requeue
 from scoring.api.pages import data, explained, session
+from scoring.api.pages import drift as drift_page
 from scoring.api.params import int_arg
 from scoring.api.request_ids import request_id
 from scoring.bulk.batch import default_format_words
@@ -194,6 +196,16 @@ def explain() -> str:
     version = (int_arg("v", 0, 0, 10**9) or None) if named else None
     found = explained.explanation(services(), version, request.args, request_id())
     return render_template("explain.html", page="explain", **found)
+
+
+@bp.get("/ui/drift")
+def drift() -> str:
+    """Render the model's drift timeline, one record's histograms and the realized metrics."""
+    record_id = int_arg("record", 0, 1, MAX_ID) if "record" in request.args else None
+    file_id = int_arg("file", 0, 1, MAX_ID) if "file" in request.args else None
+    offset = int_arg("offset", 0, 0, 10**9)
+    found = drift_page.gather(services(), record_id, file_id, offset)
+    return render_template("drift.html", page="drift", **found)
 
 
 @bp.route("/ui/login", methods=["GET", "POST"])
