@@ -16,8 +16,8 @@ from typing import Any
 from scoring.api.pages import svg
 from scoring.api.pages.scales import Scale, linear
 
-LABEL_CHARS = 14  # a bin's or category's label under its bars, at most (its full name: hover)
-LABELS_ROOM = 64  # viewBox units below the plot for the slanted labels
+LABEL_CHARS = 19  # a bin's or category's label under its bars, at most (its full name: hover)
+LABELS_ROOM = 96  # viewBox units below the plot for the slanted labels and the legend
 SERIES = 4  # versions drawn on the realized-performance plot (the CSS has four series colours)
 
 
@@ -71,7 +71,7 @@ def histogram(
                 _short(label),
                 "tick",
                 cls="bin",
-                extra=f' text-anchor="end" transform="rotate(-40 {x:.1f} {y:.1f})"',
+                extra=f' text-anchor="end" transform="rotate(-55 {x:.1f} {y:.1f})"',
             )
         )
     legend = [
@@ -109,7 +109,8 @@ def performance(versions: Sequence[Mapping[str, Any]], metric: str) -> str:
         linear(lo - pad, hi + pad, floor=floor, ceiling=ceiling),
     )
     at = {day: i for i, day in enumerate(days)}
-    out = [*svg._open(f"realized {metric} by day"), axes.frame(), *axes.y_ticks()]
+    height = svg.H + 14 * len(shown) + 6  # the legend under the plot, a line per version
+    out = [*svg._open(f"realized {metric} by day", height), axes.frame(), *axes.y_ticks()]
     out += axes.labels("day (UTC)", metric)
     step = max(1, math.ceil(len(days) / 6))
     for i, day in enumerate(days):
@@ -145,10 +146,9 @@ def performance(versions: Sequence[Mapping[str, Any]], metric: str) -> str:
                 f"{int(d['rows'])} labelled rows</title></circle>"
             )
         said = f"{float(held):.3g}" if svg._ok(held) else "—"
-        legend.append(f"v{version['version']}: hold-out {said} (dashed)")
+        legend.append(f"version {version['version']}: realized (points), hold-out {said} (dashed)")
     for k, words in enumerate(legend):
-        x, y = svg.W - svg.PAD_R - 6, svg.PAD_T + 14 + 14 * k
-        out.append(svg.text(x, y, words, "tick", cls=f"legend s{k}", extra=' text-anchor="end"'))
+        out.append(svg.text(svg.PAD_L, svg.H + 10 + 14 * k, words, "tick", cls=f"legend s{k}"))
     return "".join(out) + "</svg>"
 
 
