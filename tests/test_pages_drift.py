@@ -9,8 +9,10 @@ stores them; the page must show what ``GET /performance`` answers.
 
 from __future__ import annotations
 
+import ast
 import re
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -323,3 +325,47 @@ def test_links_lead_to_the_drift_page_and_bad_choices_are_json_errors(served):
     assert unknown.status_code == 404 and "not in the ledger" in unknown.json()["error"]["message"]
     paged = _get(f"{url}/ui/drift?file={served['file_id']}&offset=999999")
     assert paged.status_code == 200  # past the last page: the last page
+
+
+def test_the_timeline_shows_the_newest_records_only(tmp_path):
+    settings = make_settings(tmp_path)
+    model = open_model(settings)
+    report = judge([], None, 0, Thresholds()).to_dict()
+    for i in range(drift.TIMELINE + 5):
+        model.drift.add(
+            model_version=1, source="window", rows=0, verdict="not_compared", report=report,
+            ref=f"w{i}",
+        )  # fmt: skip
+    model.stop()
+    html = create_app(settings).test_client().get("/ui/drift").get_data(as_text=True)
+    rows = [int(r) for r in re.findall(r'<tr data-entry="(\d+)"', html)]
+    assert rows == list(range(drift.TIMELINE + 5, 5, -1))  # the newest, newest first
+    assert f"The newest {drift.TIMELINE} records" in html
+
+
+# -- structure -------------------------------------------------------------------------------------
+
+PAGES = Path(__file__).resolve().parents[1] / "scoring" / "api" / "pages"
+# What a page must not reach for: the drift tables (it reads through the API's functions and the
+# model's stores), SQL, and the reference builder (a page view must never profile from the lake).
+FORBIDDEN = ("sqlalchemy", "scoring.monitoring.records", "scoring.monitoring.reference")
+
+
+def forbidden_imports(source: str) -> list[str]:
+    """Name the modules a page source imports that it must not."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        names = []
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names = [node.module]
+        found += [n for n in names if any(n == f or n.startswith(f + ".") for f in FORBIDDEN)]
+    return found
+
+
+def test_no_page_queries_drift_tables_or_builds_a_profile():
+    assert forbidden_imports("from scoring.monitoring.reference import reference\n")
+    assert forbidden_imports("import sqlalchemy.sql\n")
+    for path in sorted(PAGES.glob("*.py")):
+        assert forbidden_imports(path.read_text(encoding="utf-8")) == [], path.name
