@@ -235,7 +235,10 @@ def _ring() -> KeyRing:
 
 def _back(fallback: str) -> str:
     """Return the page this request came from (its Referer), if it is a page of this service."""
-    came_from = urlsplit(request.referrer or "")
+    try:
+        came_from = urlsplit(request.referrer or "")
+    except ValueError:  # a netloc it cannot parse ("http://[x"): not a page of this service
+        return fallback
     if came_from.netloc != request.host:
         return fallback
     return _safe_next(urlunsplit(("", "", came_from.path, came_from.query, "")))
@@ -251,7 +254,10 @@ def _safe_next(target: str) -> str:
     again differently.
     """
     seen = _BROWSER_DROPS.sub("", target.strip(_C0_AND_SPACE)).replace("\\", "/")
-    parts = urlsplit(seen)
+    try:
+        parts = urlsplit(seen)
+    except ValueError:  # a netloc it cannot parse ("//["): no path on this site
+        return "/"
     if parts.scheme or parts.netloc or not seen.startswith("/") or seen.startswith("//"):
         return "/"
     return quote(seen, safe=_URL_SAFE)
