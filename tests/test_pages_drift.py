@@ -19,7 +19,7 @@ import pytest
 import requests
 
 from scoring.api.app import create_app
-from scoring.api.pages import drift, drift_plots
+from scoring.api.pages import drift, svg
 from scoring.bulk.drops import on_arrival
 from scoring.models.factory import open_model
 from scoring.monitoring.bulk import BulkDrift
@@ -66,7 +66,7 @@ def _column(name: str, drifted: bool | None, psi: float = 0.0, **more) -> dict:
 
 def test_histogram_bar_heights_are_proportional_to_each_sides_counts():
     reference, current = [10, 20, 40, 0], [5, 0, 15, 30]
-    bars = _bars(drift_plots.histogram(["a", "b", "c", "d"], reference, current, title="t"))
+    bars = _bars(svg.histogram(["a", "b", "c", "d"], reference, current, title="t"))
     for side, counts in (("reference", reference), ("current", current)):
         drawn = bars[side]
         assert [c for c, _ in drawn] == counts
@@ -79,7 +79,7 @@ def test_histogram_bar_heights_are_proportional_to_each_sides_counts():
 
 
 def test_a_histogram_of_the_reference_alone_draws_no_current_bars():
-    bars = _bars(drift_plots.histogram(["x", "y"], [3, 1], [], title="t", note="reference only"))
+    bars = _bars(svg.histogram(["x", "y"], [3, 1], [], title="t", note="reference only"))
     assert [c for c, _ in bars["reference"]] == [3, 1] and bars["current"] == []
 
 

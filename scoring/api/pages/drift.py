@@ -14,7 +14,8 @@ from collections.abc import Mapping, Sequence
 from itertools import pairwise
 from typing import TYPE_CHECKING, Any
 
-from scoring.api.pages import drift_plots
+from scoring.api.pages import svg
+from scoring.api.pages.plots import METRIC_RANGE
 from scoring.monitoring.accumulate import SHOWN_CATEGORIES
 from scoring.monitoring.profile import (
     PROFILE_FILE,
@@ -221,7 +222,7 @@ def plot(column: Mapping[str, Any], reference: ColumnProfile | None) -> str | No
             edges = [float(e) for e in drawn.get("edges", [])]
             lo, hi = _range(reference, column.get("stats") or {})
             labels = bin_labels(edges, lo, hi)
-        return drift_plots.histogram(
+        return svg.histogram(
             labels, drawn["reference"], drawn["current"], title=f"{name}: reference vs current"
         )
     if reference is None:
@@ -233,7 +234,7 @@ def plot(column: Mapping[str, Any], reference: ColumnProfile | None) -> str | No
     else:
         labels = bin_labels(list(reference.edges), reference.minimum, reference.maximum)
         counts = list(reference.counts)
-    return drift_plots.histogram(labels, counts, [], title=f"{name}: reference", note=note)
+    return svg.histogram(labels, counts, [], title=f"{name}: reference", note=note)
 
 
 def bin_labels(edges: Sequence[float], lo: float | None, hi: float | None) -> list[str]:
@@ -270,8 +271,13 @@ def performance_view(versions: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     return {
         "metric": metric,
         "rows": rows,
-        "plot": drift_plots.performance(versions, metric) if drawn and metric else None,
+        "plot": _performance_plot(versions, metric) if drawn and metric else None,
     }
+
+
+def _performance_plot(versions: Sequence[Mapping[str, Any]], metric: str) -> str:
+    floor, ceiling = METRIC_RANGE.get(metric, (None, None))
+    return svg.performance(versions, metric, floor=floor, ceiling=ceiling)
 
 
 def _range(reference: ColumnProfile | None, found: Mapping[str, Any]) -> tuple[Any, Any]:
