@@ -159,6 +159,14 @@ def test_statistics_are_written_out_with_the_null_rate_change_and_unseen_categor
     assert view["unseen"] == [(HOSTILE_CATEGORY, 4)] and view["words"] == "drifted"
 
 
+def test_a_statistic_stored_as_null_is_a_dash_never_an_error():
+    found = {"psi": None, "ks_statistic": 0.2, "ks_pvalue": None, "min_reference": 1.0,
+             "max_reference": None, "min_current": 0.5, "max_current": 2.0}  # fmt: skip
+    stats = dict(drift.statistics(found))
+    assert "PSI" not in stats and stats["KS statistic (p-value)"] == "0.2 (p = —)"
+    assert stats["range (reference → current)"] == "1 … — → 0.5 … 2"
+
+
 def test_a_column_not_compared_says_why_and_draws_its_reference_from_the_profile():
     values = np.arange(100, dtype=float)
     profile = numeric_profile(values, values[:10], bins=4)

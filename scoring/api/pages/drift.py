@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from itertools import pairwise
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 from scoring.api.pages import svg
 from scoring.api.pages.plots import METRIC_RANGE
@@ -183,30 +183,31 @@ def statistics(found: Mapping[str, Any]) -> list[tuple[str, str]]:
         if words is not None:
             lines.append((name, words))
 
+    def fmt(key: str, spec: str = ".4g") -> str:
+        value = found.get(key)
+        return format(value, spec) if _finite(value) else "—"
+
     add("PSI", _number(found.get("psi")))
     add("Jensen–Shannon distance", _number(found.get("js")))
     if _finite(found.get("ks_statistic")):
-        add("KS statistic (p-value)", f"{found['ks_statistic']:.4g} (p = {found['ks_pvalue']:.2g})")
+        add("KS statistic (p-value)", f"{fmt('ks_statistic')} (p = {fmt('ks_pvalue', '.2g')})")
     if _finite(found.get("wasserstein")):
-        norm = found.get("wasserstein_norm")
-        per_sd = f" ({norm:.3g} reference SDs)" if _finite(norm) else ""
-        add("Wasserstein distance", f"{found['wasserstein']:.4g}{per_sd}")
+        norm = _finite(found.get("wasserstein_norm"))
+        per_sd = f" ({fmt('wasserstein_norm', '.3g')} reference SDs)" if norm else ""
+        add("Wasserstein distance", fmt("wasserstein") + per_sd)
     if _finite(found.get("null_rate_current")):
-        before, after = found.get("null_rate_reference"), found["null_rate_current"]
         change = found.get("null_rate_change")
-        then = f"{before:.1%} → " if _finite(before) else ""
-        moved = f" ({float(change or 0) * 100:+.1f} points)" if _finite(change) else ""
-        add("null rate (reference → current)", f"{then}{after:.1%}{moved}")
+        moved = f" ({change * 100:+.1f} points)" if _finite(change) else ""
+        rates = f"{fmt('null_rate_reference', '.1%')} → {fmt('null_rate_current', '.1%')}"
+        add("null rate (reference → current)", rates + moved)
     if _finite(found.get("out_of_range_share")):
-        add("outside the training range", f"{found['out_of_range_share']:.1%} of values")
-    if _finite(found.get("min_current")) and _finite(found.get("min_reference")):
-        add(
-            "range (reference → current)",
-            f"{found['min_reference']:.4g} … {found['max_reference']:.4g} → "
-            f"{found['min_current']:.4g} … {found['max_current']:.4g}",
-        )
+        add("outside the training range", f"{fmt('out_of_range_share', '.1%')} of values")
+    if _finite(found.get("min_current")) or _finite(found.get("min_reference")):
+        before = f"{fmt('min_reference')} … {fmt('max_reference')}"
+        after = f"{fmt('min_current')} … {fmt('max_current')}"
+        add("range (reference → current)", f"{before} → {after}")
     if _finite(found.get("unseen_share")):
-        add("rows in unseen categories", f"{found['unseen_share']:.1%}")
+        add("rows in unseen categories", fmt("unseen_share", ".1%"))
     return lines
 
 
@@ -292,5 +293,5 @@ def _number(value: Any) -> str | None:
     return f"{value:.4g}" if _finite(value) else None
 
 
-def _finite(value: Any) -> bool:
+def _finite(value: Any) -> TypeGuard[float]:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
