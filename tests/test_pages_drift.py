@@ -118,12 +118,29 @@ def test_a_record_shows_a_bounded_page_of_features(offset, shown, start, more):
         "features": [_column(f"f{i:02d}", i % 3 == 0, i / 100) for i in range(30)],
         "prediction": None,
     }
-    view = drift.record_view(record, None, offset, limit=12)
+    view = drift.record_view(record, lambda: None, offset, limit=12)
     assert (len(view["features"]), view["offset"], view["more"]) == (shown, start, more)
     assert (view["feature_count"], view["drifted_count"]) == (30, 10)
     if offset == 0:  # the ten drifted come first, most shifted first
         assert [f["name"] for f in view["features"][:3]] == ["f27", "f24", "f21"]
         assert {f["verdict"] for f in view["features"][:10]} == {"drifted"}
+
+
+def test_the_profile_is_read_once_and_only_for_a_column_without_its_own_histogram():
+    drawn = {"edges": [0.5], "reference": [5, 5], "current": [1, 9]}
+    reads = []
+
+    def profile():
+        reads.append(1)
+        return None
+
+    record = {"id": 1, "verdict": "stable", "source": "cli", "model_version": "1"}
+    compared = [_column("a", False, histogram=drawn), _column("b", True, 1.0, histogram=drawn)]
+    drift.record_view({**record, "features": compared}, profile, 0)
+    assert reads == []  # the record's histograms carry the reference's counts
+    drift.record_view({**record, "features": [*compared, _column("x", None), _column("y", None)]},
+                      profile, 0)  # fmt: skip
+    assert reads == [1]
 
 
 def test_bins_are_named_by_the_reference_edges_closed_by_its_range():

@@ -10,7 +10,7 @@ records, ``FEATURES_SHOWN`` features' histograms a page.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from itertools import pairwise
 from typing import TYPE_CHECKING, Any, TypeGuard
 
@@ -71,11 +71,14 @@ def gather(
         chosen = file_drift(file_id).get_json()
     else:
         chosen = records[0].to_dict() if records else None
-    profile = None if chosen is None else stored_profile(m, int(chosen["model_version"]))
+    shown = None
+    if chosen is not None:
+        version = int(chosen["model_version"])
+        shown = record_view(chosen, lambda: stored_profile(m, version), offset)
     return {
         "timeline": [entry(summary(r)) for r in records],
         "timeline_limit": TIMELINE,
-        "chosen": None if chosen is None else record_view(chosen, profile, offset),
+        "chosen": shown,
         "performance": performance_view(show_performance().get_json()["versions"]),
     }
 
@@ -122,35 +125,51 @@ def ordered(columns: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
 
 
 def record_view(
-    record: Mapping[str, Any], profile: Profile | None, offset: int, limit: int = FEATURES_SHOWN
+    record: Mapping[str, Any],
+    profile: Callable[[], Profile | None],
+    offset: int,
+    limit: int = FEATURES_SHOWN,
 ) -> dict[str, Any]:
     """Shape one drift record (the API's JSON) for the page: one page of features, drifted first.
 
     ``offset`` past the last feature shows the last page; the predictions' column is shown on
-    every page (it is one column, and says what the model made of the rows).
+    every page (it is one column, and says what the model made of the rows). ``profile`` is
+    called only when a shown column has no histogram of its own (it was not compared): a
+    profile holds its reservoir sample, megabytes for a wide model, and the record's
+    histograms already carry the reference's counts.
     """
     columns = ordered(record.get("features") or [])
     last = max(len(columns) - 1, 0)
     start = min(offset, last - last % limit) if columns else 0
     page = columns[start : start + limit]
-    known = profile.features if profile is not None else {}
+    read: list[Profile | None] = []
+
+    def reference(column: Mapping[str, Any], prediction: bool = False) -> ColumnProfile | None:
+        if column.get("histogram"):
+            return None
+        if not read:
+            read.append(profile())
+        found = read[0]
+        if found is None:
+            return None
+        return found.prediction if prediction else found.features.get(column["name"])
+
     prediction = record.get("prediction")
     predicted = None
     if prediction is not None:
-        predicted = column_view(prediction, profile.prediction if profile else None)
+        predicted = column_view(prediction, reference(prediction, prediction=True))
     return {
         **{k: v for k, v in record.items() if k not in ("features", "prediction")},
         "where": where(record),
         "words": WORDS.get(record["verdict"], record["verdict"]),
         "badge": BADGE.get(record["verdict"], "skipped"),
-        "features": [column_view(c, known.get(c["name"])) for c in page],
+        "features": [column_view(c, reference(c)) for c in page],
         "prediction": predicted,
         "feature_count": len(columns),
         "drifted_count": sum(1 for c in columns if c.get("drifted")),
         "offset": start,
         "limit": limit,
         "more": start + limit < len(columns),
-        "profile_stored": profile is not None,
     }
 
 
