@@ -73,6 +73,8 @@ def lands_on(url: str, location: str) -> str | None:
         "https:evil.example",
         "javascript:alert(1)",
         "/ /evil.example",
+        "//[",  # a netloc urlsplit cannot parse ("Invalid IPv6 URL"): was a 500
+        "/\\[evil.example",
     ],
 )
 def test_the_campaigns_next_values_stay_on_this_service(server, target):
@@ -107,7 +109,13 @@ def test_any_next_lands_on_this_service(server, target):
 
 @pytest.mark.parametrize(
     "referer",
-    ["http://evil.example/ui/files", "//evil.example/", "/\t/evil.example", "javascript:alert(1)"],
+    [
+        "http://evil.example/ui/files",
+        "//evil.example/",
+        "/\t/evil.example",
+        "javascript:alert(1)",
+        "http://[evil.example/",  # urlsplit cannot parse it: was a 500
+    ],
 )
 def test_the_retry_button_goes_back_only_to_a_page_of_this_service(server, referer):
     """The retry button redirects to the page it was pressed on, read from Referer: a header."""

@@ -106,6 +106,7 @@ ENDPOINT_ROLES: dict[str, str] = {
     "pages.files": "predict",
     "pages.score": "predict",
     "pages.explain": "predict",
+    "pages.drift": "predict",
     "pages.promote": "operate",
     "pages.retrain": "operate",
     "pages.retry": "operate",

@@ -15,7 +15,7 @@ from ingest.state.ledger import DUPLICATE, QUARANTINED, STATES
 from ingest.state.records import BY_BYTES, SAME_AS
 from scoring.api import health
 from scoring.api.context import Services
-from scoring.api.pages import plots
+from scoring.api.pages import drift, plots
 from scoring.api.pages.traffic import traffic
 from scoring.lifecycle.estimators import PRIMARY
 from scoring.models.job_ids import RETRAIN
@@ -132,6 +132,8 @@ def files(s: Services, state: str | None, kind: str | None, offset: int) -> dict
         "more": len(page) > PAGE_SIZE,
         "page_size": PAGE_SIZE,
         "counts": s.ledger.counts_by_state(),
+        "drift_words": drift.WORDS,  # a scored file's drift badge, in the drift page's words
+        "drift_badges": drift.BADGE,
     }
 
 

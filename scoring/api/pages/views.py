@@ -23,8 +23,10 @@ from ingest.state.ledger import STATES
 from scoring.api.audited import note
 from scoring.api.auth import STALE_FORM, current_key_name
 from scoring.api.context import MODEL_KEY, bind_request_model, services
+from scoring.api.converters import MAX_ID
 from scoring.api.files import requeue
 from scoring.api.pages import data, explained, session
+from scoring.api.pages import drift as drift_page
 from scoring.api.params import int_arg
 from scoring.api.request_ids import request_id
 from scoring.bulk.batch import default_format_words
@@ -196,6 +198,16 @@ def explain() -> str:
     return render_template("explain.html", page="explain", **found)
 
 
+@bp.get("/ui/drift")
+def drift() -> str:
+    """Render the model's drift timeline, one record's histograms and the realized metrics."""
+    record_id = int_arg("record", 0, 1, MAX_ID) if "record" in request.args else None
+    file_id = int_arg("file", 0, 1, MAX_ID) if "file" in request.args else None
+    offset = int_arg("offset", 0, 0, 10**9)
+    found = drift_page.gather(services(), record_id, file_id, offset)
+    return render_template("drift.html", page="drift", **found)
+
+
 @bp.route("/ui/login", methods=["GET", "POST"])
 def login() -> Response | str:
     """Ask for an API key once; a valid key starts a signed session."""
@@ -223,7 +235,10 @@ def _ring() -> KeyRing:
 
 def _back(fallback: str) -> str:
     """Return the page this request came from (its Referer), if it is a page of this service."""
-    came_from = urlsplit(request.referrer or "")
+    try:
+        came_from = urlsplit(request.referrer or "")
+    except ValueError:  # a netloc it cannot parse ("http://[x"): not a page of this service
+        return fallback
     if came_from.netloc != request.host:
         return fallback
     return _safe_next(urlunsplit(("", "", came_from.path, came_from.query, "")))
@@ -239,7 +254,10 @@ def _safe_next(target: str) -> str:
     again differently.
     """
     seen = _BROWSER_DROPS.sub("", target.strip(_C0_AND_SPACE)).replace("\\", "/")
-    parts = urlsplit(seen)
+    try:
+        parts = urlsplit(seen)
+    except ValueError:  # a netloc it cannot parse ("//["): no path on this site
+        return "/"
     if parts.scheme or parts.netloc or not seen.startswith("/") or seen.startswith("//"):
         return "/"
     return quote(seen, safe=_URL_SAFE)
