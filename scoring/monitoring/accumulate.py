@@ -224,8 +224,8 @@ def numeric_drift(
     }
     ref_sample = np.asarray(reference.sample)
     if len(ref_sample) and len(sample):
-        found["ks_statistic"], found["ks_pvalue"] = stats.ks(ref_sample, sample)
-        found["wasserstein"] = stats.wasserstein(ref_sample, sample)
+        statistic, pvalue, distance = stats.two_sample(ref_sample, sample)
+        found.update(ks_statistic=statistic, ks_pvalue=pvalue, wasserstein=distance)
         found["wasserstein_norm"] = (
             found["wasserstein"] / reference.std if reference.std > 0 else None
         )
