@@ -38,11 +38,21 @@ class Reservoir:
         self.columns: dict[str, np.ndarray] = {name: np.empty(0) for name in names}
 
     def wanted(self, keys: np.ndarray) -> np.ndarray | None:
-        """Mark the rows that may enter (None: all of them, the reservoir is not full yet), so a
-        caller gathers only those rows' values."""
-        if len(self.keys) < self.size:
-            return None
-        return keys < self.keys[-1]  # kept sorted: the largest key kept is the last
+        """Mark the rows that may enter (None: all of them), so a caller gathers only those
+        rows' values.
+
+        A row enters only if its key is below the largest kept (once full) and among the
+        ``size`` smallest of its own batch: a drop's first batch of 100,000 rows then gathers
+        10,000 rows per column, not all of them, to offer.
+        """
+        mark = None
+        if len(self.keys) >= self.size:
+            mark = keys < self.keys[-1]  # kept sorted: the largest key kept is the last
+        entering = keys if mark is None else keys[mark]
+        if len(entering) > self.size:
+            smallest = keys <= np.partition(entering, self.size - 1)[self.size - 1]
+            mark = smallest if mark is None else mark & smallest
+        return mark
 
     def offer(self, keys: np.ndarray, columns: Mapping[str, np.ndarray]) -> None:
         """Keep whichever of these rows belong among the ``size`` smallest keys so far."""
