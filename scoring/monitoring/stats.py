@@ -107,6 +107,8 @@ def two_sample(reference: np.ndarray, current: np.ndarray) -> tuple[float, float
     (as ``ks_2samp`` and ``wasserstein_distance`` do): the largest gap between them is the KS
     statistic, the area between them the Wasserstein distance. One sort of each sample serves
     both, where calling scipy for each sorted them twice and took its exact KS path.
+    The area is a sum of products as scipy's, not ``np.dot``: BLAS's dot took 1.5 to 20 ms for
+    10,000 values on a loaded 2-core machine (its threads woken on every call), the sum 0.01 ms.
     """
     u, v = np.sort(reference), np.sort(current)
     points = np.concatenate([u, v])
@@ -114,7 +116,7 @@ def two_sample(reference: np.ndarray, current: np.ndarray) -> tuple[float, float
     gaps = np.searchsorted(u, points, side="right") / len(u)
     gaps -= np.searchsorted(v, points, side="right") / len(v)
     statistic = float(max(-gaps.min(), gaps.max(), 0.0))
-    distance = float(np.dot(np.abs(gaps[:-1]), np.diff(points)))
+    distance = float(np.sum(np.abs(gaps[:-1]) * np.diff(points)))
     return statistic, ks_pvalue(statistic, u, v), distance
 
 
