@@ -338,7 +338,9 @@ def as_floats(values: Any) -> np.ndarray:
         ):
             values = pc.utf8_trim_whitespace(pc.cast(values, pa.string()))
             return np.array([_number(v) for v in values.to_pylist()], dtype=np.float64)
-        return values.cast(pa.float64()).to_numpy(zero_copy_only=False)
+        if not pa.types.is_float64(kind):  # a float64 column needs no cast (every batch pays it)
+            values = values.cast(pa.float64())
+        return values.to_numpy(zero_copy_only=False)
     array = np.asarray(values)
     if array.dtype.kind in "fiub":
         return array.astype(np.float64, copy=False)
