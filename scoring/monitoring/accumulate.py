@@ -136,7 +136,10 @@ class DriftAccumulator:
             return
         offset = self.rows if start is None else start
         keys = row_keys(self.profile.seed, offset, n) if self.sample.columns else None
-        chosen = None if keys is None else self.sample.wanted(keys)  # None: every row
+        wanted = None if keys is None else self.sample.wanted(keys)  # None: every row
+        # as positions: few rows enter a long drop's sample, and gathering them by position
+        # costs a pass over the mask once, not once per column
+        chosen = None if wanted is None else np.flatnonzero(wanted)
         sampled: dict[str, np.ndarray] = {}
         for name, state in self.columns.items():
             if name not in features:
@@ -317,7 +320,7 @@ def _add(
     name: str, state: _Numeric | _Categorical, values: Any, chosen: np.ndarray | None
 ) -> dict[str, np.ndarray]:
     """Add one column's batch to its state; return the ``chosen`` rows' floats when numeric
-    (the rows that may enter the sample; None: all)."""
+    (the rows that may enter the sample, by position; None: all)."""
     if isinstance(state, _Numeric):
         floats = as_floats(values)
         state.add(floats)
