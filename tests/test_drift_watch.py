@@ -5,7 +5,9 @@ server, the real accumulator and reservoir."""
 
 from __future__ import annotations
 
+import gc
 import threading
+import time
 from typing import Any
 
 import cloudpickle
@@ -80,7 +82,26 @@ def test_a_watch_accumulates_on_its_own_thread_and_reports_what_the_caller_s_thr
     assert {name.split("_")[0] for name in accumulator.threads} == {"dropscore-drift"}
     assert report == _in_caller(profile, batches, 300)
     assert "colour" in report["drifted_features"]  # the new category, named
-    assert not [t for t in threading.enumerate() if t.name.startswith("dropscore-drift")]
+    assert not _drift_threads()
+
+
+def _drift_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("dropscore-drift")]
+
+
+def test_a_run_that_fails_before_its_report_leaves_no_drift_thread_behind():
+    """A scoring run that raises never asks for the report: dropping its watch ends the thread."""
+    rng = np.random.default_rng(5)
+    watch = DriftWatch(3, THRESHOLDS, DriftAccumulator(_profile(rng)))
+    for batch in _batches(rng, 3, 200):
+        watch(batch, ORIGINALS)
+    assert _drift_threads()
+    del watch
+    gc.collect()
+    deadline = time.monotonic() + 60.0  # generous: a loaded machine
+    while _drift_threads() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _drift_threads()
 
 
 def test_a_batch_that_cannot_be_accumulated_says_why_in_the_report():
