@@ -71,7 +71,11 @@ class DriftWatch:
             self._thread = ThreadPoolExecutor(1, thread_name_prefix="dropscore-drift")
         while len(self._handed) >= AHEAD:
             self._handed.popleft().result()
-        self._handed.append(self._thread.submit(self._accumulate, batch, originals, start))
+        try:
+            self._handed.append(self._thread.submit(self._accumulate, batch, originals, start))
+        except RuntimeError:  # the interpreter is shutting down: no new thread work, count here
+            self.settle()
+            self._accumulate(batch, originals, start)
 
     def _accumulate(self, batch: pa.RecordBatch, originals: Mapping[str, str], start: int) -> None:
         """Add one batch to the accumulator (on the drift thread, in the order handed)."""
