@@ -65,6 +65,42 @@ def test_ks_and_wasserstein_by_hand_and_as_scipy():
     assert stats.wasserstein(a, b) == pytest.approx(sps.wasserstein_distance(a, b))
 
 
+SHIFTS = (0.0, 0.03, 0.06, 1.0)  # in standard deviations: none, borderline at 10,000 rows, one
+
+
+@pytest.mark.parametrize("sizes", [(300, 400), (1000, 1000)])
+def test_small_samples_get_scipys_exact_ks_pvalue(sizes):
+    rng = np.random.default_rng(2)
+    for shift in SHIFTS:
+        a, b = rng.normal(size=sizes[0]), rng.normal(shift, 1.0, size=sizes[1])
+        exact = sps.ks_2samp(a, b, method="exact")
+        statistic, pvalue, distance = stats.two_sample(a, b)
+        assert statistic == pytest.approx(exact.statistic, rel=1e-12)
+        assert pvalue == pytest.approx(exact.pvalue, rel=1e-9, abs=1e-300)
+        assert distance == pytest.approx(sps.wasserstein_distance(a, b), rel=1e-9)
+
+
+@pytest.mark.parametrize("sizes", [(442, 10_000), (10_000, 10_000)])
+def test_large_samples_get_the_asymptotic_ks_pvalue_within_its_tolerance_of_the_exact_one(sizes):
+    """Past EXACT_CELLS the p-value is scipy's ``method="asymp"`` (not its exact default, the
+    cost of a drop's report), within ASYMP_TOLERANCE of the exact one, with the same verdict."""
+    rng = np.random.default_rng(3)
+    for shift in SHIFTS:
+        a, b = rng.normal(size=sizes[0]), rng.normal(shift, 1.0, size=sizes[1])
+        exact = sps.ks_2samp(a, b, method="exact")
+        asymp = sps.ks_2samp(a, b, method="asymp")
+        statistic, pvalue, distance = stats.two_sample(a, b)
+        assert statistic == pytest.approx(exact.statistic, rel=1e-12)
+        assert pvalue == pytest.approx(asymp.pvalue, rel=1e-9, abs=1e-300)
+        assert abs(pvalue - exact.pvalue) <= stats.ASYMP_TOLERANCE
+        if not 0.005 < exact.pvalue < 0.02:  # away from the threshold the verdict is the same
+            assert (pvalue < 0.01) == (exact.pvalue < 0.01), (shift, pvalue, exact.pvalue)
+        assert distance == pytest.approx(sps.wasserstein_distance(a, b), rel=1e-9)
+        assert stats.ks(a, b) == (statistic, pvalue)
+    statistic, pvalue, _ = stats.two_sample(a, a + 10.0)
+    assert statistic == 1.0 and pvalue < 1e-100
+
+
 def test_bins_nulls_range_and_unseen_categories():
     edges = np.array([1.0, 2.0])
     assert stats.bin_counts(edges, np.array([0.5, 1.0, 1.5, 2.0, 9.0])).tolist() == [1, 2, 2]

@@ -54,3 +54,30 @@ def test_every_bulk_scoring_call_hands_its_batches_to_a_drift_watch():
                 kw = {k.arg for k in node.keywords}
                 assert "observe" in kw, f"{calls[-1]} calls {name} without observe="
     assert len(calls) >= 6, calls
+
+
+def _calls(name: str) -> list[tuple[str, ast.Call]]:
+    found = []
+    for path in sorted(PACKAGE.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call):
+                called = getattr(node.func, "attr", None) or getattr(node.func, "id", None)
+                if called == name:
+                    found.append((f"{path.name}:{node.lineno}", node))
+    return found
+
+
+def test_the_drift_statistics_stay_cheap_on_large_samples():
+    """A drop's report paid scipy's exact KS (its default up to 10,000 rows a side, ~20 ms a
+    feature) and BLAS's dot on 10,000 values (1.5 to 20 ms a call on a loaded machine): a KS
+    call names its method, and no BLAS call is made for a sum of products (issue 20's cost)."""
+    for where, call in _calls("ks_2samp"):
+        assert "method" in {k.arg for k in call.keywords}, f"{where}: ks_2samp without method="
+    for name in ("dot", "matmul", "vdot", "inner", "einsum"):
+        assert not _calls(name), f"{_calls(name)[0][0]} calls {name}: a sum of products will do"
+    assert not [
+        node
+        for path in sorted(PACKAGE.glob("*.py"))
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.MatMult)
+    ], "the @ operator calls BLAS"

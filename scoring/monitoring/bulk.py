@@ -7,13 +7,22 @@ for a ``DriftWatch`` before scoring and passes it to the scorer as its batch hoo
 version that scored. Drift is a view of the scoring, never part of it: a version without a
 profile is recorded as ``not_compared`` with the reason, and a failure while accumulating or
 recording is logged and leaves the scored output as it is.
+
+A watch accumulates on a thread of its own (``dropscore-drift``): the scorer's writing thread
+only hands it the batch, so the counting (about 3 ms of CPU per 50,000 rows of eleven columns)
+runs beside the Parquet writing and reading, which release the GIL, instead of after each
+batch's write. At most ``AHEAD`` batches wait for it, so memory stays bounded; ``settle`` waits
+for them and ends the thread (``report``, ``merge`` and a watch sent to a Dask worker or back
+settle first).
 """
 
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
@@ -28,6 +37,8 @@ if TYPE_CHECKING:
     from scoring.monitoring.records_protocol import DriftRecord
 
 log = logging.getLogger("dropscore.drift")
+
+AHEAD = 2  # scored batches handed to a watch's thread and not yet accumulated
 
 
 class DriftWatch:
@@ -47,24 +58,54 @@ class DriftWatch:
         self.reason = reason  # why there is nothing to compare (no profile), or what failed
         self.first_row = first_row  # a Dask part's first row in the file: the sample follows it
         self.rows = 0
+        self._thread: ThreadPoolExecutor | None = None  # started by the first batch
+        self._handed: deque[Future[None]] = deque()
 
     def __call__(self, batch: pa.RecordBatch, originals: Mapping[str, str]) -> None:
-        """Add one scored batch (its columns under the input's names) to the accumulator."""
+        """Hand one scored batch (its columns under the input's names) to the drift thread."""
         start = self.first_row + self.rows
         self.rows += batch.num_rows
         if self.accumulator is None:
             return
+        if self._thread is None:
+            self._thread = ThreadPoolExecutor(1, thread_name_prefix="dropscore-drift")
+        while len(self._handed) >= AHEAD:
+            self._handed.popleft().result()
+        try:
+            self._handed.append(self._thread.submit(self._accumulate, batch, originals, start))
+        except RuntimeError:  # the interpreter is shutting down: no new thread work, count here
+            self.settle()
+            self._accumulate(batch, originals, start)
+
+    def _accumulate(self, batch: pa.RecordBatch, originals: Mapping[str, str], start: int) -> None:
+        """Add one batch to the accumulator (on the drift thread, in the order handed)."""
+        accumulator = self.accumulator
+        if accumulator is None:  # an earlier batch failed: the run's drift is not computed
+            return
         try:
             features = {}
-            for name in self.accumulator.profile.features:
+            for name in accumulator.profile.features:
                 i = batch.schema.get_field_index(originals.get(name, name))
                 if i >= 0:
                     features[name] = batch.column(i)
             i = batch.schema.get_field_index(PREDICTION)
-            self.accumulator.update(features, batch.column(i) if i >= 0 else None, start=start)
+            accumulator.update(features, batch.column(i) if i >= 0 else None, start=start)
         except Exception as exc:  # a view of the scoring: the scored file must not suffer
             log.exception("drift not computed", extra={"version": self.version})
             self.accumulator, self.reason = None, f"drift could not be computed: {exc}"
+
+    def settle(self) -> None:
+        """Wait until every batch handed over is accumulated, and end the drift thread."""
+        while self._handed:
+            self._handed.popleft().result()
+        if self._thread is not None:
+            self._thread.shutdown()
+            self._thread = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Settle before travelling (to a Dask worker and back): a thread does not travel."""
+        self.settle()
+        return dict(self.__dict__)
 
     def part(self, first_row: int) -> DriftWatch:
         """Give a fresh watch of the same profile for a part starting at ``first_row``."""
@@ -74,6 +115,8 @@ class DriftWatch:
 
     def merge(self, part: DriftWatch) -> None:
         """Add a part's rows and counts; a part that failed to accumulate fails the whole."""
+        self.settle()
+        part.settle()
         self.rows += part.rows
         if self.accumulator is None:
             return
@@ -84,6 +127,7 @@ class DriftWatch:
 
     def report(self) -> DriftReport:
         """Compare what was scored with the reference; say why when there is nothing to."""
+        self.settle()
         if self.accumulator is None:
             reason = self.reason or "no reference"
             return DriftReport.not_compared(reason, self.rows, self.thresholds)
