@@ -47,7 +47,16 @@ from ingest.state.db import StateDB, masked
 from scoring.lifecycle.runner import record_skipped
 from scoring.lifecycle.runs import RunRecord
 from scoring.models.factory import open_models
-from scoring.models.job_ids import JOB_KINDS, RETRAIN, SWEEP, is_ours, job_id, job_kind, job_model
+from scoring.models.job_ids import (
+    CANARY,
+    JOB_KINDS,
+    RETRAIN,
+    SWEEP,
+    is_ours,
+    job_id,
+    job_kind,
+    job_model,
+)
 from scoring.models.model import Models
 from scoring.settings import Settings
 
@@ -118,6 +127,7 @@ def _model_jobs(settings: Settings) -> list[dict[str, Any]]:
     if settings.name != DEFAULT_MODEL:
         args.append(settings.name)
     sweep = settings.scoring.sweep_seconds
+    check = settings.monitoring.canary_check_seconds
     suffix = "" if settings.name == DEFAULT_MODEL else f" ({settings.name})"
     return [
         {
@@ -135,6 +145,14 @@ def _model_jobs(settings: Settings) -> list[dict[str, Any]]:
             "trigger": IntervalTrigger(seconds=sweep, timezone=UTC),
             "args": args,
             "misfire_grace_time": sweep,
+        },
+        {
+            "id": job_id(CANARY, settings.name),
+            "name": "canary rule check" + suffix,
+            "func": "schedules.jobs:canary_check",
+            "trigger": IntervalTrigger(seconds=check, timezone=UTC),
+            "args": args,
+            "misfire_grace_time": max(1, int(check)),
         },
     ]
 

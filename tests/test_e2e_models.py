@@ -38,7 +38,9 @@ MODELS = {
     "churn": ("logistic_regression", "churned", ["no", "yes"]),
     "colour": ("logistic_regression", "colour", ["blue", "green", "red"]),
 }
-JOB_IDS = {f"{job}:{name}" for name in MODELS for job in ("retrain", "score_sweep")}
+JOB_IDS = {
+    f"{job}:{name}" for name in MODELS for job in ("retrain", "score_sweep", "canary_check")
+}
 
 
 def settings_text(data_dir: Path, port: int) -> str:
@@ -156,7 +158,7 @@ def test_three_models_in_one_serve(tmp_path: Path):
         health = requests.get(url + "/health", timeout=5).json()
         assert {j["id"] for j in health["scheduler"]["jobs"]} == JOB_IDS
         stored = stored_job_ids(data_dir)
-        assert len(stored) == 6 and set(stored) == JOB_IDS, stored
+        assert len(stored) == 9 and set(stored) == JOB_IDS, stored
         for name in MODELS:
             assert predict(url, name)["model_version"] == versions[name]
     assert again.returncode == 0

@@ -73,6 +73,7 @@ def test_traffic_is_shown_set_and_followed_per_model(run):
         answer = requests.get(f"{url}/models/price/traffic", timeout=30).json()
     assert answer == {
         "mode": "canary", "version": 2, "fraction": 0.2, "key": "X-Customer", "challenger": "2",
+        "rule": None,
     }  # fmt: skip
 
 
