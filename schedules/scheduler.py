@@ -1,9 +1,10 @@
-"""The one APScheduler of a data folder: the nightly retrain and the score sweep.
+"""The one APScheduler of a data folder: the nightly retrain, the score sweep, the canary check.
 
 ``dropscore worker`` and ``dropscore serve`` start it while they hold the worker lock, never an API
 worker (APScheduler's job store cannot be shared by several running schedulers). Jobs live in
-the shared ``state.db`` under fixed ids, two per model (``retrain:<name>``, ``score_sweep:<name>``;
-plain ``retrain`` and ``score_sweep`` for the model ``default``, as before several models, so an
+the shared ``state.db`` under fixed ids, three per model (``retrain:<name>``,
+``score_sweep:<name>``, ``canary_check:<name>``; the plain kinds for the model ``default``, as
+before several models, so an
 existing deployment keeps its stored jobs), registered by text reference with
 ``replace_existing``, so a restart never duplicates them and changed settings take effect. A
 nightly run missed while nothing ran is kept (its stored next run time survives the restart when
@@ -215,7 +216,7 @@ class Schedule:
         self._tally = _Tally({j: dict.fromkeys(OUTCOMES, 0) for j in self.job_ids()}, {})
 
     def job_ids(self) -> list[str]:
-        """The ids of every job this schedule keeps: two per model."""
+        """The ids of every job this schedule keeps: three per model."""
         return [job_id(kind, name) for name in self.settings.model_names for kind in JOB_KINDS]
 
     def start(self) -> None:
