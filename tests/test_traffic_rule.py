@@ -199,3 +199,25 @@ def _job_specs() -> list[dict]:
     from scoring.settings import load_settings
 
     return job_specs(load_settings(None, overrides={"paths": {"data_dir": "data"}}))
+
+
+def test_a_traffic_database_of_the_last_release_is_upgraded_in_place(tmp_path):
+    """Its rows keep their sums (no latency histogram: empty buckets) and take a rule."""
+    import sqlite3
+
+    path = tmp_path / "state.db"
+    old = TrafficStore(StateDB.at(path))
+    old.add({DayKey(1, "2026-12-01", SERVED): DayFigures(requests=7, rows=7, seconds=0.5)})
+    old.db.dispose()
+    with sqlite3.connect(path) as conn:  # back to the previous release's tables and version
+        conn.execute("ALTER TABLE traffic_days DROP COLUMN latency")
+        conn.execute("ALTER TABLE traffic DROP COLUMN rule")
+        conn.execute("DROP TABLE canary_rule")
+        conn.execute("UPDATE schema_versions SET version = 1 WHERE store = 'traffic'")
+    store = TrafficStore(StateDB.at(path))
+    [(key, figures)] = store.days()
+    assert (key.version, figures.requests, figures.seconds) == (1, 7, 0.5)
+    assert figures.p99_seconds() is None
+    assert store.set(parse_setting({"mode": "canary", "fraction": 0.1, "rule": {}}))
+    state = store.rule_state()
+    assert state is not None and state.baseline[1].requests == 7

@@ -11,6 +11,7 @@ each with its audit row and its log line. No test asserts a time: figures are po
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -204,3 +205,23 @@ def _traffic(served: Served) -> dict:
     answer = requests.get(f"{served.url}/traffic", headers=served.headers(), timeout=TIMEOUT)
     assert answer.status_code == 200, answer.text
     return answer.json()
+
+
+def test_the_dashboard_sets_a_rule_and_shows_its_last_check(served, schedules):
+    from .test_pages_traffic_control import _csrf, _signed_in
+
+    browser = _signed_in(served.url, served.keys["operate"])
+    page = browser.get(f"{served.url}/ui/models", timeout=TIMEOUT).text
+    form = {"mode": "canary", "version": "latest", "fraction": "0.5", "rule": "default"}
+    done = browser.post(
+        f"{served.url}/ui/models/traffic", data={**form, "csrf_token": _csrf(page)},
+        timeout=TIMEOUT,
+    )  # fmt: skip
+    assert done.status_code == 200 and "decided by rule" in done.text
+    assert _traffic(served)["rule"]["passes"] == 3  # the defaults
+    run_check(schedules(served.settings))  # no traffic since it was set: the check waits
+    page = browser.get(f"{served.url}/ui/models", timeout=TIMEOUT).text
+    line = re.search(r'data-testid="traffic-rule">([^<]*)<', page)
+    assert line and "canary rule, last check" in line.group(1), page
+    assert "too few requests" in line.group(1)
+    served.put({"mode": "off"})
