@@ -96,6 +96,13 @@ def test_a_check_of_the_rule(champion, challenger, metric, passes, failures, out
         )
 
 
+def test_a_challenger_taking_other_columns_passes_but_waits_for_a_person():
+    got = evaluate(RULE, v(), v(), R2, 2, 0, schema_change="its features drop s6")
+    assert (got.outcome, got.passes, got.decision) == (PASS, 3, None)
+    assert "input schema differs from the champion's: its features drop s6" in got.reason
+    assert evaluate(RULE, v(), v(), R2, 2, 0).decision == PROMOTE
+
+
 def test_the_reason_gives_the_figures_a_person_checks():
     got = evaluate(RULE, v(p99=0.010), v(p99=0.030, requests=190, errors=10), None, 0, 1)
     assert got.decision == ROLLBACK

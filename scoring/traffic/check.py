@@ -62,7 +62,13 @@ def check_canary(model: Model, audit: AuditTrail) -> Checked:
         for v in (champion, challenger)
     }
     evaluation = evaluate(
-        setting.rule, figures[champion], figures[challenger], metric, state.passes, state.failures
+        setting.rule,
+        figures[champion],
+        figures[challenger],
+        metric,
+        state.passes,
+        state.failures,
+        schema_change=_schema_change(model, challenger, champion),
     )
     shown: dict[str, Any] = {
         "at": now(),
@@ -87,6 +93,10 @@ def _act(
 ) -> None:
     """Promote or roll back, unless a person changed the traffic since the check began."""
     if not model.traffic.set(OFF, by=RULE_ACTOR, unless_changed=canary):
+        log.info(
+            "canary rule's decision not taken: the traffic was set meanwhile",
+            extra={"model": model.name, "decision": evaluation.decision, "challenger": challenger},
+        )
         return
     reason = f"canary rule: {evaluation.reason}"
     if evaluation.decision == PROMOTE:
@@ -121,6 +131,17 @@ def _act(
             "reason": evaluation.reason,
         },
     )
+
+
+def _schema_change(model: Model, challenger: int, champion: int) -> str | None:
+    """Say how the challenger's inputs differ from the champion's (the gate's own words)."""
+    from scoring.lifecycle.contract import schema_change
+    from scoring.lifecycle.schema import FeatureSchema
+
+    new, old = (model.registry.card(v).get("schema") for v in (challenger, champion))
+    if not new or not old:
+        return None
+    return schema_change(FeatureSchema.from_dict(new), FeatureSchema.from_dict(old))
 
 
 def _figures(

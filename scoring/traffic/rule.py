@@ -6,8 +6,11 @@ set; a check is *passed* when the challenger's error rate is at most ``max_error
 above the champion's, its p99 latency at most ``max_p99_ratio`` times the champion's and —
 once both versions have ``min_labels`` labelled rows from the late-label join — its realized
 primary metric at most ``realized_margin`` worse. ``failures`` failed checks roll the canary
-back; ``passes`` passed checks promote the challenger. While either version has answered fewer
-than ``min_requests`` requests, a check *waits*: too little traffic decides nothing.
+back; ``passes`` passed checks promote the challenger — unless its input schema differs from
+the champion's: as the promotion gate (``scoring.lifecycle.promotion``), a rule never promotes a
+version clients would have to send other columns to, and it waits for a person. While either
+version has answered fewer than ``min_requests`` requests, a check *waits*: too little traffic
+decides nothing.
 """
 
 from __future__ import annotations
@@ -110,10 +113,12 @@ def evaluate(
     metric: tuple[str, bool] | None,
     passes: int = 0,
     failures: int = 0,
+    schema_change: str | None = None,
 ) -> Evaluation:
     """Check the challenger against the champion; ``passes``/``failures`` count earlier checks.
 
-    ``metric`` is the task's primary metric and whether bigger is better (None: not known).
+    ``metric`` is the task's primary metric and whether bigger is better (None: not known);
+    ``schema_change`` says how the challenger's inputs differ (then no promotion by rule).
     """
     sent = min(champion.requests + champion.errors, challenger.requests + challenger.errors)
     if sent < rule.min_requests:
@@ -134,6 +139,12 @@ def evaluate(
         outcome = PASS
         decision = PROMOTE if passes >= rule.passes else None
         said = "; ".join(findings)
+        if decision is not None and schema_change:
+            decision = None
+            said += (
+                f"; input schema differs from the champion's: {schema_change}; kept for a"
+                " person to promote"
+            )
     counts = f"{passes}/{rule.passes} passed, {failures}/{rule.failures} failed"
     return Evaluation(outcome, passes, failures, decision, f"{outcome}: {said} ({counts})")
 
