@@ -118,12 +118,14 @@ def test_a_rule_is_read_with_defaults_and_refused_field_by_field():
     assert setting.rule == CanaryRule(passes=5)
     assert parse_setting({"mode": "canary", "fraction": 0.2, "rule": {}}).rule == CanaryRule()
     assert parse_setting({"mode": "canary", "fraction": 0.2}).rule is None
-    bad = {"passes": 0, "max_p99_ratio": -1, "failures": 1.5, "min_requests": True, "speed": 2}
+    bad = {"passes": 0, "max_p99_ratio": -1, "failures": 1.5, "min_requests": True, "speed": 2,
+           "min_labels": 10**400, "realized_margin": 10**400, "max_error_rate_diff": "0.1"}
     with pytest.raises(ValidationFailed) as refused:
         parse_setting({"mode": "canary", "fraction": 0.2, "rule": bad})
     fields = {d["field"] for d in refused.value.details}
     assert fields == {"rule.passes", "rule.max_p99_ratio", "rule.failures", "rule.min_requests",
-                      "rule.speed"}  # fmt: skip
+                      "rule.speed", "rule.min_labels", "rule.realized_margin",
+                      "rule.max_error_rate_diff"}  # fmt: skip
     for body in ({"mode": "shadow", "rule": {}}, {"mode": "canary", "fraction": 1, "rule": [1]}):
         with pytest.raises(ValidationFailed) as refused:
             parse_setting(body)

@@ -42,6 +42,8 @@ class CanaryRule:
 
 RULE_FIELDS = tuple(f.name for f in fields(CanaryRule))
 _WHOLE = ("min_requests", "min_labels", "failures", "passes")  # counts: whole numbers ≥ 1
+MAX_COUNT = 10**9
+MAX_LIMIT = 1e9  # a limit beyond this is no limit; a bound keeps it a finite float
 
 
 def parse_rule(body: Any, details: list[dict[str, str]]) -> CanaryRule | None:
@@ -60,15 +62,20 @@ def parse_rule(body: Any, details: list[dict[str, str]]) -> CanaryRule | None:
                 {"field": f"rule.{shown}", "problem": f"unknown; known: {', '.join(RULE_FIELDS)}"}
             )
             continue
+        # a JSON number may be an integer of any size: compared as it is, never made a float
         number = isinstance(value, (int, float)) and not isinstance(value, bool)
         if name in _WHOLE:
-            if not (number and float(value).is_integer() and 1 <= value <= 10**9):
-                details.append({"field": f"rule.{name}", "problem": "must be a whole number ≥ 1"})
+            whole = isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+            if not (number and whole and 1 <= value <= MAX_COUNT):
+                problem = f"must be a whole number, 1 to {MAX_COUNT}"
+                details.append({"field": f"rule.{name}", "problem": problem})
                 continue
             values[name] = int(value)
         else:
-            if not (number and math.isfinite(value) and value >= 0):
-                details.append({"field": f"rule.{name}", "problem": "must be a number ≥ 0"})
+            if not (number and 0 <= value <= MAX_LIMIT and not math.isnan(value)):
+                details.append(
+                    {"field": f"rule.{name}", "problem": f"must be a number, 0 to {MAX_LIMIT:g}"}
+                )
                 continue
             values[name] = float(value)
     return CanaryRule(**values)
