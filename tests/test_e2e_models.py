@@ -6,7 +6,7 @@ model's ``inbox/train/`` and train each model; score drops land in each ``inbox/
 come out of each model's own outbox with the right columns (probabilities for classifiers).
 Then one model retrains (forced) while four keep-alive clients post ``/predict`` to the other
 two: not one request may fail or answer 503. Finally SIGTERM and a second ``serve`` on the same
-folder: the job store holds exactly two jobs per model, and every champion still serves.
+folder: the job store holds exactly three jobs per model, and every champion still serves.
 """
 
 from __future__ import annotations

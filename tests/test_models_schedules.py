@@ -1,4 +1,4 @@
-"""The real scheduler over several models: two jobs each, named ids, restarts, removed models."""
+"""The real scheduler over several models: three jobs each, named ids, restarts, removed models."""
 
 from __future__ import annotations
 
