@@ -2,7 +2,8 @@
 
 Their arguments are plain values (the settings file and the data folder) pickled into state.db;
 each run loads the settings itself and calls the same functions as the operational commands:
-``retrain`` is ``dropscore train``'s ``run_retrain``, ``score_sweep`` the bulk scorer's sweep.
+``retrain`` is ``dropscore train``'s ``run_retrain``, ``score_sweep`` the bulk scorer's sweep,
+``canary_check`` one check of a canary's rule (``scoring.traffic.check``).
 """
 
 from __future__ import annotations
@@ -45,3 +46,19 @@ def score_sweep(settings_path: str | None, data_dir: str, model: str = DEFAULT_M
     if scored:
         log.info("sweep scored drops", extra={"files": len(scored), "model": model})
     return len(scored)
+
+
+def canary_check(settings_path: str | None, data_dir: str, model: str = DEFAULT_MODEL) -> str:
+    """Check the model's canary rule once; return the outcome (pass, fail, wait or idle)."""
+    from scoring.models.factory import open_shared
+    from scoring.traffic.check import check_canary
+
+    settings = load_job_settings(settings_path, data_dir, model)
+    shared = open_shared(settings)
+    served = open_model(settings, server=shared.db)
+    try:
+        checked = check_canary(served, shared.audit)
+    finally:
+        served.db.dispose()
+        shared.db.dispose()
+    return "idle" if checked.evaluation is None else checked.evaluation.outcome

@@ -1,9 +1,10 @@
-"""The one APScheduler of a data folder: the nightly retrain and the score sweep.
+"""The one APScheduler of a data folder: the nightly retrain, the score sweep, the canary check.
 
 ``dropscore worker`` and ``dropscore serve`` start it while they hold the worker lock, never an API
 worker (APScheduler's job store cannot be shared by several running schedulers). Jobs live in
-the shared ``state.db`` under fixed ids, two per model (``retrain:<name>``, ``score_sweep:<name>``;
-plain ``retrain`` and ``score_sweep`` for the model ``default``, as before several models, so an
+the shared ``state.db`` under fixed ids, three per model (``retrain:<name>``,
+``score_sweep:<name>``, ``canary_check:<name>``; the plain kinds for the model ``default``, as
+before several models, so an
 existing deployment keeps its stored jobs), registered by text reference with
 ``replace_existing``, so a restart never duplicates them and changed settings take effect. A
 nightly run missed while nothing ran is kept (its stored next run time survives the restart when
@@ -47,7 +48,16 @@ from ingest.state.db import StateDB, masked
 from scoring.lifecycle.runner import record_skipped
 from scoring.lifecycle.runs import RunRecord
 from scoring.models.factory import open_models
-from scoring.models.job_ids import JOB_KINDS, RETRAIN, SWEEP, is_ours, job_id, job_kind, job_model
+from scoring.models.job_ids import (
+    CANARY,
+    JOB_KINDS,
+    RETRAIN,
+    SWEEP,
+    is_ours,
+    job_id,
+    job_kind,
+    job_model,
+)
 from scoring.models.model import Models
 from scoring.settings import Settings
 
@@ -118,6 +128,7 @@ def _model_jobs(settings: Settings) -> list[dict[str, Any]]:
     if settings.name != DEFAULT_MODEL:
         args.append(settings.name)
     sweep = settings.scoring.sweep_seconds
+    check = settings.monitoring.canary_check_seconds
     suffix = "" if settings.name == DEFAULT_MODEL else f" ({settings.name})"
     return [
         {
@@ -135,6 +146,14 @@ def _model_jobs(settings: Settings) -> list[dict[str, Any]]:
             "trigger": IntervalTrigger(seconds=sweep, timezone=UTC),
             "args": args,
             "misfire_grace_time": sweep,
+        },
+        {
+            "id": job_id(CANARY, settings.name),
+            "name": "canary rule check" + suffix,
+            "func": "schedules.jobs:canary_check",
+            "trigger": IntervalTrigger(seconds=check, timezone=UTC),
+            "args": args,
+            "misfire_grace_time": max(1, int(check)),
         },
     ]
 
@@ -197,7 +216,7 @@ class Schedule:
         self._tally = _Tally({j: dict.fromkeys(OUTCOMES, 0) for j in self.job_ids()}, {})
 
     def job_ids(self) -> list[str]:
-        """The ids of every job this schedule keeps: two per model."""
+        """The ids of every job this schedule keeps: three per model."""
         return [job_id(kind, name) for name in self.settings.model_names for kind in JOB_KINDS]
 
     def start(self) -> None:

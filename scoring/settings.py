@@ -213,6 +213,9 @@ class MonitoringSettings:
     performance_margin: float = _f(
         0.05, "a realized primary metric this far below the hold-out's queues a retrain", ge=0.0
     )
+    canary_check_seconds: float = _f(
+        60.0, "how often the leader checks a canary's rule (promote, roll back or wait)", gt=0.0
+    )
 
 
 @dataclass(frozen=True)

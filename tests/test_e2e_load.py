@@ -61,7 +61,7 @@ def test_serve_promotes_under_load_with_no_failed_request(tmp_path):
     assert_clean_switch(answers, version, promoted_at)
     scheduler = health["scheduler"]
     assert scheduler["alive"] is True and scheduler["failed"] == 0
-    assert {j["id"] for j in scheduler["jobs"]} == {"retrain", "score_sweep"}
+    assert {j["id"] for j in scheduler["jobs"]} == {"retrain", "score_sweep", "canary_check"}
     assert all(j["next_run_time"] for j in scheduler["jobs"])
     assert scheduler["last_retrain"]["version"] == "2" and scheduler["last_retrain"]["promoted"]
     assert "dropscore_scheduler_up 1.0" in metrics

@@ -6,7 +6,7 @@ model's ``inbox/train/`` and train each model; score drops land in each ``inbox/
 come out of each model's own outbox with the right columns (probabilities for classifiers).
 Then one model retrains (forced) while four keep-alive clients post ``/predict`` to the other
 two: not one request may fail or answer 503. Finally SIGTERM and a second ``serve`` on the same
-folder: the job store holds exactly two jobs per model, and every champion still serves.
+folder: the job store holds exactly three jobs per model, and every champion still serves.
 """
 
 from __future__ import annotations
@@ -38,7 +38,9 @@ MODELS = {
     "churn": ("logistic_regression", "churned", ["no", "yes"]),
     "colour": ("logistic_regression", "colour", ["blue", "green", "red"]),
 }
-JOB_IDS = {f"{job}:{name}" for name in MODELS for job in ("retrain", "score_sweep")}
+JOB_IDS = {
+    f"{job}:{name}" for name in MODELS for job in ("retrain", "score_sweep", "canary_check")
+}
 
 
 def settings_text(data_dir: Path, port: int) -> str:
@@ -156,7 +158,7 @@ def test_three_models_in_one_serve(tmp_path: Path):
         health = requests.get(url + "/health", timeout=5).json()
         assert {j["id"] for j in health["scheduler"]["jobs"]} == JOB_IDS
         stored = stored_job_ids(data_dir)
-        assert len(stored) == 6 and set(stored) == JOB_IDS, stored
+        assert len(stored) == 9 and set(stored) == JOB_IDS, stored
         for name in MODELS:
             assert predict(url, name)["model_version"] == versions[name]
     assert again.returncode == 0

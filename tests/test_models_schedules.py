@@ -1,4 +1,4 @@
-"""The real scheduler over several models: two jobs each, named ids, restarts, removed models."""
+"""The real scheduler over several models: three jobs each, named ids, restarts, removed models."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import pytest
 from ingest.state.db import StateDB
 from schedules.jobs import load_job_settings, score_sweep
 from schedules.scheduler import job_model, job_store, stored_jobs
+from scoring.models.job_ids import JOB_KINDS
 from scoring.settings import Settings, load_settings
 
 MODELS = {
@@ -17,7 +18,7 @@ MODELS = {
     "churn": 'target = "churned"\nestimator = "logistic_regression"\nschedule = "15 1 * * *"\n',
     "species": 'target = "species"\nestimator = "random_forest_classifier"\n',
 }
-SIX = sorted(f"{kind}:{name}" for name in MODELS for kind in ("retrain", "score_sweep"))
+SIX = sorted(f"{kind}:{name}" for name in MODELS for kind in JOB_KINDS)  # three per model
 
 
 @pytest.fixture
@@ -52,7 +53,7 @@ def test_three_models_register_six_jobs_with_named_ids(write, schedules):
     assert stored_ids(settings) == SIX
     jobs = {j.id: j for j in schedule._scheduler.get_jobs()}
     for name in MODELS:  # each job names its model, so the job acts on that model alone
-        for kind in ("retrain", "score_sweep"):
+        for kind in JOB_KINDS:
             job = jobs[f"{kind}:{name}"]
             assert job.func_ref == f"schedules.jobs:{kind}"
             assert job.args[-1] == name and job_model(job.id) == name
@@ -99,7 +100,7 @@ def test_default_keeps_its_plain_ids_beside_named_models(write, schedules):
     settings = write("churn", default=True)
     schedule = schedules(settings)
     assert sorted(j["id"] for j in schedule.jobs()) == sorted(
-        ["retrain", "score_sweep", "retrain:churn", "score_sweep:churn"]
+        [*JOB_KINDS, *(f"{kind}:churn" for kind in JOB_KINDS)]
     )
     plain = schedule._scheduler.get_job("retrain")
     assert load_job_settings(*plain.args).name == "default"

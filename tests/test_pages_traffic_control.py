@@ -58,7 +58,7 @@ def test_the_traffic_control_sets_the_model_traffic(tmp_path, diabetes):
             f"{url}/traffic", headers={"Authorization": f"Bearer {operate}"}, timeout=TIMEOUT
         ).json()
         assert api == {"mode": "canary", "version": 2, "fraction": 0.25, "key": "X-Customer",
-                       "challenger": "2"}  # fmt: skip
+                       "challenger": "2", "rule": None}  # fmt: skip
 
         bad = browser.post(
             f"{url}/ui/models/traffic",

@@ -124,6 +124,7 @@ def test_two_replicas_one_leader_a_promotion_everywhere_and_a_takeover(
     assert scheduler["alive"] and {job["id"] for job in scheduler["jobs"]} == {
         "retrain",
         "score_sweep",
+        "canary_check",
     }
     assert served_version(second) == "2"
     logs = "".join(path.read_text() for path in tmp_path.glob("*.log"))

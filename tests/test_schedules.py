@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from ingest.state.db import StateDB
 from ingest.state.sqlite import apply_pragmas
 from schedules.scheduler import (
+    JOB_IDS,
     RETRAIN,
     RETRAIN_GRACE_SECONDS,
     SWEEP,
@@ -107,16 +108,16 @@ def test_the_job_store_opens_state_db_like_every_other_store(write_settings):
     assert got[0] == "wal" and got[3] == 1
 
 
-def test_restart_keeps_exactly_the_two_jobs(write_settings, schedules):
+def test_restart_keeps_exactly_its_jobs(write_settings, schedules):
     settings = write_settings()
     first = schedules(settings)
     assert first.alive()
-    assert {j["id"] for j in first.jobs()} == {RETRAIN, SWEEP}
+    assert {j["id"] for j in first.jobs()} == set(JOB_IDS)
     first.stop()
     assert not first.alive()
     second = schedules(settings)
-    assert sorted(j["id"] for j in second.jobs()) == [RETRAIN, SWEEP]
-    assert [row[0] for row in stored_rows(settings)] == [RETRAIN, SWEEP]
+    assert sorted(j["id"] for j in second.jobs()) == sorted(JOB_IDS)
+    assert [row[0] for row in stored_rows(settings)] == sorted(JOB_IDS)
     retrain = next(j for j in second.jobs() if j["id"] == RETRAIN)
     fire = datetime.fromisoformat(retrain["next_run_time"])
     assert (fire.hour, fire.minute) == (2, 0) and fire > datetime.now(UTC)
@@ -131,7 +132,7 @@ def test_changed_settings_take_effect_after_restart(write_settings, schedules):
     assert (fire.hour, fire.minute) == (4, 30)
     assert "Europe/Paris" in repr(schedule._scheduler.get_job(RETRAIN).trigger)
     assert schedule._scheduler.get_job(SWEEP).trigger.interval == timedelta(seconds=7)
-    assert len(stored_rows(changed)) == 2
+    assert len(stored_rows(changed)) == len(JOB_IDS)
 
 
 def test_jobs_are_text_references_with_plain_arguments(write_settings, schedules):
@@ -151,7 +152,7 @@ def test_sweep_runs_every_sweep_seconds(write_settings, schedules):
     assert schedule.counts()[SWEEP]["failed"] == 0
     status = schedule.status()
     assert status["alive"] is True and status["failed"] == 0 and status["missed"] == 0
-    assert {j["id"] for j in status["jobs"]} == {RETRAIN, SWEEP}
+    assert {j["id"] for j in status["jobs"]} == set(JOB_IDS)
 
 
 def test_metrics_collector_counts_runs(write_settings, schedules):
@@ -237,7 +238,7 @@ def test_an_unloadable_copy_of_our_own_job_is_replaced(write_settings, schedules
     with sqlite3.connect(settings.db_path) as conn:
         conn.execute("UPDATE apscheduler_jobs SET job_state=? WHERE id=?", (b"garbage", RETRAIN))
     schedule = schedules(settings)
-    assert {j["id"] for j in schedule.jobs()} == {RETRAIN, SWEEP}
+    assert {j["id"] for j in schedule.jobs()} == set(JOB_IDS)
 
 
 # -- time zones -------------------------------------------------------------------------------

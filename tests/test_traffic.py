@@ -128,9 +128,9 @@ def test_put_is_validated_field_by_field_and_needs_operate(off: Served):
     body = {"mode": "canary", "version": 3, "fraction": 0.25, "key": "X-Customer"}
     answer = off.put(body)
     assert answer.status_code == 200, answer.text
-    assert answer.json() == {**body, "challenger": "3"}
+    assert answer.json() == {**body, "challenger": "3", "rule": None}
     shown = requests.get(f"{off.url}/models/default/traffic", headers=off.headers("predict"))
-    assert shown.json() == {**body, "challenger": "3"}
+    assert shown.json() == {**body, "challenger": "3", "rule": None}
     latest = off.put({"mode": "shadow"}).json()  # latest: the newest that is not the champion
     assert (latest["version"], latest["fraction"], latest["challenger"]) == ("latest", 1.0, "4")
 

@@ -73,6 +73,7 @@ def test_traffic_is_shown_set_and_followed_per_model(run):
         answer = requests.get(f"{url}/models/price/traffic", timeout=30).json()
     assert answer == {
         "mode": "canary", "version": 2, "fraction": 0.2, "key": "X-Customer", "challenger": "2",
+        "rule": None,
     }  # fmt: skip
 
 
@@ -92,3 +93,29 @@ def test_a_bad_setting_is_refused_in_one_line(run, args, says):
     assert says in result.output
     assert "Traceback" not in result.output
     assert "traffic off" in run("traffic", "--model", "price").output  # nothing stored
+
+
+def test_a_canary_rule_is_set_and_its_last_check_shown(run):
+    from scoring.audit import AuditLog
+    from scoring.models.factory import open_model
+    from scoring.traffic.check import check_canary
+
+    done = run("traffic", "--model", "price", "canary", "--version", "2", "--fraction", "0.2",
+               "--rule", "min_requests=50", "--rule", "max_p99_ratio=1.25")  # fmt: skip
+    assert done.exit_code == 0, done.output
+    assert "by rule: after 50 requests each" in done.output and "p99 at most ×1.25" in done.output
+    model = open_model(run.settings.for_model("price"))
+    rule = model.traffic.get().rule
+    assert rule is not None
+    assert (rule.min_requests, rule.max_p99_ratio, rule.passes) == (50, 1.25, 3)
+
+    checked = check_canary(model, AuditLog(StateDB.at(run.settings.shared_db_path)))
+    assert checked.evaluation is not None and checked.evaluation.outcome == "wait"
+    shown = run("traffic", "--model", "price")
+    assert "canary rule, last check" in shown.output and "too few requests" in shown.output
+
+    bad = run("traffic", "--model", "price", "canary", "--fraction", "0.2", "--rule", "speed=2")
+    assert bad.exit_code != 0 and "--rule.speed: unknown" in bad.output
+    odd = run("traffic", "--model", "price", "canary", "--fraction", "0.2", "--rule", "fast")
+    assert odd.exit_code == 2 and "give NAME=NUMBER" in odd.output
+    assert "--rule" in run("traffic", "--model", "price", "--rule", "default").output

@@ -3,8 +3,10 @@
 ``PUT`` (role ``operate``, audited like every state-changing call) stores the setting in the
 model's state database, where every replica reads it within a second; ``GET /challenger``
 shows the per-day figures: each version's answers (the champion's and a canary's) and the
-shadow's agreement with the champion. Promoting or rolling back stays the existing
-``POST /models/<v>/promote`` (or the promotion gate): traffic only measures.
+shadow's agreement with the champion, and the canary rule's checks (its last evaluation). A
+person promotes or rolls back with ``POST /models/<v>/promote`` or ``PUT /traffic`` ``off``; a
+canary set with a ``rule`` is promoted or rolled back by the leader's scheduler
+(``scoring.traffic.check``).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from scoring.api.openapi import (
 from scoring.errors import ValidationFailed
 from scoring.traffic.figures import SERVED
 from scoring.traffic.router import Traffic
+from scoring.traffic.rule import RULE_FIELDS
 from scoring.traffic.setting import MODES, parse_setting
 
 bp = Blueprint("traffic", __name__)
@@ -39,11 +42,25 @@ TRAFFIC_KEY = "dropscore.traffic"  # app.extensions: the app's Traffic
 DEFAULT_KEY_HEADER = "X-Canary-Key"  # the sticky key's header when the setting names none
 
 SETTING = obj(
+    ("rule",),
     mode={"type": "string", "enum": list(MODES)},
     version={"description": 'a version number, or "latest"'},
     fraction=NUMBER,
     key=nullable(STRING),
+    rule=nullable(
+        obj(
+            RULE_FIELDS,  # a field left out keeps its default
+            min_requests=NUMBER,
+            max_error_rate_diff=NUMBER,
+            max_p99_ratio=NUMBER,
+            realized_margin=NUMBER,
+            min_labels=NUMBER,
+            failures=NUMBER,
+            passes=NUMBER,
+        )
+    ),
 )
+RULE_STATE = obj(canary_set_at=STRING, passes=NUMBER, failures=NUMBER, last=nullable(ANY_OBJECT))
 CURRENT = {"allOf": [SETTING, obj(challenger=nullable(STRING))]}
 DAY = obj(day=STRING, version=STRING, figures=ANY_OBJECT)
 
@@ -101,8 +118,18 @@ def show_traffic() -> Response:
 @bp.put("/traffic")
 @operation(
     "Set the model's traffic: off, shadow (a fraction of requests repeated by the challenger,"
-    " off the request path) or canary (a fraction answered by it, sticky by key)",
-    body=json_body(SETTING, shadow={"mode": "shadow", "version": "latest", "fraction": 1.0}),
+    " off the request path) or canary (a fraction answered by it, sticky by key; with a rule,"
+    " promoted or rolled back by its live figures)",
+    body=json_body(
+        SETTING,
+        shadow={"mode": "shadow", "version": "latest", "fraction": 1.0},
+        canary={
+            "mode": "canary",
+            "version": "latest",
+            "fraction": 0.1,
+            "rule": {"min_requests": 200, "max_p99_ratio": 1.5},
+        },
+    ),
     responses={200: response_object(CURRENT)},
     errors=(400, 422),
 )
@@ -129,7 +156,11 @@ def set_traffic() -> Response:
 @operation(
     "Each version's live figures per day: answers, rows, errors and latency, and the"
     " shadow's agreement with the champion (share equal, or mean |difference| and correlation)",
-    responses={200: response_object(obj(traffic=CURRENT, served=array(DAY), shadow=array(DAY)))},
+    responses={
+        200: response_object(
+            obj(traffic=CURRENT, served=array(DAY), shadow=array(DAY), rule=nullable(RULE_STATE))
+        )
+    },
 )
 def show_challenger() -> Response:
     """Show the per-day figures of every version on live traffic, this replica's included."""
@@ -141,4 +172,6 @@ def show_challenger() -> Response:
     for key, figures in m.traffic.days():
         day = {"day": key.day, "version": str(key.version), "figures": figures.summary(key.kind)}
         (served if key.kind == SERVED else shadow).append(day)
-    return jsonify({"traffic": _current(), "served": served, "shadow": shadow})
+    state = m.traffic.rule_state()
+    rule = None if state is None else state.to_dict()
+    return jsonify({"traffic": _current(), "served": served, "shadow": shadow, "rule": rule})

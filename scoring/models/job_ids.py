@@ -1,4 +1,4 @@
-"""The scheduler's job ids, one rule for every reader: two jobs per model, named by kind and model.
+"""The scheduler's job ids, one rule for every reader: three jobs per model, by kind and model.
 
 Kept with the models, not in ``schedules``, so the dashboard can find a model's jobs without
 reaching into the scheduler's package (or importing APScheduler). The model ``default`` keeps
@@ -12,7 +12,8 @@ from ingest.base.layout import DEFAULT_MODEL
 
 RETRAIN = "retrain"
 SWEEP = "score_sweep"
-JOB_KINDS = (RETRAIN, SWEEP)
+CANARY = "canary_check"  # a canary's rule, checked every ``[monitoring] canary_check_seconds``
+JOB_KINDS = (RETRAIN, SWEEP, CANARY)
 
 
 def job_id(kind: str, model: str) -> str:
@@ -21,7 +22,7 @@ def job_id(kind: str, model: str) -> str:
 
 
 def job_kind(job: str) -> str:
-    """The kind of a stored job id (``retrain``, ``score_sweep``, or a job not ours)."""
+    """The kind of a stored job id (``retrain``, ``score_sweep``, ``canary_check``, or not ours)."""
     return job.partition(":")[0]
 
 

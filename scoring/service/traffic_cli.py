@@ -2,8 +2,10 @@
 
 Without a mode it prints the setting and the per-day figures; with one it validates the setting
 the way ``PUT /models/<name>/traffic`` does (the same ``parse_setting``) and stores it in the
-model's state database, where every serving process follows it within a second. Nothing here
-imports scikit-learn: the command answers at once.
+model's state database, where every serving process follows it within a second. ``--rule``
+(canary only) lets the leader's scheduler promote or roll back by the live figures; the show
+prints the rule and its last check. Nothing here imports scikit-learn: the command answers at
+once.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import click
 
 from scoring.service.keys_cli import cli_user
 from scoring.service.tables import text_table
+from scoring.traffic.rule import last_check
 from scoring.traffic.setting import LATEST, MODES
 
 
@@ -29,27 +32,63 @@ def _model() -> Any:
 @click.option("--version", "version", default=None, help="the challenger: a number or latest")
 @click.option("--fraction", type=float, default=None, help="share of requests, 0 to 1")
 @click.option("--key", default=None, help="canary: the id column or header that keeps clients")
+@click.option(
+    "--rule",
+    "rule",
+    multiple=True,
+    metavar="NAME=VALUE|default",
+    help="canary: promote or roll back by rule (repeat for each limit; default: every default)",
+)
 def traffic_cmd(
-    mode: str | None, version: str | None, fraction: float | None, key: str | None
+    mode: str | None,
+    version: str | None,
+    fraction: float | None,
+    key: str | None,
+    rule: tuple[str, ...],
 ) -> None:
     """Show the model's traffic and its figures; with MODE (off, shadow, canary), set it."""
     model = _model()
     if mode is None:
-        if version is not None or fraction is not None or key is not None:
-            raise click.UsageError("--version, --fraction and --key set a MODE: name one")
+        if version is not None or fraction is not None or key is not None or rule:
+            raise click.UsageError("--version, --fraction, --key and --rule set a MODE: name one")
         _show(model)
         return
-    _set(model, mode, version, fraction, key)
+    _set(model, mode, version, fraction, key, _rule(rule))
+
+
+def _rule(given: tuple[str, ...]) -> dict[str, Any] | None:
+    """Read ``--rule NAME=VALUE`` (numbers) and ``--rule default`` into the API's rule object."""
+    if not given:
+        return None
+    rule: dict[str, Any] = {}
+    for item in given:
+        if item == "default":
+            continue
+        name, sep, value = item.partition("=")
+        try:
+            number = float(value)
+        except ValueError:
+            number = None
+        if not sep or number is None:
+            raise click.UsageError(f"--rule {item!r}: give NAME=NUMBER (or default)")
+        rule[name.strip()] = int(number) if number.is_integer() and "." not in value else number
+    return rule
 
 
 def _set(
-    model: Any, mode: str, version: str | None, fraction: float | None, key: str | None
+    model: Any,
+    mode: str,
+    version: str | None,
+    fraction: float | None,
+    key: str | None,
+    rule: dict[str, Any] | None = None,
 ) -> None:
     from scoring.errors import DropscoreError
     from scoring.traffic.setting import parse_setting
 
     body: dict[str, Any] = {"mode": mode}
-    for name, value in (("version", version), ("fraction", fraction), ("key", key)):
+    given = (("version", version), ("fraction", fraction), ("key", key), ("rule", rule))
+    for name, value in given:
         if value is not None:
             body[name] = value
     try:
@@ -80,11 +119,27 @@ def _describe(setting: dict[str, Any]) -> str:
     if setting["mode"] == "shadow":
         return f"shadow: {who} repeats {share} after the champion answered"
     sticky = f", sticky by {setting['key']}" if setting["key"] else ", sticky by X-Canary-Key"
-    return f"canary: {who} answers {share}{sticky}"
+    return f"canary: {who} answers {share}{sticky}{_rule_words(setting.get('rule'))}"
+
+
+def _rule_words(rule: dict[str, Any] | None) -> str:
+    """Say what a canary's rule asks, in one clause (nothing without a rule)."""
+    if not rule:
+        return "; a person promotes or rolls back"
+    return (
+        f"; by rule: after {rule['min_requests']} requests each, error rate at most"
+        f" +{rule['max_error_rate_diff']:.2%}, p99 at most ×{rule['max_p99_ratio']:g}, realized"
+        f" metric at most {rule['realized_margin']:g} worse ({rule['min_labels']} labels);"
+        f" {rule['passes']} passed checks promote, {rule['failures']} failed roll back"
+    )
 
 
 def _show(model: Any) -> None:
     click.echo(f"model {model.name}: {_describe(model.traffic.get().to_dict())}")
+    state = model.traffic.rule_state()
+    line = last_check(None if state is None else state.last)
+    if line:
+        click.echo(line)
     days = model.traffic.days()
     if not days:
         click.echo("no live figures yet")

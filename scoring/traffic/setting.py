@@ -11,10 +11,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from scoring.errors import ValidationFailed
+from scoring.traffic.rule import CanaryRule, parse_rule
 
 MODES = ("off", "shadow", "canary")
 LATEST = "latest"  # the newest registered version that is not the champion
-FIELDS = ("mode", "version", "fraction", "key")
+FIELDS = ("mode", "version", "fraction", "key", "rule")
 # A sticky key names an id column or a request header: letters, digits, ``_``, ``-`` and ``.``.
 KEY_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 MAX_VERSION = 10**18  # a version is a SQLite integer
@@ -28,11 +29,13 @@ class TrafficSetting:
     version: int | str = LATEST  # a version number, or ``latest``
     fraction: float = 0.0  # the share of requests shadowed (shadow) or answered (canary)
     key: str | None = None  # canary: the id column or header whose value keeps a client sticky
+    rule: CanaryRule | None = None  # canary: promote or roll back by rule; None: a person does
 
     def to_dict(self) -> dict[str, Any]:
         """Return the setting as the API and the CLI show it."""
+        rule = None if self.rule is None else self.rule.to_dict()
         return {"mode": self.mode, "version": self.version, "fraction": self.fraction,
-                "key": self.key}  # fmt: skip
+                "key": self.key, "rule": rule}  # fmt: skip
 
 
 OFF = TrafficSetting()
@@ -64,13 +67,16 @@ def parse_setting(body: Any) -> TrafficSetting:
         )  # fmt: skip
     elif key is not None and mode != "canary":
         details.append({"field": "key", "problem": "a sticky key is for canary mode only"})
+    rule = parse_rule(body.get("rule"), details)
+    if rule is not None and mode != "canary":
+        details.append({"field": "rule", "problem": "a rule decides a canary: canary mode only"})
     if details:
         raise ValidationFailed(
             f"invalid traffic setting: {', '.join(d['field'] for d in details)}", details
         )
     if mode == "off":
         return OFF
-    return TrafficSetting(str(mode), version, fraction, key)
+    return TrafficSetting(str(mode), version, fraction, key, rule)
 
 
 def _version(value: Any, details: list[dict[str, str]]) -> int | str:

@@ -4,18 +4,25 @@ Every process serving the model reads the setting from here (``scoring.traffic.r
 it for at most a second), so a ``PUT`` on one replica reaches every other one within a second.
 The figures are one row per version, day and kind (``served``, ``shadow``), added to in batches
 by each process's background thread: a row holds sums, so two replicas add to the same row.
+
+A canary set with a rule (``scoring.traffic.rule``) also keeps one ``canary_rule`` row: the
+canary it belongs to (the setting's time), each version's summed figures when it was set (so a
+check counts only the traffic since), the checks passed and failed, and the last evaluation.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
+from typing import Any
 
-from sqlalchemy import Column, Float, Integer, MetaData, Table, Text, select
+from sqlalchemy import Column, Connection, Float, Integer, MetaData, Table, Text, select
 
-from ingest.state.db import Migration, StateDB, create_tables
+from ingest.state.db import Migration, StateDB, add_column, create_tables
 from scoring.lifecycle.registry import now
-from scoring.traffic.figures import DayFigures
+from scoring.traffic.figures import SERVED, DayFigures
+from scoring.traffic.rule import CanaryRule, Evaluation
 from scoring.traffic.setting import LATEST, OFF, TrafficSetting
 
 STORE = "traffic"
@@ -32,11 +39,14 @@ TRAFFIC = Table(
     Column("key", Text),
     Column("set_at", Text, nullable=False),
     Column("set_by", Text),
+    Column("rule", Text),  # JSON: the canary's rule; NULL: none (a person decides)
 )
-_SUM_COLUMNS = [
-    Column(f.name, Float if f.type in ("float", float) else Integer, nullable=False, default=0)
+_KINDS_OF_SUM = {"float": Float, "int": Integer}
+_SUM_COLUMNS: list[Column[Any]] = [
+    Column(f.name, _KINDS_OF_SUM[str(f.type)], nullable=False, default=0)
     for f in fields(DayFigures)
-]
+    if str(f.type) in _KINDS_OF_SUM
+] + [Column("latency", Text)]  # JSON: requests per latency bucket; NULL before it was kept
 TRAFFIC_DAYS = Table(
     "traffic_days",
     METADATA,
@@ -45,8 +55,21 @@ TRAFFIC_DAYS = Table(
     Column("kind", Text, primary_key=True),  # served | shadow
     *_SUM_COLUMNS,
 )
+CANARY_RULE = Table(
+    "canary_rule",
+    METADATA,
+    Column("id", Integer, primary_key=True),
+    Column("canary", Text, nullable=False),  # the setting's set_at: which canary this is
+    Column("baseline", Text, nullable=False),  # JSON: {version: summed served figures} at set
+    Column("passes", Integer, nullable=False),
+    Column("failures", Integer, nullable=False),
+    Column("last", Text),  # JSON: the last evaluation, with when and the versions
+)
 MIGRATIONS = [
     Migration(1, "the traffic setting and its per-day figures", create_tables(METADATA)),
+    Migration(2, "latency histograms", add_column("traffic_days", "latency", "TEXT")),
+    Migration(3, "a canary's rule", add_column("traffic", "rule", "TEXT")),
+    Migration(4, "a canary rule's checks", create_tables(METADATA, "canary_rule")),
 ]
 
 
@@ -57,6 +80,22 @@ class DayKey:
     version: int
     day: str
     kind: str
+
+
+@dataclass(frozen=True)
+class RuleState:
+    """The checks of the canary now set with a rule: counts, baseline, the last evaluation."""
+
+    canary: str  # the setting's time: a new canary starts a new state
+    baseline: dict[int, DayFigures]
+    passes: int
+    failures: int
+    last: dict[str, Any] | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return what a person reads: the counts and the last evaluation."""
+        return {"canary_set_at": self.canary, "passes": self.passes, "failures": self.failures,
+                "last": self.last}  # fmt: skip
 
 
 class TrafficStore:
@@ -78,26 +117,82 @@ class TrafficStore:
             return OFF
         text = row["version"]
         version: int | str = int(text) if text.isdigit() else LATEST
-        return TrafficSetting(row["mode"], version, float(row["fraction"]), row["key"])
+        rule = CanaryRule(**json.loads(row["rule"])) if row["rule"] else None
+        return TrafficSetting(row["mode"], version, float(row["fraction"]), row["key"], rule)
 
-    def set(self, setting: TrafficSetting, by: str | None = None) -> TrafficSetting:
-        """Store a validated setting in place of the last one; every process follows it."""
+    def set(
+        self, setting: TrafficSetting, by: str | None = None, *, unless_changed: str | None = None
+    ) -> bool:
+        """Store a validated setting in place of the last one; every process follows it.
+
+        A canary with a rule starts its checks here, from each version's figures now.
+        ``unless_changed`` (a canary's time) stores nothing, and says False, when the setting
+        was changed since: the rule never undoes what a person set meanwhile.
+        """
         self._ready()
+        at = now()
         values = {
             "mode": setting.mode,
             "version": str(setting.version),
             "fraction": setting.fraction,
             "key": setting.key,
-            "set_at": now(),
+            "set_at": at,
             "set_by": by,
+            "rule": None if setting.rule is None else json.dumps(setting.rule.to_dict()),
         }
         with self.db.write() as conn:
-            found = conn.execute(select(TRAFFIC.c.id).where(TRAFFIC.c.id == SETTING_ROW)).first()
+            query = select(TRAFFIC.c.set_at).where(TRAFFIC.c.id == SETTING_ROW)
+            found = conn.execute(query).first()
+            if unless_changed is not None and (found is None or found[0] != unless_changed):
+                return False
             if found is None:
                 conn.execute(TRAFFIC.insert().values(id=SETTING_ROW, **values))
             else:
                 conn.execute(TRAFFIC.update().where(TRAFFIC.c.id == SETTING_ROW).values(**values))
-        return setting
+            if setting.mode == "canary" and setting.rule is not None:
+                baseline = {v: f.as_row() for v, f in _served_totals(conn).items()}
+                state = {"canary": at, "baseline": json.dumps(baseline), "passes": 0,
+                         "failures": 0, "last": None}  # fmt: skip
+                conn.execute(CANARY_RULE.delete())
+                conn.execute(CANARY_RULE.insert().values(id=SETTING_ROW, **state))
+        return True
+
+    def set_at(self) -> str | None:
+        """Return when the setting was last set (None: never): a canary's identity."""
+        self._ready()
+        with self.db.read() as conn:
+            found = conn.execute(select(TRAFFIC.c.set_at).where(TRAFFIC.c.id == SETTING_ROW))
+            row = found.first()
+        return None if row is None else str(row[0])
+
+    def rule_state(self) -> RuleState | None:
+        """Return the checks of the last canary set with a rule (None: there never was one)."""
+        self._ready()
+        with self.db.read() as conn:
+            row = conn.execute(select(CANARY_RULE)).mappings().first()
+        if row is None:
+            return None
+        baseline = {int(v): DayFigures.from_row(f) for v, f in json.loads(row["baseline"]).items()}
+        last = json.loads(row["last"]) if row["last"] else None
+        return RuleState(row["canary"], baseline, row["passes"], row["failures"], last)
+
+    def checked(self, canary: str, evaluation: Evaluation, shown: dict[str, Any]) -> bool:
+        """Record a check of ``canary``'s rule; False when another canary was set since."""
+        self._ready()
+        last = json.dumps({**evaluation.to_dict(), **shown})
+        with self.db.write() as conn:
+            done = conn.execute(
+                CANARY_RULE.update()
+                .where(CANARY_RULE.c.canary == canary)
+                .values(passes=evaluation.passes, failures=evaluation.failures, last=last)
+            )
+            return bool(done.rowcount)
+
+    def served_totals(self) -> dict[int, DayFigures]:
+        """Sum each version's served figures over every stored day."""
+        self._ready()
+        with self.db.read() as conn:
+            return _served_totals(conn)
 
     def add(self, batch: Mapping[DayKey, DayFigures]) -> None:
         """Add a batch of figures to their rows in one write transaction."""
@@ -134,3 +229,12 @@ class TrafficStore:
         with self.db.read() as conn:
             rows = conn.execute(query).mappings().all()
         return [(DayKey(r["version"], r["day"], r["kind"]), DayFigures.from_row(r)) for r in rows]
+
+
+def _served_totals(conn: Connection) -> dict[int, DayFigures]:
+    """Sum each version's served figures over its days (a handful of rows per version)."""
+    totals: dict[int, DayFigures] = {}
+    query = select(TRAFFIC_DAYS).where(TRAFFIC_DAYS.c.kind == SERVED)
+    for row in conn.execute(query).mappings():
+        totals.setdefault(row["version"], DayFigures()).merge(DayFigures.from_row(row))
+    return totals

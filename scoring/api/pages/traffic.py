@@ -7,11 +7,12 @@ label and the whole service's is every sample.
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
 from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
+
+from scoring.traffic.figures import quantile
 
 REQUESTS = "dropscore_requests"
 LATENCY = "dropscore_request_seconds"
@@ -47,22 +48,6 @@ def traffic(exposition: bytes, model: str | None = None) -> dict[str, Any]:
         "p99_ms": _ms(quantile(ordered, 0.99)),
         "files": files,
     }
-
-
-def quantile(buckets: list[tuple[float, float]], q: float) -> float | None:
-    """Interpolate a quantile inside cumulative histogram buckets, as Prometheus does."""
-    if not buckets or buckets[-1][1] <= 0:
-        return None
-    rank = q * buckets[-1][1]
-    lower_bound, lower_count = 0.0, 0.0
-    for bound, count in buckets:
-        if count >= rank:
-            if math.isinf(bound):
-                return lower_bound  # past the last finite bucket: its bound is the best we know
-            share = (rank - lower_count) / (count - lower_count) if count > lower_count else 1
-            return lower_bound + (bound - lower_bound) * share
-        lower_bound, lower_count = bound, count
-    return lower_bound
 
 
 def _ms(seconds: float | None) -> float | None:

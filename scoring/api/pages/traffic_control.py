@@ -1,8 +1,8 @@
 """The models page's traffic control: the picked model's shadow or canary, set from a form.
 
 The same setting as ``PUT /models/<name>/traffic`` (one ``parse_setting``, the role ``operate``,
-an audit row), shown with the figures ``GET /challenger`` gives; a bad field comes back as a
-flashed line naming it, never an error page.
+an audit row), shown with the figures ``GET /challenger`` gives and the canary rule's last
+check; a bad field comes back as a flashed line naming it, never an error page.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from scoring.api.context import services
 from scoring.api.pages.views import bp
 from scoring.api.traffic import traffic_of
 from scoring.errors import DropscoreError
+from scoring.traffic.rule import last_check
 from scoring.traffic.setting import MODES, parse_setting
 
 
@@ -34,7 +35,13 @@ def _now() -> dict[str, Any]:
         {"day": k.day, "version": k.version, "kind": k.kind, **f.summary(k.kind)}
         for k, f in m.traffic.days(limit=10)
     ]
-    return {"setting": current.setting.to_dict(), "challenger": current.challenger, "days": days}
+    state = m.traffic.rule_state()
+    return {
+        "setting": current.setting.to_dict(),
+        "challenger": current.challenger,
+        "days": days,
+        "rule_line": last_check(None if state is None else state.last),
+    }
 
 
 @bp.post("/ui/models/traffic")
@@ -52,6 +59,8 @@ def set_traffic() -> Response:
             body["fraction"] = form["fraction"][:20]  # refused below, by name
     if form.get("key", "").strip() and body["mode"] == "canary":
         body["key"] = form["key"].strip()
+    if form.get("rule") and body["mode"] == "canary":
+        body["rule"] = {}  # the rule's defaults; other limits through the API or the CLI
     try:
         setting = parse_setting(body)
         if setting.mode != "off" and isinstance(setting.version, int):
