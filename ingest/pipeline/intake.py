@@ -37,6 +37,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -109,6 +110,8 @@ class Intake:
         ledger: FileLedger,
         on_normalized: Callable[[FileRecord], None] | None = None,
     ) -> None:
+        if config.locks is None:  # replicas sharing the ledger's database share its lake lock
+            config = replace(config, locks=ledger.shared_locks())
         self.config = config
         self.ledger = ledger
         self.on_normalized = on_normalized

@@ -18,6 +18,7 @@ from sqlalchemy import Connection, Select, bindparam, func, select
 from ingest.base.names import undecodable
 from ingest.state.db import StateDB
 from ingest.state.ledger_schema import FILES, MIGRATIONS, STORE
+from ingest.state.locks import AdvisoryLocks, Locks
 from ingest.state.records import (
     LIVE_STATES,
     NORMALIZED,
@@ -81,6 +82,11 @@ class LedgerTable:
     def initialize(self) -> None:
         """Create the table now, so a bad database path fails at start-up, not on a drop."""
         self.db.migrate(STORE, MIGRATIONS)
+
+    def shared_locks(self) -> Locks | None:
+        """Give the locks of every machine sharing this database: a PostgreSQL server's advisory
+        locks; None on SQLite, whose processes share one machine and lock files there."""
+        return AdvisoryLocks(self.db) if self.db.dialect == "postgresql" else None
 
     # -- paths -----------------------------------------------------------------------------
 

@@ -1,0 +1,67 @@
+"""Two replicas' intakes on one shared PostgreSQL ledger and one lake, each with its own folder.
+
+What one machine got from its own disk it must get from the shared database instead: the lake
+lock (``processing/.lake-<kind>.lock`` is per machine) and the start-up recovery's idea of which
+``received`` drops are its own to finish.
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from pathlib import Path
+
+from sqlalchemy import text
+
+from ingest.base.config import IngestConfig
+from ingest.base.layout import DataLayout
+from ingest.lake.store import Lake
+from ingest.pipeline.intake import Intake
+from ingest.state.claims import lake_lock
+from ingest.state.db import StateDB
+from ingest.state.ledger import Ledger
+from ingest.state.records import NORMALIZED, RECEIVED, FileRecord
+from scoring.testing.checkout import SAMPLE
+
+PATIENCE = 60.0  # a loaded 2-core machine
+
+_WAITING = text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
+
+
+def replica(tmp_path: Path, name: str, url: str) -> Intake:
+    """An intake as one replica has it: its own data folder, the shared ledger and lake."""
+    lake = tmp_path / "shared-lake"  # stands for the bucket's lake every replica writes
+    config = IngestConfig(
+        DataLayout(tmp_path / name),
+        stable_seconds=0.3,
+        max_attempts=3,
+        lakes=lambda kind: Lake.local(lake / kind),
+    )
+    config.make_dirs()
+    for kind in ("train", "score"):
+        (lake / kind).mkdir(parents=True, exist_ok=True)
+    return Intake(config, Ledger(StateDB(url), tmp_path / name))
+
+
+def test_two_replicas_lake_writes_of_one_kind_take_turns(tmp_path: Path, pg_url: str, wait_for):
+    a, b = replica(tmp_path, "a", pg_url), replica(tmp_path, "b", pg_url)
+    drop = b.config.inbox("train") / "diabetes.csv"
+    shutil.copyfile(SAMPLE, drop)
+    taken: list[FileRecord] = []
+    observer = StateDB(pg_url)
+
+    def waiting() -> bool:
+        with observer.read() as conn:
+            return bool(conn.execute(_WAITING).scalar())
+
+    with lake_lock(a.config, "train"):  # replica a is updating the training schema
+        taking = threading.Thread(target=lambda: taken.append(b.take(drop, "train")))
+        taking.start()
+        wait_for(waiting, PATIENCE, 0.05, "b to wait for a's lake lock")
+        assert taking.is_alive()
+        [row] = b.ledger.list(kind="train")
+        assert row.state == RECEIVED  # read, not yet written to the lake
+    taking.join(PATIENCE)
+    assert not taking.is_alive()
+    assert taken[0].state == NORMALIZED, taken[0].error
+    assert not waiting()
