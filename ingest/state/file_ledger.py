@@ -63,6 +63,10 @@ class FileLedger(Protocol):
     def find_by_processing_path(self, path: Path | str) -> FileRecord | None:
         """Return the drop that claimed this file in ``processing/``."""
 
+    def unfinished(self, *, expired_after: float) -> builtins.list[FileRecord]:
+        """Return the received drops start-up recovery may finish here (its own, on a shared
+        database)."""
+
     def pending_score(self, limit: int | None = None) -> builtins.list[FileRecord]:
         """Return normalized score drops with no output yet, oldest first."""
 

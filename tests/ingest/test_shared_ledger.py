@@ -7,6 +7,7 @@ lock (``processing/.lake-<kind>.lock`` is per machine) and the start-up recovery
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import threading
 from pathlib import Path
@@ -17,6 +18,7 @@ from ingest.base.config import IngestConfig
 from ingest.base.layout import DataLayout
 from ingest.lake.store import Lake
 from ingest.pipeline.intake import Intake
+from ingest.pipeline.recovery import orphan_rows
 from ingest.state.claims import lake_lock
 from ingest.state.db import StateDB
 from ingest.state.ledger import Ledger
@@ -65,3 +67,35 @@ def test_two_replicas_lake_writes_of_one_kind_take_turns(tmp_path: Path, pg_url:
     assert not taking.is_alive()
     assert taken[0].state == NORMALIZED, taken[0].error
     assert not waiting()
+
+
+def claimed_by(intake: Intake, name: str) -> FileRecord:
+    """Claim a drop the way ``take`` does, and stop there: its process is still reading it."""
+    claimed = intake.config.processing / "score" / ("0" * 32) / name
+    claimed.parent.mkdir(parents=True)
+    shutil.copyfile(SAMPLE, claimed)
+    body = claimed.read_bytes()
+    return intake.ledger.receive(
+        original_name=name,
+        kind="score",
+        size_bytes=len(body),
+        sha256=hashlib.sha256(body).hexdigest(),
+        processing_path=claimed,
+    )
+
+
+def test_recovery_leaves_a_drop_another_replica_is_still_reading(tmp_path: Path, pg_url: str):
+    a, b = replica(tmp_path, "a", pg_url), replica(tmp_path, "b", pg_url)
+    record = claimed_by(a, "batch.csv")
+    assert b.resume() == []  # b starts up: the drop is a's, its file on a's disk, not vanished
+    assert b.ledger.get(record.id).state == RECEIVED
+    [done] = a.resume()  # a restarted: its own drop, finished where its file is
+    assert (done.id, done.state) == (record.id, NORMALIZED)
+
+
+def test_a_dead_replicas_drop_is_recovered_once_its_claim_expired(tmp_path: Path, pg_url: str):
+    a, b = replica(tmp_path, "a", pg_url), replica(tmp_path, "b", pg_url)
+    record = claimed_by(a, "batch.csv")
+    shutil.rmtree(tmp_path / "a")  # a's machine is gone, and its disk with it
+    assert orphan_rows(b.ledger) == []  # not yet: a live read may take minutes
+    assert [r.id for r in orphan_rows(b.ledger, expired_after=0.0)] == [record.id]
