@@ -17,13 +17,19 @@ from sqlalchemy import text
 from ingest.base.config import IngestConfig
 from ingest.base.layout import DataLayout
 from ingest.lake.store import Lake
+from ingest.pipeline.bucket import BucketClaims, BucketWatcher
 from ingest.pipeline.intake import Intake
 from ingest.pipeline.recovery import orphan_rows
 from ingest.state.claims import lake_lock
 from ingest.state.db import StateDB
 from ingest.state.ledger import Ledger
-from ingest.state.records import NORMALIZED, RECEIVED, FileRecord
+from ingest.state.records import NORMALIZED, QUARANTINED, RECEIVED, FileRecord
+from scoring.ingest_options import ingest_config
+from scoring.models.factory import open_model
+from scoring.storage import bucket_watcher
 from scoring.testing.checkout import SAMPLE
+from tests._s3 import storage_settings
+from tests.conftest import make_settings
 
 PATIENCE = 60.0  # a loaded 2-core machine
 
@@ -99,3 +105,45 @@ def test_a_dead_replicas_drop_is_recovered_once_its_claim_expired(tmp_path: Path
     shutil.rmtree(tmp_path / "a")  # a's machine is gone, and its disk with it
     assert orphan_rows(b.ledger) == []  # not yet: a live read may take minutes
     assert [r.id for r in orphan_rows(b.ledger, expired_after=0.0)] == [record.id]
+
+
+class BucketReplica:
+    """A replica polling the session's bucket, with the shared ledger and claims in PostgreSQL."""
+
+    def __init__(self, folder: Path, storage: dict, url: str) -> None:
+        settings = make_settings(
+            folder, storage=storage, state={"url": url}, ingest={"stable_seconds": 0.2}
+        )
+        self.model = open_model(settings)
+        self.intake = Intake(ingest_config(settings), self.model.ledger)
+        watcher = bucket_watcher(settings, [self.intake], StateDB(url))
+        assert watcher is not None
+        self.watcher: BucketWatcher = watcher
+
+
+def test_a_drop_a_dead_replica_was_reading_is_taken_again_not_as_its_duplicate(
+    tmp_path: Path, pg_url: str, s3, monkeypatch, wait_for
+) -> None:
+    storage = storage_settings(s3, monkeypatch, "stranded")
+    dead = BucketReplica(tmp_path / "dead", storage, pg_url)
+    alive = BucketReplica(tmp_path / "alive", storage, pg_url)
+    alive.watcher.claims = BucketClaims(StateDB(pg_url), lease_seconds=1.0)
+    body = b"x,y\n1,2\n2,3\n"
+    bucket = dead.watcher.bucket
+    bucket.client.put_object(
+        Bucket=bucket.name, Key=dead.watcher.key("inbox/score/stranded.csv"), Body=body
+    )
+    [obj] = bucket.list(dead.watcher.key("inbox/score"))
+    assert dead.watcher.claims.claim(obj.key, obj.etag, obj.size, dead.watcher.who)
+    stranded = dead.model.ledger.receive(  # downloaded and received: then its machine died
+        original_name="stranded.csv",
+        kind="score",
+        size_bytes=len(body),
+        sha256=hashlib.sha256(body).hexdigest(),
+        processing_path=dead.intake.config.processing / "score" / ("0" * 32) / "stranded.csv",
+    )
+    [record] = wait_for(lambda: alive.watcher.poll(), PATIENCE, 0.1, "the drop taken over")
+    assert (record.state, record.duplicate_of, record.rows) == (NORMALIZED, None, 2)
+    left = alive.model.ledger.get(stranded.id)
+    assert left is not None and left.state == QUARANTINED  # not received for ever
+    assert "another replica took the drop again" in left.error["message"]
