@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-import sqlite3
+import threading
 import zipfile
+from collections.abc import Callable
 
 import pytest
 import skops.io as sio
 from sklearn.preprocessing import FunctionTransformer
 
-from ingest.state.db import StateDB
 from scoring.errors import ModelFileError, NotFound
 from scoring.lifecycle.registry import MODEL_FILE, Registry, load_trusted
 
@@ -24,7 +24,15 @@ class Sneaky:
         self.payload = "rm -rf /"
 
 
-def test_versions_count_up_and_one_champion(settings, registry, diabetes):
+@pytest.fixture
+def registry_on(open_state, settings) -> Callable[[], Registry]:
+    """Open a registry as another process would, on either backend (the test runs once per
+    backend): the versions' files in the data folder, the index in SQLite or PostgreSQL."""
+    return lambda: Registry(settings.models_dir, open_state(None))
+
+
+def test_versions_count_up_and_one_champion(settings, registry_on, diabetes):
+    registry = registry_on()
     v1, _ = register_trained(settings, registry, diabetes)
     v2, _ = register_trained(settings, registry, diabetes, promote=False)
     assert (v1, v2) == (1, 2)
@@ -34,10 +42,8 @@ def test_versions_count_up_and_one_champion(settings, registry, diabetes):
     assert [m.status for m in registry.list()] == ["archived", "champion"]
     registry.promote(1, "rollback")
     assert registry.champion_version() == 1
-    with sqlite3.connect(settings.db_path) as conn:
-        assert conn.execute("SELECT COUNT(*) FROM models WHERE status='champion'").fetchone() == (
-            1,
-        )
+    statuses = [m.status for m in registry_on().list()]  # as another process reads the index
+    assert statuses.count("champion") == 1
 
 
 def test_folder_holds_model_and_card(settings, registry, trained):
@@ -123,8 +129,31 @@ def test_a_failed_write_leaves_nothing(settings, registry):
     assert not list(settings.models_dir.glob("[0-9]*"))
 
 
-def test_registries_in_two_processes_agree(settings, registry, trained):
-    other = Registry(settings.models_dir, StateDB.at(settings.db_path))
+def test_registries_in_two_processes_agree(settings, registry_on, diabetes):
+    registry, other = registry_on(), registry_on()
+    trained, _ = register_trained(settings, registry, diabetes)
     v2 = other.register(registry.load_pipeline(trained), registry.card(trained))
     other.promote(v2)
     assert registry.champion_version() == v2
+
+
+def test_concurrent_registers_each_get_a_version_of_their_own(settings, registry_on, diabetes):
+    first = registry_on()
+    v1, _ = register_trained(settings, first, diabetes)
+    pipeline, card = first.load_pipeline(v1), first.card(v1)
+    barrier, versions = threading.Barrier(4), []
+
+    def register() -> None:
+        mine = registry_on()  # a process of its own: its own connections
+        barrier.wait()
+        versions.append(mine.register(pipeline, card))
+
+    threads = [threading.Thread(target=register) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(versions) == [2, 3, 4, 5]
+    assert [m.version for m in first.list()] == [1, 2, 3, 4, 5]
+    for version in versions:  # each folder holds its own card, not another's
+        assert first.card(version)["version"] == str(version)

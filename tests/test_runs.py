@@ -11,6 +11,7 @@ from ingest.state.db import StateDB
 from scoring.lifecycle.registry import Registry
 from scoring.lifecycle.runner import begin_retrain, execute, run_retrain
 from scoring.lifecycle.runs import RetrainBusy, RunStore
+from scoring.models.factory import open_model
 from scoring.service.runtime import open_intake
 from scoring.settings import Settings
 
@@ -30,6 +31,16 @@ def lake(settings: Settings) -> Settings:
 
 def registry_of(settings: Settings) -> Registry:
     return Registry(settings.models_dir, StateDB.at(settings.db_path))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def lake_on(request, tmp_path) -> Settings:
+    """A training lake's settings on either backend (the test runs once per backend): no
+    ``[state] url``, or the test's PostgreSQL database."""
+    state = {"url": request.getfixturevalue("pg_url")} if request.param == "postgresql" else {}
+    settings = make_settings(tmp_path, state=state)
+    take(settings)
+    return settings
 
 
 def test_a_first_retrain_promotes_and_is_recorded(lake, registry):
@@ -123,11 +134,12 @@ def test_new_data_or_new_model_settings_retrain(lake, registry, tmp_path, diabet
     assert run_retrain(ridge, registry, "schedule").version == 3
 
 
-def test_a_second_retrain_is_refused_while_one_holds_the_lock(lake, registry):
+def test_a_second_retrain_is_refused_while_one_holds_the_lock(lake_on):
+    lake, registry = lake_on, open_model(lake_on).registry
     pending = begin_retrain(lake, "api")
     with pytest.raises(RetrainBusy, match=f"run {pending.run_id} \\(api\\)"):
         run_retrain(lake, registry, "cli")
-    assert RunStore(StateDB.at(lake.db_path)).get(pending.run_id).state == "queued"
+    assert open_model(lake).runs.get(pending.run_id).state == "queued"  # another process's view
     assert execute(pending, registry).state == "succeeded"
     assert run_retrain(lake, registry, "cli", force=True).state == "succeeded"
 

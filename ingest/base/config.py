@@ -11,6 +11,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from ingest.lake.store import Lake
+    from ingest.state.locks import Locks
 
 from ingest.base.layout import KINDS, DataLayout
 
@@ -49,6 +50,9 @@ class IngestConfig:
     ready_marker: str = ""  # ".done": take <name> once <name>.done exists (pipeline/markers.py)
     # Each kind's lake where [storage] url puts it (an object store); None: the local lake folder.
     lakes: Callable[[str], Lake] | None = None
+    # Where the lake lock is held when the lake is shared past this machine (the state
+    # database's advisory locks, set by the intake); None: a lock file in processing/.
+    locks: Locks | None = None
 
     def __post_init__(self) -> None:
         if self.ready_marker not in MARKERS:

@@ -72,6 +72,7 @@ MIGRATIONS = [
 # A claim not renewed this long, and never finished, was left by a process that died: another
 # poller may take the drop over. The holder renews every quarter of it while its take runs.
 LEASE_SECONDS = 120.0
+NEW, TAKEN_OVER = "new", "taken over"  # how a claim was had (``BucketClaims.acquire``)
 
 
 def _stamp(moment: datetime) -> str:
@@ -96,6 +97,11 @@ class BucketClaims:
 
     def claim(self, key: str, etag: str, size: int, by: str) -> bool:
         """Claim one object version; True when this caller got it (new, or an expired lease)."""
+        return self.acquire(key, etag, size, by) is not None
+
+    def acquire(self, key: str, etag: str, size: int, by: str) -> str | None:
+        """Claim one object version: ``NEW``, ``TAKEN_OVER`` (an expired lease: its holder
+        died mid-take), or None when another holds it or it is finished."""
         now = _stamp(datetime.now(UTC))
         stmt = self.db.insert_if_absent(CLAIMS, ["key", "etag"]).values(
             key=key, etag=etag, size=size, claimed_by=by, claimed_at=now
@@ -113,11 +119,11 @@ class BucketClaims:
         )
         with self.db.write() as conn:
             if conn.execute(stmt).rowcount == 1:
-                return True
+                return NEW
             if conn.execute(takeover).rowcount == 1:
                 log.warning("took over an expired claim", extra={"key": key, "etag": etag})
-                return True
-        return False
+                return TAKEN_OVER
+        return None
 
     def renew(self, key: str, etag: str, by: str) -> None:
         """Extend this holder's lease on a claim it is still working on."""
@@ -477,18 +483,18 @@ class BucketWatcher:
         """Claim one object version; if ours, download it, ingest it and move the original."""
         self.tracker.forget(obj.key)
         try:
-            mine = self.claims.claim(obj.key, obj.etag, obj.size, self.who)
+            how = self.claims.acquire(obj.key, obj.etag, obj.size, self.who)
         except Exception as exc:
             # The state database refused or is away: only this object waits (it is listed and
             # held still again, then claimed), never the round or the objects after it.
             log.warning("cannot claim; trying again", extra=_of(obj, error=as_text(str(exc))))
             return None
-        if not mine:
+        if how is None:
             return None  # another replica (or an earlier round) has this version
         self._in_flight = obj
         with bound(model=inbox.intake.model):
             try:
-                return self._take_claimed(inbox, obj)
+                return self._take_claimed(inbox, obj, taken_over=how == TAKEN_OVER)
             except ObjectChanged:
                 log.info("changed or removed after it was claimed; waiting", extra=_of(obj))
                 return None
@@ -499,7 +505,7 @@ class BucketWatcher:
             finally:
                 self._in_flight = None
 
-    def _take_claimed(self, inbox: Inbox, obj: ObjectInfo) -> FileRecord:
+    def _take_claimed(self, inbox: Inbox, obj: ObjectInfo, taken_over: bool) -> FileRecord:
         intake = inbox.intake
         refused = intake.refuse_oversized(obj.name, inbox.kind, obj.size)  # never downloaded
         if refused is not None:
@@ -511,6 +517,8 @@ class BucketWatcher:
         try:
             local = scratch / obj.name
             self.bucket.download(obj, local)
+            if taken_over:  # the dead holder's row would make this take its duplicate
+                intake.abandon_stranded(local, inbox.kind)
             record = intake.take(local, inbox.kind)  # moves it out of scratch into processing/
             # A hook may have rejected it meanwhile (a training drop the model cannot use, a
             # score drop the champion cannot score): file the original where the row says now.

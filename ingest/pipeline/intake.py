@@ -33,10 +33,12 @@ steps a new drop takes.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +52,7 @@ from ingest.base.errors import (
 )
 from ingest.base.formats import is_unfinished_name
 from ingest.base.logs import bound_to
+from ingest.base.names import escape
 from ingest.lake.lakefile import Normalized, OwnedElsewhere, discard_own_lake_file, write_lake_file
 from ingest.pipeline.quarantine import filed_name, refuse_link, too_large, write_error_record
 from ingest.pipeline.recovery import (
@@ -109,6 +112,8 @@ class Intake:
         ledger: FileLedger,
         on_normalized: Callable[[FileRecord], None] | None = None,
     ) -> None:
+        if config.locks is None:  # replicas sharing the ledger's database share its lake lock
+            config = replace(config, locks=ledger.shared_locks())
         self.config = config
         self.ledger = ledger
         self.on_normalized = on_normalized
@@ -182,6 +187,30 @@ class Intake:
         if done:
             log.info("recovered", extra={"files": len(done)})
         return done
+
+    @_about_model
+    def abandon_stranded(self, path: Path, kind: str) -> FileRecord | None:
+        """Quarantine the ``received`` row a dead replica left for these bytes, before they are
+        taken again; None when there is none.
+
+        Called when a bucket claim is taken over (its holder stopped renewing its lease): the
+        dead replica received the drop, then never finished it, and its row, live, would make
+        the new take a duplicate of a drop that never reaches the lake.
+        """
+        _check_kind(kind)
+        with open(path, "rb") as fh:
+            sha256 = hashlib.file_digest(fh, "sha256").hexdigest()
+        found = self.ledger.find_by_sha(kind, sha256)
+        if found is None or found.state != RECEIVED or found.original_name != escape(path.name):
+            return None
+        error = InternalIngestError(
+            f"{found.original_name}: the replica reading it stopped; another replica took the "
+            "drop again from the bucket"
+        )
+        ensure_claim_dirs(self.config)  # its error record is written to quarantine/
+        with contextlib.suppress(IllegalTransition):  # its replica finished it after all
+            return self._quarantine(found, None, error)
+        return None
 
     @_about_model
     def resume_deferred(self) -> list[FileRecord]:

@@ -14,7 +14,8 @@ What it leaves, and who finishes it:
   replaced when the drop is taken again (or not published again, when another drop committed
   the same table meanwhile), and a duplicate's own lake file is removed before its original
   leaves processing/, so a duplicate killed in between has it removed here too;
-- ``received`` rows whose file is gone: listed here, quarantined by the intake;
+- ``received`` rows whose file is gone: listed here, quarantined by the intake (on a ledger
+  replicas share, only this data folder's, or another's whose claim expired);
 - rejections of normalized drops cut short (original still in archive/, or the lake file still
   there): listed here, finished by the intake.
 """
@@ -47,6 +48,9 @@ log = logging.getLogger("dropscore.ingest")
 ResumeClaim = Callable[[Path, str], FileRecord]  # called with the claim held
 
 DEFERRED = "disk_full"  # the error code of a ``received`` row a full disk left waiting
+# Another replica's ``received`` drop untouched this long was left by a process that died: a
+# take reads one file of at most ``max_file_mb``, minutes at worst, so an hour is no live read.
+CLAIM_EXPIRES_SECONDS = 3600.0
 
 
 def remove_temporaries(config: IngestConfig) -> None:
@@ -133,10 +137,16 @@ def _remove_stale_claim_folder(folder: Path) -> None:
             folder.rmdir()
 
 
-def orphan_rows(ledger: FileLedger) -> list[FileRecord]:
-    """List ``received`` rows whose file is gone from processing/, so none stays unfinished."""
+def orphan_rows(
+    ledger: FileLedger, expired_after: float = CLAIM_EXPIRES_SECONDS
+) -> list[FileRecord]:
+    """List ``received`` rows whose file is gone from processing/, so none stays unfinished.
+
+    On a ledger replicas share, another machine's drop is left to it (its file is in that
+    machine's processing/, not missing) until it has not moved for ``expired_after`` seconds.
+    """
     orphans = []
-    for record in ledger.list(state=RECEIVED, limit=None):
+    for record in ledger.unfinished(expired_after=expired_after):
         path = ledger.resolve(record.processing_path)
         if path is not None and path.exists():
             continue  # a live process holds it; resume_claims skipped it on purpose

@@ -13,8 +13,11 @@ taken mid-write: ``held_for_writing`` asks the kernel (a Linux read lease is ref
 process has the file open for writing), and ``wait_until_still`` lets a claimed file that changed
 while being read settle before it is taken again.
 
-The lake lock (``processing/.lake-<kind>.lock``, kept out of the lake) serializes the type
-check and the lake write of one kind across processes.
+The lake lock serializes the type check and the lake write of one kind across processes: a
+lock file (``processing/.lake-<kind>.lock``, kept out of the lake) on one machine, or, when the
+intake's ledger is in a PostgreSQL state database that replicas share (``IngestConfig.locks``),
+that database's advisory lock of the same name, so two machines writing one bucket's lake take
+turns too.
 """
 
 from __future__ import annotations
@@ -32,7 +35,14 @@ from typing import Any
 
 from ingest.base.config import KINDS, IngestConfig
 from ingest.base.names import as_text, escape, on_disk, shown, unescape
-from ingest.state.locks import FileLock, FileLocks, create_held, held_for_writing, try_hold
+from ingest.state.locks import (
+    FileLock,
+    FileLocks,
+    Lock,
+    create_held,
+    held_for_writing,
+    try_hold,
+)
 
 log = logging.getLogger("dropscore.ingest")
 
@@ -47,9 +57,11 @@ def folder_lock(lock_file: Path) -> Iterator[None]:
         yield
 
 
-def lake_lock(config: IngestConfig, kind: str) -> contextlib.AbstractContextManager[None]:
-    """Serialize the type check and the lake write of one kind, across processes."""
-    return folder_lock(config.processing / f".lake-{kind}.lock")
+def lake_lock(config: IngestConfig, kind: str) -> Lock:
+    """Serialize the type check and the lake write of one kind, across processes (and across
+    machines when the config carries the shared state database's locks)."""
+    locks = config.locks if config.locks is not None else FileLocks(config.processing)
+    return locks.acquire(f".lake-{kind}.lock")
 
 
 def backoff(attempt: int) -> float:

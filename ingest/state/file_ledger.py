@@ -13,6 +13,7 @@ import builtins
 from pathlib import Path
 from typing import Any, Protocol
 
+from ingest.state.locks import Locks
 from ingest.state.records import BY_BYTES, FileRecord
 
 
@@ -23,6 +24,9 @@ class FileLedger(Protocol):
 
     def initialize(self) -> None:
         """Create the ledger's tables now, so a bad database fails at start-up."""
+
+    def shared_locks(self) -> Locks | None:
+        """Give the locks of every machine sharing this ledger's database; None on one machine."""
 
     def relative(self, path: Path | str | None) -> str | None:
         """Store a path relative to the data folder when it lies inside it."""
@@ -58,6 +62,10 @@ class FileLedger(Protocol):
 
     def find_by_processing_path(self, path: Path | str) -> FileRecord | None:
         """Return the drop that claimed this file in ``processing/``."""
+
+    def unfinished(self, *, expired_after: float) -> builtins.list[FileRecord]:
+        """Return the received drops start-up recovery may finish here (its own, on a shared
+        database)."""
 
     def pending_score(self, limit: int | None = None) -> builtins.list[FileRecord]:
         """Return normalized score drops with no output yet, oldest first."""

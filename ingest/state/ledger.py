@@ -163,6 +163,7 @@ class Ledger(LedgerTable):
                         "processing_path": self.relative(processing_path),
                         "received_at": now,
                         "updated_at": now,
+                        "claimed_by": self.holder,
                     },
                 )
                 .mappings()

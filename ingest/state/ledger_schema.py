@@ -84,6 +84,7 @@ FILES = Table(
     Column("retried_as", Integer, ForeignKey("files.id")),
     Column("queued_as", Text),
     Column("drift", Text),  # a scored drop's drift verdict: drifted, stable or not_compared
+    Column("claimed_by", Text),  # host:data folder of the process that claimed it (recovery)
     Index("files_kind_sha", "kind", "sha256"),
     Index("files_state", "state", "kind"),
     Index("files_finished", "finished_at"),
@@ -169,4 +170,5 @@ MIGRATIONS = [
     Migration(7, "duplicates before content hashes were by bytes", run_sql(_BACKFILL)),
     Migration(8, "the retried state", widen_states),
     Migration(9, "a scored drop's drift verdict", add_column("files", "drift", "TEXT")),
+    Migration(10, "who claimed a drop", add_column("files", "claimed_by", "TEXT")),
 ]

@@ -9,22 +9,26 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Select, bindparam, func, select
+from sqlalchemy import Connection, Select, bindparam, func, or_, select
 
 from ingest.base.names import undecodable
 from ingest.state.db import StateDB
 from ingest.state.ledger_schema import FILES, MIGRATIONS, STORE
+from ingest.state.locks import AdvisoryLocks, Locks
 from ingest.state.records import (
     LIVE_STATES,
     NORMALIZED,
+    RECEIVED,
     SCORED,
     STATES,
     FileRecord,
     IllegalTransition,
+    iso_ago,
 )
 
 # The statements of the per-drop path, built once: SQLAlchemy then reuses each one's cache key
@@ -61,6 +65,9 @@ class LedgerTable:
         if folder is None:
             raise ValueError("a ledger on a database server needs its data folder named")
         self.data_dir = Path(folder)
+        # Who claims the drops this ledger receives: this machine's data folder. On a database
+        # replicas share, start-up recovery finishes only its own (``unfinished``).
+        self.holder = f"{socket.gethostname()}:{self.data_dir.resolve()}"
 
     # -- connections -----------------------------------------------------------------------
 
@@ -81,6 +88,11 @@ class LedgerTable:
     def initialize(self) -> None:
         """Create the table now, so a bad database path fails at start-up, not on a drop."""
         self.db.migrate(STORE, MIGRATIONS)
+
+    def shared_locks(self) -> Locks | None:
+        """Give the locks of every machine sharing this database: a PostgreSQL server's advisory
+        locks; None on SQLite, whose processes share one machine and lock files there."""
+        return AdvisoryLocks(self.db) if self.db.dialect == "postgresql" else None
 
     # -- paths -----------------------------------------------------------------------------
 
@@ -177,6 +189,26 @@ class LedgerTable:
             return None
         with self._read() as conn:
             return _one(conn, _BY_PROCESSING_PATH, b_path=stored)
+
+    def unfinished(self, *, expired_after: float) -> builtins.list[FileRecord]:
+        """Return the ``received`` drops start-up recovery may finish here, oldest first.
+
+        On SQLite (one machine) every one. On a database replicas share, a drop another machine
+        claimed is its to finish, its file on that machine's disk: only this data folder's
+        drops, those of a release that did not sign them, and another's untouched for
+        ``expired_after`` seconds (its process died) are returned.
+        """
+        query = _ROWS.where(FILES.c.state == RECEIVED).order_by(FILES.c.id)
+        if self.db.dialect != "sqlite":
+            query = query.where(
+                or_(
+                    FILES.c.claimed_by == self.holder,
+                    FILES.c.claimed_by.is_(None),
+                    FILES.c.updated_at < iso_ago(expired_after),
+                )
+            )
+        with self._read() as conn:
+            return _all(conn, query)
 
     def pending_score(self, limit: int | None = None) -> builtins.list[FileRecord]:
         """Return normalized score drops with no output yet, oldest first, for the sweep."""

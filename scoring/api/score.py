@@ -96,6 +96,7 @@ def score_file(version: int | None = None) -> Response:
         fmt=request.args.get("format"),
         sheet=request.args.get("sheet"),
         drift=BulkDrift(m),
+        registry=m.registry,
     )
     return _send(scored)
 

@@ -32,6 +32,7 @@ from scoring.inference.dataplane import Dataplane
 from scoring.ingest_options import ingest_config
 from scoring.lifecycle.champion import load_version
 from scoring.lifecycle.predictor import LoadedModel
+from scoring.lifecycle.registry import Registry
 from scoring.models.factory import open_model
 from scoring.monitoring.bulk import BulkDrift, DriftWatch
 from scoring.monitoring.records_protocol import DROP
@@ -71,14 +72,17 @@ def score_drop(
     model: LoadedModel,
     dataplane: Dataplane | None = None,
     drift: BulkDrift | None = None,
+    registry: Registry | None = None,
 ) -> FileRecord | None:
     """Score one normalized score drop into the outbox; None when another scorer has it.
 
     A scored drop is one event to the dataplane's observers (its counts, not its rows); with
     ``drift``, its drift is computed while scoring, recorded, and its verdict kept on its row.
+    ``registry`` is the model's, held by the caller: on Dask the engine names the version's
+    artifact through it instead of opening the model's state database for every drop.
     """
     with bound(model=settings.name, version=int(model.version)):  # a number, as runs log it
-        return _score_drop(record, settings, intake, model, dataplane, drift)
+        return _score_drop(record, settings, intake, model, dataplane, drift, registry)
 
 
 def _score_drop(
@@ -88,6 +92,7 @@ def _score_drop(
     model: LoadedModel,
     dataplane: Dataplane | None,
     drift: BulkDrift | None = None,
+    registry: Registry | None = None,
 ) -> FileRecord | None:
     ledger = intake.ledger
     if not ledger.claim_for_scoring(record.id):
@@ -96,7 +101,7 @@ def _score_drop(
     dst = settings.layout.outbox / output_name(record.original_name, record.id, fmt)
     try:
         watch = drift.watch(model) if drift is not None else None
-        engine = engine_for(settings)
+        engine = engine_for(settings, registry=registry)
         summary = _score_on_workers(settings, intake, record, model, dst, fmt, engine, watch)
         published = summary is not None  # the workers wrote it where it belongs
         if summary is None:
@@ -238,10 +243,11 @@ def sweep(
     models: ModelSource,
     dataplane: Dataplane | None = None,
     drift: BulkDrift | None = None,
+    registry: Registry | None = None,
 ) -> list[FileRecord]:
     """Score every normalized score drop that has no output yet; safe to run concurrently."""
     with bound(model=settings.name):
-        return _sweep(settings, intake, models, dataplane, drift)
+        return _sweep(settings, intake, models, dataplane, drift, registry)
 
 
 def _sweep(
@@ -250,6 +256,7 @@ def _sweep(
     models: ModelSource,
     dataplane: Dataplane | None,
     drift: BulkDrift | None = None,
+    registry: Registry | None = None,
 ) -> list[FileRecord]:
     pending = intake.ledger.pending_score()
     if not pending:
@@ -261,7 +268,13 @@ def _sweep(
     done = []
     for record in pending:
         result = score_drop(
-            record, settings=settings, intake=intake, model=model, dataplane=dataplane, drift=drift
+            record,
+            settings=settings,
+            intake=intake,
+            model=model,
+            dataplane=dataplane,
+            drift=drift,
+            registry=registry,
         )
         if result is not None:
             done.append(result)
@@ -274,6 +287,7 @@ def on_arrival(
     models: ModelSource,
     dataplane: Dataplane | None = None,
     drift: BulkDrift | None = None,
+    registry: Registry | None = None,
 ) -> Callable[[FileRecord], None]:
     """Build the intake's hook that scores a score drop as soon as it reaches the lake."""
 
@@ -286,7 +300,13 @@ def on_arrival(
                 log.info("no model yet; the sweep will score it", extra={"file_id": record.id})
             return
         score_drop(
-            record, settings=settings, intake=intake, model=model, dataplane=dataplane, drift=drift
+            record,
+            settings=settings,
+            intake=intake,
+            model=model,
+            dataplane=dataplane,
+            drift=drift,
+            registry=registry,
         )
 
     return hook
@@ -304,4 +324,6 @@ def standalone_sweep(settings: Settings) -> list[FileRecord]:
             return None
         return load_version(registry, version)
 
-    return sweep(settings, intake=intake, models=champion, drift=BulkDrift(model))
+    return sweep(
+        settings, intake=intake, models=champion, drift=BulkDrift(model), registry=registry
+    )

@@ -33,6 +33,7 @@ from scoring.errors import PayloadTooLarge, UnsupportedMediaType, ValidationFail
 from scoring.inference.dataplane import Dataplane
 from scoring.ingest_options import read_options
 from scoring.lifecycle.predictor import LoadedModel
+from scoring.lifecycle.registry import Registry
 from scoring.monitoring.bulk import BulkDrift, DriftWatch
 from scoring.monitoring.records_protocol import SCORE_FILE, DriftRecord
 from scoring.settings import Settings
@@ -76,10 +77,12 @@ def score_upload(
     fmt: str | None = None,
     sheet: str | None = None,
     drift: BulkDrift | None = None,
+    registry: Registry | None = None,
 ) -> ScoredUpload:
     """Spool an upload, score it with one model version, and return the scored file, open.
 
-    With ``drift``, the upload's drift is computed while scoring and recorded.
+    With ``drift``, the upload's drift is computed while scoring and recorded. ``registry`` is
+    the model's: on Dask the engine names the version through it (not a database per upload).
     """
     check_output_format(fmt)
     # Removed below whatever happens; only a killed process leaves a .upload-* folder.
@@ -88,7 +91,7 @@ def score_upload(
         src = receive(work)
         out = work / "scored"
         watch = drift.watch(model) if drift is not None else None
-        summary = _score(src, out, settings, model, fmt, sheet, watch)
+        summary = _score(src, out, settings, model, fmt, sheet, watch, registry)
         found = drift.record(watch, source=SCORE_FILE) if drift is not None else None
         dataplane.scored_file(
             settings.name, model.version, PROTOCOL, summary.rows, summary.rows_failed,
@@ -117,6 +120,7 @@ def _score(
     fmt: str | None,
     sheet: str | None,
     watch: DriftWatch | None = None,
+    registry: Registry | None = None,
 ) -> ScoreSummary:
     """Score the spooled file, turning the file's own faults into the API's errors."""
     read = read_options(settings)
@@ -130,7 +134,7 @@ def _score(
             read=read,
             fmt=fmt,
             max_rows=settings.server.max_rows_per_request,
-            engine=engine_for(settings),
+            engine=engine_for(settings, registry=registry),
             observe=watch,
         )
     except (UnsupportedFormatError, FormatMismatchError) as exc:

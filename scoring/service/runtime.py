@@ -68,9 +68,16 @@ def start_scoring(model: Model, intake: Intake, dataplane: Dataplane | None = No
     settings, champion = model.settings, model.champion
     drift = BulkDrift(model)  # each scored drop's drift, recorded with its verdict
     if settings.scoring.on_arrival:
-        score = on_arrival(settings, intake, champion.peek, dataplane, drift)
+        score = on_arrival(settings, intake, champion.peek, dataplane, drift, model.registry)
         intake.on_normalized = chain(intake.on_normalized, score)
-    sweep(settings, intake=intake, models=champion.peek, dataplane=dataplane, drift=drift)
+    sweep(
+        settings,
+        intake=intake,
+        models=champion.peek,
+        dataplane=dataplane,
+        drift=drift,
+        registry=model.registry,
+    )
 
 
 def reap_interrupted(model: Model) -> None:

@@ -50,6 +50,13 @@ def assert_settled(config: IngestConfig, ledger: Ledger) -> None:
             assert (config.data_dir / where).is_file(), record
 
 
+@pytest.fixture
+def ledger_on(open_state, config: IngestConfig) -> Ledger:
+    """The ledger on either backend (the test runs once per backend): a SQLite file, or the
+    test's PostgreSQL database; its paths relative to the data folder either way."""
+    return Ledger(open_state(None), config.data_dir)
+
+
 # -- quarantine reasons ----------------------------------------------------------------------
 
 QUARANTINE_CASES = [
@@ -199,8 +206,9 @@ def test_listener_failure_is_logged_not_raised(
 
 
 def test_same_content_twice_is_one_lake_file_and_a_duplicate(
-    intake: Intake, config: IngestConfig, ledger: Ledger
+    config: IngestConfig, ledger_on: Ledger
 ) -> None:
+    intake, ledger = Intake(config, ledger_on), ledger_on
     first = intake.take(drop(config, "a.csv", GOOD), "score")
     second = intake.take(drop(config, "b.csv", GOOD), "score")
     assert (second.state, second.duplicate_of) == (DUPLICATE, first.id)
@@ -416,8 +424,9 @@ def test_resume_leaves_a_claim_another_process_holds(
 
 
 def test_resume_quarantines_a_received_row_whose_file_is_gone(
-    intake: Intake, ledger: Ledger
+    config: IngestConfig, ledger_on: Ledger
 ) -> None:
+    intake, ledger = Intake(config, ledger_on), ledger_on
     row = ledger.receive(
         original_name="lost.csv",
         kind="score",

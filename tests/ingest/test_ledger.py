@@ -81,8 +81,11 @@ ALTER TABLE files ADD COLUMN retried_as INTEGER REFERENCES files (id);
 ALTER TABLE files ADD COLUMN queued_as TEXT;
 CREATE INDEX IF NOT EXISTS files_kind_content ON files (kind, content_sha256);
 """
-# What this release adds to that table (a scored drop's drift verdict, issue 20).
-_THIS_RELEASE = "ALTER TABLE files ADD COLUMN drift TEXT;"
+# What this release adds to that table (a scored drop's drift verdict, issue 20; who claimed a
+# drop, issue 19).
+_THIS_RELEASE = (
+    "ALTER TABLE files ADD COLUMN drift TEXT; ALTER TABLE files ADD COLUMN claimed_by TEXT;"
+)
 
 
 def _receive(ledger: Ledger, name: str = "a.csv", kind: str = "score", sha: str = "s1"):
@@ -486,10 +489,11 @@ def test_a_state_db_of_the_previous_release_is_read_and_updated_as_it_is(tmp_pat
         1,
     )
     assert _receive(ledger, "b.csv", sha="s2").id == 10  # ids are never handed out twice
-    assert ledger.db.version("ledger") == 9
+    assert ledger.db.version("ledger") == 10
     check = sqlite3.connect(db)
     [now] = check.execute("SELECT sql FROM sqlite_master WHERE name = 'files'").fetchone()
-    assert now == table_sql[0][:-1] + ", drift TEXT)"  # nothing rebuilt: the verdict's column added
+    # nothing rebuilt: the verdict's and the claimant's columns added
+    assert now == table_sql[0][:-1] + ", drift TEXT, claimed_by TEXT)"
     assert check.execute("PRAGMA foreign_key_check").fetchall() == []
     check.close()
 

@@ -1,0 +1,149 @@
+"""Two replicas' intakes on one shared PostgreSQL ledger and one lake, each with its own folder.
+
+What one machine got from its own disk it must get from the shared database instead: the lake
+lock (``processing/.lake-<kind>.lock`` is per machine) and the start-up recovery's idea of which
+``received`` drops are its own to finish.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import threading
+from pathlib import Path
+
+from sqlalchemy import text
+
+from ingest.base.config import IngestConfig
+from ingest.base.layout import DataLayout
+from ingest.lake.store import Lake
+from ingest.pipeline.bucket import BucketClaims, BucketWatcher
+from ingest.pipeline.intake import Intake
+from ingest.pipeline.recovery import orphan_rows
+from ingest.state.claims import lake_lock
+from ingest.state.db import StateDB
+from ingest.state.ledger import Ledger
+from ingest.state.records import NORMALIZED, QUARANTINED, RECEIVED, FileRecord
+from scoring.ingest_options import ingest_config
+from scoring.models.factory import open_model
+from scoring.storage import bucket_watcher
+from scoring.testing.checkout import SAMPLE
+from tests._s3 import storage_settings
+from tests.conftest import make_settings
+
+PATIENCE = 60.0  # a loaded 2-core machine
+
+_WAITING = text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
+
+
+def replica(tmp_path: Path, name: str, url: str) -> Intake:
+    """An intake as one replica has it: its own data folder, the shared ledger and lake."""
+    lake = tmp_path / "shared-lake"  # stands for the bucket's lake every replica writes
+    config = IngestConfig(
+        DataLayout(tmp_path / name),
+        stable_seconds=0.3,
+        max_attempts=3,
+        lakes=lambda kind: Lake.local(lake / kind),
+    )
+    config.make_dirs()
+    for kind in ("train", "score"):
+        (lake / kind).mkdir(parents=True, exist_ok=True)
+    return Intake(config, Ledger(StateDB(url), tmp_path / name))
+
+
+def test_two_replicas_lake_writes_of_one_kind_take_turns(tmp_path: Path, pg_url: str, wait_for):
+    a, b = replica(tmp_path, "a", pg_url), replica(tmp_path, "b", pg_url)
+    drop = b.config.inbox("train") / "diabetes.csv"
+    shutil.copyfile(SAMPLE, drop)
+    taken: list[FileRecord] = []
+    observer = StateDB(pg_url)
+
+    def waiting() -> bool:
+        with observer.read() as conn:
+            return bool(conn.execute(_WAITING).scalar())
+
+    with lake_lock(a.config, "train"):  # replica a is updating the training schema
+        taking = threading.Thread(target=lambda: taken.append(b.take(drop, "train")))
+        taking.start()
+        wait_for(waiting, PATIENCE, 0.05, "b to wait for a's lake lock")
+        assert taking.is_alive()
+        [row] = b.ledger.list(kind="train")
+        assert row.state == RECEIVED  # read, not yet written to the lake
+    taking.join(PATIENCE)
+    assert not taking.is_alive()
+    assert taken[0].state == NORMALIZED, taken[0].error
+    assert not waiting()
+
+
+def claimed_by(intake: Intake, name: str) -> FileRecord:
+    """Claim a drop the way ``take`` does, and stop there: its process is still reading it."""
+    claimed = intake.config.processing / "score" / ("0" * 32) / name
+    claimed.parent.mkdir(parents=True)
+    shutil.copyfile(SAMPLE, claimed)
+    body = claimed.read_bytes()
+    return intake.ledger.receive(
+        original_name=name,
+        kind="score",
+        size_bytes=len(body),
+        sha256=hashlib.sha256(body).hexdigest(),
+        processing_path=claimed,
+    )
+
+
+def test_recovery_leaves_a_drop_another_replica_is_still_reading(tmp_path: Path, pg_url: str):
+    a, b = replica(tmp_path, "a", pg_url), replica(tmp_path, "b", pg_url)
+    record = claimed_by(a, "batch.csv")
+    assert b.resume() == []  # b starts up: the drop is a's, its file on a's disk, not vanished
+    assert b.ledger.get(record.id).state == RECEIVED
+    [done] = a.resume()  # a restarted: its own drop, finished where its file is
+    assert (done.id, done.state) == (record.id, NORMALIZED)
+
+
+def test_a_dead_replicas_drop_is_recovered_once_its_claim_expired(tmp_path: Path, pg_url: str):
+    a, b = replica(tmp_path, "a", pg_url), replica(tmp_path, "b", pg_url)
+    record = claimed_by(a, "batch.csv")
+    shutil.rmtree(tmp_path / "a")  # a's machine is gone, and its disk with it
+    assert orphan_rows(b.ledger) == []  # not yet: a live read may take minutes
+    assert [r.id for r in orphan_rows(b.ledger, expired_after=0.0)] == [record.id]
+
+
+class BucketReplica:
+    """A replica polling the session's bucket, with the shared ledger and claims in PostgreSQL."""
+
+    def __init__(self, folder: Path, storage: dict, url: str) -> None:
+        settings = make_settings(
+            folder, storage=storage, state={"url": url}, ingest={"stable_seconds": 0.2}
+        )
+        self.model = open_model(settings)
+        self.intake = Intake(ingest_config(settings), self.model.ledger)
+        watcher = bucket_watcher(settings, [self.intake], StateDB(url))
+        assert watcher is not None
+        self.watcher: BucketWatcher = watcher
+
+
+def test_a_drop_a_dead_replica_was_reading_is_taken_again_not_as_its_duplicate(
+    tmp_path: Path, pg_url: str, s3, monkeypatch, wait_for
+) -> None:
+    storage = storage_settings(s3, monkeypatch, "stranded")
+    dead = BucketReplica(tmp_path / "dead", storage, pg_url)
+    alive = BucketReplica(tmp_path / "alive", storage, pg_url)
+    alive.watcher.claims = BucketClaims(StateDB(pg_url), lease_seconds=1.0)
+    body = b"x,y\n1,2\n2,3\n"
+    bucket = dead.watcher.bucket
+    bucket.client.put_object(
+        Bucket=bucket.name, Key=dead.watcher.key("inbox/score/stranded.csv"), Body=body
+    )
+    [obj] = bucket.list(dead.watcher.key("inbox/score"))
+    assert dead.watcher.claims.claim(obj.key, obj.etag, obj.size, dead.watcher.who)
+    stranded = dead.model.ledger.receive(  # downloaded and received: then its machine died
+        original_name="stranded.csv",
+        kind="score",
+        size_bytes=len(body),
+        sha256=hashlib.sha256(body).hexdigest(),
+        processing_path=dead.intake.config.processing / "score" / ("0" * 32) / "stranded.csv",
+    )
+    [record] = wait_for(lambda: alive.watcher.poll(), PATIENCE, 0.1, "the drop taken over")
+    assert (record.state, record.duplicate_of, record.rows) == (NORMALIZED, None, 2)
+    left = alive.model.ledger.get(stranded.id)
+    assert left is not None and left.state == QUARANTINED  # not received for ever
+    assert "another replica took the drop again" in left.error["message"]
