@@ -18,6 +18,7 @@ counts every non-200 answer and prints the latency percentiles; without wrk a Py
     .venv/bin/python -m bench.predict --seconds 5 --pairs 5
     .venv/bin/python -m bench.predict --no-auth       # dropscore without a key, + one keyed run
     .venv/bin/python -m bench.predict --command serve # `dropscore serve` (waitress) instead
+    .venv/bin/python -m bench.predict --key-cost      # dropscore without vs with the key, paired
 
 Goals (issue 23): with the key on, dropscore's p99 at c=16 no longer than the peer's in every
 pair, at >= 1.5x its req/s.
@@ -83,6 +84,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--no-auth-run",
         action="store_true",
         help="with --no-auth: skip the extra dropscore-with-API-key run at the highest level",
+    )
+    p.add_argument(
+        "--key-cost",
+        action="store_true",
+        help="pair dropscore without the key against dropscore with it (no peer): what the key"
+        " costs, as per-pair ratios",
     )
     p.add_argument(
         "--command",
@@ -218,6 +225,8 @@ def main(argv: list[str] | None = None) -> int:
 
             for pair in range(args.pairs):
                 order = [baseline, lambda: dropscore(args.auth)]
+                if args.key_cost:  # the same server without and with the key, paired
+                    order = [lambda: dropscore(False), lambda: dropscore(True)]
                 if pair % 2:  # swap who goes first, so a trend in the load favours neither
                     order.reverse()
                 log(f"pair {pair + 1} of {args.pairs}")
@@ -225,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
                     for r in measure(make, levels):
                         r.extra["pair"] = pair
                         results.append(r)
-            if not args.auth and not args.no_auth_run:
+            if not args.auth and not args.no_auth_run and not args.key_cost:
                 results += measure(lambda: dropscore(True), [max(levels)])
 
             log("in-process µs per call ...")
@@ -261,7 +270,7 @@ def report(
     print(fmt_table(results))
     print()
     print("pairs (median of the per-pair ratios, range; ≥ 1.00 favours dropscore everywhere):")
-    for line in pair_summary(results):
+    for line in pair_summary(results, "dropscore" if args.key_cost else "baseline"):
         print(f"  {line}")
     bad = [r for r in results if r.non200 or r.socket_errors or r.error_detail]
     if bad:
@@ -301,13 +310,13 @@ def report(
     print("=" * 100)
 
 
-def pair_summary(results: list[Result]) -> list[str]:
+def pair_summary(results: list[Result], base_name: str = "baseline") -> list[str]:
     """Per concurrency level: throughput, p50 and p99 as median pair ratios with their range."""
     lines = []
     paired = [r for r in results if "pair" in r.extra]
     for c in sorted({r.concurrency for r in paired}):
-        base = {r.extra["pair"]: r for r in paired if r.concurrency == c and r.server == "baseline"}
-        mine = {r.extra["pair"]: r for r in paired if r.concurrency == c and r.server != "baseline"}
+        base = {r.extra["pair"]: r for r in paired if r.concurrency == c and r.server == base_name}
+        mine = {r.extra["pair"]: r for r in paired if r.concurrency == c and r.server != base_name}
         keys = sorted(base.keys() & mine.keys())
         if not keys:
             continue
@@ -316,12 +325,14 @@ def pair_summary(results: list[Result]) -> list[str]:
         p50 = ratios([r.p50_ms for r in b], [r.p50_ms for r in m])  # baseline ÷ dropscore
         p99 = ratios([r.p99_ms for r in b], [r.p99_ms for r in m])
         med = statistics.median
+        mine_name = m[0].server
         lines += [
-            f"c={c}: req/s dropscore ÷ baseline {rps}",
-            f"c={c}: p50 baseline ÷ dropscore {p50}; medians {med(r.p50_ms for r in m):.2f} ms vs"
-            f" {med(r.p50_ms for r in b):.2f} ms",
-            f"c={c}: p99 baseline ÷ dropscore {p99}; medians {med(r.p99_ms for r in m):.2f} ms vs"
-            f" {med(r.p99_ms for r in b):.2f} ms (goal at c=16: ≥ 1.00)",
+            f"c={c}: req/s {mine_name} ÷ {base_name} {rps}",
+            f"c={c}: p50 {base_name} ÷ {mine_name} {p50}; medians"
+            f" {med(r.p50_ms for r in m):.2f} ms vs {med(r.p50_ms for r in b):.2f} ms",
+            f"c={c}: p99 {base_name} ÷ {mine_name} {p99}; medians"
+            f" {med(r.p99_ms for r in m):.2f} ms vs {med(r.p99_ms for r in b):.2f} ms"
+            " (goal at c=16: ≥ 1.00)",
         ]
     return lines
 
