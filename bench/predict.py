@@ -92,6 +92,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         " costs, as per-pair ratios",
     )
     p.add_argument(
+        "--threads-vs",
+        type=int,
+        default=0,
+        metavar="N",
+        help="pair dropscore with the shipped [server] threads against dropscore with N (no peer)",
+    )
+    p.add_argument(
         "--command",
         choices=("api", "serve"),
         default="api",
@@ -175,8 +182,10 @@ def main(argv: list[str] | None = None) -> int:
                 benv = {**peer_env, BASELINE_MODEL: str(model_path)}
                 return Server("baseline", cmd, benv, ROOT, logs), {}
 
-            def dropscore(auth: bool) -> tuple[Server, dict[str, str]]:
+            def dropscore(auth: bool, threads: int = 0) -> tuple[Server, dict[str, str]]:
                 denv = {**env, "DROPSCORE__SERVER__HOST": HOST, "DROPSCORE__SERVER__PORT": "{port}"}
+                if threads:  # another [server] threads than the shipped one
+                    denv["DROPSCORE__SERVER__THREADS"] = str(threads)
                 headers = {}
                 if auth:
                     denv["DROPSCORE_API_KEYS"] = API_KEY
@@ -184,6 +193,7 @@ def main(argv: list[str] | None = None) -> int:
                 # As a user starts it: `dropscore api` with the shipped settings, or `serve`.
                 cmd = [dropscore_cli(), args.command]
                 name = "dropscore+auth" if auth else "dropscore"
+                name += f"-t{threads}" if threads else ""
                 single = args.command == "serve"
                 return Server(name, cmd, denv, work, logs, single), headers
 
@@ -227,6 +237,11 @@ def main(argv: list[str] | None = None) -> int:
                 order = [baseline, lambda: dropscore(args.auth)]
                 if args.key_cost:  # the same server without and with the key, paired
                     order = [lambda: dropscore(False), lambda: dropscore(True)]
+                if args.threads_vs:  # the shipped [server] threads against another count
+                    order = [
+                        lambda: dropscore(args.auth),
+                        lambda: dropscore(args.auth, args.threads_vs),
+                    ]
                 if pair % 2:  # swap who goes first, so a trend in the load favours neither
                     order.reverse()
                 log(f"pair {pair + 1} of {args.pairs}")
@@ -234,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
                     for r in measure(make, levels):
                         r.extra["pair"] = pair
                         results.append(r)
-            if not args.auth and not args.no_auth_run and not args.key_cost:
+            if not args.auth and not (args.no_auth_run or args.key_cost or args.threads_vs):
                 results += measure(lambda: dropscore(True), [max(levels)])
 
             log("in-process µs per call ...")
@@ -270,7 +285,10 @@ def report(
     print(fmt_table(results))
     print()
     print("pairs (median of the per-pair ratios, range; ≥ 1.00 favours dropscore everywhere):")
-    for line in pair_summary(results, "dropscore" if args.key_cost else "baseline"):
+    base_name = "dropscore" if args.key_cost else "baseline"
+    if args.threads_vs:
+        base_name = "dropscore+auth" if args.auth else "dropscore"
+    for line in pair_summary(results, base_name):
         print(f"  {line}")
     bad = [r for r in results if r.non200 or r.socket_errors or r.error_detail]
     if bad:
