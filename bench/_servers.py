@@ -39,8 +39,17 @@ def log(msg: str) -> None:
 class Server:
     """One gunicorn master in its own session: started, probed, measured, stopped."""
 
-    def __init__(self, name: str, cmd: list[str], env: dict[str, str], cwd: Path, logs: Path):
+    def __init__(
+        self,
+        name: str,
+        cmd: list[str],
+        env: dict[str, str],
+        cwd: Path,
+        logs: Path,
+        single: bool = False,
+    ):
         self.name = name
+        self.single = single  # one process serves (`dropscore serve`): it is its own worker
         self.port = free_port()
         self.cmd = cmd
         self.env = env
@@ -85,6 +94,8 @@ class Server:
         if self.proc is None:
             return []
         pid = self.proc.pid
+        if self.single:
+            return [pid]
         try:
             text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
         except OSError:
@@ -162,6 +173,15 @@ def base_env(data_dir: Path, proc_tmp: Path) -> dict[str, str]:
         }
     )
     return env
+
+
+def gunicorn_cli() -> str:
+    """The ``gunicorn`` command of this environment: the peer's own server, as it ships."""
+    exe = Path(sys.executable).with_name("gunicorn")
+    found = str(exe) if exe.exists() else shutil.which("gunicorn")
+    if not found:
+        raise SystemExit("the gunicorn command is not installed in this environment")
+    return found
 
 
 def dropscore_cli() -> str:

@@ -1,14 +1,14 @@
-"""Benchmark ``POST /predict``: ``dropscore api`` against a bare Flask baseline, same run.
+"""Benchmark ``POST /predict``: ``dropscore api`` against the bare Flask peer as it ships.
 
-Both servers run under the same gunicorn settings (``scoring.service.server.gunicorn_options``:
-gthread, 2 workers, ``[server] threads``, keepalive 5, one BLAS thread per worker) on the same
-pipeline,
-trained by ``dropscore train`` into a temporary data folder, with the same OMP/BLAS thread
-variables. The baseline (``bench/predict_baseline.py``) does only
-``np.array(request.json["X_test"]).reshape(1, -1)`` and ``pipeline.predict``. Only one server
-runs at a time. The two alternate in ``--pairs`` pairs (the order swapped every pair), each
-server taking every concurrency level once started, and the report gives per level the median
-of the per-pair ratios with their range: drift on a shared machine moves both sides of a pair.
+The peer (``bench/predict_baseline.py``) is the Flask tutorial app under the tutorial's own
+command, ``gunicorn -w 2 app:app``: sync workers and gunicorn's defaults, in the environment as
+given. dropscore runs as a user starts it, ``dropscore api`` (or ``--command serve``) with the
+shipped settings and, by default, an API key on every request (``--no-auth`` without; then one
+extra keyed run at the highest level says what the key costs). Both serve the pipeline
+``dropscore train`` wrote into a temporary data folder. Only one server runs at a time. The two
+alternate in ``--pairs`` pairs (the order swapped every pair), each server taking every
+concurrency level once started, and the report gives per level the median of the per-pair
+ratios of req/s, p50 and p99 with their range: drift on a shared machine moves both sides.
 
 Load comes from ``wrk`` (``apt-get install -y wrk``) with a Lua script that posts the body,
 counts every non-200 answer and prints the latency percentiles; without wrk a Python client
@@ -16,10 +16,12 @@ counts every non-200 answer and prints the latency percentiles; without wrk a Py
 
     .venv/bin/python -m bench.predict                 # 3 pairs, 15 s per run, c=1 and c=16
     .venv/bin/python -m bench.predict --seconds 5 --pairs 5
-    .venv/bin/python -m bench.predict --auth          # dropscore with an API key on every run
+    .venv/bin/python -m bench.predict --no-auth       # dropscore without a key, + one keyed run
+    .venv/bin/python -m bench.predict --command serve # `dropscore serve` (waitress) instead
+    .venv/bin/python -m bench.predict --key-cost      # dropscore without vs with the key, paired
 
-Goals: dropscore / baseline requests per second >= 1.0 at concurrency 16, and dropscore's p99
-at c=16 no longer than the baseline's in the same pair (issue 13).
+Goals (issue 23): with the key on, dropscore's p99 at c=16 no longer than the peer's in every
+pair, at >= 1.5x its req/s.
 Modules: ``_servers`` (processes and set-up), ``_wrk`` (load and the results table),
 ``_inprocess`` (µs per layer); this file orchestrates and reports.
 """
@@ -48,15 +50,18 @@ from bench._servers import (
     champion_path,
     check,
     dropscore_cli,
+    gunicorn_cli,
     log,
     server_threads,
     train,
     warm_every_worker,
 )
 from bench._wrk import Load, Result, fmt_table, loadavg, pick_client
+from bench.predict_baseline import MODEL_VARIABLE as BASELINE_MODEL
 from scoring.testing.checkout import ROOT
 
 API_KEY = "bench-predict-key-0123456789"
+BASELINE_APP = "bench.predict_baseline:app"  # the tutorial's `app:app`, importable from ROOT
 NOISY_PCT = 25.0  # % of one core used by other work during a run before the report warns
 
 
@@ -68,11 +73,36 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--concurrency", default="1,16", help="comma-separated connection counts (default 1,16)"
     )
-    p.add_argument("--auth", action="store_true", help="run dropscore with an API key throughout")
+    p.add_argument(
+        "--auth",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="run dropscore with an API key in every pair (the default: the key on, as issue 23"
+        " asks); --no-auth runs it without one and adds one keyed run at the highest level",
+    )
     p.add_argument(
         "--no-auth-run",
         action="store_true",
-        help="skip the extra dropscore-with-API-key run at the highest concurrency",
+        help="with --no-auth: skip the extra dropscore-with-API-key run at the highest level",
+    )
+    p.add_argument(
+        "--key-cost",
+        action="store_true",
+        help="pair dropscore without the key against dropscore with it (no peer): what the key"
+        " costs, as per-pair ratios",
+    )
+    p.add_argument(
+        "--threads-vs",
+        type=int,
+        default=0,
+        metavar="N",
+        help="pair dropscore with the shipped [server] threads against dropscore with N (no peer)",
+    )
+    p.add_argument(
+        "--command",
+        choices=("api", "serve"),
+        default="api",
+        help="how dropscore is started, as a user would: `dropscore api` or `dropscore serve`",
     )
     p.add_argument(
         "--estimator",
@@ -127,11 +157,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with signals_raise():
             env = base_env(data_dir, proc_tmp)
-            # Both servers get the thread variables `dropscore api` would set (one math thread
-            # per request thread), unless the caller set them: the same for both either way.
+            peer_env = dict(env)  # the peer runs in the environment as given, as it ships
+            # dropscore gets the thread variables `dropscore api` sets itself (one math thread
+            # per request thread), unless the caller set them.
             for name in THREAD_VARIABLES:
                 env.setdefault(name, "1")
-            log("thread settings for both servers: "
+            log("thread settings for dropscore: "
                 + ", ".join(f"{k}={env[k]}" for k in THREAD_VARIABLES))  # fmt: skip
             if args.estimator:
                 env["DROPSCORE__MODEL__ESTIMATOR"] = args.estimator
@@ -140,26 +171,31 @@ def main(argv: list[str] | None = None) -> int:
             train(env, work, args.train_retries)
             version, model_path = champion_path(env)
             workers, threads = server_threads(env)
-            log(f"champion v{version} at {model_path}; gunicorn {workers} workers × {threads}"
-                " gthread threads for both servers")  # fmt: skip
+            log(f"champion v{version} at {model_path}; dropscore {args.command}: {workers}"
+                f" workers × {threads} threads (shipped settings); baseline: gunicorn -w 2"
+                " app:app (sync workers, gunicorn defaults)")  # fmt: skip
 
             def baseline() -> tuple[Server, dict[str, str]]:
-                cmd = [
-                    sys.executable, "-m", "bench.predict_baseline", "--model", str(model_path),
-                    "--bind", f"{HOST}:{{port}}", "--workers", str(workers),
-                    "--threads", str(threads),
-                ]  # fmt: skip
-                return Server("baseline", cmd, env, ROOT, logs), {}
+                # The peer as it ships: the tutorial's `gunicorn -w 2 app:app`, sync workers and
+                # gunicorn's defaults (only the port given), in the environment we were given.
+                cmd = [gunicorn_cli(), "-w", "2", "-b", f"{HOST}:{{port}}", BASELINE_APP]
+                benv = {**peer_env, BASELINE_MODEL: str(model_path)}
+                return Server("baseline", cmd, benv, ROOT, logs), {}
 
-            def dropscore(auth: bool) -> tuple[Server, dict[str, str]]:
+            def dropscore(auth: bool, threads: int = 0) -> tuple[Server, dict[str, str]]:
                 denv = {**env, "DROPSCORE__SERVER__HOST": HOST, "DROPSCORE__SERVER__PORT": "{port}"}
+                if threads:  # another [server] threads than the shipped one
+                    denv["DROPSCORE__SERVER__THREADS"] = str(threads)
                 headers = {}
                 if auth:
                     denv["DROPSCORE_API_KEYS"] = API_KEY
                     headers = {"Authorization": f"Bearer {API_KEY}"}
-                cmd = [dropscore_cli(), "api", "--workers", str(workers)]
+                # As a user starts it: `dropscore api` with the shipped settings, or `serve`.
+                cmd = [dropscore_cli(), args.command]
                 name = "dropscore+auth" if auth else "dropscore"
-                return Server(name, cmd, denv, work, logs), headers
+                name += f"-t{threads}" if threads else ""
+                single = args.command == "serve"
+                return Server(name, cmd, denv, work, logs, single), headers
 
             predictions: dict[str, float] = {}
 
@@ -199,6 +235,13 @@ def main(argv: list[str] | None = None) -> int:
 
             for pair in range(args.pairs):
                 order = [baseline, lambda: dropscore(args.auth)]
+                if args.key_cost:  # the same server without and with the key, paired
+                    order = [lambda: dropscore(False), lambda: dropscore(True)]
+                if args.threads_vs:  # the shipped [server] threads against another count
+                    order = [
+                        lambda: dropscore(args.auth),
+                        lambda: dropscore(args.auth, args.threads_vs),
+                    ]
                 if pair % 2:  # swap who goes first, so a trend in the load favours neither
                     order.reverse()
                 log(f"pair {pair + 1} of {args.pairs}")
@@ -206,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
                     for r in measure(make, levels):
                         r.extra["pair"] = pair
                         results.append(r)
-            if not args.auth and not args.no_auth_run:
+            if not args.auth and not (args.no_auth_run or args.key_cost or args.threads_vs):
                 results += measure(lambda: dropscore(True), [max(levels)])
 
             log("in-process µs per call ...")
@@ -234,15 +277,18 @@ def report(
         f"POST /predict, model v{version}, {args.seconds:g} s per run, load generator:"
         f" {load.client}{' (Python threads: the client itself may be the limit)' if load.client == 'python' else ''}"  # noqa: E501
     )
-    print("ratio = dropscore req/s ÷ baseline req/s at the same concurrency (goal ≥ 1.00 at 16);")
-    print("cpu µs/req = user+system CPU of the gunicorn workers ÷ requests; other cpu = busy CPU")
+    print("ratio = dropscore req/s ÷ baseline req/s at the same concurrency (goal ≥ 1.50 at 16);")
+    print("cpu µs/req = user+system CPU of the server's workers ÷ requests; other cpu = busy CPU")
     print(f"of everything else on the machine meanwhile (of {os.cpu_count()} cores × 100%, kernel")
     print("network work included); load = 1/5/15-min load average after the run")
     print()
     print(fmt_table(results))
     print()
     print("pairs (median of the per-pair ratios, range; ≥ 1.00 favours dropscore everywhere):")
-    for line in pair_summary(results):
+    base_name = "dropscore" if args.key_cost else "baseline"
+    if args.threads_vs:
+        base_name = "dropscore+auth" if args.auth else "dropscore"
+    for line in pair_summary(results, base_name):
         print(f"  {line}")
     bad = [r for r in results if r.non200 or r.socket_errors or r.error_detail]
     if bad:
@@ -282,13 +328,13 @@ def report(
     print("=" * 100)
 
 
-def pair_summary(results: list[Result]) -> list[str]:
+def pair_summary(results: list[Result], base_name: str = "baseline") -> list[str]:
     """Per concurrency level: throughput, p50 and p99 as median pair ratios with their range."""
     lines = []
     paired = [r for r in results if "pair" in r.extra]
     for c in sorted({r.concurrency for r in paired}):
-        base = {r.extra["pair"]: r for r in paired if r.concurrency == c and r.server == "baseline"}
-        mine = {r.extra["pair"]: r for r in paired if r.concurrency == c and r.server != "baseline"}
+        base = {r.extra["pair"]: r for r in paired if r.concurrency == c and r.server == base_name}
+        mine = {r.extra["pair"]: r for r in paired if r.concurrency == c and r.server != base_name}
         keys = sorted(base.keys() & mine.keys())
         if not keys:
             continue
@@ -297,12 +343,14 @@ def pair_summary(results: list[Result]) -> list[str]:
         p50 = ratios([r.p50_ms for r in b], [r.p50_ms for r in m])  # baseline ÷ dropscore
         p99 = ratios([r.p99_ms for r in b], [r.p99_ms for r in m])
         med = statistics.median
+        mine_name = m[0].server
         lines += [
-            f"c={c}: req/s dropscore ÷ baseline {rps}",
-            f"c={c}: p50 baseline ÷ dropscore {p50}; medians {med(r.p50_ms for r in m):.2f} ms vs"
-            f" {med(r.p50_ms for r in b):.2f} ms",
-            f"c={c}: p99 baseline ÷ dropscore {p99}; medians {med(r.p99_ms for r in m):.2f} ms vs"
-            f" {med(r.p99_ms for r in b):.2f} ms (goal at c=16: ≥ 1.00)",
+            f"c={c}: req/s {mine_name} ÷ {base_name} {rps}",
+            f"c={c}: p50 {base_name} ÷ {mine_name} {p50}; medians"
+            f" {med(r.p50_ms for r in m):.2f} ms vs {med(r.p50_ms for r in b):.2f} ms",
+            f"c={c}: p99 {base_name} ÷ {mine_name} {p99}; medians"
+            f" {med(r.p99_ms for r in m):.2f} ms vs {med(r.p99_ms for r in b):.2f} ms"
+            " (goal at c=16: ≥ 1.00)",
         ]
     return lines
 
