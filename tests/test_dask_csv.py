@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 from hypothesis import given, settings
@@ -39,7 +40,7 @@ FEATURES = ("AGE", "SEX", "BMI", "BP", "S1", "S2", "S3", "S4", "S5", "S6")
 line_lists = st.lists(st.binary(max_size=12).map(lambda b: b.replace(b"\n", b"")), max_size=40)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(line_lists, st.sampled_from([b"\n", b"\r\n"]), st.booleans(), st.integers(1, 64))
 def test_every_line_is_in_exactly_one_range(rows, end, final, size):
     data = end.join(rows) + (end if final and rows else b"")
@@ -168,3 +169,82 @@ def distributed_selector(path: str):
     import pyarrow.fs as pafs
 
     return pafs.FileSelector(path.rsplit("/", 1)[0], recursive=True)
+
+
+def _dasked(tmp_path, dask_address, diabetes, **ingest):
+    """Settings on the session's cluster with these ingest limits, and a trained model's ref."""
+    from scoring.models.factory import open_model
+    from tests.conftest import make_settings, register_trained
+
+    settings = make_settings(tmp_path, ingest=ingest,
+                             scoring={"engine": "dask", "dask_address": dask_address,
+                                      "batch_rows": 100})  # fmt: skip
+    model = open_model(settings)
+    version, _ = register_trained(settings, model.registry, diabetes)
+    return settings, load_version(model.registry, version), model_ref(
+        model.name, model.registry, version
+    )
+
+
+def test_a_csv_the_workers_cannot_cut_is_read_by_the_client(
+    tmp_path, dask_address, diabetes, caplog
+):
+    """Quoted line breaks: no task runs, the reason is logged, the caller reads it itself."""
+    from scoring.bulk.remote import score_on_workers
+
+    settings, _, ref = _dasked(tmp_path, dask_address, diabetes)
+    src = tmp_path / "in.csv"
+    frame = diabetes.drop(columns="target").assign(note="two\nlines")
+    frame.to_csv(src, index=False)
+    with caplog.at_level("INFO", logger="dropscore.score"):
+        got = score_on_workers(settings, str(src), str(tmp_path / "o.csv"), ref, fmt="csv")
+    assert got is None
+    [record] = [r for r in caplog.records if r.getMessage() == "the client reads the file"]
+    assert record.reason == "quoted values span lines (seen in the first megabyte)"
+    assert not (tmp_path / "o.csv").exists() and [p.name for p in tmp_path.iterdir()
+                                                  if p.name.startswith(".")] == []  # fmt: skip
+
+
+def _limit_error(call):
+    from ingest.base.errors import IngestError
+
+    with pytest.raises(IngestError) as caught:
+        call()
+    return type(caught.value), caught.value.message
+
+
+@pytest.mark.parametrize(
+    ("limits", "fmt", "words"),
+    [
+        ({"max_columns": 5}, "csv", "columns, more than the 5 allowed"),
+        ({"max_columns": 5}, "parquet", "columns, more than the 5 allowed"),
+        ({"max_file_mb": 1.0}, "parquet", "unpacks to more than 1 MB"),
+    ],
+)
+def test_the_ingest_limits_hold_when_workers_read(
+    tmp_path, dask_address, diabetes, limits, fmt, words
+):
+    """Refused with the local reader's own error, nothing published, no scratch left.
+
+    The Parquet file is 1,500 copies of one 4 KB text (a few KB stored, 6 MB decoded): the
+    footer passes ``max_file_mb``, the parts count what they decode and stop.
+    """
+    import pyarrow as pa
+
+    from scoring.bulk.remote import score_on_workers
+    from scoring.ingest_options import read_options
+
+    settings, model, ref = _dasked(tmp_path, dask_address, diabetes, **limits)
+    frame = pd.concat([diabetes.drop(columns="target")] * 4, ignore_index=True)
+    src = tmp_path / f"in.{fmt}"
+    if fmt == "csv":
+        frame.to_csv(src, index=False)
+    else:
+        table = pa.Table.from_pandas(frame.assign(note="n" * 4096), preserve_index=False)
+        pq.write_table(table, src, row_group_size=400)
+    out = tmp_path / "out" / "o.csv"
+    out.parent.mkdir()
+    local = _limit_error(lambda: score_path(src, out, model, read=read_options(settings)))
+    remote = _limit_error(lambda: score_on_workers(settings, str(src), str(out), ref, fmt="csv"))
+    assert remote == local and words in local[1], (remote, local)
+    assert list(out.parent.iterdir()) == []

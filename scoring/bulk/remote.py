@@ -29,6 +29,7 @@ import bisect
 import contextlib
 import functools
 import itertools
+import logging
 import secrets
 import tempfile
 import time
@@ -69,6 +70,9 @@ if TYPE_CHECKING:
     from scoring.bulk.engines import Engine
     from scoring.lifecycle.predictor import LoadedModel
     from scoring.monitoring.bulk import DriftWatch
+    from scoring.settings import Settings
+
+log = logging.getLogger("dropscore.score")
 
 TABLE, LAKE = "table", "lake"  # a user's Parquet file (normalized on the worker), a lake file
 CSV_SUFFIX = ".csv"  # a user's file of this name is parsed by the workers in byte ranges
@@ -159,6 +163,41 @@ def score_lake_on_workers(
         store=engine.store,
         observe=observe,
     )
+
+
+def score_on_workers(
+    settings: Settings,
+    src: str,
+    dst: str,
+    ref: ModelRef,
+    *,
+    fmt: str,
+    observe: DriftWatch | None = None,
+) -> ScoreSummary | None:
+    """Score a user's file on the settings' cluster, the workers reading it; None: read it here.
+
+    What a batch job and ``dropscore score`` call when the workers reach both locations, with
+    the ingest limits of the settings. None (the reason logged) when the file is a CSV the
+    workers cannot read as the local reader would: the caller then reads it in its process.
+    """
+    from scoring.bulk.engines import dask_client
+    from scoring.ingest_options import read_options
+
+    try:
+        return score_remote(
+            dask_client(settings.scoring.dask_address),
+            src,
+            dst,
+            ref,
+            batch_rows=settings.scoring.batch_rows,
+            fmt=fmt,
+            store=Store.of(settings),
+            observe=observe,
+            read=read_options(settings),
+        )
+    except ClientReads as why:
+        log.info("the client reads the file", extra={"file": src, "reason": str(why)})
+        return None
 
 
 def score_remote(
