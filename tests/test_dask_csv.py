@@ -27,6 +27,7 @@ from scoring.bulk.batch import score_path
 from scoring.bulk.ranges import line_ranges
 from scoring.bulk.remote import score_remote
 from scoring.bulk.worker_models import model_ref
+from scoring.errors import ValidationFailed
 from scoring.lifecycle.champion import load_version
 
 distributed = pytest.importorskip("distributed")
@@ -40,7 +41,7 @@ FEATURES = ("AGE", "SEX", "BMI", "BP", "S1", "S2", "S3", "S4", "S5", "S6")
 line_lists = st.lists(st.binary(max_size=12).map(lambda b: b.replace(b"\n", b"")), max_size=40)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(line_lists, st.sampled_from([b"\n", b"\r\n"]), st.booleans(), st.integers(1, 64))
 def test_every_line_is_in_exactly_one_range(rows, end, final, size):
     data = end.join(rows) + (end if final and rows else b"")
@@ -189,7 +190,10 @@ def _dasked(tmp_path, dask_address, diabetes, **ingest):
 def test_a_csv_the_workers_cannot_cut_is_read_by_the_client(
     tmp_path, dask_address, diabetes, caplog
 ):
-    """Quoted line breaks: no task runs, the reason is logged, the caller reads it itself."""
+    """Quoted line breaks: no task runs, the reason is logged, the caller reads it itself.
+
+    A CSV that is not there is refused in words ("no file at"), not with a TypeError.
+    """
     from scoring.bulk.remote import score_on_workers
 
     settings, _, ref = _dasked(tmp_path, dask_address, diabetes)
@@ -203,6 +207,9 @@ def test_a_csv_the_workers_cannot_cut_is_read_by_the_client(
     assert record.reason == "quoted values span lines (seen in the first megabyte)"
     assert not (tmp_path / "o.csv").exists() and [p.name for p in tmp_path.iterdir()
                                                   if p.name.startswith(".")] == []  # fmt: skip
+    missing = tmp_path / "none.csv"
+    with pytest.raises(ValidationFailed, match="no file at"):
+        score_on_workers(settings, str(missing), str(tmp_path / "o.csv"), ref, fmt="csv")
 
 
 def _limit_error(call):

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import pyarrow as pa
+import pyarrow.fs as pafs
 
 from ingest.base.config import ReadOptions
 from ingest.base.errors import IngestError
@@ -36,6 +37,7 @@ from ingest.readers.delimited import CutLayout, _coalesce, cut_layout
 from ingest.readers.table import _rebatch
 from scoring.bulk.filesystems import Store
 from scoring.bulk.ranges import chunk_start, line_ranges_in
+from scoring.errors import ValidationFailed
 
 HEAD_BYTES = 2 << 20  # bytes copied for the client's sniffing: the sample and the first block
 CHUNKS_PER_RANGE = 4  # local chunks per range: 16 MiB, parsed by one task
@@ -96,7 +98,11 @@ def layout_of(store: Store, src: str, options: ReadOptions) -> tuple[CutLayout, 
     if src.lower().endswith(".gz"):
         raise ClientReads("a compressed file cannot be cut into ranges")
     fs, path = store.open(src)
-    length = fs.get_file_info(path).size
+    info = fs.get_file_info(path)
+    if info.type != pafs.FileType.File:
+        problem = [{"field": "input", "problem": "not found"}]
+        raise ValidationFailed(f"no file at {src}", problem)
+    length = info.size
     with tempfile.TemporaryDirectory(prefix="dropscore-head-") as tmp:
         head = Path(tmp) / PurePosixPath(path).name
         with fs.open_input_file(path) as fh:
