@@ -102,7 +102,7 @@ class Plan:
 
 @dataclass(frozen=True)
 class Done:
-    """What a part reports: its rows, its drift, what it decoded, where columns stop being whole."""
+    """What a part reports: its rows, its drift, the bytes it decoded, the files it wrote."""
 
     index: int
     scored: int
