@@ -255,3 +255,24 @@ def test_the_ingest_limits_hold_when_workers_read(
     remote = _limit_error(lambda: score_on_workers(settings, str(src), str(out), ref, fmt="csv"))
     assert remote == local and words in local[1], (remote, local)
     assert list(out.parent.iterdir()) == []
+
+
+def test_a_line_past_max_line_bytes_is_never_held_by_a_worker(tmp_path, client, registry,
+                                                              trained, diabetes):  # fmt: skip
+    """A 6 MiB line with ``max_line_bytes`` at 1 MiB: the worker stops, the client reads it."""
+    from scoring.bulk.csv_parts import ClientReads
+
+    features = diabetes.drop(columns="target")
+    rows = features.to_csv(index=False, header=False).splitlines()
+    lines = [",".join(features.columns) + ",note"]
+    while sum(map(len, lines)) < 5 << 19:  # 2.5 MiB of short rows: the client's sniff is fine
+        lines += [f"{row},short" for row in rows]
+    lines += [f"{rows[0]},{'x' * (6 << 20)}", f"{rows[1]},short"]
+    src = tmp_path / "in.csv"
+    src.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "out" / "o.csv"
+    ref = model_ref("default", registry, trained)
+    with pytest.raises(ClientReads, match="longer than 1048576 bytes"):
+        score_remote(client, str(src), str(out), ref, batch_rows=BATCH_ROWS, fmt="csv",
+                     read=ReadOptions(max_line_bytes=1 << 20))  # fmt: skip
+    assert not out.parent.exists() or list(out.parent.iterdir()) == []

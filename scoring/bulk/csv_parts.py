@@ -15,7 +15,8 @@ engine.
 
 When the file is not what the local reader cuts in chunks (quoted values spanning lines,
 text not UTF-8, a lone ``\\r`` for line ends, no column of known type, a compressed file) or a
-range does not parse (a ragged row, a quote left open), ``ClientReads`` says why and the
+range does not parse (a ragged row, a quote left open, a line longer than ``max_line_bytes``,
+which a worker refuses rather than holds), ``ClientReads`` says why and the
 caller reads the file in its own process, as before, where the local reader gives its own
 words for a bad file. Nothing is lost: the scratch is removed first.
 """
@@ -212,6 +213,7 @@ class RangeJob:
     layout: CutLayout
     ranges: tuple[tuple[int, int], ...]
     store: Store
+    max_line: int | None = None  # longest line a worker holds (ReadOptions.max_line_bytes)
 
 
 def parse_range(job: RangeJob, index: int, schema: pa.Schema) -> Parsed:
@@ -237,6 +239,7 @@ def parse_range(job: RangeJob, index: int, schema: pa.Schema) -> Parsed:
             failure=_unreadable,
             rest=rest,
             skip=0 if start else 1,
+            max_line=job.max_line,
         )
         writer: SegmentWriter | None = None
         try:

@@ -324,9 +324,8 @@ def _plan_csv(
     layout, length = csv_parts.layout_of(store, src, typed_read(read, schema))
     scratch = _scratch(store, dst)
     threads = max(1, sum(client.nthreads().values()))
-    job = csv_parts.RangeJob(
-        src, scratch, layout, tuple(csv_parts.byte_ranges(store, src, length, threads)), store
-    )
+    ranges = tuple(csv_parts.byte_ranges(store, src, length, threads))
+    job = csv_parts.RangeJob(src, scratch, layout, ranges, store, read.max_line_bytes)
 
     def again(index: int, types: pa.Schema) -> csv_parts.Parsed:
         parsed: csv_parts.Parsed = client.submit(
