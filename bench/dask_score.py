@@ -1,8 +1,9 @@
 """Bulk rows/s on a real Dask cluster (1 and 2 workers) beside the local engine, same file.
 
 A generated Parquet file (``--rows``, default 1,000,000 rows × the sample model's 10 float
-features, row groups of 250,000) is scored to Parquet three ways, in alternating pairs with the
-order rotated each pair:
+features, row groups of 250,000), or with ``--input csv`` the same rows as CSV (parsed by the
+workers in byte ranges, ``scoring.bulk.csv_parts``), is scored to Parquet three ways, in
+alternating pairs with the order rotated each pair:
 
 - ``local``:  ``score_path`` in this process (the local engine: read, score, write threads);
 - ``dask-1``: ``score_remote`` on a cluster of one ``dask worker`` process (1 thread, 1 GiB);
@@ -17,6 +18,7 @@ the file. One untimed run per path first loads the model into each worker's cach
 
     .venv/bin/python -m bench.dask_score                 # 1,000,000 rows, 3 pairs
     .venv/bin/python -m bench.dask_score --rows 4000000 --pairs 5
+    .venv/bin/python -m bench.dask_score --input csv --batch-rows 20000
 """
 
 from __future__ import annotations
@@ -53,15 +55,20 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--pairs", type=int, default=3)
     parser.add_argument("--batch-rows", type=int, nargs="+", default=[100_000, 20_000])
+    parser.add_argument("--input", choices=("parquet", "csv"), default="parquet")
     args = parser.parse_args()
     print(f"machine load: {machine_load()}")
     with tempfile.TemporaryDirectory(prefix="dropscore-bench-dask-") as tmp:
         work = Path(tmp)
         csv, src = work / "in.csv", work / "in.parquet"
         generate_csv(csv, args.rows)
-        csv_to_parquet(csv, src, group=250_000)
-        csv.unlink()
-        print(f"input: {args.rows:,} rows, {src.stat().st_size / 2**20:.0f} MiB Parquet")
+        if args.input == "csv":
+            src = csv
+        else:
+            csv_to_parquet(csv, src, group=250_000)
+            csv.unlink()
+        size = src.stat().st_size / 2**20
+        print(f"input: {args.rows:,} rows, {size:.0f} MiB {args.input.upper()}")
         data = work / "data"
         train(data)
         for batch_rows in args.batch_rows:  # fresh clusters: each peak RSS is this setting's

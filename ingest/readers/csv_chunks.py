@@ -54,12 +54,18 @@ def parallel_batches(
     failure: Failure,
     chunk_bytes: int = CHUNK_BYTES,
     workers: int | None = None,
+    rest: bytes = b"",
+    skip: int = 1,
+    max_line: int | None = None,
 ) -> Iterator[pa.RecordBatch]:
     """Yield the batches of a delimited stream (header first), chunks parsed side by side, in order.
 
     ``workers`` threads parse (default: pyarrow's CPU count, at most ``MAX_WORKERS``); the
     batches are the same for any number. Closing the iterator early waits for the chunks being
-    parsed and ends the threads.
+    parsed and ends the threads. A byte range of a file (``scoring.bulk.ranges``) passes the
+    bytes before the stream's first chunk boundary as ``rest`` and ``skip=0`` (no header), so
+    its chunks are the ones a read of the whole file cuts. ``max_line`` refuses (``failure``)
+    a line longer than that many bytes rather than holding it (a Dask worker's memory).
     """
     parser = _Parser(schema.names, {f.name: f.type for f in schema}, delimiter, decimal, failure)
     workers = max(1, workers or min(pa.cpu_count(), MAX_WORKERS))
@@ -67,8 +73,8 @@ def parallel_batches(
     pending: deque[_Job] = deque()
     try:
         with source:
-            for chunk, skip in _chunks(source, chunk_bytes):
-                pending.append(parser.submit(pool, chunk, skip))
+            for chunk, skipped in _chunks(source, chunk_bytes, rest, skip, max_line, failure):
+                pending.append(parser.submit(pool, chunk, skipped))
                 if len(pending) > workers:  # one more waits parsed while the caller works
                     yield from parser.take(pending.popleft())
             while pending:
@@ -77,10 +83,19 @@ def parallel_batches(
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _chunks(source: pa.NativeFile, chunk_bytes: int) -> Iterator[tuple[pa.Buffer, int]]:
-    """Read the stream in chunks cut after their last line feed; say how many lines to skip."""
-    rest = b""  # the partial line after the last line feed of the previous chunk
-    skip = 1  # the header line, in the first chunk only
+def _chunks(
+    source: pa.NativeFile,
+    chunk_bytes: int,
+    rest: bytes = b"",
+    skip: int = 1,
+    max_line: int | None = None,
+    failure: Failure | None = None,
+) -> Iterator[tuple[pa.Buffer, int]]:
+    """Read the stream in chunks cut after their last line feed; say how many lines to skip.
+
+    ``rest``: the partial line after the last line feed of the previous chunk; ``skip``: the
+    header line, in the first chunk only; past ``max_line`` bytes a line is refused.
+    """
     while True:
         # One copy per chunk: the partial line, then the file's bytes read in behind it.
         buffer = bytearray(len(rest) + chunk_bytes)
@@ -92,6 +107,8 @@ def _chunks(source: pa.NativeFile, chunk_bytes: int) -> Iterator[tuple[pa.Buffer
         cut = buffer.rfind(b"\n", 0, end) + 1 if got else end
         if cut == 0:  # one line longer than a chunk: read on until it ends
             rest = bytes(buffer[:end])
+            if max_line is not None and failure is not None and len(rest) > max_line:
+                raise failure(pa.ArrowInvalid(f"a line is longer than {max_line} bytes"))
             continue
         rest = bytes(buffer[cut:end])
         yield pa.py_buffer(memoryview(buffer)[:cut]), skip

@@ -357,15 +357,11 @@ def read_delimited(path: Path, options: ReadOptions, fmt: Format, preferred: str
     columns = _fix_header(reader.schema.names)
     check_width(columns, options)
     stream = None
-    if options.column_types is not None:
-        # Keyed by pyarrow's own names (a BOM may still be on the first).
-        wanted = options.column_types(columns)
-        arrow_names = reader.schema.names
-        by_arrow = {a: wanted[c] for a, c in zip(arrow_names, columns, strict=True) if c in wanted}
-        if by_arrow:
-            reader = _start_typed(plan, arrow_names, by_arrow)
-            if _can_cut(plan):
-                stream = _parallel(plan, reader.schema)
+    typed = _typed(plan, reader, columns, options)
+    if typed is not None:
+        reader = typed
+        if _can_cut(plan):
+            stream = _parallel(plan, reader.schema)
     batches = _coalesce(stream or _stream_csv(plan, reader), options.batch_rows)
     first = _first_batch(batches)
     return RawTable(
@@ -376,6 +372,55 @@ def read_delimited(path: Path, options: ReadOptions, fmt: Format, preferred: str
         renamed(_chain([first], batches), columns),
         plan.decimal,
     )
+
+
+def _typed(
+    plan: _CsvPlan, reader: pacsv.CSVStreamingReader, columns: list[str], options: ReadOptions
+) -> pacsv.CSVStreamingReader | None:
+    """Re-open the reader with the caller's column types; None when it pins none."""
+    if options.column_types is None:
+        return None
+    # Keyed by pyarrow's own names (a BOM may still be on the first).
+    wanted = options.column_types(columns)
+    arrow_names = reader.schema.names
+    by_arrow = {a: wanted[c] for a, c in zip(arrow_names, columns, strict=True) if c in wanted}
+    if not by_arrow:
+        return None
+    return _start_typed(plan, arrow_names, by_arrow)
+
+
+@dataclass(frozen=True)
+class CutLayout:
+    """What a reader of one byte range needs to parse it as ``read_delimited`` parses the file."""
+
+    encoding: str  # as recorded (``RawTable.encoding``)
+    delimiter: str
+    decimal: str
+    columns: list[str]  # the header's names, cleaned
+    schema: pa.Schema  # pyarrow's names, each column's type as of the first block
+
+
+def cut_layout(path: Path, options: ReadOptions, preferred: str = ",") -> CutLayout | str:
+    """Say how ``read_delimited`` parses a file in chunks cut at line feeds, or why it does not.
+
+    The same sniffing, header checks (``max_columns``) and first-block types as the read, so
+    a byte range parsed with this layout gives the read's batches; a reason in words when the
+    read streams the file whole instead (no pinned types, quoted line breaks, not UTF-8, ...).
+    """
+    plan, encoding = _plan_csv(path, preferred, options)
+    reader = _start_csv(plan)
+    columns = _fix_header(reader.schema.names)
+    check_width(columns, options)
+    if not _can_cut(plan):
+        if plan.multiline:
+            return "quoted values span lines (seen in the first megabyte)"
+        if not plan.line_feeds:
+            return "lines end in a lone carriage return"
+        return f"the text is {plan.encoding}, not UTF-8"
+    typed = _typed(plan, reader, columns, options)
+    if typed is None:
+        return "no column is parsed with a known type (the model has no numeric feature)"
+    return CutLayout(encoding, plan.delimiter, plan.decimal, columns, typed.schema)
 
 
 def _can_cut(plan: _CsvPlan) -> bool:

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING
 
 from ingest.lake.remote import is_s3, open_uri
 
+WORKER_SUFFIXES = (".parquet", ".csv")  # files the workers read themselves
+
 if TYPE_CHECKING:
     import pyarrow.fs as pafs
 
@@ -49,12 +51,14 @@ class Store:
 def workers_read(location: str, address: str) -> bool:
     """Tell whether the workers should read a file themselves rather than the client.
 
-    Parquet only (its row groups can be read from anywhere in the file). An ``s3://`` object
-    every worker reaches; a local path only a cluster on this machine does (an empty address,
-    a local cluster, or a scheduler on the loopback interface). Otherwise the client reads and
-    scatters the batches (``scoring.bulk.engines.DaskEngine``).
+    Parquet (its row groups can be read from anywhere in the file) and CSV (cut into byte
+    ranges of whole lines, ``scoring.bulk.csv_parts``; the client still reads one the workers
+    cannot cut, ``ClientReads``). An ``s3://`` object every worker reaches; a local path only a
+    cluster on this machine does (an empty address, a local cluster, or a scheduler on the
+    loopback interface). Otherwise the client reads and scatters the batches
+    (``scoring.bulk.engines.DaskEngine``).
     """
-    return location.lower().endswith(".parquet") and workers_reach(location, address)
+    return location.lower().endswith(WORKER_SUFFIXES) and workers_reach(location, address)
 
 
 def workers_reach(location: str, address: str) -> bool:

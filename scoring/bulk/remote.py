@@ -6,15 +6,21 @@ columns and decide the column types exactly as the one-process path does), then 
 into parts aligned on the batches the local engine would read. Each part is a task: a worker
 opens the file itself (a path the workers share, or an object-store URI), reads its rows batch by
 batch, normalizes them with the ingest code, scores them with the model it loaded once from the
-version's artifact (``scoring.bulk.worker_models``) and writes them as one Parquet part under a
-hidden scratch folder beside the output. When every part is done, one commit task streams the
-parts in order through the output format's writer into the final file (atomically on disk; one
-whole object on a store) and removes the scratch. A failed part cancels the rest and removes the
-scratch: nothing is ever published under the output's name half written.
+version's artifact (``scoring.bulk.worker_models``) and writes them, batch by batch as scored,
+into Arrow files under a hidden scratch folder beside the output. When every part is done, one
+commit task streams the parts in order through the output format's writer into the final file
+(atomically on disk; one whole object on a store) and removes the scratch. A failed part
+cancels the rest and removes the scratch: nothing is ever published under the output's name
+half written.
 
 Batches are the local engine's, boundary for boundary (a linear model's product may differ in
 the last bit with the rows it is computed with), so both engines give the same rows, values and
 errors. A worker holds a batch or two at a time: its memory follows ``batch_rows``.
+
+A CSV file is parsed by the workers too, in byte ranges, before its parts are scored
+(``scoring.bulk.csv_parts``). The ingest limits hold here as they do in one process: the
+header's ``max_columns``, and ``max_file_mb`` on what a Parquet file decodes to (its pages
+from the footer, the decoded bytes counted by each part and summed before the commit).
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import bisect
 import contextlib
 import functools
 import itertools
+import logging
 import secrets
 import tempfile
 import time
@@ -35,18 +42,24 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from ingest.base.config import ReadOptions
 from ingest.base.formats import OUTPUT_FORMATS, Format
 from ingest.lake.remote import is_s3
 from ingest.pipeline.normalize import fit_column, normalize_file, normalize_part
-from ingest.readers.common import RawTable, flat_names
+from ingest.readers.common import RawTable, check_width, flat_names, unpacked_limit
 from ingest.readers.parquet import decoded_slices, text_columns
+from scoring.bulk import csv_parts
 from scoring.bulk.batch import (
     ScoreSummary,
+    WholeNumbers,
     check_features,
+    pinned_columns,
     score_batch,
     stage_rows,
+    typed_read,
     write_atomic,
 )
+from scoring.bulk.csv_parts import ClientReads, TextSource
 from scoring.bulk.filesystems import Store
 from scoring.bulk.worker_models import ModelRef, current_models
 from scoring.errors import ValidationFailed
@@ -57,10 +70,14 @@ if TYPE_CHECKING:
     from scoring.bulk.engines import Engine
     from scoring.lifecycle.predictor import LoadedModel
     from scoring.monitoring.bulk import DriftWatch
+    from scoring.settings import Settings
+
+log = logging.getLogger("dropscore.score")
 
 TABLE, LAKE = "table", "lake"  # a user's Parquet file (normalized on the worker), a lake file
+CSV_SUFFIX = ".csv"  # a user's file of this name is parsed by the workers in byte ranges
 PARTS_PER_THREAD = 2  # parts per worker thread: enough to balance, few enough to commit fast
-PART_NAME = "part-{:05d}.parquet"
+PART_NAME = "part-{:05d}-{:03d}.arrow"
 SETTLE_SECONDS = 60.0  # how long a failed file waits for its running parts before cleaning up
 Progress = Callable[[int], None]
 
@@ -79,6 +96,25 @@ class Plan:
     types: tuple[pa.DataType, ...] = ()  # TABLE: the column types the first batch decided
     scratch: str = ""  # the hidden folder beside dst holding the parts until the commit
     store: Store = field(default_factory=lambda: Store())
+    text: TextSource | None = None  # a CSV file: its parsed blocks and batch boundaries
+    limit: int | None = None  # TABLE: the bytes a Parquet file may decode to (max_file_mb)
+
+
+@dataclass(frozen=True)
+class Done:
+    """What a part reports: its rows, its drift, the bytes it decoded, the files it wrote."""
+
+    index: int
+    scored: int
+    failed: int
+    watch: DriftWatch | None = None
+    decoded: int = 0  # bytes the part's Parquet rows decoded to
+    files: tuple[str, ...] = ()  # its scored batches, as written: one file per run of a schema
+
+    @property
+    def rows(self) -> int:
+        """Return the rows the part wrote."""
+        return self.scored + self.failed
 
 
 # -- the client side -----------------------------------------------------------------------
@@ -129,6 +165,41 @@ def score_lake_on_workers(
     )
 
 
+def score_on_workers(
+    settings: Settings,
+    src: str,
+    dst: str,
+    ref: ModelRef,
+    *,
+    fmt: str,
+    observe: DriftWatch | None = None,
+) -> ScoreSummary | None:
+    """Score a user's file on the settings' cluster, the workers reading it; None: read it here.
+
+    What a batch job and ``dropscore score`` call when the workers reach both locations, with
+    the ingest limits of the settings. None (the reason logged) when the file is a CSV the
+    workers cannot read as the local reader would: the caller then reads it in its process.
+    """
+    from scoring.bulk.engines import dask_client
+    from scoring.ingest_options import read_options
+
+    try:
+        return score_remote(
+            dask_client(settings.scoring.dask_address),
+            src,
+            dst,
+            ref,
+            batch_rows=settings.scoring.batch_rows,
+            fmt=fmt,
+            store=Store.of(settings),
+            observe=observe,
+            read=read_options(settings),
+        )
+    except ClientReads as why:
+        log.info("the client reads the file", extra={"file": src, "reason": str(why)})
+        return None
+
+
 def score_remote(
     client: Client,
     src: str,
@@ -142,35 +213,41 @@ def score_remote(
     progress: Progress | None = None,
     store: Store | None = None,
     observe: DriftWatch | None = None,
+    read: ReadOptions | None = None,
 ) -> ScoreSummary:
-    """Score a Parquet file on the cluster: workers read, score and write; one commit publishes.
+    """Score a Parquet or CSV file on the cluster: workers read, score and write; one commit.
 
     With ``observe`` (a run's drift watch) each part accumulates its own rows' drift on its
     worker and returns it; the client merges them in order, so no row travels back for it.
+    ``read`` carries the ingest limits (``read_options``); a CSV file the workers cannot read
+    as the local reader would raises ``ClientReads`` before anything is written.
     """
     started = time.perf_counter()
     if fmt not in OUTPUT_FORMATS:
         raise ValidationFailed(f"format {fmt!r} is not one of {', '.join(OUTPUT_FORMATS)}")
     store = store or Store()
-    plan = _plan(client, src, dst, ref, stage_rows(batch_rows), fmt, kind, column_map or {}, store)
+    read = replace(read or ReadOptions(), batch_rows=stage_rows(batch_rows))
+    args = (client, src, dst, ref, read, fmt, kind, column_map or {}, store)
+    plan = _plan_csv(*args) if _is_csv(src, kind) else _plan(*args)
     output = None if is_s3(dst) else Path(dst)
     summary = ScoreSummary(model_version=ref.version, output=output, format=fmt)
     futures = [
         client.submit(score_part, plan, i, ref, observe, pure=False) for i in range(len(plan.parts))
     ]
-    present: list[int] = []
+    done: list[Done] = []
     try:
         for future in futures:  # in order: progress follows the file
-            index, scored, failed, watched = future.result()
-            if observe is not None and watched is not None:
-                observe.merge(watched)
-            summary.rows_scored += scored
-            summary.rows_failed += failed
-            if scored + failed:
-                present.append(index)
+            part: Done = future.result()
+            if observe is not None and part.watch is not None:
+                observe.merge(part.watch)
+            summary.rows_scored += part.scored
+            summary.rows_failed += part.failed
+            done.append(part)
             if progress is not None:
-                progress(scored + failed)
-        client.submit(commit_parts, plan, sorted(present), pure=False).result()
+                progress(part.rows)
+        _check_decoded(plan, sum(part.decoded for part in done))
+        files = [name for part in done for name in part.files]
+        client.submit(commit_parts, plan, files, pure=False).result()
     except BaseException:
         client.cancel(futures)
         _settle(futures)  # a part already running writes its file: remove the scratch after
@@ -180,12 +257,17 @@ def score_remote(
     return summary
 
 
+def _is_csv(src: str, kind: str) -> bool:
+    """Tell whether a user's file is CSV (parsed in byte ranges) rather than Parquet."""
+    return kind == TABLE and src.lower().endswith(CSV_SUFFIX)
+
+
 def _plan(
     client: Client,
     src: str,
     dst: str,
     ref: ModelRef,
-    size: int,
+    read: ReadOptions,
     fmt: str,
     kind: str,
     column_map: dict[str, str],
@@ -194,11 +276,11 @@ def _plan(
     """Read the footer (and, for a user's file, the first batch) and cut the rows into parts."""
     from scoring.lifecycle.schema import FeatureSchema
 
+    size = read.batch_rows
     schema = FeatureSchema.from_dict(ref.card["schema"])
     parquet = _open_parquet(store, src)
     rows = parquet.metadata.num_rows
-    fs, path = store.open(dst)
-    scratch = _join(fs, path, f".{Path(path).name}.{secrets.token_hex(6)}.parts", dst)
+    scratch = _scratch(store, dst)
     threads = max(1, sum(client.nthreads().values()))
     batches = max(1, -(-rows // size))
     per_part = max(1, -(-batches // (PARTS_PER_THREAD * threads)))
@@ -211,11 +293,118 @@ def _plan(
         originals = {new: old for old, new in column_map.items()}
         check_features(parquet.schema_arrow.names, schema, originals)
         return replace(base, originals=originals)
+    base = replace(base, limit=_check_stored(parquet, src, read))
     first = normalize_file(_raw(parquet, base, 0, min(size, rows)), file_id=0)
     originals = {new: old for old, new in first.column_map.items()}
     check_features(first.schema.names, schema, originals)
     types = tuple(first.schema.field(i).type for i in range(len(first.schema) - 2))
     return replace(base, originals=originals, types=types)
+
+
+def _plan_csv(
+    client: Client,
+    src: str,
+    dst: str,
+    ref: ModelRef,
+    read: ReadOptions,
+    fmt: str,
+    kind: str,
+    column_map: dict[str, str],
+    store: Store,
+) -> Plan:
+    """Have the workers parse the CSV file in byte ranges; cut its batches into parts.
+
+    Raises ``ClientReads`` (the scratch removed) when the file is not one the local reader
+    cuts in chunks, or a range does not parse.
+    """
+    from scoring.lifecycle.schema import FeatureSchema
+
+    size = read.batch_rows
+    schema = FeatureSchema.from_dict(ref.card["schema"])
+    layout, length = csv_parts.layout_of(store, src, typed_read(read, schema))
+    scratch = _scratch(store, dst)
+    threads = max(1, sum(client.nthreads().values()))
+    ranges = tuple(csv_parts.byte_ranges(store, src, length, threads))
+    job = csv_parts.RangeJob(src, scratch, layout, ranges, store, read.max_line_bytes)
+
+    def again(index: int, types: pa.Schema) -> csv_parts.Parsed:
+        parsed: csv_parts.Parsed = client.submit(
+            csv_parts.parse_range, job, index, types, pure=False
+        ).result()
+        return parsed
+
+    futures = [
+        client.submit(csv_parts.parse_range, job, i, layout.schema, pure=False)
+        for i in range(len(job.ranges))
+    ]
+    try:
+        parsed = csv_parts.fixed([f.result() for f in futures], layout.schema, again)
+        cuts = csv_parts.batch_cuts(csv_parts.blocks_of(parsed), size)
+        if not cuts:
+            raise ClientReads("no rows were parsed")
+        pinned = pinned_columns(Format.CSV, layout.columns, schema)
+        text = TextSource(layout, tuple(s for p in parsed for s in p.segments), cuts)
+        first = normalize_file(_text_raw(text, store, 0, cuts[0]), file_id=0)
+        originals = {new: old for old, new in first.column_map.items()}
+        check_features(first.schema.names, schema, originals)
+    except csv_parts.RangeUnreadable as exc:
+        client.cancel(futures)
+        _settle(futures)
+        _remove(store, scratch)
+        raise ClientReads(exc.message) from exc
+    except BaseException:
+        client.cancel(futures)
+        _settle(futures)
+        _remove(store, scratch)
+        raise
+    text = replace(text, pinned=tuple(originals.get(name, name) for name in pinned))
+    per_part = max(1, -(-len(cuts) // (PARTS_PER_THREAD * threads)))
+    edges = [0, *cuts[per_part - 1 :: per_part]]
+    if edges[-1] != cuts[-1]:
+        edges.append(cuts[-1])
+    parts = tuple((a, b - a) for a, b in itertools.pairwise(edges))
+    types = tuple(first.schema.field(i).type for i in range(len(first.schema) - 2))
+    return Plan(src, dst, fmt, TABLE, size, parts, originals, types, scratch, store, text=text)
+
+
+def _scratch(store: Store, dst: str) -> str:
+    """Name a fresh hidden scratch folder beside the output."""
+    fs, path = store.open(dst)
+    return _join(fs, path, f".{Path(path).name}.{secrets.token_hex(6)}.parts", dst)
+
+
+def _check_stored(parquet: pq.ParquetFile, src: str, read: ReadOptions) -> int | None:
+    """Refuse a file wider than ``max_columns`` or whose pages exceed ``max_file_mb`` unpacked.
+
+    The Parquet reader's own checks (``read_parquet``), from the footer alone; return the
+    decoded-bytes limit the parts count against.
+    """
+    from ingest.readers.common import unpacked_too_large
+
+    check_width(flat_names(parquet.schema_arrow), read)
+    limit = unpacked_limit(read)
+    meta = parquet.metadata
+    stored = sum(
+        meta.row_group(g).column(c).total_uncompressed_size
+        for g in range(meta.num_row_groups)
+        for c in range(meta.num_columns)
+    )
+    if limit is not None and stored > limit:
+        raise unpacked_too_large(_named(src), limit)
+    return limit
+
+
+def _check_decoded(plan: Plan, decoded: int) -> None:
+    """Refuse the file when its parts decoded past ``max_file_mb`` together (none published)."""
+    from ingest.readers.common import unpacked_too_large
+
+    if plan.limit is not None and decoded > plan.limit:
+        raise unpacked_too_large(_named(plan.src), plan.limit)
+
+
+def _named(src: str) -> Path:
+    """A path naming the file for a message: itself on disk, its key's name in a bucket."""
+    return Path(src) if not is_s3(src) else Path(src.rsplit("/", 1)[-1])
 
 
 def _join(fs: pafs.FileSystem, path: str, name: str, uri: str) -> str:
@@ -246,10 +435,8 @@ def _remove(store: Store, uri: str) -> None:
 # -- the worker side -----------------------------------------------------------------------
 
 
-def score_part(
-    plan: Plan, index: int, ref: ModelRef, observe: DriftWatch | None = None
-) -> tuple[int, int, int, DriftWatch | None]:
-    """Score one part on this worker into its scratch file; return (index, scored, failed, drift).
+def score_part(plan: Plan, index: int, ref: ModelRef, observe: DriftWatch | None = None) -> Done:
+    """Score one part on this worker into its scratch file; say what it wrote.
 
     With ``observe`` the part's scored batches feed a watch of its own (numbered from the
     part's first row, so the sample is the one a single pass keeps), returned for the merge.
@@ -257,14 +444,16 @@ def score_part(
     model = current_models().get(ref, plan.store.read_bytes)
     first, rows = plan.parts[index]
     watch = None if observe is None else observe.part(first)
-    parquet = _open_parquet(plan.store, plan.src)
     counts = [0, 0]
-    if plan.kind == LAKE:
-        batches = _aligned(parquet, plan.batch_rows, first, rows)
+    decoded = [0]
+    if plan.text is not None:
+        raw = _text_raw(plan.text, plan.store, first, first + rows)
+        batches = normalize_part(raw, 0, plan.types, first_row=first + 1)
+    elif plan.kind == LAKE:
+        batches = _aligned(_open_parquet(plan.store, plan.src), plan.batch_rows, first, rows)
     else:
-        batches = normalize_part(
-            _raw(parquet, plan, first, rows), 0, plan.types, first_row=first + 1
-        )
+        raw = _raw(_open_parquet(plan.store, plan.src), plan, first, rows, decoded)
+        batches = normalize_part(raw, 0, plan.types, first_row=first + 1)
     score = functools.partial(score_batch, model=model, originals=plan.originals)
 
     def scored() -> Iterator[pa.RecordBatch]:
@@ -276,34 +465,54 @@ def score_part(
                 watch(out, plan.originals)
             yield out
 
-    _write_part(scored(), plan, index)
-    return index, counts[0], counts[1], watch
+    files = _write_part(scored(), plan, index)
+    return Done(index, counts[0], counts[1], watch, decoded[0], files)
 
 
-def _write_part(batches: Iterator[pa.RecordBatch], plan: Plan, index: int) -> None:
-    """Write one part as Parquet into the scratch folder (nothing when it has no rows)."""
-    from ingest.base.writers import write_parquet
+def _write_part(batches: Iterator[pa.RecordBatch], plan: Plan, index: int) -> tuple[str, ...]:
+    """Write one part's scored batches into the scratch folder as they are; name the files.
 
-    fs, folder = plan.store.open(plan.scratch)
-    target = f"{folder}/{PART_NAME.format(index)}"
-    with tempfile.TemporaryDirectory(prefix="dropscore-part-") as tmp:
-        local = Path(tmp) / PART_NAME.format(index)
-        if not write_parquet(batches, local):
-            return
-        fs.create_dir(folder, recursive=True)
-        pafs.copy_files(str(local), target, destination_filesystem=fs)
+    Arrow IPC, a file per run of batches of one schema: each batch comes back at the commit
+    with its own rows and types. (One Parquet file per part widened a column turned to text
+    in a later batch on the rows before it too, which one pass writes as numbers.)
+    """
+    from scoring.bulk.csv_parts import SegmentWriter
+
+    written: list[str] = []
+    writer: SegmentWriter | None = None
+    try:
+        for batch in batches:
+            if writer is None or not writer.schema.equals(batch.schema):
+                if writer is not None:
+                    written.append(writer.close().uri)
+                if writer is None:
+                    fs, folder = plan.store.open(plan.scratch)
+                    fs.create_dir(folder, recursive=True)
+                name = PART_NAME.format(index, len(written))
+                writer = SegmentWriter(plan.store, f"{plan.scratch}/{name}", batch.schema)
+            writer.write(batch)
+    finally:
+        if writer is not None:
+            written.append(writer.close().uri)
+    return tuple(written)
 
 
-def commit_parts(plan: Plan, present: list[int]) -> None:
-    """Stream the parts in order through the format's writer into the output; drop the scratch."""
-    fs, folder = plan.store.open(plan.scratch)
+def commit_parts(plan: Plan, files: list[str]) -> None:
+    """Stream the parts' batches in order through the format's writer; drop the scratch.
+
+    Each batch as it was scored: the types one pass carries (``Widening``), and a CSV file's
+    whole-number columns back as integers (``WholeNumbers``, the one-pass writer's own rule).
+    """
     widen = Widening(plan.originals.values() if plan.kind == TABLE else ())
+    whole = WholeNumbers(plan.text.pinned if plan.text is not None else ())
 
     def batches() -> Iterator[pa.RecordBatch]:
-        for index in present:
-            with fs.open_input_file(f"{folder}/{PART_NAME.format(index)}") as fh:
-                for batch in pq.ParquetFile(fh).iter_batches(batch_size=plan.batch_rows):
-                    yield widen(batch)
+        for uri in files:
+            fs, path = plan.store.open(uri)
+            with fs.open_input_file(path) as fh:
+                reader = pa.ipc.open_file(fh)
+                for i in range(reader.num_record_batches):
+                    yield whole(widen(reader.get_batch(i)))
 
     try:
         out_fs, out_path = plan.store.open(plan.dst)
@@ -369,12 +578,37 @@ def _open_parquet(store: Store, uri: str) -> pq.ParquetFile:
         ) from exc
 
 
-def _raw(parquet: pq.ParquetFile, plan: Plan, first: int, rows: int) -> RawTable:
-    """Give a part's rows as the Parquet reader gives them: flattened, named, decoded."""
+def _text_raw(text: TextSource, store: Store, first: int, stop: int) -> RawTable:
+    """Give rows [first, stop) of a CSV file as its reader gives them: named, batched alike."""
+    layout = text.layout
+    return RawTable(
+        Format.CSV,
+        layout.encoding,
+        layout.delimiter,
+        list(layout.columns),
+        csv_parts.rows_between(text, store, first, stop),
+        layout.decimal,
+    )
+
+
+def _raw(
+    parquet: pq.ParquetFile, plan: Plan, first: int, rows: int, decoded: list[int] | None = None
+) -> RawTable:
+    """Give a part's rows as the Parquet reader gives them: flattened, named, decoded.
+
+    ``decoded`` (a one-item counter) adds up the bytes the rows decode to; past the plan's
+    ``limit`` the part stops with the reader's own refusal, before it holds more.
+    """
+    from ingest.readers.common import unpacked_too_large
+
     columns = flat_names(parquet.schema_arrow)
 
     def batches() -> Iterator[pa.RecordBatch]:
         for batch in _aligned(parquet, plan.batch_rows, first, rows):
+            if decoded is not None:
+                decoded[0] += batch.nbytes
+                if plan.limit is not None and decoded[0] > plan.limit:
+                    raise unpacked_too_large(_named(plan.src), plan.limit)
             table = pa.Table.from_batches([batch])
             while any(pa.types.is_struct(t) for t in table.schema.types):
                 table = table.flatten()

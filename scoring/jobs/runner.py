@@ -92,22 +92,15 @@ def _score(model: Model, job: Job, version: int, watch: DriftWatch | None) -> Ou
     dask = settings.scoring.engine == "dask"
     address = settings.scoring.dask_address
     if dask and workers_read(src.location, address) and workers_reach(dst.location, address):
-        from scoring.bulk.engines import dask_client
-        from scoring.bulk.filesystems import Store
-        from scoring.bulk.remote import score_remote
+        from scoring.bulk.remote import score_on_workers
         from scoring.bulk.worker_models import model_ref
 
-        summary = score_remote(
-            dask_client(settings.scoring.dask_address),
-            src.location,
-            dst.location,
-            model_ref(model.name, model.registry, version),
-            batch_rows=settings.scoring.batch_rows,
-            fmt=fmt,
-            store=Store.of(settings),
-            observe=watch,
+        ref = model_ref(model.name, model.registry, version)
+        summary = score_on_workers(
+            settings, src.location, dst.location, ref, fmt=fmt, observe=watch
         )
-        return Outcome(summary.rows_scored, summary.rows_failed, summary.model_version)
+        if summary is not None:  # None: a CSV the workers cannot cut; this process reads it
+            return Outcome(summary.rows_scored, summary.rows_failed, summary.model_version)
     return _score_here(model, version, src, dst, fmt, watch)
 
 

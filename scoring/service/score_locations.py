@@ -36,8 +36,8 @@ def names_a_uri(*locations: object) -> bool:
 def score_location(settings: Settings, src: str, dst: str | None, fmt: str | None) -> None:
     """Score IN into OUT where one of them is a URI; print the summary line."""
     from ingest.base.errors import IngestError
-    from scoring.bulk.filesystems import Store, workers_reach, workers_read
-    from scoring.bulk.remote import score_remote
+    from scoring.bulk.filesystems import workers_reach, workers_read
+    from scoring.bulk.remote import score_on_workers
     from scoring.bulk.worker_models import model_ref
     from scoring.errors import DropscoreError
     from scoring.jobs.locations import output_format
@@ -58,24 +58,15 @@ def score_location(settings: Settings, src: str, dst: str | None, fmt: str | Non
     address = settings.scoring.dask_address
     try:
         fmt = fmt or output_format(dst)
+        summary = None
         if (
             settings.scoring.engine == "dask"
             and workers_read(src, address)
             and workers_reach(dst, address)
         ):
-            from scoring.bulk.engines import dask_client
-
-            summary = score_remote(
-                dask_client(address),
-                src,
-                dst,
-                model_ref(model.name, model.registry, version),
-                batch_rows=settings.scoring.batch_rows,
-                fmt=fmt,
-                store=Store.of(settings),
-                observe=watch,
-            )
-        else:
+            ref = model_ref(model.name, model.registry, version)
+            summary = score_on_workers(settings, src, dst, ref, fmt=fmt, observe=watch)
+        if summary is None:  # not on Dask, or a CSV the workers cannot cut: read it here
             summary = _score_here(settings, model, version, src, dst, fmt, watch)
     except (DropscoreError, IngestError) as exc:
         raise click.ClickException(f"{src}: {exc.message}") from None
