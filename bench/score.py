@@ -265,6 +265,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         data_dir = work / "data"
         extra = {"DROPSCORE__SCORING__BATCH_ROWS": str(args.batch_rows)} if args.batch_rows else {}
+        if args.no_drift:  # what drift on scoring costs: the same runs without it
+            extra["DROPSCORE__MONITORING__DRIFT_ON_SCORING"] = "false"
+        print(f"[monitoring] drift_on_scoring: {'off' if args.no_drift else 'as shipped'}")
         env = dropscore_env(data_dir, **extra, **thread_settings())
         print(f"thread settings for every path: {thread_settings() or 'library defaults'}")
         print(f"training the sample model in {data_dir} …", flush=True)
@@ -323,6 +326,11 @@ def main(argv: list[str] | None = None) -> int:
         help="override [scoring] batch_rows (default: the shipped setting)",
     )
     parser.add_argument("--pairs", type=int, default=3, help="alternating pairs per comparison")
+    parser.add_argument(
+        "--no-drift",
+        action="store_true",
+        help="score with [monitoring] drift_on_scoring off (shipped on), to see what drift costs",
+    )
     parser.add_argument("--skip-api", action="store_true", help="skip the /score-file part")
     parser.add_argument(
         "--inputs",
