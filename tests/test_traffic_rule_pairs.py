@@ -149,3 +149,25 @@ def test_labels_of_the_day_the_canary_started_do_not_count(opened):
     assert "realized" not in checked.evaluation.reason
     state = model.traffic.rule_state()
     assert state is not None and state.last is not None and state.last["outcome"] == PASS
+
+
+def test_a_rule_state_of_the_last_release_takes_its_pair_at_the_next_check(tmp_path):
+    """A ``canary_rule`` row without the pair columns is upgraded; its pair is not yet known."""
+    from ingest.state.db import StateDB
+    from scoring.traffic.store import TrafficStore
+
+    path = tmp_path / "state.db"
+    old = TrafficStore(StateDB.at(path))
+    old.set(parse_setting({"mode": "canary", "fraction": 0.2, "rule": {"passes": 4}}), pair=(1, 2))
+    old.db.dispose()
+    with sqlite3.connect(path) as conn:  # back to the previous release's table and version
+        for column in ("champion", "challenger", "started"):
+            conn.execute(f"ALTER TABLE canary_rule DROP COLUMN {column}")
+        conn.execute("UPDATE schema_versions SET version = 4 WHERE store = 'traffic'")
+    store = TrafficStore(StateDB.at(path))
+    state = store.rule_state()
+    assert state is not None and state.pair is None and state.started is None
+    assert state.to_dict()["counted_since"] == state.canary and store.get().rule is not None
+    store.set(parse_setting({"mode": "canary", "fraction": 0.2, "rule": {}}), pair=(1, 3))
+    state = store.rule_state()
+    assert state is not None and state.pair == (1, 3) and state.started == state.canary
