@@ -10,6 +10,7 @@ histogram.
 from __future__ import annotations
 
 import ast
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
@@ -22,11 +23,13 @@ from scoring.traffic.rule import (
     PASS,
     PROMOTE,
     ROLLBACK,
+    RULE_FIELDS,
     WAIT,
     CanaryRule,
     VersionFigures,
     evaluate,
     last_check,
+    rule_words,
 )
 from scoring.traffic.setting import parse_setting
 from scoring.traffic.store import DayKey, TrafficStore
@@ -197,10 +200,42 @@ def test_only_the_scheduled_job_checks_a_canary_rule():
 
 def test_a_rule_decides_through_the_registry_as_a_person_does():
     """A promotion by rule is the registry's ``promote`` (its record and log), never the index."""
-    check = ROOT / "scoring" / "traffic" / "check.py"
-    assert _calls(check, "promote")
-    text = check.read_text(encoding="utf-8")
-    assert ".index." not in text and "set_status" not in text
+    for path in (ROOT / "scoring" / "traffic").glob("*.py"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        reached = {node.attr for node in ast.walk(tree) if isinstance(node, ast.Attribute)}
+        assert not reached & {"index", "set_status"}, f"{path.name} goes round the registry"
+    tree = ast.parse((ROOT / "scoring" / "traffic" / "check.py").read_text(encoding="utf-8"))
+    assert any(
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr == "promote"
+        and isinstance(node.func.value, ast.Attribute)
+        and node.func.value.attr == "registry"
+        for node in ast.walk(tree)
+    ), "check.py promotes through something other than the registry"
+
+
+def test_the_rule_fields_are_declared_once_in_canary_rule():
+    """The API's schema, the CLI's sentence and the page's form name no rule field by hand."""
+    for name in ("scoring/api/traffic.py", "scoring/service/traffic_cli.py",
+                 "scoring/api/pages/traffic_control.py"):  # fmt: skip
+        tree = ast.parse((ROOT / name).read_text(encoding="utf-8"))
+        # not listings: the rule state's counts (two share the rule's names) and an example body
+        apart = [
+            n for n in ast.walk(tree)
+            if (isinstance(n, ast.Assign) and getattr(n.targets[0], "id", "") == "RULE_STATE")
+            or (isinstance(n, ast.Call) and getattr(n.func, "id", "") == "json_body")
+        ]  # fmt: skip
+        skipped = {id(n) for c in apart for n in ast.walk(c)}
+        nodes = [n for n in ast.walk(tree) if id(n) not in skipped]
+        named = {n.value for n in nodes if isinstance(n, ast.Constant)}
+        named |= {n.arg for n in nodes if isinstance(n, ast.keyword)}
+        listed = named & set(RULE_FIELDS)
+        assert not listed, f"{name} lists rule fields by hand: {sorted(listed)}"
+    for f in fields(CanaryRule):
+        assert f.metadata.get("doc") and f.metadata.get("words"), f"{f.name} is not described"
+    words = rule_words(CanaryRule(min_requests=7, passes=9, max_p99_ratio=1.25).to_dict())
+    assert "after 7 requests each" in words and "9 passed promote" in words and "×1.25" in words
 
 
 def _job_specs() -> list[dict]:

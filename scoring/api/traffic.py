@@ -33,8 +33,8 @@ from scoring.api.openapi import (
 from scoring.errors import ValidationFailed
 from scoring.traffic.figures import SERVED
 from scoring.traffic.router import Traffic
-from scoring.traffic.rule import RULE_FIELDS
-from scoring.traffic.setting import MODES, parse_setting
+from scoring.traffic.rule import RULE_DOCS, RULE_FIELDS
+from scoring.traffic.setting import MODES, pair_of, parse_setting
 
 bp = Blueprint("traffic", __name__)
 
@@ -50,17 +50,19 @@ SETTING = obj(
     rule=nullable(
         obj(
             RULE_FIELDS,  # a field left out keeps its default
-            min_requests=NUMBER,
-            max_error_rate_diff=NUMBER,
-            max_p99_ratio=NUMBER,
-            realized_margin=NUMBER,
-            min_labels=NUMBER,
-            failures=NUMBER,
-            passes=NUMBER,
+            **{name: {**NUMBER, "description": doc} for name, doc in RULE_DOCS.items()},
         )
     ),
 )
-RULE_STATE = obj(canary_set_at=STRING, passes=NUMBER, failures=NUMBER, last=nullable(ANY_OBJECT))
+RULE_STATE = obj(
+    canary_set_at=STRING,
+    counted_since=STRING,  # the set, or the last restart for a new champion or challenger
+    champion=nullable(NUMBER),
+    challenger=nullable(NUMBER),
+    passes=NUMBER,
+    failures=NUMBER,
+    last=nullable(ANY_OBJECT),
+)
 CURRENT = {"allOf": [SETTING, obj(challenger=nullable(STRING))]}
 DAY = obj(day=STRING, version=STRING, figures=ANY_OBJECT)
 
@@ -147,7 +149,7 @@ def set_traffic() -> Response:
                   "versions": [str(v) for v in known]}],
             )  # fmt: skip
         note(version=setting.version)
-    m.traffic.set(setting, by=current_key_name())
+    m.traffic.set(setting, by=current_key_name(), pair=pair_of(setting, m.registry))
     traffic_of(current_app).forget(m.name)  # this replica follows at once
     return jsonify(_current())
 

@@ -16,7 +16,7 @@ import click
 
 from scoring.service.keys_cli import cli_user
 from scoring.service.tables import text_table
-from scoring.traffic.rule import last_check
+from scoring.traffic.rule import last_check, rule_words
 from scoring.traffic.setting import LATEST, MODES
 
 
@@ -84,7 +84,7 @@ def _set(
     rule: dict[str, Any] | None = None,
 ) -> None:
     from scoring.errors import DropscoreError
-    from scoring.traffic.setting import parse_setting
+    from scoring.traffic.setting import pair_of, parse_setting
 
     body: dict[str, Any] = {"mode": mode}
     given = (("version", version), ("fraction", fraction), ("key", key), ("rule", rule))
@@ -102,7 +102,7 @@ def _set(
         raise click.ClickException(
             f"--version: no version {setting.version}; the model has {listed}"
         )
-    model.traffic.set(setting, by=cli_user())
+    model.traffic.set(setting, by=cli_user(), pair=pair_of(setting, model.registry))
     click.echo(f"model {model.name}: {_describe(setting.to_dict())}")
     click.echo("every serving process follows within a second")
 
@@ -126,12 +126,7 @@ def _rule_words(rule: dict[str, Any] | None) -> str:
     """Say what a canary's rule asks, in one clause (nothing without a rule)."""
     if not rule:
         return "; a person promotes or rolls back"
-    return (
-        f"; by rule: after {rule['min_requests']} requests each, error rate at most"
-        f" +{rule['max_error_rate_diff']:.2%}, p99 at most ×{rule['max_p99_ratio']:g}, realized"
-        f" metric at most {rule['realized_margin']:g} worse ({rule['min_labels']} labels);"
-        f" {rule['passes']} passed checks promote, {rule['failures']} failed roll back"
-    )
+    return "; " + rule_words(rule)
 
 
 def _show(model: Any) -> None:

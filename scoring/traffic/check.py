@@ -1,28 +1,35 @@
 """One check of a canary's rule, as the leader's scheduler runs it: figures, decision, action.
 
-The figures are each version's served figures since the canary was set (the sums now minus
-those stored when it was set) and, from the late-label join, the realized primary metric over
-the days since. ``scoring.traffic.rule.evaluate`` decides; a promotion goes through the
-registry's ``promote`` as a person's does (``by`` = ``rule``, the reason = the figures) and
-ends the canary; a rollback sets the traffic off. Each decision leaves an audit row and a
-structured log line; every check leaves its evaluation for ``GET /challenger``.
+The figures are each version's served figures since the counts started (the sums now minus
+those stored then) and, from the late-label join, the realized primary metric over the full
+days since. The counts belong to one champion and challenger: when either changes (a retrain's
+new version on ``latest``, another champion), they start again, as Flagger restarts its
+analysis for a new canary revision. ``scoring.traffic.rule.evaluate`` decides; a promotion goes
+through the registry's ``promote`` as a person's does (``by`` = ``rule``, the reason = the
+figures), then the traffic is set off; a rollback sets the traffic off. A decision is recorded
+only once taken (a failed promotion is recorded as failed). Each decision leaves an audit row
+and a structured log line; every check leaves its evaluation for ``GET /challenger``.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import date, timedelta
 from typing import Any
+
+from sqlalchemy.exc import SQLAlchemyError
 
 from scoring.audit import AuditEntry, now
 from scoring.audit_protocol import AuditTrail
+from scoring.errors import DropscoreError
 from scoring.lifecycle.estimators import PRIMARY
 from scoring.models.model import Model
 from scoring.monitoring.outcomes import RealizedDay
 from scoring.traffic.figures import DayFigures
-from scoring.traffic.router import resolve
-from scoring.traffic.rule import PROMOTE, Evaluation, VersionFigures, evaluate
-from scoring.traffic.setting import OFF
+from scoring.traffic.rule import PROMOTE, RESTART, Evaluation, VersionFigures, evaluate
+from scoring.traffic.setting import OFF, pair_of
+from scoring.traffic.store import RuleState
 
 log = logging.getLogger("dropscore.traffic")
 
@@ -47,13 +54,14 @@ def check_canary(model: Model, audit: AuditTrail) -> Checked:
         return Checked(model.name, None)
     if state.canary != model.traffic.set_at():
         return Checked(model.name, None)  # set again since: its own state comes with it
-    champion = model.registry.champion_version()
-    known = [record.version for record in model.registry.list()]
-    challenger = resolve(setting, champion, known)
-    if champion is None or challenger is None or challenger == champion:
-        return Checked(model.name, None, champion, challenger)
+    pair = pair_of(setting, model.registry)
+    if pair is None:
+        return Checked(model.name, None)
+    champion, challenger = pair
+    if state.pair is not None and state.pair != pair:
+        return _restart(model, state, pair)
     totals = model.traffic.served_totals()
-    since = state.canary[:10]
+    since = counted_from(state.started or state.canary)
     realized = model.outcomes.realized()
     task = model.registry.get(champion).task
     metric = PRIMARY.get(task) if task else None
@@ -76,11 +84,41 @@ def check_canary(model: Model, audit: AuditTrail) -> Checked:
         "challenger": str(challenger),
         "figures": {str(v): _shown(f) for v, f in figures.items()},
     }
-    if not model.traffic.checked(state.canary, evaluation, shown):
-        return Checked(model.name, None, champion, challenger)  # a person set traffic meanwhile
     if evaluation.decision is not None:
-        _act(model, audit, state.canary, evaluation, champion, challenger)
+        evaluation = _act(model, audit, state.canary, evaluation, champion, challenger)
+    if not model.traffic.checked(state.canary, evaluation, shown, pair):
+        return Checked(model.name, None, champion, challenger)  # a person set traffic meanwhile
     return Checked(model.name, evaluation, champion, challenger)
+
+
+def counted_from(started: str) -> str:
+    """Return the first UTC day whose realized metric counts: the next full day after ``started``.
+
+    The late-label join sums a whole day; the day the counts started holds rows answered
+    before, so it is left out.
+    """
+    return (date.fromisoformat(started[:10]) + timedelta(days=1)).isoformat()
+
+
+def _restart(model: Model, state: RuleState, pair: tuple[int, int]) -> Checked:
+    """Start the counts again for a new champion or challenger (as Flagger restarts analysis)."""
+    assert state.pair is not None
+    changed = [
+        f"the {role} is now version {new} (was {old})"
+        for role, new, old in zip(("champion", "challenger"), pair, state.pair, strict=True)
+        if new != old
+    ]
+    reason = f"restarted: {'; '.join(changed)}; passes, failures and figures count from now"
+    evaluation = Evaluation(RESTART, 0, 0, None, reason)
+    shown = {"at": now(), "champion": str(pair[0]), "challenger": str(pair[1]), "figures": {}}
+    if not model.traffic.restart(state.canary, pair, evaluation, shown):
+        return Checked(model.name, None, *pair)  # a person set traffic meanwhile
+    log.warning(
+        "canary rule restarted",
+        extra={"model": model.name, "champion": pair[0], "challenger": pair[1],
+               "reason": reason},
+    )  # fmt: skip
+    return Checked(model.name, evaluation, *pair)
 
 
 def _act(
@@ -90,19 +128,31 @@ def _act(
     evaluation: Evaluation,
     champion: int,
     challenger: int,
-) -> None:
-    """Promote or roll back, unless a person changed the traffic since the check began."""
-    if not model.traffic.set(OFF, by=RULE_ACTOR, unless_changed=canary):
-        log.info(
-            "canary rule's decision not taken: the traffic was set meanwhile",
-            extra={"model": model.name, "decision": evaluation.decision, "challenger": challenger},
-        )
-        return
+) -> Evaluation:
+    """Promote or roll back, unless a person changed the traffic; return what was done.
+
+    The decision is recorded only once taken: a promotion goes through the registry first,
+    and only then is the traffic set off; a promotion that fails leaves the canary running
+    (its traffic as it was) and says why, and the next check tries again.
+    """
+    if model.traffic.set_at() != canary:
+        return _not_taken(model, evaluation, challenger)
     reason = f"canary rule: {evaluation.reason}"
     if evaluation.decision == PROMOTE:
-        model.registry.promote(challenger, reason, by=RULE_ACTOR)
+        try:
+            model.registry.promote(challenger, reason, by=RULE_ACTOR)
+        except (DropscoreError, SQLAlchemyError, OSError) as exc:
+            log.error(
+                "canary promotion by rule failed",
+                extra={"model": model.name, "challenger": challenger, "error": str(exc)},
+            )
+            said = f"promotion failed: {exc}; the canary goes on as it was ({evaluation.reason})"
+            return replace(evaluation, decision=None, reason=said)
+        model.traffic.set(OFF, by=RULE_ACTOR, unless_changed=canary)
         path = f"/models/{model.name}/versions/{challenger}/promote"
     else:
+        if not model.traffic.set(OFF, by=RULE_ACTOR, unless_changed=canary):
+            return _not_taken(model, evaluation, challenger)
         path = f"/models/{model.name}/traffic"
     audit.record(
         AuditEntry(
@@ -131,6 +181,17 @@ def _act(
             "reason": evaluation.reason,
         },
     )
+    return evaluation
+
+
+def _not_taken(model: Model, evaluation: Evaluation, challenger: int) -> Evaluation:
+    """Leave a decision untaken: a person set the traffic since the check began."""
+    log.info(
+        "canary rule's decision not taken: the traffic was set meanwhile",
+        extra={"model": model.name, "decision": evaluation.decision, "challenger": challenger},
+    )
+    said = f"{evaluation.reason}; not taken: the traffic was set meanwhile"
+    return replace(evaluation, decision=None, reason=said)
 
 
 def _schema_change(model: Model, challenger: int, champion: int) -> str | None:

@@ -23,7 +23,7 @@ from scoring.lifecycle.predictor import LoadedModel
 from scoring.lifecycle.versions import VersionCache
 from scoring.models.model import Models
 from scoring.traffic.figures import SERVED
-from scoring.traffic.setting import LATEST, OFF, TrafficSetting
+from scoring.traffic.setting import OFF, TrafficSetting, resolve
 from scoring.traffic.shadow import ShadowWorker
 
 log = logging.getLogger("dropscore.traffic")
@@ -153,11 +153,3 @@ class Traffic:
         if setting.mode != OFF.mode:
             challenger = resolve(setting, model.registry.champion_version(), model.versions.known())
         return Current(setting, challenger, time.monotonic())
-
-
-def resolve(setting: TrafficSetting, champion: int | None, known: list[int]) -> int | None:
-    """Name the challenger's version: the one set, or the newest that is not the champion."""
-    if setting.version != LATEST:
-        return int(setting.version) if int(setting.version) in known else None
-    others = [v for v in known if v != champion]
-    return max(others) if others else None

@@ -16,24 +16,47 @@ decides nothing.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 PASS, FAIL, WAIT = "pass", "fail", "wait"
+RESTART = "restart"  # the champion or challenger changed: the counts start again
 PROMOTE, ROLLBACK = "promote", "rollback"
+
+
+def _limit(default: float, doc: str, words: str) -> Any:
+    """Declare a rule field with what it means (``doc``) and how a person reads it (``words``).
+
+    The API's schema and the CLI's sentence are made from these, so a field is declared once.
+    """
+    return field(default=default, metadata={"doc": doc, "words": words})
 
 
 @dataclass(frozen=True)
 class CanaryRule:
     """What a challenger on canary traffic must show, and how many checks decide."""
 
-    min_requests: int = 100  # each version, since the canary was set; fewer: no decision
-    max_error_rate_diff: float = 0.01  # challenger's error rate − champion's, at most
-    max_p99_ratio: float = 1.5  # challenger's p99 latency / champion's, at most
-    realized_margin: float = 0.02  # realized primary metric: at most this much worse
-    min_labels: int = 50  # labelled rows each version needs before the realized metric counts
-    failures: int = 2  # failed checks that roll back
-    passes: int = 3  # passed checks that promote
+    min_requests: int = _limit(
+        100, "requests each version needs since the canary started; fewer: no decision",
+        "after {} requests each",
+    )  # fmt: skip
+    max_error_rate_diff: float = _limit(
+        0.01, "the challenger's error rate less the champion's, at most",
+        "error rate at most +{:.2%}",
+    )  # fmt: skip
+    max_p99_ratio: float = _limit(
+        1.5, "the challenger's p99 latency over the champion's, at most", "p99 at most ×{:g}"
+    )
+    realized_margin: float = _limit(
+        0.02, "how much worse the challenger's realized primary metric may be",
+        "realized metric at most {:g} worse",
+    )  # fmt: skip
+    min_labels: int = _limit(
+        50, "labelled rows each version needs before the realized metric counts",
+        "once each has {} labels",
+    )  # fmt: skip
+    failures: int = _limit(2, "failed checks that roll the canary back", "{} failed roll back")
+    passes: int = _limit(3, "passed checks that promote the challenger", "{} passed promote")
 
     def to_dict(self) -> dict[str, Any]:
         """Return the rule as the API and the CLI show it."""
@@ -41,6 +64,15 @@ class CanaryRule:
 
 
 RULE_FIELDS = tuple(f.name for f in fields(CanaryRule))
+RULE_DOCS = {f.name: str(f.metadata["doc"]) for f in fields(CanaryRule)}  # the API's schema
+
+
+def rule_words(rule: dict[str, Any]) -> str:
+    """Say what a rule (as ``to_dict`` gives it) asks, in one line a person reads."""
+    said = [str(f.metadata["words"]).format(rule[f.name]) for f in fields(CanaryRule)]
+    return "by rule: " + ", ".join(said)
+
+
 _WHOLE = ("min_requests", "min_labels", "failures", "passes")  # counts: whole numbers ≥ 1
 MAX_COUNT = 10**9
 MAX_LIMIT = 1e9  # a limit beyond this is no limit; a bound keeps it a finite float

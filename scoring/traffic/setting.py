@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from scoring.errors import ValidationFailed
 from scoring.traffic.rule import CanaryRule, parse_rule
+
+if TYPE_CHECKING:
+    from scoring.lifecycle.registry import Registry
 
 MODES = ("off", "shadow", "canary")
 LATEST = "latest"  # the newest registered version that is not the champion
@@ -100,3 +103,20 @@ def _fraction(body: dict[str, Any], mode: Any, details: list[dict[str, str]]) ->
         return float(value)
     details.append({"field": "fraction", "problem": "must be a number from 0 to 1"})
     return 0.0
+
+
+def resolve(setting: TrafficSetting, champion: int | None, known: list[int]) -> int | None:
+    """Name the challenger's version: the one set, or the newest that is not the champion."""
+    if setting.version != LATEST:
+        return int(setting.version) if int(setting.version) in known else None
+    others = [v for v in known if v != champion]
+    return max(others) if others else None
+
+
+def pair_of(setting: TrafficSetting, registry: Registry) -> tuple[int, int] | None:
+    """Return the (champion, challenger) a setting resolves to now; None: no such pair."""
+    champion = registry.champion_version()
+    challenger = resolve(setting, champion, [record.version for record in registry.list()])
+    if champion is None or challenger is None or challenger == champion:
+        return None
+    return champion, challenger

@@ -6,8 +6,9 @@ The figures are one row per version, day and kind (``served``, ``shadow``), adde
 by each process's background thread: a row holds sums, so two replicas add to the same row.
 
 A canary set with a rule (``scoring.traffic.rule``) also keeps one ``canary_rule`` row: the
-canary it belongs to (the setting's time), each version's summed figures when it was set (so a
-check counts only the traffic since), the checks passed and failed, and the last evaluation.
+canary it belongs to (the setting's time), the champion and challenger its counts belong to,
+each version's summed figures when the counts started (so a check counts only the traffic
+since), the checks passed and failed, and the last evaluation. A new pair restarts them.
 """
 
 from __future__ import annotations
@@ -64,12 +65,22 @@ CANARY_RULE = Table(
     Column("passes", Integer, nullable=False),
     Column("failures", Integer, nullable=False),
     Column("last", Text),  # JSON: the last evaluation, with when and the versions
+    Column("champion", Integer),  # the pair the counts were earned by; NULL: not yet known
+    Column("challenger", Integer),
+    Column("started", Text),  # when the counts and the baseline were taken (set or restart)
 )
+def _pair_columns(conn: Connection) -> None:
+    """Add the champion, challenger and start of a rule's counts to an older database."""
+    for column, decl in (("champion", "INTEGER"), ("challenger", "INTEGER"), ("started", "TEXT")):
+        add_column("canary_rule", column, decl)(conn)
+
+
 MIGRATIONS = [
     Migration(1, "the traffic setting and its per-day figures", create_tables(METADATA)),
     Migration(2, "latency histograms", add_column("traffic_days", "latency", "TEXT")),
     Migration(3, "a canary's rule", add_column("traffic", "rule", "TEXT")),
     Migration(4, "a canary rule's checks", create_tables(METADATA, "canary_rule")),
+    Migration(5, "the versions a canary rule's counts belong to", _pair_columns),
 ]
 
 
@@ -91,11 +102,15 @@ class RuleState:
     passes: int
     failures: int
     last: dict[str, Any] | None
+    pair: tuple[int, int] | None = None  # (champion, challenger) the counts belong to
+    started: str | None = None  # when the counts began: the canary's time, or a restart's
 
     def to_dict(self) -> dict[str, Any]:
-        """Return what a person reads: the counts and the last evaluation."""
-        return {"canary_set_at": self.canary, "passes": self.passes, "failures": self.failures,
-                "last": self.last}  # fmt: skip
+        """Return what a person reads: the counts, the versions they belong to, the last check."""
+        champion, challenger = self.pair or (None, None)
+        return {"canary_set_at": self.canary, "counted_since": self.started or self.canary,
+                "champion": champion, "challenger": challenger, "passes": self.passes,
+                "failures": self.failures, "last": self.last}  # fmt: skip
 
 
 class TrafficStore:
@@ -121,11 +136,17 @@ class TrafficStore:
         return TrafficSetting(row["mode"], version, float(row["fraction"]), row["key"], rule)
 
     def set(
-        self, setting: TrafficSetting, by: str | None = None, *, unless_changed: str | None = None
+        self,
+        setting: TrafficSetting,
+        by: str | None = None,
+        *,
+        unless_changed: str | None = None,
+        pair: tuple[int, int] | None = None,
     ) -> bool:
         """Store a validated setting in place of the last one; every process follows it.
 
-        A canary with a rule starts its checks here, from each version's figures now.
+        A canary with a rule starts its checks here, from each version's figures now, for
+        ``pair`` (champion, challenger: the check restarts them when either changes).
         ``unless_changed`` (a canary's time) stores nothing, and says False, when the setting
         was changed since: the rule never undoes what a person set meanwhile.
         """
@@ -151,8 +172,10 @@ class TrafficStore:
                 conn.execute(TRAFFIC.update().where(TRAFFIC.c.id == SETTING_ROW).values(**values))
             if setting.mode == "canary" and setting.rule is not None:
                 baseline = {v: f.as_row() for v, f in _served_totals(conn).items()}
+                champion, challenger = pair or (None, None)
                 state = {"canary": at, "baseline": json.dumps(baseline), "passes": 0,
-                         "failures": 0, "last": None}  # fmt: skip
+                         "failures": 0, "last": None, "champion": champion,
+                         "challenger": challenger, "started": at}  # fmt: skip
                 conn.execute(CANARY_RULE.delete())
                 conn.execute(CANARY_RULE.insert().values(id=SETTING_ROW, **state))
         return True
@@ -174,17 +197,56 @@ class TrafficStore:
             return None
         baseline = {int(v): DayFigures.from_row(f) for v, f in json.loads(row["baseline"]).items()}
         last = json.loads(row["last"]) if row["last"] else None
-        return RuleState(row["canary"], baseline, row["passes"], row["failures"], last)
+        known = row["champion"] is not None and row["challenger"] is not None
+        pair = (int(row["champion"]), int(row["challenger"])) if known else None
+        return RuleState(
+            row["canary"], baseline, row["passes"], row["failures"], last, pair, row["started"]
+        )
 
-    def checked(self, canary: str, evaluation: Evaluation, shown: dict[str, Any]) -> bool:
-        """Record a check of ``canary``'s rule; False when another canary was set since."""
+    def checked(
+        self,
+        canary: str,
+        evaluation: Evaluation,
+        shown: dict[str, Any],
+        pair: tuple[int, int] | None = None,
+    ) -> bool:
+        """Record a check of ``canary``'s rule (by ``pair``); False when another canary was set."""
+        self._ready()
+        last = json.dumps({**evaluation.to_dict(), **shown})
+        values: dict[str, Any] = {"passes": evaluation.passes, "failures": evaluation.failures,
+                                  "last": last}  # fmt: skip
+        if pair is not None:
+            values.update(champion=pair[0], challenger=pair[1])
+        with self.db.write() as conn:
+            done = conn.execute(
+                CANARY_RULE.update().where(CANARY_RULE.c.canary == canary).values(**values)
+            )
+            return bool(done.rowcount)
+
+    def restart(
+        self, canary: str, pair: tuple[int, int], evaluation: Evaluation, shown: dict[str, Any]
+    ) -> bool:
+        """Start ``canary``'s counts and baseline again for a new pair, recording why.
+
+        One transaction: the figures from now on, no check passed or failed, the pair they
+        belong to. False when another canary was set since.
+        """
         self._ready()
         last = json.dumps({**evaluation.to_dict(), **shown})
         with self.db.write() as conn:
+            baseline = {v: f.as_row() for v, f in _served_totals(conn).items()}
             done = conn.execute(
                 CANARY_RULE.update()
                 .where(CANARY_RULE.c.canary == canary)
-                .values(passes=evaluation.passes, failures=evaluation.failures, last=last)
+                .values(
+                    baseline=json.dumps(baseline),
+                    passes=0,
+                    failures=0,
+                    last=last,
+                    champion=pair[0],
+                    challenger=pair[1],
+                    started=now(),
+                )
             )
             return bool(done.rowcount)
 

@@ -18,8 +18,8 @@ from scoring.api.context import services
 from scoring.api.pages.views import bp
 from scoring.api.traffic import traffic_of
 from scoring.errors import DropscoreError
-from scoring.traffic.rule import last_check
-from scoring.traffic.setting import MODES, parse_setting
+from scoring.traffic.rule import RULE_DOCS, RULE_FIELDS, CanaryRule, last_check
+from scoring.traffic.setting import MODES, pair_of, parse_setting
 
 
 @bp.app_context_processor
@@ -36,7 +36,13 @@ def _now() -> dict[str, Any]:
         for k, f in m.traffic.days(limit=10)
     ]
     state = m.traffic.rule_state()
+    rule = current.setting.rule or CanaryRule()  # the form carries the rule set, else defaults
+    limits = [
+        {"name": name, "value": value, "doc": RULE_DOCS[name]}
+        for name, value in rule.to_dict().items()
+    ]
     return {
+        "rule_fields": limits,
         "setting": current.setting.to_dict(),
         "challenger": current.challenger,
         "days": days,
@@ -60,7 +66,7 @@ def set_traffic() -> Response:
     if form.get("key", "").strip() and body["mode"] == "canary":
         body["key"] = form["key"].strip()
     if form.get("rule") and body["mode"] == "canary":
-        body["rule"] = {}  # the rule's defaults; other limits through the API or the CLI
+        body["rule"] = _rule(form)
     try:
         setting = parse_setting(body)
         if setting.mode != "off" and isinstance(setting.version, int):
@@ -71,10 +77,24 @@ def set_traffic() -> Response:
         problems = "; ".join(f"{d['field']}: {d['problem']}" for d in exc.details)
         flash(f"traffic not changed: {problems or exc.message}")
         return redirect(url_for("pages.models", **_model_arg()))
-    m.traffic.set(setting, by=current_key_name())
+    m.traffic.set(setting, by=current_key_name(), pair=pair_of(setting, m.registry))
     traffic_of(current_app).forget(m.name)
     flash(f"traffic of {m.name}: {setting.mode}")
     return redirect(url_for("pages.models", **_model_arg()))
+
+
+def _rule(form: Any) -> dict[str, Any]:
+    """Read the form's rule fields (the page fills in the rule set): a blank keeps the default."""
+    rule: dict[str, Any] = {}
+    for name in RULE_FIELDS:
+        given = form.get(f"rule.{name}", "").strip()
+        if not given:
+            continue
+        try:
+            rule[name] = float(given)
+        except ValueError:
+            rule[name] = given[:20]  # refused by parse_setting, by name
+    return rule
 
 
 def _model_arg() -> dict[str, Any]:
