@@ -87,6 +87,7 @@ from ingest.state.ledger import (
     FileRecord,
     IllegalTransition,
 )
+from ingest.state.locks import Lock
 
 log = logging.getLogger("dropscore.ingest")
 
@@ -121,6 +122,9 @@ class Intake:
         # the bucket poller moves the bucket's copy too. Failures are logged, never raised.
         self.on_rejected: Callable[[FileRecord], None] | None = None
         self.waiting = 0  # drops left in processing/ because our disk was full; resume retries
+        # Held while this replica lives, so recovery on another replica leaves its drops alone
+        # however long a take waits (``FileLedger.hold_presence``); None on one machine.
+        self._presence: Lock | None = None
 
     @property
     def model(self) -> str:
@@ -174,6 +178,7 @@ class Intake:
     @_about_model
     def resume(self) -> list[FileRecord]:
         """Finish whatever a crash interrupted; run at start-up, before new files are taken."""
+        self._stay_present()
         ensure_claim_dirs(self.config)
         remove_temporaries(self.config)
         self.waiting = 0  # each drop still refused by a full disk counts itself again
@@ -271,6 +276,7 @@ class Intake:
 
     def _enter(self, claimed: Path, kind: str, name: str) -> FileRecord:
         """Record a claimed file in the ledger and carry it to a terminal state (claim held)."""
+        self._stay_present()  # before its row names this replica as the one finishing it
         before = signature(claimed)
         size = before[0]
         if size > self._max_bytes:
@@ -290,6 +296,14 @@ class Intake:
         if record.state == DUPLICATE:
             return self._settle(record, claimed)
         return self._process(record, claimed, before)
+
+    def _stay_present(self) -> None:
+        """Hold this replica's presence lock, taken again if its connection was lost."""
+        if self._presence is not None:
+            if self._presence.held():
+                return
+            self._presence.release()
+        self._presence = self.ledger.hold_presence()
 
     def _continue(self, claimed: Path, kind: str) -> FileRecord:
         """Continue a claimed file from wherever its ledger row says it stopped."""

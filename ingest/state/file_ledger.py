@@ -13,7 +13,7 @@ import builtins
 from pathlib import Path
 from typing import Any, Protocol
 
-from ingest.state.locks import Locks
+from ingest.state.locks import Lock, Locks
 from ingest.state.records import BY_BYTES, FileRecord
 
 
@@ -27,6 +27,10 @@ class FileLedger(Protocol):
 
     def shared_locks(self) -> Locks | None:
         """Give the locks of every machine sharing this ledger's database; None on one machine."""
+
+    def hold_presence(self) -> Lock | None:
+        """Take this replica's presence lock for its life (recovery elsewhere asks it); None
+        on one machine or when another process of this data folder holds it."""
 
     def relative(self, path: Path | str | None) -> str | None:
         """Store a path relative to the data folder when it lies inside it."""

@@ -23,37 +23,14 @@ from ingest.state.ledger import Ledger
 from ingest.state.locks import AdvisoryLock, AdvisoryLocks
 from ingest.state.records import NORMALIZED
 from scoring.testing.checkout import SAMPLE
+from tests._pg_sessions import end_lock_session
 
 PATIENCE = 60.0  # a loaded 2-core machine
 
-_HOLDERS = text(
-    "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted"
-    " AND classid::bigint = :high AND objid::bigint = :low"
-)
-_LOCK_SESSIONS = text(
+_LOCK_SESSIONS = text(  # the sessions of unnamed locks (a replica's presence names itself)
     "SELECT count(*) FROM pg_stat_activity"
-    " WHERE datname = current_database() AND application_name LIKE 'dropscore:%'"
+    " WHERE datname = current_database() AND application_name = 'dropscore:'"
 )
-
-
-def _terminate_holder(db: StateDB, locks: AdvisoryLocks, name: str) -> None:
-    """End the server session holding a lock, as a lost network would, and wait until it is."""
-    key = locks.key(name)
-    with db.read() as conn:
-        [pid] = conn.execute(
-            _HOLDERS, {"high": (key >> 32) & 0xFFFFFFFF, "low": key & 0xFFFFFFFF}
-        ).scalars()
-    with db.write() as conn:
-        conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
-    deadline = time.monotonic() + PATIENCE
-    while time.monotonic() < deadline:
-        with db.read() as conn:
-            if not conn.execute(
-                text("SELECT count(*) FROM pg_stat_activity WHERE pid = :pid"), {"pid": pid}
-            ).scalar():
-                return
-        time.sleep(0.05)
-    raise AssertionError(f"session {pid} still there")
 
 
 class LosesTheFirstLock(AdvisoryLocks):
@@ -68,7 +45,7 @@ class LosesTheFirstLock(AdvisoryLocks):
         lock = super().acquire(name, holder)
         if not self.lost:
             self.lost += 1
-            _terminate_holder(self.db, self, name)
+            end_lock_session(self.db, name)
         return lock
 
 

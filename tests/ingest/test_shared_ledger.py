@@ -12,7 +12,7 @@ import shutil
 import threading
 from pathlib import Path
 
-from sqlalchemy import text
+from sqlalchemy import text, update
 
 from ingest.base.config import IngestConfig
 from ingest.base.layout import DataLayout
@@ -23,20 +23,24 @@ from ingest.pipeline.recovery import orphan_rows
 from ingest.state.claims import lake_lock
 from ingest.state.db import StateDB
 from ingest.state.ledger import Ledger
+from ingest.state.ledger_schema import FILES
+from ingest.state.ledger_table import presence_name
 from ingest.state.records import NORMALIZED, QUARANTINED, RECEIVED, FileRecord
 from scoring.ingest_options import ingest_config
 from scoring.models.factory import open_model
 from scoring.storage import bucket_watcher
 from scoring.testing.checkout import SAMPLE
+from tests._pg_sessions import end_lock_session
 from tests._s3 import storage_settings
 from tests.conftest import make_settings
 
 PATIENCE = 60.0  # a loaded 2-core machine
 
-# A lock's holder and a waiter trying for it: each has a session named for the lock.
+# A lock's holder and a waiter trying for it: each has a session of its own (unnamed locks;
+# a replica's presence lock names its holder).
 _WAITING = text(
     "SELECT count(*) > 1 FROM pg_stat_activity"
-    " WHERE datname = current_database() AND application_name LIKE 'dropscore:%'"
+    " WHERE datname = current_database() AND application_name = 'dropscore:'"
 )
 
 
@@ -108,6 +112,31 @@ def test_a_dead_replicas_drop_is_recovered_once_its_claim_expired(tmp_path: Path
     record = claimed_by(a, "batch.csv")
     shutil.rmtree(tmp_path / "a")  # a's machine is gone, and its disk with it
     assert orphan_rows(b.ledger) == []  # not yet: a live read may take minutes
+    assert [r.id for r in orphan_rows(b.ledger, expired_after=0.0)] == [record.id]
+
+
+def test_recovery_leaves_a_live_replicas_drop_however_long_it_takes(tmp_path: Path, pg_url: str):
+    a, b = replica(tmp_path, "a", pg_url), replica(tmp_path, "b", pg_url)
+    a.resume()  # a started up: it holds its presence for its life
+    record = claimed_by(a, "batch.csv")
+    # Older than any expiry (a take waiting its turn for the lake lock), but a is alive.
+    assert orphan_rows(b.ledger, expired_after=0.0) == []
+    end_lock_session(StateDB(pg_url), presence_name(a.ledger.holder))  # a's process died
+    assert [r.id for r in orphan_rows(b.ledger, expired_after=0.0)] == [record.id]
+
+
+def test_a_row_no_replica_signed_waits_out_the_expiry(tmp_path: Path, pg_url: str):
+    b = replica(tmp_path, "b", pg_url)
+    record = b.ledger.receive(  # by a replica of the previous release, mid-take: it signed none
+        original_name="old.csv",
+        kind="score",
+        size_bytes=3,
+        sha256="0" * 64,
+        processing_path=tmp_path / "b" / "processing" / "score" / ("1" * 32) / "old.csv",
+    )
+    with StateDB(pg_url).write() as conn:
+        conn.execute(update(FILES).where(FILES.c.id == record.id).values(claimed_by=None))
+    assert orphan_rows(b.ledger) == []  # not b's own: its file is on the other machine's disk
     assert [r.id for r in orphan_rows(b.ledger, expired_after=0.0)] == [record.id]
 
 
