@@ -39,6 +39,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -194,27 +195,41 @@ class Intake:
         return done
 
     @_about_model
-    def abandon_stranded(self, path: Path, kind: str) -> FileRecord | None:
+    def abandon_stranded(
+        self, path: Path, kind: str, holder: str | None, lease_ended: datetime | None
+    ) -> FileRecord | None:
         """Quarantine the ``received`` row a dead replica left for these bytes, before they are
         taken again; None when there is none.
 
         Called when a bucket claim is taken over (its holder stopped renewing its lease): the
         dead replica received the drop, then never finished it, and its row, live, would make
-        the new take a duplicate of a drop that never reaches the lake.
+        the new take a duplicate of a drop that never reaches the lake. Only that replica's row
+        is its (``holder``, the claim id the bucket claim named), received before its lease
+        ended: the same bytes and name dropped in another folder, or taken earlier, belong to
+        other drops. A claim of a release that named no holder matches nothing.
         """
         _check_kind(kind)
+        if holder is None:
+            return None
         with open(path, "rb") as fh:
             sha256 = hashlib.file_digest(fh, "sha256").hexdigest()
-        found = self.ledger.find_by_sha(kind, sha256)
-        if found is None or found.state != RECEIVED or found.original_name != escape(path.name):
+        name = escape(path.name)
+        found = [
+            r
+            for r in self.ledger.received_by(kind, sha256, holder)
+            if r.original_name == name
+            and (lease_ended is None or _moment(r.received_at) <= lease_ended)
+        ]
+        if not found:
             return None
+        stranded = found[-1]  # the latest: the take the lease was renewed for
         error = InternalIngestError(
-            f"{found.original_name}: the replica reading it stopped; another replica took the "
-            "drop again from the bucket"
+            f"{stranded.original_name}: the replica reading it stopped; another replica took "
+            "the drop again from the bucket"
         )
         ensure_claim_dirs(self.config)  # its error record is written to quarantine/
         with contextlib.suppress(IllegalTransition):  # its replica finished it after all
-            return self._quarantine(found, None, error)
+            return self._quarantine(stranded, None, error)
         return None
 
     @_about_model
@@ -553,6 +568,12 @@ class Intake:
         """Tell whether training data exists, in the lake or in the ledger's history."""
         lake = self.config.lake_store("train")
         return bool(lake.names()) or self.ledger.has_normalized("train")
+
+
+def _moment(stamp: str) -> datetime:
+    """Read a stored ISO time (``Z`` or an offset) as an aware datetime."""
+    moment = datetime.fromisoformat(stamp)
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def _check_kind(kind: str) -> None:

@@ -21,6 +21,7 @@ class FileLedger(Protocol):
     """One record per drop with guarded transitions (see ``ingest.state.ledger.Ledger``)."""
 
     data_dir: Path
+    holder: str  # the claim id (host:data folder) its received rows are signed with
 
     def initialize(self) -> None:
         """Create the ledger's tables now, so a bad database fails at start-up."""
@@ -58,6 +59,9 @@ class FileLedger(Protocol):
 
     def find_by_sha(self, kind: str, sha256: str) -> FileRecord | None:
         """Return the first live drop of these bytes."""
+
+    def received_by(self, kind: str, sha256: str, holder: str) -> builtins.list[FileRecord]:
+        """Return the ``received`` drops of these bytes one replica (its ``holder``) claimed."""
 
     def find_by_content(
         self, kind: str, content_sha256: str, excluding: int | None = None

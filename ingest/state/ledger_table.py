@@ -189,6 +189,17 @@ class LedgerTable:
         with self._read() as conn:
             return first_live(conn, kind, sha256)
 
+    def received_by(self, kind: str, sha256: str, holder: str) -> builtins.list[FileRecord]:
+        """Return the ``received`` drops of these bytes one replica claimed, oldest first."""
+        query = _ROWS.where(
+            FILES.c.kind == kind,
+            FILES.c.sha256 == sha256,
+            FILES.c.state == RECEIVED,
+            FILES.c.claimed_by == holder,
+        ).order_by(FILES.c.id)
+        with self._read() as conn:
+            return _all(conn, query)
+
     def find_by_content(
         self, kind: str, content_sha256: str, excluding: int | None = None
     ) -> FileRecord | None:

@@ -25,7 +25,7 @@ from ingest.state.db import StateDB
 from ingest.state.ledger import Ledger
 from ingest.state.ledger_schema import FILES
 from ingest.state.ledger_table import presence_name
-from ingest.state.records import NORMALIZED, QUARANTINED, RECEIVED, FileRecord
+from ingest.state.records import DUPLICATE, NORMALIZED, QUARANTINED, RECEIVED, FileRecord
 from scoring.ingest_options import ingest_config
 from scoring.models.factory import open_model
 from scoring.storage import bucket_watcher
@@ -167,7 +167,9 @@ def test_a_drop_a_dead_replica_was_reading_is_taken_again_not_as_its_duplicate(
         Bucket=bucket.name, Key=dead.watcher.key("inbox/score/stranded.csv"), Body=body
     )
     [obj] = bucket.list(dead.watcher.key("inbox/score"))
-    assert dead.watcher.claims.claim(obj.key, obj.etag, obj.size, dead.watcher.who)
+    assert dead.watcher.claims.claim(
+        obj.key, obj.etag, obj.size, dead.watcher.who, dead.model.ledger.holder
+    )
     stranded = dead.model.ledger.receive(  # downloaded and received: then its machine died
         original_name="stranded.csv",
         kind="score",
@@ -180,3 +182,41 @@ def test_a_drop_a_dead_replica_was_reading_is_taken_again_not_as_its_duplicate(
     left = alive.model.ledger.get(stranded.id)
     assert left is not None and left.state == QUARANTINED  # not received for ever
     assert "another replica took the drop again" in left.error["message"]
+
+
+def test_a_takeover_gives_up_only_the_dead_holders_row_not_a_live_one_of_the_same_bytes(
+    tmp_path: Path, pg_url: str, s3, monkeypatch, wait_for
+) -> None:
+    storage = storage_settings(s3, monkeypatch, "same-bytes")
+    live = BucketReplica(tmp_path / "live", storage, pg_url)
+    dead = BucketReplica(tmp_path / "dead", storage, pg_url)
+    alive = BucketReplica(tmp_path / "alive", storage, pg_url)
+    alive.watcher.claims = BucketClaims(StateDB(pg_url), lease_seconds=1.0)
+    body = b"x,y\n1,2\n2,3\n"
+
+    def received(replica: BucketReplica, claim: str) -> FileRecord:
+        """Download and receive the drop, as a replica's take does, and stop there."""
+        return replica.model.ledger.receive(
+            original_name="batch.csv",
+            kind="score",
+            size_bytes=len(body),
+            sha256=hashlib.sha256(body).hexdigest(),
+            processing_path=replica.intake.config.processing / "score" / claim / "batch.csv",
+        )
+
+    # The same name and bytes dropped in another folder, being read by a live replica first.
+    reading = received(live, "1" * 32)
+    bucket = dead.watcher.bucket
+    bucket.client.put_object(
+        Bucket=bucket.name, Key=dead.watcher.key("inbox/score/batch.csv"), Body=body
+    )
+    [obj] = bucket.list(dead.watcher.key("inbox/score"))
+    assert dead.watcher.claims.claim(
+        obj.key, obj.etag, obj.size, dead.watcher.who, dead.model.ledger.holder
+    )
+    stranded = received(dead, "2" * 32)  # then its machine died
+    assert (stranded.state, stranded.duplicate_of) == (DUPLICATE, reading.id)
+    [record] = wait_for(lambda: alive.watcher.poll(), PATIENCE, 0.1, "the drop taken over")
+    assert (record.state, record.duplicate_of) == (DUPLICATE, reading.id)  # of the live take
+    still = alive.model.ledger.get(reading.id)
+    assert still is not None and still.state == RECEIVED  # the live replica's take goes on
