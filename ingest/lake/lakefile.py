@@ -26,13 +26,14 @@ import pyarrow as pa
 
 from ingest import readers
 from ingest.base.config import IngestConfig
-from ingest.base.errors import NoRowsError
+from ingest.base.errors import NoRowsError, TransientIngestError
 from ingest.lake.content import ContentHash, hashed
 from ingest.lake.store import Lake
 from ingest.pipeline.normalize import normalize_file
 from ingest.state.claims import lake_lock
 from ingest.state.file_ledger import FileLedger
 from ingest.state.ledger import BY_BYTES, BY_CONTENT, LIVE_STATES, FileRecord
+from ingest.state.locks import Lock
 
 log = logging.getLogger("dropscore.ingest")
 
@@ -58,6 +59,10 @@ class OwnedElsewhere:
     owner: int
     by: str = BY_BYTES
     content_sha256: str | None = None
+
+
+class LakeLockLost(TransientIngestError):
+    """The kind's lake lock went away during a write (its database connection was lost)."""
 
 
 class _SameContent(Exception):
@@ -90,13 +95,15 @@ def write_lake_file(
         table = normalize_file(raw, record.id, strict=train)
         dest = lake_file(config, record)
         lake = config.lake_store(record.kind)
-        with lake_lock(config, record.kind):
+        with lake_lock(config, record.kind) as lock:
             owner = _clear_leftover(ledger, lake, dest.name, record.id)
             if owner is not None:
                 return OwnedElsewhere(owner)
             if train:  # every batch is checked against it as it is written
                 table.expected = lake.unified_schema()
-            batches = _unless_known(hashed(table.batches, content), content, ledger, record)
+            batches = _while_held(
+                _unless_known(hashed(table.batches, content), content, ledger, record), lock
+            )
             rows = lake.write(dest.name, batches, table.schema)
             if train:
                 lake.remember(dest.name, table.schema)
@@ -134,6 +141,18 @@ def _unless_known(
     owner = ledger.find_by_content(record.kind, digest, excluding=record.id)
     if owner is not None:
         raise _SameContent(owner.id, digest)
+
+
+def _while_held(batches: Iterator[pa.RecordBatch], lock: Lock) -> Iterator[pa.RecordBatch]:
+    """Pass the batches on; after the last, stop the write if the lake lock was lost meanwhile.
+
+    An advisory lock dies with its connection, so another replica may have been writing this
+    kind's lake (its schema, this very file) since: nothing is published, and the transient
+    error leaves the drop ``received`` for another attempt under the lock taken again.
+    """
+    yield from batches
+    if not lock.held():
+        raise LakeLockLost(f"lost the lake lock {lock.name!r} while writing; trying again")
 
 
 def _clear_leftover(ledger: FileLedger, lake: Lake, name: str, file_id: int) -> int | None:

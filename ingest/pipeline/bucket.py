@@ -45,7 +45,14 @@ from ingest.lake.remote import (
 )
 from ingest.pipeline.intake import Intake
 from ingest.pipeline.quarantine import ERROR_SUFFIX, filed_name
-from ingest.state.db import WIDE_INTEGER, Migration, StateDB, create_tables, widen_integers
+from ingest.state.db import (
+    WIDE_INTEGER,
+    Migration,
+    StateDB,
+    add_column,
+    create_tables,
+    widen_integers,
+)
 from ingest.state.ledger import QUARANTINED, FileRecord
 
 log = logging.getLogger("dropscore.ingest")
@@ -64,15 +71,31 @@ CLAIMS = Table(
     Column("claimed_at", Text, nullable=False),
     Column("file_id", Integer),  # the ledger row it became, once taken
     Column("state", Text),  # that row's terminal state, once the original was moved
+    Column("holder", Text),  # the taking replica's ledger claim id (host:data folder)
 )
 MIGRATIONS = [
     Migration(1, "claims of bucket objects by key and ETag", create_tables(METADATA)),
     Migration(2, "sizes of 2 GiB and more", widen_integers(STORE, "size")),
+    Migration(3, "the ledger claim id of the taking replica", add_column(STORE, "holder", "TEXT")),
 ]
 # A claim not renewed this long, and never finished, was left by a process that died: another
 # poller may take the drop over. The holder renews every quarter of it while its take runs.
 LEASE_SECONDS = 120.0
 NEW, TAKEN_OVER = "new", "taken over"  # how a claim was had (``BucketClaims.acquire``)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A claim had: ``NEW``, or ``TAKEN_OVER`` from a holder whose lease ran out.
+
+    A takeover names the replica that held it before (its ledger claim id, None when a release
+    that did not record it claimed) and when its lease ended, so only the row that replica left
+    for this object is given up (``Intake.abandon_stranded``).
+    """
+
+    how: str
+    previous: str | None = None
+    lease_ended: datetime | None = None
 
 
 def _stamp(moment: datetime) -> str:
@@ -95,35 +118,41 @@ class BucketClaims:
         self.lease_seconds = lease_seconds
         db.migrate(STORE, MIGRATIONS)
 
-    def claim(self, key: str, etag: str, size: int, by: str) -> bool:
+    def claim(self, key: str, etag: str, size: int, by: str, holder: str | None = None) -> bool:
         """Claim one object version; True when this caller got it (new, or an expired lease)."""
-        return self.acquire(key, etag, size, by) is not None
+        return self.acquire(key, etag, size, by, holder) is not None
 
-    def acquire(self, key: str, etag: str, size: int, by: str) -> str | None:
-        """Claim one object version: ``NEW``, ``TAKEN_OVER`` (an expired lease: its holder
-        died mid-take), or None when another holds it or it is finished."""
+    def acquire(
+        self, key: str, etag: str, size: int, by: str, holder: str | None = None
+    ) -> Claim | None:
+        """Claim one object version for ``by`` (its replica's ledger claim id ``holder``): new,
+        taken over (an expired lease: its holder died mid-take), or None when another holds it
+        or it is finished."""
         now = _stamp(datetime.now(UTC))
         stmt = self.db.insert_if_absent(CLAIMS, ["key", "etag"]).values(
-            key=key, etag=etag, size=size, claimed_by=by, claimed_at=now
+            key=key, etag=etag, size=size, claimed_by=by, claimed_at=now, holder=holder
         )
         expired = _stamp(datetime.now(UTC) - timedelta(seconds=self.lease_seconds))
-        takeover = (
-            update(CLAIMS)
-            .where(
-                CLAIMS.c.key == key,
-                CLAIMS.c.etag == etag,
-                CLAIMS.c.state.is_(None),
-                CLAIMS.c.claimed_at < expired,
-            )
-            .values(claimed_by=by, claimed_at=now)
+        this = (CLAIMS.c.key == key, CLAIMS.c.etag == etag, CLAIMS.c.state.is_(None))
+        stale = select(CLAIMS.c.holder, CLAIMS.c.claimed_at).where(
+            *this, CLAIMS.c.claimed_at < expired
         )
         with self.db.write() as conn:
             if conn.execute(stmt).rowcount == 1:
-                return NEW
-            if conn.execute(takeover).rowcount == 1:
-                log.warning("took over an expired claim", extra={"key": key, "etag": etag})
-                return TAKEN_OVER
-        return None
+                return Claim(NEW)
+            before = conn.execute(stale).first()
+            if before is None:
+                return None
+            takeover = (
+                update(CLAIMS)
+                .where(*this, CLAIMS.c.claimed_at == before.claimed_at)  # unless renewed since
+                .values(claimed_by=by, claimed_at=now, holder=holder)
+            )
+            if conn.execute(takeover).rowcount != 1:
+                return None
+        log.warning("took over an expired claim", extra={"key": key, "etag": etag})
+        renewed = datetime.fromisoformat(before.claimed_at)
+        return Claim(TAKEN_OVER, before.holder, renewed + timedelta(seconds=self.lease_seconds))
 
     def renew(self, key: str, etag: str, by: str) -> None:
         """Extend this holder's lease on a claim it is still working on."""
@@ -483,18 +512,20 @@ class BucketWatcher:
         """Claim one object version; if ours, download it, ingest it and move the original."""
         self.tracker.forget(obj.key)
         try:
-            how = self.claims.acquire(obj.key, obj.etag, obj.size, self.who)
+            claim = self.claims.acquire(
+                obj.key, obj.etag, obj.size, self.who, inbox.intake.ledger.holder
+            )
         except Exception as exc:
             # The state database refused or is away: only this object waits (it is listed and
             # held still again, then claimed), never the round or the objects after it.
             log.warning("cannot claim; trying again", extra=_of(obj, error=as_text(str(exc))))
             return None
-        if how is None:
+        if claim is None:
             return None  # another replica (or an earlier round) has this version
         self._in_flight = obj
         with bound(model=inbox.intake.model):
             try:
-                return self._take_claimed(inbox, obj, taken_over=how == TAKEN_OVER)
+                return self._take_claimed(inbox, obj, claim)
             except ObjectChanged:
                 log.info("changed or removed after it was claimed; waiting", extra=_of(obj))
                 return None
@@ -505,7 +536,7 @@ class BucketWatcher:
             finally:
                 self._in_flight = None
 
-    def _take_claimed(self, inbox: Inbox, obj: ObjectInfo, taken_over: bool) -> FileRecord:
+    def _take_claimed(self, inbox: Inbox, obj: ObjectInfo, claim: Claim) -> FileRecord:
         intake = inbox.intake
         refused = intake.refuse_oversized(obj.name, inbox.kind, obj.size)  # never downloaded
         if refused is not None:
@@ -517,8 +548,8 @@ class BucketWatcher:
         try:
             local = scratch / obj.name
             self.bucket.download(obj, local)
-            if taken_over:  # the dead holder's row would make this take its duplicate
-                intake.abandon_stranded(local, inbox.kind)
+            if claim.how == TAKEN_OVER:  # the dead holder's row would make this its duplicate
+                intake.abandon_stranded(local, inbox.kind, claim.previous, claim.lease_ended)
             record = intake.take(local, inbox.kind)  # moves it out of scratch into processing/
             # A hook may have rejected it meanwhile (a training drop the model cannot use, a
             # score drop the champion cannot score): file the original where the row says now.

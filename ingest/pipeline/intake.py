@@ -39,6 +39,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +88,7 @@ from ingest.state.ledger import (
     FileRecord,
     IllegalTransition,
 )
+from ingest.state.locks import Lock
 
 log = logging.getLogger("dropscore.ingest")
 
@@ -121,6 +123,9 @@ class Intake:
         # the bucket poller moves the bucket's copy too. Failures are logged, never raised.
         self.on_rejected: Callable[[FileRecord], None] | None = None
         self.waiting = 0  # drops left in processing/ because our disk was full; resume retries
+        # Held while this replica lives, so recovery on another replica leaves its drops alone
+        # however long a take waits (``FileLedger.hold_presence``); None on one machine.
+        self._presence: Lock | None = None
 
     @property
     def model(self) -> str:
@@ -174,6 +179,7 @@ class Intake:
     @_about_model
     def resume(self) -> list[FileRecord]:
         """Finish whatever a crash interrupted; run at start-up, before new files are taken."""
+        self._stay_present()
         ensure_claim_dirs(self.config)
         remove_temporaries(self.config)
         self.waiting = 0  # each drop still refused by a full disk counts itself again
@@ -189,27 +195,41 @@ class Intake:
         return done
 
     @_about_model
-    def abandon_stranded(self, path: Path, kind: str) -> FileRecord | None:
+    def abandon_stranded(
+        self, path: Path, kind: str, holder: str | None, lease_ended: datetime | None
+    ) -> FileRecord | None:
         """Quarantine the ``received`` row a dead replica left for these bytes, before they are
         taken again; None when there is none.
 
         Called when a bucket claim is taken over (its holder stopped renewing its lease): the
         dead replica received the drop, then never finished it, and its row, live, would make
-        the new take a duplicate of a drop that never reaches the lake.
+        the new take a duplicate of a drop that never reaches the lake. Only that replica's row
+        is its (``holder``, the claim id the bucket claim named), received before its lease
+        ended: the same bytes and name dropped in another folder, or taken earlier, belong to
+        other drops. A claim of a release that named no holder matches nothing.
         """
         _check_kind(kind)
+        if holder is None:
+            return None
         with open(path, "rb") as fh:
             sha256 = hashlib.file_digest(fh, "sha256").hexdigest()
-        found = self.ledger.find_by_sha(kind, sha256)
-        if found is None or found.state != RECEIVED or found.original_name != escape(path.name):
+        name = escape(path.name)
+        found = [
+            r
+            for r in self.ledger.received_by(kind, sha256, holder)
+            if r.original_name == name
+            and (lease_ended is None or _moment(r.received_at) <= lease_ended)
+        ]
+        if not found:
             return None
+        stranded = found[-1]  # the latest: the take the lease was renewed for
         error = InternalIngestError(
-            f"{found.original_name}: the replica reading it stopped; another replica took the "
-            "drop again from the bucket"
+            f"{stranded.original_name}: the replica reading it stopped; another replica took "
+            "the drop again from the bucket"
         )
         ensure_claim_dirs(self.config)  # its error record is written to quarantine/
         with contextlib.suppress(IllegalTransition):  # its replica finished it after all
-            return self._quarantine(found, None, error)
+            return self._quarantine(stranded, None, error)
         return None
 
     @_about_model
@@ -271,6 +291,7 @@ class Intake:
 
     def _enter(self, claimed: Path, kind: str, name: str) -> FileRecord:
         """Record a claimed file in the ledger and carry it to a terminal state (claim held)."""
+        self._stay_present()  # before its row names this replica as the one finishing it
         before = signature(claimed)
         size = before[0]
         if size > self._max_bytes:
@@ -290,6 +311,14 @@ class Intake:
         if record.state == DUPLICATE:
             return self._settle(record, claimed)
         return self._process(record, claimed, before)
+
+    def _stay_present(self) -> None:
+        """Hold this replica's presence lock, taken again if its connection was lost."""
+        if self._presence is not None:
+            if self._presence.held():
+                return
+            self._presence.release()
+        self._presence = self.ledger.hold_presence()
 
     def _continue(self, claimed: Path, kind: str) -> FileRecord:
         """Continue a claimed file from wherever its ledger row says it stopped."""
@@ -539,6 +568,12 @@ class Intake:
         """Tell whether training data exists, in the lake or in the ledger's history."""
         lake = self.config.lake_store("train")
         return bool(lake.names()) or self.ledger.has_normalized("train")
+
+
+def _moment(stamp: str) -> datetime:
+    """Read a stored ISO time (``Z`` or an offset) as an aware datetime."""
+    moment = datetime.fromisoformat(stamp)
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def _check_kind(kind: str) -> None:

@@ -13,7 +13,7 @@ import builtins
 from pathlib import Path
 from typing import Any, Protocol
 
-from ingest.state.locks import Locks
+from ingest.state.locks import Lock, Locks
 from ingest.state.records import BY_BYTES, FileRecord
 
 
@@ -21,12 +21,17 @@ class FileLedger(Protocol):
     """One record per drop with guarded transitions (see ``ingest.state.ledger.Ledger``)."""
 
     data_dir: Path
+    holder: str  # the claim id (host:data folder) its received rows are signed with
 
     def initialize(self) -> None:
         """Create the ledger's tables now, so a bad database fails at start-up."""
 
     def shared_locks(self) -> Locks | None:
         """Give the locks of every machine sharing this ledger's database; None on one machine."""
+
+    def hold_presence(self) -> Lock | None:
+        """Take this replica's presence lock for its life (recovery elsewhere asks it); None
+        on one machine or when another process of this data folder holds it."""
 
     def relative(self, path: Path | str | None) -> str | None:
         """Store a path relative to the data folder when it lies inside it."""
@@ -54,6 +59,9 @@ class FileLedger(Protocol):
 
     def find_by_sha(self, kind: str, sha256: str) -> FileRecord | None:
         """Return the first live drop of these bytes."""
+
+    def received_by(self, kind: str, sha256: str, holder: str) -> builtins.list[FileRecord]:
+        """Return the ``received`` drops of these bytes one replica (its ``holder``) claimed."""
 
     def find_by_content(
         self, kind: str, content_sha256: str, excluding: int | None = None

@@ -19,7 +19,7 @@ from sqlalchemy import Connection, Select, bindparam, func, or_, select
 from ingest.base.names import undecodable
 from ingest.state.db import StateDB
 from ingest.state.ledger_schema import FILES, MIGRATIONS, STORE
-from ingest.state.locks import AdvisoryLocks, Locks
+from ingest.state.locks import AdvisoryLocks, Lock, Locks
 from ingest.state.records import (
     LIVE_STATES,
     NORMALIZED,
@@ -54,6 +54,11 @@ _FIRST_LIVE_CONTENT = (
     .order_by(FILES.c.id)
     .limit(1)
 )
+
+
+def presence_name(holder: str) -> str:
+    """Name the advisory lock a replica holds for its life, after its claim id."""
+    return f"replica:{holder}"
 
 
 class LedgerTable:
@@ -93,6 +98,19 @@ class LedgerTable:
         """Give the locks of every machine sharing this database: a PostgreSQL server's advisory
         locks; None on SQLite, whose processes share one machine and lock files there."""
         return AdvisoryLocks(self.db) if self.db.dialect == "postgresql" else None
+
+    def hold_presence(self) -> Lock | None:
+        """Take this replica's presence lock, named after its claim id, to hold for its life.
+
+        On a database replicas share, start-up recovery elsewhere judges whether the replica
+        that claimed a ``received`` drop is alive by this lock (``unfinished``), not by the
+        time since the row changed: a take may wait long for the lake lock. None on SQLite (one
+        machine: claims' ``flock`` tell), or when another process of this data folder holds it
+        (its drops are this folder's, kept alive by that process).
+        """
+        if self.db.dialect != "postgresql":
+            return None
+        return AdvisoryLocks(self.db).try_acquire(presence_name(self.holder), holder=self.holder)
 
     # -- paths -----------------------------------------------------------------------------
 
@@ -171,6 +189,17 @@ class LedgerTable:
         with self._read() as conn:
             return first_live(conn, kind, sha256)
 
+    def received_by(self, kind: str, sha256: str, holder: str) -> builtins.list[FileRecord]:
+        """Return the ``received`` drops of these bytes one replica claimed, oldest first."""
+        query = _ROWS.where(
+            FILES.c.kind == kind,
+            FILES.c.sha256 == sha256,
+            FILES.c.state == RECEIVED,
+            FILES.c.claimed_by == holder,
+        ).order_by(FILES.c.id)
+        with self._read() as conn:
+            return _all(conn, query)
+
     def find_by_content(
         self, kind: str, content_sha256: str, excluding: int | None = None
     ) -> FileRecord | None:
@@ -195,18 +224,29 @@ class LedgerTable:
 
         On SQLite (one machine) every one. On a database replicas share, a drop another machine
         claimed is its to finish, its file on that machine's disk: only this data folder's
-        drops, those of a release that did not sign them, and another's untouched for
-        ``expired_after`` seconds (its process died) are returned.
+        drops are returned, and another's only once its replica is gone (no session holds its
+        presence lock, ``hold_presence``) and the row is untouched for ``expired_after``
+        seconds. A row nobody signed (written by an earlier release) has no presence to ask:
+        it waits out ``expired_after`` too.
         """
         query = _ROWS.where(FILES.c.state == RECEIVED).order_by(FILES.c.id)
-        if self.db.dialect != "sqlite":
-            query = query.where(
-                or_(
-                    FILES.c.claimed_by == self.holder,
-                    FILES.c.claimed_by.is_(None),
-                    FILES.c.updated_at < iso_ago(expired_after),
-                )
+        if self.db.dialect == "sqlite":
+            with self._read() as conn:
+                return _all(conn, query)
+        query = query.where(
+            or_(FILES.c.claimed_by == self.holder, FILES.c.updated_at < iso_ago(expired_after))
+        )
+        with self._read() as conn:
+            holders: builtins.list[str | None] = list(
+                conn.execute(
+                    query.with_only_columns(FILES.c.claimed_by).order_by(None).distinct()
+                ).scalars()
             )
+            others = [h for h in holders if h is not None and h != self.holder]
+        locks = AdvisoryLocks(self.db)
+        alive = [h for h in others if locks.holder(presence_name(h)) is not None]
+        if alive:
+            query = query.where(or_(FILES.c.claimed_by.is_(None), FILES.c.claimed_by.not_in(alive)))
         with self._read() as conn:
             return _all(conn, query)
 

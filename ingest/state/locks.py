@@ -10,8 +10,8 @@ describe itself (its pid), for the message a refused process prints (``holder``)
 
 ``FileLocks`` is the kind for one machine: a lock is an ``flock`` on a file in one folder, named
 by its path below that folder; the kernel drops it when its process dies. ``AdvisoryLocks`` is
-the kind for replicas sharing a PostgreSQL state database: ``pg_try_advisory_lock`` /
-``pg_advisory_lock`` on a connection of its own kept for the lock's life, the name (and the
+the kind for replicas sharing a PostgreSQL state database: ``pg_try_advisory_lock`` (tried
+again with backoff to wait) on a connection of its own kept for the lock's life, the name (and the
 schema of the database it guards) hashed to the key, the holder's description in the
 connection's ``application_name``. It too is exclusive, taken with or without waiting, and
 dropped with the session when its process dies: the server sees the socket close at once after
@@ -31,8 +31,11 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import itertools
 import os
 import signal
+import threading
+import time
 from pathlib import Path, PurePosixPath
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol, Self
@@ -269,6 +272,7 @@ _SERVER_KEEPALIVES = (
     "-c tcp_keepalives_idle=5 -c tcp_keepalives_interval=2 -c tcp_keepalives_count=3"
     " -c tcp_user_timeout=10000"
 )
+_RETRY_CAP_SECONDS = 0.5  # longest pause between two tries for a held advisory lock
 _APPLICATION = "dropscore:"  # application_name of a lock's connection: this, then its holder
 _HOLDER = (
     "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
@@ -334,6 +338,10 @@ class AdvisoryLocks:
 
     def __init__(self, db: StateDB) -> None:
         self.db = db
+        # One thread per name tries for a lock the server holds elsewhere; the others wait here,
+        # with no connection, so a backlog of waiters never adds up to max_connections.
+        self._gates: dict[str, threading.Lock] = {}
+        self._gates_lock = threading.Lock()
 
     def key(self, name: str) -> int:
         """Give the advisory key of a lock's name in this database's schema."""
@@ -346,11 +354,30 @@ class AdvisoryLocks:
         return self._take(name, holder, "SELECT pg_try_advisory_lock(%s)")
 
     def acquire(self, name: str, holder: str | None = None) -> AdvisoryLock:
-        """Take the lock, waiting as long as another session holds it."""
-        lock = self._take(name, holder, "SELECT true FROM pg_advisory_lock(%s)")
-        if lock is None:  # pragma: no cover - pg_advisory_lock returns only once it holds it
-            raise BlockingIOError(f"lock {name!r} was not taken")
-        return lock
+        """Take the lock, waiting as long as another session holds it.
+
+        The wait is try-lock and backoff on one connection per name, never a session parked in
+        ``pg_advisory_lock`` per waiting thread: other threads of this process wanting the same
+        lock queue on a gate in memory, so waiting costs the server one connection per name.
+        """
+        with self._gate(name):
+            key = self.key(name)
+            conn = self._connect(holder)
+            try:
+                for attempt in itertools.count(1):
+                    row = conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
+                    if row and row[0]:
+                        return AdvisoryLock(name, conn, key)
+                    time.sleep(min(0.01 * 2 ** min(attempt, 10), _RETRY_CAP_SECONDS))
+            except BaseException:
+                conn.close()
+                raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _gate(self, name: str) -> threading.Lock:
+        """Give the in-process gate of one lock's name, made on first use."""
+        with self._gates_lock:
+            return self._gates.setdefault(name, threading.Lock())
 
     def holder(self, name: str) -> str | None:
         """Say who holds the lock, as its holder described itself; None when free or unsaid."""
