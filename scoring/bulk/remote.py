@@ -255,8 +255,7 @@ def score_remote(
         files = [name for part in done for name in part.files]
         client.submit(commit_parts, plan, files, pure=False).result()
     except BaseException:
-        client.cancel(futures)
-        _settle(futures)  # a part already running writes its file: remove the scratch after
+        _stop(client, futures)  # a part already running writes its file: remove the scratch after
         _remove(plan.store, plan.scratch)
         raise
     summary.seconds = time.perf_counter() - started
@@ -354,13 +353,11 @@ def _plan_csv(
         originals = {new: old for old, new in first.column_map.items()}
         check_features(first.schema.names, schema, originals)
     except csv_parts.RangeUnreadable as exc:
-        client.cancel(futures)
-        _settle(futures)
+        _stop(client, futures)
         _remove(store, scratch)
         raise ClientReads(exc.message) from exc
     except BaseException:
-        client.cancel(futures)
-        _settle(futures)
+        _stop(client, futures)
         _remove(store, scratch)
         raise
     text = replace(text, pinned=tuple(originals.get(name, name) for name in pinned))
@@ -402,12 +399,20 @@ def _join(fs: pafs.FileSystem, path: str, name: str, uri: str) -> str:
     return f"{uri.split('://', 1)[0]}://{sibling}"
 
 
-def _settle(futures: list[Any]) -> None:
-    """Wait (a while) until no part is still running, whatever each one's end."""
+def _stop(client: Client, futures: list[Any]) -> None:
+    """Cancel the tasks not yet running; wait (a while) until the running ones have ended.
+
+    Dask cannot stop a running task: cancelled, it runs on in its worker while waiting on its
+    future returns at once. So the tasks the workers hold are waited on before they are
+    cancelled; else one could write into the scratch after it was removed.
+    """
     from distributed import wait
 
     with contextlib.suppress(Exception):
-        wait(futures, timeout=SETTLE_SECONDS)
+        held = {key for keys in client.processing().values() for key in keys}
+        client.cancel([f for f in futures if f.key not in held])
+        wait([f for f in futures if f.key in held], timeout=SETTLE_SECONDS)
+    client.cancel(futures)
 
 
 def _remove(store: Store, uri: str) -> None:
