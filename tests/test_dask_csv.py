@@ -172,12 +172,12 @@ def distributed_selector(path: str):
     return pafs.FileSelector(path.rsplit("/", 1)[0], recursive=True)
 
 
-def _dasked(tmp_path, dask_address, diabetes, **ingest):
+def _dasked(tmp_path, dask_address, diabetes, storage=None, **ingest):
     """Settings on the session's cluster with these ingest limits, and a trained model's ref."""
     from scoring.models.factory import open_model
     from tests.conftest import make_settings, register_trained
 
-    settings = make_settings(tmp_path, ingest=ingest,
+    settings = make_settings(tmp_path, ingest=ingest, storage=storage or {},
                              scoring={"engine": "dask", "dask_address": dask_address,
                                       "batch_rows": 100})  # fmt: skip
     model = open_model(settings)
@@ -255,6 +255,48 @@ def test_the_ingest_limits_hold_when_workers_read(
     remote = _limit_error(lambda: score_on_workers(settings, str(src), str(out), ref, fmt="csv"))
     assert remote == local and words in local[1], (remote, local)
     assert list(out.parent.iterdir()) == []
+
+
+def test_an_s3_parquet_file_past_max_file_mb_is_refused_with_its_stored_size(
+    tmp_path, dask_address, diabetes, s3, monkeypatch
+):
+    """The refusal of an s3:// file gives its size from the bucket, as the local one from disk.
+
+    The same bytes, ~0.4 MB uncompressed, on disk and in the moto bucket, with ``max_file_mb``
+    at 0.25: both are refused from the footer in the same words ("(it is 0.4 MB compressed)"),
+    where the bucket's once read "0.0 MB" (its size looked up on the local disk).
+    """
+    import pyarrow as pa
+
+    from scoring.bulk.filesystems import Store
+    from scoring.bulk.remote import score_on_workers
+    from scoring.ingest_options import read_options
+    from scoring.testing.moto import CREDENTIALS
+
+    for key, value in CREDENTIALS.items():
+        monkeypatch.setenv(key, value)
+    storage = {"endpoint_url": s3.endpoint}
+    settings, model, ref = _dasked(tmp_path, dask_address, diabetes, storage, max_file_mb=0.25)
+    frame = pd.concat([diabetes.drop(columns="target")] * 12, ignore_index=True)
+    src = tmp_path / "in" / "in.parquet"
+    src.parent.mkdir()
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    pq.write_table(table, src, compression="none", use_dictionary=False)
+    prefix = s3.url(s3.fresh_prefix("limit"))
+    fs, path = Store(s3.endpoint, "us-east-1").open(f"{prefix}/in.parquet")
+    with fs.open_output_stream(path) as put:
+        put.write(src.read_bytes())
+    out = tmp_path / "out" / "o.csv"
+    out.parent.mkdir()
+    local = _limit_error(lambda: score_path(src, out, model, read=read_options(settings)))
+    where, to = f"{prefix}/in.parquet", f"{prefix}/o.csv"
+    remote = _limit_error(lambda: score_on_workers(settings, where, to, ref, fmt="csv"))
+    assert remote == local, (remote, local)
+    assert "in.parquet unpacks to more than 0.25 MB" in local[1], local
+    assert f"(it is {src.stat().st_size / 1024 / 1024:.1f} MB compressed)" in remote[1], remote
+    assert "(it is 0.0 MB" not in remote[1], remote
+    listed = fs.get_file_info(distributed_selector(path))
+    assert [i.base_name for i in listed] == ["in.parquet"]  # nothing published, no scratch
 
 
 def test_a_line_past_max_line_bytes_is_never_held_by_a_worker(tmp_path, client, registry,

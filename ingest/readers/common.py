@@ -143,6 +143,7 @@ class _Unpacked(io.RawIOBase):
         self._inner = inner
         self._limit = limit
         self._path = path
+        self._packed = path.stat().st_size  # the file is open: its size is there to read
         self._count = 0
 
     def readable(self) -> bool:
@@ -154,7 +155,7 @@ class _Unpacked(io.RawIOBase):
         n = self._inner.readinto(buffer)
         self._count += n
         if self._count > self._limit:
-            raise unpacked_too_large(self._path, self._limit)
+            raise unpacked_too_large(self._path.name, self._limit, self._packed)
         return n
 
     def close(self) -> None:
@@ -163,12 +164,16 @@ class _Unpacked(io.RawIOBase):
         super().close()
 
 
-def unpacked_too_large(path: Path, limit: int) -> FileTooLargeError:
-    """Describe a compressed file that unpacks past the cap, in words a person can act on."""
-    mb = limit / 1024 / 1024
-    packed = path.stat().st_size / 1024 / 1024 if path.exists() else 0.0
+def unpacked_too_large(name: str, limit: int, packed: int) -> FileTooLargeError:
+    """Describe a compressed file that unpacks past the cap, in words a person can act on.
+
+    ``packed`` is the file's stored bytes as its caller's filesystem gives them (a path's
+    ``stat``, a bucket object's file info): this function reads no disk, so a file in a
+    bucket is not reported as 0.0 MB.
+    """
+    mb, packed_mb = limit / 1024 / 1024, packed / 1024 / 1024
     return FileTooLargeError(
-        f"{path.name} unpacks to more than {mb:g} MB (it is {packed:.1f} MB compressed); "
+        f"{name} unpacks to more than {mb:g} MB (it is {packed_mb:.1f} MB compressed); "
         "[ingest] max_file_mb counts the unpacked bytes, so split it into smaller files or "
         "raise the limit",
         expected=f"at most {mb:g} MB unpacked ([ingest] max_file_mb)",

@@ -79,8 +79,13 @@ class _CsvPlan:
 CSV_BLOCK_BYTES = 1 << 20
 
 
-def _coalesce(batches: Iterator[pa.RecordBatch], rows: int) -> Iterator[pa.RecordBatch]:
-    """Merge small consecutive batches of one schema into batches of about ``rows`` rows."""
+def merge_batches(batches: Iterator[pa.RecordBatch], rows: int) -> Iterator[pa.RecordBatch]:
+    """Merge small consecutive batches of one schema into batches of about ``rows`` rows.
+
+    Public because the Dask path (``scoring.bulk.csv_parts.batch_cuts``) runs this very
+    function over row counts to replay the local reader's batching bit for bit: a second
+    copy of the rule would drift, and the two engines' batches (so their output) with it.
+    """
     pending: list[pa.RecordBatch] = []
     count = 0
     for batch in batches:
@@ -115,7 +120,7 @@ def _plan_csv(path: Path, preferred: str, options: ReadOptions) -> tuple[_CsvPla
     per_row = max(16, len(trimmed) // lines)
     # Arrow's streaming reader queues up to 32 blocks ahead of its consumer, so the block size,
     # not batch_rows, sets the reader's memory: 1 MiB blocks keep that near 32 MiB (21 MiB
-    # blocks measured 670 MB). Batches are merged back up to batch_rows by _coalesce.
+    # blocks measured 670 MB). Batches are merged back up to batch_rows by merge_batches.
     block = min(max(per_row * options.batch_rows, 1 << 16), CSV_BLOCK_BYTES)
     plan = _CsvPlan(
         path,
@@ -362,7 +367,7 @@ def read_delimited(path: Path, options: ReadOptions, fmt: Format, preferred: str
         reader = typed
         if _can_cut(plan):
             stream = _parallel(plan, reader.schema)
-    batches = _coalesce(stream or _stream_csv(plan, reader), options.batch_rows)
+    batches = merge_batches(stream or _stream_csv(plan, reader), options.batch_rows)
     first = _first_batch(batches)
     return RawTable(
         fmt,

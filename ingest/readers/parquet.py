@@ -8,7 +8,8 @@ counts what a gzip file unpacks to.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -44,29 +45,72 @@ def read_parquet(path: Path, options: ReadOptions, fmt: Format) -> RawTable:
     meta = parquet.metadata
     if meta.num_rows == 0:
         raise no_rows("no rows")
-    limit = unpacked_limit(options)
-    stored = sum(
-        meta.row_group(g).column(c).total_uncompressed_size
-        for g in range(meta.num_row_groups)
-        for c in range(meta.num_columns)
-    )
-    if limit is not None and stored > limit:
-        raise unpacked_too_large(path, limit)
+    limit = decoded_limit(meta, options, path.name, path.stat().st_size)
     columns = flat_names(schema)
 
-    def batches() -> Iterator[pa.RecordBatch]:
-        decoded = 0
+    def slices() -> Iterator[pa.RecordBatch]:
         for batch in parquet.iter_batches(batch_size=options.batch_rows):
-            for part in decoded_slices(batch):
-                decoded += part.nbytes
-                if limit is not None and decoded > limit:
-                    raise unpacked_too_large(path, limit)
-                table = pa.Table.from_batches([part])
-                while any(pa.types.is_struct(t) for t in table.schema.types):
-                    table = table.flatten()  # one level a call
-                yield from table.rename_columns(columns).to_batches()
+            yield from decoded_slices(batch)
 
-    return RawTable(fmt, None, None, columns, batches())
+    return RawTable(fmt, None, None, columns, Decoded(limit).flattened(slices(), columns))
+
+
+@dataclass(frozen=True)
+class DecodedLimit:
+    """The bytes a Parquet file may decode to (``max_file_mb``), and the file's words to refuse it.
+
+    The one check of that limit: this reader counts a file's rows against it, and so does each
+    Dask part (``scoring.bulk.remote``) and then the client on the parts' sum, so a file is
+    refused at the same size and in the same words wherever it is read.
+    """
+
+    name: str = ""  # the file's name, for the message
+    packed: int = 0  # the bytes the file is stored in, as its filesystem says
+    limit: int | None = None  # None: no limit
+
+    def check(self, decoded: int) -> None:
+        """Refuse the file when ``decoded`` bytes pass the limit."""
+        if self.limit is not None and decoded > self.limit:
+            raise unpacked_too_large(self.name, self.limit, self.packed)
+
+
+def decoded_limit(
+    meta: pq.FileMetaData, options: ReadOptions, name: str, packed: int
+) -> DecodedLimit:
+    """Refuse a file whose pages pass ``max_file_mb`` unpacked (the footer alone); give its limit.
+
+    The pages' unpacked size is known before a row is read; what dictionaries decode to is
+    not, so the rows count that against the returned limit as they are read (``Decoded``).
+    """
+    found = DecodedLimit(name, packed, unpacked_limit(options))
+    found.check(
+        sum(
+            meta.row_group(g).column(c).total_uncompressed_size
+            for g in range(meta.num_row_groups)
+            for c in range(meta.num_columns)
+        )
+    )
+    return found
+
+
+class Decoded:
+    """Count the bytes a file's decoded rows hold, refusing the file once they pass its limit."""
+
+    def __init__(self, limit: DecodedLimit) -> None:
+        self.limit = limit
+        self.bytes = 0  # decoded so far: a Dask part reports it for the client's sum
+
+    def flattened(
+        self, slices: Iterable[pa.RecordBatch], columns: list[str]
+    ) -> Iterator[pa.RecordBatch]:
+        """Count each decoded slice, then give it as the reader does: structs flat, renamed."""
+        for part in slices:
+            self.bytes += part.nbytes
+            self.limit.check(self.bytes)
+            table = pa.Table.from_batches([part])
+            while any(pa.types.is_struct(t) for t in table.schema.types):
+                table = table.flatten()  # one level a call
+            yield from table.rename_columns(columns).to_batches()
 
 
 def text_columns(parquet: pq.ParquetFile) -> list[str]:

@@ -40,7 +40,7 @@ def open_table(path: Path, options: ReadOptions) -> RawTable:
             raise
         raise _unexpected(exc) from exc
     check_width(raw.columns, options)
-    raw.batches = _guarded(_rebatch(raw.batches, options.batch_rows))
+    raw.batches = _guarded(cut_batches(raw.batches, options.batch_rows))
     return raw
 
 
@@ -66,8 +66,12 @@ def _guarded(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         raise _unexpected(exc) from exc
 
 
-def _rebatch(batches: Iterable[pa.RecordBatch], size: int) -> Iterator[pa.RecordBatch]:
-    """Cut batches down to at most ``size`` rows, so consumers' memory follows batch_rows."""
+def cut_batches(batches: Iterable[pa.RecordBatch], size: int) -> Iterator[pa.RecordBatch]:
+    """Cut batches down to at most ``size`` rows, so consumers' memory follows batch_rows.
+
+    Public because the Dask path (``scoring.bulk.csv_parts.batch_cuts``) runs this very
+    function after ``merge_batches`` to replay the local reader's batch boundaries bit for bit.
+    """
     for batch in batches:
         for start in range(0, batch.num_rows, size):
             yield batch.slice(start, size)

@@ -7,8 +7,8 @@ Arrow IPC files in the output's scratch folder (one file per run of blocks of on
 returning only their row counts and schemas. The client then fixes a range parsed with types
 an earlier range turned (a value that is not a number turns its column to text from that chunk
 on, as the local reader does: such a range is parsed again, rarely), and replays the local
-reader's batching (``_coalesce`` and ``_rebatch``, the reader's own functions) over the row
-counts alone, so it knows every batch boundary without reading a row. Then the usual parts
+reader's batching (``merge_batches`` and ``cut_batches``, the reader's own functions) over
+the row counts alone, so it knows every batch boundary without reading a row. Then the usual parts
 (``scoring.bulk.remote``) read their rows from the scratch, cut at those boundaries, and
 normalize, score and write them: same batches, same types, so the same bytes as the local
 engine.
@@ -23,8 +23,9 @@ words for a bad file. Nothing is lost: the scratch is removed first.
 
 from __future__ import annotations
 
+import functools
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -34,8 +35,8 @@ import pyarrow.fs as pafs
 from ingest.base.config import ReadOptions
 from ingest.base.errors import IngestError
 from ingest.readers.csv_chunks import CHUNK_BYTES, parallel_batches
-from ingest.readers.delimited import CutLayout, _coalesce, cut_layout
-from ingest.readers.table import _rebatch
+from ingest.readers.delimited import CutLayout, cut_layout, merge_batches
+from ingest.readers.table import cut_batches
 from scoring.bulk.filesystems import Store
 from scoring.bulk.ranges import chunk_start, line_ranges_in
 from scoring.errors import ValidationFailed
@@ -137,8 +138,8 @@ def blocks_of(parsed: Sequence[Parsed]) -> list[tuple[int, pa.Schema]]:
 def batch_cuts(blocks: Sequence[tuple[int, pa.Schema]], batch_rows: int) -> tuple[int, ...]:
     """Replay the local reader's batching over row counts: the row each batch ends at.
 
-    The reader merges blocks of one schema up to ``batch_rows`` (``_coalesce``) and cuts what
-    is longer (``_rebatch``); the same two functions run here over rowless stand-ins (a null
+    The reader merges blocks of one schema up to ``batch_rows`` (``merge_batches``) and cuts
+    what is longer (``cut_batches``); the same two functions run here over rowless stand-ins (a null
     column per block, named for its schema), so the boundaries are the reader's by construction.
     """
     keys: list[pa.Schema] = []
@@ -150,7 +151,7 @@ def batch_cuts(blocks: Sequence[tuple[int, pa.Schema]], batch_rows: int) -> tupl
             key = len(keys) - 1
         stand_ins.append(pa.RecordBatch.from_arrays([pa.nulls(rows)], names=[str(key)]))
     cuts, at = [], 0
-    for batch in _rebatch(_coalesce(iter(stand_ins), batch_rows), batch_rows):
+    for batch in cut_batches(merge_batches(iter(stand_ins), batch_rows), batch_rows):
         at += batch.num_rows
         cuts.append(at)
     return tuple(cuts)
@@ -225,9 +226,6 @@ def parse_range(job: RangeJob, index: int, schema: pa.Schema) -> Parsed:
     start, end = job.ranges[index]
     resume = chunk_start(start)
     fs, path = job.store.open(job.src)
-    out_fs, folder = job.store.open(job.scratch)
-    out_fs.create_dir(folder, recursive=True)
-    segments: list[Segment] = []
     with fs.open_input_file(path) as fh:
         rest = fh.read_at(resume - start, start) if start else b""
         stream = fh.get_stream(resume, end - resume) if start else fh.get_stream(0, end)
@@ -241,25 +239,43 @@ def parse_range(job: RangeJob, index: int, schema: pa.Schema) -> Parsed:
             skip=0 if start else 1,
             max_line=job.max_line,
         )
-        writer: SegmentWriter | None = None
-        try:
-            for batch in batches:
-                if writer is None or not writer.schema.equals(batch.schema):
-                    if writer is not None:
-                        segments.append(writer.close())
-                    uri = f"{job.scratch.rstrip('/')}/{RAW_NAME.format(index, len(segments))}"
-                    writer = SegmentWriter(job.store, uri, batch.schema)
-                writer.write(batch)
-        finally:
-            if writer is not None:
-                segments.append(writer.close())
+        named = functools.partial(RAW_NAME.format, index)
+        segments = write_segments(batches, job.store, job.scratch, named)
     end_schema = segments[-1].schema if segments else schema
-    return Parsed(index, schema, end_schema, tuple(segments))
+    return Parsed(index, schema, end_schema, segments)
 
 
 def _unreadable(exc: pa.ArrowInvalid) -> IngestError:
     """Say a range did not parse (the client then reads the file and says why in its words)."""
     return RangeUnreadable(f"a range of the file did not parse ({str(exc)[:200]})")
+
+
+def write_segments(
+    batches: Iterable[pa.RecordBatch], store: Store, scratch: str, named: Callable[[int], str]
+) -> tuple[Segment, ...]:
+    """Write batches as they come into the scratch folder: a new IPC file at each schema change.
+
+    The one writer of a worker's scratch files, for a range's parsed blocks and a part's scored
+    batches alike: each batch comes back with its own rows and types. ``named`` names the n-th
+    file; the folder is made before the first one (none when there is no batch).
+    """
+    segments: list[Segment] = []
+    writer: SegmentWriter | None = None
+    try:
+        for batch in batches:
+            if writer is None or not writer.schema.equals(batch.schema):
+                if writer is not None:
+                    segments.append(writer.close())
+                else:
+                    fs, folder = store.open(scratch)
+                    fs.create_dir(folder, recursive=True)
+                uri = f"{scratch.rstrip('/')}/{named(len(segments))}"
+                writer = SegmentWriter(store, uri, batch.schema)
+            writer.write(batch)
+    finally:
+        if writer is not None:
+            segments.append(writer.close())
+    return tuple(segments)
 
 
 class SegmentWriter:

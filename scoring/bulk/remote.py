@@ -46,8 +46,14 @@ from ingest.base.config import ReadOptions
 from ingest.base.formats import OUTPUT_FORMATS, Format
 from ingest.lake.remote import is_s3
 from ingest.pipeline.normalize import fit_column, normalize_file, normalize_part
-from ingest.readers.common import RawTable, check_width, flat_names, unpacked_limit
-from ingest.readers.parquet import decoded_slices, text_columns
+from ingest.readers.common import RawTable, check_width, flat_names
+from ingest.readers.parquet import (
+    Decoded,
+    DecodedLimit,
+    decoded_limit,
+    decoded_slices,
+    text_columns,
+)
 from scoring.bulk import csv_parts
 from scoring.bulk.batch import (
     ScoreSummary,
@@ -97,7 +103,7 @@ class Plan:
     scratch: str = ""  # the hidden folder beside dst holding the parts until the commit
     store: Store = field(default_factory=lambda: Store())
     text: TextSource | None = None  # a CSV file: its parsed blocks and batch boundaries
-    limit: int | None = None  # TABLE: the bytes a Parquet file may decode to (max_file_mb)
+    limit: DecodedLimit = field(default_factory=DecodedLimit)  # TABLE: max_file_mb decoded
 
 
 @dataclass(frozen=True)
@@ -245,12 +251,11 @@ def score_remote(
             done.append(part)
             if progress is not None:
                 progress(part.rows)
-        _check_decoded(plan, sum(part.decoded for part in done))
+        plan.limit.check(sum(part.decoded for part in done))  # none published past it
         files = [name for part in done for name in part.files]
         client.submit(commit_parts, plan, files, pure=False).result()
     except BaseException:
-        client.cancel(futures)
-        _settle(futures)  # a part already running writes its file: remove the scratch after
+        _stop(client, futures)  # a part already running writes its file: remove the scratch after
         _remove(plan.store, plan.scratch)
         raise
     summary.seconds = time.perf_counter() - started
@@ -293,8 +298,8 @@ def _plan(
         originals = {new: old for old, new in column_map.items()}
         check_features(parquet.schema_arrow.names, schema, originals)
         return replace(base, originals=originals)
-    base = replace(base, limit=_check_stored(parquet, src, read))
-    first = normalize_file(_raw(parquet, base, 0, min(size, rows)), file_id=0)
+    base = replace(base, limit=_check_stored(parquet, store, src, read))
+    first = normalize_file(_raw(parquet, base, 0, min(size, rows), Decoded(base.limit)), file_id=0)
     originals = {new: old for old, new in first.column_map.items()}
     check_features(first.schema.names, schema, originals)
     types = tuple(first.schema.field(i).type for i in range(len(first.schema) - 2))
@@ -348,13 +353,11 @@ def _plan_csv(
         originals = {new: old for old, new in first.column_map.items()}
         check_features(first.schema.names, schema, originals)
     except csv_parts.RangeUnreadable as exc:
-        client.cancel(futures)
-        _settle(futures)
+        _stop(client, futures)
         _remove(store, scratch)
         raise ClientReads(exc.message) from exc
     except BaseException:
-        client.cancel(futures)
-        _settle(futures)
+        _stop(client, futures)
         _remove(store, scratch)
         raise
     text = replace(text, pinned=tuple(originals.get(name, name) for name in pinned))
@@ -373,38 +376,19 @@ def _scratch(store: Store, dst: str) -> str:
     return _join(fs, path, f".{Path(path).name}.{secrets.token_hex(6)}.parts", dst)
 
 
-def _check_stored(parquet: pq.ParquetFile, src: str, read: ReadOptions) -> int | None:
+def _check_stored(
+    parquet: pq.ParquetFile, store: Store, src: str, read: ReadOptions
+) -> DecodedLimit:
     """Refuse a file wider than ``max_columns`` or whose pages exceed ``max_file_mb`` unpacked.
 
-    The Parquet reader's own checks (``read_parquet``), from the footer alone; return the
-    decoded-bytes limit the parts count against.
+    The Parquet reader's own checks, from the footer alone; return the decoded-bytes limit the
+    parts count against. The file's stored size comes from its filesystem's file info (a
+    bucket's object has no size on local disk), for the refusal's words.
     """
-    from ingest.readers.common import unpacked_too_large
-
     check_width(flat_names(parquet.schema_arrow), read)
-    limit = unpacked_limit(read)
-    meta = parquet.metadata
-    stored = sum(
-        meta.row_group(g).column(c).total_uncompressed_size
-        for g in range(meta.num_row_groups)
-        for c in range(meta.num_columns)
-    )
-    if limit is not None and stored > limit:
-        raise unpacked_too_large(_named(src), limit)
-    return limit
-
-
-def _check_decoded(plan: Plan, decoded: int) -> None:
-    """Refuse the file when its parts decoded past ``max_file_mb`` together (none published)."""
-    from ingest.readers.common import unpacked_too_large
-
-    if plan.limit is not None and decoded > plan.limit:
-        raise unpacked_too_large(_named(plan.src), plan.limit)
-
-
-def _named(src: str) -> Path:
-    """A path naming the file for a message: itself on disk, its key's name in a bucket."""
-    return Path(src) if not is_s3(src) else Path(src.rsplit("/", 1)[-1])
+    fs, path = store.open(src)
+    packed = fs.get_file_info(path).size or 0
+    return decoded_limit(parquet.metadata, read, src.rsplit("/", 1)[-1], packed)
 
 
 def _join(fs: pafs.FileSystem, path: str, name: str, uri: str) -> str:
@@ -415,12 +399,20 @@ def _join(fs: pafs.FileSystem, path: str, name: str, uri: str) -> str:
     return f"{uri.split('://', 1)[0]}://{sibling}"
 
 
-def _settle(futures: list[Any]) -> None:
-    """Wait (a while) until no part is still running, whatever each one's end."""
+def _stop(client: Client, futures: list[Any]) -> None:
+    """Cancel the tasks not yet running; wait (a while) until the running ones have ended.
+
+    Dask cannot stop a running task: cancelled, it runs on in its worker while waiting on its
+    future returns at once. So the tasks the workers hold are waited on before they are
+    cancelled; else one could write into the scratch after it was removed.
+    """
     from distributed import wait
 
     with contextlib.suppress(Exception):
-        wait(futures, timeout=SETTLE_SECONDS)
+        held = {key for keys in client.processing().values() for key in keys}
+        client.cancel([f for f in futures if f.key not in held])
+        wait([f for f in futures if f.key in held], timeout=SETTLE_SECONDS)
+    client.cancel(futures)
 
 
 def _remove(store: Store, uri: str) -> None:
@@ -445,7 +437,7 @@ def score_part(plan: Plan, index: int, ref: ModelRef, observe: DriftWatch | None
     first, rows = plan.parts[index]
     watch = None if observe is None else observe.part(first)
     counts = [0, 0]
-    decoded = [0]
+    decoded = Decoded(plan.limit)
     if plan.text is not None:
         raw = _text_raw(plan.text, plan.store, first, first + rows)
         batches = normalize_part(raw, 0, plan.types, first_row=first + 1)
@@ -466,35 +458,20 @@ def score_part(plan: Plan, index: int, ref: ModelRef, observe: DriftWatch | None
             yield out
 
     files = _write_part(scored(), plan, index)
-    return Done(index, counts[0], counts[1], watch, decoded[0], files)
+    return Done(index, counts[0], counts[1], watch, decoded.bytes, files)
 
 
 def _write_part(batches: Iterator[pa.RecordBatch], plan: Plan, index: int) -> tuple[str, ...]:
     """Write one part's scored batches into the scratch folder as they are; name the files.
 
-    Arrow IPC, a file per run of batches of one schema: each batch comes back at the commit
-    with its own rows and types. (One Parquet file per part widened a column turned to text
-    in a later batch on the rows before it too, which one pass writes as numbers.)
+    Arrow IPC, a file per run of batches of one schema (``csv_parts.write_segments``): each
+    batch comes back at the commit with its own rows and types. (One Parquet file per part
+    widened a column turned to text in a later batch on the rows before it too, which one
+    pass writes as numbers.)
     """
-    from scoring.bulk.csv_parts import SegmentWriter
-
-    written: list[str] = []
-    writer: SegmentWriter | None = None
-    try:
-        for batch in batches:
-            if writer is None or not writer.schema.equals(batch.schema):
-                if writer is not None:
-                    written.append(writer.close().uri)
-                if writer is None:
-                    fs, folder = plan.store.open(plan.scratch)
-                    fs.create_dir(folder, recursive=True)
-                name = PART_NAME.format(index, len(written))
-                writer = SegmentWriter(plan.store, f"{plan.scratch}/{name}", batch.schema)
-            writer.write(batch)
-    finally:
-        if writer is not None:
-            written.append(writer.close().uri)
-    return tuple(written)
+    named = functools.partial(PART_NAME.format, index)
+    segments = csv_parts.write_segments(batches, plan.store, plan.scratch, named)
+    return tuple(segment.uri for segment in segments)
 
 
 def commit_parts(plan: Plan, files: list[str]) -> None:
@@ -592,29 +569,16 @@ def _text_raw(text: TextSource, store: Store, first: int, stop: int) -> RawTable
 
 
 def _raw(
-    parquet: pq.ParquetFile, plan: Plan, first: int, rows: int, decoded: list[int] | None = None
+    parquet: pq.ParquetFile, plan: Plan, first: int, rows: int, decoded: Decoded
 ) -> RawTable:
     """Give a part's rows as the Parquet reader gives them: flattened, named, decoded.
 
-    ``decoded`` (a one-item counter) adds up the bytes the rows decode to; past the plan's
-    ``limit`` the part stops with the reader's own refusal, before it holds more.
+    ``decoded`` adds up the bytes the rows decode to; past the plan's ``limit`` the part stops
+    with the reader's own refusal, before it holds more.
     """
-    from ingest.readers.common import unpacked_too_large
-
     columns = flat_names(parquet.schema_arrow)
-
-    def batches() -> Iterator[pa.RecordBatch]:
-        for batch in _aligned(parquet, plan.batch_rows, first, rows):
-            if decoded is not None:
-                decoded[0] += batch.nbytes
-                if plan.limit is not None and decoded[0] > plan.limit:
-                    raise unpacked_too_large(_named(plan.src), plan.limit)
-            table = pa.Table.from_batches([batch])
-            while any(pa.types.is_struct(t) for t in table.schema.types):
-                table = table.flatten()
-            yield from table.rename_columns(columns).to_batches()
-
-    return RawTable(Format.PARQUET, None, None, columns, batches())
+    slices = _aligned(parquet, plan.batch_rows, first, rows)
+    return RawTable(Format.PARQUET, None, None, columns, decoded.flattened(slices, columns))
 
 
 def _aligned(parquet: pq.ParquetFile, size: int, first: int, rows: int) -> Iterator[pa.RecordBatch]:
