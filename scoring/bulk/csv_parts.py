@@ -39,6 +39,7 @@ from ingest.readers.delimited import CutLayout, cut_layout, merge_batches
 from ingest.readers.table import cut_batches
 from scoring.bulk.filesystems import Store
 from scoring.bulk.ranges import chunk_start, line_ranges_in
+from scoring.bulk.stopping import Look
 from scoring.errors import ValidationFailed
 
 HEAD_BYTES = 2 << 20  # bytes copied for the client's sniffing: the sample and the first block
@@ -257,12 +258,16 @@ def write_segments(
 
     The one writer of a worker's scratch files, for a range's parsed blocks and a part's scored
     batches alike: each batch comes back with its own rows and types. ``named`` names the n-th
-    file; the folder is made before the first one (none when there is no batch).
+    file; the folder is made before the first one (none when there is no batch). Before each
+    batch it looks for the file's stop signal (``stopping``): a failed file's scratch is not
+    written after the client removed it.
     """
     segments: list[Segment] = []
     writer: SegmentWriter | None = None
+    look = Look(scratch)
     try:
         for batch in batches:
+            look()
             if writer is None or not writer.schema.equals(batch.schema):
                 if writer is not None:
                     segments.append(writer.close())

@@ -10,8 +10,8 @@ version's artifact (``scoring.bulk.worker_models``) and writes them, batch by ba
 into Arrow files under a hidden scratch folder beside the output. When every part is done, one
 commit task streams the parts in order through the output format's writer into the final file
 (atomically on disk; one whole object on a store) and removes the scratch. A failed part
-cancels the rest and removes the scratch: nothing is ever published under the output's name
-half written.
+stops the rest (``scoring.bulk.stopping``) and, when they have ended, the scratch is removed:
+nothing is ever published under the output's name half written, and nothing is left beside it.
 
 Batches are the local engine's, boundary for boundary (a linear model's product may differ in
 the last bit with the rows it is computed with), so both engines give the same rows, values and
@@ -26,7 +26,6 @@ from the footer, the decoded bytes counted by each part and summed before the co
 from __future__ import annotations
 
 import bisect
-import contextlib
 import functools
 import itertools
 import logging
@@ -54,7 +53,7 @@ from ingest.readers.parquet import (
     decoded_slices,
     text_columns,
 )
-from scoring.bulk import csv_parts
+from scoring.bulk import csv_parts, stopping
 from scoring.bulk.batch import (
     ScoreSummary,
     WholeNumbers,
@@ -84,7 +83,6 @@ TABLE, LAKE = "table", "lake"  # a user's Parquet file (normalized on the worker
 CSV_SUFFIX = ".csv"  # a user's file of this name is parsed by the workers in byte ranges
 PARTS_PER_THREAD = 2  # parts per worker thread: enough to balance, few enough to commit fast
 PART_NAME = "part-{:05d}-{:03d}.arrow"
-SETTLE_SECONDS = 60.0  # how long a failed file waits for its running parts before cleaning up
 Progress = Callable[[int], None]
 
 
@@ -255,8 +253,7 @@ def score_remote(
         files = [name for part in done for name in part.files]
         client.submit(commit_parts, plan, files, pure=False).result()
     except BaseException:
-        _stop(client, futures)  # a part already running writes its file: remove the scratch after
-        _remove(plan.store, plan.scratch)
+        _abandon(client, futures, plan.store, plan.scratch)
         raise
     summary.seconds = time.perf_counter() - started
     return summary
@@ -353,12 +350,10 @@ def _plan_csv(
         originals = {new: old for old, new in first.column_map.items()}
         check_features(first.schema.names, schema, originals)
     except csv_parts.RangeUnreadable as exc:
-        _stop(client, futures)
-        _remove(store, scratch)
+        _abandon(client, futures, store, scratch)
         raise ClientReads(exc.message) from exc
     except BaseException:
-        _stop(client, futures)
-        _remove(store, scratch)
+        _abandon(client, futures, store, scratch)
         raise
     text = replace(text, pinned=tuple(originals.get(name, name) for name in pinned))
     per_part = max(1, -(-len(cuts) // (PARTS_PER_THREAD * threads)))
@@ -399,20 +394,15 @@ def _join(fs: pafs.FileSystem, path: str, name: str, uri: str) -> str:
     return f"{uri.split('://', 1)[0]}://{sibling}"
 
 
-def _stop(client: Client, futures: list[Any]) -> None:
-    """Cancel the tasks not yet running; wait (a while) until the running ones have ended.
+def _abandon(client: Client, futures: list[Any], store: Store, scratch: str) -> None:
+    """Stop a failed file's tasks, wait until each has ended, then remove its scratch.
 
-    Dask cannot stop a running task: cancelled, it runs on in its worker while waiting on its
-    future returns at once. So the tasks the workers hold are waited on before they are
-    cancelled; else one could write into the scratch after it was removed.
+    Only when no task runs can nothing write into the scratch after it is gone
+    (``scoring.bulk.stopping``).
     """
-    from distributed import wait
-
-    with contextlib.suppress(Exception):
-        held = {key for keys in client.processing().values() for key in keys}
-        client.cancel([f for f in futures if f.key not in held])
-        wait([f for f in futures if f.key in held], timeout=SETTLE_SECONDS)
-    client.cancel(futures)
+    stopping.stop_tasks(client, futures, scratch)
+    _remove(store, scratch)
+    stopping.forget(client, scratch)
 
 
 def _remove(store: Store, uri: str) -> None:
