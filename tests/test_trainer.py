@@ -172,21 +172,24 @@ def test_a_killed_trainer_is_a_failed_run_and_the_caller_carries_on(settings):
 def test_a_run_left_running_by_a_killed_process_is_marked_interrupted(tmp_path):
     data = tmp_path / "data"
     env = cli_env(data, 0)  # bootstraps the sample into the lake
-    cli = subprocess.Popen(
-        [sys.executable, "-m", "scoring", "train"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    said = tmp_path / "cli.log"
+    with said.open("wb") as out:
+        cli = subprocess.Popen(
+            [sys.executable, "-m", "scoring", "train"], env=env, stdout=out, stderr=out
+        )
     store = RunStore(StateDB.at(data / "state.db"))
 
     def trainer() -> int | None:
+        if cli.poll() is not None:  # it ended before its trainer was seen: say what it said
+            raise AssertionError(f"train exited {cli.returncode}: {said.read_text()[-3000:]}")
         if not (data / "state.db").exists():
             return None
         runs = store.list()
+        if runs and runs[0].state not in ("queued", "running"):  # it ended untrained
+            raise AssertionError(f"the run ended {runs[0]}: {said.read_text()[-3000:]}")
         return runs[0].trainer_pid if runs else None
 
-    child = wait_for(trainer, timeout=120, interval=0.01)
+    child = wait_for(trainer, timeout=120, interval=0.01, what="the run's trainer process")
     cli.kill()  # kill -9 of the process that owns the run; its trainer is orphaned
     cli.wait()
     [run] = store.list()  # a reader finds the lock free
