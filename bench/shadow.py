@@ -11,6 +11,7 @@ repeated, drops of a full queue, errors) come from ``GET /challenger`` at the en
 
     .venv/bin/python -m bench.shadow                      # 3 pairs, 15 s per run, c=16
     .venv/bin/python -m bench.shadow --seconds 5 --pairs 5 --concurrency 4
+    .venv/bin/python -m bench.shadow --aa     # both sides off: the noise floor of the ratio
 
 Goal (issue 21): the champion's p99 with the shadow within 10% of the p99 without it.
 """
@@ -42,6 +43,7 @@ from bench._wrk import Load, Result, fmt_table, loadavg, pick_client
 
 FOLLOW_SECONDS = 2.0  # every worker reads the setting again within a second; wait twice that
 MODES = ("off", "shadow")
+AGAIN = "off again"  # --aa: the second side of a pair, traffic off as on the first
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -53,11 +55,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--client", choices=("auto", "wrk", "python"), default="auto")
     p.add_argument("--train-retries", type=int, default=3, help="retries of a refused train")
     p.add_argument("--keep", action="store_true", help="keep the temporary folder (debugging)")
+    p.add_argument("--aa", action="store_true",
+                   help="run 'off' on both sides of each pair: how far the ratio moves by itself")
     return p.parse_args(argv)
 
 
 def set_mode(env: dict[str, str], work: Path, mode: str) -> None:
     """Switch the served model's traffic with the command a person runs, then let it follow."""
+    mode = "off" if mode == AGAIN else mode
     cmd = [dropscore_cli(), "traffic", mode] + (["--fraction", "1"] if mode == "shadow" else [])
     done = subprocess.run(
         cmd, env=env, cwd=work, capture_output=True, text=True, timeout=60,
@@ -84,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
         env.setdefault(name, "1")
     load = Load(client, wrk, work)
     server: Server | None = None
-    results: dict[str, list[Result]] = {mode: [] for mode in MODES}
+    modes = ("off", AGAIN) if args.aa else MODES
+    results: dict[str, list[Result]] = {mode: [] for mode in modes}
     try:
         log(f"temporary folder {work}; load average {loadavg()}; client {client}")
         train(env, work, args.train_retries)
@@ -102,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         server.wait_ready({})
         warm_every_worker(server, {})
         for pair in range(args.pairs):
-            order = MODES if pair % 2 == 0 else MODES[::-1]
+            order = modes if pair % 2 == 0 else modes[::-1]
             for mode in order:
                 set_mode(env, work, mode)
                 load.run(server, mode, {}, args.concurrency, args.warmup, record=False)
@@ -118,11 +124,11 @@ def main(argv: list[str] | None = None) -> int:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
     print(fmt_table([r for pair in zip(*results.values(), strict=True) for r in pair]))
-    rps = ratios([r.rps for r in results["shadow"]], [r.rps for r in results["off"]])
-    # p99 as "higher is better" for ratios(): off / shadow; > 1 would mean the shadow is faster
-    p99 = ratios([r.p99_ms for r in results["shadow"]], [r.p99_ms for r in results["off"]])
-    print(f"req/s shadow / off: {rps}")
-    print(f"p99 shadow / off:   {p99}  (goal: at most ×1.10)")
+    other = modes[1]
+    rps = ratios([r.rps for r in results[other]], [r.rps for r in results["off"]])
+    p99 = ratios([r.p99_ms for r in results[other]], [r.p99_ms for r in results["off"]])
+    print(f"req/s {other} / off: {rps}")
+    print(f"p99 {other} / off:   {p99}  (goal: at most ×1.10)")
     for day in shadow:
         print(f"shadow {day['day']} version {day['version']}: {json.dumps(day['figures'])}")
     return 0 if p99.median <= 1.10 else 1
