@@ -16,7 +16,9 @@ request thread. What it lacks is added here:
   large), instead of a connection dropped without an answer.
 
 ``serve`` runs it in-process; ``api`` runs it in each gunicorn worker (``FrontWorker``), on the
-sockets gunicorn's master opened, so both commands answer through the same front.
+sockets gunicorn's master opened, so both commands answer through the same front. There the
+workers share a burst of new connections fairly (``scoring.service.balance``): keep-alive
+clients stay on the worker that accepted them, and the first worker to wake took them all.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from waitress.server import TcpWSGIServer
 from waitress.task import ErrorTask, ThreadedTaskDispatcher
 
 from scoring.errors import InsufficientStorage, error_body
+from scoring.service.balance import Balance
 from scoring.settings import Settings
 
 log = logging.getLogger("dropscore.server")
@@ -54,6 +57,8 @@ FD_RESERVE = 256  # descriptors kept for files, the database and the model, not 
 MIN_CONNECTIONS = 100  # waitress' own default, should the descriptor limit be low
 UNKNOWN = sys.maxsize  # body bytes still to come when a chunked body's end is not known
 ACCEPT_BATCH = 256  # connections accepted in one turn of the loop
+DEFER_PAUSE = 0.002  # how long a worker leaving a new connection to a sibling pauses its loop
+DEFER_SECONDS = 0.25  # after this long waiting for a sibling, a worker takes the connection
 CHANNEL_SECONDS = 120  # an answer's reader that takes nothing for this long is dropped
 
 
@@ -391,7 +396,11 @@ class FrontServer(TcpWSGIServer):
         thousand connections then kept a new client waiting in the backlog for seconds.
         """
         room = min(ACCEPT_BATCH, self.adj.connection_limit - len(self.front.map))
-        for _ in range(max(1, room)):
+        for taken in range(max(1, room)):
+            if not self.front.may_accept():  # another worker holds fewer: it takes the rest
+                if not taken:
+                    self.front.defer()
+                return
             before = len(self.front.map)
             super().handle_accept()
             if len(self.front.map) == before:  # nothing left to accept (or it failed): done
@@ -409,9 +418,17 @@ class FrontServer(TcpWSGIServer):
 class Front:
     """waitress on sockets already listening, run by our own loop until ``stop()`` says so."""
 
-    def __init__(self, app: Any, sockets: list[socket.socket], options: FrontOptions) -> None:
+    def __init__(
+        self,
+        app: Any,
+        sockets: list[socket.socket],
+        options: FrontOptions,
+        balance: Balance | None = None,
+    ) -> None:
         self.app = app
         self.options = options
+        self.balance = balance  # the sibling workers' connection counts (gunicorn), or None
+        self._deferred: float | None = None  # since when a waiting connection was left to others
         self.draining = False
         self.map: dict[int, Any] = {}
         self.adj = Adjustments(
@@ -435,14 +452,47 @@ class Front:
         try:
             while not stop():
                 wasyncore.poll2(LOOP_SECONDS, self.map)
+                if self.balance is not None:  # the siblings see this one alive, and its count
+                    self.balance.publish(self.held())
                 tick()
             self.drain(tick)
         finally:
             self.close()
 
+    def may_accept(self) -> bool:
+        """Say whether this process takes a new connection now (always, with no siblings).
+
+        No when a sibling worker holds fewer (``scoring.service.balance``), unless a connection
+        has waited ``DEFER_SECONDS`` for the others: a sibling slow to take its share never
+        keeps a client waiting longer than that.
+        """
+        if self.balance is None:
+            return True
+        now = time.monotonic()
+        fair = self.balance.may_accept(self.held())
+        if fair or (self._deferred is not None and now - self._deferred >= DEFER_SECONDS):
+            self._deferred = None
+            return True
+        return False
+
+    def held(self) -> int:
+        """Count the connections this process holds open."""
+        held = 0
+        for server in self.servers:
+            held += len(cast(dict[int, FrontChannel], server.active_channels))
+        return held
+
+    def defer(self) -> None:
+        """Leave a waiting connection to a sibling for a moment (the socket stays watched)."""
+        if self._deferred is None:
+            self._deferred = time.monotonic()
+        time.sleep(DEFER_PAUSE)  # the poll wakes again at once while it waits: no spinning
+
     def drain(self, tick: Callable[[], None] = lambda: None) -> None:
         """Stop accepting at once; finish bodies and answers under way, up to the grace period."""
         self.draining = True
+        if self.balance is not None:
+            self.balance.leave()  # the siblings no longer wait for this one to take its share
         for server in self.servers:
             # The listening socket only: its trigger still wakes the loop for answers under way.
             wasyncore.dispatcher.close(server)  # new connections are refused from now on
@@ -474,19 +524,22 @@ class Front:
         wasyncore.close_all(self.map)
 
 
-def front_worker(options: FrontOptions) -> type:
+def front_worker(options: FrontOptions, workers: int) -> type:
     """Return a gunicorn worker class that serves through the front with these options.
 
     gunicorn keeps what it is good at (pre-fork, restarts, the heartbeat, the master's
     sockets); the worker answers through the same loop as ``serve`` instead of gthread's
     thread per connection. SIGTERM (gunicorn's graceful stop) drains; SIGQUIT and SIGINT quit;
-    SIGHUP reloads the settings in place.
+    SIGHUP reloads the settings in place. The ``workers`` share one table of their connection
+    counts, made here in the master before it forks them.
     """
     import os
 
     from gunicorn.workers.base import Worker
 
     from scoring.service.reload import RELOADER_KEY, reload_on_sighup
+
+    balance = Balance(workers)  # in the master, before the fork: every worker shares it
 
     class FrontWorker(Worker):
         """A gunicorn worker running the front on the sockets its master listens on."""
@@ -495,7 +548,8 @@ def front_worker(options: FrontOptions) -> type:
             """Serve until gunicorn stops this worker or its master goes away, then drain."""
             # gunicorn's listeners wrap the socket itself: waitress wants the socket
             listeners = [getattr(listener, "sock", listener) for listener in self.sockets]
-            front = Front(self.wsgi, listeners, options)
+            front = Front(self.wsgi, listeners, options, balance)
+            balance.join()
             reloader = getattr(self.wsgi, "extensions", {}).get(RELOADER_KEY)
             if reloader is not None:  # SIGHUP (the master forwards it): reload in place
                 reload_on_sighup(reloader)
@@ -508,6 +562,9 @@ def front_worker(options: FrontOptions) -> type:
                     self.notify()
                     last = now
 
-            front.run(lambda: not self.alive or self.ppid != os.getppid(), beat)
+            try:
+                front.run(lambda: not self.alive or self.ppid != os.getppid(), beat)
+            finally:
+                balance.leave()
 
     return FrontWorker

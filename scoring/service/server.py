@@ -195,7 +195,7 @@ def gunicorn_options(
     return {
         "bind": bind,
         "workers": workers,
-        "worker_class": front_worker(front) if front is not None else "gthread",
+        "worker_class": front_worker(front, workers) if front is not None else "gthread",
         "threads": threads,
         "timeout": 300,
         # the master waits this long for its workers' drain before it kills them
