@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import re
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -30,6 +29,7 @@ from scoring.lifecycle.registry import Registry
 from scoring.lifecycle.training import train
 from scoring.models.job_ids import CANARY, job_id
 from scoring.settings import Settings
+from scoring.testing.waiting import wait_for
 
 from ._server import serving
 from .conftest import make_settings, register_trained
@@ -82,17 +82,6 @@ class Served:
         return answer.json()
 
 
-def poll(check, what: str):
-    """Return check()'s first truthy value; fail after DEADLINE seconds (not a timing assert)."""
-    end = time.monotonic() + DEADLINE
-    while time.monotonic() < end:
-        found = check()
-        if found:
-            return found
-        time.sleep(0.1)
-    pytest.fail(f"gave up waiting for {what}")
-
-
 @pytest.fixture(scope="module")
 def served(tmp_path_factory, diabetes) -> Iterator[Served]:
     settings = make_settings(tmp_path_factory.mktemp("rule"), model={"estimator": "ridge"})
@@ -115,7 +104,7 @@ def run_check(schedule: Schedule) -> str:
     """Run the canary job now through the running scheduler; return the rule's last outcome."""
     done = schedule.counts()[JOB]["executed"]
     schedule._scheduler.get_job(JOB).modify(next_run_time=datetime.now(UTC))
-    poll(lambda: schedule.counts()[JOB]["executed"] > done, "the canary check to run")
+    wait_for(lambda: schedule.counts()[JOB]["executed"] > done, DEADLINE, 0.1, "the canary check")
     return str(schedule._tally.last[JOB]["outcome"])
 
 
@@ -137,7 +126,9 @@ def test_a_challenger_that_fails_requests_is_rolled_back_by_the_rule(served, sch
 
     counts = served.send()
     assert counts.get("error", 0) > 0 and counts.get("1", 0) > 0, counts
-    poll(lambda: _sent(served.challenger(), "3") >= 30, "the challenger's figures")
+    wait_for(
+        lambda: _sent(served.challenger(), "3") >= 30, DEADLINE, 0.1, "the challenger's figures"
+    )
     run_check(schedule)
     state = served.challenger()["rule"]
     assert (state["last"]["outcome"], state["failures"], state["last"]["decision"]) == (
@@ -151,7 +142,8 @@ def test_a_challenger_that_fails_requests_is_rolled_back_by_the_rule(served, sch
     assert "error rate" in body["rule"]["last"]["reason"]
     assert body["rule"]["last"]["figures"]["3"]["errors"] > 0
     assert served.registry.champion_version() == 1  # nothing promoted
-    poll(lambda: _traffic(served)["mode"] == "off", "the replica to follow")  # within a second
+    follow = "the replica to follow"  # within a second
+    wait_for(lambda: _traffic(served)["mode"] == "off", DEADLINE, 0.1, follow)
     row = AuditLog(StateDB.at(served.settings.shared_db_path)).list(limit=1)[0]
     assert (row.key_name, row.method, row.endpoint, row.version, row.model) == (
         "rule", "RULE", "traffic.rule_rollback", "3", "default"
@@ -170,7 +162,9 @@ def test_a_challenger_as_good_as_the_champion_is_promoted_by_the_rule(served, sc
     schedule = schedules(served.settings)
     counts = served.send()
     assert set(counts) == {"1", "2"}, counts  # both answer, none fails
-    poll(lambda: _sent(served.challenger(), "2") >= 30, "the challenger's figures")
+    wait_for(
+        lambda: _sent(served.challenger(), "2") >= 30, DEADLINE, 0.1, "the challenger's figures"
+    )
 
     run_check(schedule)
     assert served.challenger()["rule"]["last"]["outcome"] == "pass"
@@ -182,7 +176,7 @@ def test_a_challenger_as_good_as_the_champion_is_promoted_by_the_rule(served, sc
     record = served.registry.get(2)
     assert record.promoted_by == "rule"
     assert record.reason.startswith("canary rule: pass: error rate 0.00% vs champion 0.00%")
-    poll(lambda: _traffic(served)["mode"] == "off", "the replica to follow")
+    wait_for(lambda: _traffic(served)["mode"] == "off", DEADLINE, 0.1, "the replica to follow")
     row = AuditLog(StateDB.at(served.settings.shared_db_path)).list(limit=1)[0]
     assert (row.key_name, row.path, row.endpoint, row.version) == (
         "rule", "/models/default/versions/2/promote", "traffic.rule_promote", "2"
