@@ -3,10 +3,13 @@ files headed with those names on every bulk path, and drift reads the same colum
 
 from __future__ import annotations
 
+import ast
 import io
 import json
 import urllib.request
 import uuid
+from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -282,3 +285,56 @@ def test_raw_frame_model_scores_a_csv_with_its_own_headers(tmp_path_factory, nam
     assert (summary.rows_scored, summary.rows_failed) == (40, 0)
     rows = [json.loads(line) for line in (folder / "o.jsonl").read_text().splitlines()]
     assert list(rows[0])[: len(names)] == names
+
+
+# -- the rule ---------------------------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[1]
+LOOKUPS = frozenset({"column", "get_field_index", "get", "index"})
+
+
+def _feature_loops(tree: ast.AST) -> Iterator[tuple[ast.AST, set[str]]]:
+    """Yield each loop or comprehension over ``….features`` with the names it binds."""
+    for node in ast.walk(tree):
+        pairs: list[tuple[ast.expr, ast.expr, ast.AST]] = []
+        if isinstance(node, ast.For):
+            pairs.append((node.iter, node.target, node))
+        elif isinstance(node, (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)):
+            pairs.extend((gen.iter, gen.target, node) for gen in node.generators)
+        for source, target, scope in pairs:
+            if isinstance(source, ast.Call) and getattr(source.func, "id", "") == "enumerate":
+                source = source.args[0]
+            if isinstance(source, ast.Attribute) and source.attr == "features":
+                yield scope, {n.id for n in ast.walk(target) if isinstance(n, ast.Name)}
+
+
+def _is_feature_name(node: ast.AST, names: set[str]) -> bool:
+    """Tell whether node is a loop variable over features, or its ``.name``."""
+    if isinstance(node, ast.Attribute) and node.attr == "name":
+        node = node.value
+    return isinstance(node, ast.Name) and node.id in names
+
+
+def feature_names_used_as_columns(path: Path) -> list[str]:
+    """List where a feature's own name is looked up among a batch's columns."""
+    found = []
+    for scope, names in _feature_loops(ast.parse(path.read_text(), str(path))):
+        for node in ast.walk(scope):
+            if isinstance(node, ast.Call) and getattr(node.func, "attr", "") in LOOKUPS:
+                if any(_is_feature_name(arg, names) for arg in node.args):
+                    found.append(f"{path.name}:{node.lineno}")
+            elif (
+                isinstance(node, ast.Compare)
+                and _is_feature_name(node.left, names)
+                and any(isinstance(op, (ast.In, ast.NotIn)) for op in node.ops)
+            ):
+                found.append(f"{path.name}:{node.lineno}")
+    return found
+
+
+def test_bulk_and_drift_find_feature_columns_only_through_lake_columns():
+    """A feature's name is not a lake column name: ``lake_columns`` is the one way between."""
+    paths = sorted((ROOT / "scoring" / "bulk").glob("*.py"))
+    paths += sorted((ROOT / "scoring" / "monitoring").glob("*.py"))
+    found = [where for path in paths for where in feature_names_used_as_columns(path)]
+    assert found == [], f"look features up with FeatureSchema.lake_columns, not by name: {found}"

@@ -309,9 +309,10 @@ def _numeric_lake_columns(
     schema: FeatureSchema, lake: Sequence[str], originals: Mapping[str, str]
 ) -> list[str]:
     """Name the lake columns that feed numeric features, in the file's order."""
+    numeric = {f.name for f in schema.features if f.kind == "numeric"}
     found = schema.lake_columns(lake, originals).found
-    numeric = {found[f.name] for f in schema.features if f.kind == "numeric" and f.name in found}
-    return [name for name in lake if name in numeric]
+    columns = {column for name, column in found.items() if name in numeric}
+    return [name for name in lake if name in columns]
 
 
 # The formats whose numbers are parsed from text, where ``typed_read`` pins numeric features.
@@ -439,7 +440,7 @@ def features_from_batch(
     dtype = np.float64 if schema.numeric_only else object
     X = np.empty((n, len(schema.features)), dtype=dtype)
     for i, feat in enumerate(schema.features):
-        column = batch.column(found.get(feat.name, feat.name))
+        column = batch.column(found[feat.name])  # check_features saw that each has one
         if feat.kind == "numeric":
             values, bad, infinite = _numeric(column)
             X[:, i] = values
