@@ -293,16 +293,26 @@ def _stage(stages: list[Stage[T]], source: Iterator[T], name: str) -> Stage[T]:
 
 def typed_read(read: ReadOptions, schema: FeatureSchema) -> ReadOptions:
     """Parse the model's numeric features as numbers, no inference: about half the CSV work."""
-    numeric = frozenset(f.name for f in schema.features if f.kind == "numeric")
-    if not numeric:
+    if all(f.kind != "numeric" for f in schema.features):
         return read
-    return replace(read, column_types=functools.partial(_numeric_columns, numeric))
+    return replace(read, column_types=functools.partial(_numeric_columns, schema))
 
 
-def _numeric_columns(numeric: frozenset[str], names: Sequence[str]) -> Mapping[str, pa.DataType]:
-    """Map the header names whose lake names are numeric features to float64."""
+def _numeric_columns(schema: FeatureSchema, names: Sequence[str]) -> Mapping[str, pa.DataType]:
+    """Map the header names whose columns feed numeric features to float64."""
     lake = normalize_names(names)
-    return {raw: pa.float64() for raw, new in zip(names, lake, strict=True) if new in numeric}
+    originals = dict(zip(lake, names, strict=True))
+    return {originals[new]: pa.float64() for new in _numeric_lake_columns(schema, lake, originals)}
+
+
+def _numeric_lake_columns(
+    schema: FeatureSchema, lake: Sequence[str], originals: Mapping[str, str]
+) -> list[str]:
+    """Name the lake columns that feed numeric features, in the file's order."""
+    numeric = {f.name for f in schema.features if f.kind == "numeric"}
+    found = schema.lake_columns(lake, originals).found
+    columns = {column for name, column in found.items() if name in numeric}
+    return [name for name in lake if name in columns]
 
 
 # The formats whose numbers are parsed from text, where ``typed_read`` pins numeric features.
@@ -313,8 +323,8 @@ def pinned_columns(fmt: Format, header: Sequence[str], schema: FeatureSchema) ->
     """Name the lake columns ``typed_read`` had parsed as float64 (none outside CSV and TSV)."""
     if fmt not in PARSED_FROM_TEXT:
         return []
-    numeric = frozenset(f.name for f in schema.features if f.kind == "numeric")
-    return [name for name in normalize_names(header) if name in numeric]
+    lake = normalize_names(header)
+    return _numeric_lake_columns(schema, lake, dict(zip(lake, header, strict=True)))
 
 
 class WholeNumbers:
@@ -350,15 +360,34 @@ class WholeNumbers:
 def check_features(
     columns: list[str], schema: FeatureSchema, originals: dict[str, str] | None = None
 ) -> None:
-    """Refuse a file missing any feature column, naming each, before scoring a row."""
-    present = set(columns)
-    missing = [f.name for f in schema.features if f.name not in present]
-    if missing:
-        shown = [(originals or {}).get(c, c) for c in columns if c not in PROVENANCE]
+    """Refuse a file missing any feature column, naming each, before scoring a row.
+
+    A column two features would both read (``A`` and ``a`` over a file with one of them) is
+    refused too: scoring one of them from the other's column would be a wrong answer.
+    """
+    originals = originals or {}
+    resolved = schema.lake_columns(columns, originals)
+    if resolved.missing:
+        missing = resolved.missing
+        shown = [originals.get(c, c) for c in columns if c not in PROVENANCE]
         raise MissingFeatures(
             f"the file lacks the model's feature columns: {', '.join(missing)}"
             f" (it has: {', '.join(shown[:30])}{'…' if len(shown) > 30 else ''})",
             [{"field": name, "problem": "missing column"} for name in missing],
+        )
+    if resolved.shared:
+        clashes = [
+            f"{' and '.join(names)} would all read the column {originals.get(c, c)!r}"
+            for c, names in resolved.shared.items()
+        ]
+        raise MissingFeatures(
+            f"the file's columns do not tell the model's features apart: {'; '.join(clashes)}"
+            " (head each feature's column exactly as the model names it)",
+            [
+                {"field": name, "problem": f"shares the column {originals.get(c, c)!r}"}
+                for c, names in resolved.shared.items()
+                for name in names
+            ],
         )
 
 
@@ -370,7 +399,7 @@ def score_batch(
 ) -> tuple[pa.RecordBatch, int]:
     """Predict one batch; rows that cannot be scored get a null prediction and an error."""
     n = batch.num_rows
-    X, errors = features_from_batch(batch, model.schema)
+    X, errors = features_from_batch(batch, model.schema, originals)
     ok = np.array([e is None for e in errors], dtype=bool) if errors else np.ones(n, dtype=bool)
     columns: dict[str, pa.Array] = {}
     for name, column in zip(batch.schema.names, batch.columns, strict=True):
@@ -397,15 +426,21 @@ def score_batch(
 
 
 def features_from_batch(
-    batch: pa.RecordBatch, schema: FeatureSchema
+    batch: pa.RecordBatch, schema: FeatureSchema, originals: Mapping[str, str] | None = None
 ) -> tuple[np.ndarray, list[str | None]]:
-    """Lay a batch out as the model's input; collect one error message per bad row."""
+    """Lay a batch out as the model's input; collect one error message per bad row.
+
+    Each feature is read from the lake column ``FeatureSchema.lake_columns`` finds for it
+    (``originals``: lake name -> the user's header), so a model whose features are not lake
+    names scores the file as its headers were written.
+    """
     n = batch.num_rows
+    found = schema.lake_columns(batch.schema.names, originals).found
     errors: list[str | None] = []
     dtype = np.float64 if schema.numeric_only else object
     X = np.empty((n, len(schema.features)), dtype=dtype)
     for i, feat in enumerate(schema.features):
-        column = batch.column(feat.name)
+        column = batch.column(found[feat.name])  # check_features saw that each has one
         if feat.kind == "numeric":
             values, bad, infinite = _numeric(column)
             X[:, i] = values

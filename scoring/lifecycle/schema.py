@@ -57,6 +57,12 @@ class FeatureSchema:
         """Return the feature names in the order the model takes them."""
         return [f.name for f in self.features]
 
+    def lake_columns(
+        self, columns: Sequence[str], originals: Mapping[str, str] | None = None
+    ) -> LakeColumns:
+        """Find each feature's column in a lake-named batch (see ``lake_columns``)."""
+        return lake_columns(self.names, columns, originals)
+
     @property
     def numeric_only(self) -> bool:
         """Tell whether every feature is numeric (no encoding needed)."""
@@ -83,6 +89,48 @@ class FeatureSchema:
 def normalize_name(name: str) -> str:
     """Normalize one client-supplied column name exactly as the ingest side does."""
     return normalize_names([name])[0]
+
+
+@dataclass(frozen=True)
+class LakeColumns:
+    """Where each of the model's features is in a lake-named batch, and what is not there."""
+
+    found: Mapping[str, str]  # feature name -> the lake column that feeds it
+    missing: tuple[str, ...]  # features no column matches
+    shared: Mapping[str, tuple[str, ...]]  # a lake column -> the features that would all read it
+
+
+def lake_columns(
+    features: Sequence[str], columns: Sequence[str], originals: Mapping[str, str] | None = None
+) -> LakeColumns:
+    """Find each feature's lake column: the user's exact header first, then the lake name.
+
+    Ingest renames a file's headers to lake names (``normalize_names``), but a model's features
+    need not be lake names (an MLflow signature, a frame trained with its raw columns such as
+    ``sepal length (cm)``). ``columns`` are the batch's lake names, ``originals`` maps each to
+    the header the user wrote. A feature reads the column whose header is exactly its name,
+    else the column named by it, else by its normalized name. Two features reading one column
+    (``A`` and ``a`` over a file with only ``a``) are reported in ``shared``: the caller
+    refuses rather than score the wrong column.
+    """
+    originals = originals or {}
+    present = set(columns)
+    by_header: dict[str, str] = {}
+    for column in columns:
+        by_header.setdefault(originals.get(column, column), column)
+    found: dict[str, str] = {}
+    missing: list[str] = []
+    for name in features:
+        column = by_header.get(name) or (name if name in present else normalize_name(name))
+        if column in present:
+            found[name] = column
+        else:
+            missing.append(name)
+    readers: dict[str, list[str]] = {}
+    for name, column in found.items():
+        readers.setdefault(column, []).append(name)
+    shared = {column: tuple(names) for column, names in readers.items() if len(names) > 1}
+    return LakeColumns(found, tuple(missing), shared)
 
 
 def infer_schema(

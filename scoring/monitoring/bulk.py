@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
+from scoring.lifecycle.schema import lake_columns
 from scoring.monitoring.accumulate import DriftAccumulator
 from scoring.monitoring.profile import PREDICTION
 from scoring.monitoring.reference import reference
@@ -84,10 +85,8 @@ class DriftWatch:
             return
         try:
             features = {}
-            for name in accumulator.profile.features:
-                i = batch.schema.get_field_index(originals.get(name, name))
-                if i >= 0:
-                    features[name] = batch.column(i)
+            for name, column in _feature_columns(accumulator.profile.features, batch, originals):
+                features[name] = batch.column(column)
             i = batch.schema.get_field_index(PREDICTION)
             accumulator.update(features, batch.column(i) if i >= 0 else None, start=start)
         except Exception as exc:  # a view of the scoring: the scored file must not suffer
@@ -132,6 +131,23 @@ class DriftWatch:
             reason = self.reason or "no reference"
             return DriftReport.not_compared(reason, self.rows, self.thresholds)
         return self.accumulator.report(self.thresholds)
+
+
+def _feature_columns(
+    features: Iterable[str], batch: pa.RecordBatch, originals: Mapping[str, str]
+) -> list[tuple[str, int]]:
+    """Pair each profiled feature with its column's index in a scored batch (input's names).
+
+    Found as the scorer found it (``lake_columns``), so a model whose features are not lake
+    names is watched on the columns it scored; a feature the batch lacks is left out.
+    """
+    lake = {shown: name for name, shown in originals.items()}
+    names = batch.schema.names
+    found = lake_columns(list(features), [lake.get(n, n) for n in names], originals).found
+    indices = [
+        (name, batch.schema.get_field_index(originals.get(c, c))) for name, c in found.items()
+    ]
+    return [(name, i) for name, i in indices if i >= 0]
 
 
 class BulkDrift:
