@@ -51,6 +51,7 @@ GOAL_PARQUET = 2.5  # the same, Parquet in
 GOAL_FLOOR = 0.9  # dropscore / floor rows/s, either input
 GOAL_RSS_MB = 400.0
 PEERS = ("floor", "naive")
+BASELINE = "baseline"  # --baseline: the same command on another checkout's source
 CHUNK = 1 << 20
 
 
@@ -87,22 +88,37 @@ def train(env: dict[str, str], log: Path) -> None:
 
 
 def paired_paths(
-    src: Path, rows: int, work: Path, env: dict[str, str], model: Path, pairs: int
+    src: Path,
+    rows: int,
+    work: Path,
+    env: dict[str, str],
+    model: Path,
+    pairs: int,
+    baseline: Path | None = None,
 ) -> dict[str, list[Result]]:
-    """Score src with dropscore and each peer once a pair, order rotated, each a fresh process."""
+    """Score src with dropscore and each peer once a pair, order rotated, each a fresh process.
+
+    With ``baseline`` (another checkout's source folder), the same command run on that source
+    (``PYTHONPATH``) is one more path of each pair: a change's effect, in the same pairs.
+    """
     out = work / "out.parquet"
     commands = {
         "dropscore": [dropscore_bin(), "score", str(src), "-o", str(out), "--format", "parquet"],
         "floor": [sys.executable, "-m", "bench.floor_peer", str(src), str(out)],
         "naive": [sys.executable, "-m", "bench.naive_peer", str(src), str(out), str(model)],
     }
+    envs = {name: env for name in commands}
+    if baseline is not None:
+        commands[BASELINE] = commands["dropscore"]
+        envs[BASELINE] = {**env, "PYTHONPATH": str(baseline)}
     results: dict[str, list[Result]] = {name: [] for name in commands}
     names = list(commands)
     for pair in range(pairs):
         order = names[pair % len(names) :] + names[: pair % len(names)]
         for name in order:
             print(f"  pair {pair + 1} {name} …", end="", flush=True)
-            result = measure(name, commands[name], env, rows, work / f"{name}.log", cwd=ROOT)
+            log = work / f"{name}.log"
+            result = measure(name, commands[name], envs[name], rows, log, cwd=ROOT)
             cores = result.cpu_seconds / result.seconds
             print(f" {result.seconds:.2f}s {result.peak_mb:.0f} MiB, {cores:.2f} cores", flush=True)
             got = parquet_rows(out)
@@ -132,6 +148,12 @@ def print_table(title: str, results: dict[str, list[Result]], goal: float) -> bo
     print("  (CPU s: user + system of the process; cores: CPU s / wall s, both cores busy = 2)")
     ds = results["dropscore"]
     speed = {peer: ratios([r.rate for r in ds], [r.rate for r in results[peer]]) for peer in PEERS}
+    if BASELINE in results:
+        base = results[BASELINE]
+        rate = ratios([r.rate for r in ds], [r.rate for r in base])
+        print(f"  dropscore / {BASELINE} rows/s: {rate}")
+        cpu = ratios([r.cpu_seconds for r in base], [r.cpu_seconds for r in ds])
+        print(f"  {BASELINE} / dropscore CPU s: {cpu}")
     for peer in PEERS:
         print(f"  dropscore / {peer} rows/s: {speed[peer]}")
         memory = ratios([r.peak_mb for r in results[peer]], [r.peak_mb for r in ds])
@@ -282,7 +304,7 @@ def run(args: argparse.Namespace) -> int:
         if "csv" in args.inputs:
             ok &= print_table(
                 f"CSV in ({args.rows:,} rows, {mb:,.0f} MiB) → Parquet out",
-                paired_paths(csv, args.rows, work, env, model, args.pairs),
+                paired_paths(csv, args.rows, work, env, model, args.pairs, args.baseline),
                 GOAL_CSV,
             )
 
@@ -292,7 +314,7 @@ def run(args: argparse.Namespace) -> int:
             pmb = parquet.stat().st_size / (1 << 20)
             ok &= print_table(
                 f"Parquet in ({args.rows:,} rows, {pmb:,.0f} MiB) → Parquet out",
-                paired_paths(parquet, args.rows, work, env, model, args.pairs),
+                paired_paths(parquet, args.rows, work, env, model, args.pairs, args.baseline),
                 GOAL_PARQUET,
             )
             parquet.unlink()
@@ -332,6 +354,13 @@ def main(argv: list[str] | None = None) -> int:
         help="score with [monitoring] drift_on_scoring off (shipped on), to see what drift costs",
     )
     parser.add_argument("--skip-api", action="store_true", help="skip the /score-file part")
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        default=None,
+        help="another checkout's source folder (e.g. `git worktree add` of main): its"
+        " `dropscore score` runs as one more path of every pair",
+    )
     parser.add_argument(
         "--inputs",
         type=lambda text: set(text.split(",")) - {""},

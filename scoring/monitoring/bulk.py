@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from scoring.lifecycle.schema import lake_columns
+from scoring.monitoring import stats
 from scoring.monitoring.accumulate import DriftAccumulator
 from scoring.monitoring.profile import PREDICTION
 from scoring.monitoring.reference import reference
@@ -52,12 +53,14 @@ class DriftWatch:
         accumulator: DriftAccumulator | None,
         reason: str | None = None,
         first_row: int = 0,
+        reports: bool = True,
     ) -> None:
         self.version = version
         self.thresholds = thresholds
         self.accumulator = accumulator
         self.reason = reason  # why there is nothing to compare (no profile), or what failed
         self.first_row = first_row  # a Dask part's first row in the file: the sample follows it
+        self.reports = reports  # False for a Dask part: its counts are reported by the parent
         self.rows = 0
         self._thread: ThreadPoolExecutor | None = None  # started by the first batch
         self._handed: deque[Future[None]] = deque()
@@ -70,6 +73,8 @@ class DriftWatch:
             return
         if self._thread is None:
             self._thread = ThreadPoolExecutor(1, thread_name_prefix="dropscore-drift")
+            if self.reports:
+                stats.preload()  # the report's scipy, imported beside the scoring
         while len(self._handed) >= AHEAD:
             self._handed.popleft().result()
         try:
@@ -110,7 +115,9 @@ class DriftWatch:
         """Give a fresh watch of the same profile for a part starting at ``first_row``."""
         current = self.accumulator
         accumulator = None if current is None else DriftAccumulator(current.profile)
-        return DriftWatch(self.version, self.thresholds, accumulator, self.reason, first_row)
+        return DriftWatch(
+            self.version, self.thresholds, accumulator, self.reason, first_row, reports=False
+        )
 
     def merge(self, part: DriftWatch) -> None:
         """Add a part's rows and counts; a part that failed to accumulate fails the whole."""

@@ -9,7 +9,7 @@ bench that checks it against another library.
   logarithm, so its share is raised to ``EPSILON`` first (Evidently and NannyML do the same with
   their own small constants): one empty bin then adds a bounded term instead of infinity.
 - **Jensen–Shannon distance** in base 2 (0 to 1), as ``scipy.spatial.distance.jensenshannon``
-  computes it, on the same bins; it needs no epsilon.
+  computes it (the same steps, in numpy), on the same bins; it needs no epsilon.
 - **KS** is ``scipy.stats.ks_2samp``'s two-sided test on the two samples, **Wasserstein**
   ``scipy.stats.wasserstein_distance`` on them (in the feature's units; ``wasserstein_norm``
   divides it by the reference's standard deviation, Evidently's form). ``two_sample`` computes
@@ -23,13 +23,40 @@ bench that checks it against another library.
 
 from __future__ import annotations
 
+import contextlib
+import importlib
+import math
+import sys
+import threading
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 
 # scipy is imported by the functions that use it, never with this module: the serving process
 # imports the drift hook at start, and scipy costs a start-up (and a retrain's parent process,
-# tests/test_first_run.py) seconds of CPU it need not pay until a report is made.
+# tests/test_first_run.py) seconds of CPU it need not pay until a report is made. Only the KS
+# p-value needs it (scipy.stats, about 0.8 CPU-s to import); ``preload`` imports it beside a
+# bulk run so that the report at its end does not wait for it.
+STATS_MODULE = "scipy.stats"
+
+
+def preload() -> None:
+    """Start importing scipy.stats on a thread of its own, for a report made later.
+
+    A bulk run calls this once its first batch is scored: the import (about a second on a busy
+    machine) then runs beside the reading and writing instead of after the last batch. The
+    thread is not a daemon, so the interpreter never stops it mid-import; a second caller, or
+    the report, waits on the import lock until it is done. An import that fails here is left
+    for the report to raise where it is handled.
+    """
+    if STATS_MODULE in sys.modules:
+        return
+    threading.Thread(target=_import_stats, name="dropscore-scipy", daemon=False).start()
+
+
+def _import_stats() -> None:
+    with contextlib.suppress(Exception):  # the report imports it again and says what failed
+        importlib.import_module(STATS_MODULE)
 
 # The share an empty bin is given before PSI takes its logarithm (see the module's docstring).
 EPSILON = 1e-4
@@ -73,13 +100,45 @@ def psi(reference: np.ndarray, current: np.ndarray, epsilon: float = EPSILON) ->
 
 
 def js_distance(reference: np.ndarray, current: np.ndarray) -> float:
-    """Compute the Jensen–Shannon distance (base 2, 0 to 1) of two count vectors."""
-    from scipy.spatial import distance
+    """Compute the Jensen–Shannon distance (base 2, 0 to 1) of two count vectors.
 
+    The same steps as ``scipy.spatial.distance.jensenshannon(p, q, base=2.0)`` in numpy
+    (tests/test_drift_stats_numpy.py pins it to scipy's value), so that the KS p-value is the
+    one statistic that needs scipy (scipy.stats imports scipy.spatial itself: this alone
+    saves no import today, it leaves one to remove).
+    """
     p, q = shares(reference), shares(current)
     if not p.any() or not q.any():
         return float("nan")
-    return float(distance.jensenshannon(p, q, base=2.0))
+    p, q = p / np.sum(p), q / np.sum(q)  # scipy normalizes again: the same rounding
+    m = (p + q) / 2.0
+    js = np.sum(_rel_entr(p, m)) + np.sum(_rel_entr(q, m))
+    js /= np.log(2.0)
+    return float(np.sqrt(js / 2.0))
+
+
+def _rel_entr(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Give ``scipy.special.rel_entr`` of shares: ``x·ln(x/y)``, 0 where ``x`` is 0.
+
+    Here ``y`` is the mean of ``x`` and another share, so it is positive wherever ``x`` is:
+    scipy's infinity (``x > 0``, ``y == 0``) cannot occur. Each term is computed as scipy's
+    ufunc does, in the C library's ``log``: a distance near 0 is the square root of a sum that
+    cancels, so a last-bit difference (numpy's vectorized ``log``, or ``log`` of a ratio near
+    1 where scipy takes ``log1p``) shows in it.
+    """
+    return np.array([_rel_entr_term(a, b) for a, b in zip(x.tolist(), y.tolist(), strict=True)])
+
+
+def _rel_entr_term(x: float, y: float) -> float:
+    """One term of ``scipy.special.rel_entr`` for ``x >= 0``, ``y > 0`` (its branches)."""
+    if x <= 0:
+        return 0.0
+    ratio = x / y
+    if 0.5 < ratio < 2:  # x and y close: log1p of the difference keeps its bits
+        return x * math.log1p((x - y) / y)
+    if sys.float_info.min < ratio < math.inf:
+        return x * math.log(ratio)
+    return x * (math.log(x) - math.log(y))  # the ratio is not representable
 
 
 # Above this many cells (n1 × n2) the KS p-value is the asymptotic one: the exact one costs time
