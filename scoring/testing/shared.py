@@ -75,6 +75,7 @@ def _join(kind: str, folder: Path, env: dict[str, str]) -> Info:
     with _locked(folder / "lock"):
         users = _live_users(folder)
         _write_json(folder / "users.json", [*users, os.getpid()])
+        _note(folder, f"{os.getpid()} joins ({len(users) + 1} users)")
         if _host_running(folder) and (folder / "info.json").exists():
             return _read_json(folder / "info.json")["info"]
         (folder / "info.json").unlink(missing_ok=True)
@@ -91,8 +92,15 @@ def _leave(folder: Path) -> None:
         if os.getpid() in users:
             users.remove(os.getpid())
         _write_json(folder / "users.json", users)
+        _note(folder, f"{os.getpid()} leaves ({len(users)} users)")
         if not users:
             _stop_host(folder)
+
+
+def _note(folder: Path, line: str) -> None:
+    """Add a line to ``users.log``: who used the server when (for a person reading a run)."""
+    with open(folder / "users.log", "a", encoding="utf-8") as fh:
+        fh.write(f"{time.strftime('%H:%M:%S')} {line}\n")
 
 
 def _launch(kind: str, folder: Path, env: dict[str, str]) -> Info:
