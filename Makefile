@@ -19,14 +19,16 @@ run: $(STAMP)
 
 # The suite runs on every core (at most 4 workers): most of its time is spent waiting for the
 # servers, trainers and clusters it starts, so two workers on two cores finish far sooner than
-# one. A test file stays on one worker (its module fixtures are made once); each worker has its
-# own PostgreSQL, moto_server and Dask cluster for its session. `make test PYTEST_WORKERS=0`
-# runs it in one process.
+# one. Each worker takes a contiguous half of the tests and an idle one steals the second half
+# of another's queue (worksteal): no worker sits idle while another finishes a long file, and a
+# module's tests stay together on a worker (its module fixtures are made once, or twice where a
+# steal splits it). The workers share one PostgreSQL, moto_server and Dask cluster
+# (scoring/testing/shared.py). `make test PYTEST_WORKERS=0` runs it in one process.
 PYTEST_WORKERS ?= auto
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --maxprocesses 4 --dist loadfile
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --maxprocesses 4 --dist worksteal
 
 # The suite without the end-to-end tests that start real processes (marked `slow`).
 test-fast: $(STAMP)

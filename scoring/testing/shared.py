@@ -205,7 +205,7 @@ def _write_json(path: Path, value: Any) -> None:
     os.replace(part, path)
 
 
-def _on_sigterm(signum: int, frame: object) -> None:
+def _on_signal(signum: int, frame: object) -> None:
     raise SystemExit(0)  # unwinds the host's context manager: its server stops
 
 
@@ -224,7 +224,10 @@ def main(argv: list[str]) -> int:
     fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # taken before the fork: no gap to misread
     if os.fork() > 0:
         os._exit(0)  # the caller reaps this at once; the host is reparented, never a zombie
-    signal.signal(signal.SIGTERM, _on_sigterm)
+    # Stop on SIGINT too, even where it was inherited ignored (a run started with `&`): a
+    # Ctrl-C reaches the whole process group, and the server's own processes leave on it.
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, _on_signal)
     host(kind, folder)
     return 0
 
