@@ -16,7 +16,6 @@ finish first while the others still use the server.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import signal
@@ -28,11 +27,14 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
+from ingest.base.atomic import write_json
+from ingest.state.locks import FileLocks
 from scoring.testing.waiting import wait_for
 
 START_SECONDS = 300.0  # a loaded 2-core machine: a cluster's start measures 5-60 s there
 STOP_SECONDS = 120.0  # the host stops its server (a cluster's workers get 30 s, then a kill)
 WATCH_SECONDS = 1.0  # how often the host looks for a live user
+HOST_LOCK = "host.lock"  # held by the host from its start to its exit
 
 Info = dict[str, Any]
 Host = Callable[[Path], AbstractContextManager[Info]]
@@ -150,27 +152,20 @@ def _signal(pid: int, signum: int) -> None:
 
 def _host_running(folder: Path) -> bool:
     """Tell whether a host holds ``host.lock`` (it holds it from its start to its exit)."""
-    path = folder / "host.lock"
-    if not path.exists():
+    if not (folder / HOST_LOCK).exists():
         return False
-    with open(path, "a") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        fcntl.flock(fh, fcntl.LOCK_UN)
-        return False
+    probe = FileLocks(folder).try_acquire(HOST_LOCK)
+    if probe is None:
+        return True
+    probe.release()
+    return False
 
 
 @contextmanager
 def _locked(path: Path) -> Iterator[None]:
     """Hold an exclusive lock on ``path`` (wait for it: another user may be starting a server)."""
-    with open(path, "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    with FileLocks(path.parent).acquire(path.name):
+        yield
 
 
 def _live_users(folder: Path) -> list[int]:
@@ -200,9 +195,7 @@ def _read_json(path: Path) -> Any:
 
 def _write_json(path: Path, value: Any) -> None:
     """Replace the file at once, so a reader without the lock (the host) sees old or new."""
-    part = path.with_name(path.name + ".part")
-    part.write_text(json.dumps(value), encoding="utf-8")
-    os.replace(part, path)
+    write_json(path, value, indent=None)
 
 
 def _on_signal(signum: int, frame: object) -> None:
@@ -220,8 +213,11 @@ def host(kind: str, folder: Path) -> None:
 def main(argv: list[str]) -> int:
     """Detach a host for ``KIND FOLDER`` and return; the host holds ``host.lock`` until it exits."""
     kind, folder = argv[0], Path(argv[1])
-    lock = open(folder / "host.lock", "a")  # noqa: SIM115 - held by the host for its whole life
-    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # taken before the fork: no gap to misread
+    # Taken before the fork, so there is no gap to misread; the forked host inherits the
+    # descriptor and holds the lock for its whole life (the kernel drops it when it exits).
+    lock = FileLocks(folder).try_acquire(HOST_LOCK)
+    if lock is None:
+        raise SystemExit(f"a host already runs in {folder}")
     if os.fork() > 0:
         os._exit(0)  # the caller reaps this at once; the host is reparented, never a zombie
     # Stop on SIGINT too, even where it was inherited ignored (a run started with `&`): a
