@@ -19,9 +19,9 @@ run: $(STAMP)
 
 # The suite runs on every core (at most 4 workers): most of its time is spent waiting for the
 # servers, trainers and clusters it starts, so two workers on two cores finish far sooner than
-# one. A test file stays on one worker (its module fixtures are made once); each worker has its
-# own PostgreSQL, moto_server and Dask cluster for its session. `make test PYTEST_WORKERS=0`
-# runs it in one process.
+# one. A test file stays on one worker (its module fixtures are made once); the workers share
+# one PostgreSQL, moto_server and Dask cluster (scoring/testing/shared.py). `make test
+# PYTEST_WORKERS=0` runs it in one process.
 PYTEST_WORKERS ?= auto
 test: $(STAMP)
 	$(BIN)/ruff check .

@@ -14,6 +14,7 @@ from ingest.state.db import StateDB
 from scoring.settings import Settings, load_settings
 from scoring.testing.checkout import ROOT, SAMPLE
 from scoring.testing.ports import free_port as free_port  # re-exported: tests import it from here
+from scoring.testing.shared import session_folder
 from scoring.testing.waiting import wait_for as wait_for  # re-exported: tests import it from here
 
 from ._dask import dask_address as dask_address  # the session's Dask cluster, on first use
@@ -153,13 +154,17 @@ def schedules():
 
 
 @pytest.fixture(scope="session")
-def postgres():
-    """Start one real PostgreSQL server for the session (tests/_postgres.py); stop it at the end."""
-    from tests._postgres import start_postgres
+def shared_session(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Name the folder where the session's processes share its servers (scoring.testing.shared)."""
+    return session_folder(tmp_path_factory.getbasetemp(), os.environ.get("PYTEST_XDIST_WORKER"))
 
-    server = start_postgres()
-    yield server
-    server.stop()
+
+@pytest.fixture(scope="session")
+def postgres(shared_session: Path):
+    """Use the session's one real PostgreSQL server (tests/_postgres.py), shared by its workers."""
+    from tests._postgres import shared_postgres
+
+    yield from shared_postgres(shared_session)
 
 
 @pytest.fixture
@@ -185,8 +190,8 @@ def open_state(request, tmp_path: Path):
 
 
 @pytest.fixture(scope="session")
-def s3(tmp_path_factory: pytest.TempPathFactory):
+def s3(shared_session: Path):
     """The session's S3 endpoint (one moto_server, one fresh bucket): see tests/_s3.py."""
     from tests._s3 import s3_session
 
-    yield from s3_session(tmp_path_factory.mktemp("s3"))
+    yield from s3_session(shared_session)

@@ -13,6 +13,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from scoring.testing.memory import status_kb
 from scoring.testing.ports import HOST, free_port
@@ -87,6 +88,13 @@ def dask_cluster(
         _wait_workers(cluster, nworkers)
         yield cluster
         # ExitStack stops in reverse: the workers first, then the scheduler.
+
+
+@contextmanager
+def hosted_cluster(folder: Path) -> Iterator[dict[str, Any]]:
+    """Run the session's cluster for its other processes (in this process's environment)."""
+    with dask_cluster(folder) as cluster:
+        yield {"address": cluster.address}
 
 
 def _wait_workers(cluster: Cluster, n: int) -> None:

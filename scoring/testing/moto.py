@@ -14,8 +14,9 @@ import sys
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from scoring.testing.ports import HOST, free_port
 from scoring.testing.waiting import wait_for
@@ -98,6 +99,13 @@ def moto_endpoint(log: Path, bucket: str | None = None) -> Iterator[S3Endpoint]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@contextmanager
+def hosted_moto(folder: Path) -> Iterator[dict[str, Any]]:
+    """Run the session's moto_server for its other processes; yield how they reach it."""
+    with moto_endpoint(folder / "moto_server.log") as endpoint:
+        yield asdict(endpoint)  # S3Endpoint(**info) again in each of them
 
 
 def _answers(endpoint: str, proc: subprocess.Popen[bytes]) -> bool:

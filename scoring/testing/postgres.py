@@ -16,9 +16,11 @@ import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from scoring.testing.ports import HOST, free_port
 
@@ -76,11 +78,32 @@ class PostgresServer:
         return f"host={self.host} port={self.port} user={self.user} dbname={database}"
 
     def stop(self) -> None:
-        """Stop the server at once and remove its folder."""
-        try:
-            self.stop_server()
-        finally:
-            shutil.rmtree(self.folder, ignore_errors=True)
+        """Stop the server at once and remove its folder (kept if the stop fails: it may run)."""
+        self.stop_server()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    def info(self) -> dict[str, Any]:
+        """Say how another process reaches this server (``attached_postgres`` reads it)."""
+        return {"folder": str(self.folder), "port": self.port, "user": self.user}
+
+
+def attached_postgres(info: dict[str, Any]) -> PostgresServer:
+    """Reach a server another process runs and stops (``scoring.testing.shared``'s host)."""
+
+    def not_ours() -> None:
+        raise RuntimeError("this PostgreSQL belongs to the session's host process: it stops it")
+
+    return PostgresServer(Path(info["folder"]), int(info["port"]), str(info["user"]), not_ours)
+
+
+@contextmanager
+def hosted_postgres(folder: Path) -> Iterator[dict[str, Any]]:
+    """Run a server for the session's other processes; yield how they reach it, then stop it."""
+    server = start_postgres()
+    try:
+        yield server.info()
+    finally:
+        server.stop()
 
 
 def start_postgres() -> PostgresServer:
