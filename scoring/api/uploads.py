@@ -2,9 +2,12 @@
 
 werkzeug's own form parsing spools every file part to a temporary file of its own (in ``/tmp``,
 which may be memory) and the view then copied it into the data folder: each byte written twice.
-Here the parser's ``stream_factory`` opens the part's file in the request's work folder, so the
-bytes land once, where they are scored; a raw body is copied from the socket the same way. The
-body limits of ``scoring.api.limits`` still apply (the request's stream is the limited one).
+Behind the front (``serve``, ``api``) a large body is already on the data folder's disk, in an
+unnamed file: a raw body's file, or a multipart body's file part (decoded as it arrived,
+``scoring.service.multipart``), is given a name here, not copied. Elsewhere the parser's
+``stream_factory`` opens the part's file in the request's work folder, so the bytes land once,
+where they are scored; a raw body is copied from the socket the same way. The body limits of
+``scoring.api.limits`` still apply (the request's stream is the limited one).
 """
 
 from __future__ import annotations
@@ -17,11 +20,13 @@ from pathlib import Path
 from typing import IO
 
 from flask import Request
+from werkzeug.datastructures import FileStorage
 from werkzeug.formparser import FormDataParser
 
 from ingest.base.errors import UnsupportedFormatError, disk_full
 from ingest.base.formats import ACCEPTED, file_suffix, format_for_content_type, format_for_name
 from scoring.errors import BadRequest, InsufficientStorage, UnsupportedMediaType
+from scoring.service.multipart import SpooledPart
 
 CHUNK = 1024 * 1024
 FIELD = "file"  # the multipart field that holds the file
@@ -61,7 +66,10 @@ def receive_upload(request: Request, folder: Path) -> Path:
 
 
 def _receive_multipart(request: Request, folder: Path) -> Path:
-    """Parse the multipart body with part files in folder; keep field 'file', named by us."""
+    """Take the front's decoded file part, or parse the multipart body; keep field 'file'."""
+    spooled = getattr(request.environ.get("wsgi.input"), "upload", None)
+    if isinstance(spooled, SpooledPart):
+        return _name_spooled_part(spooled, folder)
     parts = PartFiles(folder)
     parser = FormDataParser(
         stream_factory=parts,
@@ -79,10 +87,45 @@ def _receive_multipart(request: Request, folder: Path) -> Path:
     upload = files.get(FIELD)
     if upload is None:
         raise BadRequest(f"send the file in the multipart field {FIELD!r}")
-    suffix = suffix_of(upload.filename or "") or suffix_for_type(upload.mimetype)
-    path = folder / f"upload{_known(suffix)}"
+    path = _upload_path(upload, folder)
     os.replace(upload.stream.name, path)  # the part's own file: renamed, not copied
     return _non_empty(path)
+
+
+def _upload_path(upload: FileStorage, folder: Path) -> Path:
+    """Name the upload by its file name's suffix, else by its part's content type."""
+    suffix = suffix_of(upload.filename or "") or suffix_for_type(upload.mimetype)
+    return folder / f"upload{_known(suffix)}"
+
+
+def _name_spooled_part(spooled: SpooledPart, folder: Path) -> Path:
+    """Give the front's spool file, whose first bytes are the file part, our name; cut the rest.
+
+    The front (``scoring.service.multipart``) decoded the body as it arrived and wrote it once,
+    from the file's first byte on; what follows the file there (the closing boundary) is cut
+    off. The body held this one file part: werkzeug's parser would have found the same.
+    """
+    if spooled.name != FIELD:
+        raise BadRequest(f"send the file in the multipart field {FIELD!r}")
+    upload = FileStorage(None, spooled.filename, spooled.name, headers=spooled.headers)
+    path = _upload_path(upload, folder)
+    if _link_fd(spooled.fileno, path):
+        os.truncate(path, spooled.size)
+    else:  # no O_TMPFILE or no /proc: copy the file's bytes
+        with open(path, "wb") as fh:
+            _copy_range(spooled.fileno, fh, spooled.size)
+    return _non_empty(path)
+
+
+def _copy_range(fd: int, out: IO[bytes], size: int) -> None:
+    """Copy the first size bytes of the file open as fd into out."""
+    done = 0
+    while done < size:
+        data = os.pread(fd, min(CHUNK, size - done), done)
+        if not data:
+            break
+        out.write(data)
+        done += len(data)
 
 
 def _receive_body(request: Request, folder: Path) -> Path:
@@ -112,12 +155,20 @@ def _name_buffered_body(request: Request, path: Path) -> bool:
         fd = body.fileno()
         if body.tell() != 0 or os.fstat(fd).st_size != size:
             return False
+    except (OSError, ValueError, AttributeError):  # io.UnsupportedOperation is an OSError
+        return False
+    return _link_fd(fd, path)
+
+
+def _link_fd(fd: int, path: Path) -> bool:
+    """Give the open (unnamed) file fd the name path; say whether it could."""
+    try:
         folder = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
         try:  # given a folder descriptor, os.link is linkat(AT_SYMLINK_FOLLOW): the file itself
             os.link(f"/proc/self/fd/{fd}", path.name, dst_dir_fd=folder)
         finally:
             os.close(folder)
-    except (OSError, ValueError, AttributeError):  # io.UnsupportedOperation is an OSError
+    except OSError:
         return False
     return True
 

@@ -26,11 +26,9 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import resource
 import socket
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -48,6 +46,7 @@ from waitress.task import ErrorTask, ThreadedTaskDispatcher
 
 from scoring.errors import InsufficientStorage, error_body
 from scoring.service.balance import Balance
+from scoring.service.multipart import MultipartSpool, multipart_boundary, unnamed_file
 from scoring.settings import Settings
 
 log = logging.getLogger("dropscore.server")
@@ -173,20 +172,8 @@ class SpoolFile(TempfileBasedBuffer):
         super().__init__(from_buffer)
 
     def newfile(self) -> BufferedRandom:
-        """Open an unnamed file in the spool folder (the buffer closes it, and it is gone).
-
-        ``O_TMPFILE`` without ``O_EXCL`` (which ``tempfile.TemporaryFile`` adds) so that the
-        upload route may give it a name; elsewhere, a temporary file as waitress makes it.
-        """
-        flag = getattr(os, "O_TMPFILE", 0)
-        if flag and self.directory is not None:
-            try:
-                fd = os.open(self.directory, flag | os.O_RDWR, 0o600)
-            except OSError:  # a file system without O_TMPFILE
-                pass
-            else:
-                return os.fdopen(fd, "w+b")
-        return tempfile.TemporaryFile("w+b", dir=self.directory)
+        """Open an unnamed file in the spool folder (the buffer closes it, and it is gone)."""
+        return unnamed_file(self.directory)
 
 
 class FrontParser(HTTPRequestParser):
@@ -197,10 +184,20 @@ class FrontParser(HTTPRequestParser):
         self.directory = directory
 
     def parse_header(self, header_plus: bytes) -> None:
-        """Parse the head as waitress does, then give the body receiver our buffer."""
+        """Parse the head as waitress does, then give the body receiver our buffer.
+
+        A multipart body too large for memory is decoded as it arrives
+        (``scoring.service.multipart``), so that its file part is written to disk once.
+        """
         super().parse_header(header_plus)
         if self.body_rcv is not None:  # nothing of the body has arrived yet
-            self.body_rcv.buf = SpoolBuffer(self.adj.inbuf_overflow, self.directory)
+            boundary = multipart_boundary(self.headers.get("CONTENT_TYPE", ""))
+            large = self.chunked or self.content_length >= self.adj.inbuf_overflow
+            if boundary is not None and large and self.command == "POST":
+                spool: Any = MultipartSpool(boundary, self.directory)
+                self.body_rcv.buf = spool
+            else:
+                self.body_rcv.buf = SpoolBuffer(self.adj.inbuf_overflow, self.directory)
 
 
 class JsonErrorTask(ErrorTask):
