@@ -163,6 +163,30 @@ def test_big_fields_before_the_file_are_stored_raw_in_the_spool_file(tmp_path) -
     assert list(tmp_path.iterdir()) == []  # unnamed: nothing left behind
 
 
+def test_an_endless_epilogue_or_part_head_is_stored_raw_never_held_in_memory(tmp_path) -> None:
+    """After the file: 1 MB of epilogue, or a part head that never ends, is not kept in memory.
+
+    werkzeug's decoder keeps what it cannot decode yet in its buffer; the decoding stops (the
+    app parses the raw body, as werkzeug's own bounded parser) once that passes 64 KB.
+    """
+    for tail in (
+        b"x" * MB,
+        f"--{BOUNDARY}\r\nContent-Disposition: form-data; ".encode() + b"y" * MB,
+    ):
+        body = multipart(b"a\n1\n") + tail
+        spool = MultipartSpool(BOUNDARY.encode(), tmp_path)
+        try:
+            for at in range(0, len(body), 8192):
+                spool.append(body[at : at + 8192])
+                held = 0 if spool.decoding is None else len(spool.decoding.decoder.buffer)
+                assert held <= 64 * 1024 + 8192
+            assert spool.decoding is None
+            reader = spool.getfile()
+            assert reader.upload is None and reader.read() == body
+        finally:
+            spool.close()
+
+
 def _json_error(response: requests.Response, status: int, code: str, fragment: str) -> None:
     assert response.status_code == status, response.text[:300]
     error = response.json()["error"]

@@ -158,6 +158,9 @@ class MultipartSpool:
             self.file = unnamed_file(self.directory)
             self.file.write(self.head)
             self.head = bytearray()
+        if self.file is not None:
+            # Now, not when the request thread reads it: a full disk is then the front's 507.
+            self.file.flush()
 
     def _decode(self, data: bytes | None) -> int | None:
         """Feed the decoder; return where the file's content starts once that is known.
@@ -235,6 +238,8 @@ def _feed(decoding: _Decoding, data: bytes | None, head: bytearray | None) -> in
         state = decoder.state
         event = decoder.next_event()
         if isinstance(event, NeedData):
+            if len(decoder.buffer) > HEAD_LIMIT:  # an epilogue, or a part head that never ends
+                raise Unusual("the decoder would hold more than HEAD_LIMIT bytes in memory")
             return start
         if isinstance(event, File):
             start = _file_starts(decoding, event, head)
