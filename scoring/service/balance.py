@@ -28,7 +28,7 @@ SLOTS = 64  # workers a master may run at once, restarts included (a dead one's 
 # After its start, how long a worker leaves their share to siblings not yet serving (they fork
 # together; the first one ready took a whole burst of clients while the second loaded its app).
 STARTING_SECONDS = 2.0
-STALE_SECONDS = 3.0  # a worker silent this long (its loop turns at least twice a second) is gone
+STALE_SECONDS = 1.0  # a worker silent this long (its loop turns at least twice a second) is gone
 PID, COUNT, BEAT = range(3)  # the fields of a worker's slot
 
 
@@ -47,7 +47,10 @@ class Balance:
     def join(self) -> None:
         """Claim a slot for this worker: a free one, or one whose worker is gone."""
         pid, now = os.getpid(), time.monotonic()
-        with self._lock:
+        if not self._lock.acquire(timeout=1.0):  # a worker killed while claiming held it
+            self._mine = None  # then this one accepts freely, as a worker without a table
+            return
+        try:
             for slot in range(self._slots):
                 owner = int(self._table[slot * 3 + PID])
                 if owner == 0 or owner == pid or not self._live(slot, now):
@@ -56,6 +59,8 @@ class Balance:
                     self._table[slot * 3 + BEAT] = now
                     self._mine, self._joined = slot, now
                     return
+        finally:
+            self._lock.release()
         self._mine = None  # every slot taken by a live worker: this one accepts freely
 
     def leave(self) -> None:

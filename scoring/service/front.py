@@ -58,6 +58,7 @@ UNKNOWN = sys.maxsize  # body bytes still to come when a chunked body's end is n
 ACCEPT_BATCH = 256  # connections accepted in one turn of the loop
 DEFER_PAUSE = 0.002  # how long a worker leaving a new connection to a sibling pauses its loop
 DEFER_SECONDS = 0.25  # after this long waiting for a sibling, a worker takes the connection
+DEFER_GAP = 0.05  # deferrals further apart than this are separate waits
 CHANNEL_SECONDS = 120  # an answer's reader that takes nothing for this long is dropped
 
 
@@ -401,6 +402,7 @@ class FrontServer(TcpWSGIServer):
             before = len(self.front.map)
             super().handle_accept()
             if len(self.front.map) == before:  # nothing left to accept (or it failed): done
+                self.front.settled()
                 return
 
     def maintenance(self, now: float) -> None:
@@ -426,6 +428,7 @@ class Front:
         self.options = options
         self.balance = balance  # the sibling workers' connection counts (gunicorn), or None
         self._deferred: float | None = None  # since when a waiting connection was left to others
+        self._last_defer = 0.0  # the last time one was (waits are continuous within DEFER_GAP)
         self.draining = False
         self.map: dict[int, Any] = {}
         self.adj = Adjustments(
@@ -465,10 +468,15 @@ class Front:
         """
         if self.balance is None:
             return True
-        now = time.monotonic()
-        fair = self.balance.may_accept(self.held())
-        if fair or (self._deferred is not None and now - self._deferred >= DEFER_SECONDS):
+        if self.balance.may_accept(self.held()):
             self._deferred = None
+            return True
+        now = time.monotonic()
+        # Overdue only within one wait: a deferral long past (a sibling took that connection)
+        # says nothing about the connection waiting now, which gets a wait of its own.
+        waiting = self._deferred is not None and now - self._last_defer < DEFER_GAP
+        if waiting and now - cast(float, self._deferred) >= DEFER_SECONDS:
+            self._last_defer = now  # the rest of this backlog is taken too, not one per wait
             return True
         return False
 
@@ -481,9 +489,15 @@ class Front:
 
     def defer(self) -> None:
         """Leave a waiting connection to a sibling for a moment (the socket stays watched)."""
-        if self._deferred is None:
-            self._deferred = time.monotonic()
+        now = time.monotonic()
+        if self._deferred is None or now - self._last_defer >= DEFER_GAP:
+            self._deferred = now  # a new wait starts
+        self._last_defer = now
         time.sleep(DEFER_PAUSE)  # the poll wakes again at once while it waits: no spinning
+
+    def settled(self) -> None:
+        """Forget a wait: nothing is left to accept."""
+        self._deferred = None
 
     def drain(self, tick: Callable[[], None] = lambda: None) -> None:
         """Stop accepting at once; finish bodies and answers under way, up to the grace period."""
