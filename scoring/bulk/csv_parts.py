@@ -224,6 +224,7 @@ def parse_range(job: RangeJob, index: int, schema: pa.Schema) -> Parsed:
     Each run of blocks of one schema goes to one IPC file in the scratch folder; what comes
     back is only their row counts and schemas. A parse failure raises ``RangeUnreadable``.
     """
+    Look(job.scratch)()  # a failed file's range ends before reading anything
     start, end = job.ranges[index]
     resume = chunk_start(start)
     fs, path = job.store.open(job.src)

@@ -400,9 +400,10 @@ def _abandon(client: Client, futures: list[Any], store: Store, scratch: str) -> 
     Only when no task runs can nothing write into the scratch after it is gone
     (``scoring.bulk.stopping``).
     """
-    stopping.stop_tasks(client, futures, scratch)
+    ended = stopping.stop_tasks(client, futures, scratch)
     _remove(store, scratch)
-    stopping.forget(client, scratch)
+    if ended:  # else a task may still run: its event stays set (one scheduler entry)
+        stopping.forget(client, scratch)
 
 
 def _remove(store: Store, uri: str) -> None:
@@ -423,6 +424,7 @@ def score_part(plan: Plan, index: int, ref: ModelRef, observe: DriftWatch | None
     With ``observe`` the part's scored batches feed a watch of its own (numbered from the
     part's first row, so the sample is the one a single pass keeps), returned for the merge.
     """
+    stopping.Look(plan.scratch)()  # a failed file's part ends before loading anything
     model = current_models().get(ref, plan.store.read_bytes)
     first, rows = plan.parts[index]
     watch = None if observe is None else observe.part(first)

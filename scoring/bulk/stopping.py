@@ -64,12 +64,13 @@ def _event(scratch: str) -> Any:
     return Event(event_name(scratch))
 
 
-def stop_tasks(client: Any, futures: list[Any], scratch: str) -> None:
+def stop_tasks(client: Any, futures: list[Any], scratch: str) -> bool:
     """Signal the tasks of a failed file and wait until each has ended (see the module).
 
     Futures are not cancelled before they end: a cancelled future's wait returns at once
     while its task may still run. Past ``WAIT_SECONDS`` the rest are cancelled (a task that
-    long between two looks is not expected).
+    long between two looks is not expected); then False is returned, and the event must stay
+    set: a task a worker took before the cancel runs on and must still see it.
     """
     from distributed import Event
 
@@ -79,7 +80,9 @@ def stop_tasks(client: Any, futures: list[Any], scratch: str) -> None:
     for future in futures:  # each future's own client (``distributed.wait`` needs a default)
         with contextlib.suppress(Exception):  # its error is the point, or already reported
             future.exception(timeout=max(0.0, deadline - time.monotonic()))
-    client.cancel([future for future in futures if not future.done()])
+    left = [future for future in futures if not future.done()]
+    client.cancel(left)
+    return not left
 
 
 def forget(client: Any, scratch: str) -> None:
